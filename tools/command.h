@@ -1,0 +1,27 @@
+// command.h: how a subcommand of the `gradlens` tool registers itself. Each subcommand lives
+// in its own tools/<name>.cpp and defines one static RegisterCommand; main.cpp builds the CLI.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace gl::tools {
+
+// setup() adds the subcommand's options to `sub` and sets its callback (sub->callback(...)).
+// Errors are reported by throwing; main() prints "gradlens <cmd>: <message>" and exits 1.
+struct Command {
+  std::string name;
+  std::string description;
+  std::function<void(CLI::App& sub)> setup;
+};
+
+std::vector<Command>& registry();
+
+struct RegisterCommand {
+  RegisterCommand(std::string name, std::string description, std::function<void(CLI::App&)> setup) {
+    registry().push_back({std::move(name), std::move(description), std::move(setup)});
+  }
+};
+
+}  // namespace gl::tools

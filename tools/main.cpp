@@ -1,0 +1,38 @@
+// main.cpp: the `gradlens` command. Subcommands register themselves (tools/command.h).
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "tools/command.h"
+
+namespace gl::tools {
+std::vector<Command>& registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+}  // namespace gl::tools
+
+int main(int argc, char** argv) {
+  CLI::App app{"gradlens: a deep-learning engine built to look inside training"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "gradlens 0.1.0");
+  auto& commands = gl::tools::registry();
+  std::sort(commands.begin(), commands.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::string current;
+  for (auto& c : commands) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    c.setup(*sub);
+    sub->preparse_callback([&current, name = c.name](std::size_t) { current = name; });
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "gradlens {}: error: {}\n", current, e.what());
+    return 1;
+  }
+  return 0;
+}
