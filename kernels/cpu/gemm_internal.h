@@ -1,0 +1,91 @@
+// gemm_internal.h: the contract between the GEMM driver (gemm.cpp) and the per-ISA
+// micro-kernels (gemm_avx2.cpp, gemm_avx512.cpp, gemm_scalar.cpp). A micro-kernel multiplies
+// one packed MR x kc panel of A by one packed kc x NR panel of B and folds the result into an
+// m x n (m <= MR, n <= NR) tile of C through the tile epilogue, so C is touched once per
+// k-block while it is in registers or L1.
+#pragma once
+#include <cstdint>
+
+#include "kernels/functors.h"
+#include "kernels/kernels.h"
+
+namespace gl::kernels::cpu::detail {
+
+// What a micro-kernel does with its accumulator `acc` for one C element:
+//   v = alpha * acc + (beta == 0 ? 0 : beta * C)   (beta == 0 never reads C: NaN-safe)
+//   if last: v = act(v + bias[col])
+// The driver passes the caller's beta for the first k-block and 1 for the following ones;
+// only the last k-block applies the bias and the activation.
+template <class T>
+struct TileEpilogue {
+  T alpha;
+  T beta;
+  const T* bias;  // already offset to the tile's first column; null = no bias
+  Activation act;
+  bool last;
+};
+
+template <class T>
+inline T apply_activation(T v, Activation act) {
+  switch (act) {
+    case Activation::none: return v;
+    case Activation::relu: return v > T(0) ? v : T(0);
+    case Activation::tanh: return fn::m_tanh(v);
+    case Activation::sigmoid: return fn::sigmoid_of(v);
+  }
+  return v;
+}
+
+// Epilogue for an accumulator tile already stored to memory (edge tiles, scalar kernel).
+template <class T>
+inline void tile_epilogue_scalar(const T* acc, int64_t ld_acc, T* C, int64_t ldc, int64_t m,
+                                 int64_t n, const TileEpilogue<T>& e) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* c = C + i * ldc;
+    const T* a = acc + i * ld_acc;
+    for (int64_t j = 0; j < n; ++j) {
+      T v = e.alpha * a[j];
+      if (e.beta != T(0)) v += e.beta * c[j];
+      if (e.last) {
+        if (e.bias) v += e.bias[j];
+        v = apply_activation(v, e.act);
+      }
+      c[j] = v;
+    }
+  }
+}
+
+// The transcendental activations run as a scalar pass over a tile that was just stored
+// (still in L1); the cheap parts (alpha, beta, bias, relu) are vectorized in the kernels.
+template <class T>
+inline void tile_transcendental(T* C, int64_t ldc, int64_t m, int64_t n, Activation act) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = apply_activation(C[i * ldc + j], act);
+}
+
+template <class T>
+using MicroKernel = void (*)(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t ldc, int64_t m,
+                             int64_t n, const TileEpilogue<T>& e);
+
+// One ISA's kernel for one element type plus its cache blocking.
+// mc: rows of A packed per block (L2), kc: depth per block (L1 holds a kc x NR B panel),
+// nc: columns of B packed per block (L3).
+template <class T>
+struct KernelSet {
+  const char* isa;
+  int mr;
+  int nr;
+  int64_t mc;
+  int64_t kc;
+  int64_t nc;
+  MicroKernel<T> kernel;
+};
+
+const KernelSet<float>& scalar_sgemm_kernel();
+const KernelSet<double>& scalar_dgemm_kernel();
+const KernelSet<float>& avx2_sgemm_kernel();
+const KernelSet<double>& avx2_dgemm_kernel();
+const KernelSet<float>& avx512_sgemm_kernel();
+const KernelSet<double>& avx512_dgemm_kernel();
+
+}  // namespace gl::kernels::cpu::detail

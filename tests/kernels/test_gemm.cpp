@@ -1,0 +1,282 @@
+// test_gemm.cpp: the packed CPU GEMM (sgemm/dgemm) against the naive reference loops, on every
+// ISA this CPU can run: odd and zero shapes, all transpose forms, padded leading dimensions,
+// alpha/beta (beta = 0 must ignore NaN in C), blocks that cross kc/mc/nc, fused epilogues,
+// and 1 vs 2 OpenMP threads.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace gl::kernels::cpu {
+namespace {
+
+std::vector<std::string> runnable_isas() {
+  std::vector<std::string> out;
+  for (const char* name : {"scalar", "avx2", "avx512"}) {
+    try {
+      set_isa(name);
+      out.push_back(name);
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  set_isa("auto");
+  return out;
+}
+
+template <class T>
+struct Ops;
+template <>
+struct Ops<float> {
+  static constexpr double kTolPerK = 2e-6;
+  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                   float* C, int64_t ldc, Epilogue ep) {
+    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+  }
+  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                  float* C, int64_t ldc, Epilogue ep) {
+    sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+  }
+};
+template <>
+struct Ops<double> {
+  static constexpr double kTolPerK = 1e-13;
+  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                   const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                   double* C, int64_t ldc, Epilogue ep) {
+    dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+  }
+  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                  const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                  double* C, int64_t ldc, Epilogue ep) {
+    dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+  }
+};
+
+struct Case {
+  bool ta = false, tb = false;
+  int64_t M = 0, N = 0, K = 0;
+  int64_t pad = 0;  // extra elements per row of A, B and C beyond the row width
+  double alpha = 1, beta = 0;
+  bool with_bias = false;
+  Activation act = Activation::none;
+};
+
+std::string describe(const Case& c, const std::string& isa) {
+  return "isa=" + isa + " ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) +
+         " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
+         " K=" + std::to_string(c.K) + " pad=" + std::to_string(c.pad) +
+         " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta) +
+         " bias=" + std::to_string(c.with_bias) + " act=" + std::to_string(int(c.act));
+}
+
+// Runs one case through the fast path and the reference; returns the fast result and checks
+// it element by element (padding included: it must be left untouched).
+template <class T>
+std::vector<T> check_case(const Case& c, const std::string& isa, uint32_t seed = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  const int64_t a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
+  const int64_t b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
+  const int64_t lda = a_cols + c.pad, ldb = b_cols + c.pad, ldc = c.N + c.pad;
+  std::vector<T> A(size_t(std::max<int64_t>(1, a_rows * lda)));
+  std::vector<T> B(size_t(std::max<int64_t>(1, b_rows * ldb)));
+  std::vector<T> C0(size_t(std::max<int64_t>(1, c.M * ldc)));
+  std::vector<T> bias(size_t(std::max<int64_t>(1, c.N)));
+  for (auto& v : A) v = T(dist(rng));
+  for (auto& v : B) v = T(dist(rng));
+  for (auto& v : bias) v = T(dist(rng));
+  if (c.beta == 0) {
+    for (auto& v : C0) v = std::numeric_limits<T>::quiet_NaN();  // must never be read
+    for (int64_t i = 0; i < c.M; ++i)  // sentinels in the padding, which must survive
+      for (int64_t j = c.N; j < ldc; ++j) C0[size_t(i * ldc + j)] = T(7);
+  } else {
+    for (auto& v : C0) v = T(dist(rng));
+  }
+  std::vector<T> got = C0, want = C0;
+  Epilogue ep{c.with_bias ? bias.data() : nullptr, c.act};
+  Ops<T>::gemm(c.ta, c.tb, c.M, c.N, c.K, T(c.alpha), A.data(), lda, B.data(), ldb, T(c.beta),
+               got.data(), ldc, ep);
+  Ops<T>::ref(c.ta, c.tb, c.M, c.N, c.K, T(c.alpha), A.data(), lda, B.data(), ldb, T(c.beta),
+              want.data(), ldc, ep);
+  const double tol =
+      Ops<T>::kTolPerK * double(c.K + 4) * (std::abs(c.alpha) + std::abs(c.beta) + 1);
+  int reported = 0;
+  for (int64_t i = 0; i < c.M; ++i) {
+    for (int64_t j = 0; j < ldc; ++j) {
+      const size_t at = size_t(i * ldc + j);
+      const double g = double(got[at]), w = double(want[at]);
+      const bool ok = j < c.N ? std::abs(g - w) <= tol : g == double(C0[at]);
+      if (!ok && reported++ < 3)
+        ADD_FAILURE() << describe(c, isa) << " at (" << i << "," << j << "): got " << g
+                      << " want " << w << " tol " << tol;
+    }
+  }
+  return got;
+}
+
+template <class T>
+void sweep_shapes(const std::string& isa) {
+  const int64_t Ms[] = {0, 1, 5, 6, 7, 37, 129};
+  const int64_t Ns[] = {0, 1, 15, 16, 17, 37, 129};
+  const int64_t Ks[] = {0, 1, 7, 37, 129};
+  int n = 0;
+  for (int64_t M : Ms)
+    for (int64_t N : Ns)
+      for (int64_t K : Ks)
+        for (int t = 0; t < 4; ++t) {
+          Case c;
+          c.ta = t & 1;
+          c.tb = t & 2;
+          c.M = M;
+          c.N = N;
+          c.K = K;
+          c.pad = (n % 3 == 0) ? 3 : 0;
+          const double alphas[] = {1.0, -0.75, 2.0};
+          const double betas[] = {0.0, 1.0, -0.5};
+          c.alpha = alphas[n % 3];
+          c.beta = betas[(n / 3) % 3];
+          ++n;
+          check_case<T>(c, isa);
+        }
+}
+
+class GemmIsa : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { set_isa(GetParam().c_str()); }
+  void TearDown() override { set_isa("auto"); }
+};
+
+TEST_P(GemmIsa, ShapesTransposesStridesF32) { sweep_shapes<float>(GetParam()); }
+TEST_P(GemmIsa, ShapesTransposesStridesF64) { sweep_shapes<double>(GetParam()); }
+
+// Crosses the k-block (kc), A block (mc) and B block (nc) boundaries of every kernel set,
+// so the beta=1 continuation of later k-blocks and the multi-block loops are exercised.
+TEST_P(GemmIsa, CrossesCacheBlocks) {
+  struct Shape {
+    int64_t M, N, K;
+  };
+  // Tall (several mc blocks, several k-blocks) and wide (several nc blocks).
+  const Shape shapes[] = {{301, 40, 611}, {13, 4133, 300}};
+  for (const Shape& s : shapes) {
+    for (int t = 0; t < 4; ++t) {
+      Case c;
+      c.ta = t & 1;
+      c.tb = t & 2;
+      c.M = s.M;
+      c.N = s.N;
+      c.K = s.K;
+      c.alpha = 0.5;
+      c.beta = 0.25;
+      c.with_bias = true;
+      c.act = Activation::tanh;
+      check_case<float>(c, GetParam());
+      check_case<double>(c, GetParam());
+    }
+  }
+}
+
+TEST_P(GemmIsa, FusedEpilogues) {
+  for (Activation act :
+       {Activation::none, Activation::relu, Activation::tanh, Activation::sigmoid}) {
+    for (bool bias : {false, true}) {
+      for (double beta : {0.0, 0.5}) {
+        for (int64_t K : {int64_t(1), int64_t(300), int64_t(600)}) {
+          Case c;
+          c.M = 37;
+          c.N = 45;
+          c.K = K;
+          c.tb = K == 300;
+          c.alpha = 1.25;
+          c.beta = beta;
+          c.with_bias = bias;
+          c.act = act;
+          check_case<float>(c, GetParam());
+          check_case<double>(c, GetParam());
+        }
+      }
+    }
+  }
+}
+
+// The training shapes of an MNIST MLP (batch 128): forward X W, dW = X^T dY, dX = dY W^T.
+TEST_P(GemmIsa, TrainingShapesOneAndTwoThreadsAgree) {
+  struct Shape {
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{false, false, 128, 128, 784}, {false, false, 128, 128, 128},
+                          {false, false, 128, 10, 128},  {true, false, 784, 128, 128},
+                          {false, true, 128, 784, 128},  {false, true, 128, 128, 10},
+                          {true, false, 128, 10, 128}};
+  const int saved = omp_get_max_threads();
+  for (const Shape& s : shapes) {
+    Case c;
+    c.ta = s.ta;
+    c.tb = s.tb;
+    c.M = s.M;
+    c.N = s.N;
+    c.K = s.K;
+    c.with_bias = true;
+    c.act = Activation::relu;
+    omp_set_num_threads(1);
+    const std::vector<float> one = check_case<float>(c, GetParam(), 7);
+    omp_set_num_threads(2);
+    const std::vector<float> two = check_case<float>(c, GetParam(), 7);
+    ASSERT_EQ(one.size(), two.size());
+    double worst = 0;
+    for (size_t i = 0; i < one.size(); ++i)
+      worst = std::max(worst, double(std::abs(one[i] - two[i])));
+    EXPECT_LE(worst, 1e-5 * double(s.K)) << describe(c, GetParam());
+  }
+  omp_set_num_threads(saved);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllRunnable, GemmIsa, ::testing::ValuesIn(runnable_isas()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+TEST(Gemm, SetIsaRejectsUnknownAndUnsupported) {
+  EXPECT_THROW(set_isa("sse9"), std::invalid_argument);
+  EXPECT_THROW(set_isa(nullptr), std::invalid_argument);
+  if (!__builtin_cpu_supports("avx512f")) {
+    EXPECT_THROW(set_isa("avx512"), std::invalid_argument);
+  }
+  set_isa("scalar");
+  EXPECT_STREQ(isa_name(), "scalar");
+  set_isa("auto");
+  const std::string best = __builtin_cpu_supports("avx512f") ? "avx512"
+                           : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+                               ? "avx2"
+                               : "scalar";
+  EXPECT_EQ(isa_name(), best);
+}
+
+TEST(Gemm, RejectsBadLeadingDimensionsWithTheShapeInTheMessage) {
+  std::vector<float> A(64), B(64), C(64);
+  try {
+    sgemm(false, false, 4, 4, 4, 1.f, A.data(), 3, B.data(), 4, 0.f, C.data(), 4);
+    FAIL() << "lda < K accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("lda=3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sgemm"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(sgemm(false, true, 4, 4, 5, 1.f, A.data(), 5, B.data(), 4, 0.f, C.data(), 4),
+               std::invalid_argument);
+  EXPECT_THROW(sgemm(false, false, 4, 5, 4, 1.f, A.data(), 4, B.data(), 5, 0.f, C.data(), 4),
+               std::invalid_argument);
+  EXPECT_THROW(sgemm(false, false, -1, 4, 4, 1.f, A.data(), 4, B.data(), 4, 0.f, C.data(), 4),
+               std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace gl::kernels::cpu
