@@ -189,9 +189,6 @@ PackB<T> pack_b_for(int nr) {
   throw std::logic_error("gemm: no B packer for NR=" + std::to_string(nr));
 }
 
-// Below this many flops (2*M*N*K) the work runs on the calling thread.
-constexpr double kParallelMinFlops = 2.0e6;
-
 template <class T>
 void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                 const T* A, int64_t lda, const T* B, int64_t ldb, const T* C, int64_t ldc) {
@@ -208,6 +205,147 @@ void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t 
   if (ldc < N) fail("ldc=" + std::to_string(ldc) + " < " + std::to_string(N));
   if (M > 0 && N > 0 && C == nullptr) fail("C is null");
   if (M > 0 && N > 0 && K > 0 && (A == nullptr || B == nullptr)) fail("A or B is null");
+}
+
+// One GEMM call after validation: operands, epilogue and the kernel set in use.
+template <class T>
+struct Problem {
+  bool ta, tb;
+  int64_t M, N, K;
+  T alpha;
+  const T* A;
+  int64_t lda;
+  const T* B;
+  int64_t ldb;
+  T beta;
+  T* C;
+  int64_t ldc;
+  const T* bias;
+  Activation act;
+  const KernelSet<T>* ks;
+  PackA<T> pack_a;
+  PackB<T> pack_b;
+  int64_t kc_max;  // equal-sized k-blocks, so K slightly above kc leaves no sliver block
+};
+
+template <class T>
+const T* a_block(const Problem<T>& p, int64_t ic, int64_t pc) {
+  return p.ta ? p.A + pc * p.lda + ic : p.A + ic * p.lda + pc;
+}
+template <class T>
+const T* b_block(const Problem<T>& p, int64_t pc, int64_t jc) {
+  return p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
+}
+
+// Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
+// already packed: NR panels outer (the B micro-panel stays in L1), MR panels inner.
+template <class T>
+void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
+                  int64_t pc, int64_t kc, const T* Ap, const T* Bp) {
+  const int64_t MR = p.ks->mr, NR = p.ks->nr;
+  TileEpilogue<T> e{p.alpha, pc == 0 ? p.beta : T(1), nullptr, p.act, pc + kc >= p.K};
+  for (int64_t jr = 0; jr < nc; jr += NR) {
+    const int64_t j = jc + jr;
+    e.bias = p.bias ? p.bias + j : nullptr;
+    const T* bpanel = Bp + jr * kc;
+    const int64_t ncur = std::min(NR, nc - jr);
+    for (int64_t ir = 0; ir < mc; ir += MR)
+      p.ks->kernel(kc, Ap + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + j, p.ldc,
+                   std::min(MR, mc - ir), ncur, e);
+  }
+}
+
+template <class T>
+size_t a_pack_bytes(const Problem<T>& p, int64_t mc) {
+  return size_t(round_up(int64_t(sizeof(T)) * p.kc_max * round_up(mc, p.ks->mr), 64));
+}
+
+// Columns [j0, j1) of C on the calling thread (the classic BLIS loop nest jc/pc/ic).
+template <class T>
+void gemm_serial(const Problem<T>& p, int64_t j0, int64_t j1) {
+  const KernelSet<T>& ks = *p.ks;
+  const int64_t NR = ks.nr;
+  const int64_t mc_max = std::min(round_up(p.M, ks.mr), round_up(ks.mc, ks.mr));
+  const int64_t nc_max = std::min(ks.nc, round_up(j1 - j0, NR));
+  const size_t b_bytes = size_t(round_up(int64_t(sizeof(T)) * p.kc_max * nc_max, 64));
+  auto* ws = static_cast<unsigned char*>(t_workspace.get(b_bytes + a_pack_bytes(p, mc_max)));
+  T* Bp = reinterpret_cast<T*>(ws);
+  T* Ap = reinterpret_cast<T*>(ws + b_bytes);
+  for (int64_t jc = j0; jc < j1; jc += ks.nc) {
+    const int64_t nc = std::min(ks.nc, j1 - jc);
+    for (int64_t pc = 0; pc < p.K; pc += p.kc_max) {
+      const int64_t kc = std::min(p.kc_max, p.K - pc);
+      p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, 0, ceil_div(nc, NR), Bp);
+      for (int64_t ic = 0; ic < p.M; ic += mc_max) {
+        const int64_t mc = std::min(mc_max, p.M - ic);
+        p.pack_a(p.ta, a_block(p, ic, pc), p.lda, mc, kc, Ap);
+        macro_kernel(p, ic, mc, jc, nc, pc, kc, Ap, Bp);
+      }
+    }
+  }
+}
+
+// Below this many flops (2*M*N*K) the work runs on the calling thread.
+constexpr double kParallelMinFlops = 2.0e6;
+// Upper bound on the B block packed for all k-blocks at once by the threaded path.
+constexpr int64_t kSharedBElems = int64_t(4) << 20;
+
+// Threaded path, M long enough: the threads pack a K x nc block of B together (one barrier
+// per nc block, the only synchronization), then take row chunks of C dynamically, each
+// packing its own A and running every k-block over its chunk. Other processes on the same
+// cores then delay a call by at most one barrier, and the k-order of every C element is the
+// same as on one thread, so results do not depend on the thread count.
+template <class T>
+void gemm_parallel_rows(const Problem<T>& p, int threads) {
+  const KernelSet<T>& ks = *p.ks;
+  const int64_t MR = ks.mr, NR = ks.nr;
+  const int64_t n_kblocks = ceil_div(p.K, p.kc_max);
+  int64_t nc_blk = std::min(ks.nc, round_up(p.N, NR));
+  nc_blk = std::max(NR, std::min(nc_blk, kSharedBElems / (n_kblocks * p.kc_max) / NR * NR));
+  const int64_t panels_per_k = ceil_div(nc_blk, NR);
+  const size_t kblock_elems = size_t(p.kc_max * panels_per_k * NR);
+  const size_t b_bytes = size_t(round_up(int64_t(sizeof(T) * kblock_elems) * n_kblocks, 64));
+
+  // Row chunks in whole MR panels: at least two per thread for balance, none above mc.
+  const int64_t m_panels = ceil_div(p.M, MR);
+  int64_t chunks = std::max<int64_t>(ceil_div(p.M, ks.mc), 2 * threads);
+  chunks = std::min(m_panels, round_up(chunks, threads));
+  const int64_t chunk_rows_max = ceil_div(m_panels, chunks) * MR;
+  const size_t a_bytes = a_pack_bytes(p, chunk_rows_max);
+
+  auto* ws = static_cast<unsigned char*>(t_workspace.get(b_bytes + a_bytes * size_t(threads)));
+  T* Bp = reinterpret_cast<T*>(ws);
+
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+    T* Ap = reinterpret_cast<T*>(ws + b_bytes + a_bytes * size_t(tid));
+    for (int64_t jc = 0; jc < p.N; jc += nc_blk) {
+      const int64_t nc = std::min(nc_blk, p.N - jc);
+      const int64_t n_panels = ceil_div(nc, NR);
+      // Pack (k-block, panel) pairs split evenly across the threads.
+      const int64_t pairs = n_kblocks * n_panels;
+      for (int64_t q = pairs * tid / nt, q1 = pairs * (tid + 1) / nt; q < q1;) {
+        const int64_t kb = q / n_panels, pc = kb * p.kc_max;
+        const int64_t kc = std::min(p.kc_max, p.K - pc);
+        const int64_t pe = std::min(n_panels, q1 - kb * n_panels);
+        p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, q % n_panels, pe,
+                 Bp + size_t(kb) * kblock_elems);
+        q = kb * n_panels + pe;
+      }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t ic = (m_panels * c / chunks) * MR;
+        const int64_t mc = std::min(p.M, (m_panels * (c + 1) / chunks) * MR) - ic;
+        for (int64_t kb = 0; kb < n_kblocks; ++kb) {
+          const int64_t pc = kb * p.kc_max, kc = std::min(p.kc_max, p.K - pc);
+          p.pack_a(p.ta, a_block(p, ic, pc), p.lda, mc, kc, Ap);
+          macro_kernel(p, ic, mc, jc, nc, pc, kc, Ap, Bp + size_t(kb) * kblock_elems);
+        }
+      }  // implicit barrier: B is repacked only after every chunk is done with it
+    }
+  }
 }
 
 template <class T>
@@ -230,93 +368,30 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
   }
 
   const KernelSet<T>& ks = kernels_for(current_isa(), static_cast<T*>(nullptr));
-  const int64_t MR = ks.mr, NR = ks.nr;
-  const PackA<T> packA = pack_a_for<T>(ks.mr);
-  const PackB<T> packB = pack_b_for<T>(ks.nr);
-
-  // Equal-sized k-blocks, so a K slightly above kc does not leave a sliver block.
-  const int64_t n_kblocks = ceil_div(K, ks.kc);
-  const int64_t kc_max = ceil_div(K, n_kblocks);
-  const int64_t nc_max = std::min(ks.nc, round_up(N, NR));
+  const Problem<T> p{ta,   tb, M,     N,       K,  alpha, A,
+                     lda,  B,  ldb,   beta,    C,  ldc,   bias,
+                     ep.act, &ks, pack_a_for<T>(ks.mr), pack_b_for<T>(ks.nr),
+                     ceil_div(K, ceil_div(K, ks.kc))};
 
   int threads = 1;
   if (!omp_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= kParallelMinFlops) {
-    const int64_t tiles = ceil_div(M, MR) * ceil_div(N, NR);
+    const int64_t tiles = ceil_div(M, ks.mr) * ceil_div(N, ks.nr);
     threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, tiles / 4)));
   }
-  // A block rows: at most ks.mc, and at least one block per thread where M allows.
-  const int64_t m_panels = ceil_div(M, MR);
-  const int64_t mc_max = std::min(round_up(M, MR), round_up(ks.mc, MR));
-
-  const size_t b_elems = size_t(kc_max) * size_t(round_up(nc_max, NR));
-  const size_t a_elems = size_t(kc_max) * size_t(mc_max);
-  const size_t a_stride = round_up(int64_t(a_elems * sizeof(T)), 64);
-  const size_t b_bytes = round_up(int64_t(b_elems * sizeof(T)), 64);
-  auto* ws = static_cast<unsigned char*>(t_workspace.get(b_bytes + a_stride * threads));
-  T* Bp = reinterpret_cast<T*>(ws);
-
-  auto body = [&](int tid, int nt) {
-    T* Ap = reinterpret_cast<T*>(ws + b_bytes + a_stride * size_t(tid));
-    // Split M into blocks (a multiple of nt of them when M is long enough); otherwise every
-    // thread packs the whole (short) A and takes a share of the N panels.
-    int64_t mc = mc_max, nparts = 1;
-    if (nt > 1) {
-      if (m_panels >= 2 * nt) {
-        const int64_t nb = round_up(ceil_div(M, mc_max), nt);
-        mc = std::min(mc_max, round_up(ceil_div(M, nb), MR));
-      } else {
-        nparts = nt;
-      }
-    }
-    const int64_t m_blocks = ceil_div(M, mc);
-    const int64_t units = m_blocks * nparts;
-
-    for (int64_t jc = 0; jc < N; jc += ks.nc) {
-      const int64_t nc = std::min(ks.nc, N - jc);
-      const int64_t n_panels = ceil_div(nc, NR);
-      for (int64_t pc = 0; pc < K; pc += kc_max) {
-        const int64_t kc = std::min(kc_max, K - pc);
-        const T* Bsrc = tb ? B + jc * ldb + pc : B + pc * ldb + jc;
-        packB(tb, Bsrc, ldb, kc, nc, n_panels * tid / nt, n_panels * (tid + 1) / nt, Bp);
-        if (nt > 1) {
-#pragma omp barrier
-        }
-        const TileEpilogue<T> e0{alpha, pc == 0 ? beta : T(1), nullptr, ep.act, pc + kc >= K};
-        int64_t packed_block = -1;
-        for (int64_t u = tid; u < units; u += nt) {
-          const int64_t ib = u / nparts, part = u % nparts;
-          const int64_t ic = ib * mc;
-          const int64_t mcur = std::min(mc, M - ic);
-          if (packed_block != ib) {
-            const T* Asrc = ta ? A + pc * lda + ic : A + ic * lda + pc;
-            packA(ta, Asrc, lda, mcur, kc, Ap);
-            packed_block = ib;
-          }
-          const int64_t p0 = n_panels * part / nparts, p1 = n_panels * (part + 1) / nparts;
-          for (int64_t jp = p0; jp < p1; ++jp) {
-            const int64_t j = jc + jp * NR;
-            const int64_t ncur = std::min(NR, N - j);
-            TileEpilogue<T> e = e0;
-            e.bias = bias ? bias + j : nullptr;
-            const T* bpanel = Bp + jp * NR * kc;
-            for (int64_t ip = 0; ip < mcur; ip += MR) {
-              ks.kernel(kc, Ap + ip * kc, bpanel, C + (ic + ip) * ldc + j, ldc,
-                        std::min(MR, mcur - ip), ncur, e);
-            }
-          }
-        }
-        if (nt > 1) {
-#pragma omp barrier
-        }
-      }
-    }
-  };
-
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    body(omp_get_thread_num(), omp_get_num_threads());
+  if (threads <= 1) {
+    gemm_serial(p, 0, N);
+  } else if (ceil_div(M, ks.mr) >= 2 * threads) {
+    gemm_parallel_rows(p, threads);
   } else {
-    body(0, 1);
+    // M is a few panels: each thread takes whole NR panels of columns, with no shared state.
+    const int64_t n_panels = ceil_div(N, ks.nr);
+#pragma omp parallel num_threads(threads)
+    {
+      const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+      const int64_t j0 = n_panels * tid / nt * ks.nr;
+      const int64_t j1 = std::min(N, n_panels * (tid + 1) / nt * ks.nr);
+      if (j0 < j1) gemm_serial(p, j0, j1);
+    }
   }
 }
 
