@@ -11,12 +11,17 @@
 // (inner). Packing absorbs the transpose flags and zero-pads the edges, so NN, NT, TN and TT
 // all run the same micro-kernel. The epilogue (beta, bias, activation) is applied by the
 // micro-kernel while the C tile is in registers, never as a second pass over C.
-// Threads (OpenMP) split the M blocks (or the N panels when M is too short); problems
-// below ~2 MFLOP run on the calling thread because a fork costs more than they do.
+// Threads (OpenMP): the threads pack B together (one barrier), then take row chunks of C
+// dynamically (or, for M of a few panels, split the N panels with no shared state);
+// problems below ~2 MFLOP run on the calling thread because a fork costs more than they do.
 //
-// Measured on AMD EPYC (Zen 3, 2 cores, AVX2), side by side with OpenBLAS cblas_sgemm in one
-// run (bench/bench_gemm.cpp, bench/results/gemm_cpu.md), ours / OpenBLAS GFLOP/s:
-//   see bench/results/gemm_cpu.md for the full table.
+// Measured on AMD EPYC Zen 3 (2 cores, AVX2 kernel), side by side with OpenBLAS 0.3.21
+// cblas_sgemm in one run, medians of 7 interleaved repetitions, on a heavily shared machine
+// (bench/results/gemm_cpu.md), ours / OpenBLAS GFLOP/s with OMP_WAIT_POLICY=passive:
+//   128x784x128 NN: 0.98 (1 thread), 0.92 (2)   1024^3: 0.62 (1), 0.85 (2)
+//   784x128x128 TN: 0.87, 0.92   128x784x128 NT: 0.98, 1.10   128x10x128 NN: 0.56, 0.51
+// With libgomp's default (spinning) wait policy on the oversubscribed machine, 2-thread
+// small shapes collapsed to 0.01-0.07 of OpenBLAS (see the results file).
 #include <omp.h>
 
 #include <algorithm>
