@@ -67,8 +67,8 @@ void BM_ours(benchmark::State& state, Shape s, int threads) {
   omp_set_num_threads(threads);
   Operands o(s);
   for (auto _ : state) {
-    gl::kernels::cpu::sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.f, o.A.data(), o.lda, o.B.data(),
-                            o.ldb, 0.f, o.C.data(), o.ldc);
+    gl::kernels::cpu::sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.f, o.A.data(), o.lda, o.B.data(), o.ldb,
+                            0.f, o.C.data(), o.ldc);
     benchmark::DoNotOptimize(o.C.data());
     benchmark::ClobberMemory();
   }
@@ -81,9 +81,9 @@ void BM_openblas(benchmark::State& state, Shape s, int threads) {
   openblas_set_num_threads(threads);
   Operands o(s);
   for (auto _ : state) {
-    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans,
-                s.tb ? CblasTrans : CblasNoTrans, int(s.M), int(s.N), int(s.K), 1.f,
-                o.A.data(), int(o.lda), o.B.data(), int(o.ldb), 0.f, o.C.data(), int(o.ldc));
+    cblas_sgemm(CblasRowMajor, s.ta ? CblasTrans : CblasNoTrans, s.tb ? CblasTrans : CblasNoTrans,
+                int(s.M), int(s.N), int(s.K), 1.f, o.A.data(), int(o.lda), o.B.data(), int(o.ldb),
+                0.f, o.C.data(), int(o.ldc));
     benchmark::DoNotOptimize(o.C.data());
     benchmark::ClobberMemory();
   }

@@ -45,9 +45,12 @@ enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
 
 bool cpu_has(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return true;
-    case Isa::avx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    case Isa::avx512: return __builtin_cpu_supports("avx512f");
+    case Isa::scalar:
+      return true;
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f");
   }
   return false;
 }
@@ -71,23 +74,33 @@ Isa current_isa() {
 
 const KernelSet<float>& kernels_for(Isa isa, float*) {
   switch (isa) {
-    case Isa::avx512: return detail::avx512_sgemm_kernel();
-    case Isa::avx2: return detail::avx2_sgemm_kernel();
-    case Isa::scalar: break;
+    case Isa::avx512:
+      return detail::avx512_sgemm_kernel();
+    case Isa::avx2:
+      return detail::avx2_sgemm_kernel();
+    case Isa::scalar:
+      break;
   }
   return detail::scalar_sgemm_kernel();
 }
 const KernelSet<double>& kernels_for(Isa isa, double*) {
   switch (isa) {
-    case Isa::avx512: return detail::avx512_dgemm_kernel();
-    case Isa::avx2: return detail::avx2_dgemm_kernel();
-    case Isa::scalar: break;
+    case Isa::avx512:
+      return detail::avx512_dgemm_kernel();
+    case Isa::avx2:
+      return detail::avx2_dgemm_kernel();
+    case Isa::scalar:
+      break;
   }
   return detail::scalar_dgemm_kernel();
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+int64_t round_up(int64_t a, int64_t b) {
+  return ceil_div(a, b) * b;
+}
 
 // Per-thread scratch that only grows, so steady-state calls never allocate.
 struct AlignedDelete {
@@ -178,25 +191,31 @@ using PackB = void (*)(bool, const T*, int64_t, int64_t, int64_t, int64_t, int64
 template <class T>
 PackA<T> pack_a_for(int mr) {
   switch (mr) {
-    case 4: return &pack_a<T, 4>;
-    case 6: return &pack_a<T, 6>;
-    case 14: return &pack_a<T, 14>;
+    case 4:
+      return &pack_a<T, 4>;
+    case 6:
+      return &pack_a<T, 6>;
+    case 14:
+      return &pack_a<T, 14>;
   }
   throw std::logic_error("gemm: no A packer for MR=" + std::to_string(mr));
 }
 template <class T>
 PackB<T> pack_b_for(int nr) {
   switch (nr) {
-    case 8: return &pack_b<T, 8>;
-    case 16: return &pack_b<T, 16>;
-    case 32: return &pack_b<T, 32>;
+    case 8:
+      return &pack_b<T, 8>;
+    case 16:
+      return &pack_b<T, 16>;
+    case 32:
+      return &pack_b<T, 32>;
   }
   throw std::logic_error("gemm: no B packer for NR=" + std::to_string(nr));
 }
 
 template <class T>
-void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                const T* A, int64_t lda, const T* B, int64_t ldb, const T* C, int64_t ldc) {
+void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
+                int64_t lda, const T* B, int64_t ldb, const T* C, int64_t ldc) {
   auto fail = [&](const std::string& why) {
     throw std::invalid_argument(std::string(op) + "(trans_a=" + (ta ? "1" : "0") +
                                 ", trans_b=" + (tb ? "1" : "0") + ", M=" + std::to_string(M) +
@@ -245,8 +264,8 @@ const T* b_block(const Problem<T>& p, int64_t pc, int64_t jc) {
 // Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
 // already packed: NR panels outer (the B micro-panel stays in L1), MR panels inner.
 template <class T>
-void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64_t nc,
-                  int64_t pc, int64_t kc, const T* Ap, const T* Bp) {
+void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t pc,
+                  int64_t kc, const T* Ap, const T* Bp) {
   const int64_t MR = p.ks->mr, NR = p.ks->nr;
   TileEpilogue<T> e{p.alpha, pc == 0 ? p.beta : T(1), nullptr, p.act, pc + kc >= p.K};
   for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -354,9 +373,8 @@ void gemm_parallel_rows(const Problem<T>& p, int threads) {
 }
 
 template <class T>
-void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
-          const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc,
-          Epilogue ep) {
+void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+          int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
   check_args(op, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
   if (M == 0 || N == 0) return;
   const T* bias = static_cast<const T*>(ep.bias);
@@ -373,9 +391,24 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
   }
 
   const KernelSet<T>& ks = kernels_for(current_isa(), static_cast<T*>(nullptr));
-  const Problem<T> p{ta,   tb, M,     N,       K,  alpha, A,
-                     lda,  B,  ldb,   beta,    C,  ldc,   bias,
-                     ep.act, &ks, pack_a_for<T>(ks.mr), pack_b_for<T>(ks.nr),
+  const Problem<T> p{ta,
+                     tb,
+                     M,
+                     N,
+                     K,
+                     alpha,
+                     A,
+                     lda,
+                     B,
+                     ldb,
+                     beta,
+                     C,
+                     ldc,
+                     bias,
+                     ep.act,
+                     &ks,
+                     pack_a_for<T>(ks.mr),
+                     pack_b_for<T>(ks.nr),
                      ceil_div(K, ceil_div(K, ks.kc))};
 
   int threads = 1;
@@ -404,9 +437,12 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
 
 const char* isa_name() {
   switch (current_isa()) {
-    case Isa::avx512: return "avx512";
-    case Isa::avx2: return "avx2";
-    case Isa::scalar: break;
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    case Isa::scalar:
+      break;
   }
   return "scalar";
 }

@@ -28,10 +28,14 @@ struct TileEpilogue {
 template <class T>
 inline T apply_activation(T v, Activation act) {
   switch (act) {
-    case Activation::none: return v;
-    case Activation::relu: return v > T(0) ? v : T(0);
-    case Activation::tanh: return fn::m_tanh(v);
-    case Activation::sigmoid: return fn::sigmoid_of(v);
+    case Activation::none:
+      return v;
+    case Activation::relu:
+      return v > T(0) ? v : T(0);
+    case Activation::tanh:
+      return fn::m_tanh(v);
+    case Activation::sigmoid:
+      return fn::sigmoid_of(v);
   }
   return v;
 }

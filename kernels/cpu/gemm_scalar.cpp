@@ -7,8 +7,8 @@ namespace gl::kernels::cpu::detail {
 namespace {
 
 template <class T, int MR, int NR>
-void scalar_ukernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C,
-                    int64_t ldc, int64_t m, int64_t n, const TileEpilogue<T>& e) {
+void scalar_ukernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C, int64_t ldc,
+                    int64_t m, int64_t n, const TileEpilogue<T>& e) {
   T acc[MR * NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i) {

@@ -35,28 +35,28 @@ struct Ops;
 template <>
 struct Ops<float> {
   static constexpr double kTolPerK = 2e-6;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                   const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                   float* C, int64_t ldc, Epilogue ep) {
+  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                   Epilogue ep) {
     sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                  const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                  float* C, int64_t ldc, Epilogue ep) {
+  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                  Epilogue ep) {
     sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
 };
 template <>
 struct Ops<double> {
   static constexpr double kTolPerK = 1e-13;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                   const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-                   double* C, int64_t ldc, Epilogue ep) {
+  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                   int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
+                   Epilogue ep) {
     dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                  const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
-                  double* C, int64_t ldc, Epilogue ep) {
+  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
+                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
+                  Epilogue ep) {
     dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
 };
@@ -72,10 +72,10 @@ struct Case {
 
 std::string describe(const Case& c, const std::string& isa) {
   return "isa=" + isa + " ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) +
-         " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) +
-         " K=" + std::to_string(c.K) + " pad=" + std::to_string(c.pad) +
-         " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta) +
-         " bias=" + std::to_string(c.with_bias) + " act=" + std::to_string(int(c.act));
+         " M=" + std::to_string(c.M) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+         " pad=" + std::to_string(c.pad) + " alpha=" + std::to_string(c.alpha) +
+         " beta=" + std::to_string(c.beta) + " bias=" + std::to_string(c.with_bias) +
+         " act=" + std::to_string(int(c.act));
 }
 
 // Runs one case through the fast path and the reference; returns the fast result and checks
@@ -116,8 +116,8 @@ std::vector<T> check_case(const Case& c, const std::string& isa, uint32_t seed =
       const double g = double(got[at]), w = double(want[at]);
       const bool ok = j < c.N ? std::abs(g - w) <= tol : g == double(C0[at]);
       if (!ok && reported++ < 3)
-        ADD_FAILURE() << describe(c, isa) << " at (" << i << "," << j << "): got " << g
-                      << " want " << w << " tol " << tol;
+        ADD_FAILURE() << describe(c, isa) << " at (" << i << "," << j << "): got " << g << " want "
+                      << w << " tol " << tol;
     }
   }
   return got;
@@ -155,8 +155,12 @@ class GemmIsa : public ::testing::TestWithParam<std::string> {
   void TearDown() override { set_isa("auto"); }
 };
 
-TEST_P(GemmIsa, ShapesTransposesStridesF32) { sweep_shapes<float>(GetParam()); }
-TEST_P(GemmIsa, ShapesTransposesStridesF64) { sweep_shapes<double>(GetParam()); }
+TEST_P(GemmIsa, ShapesTransposesStridesF32) {
+  sweep_shapes<float>(GetParam());
+}
+TEST_P(GemmIsa, ShapesTransposesStridesF64) {
+  sweep_shapes<double>(GetParam());
+}
 
 // Crosses the k-block (kc), A block (mc) and B block (nc) boundaries of every kernel set,
 // so the beta=1 continuation of later k-blocks and the multi-block loops are exercised.
