@@ -14,20 +14,20 @@
 namespace gl::fn {
 
 // Overloads so that float stays float on host and device.
-GL_HD float m_exp(float x) { return expf(x); }
-GL_HD double m_exp(double x) { return exp(x); }
-GL_HD float m_log(float x) { return logf(x); }
-GL_HD double m_log(double x) { return log(x); }
-GL_HD float m_sqrt(float x) { return sqrtf(x); }
-GL_HD double m_sqrt(double x) { return sqrt(x); }
-GL_HD float m_tanh(float x) { return tanhf(x); }
-GL_HD double m_tanh(double x) { return tanh(x); }
-GL_HD float m_erf(float x) { return erff(x); }
-GL_HD double m_erf(double x) { return erf(x); }
-GL_HD float m_pow(float x, float p) { return powf(x, p); }
-GL_HD double m_pow(double x, double p) { return pow(x, p); }
-GL_HD float m_abs(float x) { return fabsf(x); }
-GL_HD double m_abs(double x) { return fabs(x); }
+GL_HD float m_exp(float x) { return ::expf(x); }
+GL_HD double m_exp(double x) { return ::exp(x); }
+GL_HD float m_log(float x) { return ::logf(x); }
+GL_HD double m_log(double x) { return ::log(x); }
+GL_HD float m_sqrt(float x) { return ::sqrtf(x); }
+GL_HD double m_sqrt(double x) { return ::sqrt(x); }
+GL_HD float m_tanh(float x) { return ::tanhf(x); }
+GL_HD double m_tanh(double x) { return ::tanh(x); }
+GL_HD float m_erf(float x) { return ::erff(x); }
+GL_HD double m_erf(double x) { return ::erf(x); }
+GL_HD float m_pow(float x, float p) { return ::powf(x, p); }
+GL_HD double m_pow(double x, double p) { return ::pow(x, p); }
+GL_HD float m_abs(float x) { return ::fabsf(x); }
+GL_HD double m_abs(double x) { return ::fabs(x); }
 
 template <class T>
 GL_HD T sigmoid_of(T x) {

@@ -1,0 +1,94 @@
+// core.h: dtypes, devices, shapes and the error type shared by the whole engine.
+#pragma once
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gl {
+
+// Every user-facing failure (bad shape, wrong dtype, corrupt file...) is a gl::Error whose
+// message names the op or file and the offending values.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+#define GL_CHECK(cond, ...)                                  \
+  do {                                                       \
+    if (!(cond)) throw ::gl::Error(fmt::format(__VA_ARGS__)); \
+  } while (0)
+
+enum class DType : uint8_t { f32, f64, i64, u8 };
+
+inline std::size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i64: return 8;
+    case DType::u8: return 1;
+  }
+  return 0;
+}
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::i64: return "i64";
+    case DType::u8: return "u8";
+  }
+  return "?";
+}
+inline bool is_floating(DType d) { return d == DType::f32 || d == DType::f64; }
+
+template <class T> struct DTypeOf;
+template <> struct DTypeOf<float> { static constexpr DType value = DType::f32; };
+template <> struct DTypeOf<double> { static constexpr DType value = DType::f64; };
+template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::i64; };
+template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::u8; };
+
+struct Device {
+  enum class Kind : uint8_t { cpu, cuda };
+  Kind kind = Kind::cpu;
+  int index = 0;
+  static Device cpu() { return {}; }
+  static Device cuda(int i = 0) { return {Kind::cuda, i}; }
+  bool is_cpu() const { return kind == Kind::cpu; }
+  bool is_cuda() const { return kind == Kind::cuda; }
+  bool operator==(const Device&) const = default;
+  std::string str() const { return is_cpu() ? "cpu" : fmt::format("cuda:{}", index); }
+  // Parses "cpu", "cuda", "cuda:N"; throws gl::Error otherwise.
+  static Device parse(const std::string& s);
+};
+
+using Shape = std::vector<int64_t>;
+
+inline int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+inline std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+inline Shape contiguous_strides(const Shape& s) {
+  Shape st(s.size());
+  int64_t acc = 1;
+  for (int64_t i = int64_t(s.size()) - 1; i >= 0; --i) {
+    st[i] = acc;
+    acc *= s[i];
+  }
+  return st;
+}
+// Wraps a possibly negative dim into [0, ndim); throws naming `op` when out of range.
+inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t d = dim < 0 ? dim + ndim : dim;
+  GL_CHECK(d >= 0 && d < std::max<int64_t>(ndim, 1) && (ndim > 0 || d == 0),
+           "{}: dim {} out of range for a tensor with {} dims", op, dim, ndim);
+  return d;
+}
+// NumPy broadcasting of two shapes; throws naming `op` and both shapes when incompatible.
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+
+}  // namespace gl

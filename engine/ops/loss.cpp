@@ -1,0 +1,162 @@
+// loss.cpp: softmax, log_softmax, fused cross-entropy, nll_loss, mse_loss.
+#include <cmath>
+#include <limits>
+
+#include "engine/ops.h"
+#include "engine/ops/map.h"
+
+namespace gl {
+
+namespace {
+// Row-wise (log-)softmax of a contiguous [rows, n] block, max-subtracted for stability.
+template <class T>
+void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
+#pragma omp parallel for if (rows * n >= loops::kParallelGrain)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* xr = x + r * n;
+    T* yr = y + r * n;
+    T m = -std::numeric_limits<T>::infinity();
+    for (int64_t i = 0; i < n; ++i) m = xr[i] > m ? xr[i] : m;
+    double s = 0;
+    for (int64_t i = 0; i < n; ++i) s += std::exp(double(xr[i] - m));
+    if (log_form) {
+      T lse = T(std::log(s)) + m;
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] - lse;
+    } else {
+      for (int64_t i = 0; i < n; ++i) yr[i] = T(std::exp(double(xr[i] - m)) / s);
+    }
+  }
+}
+
+// Applies softmax_rows along `dim` of x, returning a tensor of x's shape.
+Tensor softmax_along(const Tensor& x, int64_t dim, bool log_form, const char* op) {
+  detail::check_float_cpu(x, op);
+  GL_CHECK(x.dim() > 0, "{}: tensor {} has no dims", op, x.str());
+  int64_t d = wrap_dim(dim, x.dim(), op);
+  std::vector<int64_t> perm;
+  for (int64_t i = 0; i < x.dim(); ++i)
+    if (i != d) perm.push_back(i);
+  perm.push_back(d);
+  std::vector<int64_t> inv(perm.size());
+  for (std::size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = int64_t(i);
+  Tensor xl = x.detach().permute(perm).contiguous();
+  Tensor yl = Tensor::empty(xl.shape(), x.dtype());
+  int64_t n = x.shape()[d];
+  int64_t rows = n == 0 ? 0 : xl.numel() / n;
+  detail::dispatch_float(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    softmax_rows<T>(static_cast<const T*>(xl.raw_data()), static_cast<T*>(yl.raw_data()), rows, n,
+                    log_form);
+    return 0;
+  });
+  return yl.permute(inv).contiguous();
+}
+
+void check_labels(const Tensor& scores, const Tensor& labels, const char* op) {
+  GL_CHECK(scores.dim() == 2, "{}: expected [N, C] scores, got {}", op, scores.str());
+  GL_CHECK(labels.dtype() == DType::i64 && labels.dim() == 1,
+           "{}: labels must be i64 [N], got {}", op, labels.str());
+  GL_CHECK(labels.shape()[0] == scores.shape()[0], "{}: {} labels for {} rows of scores {}", op,
+           labels.shape()[0], scores.shape()[0], scores.str());
+  GL_CHECK(scores.shape()[0] > 0, "{}: empty batch", op);
+  Tensor lc = labels.contiguous();
+  const int64_t* l = lc.data<int64_t>();
+  int64_t C = scores.shape()[1];
+  for (int64_t i = 0; i < lc.numel(); ++i)
+    GL_CHECK(l[i] >= 0 && l[i] < C, "{}: label {} at row {} outside [0, {})", op, l[i], i, C);
+}
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) {
+  Tensor out = softmax_along(x, dim, false, "softmax");
+  if (needs_grad({&x})) {
+    Tensor y = out.detach();
+    attach_grad_fn(out, "softmax", {x}, [y, dim](const Tensor& g) -> std::vector<Tensor> {
+      // dx = y * (g - sum(g * y))
+      return {mul(y, sub(g, sum(mul(g, y), {dim}, true)))};
+    }, {x.shape()});
+  }
+  return out;
+}
+
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  Tensor out = softmax_along(x, dim, true, "log_softmax");
+  if (needs_grad({&x})) {
+    Tensor y = out.detach();
+    attach_grad_fn(out, "log_softmax", {x}, [y, dim](const Tensor& g) -> std::vector<Tensor> {
+      // dx = g - softmax * sum(g)
+      return {sub(g, mul(exp(y), sum(g, {dim}, true)))};
+    }, {x.shape()});
+  }
+  return out;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+  detail::check_float_cpu(logits, "cross_entropy");
+  check_labels(logits, labels, "cross_entropy");
+  int64_t N = logits.shape()[0], C = logits.shape()[1];
+  Tensor xc = logits.detach().contiguous();
+  Tensor probs = Tensor::empty({N, C}, logits.dtype());
+  Tensor lc = labels.contiguous();
+  const int64_t* l = lc.data<int64_t>();
+  double total = 0;
+  detail::dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    const T* x = static_cast<const T*>(xc.raw_data());
+    T* p = static_cast<T*>(probs.raw_data());
+    softmax_rows<T>(x, p, N, C, /*log_form=*/true);  // p holds log-probabilities here
+    for (int64_t r = 0; r < N; ++r) total -= double(p[r * C + l[r]]);
+    for (int64_t i = 0; i < N * C; ++i) p[i] = T(std::exp(double(p[i])));
+    return 0;
+  });
+  Tensor out = Tensor::scalar(total / double(N), logits.dtype());
+  if (needs_grad({&logits})) {
+    attach_grad_fn(out, "cross_entropy", {logits}, [probs, lc, N, C](const Tensor& g) -> std::vector<Tensor> {
+      // d loss / d logits = (softmax - onehot) * g / N
+      Tensor d = probs.clone();
+      const int64_t* lp = lc.data<int64_t>();
+      double scale = g.item() / double(N);
+      detail::dispatch_float(d.dtype(), "cross_entropy_backward", [&](auto tag) {
+        using T = decltype(tag);
+        T* dp = static_cast<T*>(d.raw_data());
+        for (int64_t r = 0; r < N; ++r) dp[r * C + lp[r]] -= T(1);
+        for (int64_t i = 0; i < N * C; ++i) dp[i] *= T(scale);
+        return 0;
+      });
+      return {d};
+    }, {probs.shape()});
+  }
+  return out;
+}
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) {
+  detail::check_float_cpu(log_probs, "nll_loss");
+  check_labels(log_probs, labels, "nll_loss");
+  int64_t N = log_probs.shape()[0];
+  Tensor lc = labels.contiguous();
+  const int64_t* l = lc.data<int64_t>();
+  double total = 0;
+  for (int64_t r = 0; r < N; ++r) total -= log_probs.at({r, l[r]});
+  Tensor out = Tensor::scalar(total / double(N), log_probs.dtype());
+  if (needs_grad({&log_probs})) {
+    Shape s = log_probs.shape();
+    DType dt = log_probs.dtype();
+    attach_grad_fn(out, "nll_loss", {log_probs}, [s, dt, lc, N](const Tensor& g) -> std::vector<Tensor> {
+      Tensor d = Tensor::zeros(s, dt);
+      const int64_t* lp = lc.data<int64_t>();
+      double v = -g.item() / double(N);
+      for (int64_t r = 0; r < N; ++r) d.set_at({r, lp[r]}, v);
+      return {d};
+    });
+  }
+  return out;
+}
+
+Tensor mse_loss(const Tensor& a, const Tensor& b) {
+  GL_CHECK(a.shape() == b.shape(), "mse_loss: shapes {} and {} differ", shape_str(a.shape()),
+           shape_str(b.shape()));
+  Tensor d = sub(a, b);
+  return mean(mul(d, d));
+}
+
+}  // namespace gl
