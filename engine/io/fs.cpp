@@ -104,15 +104,16 @@ void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes) 
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {
-  write_file_atomic(path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()),
-                                                   bytes.size()));
+  write_file_atomic(
+      path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
 }
 
 void ensure_dir(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) return;
   if (std::filesystem::exists(path, ec))
-    throw std::runtime_error(fmt::format("cannot create directory '{}': a file is in the way", path));
+    throw std::runtime_error(
+        fmt::format("cannot create directory '{}': a file is in the way", path));
   std::filesystem::create_directories(path, ec);
   if (ec)
     throw std::runtime_error(fmt::format("cannot create directory '{}': {}", path, ec.message()));

@@ -48,7 +48,8 @@ const Descr* by_descr(const std::string& descr) {
 // Minimal reader for the Python dict literal numpy writes as the header.
 class HeaderParser {
  public:
-  HeaderParser(std::string text, std::string source) : s_(std::move(text)), src_(std::move(source)) {}
+  HeaderParser(std::string text, std::string source)
+      : s_(std::move(text)), src_(std::move(source)) {}
 
   void parse(std::string& descr, bool& fortran, std::vector<int64_t>& shape) {
     bool have_descr = false, have_fortran = false, have_shape = false;
@@ -85,8 +86,7 @@ class HeaderParser {
 
  private:
   std::runtime_error error(const std::string& what) const {
-    return std::runtime_error(
-        fmt::format("npy file '{}': {} (header: {})", src_, what, trimmed()));
+    return std::runtime_error(fmt::format("npy file '{}': {} (header: {})", src_, what, trimmed()));
   }
   std::string trimmed() const {
     std::string t = s_;
@@ -172,8 +172,8 @@ std::vector<uint8_t> serialize_npy(const NpyArray& array) {
   }
   if (static_cast<uint64_t>(numel * d->size) != array.bytes.size())
     throw std::runtime_error(fmt::format("npy: shape ({}) dtype {} needs {} bytes but {} given",
-                                         fmt::join(array.shape, ", "), array.dtype,
-                                         numel * d->size, array.bytes.size()));
+                                         fmt::join(array.shape, ", "), array.dtype, numel * d->size,
+                                         array.bytes.size()));
   std::string shape;
   if (array.shape.size() == 1)
     shape = fmt::format("({},)", array.shape[0]);
@@ -254,6 +254,8 @@ void save_npy(const std::string& path, const NpyArray& array) {
   write_file_atomic(path, bytes);
 }
 
-NpyArray load_npy(const std::string& path) { return parse_npy(read_file(path), path); }
+NpyArray load_npy(const std::string& path) {
+  return parse_npy(read_file(path), path);
+}
 
 }  // namespace gl::io

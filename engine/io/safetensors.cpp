@@ -30,9 +30,9 @@ struct DtypeInfo {
 
 // In increasing alignment order: the reference sorts tensors by descending position here.
 constexpr DtypeInfo kDtypes[] = {
-    {"BOOL", 1}, {"U8", 1},  {"I8", 1},   {"F8_E5M2", 1}, {"F8_E4M3", 1},
-    {"I16", 2},  {"U16", 2}, {"F16", 2},  {"BF16", 2},    {"I32", 4},
-    {"U32", 4},  {"F32", 4}, {"F64", 8},  {"I64", 8},     {"U64", 8},
+    {"BOOL", 1}, {"U8", 1},  {"I8", 1},  {"F8_E5M2", 1}, {"F8_E4M3", 1},
+    {"I16", 2},  {"U16", 2}, {"F16", 2}, {"BF16", 2},    {"I32", 4},
+    {"U32", 4},  {"F32", 4}, {"F64", 8}, {"I64", 8},     {"U64", 8},
 };
 
 int dtype_rank(const std::string& dtype) {
@@ -78,9 +78,9 @@ std::vector<uint8_t> serialize_safetensors(const std::vector<NamedBuffer>& entri
       throw std::runtime_error(
           fmt::format("safetensors: tensor '{}' has invalid shape {}", e.name, shape_str(e.shape)));
     if (static_cast<uint64_t>(numel * size) != e.bytes.size())
-      throw std::runtime_error(fmt::format(
-          "safetensors: tensor '{}' shape {} dtype {} needs {} bytes but {} were given", e.name,
-          shape_str(e.shape), e.dtype, numel * size, e.bytes.size()));
+      throw std::runtime_error(
+          fmt::format("safetensors: tensor '{}' shape {} dtype {} needs {} bytes but {} were given",
+                      e.name, shape_str(e.shape), e.dtype, numel * size, e.bytes.size()));
   }
   std::vector<const NamedBuffer*> order;
   for (const auto& e : entries) order.push_back(&e);
@@ -122,7 +122,8 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& file, const std::s
     return std::runtime_error(fmt::format("safetensors file '{}': {}", source, problem));
   };
   if (file.size() < 8)
-    throw fail(fmt::format("file is {} bytes, too short for the 8-byte header length", file.size()));
+    throw fail(
+        fmt::format("file is {} bytes, too short for the 8-byte header length", file.size()));
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(file[i]) << (8 * i);
   if (n > kMaxHeaderBytes)
@@ -200,12 +201,13 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& file, const std::s
                              name, offs.dump()));
     uint64_t begin = offs[0].get<uint64_t>(), end = offs[1].get<uint64_t>();
     if (end < begin)
-      throw fail(fmt::format("tensor '{}': data_offsets [{},{}] end before they begin", name,
-                             begin, end));
+      throw fail(
+          fmt::format("tensor '{}': data_offsets [{},{}] end before they begin", name, begin, end));
     if (end > buffer_size)
-      throw fail(fmt::format("tensor '{}': data_offsets [{},{}] out of range: the data buffer is "
-                             "{} bytes",
-                             name, begin, end, buffer_size));
+      throw fail(
+          fmt::format("tensor '{}': data_offsets [{},{}] out of range: the data buffer is "
+                      "{} bytes",
+                      name, begin, end, buffer_size));
     int64_t numel = checked_numel(entry.shape);
     int64_t elem = safetensors_dtype_size(entry.dtype);
     if (numel < 0 || (elem > 1 && numel > std::numeric_limits<int64_t>::max() / elem))
@@ -227,12 +229,13 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& file, const std::s
   for (const Span& s : spans) {
     const std::string& name = result.tensors[s.index].name;
     if (s.begin < cursor)
-      throw fail(fmt::format("tensors '{}' and '{}' have overlapping data_offsets", *previous,
-                             name));
+      throw fail(
+          fmt::format("tensors '{}' and '{}' have overlapping data_offsets", *previous, name));
     if (s.begin > cursor)
-      throw fail(fmt::format("data buffer is not contiguous: bytes [{},{}) before tensor '{}' "
-                             "belong to no tensor",
-                             cursor, s.begin, name));
+      throw fail(
+          fmt::format("data buffer is not contiguous: bytes [{},{}) before tensor '{}' "
+                      "belong to no tensor",
+                      cursor, s.begin, name));
     cursor = s.end;
     previous = &name;
   }

