@@ -1,0 +1,111 @@
+// datasets.cpp: loading MNIST and Fashion-MNIST splits from IDX files, with consistency checks.
+#include "train/datasets.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <stdexcept>
+
+#include "engine/io/fs.h"
+#include "train/idx.h"
+
+namespace gl::data {
+namespace {
+
+constexpr int64_t kNumClasses = 10;
+
+// Prefers the gzip file, then the uncompressed one; names both when neither exists.
+std::string find_idx(const std::string& dir, const std::string& stem, const std::string& dataset) {
+  std::string base = (std::filesystem::path(dir) / stem).string();
+  if (io::file_exists(base + ".gz")) return base + ".gz";
+  if (io::file_exists(base)) return base;
+  throw std::runtime_error(fmt::format(
+      "{}: missing '{}.gz' (or '{}'); run `gradlens data fetch {}` to download or build it",
+      dataset, base, base, dataset));
+}
+
+}  // namespace
+
+const std::vector<std::string>& known_datasets() {
+  static const std::vector<std::string> names{"mnist", "fashion-mnist"};
+  return names;
+}
+
+ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
+                        const std::string& split) {
+  const auto& known = known_datasets();
+  if (std::find(known.begin(), known.end(), dataset) == known.end())
+    throw std::runtime_error(
+        fmt::format("unknown dataset '{}' (known: mnist, fashion-mnist)", dataset));
+  return load_split_from_dir(dataset, (std::filesystem::path(data_dir) / dataset).string(), split);
+}
+
+ImageDataset load_split_from_dir(const std::string& dataset, const std::string& dir,
+                                 const std::string& split) {
+  std::string prefix;
+  if (split == "train")
+    prefix = "train";
+  else if (split == "test")
+    prefix = "t10k";
+  else
+    throw std::runtime_error(
+        fmt::format("{}: unknown split '{}' (expected 'train' or 'test')", dataset, split));
+  std::string images_path = find_idx(dir, prefix + "-images-idx3-ubyte", dataset);
+  std::string labels_path = find_idx(dir, prefix + "-labels-idx1-ubyte", dataset);
+  IdxArray images = read_idx(images_path);
+  IdxArray labels = read_idx(labels_path);
+  if (images.dims.size() != 3)
+    throw std::runtime_error(
+        fmt::format("'{}': images must have 3 dimensions (n, rows, cols), "
+                    "found {}",
+                    images_path, images.dims.size()));
+  if (labels.dims.size() != 1)
+    throw std::runtime_error(fmt::format("'{}': labels must have 1 dimension, found {}",
+                                         labels_path, labels.dims.size()));
+  if (images.dims[0] != labels.dims[0])
+    throw std::runtime_error(fmt::format("{} {}: '{}' holds {} images but '{}' holds {} labels",
+                                         dataset, split, images_path, images.dims[0], labels_path,
+                                         labels.dims[0]));
+  ImageDataset out;
+  out.name = dataset;
+  out.n = images.dims[0];
+  out.channels = 1;
+  out.height = images.dims[1];
+  out.width = images.dims[2];
+  out.num_classes = kNumClasses;
+  out.images = std::move(images.data);
+  out.labels.resize(labels.data.size());
+  for (size_t i = 0; i < labels.data.size(); ++i) {
+    if (labels.data[i] >= kNumClasses)
+      throw std::runtime_error(fmt::format("'{}': label {} at index {} is not below {}",
+                                           labels_path, labels.data[i], i, kNumClasses));
+    out.labels[i] = labels.data[i];
+  }
+  return out;
+}
+
+PixelStats pixel_stats(const ImageDataset& dataset) {
+  if (dataset.images.empty())
+    throw std::runtime_error(fmt::format("{}: no pixels to compute statistics of", dataset.name));
+  // A histogram makes the sums exact, whatever the dataset size.
+  uint64_t hist[256] = {};
+  for (uint8_t p : dataset.images) ++hist[p];
+  double n = static_cast<double>(dataset.images.size());
+  double mean = 0.0;
+  for (int v = 0; v < 256; ++v) mean += static_cast<double>(hist[v]) * (v / 255.0);
+  mean /= n;
+  double var = 0.0;
+  for (int v = 0; v < 256; ++v) {
+    double d = v / 255.0 - mean;
+    var += static_cast<double>(hist[v]) * d * d;
+  }
+  return {mean, std::sqrt(var / n)};
+}
+
+PixelStats train_pixel_stats(const std::string& dataset, const std::string& data_dir) {
+  return pixel_stats(load_split(dataset, data_dir, "train"));
+}
+
+}  // namespace gl::data

@@ -1,0 +1,166 @@
+// idx.cpp: IDX parsing and writing, and in-memory gzip through zlib.
+#include "train/idx.h"
+
+#include <fmt/core.h>
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include <limits>
+#include <stdexcept>
+
+#include "engine/io/fs.h"
+
+namespace gl::data {
+namespace {
+
+constexpr uint8_t kTypeU8 = 0x08;
+constexpr int kMaxDims = 8;
+
+}  // namespace
+
+bool is_gzip(const std::vector<uint8_t>& bytes) {
+  return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
+
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& source) {
+  std::vector<uint8_t> out;
+  z_stream zs{};
+  // 16 + MAX_WBITS: gzip wrapper only, with its CRC-32 and length checked by zlib.
+  if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
+    throw std::runtime_error(fmt::format("'{}': cannot initialise zlib", source));
+  zs.next_in = const_cast<Bytef*>(compressed.data());
+  zs.avail_in = static_cast<uInt>(compressed.size());
+  if (compressed.size() > std::numeric_limits<uInt>::max()) {
+    inflateEnd(&zs);
+    throw std::runtime_error(fmt::format("'{}': compressed file too large", source));
+  }
+  std::vector<uint8_t> chunk(1 << 18);
+  for (;;) {
+    zs.next_out = chunk.data();
+    zs.avail_out = static_cast<uInt>(chunk.size());
+    int rc = inflate(&zs, Z_NO_FLUSH);
+    out.insert(out.end(), chunk.data(), chunk.data() + (chunk.size() - zs.avail_out));
+    if (rc == Z_STREAM_END) {
+      // Concatenated gzip members are legal; anything else after the stream is not.
+      if (zs.avail_in == 0) break;
+      if (zs.avail_in >= 2 && zs.next_in[0] == 0x1f && zs.next_in[1] == 0x8b) {
+        inflateReset(&zs);
+        continue;
+      }
+      inflateEnd(&zs);
+      throw std::runtime_error(
+          fmt::format("'{}': {} trailing bytes after the gzip stream", source, zs.avail_in));
+    }
+    if (rc == Z_OK) continue;
+    if (rc == Z_BUF_ERROR && zs.avail_in == 0) {
+      inflateEnd(&zs);
+      throw std::runtime_error(
+          fmt::format("'{}': truncated gzip stream (ends after {} compressed bytes)", source,
+                      compressed.size()));
+    }
+    std::string msg = zs.msg ? zs.msg : fmt::format("zlib error {}", rc);
+    inflateEnd(&zs);
+    throw std::runtime_error(fmt::format("'{}': corrupt gzip data: {}", source, msg));
+  }
+  inflateEnd(&zs);
+  return out;
+}
+
+std::vector<uint8_t> gzip(const std::vector<uint8_t>& raw) {
+  z_stream zs{};
+  if (deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw std::runtime_error("gzip: cannot initialise zlib");
+  std::vector<uint8_t> out(deflateBound(&zs, raw.size()) + 32);
+  zs.next_in = const_cast<Bytef*>(raw.data());
+  zs.avail_in = static_cast<uInt>(raw.size());
+  zs.next_out = out.data();
+  zs.avail_out = static_cast<uInt>(out.size());
+  int rc = deflate(&zs, Z_FINISH);
+  size_t produced = out.size() - zs.avail_out;
+  deflateEnd(&zs);
+  if (rc != Z_STREAM_END) throw std::runtime_error(fmt::format("gzip: deflate failed ({})", rc));
+  out.resize(produced);
+  return out;
+}
+
+IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
+  auto fail = [&](const std::string& what) {
+    return std::runtime_error(fmt::format("IDX file '{}': {}", source, what));
+  };
+  if (raw.size() < 4)
+    throw fail(fmt::format("truncated: {} bytes, the magic number needs 4", raw.size()));
+  uint32_t magic =
+      (uint32_t{raw[0]} << 24) | (uint32_t{raw[1]} << 16) | (uint32_t{raw[2]} << 8) | raw[3];
+  if (raw[0] != 0 || raw[1] != 0)
+    throw fail(fmt::format("bad magic 0x{:08X}: the first two bytes must be zero", magic));
+  if (raw[2] != kTypeU8)
+    throw fail(fmt::format("bad magic 0x{:08X}: element type 0x{:02X} is not unsigned byte (0x08)",
+                           magic, raw[2]));
+  int ndims = raw[3];
+  if (ndims < 1 || ndims > kMaxDims)
+    throw fail(fmt::format("bad magic 0x{:08X}: {} dimensions (expected 1 to {})", magic, ndims,
+                           kMaxDims));
+  size_t header = 4 + 4 * static_cast<size_t>(ndims);
+  if (raw.size() < header)
+    throw fail(fmt::format("truncated header: {} bytes, {} dimensions need {}", raw.size(), ndims,
+                           header));
+  IdxArray out;
+  uint64_t count = 1;
+  for (int d = 0; d < ndims; ++d) {
+    const uint8_t* p = raw.data() + 4 + 4 * d;
+    uint32_t dim = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+    out.dims.push_back(dim);
+    count *= dim;  // at most 8 factors below 2^32 could overflow; checked next
+    if (dim != 0 && count > (uint64_t{1} << 40)) throw fail("dimensions describe over 1 TB");
+  }
+  uint64_t have = raw.size() - header;
+  if (have != count)
+    throw fail(fmt::format("payload is {} bytes but dimensions ({}) need {}{}", have,
+                           fmt::join(out.dims, "x"), count,
+                           have < count ? " (truncated)" : " (trailing bytes)"));
+  out.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+  return out;
+}
+
+std::vector<uint8_t> serialize_idx(const IdxArray& array) {
+  if (array.dims.empty() || array.dims.size() > static_cast<size_t>(kMaxDims))
+    throw std::runtime_error(
+        fmt::format("IDX: {} dimensions (expected 1 to {})", array.dims.size(), kMaxDims));
+  uint64_t count = 1;
+  for (int64_t d : array.dims) {
+    if (d < 0 || d > std::numeric_limits<uint32_t>::max())
+      throw std::runtime_error(fmt::format("IDX: dimension {} does not fit 32 bits", d));
+    count *= static_cast<uint64_t>(d);
+  }
+  if (count != array.data.size())
+    throw std::runtime_error(fmt::format("IDX: dimensions ({}) need {} bytes but {} given",
+                                         fmt::join(array.dims, "x"), count, array.data.size()));
+  std::vector<uint8_t> out{0, 0, kTypeU8, static_cast<uint8_t>(array.dims.size())};
+  for (int64_t d : array.dims)
+    for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<uint8_t>(d >> shift));
+  out.insert(out.end(), array.data.begin(), array.data.end());
+  return out;
+}
+
+IdxArray read_idx(const std::string& path) {
+  std::vector<uint8_t> bytes = io::read_file(path);
+  bool gz_name = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  if (is_gzip(bytes))
+    bytes = gunzip(bytes, path);
+  else if (gz_name)
+    throw std::runtime_error(fmt::format("'{}': not a gzip file (bad gzip magic)", path));
+  return parse_idx(bytes, path);
+}
+
+void write_idx(const std::string& path, const IdxArray& array, bool compress) {
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = serialize_idx(array);
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(fmt::format("cannot write '{}': {}", path, e.what()));
+  }
+  if (compress) bytes = gzip(bytes);
+  io::write_file_atomic(path, bytes);
+}
+
+}  // namespace gl::data
