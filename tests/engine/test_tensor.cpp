@@ -1,0 +1,135 @@
+// Tensor basics: creation, dtypes, views sharing storage, broadcasting, printing, errors.
+#include <gtest/gtest.h>
+
+#include "engine/ops.h"
+
+using namespace gl;
+
+namespace {
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Tensor, CreationAndElementAccess) {
+  Tensor z = Tensor::zeros({2, 3});
+  EXPECT_EQ(z.numel(), 6);
+  EXPECT_EQ(z.dtype(), DType::f32);
+  EXPECT_DOUBLE_EQ(z.at({1, 2}), 0.0);
+  Tensor f = Tensor::full({2}, 2.5, DType::f64);
+  EXPECT_DOUBLE_EQ(f.at({1}), 2.5);
+  Tensor a = Tensor::arange(5, DType::i64);
+  EXPECT_EQ(a.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 2, 3, 4}));
+  Tensor u = Tensor::from_vector<uint8_t>({1, 255}, {2});
+  EXPECT_DOUBLE_EQ(u.at({1}), 255.0);
+  EXPECT_DOUBLE_EQ(Tensor::scalar(3.0).item(), 3.0);
+  EXPECT_THROW(Tensor::from_vector<float>({1, 2, 3}, {2, 2}), Error);
+  EXPECT_THROW(z.item(), Error);
+}
+
+TEST(Tensor, PhiloxRandomIsSeededAndDistributed) {
+  Generator g1(5), g2(5), g3(6);
+  auto a = Tensor::randn({10000}, g1, DType::f64).to_vector<double>();
+  auto b = Tensor::randn({10000}, g2, DType::f64).to_vector<double>();
+  auto c = Tensor::randn({10000}, g3, DType::f64).to_vector<double>();
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  double m = 0, v = 0;
+  for (double x : a) m += x;
+  m /= a.size();
+  for (double x : a) v += (x - m) * (x - m);
+  v /= a.size() - 1;
+  EXPECT_NEAR(m, 0.0, 4 * std::sqrt(1.0 / a.size()));
+  EXPECT_NEAR(v, 1.0, 4 * std::sqrt(2.0 / a.size()));
+  Generator g4(1);
+  auto u = Tensor::rand({10000}, g4, DType::f32, 2.0, 3.0).to_vector<float>();
+  for (float x : u) ASSERT_TRUE(x >= 2.0f && x < 3.0f);
+  // f32 and f64 draws from the same state agree to f32 rounding.
+  Generator g5(9), g6(9);
+  auto f = Tensor::randn({100}, g5, DType::f32).to_vector<double>();
+  auto d = Tensor::randn({100}, g6, DType::f64).to_vector<double>();
+  for (int i = 0; i < 100; ++i) EXPECT_NEAR(f[i], d[i], 1e-6 * (1 + std::fabs(d[i])));
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor x = Tensor::arange(12, DType::f64).reshape({3, 4});
+  Tensor t = x.t();
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_EQ(t.shape(), (Shape{4, 3}));
+  EXPECT_DOUBLE_EQ(t.at({3, 1}), 7.0);
+  t.set_at({3, 1}, -1.0);
+  EXPECT_DOUBLE_EQ(x.at({1, 3}), -1.0);
+  Tensor s = x.slice(1, 1, 4, 2);  // columns 1, 3
+  EXPECT_EQ(s.shape(), (Shape{3, 2}));
+  EXPECT_DOUBLE_EQ(s.at({2, 0}), 9.0);
+  Tensor n = x.narrow(0, 1, 2);
+  EXPECT_DOUBLE_EQ(n.at({0, 0}), 4.0);
+  Tensor e = Tensor::arange(3, DType::f64).reshape({3, 1}).expand({3, 5});
+  EXPECT_EQ(e.strides()[1], 0);
+  EXPECT_DOUBLE_EQ(e.at({2, 4}), 2.0);
+  Tensor p = Tensor::arange(24, DType::f64).reshape({2, 3, 4}).permute({2, 0, 1});
+  EXPECT_EQ(p.shape(), (Shape{4, 2, 3}));
+  EXPECT_DOUBLE_EQ(p.at({3, 1, 2}), 1 * 12 + 2 * 4 + 3);
+  EXPECT_EQ(p.contiguous().to_vector<double>()[1], 4.0);
+  EXPECT_EQ(x.unsqueeze(0).shape(), (Shape{1, 3, 4}));
+  EXPECT_EQ(x.unsqueeze(0).squeeze(0).shape(), (Shape{3, 4}));
+  EXPECT_EQ(x.reshape({-1}).shape(), (Shape{12}));
+  EXPECT_EQ(x.select(1, 2).to_vector<double>(), (std::vector<double>{2, 6, 10}));
+  // A transposed tensor cannot be viewed flat, but can be reshaped (copy).
+  EXPECT_THROW(t.view({12}), Error);
+  EXPECT_EQ(t.reshape({12}).to_vector<double>()[1], 4.0);
+  EXPECT_EQ(x.flatten().shape(), (Shape{12}));
+}
+
+TEST(Tensor, BroadcastingFollowsNumpyRules) {
+  Tensor a = Tensor::arange(3, DType::f64).reshape({3, 1});
+  Tensor b = Tensor::arange(4, DType::f64);
+  Tensor c = add(a, b);
+  EXPECT_EQ(c.shape(), (Shape{3, 4}));
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 4; ++j) EXPECT_DOUBLE_EQ(c.at({i, j}), i + j);
+  EXPECT_EQ(broadcast_shapes({5, 1, 4}, {3, 1}, "t"), (Shape{5, 3, 4}));
+  std::string msg = error_of([] { add(Tensor::zeros({3, 4}), Tensor::zeros({5})); });
+  EXPECT_NE(msg.find("add"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[3, 4]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[5]"), std::string::npos) << msg;
+}
+
+TEST(Tensor, ErrorsNameTheOpAndShapes) {
+  std::string m1 = error_of([] { matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})); });
+  EXPECT_NE(m1.find("matmul"), std::string::npos);
+  EXPECT_NE(m1.find("[2, 3]"), std::string::npos);
+  EXPECT_NE(m1.find("[4, 5]"), std::string::npos);
+  std::string m2 = error_of([] { add(Tensor::zeros({2}), Tensor::zeros({2}, DType::f64)); });
+  EXPECT_NE(m2.find("add"), std::string::npos);
+  EXPECT_NE(m2.find("dtype"), std::string::npos);
+  std::string m3 = error_of([] { sum(Tensor::zeros({2, 3}), {2}); });
+  EXPECT_NE(m3.find("sum"), std::string::npos);
+  EXPECT_NE(m3.find("dim 2"), std::string::npos);
+  std::string m4 = error_of([] { Tensor::zeros({2, 3}).transpose(0, 5); });
+  EXPECT_NE(m4.find("transpose"), std::string::npos);
+  std::string m5 = error_of([] {
+    cross_entropy(Tensor::zeros({2, 3}), Tensor::from_vector<int64_t>({0, 3}, {2}));
+  });
+  EXPECT_NE(m5.find("label 3"), std::string::npos) << m5;
+  std::string m6 = error_of([] { linear(Tensor::zeros({2, 3}), Tensor::zeros({4, 5}), Tensor()); });
+  EXPECT_NE(m6.find("linear"), std::string::npos);
+  std::string m7 = error_of([] { relu(Tensor::zeros({2}, DType::i64)); });
+  EXPECT_NE(m7.find("relu"), std::string::npos);
+  EXPECT_NE(m7.find("i64"), std::string::npos);
+  EXPECT_THROW(Device::parse("tpu"), Error);
+}
+
+TEST(Tensor, PrintingShowsMetadataAndValues) {
+  Tensor x = Tensor::from_vector<float>({1.5f, -2.0f}, {2});
+  std::string s = x.to_string();
+  EXPECT_NE(s.find("f32[2]"), std::string::npos);
+  EXPECT_NE(s.find("1.5"), std::string::npos);
+  EXPECT_NE(s.find("-2"), std::string::npos);
+}
