@@ -1,0 +1,77 @@
+// loader.cpp: normalization once, shuffled index order per epoch, batch gathering.
+#include "train/loader.h"
+
+#include <cstring>
+#include <numeric>
+
+#include "engine/generator.h"
+
+namespace gl::data {
+
+Normalization parse_normalization(const std::string& s) {
+  if (s == "raw") return Normalization::raw;
+  if (s == "standard") return Normalization::standard;
+  throw Error(fmt::format("unknown normalization '{}' (expected raw or standard)", s));
+}
+const char* normalization_name(Normalization n) {
+  return n == Normalization::raw ? "raw" : "standard";
+}
+
+Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
+               bool shuffle, uint64_t seed, bool flat)
+    : n_(ds.n), batch_size_(batch_size), shuffle_(shuffle), flat_(flat), seed_(seed) {
+  GL_CHECK(batch_size > 0, "batch size must be positive, got {}", batch_size);
+  GL_CHECK(ds.n > 0, "dataset {} is empty", ds.name);
+  features_ = ds.channels * ds.height * ds.width;
+  GL_CHECK(int64_t(ds.images.size()) == ds.n * features_ && int64_t(ds.labels.size()) == ds.n,
+           "dataset {}: {} pixels and {} labels for {} images of {}x{}x{}", ds.name,
+           ds.images.size(), ds.labels.size(), ds.n, ds.channels, ds.height, ds.width);
+  sample_shape_ = {ds.channels, ds.height, ds.width};
+  if (norm == Normalization::standard)
+    GL_CHECK(stats.std > 0, "standard normalization needs a positive std, got {}", stats.std);
+  images_ = Tensor::empty({n_, features_}, DType::f32);
+  float* p = images_.data<float>();
+  double scale = 1.0 / 255.0, shift = 0.0;
+  if (norm == Normalization::standard) {
+    scale = 1.0 / (255.0 * stats.std);
+    shift = -stats.mean / stats.std;
+  }
+  for (int64_t i = 0; i < n_ * features_; ++i) p[i] = float(double(ds.images[i]) * scale + shift);
+  labels_ = Tensor::from_vector(ds.labels, {n_});
+  start_epoch(0);
+}
+
+void Loader::start_epoch(int64_t epoch) {
+  order_.resize(std::size_t(n_));
+  std::iota(order_.begin(), order_.end(), 0);
+  if (!shuffle_) return;
+  // One stream per epoch: (seed, epoch) names it, independent of what ran before.
+  Generator g(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
+  for (int64_t i = n_ - 1; i > 0; --i) std::swap(order_[i], order_[g.below(uint64_t(i + 1))]);
+}
+
+Batch Loader::batch(int64_t b) const {
+  GL_CHECK(b >= 0 && b < num_batches(), "batch {} out of range ({} batches)", b, num_batches());
+  int64_t start = b * batch_size_, count = std::min(batch_size_, n_ - start);
+  Batch out;
+  out.images = Tensor::empty({count, features_}, DType::f32);
+  out.labels = Tensor::empty({count}, DType::i64);
+  out.indices.assign(order_.begin() + start, order_.begin() + start + count);
+  const float* src = images_.data<float>();
+  float* dst = out.images.data<float>();
+  const int64_t* ls = labels_.data<int64_t>();
+  int64_t* ld = out.labels.data<int64_t>();
+  for (int64_t i = 0; i < count; ++i) {
+    int64_t idx = out.indices[i];
+    std::memcpy(dst + i * features_, src + idx * features_, sizeof(float) * features_);
+    ld[i] = ls[idx];
+  }
+  if (!flat_) {
+    Shape s{count};
+    s.insert(s.end(), sample_shape_.begin(), sample_shape_.end());
+    out.images = out.images.view(s);
+  }
+  return out;
+}
+
+}  // namespace gl::data

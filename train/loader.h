@@ -1,0 +1,50 @@
+// loader.h: batches of a dataset as tensors. Pixels are converted once to f32 with the chosen
+// normalization ("raw": x/255; "standard": (x/255 - mean)/std with the training split's
+// statistics); each epoch's order is a Philox-seeded Fisher-Yates shuffle of (seed, epoch), so
+// any epoch's batches can be recomputed exactly on resume. The last partial batch is kept.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "train/datasets.h"
+
+namespace gl::data {
+
+enum class Normalization { raw, standard };
+Normalization parse_normalization(const std::string& s);  // "raw" | "standard"
+const char* normalization_name(Normalization n);
+
+struct Batch {
+  Tensor images;  // f32 [B, C*H*W] (flat) or [B, C, H, W]
+  Tensor labels;  // i64 [B]
+  std::vector<int64_t> indices;  // dataset indices of the rows
+};
+
+class Loader {
+ public:
+  // stats: the mean/std used for Normalization::standard (ignored for raw).
+  Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
+         bool shuffle, uint64_t seed, bool flat = true);
+  int64_t size() const { return n_; }
+  int64_t num_batches() const { return (n_ + batch_size_ - 1) / batch_size_; }
+  int64_t batch_size() const { return batch_size_; }
+  // Starts epoch `epoch` (0-based): fixes its order.
+  void start_epoch(int64_t epoch);
+  Batch batch(int64_t i) const;
+  const std::vector<int64_t>& order() const { return order_; }
+  // All normalized images [N, features] (shares memory; used by evaluation and analysis).
+  const Tensor& all_images() const { return images_; }
+  const Tensor& all_labels() const { return labels_; }
+
+ private:
+  Tensor images_, labels_;
+  int64_t n_, batch_size_, features_;
+  Shape sample_shape_;
+  bool shuffle_, flat_;
+  uint64_t seed_;
+  std::vector<int64_t> order_;
+};
+
+}  // namespace gl::data
