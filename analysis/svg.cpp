@@ -187,6 +187,16 @@ std::vector<double> log_ticks(double lo, double hi) {
   std::vector<double> out;
   for (int e = a; e <= b; e += stride) out.push_back(std::pow(10.0, e));
   if (out.size() < 2) out.push_back(std::pow(10.0, a + stride));
+  if (b - a <= 2) {  // few decades: 1-2-5 ticks, trimmed to the data with one step of margin
+    std::vector<double> fine;
+    for (int e = a; e <= b; ++e)
+      for (double m : {1.0, 2.0, 5.0})
+        if (m * std::pow(10.0, e) <= std::pow(10.0, b) * 1.000001) fine.push_back(m * std::pow(10.0, e));
+    size_t first = 0, last = fine.size() - 1;
+    while (first + 1 < fine.size() && fine[first + 1] <= lo * 1.000001) ++first;
+    while (last > first + 1 && fine[last - 1] >= hi / 1.000001) --last;
+    return std::vector<double>(fine.begin() + first, fine.begin() + last + 1);
+  }
   return out;
 }
 
@@ -458,7 +468,7 @@ std::string bar_chart(const BarChart& c) {
       if (i >= grp.values.size() || !std::isfinite(grp.values[i])) continue;
       double v = grp.values[i];
       double x = plot.left + slot * i + slot * 0.1 + bar_w * k;
-      double top = py(std::max(v, 0.0)), base = py(std::min(v, 0.0));
+      double top = py(std::min(std::max(v, 0.0), y1)), base = py(std::max(std::min(v, 0.0), y0));
       std::string color = grp.color.empty() ? category_color(static_cast<int>(k)) : grp.color;
       s += "<rect class=\"bar\" data-value=\"" + full(v) + "\" x=\"" + num(x) + "\" y=\"" + num(top) +
            "\" width=\"" + num(std::max(bar_w - 1, 0.5)) + "\" height=\"" + num(std::max(base - top, 0.0)) +
