@@ -49,7 +49,8 @@ figcaption b { color: var(--ink); }
 .runs.multi .row > figure { flex-basis: 100%; }
 .row { display: flex; flex-wrap: wrap; gap: 8px 22px; }
 .row > figure { flex: 1 1 300px; min-width: 0; }
-.multiples { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 4px 12px; }
+.multiples { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 4px 12px; }
+.multiples figure svg { max-width: 300px; }
 .multiples figure { margin: 0; }
 .multiples figcaption { font-size: 11.5px; margin-top: 0; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 6px 0 14px; }
@@ -97,7 +98,7 @@ class Page {
   }
   // A panel of small multiples: a figure without its own number.
   void panel(const std::string& svg_text, const std::string& caption) {
-    html += "<figure>" + svg_text + "<figcaption>" + caption + "</figcaption></figure>";
+    html += "<figure>" + svg_text + (caption.empty() ? "" : "<figcaption>" + caption + "</figcaption>") + "</figure>";
   }
 };
 
@@ -458,11 +459,13 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
     for (auto& h : d.histograms) {
       if (h.post != post) continue;
       svg::HistogramOverlay ov;
-      ov.title = layer_name(run, h.layer);
+      ov.title = layer_name(run, h.layer) +
+                 (static_cast<size_t>(h.layer) < d.layers.size() && !d.layers[h.layer].activation.empty()
+                      ? " (" + d.layers[h.layer].activation + ")" : "");
       ov.xlabel = std::string(post ? "post" : "pre") + "-activation value";
       ov.ylabel = "fraction";
-      ov.width = 300;
-      ov.height = 200;
+      ov.width = 240;
+      ov.height = 170;
       for (size_t i : idx) {
         if (i >= h.counts.size()) continue;
         ov.counts.push_back(h.counts[i]);
@@ -470,7 +473,7 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
         ov.curve_values.push_back(i < d.epochs.size() ? d.epochs[i] : static_cast<double>(i));
       }
       ov.edges = h.edges.front();
-      p.panel(svg::histogram_overlay(ov), escape(layer_name(run, h.layer)) + (static_cast<size_t>(h.layer) < d.layers.size() && !d.layers[h.layer].activation.empty() ? " (" + escape(d.layers[h.layer].activation) + ")" : ""));
+      p.panel(svg::histogram_overlay(ov), "");
     }
     p.html += "</div>";
   }

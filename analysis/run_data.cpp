@@ -194,6 +194,8 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
       g.selectivity.emplace_back(std::stoi(sm[1]), std::move(a));
     }
   }
+  std::sort(g.histograms.begin(), g.histograms.end(),
+            [](auto& a, auto& b) { return std::pair(a.layer, a.post) < std::pair(b.layer, b.post); });
   std::sort(g.selectivity.begin(), g.selectivity.end(), [](auto& a, auto& b) { return a.first < b.first; });
   if (fs::exists(d / "dead_units.json")) g.dead_units = unit_lists(d / "dead_units.json", g.units_epoch);
   if (fs::exists(d / "saturated_units.json")) g.saturated_units = unit_lists(d / "saturated_units.json", g.units_epoch);
