@@ -46,13 +46,15 @@ int CsvTable::require(const std::string& name) const {
 
 double CsvTable::number(size_t row, int col) const {
   const std::string& s = rows.at(row).at(static_cast<size_t>(col));
-  if (s.empty() || s == "nan" || s == "NaN" || s == "-nan") return std::numeric_limits<double>::quiet_NaN();
+  if (s.empty() || s == "nan" || s == "NaN" || s == "-nan")
+    return std::numeric_limits<double>::quiet_NaN();
   const char* begin = s.c_str();
   char* end = nullptr;
   double v = std::strtod(begin, &end);
   if (end == begin || *end != '\0')
     throw std::runtime_error(path + ":" + std::to_string(line_numbers.at(row)) + ": column '" +
-                             header.at(static_cast<size_t>(col)) + "': '" + s + "' is not a number");
+                             header.at(static_cast<size_t>(col)) + "': '" + s +
+                             "' is not a number");
   return v;
 }
 

@@ -49,7 +49,8 @@ NpyArray read_npy(const std::string& path) {
     header_start = 10;
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) fail(path, "truncated npy header");
-    for (int i = 0; i < 4; ++i) header_len |= size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      header_len |= size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
     header_start = 12;
   } else {
     fail(path, "unsupported npy version " + std::to_string(major));
@@ -79,24 +80,37 @@ NpyArray read_npy(const std::string& path) {
   }
 
   const std::string& t = arr.dtype;
-  if (t.size() < 3 || t[0] == '>') fail(path, "unsupported npy dtype '" + t + "' (need little-endian)");
+  if (t.size() < 3 || t[0] == '>')
+    fail(path, "unsupported npy dtype '" + t + "' (need little-endian)");
   const char kind = t[1];
   const int width = std::stoi(t.substr(2));
   const size_t body = header_start + header_len;
   if (bytes.size() - body < count * static_cast<size_t>(width))
-    fail(path, "npy body is truncated: expected " + std::to_string(count) + " elements of '" + t + "'");
+    fail(path,
+         "npy body is truncated: expected " + std::to_string(count) + " elements of '" + t + "'");
   const char* src = bytes.data() + body;
-  if (kind == 'f' && width == 4) convert<float>(src, count, arr.values);
-  else if (kind == 'f' && width == 8) convert<double>(src, count, arr.values);
-  else if ((kind == 'u' || kind == 'b') && width == 1) convert<uint8_t>(src, count, arr.values);
-  else if (kind == 'u' && width == 2) convert<uint16_t>(src, count, arr.values);
-  else if (kind == 'u' && width == 4) convert<uint32_t>(src, count, arr.values);
-  else if (kind == 'u' && width == 8) convert<uint64_t>(src, count, arr.values);
-  else if (kind == 'i' && width == 1) convert<int8_t>(src, count, arr.values);
-  else if (kind == 'i' && width == 2) convert<int16_t>(src, count, arr.values);
-  else if (kind == 'i' && width == 4) convert<int32_t>(src, count, arr.values);
-  else if (kind == 'i' && width == 8) convert<int64_t>(src, count, arr.values);
-  else fail(path, "unsupported npy dtype '" + t + "'");
+  if (kind == 'f' && width == 4)
+    convert<float>(src, count, arr.values);
+  else if (kind == 'f' && width == 8)
+    convert<double>(src, count, arr.values);
+  else if ((kind == 'u' || kind == 'b') && width == 1)
+    convert<uint8_t>(src, count, arr.values);
+  else if (kind == 'u' && width == 2)
+    convert<uint16_t>(src, count, arr.values);
+  else if (kind == 'u' && width == 4)
+    convert<uint32_t>(src, count, arr.values);
+  else if (kind == 'u' && width == 8)
+    convert<uint64_t>(src, count, arr.values);
+  else if (kind == 'i' && width == 1)
+    convert<int8_t>(src, count, arr.values);
+  else if (kind == 'i' && width == 2)
+    convert<int16_t>(src, count, arr.values);
+  else if (kind == 'i' && width == 4)
+    convert<int32_t>(src, count, arr.values);
+  else if (kind == 'i' && width == 8)
+    convert<int64_t>(src, count, arr.values);
+  else
+    fail(path, "unsupported npy dtype '" + t + "'");
   return arr;
 }
 

@@ -9,7 +9,7 @@ namespace gl::analysis {
 
 struct NpyArray {
   std::vector<int64_t> shape;
-  std::string dtype;          // the descr string, e.g. "<f8", "|u1"
+  std::string dtype;           // the descr string, e.g. "<f8", "|u1"
   std::vector<double> values;  // every element converted to double, C order
 
   int64_t size() const { return static_cast<int64_t>(values.size()); }

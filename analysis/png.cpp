@@ -63,8 +63,8 @@ std::string encode_png(const uint8_t* pixels, int width, int height, int channel
   }
   uLongf len = compressBound(raw.size());
   std::string z(len, '\0');
-  if (compress2(reinterpret_cast<Bytef*>(z.data()), &len, reinterpret_cast<const Bytef*>(raw.data()),
-                raw.size(), 9) != Z_OK)
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &len,
+                reinterpret_cast<const Bytef*>(raw.data()), raw.size(), 9) != Z_OK)
     throw std::runtime_error("encode_png: zlib compression failed");
   z.resize(len);
   chunk(out, "IDAT", z);

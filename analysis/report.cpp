@@ -4,6 +4,8 @@
 // histogram small multiples that wrap.
 #include "analysis/report.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -11,7 +13,6 @@
 #include <map>
 #include <set>
 #include <stdexcept>
-#include <unistd.h>
 
 #include "analysis/svg.h"
 
@@ -91,14 +92,17 @@ class Page {
   int figures = 0;
   int groups = 0;
 
-  void figure(const std::string& svg_text, const std::string& caption, const std::string& cls = "") {
+  void figure(const std::string& svg_text, const std::string& caption,
+              const std::string& cls = "") {
     ++figures;
     html += "<figure" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + ">" + svg_text +
-            "<figcaption><b>Figure " + std::to_string(figures) + ".</b> " + caption + "</figcaption></figure>\n";
+            "<figcaption><b>Figure " + std::to_string(figures) + ".</b> " + caption +
+            "</figcaption></figure>\n";
   }
   // A panel of small multiples: a figure without its own number.
   void panel(const std::string& svg_text, const std::string& caption) {
-    html += "<figure>" + svg_text + (caption.empty() ? "" : "<figcaption>" + caption + "</figcaption>") + "</figure>";
+    html += "<figure>" + svg_text +
+            (caption.empty() ? "" : "<figcaption>" + caption + "</figcaption>") + "</figure>";
   }
 };
 
@@ -147,10 +151,13 @@ std::string seq_color(size_t k, size_t n) {
   return svg::hex(svg::colormap(svg::ColorMap::Viridis, n > 1 ? 0.9 * k / (n - 1) : 0.45));
 }
 
-std::string epoch_label(double e) { return format_number(e, 6); }
+std::string epoch_label(double e) {
+  return format_number(e, 6);
+}
 
 std::string layer_name(const RunData& run, int layer) {
-  if (run.diagnostics && layer >= 0 && static_cast<size_t>(layer) < run.diagnostics->layers.size() &&
+  if (run.diagnostics && layer >= 0 &&
+      static_cast<size_t>(layer) < run.diagnostics->layers.size() &&
       !run.diagnostics->layers[layer].name.empty())
     return run.diagnostics->layers[layer].name;
   return "layer " + std::to_string(layer);
@@ -180,8 +187,9 @@ Grid grid_of(const std::vector<Row>& rows, Get get, Keep keep) {
 }
 
 // Depth profile: x = layer, one curve per (selected) epoch, viridis from first to last epoch.
-std::string depth_profile(const Grid& g, const std::string& title, const std::string& ylabel, bool log_y,
-                          size_t max_curves, std::vector<std::pair<double, std::string>> hlines = {}) {
+std::string depth_profile(const Grid& g, const std::string& title, const std::string& ylabel,
+                          bool log_y, size_t max_curves,
+                          std::vector<std::pair<double, std::string>> hlines = {}) {
   svg::LineChart c;
   c.title = title;
   c.xlabel = "layer (input → output)";
@@ -197,7 +205,8 @@ std::string depth_profile(const Grid& g, const std::string& title, const std::st
     for (int l = 0; l < g.layers; ++l) s.x.push_back(l), s.y.push_back(g.v[l][idx[k]]);
     c.series.push_back(std::move(s));
   }
-  if (idx.size() > 1) c.sequential_legend = std::make_tuple("epoch", g.epochs[idx.front()], g.epochs[idx.back()]);
+  if (idx.size() > 1)
+    c.sequential_legend = std::make_tuple("epoch", g.epochs[idx.front()], g.epochs[idx.back()]);
   return svg::line_chart(c);
 }
 
@@ -244,7 +253,8 @@ std::string per_layer_over_epochs(const RunData& run, const Grid& g, const std::
   return svg::line_chart(c);
 }
 
-void flatten(const nlohmann::json& j, const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) {
+void flatten(const nlohmann::json& j, const std::string& prefix,
+             std::vector<std::pair<std::string, std::string>>& out) {
   if (j.is_object() && !j.empty()) {
     for (auto it = j.begin(); it != j.end(); ++it)
       flatten(it.value(), prefix.empty() ? it.key() : prefix + "." + it.key(), out);
@@ -258,8 +268,12 @@ void config_table(Page& p, const RunData& run) {
   std::vector<std::pair<std::string, std::string>> kv;
   flatten(run.config, "", kv);
   p.html += "<details" + std::string(kv.size() <= 24 ? " open" : "") + "><summary>configuration (" +
-            std::to_string(kv.size()) + " flags)</summary><table class=\"kv\"><tr><th class=\"l\">flag</th><th class=\"l\">value</th></tr>";
-  for (auto& [k, v] : kv) p.html += "<tr><td class=\"l\">" + escape(k) + "</td><td class=\"l\">" + escape(v) + "</td></tr>";
+            std::to_string(kv.size()) +
+            " flags)</summary><table class=\"kv\"><tr><th class=\"l\">flag</th><th "
+            "class=\"l\">value</th></tr>";
+  for (auto& [k, v] : kv)
+    p.html +=
+        "<tr><td class=\"l\">" + escape(k) + "</td><td class=\"l\">" + escape(v) + "</td></tr>";
   p.html += "</table></details>\n";
 }
 
@@ -270,9 +284,11 @@ void stats(Page& p, const RunData& run) {
   for (size_t i = 0; i < acc.size(); ++i)
     if (std::isfinite(acc[i]) && !(acc[i] <= best)) best = acc[i], best_epoch = m.epoch[i];
   double total_time = 0;
-  for (double t : m.epoch_time) if (std::isfinite(t)) total_time += t;
+  for (double t : m.epoch_time)
+    if (std::isfinite(t)) total_time += t;
   auto stat = [&](const std::string& v, const std::string& label) {
-    p.html += "<div class=\"stat\"><b>" + escape(v) + "</b><span>" + escape(label) + "</span></div>";
+    p.html +=
+        "<div class=\"stat\"><b>" + escape(v) + "</b><span>" + escape(label) + "</span></div>";
   };
   p.html += "<div class=\"stats\">";
   stat(pct(last_finite(acc)), "final test accuracy");
@@ -295,10 +311,13 @@ void training_curves(Page& p, const RunData& run) {
   acc.title = "Accuracy";
   acc.xlabel = "epoch";
   acc.ylabel = "accuracy (%)";
-  acc.series.push_back({"train", m.epoch, to_percent(m.train_acc), kTrainColor, false, m.epoch.size() <= 30});
-  acc.series.push_back({"test", m.epoch, to_percent(m.test_acc), kTestColor, false, m.epoch.size() <= 30});
+  acc.series.push_back(
+      {"train", m.epoch, to_percent(m.train_acc), kTrainColor, false, m.epoch.size() <= 30});
+  acc.series.push_back(
+      {"test", m.epoch, to_percent(m.test_acc), kTestColor, false, m.epoch.size() <= 30});
   p.html += "<h3>Training curves</h3><div class=\"row\">";
-  p.figure(svg::line_chart(loss), "Mean cross-entropy per epoch on the training set (blue) and the test set (orange).");
+  p.figure(svg::line_chart(loss),
+           "Mean cross-entropy per epoch on the training set (blue) and the test set (orange).");
   p.figure(svg::line_chart(acc), "Classification accuracy per epoch, train and test.");
   p.html += "</div>\n";
 }
@@ -313,13 +332,17 @@ void per_class_section(Page& p, const RunData& run) {
     size_t worst = 0;
     for (size_t i = 0; i < run.per_class.size(); ++i)
       if (run.per_class[i].accuracy < run.per_class[worst].accuracy) worst = i;
-    p.html += "<table class=\"per-class\"><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>";
+    p.html +=
+        "<table "
+        "class=\"per-class\"><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</"
+        "th><th>F1</th><th>support</th></tr>";
     auto f = [&](double v) { return escape(pct(percent ? v : v * 100)); };
     for (size_t i = 0; i < run.per_class.size(); ++i) {
       const auto& r = run.per_class[i];
-      p.html += std::string("<tr") + (i == worst ? " class=\"worst\"" : "") + "><td>" + std::to_string(r.cls) +
-                "</td><td>" + f(r.accuracy) + "</td><td>" + f(r.precision) + "</td><td>" + f(r.recall) +
-                "</td><td>" + f(r.f1) + "</td><td>" + format_number(r.support, 6) + "</td></tr>";
+      p.html += std::string("<tr") + (i == worst ? " class=\"worst\"" : "") + "><td>" +
+                std::to_string(r.cls) + "</td><td>" + f(r.accuracy) + "</td><td>" + f(r.precision) +
+                "</td><td>" + f(r.recall) + "</td><td>" + f(r.f1) + "</td><td>" +
+                format_number(r.support, 6) + "</td></tr>";
     }
     p.html += "</table><p class=\"note\">Highlighted: the class with the lowest accuracy.</p>";
   }
@@ -337,8 +360,10 @@ void per_class_section(Page& p, const RunData& run) {
     double total = 0;
     std::vector<double> row_sum(k, 0);
     for (size_t r = 0; r < k; ++r)
-      for (size_t c = 0; c < k; ++c) row_sum[r] += run.confusion[r][c], total += run.confusion[r][c];
-    for (size_t i = 0; i < k; ++i) h.row_labels.push_back(std::to_string(i)), h.col_labels.push_back(std::to_string(i));
+      for (size_t c = 0; c < k; ++c)
+        row_sum[r] += run.confusion[r][c], total += run.confusion[r][c];
+    for (size_t i = 0; i < k; ++i)
+      h.row_labels.push_back(std::to_string(i)), h.col_labels.push_back(std::to_string(i));
     for (auto& row : run.confusion) h.values.insert(h.values.end(), row.begin(), row.end());
     // Colour by sqrt(count) via an explicit range so the few errors stay visible next to
     // the diagonal; labels keep the raw counts.
@@ -347,14 +372,18 @@ void per_class_section(Page& p, const RunData& run) {
     h.label_format = [](double v) { return format_number(std::round(v * v), 6); };
     h.tooltip = [raw, row_sum, k](int r, int c, double) {
       double n = raw[static_cast<size_t>(r) * k + c];
-      return "true " + std::to_string(r) + " → predicted " + std::to_string(c) + ": " + format_number(n, 6) +
-             (row_sum[r] > 0 ? " (" + format_number(100 * n / row_sum[r], 3) + "% of class " + std::to_string(r) + ")" : "");
+      return "true " + std::to_string(r) + " → predicted " + std::to_string(c) + ": " +
+             format_number(n, 6) +
+             (row_sum[r] > 0 ? " (" + format_number(100 * n / row_sum[r], 3) + "% of class " +
+                                   std::to_string(r) + ")"
+                             : "");
     };
     h.colorbar_label = "√count";
     p.html += "<div class=\"row\">";
-    p.figure(svg::heatmap(h), "Confusion matrix on the test set (" + format_number(total, 7) +
-                                  " images). Rows: true class; columns: predicted class; cells show counts, "
-                                  "shaded by the square root of the count so that rare confusions stay visible.");
+    p.figure(svg::heatmap(h),
+             "Confusion matrix on the test set (" + format_number(total, 7) +
+                 " images). Rows: true class; columns: predicted class; cells show counts, "
+                 "shaded by the square root of the count so that rare confusions stay visible.");
     if (!run.per_class.empty()) {
       svg::BarChart b;
       b.title = "Per-class accuracy";
@@ -365,13 +394,15 @@ void per_class_section(Page& p, const RunData& run) {
       for (auto& r : run.per_class) accs.push_back(r.accuracy);
       accs = to_percent(accs);
       double lo = *std::min_element(accs.begin(), accs.end());
-      for (size_t i = 0; i < run.per_class.size(); ++i) b.categories.push_back(std::to_string(run.per_class[i].cls));
+      for (size_t i = 0; i < run.per_class.size(); ++i)
+        b.categories.push_back(std::to_string(run.per_class[i].cls));
       g.values = accs;
       b.groups.push_back(g);
       b.ymin = std::max(0.0, std::floor((lo - 5) / 10) * 10);
       b.ymax = 100;
       b.value_labels = true;
-      p.figure(svg::bar_chart(b), "Test accuracy of each class (the y axis starts at " + format_number(*b.ymin) + "%).");
+      p.figure(svg::bar_chart(b), "Test accuracy of each class (the y axis starts at " +
+                                      format_number(*b.ymin) + "%).");
     }
     p.html += "</div>\n";
   }
@@ -385,28 +416,35 @@ void misclassified_section(Page& p, const RunData& run, const ReportOptions& o) 
   std::vector<std::pair<int, std::pair<int, int>>> common;
   for (auto& [k, v] : pairs) common.push_back({v, k});
   std::sort(common.rbegin(), common.rend());
-  p.html += "<p>" + std::to_string(run.misclassified.size()) + " test images are misclassified. Most frequent confusions (true → predicted): ";
+  p.html += "<p>" + std::to_string(run.misclassified.size()) +
+            " test images are misclassified. Most frequent confusions (true → predicted): ";
   for (size_t i = 0; i < common.size() && i < 5; ++i)
-    p.html += (i ? ", " : "") + std::to_string(common[i].second.first) + " → " + std::to_string(common[i].second.second) +
-              " (" + std::to_string(common[i].first) + ")";
+    p.html += (i ? ", " : "") + std::to_string(common[i].second.first) + " → " +
+              std::to_string(common[i].second.second) + " (" + std::to_string(common[i].first) +
+              ")";
   p.html += ".</p>";
   if (run.misclassified_images.empty()) {
-    p.html += "<p class=\"note\">No misclassified_images.npy in this run; digits are not shown.</p>";
+    p.html +=
+        "<p class=\"note\">No misclassified_images.npy in this run; digits are not shown.</p>";
     return;
   }
   std::vector<svg::GridImage> imgs;
   for (size_t i = 0; i < run.misclassified_images.size() && i < o.max_misclassified; ++i) {
     const auto& m = run.misclassified[i];
     const auto& im = run.misclassified_images[i];
-    svg::GridImage g{im.height, im.width, im.channels, im.pixels,
+    svg::GridImage g{im.height,
+                     im.width,
+                     im.channels,
+                     im.pixels,
                      std::to_string(m.predicted) + "/" + std::to_string(m.true_class),
-                     "test image " + std::to_string(m.index) + ": predicted " + std::to_string(m.predicted) +
-                         ", true " + std::to_string(m.true_class)};
+                     "test image " + std::to_string(m.index) + ": predicted " +
+                         std::to_string(m.predicted) + ", true " + std::to_string(m.true_class)};
     imgs.push_back(std::move(g));
   }
   const int scale = imgs.front().width <= 32 ? 2 : 1;
   p.figure(svg::image_grid(imgs, 12, scale),
-           "The first " + std::to_string(imgs.size()) + " of " + std::to_string(run.misclassified.size()) +
+           "The first " + std::to_string(imgs.size()) + " of " +
+               std::to_string(run.misclassified.size()) +
                " misclassified test images, labelled <code>pred/true</code>.");
 }
 
@@ -423,17 +461,27 @@ void metrics_layers_section(Page& p, const RunData& run, const ReportOptions& o)
   if (m.layers() == 0) return;
   const std::string L = std::to_string(m.layers());
   p.html += "<h3>Per-layer summary from metrics.csv</h3><div class=\"row\">";
-  p.figure(depth_profile(metrics_grid(m, m.act_std), "Activation std by depth", "std of activations", false, o.max_epoch_curves),
-           "Standard deviation of each layer's activations (" + L + " layers), one curve per epoch (dark: early, light: late). "
-           "A curve that shrinks or grows with depth shows signal vanishing or exploding in the forward pass.");
-  p.figure(depth_profile(metrics_grid(m, m.grad_norm), "Gradient norm by depth", "‖∇W‖ (log scale)", true, o.max_epoch_curves),
-           "Norm of each layer's weight gradient, log scale, one curve per epoch. Gradients that fall by decades "
+  p.figure(depth_profile(metrics_grid(m, m.act_std), "Activation std by depth",
+                         "std of activations", false, o.max_epoch_curves),
+           "Standard deviation of each layer's activations (" + L +
+               " layers), one curve per epoch (dark: early, light: late). "
+               "A curve that shrinks or grows with depth shows signal vanishing or exploding in "
+               "the forward pass.");
+  p.figure(depth_profile(metrics_grid(m, m.grad_norm), "Gradient norm by depth", "‖∇W‖ (log scale)",
+                         true, o.max_epoch_curves),
+           "Norm of each layer's weight gradient, log scale, one curve per epoch. Gradients that "
+           "fall by decades "
            "toward the input are the vanishing-gradient picture.");
   p.html += "</div><div class=\"row\">";
-  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.act_mean), "Activation mean", "mean of activations", false),
-           "Mean activation of each layer across epochs" + std::string(m.layers() > 12 ? " (layer × epoch)." : ", one curve per layer (dark: input side)."));
-  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.grad_norm), "Gradient norm over training", "‖∇W‖", true),
-           "Weight-gradient norm of each layer across epochs, log scale" + std::string(m.layers() > 12 ? " (colour: log10)." : "."));
+  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.act_mean), "Activation mean",
+                                 "mean of activations", false),
+           "Mean activation of each layer across epochs" +
+               std::string(m.layers() > 12 ? " (layer × epoch)."
+                                           : ", one curve per layer (dark: input side)."));
+  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.grad_norm), "Gradient norm over training",
+                                 "‖∇W‖", true),
+           "Weight-gradient norm of each layer across epochs, log scale" +
+               std::string(m.layers() > 12 ? " (colour: log10)." : "."));
   p.html += "</div>\n";
 }
 
@@ -445,8 +493,10 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
   const std::string group = "g" + std::to_string(++p.groups);
   const std::string shown = has_post ? "post" : "pre";
   if (has_pre && has_post)
-    p.html += "<p><button class=\"toggle on\" data-group=\"" + group + "\" data-show=\"post\">post-activation</button>"
-              "<button class=\"toggle\" data-group=\"" + group + "\" data-show=\"pre\">pre-activation</button></p>";
+    p.html += "<p><button class=\"toggle on\" data-group=\"" + group +
+              "\" data-show=\"post\">post-activation</button>"
+              "<button class=\"toggle\" data-group=\"" +
+              group + "\" data-show=\"pre\">pre-activation</button></p>";
   size_t rows = d.histograms.front().counts.size();
   auto idx = pick(rows, o.max_epoch_curves);
   ++p.figures;
@@ -454,14 +504,15 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
   for (const char* kind : {"post", "pre"}) {
     const bool post = std::string(kind) == "post";
     if ((post && !has_post) || (!post && !has_pre)) continue;
-    p.html += "<div class=\"multiples" + std::string(kind == shown ? "" : " hidden") + "\" data-group=\"" + group +
-              "\" data-member=\"" + kind + "\">";
+    p.html += "<div class=\"multiples" + std::string(kind == shown ? "" : " hidden") +
+              "\" data-group=\"" + group + "\" data-member=\"" + kind + "\">";
     for (auto& h : d.histograms) {
       if (h.post != post) continue;
       svg::HistogramOverlay ov;
-      ov.title = layer_name(run, h.layer) +
-                 (static_cast<size_t>(h.layer) < d.layers.size() && !d.layers[h.layer].activation.empty()
-                      ? " (" + d.layers[h.layer].activation + ")" : "");
+      ov.title = layer_name(run, h.layer) + (static_cast<size_t>(h.layer) < d.layers.size() &&
+                                                     !d.layers[h.layer].activation.empty()
+                                                 ? " (" + d.layers[h.layer].activation + ")"
+                                                 : "");
       ov.xlabel = std::string(post ? "post" : "pre") + "-activation value";
       ov.ylabel = "fraction";
       ov.width = 240;
@@ -477,40 +528,51 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
     }
     p.html += "</div>";
   }
-  p.html += "<p class=\"caption\" style=\"font-size:12.5px\"><b>Figure " + std::to_string(fig) +
-            ".</b> Distribution of each layer's activations, one panel per layer, with " + std::to_string(idx.size()) +
-            " epochs overlaid (dark: early, light: late). Each curve is normalised to sum to 1.</p>\n";
+  p.html +=
+      "<p class=\"caption\" style=\"font-size:12.5px\"><b>Figure " + std::to_string(fig) +
+      ".</b> Distribution of each layer's activations, one panel per layer, with " +
+      std::to_string(idx.size()) +
+      " epochs overlaid (dark: early, light: late). Each curve is normalised to sum to 1.</p>\n";
 }
 
 void activation_section(Page& p, const RunData& run, const Diagnostics& d, const ReportOptions& o) {
   if (d.activations.empty()) return;
   auto all_post = [](const ActivationRow& r) { return r.post && r.cls == -1; };
-  Grid mean = grid_of(d.activations, [](auto& r) { return r.mean; }, all_post);
-  Grid std_ = grid_of(d.activations, [](auto& r) { return r.std; }, all_post);
-  Grid pre_std = grid_of(d.activations, [](auto& r) { return r.std; }, [](auto& r) { return !r.post && r.cls == -1; });
+  Grid mean = grid_of(
+      d.activations, [](auto& r) { return r.mean; }, all_post);
+  Grid std_ = grid_of(
+      d.activations, [](auto& r) { return r.std; }, all_post);
+  Grid pre_std = grid_of(
+      d.activations, [](auto& r) { return r.std; }, [](auto& r) { return !r.post && r.cls == -1; });
   p.html += "<h3>Activation statistics</h3><div class=\"row\">";
   p.figure(depth_profile(mean, "Post-activation mean by depth", "mean", false, o.max_epoch_curves),
            "Mean post-activation of each layer over all test samples, one curve per epoch.");
-  p.figure(depth_profile(std_, "Post-activation std by depth", "std (log scale)", true, o.max_epoch_curves),
+  p.figure(depth_profile(std_, "Post-activation std by depth", "std (log scale)", true,
+                         o.max_epoch_curves),
            "Standard deviation of each layer's post-activations, log scale, one curve per epoch.");
   p.html += "</div><div class=\"row\">";
-  p.figure(layer_epoch_heatmap(run, std_, "Post-activation std (layer × epoch)", "std", true, svg::ColorMap::Viridis),
+  p.figure(layer_epoch_heatmap(run, std_, "Post-activation std (layer × epoch)", "std", true,
+                               svg::ColorMap::Viridis),
            "Post-activation std for every layer and epoch (colour: log scale; hover for values).");
   if (pre_std.layers > 0)
-    p.figure(layer_epoch_heatmap(run, pre_std, "Pre-activation std (layer × epoch)", "std", true, svg::ColorMap::Viridis),
+    p.figure(layer_epoch_heatmap(run, pre_std, "Pre-activation std (layer × epoch)", "std", true,
+                                 svg::ColorMap::Viridis),
              "Pre-activation std for every layer and epoch (colour: log scale).");
   p.html += "</div>\n";
 
   // Per-class profiles at the last epoch.
   std::set<int> present;
   double last_epoch = -INFINITY;
-  for (auto& r : d.activations) if (r.cls >= 0) present.insert(r.cls), last_epoch = std::max(last_epoch, r.epoch);
+  for (auto& r : d.activations)
+    if (r.cls >= 0) present.insert(r.cls), last_epoch = std::max(last_epoch, r.epoch);
   if (present.empty()) return;
   std::vector<int> classes;
   if (!o.classes.empty()) {
-    for (int c : o.classes) if (present.count(c)) classes.push_back(c);
+    for (int c : o.classes)
+      if (present.count(c)) classes.push_back(c);
   } else {
-    for (int c : present) if (classes.size() < 10) classes.push_back(c);
+    for (int c : present)
+      if (classes.size() < 10) classes.push_back(c);
   }
   if (classes.empty()) return;
   svg::LineChart cm, cs;
@@ -525,21 +587,28 @@ void activation_section(Page& p, const RunData& run, const Diagnostics& d, const
     sm.color = ss.color = svg::category_color(static_cast<int>(k));
     std::map<int, std::pair<double, double>> by_layer;
     for (auto& r : d.activations)
-      if (r.post && r.cls == classes[k] && r.epoch == last_epoch) by_layer[r.layer] = {r.mean, r.std};
-    for (auto& [l, v] : by_layer) sm.x.push_back(l), sm.y.push_back(v.first), ss.x.push_back(l), ss.y.push_back(v.second);
+      if (r.post && r.cls == classes[k] && r.epoch == last_epoch)
+        by_layer[r.layer] = {r.mean, r.std};
+    for (auto& [l, v] : by_layer)
+      sm.x.push_back(l), sm.y.push_back(v.first), ss.x.push_back(l), ss.y.push_back(v.second);
     cm.series.push_back(sm);
     cs.series.push_back(ss);
   }
   p.html += "<div class=\"row\">";
-  p.figure(svg::line_chart(cm), "Mean post-activation per layer for samples of each chosen class, at the last epoch.");
-  p.figure(svg::line_chart(cs), "Standard deviation of post-activations per layer for each chosen class, at the last epoch.");
+  p.figure(svg::line_chart(cm),
+           "Mean post-activation per layer for samples of each chosen class, at the last epoch.");
+  p.figure(
+      svg::line_chart(cs),
+      "Standard deviation of post-activations per layer for each chosen class, at the last epoch.");
   p.html += "</div>\n";
 }
 
 void units_section(Page& p, const RunData& run, const Diagnostics& d) {
   if (d.units.empty()) return;
-  Grid dead = grid_of(d.units, [](auto& r) { return 100 * r.dead; }, [](auto&) { return true; });
-  Grid sat = grid_of(d.units, [](auto& r) { return 100 * r.saturated; }, [](auto&) { return true; });
+  Grid dead = grid_of(
+      d.units, [](auto& r) { return 100 * r.dead; }, [](auto&) { return true; });
+  Grid sat = grid_of(
+      d.units, [](auto& r) { return 100 * r.saturated; }, [](auto&) { return true; });
   const size_t e = dead.epochs.size() - 1;
   svg::LineChart c;
   c.title = "Dead and saturated units (epoch " + epoch_label(dead.epochs[e]) + ")";
@@ -554,14 +623,19 @@ void units_section(Page& p, const RunData& run, const Diagnostics& d) {
   }
   c.series = {sd, ss};
   p.html += "<h3>Dead and saturated units</h3><div class=\"row\">";
-  p.figure(svg::line_chart(c), "Share of units in each layer that are dead (never active on the test set) or "
-                                "saturated (always in the flat part of the activation), at the last epoch.");
-  p.figure(layer_epoch_heatmap(run, dead, "Dead units (layer × epoch)", "%", false, svg::ColorMap::Viridis),
+  p.figure(svg::line_chart(c),
+           "Share of units in each layer that are dead (never active on the test set) or "
+           "saturated (always in the flat part of the activation), at the last epoch.");
+  p.figure(layer_epoch_heatmap(run, dead, "Dead units (layer × epoch)", "%", false,
+                               svg::ColorMap::Viridis),
            "Percentage of dead units for every layer and epoch.");
   p.html += "</div>\n";
   if (!d.dead_units.empty() || !d.saturated_units.empty()) {
-    p.html += "<details><summary>unit lists" + (d.units_epoch ? " at epoch " + epoch_label(*d.units_epoch) : std::string()) +
-              "</summary><table><tr><th class=\"l\">layer</th><th>dead</th><th class=\"l\">dead units (first 20)</th><th>saturated</th><th class=\"l\">saturated units (first 20)</th></tr>";
+    p.html +=
+        "<details><summary>unit lists" +
+        (d.units_epoch ? " at epoch " + epoch_label(*d.units_epoch) : std::string()) +
+        "</summary><table><tr><th class=\"l\">layer</th><th>dead</th><th class=\"l\">dead units "
+        "(first 20)</th><th>saturated</th><th class=\"l\">saturated units (first 20)</th></tr>";
     const size_t n = std::max(d.dead_units.size(), d.saturated_units.size());
     auto list = [](const std::vector<std::vector<int64_t>>& v, size_t l) {
       std::string s;
@@ -574,9 +648,10 @@ void units_section(Page& p, const RunData& run, const Diagnostics& d) {
       return s;
     };
     for (size_t l = 0; l < n; ++l)
-      p.html += "<tr><td class=\"l\">" + escape(layer_name(run, static_cast<int>(l))) + "</td><td>" +
-                std::to_string(l < d.dead_units.size() ? d.dead_units[l].size() : 0) + "</td><td class=\"l\">" + list(d.dead_units, l) +
-                "</td><td>" + std::to_string(l < d.saturated_units.size() ? d.saturated_units[l].size() : 0) +
+      p.html += "<tr><td class=\"l\">" + escape(layer_name(run, static_cast<int>(l))) +
+                "</td><td>" + std::to_string(l < d.dead_units.size() ? d.dead_units[l].size() : 0) +
+                "</td><td class=\"l\">" + list(d.dead_units, l) + "</td><td>" +
+                std::to_string(l < d.saturated_units.size() ? d.saturated_units[l].size() : 0) +
                 "</td><td class=\"l\">" + list(d.saturated_units, l) + "</td></tr>";
     p.html += "</table></details>\n";
   }
@@ -585,27 +660,40 @@ void units_section(Page& p, const RunData& run, const Diagnostics& d) {
 void grads_section(Page& p, const RunData& run, const Diagnostics& d, const ReportOptions& o) {
   if (d.grads.empty()) return;
   auto all = [](auto&) { return true; };
-  Grid wg = grid_of(d.grads, [](auto& r) { return r.weight_grad_norm; }, all);
-  Grid ag = grid_of(d.grads, [](auto& r) { return r.act_grad_norm; }, all);
-  Grid ur = grid_of(d.grads, [](auto& r) { return r.update_ratio; }, all);
-  Grid wn = grid_of(d.grads, [](auto& r) { return r.weight_norm; }, all);
+  Grid wg = grid_of(
+      d.grads, [](auto& r) { return r.weight_grad_norm; }, all);
+  Grid ag = grid_of(
+      d.grads, [](auto& r) { return r.act_grad_norm; }, all);
+  Grid ur = grid_of(
+      d.grads, [](auto& r) { return r.update_ratio; }, all);
+  Grid wn = grid_of(
+      d.grads, [](auto& r) { return r.weight_norm; }, all);
   p.html += "<h3>Gradient flow</h3><div class=\"row\">";
-  p.figure(depth_profile(wg, "Weight-gradient norm by depth", "‖∇W‖ (log scale)", true, o.max_epoch_curves),
-           "Frobenius norm of each layer's weight gradient, log scale, one curve per epoch. A steady fall toward the "
+  p.figure(depth_profile(wg, "Weight-gradient norm by depth", "‖∇W‖ (log scale)", true,
+                         o.max_epoch_curves),
+           "Frobenius norm of each layer's weight gradient, log scale, one curve per epoch. A "
+           "steady fall toward the "
            "input means vanishing gradients; a rise means exploding ones.");
-  p.figure(layer_epoch_heatmap(run, wg, "Weight-gradient norm (layer × epoch)", "‖∇W‖", true, svg::ColorMap::Viridis),
+  p.figure(layer_epoch_heatmap(run, wg, "Weight-gradient norm (layer × epoch)", "‖∇W‖", true,
+                               svg::ColorMap::Viridis),
            "The same norms for every layer and epoch (colour: log scale).");
   p.html += "</div><div class=\"row\">";
   bool any_ag = false;
-  for (auto& row : ag.v) for (double v : row) any_ag |= std::isfinite(v);
+  for (auto& row : ag.v)
+    for (double v : row) any_ag |= std::isfinite(v);
   if (any_ag)
-    p.figure(depth_profile(ag, "Activation-gradient norm by depth", "‖∂L/∂a‖ (log scale)", true, o.max_epoch_curves),
+    p.figure(depth_profile(ag, "Activation-gradient norm by depth", "‖∂L/∂a‖ (log scale)", true,
+                           o.max_epoch_curves),
              "Norm of the loss gradient with respect to each layer's output, one curve per epoch.");
-  p.figure(per_layer_over_epochs(run, ur, "Update / weight ratio", "‖ΔW‖ / ‖W‖", true, {{1e-3, "10⁻³"}}),
-           "Size of each epoch's last weight update relative to the weights, log scale" +
-               std::string(ur.layers > 12 ? " (layer × epoch, colour: log scale)" : "; the dashed line marks the usual 10⁻³ rule of thumb") + ".");
+  p.figure(
+      per_layer_over_epochs(run, ur, "Update / weight ratio", "‖ΔW‖ / ‖W‖", true, {{1e-3, "10⁻³"}}),
+      "Size of each epoch's last weight update relative to the weights, log scale" +
+          std::string(ur.layers > 12 ? " (layer × epoch, colour: log scale)"
+                                     : "; the dashed line marks the usual 10⁻³ rule of thumb") +
+          ".");
   bool any_wn = false;
-  for (auto& row : wn.v) for (double v : row) any_wn |= std::isfinite(v);
+  for (auto& row : wn.v)
+    for (double v : row) any_wn |= std::isfinite(v);
   if (any_wn)
     p.figure(depth_profile(wn, "Weight norm by depth", "‖W‖", false, o.max_epoch_curves),
              "Frobenius norm of each layer's weights, one curve per epoch.");
@@ -614,7 +702,9 @@ void grads_section(Page& p, const RunData& run, const Diagnostics& d, const Repo
 
 void selectivity_section(Page& p, const RunData& run, const Diagnostics& d) {
   if (d.selectivity.empty()) return;
-  p.html += "<h3>Class selectivity</h3><div class=\"multiples\" style=\"grid-template-columns:repeat(auto-fill,minmax(320px,1fr))\">";
+  p.html +=
+      "<h3>Class selectivity</h3><div class=\"multiples\" "
+      "style=\"grid-template-columns:repeat(auto-fill,minmax(320px,1fr))\">";
   ++p.figures;
   const int fig = p.figures;
   for (auto& [layer, a] : d.selectivity) {
@@ -641,31 +731,42 @@ void selectivity_section(Page& p, const RunData& run, const Diagnostics& d) {
     h.colorbar_label = "mean";
     h.max_width = 420;
     for (int64_t c = 0; c < classes; ++c) h.row_labels.push_back(std::to_string(c));
-    for (size_t i = 0; i < shown; ++i) h.col_labels.push_back(std::to_string(std::get<2>(order[i])));
+    for (size_t i = 0; i < shown; ++i)
+      h.col_labels.push_back(std::to_string(std::get<2>(order[i])));
     for (int64_t c = 0; c < classes; ++c)
-      for (size_t i = 0; i < shown; ++i) h.values.push_back(a.values[c * units + std::get<2>(order[i])]);
-    p.panel(svg::heatmap(h), escape(layer_name(run, layer)) + ": " + std::to_string(shown) + " of " + std::to_string(units) + " units");
+      for (size_t i = 0; i < shown; ++i)
+        h.values.push_back(a.values[c * units + std::get<2>(order[i])]);
+    p.panel(svg::heatmap(h), escape(layer_name(run, layer)) + ": " + std::to_string(shown) +
+                                 " of " + std::to_string(units) + " units");
   }
   p.html += "</div><p style=\"font-size:12.5px\"><b>Figure " + std::to_string(fig) +
-            ".</b> Mean post-activation of units for test samples of each class (rows), units ordered by the class they respond to most.</p>\n";
+            ".</b> Mean post-activation of units for test samples of each class (rows), units "
+            "ordered by the class they respond to most.</p>\n";
 }
 
 void layers_table(Page& p, const Diagnostics& d) {
   if (d.layers.empty()) return;
-  p.html += "<details" + std::string(d.layers.size() <= 8 ? " open" : "") + "><summary>layers (" + std::to_string(d.layers.size()) +
-            ")</summary><table><tr><th>#</th><th class=\"l\">name</th><th class=\"l\">kind</th><th>in</th><th>out</th><th class=\"l\">activation</th></tr>";
+  p.html += "<details" + std::string(d.layers.size() <= 8 ? " open" : "") + "><summary>layers (" +
+            std::to_string(d.layers.size()) +
+            ")</summary><table><tr><th>#</th><th class=\"l\">name</th><th "
+            "class=\"l\">kind</th><th>in</th><th>out</th><th class=\"l\">activation</th></tr>";
   for (size_t i = 0; i < d.layers.size(); ++i) {
     auto& l = d.layers[i];
-    p.html += "<tr><td>" + std::to_string(i) + "</td><td class=\"l\">" + escape(l.name) + "</td><td class=\"l\">" + escape(l.kind) +
-              "</td><td>" + std::to_string(l.in) + "</td><td>" + std::to_string(l.out) + "</td><td class=\"l\">" + escape(l.activation) + "</td></tr>";
+    p.html += "<tr><td>" + std::to_string(i) + "</td><td class=\"l\">" + escape(l.name) +
+              "</td><td class=\"l\">" + escape(l.kind) + "</td><td>" + std::to_string(l.in) +
+              "</td><td>" + std::to_string(l.out) + "</td><td class=\"l\">" + escape(l.activation) +
+              "</td></tr>";
   }
   p.html += "</table></details>\n";
 }
 
-std::string anchor(size_t i) { return "run-" + std::to_string(i + 1); }
+std::string anchor(size_t i) {
+  return "run-" + std::to_string(i + 1);
+}
 
 void run_section(Page& p, const RunData& run, size_t i, const ReportOptions& o) {
-  p.html += "<article class=\"run\" id=\"" + anchor(i) + "\"><h2>" + escape(run.name) + "</h2><p class=\"sub\"><code>" + escape(run.dir) + "</code></p>";
+  p.html += "<article class=\"run\" id=\"" + anchor(i) + "\"><h2>" + escape(run.name) +
+            "</h2><p class=\"sub\"><code>" + escape(run.dir) + "</code></p>";
   stats(p, run);
   config_table(p, run);
   if (!run.notes.empty()) {
@@ -692,33 +793,47 @@ void run_section(Page& p, const RunData& run, size_t i, const ReportOptions& o) 
 
 // Per-layer value at the last epoch for the comparison plots: diagnostics first, metrics.csv next.
 std::vector<double> last_profile(const RunData& run, bool grad) {
-  if (run.diagnostics && (grad ? !run.diagnostics->grads.empty() : !run.diagnostics->activations.empty())) {
-    Grid g = grad ? grid_of(run.diagnostics->grads, [](auto& r) { return r.weight_grad_norm; }, [](auto&) { return true; })
-                  : grid_of(run.diagnostics->activations, [](auto& r) { return r.std; }, [](auto& r) { return r.post && r.cls == -1; });
+  if (run.diagnostics &&
+      (grad ? !run.diagnostics->grads.empty() : !run.diagnostics->activations.empty())) {
+    Grid g = grad ? grid_of(
+                        run.diagnostics->grads, [](auto& r) { return r.weight_grad_norm; },
+                        [](auto&) { return true; })
+                  : grid_of(
+                        run.diagnostics->activations, [](auto& r) { return r.std; },
+                        [](auto& r) { return r.post && r.cls == -1; });
     std::vector<double> out;
     for (auto& row : g.v) out.push_back(row.empty() ? NAN : row.back());
     return out;
   }
   std::vector<double> out;
-  for (auto& col : grad ? run.metrics.grad_norm : run.metrics.act_std) out.push_back(col.empty() ? NAN : col.back());
+  for (auto& col : grad ? run.metrics.grad_norm : run.metrics.act_std)
+    out.push_back(col.empty() ? NAN : col.back());
   return out;
 }
 
 void comparison_section(Page& p, const std::vector<RunData>& runs) {
   p.html += "<section id=\"comparison\"><h2>Comparison</h2>";
-  p.html += "<table><tr><th class=\"l\">run</th><th>epochs</th><th>final train loss</th><th>final test loss</th><th>final train acc.</th><th>final test acc.</th><th>best test acc.</th><th>time (s)</th></tr>";
+  p.html +=
+      "<table><tr><th class=\"l\">run</th><th>epochs</th><th>final train loss</th><th>final test "
+      "loss</th><th>final train acc.</th><th>final test acc.</th><th>best test acc.</th><th>time "
+      "(s)</th></tr>";
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto& m = runs[i].metrics;
     auto acc = to_percent(m.test_acc);
     double best = NAN;
-    for (double a : acc) if (std::isfinite(a) && !(a <= best)) best = a;
+    for (double a : acc)
+      if (std::isfinite(a) && !(a <= best)) best = a;
     double t = 0;
-    for (double x : m.epoch_time) if (std::isfinite(x)) t += x;
-    p.html += "<tr><td class=\"l\"><span class=\"swatch\" style=\"background:" + svg::category_color(static_cast<int>(i)) +
-              "\"></span><a href=\"#" + anchor(i) + "\">" + escape(runs[i].name) + "</a></td><td>" + std::to_string(m.epoch.size()) +
-              "</td><td>" + format_number(last_finite(m.train_loss), 4) + "</td><td>" + format_number(last_finite(m.test_loss), 4) +
-              "</td><td>" + pct(last_finite(to_percent(m.train_acc))) + "</td><td>" + pct(last_finite(acc)) + "</td><td>" + pct(best) +
-              "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
+    for (double x : m.epoch_time)
+      if (std::isfinite(x)) t += x;
+    p.html += "<tr><td class=\"l\"><span class=\"swatch\" style=\"background:" +
+              svg::category_color(static_cast<int>(i)) + "\"></span><a href=\"#" + anchor(i) +
+              "\">" + escape(runs[i].name) + "</a></td><td>" + std::to_string(m.epoch.size()) +
+              "</td><td>" + format_number(last_finite(m.train_loss), 4) + "</td><td>" +
+              format_number(last_finite(m.test_loss), 4) + "</td><td>" +
+              pct(last_finite(to_percent(m.train_acc))) + "</td><td>" + pct(last_finite(acc)) +
+              "</td><td>" + pct(best) + "</td><td>" +
+              (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
   }
   p.html += "</table>";
   svg::LineChart loss, acc;
@@ -731,12 +846,16 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     const auto& m = runs[i].metrics;
     std::string color = svg::category_color(static_cast<int>(i));
     loss.series.push_back({runs[i].name + " (test)", m.epoch, m.test_loss, color, false, false});
-    loss.series.push_back({runs[i].name + " (train)", m.epoch, m.train_loss, color, true, false, 1.3});
-    acc.series.push_back({runs[i].name + " (test)", m.epoch, to_percent(m.test_acc), color, false, false});
-    acc.series.push_back({runs[i].name + " (train)", m.epoch, to_percent(m.train_acc), color, true, false, 1.3});
+    loss.series.push_back(
+        {runs[i].name + " (train)", m.epoch, m.train_loss, color, true, false, 1.3});
+    acc.series.push_back(
+        {runs[i].name + " (test)", m.epoch, to_percent(m.test_acc), color, false, false});
+    acc.series.push_back(
+        {runs[i].name + " (train)", m.epoch, to_percent(m.train_acc), color, true, false, 1.3});
   }
   p.html += "<div class=\"row\">";
-  p.figure(svg::line_chart(loss), "Loss of every run: solid lines test, dashed lines train; one colour per run.");
+  p.figure(svg::line_chart(loss),
+           "Loss of every run: solid lines test, dashed lines train; one colour per run.");
   p.figure(svg::line_chart(acc), "Accuracy of every run: solid lines test, dashed lines train.");
   p.html += "</div>";
   svg::LineChart sd, gn;
@@ -758,8 +877,13 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
   }
   if (!sd.series.empty() || !gn.series.empty()) {
     p.html += "<div class=\"row\">";
-    if (!sd.series.empty()) p.figure(svg::line_chart(sd), "Post-activation standard deviation of each layer at the last epoch, one curve per run.");
-    if (!gn.series.empty()) p.figure(svg::line_chart(gn), "Weight-gradient norm of each layer at the last epoch, one curve per run.");
+    if (!sd.series.empty())
+      p.figure(
+          svg::line_chart(sd),
+          "Post-activation standard deviation of each layer at the last epoch, one curve per run.");
+    if (!gn.series.empty())
+      p.figure(svg::line_chart(gn),
+               "Weight-gradient norm of each layer at the last epoch, one curve per run.");
     p.html += "</div>";
   }
   p.html += "</section>\n";
@@ -770,32 +894,42 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
 std::string render_report(const std::vector<RunData>& runs, const ReportOptions& o) {
   if (runs.empty()) throw std::runtime_error("report: no run directories given");
   Page p;
-  p.html = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-           "<title>" + escape(o.title) + "</title><style>" + kStyle + "</style></head><body><main>\n";
-  p.html += "<header><h1>" + escape(o.title) + "</h1><p class=\"sub\">" + std::to_string(runs.size()) +
-            (runs.size() == 1 ? " run" : " runs") + ": ";
-  for (size_t i = 0; i < runs.size(); ++i) p.html += (i ? ", " : "") + std::string("<code>") + escape(runs[i].dir) + "</code>";
+  p.html =
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+      "content=\"width=device-width, initial-scale=1\">"
+      "<title>" +
+      escape(o.title) + "</title><style>" + kStyle + "</style></head><body><main>\n";
+  p.html += "<header><h1>" + escape(o.title) + "</h1><p class=\"sub\">" +
+            std::to_string(runs.size()) + (runs.size() == 1 ? " run" : " runs") + ": ";
+  for (size_t i = 0; i < runs.size(); ++i)
+    p.html += (i ? ", " : "") + std::string("<code>") + escape(runs[i].dir) + "</code>";
   p.html += "</p></header><nav>";
   if (runs.size() > 1) p.html += "<a href=\"#comparison\">Comparison</a>";
-  for (size_t i = 0; i < runs.size(); ++i) p.html += "<a href=\"#" + anchor(i) + "\">" + escape(runs[i].name) + "</a>";
+  for (size_t i = 0; i < runs.size(); ++i)
+    p.html += "<a href=\"#" + anchor(i) + "\">" + escape(runs[i].name) + "</a>";
   p.html += "</nav>\n";
   if (runs.size() > 1) comparison_section(p, runs);
   const size_t cols = std::min<size_t>(runs.size(), 3);
-  p.html += std::string("<section class=\"runs") + (cols > 1 ? " multi" : "") + "\" style=\"grid-template-columns:repeat(" + std::to_string(cols) + ",minmax(0,1fr));--fig-max:" +
-            (cols == 1 ? "640px" : "100%") + "\">\n";
+  p.html += std::string("<section class=\"runs") + (cols > 1 ? " multi" : "") +
+            "\" style=\"grid-template-columns:repeat(" + std::to_string(cols) +
+            ",minmax(0,1fr));--fig-max:" + (cols == 1 ? "640px" : "100%") + "\">\n";
   for (size_t i = 0; i < runs.size(); ++i) run_section(p, runs[i], i, o);
-  p.html += "</section><footer>Generated by <code>gradlens report</code>. Self-contained: figures are inline SVG, no network access.</footer></main><script>" +
-            std::string(kScript) + "</script></body></html>\n";
+  p.html +=
+      "</section><footer>Generated by <code>gradlens report</code>. Self-contained: figures are "
+      "inline SVG, no network access.</footer></main><script>" +
+      std::string(kScript) + "</script></body></html>\n";
   return p.html;
 }
 
-void write_report(const std::vector<std::string>& run_dirs, const std::string& out, const ReportOptions& o) {
+void write_report(const std::vector<std::string>& run_dirs, const std::string& out,
+                  const ReportOptions& o) {
   std::vector<RunData> runs;
   for (auto& d : run_dirs) runs.push_back(load_run(d, o.max_misclassified));
   const std::string html = render_report(runs, o);
   fs::path target(out);
   if (target.has_parent_path() && !fs::exists(target.parent_path()))
-    throw std::runtime_error("cannot write '" + out + "': directory '" + target.parent_path().string() + "' does not exist");
+    throw std::runtime_error("cannot write '" + out + "': directory '" +
+                             target.parent_path().string() + "' does not exist");
   const std::string tmp = out + ".tmp." + std::to_string(::getpid());
   {
     std::ofstream f(tmp, std::ios::binary);

@@ -10,7 +10,7 @@ namespace gl::analysis {
 
 struct ReportOptions {
   std::string title = "gradlens report";
-  std::vector<int> classes;      // classes for the per-class plots; empty: all (up to 10)
+  std::vector<int> classes;       // classes for the per-class plots; empty: all (up to 10)
   size_t max_misclassified = 48;  // digits shown per run
   size_t max_epoch_curves = 8;    // epochs overlaid in histograms and depth profiles
 };

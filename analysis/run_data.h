@@ -70,7 +70,7 @@ struct Diagnostics {
   std::vector<LayerHistogram> histograms;
   std::optional<double> units_epoch;  // epoch of the dead/saturated unit lists
   std::vector<std::vector<int64_t>> dead_units, saturated_units;  // [layer] -> unit ids
-  std::vector<std::pair<int, NpyArray>> selectivity;  // (layer, [classes, units])
+  std::vector<std::pair<int, NpyArray>> selectivity;              // (layer, [classes, units])
 };
 
 struct Image {

@@ -63,7 +63,8 @@ std::string title_text(int width, const std::string& title) {
 std::vector<double> inner_ticks(double lo, double hi, bool integers, int target) {
   std::vector<double> out;
   for (double t : nice_ticks(lo, hi, target)) {
-    if (t < lo - 1e-9 * std::max(1.0, std::fabs(lo)) || t > hi + 1e-9 * std::max(1.0, std::fabs(hi)))
+    if (t < lo - 1e-9 * std::max(1.0, std::fabs(lo)) ||
+        t > hi + 1e-9 * std::max(1.0, std::fabs(hi)))
       continue;
     if (integers && std::fabs(t - std::round(t)) > 1e-9) continue;
     out.push_back(t);
@@ -71,7 +72,9 @@ std::vector<double> inner_ticks(double lo, double hi, bool integers, int target)
   return out;
 }
 
-double luminance(Rgb c) { return (0.299 * c.r + 0.587 * c.g + 0.114 * c.b) / 255.0; }
+double luminance(Rgb c) {
+  return (0.299 * c.r + 0.587 * c.g + 0.114 * c.b) / 255.0;
+}
 
 Rgb lerp_table(const std::vector<Rgb>& table, double t) {
   if (!(t >= 0)) t = 0;  // NaN too
@@ -141,12 +144,23 @@ std::string escape(std::string_view in) {
   out.reserve(in.size());
   for (char c : in) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out.push_back(c);
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   return out;
@@ -191,7 +205,8 @@ std::vector<double> log_ticks(double lo, double hi) {
     std::vector<double> fine;
     for (int e = a; e <= b; ++e)
       for (double m : {1.0, 2.0, 5.0})
-        if (m * std::pow(10.0, e) <= std::pow(10.0, b) * 1.000001) fine.push_back(m * std::pow(10.0, e));
+        if (m * std::pow(10.0, e) <= std::pow(10.0, b) * 1.000001)
+          fine.push_back(m * std::pow(10.0, e));
     size_t first = 0, last = fine.size() - 1;
     while (first + 1 < fine.size() && fine[first + 1] <= lo * 1.000001) ++first;
     while (last > first + 1 && fine[last - 1] >= hi / 1.000001) --last;
@@ -261,16 +276,19 @@ Rgb colormap(ColorMap map, double t) {
   static const auto diverging = table_of({"#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
                                           "#fddbc7", "#f4a582", "#d6604d", "#b2182b"});
   switch (map) {
-    case ColorMap::Blues: return lerp_table(blues, t);
-    case ColorMap::Diverging: return lerp_table(diverging, t);
-    default: return lerp_table(viridis, t);
+    case ColorMap::Blues:
+      return lerp_table(blues, t);
+    case ColorMap::Diverging:
+      return lerp_table(diverging, t);
+    default:
+      return lerp_table(viridis, t);
   }
 }
 
 std::string category_color(int index) {
-  static const std::array<const char*, 10> palette = {
-      "#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00",
-      "#56b4e9", "#882255", "#117733", "#999933", "#444444"};
+  static const std::array<const char*, 10> palette = {"#0072b2", "#d55e00", "#009e73", "#cc79a7",
+                                                      "#e69f00", "#56b4e9", "#882255", "#117733",
+                                                      "#999933", "#444444"};
   return palette[static_cast<size_t>(index) % palette.size()];
 }
 
@@ -326,7 +344,8 @@ std::string line_chart(const LineChart& c) {
     return plot.bottom() - (v - y0) / (y1 - y0) * plot.height;
   };
 
-  std::string s = open_svg(c.width, c.height, c.title.empty() ? c.ylabel : c.title, "chart line-chart");
+  std::string s =
+      open_svg(c.width, c.height, c.title.empty() ? c.ylabel : c.title, "chart line-chart");
   s += title_text(c.width, c.title);
   // Grid and y ticks.
   double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
@@ -349,12 +368,15 @@ std::string line_chart(const LineChart& c) {
   // Axes.
   s += "<path d=\"M" + num(plot.left) + "," + num(plot.top) + "V" + num(plot.bottom()) + "H" +
        num(plot.right()) + "\" fill=\"none\" stroke=\"" + kAxisColor + "\"/>";
-  if (!c.xlabel.empty()) s += text(plot.left + plot.width / 2, c.height - 8, c.xlabel, "middle", 11, "fill=\"#333\"");
+  if (!c.xlabel.empty())
+    s += text(plot.left + plot.width / 2, c.height - 8, c.xlabel, "middle", 11, "fill=\"#333\"");
   if (!c.ylabel.empty())
     s += "<text transform=\"translate(13," + num(plot.top + plot.height / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" + escape(c.ylabel) +
-         "</text>";
-  if (empty) s += text(plot.left + plot.width / 2, plot.top + plot.height / 2, "no data", "middle", 12, "fill=\"#999\"");
+         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" +
+         escape(c.ylabel) + "</text>";
+  if (empty)
+    s += text(plot.left + plot.width / 2, plot.top + plot.height / 2, "no data", "middle", 12,
+              "fill=\"#999\"");
 
   // Plot area: data-* attributes let a reader invert pixel coordinates.
   s += "<g class=\"plot\" data-xdomain=\"" + full(xmin) + " " + full(xmax) + "\" data-ydomain=\"" +
@@ -423,8 +445,9 @@ std::string line_chart(const LineChart& c) {
       s += text(lx + 25, yy + 3.5, name, "start", 10, "class=\"legend\" fill=\"#333\"");
     }
     if (c.series.size() > max_rows)
-      s += text(lx, ly + max_rows * 15 + 3, "+" + std::to_string(c.series.size() - max_rows) + " more",
-                "start", 9.5, "fill=\"#777\"");
+      s += text(lx, ly + max_rows * 15 + 3,
+                "+" + std::to_string(c.series.size() - max_rows) + " more", "start", 9.5,
+                "fill=\"#777\"");
   }
   if (seq) {
     auto& [label, lo, hi] = *c.sequential_legend;
@@ -459,7 +482,8 @@ std::string bar_chart(const BarChart& c) {
   const size_t n = c.categories.size(), g = std::max<size_t>(1, c.groups.size());
   const double slot = n ? plot.width / n : plot.width;
   const double bar_w = slot * 0.8 / g;
-  const size_t label_every = std::max<size_t>(1, static_cast<size_t>(std::ceil(n * 22.0 / plot.width)));
+  const size_t label_every =
+      std::max<size_t>(1, static_cast<size_t>(std::ceil(n * 22.0 / plot.width)));
   s += "<g class=\"plot\" data-ydomain=\"" + full(y0) + " " + full(y1) + "\" data-yrange=\"" +
        num(plot.bottom()) + " " + num(plot.top) + "\">";
   for (size_t i = 0; i < n; ++i) {
@@ -470,36 +494,43 @@ std::string bar_chart(const BarChart& c) {
       double x = plot.left + slot * i + slot * 0.1 + bar_w * k;
       double top = py(std::min(std::max(v, 0.0), y1)), base = py(std::max(std::min(v, 0.0), y0));
       std::string color = grp.color.empty() ? category_color(static_cast<int>(k)) : grp.color;
-      s += "<rect class=\"bar\" data-value=\"" + full(v) + "\" x=\"" + num(x) + "\" y=\"" + num(top) +
-           "\" width=\"" + num(std::max(bar_w - 1, 0.5)) + "\" height=\"" + num(std::max(base - top, 0.0)) +
-           "\" fill=\"" + color + "\"><title>" + escape(c.categories[i]) +
-           (c.groups.size() > 1 ? " (" + escape(grp.name) + ")" : "") + ": " +
-           escape(format_number(v, 4)) + "</title></rect>";
+      s += "<rect class=\"bar\" data-value=\"" + full(v) + "\" x=\"" + num(x) + "\" y=\"" +
+           num(top) + "\" width=\"" + num(std::max(bar_w - 1, 0.5)) + "\" height=\"" +
+           num(std::max(base - top, 0.0)) + "\" fill=\"" + color + "\"><title>" +
+           escape(c.categories[i]) + (c.groups.size() > 1 ? " (" + escape(grp.name) + ")" : "") +
+           ": " + escape(format_number(v, 4)) + "</title></rect>";
       if (c.value_labels && g == 1)
-        s += text(x + bar_w / 2 - 0.5, top - 3, format_number(v, 3), "middle", 8.5, "fill=\"#444\"");
+        s +=
+            text(x + bar_w / 2 - 0.5, top - 3, format_number(v, 3), "middle", 8.5, "fill=\"#444\"");
     }
   }
   s += "</g>";
   for (size_t i = 0; i < n; i += label_every)
-    s += text(plot.left + slot * (i + 0.5), plot.bottom() + 14, c.categories[i], "middle", 10, "fill=\"#444\"");
-  s += "<path d=\"M" + num(plot.left) + "," + num(plot.top) + "V" + num(py(std::max(y0, 0.0))) + "H" +
-       num(plot.right()) + "\" fill=\"none\" stroke=\"" + kAxisColor + "\"/>";
-  if (!c.xlabel.empty()) s += text(plot.left + plot.width / 2, c.height - 8, c.xlabel, "middle", 11, "fill=\"#333\"");
+    s += text(plot.left + slot * (i + 0.5), plot.bottom() + 14, c.categories[i], "middle", 10,
+              "fill=\"#444\"");
+  s += "<path d=\"M" + num(plot.left) + "," + num(plot.top) + "V" + num(py(std::max(y0, 0.0))) +
+       "H" + num(plot.right()) + "\" fill=\"none\" stroke=\"" + kAxisColor + "\"/>";
+  if (!c.xlabel.empty())
+    s += text(plot.left + plot.width / 2, c.height - 8, c.xlabel, "middle", 11, "fill=\"#333\"");
   if (!c.ylabel.empty())
     s += "<text transform=\"translate(13," + num(plot.top + plot.height / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" + escape(c.ylabel) + "</text>";
+         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" +
+         escape(c.ylabel) + "</text>";
   if (legend)
     for (size_t k = 0; k < c.groups.size(); ++k) {
       double yy = plot.top + 6 + k * 15;
-      std::string color = c.groups[k].color.empty() ? category_color(static_cast<int>(k)) : c.groups[k].color;
-      s += "<rect x=\"" + num(plot.right() + 12) + "\" y=\"" + num(yy - 5) + "\" width=\"10\" height=\"10\" fill=\"" + color + "\"/>";
+      std::string color =
+          c.groups[k].color.empty() ? category_color(static_cast<int>(k)) : c.groups[k].color;
+      s += "<rect x=\"" + num(plot.right() + 12) + "\" y=\"" + num(yy - 5) +
+           "\" width=\"10\" height=\"10\" fill=\"" + color + "\"/>";
       s += text(plot.right() + 27, yy + 3.5, c.groups[k].name, "start", 10, "fill=\"#333\"");
     }
   return s + "</svg>";
 }
 
 std::string heatmap(const Heatmap& h) {
-  const int rows = static_cast<int>(h.row_labels.size()), cols = static_cast<int>(h.col_labels.size());
+  const int rows = static_cast<int>(h.row_labels.size()),
+            cols = static_cast<int>(h.col_labels.size());
   size_t longest = 0;
   for (auto& l : h.row_labels) longest = std::max(longest, l.size());
   const double left = 22 + std::min<size_t>(longest, 14) * 6.2 + (h.ylabel.empty() ? 0 : 14);
@@ -550,12 +581,13 @@ std::string heatmap(const Heatmap& h) {
         continue;
       }
       Rgb color = colormap(h.map, (t - lo) / (hi - lo));
-      std::string tip = h.tooltip ? h.tooltip(r, c, v)
-                                  : h.row_labels[r] + ", " + h.col_labels[c] + ": " + format_number(v, 4);
-      s += "<rect class=\"cell\" data-row=\"" + std::to_string(r) + "\" data-col=\"" + std::to_string(c) +
-           "\" data-value=\"" + full(v) + "\" x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" +
-           num(cw + 0.3) + "\" height=\"" + num(ch + 0.3) + "\" fill=\"" + hex(color) + "\"><title>" +
-           escape(tip) + "</title></rect>";
+      std::string tip = h.tooltip
+                            ? h.tooltip(r, c, v)
+                            : h.row_labels[r] + ", " + h.col_labels[c] + ": " + format_number(v, 4);
+      s += "<rect class=\"cell\" data-row=\"" + std::to_string(r) + "\" data-col=\"" +
+           std::to_string(c) + "\" data-value=\"" + full(v) + "\" x=\"" + num(x) + "\" y=\"" +
+           num(y) + "\" width=\"" + num(cw + 0.3) + "\" height=\"" + num(ch + 0.3) + "\" fill=\"" +
+           hex(color) + "\"><title>" + escape(tip) + "</title></rect>";
       if (h.cell_labels && cw >= 16 && ch >= 12) {
         std::string lab = h.label_format ? h.label_format(v) : format_number(v, 3);
         s += text(x + cw / 2, y + ch / 2 + 3.8, lab, "middle", std::min(11.0, cw / 3.2),
@@ -566,21 +598,25 @@ std::string heatmap(const Heatmap& h) {
   }
   s += "</g>";
   s += "<rect x=\"" + num(plot.left) + "\" y=\"" + num(plot.top) + "\" width=\"" + num(plot.width) +
-       "\" height=\"" + num(plot.height) + "\" fill=\"none\" stroke=\"#bbb\" stroke-width=\"0.6\"/>";
+       "\" height=\"" + num(plot.height) +
+       "\" fill=\"none\" stroke=\"#bbb\" stroke-width=\"0.6\"/>";
   const int row_every = std::max(1, static_cast<int>(std::ceil(11.0 / ch)));
   for (int r = 0; r < rows; r += row_every)
     s += text(plot.left - 4, plot.top + (r + 0.5) * ch + 3.5,
-              h.row_labels[r].size() > 14 ? h.row_labels[r].substr(0, 13) + "…" : h.row_labels[r], "end",
-              std::min(10.0, std::max(ch, 8.0)), "fill=\"#444\"");
+              h.row_labels[r].size() > 14 ? h.row_labels[r].substr(0, 13) + "…" : h.row_labels[r],
+              "end", std::min(10.0, std::max(ch, 8.0)), "fill=\"#444\"");
   size_t col_longest = 1;
   for (auto& l : h.col_labels) col_longest = std::max(col_longest, l.size());
   const int col_every = std::max(1, static_cast<int>(std::ceil((col_longest * 6.0 + 4) / cw)));
   for (int c = 0; c < cols; c += col_every)
-    s += text(plot.left + (c + 0.5) * cw, plot.bottom() + 13, h.col_labels[c], "middle", 10, "fill=\"#444\"");
-  if (!h.xlabel.empty()) s += text(plot.left + plot.width / 2, height - 7, h.xlabel, "middle", 11, "fill=\"#333\"");
+    s += text(plot.left + (c + 0.5) * cw, plot.bottom() + 13, h.col_labels[c], "middle", 10,
+              "fill=\"#444\"");
+  if (!h.xlabel.empty())
+    s += text(plot.left + plot.width / 2, height - 7, h.xlabel, "middle", 11, "fill=\"#333\"");
   if (!h.ylabel.empty())
     s += "<text transform=\"translate(12," + num(plot.top + plot.height / 2) +
-         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" + escape(h.ylabel) + "</text>";
+         ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" +
+         escape(h.ylabel) + "</text>";
   s += color_bar(plot.right() + 10, plot.top + 12, std::max(40.0, plot.height - 12), h.map, lo, hi,
                  h.log_color, h.colorbar_label);
   return s + "</svg>";
@@ -602,7 +638,8 @@ std::string histogram_overlay(const HistogramOverlay& h) {
     double total = 0;
     for (double v : counts) total += v;
     Series s;
-    s.name = h.curve_label + " " + (k < h.curve_values.size() ? format_number(h.curve_values[k], 4) : std::to_string(k));
+    s.name = h.curve_label + " " +
+             (k < h.curve_values.size() ? format_number(h.curve_values[k], 4) : std::to_string(k));
     s.color = hex(colormap(ColorMap::Viridis, n > 1 ? 0.9 * k / (n - 1) : 0.5));
     s.width = k + 1 == n ? 1.8 : 1.2;
     for (size_t b = 0; b < counts.size(); ++b) {
@@ -617,15 +654,18 @@ std::string histogram_overlay(const HistogramOverlay& h) {
   if (!h.log_y) c.ymin = 0.0;
   double first = h.curve_values.empty() ? 0 : h.curve_values.front();
   double last = h.curve_values.empty() ? static_cast<double>(n) : h.curve_values.back();
-  if (n > 1) c.sequential_legend = std::make_tuple(h.curve_label, first, last);
-  else c.legend = false;
+  if (n > 1)
+    c.sequential_legend = std::make_tuple(h.curve_label, first, last);
+  else
+    c.legend = false;
   return line_chart(c);
 }
 
 std::string image_grid(const std::vector<GridImage>& images, int columns, int scale) {
   columns = std::max(1, columns);
   int cell_w = 0, cell_h = 0;
-  for (auto& im : images) cell_w = std::max(cell_w, im.width * scale), cell_h = std::max(cell_h, im.height * scale);
+  for (auto& im : images)
+    cell_w = std::max(cell_w, im.width * scale), cell_h = std::max(cell_h, im.height * scale);
   const int pad = 6, caption_h = 14;
   const int rows = (static_cast<int>(images.size()) + columns - 1) / columns;
   const int width = columns * (cell_w + pad) + pad;
@@ -637,13 +677,15 @@ std::string image_grid(const std::vector<GridImage>& images, int columns, int sc
     double x = pad + col * (cell_w + pad), y = pad + row * (cell_h + caption_h + pad);
     s += "<g class=\"grid-image\">";
     if (!im.tooltip.empty()) s += "<title>" + escape(im.tooltip) + "</title>";
-    if (im.width > 0 && im.height > 0 && im.pixels.size() >= static_cast<size_t>(im.width * im.height * im.channels))
-      s += "<image x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + std::to_string(im.width * scale) +
-           "\" height=\"" + std::to_string(im.height * scale) + "\" style=\"image-rendering:pixelated\" href=\"" +
+    if (im.width > 0 && im.height > 0 &&
+        im.pixels.size() >= static_cast<size_t>(im.width * im.height * im.channels))
+      s += "<image x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" +
+           std::to_string(im.width * scale) + "\" height=\"" + std::to_string(im.height * scale) +
+           "\" style=\"image-rendering:pixelated\" href=\"" +
            png_data_uri(im.pixels.data(), im.width, im.height, im.channels) + "\"/>";
-    s += "<rect x=\"" + num(x - 0.5) + "\" y=\"" + num(y - 0.5) + "\" width=\"" + num(im.width * scale + 1) +
-         "\" height=\"" + num(im.height * scale + 1) + "\" fill=\"none\" stroke=\"" +
-         (im.highlight ? "#d55e00" : "#ccc") + "\"/>";
+    s += "<rect x=\"" + num(x - 0.5) + "\" y=\"" + num(y - 0.5) + "\" width=\"" +
+         num(im.width * scale + 1) + "\" height=\"" + num(im.height * scale + 1) +
+         "\" fill=\"none\" stroke=\"" + (im.highlight ? "#d55e00" : "#ccc") + "\"/>";
     s += text(x + im.width * scale / 2.0, y + im.height * scale + 11, im.caption, "middle", 10,
               "class=\"caption\" fill=\"#333\"");
     s += "</g>";

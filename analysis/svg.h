@@ -79,12 +79,12 @@ struct Heatmap {
   std::vector<std::string> row_labels, col_labels;
   std::vector<double> values;  // rows x cols, row-major; NaN cells are drawn blank
   ColorMap map = ColorMap::Viridis;
-  bool log_color = false;      // colour by log10(value); non-positive cells blank
-  bool cell_labels = false;    // write the value inside each cell
+  bool log_color = false;    // colour by log10(value); non-positive cells blank
+  bool cell_labels = false;  // write the value inside each cell
   std::optional<double> vmin, vmax;
   std::string colorbar_label;
-  int max_width = 560;         // the chart scales cells to fit
-  int cell_size = 0;           // 0: automatic
+  int max_width = 560;  // the chart scales cells to fit
+  int cell_size = 0;    // 0: automatic
   // Tooltip (SVG <title>) for cell (row, col); default "row, col: value".
   std::function<std::string(int, int, double)> tooltip;
   std::function<std::string(double)> label_format;  // default format_number
@@ -93,12 +93,12 @@ std::string heatmap(const Heatmap& map);
 
 struct HistogramOverlay {
   std::string title, xlabel, ylabel = "fraction of units";
-  std::vector<double> edges;                // bins + 1 edges shared by all curves, or
+  std::vector<double> edges;                     // bins + 1 edges shared by all curves, or
   std::vector<std::vector<double>> curve_edges;  // per-curve edges (overrides `edges`)
-  std::vector<std::vector<double>> counts;  // one histogram per curve (e.g. per epoch)
-  std::vector<double> curve_values;         // value of each curve for the colour bar
+  std::vector<std::vector<double>> counts;       // one histogram per curve (e.g. per epoch)
+  std::vector<double> curve_values;              // value of each curve for the colour bar
   std::string curve_label = "epoch";
-  bool normalize = true;                    // draw counts / total
+  bool normalize = true;  // draw counts / total
   bool log_y = false;
   int width = 360, height = 230;
 };

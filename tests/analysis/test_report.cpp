@@ -24,8 +24,8 @@ namespace {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("gl_report_test_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter()++));
+    path = fs::temp_directory_path() /
+           ("gl_report_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -91,7 +91,8 @@ std::pair<double, double> two(const std::string& s) {
 
 // Maps every point of the polyline of `series` in `svg_text` back to data coordinates using
 // the plot group's domain and pixel range.
-std::vector<std::pair<double, double>> invert_series(const std::string& svg_text, const std::string& series) {
+std::vector<std::pair<double, double>> invert_series(const std::string& svg_text,
+                                                     const std::string& series) {
   std::smatch m;
   EXPECT_TRUE(std::regex_search(svg_text, m, std::regex("<g class=\"plot\"[^>]*>")));
   const std::string g = m[0];
@@ -103,11 +104,13 @@ std::vector<std::pair<double, double>> invert_series(const std::string& svg_text
   if (logy) y0 = std::log10(y0), y1 = std::log10(y1);
   std::regex re("<polyline class=\"series\" data-series=\"" + series + "\" points=\"([^\"]*)\"");
   std::vector<std::pair<double, double>> out;
-  for (auto it = std::sregex_iterator(svg_text.begin(), svg_text.end(), re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(svg_text.begin(), svg_text.end(), re);
+       it != std::sregex_iterator(); ++it) {
     std::stringstream ss((*it)[1].str());
     std::string pt;
     while (ss >> pt) {
-      double px = std::stod(pt.substr(0, pt.find(','))), py = std::stod(pt.substr(pt.find(',') + 1));
+      double px = std::stod(pt.substr(0, pt.find(','))),
+             py = std::stod(pt.substr(pt.find(',') + 1));
       double x = x0 + (px - px0) / (px1 - px0) * (x1 - x0);
       double y = y0 + (py - py0) / (py1 - py0) * (y1 - y0);
       out.emplace_back(x, logy ? std::pow(10.0, y) : y);
@@ -136,17 +139,21 @@ struct Known {
 void make_run(const fs::path& d, int layers = 0, bool diagnostics = false) {
   Known k;
   std::string m = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time";
-  for (int i = 0; i < layers; ++i) m += ",act_mean_" + std::to_string(i) + ",act_std_" + std::to_string(i) + ",grad_norm_" + std::to_string(i);
+  for (int i = 0; i < layers; ++i)
+    m += ",act_mean_" + std::to_string(i) + ",act_std_" + std::to_string(i) + ",grad_norm_" +
+         std::to_string(i);
   m += "\n";
   for (size_t e = 0; e < k.epoch.size(); ++e) {
     std::ostringstream row;
-    row << k.epoch[e] << "," << k.train_loss[e] << "," << k.test_loss[e] << "," << k.train_acc[e] << ","
-        << k.test_acc[e] << ",1.5";
-    for (int i = 0; i < layers; ++i) row << "," << 0.01 * i << "," << 1.0 / (i + 1) << "," << std::pow(10.0, -i - 1.0) * (e + 1);
+    row << k.epoch[e] << "," << k.train_loss[e] << "," << k.test_loss[e] << "," << k.train_acc[e]
+        << "," << k.test_acc[e] << ",1.5";
+    for (int i = 0; i < layers; ++i)
+      row << "," << 0.01 * i << "," << 1.0 / (i + 1) << "," << std::pow(10.0, -i - 1.0) * (e + 1);
     m += row.str() + "\n";
   }
   write(d / "metrics.csv", m);
-  write(d / "config.json", R"({"lr": 0.1, "note": "<script>alert(1)</script> & more", "opt": {"name": "sgd"}})");
+  write(d / "config.json",
+        R"({"lr": 0.1, "note": "<script>alert(1)</script> & more", "opt": {"name": "sgd"}})");
   std::string conf = "true\\pred,0,1,2,3,4,5,6,7,8,9\n";
   std::string pc = "class,accuracy,precision,recall,f1,support\n";
   for (int t = 0; t < 10; ++t) {
@@ -166,17 +173,21 @@ void make_run(const fs::path& d, int layers = 0, bool diagnostics = false) {
   write_npy(d / "misclassified_images.npy", "|u1", {2, 28, 28}, px);
   if (diagnostics) {
     const fs::path g = d / "diagnostics";
-    write(g / "layers.json", R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": "relu"},
+    write(g / "layers.json",
+          R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": "relu"},
       {"name": "fc1", "kind": "linear", "in": 8, "out": 3, "activation": "relu"}], "epochs": [1, 2, 3]})");
-    std::string a = "epoch,layer,kind,class,mean,std,min,max\n", u = "epoch,layer,dead_fraction,saturated_fraction\n",
-                gr = "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
+    std::string
+        a = "epoch,layer,kind,class,mean,std,min,max\n",
+        u = "epoch,layer,dead_fraction,saturated_fraction\n",
+        gr = "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
     for (int e = 1; e <= 3; ++e)
       for (int l = 0; l < 2; ++l) {
         for (const char* kind : {"pre", "post"})
           a += std::to_string(e) + "," + std::to_string(l) + "," + kind + ",-1,0.1,0.5,-1,1\n";
         a += std::to_string(e) + "," + std::to_string(l) + ",post,3,0.2,0.4,0,1\n";
         u += std::to_string(e) + "," + std::to_string(l) + ",0.25,0.0\n";
-        gr += std::to_string(e) + "," + std::to_string(l) + "," + std::to_string(0.001 * (l + 1) * e) + ",0.1,0.2,3,0.001\n";
+        gr += std::to_string(e) + "," + std::to_string(l) + "," +
+              std::to_string(0.001 * (l + 1) * e) + ",0.1,0.2,3,0.001\n";
       }
     write(g / "activations.csv", a);
     write(g / "units.csv", u);
@@ -185,7 +196,8 @@ void make_run(const fs::path& d, int layers = 0, bool diagnostics = false) {
       for (std::string kind : {"pre", "post"}) {
         write_npy<int64_t>(g / ("hist_" + std::to_string(l) + "_" + kind + ".npy"), "<i8", {3, 4},
                            {1, 2, 3, 4, 4, 3, 2, 1, 0, 0, 5, 5});
-        write_npy<double>(g / ("hist_" + std::to_string(l) + "_" + kind + "_edges.npy"), "<f8", {5}, {-2, -1, 0, 1, 2});
+        write_npy<double>(g / ("hist_" + std::to_string(l) + "_" + kind + "_edges.npy"), "<f8", {5},
+                          {-2, -1, 0, 1, 2});
       }
     write(g / "dead_units.json", R"({"epoch": 3, "layers": [[1, 4], [2]]})");
     write_npy<float>(g / "selectivity_0.npy", "<f4", {2, 3}, {1, 0, 0.5, 0, 1, 0.5});
@@ -204,7 +216,8 @@ std::string message_of(const std::function<void()>& f) {
 }  // namespace
 
 TEST(Svg, NiceTicksCoverRangeWithRoundSteps) {
-  for (auto [lo, hi] : std::vector<std::pair<double, double>>{{0, 1}, {0.013, 0.087}, {-3.7, 12.2}, {1, 50}, {1e-6, 3e-6}, {97, 1003}}) {
+  for (auto [lo, hi] : std::vector<std::pair<double, double>>{
+           {0, 1}, {0.013, 0.087}, {-3.7, 12.2}, {1, 50}, {1e-6, 3e-6}, {97, 1003}}) {
     auto t = svg::nice_ticks(lo, hi, 5);
     ASSERT_GE(t.size(), 3u) << lo << " " << hi;
     EXPECT_LE(t.size(), 12u);
@@ -212,8 +225,9 @@ TEST(Svg, NiceTicksCoverRangeWithRoundSteps) {
     EXPECT_GE(t.back(), hi - 1e-12);
     double step = t[1] - t[0];
     double mant = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
-    EXPECT_TRUE(std::fabs(mant - 1) < 1e-6 || std::fabs(mant - 2) < 1e-6 || std::fabs(mant - 2.5) < 1e-6 ||
-                std::fabs(mant - 5) < 1e-6) << "step " << step;
+    EXPECT_TRUE(std::fabs(mant - 1) < 1e-6 || std::fabs(mant - 2) < 1e-6 ||
+                std::fabs(mant - 2.5) < 1e-6 || std::fabs(mant - 5) < 1e-6)
+        << "step " << step;
     for (size_t i = 1; i < t.size(); ++i) EXPECT_NEAR(t[i] - t[i - 1], step, step * 1e-6);
     // Ticks are multiples of the step (so labels are round numbers).
     for (double v : t) EXPECT_NEAR(v / step, std::round(v / step), 1e-6);
@@ -249,7 +263,8 @@ TEST(Svg, ColorMapsMatchPublishedEndpoints) {
   auto mid = svg::colormap(svg::ColorMap::Diverging, 0.5);
   EXPECT_GT(mid.r, 240);
   EXPECT_GT(mid.g, 240);
-  auto lo = svg::colormap(svg::ColorMap::Diverging, 0), hi = svg::colormap(svg::ColorMap::Diverging, 1);
+  auto lo = svg::colormap(svg::ColorMap::Diverging, 0),
+       hi = svg::colormap(svg::ColorMap::Diverging, 1);
   EXPECT_GT(lo.b, lo.r);
   EXPECT_GT(hi.r, hi.b);
 }
@@ -297,7 +312,7 @@ TEST(Svg, HeatmapCellsCarryValuesAndLabels) {
   EXPECT_NE(s.find("data-row=\"1\" data-col=\"2\" data-value=\"6\""), std::string::npos);
   EXPECT_NE(s.find("<title>r0, c1: 2</title>"), std::string::npos);
   // The largest value gets the top of the colour map.
-  EXPECT_NE(s.find("data-value=\"6\" x=\"" ), std::string::npos);
+  EXPECT_NE(s.find("data-value=\"6\" x=\""), std::string::npos);
   std::smatch m;
   ASSERT_TRUE(std::regex_search(s, m, std::regex("data-value=\"6\"[^>]*fill=\"(#[0-9a-f]{6})\"")));
   EXPECT_EQ(m[1].str(), svg::hex(svg::colormap(svg::ColorMap::Viridis, 1)));
@@ -321,7 +336,8 @@ TEST(Png, ChunksHaveValidCrcAndPixelsRoundTrip) {
     std::string type = png.substr(pos + 4, 4);
     uint32_t crc = u32(pos + 8 + len);
     // zlib's crc32 is the independent oracle for our table-driven CRC.
-    EXPECT_EQ(crc, ::crc32(0, reinterpret_cast<const Bytef*>(png.data() + pos + 4), len + 4)) << type;
+    EXPECT_EQ(crc, ::crc32(0, reinterpret_cast<const Bytef*>(png.data() + pos + 4), len + 4))
+        << type;
     if (type == "IHDR") {
       EXPECT_EQ(u32(pos + 8), uint32_t(w));
       EXPECT_EQ(u32(pos + 12), uint32_t(h));
@@ -333,7 +349,8 @@ TEST(Png, ChunksHaveValidCrcAndPixelsRoundTrip) {
   EXPECT_EQ(chunks, 3);
   std::vector<uint8_t> raw((w * 3 + 1) * h);
   uLongf n = raw.size();
-  ASSERT_EQ(uncompress(raw.data(), &n, reinterpret_cast<const Bytef*>(idat.data()), idat.size()), Z_OK);
+  ASSERT_EQ(uncompress(raw.data(), &n, reinterpret_cast<const Bytef*>(idat.data()), idat.size()),
+            Z_OK);
   ASSERT_EQ(n, raw.size());
   for (int y = 0; y < h; ++y) {
     EXPECT_EQ(raw[y * (w * 3 + 1)], 0);
@@ -355,9 +372,11 @@ TEST(NpyRead, ReadsDtypesAndRejectsBadFiles) {
   EXPECT_EQ(b.values[0], -4);
   EXPECT_EQ(b.values[2], std::pow(2.0, 40));
   write_npy<double>(t.path / "short.npy", "<f8", {4}, {1, 2});
-  EXPECT_NE(message_of([&] { read_npy((t.path / "short.npy").string()); }).find("short.npy"), std::string::npos);
+  EXPECT_NE(message_of([&] { read_npy((t.path / "short.npy").string()); }).find("short.npy"),
+            std::string::npos);
   write(t.path / "junk.npy", "not numpy");
-  EXPECT_NE(message_of([&] { read_npy((t.path / "junk.npy").string()); }).find("not a .npy"), std::string::npos);
+  EXPECT_NE(message_of([&] { read_npy((t.path / "junk.npy").string()); }).find("not a .npy"),
+            std::string::npos);
 }
 
 TEST(CsvRead, ErrorsNameFileAndLine) {
@@ -380,7 +399,8 @@ TEST(Report, CurvesMapBackToMetrics) {
   // loss, accuracy, confusion, per-class bars, misclassified grid
   ASSERT_EQ(figs.size(), 5u);
   Known k;
-  auto check = [&](const std::string& s, const std::string& series, const std::vector<double>& want, double scale) {
+  auto check = [&](const std::string& s, const std::string& series, const std::vector<double>& want,
+                   double scale) {
     auto pts = invert_series(s, series);
     ASSERT_EQ(pts.size(), want.size()) << series;
     for (size_t i = 0; i < want.size(); ++i) {
@@ -403,13 +423,18 @@ TEST(Report, ConfusionCellsCarryCounts) {
   for (int tr = 0; tr < 10; ++tr)
     for (int p = 0; p < 10; ++p) {
       int n = tr == p ? 100 : tr + p;
-      std::string tip = "true " + std::to_string(tr) + " → predicted " + std::to_string(p) + ": " + std::to_string(n) + " (";
+      std::string tip = "true " + std::to_string(tr) + " → predicted " + std::to_string(p) + ": " +
+                        std::to_string(n) + " (";
       EXPECT_NE(html.find(tip), std::string::npos) << tip;
     }
-  // Cell labels are the raw counts: 10 labels "100" on the diagonal; "9" appears for (0,9),(1,8)..(9,0).
-  EXPECT_EQ(count(html, "class=\"cell-label\" pointer-events=\"none\" fill=\"#fff\">100</text>"), 10);
+  // Cell labels are the raw counts: 10 labels "100" on the diagonal; "9" appears for
+  // (0,9),(1,8)..(9,0).
+  EXPECT_EQ(count(html, "class=\"cell-label\" pointer-events=\"none\" fill=\"#fff\">100</text>"),
+            10);
   std::regex nine("class=\"cell-label\"[^>]*>9</text>");
-  EXPECT_EQ(std::distance(std::sregex_iterator(html.begin(), html.end(), nine), std::sregex_iterator()), 10);
+  EXPECT_EQ(
+      std::distance(std::sregex_iterator(html.begin(), html.end(), nine), std::sregex_iterator()),
+      10);
   // The misclassified grid labels pred/true.
   EXPECT_NE(html.find(">5/3</text>"), std::string::npos);
   EXPECT_NE(html.find(">1/7</text>"), std::string::npos);
@@ -437,17 +462,23 @@ TEST(Report, PerLayerAndDiagnosticsFigures) {
   EXPECT_EQ(run.diagnostics->histograms.size(), 4u);
   const std::string html = render_report({run}, {});
   // 5 base + 4 per-layer + 4 histograms + activations (2 profiles, 2 heatmaps, 2 per-class)
-  // + units (2) + grads (profile, heatmap, act-grad profile, update ratio, weight norm) + 1 selectivity.
+  // + units (2) + grads (profile, heatmap, act-grad profile, update ratio, weight norm) + 1
+  // selectivity.
   EXPECT_EQ(count(html, "<svg"), 5 + 4 + 4 + 6 + 2 + 5 + 1);
   // The gradient-norm depth profile of epoch 3 maps back to 0.001 * (layer + 1) * 3 on a log axis.
   auto figs = svgs(html);
-  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) { return s.find("Weight-gradient norm by depth") != std::string::npos; });
+  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("Weight-gradient norm by depth") != std::string::npos;
+  });
   ASSERT_NE(it, figs.end());
   auto pts = invert_series(*it, "epoch 3");
   ASSERT_EQ(pts.size(), 2u);
   for (int l = 0; l < 2; ++l) EXPECT_NEAR(pts[l].second / (0.003 * (l + 1)), 1.0, 1e-3);
   // Histogram panels: normalised counts 1,2,3,4 / 10 for the first epoch.
-  auto h = std::find_if(figs.begin(), figs.end(), [](auto& s) { return s.find("data-series=\"epoch 1\"") != std::string::npos && s.find("activation value") != std::string::npos; });
+  auto h = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("data-series=\"epoch 1\"") != std::string::npos &&
+           s.find("activation value") != std::string::npos;
+  });
   ASSERT_NE(h, figs.end());
   auto hp = invert_series(*h, "epoch 1");
   ASSERT_EQ(hp.size(), 8u);  // a step curve: two points per bin
@@ -459,7 +490,8 @@ TEST(Report, SeveralRunsGetAComparison) {
   TempDir t;
   make_run(t.path / "raw", 2);
   make_run(t.path / "std", 2);
-  const std::string html = render_report({load_run((t.path / "raw").string()), load_run((t.path / "std").string())}, {});
+  const std::string html =
+      render_report({load_run((t.path / "raw").string()), load_run((t.path / "std").string())}, {});
   EXPECT_NE(html.find("id=\"comparison\""), std::string::npos);
   EXPECT_NE(html.find("data-series=\"raw (test)\""), std::string::npos);
   EXPECT_NE(html.find("data-series=\"std (train)\""), std::string::npos);
@@ -475,9 +507,12 @@ TEST(Report, BadInputsThrowNamingTheFile) {
   EXPECT_EQ(message_of([&] { load_run((t.path / "empty").string()); }),
             "run directory '" + (t.path / "empty").string() + "' has no metrics.csv");
   make_run(t.path / "bad");
-  write(t.path / "bad" / "metrics.csv", "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,2,3,0.1,0.2,1\n2,x,3,0.1,0.2,1\n");
+  write(t.path / "bad" / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,2,3,0.1,0.2,1\n2,x,3,0.1,0.2,"
+        "1\n");
   auto msg = message_of([&] { load_run((t.path / "bad").string()); });
-  EXPECT_NE(msg.find("metrics.csv:3: column 'train_loss': 'x' is not a number"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("metrics.csv:3: column 'train_loss': 'x' is not a number"), std::string::npos)
+      << msg;
   write(t.path / "bad" / "metrics.csv", "epoch,train_loss\n1,2\n");
   msg = message_of([&] { load_run((t.path / "bad").string()); });
   EXPECT_NE(msg.find("metrics.csv: missing column 'test_loss'"), std::string::npos) << msg;
@@ -486,17 +521,22 @@ TEST(Report, BadInputsThrowNamingTheFile) {
   msg = message_of([&] { load_run((t.path / "bad2").string()); });
   EXPECT_NE(msg.find("confusion.csv:3: expected 3 fields, got 2"), std::string::npos) << msg;
   // Failing write leaves no file behind.
-  EXPECT_NE(message_of([&] { write_report({dir}, (t.path / "r.html").string(), {}); }).find("does not exist"), std::string::npos);
+  EXPECT_NE(message_of([&] {
+              write_report({dir}, (t.path / "r.html").string(), {});
+            }).find("does not exist"),
+            std::string::npos);
   EXPECT_FALSE(fs::exists(t.path / "r.html"));
 }
 
 TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   TempDir t;
   make_run(t.path / "run");
-  std::string cmd = std::string(GRADLENS_BINARY) + " report " + (t.path / "run").string() + " --classes 3 2>&1";
+  std::string cmd =
+      std::string(GRADLENS_BINARY) + " report " + (t.path / "run").string() + " --classes 3 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_TRUE(fs::exists(t.path / "run" / "report.html"));
-  std::string bad = std::string(GRADLENS_BINARY) + " report " + (t.path / "missing").string() + " 2>&1";
+  std::string bad =
+      std::string(GRADLENS_BINARY) + " report " + (t.path / "missing").string() + " 2>&1";
   FILE* f = popen(bad.c_str(), "r");
   ASSERT_NE(f, nullptr);
   std::string out;
