@@ -1,0 +1,551 @@
+// test_report.cpp: the SVG helpers on known inputs, the PNG/npy/CSV readers and writers against
+// independent decoders, and the HTML report of synthetic run directories read back by parsing.
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "analysis/csv_read.h"
+#include "analysis/npy_read.h"
+#include "analysis/png.h"
+#include "analysis/report.h"
+#include "analysis/svg.h"
+
+namespace fs = std::filesystem;
+using namespace gl::analysis;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    path = fs::temp_directory_path() /
+           ("gl_report_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+void write(const fs::path& p, const std::string& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A .npy v1 file written independently of the reader: header padded to 64 bytes.
+template <typename T>
+void write_npy(const fs::path& p, const std::string& descr, const std::vector<int64_t>& shape,
+               const std::vector<T>& data) {
+  std::string sh = "(";
+  for (auto d : shape) sh += std::to_string(d) + ",";
+  if (shape.size() > 1) sh.pop_back();
+  sh += ")";
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + sh + ", }";
+  while ((10 + header.size() + 1) % 64) header += ' ';
+  header += '\n';
+  std::string out = "\x93NUMPY";
+  out += char(1);
+  out += char(0);
+  out += char(header.size() & 255);
+  out += char(header.size() >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(T));
+  write(p, out);
+}
+
+int count(const std::string& s, const std::string& needle) {
+  int n = 0;
+  for (size_t p = s.find(needle); p != std::string::npos; p = s.find(needle, p + 1)) ++n;
+  return n;
+}
+
+std::string attr(const std::string& tag, const std::string& name) {
+  std::smatch m;
+  std::regex re(" " + name + "=\"([^\"]*)\"");
+  if (!std::regex_search(tag, m, re)) return "";
+  return m[1];
+}
+
+std::pair<double, double> two(const std::string& s) {
+  std::stringstream ss(s);
+  double a, b;
+  ss >> a >> b;
+  return {a, b};
+}
+
+// Maps every point of the polyline of `series` in `svg_text` back to data coordinates using
+// the plot group's domain and pixel range.
+std::vector<std::pair<double, double>> invert_series(const std::string& svg_text,
+                                                     const std::string& series) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(svg_text, m, std::regex("<g class=\"plot\"[^>]*>")));
+  const std::string g = m[0];
+  auto [x0, x1] = two(attr(g, "data-xdomain"));
+  auto [y0, y1] = two(attr(g, "data-ydomain"));
+  auto [px0, px1] = two(attr(g, "data-xrange"));
+  auto [py0, py1] = two(attr(g, "data-yrange"));
+  const bool logy = attr(g, "data-logy") == "1";
+  if (logy) y0 = std::log10(y0), y1 = std::log10(y1);
+  std::regex re("<polyline class=\"series\" data-series=\"" + series + "\" points=\"([^\"]*)\"");
+  std::vector<std::pair<double, double>> out;
+  for (auto it = std::sregex_iterator(svg_text.begin(), svg_text.end(), re);
+       it != std::sregex_iterator(); ++it) {
+    std::stringstream ss((*it)[1].str());
+    std::string pt;
+    while (ss >> pt) {
+      double px = std::stod(pt.substr(0, pt.find(','))),
+             py = std::stod(pt.substr(pt.find(',') + 1));
+      double x = x0 + (px - px0) / (px1 - px0) * (x1 - x0);
+      double y = y0 + (py - py0) / (py1 - py0) * (y1 - y0);
+      out.emplace_back(x, logy ? std::pow(10.0, y) : y);
+    }
+  }
+  return out;
+}
+
+// All <svg ...>...</svg> blocks of a document, in order.
+std::vector<std::string> svgs(const std::string& html) {
+  std::vector<std::string> out;
+  for (size_t p = html.find("<svg"); p != std::string::npos; p = html.find("<svg", p + 1))
+    out.push_back(html.substr(p, html.find("</svg>", p) + 6 - p));
+  return out;
+}
+
+struct Known {
+  std::vector<double> epoch{1, 2, 3, 4, 5};
+  std::vector<double> train_loss{2.1, 1.2, 0.7, 0.45, 0.31};
+  std::vector<double> test_loss{2.2, 1.3, 0.8, 0.6, 0.55};
+  std::vector<double> train_acc{0.5, 0.7, 0.8, 0.88, 0.91};
+  std::vector<double> test_acc{0.48, 0.66, 0.77, 0.84, 0.86};
+};
+
+// Writes a run directory with known values; confusion[t][p] = 100 on the diagonal, t+p off it.
+void make_run(const fs::path& d, int layers = 0, bool diagnostics = false) {
+  Known k;
+  std::string m = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time";
+  for (int i = 0; i < layers; ++i)
+    m += ",act_mean_" + std::to_string(i) + ",act_std_" + std::to_string(i) + ",grad_norm_" +
+         std::to_string(i);
+  m += "\n";
+  for (size_t e = 0; e < k.epoch.size(); ++e) {
+    std::ostringstream row;
+    row << k.epoch[e] << "," << k.train_loss[e] << "," << k.test_loss[e] << "," << k.train_acc[e]
+        << "," << k.test_acc[e] << ",1.5";
+    for (int i = 0; i < layers; ++i)
+      row << "," << 0.01 * i << "," << 1.0 / (i + 1) << "," << std::pow(10.0, -i - 1.0) * (e + 1);
+    m += row.str() + "\n";
+  }
+  write(d / "metrics.csv", m);
+  write(d / "config.json",
+        R"({"lr": 0.1, "note": "<script>alert(1)</script> & more", "opt": {"name": "sgd"}})");
+  std::string conf = "true\\pred,0,1,2,3,4,5,6,7,8,9\n";
+  std::string pc = "class,accuracy,precision,recall,f1,support\n";
+  for (int t = 0; t < 10; ++t) {
+    conf += std::to_string(t);
+    for (int p = 0; p < 10; ++p) {
+      conf += ',';
+      conf += std::to_string(t == p ? 100 : t + p);
+    }
+    conf += "\n";
+    pc += std::to_string(t) + ",0.9,0.9,0.9,0.9,145\n";
+  }
+  write(d / "confusion.csv", conf);
+  write(d / "per_class.csv", pc);
+  write(d / "misclassified.csv", "index,true,pred\n17,3,5\n42,7,1\n");
+  std::vector<uint8_t> px(2 * 28 * 28);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(i % 251);
+  write_npy(d / "misclassified_images.npy", "|u1", {2, 28, 28}, px);
+  if (diagnostics) {
+    const fs::path g = d / "diagnostics";
+    write(g / "layers.json",
+          R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": "relu"},
+      {"name": "fc1", "kind": "linear", "in": 8, "out": 3, "activation": "relu"}], "epochs": [1, 2, 3]})");
+    std::string
+        a = "epoch,layer,kind,class,mean,std,min,max\n",
+        u = "epoch,layer,dead_fraction,saturated_fraction\n",
+        gr = "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
+    for (int e = 1; e <= 3; ++e)
+      for (int l = 0; l < 2; ++l) {
+        for (const char* kind : {"pre", "post"})
+          a += std::to_string(e) + "," + std::to_string(l) + "," + kind + ",-1,0.1,0.5,-1,1\n";
+        a += std::to_string(e) + "," + std::to_string(l) + ",post,3,0.2,0.4,0,1\n";
+        u += std::to_string(e) + "," + std::to_string(l) + ",0.25,0.0\n";
+        gr += std::to_string(e) + "," + std::to_string(l) + "," +
+              std::to_string(0.001 * (l + 1) * e) + ",0.1,0.2,3,0.001\n";
+      }
+    write(g / "activations.csv", a);
+    write(g / "units.csv", u);
+    write(g / "grads.csv", gr);
+    for (int l = 0; l < 2; ++l)
+      for (std::string kind : {"pre", "post"}) {
+        write_npy<int64_t>(g / ("hist_" + std::to_string(l) + "_" + kind + ".npy"), "<i8", {3, 4},
+                           {1, 2, 3, 4, 4, 3, 2, 1, 0, 0, 5, 5});
+        write_npy<double>(g / ("hist_" + std::to_string(l) + "_" + kind + "_edges.npy"), "<f8", {5},
+                          {-2, -1, 0, 1, 2});
+      }
+    write(g / "dead_units.json", R"({"epoch": 3, "layers": [[1, 4], [2]]})");
+    write_npy<float>(g / "selectivity_0.npy", "<f4", {2, 3}, {1, 0, 0.5, 0, 1, 0.5});
+  }
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+}  // namespace
+
+TEST(Svg, NiceTicksCoverRangeWithRoundSteps) {
+  for (auto [lo, hi] : std::vector<std::pair<double, double>>{
+           {0, 1}, {0.013, 0.087}, {-3.7, 12.2}, {1, 50}, {1e-6, 3e-6}, {97, 1003}}) {
+    auto t = svg::nice_ticks(lo, hi, 5);
+    ASSERT_GE(t.size(), 3u) << lo << " " << hi;
+    EXPECT_LE(t.size(), 12u);
+    EXPECT_LE(t.front(), lo + 1e-12);
+    EXPECT_GE(t.back(), hi - 1e-12);
+    double step = t[1] - t[0];
+    double mant = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
+    EXPECT_TRUE(std::fabs(mant - 1) < 1e-6 || std::fabs(mant - 2) < 1e-6 ||
+                std::fabs(mant - 2.5) < 1e-6 || std::fabs(mant - 5) < 1e-6)
+        << "step " << step;
+    for (size_t i = 1; i < t.size(); ++i) EXPECT_NEAR(t[i] - t[i - 1], step, step * 1e-6);
+    // Ticks are multiples of the step (so labels are round numbers).
+    for (double v : t) EXPECT_NEAR(v / step, std::round(v / step), 1e-6);
+  }
+  auto t = svg::nice_ticks(0, 1, 5);
+  EXPECT_EQ(svg::format_tick(t[1], t[1] - t[0]), "0.2");
+  EXPECT_EQ(svg::format_tick(0.25, 0.25), "0.25");
+  EXPECT_EQ(svg::format_tick(10, 5), "10");
+}
+
+TEST(Svg, LogTicksArePowersOfTenOrOneTwoFive) {
+  auto t = svg::log_ticks(3e-7, 0.02);
+  EXPECT_LE(t.front(), 3e-7);
+  EXPECT_GE(t.back(), 0.02);
+  for (double v : t) EXPECT_NEAR(std::log10(v), std::round(std::log10(v)), 1e-9);
+  auto f = svg::log_ticks(0.3, 0.9);
+  EXPECT_LE(f.front(), 0.3);
+  EXPECT_GE(f.back(), 0.9);
+  EXPECT_LE(f.size(), 5u);
+}
+
+TEST(Svg, ColorMapsMatchPublishedEndpoints) {
+  EXPECT_EQ(svg::hex(svg::colormap(svg::ColorMap::Viridis, 0)), "#440154");  // matplotlib viridis
+  EXPECT_EQ(svg::hex(svg::colormap(svg::ColorMap::Viridis, 1)), "#fde725");
+  EXPECT_EQ(svg::hex(svg::colormap(svg::ColorMap::Viridis, 7)), "#fde725");  // clamped
+  auto lum = [](svg::Rgb c) { return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b; };
+  double prev = -1;
+  for (int i = 0; i <= 100; ++i) {  // viridis is perceptually monotone: brightness only rises
+    double l = lum(svg::colormap(svg::ColorMap::Viridis, i / 100.0));
+    EXPECT_GE(l, prev - 0.5);
+    prev = l;
+  }
+  auto mid = svg::colormap(svg::ColorMap::Diverging, 0.5);
+  EXPECT_GT(mid.r, 240);
+  EXPECT_GT(mid.g, 240);
+  auto lo = svg::colormap(svg::ColorMap::Diverging, 0),
+       hi = svg::colormap(svg::ColorMap::Diverging, 1);
+  EXPECT_GT(lo.b, lo.r);
+  EXPECT_GT(hi.r, hi.b);
+}
+
+TEST(Svg, EscapesText) {
+  EXPECT_EQ(svg::escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&#39;");
+  svg::LineChart c;
+  c.title = "<x & y>";
+  c.series.push_back({"s\"1", {0, 1}, {0, 1}, ""});
+  auto s = svg::line_chart(c);
+  EXPECT_EQ(s.find("<x & y>"), std::string::npos);
+  EXPECT_NE(s.find("&lt;x &amp; y&gt;"), std::string::npos);
+  EXPECT_NE(s.find("data-series=\"s&quot;1\""), std::string::npos);
+}
+
+TEST(Svg, LineChartPointsInvertToDataAndNaNMakesGaps) {
+  svg::LineChart c;
+  c.series.push_back({"a", {1, 2, 3, 4, 5, 6}, {0.5, 2.5, NAN, 7.25, 3, 1}, ""});
+  auto s = svg::line_chart(c);
+  EXPECT_EQ(count(s, "<polyline"), 2);  // the NaN splits the curve
+  auto pts = invert_series(s, "a");
+  std::vector<std::pair<double, double>> want{{1, 0.5}, {2, 2.5}, {4, 7.25}, {5, 3}, {6, 1}};
+  ASSERT_EQ(pts.size(), want.size());
+  for (size_t i = 0; i < pts.size(); ++i) {
+    EXPECT_NEAR(pts[i].first, want[i].first, 0.01);
+    EXPECT_NEAR(pts[i].second, want[i].second, 0.01);
+  }
+  c.log_y = true;
+  c.series[0].y = {1e-5, 1e-3, 0, 0.2, 3, 10};  // 0 cannot be drawn on a log axis: a gap
+  auto l = svg::line_chart(c);
+  auto lp = invert_series(l, "a");
+  ASSERT_EQ(lp.size(), 5u);
+  EXPECT_NEAR(std::log10(lp[0].second), -5, 1e-3);
+  EXPECT_NEAR(std::log10(lp[2].second), std::log10(0.2), 1e-3);
+}
+
+TEST(Svg, HeatmapCellsCarryValuesAndLabels) {
+  svg::Heatmap h;
+  h.row_labels = {"r0", "r1"};
+  h.col_labels = {"c0", "c1", "c2"};
+  h.values = {1, 2, 3, 4, NAN, 6};
+  h.cell_labels = true;
+  auto s = svg::heatmap(h);
+  EXPECT_EQ(count(s, "class=\"cell\""), 5);  // the NaN cell is blank
+  EXPECT_NE(s.find("data-row=\"1\" data-col=\"2\" data-value=\"6\""), std::string::npos);
+  EXPECT_NE(s.find("<title>r0, c1: 2</title>"), std::string::npos);
+  // The largest value gets the top of the colour map.
+  EXPECT_NE(s.find("data-value=\"6\" x=\""), std::string::npos);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(s, m, std::regex("data-value=\"6\"[^>]*fill=\"(#[0-9a-f]{6})\"")));
+  EXPECT_EQ(m[1].str(), svg::hex(svg::colormap(svg::ColorMap::Viridis, 1)));
+}
+
+TEST(Png, ChunksHaveValidCrcAndPixelsRoundTrip) {
+  const int w = 7, h = 5;
+  std::vector<uint8_t> px(w * h * 3);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>(i * 37);
+  std::string png = encode_png(px.data(), w, h, 3);
+  ASSERT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
+  size_t pos = 8;
+  std::string idat;
+  int chunks = 0;
+  auto u32 = [&](size_t p) {
+    return (uint32_t(uint8_t(png[p])) << 24) | (uint32_t(uint8_t(png[p + 1])) << 16) |
+           (uint32_t(uint8_t(png[p + 2])) << 8) | uint32_t(uint8_t(png[p + 3]));
+  };
+  while (pos < png.size()) {
+    uint32_t len = u32(pos);
+    std::string type = png.substr(pos + 4, 4);
+    uint32_t crc = u32(pos + 8 + len);
+    // zlib's crc32 is the independent oracle for our table-driven CRC.
+    EXPECT_EQ(crc, ::crc32(0, reinterpret_cast<const Bytef*>(png.data() + pos + 4), len + 4))
+        << type;
+    if (type == "IHDR") {
+      EXPECT_EQ(u32(pos + 8), uint32_t(w));
+      EXPECT_EQ(u32(pos + 12), uint32_t(h));
+    }
+    if (type == "IDAT") idat += png.substr(pos + 8, len);
+    pos += 12 + len;
+    ++chunks;
+  }
+  EXPECT_EQ(chunks, 3);
+  std::vector<uint8_t> raw((w * 3 + 1) * h);
+  uLongf n = raw.size();
+  ASSERT_EQ(uncompress(raw.data(), &n, reinterpret_cast<const Bytef*>(idat.data()), idat.size()),
+            Z_OK);
+  ASSERT_EQ(n, raw.size());
+  for (int y = 0; y < h; ++y) {
+    EXPECT_EQ(raw[y * (w * 3 + 1)], 0);
+    for (int i = 0; i < w * 3; ++i) EXPECT_EQ(raw[y * (w * 3 + 1) + 1 + i], px[y * w * 3 + i]);
+  }
+  EXPECT_EQ(base64("Man"), "TWFu");
+  EXPECT_EQ(base64("Ma"), "TWE=");
+  EXPECT_EQ(base64("M"), "TQ==");
+}
+
+TEST(NpyRead, ReadsDtypesAndRejectsBadFiles) {
+  TempDir t;
+  write_npy<double>(t.path / "a.npy", "<f8", {2, 3}, {1, 2, 3, 4, 5, 6.5});
+  auto a = read_npy((t.path / "a.npy").string());
+  EXPECT_EQ(a.shape, (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(a.values.back(), 6.5);
+  write_npy<int64_t>(t.path / "b.npy", "<i8", {3}, {-4, 0, 1ll << 40});
+  auto b = read_npy((t.path / "b.npy").string());
+  EXPECT_EQ(b.values[0], -4);
+  EXPECT_EQ(b.values[2], std::pow(2.0, 40));
+  write_npy<double>(t.path / "short.npy", "<f8", {4}, {1, 2});
+  EXPECT_NE(message_of([&] { read_npy((t.path / "short.npy").string()); }).find("short.npy"),
+            std::string::npos);
+  write(t.path / "junk.npy", "not numpy");
+  EXPECT_NE(message_of([&] { read_npy((t.path / "junk.npy").string()); }).find("not a .npy"),
+            std::string::npos);
+}
+
+TEST(CsvRead, ErrorsNameFileAndLine) {
+  TempDir t;
+  write(t.path / "x.csv", "a,b\n1,2\n\n3\n");
+  auto msg = message_of([&] { read_csv((t.path / "x.csv").string()); });
+  EXPECT_NE(msg.find("x.csv:4: expected 2 fields, got 1"), std::string::npos) << msg;
+  write(t.path / "y.csv", "a,b\n1,2\n3,oops\n");
+  auto tab = read_csv((t.path / "y.csv").string());
+  msg = message_of([&] { tab.number(1, 1); });
+  EXPECT_NE(msg.find("y.csv:3: column 'b': 'oops' is not a number"), std::string::npos) << msg;
+}
+
+TEST(Report, CurvesMapBackToMetrics) {
+  TempDir t;
+  make_run(t.path / "run");
+  write_report({(t.path / "run").string()}, (t.path / "out.html").string(), {});
+  const std::string html = read(t.path / "out.html");
+  auto figs = svgs(html);
+  // loss, accuracy, confusion, per-class bars, misclassified grid
+  ASSERT_EQ(figs.size(), 5u);
+  Known k;
+  auto check = [&](const std::string& s, const std::string& series, const std::vector<double>& want,
+                   double scale) {
+    auto pts = invert_series(s, series);
+    ASSERT_EQ(pts.size(), want.size()) << series;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(pts[i].first, k.epoch[i], 1e-2);
+      EXPECT_NEAR(pts[i].second, want[i] * scale, 1e-2 * scale);
+    }
+  };
+  check(figs[0], "train", k.train_loss, 1);
+  check(figs[0], "test", k.test_loss, 1);
+  check(figs[1], "train", k.train_acc, 100);  // fractions are shown as percent
+  check(figs[1], "test", k.test_acc, 100);
+  EXPECT_EQ(count(html, "<figcaption>"), 5);
+}
+
+TEST(Report, ConfusionCellsCarryCounts) {
+  TempDir t;
+  make_run(t.path / "run");
+  RunData run = load_run((t.path / "run").string());
+  const std::string html = render_report({run}, {});
+  for (int tr = 0; tr < 10; ++tr)
+    for (int p = 0; p < 10; ++p) {
+      int n = tr == p ? 100 : tr + p;
+      std::string tip = "true " + std::to_string(tr) + " → predicted " + std::to_string(p) + ": " +
+                        std::to_string(n) + " (";
+      EXPECT_NE(html.find(tip), std::string::npos) << tip;
+    }
+  // Cell labels are the raw counts: 10 labels "100" on the diagonal; "9" appears for
+  // (0,9),(1,8)..(9,0).
+  EXPECT_EQ(count(html, "class=\"cell-label\" pointer-events=\"none\" fill=\"#fff\">100</text>"),
+            10);
+  std::regex nine("class=\"cell-label\"[^>]*>9</text>");
+  EXPECT_EQ(
+      std::distance(std::sregex_iterator(html.begin(), html.end(), nine), std::sregex_iterator()),
+      10);
+  // The misclassified grid labels pred/true.
+  EXPECT_NE(html.find(">5/3</text>"), std::string::npos);
+  EXPECT_NE(html.find(">1/7</text>"), std::string::npos);
+  EXPECT_EQ(count(html, "data:image/png;base64,"), 2);
+}
+
+TEST(Report, EscapesConfigAndNames) {
+  TempDir t;
+  make_run(t.path / "a&b<c>");
+  write_report({(t.path / "a&b<c>").string()}, (t.path / "o.html").string(), {});
+  const std::string html = read(t.path / "o.html");
+  EXPECT_EQ(html.find("<script>alert"), std::string::npos);
+  EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt; &amp; more"), std::string::npos);
+  EXPECT_NE(html.find("a&amp;b&lt;c&gt;"), std::string::npos);
+  EXPECT_NE(html.find("opt.name"), std::string::npos);  // nested config flattened
+  EXPECT_EQ(count(html, "<script>"), 1);                // only the toggle script
+}
+
+TEST(Report, PerLayerAndDiagnosticsFigures) {
+  TempDir t;
+  make_run(t.path / "deep", 3, true);
+  RunData run = load_run((t.path / "deep").string());
+  ASSERT_TRUE(run.diagnostics);
+  EXPECT_EQ(run.metrics.layers(), 3u);
+  EXPECT_EQ(run.diagnostics->histograms.size(), 4u);
+  const std::string html = render_report({run}, {});
+  // 5 base + 4 per-layer + 4 histograms + activations (2 profiles, 2 heatmaps, 2 per-class)
+  // + units (2) + grads (profile, heatmap, act-grad profile, update ratio, weight norm) + 1
+  // selectivity.
+  EXPECT_EQ(count(html, "<svg"), 5 + 4 + 4 + 6 + 2 + 5 + 1);
+  // The gradient-norm depth profile of epoch 3 maps back to 0.001 * (layer + 1) * 3 on a log axis.
+  auto figs = svgs(html);
+  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("Weight-gradient norm by depth") != std::string::npos;
+  });
+  ASSERT_NE(it, figs.end());
+  auto pts = invert_series(*it, "epoch 3");
+  ASSERT_EQ(pts.size(), 2u);
+  for (int l = 0; l < 2; ++l) EXPECT_NEAR(pts[l].second / (0.003 * (l + 1)), 1.0, 1e-3);
+  // Histogram panels: normalised counts 1,2,3,4 / 10 for the first epoch.
+  auto h = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("data-series=\"epoch 1\"") != std::string::npos &&
+           s.find("activation value") != std::string::npos;
+  });
+  ASSERT_NE(h, figs.end());
+  auto hp = invert_series(*h, "epoch 1");
+  ASSERT_EQ(hp.size(), 8u);  // a step curve: two points per bin
+  for (int b = 0; b < 4; ++b) EXPECT_NEAR(hp[2 * b].second, (b + 1) / 10.0, 1e-3);
+  EXPECT_NE(html.find("data-show=\"pre\""), std::string::npos);
+}
+
+TEST(Report, SeveralRunsGetAComparison) {
+  TempDir t;
+  make_run(t.path / "raw", 2);
+  make_run(t.path / "std", 2);
+  const std::string html =
+      render_report({load_run((t.path / "raw").string()), load_run((t.path / "std").string())}, {});
+  EXPECT_NE(html.find("id=\"comparison\""), std::string::npos);
+  EXPECT_NE(html.find("data-series=\"raw (test)\""), std::string::npos);
+  EXPECT_NE(html.find("data-series=\"std (train)\""), std::string::npos);
+  EXPECT_NE(html.find("repeat(2,"), std::string::npos);
+  EXPECT_EQ(count(html, "<article class=\"run\""), 2);
+}
+
+TEST(Report, BadInputsThrowNamingTheFile) {
+  TempDir t;
+  auto dir = (t.path / "nope").string();
+  EXPECT_EQ(message_of([&] { load_run(dir); }), "run directory '" + dir + "' does not exist");
+  fs::create_directories(t.path / "empty");
+  EXPECT_EQ(message_of([&] { load_run((t.path / "empty").string()); }),
+            "run directory '" + (t.path / "empty").string() + "' has no metrics.csv");
+  make_run(t.path / "bad");
+  write(t.path / "bad" / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,2,3,0.1,0.2,1\n2,x,3,0.1,0.2,"
+        "1\n");
+  auto msg = message_of([&] { load_run((t.path / "bad").string()); });
+  EXPECT_NE(msg.find("metrics.csv:3: column 'train_loss': 'x' is not a number"), std::string::npos)
+      << msg;
+  write(t.path / "bad" / "metrics.csv", "epoch,train_loss\n1,2\n");
+  msg = message_of([&] { load_run((t.path / "bad").string()); });
+  EXPECT_NE(msg.find("metrics.csv: missing column 'test_loss'"), std::string::npos) << msg;
+  make_run(t.path / "bad2");
+  write(t.path / "bad2" / "confusion.csv", "true\\pred,0,1\n0,1,2\n1,3\n");
+  msg = message_of([&] { load_run((t.path / "bad2").string()); });
+  EXPECT_NE(msg.find("confusion.csv:3: expected 3 fields, got 2"), std::string::npos) << msg;
+  // Failing write leaves no file behind.
+  EXPECT_NE(message_of([&] {
+              write_report({dir}, (t.path / "r.html").string(), {});
+            }).find("does not exist"),
+            std::string::npos);
+  EXPECT_FALSE(fs::exists(t.path / "r.html"));
+}
+
+TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
+  TempDir t;
+  make_run(t.path / "run");
+  std::string cmd =
+      std::string(GRADLENS_BINARY) + " report " + (t.path / "run").string() + " --classes 3 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  EXPECT_TRUE(fs::exists(t.path / "run" / "report.html"));
+  std::string bad =
+      std::string(GRADLENS_BINARY) + " report " + (t.path / "missing").string() + " 2>&1";
+  FILE* f = popen(bad.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, f)) out += buf;
+  int rc = pclose(f);
+  EXPECT_NE(rc, 0);
+  EXPECT_EQ(count(out, "\n"), 1) << out;
+  EXPECT_NE(out.find("missing' does not exist"), std::string::npos) << out;
+  std::string help = std::string(GRADLENS_BINARY) + " report --help > /dev/null 2>&1";
+  EXPECT_EQ(std::system(help.c_str()), 0);
+}

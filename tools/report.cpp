@@ -1,0 +1,62 @@
+// report.cpp: `gradlens report RUN_DIR [RUN_DIR...]` writes a self-contained report.html.
+#include "analysis/report.h"
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "tools/command.h"
+
+namespace gl::tools {
+namespace {
+
+std::vector<int> parse_classes(const std::string& list) {
+  std::vector<int> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      int c = std::stoi(item, &used);
+      if (used != item.size() || c < 0) throw std::invalid_argument(item);
+      out.push_back(c);
+    } catch (const std::exception&) {
+      throw std::runtime_error("--classes: '" + item +
+                               "' is not a class index (expected e.g. 0,3,8)");
+    }
+  }
+  return out;
+}
+
+const RegisterCommand reg{
+    "report", "Write a self-contained HTML report of one or more run directories",
+    [](CLI::App& sub) {
+      struct Opts {
+        std::vector<std::string> dirs;
+        std::string out, title = "gradlens report", classes;
+      };
+      auto o = std::make_shared<Opts>();
+      sub.add_option("RUN_DIR", o->dirs, "Run directories (several: compared side by side)")
+          ->required();
+      sub.add_option(
+          "--out,-o", o->out,
+          "Output file (default RUN_DIR/report.html for one run, ./report.html for several)");
+      sub.add_option("--title", o->title, "Report title")->capture_default_str();
+      sub.add_option("--classes", o->classes,
+                     "Comma-separated classes for the per-class plots (default: all)");
+      sub.callback([o] {
+        analysis::ReportOptions opts;
+        opts.title = o->title;
+        if (!o->classes.empty()) opts.classes = parse_classes(o->classes);
+        std::string out = o->out;
+        if (out.empty())
+          out = o->dirs.size() == 1 ? (std::filesystem::path(o->dirs[0]) / "report.html").string()
+                                    : "report.html";
+        analysis::write_report(o->dirs, out, opts);
+        std::cout << "wrote " << out << "\n";
+      });
+    }};
+
+}  // namespace
+}  // namespace gl::tools
