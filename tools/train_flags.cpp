@@ -1,0 +1,75 @@
+// train_flags.cpp: flag definitions and their translation into a TrainConfig.
+#include "tools/train_flags.h"
+
+namespace gl::tools {
+
+void add_train_flags(CLI::App& app, TrainFlags& f) {
+  auto& c = f.cfg;
+  app.add_option("--dataset", c.dataset, "mnist or fashion-mnist")->capture_default_str();
+  app.add_option("--data-dir", c.data_dir, "Directory holding <dataset>/ (see `gradlens data fetch`)")
+      ->capture_default_str();
+  app.add_option("--model", c.model, "Model family (mlp)")->capture_default_str();
+  app.add_option("--hidden", f.hidden, "Hidden widths, e.g. 128,128 (overrides --depth/--width)");
+  app.add_option("--depth", c.depth, "Number of hidden layers")->capture_default_str();
+  app.add_option("--width", c.width, "Width of each hidden layer")->capture_default_str();
+  app.add_option("--activation", c.activation,
+                 "relu, leaky_relu, tanh, sigmoid, gelu, gelu_tanh, silu")
+      ->capture_default_str();
+  app.add_option("--leaky-slope", c.leaky_slope, "Negative slope of leaky_relu")->capture_default_str();
+  app.add_option("--init", c.init,
+                 "he_normal, he_uniform, xavier_normal, xavier_uniform, normal, zero, orthogonal, "
+                 "trunc_normal")
+      ->capture_default_str();
+  app.add_option("--init-arg", f.init_args,
+                 "Initializer parameter key=value (repeatable): factor, mode, nonlinearity, gain, "
+                 "mean, std, a, b");
+  app.add_flag("--batchnorm", c.batchnorm, "BatchNorm1d after every hidden Linear");
+  app.add_option("--dropout", c.dropout, "Dropout probability after every hidden activation")
+      ->capture_default_str();
+  app.add_option("--optimizer", c.optimizer, "sgd, adam or adamw")->capture_default_str();
+  app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();
+  app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
+  app.add_flag("--nesterov", c.nesterov, "Nesterov momentum (SGD)");
+  app.add_option("--weight-decay", c.weight_decay, "Weight decay")->capture_default_str();
+  app.add_option("--batch-size", c.batch_size, "Mini-batch size")->capture_default_str();
+  app.add_option("--epochs", c.epochs, "Number of epochs")->capture_default_str();
+  app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")->capture_default_str();
+  app.add_option("--normalize", c.normalize, "Input normalization: raw (x/255) or standard (z-score)")
+      ->capture_default_str();
+  app.add_option("--threads", c.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--out", c.out, "Run directory to write")->required();
+  app.add_option("--checkpoint-every", c.checkpoint_every, "Checkpoint every N epochs (0: only at the end)")
+      ->capture_default_str();
+  app.add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint");
+  app.add_option("--load-weights", c.load_weights, "Start from weights in a .safetensors file");
+  app.add_flag("--no-shuffle{false}", c.shuffle, "Keep the training order fixed");
+  app.add_flag("--log-steps", c.log_steps, "Write steps.csv with the loss of every step");
+  app.add_option("--device", c.device, "cpu (or cuda[:N] in CUDA builds)")->capture_default_str();
+  app.add_option("--limit-train", c.limit_train, "Use only the first N training examples")
+      ->capture_default_str();
+  app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")->capture_default_str();
+  app.add_flag("--no-progress{false}", c.progress, "No progress line on stderr");
+  app.add_option("--diagnostics", f.diagnostics,
+                 "all, none, or a comma list of: activations, histograms, units, grads, "
+                 "selectivity")
+      ->capture_default_str();
+  app.add_option("--diagnostics-every", f.diagnostics_every,
+                 "Also record gradient statistics every N steps (0: last step of each epoch)")
+      ->capture_default_str();
+  app.add_option("--saturation-threshold", f.saturation_threshold,
+                 "A tanh/sigmoid unit is saturated beyond this fraction of its range")
+      ->capture_default_str();
+}
+
+train::TrainConfig TrainFlags::to_config() const {
+  train::TrainConfig c = cfg;
+  if (!hidden.empty()) c.hidden = train::parse_int_list(hidden, "--hidden");
+  for (const auto& kv : init_args) {
+    auto eq = kv.find('=');
+    GL_CHECK(eq != std::string::npos && eq > 0, "--init-arg: expected key=value, got '{}'", kv);
+    c.init_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  return c;
+}
+
+}  // namespace gl::tools

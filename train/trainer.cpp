@@ -1,0 +1,474 @@
+// trainer.cpp: the epoch loop, evaluation, checkpoints and the run directory's files.
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "engine/io/fs.h"
+#include "engine/io/tensor_io.h"
+#include "engine/ops.h"
+#include "models/init.h"
+
+namespace gl::train {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::vector<int64_t> parse_int_list(const std::string& s, const char* flag) {
+  std::vector<int64_t> out;
+  std::size_t pos = 0;
+  while (pos <= s.size()) {
+    std::size_t comma = s.find(',', pos);
+    std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      std::size_t used = 0;
+      long long v = std::stoll(item, &used);
+      GL_CHECK(used == item.size(), "");
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw Error(fmt::format("{}: '{}' is not a comma-separated list of integers", flag, s));
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------ config
+std::vector<int64_t> TrainConfig::hidden_widths() const {
+  if (!hidden.empty()) return hidden;
+  return std::vector<int64_t>(std::size_t(std::max<int64_t>(depth, 0)), width);
+}
+
+void TrainConfig::validate() const {
+  GL_CHECK(model == "mlp", "--model: unknown model '{}' (available: mlp)", model);
+  GL_CHECK(hidden.empty() ? depth >= 1 : true, "--depth must be at least 1, got {}", depth);
+  GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
+  for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
+  GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
+  GL_CHECK(epochs >= 1, "--epochs must be at least 1, got {}", epochs);
+  GL_CHECK(lr > 0 && std::isfinite(lr), "--lr must be a positive number, got {}", lr);
+  GL_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got {}", momentum);
+  GL_CHECK(weight_decay >= 0, "--weight-decay must be non-negative, got {}", weight_decay);
+  GL_CHECK(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got {}", dropout);
+  GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
+           "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
+  GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
+  GL_CHECK(threads >= 0, "--threads must be >= 0, got {}", threads);
+  GL_CHECK(!out.empty(), "--out: a run directory is required");
+  data::parse_normalization(normalize);
+  parse_activation(activation);
+  models::parse_init(init, init_args);
+  Device::parse(device);
+}
+
+std::string TrainConfig::to_json() const {
+  json j;
+  j["dataset"] = dataset;
+  j["data_dir"] = data_dir;
+  j["model"] = model;
+  j["hidden"] = hidden_widths();
+  j["activation"] = activation;
+  j["leaky_slope"] = leaky_slope;
+  j["init"] = init;
+  j["init_args"] = init_args;
+  j["batchnorm"] = batchnorm;
+  j["dropout"] = dropout;
+  j["optimizer"] = optimizer;
+  j["lr"] = lr;
+  j["momentum"] = momentum;
+  j["nesterov"] = nesterov;
+  j["weight_decay"] = weight_decay;
+  j["beta1"] = beta1;
+  j["beta2"] = beta2;
+  j["adam_eps"] = adam_eps;
+  j["batch_size"] = batch_size;
+  j["epochs"] = epochs;
+  j["seed"] = seed;
+  j["normalize"] = normalize;
+  j["threads"] = threads;
+  j["checkpoint_every"] = checkpoint_every;
+  j["load_weights"] = load_weights;
+  j["shuffle"] = shuffle;
+  j["log_steps"] = log_steps;
+  j["device"] = device;
+  j["limit_train"] = limit_train;
+  j["limit_test"] = limit_test;
+  return j.dump(2) + "\n";
+}
+
+TrainConfig TrainConfig::from_json(const std::string& text) {
+  json j = json::parse(text);
+  TrainConfig c;
+  auto get = [&j](const char* k, auto& v) {
+    if (j.contains(k)) v = j[k].get<std::decay_t<decltype(v)>>();
+  };
+  get("dataset", c.dataset);
+  get("data_dir", c.data_dir);
+  get("model", c.model);
+  get("hidden", c.hidden);
+  get("activation", c.activation);
+  get("leaky_slope", c.leaky_slope);
+  get("init", c.init);
+  get("init_args", c.init_args);
+  get("batchnorm", c.batchnorm);
+  get("dropout", c.dropout);
+  get("optimizer", c.optimizer);
+  get("lr", c.lr);
+  get("momentum", c.momentum);
+  get("nesterov", c.nesterov);
+  get("weight_decay", c.weight_decay);
+  get("beta1", c.beta1);
+  get("beta2", c.beta2);
+  get("adam_eps", c.adam_eps);
+  get("batch_size", c.batch_size);
+  get("epochs", c.epochs);
+  get("seed", c.seed);
+  get("normalize", c.normalize);
+  get("threads", c.threads);
+  get("checkpoint_every", c.checkpoint_every);
+  get("load_weights", c.load_weights);
+  get("shuffle", c.shuffle);
+  get("log_steps", c.log_steps);
+  get("device", c.device);
+  get("limit_train", c.limit_train);
+  get("limit_test", c.limit_test);
+  return c;
+}
+
+// ------------------------------------------------------------------ setup
+namespace {
+data::ImageDataset truncate(data::ImageDataset ds, int64_t limit) {
+  if (limit <= 0 || limit >= ds.n) return ds;
+  int64_t f = ds.channels * ds.height * ds.width;
+  ds.images.resize(std::size_t(limit * f));
+  ds.labels.resize(std::size_t(limit));
+  ds.n = limit;
+  return ds;
+}
+
+std::string fmt_duration(double s) {
+  if (s < 60) return fmt::format("{:.1f}s", s);
+  if (s < 3600) return fmt::format("{}m{:02d}s", int(s / 60), int(s) % 60);
+  return fmt::format("{}h{:02d}m", int(s / 3600), int(s / 60) % 60);
+}
+}  // namespace
+
+Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) {
+  cfg_.validate();
+  Device dev = Device::parse(cfg_.device);
+  GL_CHECK(dev.is_cpu(),
+           "--device {}: training on the GPU is not available in this version; use --device cpu",
+           cfg_.device);
+  if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
+  train_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "train"), cfg_.limit_train);
+  test_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "test"), cfg_.limit_test);
+  num_classes_ = std::max(train_ds_.num_classes, int64_t(2));
+  data::Normalization norm = data::parse_normalization(cfg_.normalize);
+  data::PixelStats stats = data::pixel_stats(train_ds_);
+  train_ = std::make_unique<data::Loader>(train_ds_, norm, stats, cfg_.batch_size, cfg_.shuffle,
+                                          cfg_.seed);
+  test_ = std::make_unique<data::Loader>(test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000),
+                                         false, cfg_.seed);
+
+  models::MlpConfig mc;
+  mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
+  mc.hidden = cfg_.hidden_widths();
+  mc.activation = parse_activation(cfg_.activation);
+  mc.leaky_slope = cfg_.leaky_slope;
+  mc.batchnorm = cfg_.batchnorm;
+  mc.dropout = cfg_.dropout;
+  mc.num_classes = num_classes_;
+  model_ = models::build_mlp(mc);
+  Generator init_gen(cfg_.seed);
+  models::init_model(*model_, models::parse_init(cfg_.init, cfg_.init_args), init_gen);
+  dropout_gen_ = Generator(cfg_.seed ^ 0xD1B54A32D192ED03ull);
+  for (auto& [name, m] : model_->named_modules())
+    if (auto* d = dynamic_cast<models::Dropout*>(m)) d->set_generator(&dropout_gen_);
+  if (!cfg_.load_weights.empty()) {
+    auto loaded = io::load_tensors(cfg_.load_weights);
+    try {
+      NoGrad ng;
+      model_->load_state_dict(loaded, true);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--load-weights {}: {}", cfg_.load_weights, e.what()));
+    }
+  }
+  auto params = model_->parameters();
+  if (cfg_.optimizer == "sgd") {
+    models::SgdOptions o;
+    o.lr = cfg_.lr;
+    o.momentum = cfg_.momentum;
+    o.nesterov = cfg_.nesterov;
+    o.weight_decay = cfg_.weight_decay;
+    opt_ = std::make_unique<models::SGD>(params, o);
+  } else {
+    models::AdamOptions o;
+    o.lr = cfg_.lr;
+    o.beta1 = cfg_.beta1;
+    o.beta2 = cfg_.beta2;
+    o.eps = cfg_.adam_eps;
+    o.weight_decay = cfg_.weight_decay;
+    opt_ = std::make_unique<models::Adam>(params, o, cfg_.optimizer == "adamw");
+  }
+}
+
+Trainer::~Trainer() = default;
+
+// ------------------------------------------------------------------ evaluation
+std::pair<double, std::vector<int64_t>> Trainer::evaluate(const data::Loader& loader) {
+  NoGrad ng;
+  model_->eval();
+  double loss_sum = 0;
+  std::vector<int64_t> pred;
+  pred.reserve(std::size_t(loader.size()));
+  for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    data::Batch batch = loader.batch(b);
+    current_labels_ = batch.labels;
+    Tensor logits = model_->forward(batch.images);
+    loss_sum += cross_entropy(logits, batch.labels).item() * double(batch.labels.numel());
+    auto am = argmax(logits, 1).to_vector<int64_t>();
+    pred.insert(pred.end(), am.begin(), am.end());
+  }
+  current_labels_ = Tensor();
+  model_->train();
+  return {loss_sum / double(loader.size()), pred};
+}
+
+// ------------------------------------------------------------------ files
+void Trainer::write_metrics(const std::vector<EpochResult>& history) {
+  std::string s = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time";
+  if (!history.empty())
+    for (auto& [k, v] : history.front().extra) s += "," + k;
+  s += "\n";
+  for (const auto& r : history) {
+    s += fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.6f}", r.epoch, r.train_loss, r.test_loss,
+                     r.train_acc, r.test_acc, r.epoch_time);
+    for (auto& [k, v] : r.extra) s += fmt::format(",{:.9g}", v);
+    s += "\n";
+  }
+  io::write_file_atomic(cfg_.out + "/metrics.csv", s);
+  if (cfg_.log_steps) {
+    std::string st = "step,epoch,loss\n";
+    int64_t per_epoch = train_->num_batches();
+    for (auto& [step, loss] : step_losses_)
+      st += fmt::format("{},{},{:.9g}\n", step, (step - 1) / per_epoch + 1, loss);
+    io::write_file_atomic(cfg_.out + "/steps.csv", st);
+  }
+}
+
+void Trainer::save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history) {
+  io::NamedTensors t;
+  for (auto& [k, v] : model_->state_dict()) t.emplace_back("model." + k, v);
+  for (auto& [k, v] : opt_->state_dict()) t.emplace_back("optim." + k, v);
+  std::vector<double> sl;
+  for (auto& [step, loss] : step_losses_) {
+    sl.push_back(double(step));
+    sl.push_back(loss);
+  }
+  t.emplace_back("trainer.step_losses",
+                 Tensor::from_vector(sl, {int64_t(step_losses_.size()), 2}));
+  json h = json::array();
+  for (const auto& r : history) {
+    json e = {{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"test_loss", r.test_loss},
+              {"train_acc", r.train_acc}, {"test_acc", r.test_acc}, {"epoch_time", r.epoch_time}};
+    json extra = json::array();
+    for (auto& [k, v] : r.extra) extra.push_back({k, v});
+    e["extra"] = extra;
+    h.push_back(e);
+  }
+  std::map<std::string, std::string> meta{
+      {"format", "pt"},
+      {"gradlens.epoch", std::to_string(epoch)},
+      {"gradlens.global_step", std::to_string(global_step_)},
+      {"gradlens.dropout_offset", std::to_string(dropout_gen_.offset())},
+      {"gradlens.history", h.dump()},
+      {"gradlens.config", cfg_.to_json()}};
+  io::save_tensors(cfg_.out + "/checkpoint.safetensors", t, meta);
+}
+
+int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
+  std::string path = cfg_.out + "/checkpoint.safetensors";
+  io::SafetensorsFile f = io::load_safetensors(path);
+  auto meta = [&](const char* k) {
+    auto it = f.metadata.find(k);
+    GL_CHECK(it != f.metadata.end(), "{}: not a gradlens checkpoint (no {})", path, k);
+    return it->second;
+  };
+  // The checkpoint must come from the same configuration (epochs may grow).
+  json saved = json::parse(meta("gradlens.config")), now = json::parse(cfg_.to_json());
+  for (auto& [k, v] : now.items()) {
+    if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
+    GL_CHECK(saved.contains(k) && saved[k] == v,
+             "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "
+             "another --out",
+             cfg_.out, k, saved.contains(k) ? saved[k].dump() : "(unset)", k, v.dump());
+  }
+  io::NamedTensors model_state, opt_state;
+  for (const auto& b : f.tensors) {
+    Tensor t = io::from_buffer(b);
+    if (b.name.rfind("model.", 0) == 0) model_state.emplace_back(b.name.substr(6), t);
+    else if (b.name.rfind("optim.", 0) == 0) opt_state.emplace_back(b.name.substr(6), t);
+    else if (b.name == "trainer.step_losses") {
+      auto v = t.to_vector<double>();
+      step_losses_.clear();
+      for (std::size_t i = 0; i + 1 < v.size(); i += 2)
+        step_losses_.emplace_back(int64_t(v[i]), v[i + 1]);
+    }
+  }
+  {
+    NoGrad ng;
+    model_->load_state_dict(model_state, true);
+  }
+  opt_->load_state_dict(opt_state);
+  global_step_ = std::stoll(meta("gradlens.global_step"));
+  dropout_gen_.set_state(dropout_gen_.seed(), std::stoull(meta("gradlens.dropout_offset")));
+  history.clear();
+  for (auto& e : json::parse(meta("gradlens.history"))) {
+    EpochResult r;
+    r.epoch = e["epoch"];
+    r.train_loss = e["train_loss"];
+    r.test_loss = e["test_loss"];
+    r.train_acc = e["train_acc"];
+    r.test_acc = e["test_acc"];
+    r.epoch_time = e["epoch_time"];
+    for (auto& x : e["extra"]) r.extra.emplace_back(x[0].get<std::string>(), x[1].get<double>());
+    history.push_back(r);
+  }
+  return std::stoll(meta("gradlens.epoch"));
+}
+
+void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {
+  const auto& truth = test_ds_.labels;
+  ClassificationReport r = classification_report(truth, pred, num_classes_);
+  io::write_file_atomic(cfg_.out + "/per_class.csv", per_class_csv(r));
+  io::write_file_atomic(cfg_.out + "/confusion.csv", confusion_csv(r));
+  io::write_file_atomic(cfg_.out + "/misclassified.csv", misclassified_csv(r, truth, pred));
+  int64_t hw = test_ds_.height * test_ds_.width * test_ds_.channels;
+  std::vector<uint8_t> img;
+  img.reserve(r.misclassified.size() * std::size_t(hw));
+  for (int64_t i : r.misclassified)
+    img.insert(img.end(), test_ds_.images.begin() + i * hw, test_ds_.images.begin() + (i + 1) * hw);
+  Shape s{int64_t(r.misclassified.size())};
+  if (test_ds_.channels > 1) s.push_back(test_ds_.channels);
+  s.push_back(test_ds_.height);
+  s.push_back(test_ds_.width);
+  io::save_npy(cfg_.out + "/misclassified_images.npy", Tensor::from_vector(img, s));
+  io::save_tensors(cfg_.out + "/model.safetensors", model_->state_dict(), {{"format", "pt"}});
+}
+
+// ------------------------------------------------------------------ the loop
+std::vector<EpochResult> Trainer::run() {
+  io::ensure_dir(cfg_.out);
+  std::vector<EpochResult> history;
+  int64_t start_epoch = 0;
+  if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
+    start_epoch = load_checkpoint(history);
+    if (cfg_.progress)
+      fmt::print(stderr, "resuming {} from epoch {} (step {})\n", cfg_.out, start_epoch,
+                 global_step_);
+  } else if (cfg_.resume && cfg_.progress) {
+    fmt::print(stderr, "no checkpoint in {}: starting from the beginning\n", cfg_.out);
+  }
+  io::write_file_atomic(cfg_.out + "/config.json", cfg_.to_json());
+  for (auto& cb : callbacks_) cb->on_train_begin(*this);
+
+  const bool tty = cfg_.progress && isatty(2);
+  const int64_t nb = train_->num_batches();
+  double total_time = 0;
+  int64_t timed_epochs = 0;
+  std::vector<int64_t> final_pred;
+  for (int64_t epoch = start_epoch + 1; epoch <= cfg_.epochs; ++epoch) {
+    epoch_ = epoch;
+    auto t0 = std::chrono::steady_clock::now();
+    train_->start_epoch(epoch - 1);
+    for (auto& cb : callbacks_) cb->on_epoch_begin(*this, epoch);
+    model_->train();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    auto last_print = t0;
+    for (int64_t b = 0; b < nb; ++b) {
+      data::Batch batch = train_->batch(b);
+      current_labels_ = batch.labels;
+      Tensor logits = model_->forward(batch.images);
+      Tensor loss = cross_entropy(logits, batch.labels);
+      double lv = loss.item();
+      ++global_step_;
+      if (!std::isfinite(lv)) {
+        write_metrics(history);
+        throw DivergedError(fmt::format("loss became {} at epoch {} step {} (global step {}); "
+                                        "the run diverged (try a lower --lr)",
+                                        lv, epoch, b + 1, global_step_),
+                            epoch, global_step_);
+      }
+      opt_->zero_grad();
+      loss.backward();
+      for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+      opt_->step();
+      for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
+      int64_t bs = batch.labels.numel();
+      loss_sum += lv * double(bs);
+      {
+        auto am = argmax(logits.detach(), 1).to_vector<int64_t>();
+        const int64_t* l = batch.labels.data<int64_t>();
+        for (int64_t i = 0; i < bs; ++i) correct += am[i] == l[i];
+      }
+      seen += bs;
+      if (cfg_.log_steps) step_losses_.emplace_back(global_step_, lv);
+      auto now = std::chrono::steady_clock::now();
+      if (tty && (std::chrono::duration<double>(now - last_print).count() > 0.2 || b + 1 == nb)) {
+        last_print = now;
+        double el = std::chrono::duration<double>(now - t0).count();
+        double per_epoch = timed_epochs ? total_time / double(timed_epochs) : el / double(b + 1) * double(nb);
+        double eta = per_epoch * double(cfg_.epochs - epoch) + el / double(b + 1) * double(nb - b - 1);
+        int bar = int(20.0 * double(b + 1) / double(nb));
+        fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} loss {:.4f} acc {:.2f}%  ETA {}   ", epoch,
+                   cfg_.epochs, std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'),
+                   b + 1, nb, loss_sum / double(seen), 100.0 * double(correct) / double(seen),
+                   fmt_duration(eta));
+      }
+    }
+    current_labels_ = Tensor();
+    double train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);
+    auto [test_loss, pred] = evaluate(*test_);
+    for (auto& cb : callbacks_) cb->on_evaluate_end(*this, epoch);
+    EpochResult r;
+    r.epoch = epoch;
+    r.train_loss = loss_sum / double(seen);
+    r.train_acc = double(correct) / double(seen);
+    r.test_loss = test_loss;
+    int64_t tc = 0;
+    for (std::size_t i = 0; i < pred.size(); ++i) tc += pred[i] == test_ds_.labels[i];
+    r.test_acc = double(tc) / double(pred.size());
+    r.epoch_time = train_time;
+    for (auto& cb : callbacks_) cb->on_epoch_end(*this, r);
+    history.push_back(r);
+    total_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++timed_epochs;
+    write_metrics(history);
+    bool last = epoch == cfg_.epochs;
+    if ((cfg_.checkpoint_every > 0 && epoch % cfg_.checkpoint_every == 0) || last)
+      save_checkpoint(epoch, history);
+    if (last) final_pred = pred;
+    if (cfg_.progress) {
+      double eta = total_time / double(timed_epochs) * double(cfg_.epochs - epoch);
+      fmt::print(stderr, "{}epoch {}/{}  train loss {:.4f} acc {:.2f}%  test loss {:.4f} acc {:.2f}%  {:.2f}s{}\n",
+                 tty ? "\r" : "", epoch, cfg_.epochs, r.train_loss, 100 * r.train_acc, r.test_loss,
+                 100 * r.test_acc, train_time,
+                 last ? std::string("          ") : fmt::format("  ETA {}   ", fmt_duration(eta)));
+    }
+  }
+  if (final_pred.empty()) final_pred = evaluate(*test_).second;  // resumed after the last epoch
+  write_final_outputs(final_pred);
+  for (auto& cb : callbacks_) cb->on_train_end(*this);
+  return history;
+}
+
+}  // namespace gl::train

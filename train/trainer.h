@@ -1,0 +1,143 @@
+// trainer.h: the training loop. Epochs of shuffled mini-batches, evaluation on the test split
+// every epoch, per-epoch wall time, a live progress line, checkpoints written atomically every
+// N epochs, and resume that ends on the same weights bit for bit as an uninterrupted run.
+// Diagnostics attach from outside through Callback (and module hooks); the Trainer knows
+// nothing of analysis/.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "engine/generator.h"
+#include "models/mlp.h"
+#include "models/optim.h"
+#include "train/loader.h"
+#include "train/metrics.h"
+
+namespace gl::train {
+
+struct TrainConfig {
+  std::string dataset = "mnist";
+  std::string data_dir = "data";
+  std::string model = "mlp";
+  std::vector<int64_t> hidden;  // explicit widths; else depth x width
+  int64_t depth = 2;
+  int64_t width = 128;
+  std::string activation = "relu";
+  double leaky_slope = 0.01;
+  std::string init = "he_normal";
+  std::map<std::string, std::string> init_args;
+  bool batchnorm = false;
+  double dropout = 0.0;
+  std::string optimizer = "sgd";  // sgd | adam | adamw
+  double lr = 0.01;
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, adam_eps = 1e-8;
+  int64_t batch_size = 128;
+  int64_t epochs = 10;
+  uint64_t seed = 0;
+  std::string normalize = "raw";  // raw | standard
+  int threads = 0;  // 0: OpenMP default
+  std::string out;  // run directory
+  int64_t checkpoint_every = 1;  // epochs; 0 disables
+  bool resume = false;
+  std::string load_weights;
+  bool shuffle = true;
+  bool log_steps = false;
+  std::string device = "cpu";
+  int64_t limit_train = 0;  // use only the first N training examples (0: all)
+  int64_t limit_test = 0;
+  bool progress = true;
+
+  void validate() const;  // throws gl::Error naming the flag
+  std::vector<int64_t> hidden_widths() const;
+  std::string to_json() const;
+  static TrainConfig from_json(const std::string& text);
+};
+
+struct EpochResult {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, test_loss = 0, train_acc = 0, test_acc = 0, epoch_time = 0;
+  // Extra metrics.csv columns added by callbacks, in order.
+  std::vector<std::pair<std::string, double>> extra;
+};
+
+class Trainer;
+
+// Hook points for diagnostics. All are called on the training thread.
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(Trainer&) {}
+  virtual void on_epoch_begin(Trainer&, int64_t /*epoch*/) {}
+  // After backward, before the optimizer step: gradients are in .grad.
+  virtual void on_after_backward(Trainer&, int64_t /*global_step*/) {}
+  // After the optimizer step.
+  virtual void on_step_end(Trainer&, int64_t /*global_step*/, double /*loss*/) {}
+  // Around the evaluation pass over the test split (model in eval mode, no grad). During it,
+  // Trainer::current_labels() holds the labels of the batch being evaluated.
+  virtual void on_evaluate_begin(Trainer&, int64_t /*epoch*/) {}
+  virtual void on_evaluate_end(Trainer&, int64_t /*epoch*/) {}
+  // May append columns to result.extra (the same names every epoch).
+  virtual void on_epoch_end(Trainer&, EpochResult& /*result*/) {}
+  virtual void on_train_end(Trainer&) {}
+};
+
+// Thrown when the loss becomes NaN or infinite; the run directory records it.
+class DivergedError : public Error {
+ public:
+  DivergedError(const std::string& msg, int64_t epoch, int64_t step)
+      : Error(msg), epoch(epoch), step(step) {}
+  int64_t epoch, step;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(TrainConfig config);
+  ~Trainer();
+  void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
+  // Runs (or resumes) training to config.epochs; returns every epoch's result.
+  std::vector<EpochResult> run();
+
+  const TrainConfig& config() const { return cfg_; }
+  models::MLP& model() { return *model_; }
+  models::Optimizer& optimizer() { return *opt_; }
+  const data::Loader& train_loader() const { return *train_; }
+  const data::Loader& test_loader() const { return *test_; }
+  const data::ImageDataset& test_dataset() const { return test_ds_; }
+  const std::string& run_dir() const { return cfg_.out; }
+  int64_t global_step() const { return global_step_; }
+  int64_t current_epoch() const { return epoch_; }
+  const Tensor& current_labels() const { return current_labels_; }
+  int64_t num_classes() const { return num_classes_; }
+  // Evaluates the model on a loader: mean loss, predictions (in loader order, unshuffled).
+  std::pair<double, std::vector<int64_t>> evaluate(const data::Loader& loader);
+
+ private:
+  void save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history);
+  int64_t load_checkpoint(std::vector<EpochResult>& history);
+  void write_metrics(const std::vector<EpochResult>& history);
+  void write_final_outputs(const std::vector<int64_t>& predictions);
+
+  TrainConfig cfg_;
+  data::ImageDataset train_ds_, test_ds_;
+  std::unique_ptr<data::Loader> train_, test_;
+  std::unique_ptr<models::MLP> model_;
+  std::unique_ptr<models::Optimizer> opt_;
+  Generator dropout_gen_;
+  std::vector<std::shared_ptr<Callback>> callbacks_;
+  std::vector<std::pair<int64_t, double>> step_losses_;  // (global step, loss)
+  int64_t global_step_ = 0, epoch_ = 0, num_classes_ = 10;
+  Tensor current_labels_;
+};
+
+// Parses "128,128" into widths; throws naming the flag on a bad entry.
+std::vector<int64_t> parse_int_list(const std::string& s, const char* flag);
+
+}  // namespace gl::train
