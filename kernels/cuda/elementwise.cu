@@ -11,6 +11,7 @@
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/functors.h"
+#include "kernels/philox.h"
 
 namespace gl::kernels::cuda {
 namespace {
@@ -236,6 +237,24 @@ void binary_strided(BinaryOp op, OpParams p, const StridedLayout& layout, const 
     binary_strided_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(f, layout, n, a, b, out);
     GL_CUDA_CHECK_LAUNCH();
   });
+}
+
+namespace {
+__global__ void fill_uniform_kernel(float* y, int64_t n, uint64_t seed, uint64_t stream_id,
+                                    uint64_t offset) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
+    y[i] = rng::philox_uniform(seed, stream_id, offset + uint64_t(i));
+}
+}  // namespace
+
+void fill_uniform(float* y, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t offset,
+                  cudaStream_t stream) {
+  check_n(n, "cuda::fill_uniform");
+  if (n == 0) return;
+  fill_uniform_kernel<<<blocks_for(n), kThreads, 0, resolve_stream(stream)>>>(y, n, seed,
+                                                                              stream_id, offset);
+  GL_CUDA_CHECK_LAUNCH();
 }
 
 #define GL_INSTANTIATE(T)                                                                      \

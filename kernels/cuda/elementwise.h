@@ -46,4 +46,9 @@ template <class T>
 void binary_strided(BinaryOp op, OpParams p, const StridedLayout& layout, const T* a, const T* b,
                     T* out, cudaStream_t stream = nullptr);
 
+// y[i] = philox_uniform(seed, stream_id, offset + i) (kernels/philox.h): the same numbers the
+// CPU draws for the same (seed, stream_id, index), bit for bit.
+void fill_uniform(float* y, int64_t n, uint64_t seed, uint64_t stream_id, uint64_t offset,
+                  cudaStream_t stream = nullptr);
+
 }  // namespace gl::kernels::cuda

@@ -305,6 +305,9 @@ namespace wmma = nvcuda::wmma;
 constexpr int kWBM = 64, kWBN = 64, kWBK = 16, kWThreads = 128;
 
 __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb, GemmParams p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();  // tf32 WMMA needs sm_80+; the host refuses to launch below that
+#else
   // Row pitches are multiples of 4 floats (WMMA ldm rule) and every fragment pointer is a
   // multiple of 32 bytes from the 128-byte aligned bases.
   __shared__ __align__(128) float As[kWBM][kWBK + 4];
@@ -379,6 +382,7 @@ __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb,
     const int row = m0 + r, col = n0 + c;
     if (row < p.M && col < p.N) p.C[int64_t(row) * p.ldc + col] = epilogue_value(Cs[r][c], p, row, col);
   }
+#endif
 }
 
 // ------------------------------------------------------------------------------------------
@@ -500,6 +504,11 @@ void sgemm_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
   GemmParams p;
   if (!make_params("cuda::sgemm_tf32", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
     return;
+  int major = 0;
+  GL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, current_device()));
+  if (major < 8)
+    throw std::invalid_argument("cuda::sgemm_tf32: needs compute capability 8.0 or newer, device has " +
+                                std::to_string(major) + ".x");
   const dim3 grid(unsigned((N + kWBN - 1) / kWBN), unsigned((M + kWBM - 1) / kWBM));
   if (grid.y > 65535u)
     throw std::invalid_argument("cuda::sgemm_tf32: M=" + std::to_string(M) + " too large");
