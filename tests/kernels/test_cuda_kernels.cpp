@@ -95,7 +95,9 @@ void check_frag_rows() {
       ASSERT_GE(r, 0);
       ASSERT_LT(r, BM);
       ++seen[r];
-      if (i % 4 == 0) EXPECT_EQ(r % 4, 0) << "float4 groups must be 16-byte aligned";
+      if (i % 4 == 0) {
+        EXPECT_EQ(r % 4, 0) << "float4 groups must be 16-byte aligned";
+      }
     }
   for (int r = 0; r < BM; ++r) EXPECT_EQ(seen[r], 1) << "row " << r << " BM " << BM;
 }
@@ -136,7 +138,9 @@ TEST(CudaIndexMath, SplitKRangesPartitionK) {
         const kc::KRange r = kc::splitk_range(K, splits, 16, s);
         EXPECT_EQ(r.begin, next);
         EXPECT_LE(r.begin, r.end);
-        if (r.end < K) EXPECT_EQ((r.end - r.begin) % 16, 0) << "only the last split is ragged";
+        if (r.end < K) {
+          EXPECT_EQ((r.end - r.begin) % 16, 0) << "only the last split is ragged";
+        }
         next = r.end;
       }
       EXPECT_EQ(next, K) << "K " << K << " splits " << splits;
