@@ -479,8 +479,9 @@ struct GemmCase {
 };
 
 void run_gemm_case(kc::GemmAlgo algo, const GemmCase& g) {
-  const int64_t lda = (g.ta ? g.M : g.K) + g.pad, ldb = (g.tb ? g.K : g.N) + g.pad,
-                ldc = g.N + g.pad;
+  // Leading dimensions are at least 1 (BLAS rule), also for K = 0.
+  const int64_t lda = std::max<int64_t>(1, (g.ta ? g.M : g.K) + g.pad),
+                ldb = std::max<int64_t>(1, (g.tb ? g.K : g.N) + g.pad), ldc = g.N + g.pad;
   const int64_t arows = g.ta ? g.K : g.M, brows = g.tb ? g.N : g.K;
   auto A = random_vec<float>(size_t(std::max<int64_t>(1, arows * lda)), 61);
   auto B = random_vec<float>(size_t(std::max<int64_t>(1, brows * ldb)), 62);
