@@ -1,0 +1,695 @@
+// test_cuda_kernels.cpp: the CUDA kernel layer. The index arithmetic of kernels/cuda/index_math.h
+// is checked on the CPU in every build (it is what makes the kernels address the right
+// elements). The kernels themselves are compared with naive CPU loops on random data; they
+// skip with a message when the build has no CUDA or the machine has no GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/index_math.h"
+#include "kernels/functors.h"
+#include "kernels/kernels.h"
+#include "kernels/philox.h"
+
+#if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/optim.h"
+#include "kernels/cuda/reduce.h"
+#include "kernels/cuda/runtime.h"
+#include "kernels/cuda/sgemm.h"
+#include "kernels/cuda/softmax_xent.h"
+#include "kernels/cuda/stats.h"
+#endif
+
+namespace {
+
+namespace kc = gl::kernels::cuda;
+
+// ---------------------------------------------------------------------------------------------
+// CPU checks of the index arithmetic
+
+TEST(CudaIndexMath, StridedOffsetsMatchNestedLoops) {
+  // out [2,3,4] contiguous; a [2,1,4] broadcast along dim 1; b a transposed [4,3,2] view.
+  kc::StridedLayout L;
+  L.ndim = 3;
+  const int64_t shape[3] = {2, 3, 4};
+  const int64_t so[3] = {12, 4, 1}, sa[3] = {4, 0, 1}, sb[3] = {1, 2, 6};
+  for (int d = 0; d < 3; ++d) {
+    L.shape[d] = shape[d];
+    L.stride[0][d] = so[d];
+    L.stride[1][d] = sa[d];
+    L.stride[2][d] = sb[d];
+  }
+  ASSERT_EQ(kc::layout_numel(L), 24);
+  int64_t linear = 0;
+  for (int64_t i = 0; i < 2; ++i)
+    for (int64_t j = 0; j < 3; ++j)
+      for (int64_t k = 0; k < 4; ++k, ++linear) {
+        const kc::Offsets3 o = kc::layout_offsets(L, linear);
+        EXPECT_EQ(o.o[0], i * 12 + j * 4 + k);
+        EXPECT_EQ(o.o[1], i * 4 + k);
+        EXPECT_EQ(o.o[2], i * 1 + j * 2 + k * 6);
+      }
+  kc::StridedLayout scalar;  // ndim 0: one element at offset 0
+  EXPECT_EQ(kc::layout_numel(scalar), 1);
+  EXPECT_EQ(kc::layout_offsets(scalar, 0).o[0], 0);
+  kc::StridedLayout bad;
+  bad.ndim = 9;
+  EXPECT_THROW(kc::check_layout(bad, "test"), std::invalid_argument);
+}
+
+TEST(CudaIndexMath, HistogramBinConvention) {
+  const float lo = -2.0f, hi = 3.0f;
+  const int nb = 10;  // width 0.5
+  EXPECT_EQ(kc::histogram_bin(lo, lo, hi, nb), 0);
+  EXPECT_EQ(kc::histogram_bin(hi, lo, hi, nb), nb - 1);
+  EXPECT_EQ(kc::histogram_bin(std::nextafter(hi, 0.0f), lo, hi, nb), nb - 1);
+  EXPECT_EQ(kc::histogram_bin(std::nextafter(lo, -10.0f), lo, hi, nb), kc::kBinBelow);
+  EXPECT_EQ(kc::histogram_bin(std::nextafter(hi, 10.0f), lo, hi, nb), kc::kBinAbove);
+  EXPECT_EQ(kc::histogram_bin(std::nanf(""), lo, hi, nb), kc::kBinNaN);
+  EXPECT_EQ(kc::histogram_bin(-std::numeric_limits<float>::infinity(), lo, hi, nb), kc::kBinBelow);
+  // Away from the edges the bin is the interval that holds x (edges computed in double).
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(lo, hi);
+  for (int i = 0; i < 10000; ++i) {
+    const float x = u(rng);
+    const double pos = (double(x) - lo) / (double(hi) - lo) * nb;
+    if (std::fabs(pos - std::round(pos)) < 1e-4) continue;
+    EXPECT_EQ(kc::histogram_bin(x, lo, hi, nb), int(std::floor(pos))) << x;
+  }
+}
+
+template <int BM, int TM>
+void check_frag_rows() {
+  std::vector<int> seen(BM, 0);
+  for (int ty = 0; ty < BM / TM; ++ty)
+    for (int i = 0; i < TM; ++i) {
+      const int r = kc::gemm_frag_row(ty, i, BM, TM);
+      ASSERT_GE(r, 0);
+      ASSERT_LT(r, BM);
+      ++seen[r];
+      if (i % 4 == 0) {
+        EXPECT_EQ(r % 4, 0) << "float4 groups must be 16-byte aligned";
+      }
+    }
+  for (int r = 0; r < BM; ++r) EXPECT_EQ(seen[r], 1) << "row " << r << " BM " << BM;
+}
+
+TEST(CudaIndexMath, GemmFragmentsTileEachBlockOnce) {
+  check_frag_rows<128, 8>();
+  check_frag_rows<32, 4>();
+}
+
+void check_load_map(int rows, int cols, int threads) {
+  std::vector<int> seen(rows * cols, 0);
+  const int loads = rows * cols / 4 / threads;
+  ASSERT_EQ(loads * 4 * threads, rows * cols);
+  for (int tid = 0; tid < threads; ++tid)
+    for (int l = 0; l < loads; ++l) {
+      const kc::TileCoord t = kc::gemm_load_coord(tid + l * threads, cols);
+      ASSERT_LT(t.row, rows);
+      ASSERT_LE(t.col + 4, cols);
+      for (int j = 0; j < 4; ++j) ++seen[t.row * cols + t.col + j];
+    }
+  for (int e = 0; e < rows * cols; ++e) EXPECT_EQ(seen[e], 1) << rows << "x" << cols << " e " << e;
+}
+
+TEST(CudaIndexMath, GemmLoadMapsCoverTilesOnce) {
+  // large: A/B tiles 128x8 (k contiguous) and 8x128 (m/n contiguous), 256 threads
+  check_load_map(128, 8, 256);
+  check_load_map(8, 128, 256);
+  // small: 32x16 and 16x32, 64 threads
+  check_load_map(32, 16, 64);
+  check_load_map(16, 32, 64);
+}
+
+TEST(CudaIndexMath, SplitKRangesPartitionK) {
+  for (int64_t K : {1, 7, 16, 100, 784, 1000}) {
+    for (int splits : {1, 2, 3, 6, 16}) {
+      int64_t next = 0;
+      for (int s = 0; s < splits; ++s) {
+        const kc::KRange r = kc::splitk_range(K, splits, 16, s);
+        EXPECT_EQ(r.begin, next);
+        EXPECT_LE(r.begin, r.end);
+        if (r.end < K) {
+          EXPECT_EQ((r.end - r.begin) % 16, 0) << "only the last split is ragged";
+        }
+        next = r.end;
+      }
+      EXPECT_EQ(next, K) << "K " << K << " splits " << splits;
+    }
+  }
+}
+
+TEST(CudaIndexMath, GemmPlan) {
+  const int sms = 132;
+  EXPECT_EQ(kc::plan_sgemm(4096, 4096, 4096, sms).tiling, kc::GemmTiling::large);
+  const kc::GemmPlan skinny = kc::plan_sgemm(128, 128, 784, sms);
+  EXPECT_EQ(skinny.tiling, kc::GemmTiling::small);
+  EXPECT_GT(skinny.splits, 1);
+  EXPECT_LE(skinny.splits, 784 / kc::kSmallSplitMinK);
+  EXPECT_EQ(kc::plan_sgemm(128, 10, 100, sms).splits, 1);  // K too short to split
+}
+
+TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
+  const std::vector<int64_t> sizes = {0, 1, 16384, 16385, 50000};
+  const auto chunks = kc::build_chunks(sizes, 16384);
+  std::vector<int64_t> covered(sizes.size(), 0);
+  for (const auto& c : chunks) {
+    ASSERT_GE(c.tensor, 0);
+    ASSERT_LT(size_t(c.tensor), sizes.size());
+    EXPECT_EQ(c.start, covered[c.tensor]) << "chunks in order, no gaps";
+    covered[c.tensor] += std::min<int64_t>(16384, sizes[c.tensor] - c.start);
+  }
+  for (size_t t = 0; t < sizes.size(); ++t) EXPECT_EQ(covered[t], sizes[t]);
+  EXPECT_THROW(kc::build_chunks({-1}, 4), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU checks
+
+#if defined(GRADLENS_HAVE_CUDA)
+#define REQUIRE_GPU()                                                                         \
+  do {                                                                                       \
+    if (kc::device_count() == 0)                                                             \
+      GTEST_SKIP() << "no CUDA device: the driver or GPU is missing; kernels not exercised"; \
+  } while (0)
+
+template <class T>
+std::vector<T> random_vec(size_t n, uint32_t seed, double lo = -1, double hi = 1) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(u(rng));
+  return v;
+}
+
+template <class T>
+kc::DeviceBuffer<T> to_device(const std::vector<T>& h) {
+  kc::DeviceBuffer<T> d(h.size());
+  kc::copy_to_device(d.get(), h.data(), h.size() * sizeof(T));
+  return d;
+}
+
+template <class T>
+std::vector<T> to_host(const kc::DeviceBuffer<T>& d) {
+  std::vector<T> h(d.size());
+  kc::copy_to_host(h.data(), d.get(), h.size() * sizeof(T));
+  return h;
+}
+
+template <class T>
+void expect_close(const std::vector<T>& got, const std::vector<double>& want, double rtol,
+                  double atol, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  int reported = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double tol = atol + rtol * std::fabs(want[i]);
+    const bool ok = (std::isnan(want[i]) && std::isnan(double(got[i]))) ||
+                    std::fabs(double(got[i]) - want[i]) <= tol;
+    if (!ok && reported++ < 5)
+      ADD_FAILURE() << what << " [" << i << "]: got " << got[i] << " want " << want[i];
+  }
+}
+
+TEST(CudaRuntime, DeviceCountNeverThrows) {
+  int n = -1;
+  EXPECT_NO_THROW(n = kc::device_count());
+  EXPECT_GE(n, 0);
+}
+
+TEST(CudaRuntime, CheckMacroReportsCallAndLocation) {
+  try {
+    GL_CUDA_CHECK(cudaErrorInvalidValue);
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("test_cuda_kernels.cpp"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("cudaErrorInvalidValue"), std::string::npos) << msg;
+  }
+}
+
+TEST(CudaRuntime, SizeClasses) {
+  EXPECT_EQ(kc::allocator_size_class(1), 512u);
+  EXPECT_EQ(kc::allocator_size_class(513), 1024u);
+  EXPECT_EQ(kc::allocator_size_class(1u << 20), 1u << 20);
+  EXPECT_EQ(kc::allocator_size_class((1u << 20) + 1), 2u << 20);
+  EXPECT_EQ(kc::allocator_size_class(5u << 20), 6u << 20);
+}
+
+TEST(CudaRuntime, AllocatorReusesBlocks) {
+  REQUIRE_GPU();
+  kc::empty_cache();
+  const auto before = kc::allocator_stats();
+  void* a = kc::device_alloc(1000);
+  kc::device_free(a);
+  for (int i = 0; i < 10; ++i) kc::device_free(kc::device_alloc(900));  // same 1 KiB class
+  const auto after = kc::allocator_stats();
+  EXPECT_EQ(after.cuda_malloc_count - before.cuda_malloc_count, 1u) << "steady state reuses";
+  EXPECT_EQ(after.bytes_in_use, before.bytes_in_use);
+  EXPECT_GE(after.peak_bytes_in_use, before.bytes_in_use + 1024);
+  EXPECT_EQ(after.bytes_reserved, before.bytes_reserved + 1024);
+  kc::empty_cache();
+  EXPECT_EQ(kc::allocator_stats().bytes_reserved, before.bytes_reserved);
+  EXPECT_THROW(kc::device_free(reinterpret_cast<void*>(0x1234)), std::invalid_argument);
+}
+
+// Unary ops on the CPU with the same functors, in double, as the oracle.
+template <class F>
+void run_unary_case(kc::UnaryOp op, kc::OpParams p, F f, double lo, double hi) {
+  for (int64_t n : {int64_t(1), int64_t(7), int64_t(1000), int64_t(4099)}) {
+    auto xf = random_vec<float>(size_t(n), 11, lo, hi);
+    auto xd = random_vec<double>(size_t(n), 12, lo, hi);
+    std::vector<double> wf(n), wd(n);
+    for (int64_t i = 0; i < n; ++i) {
+      wf[i] = f(double(xf[i]));
+      wd[i] = f(xd[i]);
+    }
+    auto dxf = to_device(xf);
+    kc::DeviceBuffer<float> dyf(n);
+    kc::unary<float>(op, p, n, dxf.get(), dyf.get());
+    expect_close(to_host(dyf), wf, 2e-6, 2e-6, std::string("float ") + kc::op_name(op));
+    // Misaligned start: the scalar path.
+    if (n > 1) {
+      kc::DeviceBuffer<float> dy2(n);
+      kc::unary<float>(op, p, n - 1, dxf.get() + 1, dy2.get() + 1);
+      auto got = to_host(dy2);
+      for (int64_t i = 1; i < n; ++i)
+        EXPECT_NEAR(got[i], wf[i], 2e-6 + 2e-6 * std::fabs(wf[i])) << kc::op_name(op) << " offset";
+    }
+    auto dxd = to_device(xd);
+    kc::DeviceBuffer<double> dyd(n);
+    kc::unary<double>(op, p, n, dxd.get(), dyd.get());
+    expect_close(to_host(dyd), wd, 1e-13, 1e-14, std::string("double ") + kc::op_name(op));
+  }
+}
+
+TEST(CudaElementwise, UnaryMatchesFunctors) {
+  REQUIRE_GPU();
+  using kc::UnaryOp;
+  namespace fn = gl::fn;
+  run_unary_case(UnaryOp::neg, {}, fn::Neg{}, -3, 3);
+  run_unary_case(UnaryOp::exp, {}, fn::Exp{}, -5, 5);
+  run_unary_case(UnaryOp::log, {}, fn::Log{}, 0.01, 10);
+  run_unary_case(UnaryOp::sqrt, {}, fn::Sqrt{}, 0, 10);
+  run_unary_case(UnaryOp::abs, {}, fn::Abs{}, -3, 3);
+  run_unary_case(UnaryOp::relu, {}, fn::Relu{}, -3, 3);
+  run_unary_case(UnaryOp::tanh, {}, fn::Tanh{}, -4, 4);
+  run_unary_case(UnaryOp::sigmoid, {}, fn::Sigmoid{}, -20, 20);
+  run_unary_case(UnaryOp::silu, {}, fn::Silu{}, -8, 8);
+  run_unary_case(UnaryOp::gelu_erf, {}, fn::GeluErf{}, -5, 5);
+  run_unary_case(UnaryOp::gelu_tanh, {}, fn::GeluTanh{}, -5, 5);
+  run_unary_case(UnaryOp::pow_scalar, {2.5, 0}, fn::PowScalar{2.5}, 0, 3);
+  run_unary_case(UnaryOp::leaky_relu, {0.1, 0}, fn::LeakyRelu{0.1}, -3, 3);
+  run_unary_case(UnaryOp::clamp, {-0.5, 0.25}, fn::Clamp{-0.5, 0.25}, -1, 1);
+}
+
+template <class F>
+void run_binary_case(kc::BinaryOp op, kc::OpParams p, F f) {
+  const int64_t n = 1027;
+  auto a = random_vec<float>(n, 21, -3, 3);
+  auto b = random_vec<float>(n, 22, 0.5, 3);  // positive: safe divisor, valid y for *_from_y
+  std::vector<double> want(n);
+  for (int64_t i = 0; i < n; ++i) want[i] = f(double(a[i]), double(b[i]));
+  auto da = to_device(a);
+  auto db = to_device(b);
+  kc::DeviceBuffer<float> out(n);
+  kc::binary<float>(op, p, n, da.get(), db.get(), out.get());
+  expect_close(to_host(out), want, 3e-6, 3e-6, std::string("binary ") + kc::op_name(op));
+}
+
+TEST(CudaElementwise, BinaryMatchesFunctors) {
+  REQUIRE_GPU();
+  using kc::BinaryOp;
+  namespace fn = gl::fn;
+  run_binary_case(BinaryOp::add, {}, fn::Add{});
+  run_binary_case(BinaryOp::sub, {}, fn::Sub{});
+  run_binary_case(BinaryOp::mul, {}, fn::Mul{});
+  run_binary_case(BinaryOp::div, {}, fn::Div{});
+  run_binary_case(BinaryOp::relu_back, {}, fn::ReluBack{});
+  run_binary_case(BinaryOp::leaky_relu_back, {0.2, 0}, fn::LeakyReluBack{0.2});
+  run_binary_case(BinaryOp::tanh_back_from_y, {}, fn::TanhBackFromY{});
+  run_binary_case(BinaryOp::sigmoid_back_from_y, {}, fn::SigmoidBackFromY{});
+  run_binary_case(BinaryOp::silu_back, {}, fn::SiluBack{});
+  run_binary_case(BinaryOp::gelu_erf_back, {}, fn::GeluErfBack{});
+  run_binary_case(BinaryOp::gelu_tanh_back, {}, fn::GeluTanhBack{});
+  run_binary_case(BinaryOp::clamp_back, {0.8, 2.0}, fn::ClampBack{0.8, 2.0});
+}
+
+TEST(CudaElementwise, StridedBroadcastAndTranspose) {
+  REQUIRE_GPU();
+  // out[i,j] = a[i,j]^T-view * b[j] : a stored [5,3] read as its transpose [3,5]; b a row [5].
+  const int R = 3, C = 5;
+  auto a = random_vec<double>(R * C, 31);
+  auto b = random_vec<double>(C, 32);
+  kc::StridedLayout L;
+  L.ndim = 2;
+  L.shape[0] = R;
+  L.shape[1] = C;
+  L.stride[0][0] = C, L.stride[0][1] = 1;  // out contiguous
+  L.stride[1][0] = 1, L.stride[1][1] = R;  // a transposed view
+  L.stride[2][0] = 0, L.stride[2][1] = 1;  // b broadcast over rows
+  auto da = to_device(a);
+  auto db = to_device(b);
+  kc::DeviceBuffer<double> out(R * C);
+  kc::binary_strided<double>(kc::BinaryOp::mul, {}, L, da.get(), db.get(), out.get());
+  std::vector<double> want(R * C);
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < C; ++j) want[i * C + j] = a[j * R + i] * b[j];
+  expect_close(to_host(out), want, 0, 0, "strided mul");
+  kc::DeviceBuffer<double> out2(R * C);
+  L.stride[1][0] = 1, L.stride[1][1] = R;
+  kc::unary_strided<double>(kc::UnaryOp::neg, {}, L, da.get(), out2.get());
+  for (int i = 0; i < R; ++i)
+    for (int j = 0; j < C; ++j) want[i * C + j] = -a[j * R + i];
+  expect_close(to_host(out2), want, 0, 0, "strided neg");
+}
+
+TEST(CudaElementwise, PhiloxUniformMatchesCpuBitForBit) {
+  REQUIRE_GPU();
+  const int64_t n = 10001;
+  kc::DeviceBuffer<float> d(n);
+  kc::fill_uniform(d.get(), n, 1234, 5, 77);
+  auto got = to_host(d);
+  for (int64_t i = 0; i < n; ++i)
+    ASSERT_EQ(got[i], gl::rng::philox_uniform(1234, 5, 77 + uint64_t(i))) << i;
+}
+
+TEST(CudaReduce, RowsColsAll) {
+  REQUIRE_GPU();
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {128, 10}, {37, 1000}, {3, 5000}}) {
+    auto x = random_vec<double>(size_t(rows * cols), 41);
+    auto dx = to_device(x);
+    std::vector<double> rs(rows, 0), rm(rows, -INFINITY), cs(cols, 0);
+    double all = 0, allmax = -INFINITY;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const double v = x[r * cols + c];
+        rs[r] += v;
+        rm[r] = std::max(rm[r], v);
+        cs[c] += v;
+        all += v;
+        allmax = std::max(allmax, v);
+      }
+    kc::DeviceBuffer<double> o1(rows), o2(rows), o3(cols), o4(1), o5(1);
+    kc::sum_rows<double>(dx.get(), rows, cols, o1.get());
+    kc::max_rows<double>(dx.get(), rows, cols, o2.get());
+    kc::sum_cols<double>(dx.get(), rows, cols, o3.get());
+    kc::sum_all<double>(dx.get(), rows * cols, o4.get());
+    kc::max_all<double>(dx.get(), rows * cols, o5.get());
+    expect_close(to_host(o1), rs, 1e-12, 1e-12, "sum_rows");
+    expect_close(to_host(o2), rm, 0, 0, "max_rows");
+    expect_close(to_host(o3), cs, 1e-12, 1e-12, "sum_cols");
+    expect_close(to_host(o4), {all}, 1e-12, 1e-12, "sum_all");
+    expect_close(to_host(o5), {allmax}, 0, 0, "max_all");
+    // accumulate adds to what is there
+    kc::sum_cols<double>(dx.get(), rows, cols, o3.get(), true);
+    for (auto& v : cs) v *= 2;
+    expect_close(to_host(o3), cs, 1e-12, 1e-12, "sum_cols accumulate");
+  }
+  // float, large n through the two-pass path
+  const int64_t n = 1 << 20;
+  auto xf = random_vec<float>(n, 42);
+  double want = 0;
+  for (float v : xf) want += v;
+  auto dxf = to_device(xf);
+  kc::DeviceBuffer<float> s(1);
+  kc::sum_all<float>(dxf.get(), n, s.get());
+  EXPECT_NEAR(to_host(s)[0], want, 1e-2);
+}
+
+TEST(CudaSoftmaxXent, ForwardBackwardMatchDoubleReference) {
+  REQUIRE_GPU();
+  const int64_t rows = 67, cols = 10;
+  auto x = random_vec<float>(size_t(rows * cols), 51, -30, 30);  // large logits: needs the max shift
+  std::vector<int64_t> y(rows);
+  for (int64_t r = 0; r < rows; ++r) y[r] = (r * 7) % cols;
+  std::vector<double> loss(rows), grad(rows * cols), sm(rows * cols), lsm(rows * cols);
+  double mean = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double m = -INFINITY, s = 0;
+    for (int64_t c = 0; c < cols; ++c) m = std::max(m, double(x[r * cols + c]));
+    for (int64_t c = 0; c < cols; ++c) s += std::exp(double(x[r * cols + c]) - m);
+    loss[r] = m + std::log(s) - x[r * cols + y[r]];
+    mean += loss[r] / rows;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double p = std::exp(double(x[r * cols + c]) - m) / s;
+      sm[r * cols + c] = p;
+      lsm[r * cols + c] = double(x[r * cols + c]) - m - std::log(s);
+      grad[r * cols + c] = 2.0 * (p - (c == y[r] ? 1 : 0)) / rows;
+    }
+  }
+  auto dx = to_device(x);
+  auto dy = to_device(y);
+  kc::DeviceBuffer<float> dl(rows), dmean(1), dg(rows * cols), dsm(rows * cols), dlsm(rows * cols);
+  kc::softmax_xent_forward<float>(dx.get(), dy.get(), rows, cols, dl.get(), dmean.get());
+  expect_close(to_host(dl), loss, 1e-5, 1e-5, "xent loss");
+  expect_close(to_host(dmean), {mean}, 1e-5, 1e-5, "xent mean");
+  kc::softmax_xent_forward<float>(dx.get(), dy.get(), rows, cols, dl.get(), dmean.get(), true);
+  expect_close(to_host(dmean), {2 * mean}, 1e-5, 1e-5, "xent mean accumulated");
+  kc::softmax_xent_backward<float>(dx.get(), dy.get(), rows, cols, 2.0f, dg.get());
+  expect_close(to_host(dg), grad, 1e-5, 1e-7, "xent grad");
+  kc::softmax_rows<float>(dx.get(), rows, cols, dsm.get());
+  expect_close(to_host(dsm), sm, 1e-5, 1e-7, "softmax");
+  kc::log_softmax_rows<float>(dx.get(), rows, cols, dlsm.get());
+  expect_close(to_host(dlsm), lsm, 1e-5, 1e-5, "log_softmax");
+  // A bad label makes that row NaN.
+  y[3] = cols;
+  auto dbad = to_device(y);
+  kc::softmax_xent_forward<float>(dx.get(), dbad.get(), rows, cols, dl.get(), nullptr);
+  auto l = to_host(dl);
+  EXPECT_TRUE(std::isnan(l[3]));
+  EXPECT_FALSE(std::isnan(l[2]));
+}
+
+struct GemmCase {
+  bool ta, tb;
+  int64_t M, N, K;
+  int64_t pad;  // extra leading-dimension padding
+  float alpha, beta;
+  bool bias;
+  gl::kernels::Activation act;
+};
+
+void run_gemm_case(kc::GemmAlgo algo, const GemmCase& g) {
+  // Leading dimensions are at least 1 (BLAS rule), also for K = 0.
+  const int64_t lda = std::max<int64_t>(1, (g.ta ? g.M : g.K) + g.pad),
+                ldb = std::max<int64_t>(1, (g.tb ? g.K : g.N) + g.pad), ldc = g.N + g.pad;
+  const int64_t arows = g.ta ? g.K : g.M, brows = g.tb ? g.N : g.K;
+  auto A = random_vec<float>(size_t(std::max<int64_t>(1, arows * lda)), 61);
+  auto B = random_vec<float>(size_t(std::max<int64_t>(1, brows * ldb)), 62);
+  auto C = random_vec<float>(size_t(std::max<int64_t>(1, g.M * ldc)), 63);
+  auto bias = random_vec<float>(size_t(std::max<int64_t>(1, g.N)), 64);
+  std::vector<float> want = C;
+  gl::kernels::Epilogue hep{g.bias ? bias.data() : nullptr, g.act};
+  gl::kernels::cpu::sgemm_reference(g.ta, g.tb, g.M, g.N, g.K, g.alpha, A.data(), lda, B.data(),
+                                    ldb, g.beta, want.data(), ldc, hep);
+  auto dA = to_device(A);
+  auto dB = to_device(B);
+  auto dC = to_device(C);
+  auto dbias = to_device(bias);
+  gl::kernels::Epilogue dep{g.bias ? dbias.get() : nullptr, g.act};
+  kc::sgemm_with(algo, g.ta, g.tb, g.M, g.N, g.K, g.alpha, dA.get(), lda, dB.get(), ldb, g.beta,
+                 dC.get(), ldc, dep);
+  auto got = to_host(dC);
+  const double tol = algo == kc::GemmAlgo::tf32 ? 4e-3 * std::sqrt(double(g.K) + 1) + 1e-3
+                                                : 2e-5 * std::sqrt(double(g.K) + 1) + 1e-5;
+  int bad = 0;
+  for (int64_t i = 0; i < g.M; ++i)
+    for (int64_t j = 0; j < ldc; ++j) {
+      const float w = want[i * ldc + j], v = got[i * ldc + j];
+      if (j >= g.N) {  // padding columns must be untouched
+        if (v != C[i * ldc + j] && bad++ < 3) ADD_FAILURE() << "wrote padding at " << i << "," << j;
+        continue;
+      }
+      if (!(std::fabs(v - w) <= tol * (1 + std::fabs(w))) && bad++ < 3)
+        ADD_FAILURE() << kc::gemm_algo_name(algo) << " ta=" << g.ta << " tb=" << g.tb << " M=" << g.M
+                      << " N=" << g.N << " K=" << g.K << " C[" << i << "," << j << "] got " << v
+                      << " want " << w;
+    }
+}
+
+TEST(CudaSgemm, AllBackendsMatchReference) {
+  REQUIRE_GPU();
+  using A = gl::kernels::Activation;
+  const std::vector<GemmCase> cases = {
+      {false, false, 128, 128, 784, 0, 1.0f, 0.0f, true, A::relu},   // MLP layer, split-K path
+      {false, false, 128, 10, 128, 0, 1.0f, 0.0f, true, A::none},    // logits
+      {false, true, 128, 784, 128, 0, 1.0f, 0.0f, false, A::none},   // dX = dY W^T shape
+      {true, false, 784, 128, 128, 0, 1.0f, 1.0f, false, A::none},   // dW = X^T dY, accumulate
+      {true, true, 33, 65, 17, 3, 0.5f, -0.25f, true, A::tanh},      // ragged, padded lds
+      {false, false, 1, 1, 1, 0, 2.0f, 0.0f, false, A::sigmoid},
+      {false, false, 257, 130, 9, 1, 1.0f, 0.5f, true, A::sigmoid},  // misaligned ld -> scalar
+      {false, false, 300, 260, 70, 0, 1.0f, 0.0f, false, A::none},   // large tiles if many SMs
+      {false, true, 5, 7, 0, 0, 1.0f, 0.5f, true, A::relu},          // K = 0: beta*C + bias
+      {false, false, 1024, 1024, 64, 0, 1.0f, 0.0f, false, A::none},
+  };
+  for (auto algo : {kc::GemmAlgo::naive, kc::GemmAlgo::tiled, kc::GemmAlgo::tf32,
+                    kc::GemmAlgo::cublas})
+    for (const auto& g : cases) run_gemm_case(algo, g);
+}
+
+TEST(CudaSgemm, RejectsBadArguments) {
+  REQUIRE_GPU();
+  float* p = nullptr;
+  EXPECT_THROW(kc::sgemm(false, false, 4, 4, 4, 1, p, 3, p, 4, 0, p, 4), std::invalid_argument);
+  EXPECT_THROW(kc::sgemm(false, false, -1, 4, 4, 1, p, 4, p, 4, 0, p, 4), std::invalid_argument);
+  EXPECT_THROW(kc::sgemm(false, false, 4, 4, 4, 1, p, 4, p, 4, 0, p, 4), std::invalid_argument);
+}
+
+TEST(CudaOptim, SgdAndAdamMatchTorchFormulas) {
+  REQUIRE_GPU();
+  const std::vector<int64_t> sizes = {3, 16384 + 5, 0, 40000};
+  struct HostT {
+    std::vector<float> p, g, s0, s1;
+  };
+  for (int variant = 0; variant < 4; ++variant) {
+    std::vector<HostT> h;
+    std::vector<kc::DeviceBuffer<float>> dev;
+    std::vector<kc::ParamSlot> slots;
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      const size_t n = size_t(sizes[t]);
+      h.push_back({random_vec<float>(n, 70 + t), random_vec<float>(n, 80 + t),
+                   std::vector<float>(n, 0.f), std::vector<float>(n, 0.f)});
+      dev.push_back(to_device(h.back().p));
+      dev.push_back(to_device(h.back().g));
+      dev.push_back(to_device(h.back().s0));
+      dev.push_back(to_device(h.back().s1));
+      slots.push_back({dev[dev.size() - 4].get(), dev[dev.size() - 3].get(),
+                       dev[dev.size() - 2].get(), dev[dev.size() - 1].get(), sizes[t]});
+    }
+    kc::OptimTable table(slots);
+    kc::SgdConfig sgd{0.1f, 0.9f, 0.0f, 0.01f, variant == 1};
+    kc::AdamConfig adam{0.01f, 0.9f, 0.999f, 1e-8f, 0.05f, variant == 3};
+    for (int64_t step = 1; step <= 3; ++step) {
+      if (variant < 2) kc::sgd_step(table, sgd, step);
+      else kc::adam_step(table, adam, step);
+      for (auto& t : h)  // reference: torch.optim in double
+        for (size_t i = 0; i < t.p.size(); ++i) {
+          double p = t.p[i], g = t.g[i];
+          if (variant < 2) {
+            g += sgd.weight_decay * p;
+            const double buf = step == 1 ? g : sgd.momentum * double(t.s0[i]) + g;
+            t.s0[i] = float(buf);
+            g = sgd.nesterov ? g + sgd.momentum * buf : buf;
+            t.p[i] = float(p - sgd.lr * g);
+          } else {
+            if (adam.decoupled) p *= 1 - double(adam.lr) * adam.weight_decay;
+            else g += adam.weight_decay * p;
+            const double m = adam.beta1 * double(t.s0[i]) + (1 - adam.beta1) * g;
+            const double v = adam.beta2 * double(t.s1[i]) + (1 - adam.beta2) * g * g;
+            t.s0[i] = float(m);
+            t.s1[i] = float(v);
+            const double bc1 = 1 - std::pow(double(adam.beta1), double(step));
+            const double bc2 = 1 - std::pow(double(adam.beta2), double(step));
+            t.p[i] = float(p - adam.lr * (m / bc1) / (std::sqrt(v / bc2) + adam.eps));
+          }
+        }
+    }
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      std::vector<double> want(h[t].p.begin(), h[t].p.end());
+      expect_close(to_host(dev[4 * t]), want, 1e-5, 1e-6,
+                   "optim variant " + std::to_string(variant) + " tensor " + std::to_string(t));
+    }
+  }
+}
+
+TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
+  REQUIRE_GPU();
+  const int64_t rows = 300, cols = 45;
+  const int classes = 3;
+  auto x = random_vec<float>(size_t(rows * cols), 91, -2, 2);
+  x[5] = 7.5f;  // above hi
+  x[6] = -9.f;  // below lo
+  x[7] = std::nanf("");
+  std::vector<int64_t> y(rows);
+  for (int64_t r = 0; r < rows; ++r) y[r] = r % 4 == 3 ? 99 : r % classes;  // some bad labels
+  auto dx = to_device(x);
+  auto dy = to_device(y);
+  const int groups_total = classes;
+  kc::DeviceBuffer<double> sum(groups_total * cols), sumsq(groups_total * cols);
+  kc::DeviceBuffer<float> mn(groups_total * cols), mx(groups_total * cols);
+  kc::DeviceBuffer<unsigned long long> pos(groups_total * cols), gt(groups_total * cols);
+  kc::ColumnStatsAccum acc{sum.get(), sumsq.get(), mn.get(), mx.get(), pos.get(), gt.get()};
+  const float thr = 1.5f;
+  // Two calls accumulate; skip the NaN column for the exact-sum comparison by checking per entry.
+  kc::column_stats_reset(acc, groups_total * cols);
+  kc::column_stats_by_class(dx.get(), dy.get(), rows, cols, classes, thr, acc);
+  kc::column_stats_by_class(dx.get(), dy.get(), rows, cols, classes, thr, acc);
+  std::vector<double> wsum(groups_total * cols, 0), wsq(groups_total * cols, 0),
+      wmn(groups_total * cols, INFINITY), wmx(groups_total * cols, -INFINITY),
+      wpos(groups_total * cols, 0), wgt(groups_total * cols, 0);
+  for (int rep = 0; rep < 2; ++rep)
+    for (int64_t r = 0; r < rows; ++r) {
+      if (y[r] < 0 || y[r] >= classes) continue;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double v = x[r * cols + c];
+        const int64_t e = y[r] * cols + c;
+        wsum[e] += v;
+        wsq[e] += v * v;
+        if (!std::isnan(v)) {
+          wmn[e] = std::min(wmn[e], v);
+          wmx[e] = std::max(wmx[e], v);
+        }
+        wpos[e] += v > 0;
+        wgt[e] += std::fabs(v) > thr;
+      }
+    }
+  expect_close(to_host(sum), wsum, 1e-12, 1e-12, "col sum");
+  expect_close(to_host(sumsq), wsq, 1e-12, 1e-12, "col sumsq");
+  expect_close(to_host(mn), wmn, 0, 0, "col min");
+  expect_close(to_host(mx), wmx, 0, 0, "col max");
+  expect_close(to_host(pos), wpos, 0, 0, "count > 0");
+  expect_close(to_host(gt), wgt, 0, 0, "count |x| > thr");
+
+  for (int nbins : {16, 5000}) {  // shared-memory and global-atomic paths
+    const float lo = -1.5f, hi = 1.5f;
+    kc::DeviceBuffer<unsigned long long> bins(nbins), outside(3);
+    kc::memset_device(bins.get(), 0, nbins * sizeof(unsigned long long));
+    kc::memset_device(outside.get(), 0, 3 * sizeof(unsigned long long));
+    kc::histogram(dx.get(), rows * cols, lo, hi, nbins, {bins.get(), outside.get()});
+    std::vector<double> wb(nbins, 0), wo(3, 0);
+    for (float v : x) {
+      const int b = kc::histogram_bin(v, lo, hi, nbins);
+      if (b >= 0) ++wb[b];
+      else ++wo[b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2)];
+    }
+    expect_close(to_host(bins), wb, 0, 0, "histogram bins " + std::to_string(nbins));
+    expect_close(to_host(outside), wo, 0, 0, "histogram outside");
+    EXPECT_EQ(std::accumulate(wb.begin(), wb.end(), 0.0) + wo[0] + wo[1] + wo[2],
+              double(rows * cols));
+  }
+  // per class
+  const int nbins = 8;
+  kc::DeviceBuffer<unsigned long long> cb(classes * nbins), co(classes * 3);
+  kc::memset_device(cb.get(), 0, classes * nbins * sizeof(unsigned long long));
+  kc::memset_device(co.get(), 0, classes * 3 * sizeof(unsigned long long));
+  kc::histogram_by_class(dx.get(), dy.get(), rows, cols, classes, -1.f, 1.f, nbins,
+                         {cb.get(), co.get()});
+  std::vector<double> wb(classes * nbins, 0), wo(classes * 3, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (y[r] < 0 || y[r] >= classes) continue;
+    for (int64_t c = 0; c < cols; ++c) {
+      const int b = kc::histogram_bin(x[r * cols + c], -1.f, 1.f, nbins);
+      if (b >= 0) ++wb[y[r] * nbins + b];
+      else ++wo[y[r] * 3 + (b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2))];
+    }
+  }
+  expect_close(to_host(cb), wb, 0, 0, "class histogram");
+  expect_close(to_host(co), wo, 0, 0, "class histogram outside");
+}
+
+#else  // !GRADLENS_HAVE_CUDA
+
+TEST(CudaKernels, Skipped) { GTEST_SKIP() << "built without CUDA: CUDA kernels not compiled"; }
+
+#endif
+
+}  // namespace
