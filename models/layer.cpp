@@ -1,1 +1,0 @@
-// Layer placeholder; replaced as the layer grows.

@@ -1,0 +1,253 @@
+// optim.cpp: SGD and Adam/AdamW steps as single fused loops over each parameter's raw data.
+// The arithmetic follows torch.optim's single-tensor path operation by operation, in the
+// parameter's dtype with the scalars rounded to it, so results track PyTorch's closely.
+#include "models/optim.h"
+
+#include <cmath>
+#include <map>
+
+#include "engine/autograd.h"
+
+namespace gl::models {
+
+namespace {
+template <class F>
+void dispatch(DType d, F&& f) {
+  if (d == DType::f32)
+    f(float{});
+  else
+    f(double{});
+}
+
+// "state.<i>.<field>" -> (i, field); throws naming the key otherwise.
+std::pair<std::size_t, std::string> parse_state_key(const std::string& opt, const std::string& key,
+                                                    std::size_t nparams) {
+  GL_CHECK(key.rfind("state.", 0) == 0, "{}.load_state_dict: unexpected key '{}'", opt, key);
+  auto dot = key.find('.', 6);
+  GL_CHECK(dot != std::string::npos, "{}.load_state_dict: unexpected key '{}'", opt, key);
+  std::string idx = key.substr(6, dot - 6);
+  GL_CHECK(!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos,
+           "{}.load_state_dict: unexpected key '{}'", opt, key);
+  std::size_t i = std::stoul(idx);
+  GL_CHECK(i < nparams, "{}.load_state_dict: key '{}' names parameter {} of {}", opt, key, i,
+           nparams);
+  return {i, key.substr(dot + 1)};
+}
+
+void check_state_shape(const std::string& opt, const std::string& key, const Tensor& t,
+                       const Tensor& param) {
+  GL_CHECK(t.defined() && t.shape() == param.shape(),
+           "{}.load_state_dict: shape mismatch for '{}': checkpoint has {}, parameter has {}", opt,
+           key, t.defined() ? shape_str(t.shape()) : "undefined", shape_str(param.shape()));
+}
+
+Tensor fresh_copy(const Tensor& src, const Tensor& like) {
+  Tensor t = Tensor::empty(like.shape(), like.dtype());
+  t.copy_(src);
+  return t;
+}
+}  // namespace
+
+// ---------------------------------------------------------------- base
+Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(params)) {
+  set_lr(lr);
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    GL_CHECK(p.defined() && is_floating(p.dtype()) && p.device().is_cpu() && p.is_contiguous(),
+             "optimizer: parameter {} ({}) must be a contiguous floating CPU tensor", i,
+             p.defined() ? p.str() : "undefined");
+    for (std::size_t j = 0; j < i; ++j)
+      GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}",
+               i, j);
+  }
+}
+
+void Optimizer::set_lr(double lr) {
+  GL_CHECK(std::isfinite(lr) && lr >= 0, "optimizer: learning rate {} must be finite and >= 0", lr);
+  lr_ = lr;
+}
+
+void Optimizer::zero_grad() {
+  for (auto& p : params_) p.zero_grad();
+}
+
+Tensor Optimizer::grad_of(std::size_t i) const {
+  const Tensor& p = params_[i];
+  Tensor g = p.grad();
+  if (!g.defined()) return g;
+  GL_CHECK(g.shape() == p.shape(), "{}: gradient {} for parameter {} {}", kind(), g.str(), i,
+           p.str());
+  if (g.dtype() != p.dtype()) g = g.to(p.dtype());
+  return g.is_contiguous() ? g : g.contiguous();
+}
+
+// ---------------------------------------------------------------- SGD
+SGD::SGD(std::vector<Tensor> params, const SgdOptions& options)
+    : Optimizer(std::move(params), options.lr), opt_(options) {
+  GL_CHECK(options.momentum >= 0, "SGD: momentum {} must be >= 0", options.momentum);
+  GL_CHECK(options.weight_decay >= 0, "SGD: weight_decay {} must be >= 0", options.weight_decay);
+  GL_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+           "SGD: nesterov needs momentum > 0 and dampening 0 (momentum {}, dampening {})",
+           options.momentum, options.dampening);
+  momentum_.resize(params_.size());
+}
+
+void SGD::step() {
+  NoGrad no_grad;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor g = grad_of(i);
+    if (!g.defined()) continue;
+    const Tensor& p = params_[i];
+    bool first = false;
+    if (opt_.momentum != 0 && !momentum_[i].defined()) {
+      momentum_[i] = Tensor::empty(p.shape(), p.dtype());
+      first = true;
+    }
+    int64_t n = p.numel();
+    dispatch(p.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      T* pp = static_cast<T*>(p.raw_data());
+      const T* gp = static_cast<const T*>(g.raw_data());
+      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum),
+              damp1 = T(1.0 - opt_.dampening), neg_lr = T(-lr_);
+      if (opt_.momentum == 0) {
+        for (int64_t k = 0; k < n; ++k) {
+          T d = gp[k] + wd * pp[k];
+          pp[k] = pp[k] + neg_lr * d;
+        }
+        return;
+      }
+      T* buf = static_cast<T*>(momentum_[i].raw_data());
+      const bool nesterov = opt_.nesterov;
+      for (int64_t k = 0; k < n; ++k) {
+        T d = gp[k] + wd * pp[k];
+        T b = first ? d : buf[k] * mom + damp1 * d;
+        buf[k] = b;
+        T step = nesterov ? d + mom * b : b;
+        pp[k] = pp[k] + neg_lr * step;
+      }
+    });
+  }
+}
+
+NamedTensors SGD::state_dict() const {
+  NamedTensors out;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    if (momentum_[i].defined())
+      out.emplace_back(fmt::format("state.{}.momentum_buffer", i), momentum_[i].clone());
+  return out;
+}
+
+void SGD::load_state_dict(const NamedTensors& state) {
+  std::vector<Tensor> next(params_.size());
+  for (const auto& [key, t] : state) {
+    auto [i, field] = parse_state_key("SGD", key, params_.size());
+    GL_CHECK(field == "momentum_buffer", "SGD.load_state_dict: unexpected key '{}'", key);
+    check_state_shape("SGD", key, t, params_[i]);
+    next[i] = fresh_copy(t, params_[i]);
+  }
+  momentum_ = std::move(next);
+}
+
+// ---------------------------------------------------------------- Adam / AdamW
+Adam::Adam(std::vector<Tensor> params, const AdamOptions& options, bool decoupled)
+    : Optimizer(std::move(params), options.lr), opt_(options), decoupled_(decoupled) {
+  const char* name = decoupled ? "AdamW" : "Adam";
+  GL_CHECK(options.beta1 >= 0 && options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1,
+           "{}: betas ({}, {}) must lie in [0, 1)", name, options.beta1, options.beta2);
+  GL_CHECK(options.eps >= 0, "{}: eps {} must be >= 0", name, options.eps);
+  GL_CHECK(options.weight_decay >= 0, "{}: weight_decay {} must be >= 0", name,
+           options.weight_decay);
+  steps_.assign(params_.size(), 0);
+  exp_avg_.resize(params_.size());
+  exp_avg_sq_.resize(params_.size());
+}
+
+void Adam::step() {
+  NoGrad no_grad;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    Tensor g = grad_of(i);
+    if (!g.defined()) continue;
+    const Tensor& p = params_[i];
+    if (!exp_avg_[i].defined()) {
+      exp_avg_[i] = Tensor::zeros(p.shape(), p.dtype());
+      exp_avg_sq_[i] = Tensor::zeros(p.shape(), p.dtype());
+    }
+    int64_t t = ++steps_[i];
+    double bc1 = 1.0 - std::pow(opt_.beta1, double(t));
+    double bc2 = 1.0 - std::pow(opt_.beta2, double(t));
+    double step_size = lr_ / bc1;
+    double bc2_sqrt = std::sqrt(bc2);
+    int64_t n = p.numel();
+    dispatch(p.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      T* pp = static_cast<T*>(p.raw_data());
+      const T* gp = static_cast<const T*>(g.raw_data());
+      T* m = static_cast<T*>(exp_avg_[i].raw_data());
+      T* v = static_cast<T*>(exp_avg_sq_[i].raw_data());
+      const T b1 = T(opt_.beta1), b2 = T(opt_.beta2), one_b1 = T(1.0 - opt_.beta1),
+              one_b2 = T(1.0 - opt_.beta2), eps = T(opt_.eps), neg_step = T(-step_size),
+              bcs = T(bc2_sqrt);
+      const T l2 = decoupled_ ? T(0) : T(opt_.weight_decay);
+      const T shrink = T(1.0 - lr_ * opt_.weight_decay);
+      const bool decay_first = decoupled_ && opt_.weight_decay != 0;
+      for (int64_t k = 0; k < n; ++k) {
+        T w = decay_first ? pp[k] * shrink : pp[k];
+        T gk = gp[k] + l2 * w;
+        T mk = m[k] * b1 + one_b1 * gk;
+        T vk = v[k] * b2 + one_b2 * (gk * gk);
+        m[k] = mk;
+        v[k] = vk;
+        T denom = std::sqrt(vk) / bcs + eps;
+        pp[k] = w + neg_step * (mk / denom);
+      }
+    });
+  }
+}
+
+NamedTensors Adam::state_dict() const {
+  NamedTensors out;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    if (!exp_avg_[i].defined()) continue;
+    out.emplace_back(fmt::format("state.{}.step", i),
+                     Tensor::full({}, double(steps_[i]), DType::i64));
+    out.emplace_back(fmt::format("state.{}.exp_avg", i), exp_avg_[i].clone());
+    out.emplace_back(fmt::format("state.{}.exp_avg_sq", i), exp_avg_sq_[i].clone());
+  }
+  return out;
+}
+
+void Adam::load_state_dict(const NamedTensors& state) {
+  const std::string name = kind();
+  std::size_t n = params_.size();
+  std::vector<int64_t> steps(n, 0);
+  std::vector<Tensor> m(n), v(n);
+  std::vector<int> seen(n, 0);
+  for (const auto& [key, t] : state) {
+    auto [i, field] = parse_state_key(name, key, n);
+    if (field == "step") {
+      GL_CHECK(t.defined() && t.numel() == 1, "{}.load_state_dict: '{}' must be a scalar", name,
+               key);
+      double s = t.item();
+      GL_CHECK(s >= 1 && s == std::floor(s), "{}.load_state_dict: '{}' = {} is not a step count",
+               name, key, s);
+      steps[i] = int64_t(s);
+      seen[i] |= 1;
+    } else if (field == "exp_avg" || field == "exp_avg_sq") {
+      check_state_shape(name, key, t, params_[i]);
+      (field == "exp_avg" ? m : v)[i] = fresh_copy(t, params_[i]);
+      seen[i] |= field == "exp_avg" ? 2 : 4;
+    } else {
+      throw Error(fmt::format("{}.load_state_dict: unexpected key '{}'", name, key));
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    GL_CHECK(seen[i] == 0 || seen[i] == 7,
+             "{}.load_state_dict: parameter {} needs step, exp_avg and exp_avg_sq together", name,
+             i);
+  steps_ = std::move(steps);
+  exp_avg_ = std::move(m);
+  exp_avg_sq_ = std::move(v);
+}
+
+}  // namespace gl::models

@@ -1,0 +1,246 @@
+// test_optim.cpp: SGD, Adam and AdamW against closed forms over a few steps, exact resume
+// through their state dicts, and 5 steps against torch.optim where PyTorch is installed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "models/optim.h"
+#include "tests/models/torch_oracle.h"
+
+namespace gl::models {
+namespace {
+
+Tensor param(const std::vector<double>& v) {
+  Tensor p = Tensor::from_vector(v, {int64_t(v.size())});
+  p.requires_grad_(true);
+  return p;
+}
+void set_grad(const Tensor& p, const std::vector<double>& g) {
+  p.set_grad(Tensor::from_vector(g, {int64_t(g.size())}).to(p.dtype()));
+}
+
+const std::vector<double> kP0{0.5, -1.25, 2.0}, kG{0.3, -0.7, 0.05};
+
+TEST(SGD, PlainWithWeightDecayClosedForm) {
+  Tensor p = param(kP0);
+  SGD opt({p}, {.lr = 0.1, .weight_decay = 0.01});
+  std::vector<double> ref = kP0;
+  for (int step = 0; step < 3; ++step) {
+    set_grad(p, kG);
+    opt.step();
+    for (int i = 0; i < 3; ++i) ref[i] -= 0.1 * (kG[i] + 0.01 * ref[i]);
+  }
+  auto got = p.to_vector<double>();
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(got[i], ref[i], 1e-15);
+  EXPECT_TRUE(opt.state_dict().empty());  // no momentum, no state
+}
+
+TEST(SGD, MomentumAndNesterovClosedForm) {
+  const double lr = 0.1, mu = 0.9;
+  for (bool nesterov : {false, true}) {
+    Tensor p = param(kP0);
+    SGD opt({p}, {.lr = lr, .momentum = mu, .nesterov = nesterov});
+    for (int step = 0; step < 3; ++step) {
+      set_grad(p, kG);
+      opt.step();
+    }
+    // Constant gradient: buf_t = (1 + mu + ... + mu^(t-1)) g; the step is buf_t (or
+    // g + mu buf_t with Nesterov).
+    double total = 0, buf = 0;
+    for (int t = 1; t <= 3; ++t) {
+      buf = mu * buf + 1;
+      total += nesterov ? 1 + mu * buf : buf;
+    }
+    auto got = p.to_vector<double>();
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(got[i], kP0[i] - lr * total * kG[i], 1e-14) << nesterov;
+    auto st = opt.state_dict();
+    ASSERT_EQ(st.size(), 1u);
+    EXPECT_EQ(st[0].first, "state.0.momentum_buffer");
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(st[0].second.at({i}), buf * kG[i], 1e-15);
+  }
+  // Dampening applies from the second step on.
+  Tensor p = param(kP0);
+  SGD opt({p}, {.lr = lr, .momentum = mu, .dampening = 0.5});
+  set_grad(p, kG);
+  opt.step();
+  set_grad(p, kG);
+  opt.step();
+  auto got = p.to_vector<double>();
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(got[i], kP0[i] - lr * (1 + (mu + 0.5)) * kG[i], 1e-14);
+  EXPECT_THROW(SGD({param(kP0)}, {.lr = 0.1, .momentum = 0, .nesterov = true}), Error);
+}
+
+TEST(Adam, ConstantGradientClosedForm) {
+  // With a constant gradient the bias-corrected moments are g and g^2 exactly, so each step
+  // moves p by lr * g / (|g| + eps * ...) -- precisely lr * g / (|g| + eps).
+  const double lr = 0.01, eps = 1e-8;
+  Tensor p = param(kP0);
+  Adam opt({p}, {.lr = lr, .eps = eps});
+  for (int step = 0; step < 3; ++step) {
+    set_grad(p, kG);
+    opt.step();
+  }
+  auto got = p.to_vector<double>();
+  for (int i = 0; i < 3; ++i)
+    EXPECT_NEAR(got[i], kP0[i] - 3 * lr * kG[i] / (std::abs(kG[i]) + eps), 1e-14);
+  auto st = opt.state_dict();
+  ASSERT_EQ(st.size(), 3u);
+  EXPECT_EQ(st[0].first, "state.0.step");
+  EXPECT_EQ(st[0].second.item(), 3);
+  EXPECT_EQ(st[0].second.dtype(), DType::i64);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_NEAR(st[1].second.at({i}), (1 - std::pow(0.9, 3)) * kG[i], 1e-15);
+    EXPECT_NEAR(st[2].second.at({i}), (1 - std::pow(0.999, 3)) * kG[i] * kG[i], 1e-15);
+  }
+}
+
+TEST(Adam, WeightDecayL2AndDecoupledByHand) {
+  const double lr = 0.05, wd = 0.1, b1 = 0.8, b2 = 0.95, eps = 1e-6;
+  for (bool decoupled : {false, true}) {
+    Tensor p = param(kP0);
+    AdamOptions o{.lr = lr, .beta1 = b1, .beta2 = b2, .eps = eps, .weight_decay = wd};
+    std::unique_ptr<Optimizer> opt;
+    if (decoupled)
+      opt = std::make_unique<AdamW>(std::vector<Tensor>{p}, o);
+    else
+      opt = std::make_unique<Adam>(std::vector<Tensor>{p}, o);
+    EXPECT_EQ(opt->kind(), decoupled ? "AdamW" : "Adam");
+    std::vector<double> ref = kP0, m(3, 0), v(3, 0);
+    for (int t = 1; t <= 2; ++t) {
+      std::vector<double> g{kG[0] * t, kG[1] - t, kG[2]};
+      set_grad(p, g);
+      opt->step();
+      for (int i = 0; i < 3; ++i) {
+        if (decoupled) ref[i] *= 1 - lr * wd;
+        double gi = decoupled ? g[i] : g[i] + wd * ref[i];
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        double mhat = m[i] / (1 - std::pow(b1, t)), vhat = v[i] / (1 - std::pow(b2, t));
+        ref[i] -= lr * mhat / (std::sqrt(vhat) + eps);
+      }
+    }
+    auto got = p.to_vector<double>();
+    for (int i = 0; i < 3; ++i) EXPECT_NEAR(got[i], ref[i], 1e-13) << decoupled;
+  }
+}
+
+TEST(Optimizer, SkipsParamsWithoutGradAndResumesExactly) {
+  Generator gen(8);
+  auto make = [&] {
+    std::vector<Tensor> ps{Tensor::randn({4, 3}, gen), Tensor::randn({3}, gen)};
+    for (auto& p : ps) p.requires_grad_(true);
+    return ps;
+  };
+  std::vector<std::vector<Tensor>> grads;
+  for (int s = 0; s < 5; ++s) grads.push_back({Tensor::randn({4, 3}, gen), Tensor::randn({3}, gen)});
+  for (int which = 0; which < 2; ++which) {
+    auto a = make();
+    std::vector<Tensor> b;
+    for (auto& p : a) b.push_back(p.detach().clone().requires_grad_(true));
+    auto build = [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+      if (which == 0) return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
+      return std::make_unique<AdamW>(ps, AdamOptions{.lr = 0.01, .weight_decay = 0.05});
+    };
+    auto oa = build(a);
+    // Step 0: only the first parameter has a gradient; the second must not move.
+    std::vector<float> before = a[1].to_vector<float>();
+    a[0].set_grad(grads[0][0]);
+    oa->step();
+    EXPECT_EQ(a[1].to_vector<float>(), before);
+    EXPECT_EQ(oa->state_dict().size(), which == 0 ? 1u : 3u);
+    for (int s = 1; s < 2; ++s) {
+      for (int i = 0; i < 2; ++i) a[i].set_grad(grads[s][i]);
+      oa->step();
+    }
+    // Resume: copy parameters and optimizer state into fresh objects, continue both.
+    for (int i = 0; i < 2; ++i) b[i].detach().copy_(a[i]);
+    auto ob = build(b);
+    ob->load_state_dict(oa->state_dict());
+    for (int s = 2; s < 5; ++s) {
+      for (int i = 0; i < 2; ++i) {
+        a[i].set_grad(grads[s][i]);
+        b[i].set_grad(grads[s][i]);
+      }
+      oa->step();
+      ob->step();
+    }
+    for (int i = 0; i < 2; ++i) EXPECT_EQ(a[i].to_vector<float>(), b[i].to_vector<float>()) << which;
+    oa->zero_grad();
+    EXPECT_FALSE(a[0].grad().defined());
+    // Bad state names the key.
+    NamedTensors bad{{"state.0.exp_avg", Tensor::zeros({2})}};
+    EXPECT_THROW(ob->load_state_dict(bad), Error);
+    NamedTensors unknown{{"state.7.momentum_buffer", Tensor::zeros({3})}};
+    EXPECT_THROW(ob->load_state_dict(unknown), Error);
+  }
+}
+
+TEST(Optimizer, MatchesTorchOverFiveSteps) {
+  GL_REQUIRE_TORCH();
+  Generator gen(12);
+  const int64_t n = 64;
+  std::vector<double> p0 = Tensor::randn({n}, gen, DType::f32).to_vector<double>();
+  std::vector<std::vector<double>> gs;
+  std::string gs_py = "[";
+  for (int s = 0; s < 5; ++s) {
+    gs.push_back(Tensor::randn({n}, gen, DType::f32, 0.0, 0.5).to_vector<double>());
+    gs_py += testing::py_list(gs.back()) + ",";
+  }
+  gs_py += "]";
+  struct Case {
+    std::string torch_ctor;
+    std::function<std::unique_ptr<Optimizer>(std::vector<Tensor>)> ours;
+  };
+  std::vector<Case> cases{
+      {"torch.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)",
+       [](auto ps) {
+         return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9,
+                                                     .weight_decay = 0.01, .nesterov = true});
+       }},
+      {"torch.optim.SGD([p], lr=0.05, momentum=0.8, dampening=0.2, weight_decay=0.001)",
+       [](auto ps) {
+         return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.05, .momentum = 0.8,
+                                                     .dampening = 0.2, .weight_decay = 0.001});
+       }},
+      {"torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.02)",
+       [](auto ps) {
+         return std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99,
+                                                       .eps = 1e-6, .weight_decay = 0.02});
+       }},
+      {"torch.optim.AdamW([p], lr=0.01, weight_decay=0.1)",
+       [](auto ps) {
+         return std::make_unique<AdamW>(ps, AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+       }},
+  };
+  std::string code = fmt::format("import torch\np0 = {}\ngs = {}\n", testing::py_list(p0), gs_py);
+  for (auto& c : cases)
+    code += fmt::format(R"(
+p = torch.tensor(p0, dtype=torch.float32, requires_grad=True)
+opt = {}
+for g in gs:
+    p.grad = torch.tensor(g, dtype=torch.float32)
+    opt.step()
+print(' '.join(repr(v) for v in p.detach().tolist()))
+)",
+                        c.torch_ctor);
+  auto theirs = testing::parse_numbers(testing::run_python(code));
+  ASSERT_EQ(theirs.size(), cases.size() * std::size_t(n));
+  for (std::size_t k = 0; k < cases.size(); ++k) {
+    Tensor p = Tensor::from_vector(p0, {n}).to(DType::f32);
+    p.requires_grad_(true);
+    auto opt = cases[k].ours({p});
+    for (auto& g : gs) {
+      set_grad(p, g);
+      opt->step();
+    }
+    auto ours = p.to_vector<double>();
+    double worst = 0;
+    for (int64_t i = 0; i < n; ++i)
+      worst = std::max(worst, std::abs(ours[i] - theirs[k * n + i]) / (1e-3 + std::abs(ours[i])));
+    // f32 rounding differences only (torch fuses some multiply-adds).
+    EXPECT_LT(worst, 1e-6) << cases[k].torch_ctor;
+  }
+}
+
+}  // namespace
+}  // namespace gl::models
