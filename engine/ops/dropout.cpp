@@ -2,6 +2,7 @@
 // uniform(seed, offset + i) < p, the same rule the CUDA kernel applies.
 #include "engine/ops.h"
 #include "engine/ops/map.h"
+#include "kernels/functors.h"
 #include "kernels/philox.h"
 
 namespace gl {
