@@ -57,8 +57,8 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(
              "optimizer: parameter {} ({}) must be a contiguous floating CPU tensor", i,
              p.defined() ? p.str() : "undefined");
     for (std::size_t j = 0; j < i; ++j)
-      GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}",
-               i, j);
+      GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}", i,
+               j);
   }
 }
 
@@ -108,8 +108,8 @@ void SGD::step() {
       using T = decltype(tag);
       T* pp = static_cast<T*>(p.raw_data());
       const T* gp = static_cast<const T*>(g.raw_data());
-      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum),
-              damp1 = T(1.0 - opt_.dampening), neg_lr = T(-lr_);
+      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum), damp1 = T(1.0 - opt_.dampening),
+              neg_lr = T(-lr_);
       if (opt_.momentum == 0) {
         for (int64_t k = 0; k < n; ++k) {
           T d = gp[k] + wd * pp[k];
