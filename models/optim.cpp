@@ -1,6 +1,9 @@
 // optim.cpp: SGD and Adam/AdamW steps as single fused loops over each parameter's raw data.
 // The arithmetic follows torch.optim's single-tensor path operation by operation, in the
 // parameter's dtype with the scalars rounded to it, so results track PyTorch's closely.
+// This file is compiled with -fno-math-errno (CMakeLists.txt): v >= 0 in Adam, so sqrt never
+// sets errno, and without the flag GCC keeps a scalar errno path that stops the fused loop
+// from vectorizing.
 #include "models/optim.h"
 
 #include <cmath>
