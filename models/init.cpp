@@ -17,14 +17,22 @@ namespace gl::models {
 // ---------------------------------------------------------------- names
 const char* init_name(InitKind k) {
   switch (k) {
-    case InitKind::he_normal: return "he_normal";
-    case InitKind::he_uniform: return "he_uniform";
-    case InitKind::xavier_normal: return "xavier_normal";
-    case InitKind::xavier_uniform: return "xavier_uniform";
-    case InitKind::normal: return "normal";
-    case InitKind::zero: return "zero";
-    case InitKind::orthogonal: return "orthogonal";
-    case InitKind::trunc_normal: return "trunc_normal";
+    case InitKind::he_normal:
+      return "he_normal";
+    case InitKind::he_uniform:
+      return "he_uniform";
+    case InitKind::xavier_normal:
+      return "xavier_normal";
+    case InitKind::xavier_uniform:
+      return "xavier_uniform";
+    case InitKind::normal:
+      return "normal";
+    case InitKind::zero:
+      return "zero";
+    case InitKind::orthogonal:
+      return "orthogonal";
+    case InitKind::trunc_normal:
+      return "trunc_normal";
   }
   return "?";
 }
@@ -32,11 +40,16 @@ const char* init_name(InitKind k) {
 namespace {
 const char* nonlinearity_name(Nonlinearity n) {
   switch (n) {
-    case Nonlinearity::relu: return "relu";
-    case Nonlinearity::leaky_relu: return "leaky_relu";
-    case Nonlinearity::tanh: return "tanh";
-    case Nonlinearity::linear: return "linear";
-    case Nonlinearity::sigmoid: return "sigmoid";
+    case Nonlinearity::relu:
+      return "relu";
+    case Nonlinearity::leaky_relu:
+      return "leaky_relu";
+    case Nonlinearity::tanh:
+      return "tanh";
+    case Nonlinearity::linear:
+      return "linear";
+    case Nonlinearity::sigmoid:
+      return "sigmoid";
   }
   return "?";
 }
@@ -53,11 +66,15 @@ double parse_number(const std::string& init, const std::string& key, const std::
 
 double calculate_gain(Nonlinearity nl, double negative_slope) {
   switch (nl) {
-    case Nonlinearity::relu: return std::sqrt(2.0);
-    case Nonlinearity::leaky_relu: return std::sqrt(2.0 / (1.0 + negative_slope * negative_slope));
-    case Nonlinearity::tanh: return 5.0 / 3.0;
+    case Nonlinearity::relu:
+      return std::sqrt(2.0);
+    case Nonlinearity::leaky_relu:
+      return std::sqrt(2.0 / (1.0 + negative_slope * negative_slope));
+    case Nonlinearity::tanh:
+      return 5.0 / 3.0;
     case Nonlinearity::linear:
-    case Nonlinearity::sigmoid: return 1.0;
+    case Nonlinearity::sigmoid:
+      return 1.0;
   }
   return 1.0;
 }
@@ -80,12 +97,17 @@ std::string InitSpec::str() const {
       break;
     case InitKind::xavier_normal:
     case InitKind::xavier_uniform:
-    case InitKind::orthogonal: opts = fmt::format("gain={}", gain); break;
-    case InitKind::normal: opts = fmt::format("mean={}, std={}", mean, std); break;
+    case InitKind::orthogonal:
+      opts = fmt::format("gain={}", gain);
+      break;
+    case InitKind::normal:
+      opts = fmt::format("mean={}, std={}", mean, std);
+      break;
     case InitKind::trunc_normal:
       opts = fmt::format("mean={}, std={}, a={}, b={}", mean, std, a, b);
       break;
-    case InitKind::zero: break;
+    case InitKind::zero:
+      break;
   }
   std::string bias_s = bias == BiasInit::zero ? "zero" : "torch";
   return fmt::format("{}({}{}bias={})", name, opts, opts.empty() ? "" : ", ", bias_s);
@@ -94,10 +116,14 @@ std::string InitSpec::str() const {
 // ---------------------------------------------------------------- parser
 InitSpec parse_init(const std::string& name, const std::map<std::string, std::string>& options) {
   static const std::vector<std::pair<const char*, InitKind>> kinds = {
-      {"he_normal", InitKind::he_normal},         {"he_uniform", InitKind::he_uniform},
-      {"xavier_normal", InitKind::xavier_normal}, {"xavier_uniform", InitKind::xavier_uniform},
-      {"normal", InitKind::normal},               {"zero", InitKind::zero},
-      {"orthogonal", InitKind::orthogonal},       {"trunc_normal", InitKind::trunc_normal}};
+      {"he_normal", InitKind::he_normal},
+      {"he_uniform", InitKind::he_uniform},
+      {"xavier_normal", InitKind::xavier_normal},
+      {"xavier_uniform", InitKind::xavier_uniform},
+      {"normal", InitKind::normal},
+      {"zero", InitKind::zero},
+      {"orthogonal", InitKind::orthogonal},
+      {"trunc_normal", InitKind::trunc_normal}};
   InitSpec spec;
   bool found = false;
   for (auto& [n, k] : kinds)
@@ -117,10 +143,17 @@ InitSpec parse_init(const std::string& name, const std::map<std::string, std::st
       break;
     case InitKind::xavier_normal:
     case InitKind::xavier_uniform:
-    case InitKind::orthogonal: allowed.insert("gain"); break;
-    case InitKind::normal: allowed.insert({"mean", "std"}); break;
-    case InitKind::trunc_normal: allowed.insert({"mean", "std", "a", "b"}); break;
-    case InitKind::zero: break;
+    case InitKind::orthogonal:
+      allowed.insert("gain");
+      break;
+    case InitKind::normal:
+      allowed.insert({"mean", "std"});
+      break;
+    case InitKind::trunc_normal:
+      allowed.insert({"mean", "std", "a", "b"});
+      break;
+    case InitKind::zero:
+      break;
   }
   for (const auto& [key, value] : options) {
     GL_CHECK(allowed.count(key), "init {}: unknown key '{}' (known: {})", name, key,
@@ -130,8 +163,8 @@ InitSpec parse_init(const std::string& name, const std::map<std::string, std::st
                value);
       spec.bias = value == "zero" ? BiasInit::zero : BiasInit::torch;
     } else if (key == "mode") {
-      GL_CHECK(value == "fan_in" || value == "fan_out", "init {}: mode='{}' (known: fan_in, fan_out)",
-               name, value);
+      GL_CHECK(value == "fan_in" || value == "fan_out",
+               "init {}: mode='{}' (known: fan_in, fan_out)", name, value);
       spec.mode = value == "fan_in" ? FanMode::fan_in : FanMode::fan_out;
     } else if (key == "nonlinearity") {
       bool ok = false;
@@ -178,10 +211,11 @@ InitSpec parse_init_string(const std::string& s) {
     std::size_t pos = 0;
     while (pos <= rest.size()) {
       auto comma = rest.find(',', pos);
-      std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      std::string item =
+          rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
       auto eq = item.find('=');
-      GL_CHECK(eq != std::string::npos && eq > 0,
-               "init '{}': option '{}' is not key=value", s, item);
+      GL_CHECK(eq != std::string::npos && eq > 0, "init '{}': option '{}' is not key=value", s,
+               item);
       std::string key = item.substr(0, eq);
       GL_CHECK(opts.emplace(key, item.substr(eq + 1)).second, "init '{}': key '{}' given twice", s,
                key);
@@ -201,14 +235,16 @@ std::pair<int64_t, int64_t> compute_fans(const Shape& shape) {
   return {shape[1] * receptive, shape[0] * receptive};
 }
 
-double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+double normal_cdf(double x) {
+  return 0.5 * std::erfc(-x / std::sqrt(2.0));
+}
 
 double normal_icdf(double p) {
   if (p <= 0) return -INFINITY;
   if (p >= 1) return INFINITY;
   // Acklam's rational approximation (relative error 1.15e-9), then one Halley step against
   // erfc for full double precision.
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02,  -2.759285104469687e+02,
                              1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
   static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
                              6.680131188771972e+01, -1.328068155288572e+01};
@@ -368,9 +404,15 @@ void init_tensor(const Tensor& weight, const InitSpec& spec, Generator& gen) {
         values = Tensor::rand(shape, gen, DType::f64, -std * std::sqrt(3.0), std * std::sqrt(3.0));
       break;
     }
-    case InitKind::normal: values = Tensor::randn(shape, gen, DType::f64, spec.mean, spec.std); break;
-    case InitKind::zero: weight.fill_(0.0); return;
-    case InitKind::orthogonal: values = orthogonal_values(shape, spec.gain, gen); break;
+    case InitKind::normal:
+      values = Tensor::randn(shape, gen, DType::f64, spec.mean, spec.std);
+      break;
+    case InitKind::zero:
+      weight.fill_(0.0);
+      return;
+    case InitKind::orthogonal:
+      values = orthogonal_values(shape, spec.gain, gen);
+      break;
     case InitKind::trunc_normal:
       GL_CHECK(spec.a < spec.b, "init trunc_normal: a={} must be below b={}", spec.a, spec.b);
       values = trunc_normal_values(shape, spec.mean, spec.std, spec.a, spec.b, gen);

@@ -54,9 +54,9 @@ struct InitSpec {
   FanMode mode = FanMode::fan_in;
   Nonlinearity nonlinearity = Nonlinearity::relu;
   double negative_slope = 0.0;
-  double gain = 1.0;  // xavier_*, orthogonal
+  double gain = 1.0;             // xavier_*, orthogonal
   double mean = 0.0, std = 1.0;  // normal, trunc_normal
-  double a = -2.0, b = 2.0;  // trunc_normal bounds (absolute, as in PyTorch)
+  double a = -2.0, b = 2.0;      // trunc_normal bounds (absolute, as in PyTorch)
   BiasInit bias = BiasInit::zero;
 
   // The factor he_* use: explicit, or gain(nonlinearity)^2.

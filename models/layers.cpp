@@ -6,7 +6,9 @@
 namespace gl::models {
 
 namespace {
-const char* py_bool(bool b) { return b ? "True" : "False"; }
+const char* py_bool(bool b) {
+  return b ? "True" : "False";
+}
 }  // namespace
 
 // ---------------------------------------------------------------- Linear
@@ -50,14 +52,21 @@ Activation::Activation(ActivationKind act, double leaky_slope) : act_(act), slop
 
 std::string Activation::kind() const {
   switch (act_) {
-    case ActivationKind::identity: return "Identity";
-    case ActivationKind::relu: return "ReLU";
-    case ActivationKind::leaky_relu: return "LeakyReLU";
-    case ActivationKind::tanh: return "Tanh";
-    case ActivationKind::sigmoid: return "Sigmoid";
+    case ActivationKind::identity:
+      return "Identity";
+    case ActivationKind::relu:
+      return "ReLU";
+    case ActivationKind::leaky_relu:
+      return "LeakyReLU";
+    case ActivationKind::tanh:
+      return "Tanh";
+    case ActivationKind::sigmoid:
+      return "Sigmoid";
     case ActivationKind::gelu:
-    case ActivationKind::gelu_tanh: return "GELU";
-    case ActivationKind::silu: return "SiLU";
+    case ActivationKind::gelu_tanh:
+      return "GELU";
+    case ActivationKind::silu:
+      return "SiLU";
   }
   return "Activation";
 }
@@ -68,7 +77,9 @@ std::string Activation::extra_repr() const {
   return "";
 }
 
-Tensor Activation::forward_impl(const Tensor& x) { return activate(x, act_, slope_); }
+Tensor Activation::forward_impl(const Tensor& x) {
+  return activate(x, act_, slope_);
+}
 
 // ---------------------------------------------------------------- BatchNorm1d
 BatchNorm1d::BatchNorm1d(int64_t num_features, double eps, double momentum, bool affine,
@@ -170,7 +181,9 @@ Dropout::Dropout(double p) : p_(p) {
   GL_CHECK(p >= 0.0 && p < 1.0, "Dropout: probability {} outside [0, 1)", p);
 }
 
-std::string Dropout::extra_repr() const { return fmt::format("p={}, inplace=False", p_); }
+std::string Dropout::extra_repr() const {
+  return fmt::format("p={}, inplace=False", p_);
+}
 
 Tensor Dropout::forward_impl(const Tensor& x) {
   if (!is_training() || p_ == 0.0) return x;
@@ -189,7 +202,9 @@ std::string Flatten::extra_repr() const {
   return fmt::format("start_dim={}, end_dim={}", start_, end_);
 }
 
-Tensor Flatten::forward_impl(const Tensor& x) { return x.flatten(start_, end_); }
+Tensor Flatten::forward_impl(const Tensor& x) {
+  return x.flatten(start_, end_);
+}
 
 // ---------------------------------------------------------------- Sequential
 void Sequential::append(std::unique_ptr<Module> m) {

@@ -5,8 +5,8 @@
 
 namespace gl::models {
 
-MlpConfig MlpConfig::uniform(int64_t in_features, int64_t depth, int64_t width,
-                             int64_t num_classes, ActivationKind activation) {
+MlpConfig MlpConfig::uniform(int64_t in_features, int64_t depth, int64_t width, int64_t num_classes,
+                             ActivationKind activation) {
   GL_CHECK(depth >= 1, "MLP: depth {} must be at least 1 hidden layer", depth);
   GL_CHECK(width >= 1, "MLP: width {} must be positive", width);
   MlpConfig c;

@@ -26,8 +26,8 @@ struct MlpConfig {
   int64_t num_classes = 10;
 
   // `depth` hidden layers of `width` units each.
-  static MlpConfig uniform(int64_t in_features, int64_t depth, int64_t width,
-                           int64_t num_classes, ActivationKind activation = ActivationKind::relu);
+  static MlpConfig uniform(int64_t in_features, int64_t depth, int64_t width, int64_t num_classes,
+                           ActivationKind activation = ActivationKind::relu);
   // Throws gl::Error naming the first problem found.
   void validate() const;
 };
@@ -40,7 +40,7 @@ struct LayerTap {
   BatchNorm1d* batchnorm = nullptr;  // null without batchnorm
   Module* pre = nullptr;
   Activation* post = nullptr;
-  Dropout* dropout = nullptr;  // null when dropout == 0
+  Dropout* dropout = nullptr;       // null when dropout == 0
   std::string pre_name, post_name;  // module names in the Sequential ("1", "2"...)
 };
 

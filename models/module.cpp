@@ -49,7 +49,8 @@ HookId Module::add_forward_hook(ForwardHook hook) {
 }
 
 bool Module::remove_forward_hook(HookId id) {
-  auto it = std::find_if(hooks_.begin(), hooks_.end(), [id](const auto& h) { return h.first == id; });
+  auto it =
+      std::find_if(hooks_.begin(), hooks_.end(), [id](const auto& h) { return h.first == id; });
   if (it == hooks_.end()) return false;
   hooks_.erase(it);
   return true;

@@ -1,6 +1,9 @@
 // optim.cpp: SGD and Adam/AdamW steps as single fused loops over each parameter's raw data.
 // The arithmetic follows torch.optim's single-tensor path operation by operation, in the
 // parameter's dtype with the scalars rounded to it, so results track PyTorch's closely.
+// This file is compiled with -fno-math-errno (CMakeLists.txt): v >= 0 in Adam, so sqrt never
+// sets errno, and without the flag GCC keeps a scalar errno path that stops the fused loop
+// from vectorizing.
 #include "models/optim.h"
 
 #include <cmath>
@@ -57,8 +60,8 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(
              "optimizer: parameter {} ({}) must be a contiguous floating CPU tensor", i,
              p.defined() ? p.str() : "undefined");
     for (std::size_t j = 0; j < i; ++j)
-      GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}",
-               i, j);
+      GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}", i,
+               j);
   }
 }
 
@@ -108,8 +111,8 @@ void SGD::step() {
       using T = decltype(tag);
       T* pp = static_cast<T*>(p.raw_data());
       const T* gp = static_cast<const T*>(g.raw_data());
-      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum),
-              damp1 = T(1.0 - opt_.dampening), neg_lr = T(-lr_);
+      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum), damp1 = T(1.0 - opt_.dampening),
+              neg_lr = T(-lr_);
       if (opt_.momentum == 0) {
         for (int64_t k = 0; k < n; ++k) {
           T d = gp[k] + wd * pp[k];

@@ -121,7 +121,8 @@ TEST(Init, TruncNormalMatchesClosedForm) {
 }
 
 TEST(Init, NormalIcdfInvertsCdf) {
-  for (double x : {-8.0, -5.0, -2.5, -1.0, -0.1, 0.0, 0.3, 1.7, 3.0, 6.0})
+  // Upper-tail round trips lose digits in the CDF itself (1 - p rounds), so stop at 3.
+  for (double x : {-8.0, -5.0, -2.5, -1.0, -0.1, 0.0, 0.3, 1.7, 3.0})
     EXPECT_NEAR(normal_icdf(normal_cdf(x)), x, 1e-9 * std::max(1.0, std::abs(x))) << x;
 }
 
@@ -152,13 +153,18 @@ TEST(Init, OrthogonalRowsAndColumns) {
 
 TEST(Init, OrthogonalMatchesTorchQrWithSignCorrection) {
   GL_REQUIRE_TORCH();
-  for (Shape shape : {Shape{6, 9}, Shape{9, 6}}) {
+  // One Python run for both a wide and a tall weight: torch.linalg.qr of the same Gaussian
+  // (regenerated from the same seed), with orthogonal_'s sign correction and gain.
+  std::vector<Shape> shapes{{6, 9}, {9, 6}};
+  std::vector<std::vector<double>> ours;
+  std::string code = "import torch\n";
+  for (const Shape& shape : shapes) {
     Tensor w = Tensor::zeros(shape, DType::f64);
     Generator gen(17), same(17);
     init_tensor(w, parse_init("orthogonal", {{"gain", "2"}}), gen);
-    Tensor g = Tensor::randn(shape, same, DType::f64);  // the Gaussian orthogonal_ drew
-    std::string code = fmt::format(R"(
-import torch
+    ours.push_back(w.to_vector<double>());
+    Tensor g = Tensor::randn(shape, same, DType::f64);  // the Gaussian orthogonal drew
+    code += fmt::format(R"(
 g = torch.tensor({g}, dtype=torch.float64).reshape({r}, {c})
 rows, cols = g.shape
 if rows < cols:
@@ -169,12 +175,17 @@ if rows < cols:
     q = q.t()
 print(' '.join(repr(v) for v in (2 * q).flatten().tolist()))
 )",
-                                   fmt::arg("g", testing::py_list(g.to_vector<double>())),
-                                   fmt::arg("r", shape[0]), fmt::arg("c", shape[1]));
-    auto theirs = testing::parse_numbers(testing::run_python(code));
-    auto ours = w.to_vector<double>();
-    ASSERT_EQ(theirs.size(), ours.size());
-    for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], theirs[i], 1e-12) << i;
+                        fmt::arg("g", testing::py_list(g.to_vector<double>())),
+                        fmt::arg("r", shape[0]), fmt::arg("c", shape[1]));
+  }
+  std::string out = testing::run_python(code);
+  auto nl = out.find('\n');
+  std::vector<std::vector<double>> theirs{testing::parse_numbers(out.substr(0, nl)),
+                                          testing::parse_numbers(out.substr(nl + 1))};
+  for (std::size_t k = 0; k < shapes.size(); ++k) {
+    ASSERT_EQ(theirs[k].size(), ours[k].size());
+    for (std::size_t i = 0; i < ours[k].size(); ++i)
+      EXPECT_NEAR(ours[k][i], theirs[k][i], 1e-12) << shape_str(shapes[k]) << " " << i;
   }
 }
 
@@ -225,7 +236,11 @@ TEST(Init, ParserErrors) {
   expect_error([] { parse_init("he_normal", {{"nonlinearity", "gelu"}}); }, "nonlinearity='gelu'");
   expect_error([] { parse_init("normal", {{"std", "abc"}}); }, "std='abc' is not a finite number");
   expect_error([] { parse_init("normal", {{"std", "-1"}}); }, "std=-1 must be positive");
-  expect_error([] { parse_init("trunc_normal", {{"a", "2"}, {"b", "1"}}); }, "a=2 must be below b=1");
+  expect_error(
+      [] {
+        parse_init("trunc_normal", {{"a", "2"}, {"b", "1"}});
+      },
+      "a=2 must be below b=1");
   expect_error([] { parse_init_string("normal:std"); }, "not key=value");
   InitSpec s = parse_init_string("trunc_normal:mean=0.1,std=0.2,a=-0.3,b=0.4");
   EXPECT_EQ(s.kind, InitKind::trunc_normal);

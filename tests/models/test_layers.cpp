@@ -55,7 +55,8 @@ std::vector<double> bn_reference(const std::vector<double>& x, int64_t N, int64_
     m /= N;
     for (int64_t n = 0; n < N; ++n) v += (x[n * C + c] - m) * (x[n * C + c] - m);
     v /= N;
-    for (int64_t n = 0; n < N; ++n) y[n * C + c] = (x[n * C + c] - m) / std::sqrt(v + eps) * w[c] + b[c];
+    for (int64_t n = 0; n < N; ++n)
+      y[n * C + c] = (x[n * C + c] - m) / std::sqrt(v + eps) * w[c] + b[c];
     if (mean_out) (*mean_out)[c] = m;
     if (var_out) (*var_out)[c] = v;
   }
@@ -150,9 +151,15 @@ void gradcheck_bn(bool training, bool three_d) {
   }
 }
 
-TEST(BatchNorm1d, GradcheckTrainingF64) { gradcheck_bn(true, false); }
-TEST(BatchNorm1d, GradcheckEvalF64) { gradcheck_bn(false, false); }
-TEST(BatchNorm1d, GradcheckTraining3dF64) { gradcheck_bn(true, true); }
+TEST(BatchNorm1d, GradcheckTrainingF64) {
+  gradcheck_bn(true, false);
+}
+TEST(BatchNorm1d, GradcheckEvalF64) {
+  gradcheck_bn(false, false);
+}
+TEST(BatchNorm1d, GradcheckTraining3dF64) {
+  gradcheck_bn(true, true);
+}
 
 TEST(BatchNorm1d, MatchesTorch) {
   GL_REQUIRE_TORCH();
@@ -218,8 +225,10 @@ TEST(Dropout, IdentityInEvalAndNeedsAGenerator) {
   auto y = d(x).to_vector<float>();
   int64_t zeros = 0;
   for (float v : y) {
-    if (v == 0) ++zeros;
-    else EXPECT_FLOAT_EQ(v, 1 / 0.7f);
+    if (v == 0)
+      ++zeros;
+    else
+      EXPECT_FLOAT_EQ(v, 1 / 0.7f);
   }
   // 5000 Bernoulli(0.3) draws: mean 1500, sd ~32.
   EXPECT_NEAR(double(zeros), 1500.0, 5 * std::sqrt(5000 * 0.3 * 0.7));

@@ -26,17 +26,17 @@ TEST(MLP, LayoutAndKeys) {
   MLP mlp(config_bn_dropout());
   std::vector<std::string> kinds;
   for (std::size_t i = 0; i < mlp.size(); ++i) kinds.push_back(mlp[i].kind());
-  EXPECT_EQ(kinds, (std::vector<std::string>{"Linear", "BatchNorm1d", "LeakyReLU", "Dropout",
-                                             "Linear", "BatchNorm1d", "LeakyReLU", "Dropout",
-                                             "Linear"}));
+  EXPECT_EQ(kinds,
+            (std::vector<std::string>{"Linear", "BatchNorm1d", "LeakyReLU", "Dropout", "Linear",
+                                      "BatchNorm1d", "LeakyReLU", "Dropout", "Linear"}));
   std::vector<std::string> keys;
   for (auto& [k, t] : mlp.state_dict()) keys.push_back(k + shape_str(t.shape()));
-  EXPECT_EQ(keys, (std::vector<std::string>{
-                      "0.weight[16, 12]", "0.bias[16]", "1.weight[16]", "1.bias[16]",
-                      "1.running_mean[16]", "1.running_var[16]", "1.num_batches_tracked[]",
-                      "4.weight[8, 16]", "4.bias[8]", "5.weight[8]", "5.bias[8]",
-                      "5.running_mean[8]", "5.running_var[8]", "5.num_batches_tracked[]",
-                      "8.weight[3, 8]", "8.bias[3]"}));
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{
+                "0.weight[16, 12]", "0.bias[16]", "1.weight[16]", "1.bias[16]",
+                "1.running_mean[16]", "1.running_var[16]", "1.num_batches_tracked[]",
+                "4.weight[8, 16]", "4.bias[8]", "5.weight[8]", "5.bias[8]", "5.running_mean[8]",
+                "5.running_var[8]", "5.num_batches_tracked[]", "8.weight[3, 8]", "8.bias[3]"}));
   ASSERT_EQ(mlp.taps().size(), 2u);
   const LayerTap& t1 = mlp.taps()[1];
   EXPECT_EQ(t1.layer, 1);
@@ -149,7 +149,8 @@ TEST(MLP, KeysAndOutputsMatchTorchSequential) {
   init_model(mlp, parse_init("he_uniform"), gen);
   // Give batchnorm non-trivial state so the comparison covers it.
   for (auto& [k, t] : mlp.state_dict())
-    if (k.find("running_var") != std::string::npos) t.copy_(Tensor::rand(t.shape(), gen, DType::f64, 0.5, 2));
+    if (k.find("running_var") != std::string::npos)
+      t.copy_(Tensor::rand(t.shape(), gen, DType::f64, 0.5, 2));
   mlp.eval();
   Tensor x = Tensor::randn({4, 12}, gen, DType::f64);
   auto y = mlp(x).to_vector<double>();
@@ -158,7 +159,8 @@ TEST(MLP, KeysAndOutputsMatchTorchSequential) {
     loads += fmt::format("sd['{}'] = torch.tensor({}, dtype=torch.float64).reshape({})\n", k,
                          testing::py_list(t.to_vector<double>()),
                          t.dim() == 0 ? "()" : fmt::format("{},", fmt::join(t.shape(), ",")));
-  std::string code = fmt::format(R"(
+  std::string code =
+      fmt::format(R"(
 import torch
 nn = torch.nn
 m = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.1), nn.Dropout(0.25),
@@ -173,8 +175,7 @@ m.eval()
 x = torch.tensor({x}, dtype=torch.float64).reshape(4, 12)
 print(' '.join(repr(v) for v in m(x).flatten().tolist()))
 )",
-                                 fmt::arg("loads", loads),
-                                 fmt::arg("x", testing::py_list(x.to_vector<double>())));
+                  fmt::arg("loads", loads), fmt::arg("x", testing::py_list(x.to_vector<double>())));
   std::string out = testing::run_python(code);
   auto nl = out.find('\n');
   std::string torch_keys = out.substr(0, nl);

@@ -23,7 +23,9 @@ class Toy : public Module {
     layers_ = register_module("layers", std::move(seq));
   }
   std::string kind() const override { return "Toy"; }
-  Tensor forward_impl(const Tensor& x) override { return layers_->forward(lin_->forward(x * *scale_)); }
+  Tensor forward_impl(const Tensor& x) override {
+    return layers_->forward(lin_->forward(x * *scale_));
+  }
   void add_duplicate() { register_parameter("scale", Tensor::ones({1})); }
   void add_dotted() { register_buffer("a.b", Tensor::ones({1})); }
 
@@ -41,12 +43,12 @@ std::vector<std::string> keys(const NamedTensors& t) {
 
 TEST(Module, NamesFollowPyTorchOrder) {
   Toy toy;
-  std::vector<std::string> expect_params{"scale",          "proj.weight",    "proj.bias",
+  std::vector<std::string> expect_params{"scale",           "proj.weight",   "proj.bias",
                                          "layers.0.weight", "layers.0.bias", "layers.2.weight",
                                          "layers.2.bias"};
   EXPECT_EQ(keys(toy.named_parameters()), expect_params);
-  std::vector<std::string> expect_buffers{"count", "layers.2.running_mean",
-                                          "layers.2.running_var", "layers.2.num_batches_tracked"};
+  std::vector<std::string> expect_buffers{"count", "layers.2.running_mean", "layers.2.running_var",
+                                          "layers.2.num_batches_tracked"};
   EXPECT_EQ(keys(toy.named_buffers()), expect_buffers);
   std::vector<std::string> expect_state{"scale",
                                         "count",
@@ -62,8 +64,9 @@ TEST(Module, NamesFollowPyTorchOrder) {
   EXPECT_EQ(keys(toy.state_dict()), expect_state);
   std::vector<std::string> mods;
   for (auto& [n, m] : toy.named_modules()) mods.push_back(n + ":" + m->kind());
-  std::vector<std::string> expect_mods{":Toy",          "proj:Linear",     "layers:Sequential",
-                                       "layers.0:Linear", "layers.1:ReLU", "layers.2:BatchNorm1d"};
+  std::vector<std::string> expect_mods{
+      ":Toy",          "proj:Linear",         "layers:Sequential", "layers.0:Linear",
+      "layers.1:ReLU", "layers.2:BatchNorm1d"};
   EXPECT_EQ(mods, expect_mods);
   EXPECT_EQ(toy.num_parameters(), 3 + 12 + 4 + 8 + 2 + 2 + 2);
   for (auto& p : toy.parameters()) EXPECT_TRUE(p.requires_grad());
@@ -169,11 +172,10 @@ TEST(Module, ForwardHooksSeeInputAndOutputAndAreRemovable) {
     seen_out = out;
   });
   Tensor lin_out;
-  HookId id2 = lin->add_forward_hook(
-      [&](const Module& m, const Tensor&, const Tensor& out) {
-        order.push_back(m.kind());
-        lin_out = out;
-      });
+  HookId id2 = lin->add_forward_hook([&](const Module& m, const Tensor&, const Tensor& out) {
+    order.push_back(m.kind());
+    lin_out = out;
+  });
   Tensor y = seq(x);
   EXPECT_EQ(order, (std::vector<std::string>{"Linear", "Tanh"}));
   EXPECT_TRUE(seen_out.same(y));

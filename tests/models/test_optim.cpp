@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 
+#include "engine/generator.h"
 #include "models/optim.h"
 #include "tests/models/torch_oracle.h"
 
@@ -132,7 +135,8 @@ TEST(Optimizer, SkipsParamsWithoutGradAndResumesExactly) {
     return ps;
   };
   std::vector<std::vector<Tensor>> grads;
-  for (int s = 0; s < 5; ++s) grads.push_back({Tensor::randn({4, 3}, gen), Tensor::randn({3}, gen)});
+  for (int s = 0; s < 5; ++s)
+    grads.push_back({Tensor::randn({4, 3}, gen), Tensor::randn({3}, gen)});
   for (int which = 0; which < 2; ++which) {
     auto a = make();
     std::vector<Tensor> b;
@@ -164,7 +168,8 @@ TEST(Optimizer, SkipsParamsWithoutGradAndResumesExactly) {
       oa->step();
       ob->step();
     }
-    for (int i = 0; i < 2; ++i) EXPECT_EQ(a[i].to_vector<float>(), b[i].to_vector<float>()) << which;
+    for (int i = 0; i < 2; ++i)
+      EXPECT_EQ(a[i].to_vector<float>(), b[i].to_vector<float>()) << which;
     oa->zero_grad();
     EXPECT_FALSE(a[0].grad().defined());
     // Bad state names the key.
@@ -194,18 +199,19 @@ TEST(Optimizer, MatchesTorchOverFiveSteps) {
   std::vector<Case> cases{
       {"torch.optim.SGD([p], lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)",
        [](auto ps) {
-         return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9,
-                                                     .weight_decay = 0.01, .nesterov = true});
+         return std::make_unique<SGD>(
+             ps, SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
        }},
       {"torch.optim.SGD([p], lr=0.05, momentum=0.8, dampening=0.2, weight_decay=0.001)",
        [](auto ps) {
-         return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.05, .momentum = 0.8,
-                                                     .dampening = 0.2, .weight_decay = 0.001});
+         return std::make_unique<SGD>(
+             ps, SgdOptions{.lr = 0.05, .momentum = 0.8, .dampening = 0.2, .weight_decay = 0.001});
        }},
       {"torch.optim.Adam([p], lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.02)",
        [](auto ps) {
-         return std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99,
-                                                       .eps = 1e-6, .weight_decay = 0.02});
+         return std::make_unique<Adam>(
+             ps, AdamOptions{
+                     .lr = 0.01, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.02});
        }},
       {"torch.optim.AdamW([p], lr=0.01, weight_decay=0.1)",
        [](auto ps) {

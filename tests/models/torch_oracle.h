@@ -18,8 +18,8 @@ std::string py_list(const std::vector<double>& values);
 
 }  // namespace gl::models::testing
 
-#define GL_REQUIRE_TORCH()                                                          \
-  do {                                                                              \
-    if (!::gl::models::testing::torch_available())                                  \
+#define GL_REQUIRE_TORCH()                                                               \
+  do {                                                                                   \
+    if (!::gl::models::testing::torch_available())                                       \
       GTEST_SKIP() << "torch is not importable by /usr/bin/python3; comparison skipped"; \
   } while (0)
