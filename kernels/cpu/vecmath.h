@@ -1,0 +1,21 @@
+// vecmath.h: vectorized f32 transcendental activations over contiguous arrays. AVX2+FMA
+// versions (Cephes-style polynomials, a few ulp) are chosen at run time; the scalar fallback
+// evaluates the shared functors of kernels/functors.h. The f64 path (gradient checks) always
+// uses the functors, so the exact formula stays the one tested against finite differences.
+#pragma once
+#include <cstdint>
+
+namespace gl::kernels::cpu {
+
+void exp_f32(const float* x, float* y, int64_t n);
+void tanh_f32(const float* x, float* y, int64_t n);
+void sigmoid_f32(const float* x, float* y, int64_t n);
+// silu(x) = x * sigmoid(x)
+void silu_f32(const float* x, float* y, int64_t n);
+
+// True when the AVX2 paths are in use (for tests and benchmarks).
+bool vecmath_uses_avx2();
+// Forces the scalar path (tests compare both); false restores automatic selection.
+void vecmath_force_scalar(bool on);
+
+}  // namespace gl::kernels::cpu
