@@ -158,7 +158,11 @@ void run_backward(const Tensor& root, const Tensor& grad_in, bool retain_graph) 
     Node* node = impl->grad_fn.get();
     if (!node) {  // leaf: accumulate into .grad; the first gradient is copied so leaves never alias
       if (!impl->grad.defined()) {
-        impl->grad = g.clone();
+        // A gradient nobody else holds (the usual case: a fresh GEMM result) is kept as is;
+        // a shared one (e.g. add's backward hands g to both inputs) is copied.
+        bool sole = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+                    g.is_contiguous() && g.offset() == 0;
+        impl->grad = sole ? g : g.clone();
       } else {
         impl->grad = add(impl->grad, g);
       }

@@ -22,9 +22,9 @@ bool cpu_has_avx2() {
 
 #define GL_AVX2 __attribute__((target("avx2,fma")))
 
-GL_AVX2 inline __m256 exp_ps(__m256 x) {
-  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
-  x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+GL_AVX2 inline __m256 exp_ps(__m256 x_in) {
+  const __m256 hi = _mm256_set1_ps(88.7228391f), lo = _mm256_set1_ps(-88.3762626647949f);
+  __m256 x = _mm256_min_ps(_mm256_max_ps(x_in, lo), hi);
   // n = round(x / ln2); r = x - n ln2 (ln2 split in two for accuracy)
   __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -44,7 +44,13 @@ GL_AVX2 inline __m256 exp_ps(__m256 x) {
   __m256i rest = _mm256_sub_epi32(ni, half);
   __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
   __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  // Past the float range: exp overflows to +inf and underflows to 0 (denormal results are
+  // flushed), as the functors' expf does at the extremes.
+  res = _mm256_blendv_ps(res, _mm256_set1_ps(__builtin_inff()),
+                       _mm256_cmp_ps(x_in, _mm256_set1_ps(88.7228391f), _CMP_GT_OQ));
+  res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x_in, lo, _CMP_LT_OQ));
+  return _mm256_blendv_ps(res, x_in, _mm256_cmp_ps(x_in, x_in, _CMP_UNORD_Q));
 }
 
 GL_AVX2 inline __m256 tanh_ps(__m256 x) {
