@@ -1,7 +1,10 @@
 // tensor.cpp: storage, creation, metadata, element access, views and copies.
 #include "engine/tensor.h"
 
+#include <malloc.h>
+
 #include <cstdlib>
+#include <mutex>
 #include <cstring>
 #include <numeric>
 #include <ostream>
@@ -11,17 +14,51 @@
 #include "engine/generator.h"
 #include "engine/ops/loops.h"
 #include "kernels/philox.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/runtime.h"
+#include "kernels/kernels.h"
+#endif
 
 namespace gl {
 
 // ---------------------------------------------------------------- storage
 DeviceAllocatorHooks& cuda_allocator_hooks() {
-  static DeviceAllocatorHooks hooks;
+  static DeviceAllocatorHooks hooks = [] {
+    DeviceAllocatorHooks h;
+#if defined(GRADLENS_HAVE_CUDA)
+    // The stream-ordered caching allocator of kernels/cuda; copies synchronize the stream so
+    // a host read after to(cpu) sees the data.
+    h.alloc = [](std::size_t bytes, int device) { return kernels::cuda::device_alloc(bytes, device); };
+    h.free = [](void* p) { kernels::cuda::device_free(p); };
+    h.copy = [](void* dst, const void* src, std::size_t bytes, int kind) {
+      if (kind == 0) kernels::cuda::copy_to_device(dst, src, bytes);
+      else if (kind == 1) kernels::cuda::copy_to_host(dst, src, bytes);
+      else kernels::cuda::copy_device_to_device(dst, src, bytes);
+      kernels::cuda::synchronize();
+    };
+    h.memset0 = [](void* dst, std::size_t bytes) { kernels::cuda::memset_device(dst, 0, bytes); };
+#endif
+    return h;
+  }();
   return hooks;
 }
 
+namespace {
+// Training allocates the same few large buffers every step. glibc serves blocks above 128 KB
+// with mmap and returns them with munmap, so every step would page-fault its activations in
+// afresh; raising the thresholds keeps those blocks in the heap for reuse.
+void tune_host_allocator() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  });
+}
+}  // namespace
+
 Storage::Storage(std::size_t n, Device dev) : nbytes(n), device(dev) {
   if (dev.is_cpu()) {
+    tune_host_allocator();
     std::size_t rounded = ((n + 63) / 64) * 64;
     data = std::aligned_alloc(64, rounded == 0 ? 64 : rounded);
     GL_CHECK(data != nullptr, "out of host memory allocating {} bytes", n);
@@ -30,6 +67,11 @@ Storage::Storage(std::size_t n, Device dev) : nbytes(n), device(dev) {
     GL_CHECK(h.alloc != nullptr,
              "device {} requested, but this gradlens was built without CUDA support",
              dev.str());
+#if defined(GRADLENS_HAVE_CUDA)
+    int count = kernels::cuda::device_count();
+    GL_CHECK(dev.index < count, "device {} requested, but {} CUDA device(s) are available{}",
+             dev.str(), count, count == 0 ? " (no GPU or driver found)" : "");
+#endif
     data = h.alloc(n, dev.index);
   }
 }

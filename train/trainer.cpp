@@ -13,6 +13,7 @@
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
 #include "engine/ops.h"
+#include "kernels/kernels.h"
 #include "models/init.h"
 
 namespace gl::train {
@@ -163,9 +164,19 @@ std::string fmt_duration(double s) {
 Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) {
   cfg_.validate();
   Device dev = Device::parse(cfg_.device);
-  GL_CHECK(dev.is_cpu(),
-           "--device {}: training on the GPU is not available in this version; use --device cpu",
-           cfg_.device);
+  if (dev.is_cuda()) {
+#if defined(GRADLENS_HAVE_CUDA)
+    int count = kernels::cuda::device_count();
+    GL_CHECK(count > 0, "--device {}: no CUDA device is available (no GPU or driver found); use "
+             "--device cpu", cfg_.device);
+    throw Error(fmt::format("--device {}: training on the GPU is not available in this version "
+                            "(the CUDA kernels are built, the engine does not dispatch to them "
+                            "yet); use --device cpu", cfg_.device));
+#else
+    throw Error(fmt::format("--device {}: this gradlens was built without CUDA; use --device cpu",
+                            cfg_.device));
+#endif
+  }
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   train_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "train"), cfg_.limit_train);
   test_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "test"), cfg_.limit_test);
