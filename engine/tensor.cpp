@@ -213,34 +213,34 @@ template Tensor Tensor::from_vector<double>(const std::vector<double>&, const Sh
 template Tensor Tensor::from_vector<int64_t>(const std::vector<int64_t>&, const Shape&);
 template Tensor Tensor::from_vector<uint8_t>(const std::vector<uint8_t>&, const Shape&);
 
-Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, double lo, double hi) {
-  GL_CHECK(is_floating(dtype), "rand: dtype {} is not floating point", dtype_name(dtype));
-  Tensor t = empty(shape, dtype);
+namespace {
+// Fills a new tensor with element i = f(seed, offset, i) for one reserved range of the stream.
+template <class F>
+Tensor philox_fill(const Shape& shape, Generator& gen, DType dtype, const char* op, F f) {
+  GL_CHECK(is_floating(dtype), "{}: dtype {} is not floating point", op, dtype_name(dtype));
+  Tensor t = Tensor::empty(shape, dtype);
   int64_t n = t.numel();
   uint64_t off = gen.advance(uint64_t(n));
   visit_dtype(dtype, [&](auto tag) {
     using T = decltype(tag);
     T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < n; ++i)
-      p[i] = T(lo + (hi - lo) * philox::uniform_at(gen.seed(), off, uint64_t(i)));
+    for (int64_t i = 0; i < n; ++i) p[i] = T(f(gen.seed(), off, uint64_t(i)));
     return 0;
   });
   return t;
 }
+}  // namespace
+
+Tensor Tensor::rand(const Shape& shape, Generator& gen, DType dtype, double lo, double hi) {
+  return philox_fill(shape, gen, dtype, "rand", [lo, hi](uint64_t s, uint64_t o, uint64_t i) {
+    return lo + (hi - lo) * philox::uniform_at(s, o, i);
+  });
+}
 
 Tensor Tensor::randn(const Shape& shape, Generator& gen, DType dtype, double mean, double std) {
-  GL_CHECK(is_floating(dtype), "randn: dtype {} is not floating point", dtype_name(dtype));
-  Tensor t = empty(shape, dtype);
-  int64_t n = t.numel();
-  uint64_t off = gen.advance(uint64_t(n));
-  visit_dtype(dtype, [&](auto tag) {
-    using T = decltype(tag);
-    T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < n; ++i)
-      p[i] = T(mean + std * philox::normal_at(gen.seed(), off, uint64_t(i)));
-    return 0;
+  return philox_fill(shape, gen, dtype, "randn", [mean, std](uint64_t s, uint64_t o, uint64_t i) {
+    return mean + std * philox::normal_at(s, o, i);
   });
-  return t;
 }
 
 // ---------------------------------------------------------------- metadata

@@ -33,48 +33,40 @@ Tensor forward_map(const Tensor& x, Fwd fwd, F32Kernel fast, const char* name) {
   return unary_map(x, fwd, name);
 }
 
-// Activation whose backward reads the input x.
+// An activation whose backward reads either its input x (Saved::input) or its output y, which
+// is cheaper when the derivative is a function of y (tanh, sigmoid).
+enum class Saved { input, output };
 template <class Fwd, class Back>
-Tensor act_from_x(const Tensor& x, Fwd fwd, Back back, const char* name, F32Kernel fast = nullptr) {
+Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved saved,
+                  F32Kernel fast = nullptr) {
   Tensor out = forward_map(x, fwd, fast, name);
   if (needs_grad({&x})) {
-    Tensor sx = x.detach();
-    attach_grad_fn(out, name, {x}, [sx, back](const Tensor& g) -> std::vector<Tensor> {
-      return {binary_map(g, sx, back, "activation_backward")};
-    }, {x.shape()});
-  }
-  return out;
-}
-// Activation whose backward reads the output y (cheaper: no transcendental in backward).
-template <class Fwd, class Back>
-Tensor act_from_y(const Tensor& x, Fwd fwd, Back back, const char* name, F32Kernel fast = nullptr) {
-  Tensor out = forward_map(x, fwd, fast, name);
-  if (needs_grad({&x})) {
-    Tensor y = out.detach();
-    attach_grad_fn(out, name, {x}, [y, back](const Tensor& g) -> std::vector<Tensor> {
-      return {binary_map(g, y, back, "activation_backward")};
+    Tensor keep = saved == Saved::input ? x.detach() : out.detach();
+    attach_grad_fn(out, name, {x}, [keep, back](const Tensor& g) -> std::vector<Tensor> {
+      return {binary_map(g, keep, back, "activation_backward")};
     }, {x.shape()});
   }
   return out;
 }
 }  // namespace
 
-Tensor relu(const Tensor& x) { return act_from_x(x, fn::Relu{}, fn::ReluBack{}, "relu"); }
+Tensor relu(const Tensor& x) { return activation(x, fn::Relu{}, fn::ReluBack{}, "relu", Saved::input); }
 Tensor leaky_relu(const Tensor& x, double s) {
-  return act_from_x(x, fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu");
+  return activation(x, fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input);
 }
 Tensor tanh(const Tensor& x) {
-  return act_from_y(x, fn::Tanh{}, fn::TanhBackFromY{}, "tanh", kernels::cpu::tanh_f32);
+  return activation(x, fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32);
 }
 Tensor sigmoid(const Tensor& x) {
-  return act_from_y(x, fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", kernels::cpu::sigmoid_f32);
+  return activation(x, fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
+                    kernels::cpu::sigmoid_f32);
 }
 Tensor gelu(const Tensor& x, bool approximate) {
-  if (approximate) return act_from_x(x, fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh");
-  return act_from_x(x, fn::GeluErf{}, fn::GeluErfBack{}, "gelu");
+  if (approximate) return activation(x, fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input);
+  return activation(x, fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input);
 }
 Tensor silu(const Tensor& x) {
-  return act_from_x(x, fn::Silu{}, fn::SiluBack{}, "silu", kernels::cpu::silu_f32);
+  return activation(x, fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32);
 }
 
 ActivationKind parse_activation(const std::string& n) {

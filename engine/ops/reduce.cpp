@@ -101,6 +101,26 @@ Tensor dim_last(const Tensor& x, int64_t d, std::vector<int64_t>& perm) {
   perm.push_back(d);
   return x.detach().permute(perm).contiguous();
 }
+
+// Index of the largest entry of each row of a contiguous [rows, n] block (the first on ties;
+// a NaN wins so it propagates).
+std::vector<int64_t> row_argmax(const Tensor& xl, int64_t rows, int64_t n, const char* op) {
+  std::vector<int64_t> idx(static_cast<std::size_t>(rows));
+  detail::dispatch_float(xl.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = static_cast<const T*>(xl.raw_data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = p + r * n;
+      int64_t best = 0;
+      for (int64_t i = 1; i < n; ++i)
+        if (row[i] > row[best] || (std::isnan(double(row[i])) && !std::isnan(double(row[best]))))
+          best = i;
+      idx[r] = best;
+    }
+    return 0;
+  });
+  return idx;
+}
 }  // namespace
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
@@ -115,20 +135,13 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
   Shape keep = x.shape();
   keep[d] = 1;
   Tensor out = Tensor::empty(keep, x.dtype());
-  auto idx = std::make_shared<std::vector<int64_t>>(static_cast<std::size_t>(rows));
+  auto idx = std::make_shared<std::vector<int64_t>>(row_argmax(xl, rows, n, "max"));
   // out (keepdim) has the same row order as xl since only a size-1 dim moved.
   detail::dispatch_float(x.dtype(), "max", [&](auto tag) {
     using T = decltype(tag);
     const T* p = static_cast<const T*>(xl.raw_data());
     T* o = static_cast<T*>(out.raw_data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = p + r * n;
-      int64_t best = 0;
-      for (int64_t i = 1; i < n; ++i)
-        if (row[i] > row[best] || (std::isnan(double(row[i])) && !std::isnan(double(row[best])))) best = i;
-      o[r] = row[best];
-      (*idx)[r] = best;
-    }
+    for (int64_t r = 0; r < rows; ++r) o[r] = p[r * n + (*idx)[r]];
     return 0;
   });
   Tensor result = keepdim ? out : out.squeeze(d);
@@ -166,19 +179,8 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   Shape keep = x.shape();
   keep[d] = 1;
   Tensor out = Tensor::empty(keep, DType::i64);
-  int64_t* o = out.data<int64_t>();
-  detail::dispatch_float(x.dtype(), "argmax", [&](auto tag) {
-    using T = decltype(tag);
-    const T* p = static_cast<const T*>(xl.raw_data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = p + r * n;
-      int64_t best = 0;
-      for (int64_t i = 1; i < n; ++i)
-        if (row[i] > row[best]) best = i;
-      o[r] = best;
-    }
-    return 0;
-  });
+  std::vector<int64_t> idx = row_argmax(xl, rows, n, "argmax");
+  std::copy(idx.begin(), idx.end(), out.data<int64_t>());
   return keepdim ? out : out.squeeze(d);
 }
 
