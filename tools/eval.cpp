@@ -77,7 +77,8 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_option("--limit-test", cfg->limit_test, "Use only the first N test examples")
           ->capture_default_str();
-      sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str();
+      sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")
+          ->capture_default_str();
       sub.callback([cfg]() {
         train::TrainConfig c = *cfg;
         infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);

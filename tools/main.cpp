@@ -2,8 +2,8 @@
 #include <fmt/core.h>
 
 #include <algorithm>
-#include <string>
 #include <exception>
+#include <string>
 
 #include "tools/command.h"
 

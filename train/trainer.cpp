@@ -79,7 +79,8 @@ void TrainConfig::validate() const {
   };
   flag("--normalize", [&] { data::parse_normalization(normalize); });
   flag("--activation", [&] { parse_activation(activation); });
-  flag(init_args.empty() ? "--init" : "--init/--init-arg", [&] { models::parse_init(init, init_args); });
+  flag(init_args.empty() ? "--init" : "--init/--init-arg",
+       [&] { models::parse_init(init, init_args); });
   flag("--device", [&] { Device::parse(device); });
 }
 

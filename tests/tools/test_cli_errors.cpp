@@ -42,8 +42,9 @@ class CliErrors : public ::testing::Test {
   // `gradlens train` on the fixture with extra flags.
   static std::vector<std::string> train(const std::vector<std::string>& extra,
                                         const std::string& data = fixture_data_dir()) {
-    std::vector<std::string> a{"train", "--dataset", "mnist", "--data-dir", data, "--epochs", "1",
-                               "--no-progress", "--threads", "1", "--out", dir_ + "/run"};
+    std::vector<std::string> a{"train",     "--dataset", "mnist", "--data-dir",
+                               data,        "--epochs",  "1",     "--no-progress",
+                               "--threads", "1",         "--out", dir_ + "/run"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
   }
@@ -98,8 +99,9 @@ TEST_F(CliErrors, MissingOrCorruptData) {
   });
   expect_error(train({}, flip), {"t10k-images-idx3-ubyte"});
   // A raw (not gzipped) labels file with a wrong magic number, preferred path removed.
-  std::string magic = corrupt_fixture("magic", "train-labels-idx1-ubyte.gz",
-                                      [](std::string& b) { b = std::string("\x00\x00\x09\x01", 4) + "xxxx"; });
+  std::string magic = corrupt_fixture("magic", "train-labels-idx1-ubyte.gz", [](std::string& b) {
+    b = std::string("\x00\x00\x09\x01", 4) + "xxxx";
+  });
   fs::rename(magic + "/mnist/train-labels-idx1-ubyte.gz", magic + "/mnist/train-labels-idx1-ubyte");
   expect_error(train({}, magic), {"train-labels-idx1-ubyte", "magic"});
 }
@@ -126,7 +128,8 @@ TEST_F(CliErrors, CorruptWeights) {
   for (int i = 0; i < 8; ++i) header[std::size_t(i)] = char((json.size() >> (8 * i)) & 0xFF);
   std::string badjson = dir_ + "/badjson.safetensors";
   write_text(badjson, header + json);
-  expect_error(train({"--hidden", "64", "--load-weights", badjson}), {"badjson.safetensors", "json"});
+  expect_error(train({"--hidden", "64", "--load-weights", badjson}),
+               {"badjson.safetensors", "json"});
   expect_error({"eval", "--weights", badjson, "--data-dir", fixture_data_dir()},
                {"badjson.safetensors", "json"});
 
@@ -154,16 +157,46 @@ TEST_F(CliErrors, ResumeWithOtherFlags) {
 TEST(CliHelp, TrainHelpListsEveryFlag) {
   ProcResult r = run_gradlens({"train", "--help"});
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
-  for (const char* f :
-       {"--dataset", "--data-dir", "--model", "--hidden", "--depth", "--width", "--activation",
-        "--leaky-slope", "--init", "--init-arg", "--batchnorm", "--dropout", "--optimizer", "--lr",
-        "--momentum", "--nesterov", "--weight-decay", "--beta1", "--beta2", "--adam-eps",
-        "--batch-size", "--epochs", "--seed", "--normalize", "--threads", "--out",
-        "--checkpoint-every", "--resume", "--load-weights", "--no-shuffle", "--log-steps",
-        "--device", "--limit-train", "--limit-test", "--no-progress", "--diagnostics",
-        "--diagnostics-every", "--saturation-threshold"})
+  for (const char* f : {"--dataset",
+                        "--data-dir",
+                        "--model",
+                        "--hidden",
+                        "--depth",
+                        "--width",
+                        "--activation",
+                        "--leaky-slope",
+                        "--init",
+                        "--init-arg",
+                        "--batchnorm",
+                        "--dropout",
+                        "--optimizer",
+                        "--lr",
+                        "--momentum",
+                        "--nesterov",
+                        "--weight-decay",
+                        "--beta1",
+                        "--beta2",
+                        "--adam-eps",
+                        "--batch-size",
+                        "--epochs",
+                        "--seed",
+                        "--normalize",
+                        "--threads",
+                        "--out",
+                        "--checkpoint-every",
+                        "--resume",
+                        "--load-weights",
+                        "--no-shuffle",
+                        "--log-steps",
+                        "--device",
+                        "--limit-train",
+                        "--limit-test",
+                        "--no-progress",
+                        "--diagnostics",
+                        "--diagnostics-every",
+                        "--saturation-threshold"})
     EXPECT_NE(r.out.find(std::string(f) + " "), std::string::npos) << f << " missing from:\n"
-                                                                    << r.out;
+                                                                   << r.out;
   ProcResult e = run_gradlens({"eval", "--help"});
   ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
   for (const char* f : {"--weights", "--dataset", "--data-dir", "--activation", "--normalize"})
@@ -173,9 +206,10 @@ TEST(CliHelp, TrainHelpListsEveryFlag) {
 TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
   std::string dir = make_temp_dir("gl_flags");
   auto run = [&](const std::string& name, std::vector<std::string> extra) {
-    std::vector<std::string> a{"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(),
-                               "--hidden", "16", "--epochs", "1", "--threads", "1", "--out",
-                               dir + "/" + name};
+    std::vector<std::string> a{
+        "train",    "--dataset", "mnist",         "--data-dir", fixture_data_dir(),
+        "--hidden", "16",        "--epochs",      "1",          "--threads",
+        "1",        "--out",     dir + "/" + name};
     a.insert(a.end(), extra.begin(), extra.end());
     ProcResult r = run_gradlens(a);
     EXPECT_TRUE(r.exited && r.code == 0) << describe(r);

@@ -91,7 +91,9 @@ inline std::string describe(const ProcResult& r) {
          "\nstdout: " + r.out + "\nstderr: " + r.err;
 }
 
-inline std::string fixture_dir() { return std::string(GRADLENS_TEST_DATA) + "/mnist-tiny"; }
+inline std::string fixture_dir() {
+  return std::string(GRADLENS_TEST_DATA) + "/mnist-tiny";
+}
 
 // A data directory whose mnist/ is the committed fixture (load_split reads DIR/<dataset>/).
 inline std::string fixture_data_dir() {

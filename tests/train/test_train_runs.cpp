@@ -17,10 +17,23 @@ using namespace gl::testing;
 std::vector<std::string> train_args(const std::string& out, int epochs,
                                     const std::vector<std::string>& extra,
                                     const std::string& seed = "7") {
-  std::vector<std::string> a{"train",  "--dataset", "mnist", "--data-dir", fixture_data_dir(),
-                             "--hidden", "64,32",   "--batch-size", "32", "--seed", seed,
-                             "--epochs", std::to_string(epochs), "--log-steps", "--no-progress",
-                             "--out", out};
+  std::vector<std::string> a{"train",
+                             "--dataset",
+                             "mnist",
+                             "--data-dir",
+                             fixture_data_dir(),
+                             "--hidden",
+                             "64,32",
+                             "--batch-size",
+                             "32",
+                             "--seed",
+                             seed,
+                             "--epochs",
+                             std::to_string(epochs),
+                             "--log-steps",
+                             "--no-progress",
+                             "--out",
+                             out};
   a.insert(a.end(), extra.begin(), extra.end());
   return a;
 }
@@ -80,25 +93,25 @@ TEST_P(TrainResume, StoppedAfterEpochKThenResumedEqualsUninterrupted) {
   expect_same_outputs(dir + "/full", dir + "/cut");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Optimizers, TrainResume,
-    ::testing::Values(ResumeCase{"sgd", {"--threads", "1"}},
-                      ResumeCase{"sgd_dropout", {"--dropout", "0.3", "--threads", "1"}},
-                      ResumeCase{"adam_dropout",
-                                 {"--optimizer", "adam", "--lr", "0.001", "--dropout", "0.2",
-                                  "--threads", "1"}}),
-    [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Optimizers, TrainResume,
+                         ::testing::Values(ResumeCase{"sgd", {"--threads", "1"}},
+                                           ResumeCase{"sgd_dropout",
+                                                      {"--dropout", "0.3", "--threads", "1"}},
+                                           ResumeCase{"adam_dropout",
+                                                      {"--optimizer", "adam", "--lr", "0.001",
+                                                       "--dropout", "0.2", "--threads", "1"}}),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) {
   std::string dir = make_temp_dir("gl_kill");
   // Small batches make each epoch long enough to land the kill mid-run.
   const int epochs = 12;
-  std::vector<std::string> flags{"--optimizer", "adam",    "--lr", "0.001", "--dropout", "0.2",
-                                 "--batch-size", "4", "--threads", "1"};
+  std::vector<std::string> flags{"--optimizer", "adam",         "--lr", "0.001",     "--dropout",
+                                 "0.2",         "--batch-size", "4",    "--threads", "1"};
   train_ok(train_args(dir + "/full", epochs, flags));
 
-  pid_t pid = spawn_gradlens(train_args(dir + "/cut", epochs, flags), dir + "/cut.out",
-                             dir + "/cut.err");
+  pid_t pid =
+      spawn_gradlens(train_args(dir + "/cut", epochs, flags), dir + "/cut.out", dir + "/cut.err");
   const std::string ckpt = dir + "/cut/checkpoint.safetensors";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)

@@ -68,17 +68,41 @@ TEST(TrainGolden, SgdMomentumStepLossesAndWeightsMatchPyTorch) {
   gl::io::save_tensors(init, random_mlp({784, 128, 128, 10}, 2024));
 
   // 800 examples / batch 32 = 25 steps per epoch; 8 epochs = 200 steps.
-  ProcResult g = run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(),
-                               "--hidden", "128,128", "--activation", "relu", "--optimizer", "sgd",
-                               "--lr", "0.05", "--momentum", "0.9", "--batch-size", "32",
-                               "--epochs", "8", "--no-shuffle", "--log-steps", "--threads", "1",
-                               "--checkpoint-every", "0", "--no-progress", "--load-weights", init,
-                               "--out", dir + "/run"});
+  ProcResult g = run_gradlens({"train",
+                               "--dataset",
+                               "mnist",
+                               "--data-dir",
+                               fixture_data_dir(),
+                               "--hidden",
+                               "128,128",
+                               "--activation",
+                               "relu",
+                               "--optimizer",
+                               "sgd",
+                               "--lr",
+                               "0.05",
+                               "--momentum",
+                               "0.9",
+                               "--batch-size",
+                               "32",
+                               "--epochs",
+                               "8",
+                               "--no-shuffle",
+                               "--log-steps",
+                               "--threads",
+                               "1",
+                               "--checkpoint-every",
+                               "0",
+                               "--no-progress",
+                               "--load-weights",
+                               init,
+                               "--out",
+                               dir + "/run"});
   ASSERT_TRUE(g.exited && g.code == 0) << describe(g);
-  int rc = run_python({std::string(GRADLENS_SOURCE_DIR) + "/tests/train/torch_golden.py",
-                       fixture_dir(), init, dir + "/torch", "--steps", "200", "--batch", "32",
-                       "--lr", "0.05", "--momentum", "0.9"},
-                      dir + "/torch.log");
+  int rc = run_python(
+      {std::string(GRADLENS_SOURCE_DIR) + "/tests/train/torch_golden.py", fixture_dir(), init,
+       dir + "/torch", "--steps", "200", "--batch", "32", "--lr", "0.05", "--momentum", "0.9"},
+      dir + "/torch.log");
   ASSERT_EQ(rc, 0) << read_text(dir + "/torch.log");
 
   // Per-step losses: |ours - torch| <= 1e-4 * |torch|.
@@ -146,10 +170,10 @@ TEST(TrainInterop, WeightsMoveBothWaysWithTheSameTestAccuracy) {
   ASSERT_TRUE(g.exited && g.code == 0) << describe(g);
   // PyTorch -> gradlens: weights trained and written by hand from Python, other widths.
   std::string torch_w = dir + "/torch.safetensors";
-  int rc = run_python({std::string(GRADLENS_SOURCE_DIR) + "/tests/train/torch_interop.py",
-                       fixture_dir(), "--eval", dir + "/run/model.safetensors", "--make", torch_w,
-                       "--hidden", "64,32", "--steps", "30"},
-                      dir + "/torch.log");
+  int rc = run_python(
+      {std::string(GRADLENS_SOURCE_DIR) + "/tests/train/torch_interop.py", fixture_dir(), "--eval",
+       dir + "/run/model.safetensors", "--make", torch_w, "--hidden", "64,32", "--steps", "30"},
+      dir + "/torch.log");
   std::string log = read_text(dir + "/torch.log");
   ASSERT_EQ(rc, 0) << log;
 
@@ -180,10 +204,11 @@ TEST(TrainInterop, WeightsMoveBothWaysWithTheSameTestAccuracy) {
 
   // The same file through `train --load-weights`: a step of lr 1e-30 leaves every f32 weight
   // as it was, so the epoch's test accuracy is the loaded weights'.
-  ProcResult t = run_gradlens({"train", "--dataset", "mnist", "--data-dir", data, "--hidden",
-                               "64,32", "--epochs", "1", "--lr", "1e-30", "--momentum", "0",
-                               "--threads", "1", "--no-progress", "--load-weights", torch_w,
-                               "--out", dir + "/loaded"});
+  ProcResult t =
+      run_gradlens({"train",         "--dataset",      "mnist",    "--data-dir", data,
+                    "--hidden",      "64,32",          "--epochs", "1",          "--lr",
+                    "1e-30",         "--momentum",     "0",        "--threads",  "1",
+                    "--no-progress", "--load-weights", torch_w,    "--out",      dir + "/loaded"});
   ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
   auto lm = last_metrics(dir + "/loaded/metrics.csv");
   EXPECT_EQ(std::lround(lm["test_acc"] * 200), torch_own.correct);
