@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <string>
 
 #include "tools/command.h"
 
@@ -26,12 +27,22 @@ int main(int argc, char** argv) {
     c.setup(*sub);
     sub->preparse_callback([&current, name = c.name](std::size_t) { current = name; });
   }
+  // Every error is one line on stderr, so scripts can show or grep it whole.
+  auto one_line = [](std::string s) {
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    while (!s.empty() && s.back() == ' ') s.pop_back();
+    return s;
+  };
+  app.failure_message([&current, &one_line](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("gradlens{}{}: error: {} (see --help)\n", current.empty() ? "" : " ",
+                       current, one_line(e.what()));
+  });
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    fmt::print(stderr, "gradlens {}: error: {}\n", current, e.what());
+    fmt::print(stderr, "gradlens {}: error: {}\n", current, one_line(e.what()));
     return 1;
   }
   return 0;

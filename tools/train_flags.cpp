@@ -30,7 +30,12 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();
   app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
   app.add_flag("--nesterov", c.nesterov, "Nesterov momentum (SGD)");
-  app.add_option("--weight-decay", c.weight_decay, "Weight decay")->capture_default_str();
+  app.add_option("--weight-decay", c.weight_decay,
+                 "Weight decay (L2 for sgd and adam, decoupled for adamw)")
+      ->capture_default_str();
+  app.add_option("--beta1", c.beta1, "Adam/AdamW first-moment decay")->capture_default_str();
+  app.add_option("--beta2", c.beta2, "Adam/AdamW second-moment decay")->capture_default_str();
+  app.add_option("--adam-eps", c.adam_eps, "Adam/AdamW epsilon")->capture_default_str();
   app.add_option("--batch-size", c.batch_size, "Mini-batch size")->capture_default_str();
   app.add_option("--epochs", c.epochs, "Number of epochs")->capture_default_str();
   app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")->capture_default_str();

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -57,16 +58,31 @@ void TrainConfig::validate() const {
   GL_CHECK(lr > 0 && std::isfinite(lr), "--lr must be a positive number, got {}", lr);
   GL_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got {}", momentum);
   GL_CHECK(weight_decay >= 0, "--weight-decay must be non-negative, got {}", weight_decay);
+  GL_CHECK(beta1 >= 0 && beta1 < 1, "--beta1 must be in [0, 1), got {}", beta1);
+  GL_CHECK(beta2 >= 0 && beta2 < 1, "--beta2 must be in [0, 1), got {}", beta2);
+  GL_CHECK(adam_eps > 0, "--adam-eps must be positive, got {}", adam_eps);
   GL_CHECK(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got {}", dropout);
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
   GL_CHECK(threads >= 0, "--threads must be >= 0, got {}", threads);
   GL_CHECK(!out.empty(), "--out: a run directory is required");
-  data::parse_normalization(normalize);
-  parse_activation(activation);
-  models::parse_init(init, init_args);
-  Device::parse(device);
+  const auto& known = data::known_datasets();
+  GL_CHECK(std::find(known.begin(), known.end(), dataset) != known.end(),
+           "--dataset: unknown dataset '{}' (known: mnist, fashion-mnist)", dataset);
+  // The parsers' messages name the bad value; the prefix names the flag it came from.
+  auto flag = [](const char* name, const auto& parse) {
+    try {
+      parse();
+    } catch (const std::exception& e) {
+      throw Error(fmt::format("{}: {}", name, e.what()));
+    }
+  };
+  flag("--normalize", [&] { data::parse_normalization(normalize); });
+  flag("--activation", [&] { parse_activation(activation); });
+  flag(init_args.empty() ? "--init" : "--init/--init-arg",
+       [&] { models::parse_init(init, init_args); });
+  flag("--device", [&] { Device::parse(device); });
 }
 
 std::string TrainConfig::to_json() const {

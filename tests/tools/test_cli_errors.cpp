@@ -1,0 +1,228 @@
+// test_cli_errors.cpp: bad input to `gradlens train` and `gradlens eval`, run as a child
+// process. Each case must end with a non-zero exit code (1, or CLI11's parse-error code), never
+// a signal, and exactly one line on stderr naming the problem. Also: --help lists every flag,
+// and the {false} flags (--no-shuffle, --no-progress) turn their settings off.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+
+#include "engine/io/tensor_io.h"
+#include "tests/train/run_util.h"
+
+namespace {
+
+using namespace gl::testing;
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+// Runs gradlens and checks the error contract; needles are matched case-insensitively.
+void expect_error(const std::vector<std::string>& args, const std::vector<std::string>& needles) {
+  std::string cmd;
+  for (const auto& a : args) cmd += " " + a;
+  SCOPED_TRACE("gradlens" + cmd);
+  ProcResult r = run_gradlens(args);
+  ASSERT_TRUE(r.exited) << "killed by signal " << r.signal << "\n" << describe(r);
+  EXPECT_TRUE(r.code == 1 || (r.code >= 100 && r.code <= 127)) << describe(r);
+  std::string err = r.err;
+  ASSERT_FALSE(err.empty()) << describe(r);
+  EXPECT_EQ(err.back(), '\n') << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "want one line, got:\n" << err;
+  for (const auto& n : needles)
+    EXPECT_NE(lower(err).find(lower(n)), std::string::npos) << "'" << n << "' not in: " << err;
+}
+
+class CliErrors : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { dir_ = make_temp_dir("gl_cli"); }
+  // `gradlens train` on the fixture with extra flags.
+  static std::vector<std::string> train(const std::vector<std::string>& extra,
+                                        const std::string& data = fixture_data_dir()) {
+    std::vector<std::string> a{"train",     "--dataset", "mnist", "--data-dir",
+                               data,        "--epochs",  "1",     "--no-progress",
+                               "--threads", "1",         "--out", dir_ + "/run"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  }
+  // A copy of the fixture as DIR/mnist/ with one file replaced by edit(bytes).
+  static std::string corrupt_fixture(const std::string& name, const std::string& file,
+                                     const std::function<void(std::string&)>& edit) {
+    std::string d = dir_ + "/" + name;
+    fs::create_directories(d + "/mnist");
+    for (const auto& e : fs::directory_iterator(fixture_dir()))
+      fs::copy_file(e.path(), d + "/mnist/" + e.path().filename().string());
+    std::string bytes = read_text(d + "/mnist/" + file);
+    edit(bytes);
+    write_text(d + "/mnist/" + file, bytes);
+    return d;
+  }
+  static std::string dir_;
+};
+std::string CliErrors::dir_;
+
+TEST_F(CliErrors, FlagValues) {
+  expect_error(train({"--bogus-flag"}), {"--bogus-flag"});
+  expect_error(train({"--depth", "0"}), {"--depth"});
+  expect_error(train({"--width", "0"}), {"--width"});
+  expect_error(train({"--hidden", "128,0"}), {"--hidden"});
+  expect_error(train({"--hidden", "128,x"}), {"--hidden", "128,x"});
+  expect_error(train({"--batch-size", "0"}), {"--batch-size"});
+  expect_error(train({"--epochs", "0"}), {"--epochs"});
+  expect_error(train({"--lr", "-1"}), {"--lr"});
+  expect_error(train({"--lr", "abc"}), {"--lr", "abc"});
+  expect_error(train({"--dropout", "1"}), {"--dropout"});
+  expect_error(train({"--momentum", "1"}), {"--momentum"});
+  expect_error(train({"--optimizer", "rmsprop"}), {"--optimizer", "rmsprop"});
+  expect_error(train({"--activation", "foo"}), {"--activation", "foo"});
+  expect_error(train({"--init", "foo"}), {"--init", "foo"});
+  expect_error(train({"--init-arg", "bad"}), {"--init-arg", "bad"});
+  expect_error(train({"--init-arg", "nosuchkey=1"}), {"--init", "nosuchkey"});
+  expect_error(train({"--normalize", "foo"}), {"--normalize", "foo"});
+  expect_error(train({"--dataset", "foo"}), {"--dataset", "foo"});
+  expect_error(train({"--device", "tpu"}), {"--device", "tpu"});
+  expect_error({"train", "--dataset", "mnist"}, {"--out"});
+  expect_error({"nosuchcommand"}, {"nosuchcommand"});
+  expect_error({"eval"}, {"--weights"});
+}
+
+TEST_F(CliErrors, MissingOrCorruptData) {
+  expect_error(train({}, dir_ + "/no/such/dir"), {"missing", "train-images-idx3-ubyte"});
+  std::string cut = corrupt_fixture("truncated", "train-images-idx3-ubyte.gz",
+                                    [](std::string& b) { b.resize(b.size() / 2); });
+  expect_error(train({}, cut), {"train-images-idx3-ubyte"});
+  std::string flip = corrupt_fixture("flipped", "t10k-images-idx3-ubyte.gz", [](std::string& b) {
+    for (std::size_t i = 100; i < 140; ++i) b[i] = char(~b[i]);
+  });
+  expect_error(train({}, flip), {"t10k-images-idx3-ubyte"});
+  // A raw (not gzipped) labels file with a wrong magic number, preferred path removed.
+  std::string magic = corrupt_fixture("magic", "train-labels-idx1-ubyte.gz", [](std::string& b) {
+    b = std::string("\x00\x00\x09\x01", 4) + "xxxx";
+  });
+  fs::rename(magic + "/mnist/train-labels-idx1-ubyte.gz", magic + "/mnist/train-labels-idx1-ubyte");
+  expect_error(train({}, magic), {"train-labels-idx1-ubyte", "magic"});
+}
+
+TEST_F(CliErrors, CorruptWeights) {
+  // A well-formed file of the wrong shapes (784-64-10 for a 784-128-128-10 model).
+  gl::io::NamedTensors small{{"0.weight", gl::Tensor::zeros({64, 784})},
+                             {"0.bias", gl::Tensor::zeros({64})},
+                             {"2.weight", gl::Tensor::zeros({10, 64})},
+                             {"2.bias", gl::Tensor::zeros({10})}};
+  std::string wrong = dir_ + "/wrong.safetensors";
+  gl::io::save_tensors(wrong, small);
+  expect_error(train({"--load-weights", wrong}), {"--load-weights", "wrong.safetensors"});
+  expect_error(train({"--hidden", "64", "--load-weights", dir_ + "/absent.safetensors"}),
+               {"absent.safetensors"});
+
+  std::string bytes = read_text(wrong);
+  std::string trunc = dir_ + "/truncated.safetensors";
+  write_text(trunc, bytes.substr(0, bytes.size() - 1000));
+  expect_error(train({"--hidden", "64", "--load-weights", trunc}), {"truncated.safetensors"});
+
+  std::string json = "{\"0.weight\": {\"dtype\": \"F32\", \"shape\": [";
+  std::string header(8, '\0');
+  for (int i = 0; i < 8; ++i) header[std::size_t(i)] = char((json.size() >> (8 * i)) & 0xFF);
+  std::string badjson = dir_ + "/badjson.safetensors";
+  write_text(badjson, header + json);
+  expect_error(train({"--hidden", "64", "--load-weights", badjson}),
+               {"badjson.safetensors", "json"});
+  expect_error({"eval", "--weights", badjson, "--data-dir", fixture_data_dir()},
+               {"badjson.safetensors", "json"});
+
+  std::string junk = dir_ + "/junk.safetensors";
+  write_text(junk, "abc");
+  expect_error(train({"--hidden", "64", "--load-weights", junk}), {"junk.safetensors"});
+}
+
+TEST_F(CliErrors, ResumeWithOtherFlags) {
+  std::string out = dir_ + "/resume";
+  ProcResult first = run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(),
+                                   "--hidden", "32", "--epochs", "1", "--lr", "0.01",
+                                   "--no-progress", "--threads", "1", "--out", out});
+  ASSERT_TRUE(first.exited && first.code == 0) << describe(first);
+  expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden", "32",
+                "--epochs", "2", "--lr", "0.02", "--no-progress", "--threads", "1", "--out", out,
+                "--resume"},
+               {"--resume", "lr"});
+  expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden", "64",
+                "--epochs", "2", "--lr", "0.01", "--no-progress", "--threads", "1", "--out", out,
+                "--resume"},
+               {"--resume", "hidden"});
+}
+
+TEST(CliHelp, TrainHelpListsEveryFlag) {
+  ProcResult r = run_gradlens({"train", "--help"});
+  ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
+  for (const char* f : {"--dataset",
+                        "--data-dir",
+                        "--model",
+                        "--hidden",
+                        "--depth",
+                        "--width",
+                        "--activation",
+                        "--leaky-slope",
+                        "--init",
+                        "--init-arg",
+                        "--batchnorm",
+                        "--dropout",
+                        "--optimizer",
+                        "--lr",
+                        "--momentum",
+                        "--nesterov",
+                        "--weight-decay",
+                        "--beta1",
+                        "--beta2",
+                        "--adam-eps",
+                        "--batch-size",
+                        "--epochs",
+                        "--seed",
+                        "--normalize",
+                        "--threads",
+                        "--out",
+                        "--checkpoint-every",
+                        "--resume",
+                        "--load-weights",
+                        "--no-shuffle",
+                        "--log-steps",
+                        "--device",
+                        "--limit-train",
+                        "--limit-test",
+                        "--no-progress",
+                        "--diagnostics",
+                        "--diagnostics-every",
+                        "--saturation-threshold"})
+    EXPECT_NE(r.out.find(std::string(f) + " "), std::string::npos) << f << " missing from:\n"
+                                                                   << r.out;
+  ProcResult e = run_gradlens({"eval", "--help"});
+  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+  for (const char* f : {"--weights", "--dataset", "--data-dir", "--activation", "--normalize"})
+    EXPECT_NE(e.out.find(f), std::string::npos) << f;
+}
+
+TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
+  std::string dir = make_temp_dir("gl_flags");
+  auto run = [&](const std::string& name, std::vector<std::string> extra) {
+    std::vector<std::string> a{
+        "train",    "--dataset", "mnist",         "--data-dir", fixture_data_dir(),
+        "--hidden", "16",        "--epochs",      "1",          "--threads",
+        "1",        "--out",     dir + "/" + name};
+    a.insert(a.end(), extra.begin(), extra.end());
+    ProcResult r = run_gradlens(a);
+    EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+    return r;
+  };
+  ProcResult plain = run("plain", {});
+  ProcResult off = run("off", {"--no-shuffle", "--no-progress"});
+  std::string cfg_plain = read_text(dir + "/plain/config.json");
+  std::string cfg_off = read_text(dir + "/off/config.json");
+  EXPECT_NE(cfg_plain.find("\"shuffle\": true"), std::string::npos) << cfg_plain;
+  EXPECT_NE(cfg_off.find("\"shuffle\": false"), std::string::npos) << cfg_off;
+  EXPECT_NE(plain.err.find("epoch 1/1"), std::string::npos) << "progress expected: " << plain.err;
+  EXPECT_EQ(off.err, "") << "--no-progress should silence stderr";
+}
+
+}  // namespace

@@ -1,0 +1,141 @@
+// run_util.h: helpers for tests that run the `gradlens` binary as a child process: spawning
+// it with captured stdout/stderr, exit status vs signal, temporary data directories holding the
+// mnist-tiny fixture, file reading and the PyTorch availability check.
+#pragma once
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace gl::testing {
+
+namespace fs = std::filesystem;
+
+inline std::string make_temp_dir(const std::string& prefix) {
+  std::string tmpl = (fs::temp_directory_path() / (prefix + "_XXXXXX")).string();
+  char* d = mkdtemp(tmpl.data());
+  if (!d) throw std::runtime_error("mkdtemp failed for " + tmpl);
+  return std::string(d);
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+struct ProcResult {
+  bool exited = false;  // false: killed by a signal
+  int code = -1;        // exit code when exited
+  int signal = 0;
+  std::string out, err;
+};
+
+// Starts the gradlens binary with args; stdout/stderr go to the given files.
+inline pid_t spawn_gradlens(const std::vector<std::string>& args, const std::string& out_path,
+                            const std::string& err_path) {
+  std::vector<std::string> full{GRADLENS_BINARY};
+  full.insert(full.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  if (pid == 0) {
+    int o = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int e = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (o < 0 || e < 0) _exit(127);
+    dup2(o, 1);
+    dup2(e, 2);
+    std::vector<char*> argv;
+    for (auto& a : full) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+inline ProcResult wait_proc(pid_t pid, const std::string& out_path, const std::string& err_path) {
+  ProcResult r;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exited = WIFEXITED(status);
+  if (r.exited) r.code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.out = read_text(out_path);
+  r.err = read_text(err_path);
+  return r;
+}
+
+// Runs gradlens to completion, capturing its output.
+inline ProcResult run_gradlens(const std::vector<std::string>& args) {
+  static std::string dir = make_temp_dir("gl_proc");
+  static int counter = 0;
+  std::string base = dir + "/" + std::to_string(counter++);
+  pid_t pid = spawn_gradlens(args, base + ".out", base + ".err");
+  return wait_proc(pid, base + ".out", base + ".err");
+}
+
+inline std::string describe(const ProcResult& r) {
+  return (r.exited ? "exit " + std::to_string(r.code) : "signal " + std::to_string(r.signal)) +
+         "\nstdout: " + r.out + "\nstderr: " + r.err;
+}
+
+inline std::string fixture_dir() {
+  return std::string(GRADLENS_TEST_DATA) + "/mnist-tiny";
+}
+
+// A data directory whose mnist/ is the committed fixture (load_split reads DIR/<dataset>/).
+inline std::string fixture_data_dir() {
+  static std::string dir = [] {
+    std::string d = make_temp_dir("gl_fixture");
+    fs::create_directory_symlink(fixture_dir(), d + "/mnist");
+    return d;
+  }();
+  return dir;
+}
+
+// metrics.csv without its epoch_time column (the only one that varies between equal runs).
+inline std::string strip_epoch_time(const std::string& csv) {
+  std::stringstream in(csv), out;
+  std::string line;
+  int col = -1;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ls(line);
+    std::string c;
+    while (std::getline(ls, c, ',')) cells.push_back(c);
+    if (col < 0)
+      for (std::size_t i = 0; i < cells.size(); ++i)
+        if (cells[i] == "epoch_time") col = int(i);
+    for (std::size_t i = 0; i < cells.size(); ++i)
+      if (int(i) != col) out << cells[i] << ';';
+    out << '\n';
+  }
+  return out.str();
+}
+
+inline bool torch_available() {
+  static bool ok = access("/usr/bin/python3", X_OK) == 0 &&
+                   std::system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") == 0;
+  return ok;
+}
+
+inline int run_python(const std::vector<std::string>& args, const std::string& log_path) {
+  std::string cmd = "/usr/bin/python3";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " >'" + log_path + "' 2>&1";
+  return std::system(cmd.c_str());
+}
+
+}  // namespace gl::testing

@@ -1,0 +1,133 @@
+// test_train_runs.cpp: whole `gradlens train` runs on the mnist-tiny fixture. Determinism (same
+// seed and flags give byte-identical outputs, also across thread counts) and resume (a run cut
+// after epoch k, by stopping it or by SIGKILL, then --resume, ends byte-identical to an
+// uninterrupted run), with dropout and with Adam.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/train/run_util.h"
+
+namespace {
+
+using namespace gl::testing;
+
+std::vector<std::string> train_args(const std::string& out, int epochs,
+                                    const std::vector<std::string>& extra,
+                                    const std::string& seed = "7") {
+  std::vector<std::string> a{"train",
+                             "--dataset",
+                             "mnist",
+                             "--data-dir",
+                             fixture_data_dir(),
+                             "--hidden",
+                             "64,32",
+                             "--batch-size",
+                             "32",
+                             "--seed",
+                             seed,
+                             "--epochs",
+                             std::to_string(epochs),
+                             "--log-steps",
+                             "--no-progress",
+                             "--out",
+                             out};
+  a.insert(a.end(), extra.begin(), extra.end());
+  return a;
+}
+
+void train_ok(const std::vector<std::string>& args) {
+  ProcResult r = run_gradlens(args);
+  ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
+}
+
+// Every output of two run directories that must not depend on timing, byte for byte.
+void expect_same_outputs(const std::string& a, const std::string& b) {
+  for (const char* f : {"model.safetensors", "steps.csv", "per_class.csv", "confusion.csv",
+                        "misclassified.csv", "misclassified_images.npy"}) {
+    std::string x = read_text(a + "/" + f), y = read_text(b + "/" + f);
+    EXPECT_FALSE(x.empty()) << a << "/" << f;
+    EXPECT_TRUE(x == y) << f << " differs between " << a << " and " << b;
+  }
+  std::string ma = strip_epoch_time(read_text(a + "/metrics.csv"));
+  std::string mb = strip_epoch_time(read_text(b + "/metrics.csv"));
+  EXPECT_FALSE(ma.empty());
+  EXPECT_EQ(ma, mb) << "metrics.csv (epoch_time aside)";
+}
+
+TEST(TrainRuns, SameSeedAndFlagsGiveIdenticalRuns) {
+  std::string dir = make_temp_dir("gl_determinism");
+  std::vector<std::string> flags{"--dropout", "0.2", "--threads", "1"};
+  train_ok(train_args(dir + "/a", 3, flags));
+  train_ok(train_args(dir + "/b", 3, flags));
+  expect_same_outputs(dir + "/a", dir + "/b");
+  // Another seed must change the weights, or the comparison above would prove nothing.
+  train_ok(train_args(dir + "/c", 3, flags, "8"));
+  EXPECT_NE(read_text(dir + "/a/model.safetensors"), read_text(dir + "/c/model.safetensors"));
+}
+
+TEST(TrainRuns, ThreadCountDoesNotChangeTheRun) {
+  std::string dir = make_temp_dir("gl_threads");
+  train_ok(train_args(dir + "/t1", 3, {"--dropout", "0.2", "--threads", "1"}));
+  train_ok(train_args(dir + "/t2", 3, {"--dropout", "0.2", "--threads", "2"}));
+  expect_same_outputs(dir + "/t1", dir + "/t2");
+}
+
+struct ResumeCase {
+  const char* name;
+  std::vector<std::string> flags;
+};
+
+class TrainResume : public ::testing::TestWithParam<ResumeCase> {};
+
+TEST_P(TrainResume, StoppedAfterEpochKThenResumedEqualsUninterrupted) {
+  const auto& flags = GetParam().flags;
+  std::string dir = make_temp_dir("gl_resume");
+  train_ok(train_args(dir + "/full", 4, flags));
+  train_ok(train_args(dir + "/cut", 2, flags));
+  auto resume = flags;
+  resume.push_back("--resume");
+  train_ok(train_args(dir + "/cut", 4, resume));
+  expect_same_outputs(dir + "/full", dir + "/cut");
+}
+
+INSTANTIATE_TEST_SUITE_P(Optimizers, TrainResume,
+                         ::testing::Values(ResumeCase{"sgd", {"--threads", "1"}},
+                                           ResumeCase{"sgd_dropout",
+                                                      {"--dropout", "0.3", "--threads", "1"}},
+                                           ResumeCase{"adam_dropout",
+                                                      {"--optimizer", "adam", "--lr", "0.001",
+                                                       "--dropout", "0.2", "--threads", "1"}}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) {
+  std::string dir = make_temp_dir("gl_kill");
+  // Small batches make each epoch long enough to land the kill mid-run.
+  const int epochs = 12;
+  std::vector<std::string> flags{"--optimizer", "adam",         "--lr", "0.001",     "--dropout",
+                                 "0.2",         "--batch-size", "4",    "--threads", "1"};
+  train_ok(train_args(dir + "/full", epochs, flags));
+
+  pid_t pid =
+      spawn_gradlens(train_args(dir + "/cut", epochs, flags), dir + "/cut.out", dir + "/cut.err");
+  const std::string ckpt = dir + "/cut/checkpoint.safetensors";
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint within 60 s";
+  kill(pid, SIGKILL);
+  ProcResult killed = wait_proc(pid, dir + "/cut.out", dir + "/cut.err");
+  ASSERT_FALSE(killed.exited) << "the run finished before the kill; make it longer\n"
+                              << describe(killed);
+  ASSERT_EQ(killed.signal, SIGKILL);
+  EXPECT_FALSE(fs::exists(dir + "/cut/model.safetensors")) << "the run had already finished";
+
+  auto resume = flags;
+  resume.push_back("--resume");
+  train_ok(train_args(dir + "/cut", epochs, resume));
+  expect_same_outputs(dir + "/full", dir + "/cut");
+}
+
+}  // namespace

@@ -1,0 +1,98 @@
+// eval.cpp: `gradlens eval --weights FILE`: the test loss and accuracy of an MLP's weights (a
+// gradlens model.safetensors, or one written from PyTorch with the same key layout). The
+// architecture is read from the tensor names and shapes; only the activation and the input
+// normalization cannot be, and come from flags.
+#include <fmt/core.h>
+
+#include <map>
+#include <set>
+
+#include "engine/io/tensor_io.h"
+#include "tools/command.h"
+#include "train/trainer.h"
+
+namespace gl::tools {
+namespace {
+
+// Hidden widths, batchnorm and whether Dropout modules sit between the layers, from the keys
+// of an MLP state dict laid out as models/mlp.h describes.
+void infer_architecture(const io::NamedTensors& tensors, const std::string& path,
+                        train::TrainConfig& cfg) {
+  std::map<int64_t, Shape> linear;  // module index -> weight shape
+  std::set<int64_t> norms;
+  for (const auto& [name, t] : tensors) {
+    auto dot = name.find('.');
+    int64_t idx = -1;
+    try {
+      std::size_t used = 0;
+      idx = std::stoll(name.substr(0, dot), &used);
+      if (used != dot) idx = -1;
+    } catch (const std::exception&) {
+    }
+    GL_CHECK(dot != std::string::npos && idx >= 0,
+             "--weights {}: tensor '{}' is not named <layer index>.<parameter> like an MLP's", path,
+             name);
+    std::string param = name.substr(dot + 1);
+    if (param == "running_mean") norms.insert(idx);
+    if (param == "weight" && t.dim() == 2) linear[idx] = t.shape();
+  }
+  GL_CHECK(linear.size() >= 2, "--weights {}: found {} Linear weight(s); an MLP has at least 2",
+           path, linear.size());
+  cfg.hidden.clear();
+  std::vector<int64_t> idx;
+  for (auto& [i, s] : linear) {
+    idx.push_back(i);
+    cfg.hidden.push_back(s[0]);
+  }
+  cfg.hidden.pop_back();  // the last Linear is the classifier
+  cfg.batchnorm = !norms.empty();
+  int64_t stride = idx[1] - idx[0];
+  int64_t extra = stride - 2 - (cfg.batchnorm ? 1 : 0);
+  GL_CHECK(idx[0] == 0 && (extra == 0 || extra == 1),
+           "--weights {}: Linear layers at module indices {} and {} do not match an MLP layout",
+           path, idx[0], idx[1]);
+  // Dropout only shifts the indices; evaluation never applies it.
+  cfg.dropout = extra == 1 ? 0.5 : 0.0;
+}
+
+const RegisterCommand reg{
+    "eval", "Evaluate MLP weights (.safetensors) on a dataset's test split: loss and accuracy",
+    [](CLI::App& sub) {
+      auto cfg = std::make_shared<train::TrainConfig>();
+      sub.add_option("--weights", cfg->load_weights,
+                     "Weights to evaluate (.safetensors, PyTorch nn.Sequential key layout)")
+          ->required();
+      sub.add_option("--dataset", cfg->dataset, "mnist or fashion-mnist")->capture_default_str();
+      sub.add_option("--data-dir", cfg->data_dir, "Directory holding <dataset>/")
+          ->capture_default_str();
+      sub.add_option("--activation", cfg->activation,
+                     "Activation the weights were trained with: relu, leaky_relu, tanh, sigmoid, "
+                     "gelu, gelu_tanh, silu")
+          ->capture_default_str();
+      sub.add_option("--leaky-slope", cfg->leaky_slope, "Negative slope of leaky_relu")
+          ->capture_default_str();
+      sub.add_option("--normalize", cfg->normalize,
+                     "Input normalization used in training: raw (x/255) or standard (z-score "
+                     "with the training split's statistics)")
+          ->capture_default_str();
+      sub.add_option("--limit-test", cfg->limit_test, "Use only the first N test examples")
+          ->capture_default_str();
+      sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")
+          ->capture_default_str();
+      sub.callback([cfg]() {
+        train::TrainConfig c = *cfg;
+        infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
+        c.out = "(eval)";  // nothing is written: run() is never called
+        c.progress = false;
+        train::Trainer trainer(c);
+        auto [loss, pred] = trainer.evaluate(trainer.test_loader());
+        const auto& truth = trainer.test_dataset().labels;
+        int64_t correct = 0;
+        for (std::size_t i = 0; i < pred.size(); ++i) correct += pred[i] == truth[i];
+        fmt::print("{} test: loss {:.9g} accuracy {:.2f}% ({}/{})\n", c.dataset, loss,
+                   100.0 * double(correct) / double(pred.size()), correct, pred.size());
+      });
+    }};
+
+}  // namespace
+}  // namespace gl::tools
