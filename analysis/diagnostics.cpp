@@ -116,7 +116,7 @@ double nice_ceil(double v) {
 }
 
 // ------------------------------------------------------------------ state
-struct Diagnostics::Side {
+struct DiagnosticsCallback::Side {
   // Per-class accumulators, [classes * units].
   std::vector<double> sum, sumsq;
   std::vector<float> mn, mx;
@@ -147,7 +147,7 @@ struct Diagnostics::Side {
   }
 };
 
-struct Diagnostics::Layer {
+struct DiagnosticsCallback::Layer {
   int64_t index = 0, in = 0, units = 0;
   ActivationKind act = ActivationKind::relu;
   double slope = 0.01;
@@ -163,7 +163,7 @@ struct Diagnostics::Layer {
   bool have_last = false;
 };
 
-Diagnostics::Diagnostics(DiagnosticsOptions options) : opts_(std::move(options)) {
+DiagnosticsCallback::DiagnosticsCallback(DiagnosticsOptions options) : opts_(std::move(options)) {
   GL_CHECK(opts_.every >= 0, "--diagnostics-every must be >= 0, got {}", opts_.every);
   GL_CHECK(opts_.saturation_threshold > 0 && opts_.saturation_threshold < 1,
            "--saturation-threshold must be in (0, 1), got {}", opts_.saturation_threshold);
@@ -172,18 +172,18 @@ Diagnostics::Diagnostics(DiagnosticsOptions options) : opts_(std::move(options))
 
 // The hooks reach the callback through token_, cleared here: the model may outlive the
 // callback, and its hooks must then do nothing.
-Diagnostics::~Diagnostics() {
+DiagnosticsCallback::~DiagnosticsCallback() {
   if (token_) *token_ = nullptr;
 }
 
-bool Diagnostics::is_recorded_step(int64_t step) const {
+bool DiagnosticsCallback::is_recorded_step(int64_t step) const {
   if (step <= 0) return false;
   if (step % steps_per_epoch_ == 0) return true;
   return opts_.every > 0 && step % opts_.every == 0;
 }
 
 // ------------------------------------------------------------------ hooks
-void Diagnostics::attach(train::Trainer& t) {
+void DiagnosticsCallback::attach(train::Trainer& t) {
   trainer_ = &t;
   models::MLP& m = t.model();
   classes_ = t.num_classes();
@@ -192,7 +192,7 @@ void Diagnostics::attach(train::Trainer& t) {
   for (int64_t y : t.test_dataset().labels)
     if (y >= 0 && y < classes_) ++class_counts_[std::size_t(y)];
   GL_CHECK(!token_, "diagnostics: already attached to a trainer");
-  token_ = std::make_shared<Diagnostics*>(this);
+  token_ = std::make_shared<DiagnosticsCallback*>(this);
   auto token = token_;
   const auto& taps = m.taps();
   layers_.resize(taps.size());
@@ -215,11 +215,11 @@ void Diagnostics::attach(train::Trainer& t) {
     l.post.threshold = thr;
     l.pre.threshold = l.act == ActivationKind::sigmoid ? float(2 * std::atanh(opts_.saturation_threshold)) : thr;
     tap.pre->add_forward_hook([token, i](const models::Module&, const Tensor&, const Tensor& out) {
-      Diagnostics* d = *token;
+      DiagnosticsCallback* d = *token;
       if (d && d->recording_) d->record(d->layers_[i], false, out);
     });
     tap.post->add_forward_hook([token, i](const models::Module&, const Tensor&, const Tensor& out) {
-      Diagnostics* d = *token;
+      DiagnosticsCallback* d = *token;
       if (!d) return;
       if (d->recording_) {
         d->record(d->layers_[i], true, out);
@@ -230,7 +230,7 @@ void Diagnostics::attach(train::Trainer& t) {
           d->is_recorded_step(d->trainer_->global_step() + 1)) {
         d->layers_[i].act_grad = kNaN;
         out.add_hook([token, i](const Tensor& g) {
-          if (Diagnostics* dd = *token) dd->layers_[i].act_grad = l2(g);
+          if (DiagnosticsCallback* dd = *token) dd->layers_[i].act_grad = l2(g);
           return Tensor();
         });
       }
@@ -238,7 +238,7 @@ void Diagnostics::attach(train::Trainer& t) {
   }
 }
 
-void Diagnostics::record(Layer& l, bool post, const Tensor& out) {
+void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& out) {
   Side& s = post ? l.post : l.pre;
   const Tensor& labels = trainer_->current_labels();
   GL_CHECK(out.dim() == 2 && out.size(1) == l.units,
@@ -257,7 +257,7 @@ void Diagnostics::record(Layer& l, bool post, const Tensor& out) {
                              int(classes_), s.threshold, s.acc(), s.lo, s.hi, opts_.hist_bins, h);
 }
 
-void Diagnostics::reset_accumulators() {
+void DiagnosticsCallback::reset_accumulators() {
   for (auto& l : layers_) {
     l.pre.reset();
     l.post.reset();
@@ -265,7 +265,7 @@ void Diagnostics::reset_accumulators() {
 }
 
 // ------------------------------------------------------------------ summaries
-Diagnostics::Moments Diagnostics::moments(int64_t layer, bool post, int64_t cls) const {
+DiagnosticsCallback::Moments DiagnosticsCallback::moments(int64_t layer, bool post, int64_t cls) const {
   const Layer& l = layers_.at(std::size_t(layer));
   const Side& s = post ? l.post : l.pre;
   Moments m;
@@ -300,24 +300,24 @@ static std::vector<uint64_t> unit_counts(const std::vector<uint64_t>& v, int64_t
   return out;
 }
 
-std::vector<uint64_t> Diagnostics::unit_positive_counts(int64_t layer, bool post) const {
+std::vector<uint64_t> DiagnosticsCallback::unit_positive_counts(int64_t layer, bool post) const {
   const Layer& l = layers_.at(std::size_t(layer));
   return unit_counts(post ? l.post.pos : l.pre.pos, classes_, l.units);
 }
-std::vector<uint64_t> Diagnostics::unit_threshold_counts(int64_t layer, bool post) const {
+std::vector<uint64_t> DiagnosticsCallback::unit_threshold_counts(int64_t layer, bool post) const {
   const Layer& l = layers_.at(std::size_t(layer));
   return unit_counts(post ? l.post.gt : l.pre.gt, classes_, l.units);
 }
-float Diagnostics::threshold(int64_t layer, bool post) const {
+float DiagnosticsCallback::threshold(int64_t layer, bool post) const {
   const Layer& l = layers_.at(std::size_t(layer));
   return post ? l.post.threshold : l.pre.threshold;
 }
-std::pair<float, float> Diagnostics::hist_range(int64_t layer, bool post) const {
+std::pair<float, float> DiagnosticsCallback::hist_range(int64_t layer, bool post) const {
   const Layer& l = layers_.at(std::size_t(layer));
   return post ? std::pair(l.post.lo, l.post.hi) : std::pair(l.pre.lo, l.pre.hi);
 }
 
-void Diagnostics::choose_ranges() {
+void DiagnosticsCallback::choose_ranges() {
   const double H = opts_.headroom;
   for (auto& l : layers_) {
     Moments p = moments(l.index, false), q = moments(l.index, true);
@@ -346,7 +346,7 @@ void Diagnostics::choose_ranges() {
   }
 }
 
-void Diagnostics::finish_pass(int64_t epoch) {
+void DiagnosticsCallback::finish_pass(int64_t epoch) {
   const double frac = opts_.saturated_min_fraction;
   int64_t samples = 0;
   for (int64_t c : class_counts_) samples += c;
@@ -384,7 +384,7 @@ void Diagnostics::finish_pass(int64_t epoch) {
 }
 
 // ------------------------------------------------------------------ files
-void Diagnostics::write_files(int64_t epoch) {
+void DiagnosticsCallback::write_files(int64_t epoch) {
   const std::string dir = trainer_->run_dir() + "/diagnostics";
   io::ensure_dir(dir);
   json lj;
@@ -460,7 +460,7 @@ void Diagnostics::write_files(int64_t epoch) {
   }
 }
 
-void Diagnostics::annotate_config(const std::string& run_dir) {
+void DiagnosticsCallback::annotate_config(const std::string& run_dir) {
   const std::string path = run_dir + "/config.json";
   json j = json::object();
   if (io::file_exists(path)) {
@@ -480,7 +480,7 @@ void Diagnostics::annotate_config(const std::string& run_dir) {
 }
 
 // ------------------------------------------------------------------ callbacks
-void Diagnostics::on_train_begin(train::Trainer& t) {
+void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
   attach(t);
   annotate_config(t.run_dir());
   const int64_t done = t.global_step() / steps_per_epoch_;
@@ -508,7 +508,7 @@ void Diagnostics::on_train_begin(train::Trainer& t) {
   write_files(0);
 }
 
-void Diagnostics::on_after_backward(train::Trainer& t, int64_t step) {
+void DiagnosticsCallback::on_after_backward(train::Trainer& t, int64_t step) {
   if (!opts_.grads || !is_recorded_step(step)) return;
   for (auto& l : layers_) {
     const Tensor& w = l.linear->weight();
@@ -527,7 +527,7 @@ void Diagnostics::on_after_backward(train::Trainer& t, int64_t step) {
   pending_update_ = true;
 }
 
-void Diagnostics::on_step_end(train::Trainer& t, int64_t step, double) {
+void DiagnosticsCallback::on_step_end(train::Trainer& t, int64_t step, double) {
   if (!pending_update_) return;
   pending_update_ = false;
   for (auto& l : layers_) {
@@ -553,18 +553,18 @@ void Diagnostics::on_step_end(train::Trainer& t, int64_t step, double) {
   }
 }
 
-void Diagnostics::on_evaluate_begin(train::Trainer&, int64_t) {
+void DiagnosticsCallback::on_evaluate_begin(train::Trainer&, int64_t) {
   reset_accumulators();
   recording_ = true;
   hist_on_ = true;
 }
 
-void Diagnostics::on_evaluate_end(train::Trainer&, int64_t epoch) {
+void DiagnosticsCallback::on_evaluate_end(train::Trainer&, int64_t epoch) {
   recording_ = false;
   finish_pass(epoch);
 }
 
-void Diagnostics::on_epoch_end(train::Trainer& t, train::EpochResult& r) {
+void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r) {
   for (auto& l : layers_) {
     if (opts_.grads) {
       const StepGrads& g = l.last;
@@ -585,7 +585,7 @@ void Diagnostics::on_epoch_end(train::Trainer& t, train::EpochResult& r) {
   write_files(r.epoch);
 }
 
-void Diagnostics::on_train_end(train::Trainer&) {}
+void DiagnosticsCallback::on_train_end(train::Trainer&) {}
 
 // ------------------------------------------------------------------ resume
 namespace {
@@ -604,7 +604,7 @@ std::string kept_rows(const std::string& path, const std::function<bool(double)>
 }
 }  // namespace
 
-void Diagnostics::resume_from_files(train::Trainer& t, int64_t done) {
+void DiagnosticsCallback::resume_from_files(train::Trainer& t, int64_t done) {
   const std::string dir = t.run_dir() + "/diagnostics";
   auto by_epoch = [done](double e) { return e <= double(done); };
   act_rows_ = kept_rows(dir + "/activations.csv", by_epoch);

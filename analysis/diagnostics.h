@@ -48,10 +48,10 @@ struct DiagnosticsOptions {
 // non-finite v.
 double nice_ceil(double v);
 
-class Diagnostics : public train::Callback {
+class DiagnosticsCallback : public train::Callback {
  public:
-  explicit Diagnostics(DiagnosticsOptions options);
-  ~Diagnostics() override;
+  explicit DiagnosticsCallback(DiagnosticsOptions options);
+  ~DiagnosticsCallback() override;
 
   void on_train_begin(train::Trainer& t) override;
   void on_after_backward(train::Trainer& t, int64_t step) override;
@@ -109,7 +109,7 @@ class Diagnostics : public train::Callback {
   // CSV rows so far (each file is rewritten whole every epoch).
   std::string act_rows_, unit_rows_, grad_rows_, step_rows_;
   std::vector<std::vector<StepGrads>> step_grads_;
-  std::shared_ptr<Diagnostics*> token_;  // what the hooks hold; null after destruction
+  std::shared_ptr<DiagnosticsCallback*> token_;  // what the hooks hold; null after destruction
 };
 
 }  // namespace gl::analysis

@@ -14,7 +14,7 @@ void attach_diagnostics(train::Trainer& trainer, const TrainFlags& flags) {
   if (!o.any()) return;
   o.every = flags.diagnostics_every;
   o.saturation_threshold = flags.saturation_threshold;
-  trainer.add_callback(std::make_shared<analysis::Diagnostics>(o));
+  trainer.add_callback(std::make_shared<analysis::DiagnosticsCallback>(o));
 }
 
 }  // namespace gl::tools
