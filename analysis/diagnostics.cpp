@@ -79,7 +79,10 @@ std::string DiagnosticsOptions::groups() const {
   const bool on[] = {activations, histograms, units, grads, selectivity};
   std::string s;
   for (int i = 0; i < 5; ++i)
-    if (on[i]) s += (s.empty() ? "" : ",") + std::string(kGroupNames[i]);
+    if (on[i]) {
+      if (!s.empty()) s += ',';
+      s += kGroupNames[i];
+    }
   return s.empty() ? "none" : s;
 }
 
