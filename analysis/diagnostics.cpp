@@ -446,7 +446,7 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
         std::vector<double> edges(std::size_t(opts_.hist_bins + 1));
         for (int b = 0; b <= opts_.hist_bins; ++b)
           edges[std::size_t(b)] = double(s.lo) + (double(s.hi) - double(s.lo)) * b / opts_.hist_bins;
-        write_npy(base + "_edges.npy", "F8", edges, {opts_.hist_bins + 1});
+        write_npy(base + "_edges.npy", "F64", edges, {opts_.hist_bins + 1});
       }
   }
   if (opts_.selectivity) {
@@ -458,7 +458,7 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
           const int64_t n = class_counts_[std::size_t(k)];
           sel[e] = n > 0 ? float(l.post.sum[e] / double(n)) : std::numeric_limits<float>::quiet_NaN();
         }
-      write_npy(fmt::format("{}/selectivity_{}.npy", dir, l.index), "F4", sel, {classes_, l.units});
+      write_npy(fmt::format("{}/selectivity_{}.npy", dir, l.index), "F32", sel, {classes_, l.units});
     }
   }
 }
