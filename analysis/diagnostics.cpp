@@ -324,10 +324,16 @@ void DiagnosticsCallback::choose_ranges() {
   const double H = opts_.headroom;
   for (auto& l : layers_) {
     Moments p = moments(l.index, false), q = moments(l.index, true);
-    double a = nice_ceil(H * std::max(std::fabs(double(p.min)), std::fabs(double(p.max))));
+    // The bulk (|mean| + 4 std), not the extremes: a few outliers at initialization would
+    // otherwise squeeze every other value into a handful of bins.
+    auto bulk = [](const Moments& m) {
+      return std::min(std::max(std::fabs(double(m.min)), std::fabs(double(m.max))),
+                      std::fabs(m.mean) + 4 * m.std);
+    };
+    double a = nice_ceil(H * bulk(p));
     l.pre.lo = float(-a);
     l.pre.hi = float(a);
-    double top = nice_ceil(H * std::max(double(q.max), 0.0));
+    double top = nice_ceil(H * std::max(std::min(double(q.max), q.mean + 4 * q.std), 0.0));
     switch (l.act) {
       case ActivationKind::tanh: l.post.lo = -1, l.post.hi = 1; break;
       case ActivationKind::sigmoid: l.post.lo = 0, l.post.hi = 1; break;
@@ -340,7 +346,7 @@ void DiagnosticsCallback::choose_ranges() {
       case ActivationKind::gelu_tanh: l.post.lo = -0.2f, l.post.hi = float(top); break;  // min -0.17
       case ActivationKind::silu: l.post.lo = -0.3f, l.post.hi = float(top); break;       // min -0.28
       default: {
-        double b = nice_ceil(H * std::max(std::fabs(double(q.min)), std::fabs(double(q.max))));
+        double b = nice_ceil(H * bulk(q));
         l.post.lo = float(-b), l.post.hi = float(b);
       }
     }
