@@ -28,10 +28,12 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 const char* kGroupNames[] = {"activations", "histograms", "units", "grads", "selectivity"};
 
 bool relu_family(ActivationKind a) {
-  return a == ActivationKind::relu || a == ActivationKind::leaky_relu || a == ActivationKind::gelu ||
-         a == ActivationKind::gelu_tanh || a == ActivationKind::silu;
+  return a == ActivationKind::relu || a == ActivationKind::leaky_relu ||
+         a == ActivationKind::gelu || a == ActivationKind::gelu_tanh || a == ActivationKind::silu;
 }
-bool saturating(ActivationKind a) { return a == ActivationKind::tanh || a == ActivationKind::sigmoid; }
+bool saturating(ActivationKind a) {
+  return a == ActivationKind::tanh || a == ActivationKind::sigmoid;
+}
 
 // L2 (Frobenius) norm in double; NaN for an undefined tensor.
 double l2(const Tensor& t) {
@@ -47,9 +49,12 @@ double l2(const Tensor& t) {
   return std::sqrt(s);
 }
 
-std::string num(double v) { return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("nan"); }
+std::string num(double v) {
+  return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("nan");
+}
 
-void write_u64_npy(const std::string& path, const std::vector<uint64_t>& v, std::vector<int64_t> shape) {
+void write_u64_npy(const std::string& path, const std::vector<uint64_t>& v,
+                   std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "I64";
   a.shape = std::move(shape);
@@ -79,7 +84,10 @@ std::string DiagnosticsOptions::groups() const {
   const bool on[] = {activations, histograms, units, grads, selectivity};
   std::string s;
   for (int i = 0; i < 5; ++i)
-    if (on[i]) s += (s.empty() ? "" : ",") + std::string(kGroupNames[i]);
+    if (on[i]) {
+      if (!s.empty()) s += ',';
+      s += kGroupNames[i];
+    }
   return s.empty() ? "none" : s;
 }
 
@@ -124,8 +132,9 @@ struct DiagnosticsCallback::Side {
   float threshold = 0;  // for count_abs_gt
   float lo = -1, hi = 1;
   bool ranged = false;
-  std::vector<uint64_t> bins, outside;      // this pass
-  std::vector<uint64_t> hist_rows, outside_rows;  // every recorded epoch, [epochs, bins] / [epochs, 3]
+  std::vector<uint64_t> bins, outside;  // this pass
+  std::vector<uint64_t> hist_rows,
+      outside_rows;  // every recorded epoch, [epochs, bins] / [epochs, 3]
 
   void init(int64_t entries, int nbins) {
     sum.resize(std::size_t(entries));
@@ -213,7 +222,8 @@ void DiagnosticsCallback::attach(train::Trainer& t) {
     // Saturation: |tanh| > thr is counted on the output; for sigmoid, |2 s - 1| > thr is
     // |z| > 2 atanh(thr) on the input. Elsewhere the count is of |x| > thr (unused).
     l.post.threshold = thr;
-    l.pre.threshold = l.act == ActivationKind::sigmoid ? float(2 * std::atanh(opts_.saturation_threshold)) : thr;
+    l.pre.threshold =
+        l.act == ActivationKind::sigmoid ? float(2 * std::atanh(opts_.saturation_threshold)) : thr;
     tap.pre->add_forward_hook([token, i](const models::Module&, const Tensor&, const Tensor& out) {
       DiagnosticsCallback* d = *token;
       if (d && d->recording_) d->record(d->layers_[i], false, out);
@@ -265,7 +275,8 @@ void DiagnosticsCallback::reset_accumulators() {
 }
 
 // ------------------------------------------------------------------ summaries
-DiagnosticsCallback::Moments DiagnosticsCallback::moments(int64_t layer, bool post, int64_t cls) const {
+DiagnosticsCallback::Moments DiagnosticsCallback::moments(int64_t layer, bool post,
+                                                          int64_t cls) const {
   const Layer& l = layers_.at(std::size_t(layer));
   const Side& s = post ? l.post : l.pre;
   Moments m;
@@ -293,7 +304,8 @@ DiagnosticsCallback::Moments DiagnosticsCallback::moments(int64_t layer, bool po
   return m;
 }
 
-static std::vector<uint64_t> unit_counts(const std::vector<uint64_t>& v, int64_t classes, int64_t units) {
+static std::vector<uint64_t> unit_counts(const std::vector<uint64_t>& v, int64_t classes,
+                                         int64_t units) {
   std::vector<uint64_t> out(std::size_t(units), 0);
   for (int64_t k = 0; k < classes; ++k)
     for (int64_t c = 0; c < units; ++c) out[std::size_t(c)] += v[std::size_t(k * units + c)];
@@ -321,23 +333,39 @@ void DiagnosticsCallback::choose_ranges() {
   const double H = opts_.headroom;
   for (auto& l : layers_) {
     Moments p = moments(l.index, false), q = moments(l.index, true);
-    double a = nice_ceil(H * std::max(std::fabs(double(p.min)), std::fabs(double(p.max))));
+    // The bulk (|mean| + 4 std), not the extremes: a few outliers at initialization would
+    // otherwise squeeze every other value into a handful of bins.
+    auto bulk = [](const Moments& m) {
+      return std::min(std::max(std::fabs(double(m.min)), std::fabs(double(m.max))),
+                      std::fabs(m.mean) + 4 * m.std);
+    };
+    double a = nice_ceil(H * bulk(p));
     l.pre.lo = float(-a);
     l.pre.hi = float(a);
-    double top = nice_ceil(H * std::max(double(q.max), 0.0));
+    double top = nice_ceil(H * std::max(std::min(double(q.max), q.mean + 4 * q.std), 0.0));
     switch (l.act) {
-      case ActivationKind::tanh: l.post.lo = -1, l.post.hi = 1; break;
-      case ActivationKind::sigmoid: l.post.lo = 0, l.post.hi = 1; break;
-      case ActivationKind::relu: l.post.lo = 0, l.post.hi = float(top); break;
+      case ActivationKind::tanh:
+        l.post.lo = -1, l.post.hi = 1;
+        break;
+      case ActivationKind::sigmoid:
+        l.post.lo = 0, l.post.hi = 1;
+        break;
+      case ActivationKind::relu:
+        l.post.lo = 0, l.post.hi = float(top);
+        break;
       case ActivationKind::leaky_relu:
         l.post.lo = q.min < 0 ? float(-nice_ceil(-H * double(q.min))) : 0.0f;
         l.post.hi = float(top);
         break;
       case ActivationKind::gelu:
-      case ActivationKind::gelu_tanh: l.post.lo = -0.2f, l.post.hi = float(top); break;  // min -0.17
-      case ActivationKind::silu: l.post.lo = -0.3f, l.post.hi = float(top); break;       // min -0.28
+      case ActivationKind::gelu_tanh:
+        l.post.lo = -0.2f, l.post.hi = float(top);
+        break;  // min -0.17
+      case ActivationKind::silu:
+        l.post.lo = -0.3f, l.post.hi = float(top);
+        break;  // min -0.28
       default: {
-        double b = nice_ceil(H * std::max(std::fabs(double(q.min)), std::fabs(double(q.max))));
+        double b = nice_ceil(H * bulk(q));
         l.post.lo = float(-b), l.post.hi = float(b);
       }
     }
@@ -355,8 +383,9 @@ void DiagnosticsCallback::finish_pass(int64_t epoch) {
       for (int post = 0; post < 2; ++post)
         for (int64_t k = -1; k < classes_; ++k) {
           Moments m = moments(l.index, post, k);
-          act_rows_ += fmt::format("{},{},{},{},{},{},{},{}\n", epoch, l.index, post ? "post" : "pre", k,
-                                   num(m.mean), num(m.std), num(m.min), num(m.max));
+          act_rows_ +=
+              fmt::format("{},{},{},{},{},{},{},{}\n", epoch, l.index, post ? "post" : "pre", k,
+                          num(m.mean), num(m.std), num(m.min), num(m.max));
         }
     }
     if (opts_.units) {
@@ -399,9 +428,11 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
   lj["epochs"] = hist_epochs_;
   io::write_file_atomic(dir + "/layers.json", lj.dump(1) + "\n");
   if (opts_.activations)
-    io::write_file_atomic(dir + "/activations.csv", "epoch,layer,kind,class,mean,std,min,max\n" + act_rows_);
+    io::write_file_atomic(dir + "/activations.csv",
+                          "epoch,layer,kind,class,mean,std,min,max\n" + act_rows_);
   if (opts_.units) {
-    io::write_file_atomic(dir + "/units.csv", "epoch,layer,dead_fraction,saturated_fraction\n" + unit_rows_);
+    io::write_file_atomic(dir + "/units.csv",
+                          "epoch,layer,dead_fraction,saturated_fraction\n" + unit_rows_);
     json dead = {{"epoch", epoch}, {"layers", json::array()}}, sat = dead;
     const double frac = opts_.saturated_min_fraction;
     int64_t samples = 0;
@@ -427,10 +458,12 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
   if (opts_.grads) {
     io::write_file_atomic(dir + "/grads.csv",
                           "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,"
-                          "update_ratio,weight_grad_norm_mean\n" + grad_rows_);
+                          "update_ratio,weight_grad_norm_mean\n" +
+                              grad_rows_);
     io::write_file_atomic(dir + "/grad_steps.csv",
                           "step,epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,"
-                          "weight_norm,update_ratio\n" + step_rows_);
+                          "weight_norm,update_ratio\n" +
+                              step_rows_);
   }
   const int64_t rows = int64_t(hist_epochs_.size());
   if (opts_.histograms && rows > 0) {
@@ -442,8 +475,9 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
         write_u64_npy(base + "_outside.npy", s.outside_rows, {rows, 3});
         std::vector<double> edges(std::size_t(opts_.hist_bins + 1));
         for (int b = 0; b <= opts_.hist_bins; ++b)
-          edges[std::size_t(b)] = double(s.lo) + (double(s.hi) - double(s.lo)) * b / opts_.hist_bins;
-        write_npy(base + "_edges.npy", "F8", edges, {opts_.hist_bins + 1});
+          edges[std::size_t(b)] =
+              double(s.lo) + (double(s.hi) - double(s.lo)) * b / opts_.hist_bins;
+        write_npy(base + "_edges.npy", "F64", edges, {opts_.hist_bins + 1});
       }
   }
   if (opts_.selectivity) {
@@ -453,9 +487,11 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
         for (int64_t c = 0; c < l.units; ++c) {
           const std::size_t e = std::size_t(k * l.units + c);
           const int64_t n = class_counts_[std::size_t(k)];
-          sel[e] = n > 0 ? float(l.post.sum[e] / double(n)) : std::numeric_limits<float>::quiet_NaN();
+          sel[e] =
+              n > 0 ? float(l.post.sum[e] / double(n)) : std::numeric_limits<float>::quiet_NaN();
         }
-      write_npy(fmt::format("{}/selectivity_{}.npy", dir, l.index), "F4", sel, {classes_, l.units});
+      write_npy(fmt::format("{}/selectivity_{}.npy", dir, l.index), "F32", sel,
+                {classes_, l.units});
     }
   }
 }
@@ -504,7 +540,8 @@ void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
   finish_pass(0);
   if (opts_.grads)
     for (auto& l : layers_)
-      grad_rows_ += fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.linear->weight())));
+      grad_rows_ +=
+          fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.linear->weight())));
   write_files(0);
 }
 
@@ -521,7 +558,8 @@ void DiagnosticsCallback::on_after_backward(train::Trainer& t, int64_t step) {
     l.act_grad = kNaN;
     l.last = g;
     // Snapshot for the update ratio; the buffer is reused from step to step.
-    const Tensor wc = w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
+    const Tensor wc =
+        w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
     l.w_before.assign(wc.data<float>(), wc.data<float>() + wc.numel());
   }
   pending_update_ = true;
@@ -532,7 +570,8 @@ void DiagnosticsCallback::on_step_end(train::Trainer& t, int64_t step, double) {
   pending_update_ = false;
   for (auto& l : layers_) {
     const Tensor& w = l.linear->weight();
-    const Tensor wc = w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
+    const Tensor wc =
+        w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
     const float* p = wc.data<float>();
     double d2 = 0, b2 = 0, a2 = 0;
     for (std::size_t i = 0; i < l.w_before.size(); ++i) {
@@ -548,8 +587,9 @@ void DiagnosticsCallback::on_step_end(train::Trainer& t, int64_t step, double) {
     ++l.wg_count;
     l.have_last = true;
     step_grads_[std::size_t(l.index)].push_back(g);
-    step_rows_ += fmt::format("{},{},{},{},{},{},{},{}\n", g.step, g.epoch, l.index, num(g.weight_grad),
-                              num(g.bias_grad), num(g.act_grad), num(g.weight_norm), num(g.update_ratio));
+    step_rows_ +=
+        fmt::format("{},{},{},{},{},{},{},{}\n", g.step, g.epoch, l.index, num(g.weight_grad),
+                    num(g.bias_grad), num(g.act_grad), num(g.weight_norm), num(g.update_ratio));
   }
 }
 
@@ -569,15 +609,17 @@ void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
     if (opts_.grads) {
       const StepGrads& g = l.last;
       const bool ok = l.have_last;
-      grad_rows_ += fmt::format("{},{},{},{},{},{},{},{}\n", r.epoch, l.index, num(ok ? g.weight_grad : kNaN),
-                                num(ok ? g.bias_grad : kNaN), num(ok ? g.act_grad : kNaN),
-                                num(ok ? g.weight_norm : l2(l.linear->weight())), num(ok ? g.update_ratio : kNaN),
-                                num(l.wg_count ? l.wg_sum / double(l.wg_count) : kNaN));
+      grad_rows_ += fmt::format(
+          "{},{},{},{},{},{},{},{}\n", r.epoch, l.index, num(ok ? g.weight_grad : kNaN),
+          num(ok ? g.bias_grad : kNaN), num(ok ? g.act_grad : kNaN),
+          num(ok ? g.weight_norm : l2(l.linear->weight())), num(ok ? g.update_ratio : kNaN),
+          num(l.wg_count ? l.wg_sum / double(l.wg_count) : kNaN));
     }
     Moments m = moments(l.index, true);
     r.extra.emplace_back(fmt::format("act_mean_{}", l.index), m.mean);
     r.extra.emplace_back(fmt::format("act_std_{}", l.index), m.std);
-    r.extra.emplace_back(fmt::format("grad_norm_{}", l.index), opts_.grads && l.have_last ? l.last.weight_grad : kNaN);
+    r.extra.emplace_back(fmt::format("grad_norm_{}", l.index),
+                         opts_.grads && l.have_last ? l.last.weight_grad : kNaN);
     l.wg_sum = 0;
     l.wg_count = 0;
     l.have_last = false;
@@ -611,7 +653,8 @@ void DiagnosticsCallback::resume_from_files(train::Trainer& t, int64_t done) {
   unit_rows_ = kept_rows(dir + "/units.csv", by_epoch);
   grad_rows_ = kept_rows(dir + "/grads.csv", by_epoch);
   const int64_t last_step = done * steps_per_epoch_;
-  step_rows_ = kept_rows(dir + "/grad_steps.csv", [last_step](double s) { return s <= double(last_step); });
+  step_rows_ =
+      kept_rows(dir + "/grad_steps.csv", [last_step](double s) { return s <= double(last_step); });
   // Histograms: rows of the epochs already done, and the ranges they were counted with.
   if (opts_.histograms && io::file_exists(dir + "/layers.json")) {
     auto bytes = io::read_file(dir + "/layers.json");

@@ -32,8 +32,9 @@ struct DiagnosticsOptions {
   double saturation_threshold = 0.99;
   double saturated_min_fraction = 0.5;
   int hist_bins = 60;
-  // Histogram ranges are fixed at epoch 0 to `headroom` times the largest magnitude seen at
-  // initialization, rounded up to 1, 2, 2.5 or 5 times a power of ten (docs/diagnostics.md).
+  // Histogram ranges are fixed at epoch 0 to `headroom` times the bulk of the values seen at
+  // initialization (|mean| + 4 std, capped by the largest magnitude), rounded up to 1, 2, 2.5 or 5
+  // times a power of ten (docs/diagnostics.md).
   double headroom = 1.5;
 
   bool any() const { return activations || histograms || units || grads || selectivity; }

@@ -20,8 +20,8 @@ constexpr int64_t kParallelMin = int64_t(1) << 15;
 
 __attribute__((target_clones("avx2", "default"))) void accumulate_row(
     const float* __restrict x, int64_t n, float threshold, double* __restrict sum,
-    double* __restrict sumsq, float* __restrict mn, float* __restrict mx,
-    uint64_t* __restrict pos, uint64_t* __restrict gt) {
+    double* __restrict sumsq, float* __restrict mn, float* __restrict mx, uint64_t* __restrict pos,
+    uint64_t* __restrict gt) {
   for (int64_t i = 0; i < n; ++i) {
     const float v = x[i];
     const double d = double(v);
@@ -64,16 +64,20 @@ struct Binner {
   }
 };
 
-void merge_counts(const std::vector<uint64_t>& local, int nbins, int groups, const HistogramAccum& acc) {
+void merge_counts(const std::vector<uint64_t>& local, int nbins, int groups,
+                  const HistogramAccum& acc) {
   for (int g = 0; g < groups; ++g) {
     const uint64_t* l = local.data() + std::size_t(g) * std::size_t(nbins + 3);
-    for (int b = 0; b < nbins; ++b) acc.bins[std::size_t(g) * std::size_t(nbins) + std::size_t(b)] += l[b];
+    for (int b = 0; b < nbins; ++b)
+      acc.bins[std::size_t(g) * std::size_t(nbins) + std::size_t(b)] += l[b];
     if (acc.outside)
       for (int o = 0; o < 3; ++o) acc.outside[std::size_t(g) * 3 + std::size_t(o)] += l[nbins + o];
   }
 }
 
-int threads_for(int64_t work) { return work >= kParallelMin ? omp_get_max_threads() : 1; }
+int threads_for(int64_t work) {
+  return work >= kParallelMin ? omp_get_max_threads() : 1;
+}
 
 }  // namespace
 
@@ -99,7 +103,7 @@ void column_stats_histogram(const float* x, const int64_t* labels, int64_t rows,
   int64_t block = (cols + nt - 1) / nt;
   block = std::max<int64_t>(16, (block + 15) / 16 * 16);
   const int64_t nblocks = (cols + block - 1) / block;
-#pragma omp parallel num_threads(int(std::min<int64_t>(nt, nblocks))) if (nblocks > 1)
+#pragma omp parallel num_threads(int(std::min <int64_t>(nt, nblocks))) if (nblocks > 1)
   {
     // Reused across calls: no allocation per batch once the scratch has grown.
     static thread_local std::vector<uint64_t> local;
@@ -140,7 +144,7 @@ void histogram_by_class(const float* x, const int64_t* labels, int64_t rows, int
   if (!labels) nclasses = 1;
   const Binner binner(lo, hi, nbins);
   const std::size_t stride = std::size_t(nbins + 3);
-#pragma omp parallel num_threads(threads_for(rows * cols))
+#pragma omp parallel num_threads(threads_for(rows* cols))
   {
     static thread_local std::vector<uint64_t> local;
     local.assign(stride * std::size_t(nclasses), 0);
@@ -155,12 +159,14 @@ void histogram_by_class(const float* x, const int64_t* labels, int64_t rows, int
   }
 }
 
-void histogram(const float* x, int64_t n, float lo, float hi, int nbins, const HistogramAccum& acc) {
+void histogram(const float* x, int64_t n, float lo, float hi, int nbins,
+               const HistogramAccum& acc) {
   // Viewed as rows of 4096 elements (plus a tail) so the row loop spreads over threads.
   constexpr int64_t kRow = 4096;
   const int64_t full = n / kRow;
   if (full > 0) histogram_by_class(x, nullptr, full, kRow, 1, lo, hi, nbins, acc);
-  if (n > full * kRow) histogram_by_class(x + full * kRow, nullptr, 1, n - full * kRow, 1, lo, hi, nbins, acc);
+  if (n > full * kRow)
+    histogram_by_class(x + full * kRow, nullptr, 1, n - full * kRow, 1, lo, hi, nbins, acc);
 }
 
 }  // namespace gl::kernels::cpu

@@ -34,12 +34,13 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
   for (auto& v : x) v = nd(rng);
   // Exact zeros (ReLU-like), and a column that is never positive.
   for (std::size_t i = 0; i < x.size(); i += 7) x[i] = 0.0f;
-  for (int64_t r = 0; r < rows; ++r) x[std::size_t(r * cols + 3 % cols)] = -std::fabs(x[std::size_t(r * cols + 3 % cols)]);
+  for (int64_t r = 0; r < rows; ++r)
+    x[std::size_t(r * cols + 3 % cols)] = -std::fabs(x[std::size_t(r * cols + 3 % cols)]);
   return x;
 }
 
-void check_against_naive(const std::vector<float>& x, const std::vector<int64_t>* labels, int64_t rows,
-                         int64_t cols, int classes, float thr, Acc& a) {
+void check_against_naive(const std::vector<float>& x, const std::vector<int64_t>* labels,
+                         int64_t rows, int64_t cols, int classes, float thr, Acc& a) {
   for (int k = 0; k < classes; ++k)
     for (int64_t c = 0; c < cols; ++c) {
       long double s = 0, sq = 0;
@@ -68,7 +69,8 @@ void check_against_naive(const std::vector<float>& x, const std::vector<int64_t>
 }  // namespace
 
 TEST(Stats, ColumnStatsMatchNaive) {
-  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 1}, {5, 3}, {37, 17}, {600, 130}, {257, 1000}}) {
+  for (auto [rows, cols] :
+       {std::pair<int64_t, int64_t>{1, 1}, {5, 3}, {37, 17}, {600, 130}, {257, 1000}}) {
     auto x = random_matrix(rows, cols, uint32_t(rows * 31 + cols));
     Acc a{std::size_t(cols)};
     kc::column_stats(x.data(), rows, cols, 1.25f, a.view());
@@ -99,7 +101,8 @@ TEST(Stats, AccumulatesAcrossCallsAndThreadCounts) {
   kc::column_stats_by_class(x.data(), labels.data(), rows, cols, 3, 1.0f, whole.view());
   omp_set_num_threads(2);
   kc::column_stats_by_class(x.data(), labels.data(), 450, cols, 3, 1.0f, halves.view());
-  kc::column_stats_by_class(x.data() + 450 * cols, labels.data() + 450, 450, cols, 3, 1.0f, halves.view());
+  kc::column_stats_by_class(x.data() + 450 * cols, labels.data() + 450, 450, cols, 3, 1.0f,
+                            halves.view());
   omp_set_num_threads(saved);
   for (std::size_t e = 0; e < whole.sum.size(); ++e) {
     EXPECT_NEAR(whole.sum[e], halves.sum[e], 1e-9 * (1 + std::fabs(whole.sum[e])));
@@ -128,7 +131,8 @@ TEST(Stats, HistogramEdgesOutsideAndNaN) {
   std::vector<float> x = {-1.0f, -0.5f, 0.0f, 2.999f, 3.0f, -7.0f, 9.0f, std::nanf(""), 1.5f, 1.0f};
   std::vector<uint64_t> bins(nbins, 0), outside(3, 0);
   kc::histogram(x.data(), int64_t(x.size()), lo, hi, nbins, {bins.data(), outside.data()});
-  // By hand: bin0 = {-1, -0.5, -7(below)}, bin1 = {0}, bin2 = {1.5, 1.0}, bin3 = {2.999, 3, 9(above)}.
+  // By hand: bin0 = {-1, -0.5, -7(below)}, bin1 = {0}, bin2 = {1.5, 1.0}, bin3 = {2.999, 3,
+  // 9(above)}.
   EXPECT_EQ(bins, (std::vector<uint64_t>{3, 1, 2, 3}));
   EXPECT_EQ(outside, (std::vector<uint64_t>{1, 1, 1}));
 }
@@ -157,13 +161,14 @@ TEST(Stats, HistogramMatchesNaiveAndFusedPass) {
   kc::histogram(x.data(), int64_t(x.size()), lo, hi, nbins, {bins.data(), outside.data()});
   EXPECT_EQ(bins, ref);
   std::vector<uint64_t> cb(std::size_t(classes * nbins), 0), co(std::size_t(classes * 3), 0);
-  kc::histogram_by_class(x.data(), labels.data(), rows, cols, classes, lo, hi, nbins, {cb.data(), co.data()});
+  kc::histogram_by_class(x.data(), labels.data(), rows, cols, classes, lo, hi, nbins,
+                         {cb.data(), co.data()});
   EXPECT_EQ(cb, ref_cls);
   // The fused pass: the same histogram and the same statistics as the separate calls.
   std::vector<uint64_t> fb(nbins, 0), fo(3, 0);
   Acc fused(std::size_t(classes * cols)), sep(std::size_t(classes * cols));
-  kc::column_stats_histogram(x.data(), labels.data(), rows, cols, classes, 0.7f, fused.view(), lo, hi, nbins,
-                             {fb.data(), fo.data()});
+  kc::column_stats_histogram(x.data(), labels.data(), rows, cols, classes, 0.7f, fused.view(), lo,
+                             hi, nbins, {fb.data(), fo.data()});
   kc::column_stats_by_class(x.data(), labels.data(), rows, cols, classes, 0.7f, sep.view());
   EXPECT_EQ(fb, ref);
   EXPECT_EQ(fo, outside);
