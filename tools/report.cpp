@@ -1,5 +1,6 @@
 // report.cpp: `gradlens report RUN_DIR [RUN_DIR...]` writes a self-contained report.html.
 #include "analysis/report.h"
+#include "analysis/sweep_report.h"
 
 #include <filesystem>
 #include <iostream>
@@ -50,6 +51,15 @@ const RegisterCommand reg{
         opts.title = o->title;
         if (!o->classes.empty()) opts.classes = parse_classes(o->classes);
         std::string out = o->out;
+        // A sweep directory (sweep.json / summary.csv) gets the sweep report.
+        if (o->dirs.size() == 1 && analysis::is_sweep_dir(o->dirs[0])) {
+          if (out.empty()) out = (std::filesystem::path(o->dirs[0]) / "report.html").string();
+          analysis::SweepReportOptions so;
+          if (o->title != "gradlens report") so.title = o->title;
+          analysis::write_sweep_report(o->dirs[0], out, so);
+          std::cout << "wrote " << out << "\n";
+          return;
+        }
         if (out.empty())
           out = o->dirs.size() == 1 ? (std::filesystem::path(o->dirs[0]) / "report.html").string()
                                     : "report.html";

@@ -49,7 +49,7 @@ train::TrainFlagInfo train_flag_info() {
   for (const CLI::Option* o : app.get_options()) {
     for (const auto& name : o->get_lnames()) {
       info.known.insert(name);
-      if (o->get_type_size_max() == 0) info.flags.insert(name);
+      if (o->get_expected_max() == 0) info.flags.insert(name);
     }
   }
   info.to_config = [](const std::vector<std::string>& args) {
@@ -186,7 +186,12 @@ struct SweepOpts {
   bool list = false, no_progress = false;
   // Training flags given on the command line: name -> values (flags: empty).
   std::vector<std::pair<std::string, std::shared_ptr<std::vector<std::string>>>> train_values;
-  std::vector<std::pair<std::string, CLI::Option*>> train_options;
+  struct TrainOption {
+    std::string name;
+    CLI::Option* option;
+    enum Kind { Flag, Single, Repeatable } kind;
+  };
+  std::vector<TrainOption> train_options;
   // merge
   std::vector<std::string> merge_dirs;
   bool partial = false;
@@ -232,15 +237,15 @@ SweepSpec build_spec(const SweepOpts& o) {
     axis(train::canonical_flag(g.substr(0, eq)).c_str(), vals);
   }
   // Training flags given once: a fixed value, or a one-value axis when the grid sweeps it.
-  for (auto& [name, opt] : o.train_options) {
+  for (auto& [name, opt, kind] : o.train_options) {
     if (opt->count() == 0) continue;
     ojson v;
     auto it = std::find_if(o.train_values.begin(), o.train_values.end(),
                            [&](auto& p) { return p.first == name; });
     const auto& vals = *it->second;
-    if (opt->get_type_size_max() == 0) {
+    if (kind == SweepOpts::TrainOption::Flag) {
       v = true;
-    } else if (opt->get_expected_max() > 1) {
+    } else if (kind == SweepOpts::TrainOption::Repeatable) {
       v = ojson::array();
       for (auto& s : vals) v.push_back(s);
     } else {
@@ -541,14 +546,17 @@ const RegisterCommand reg{
         if (sweep_owned(name)) continue;
         auto values = std::make_shared<std::vector<std::string>>();
         CLI::Option* mine = nullptr;
-        if (opt->get_type_size_max() == 0)
+        if (opt->get_expected_max() == 0)
           mine = sub.add_flag("--" + name, opt->get_description());
         else
           mine = sub.add_option("--" + name, *values, opt->get_description());
         mine->group("Training flags (fixed for every run)");
-        if (opt->get_type_size_max() != 0) mine->allow_extra_args(false);
+        if (opt->get_expected_max() != 0) mine->allow_extra_args(false);
         o->train_values.emplace_back(name, values);
-        o->train_options.emplace_back(name, mine);
+        auto kind = opt->get_expected_max() == 0  ? SweepOpts::TrainOption::Flag
+                    : opt->get_expected_max() > 1 ? SweepOpts::TrainOption::Repeatable
+                                                  : SweepOpts::TrainOption::Single;
+        o->train_options.push_back({name, mine, kind});
       }
       auto merge = sub.add_subcommand(
           "merge", "Join the shards of a sweep: copy runs from part directories, rebuild "

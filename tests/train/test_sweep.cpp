@@ -75,7 +75,7 @@ TEST(Sweep, ExpandOrderAndIdsMatchNestedLoops) {
     EXPECT_EQ(runs[k].config.width, 16);
   }
   // Init arguments become --init-arg flags; the fixed width comes first.
-  const auto& r = runs[4];  // relu, he_normal:factor=6:mode=fan_out, d3, s0
+  const auto& r = runs[8];  // relu, he_normal:factor=6:mode=fan_out, d3, s0
   EXPECT_EQ(r.config.init, "he_normal");
   EXPECT_EQ(r.config.init_args.at("factor"), "6");
   EXPECT_EQ(r.config.init_args.at("mode"), "fan_out");
