@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -39,6 +39,7 @@ nav a { color: #0072b2; text-decoration: none; margin-right: 14px; font-size: 13
 .row > figure { flex: 1 1 380px; min-width: 0; max-width: 560px; margin: 8px 0; }
 .multiples { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 4px 12px; }
 figure svg { width: 100%; height: auto; display: block; }
+.heat figure svg { width: auto; max-width: 100%; }
 figcaption { font-size: 12.5px; color: #444; margin-top: 4px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 6px 0 14px; }
 th, td { padding: 3px 9px; border-bottom: 1px solid #e3e3e3; text-align: right; }
@@ -70,7 +71,9 @@ std::string fmt_pct(double v) {
   std::snprintf(buf, sizeof buf, "%.2f%%", 100 * v);
   return buf;
 }
-std::string pct(double v) { return fmt_pct(v); }
+std::string pct(double v) {
+  return fmt_pct(v);
+}
 
 Metrics read_metrics(const std::string& path) {
   CsvTable t = read_csv(path);
@@ -119,7 +122,8 @@ InitSpec parse_init(const std::string& s) {
   out.name = s.substr(0, pos);
   while (pos != std::string::npos) {
     size_t next = s.find(':', pos + 1);
-    std::string kv = s.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
+    std::string kv =
+        s.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
     auto eq = kv.find('=');
     if (eq != std::string::npos) out.args[kv.substr(0, eq)] = kv.substr(eq + 1);
     pos = next;
@@ -171,8 +175,10 @@ class Report {
     *diverged = false;
     for (auto& r : s_.runs)
       if (r.activation == a && r.init == i && r.depth == d) {
-        if (r.status == "diverged") *diverged = true;
-        else v.push_back(r.final_test_acc);
+        if (r.status == "diverged")
+          *diverged = true;
+        else
+          v.push_back(r.final_test_acc);
       }
     return mean_finite(v);
   }
@@ -214,7 +220,8 @@ class Report {
     }
     p_.html += "<div class=\"stats\">";
     auto stat = [&](const std::string& v, const std::string& label) {
-      p_.html += "<div class=\"stat\"><b>" + escape(v) + "</b><span>" + escape(label) + "</span></div>";
+      p_.html +=
+          "<div class=\"stat\"><b>" + escape(v) + "</b><span>" + escape(label) + "</span></div>";
     };
     stat(std::to_string(s_.runs.size()), "runs");
     stat(std::to_string(diverged), "diverged");
@@ -226,15 +233,17 @@ class Report {
 
   void depth_section() {
     p_.html += "<h2 id=\"depth\">Final test accuracy against depth</h2>";
-    svg::Heatmap hm;
-    hm.title = "Final test accuracy (%)";
-    hm.xlabel = "depth (hidden layers)";
-    hm.ylabel = "activation / initialization";
-    for (int d : depths_) hm.col_labels.push_back(std::to_string(d));
-    std::vector<bool> div_cells;
-    for (auto& a : acts_)
+    // One heatmap per activation (rows: initializations, columns: depths) keeps labels whole.
+    p_.html += "<div class=\"row heat\">";
+    for (auto& a : acts_) {
+      svg::Heatmap hm;
+      hm.title = "final test accuracy (%), " + a;
+      hm.xlabel = "depth (hidden layers)";
+      hm.ylabel = "initialization";
+      for (int d : depths_) hm.col_labels.push_back(std::to_string(d));
+      std::vector<bool> div_cells;
       for (auto& i : inits_) {
-        hm.row_labels.push_back(a + " / " + i);
+        hm.row_labels.push_back(i);
         for (int d : depths_) {
           bool div = false;
           double v = final_acc(a, i, d, &div);
@@ -242,20 +251,23 @@ class Report {
           div_cells.push_back(div);
         }
       }
-    hm.vmin = 0;
-    hm.vmax = 100;
-    hm.cell_labels = hm.values.size() <= 400;
-    hm.colorbar_label = "test accuracy %";
-    hm.max_width = 700;
-    const size_t cols = depths_.size();
-    hm.tooltip = [&hm, div_cells, cols](int r, int c, double v) {
-      std::string cell = hm.row_labels[size_t(r)] + ", depth " + hm.col_labels[size_t(c)] + ": ";
-      if (div_cells[size_t(r) * cols + size_t(c)] && !std::isfinite(v)) return cell + "diverged";
-      return cell + (std::isfinite(v) ? svg::format_number(v) + "%" : "no data");
-    };
-    p_.figure(svg::heatmap(hm),
-              "<b>Every (activation, initialization) pair.</b> Blank cells diverged (NaN/inf "
-              "loss) or are missing; the mean over seeds where there are several.");
+      hm.vmin = 0;
+      hm.vmax = 100;
+      hm.cell_labels = true;
+      hm.colorbar_label = "test accuracy %";
+      hm.max_width = 420;
+      const size_t cols = depths_.size();
+      const auto rows = hm.row_labels, col_labels = hm.col_labels;
+      hm.tooltip = [rows, col_labels, div_cells, cols](int r, int c, double v) {
+        std::string cell = rows[size_t(r)] + ", depth " + col_labels[size_t(c)] + ": ";
+        if (div_cells[size_t(r) * cols + size_t(c)] && !std::isfinite(v)) return cell + "diverged";
+        return cell + (std::isfinite(v) ? svg::format_number(v) + "%" : "no data");
+      };
+      p_.figure(svg::heatmap(hm), "Activation <b>" + escape(a) +
+                                      "</b>: blank cells diverged (NaN/inf loss) or are "
+                                      "missing; the mean over seeds where there are several.");
+    }
+    p_.html += "</div>";
     p_.html += "<div class=\"row\">";
     for (auto& a : acts_) {
       svg::LineChart c;
@@ -275,8 +287,10 @@ class Report {
         }
         c.series.push_back(sr);
       }
-      p_.figure(svg::line_chart(c), "Final test accuracy against depth, one curve per "
-                                    "initialization, activation <b>" + escape(a) + "</b>.");
+      p_.figure(svg::line_chart(c),
+                "Final test accuracy against depth, one curve per "
+                "initialization, activation <b>" +
+                    escape(a) + "</b>.");
     }
     p_.html += "</div>";
   }
@@ -303,14 +317,16 @@ class Report {
   void epochs_section() {
     p_.html += "<h2 id=\"epochs\">Test accuracy over epochs</h2>";
     for (int d : chosen_) {
-      p_.html += "<h3>depth " + std::to_string(d) + ": per initialization, at fixed activation</h3><div class=\"row\">";
+      p_.html += "<h3>depth " + std::to_string(d) +
+                 ": per initialization, at fixed activation</h3><div class=\"row\">";
       for (auto& a : acts_) {
         std::vector<std::pair<std::string, const SweepRunData*>> rs;
         for (auto& i : inits_) rs.emplace_back(i, run(a, i, d));
         p_.figure(svg::line_chart(epochs_chart(a + ", depth " + std::to_string(d), rs)),
                   "One curve per initialization; a curve that stops early diverged.");
       }
-      p_.html += "</div><h3>depth " + std::to_string(d) + ": per activation, at fixed initialization</h3><div class=\"row\">";
+      p_.html += "</div><h3>depth " + std::to_string(d) +
+                 ": per activation, at fixed initialization</h3><div class=\"row\">";
       for (auto& i : inits_) {
         std::vector<std::pair<std::string, const SweepRunData*>> rs;
         for (auto& a : acts_) rs.emplace_back(a, run(a, i, d));
@@ -341,8 +357,9 @@ class Report {
   void activation_section() {
     p_.html += "<h2 id=\"acts\">Activations per layer</h2>";
     if (!any_layers()) {
-      p_.html += "<p class=\"note\">The runs' metrics.csv files have no act_mean_i / act_std_i "
-                 "columns (train with --diagnostics).</p>";
+      p_.html +=
+          "<p class=\"note\">The runs' metrics.csv files have no act_mean_i / act_std_i "
+          "columns (train with --diagnostics).</p>";
       return;
     }
     for (int d : chosen_) {
@@ -360,8 +377,8 @@ class Report {
             const SweepRunData* r = run(a, inits_[k], d);
             if (!r || r->metrics.layers() == 0 || r->metrics.epoch.empty()) continue;
             const auto& cols = which ? r->metrics.act_std : r->metrics.act_mean;
-            c.series.push_back(profile(inits_[k], cols, r->metrics.epoch.size() - 1,
-                                       svg::category_color(int(k))));
+            c.series.push_back(
+                profile(inits_[k], cols, r->metrics.epoch.size() - 1, svg::category_color(int(k))));
           }
           if (!c.series.empty())
             p_.figure(svg::line_chart(c), std::string("Post-activation ") +
@@ -417,15 +434,16 @@ class Report {
         for (size_t k = 0; k < inits_.size(); ++k) {
           const SweepRunData* r = run(a, inits_[k], d);
           if (!r || r->metrics.layers() == 0 || r->metrics.epoch.empty()) continue;
-          auto first = profile(inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.front()) + ")",
-                               r->metrics.grad_norm, 0, svg::category_color(int(k)));
+          auto first =
+              profile(inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.front()) + ")",
+                      r->metrics.grad_norm, 0, svg::category_color(int(k)));
           first.dashed = true;
           first.width = 1.2;
           c.series.push_back(first);
           if (r->metrics.epoch.size() > 1)
-            c.series.push_back(profile(inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.back()) + ")",
-                                       r->metrics.grad_norm, r->metrics.epoch.size() - 1,
-                                       svg::category_color(int(k))));
+            c.series.push_back(profile(
+                inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.back()) + ")",
+                r->metrics.grad_norm, r->metrics.epoch.size() - 1, svg::category_color(int(k))));
         }
         if (!c.series.empty())
           p_.figure(svg::line_chart(c),
@@ -453,9 +471,10 @@ class Report {
     std::erase_if(families, [](auto& f) { return f.second.size() < 2; });
     p_.html += "<h2 id=\"he\">He factor comparison</h2>";
     if (families.empty()) {
-      p_.html += "<p class=\"note\">The sweep does not vary the He factor (sweep e.g. "
-                 "<code>--inits he_normal:factor=1,he_normal:factor=2,he_normal:factor=6</code>)."
-                 "</p>";
+      p_.html +=
+          "<p class=\"note\">The sweep does not vary the He factor (sweep e.g. "
+          "<code>--inits he_normal:factor=1,he_normal:factor=2,he_normal:factor=6</code>)."
+          "</p>";
       return;
     }
     for (auto& [fam, members] : families) {
@@ -469,7 +488,9 @@ class Report {
         c.ymin = 0;
         c.ymax = 100;
         for (size_t k = 0; k < members.size(); ++k) {
-          svg::Series sr{"factor " + svg::format_number(members[k].first), {}, {},
+          svg::Series sr{"factor " + svg::format_number(members[k].first),
+                         {},
+                         {},
                          svg::category_color(int(k))};
           sr.markers = true;
           for (int d : depths_) {
@@ -480,8 +501,9 @@ class Report {
           }
           c.series.push_back(sr);
         }
-        p_.figure(svg::line_chart(c), "Final test accuracy against depth per He factor "
-                                      "(variance = factor / fan).");
+        p_.figure(svg::line_chart(c),
+                  "Final test accuracy against depth per He factor "
+                  "(variance = factor / fan).");
         int d = depths_.back();
         svg::LineChart sd;
         sd.title = a + ": act std per layer, depth " + std::to_string(d);
@@ -495,8 +517,9 @@ class Report {
                                       r->metrics.act_std, 0, svg::category_color(int(k))));
         }
         if (!sd.series.empty())
-          p_.figure(svg::line_chart(sd), "Post-activation std per layer at the first recorded "
-                                         "epoch: factor 2 keeps ReLU activations steady with depth.");
+          p_.figure(svg::line_chart(sd),
+                    "Post-activation std per layer at the first recorded "
+                    "epoch: factor 2 keeps ReLU activations steady with depth.");
       }
       p_.html += "</div>";
     }
@@ -512,8 +535,8 @@ class Report {
                  "><td class=\"l\">" + escape(r.id) + "</td><td class=\"l\">" +
                  escape(r.activation) + "</td><td class=\"l\">" + escape(r.init) + "</td><td>" +
                  std::to_string(r.depth) + "</td><td>" + std::to_string(r.seed) +
-                 "</td><td class=\"l\">" + escape(r.status) + "</td><td>" +
-                 pct(r.final_test_acc) + "</td><td>" + pct(r.best_test_acc) + "</td></tr>";
+                 "</td><td class=\"l\">" + escape(r.status) + "</td><td>" + pct(r.final_test_acc) +
+                 "</td><td>" + pct(r.best_test_acc) + "</td></tr>";
     p_.html += "</table></details>";
   }
 
@@ -563,7 +586,8 @@ SweepData load_sweep(const std::string& dir) {
                         dir + "` to join them).");
   }
   if (files.empty())
-    throw std::runtime_error(dir + ": no summary.csv (is it a sweep directory written by "
+    throw std::runtime_error(dir +
+                             ": no summary.csv (is it a sweep directory written by "
                              "`gradlens sweep`?)");
   std::set<std::string> seen;
   for (auto& path : files) {

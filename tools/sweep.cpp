@@ -2,6 +2,8 @@
 // (--jobs at a time), skips finished runs and resumes partial ones from their checkpoints, can
 // run one shard of the grid (--shard K/N, for Slurm job arrays), and keeps summary.csv current.
 // `gradlens sweep merge` joins shards. See docs/sweeps.md.
+#include "train/sweep.h"
+
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <signal.h>
@@ -22,7 +24,6 @@
 #include "engine/io/fs.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
-#include "train/sweep.h"
 
 namespace gl::tools {
 namespace {
@@ -102,7 +103,9 @@ std::string self_exe() {
 }
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int sig) { g_stop = sig; }
+void on_signal(int sig) {
+  g_stop = sig;
+}
 
 // Starts `gradlens train ARGS` with stdout and stderr appended to `log`. The child dies with the
 // sweep (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan trainers writing into its runs.
@@ -251,8 +254,8 @@ SweepSpec build_spec(const SweepOpts& o) {
     } else {
       v = name == "init" ? ojson(vals.back()) : typed(vals.back());
     }
-    bool is_axis = std::any_of(spec.axes.begin(), spec.axes.end(),
-                               [&](auto& a) { return a.first == name; });
+    bool is_axis =
+        std::any_of(spec.axes.begin(), spec.axes.end(), [&](auto& a) { return a.first == name; });
     if (is_axis)
       spec.set_axis(name, {v});
     else
@@ -285,9 +288,9 @@ void run_sweep(const SweepOpts& o) {
   SweepSpec spec = build_spec(o);
   // One thread per worker unless asked otherwise: several single-threaded trainings use the
   // cores better than one multi-threaded one at these sizes.
-  bool threads_set = spec.fixed.contains("threads") ||
-                     std::any_of(spec.axes.begin(), spec.axes.end(),
-                                 [](auto& a) { return a.first == "threads"; });
+  bool threads_set =
+      spec.fixed.contains("threads") ||
+      std::any_of(spec.axes.begin(), spec.axes.end(), [](auto& a) { return a.first == "threads"; });
   if (!threads_set) spec.set_fixed("threads", 1);
   auto info = train_flag_info();
   std::vector<SweepRun> all = train::expand_grid(spec, info);
@@ -306,8 +309,7 @@ void run_sweep(const SweepOpts& o) {
   io::ensure_dir(o.out + "/runs");
   write_sweep_json(o.out, spec, all);
   const std::string summary_path =
-      o.shard.empty() ? o.out + "/summary.csv"
-                      : o.out + fmt::format("/summary-{}-of-{}.csv", k, n);
+      o.shard.empty() ? o.out + "/summary.csv" : o.out + fmt::format("/summary-{}-of-{}.csv", k, n);
   const auto names = axis_names(spec);
   auto write_summary = [&] {
     io::write_file_atomic(summary_path, train::summary_csv(o.out, mine, names));
@@ -365,7 +367,8 @@ void run_sweep(const SweepOpts& o) {
     }
     if (left == 0) return 0.0;
     if (measured_cost <= 0) return double(NAN);
-    return remaining * (measured_time / measured_cost) / double(std::min<size_t>(left, size_t(o.jobs)));
+    return remaining * (measured_time / measured_cost) /
+           double(std::min<size_t>(left, size_t(o.jobs)));
   };
 
   while ((next < todo.size() || !workers.empty())) {
@@ -408,7 +411,8 @@ void run_sweep(const SweepOpts& o) {
         }
       } else {
         ++prog.failed;
-        std::string why = code == kExitDiverged ? "diverged without a marker" : last_line(dir + "/train.log");
+        std::string why =
+            code == kExitDiverged ? "diverged without a marker" : last_line(dir + "/train.log");
         failures.push_back(fmt::format("{} (exit {}): {}", r.id, code, why));
         fmt::print(stderr, "{}{}{} failed (exit {}): {} (see {}/train.log)\n", prog.tty ? "\n" : "",
                    prog.label, r.id, code, why, dir);
@@ -422,7 +426,8 @@ void run_sweep(const SweepOpts& o) {
     double since = std::chrono::duration<double>(now - last_print).count();
     if ((prog.tty && since > 1.0) || changed) {
       for (size_t i = 0; i < mine.size(); ++i)
-        if (active[i]) states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
+        if (active[i])
+          states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
       prog.running = workers.size();
       prog.elapsed = std::chrono::duration<double>(now - t0).count();
       prog.eta = estimate_eta();
@@ -439,8 +444,9 @@ void run_sweep(const SweepOpts& o) {
     fmt::print(stderr, "{}wrote {}\n", prog.label, summary_path);
   }
   if (!failures.empty()) {
-    std::string msg = fmt::format("{} of {} runs failed (run the same command again to retry):",
-                                  failures.size(), mine.size());
+    std::string msg =
+        fmt::format("{} of {} runs failed (run the same command again to retry):", failures.size(),
+                    mine.size());
     for (size_t i = 0; i < failures.size() && i < 10; ++i) msg += "\n  " + failures[i];
     throw Error(msg);
   }
@@ -457,7 +463,8 @@ void copy_run(const fs::path& from, const fs::path& to) {
 }
 
 void merge_sweep(const SweepOpts& o) {
-  GL_CHECK(!o.merge_dirs.empty(), "sweep merge: give the sweep directory (and any part directories)");
+  GL_CHECK(!o.merge_dirs.empty(),
+           "sweep merge: give the sweep directory (and any part directories)");
   const std::string dir = o.merge_dirs[0];
   SweepSpec spec = read_sweep_json(dir);
   auto info = train_flag_info();
@@ -492,8 +499,8 @@ void merge_sweep(const SweepOpts& o) {
   fmt::print("merged {}: {} of {} runs done ({} diverged), {} copied from parts; wrote {}\n", dir,
              all.size() - missing.size(), all.size(), diverged, copied, dir + "/summary.csv");
   if (!missing.empty() && !o.partial) {
-    std::string msg = fmt::format("{} runs are not finished (rerun their shards, or pass --partial):",
-                                  missing.size());
+    std::string msg = fmt::format(
+        "{} runs are not finished (rerun their shards, or pass --partial):", missing.size());
     for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += " " + missing[i];
     if (missing.size() > 10) msg += " ...";
     throw Error(msg);
@@ -558,11 +565,13 @@ const RegisterCommand reg{
                                                   : SweepOpts::TrainOption::Single;
         o->train_options.push_back({name, mine, kind});
       }
-      auto merge = sub.add_subcommand(
-          "merge", "Join the shards of a sweep: copy runs from part directories, rebuild "
-                   "summary.csv over the whole grid");
-      merge->add_option("DIR", o->merge_dirs,
-                        "The sweep directory, then any other directories holding parts of it")
+      auto merge =
+          sub.add_subcommand("merge",
+                             "Join the shards of a sweep: copy runs from part directories, rebuild "
+                             "summary.csv over the whole grid");
+      merge
+          ->add_option("DIR", o->merge_dirs,
+                       "The sweep directory, then any other directories holding parts of it")
           ->required();
       merge->add_flag("--partial", o->partial, "Write summary.csv even if runs are missing");
       sub.callback([o, merge] {

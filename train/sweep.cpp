@@ -60,8 +60,8 @@ ojson normalize_value(const std::string& flag, const ojson& v, const std::string
                where, flag);
     return v;
   }
-  throw Error(fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag,
-                          v.dump()));
+  throw Error(
+      fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag, v.dump()));
 }
 
 }  // namespace
@@ -109,7 +109,8 @@ std::string canonical_init(const ojson& value, const std::string& where) {
     for (auto& [k, v] : value.items())
       if (k != "name") args[k] = value_text(v);
   } else {
-    throw Error(fmt::format("{}: init: expected a string or an object, got {}", where, value.dump()));
+    throw Error(
+        fmt::format("{}: init: expected a string or an object, got {}", where, value.dump()));
   }
   GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, value.dump());
   std::string out = name;
@@ -164,7 +165,8 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
   if (j.contains("name")) s.name = j["name"].get<std::string>();
   if (j.contains("fixed")) {
     GL_CHECK(j["fixed"].is_object(), "{}: \"fixed\" must be an object of flag: value", source);
-    for (auto& [k, v] : j["fixed"].items()) s.fixed[canonical_flag(k)] = normalize_value(canonical_flag(k), v, source);
+    for (auto& [k, v] : j["fixed"].items())
+      s.fixed[canonical_flag(k)] = normalize_value(canonical_flag(k), v, source);
   }
   if (j.contains("grid")) {
     GL_CHECK(j["grid"].is_object(), "{}: \"grid\" must be an object of flag: [values]", source);
@@ -271,8 +273,8 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
     const auto& c = r.config;
     std::string init = c.init;
     for (auto& [k, v] : c.init_args) init += "_" + k + v;
-    r.id = sanitize(fmt::format("{}-{}-d{}-s{}", c.activation, init, c.hidden_widths().size(),
-                                c.seed));
+    r.id = sanitize(
+        fmt::format("{}-{}-d{}-s{}", c.activation, init, c.hidden_widths().size(), c.seed));
     if (!hashed.empty()) r.id += fmt::format("-h{:08x}", fnv1a32(hashed));
     auto [it, fresh] = seen.emplace(r.id, i);
     GL_CHECK(fresh, "sweep: runs {} and {} would both be named {} (duplicate grid values?)",
@@ -310,10 +312,14 @@ std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n
 // ------------------------------------------------------------------ run directories
 const char* status_name(RunStatus s) {
   switch (s) {
-    case RunStatus::Pending: return "pending";
-    case RunStatus::Partial: return "partial";
-    case RunStatus::Finished: return "finished";
-    case RunStatus::Diverged: return "diverged";
+    case RunStatus::Pending:
+      return "pending";
+    case RunStatus::Partial:
+      return "partial";
+    case RunStatus::Finished:
+      return "finished";
+    case RunStatus::Diverged:
+      return "diverged";
   }
   return "?";
 }
@@ -399,7 +405,8 @@ std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun
     s += fmt::format("{},{},{},{},{}", r.id, cell(c.activation), cell(init),
                      c.hidden_widths().size(), c.seed);
     for (auto& a : extra) {
-      auto it = std::find_if(r.params.begin(), r.params.end(), [&](auto& p) { return p.first == a; });
+      auto it =
+          std::find_if(r.params.begin(), r.params.end(), [&](auto& p) { return p.first == a; });
       s += "," + cell(it == r.params.end() ? "" : value_text(it->second));
     }
     double final_acc = st.test_acc.empty() ? std::nan("") : st.test_acc.back();

@@ -74,9 +74,9 @@ const char* status_name(RunStatus s);
 
 struct RunState {
   RunStatus status = RunStatus::Pending;
-  int64_t epochs_done = 0;  // rows in metrics.csv
+  int64_t epochs_done = 0;                                         // rows in metrics.csv
   std::vector<double> test_acc, train_acc, test_loss, epoch_time;  // per metrics.csv row
-  std::string error;  // diverged.json's message
+  std::string error;                                               // diverged.json's message
 };
 
 // Finished: metrics.csv holds every epoch and model.safetensors exists. Diverged:

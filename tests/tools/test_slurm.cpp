@@ -114,7 +114,8 @@ TEST(Slurm, SweepAsAJobArray) {
   std::string tmpl = (fs::temp_directory_path() / "gl_slurm_XXXXXX").string();
   const std::string t = mkdtemp(tmpl.data());
   for (auto d : {"state", "spool", "data", "munge"}) fs::create_directories(t + "/" + d);
-  fs::permissions(t + "/munge", fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  fs::permissions(t + "/munge",
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   fs::create_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny", t + "/data/mnist");
   {
     std::ofstream key(t + "/munge/munge.key", std::ios::binary);

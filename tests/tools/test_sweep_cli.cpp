@@ -105,7 +105,8 @@ int run(const std::string& args) {
 const std::string& reference_sweep() {
   static std::string dir = [] {
     std::string d = temp_dir() + "/whole";
-    EXPECT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0) << slurp(temp_dir() + "/last.log");
+    EXPECT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0)
+        << slurp(temp_dir() + "/last.log");
     return d;
   }();
   return dir;
@@ -121,8 +122,8 @@ TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    std::string cmd = "exec " + kBin + " sweep --out " + d + " --jobs 2" + grid_flags() +
-                      " >/dev/null 2>&1";
+    std::string cmd =
+        "exec " + kBin + " sweep --out " + d + " --jobs 2" + grid_flags() + " >/dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     _exit(127);
   }
@@ -146,9 +147,11 @@ TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
   ASSERT_TRUE(killed_midway) << "the sweep ended before it could be interrupted";
   // Workers die with the sweep (PR_SET_PDEATHSIG); give the kernel a moment to reap them.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  size_t done_before = fs::exists(d + "/summary.csv") ? lines_of(slurp(d + "/summary.csv")).size() - 1 : 0;
+  size_t done_before =
+      fs::exists(d + "/summary.csv") ? lines_of(slurp(d + "/summary.csv")).size() - 1 : 0;
   EXPECT_LT(done_before, 8u);
-  ASSERT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0) << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
   expect_same_results(whole, d);
   // A third invocation finds everything done and trains nothing.
   auto before = fs::last_write_time(d + "/runs/relu-he_normal-d1-s0/model.safetensors");
@@ -171,7 +174,8 @@ TEST(SweepCli, ShardListsCoverTheGridOnceForEveryN) {
       ASSERT_EQ(run("sweep --list --out " + temp_dir() + "/nowhere --shard " + std::to_string(k) +
                     "/" + std::to_string(n) + grid_flags()),
                 0);
-      for (auto& l : lines_of(slurp(temp_dir() + "/last.log"))) seen.insert(l.substr(0, l.find(' ')));
+      for (auto& l : lines_of(slurp(temp_dir() + "/last.log")))
+        seen.insert(l.substr(0, l.find(' ')));
     }
     EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), expected) << "N=" << n;
     EXPECT_EQ(seen.size(), expected.size()) << "N=" << n << ": a run appears twice";

@@ -1,8 +1,6 @@
 // test_sweep.cpp: sweep grid expansion (order and ids against nested loops), sharding (every
 // N: disjoint shards whose union is the grid), spec files, and run states read back from
 // hand-written run directories.
-#include "train/sweep.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +10,7 @@
 #include <set>
 
 #include "engine/io/fs.h"
+#include "train/sweep.h"
 
 namespace fs = std::filesystem;
 using namespace gl::train;
@@ -21,8 +20,8 @@ namespace {
 // A stand-in for the `gradlens train` flag parser: enough flags to build ids.
 TrainFlagInfo fake_info() {
   TrainFlagInfo info;
-  info.known = {"activation", "init", "init-arg", "depth", "seed", "width", "lr", "epochs",
-                "batchnorm", "threads", "diagnostics", "batch-size"};
+  info.known = {"activation", "init",   "init-arg",  "depth",   "seed",        "width",
+                "lr",         "epochs", "batchnorm", "threads", "diagnostics", "batch-size"};
   info.flags = {"batchnorm"};
   info.to_config = [](const std::vector<std::string>& args) {
     TrainConfig c;
@@ -35,14 +34,22 @@ TrainFlagInfo fake_info() {
       }
       const std::string& v = args.at(i + 1);
       ++i;
-      if (a == "--activation") c.activation = v;
-      else if (a == "--init") c.init = v;
-      else if (a == "--init-arg") c.init_args[v.substr(0, v.find('='))] = v.substr(v.find('=') + 1);
-      else if (a == "--depth") c.depth = std::stoll(v);
-      else if (a == "--seed") c.seed = std::stoull(v);
-      else if (a == "--width") c.width = std::stoll(v);
-      else if (a == "--lr") c.lr = std::stod(v);
-      else if (a == "--epochs") c.epochs = std::stoll(v);
+      if (a == "--activation")
+        c.activation = v;
+      else if (a == "--init")
+        c.init = v;
+      else if (a == "--init-arg")
+        c.init_args[v.substr(0, v.find('='))] = v.substr(v.find('=') + 1);
+      else if (a == "--depth")
+        c.depth = std::stoll(v);
+      else if (a == "--seed")
+        c.seed = std::stoull(v);
+      else if (a == "--width")
+        c.width = std::stoll(v);
+      else if (a == "--lr")
+        c.lr = std::stod(v);
+      else if (a == "--epochs")
+        c.epochs = std::stoll(v);
     }
     return c;
   };
@@ -67,7 +74,8 @@ TEST(Sweep, ExpandOrderAndIdsMatchNestedLoops) {
   for (std::string a : {"relu", "tanh", "gelu"})
     for (std::string i : {"he_normal", "orthogonal_gain1.5", "he_normal_factor6_modefan_out"})
       for (int d : {3, 1})
-        for (int s : {0, 7}) expected.push_back(a + "-" + i + "-d" + std::to_string(d) + "-s" + std::to_string(s));
+        for (int s : {0, 7})
+          expected.push_back(a + "-" + i + "-d" + std::to_string(d) + "-s" + std::to_string(s));
   ASSERT_EQ(runs.size(), expected.size());
   for (size_t k = 0; k < runs.size(); ++k) {
     EXPECT_EQ(runs[k].id, expected[k]);
@@ -147,7 +155,7 @@ TEST(Sweep, SpecFileRoundTripAndInitObjects) {
       "grid": {"seed": [1], "init": [{"name": "trunc_normal", "std": 0.02, "a": -0.04},
                                       "he_uniform:mode=fan_out:factor=1"],
                "activation": ["tanh"]}})",
-                                   "t.json");
+                                "t.json");
   EXPECT_EQ(s.axes[0].first, "activation");
   EXPECT_EQ(s.axes[1].first, "init");
   EXPECT_EQ(s.axes[1].second[0], "trunc_normal:a=-0.04:std=0.02");
@@ -184,7 +192,8 @@ TEST(Sweep, RunStateAndSummaryFromRunDirectories) {
   };
   const std::string head = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n";
   // relu: finished, best accuracy at epoch 2.
-  write(runs[0], "metrics.csv", head + "1,1,1,0.5,0.6,1.5\n2,1,1,0.6,0.8,1.5\n3,1,0.9,0.7,0.75,2\n");
+  write(runs[0], "metrics.csv",
+        head + "1,1,1,0.5,0.6,1.5\n2,1,1,0.6,0.8,1.5\n3,1,0.9,0.7,0.75,2\n");
   write(runs[0], "model.safetensors", "x");
   // tanh: two epochs of three, no model: partial, not in the summary.
   write(runs[1], "metrics.csv", head + "1,1,1,0.5,0.6,1\n2,1,1,0.6,0.8,1\n");
@@ -205,7 +214,8 @@ TEST(Sweep, RunStateAndSummaryFromRunDirectories) {
   EXPECT_EQ(lines[0],
             "run,activation,init,depth,seed,status,diverged,epochs,final_test_acc,best_test_acc,"
             "best_epoch,final_train_acc,final_test_loss,total_time");
-  EXPECT_EQ(lines[1], "relu-he_normal-d2-s0,relu,he_normal,2,0,finished,0,3,0.75,0.8,2,0.7,0.9,5.000");
+  EXPECT_EQ(lines[1],
+            "relu-he_normal-d2-s0,relu,he_normal,2,0,finished,0,3,0.75,0.8,2,0.7,0.9,5.000");
   EXPECT_EQ(lines[2], "gelu-he_normal-d2-s0,gelu,he_normal,2,0,diverged,1,1,0.4,0.4,1,0.5,1,1.000");
   fs::remove_all(dir);
 }
