@@ -1,12 +1,12 @@
 // report.cpp: `gradlens report RUN_DIR [RUN_DIR...]` writes a self-contained report.html.
 #include "analysis/report.h"
-#include "analysis/sweep_report.h"
 
 #include <filesystem>
 #include <iostream>
 #include <memory>
 #include <sstream>
 
+#include "analysis/sweep_report.h"
 #include "tools/command.h"
 
 namespace gl::tools {
@@ -38,7 +38,8 @@ const RegisterCommand reg{
         std::string out, title = "gradlens report", classes;
       };
       auto o = std::make_shared<Opts>();
-      sub.add_option("RUN_DIR", o->dirs, "Run directories (several: compared side by side)")
+      sub.add_option("RUN_DIR", o->dirs,
+                     "Run directories (several: compared side by side), or one sweep directory")
           ->required();
       sub.add_option(
           "--out,-o", o->out,

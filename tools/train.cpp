@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/io/fs.h"
-
 #include "tools/command.h"
 #include "tools/train_flags.h"
 #include "train/trainer.h"
@@ -32,7 +31,8 @@ RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write 
                         } catch (const train::DivergedError& e) {
                           // A distinct exit code and a marker file, so a sweep records the run
                           // as diverged instead of failed and does not retry it.
-                          nlohmann::json j = {{"error", e.what()}, {"epoch", e.epoch}, {"step", e.step}};
+                          nlohmann::json j = {
+                              {"error", e.what()}, {"epoch", e.epoch}, {"step", e.step}};
                           io::write_file_atomic(cfg.out + "/diverged.json", j.dump(2) + "\n");
                           fmt::print(stderr, "gradlens train: diverged: {}\n", e.what());
                           std::fflush(stdout);
