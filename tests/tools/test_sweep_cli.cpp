@@ -102,6 +102,13 @@ int run(const std::string& args) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+// Removes the shared temporary directory after the last test.
+class CleanUp : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(temp_dir()); }
+};
+const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
+
 const std::string& reference_sweep() {
   static std::string dir = [] {
     std::string d = temp_dir() + "/whole";
