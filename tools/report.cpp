@@ -6,6 +6,7 @@
 #include <memory>
 #include <sstream>
 
+#include "analysis/sweep_report.h"
 #include "tools/command.h"
 
 namespace gl::tools {
@@ -37,7 +38,8 @@ const RegisterCommand reg{
         std::string out, title = "gradlens report", classes;
       };
       auto o = std::make_shared<Opts>();
-      sub.add_option("RUN_DIR", o->dirs, "Run directories (several: compared side by side)")
+      sub.add_option("RUN_DIR", o->dirs,
+                     "Run directories (several: compared side by side), or one sweep directory")
           ->required();
       sub.add_option(
           "--out,-o", o->out,
@@ -50,6 +52,15 @@ const RegisterCommand reg{
         opts.title = o->title;
         if (!o->classes.empty()) opts.classes = parse_classes(o->classes);
         std::string out = o->out;
+        // A sweep directory (sweep.json / summary.csv) gets the sweep report.
+        if (o->dirs.size() == 1 && analysis::is_sweep_dir(o->dirs[0])) {
+          if (out.empty()) out = (std::filesystem::path(o->dirs[0]) / "report.html").string();
+          analysis::SweepReportOptions so;
+          if (o->title != "gradlens report") so.title = o->title;
+          analysis::write_sweep_report(o->dirs[0], out, so);
+          std::cout << "wrote " << out << "\n";
+          return;
+        }
         if (out.empty())
           out = o->dirs.size() == 1 ? (std::filesystem::path(o->dirs[0]) / "report.html").string()
                                     : "report.html";

@@ -1,12 +1,20 @@
 // train.cpp: `gradlens train`: train a model and write a run directory.
 #include <fmt/core.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "engine/io/fs.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
 #include "train/trainer.h"
 
 namespace gl::tools {
 namespace {
+
+constexpr int kExitDiverged = 3;
 
 RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write a run directory",
                     [](CLI::App& sub) {
@@ -16,7 +24,20 @@ RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write 
                         train::TrainConfig cfg = state->to_config();
                         train::Trainer trainer(cfg);
                         attach_diagnostics(trainer, *state);
-                        auto history = trainer.run();
+                        std::filesystem::remove(cfg.out + "/diverged.json");
+                        std::vector<train::EpochResult> history;
+                        try {
+                          history = trainer.run();
+                        } catch (const train::DivergedError& e) {
+                          // A distinct exit code and a marker file, so a sweep records the run
+                          // as diverged instead of failed and does not retry it.
+                          nlohmann::json j = {
+                              {"error", e.what()}, {"epoch", e.epoch}, {"step", e.step}};
+                          io::write_file_atomic(cfg.out + "/diverged.json", j.dump(2) + "\n");
+                          fmt::print(stderr, "gradlens train: diverged: {}\n", e.what());
+                          std::fflush(stdout);
+                          std::exit(kExitDiverged);
+                        }
                         const auto& last = history.back();
                         fmt::print("{}: test accuracy {:.2f}% after {} epochs (run directory {})\n",
                                    cfg.dataset, 100 * last.test_acc, last.epoch, cfg.out);

@@ -1,0 +1,246 @@
+// test_sweep_cli.cpp: `gradlens sweep` end to end on the mnist-tiny fixture: a sweep killed in
+// the middle and run again ends with the same summary.csv and metrics.csv files (times aside)
+// as an uninterrupted one; shards listed for every N cover the grid once; shards run apart and
+// merged equal the whole sweep; a diverging run is recorded and the sweep goes on; the sweep
+// report draws the grid.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kBin = GRADLENS_BINARY;
+
+std::string temp_dir() {
+  static std::string dir = [] {
+    std::string tmpl = (fs::temp_directory_path() / "gl_test_sweep_cli_XXXXXX").string();
+    std::string d = mkdtemp(tmpl.data());
+    fs::create_directories(d + "/data");
+    fs::create_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny", d + "/data/mnist");
+    return d;
+  }();
+  return dir;
+}
+
+// A small grid: 2 activations x 2 inits x 2 depths, width 8, 2 epochs on 800 digits.
+std::string grid_flags() {
+  return " --data-dir " + temp_dir() +
+         "/data --activations relu,tanh --inits he_normal,xavier_uniform --depths 1,2 --width 8 "
+         "--epochs 2 --batch-size 64 --diagnostics none --no-progress";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);)
+    if (!l.empty()) out.push_back(l);
+  return out;
+}
+
+// The CSV without the named columns (times differ between runs).
+std::string drop_columns(const std::string& csv, const std::set<std::string>& names) {
+  auto rows = lines_of(csv);
+  if (rows.empty()) return "";
+  auto split = [](const std::string& s) {
+    std::vector<std::string> cells;
+    std::stringstream ss(s);
+    for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+    if (!s.empty() && s.back() == ',') cells.push_back("");
+    return cells;
+  };
+  auto header = split(rows[0]);
+  std::string out;
+  for (auto& r : rows) {
+    auto cells = split(r);
+    for (size_t i = 0; i < cells.size(); ++i)
+      if (i >= header.size() || !names.count(header[i])) out += cells[i] + ",";
+    out += "\n";
+  }
+  return out;
+}
+
+std::set<std::string> run_ids(const std::string& sweep) {
+  std::set<std::string> ids;
+  for (auto& e : fs::directory_iterator(sweep + "/runs")) ids.insert(e.path().filename().string());
+  return ids;
+}
+
+void expect_same_results(const std::string& a, const std::string& b) {
+  EXPECT_EQ(drop_columns(slurp(a + "/summary.csv"), {"total_time"}),
+            drop_columns(slurp(b + "/summary.csv"), {"total_time"}));
+  EXPECT_EQ(lines_of(slurp(a + "/summary.csv")).size(), 9u);
+  ASSERT_EQ(run_ids(a), run_ids(b));
+  for (auto& id : run_ids(a)) {
+    std::string ma = slurp(a + "/runs/" + id + "/metrics.csv");
+    EXPECT_EQ(lines_of(ma).size(), 3u) << id;
+    EXPECT_EQ(drop_columns(ma, {"epoch_time"}),
+              drop_columns(slurp(b + "/runs/" + id + "/metrics.csv"), {"epoch_time"}))
+        << id;
+  }
+}
+
+int run(const std::string& args) {
+  std::string cmd = kBin + " " + args + " > " + temp_dir() + "/last.log 2>&1";
+  int rc = std::system(cmd.c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Removes the shared temporary directory after the last test.
+class CleanUp : public ::testing::Environment {
+ public:
+  void TearDown() override { fs::remove_all(temp_dir()); }
+};
+const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
+
+const std::string& reference_sweep() {
+  static std::string dir = [] {
+    std::string d = temp_dir() + "/whole";
+    EXPECT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0)
+        << slurp(temp_dir() + "/last.log");
+    return d;
+  }();
+  return dir;
+}
+
+}  // namespace
+
+TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
+  const std::string& whole = reference_sweep();
+  std::string d = temp_dir() + "/killed";
+  // Start the sweep in its own process, and kill it (SIGKILL, like a lost node) once the
+  // first checkpoint of some run exists but before the sweep is done.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string cmd =
+        "exec " + kBin + " sweep --out " + d + " --jobs 2" + grid_flags() + " >/dev/null 2>&1";
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+    _exit(127);
+  }
+  bool killed_midway = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int st = 0;
+    if (waitpid(pid, &st, WNOHANG) == pid) break;
+    bool started = false;
+    if (fs::exists(d + "/runs"))
+      for (auto& e : fs::directory_iterator(d + "/runs"))
+        started |= fs::exists(e.path() / "checkpoint.safetensors");
+    if (started) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+      killed_midway = true;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(killed_midway) << "the sweep ended before it could be interrupted";
+  // Workers die with the sweep (PR_SET_PDEATHSIG); give the kernel a moment to reap them.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  size_t done_before =
+      fs::exists(d + "/summary.csv") ? lines_of(slurp(d + "/summary.csv")).size() - 1 : 0;
+  EXPECT_LT(done_before, 8u);
+  ASSERT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
+  expect_same_results(whole, d);
+  // A third invocation finds everything done and trains nothing.
+  auto before = fs::last_write_time(d + "/runs/relu-he_normal-d1-s0/model.safetensors");
+  ASSERT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0);
+  EXPECT_EQ(before, fs::last_write_time(d + "/runs/relu-he_normal-d1-s0/model.safetensors"));
+  // A different grid in the same directory is refused.
+  EXPECT_NE(run("sweep --out " + d + grid_flags() + " --lr 0.5"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("different sweep"), std::string::npos);
+}
+
+TEST(SweepCli, ShardListsCoverTheGridOnceForEveryN) {
+  // The oracle: the grid written out by hand.
+  std::set<std::string> expected;
+  for (std::string a : {"relu", "tanh"})
+    for (std::string i : {"he_normal", "xavier_uniform"})
+      for (int dpt : {1, 2}) expected.insert(a + "-" + i + "-d" + std::to_string(dpt) + "-s0");
+  for (int n = 1; n <= 9; ++n) {
+    std::multiset<std::string> seen;
+    for (int k = 0; k < n; ++k) {
+      ASSERT_EQ(run("sweep --list --out " + temp_dir() + "/nowhere --shard " + std::to_string(k) +
+                    "/" + std::to_string(n) + grid_flags()),
+                0);
+      for (auto& l : lines_of(slurp(temp_dir() + "/last.log")))
+        seen.insert(l.substr(0, l.find(' ')));
+    }
+    EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), expected) << "N=" << n;
+    EXPECT_EQ(seen.size(), expected.size()) << "N=" << n << ": a run appears twice";
+  }
+  EXPECT_NE(run("sweep --list --out x --shard 3/3" + grid_flags()), 0);
+}
+
+TEST(SweepCli, ShardsMergedEqualTheWholeSweep) {
+  const std::string& whole = reference_sweep();
+  std::string p0 = temp_dir() + "/part0", p1 = temp_dir() + "/part1";
+  ASSERT_EQ(run("sweep --out " + p0 + " --shard 0/2" + grid_flags()), 0);
+  ASSERT_EQ(run("sweep --out " + p1 + " --shard 1/2" + grid_flags()), 0);
+  EXPECT_EQ(run_ids(p0).size(), 4u);
+  EXPECT_EQ(run_ids(p1).size(), 4u);
+  EXPECT_TRUE(fs::exists(p0 + "/summary-0-of-2.csv"));
+  // Merging one part alone reports the missing runs.
+  EXPECT_NE(run("sweep merge " + p1), 0);
+  ASSERT_EQ(run("sweep merge " + p0 + " " + p1), 0) << slurp(temp_dir() + "/last.log");
+  expect_same_results(whole, p0);
+}
+
+TEST(SweepCli, DivergingRunIsRecordedAndTheSweepGoesOn) {
+  std::string d = temp_dir() + "/diverge";
+  // lr 1e10 with SGD blows up in the first steps (NaN loss); lr 0.01 trains.
+  std::string flags = " --data-dir " + temp_dir() +
+                      "/data --activations relu --inits he_normal --depths 2 --width 8 --epochs 2 "
+                      "--lrs 1e10,0.01 --diagnostics none --no-progress";
+  ASSERT_EQ(run("sweep --out " + d + flags), 0) << slurp(temp_dir() + "/last.log");
+  auto rows = lines_of(slurp(d + "/summary.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  int diverged = 0, finished = 0;
+  for (size_t r = 1; r < rows.size(); ++r) {
+    diverged += rows[r].find(",diverged,1,") != std::string::npos;
+    finished += rows[r].find(",finished,0,2,") != std::string::npos;
+  }
+  EXPECT_EQ(diverged, 1) << slurp(d + "/summary.csv");
+  EXPECT_EQ(finished, 1) << slurp(d + "/summary.csv");
+  // Resuming does not retry the diverged run.
+  std::string log;
+  for (auto& e : fs::directory_iterator(d + "/runs"))
+    if (fs::exists(e.path() / "diverged.json")) log = (e.path() / "train.log").string();
+  ASSERT_FALSE(log.empty());
+  std::string before = slurp(log);
+  ASSERT_EQ(run("sweep --out " + d + flags), 0);
+  EXPECT_EQ(before, slurp(log));
+}
+
+TEST(SweepCli, ReportOfASweepDirectory) {
+  std::string d = temp_dir() + "/hefactor";
+  std::string flags = " --data-dir " + temp_dir() +
+                      "/data --activations relu --inits he_normal:factor=1,he_normal:factor=6 "
+                      "--depths 1,3 --width 8 --epochs 1 --diagnostics none --no-progress";
+  ASSERT_EQ(run("sweep --out " + d + flags), 0) << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("report " + d), 0) << slurp(temp_dir() + "/last.log");
+  std::string html = slurp(d + "/report.html");
+  for (std::string id : {"relu-he_normal_factor1-d1-s0", "relu-he_normal_factor6-d3-s0"})
+    EXPECT_NE(html.find(id), std::string::npos) << id;
+  EXPECT_NE(html.find("factor 6"), std::string::npos);  // the He factor comparison is drawn
+  EXPECT_NE(html.find("Final test accuracy against depth"), std::string::npos);
+  EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org"));  // no network references
+}

@@ -1,0 +1,221 @@
+// test_sweep.cpp: sweep grid expansion (order and ids against nested loops), sharding (every
+// N: disjoint shards whose union is the grid), spec files, and run states read back from
+// hand-written run directories.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "engine/io/fs.h"
+#include "train/sweep.h"
+
+namespace fs = std::filesystem;
+using namespace gl::train;
+
+namespace {
+
+// A stand-in for the `gradlens train` flag parser: enough flags to build ids.
+TrainFlagInfo fake_info() {
+  TrainFlagInfo info;
+  info.known = {"activation", "init",   "init-arg",  "depth",   "seed",        "width",
+                "lr",         "epochs", "batchnorm", "threads", "diagnostics", "batch-size"};
+  info.flags = {"batchnorm"};
+  info.to_config = [](const std::vector<std::string>& args) {
+    TrainConfig c;
+    c.out = "x";
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& a = args[i];
+      if (a == "--batchnorm") {
+        c.batchnorm = true;
+        continue;
+      }
+      const std::string& v = args.at(i + 1);
+      ++i;
+      if (a == "--activation")
+        c.activation = v;
+      else if (a == "--init")
+        c.init = v;
+      else if (a == "--init-arg")
+        c.init_args[v.substr(0, v.find('='))] = v.substr(v.find('=') + 1);
+      else if (a == "--depth")
+        c.depth = std::stoll(v);
+      else if (a == "--seed")
+        c.seed = std::stoull(v);
+      else if (a == "--width")
+        c.width = std::stoll(v);
+      else if (a == "--lr")
+        c.lr = std::stod(v);
+      else if (a == "--epochs")
+        c.epochs = std::stoll(v);
+    }
+    return c;
+  };
+  return info;
+}
+
+SweepSpec small_spec() {
+  SweepSpec s;
+  s.set_axis("depth", {3, 1});  // given out of canonical order on purpose
+  s.set_axis("seed", {0, 7});
+  s.set_axis("activation", {"relu", "tanh", "gelu"});
+  s.set_axis("init", {"he_normal", "orthogonal:gain=1.5", "he_normal:factor=6:mode=fan_out"});
+  s.set_fixed("width", 16);
+  return s;
+}
+
+}  // namespace
+
+TEST(Sweep, ExpandOrderAndIdsMatchNestedLoops) {
+  auto runs = expand_grid(small_spec(), fake_info());
+  std::vector<std::string> expected;
+  for (std::string a : {"relu", "tanh", "gelu"})
+    for (std::string i : {"he_normal", "orthogonal_gain1.5", "he_normal_factor6_modefan_out"})
+      for (int d : {3, 1})
+        for (int s : {0, 7})
+          expected.push_back(a + "-" + i + "-d" + std::to_string(d) + "-s" + std::to_string(s));
+  ASSERT_EQ(runs.size(), expected.size());
+  for (size_t k = 0; k < runs.size(); ++k) {
+    EXPECT_EQ(runs[k].id, expected[k]);
+    EXPECT_EQ(runs[k].index, k);
+    EXPECT_EQ(runs[k].config.width, 16);
+  }
+  // Init arguments become --init-arg flags; the fixed width comes first.
+  const auto& r = runs[8];  // relu, he_normal:factor=6:mode=fan_out, d3, s0
+  EXPECT_EQ(r.config.init, "he_normal");
+  EXPECT_EQ(r.config.init_args.at("factor"), "6");
+  EXPECT_EQ(r.config.init_args.at("mode"), "fan_out");
+  EXPECT_EQ(r.args.front(), "--width");
+  // Deterministic: a second expansion gives the same runs.
+  auto again = expand_grid(small_spec(), fake_info());
+  for (size_t k = 0; k < runs.size(); ++k) EXPECT_EQ(again[k].args, runs[k].args);
+}
+
+TEST(Sweep, OtherAxesAddAStableHash) {
+  SweepSpec s;
+  s.set_axis("activation", {"relu"});
+  s.set_axis("lr", {0.1, 0.01});
+  auto runs = expand_grid(s, fake_info());
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_NE(runs[0].id, runs[1].id);
+  EXPECT_EQ(runs[0].id.rfind("relu-he_normal-d2-s0-h", 0), 0u) << runs[0].id;
+  EXPECT_DOUBLE_EQ(runs[0].config.lr, 0.1);
+  // The hash depends on the value only, not on which other values the axis has.
+  SweepSpec t;
+  t.set_axis("activation", {"relu"});
+  t.set_axis("lr", {0.01});
+  EXPECT_EQ(expand_grid(t, fake_info())[0].id, runs[1].id);
+}
+
+TEST(Sweep, ShardsPartitionTheGridForEveryN) {
+  auto runs = expand_grid(small_spec(), fake_info());
+  for (int n = 1; n <= int(runs.size()) + 3; ++n) {
+    std::multiset<std::string> seen;
+    size_t largest = 0, smallest = runs.size();
+    for (int k = 0; k < n; ++k) {
+      auto part = shard_runs(runs, k, n);
+      largest = std::max(largest, part.size());
+      smallest = std::min(smallest, part.size());
+      for (auto& r : part) seen.insert(r.id);
+    }
+    ASSERT_EQ(seen.size(), runs.size()) << "N=" << n;
+    for (auto& r : runs) EXPECT_EQ(seen.count(r.id), 1u) << r.id << " N=" << n;
+    EXPECT_LE(largest - smallest, 1u) << "N=" << n;  // balanced
+  }
+}
+
+TEST(Sweep, ParseShardAndBadSpecs) {
+  EXPECT_EQ(parse_shard("3/8"), std::make_pair(3, 8));
+  for (std::string bad : {"8/8", "-1/2", "1", "a/b", "1/0", "1/2x"})
+    EXPECT_THROW(parse_shard(bad), gl::Error) << bad;
+  SweepSpec dup;
+  dup.set_axis("activation", {"relu", "relu"});
+  EXPECT_THROW(expand_grid(dup, fake_info()), gl::Error);
+  SweepSpec unknown;
+  unknown.set_axis("no-such-flag", {1});
+  try {
+    expand_grid(unknown, fake_info());
+    ADD_FAILURE() << "no exception";
+  } catch (const gl::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--no-such-flag"), std::string::npos) << e.what();
+  }
+  SweepSpec both;
+  both.set_axis("activation", {"relu"});
+  both.fixed["activation"] = "tanh";
+  EXPECT_THROW(expand_grid(both, fake_info()), gl::Error);
+  EXPECT_THROW(SweepSpec::from_json("{\"grid\": {\"depth\": []}}", "s.json"), gl::Error);
+  EXPECT_THROW(SweepSpec::from_json("{\"grdi\": {}}", "s.json"), gl::Error);
+  EXPECT_THROW(SweepSpec::from_json("{", "s.json"), gl::Error);
+}
+
+TEST(Sweep, SpecFileRoundTripAndInitObjects) {
+  auto s = SweepSpec::from_json(R"({"name": "t", "fixed": {"batch_size": 32, "batchnorm": true},
+      "grid": {"seed": [1], "init": [{"name": "trunc_normal", "std": 0.02, "a": -0.04},
+                                      "he_uniform:mode=fan_out:factor=1"],
+               "activation": ["tanh"]}})",
+                                "t.json");
+  EXPECT_EQ(s.axes[0].first, "activation");
+  EXPECT_EQ(s.axes[1].first, "init");
+  EXPECT_EQ(s.axes[1].second[0], "trunc_normal:a=-0.04:std=0.02");
+  EXPECT_EQ(s.axes[1].second[1], "he_uniform:factor=1:mode=fan_out");
+  EXPECT_EQ(s.fixed["batch-size"], 32);
+  auto back = SweepSpec::from_json(s.to_json().dump(), "back");
+  EXPECT_EQ(back.to_json(), s.to_json());
+  auto runs = expand_grid(s, fake_info());
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_TRUE(runs[0].config.batchnorm);
+  EXPECT_EQ(runs[0].id, "tanh-trunc_normal_a-0.04_std0.02-d2-s1");
+}
+
+TEST(Sweep, ClassicGridIsTheIssueGrid) {
+  auto s = SweepSpec::classic();
+  auto runs = expand_grid(s, fake_info());
+  EXPECT_EQ(runs.size(), 4u * 8u * 6u);
+  EXPECT_EQ(runs.front().id, "relu-he_normal-d5-s0");
+  EXPECT_EQ(runs.back().id, "gelu-trunc_normal-d50-s0");
+  EXPECT_EQ(runs.front().config.width, 128);
+  EXPECT_DOUBLE_EQ(runs.front().config.lr, 0.01);
+}
+
+TEST(Sweep, RunStateAndSummaryFromRunDirectories) {
+  std::string tmpl = (fs::temp_directory_path() / "gl_test_sweep_XXXXXX").string();
+  std::string dir = mkdtemp(tmpl.data());
+  SweepSpec s;
+  s.set_axis("activation", {"relu", "tanh", "gelu"});
+  s.set_fixed("epochs", 3);
+  auto runs = expand_grid(s, fake_info());
+  auto write = [&](const SweepRun& r, const std::string& name, const std::string& text) {
+    gl::io::ensure_dir(run_dir(dir, r));
+    gl::io::write_file_atomic(run_dir(dir, r) + "/" + name, text);
+  };
+  const std::string head = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n";
+  // relu: finished, best accuracy at epoch 2.
+  write(runs[0], "metrics.csv",
+        head + "1,1,1,0.5,0.6,1.5\n2,1,1,0.6,0.8,1.5\n3,1,0.9,0.7,0.75,2\n");
+  write(runs[0], "model.safetensors", "x");
+  // tanh: two epochs of three, no model: partial, not in the summary.
+  write(runs[1], "metrics.csv", head + "1,1,1,0.5,0.6,1\n2,1,1,0.6,0.8,1\n");
+  // gelu: diverged in epoch 2.
+  write(runs[2], "metrics.csv", head + "1,1,1,0.5,0.4,1\n");
+  write(runs[2], "diverged.json", R"({"error": "loss became nan", "epoch": 2, "step": 9})");
+  EXPECT_EQ(run_state(run_dir(dir, runs[0]), 3).status, RunStatus::Finished);
+  EXPECT_EQ(run_state(run_dir(dir, runs[1]), 3).status, RunStatus::Partial);
+  auto d = run_state(run_dir(dir, runs[2]), 3);
+  EXPECT_EQ(d.status, RunStatus::Diverged);
+  EXPECT_EQ(d.error, "loss became nan");
+  EXPECT_EQ(run_state(dir + "/runs/none", 3).status, RunStatus::Pending);
+  std::string csv = summary_csv(dir, runs, {"activation"});
+  std::vector<std::string> lines;
+  std::stringstream ss(csv);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 3u) << csv;
+  EXPECT_EQ(lines[0],
+            "run,activation,init,depth,seed,status,diverged,epochs,final_test_acc,best_test_acc,"
+            "best_epoch,final_train_acc,final_test_loss,total_time");
+  EXPECT_EQ(lines[1],
+            "relu-he_normal-d2-s0,relu,he_normal,2,0,finished,0,3,0.75,0.8,2,0.7,0.9,5.000");
+  EXPECT_EQ(lines[2], "gelu-he_normal-d2-s0,gelu,he_normal,2,0,diverged,1,1,0.4,0.4,1,0.5,1,1.000");
+  fs::remove_all(dir);
+}

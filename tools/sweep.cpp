@@ -1,0 +1,586 @@
+// sweep.cpp: `gradlens sweep` runs a grid of trainings as `gradlens train` worker processes
+// (--jobs at a time), skips finished runs and resumes partial ones from their checkpoints, can
+// run one shard of the grid (--shard K/N, for Slurm job arrays), and keeps summary.csv current.
+// `gradlens sweep merge` joins shards. See docs/sweeps.md.
+#include "train/sweep.h"
+
+#include <fcntl.h>
+#include <fmt/core.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "engine/io/fs.h"
+#include "tools/command.h"
+#include "tools/train_flags.h"
+
+namespace gl::tools {
+namespace {
+
+namespace fs = std::filesystem;
+using train::ojson;
+using train::RunState;
+using train::RunStatus;
+using train::SweepRun;
+using train::SweepSpec;
+
+constexpr int kExitDiverged = 3;  // tools/train.cpp
+
+// Flags of `gradlens train` the sweep sets itself for every run.
+bool sweep_owned(const std::string& flag) {
+  return flag == "out" || flag == "resume" || flag == "no-progress" || flag == "help";
+}
+
+train::TrainFlagInfo train_flag_info() {
+  train::TrainFlagInfo info;
+  CLI::App app;
+  TrainFlags f;
+  add_train_flags(app, f);
+  for (const CLI::Option* o : app.get_options()) {
+    for (const auto& name : o->get_lnames()) {
+      info.known.insert(name);
+      if (o->get_expected_max() == 0) info.flags.insert(name);
+    }
+  }
+  info.to_config = [](const std::vector<std::string>& args) {
+    CLI::App app;
+    TrainFlags f;
+    add_train_flags(app, f);
+    std::vector<std::string> a = args;
+    a.push_back("--out");
+    a.push_back("-");
+    std::reverse(a.begin(), a.end());
+    try {
+      app.parse(a);
+    } catch (const CLI::ParseError& e) {
+      throw Error(e.what());
+    }
+    train::TrainConfig c = f.to_config();
+    c.validate();
+    return c;
+  };
+  return info;
+}
+
+// A command-line value as JSON: numbers and booleans typed, anything else a string.
+ojson typed(const std::string& s) {
+  if (s == "true") return true;
+  if (s == "false") return false;
+  char* end = nullptr;
+  std::strtod(s.c_str(), &end);
+  if (!s.empty() && end == s.c_str() + s.size()) {
+    try {
+      return ojson::parse(s);
+    } catch (const std::exception&) {
+    }
+  }
+  return s;
+}
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s)) return "?";
+  if (s < 60) return fmt::format("{:.0f}s", s);
+  if (s < 3600) return fmt::format("{}m{:02d}s", int(s / 60), int(s) % 60);
+  return fmt::format("{}h{:02d}m", int(s / 3600), int(s / 60) % 60);
+}
+
+std::string self_exe() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  GL_CHECK(!ec, "sweep: cannot find the gradlens executable (/proc/self/exe): {}", ec.message());
+  return p.string();
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int sig) {
+  g_stop = sig;
+}
+
+// Starts `gradlens train ARGS` with stdout and stderr appended to `log`. The child dies with the
+// sweep (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan trainers writing into its runs.
+pid_t spawn_train(const std::string& exe, const std::vector<std::string>& args,
+                  const std::string& log) {
+  std::string header = "== gradlens train";
+  for (auto& a : args) header += " " + a;
+  header += "\n";
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  GL_CHECK(fd >= 0, "sweep: cannot open '{}' for writing", log);
+  if (::write(fd, header.data(), header.size()) < 0) {
+  }
+  std::vector<std::string> full{exe, "train"};
+  full.insert(full.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : full) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  GL_CHECK(pid >= 0, "sweep: fork failed");
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  ::close(fd);
+  return pid;
+}
+
+std::string last_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string line, last;
+  while (std::getline(f, line))
+    if (!line.empty()) last = line;
+  return last;
+}
+
+std::vector<std::string> axis_names(const SweepSpec& spec) {
+  std::vector<std::string> out;
+  for (auto& [k, v] : spec.axes) out.push_back(k);
+  return out;
+}
+
+// Writes sweep.json, or checks that the one already there describes the same sweep.
+void write_sweep_json(const std::string& dir, const SweepSpec& spec,
+                      const std::vector<SweepRun>& runs) {
+  ojson j = spec.to_json();
+  ojson ids = ojson::array();
+  for (auto& r : runs) ids.push_back(r.id);
+  j["runs"] = ids;
+  std::string path = dir + "/sweep.json";
+  if (io::file_exists(path)) {
+    auto bytes = io::read_file(path);
+    ojson old = ojson::parse(std::string(bytes.begin(), bytes.end()));
+    GL_CHECK(old.value("fixed", ojson()) == j["fixed"] && old.value("grid", ojson()) == j["grid"],
+             "sweep: {} holds a different sweep (fixed flags or grid differ); use the same "
+             "flags to resume it, or another --out",
+             path);
+    return;
+  }
+  io::write_file_atomic(path, j.dump(2) + "\n");
+}
+
+SweepSpec read_sweep_json(const std::string& dir) {
+  std::string path = dir + "/sweep.json";
+  GL_CHECK(io::file_exists(path), "sweep merge: {} has no sweep.json (not a sweep directory)", dir);
+  auto bytes = io::read_file(path);
+  return SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), path);
+}
+
+struct SweepOpts {
+  std::string spec_file, out, shard;
+  std::vector<std::string> activations, inits, depths, widths, lrs, batch_sizes, optimizers,
+      datasets, normalizations, seeds, grid;
+  int jobs = 1;
+  bool list = false, no_progress = false;
+  // Training flags given on the command line: name -> values (flags: empty).
+  std::vector<std::pair<std::string, std::shared_ptr<std::vector<std::string>>>> train_values;
+  struct TrainOption {
+    std::string name;
+    CLI::Option* option;
+    enum Kind { Flag, Single, Repeatable } kind;
+  };
+  std::vector<TrainOption> train_options;
+  // merge
+  std::vector<std::string> merge_dirs;
+  bool partial = false;
+};
+
+SweepSpec build_spec(const SweepOpts& o) {
+  SweepSpec spec;
+  if (!o.spec_file.empty()) {
+    auto bytes = io::read_file(o.spec_file);
+    spec = SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), o.spec_file);
+  } else {
+    spec = SweepSpec::classic();
+  }
+  auto axis = [&spec](const char* flag, const std::vector<std::string>& vals) {
+    if (vals.empty()) return;
+    std::vector<ojson> v;
+    for (auto& s : vals) v.push_back(flag == std::string("init") ? ojson(s) : typed(s));
+    spec.set_axis(flag, v);
+  };
+  axis("activation", o.activations);
+  axis("init", o.inits);
+  axis("depth", o.depths);
+  axis("width", o.widths);
+  axis("lr", o.lrs);
+  axis("batch-size", o.batch_sizes);
+  axis("optimizer", o.optimizers);
+  axis("dataset", o.datasets);
+  axis("normalize", o.normalizations);
+  axis("seed", o.seeds);
+  for (const auto& g : o.grid) {
+    auto eq = g.find('=');
+    GL_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < g.size(),
+             "--grid: expected FLAG=V1,V2,..., got '{}'", g);
+    std::vector<std::string> vals;
+    std::string rest = g.substr(eq + 1);
+    size_t pos = 0;
+    while (true) {
+      size_t c = rest.find(',', pos);
+      vals.push_back(rest.substr(pos, c == std::string::npos ? std::string::npos : c - pos));
+      if (c == std::string::npos) break;
+      pos = c + 1;
+    }
+    axis(train::canonical_flag(g.substr(0, eq)).c_str(), vals);
+  }
+  // Training flags given once: a fixed value, or a one-value axis when the grid sweeps it.
+  for (auto& [name, opt, kind] : o.train_options) {
+    if (opt->count() == 0) continue;
+    ojson v;
+    auto it = std::find_if(o.train_values.begin(), o.train_values.end(),
+                           [&](auto& p) { return p.first == name; });
+    const auto& vals = *it->second;
+    if (kind == SweepOpts::TrainOption::Flag) {
+      v = true;
+    } else if (kind == SweepOpts::TrainOption::Repeatable) {
+      v = ojson::array();
+      for (auto& s : vals) v.push_back(s);
+    } else {
+      v = name == "init" ? ojson(vals.back()) : typed(vals.back());
+    }
+    bool is_axis =
+        std::any_of(spec.axes.begin(), spec.axes.end(), [&](auto& a) { return a.first == name; });
+    if (is_axis)
+      spec.set_axis(name, {v});
+    else
+      spec.set_fixed(name, v);
+  }
+  return spec;
+}
+
+struct Progress {
+  std::string label;
+  size_t total = 0, done = 0, diverged = 0, failed = 0, running = 0;
+  double elapsed = 0, eta = NAN;
+  bool tty = false;
+  void print(bool final_line) const {
+    std::string s = fmt::format("{}{}/{} runs done", label, done, total);
+    if (diverged) s += fmt::format(" ({} diverged)", diverged);
+    if (failed) s += fmt::format(", {} failed", failed);
+    s += fmt::format(", {} running, elapsed {}, ETA {}", running, fmt_duration(elapsed),
+                     fmt_duration(eta));
+    if (tty)
+      fmt::print(stderr, "\r{}\x1b[K{}", s, final_line ? "\n" : "");
+    else
+      fmt::print(stderr, "{}\n", s);
+  }
+};
+
+void run_sweep(const SweepOpts& o) {
+  GL_CHECK(!o.out.empty(), "--out: a sweep directory is required");
+  GL_CHECK(o.jobs >= 1, "--jobs must be at least 1, got {}", o.jobs);
+  SweepSpec spec = build_spec(o);
+  // One thread per worker unless asked otherwise: several single-threaded trainings use the
+  // cores better than one multi-threaded one at these sizes.
+  bool threads_set =
+      spec.fixed.contains("threads") ||
+      std::any_of(spec.axes.begin(), spec.axes.end(), [](auto& a) { return a.first == "threads"; });
+  if (!threads_set) spec.set_fixed("threads", 1);
+  auto info = train_flag_info();
+  std::vector<SweepRun> all = train::expand_grid(spec, info);
+  int k = 0, n = 1;
+  if (!o.shard.empty()) std::tie(k, n) = train::parse_shard(o.shard);
+  std::vector<SweepRun> mine = train::shard_runs(all, k, n);
+
+  if (o.list) {
+    for (auto& r : mine) {
+      RunState st = train::run_state(train::run_dir(o.out, r), r.config.epochs);
+      fmt::print("{} {}\n", r.id, train::status_name(st.status));
+    }
+    return;
+  }
+
+  io::ensure_dir(o.out + "/runs");
+  write_sweep_json(o.out, spec, all);
+  const std::string summary_path =
+      o.shard.empty() ? o.out + "/summary.csv" : o.out + fmt::format("/summary-{}-of-{}.csv", k, n);
+  const auto names = axis_names(spec);
+  auto write_summary = [&] {
+    io::write_file_atomic(summary_path, train::summary_csv(o.out, mine, names));
+  };
+
+  std::vector<RunState> states(mine.size());
+  std::vector<double> cost(mine.size());
+  std::vector<size_t> todo;
+  Progress prog;
+  prog.label = o.shard.empty() ? "sweep: " : fmt::format("sweep shard {}/{}: ", k, n);
+  prog.total = mine.size();
+  prog.tty = !o.no_progress && isatty(2);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
+    cost[i] = train::epoch_cost(mine[i].config);
+    if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
+      ++prog.done;
+      prog.diverged += states[i].status == RunStatus::Diverged;
+    } else {
+      todo.push_back(i);
+    }
+  }
+  write_summary();
+  if (!o.no_progress)
+    fmt::print(stderr, "{}{} runs ({} already done), {} at a time, in {}\n", prog.label,
+               mine.size(), prog.done, o.jobs, o.out);
+
+  const std::string exe = self_exe();
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::map<pid_t, size_t> workers;
+  std::vector<std::string> failures;
+  std::vector<bool> active(mine.size(), false);
+  size_t next = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto last_print = t0 - std::chrono::hours(1);
+
+  auto estimate_eta = [&] {
+    double measured_time = 0, measured_cost = 0, remaining = 0;
+    size_t left = 0;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const RunState& st = states[i];
+      for (double t : st.epoch_time)
+        if (std::isfinite(t)) {
+          measured_time += t;
+          measured_cost += cost[i];
+        }
+      if (st.status != RunStatus::Finished && st.status != RunStatus::Diverged) {
+        remaining += cost[i] * double(std::max<int64_t>(mine[i].config.epochs - st.epochs_done, 0));
+        ++left;
+      }
+    }
+    if (left == 0) return 0.0;
+    if (measured_cost <= 0) return double(NAN);
+    return remaining * (measured_time / measured_cost) /
+           double(std::min<size_t>(left, size_t(o.jobs)));
+  };
+
+  while ((next < todo.size() || !workers.empty())) {
+    if (g_stop) {
+      for (auto& [pid, i] : workers) kill(pid, SIGTERM);
+      for (auto& [pid, i] : workers) waitpid(pid, nullptr, 0);
+      write_summary();
+      if (prog.tty) fmt::print(stderr, "\n");
+      throw Error(fmt::format("interrupted (signal {}); run the same command again to resume",
+                              int(g_stop)));
+    }
+    while (workers.size() < size_t(o.jobs) && next < todo.size()) {
+      size_t i = todo[next++];
+      const SweepRun& r = mine[i];
+      std::string dir = train::run_dir(o.out, r);
+      io::ensure_dir(dir);
+      std::vector<std::string> args = r.args;
+      for (const char* a : {"--out", dir.c_str(), "--resume", "--no-progress"}) args.push_back(a);
+      workers[spawn_train(exe, args, dir + "/train.log")] = i;
+      active[i] = true;
+    }
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    auto now = std::chrono::steady_clock::now();
+    bool changed = false;
+    if (pid > 0 && workers.count(pid)) {
+      size_t i = workers[pid];
+      workers.erase(pid);
+      active[i] = false;
+      const SweepRun& r = mine[i];
+      std::string dir = train::run_dir(o.out, r);
+      states[i] = train::run_state(dir, r.config.epochs);
+      int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
+        ++prog.done;
+        if (states[i].status == RunStatus::Diverged) {
+          ++prog.diverged;
+          if (!prog.tty && !o.no_progress)
+            fmt::print(stderr, "{}{} diverged: {}\n", prog.label, r.id, states[i].error);
+        }
+      } else {
+        ++prog.failed;
+        std::string why =
+            code == kExitDiverged ? "diverged without a marker" : last_line(dir + "/train.log");
+        failures.push_back(fmt::format("{} (exit {}): {}", r.id, code, why));
+        fmt::print(stderr, "{}{}{} failed (exit {}): {} (see {}/train.log)\n", prog.tty ? "\n" : "",
+                   prog.label, r.id, code, why, dir);
+      }
+      write_summary();
+      changed = true;
+    } else if (pid == 0 || (pid < 0 && errno == ECHILD)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (o.no_progress) continue;
+    double since = std::chrono::duration<double>(now - last_print).count();
+    if ((prog.tty && since > 1.0) || changed) {
+      for (size_t i = 0; i < mine.size(); ++i)
+        if (active[i])
+          states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
+      prog.running = workers.size();
+      prog.elapsed = std::chrono::duration<double>(now - t0).count();
+      prog.eta = estimate_eta();
+      prog.print(false);
+      last_print = now;
+    }
+  }
+  write_summary();
+  if (!o.no_progress) {
+    prog.running = 0;
+    prog.elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    prog.eta = 0;
+    if (prog.tty) prog.print(true);
+    fmt::print(stderr, "{}wrote {}\n", prog.label, summary_path);
+  }
+  if (!failures.empty()) {
+    std::string msg =
+        fmt::format("{} of {} runs failed (run the same command again to retry):", failures.size(),
+                    mine.size());
+    for (size_t i = 0; i < failures.size() && i < 10; ++i) msg += "\n  " + failures[i];
+    throw Error(msg);
+  }
+}
+
+// Copies a run directory into place (temp name, then rename) so a half-copied run never looks
+// like a run.
+void copy_run(const fs::path& from, const fs::path& to) {
+  fs::path tmp = to;
+  tmp += ".merging";
+  fs::remove_all(tmp);
+  fs::copy(from, tmp, fs::copy_options::recursive);
+  fs::rename(tmp, to);
+}
+
+void merge_sweep(const SweepOpts& o) {
+  GL_CHECK(!o.merge_dirs.empty(),
+           "sweep merge: give the sweep directory (and any part directories)");
+  const std::string dir = o.merge_dirs[0];
+  SweepSpec spec = read_sweep_json(dir);
+  auto info = train_flag_info();
+  std::vector<SweepRun> all = train::expand_grid(spec, info);
+  size_t copied = 0;
+  for (size_t p = 1; p < o.merge_dirs.size(); ++p) {
+    SweepSpec other = read_sweep_json(o.merge_dirs[p]);
+    GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
+                 other.to_json()["grid"] == spec.to_json()["grid"],
+             "sweep merge: {} is a part of a different sweep than {}", o.merge_dirs[p], dir);
+    for (const auto& r : all) {
+      fs::path src = train::run_dir(o.merge_dirs[p], r), dst = train::run_dir(dir, r);
+      auto s_src = train::run_state(src.string(), r.config.epochs);
+      if (s_src.status != RunStatus::Finished && s_src.status != RunStatus::Diverged) continue;
+      auto s_dst = train::run_state(dst.string(), r.config.epochs);
+      if (s_dst.status == RunStatus::Finished || s_dst.status == RunStatus::Diverged) continue;
+      fs::create_directories(dst.parent_path());
+      fs::remove_all(dst);
+      copy_run(src, dst);
+      ++copied;
+    }
+  }
+  std::vector<std::string> missing;
+  size_t diverged = 0;
+  for (const auto& r : all) {
+    auto st = train::run_state(train::run_dir(dir, r), r.config.epochs);
+    if (st.status == RunStatus::Diverged) ++diverged;
+    if (st.status != RunStatus::Finished && st.status != RunStatus::Diverged)
+      missing.push_back(r.id);
+  }
+  io::write_file_atomic(dir + "/summary.csv", train::summary_csv(dir, all, axis_names(spec)));
+  fmt::print("merged {}: {} of {} runs done ({} diverged), {} copied from parts; wrote {}\n", dir,
+             all.size() - missing.size(), all.size(), diverged, copied, dir + "/summary.csv");
+  if (!missing.empty() && !o.partial) {
+    std::string msg = fmt::format(
+        "{} runs are not finished (rerun their shards, or pass --partial):", missing.size());
+    for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += " " + missing[i];
+    if (missing.size() > 10) msg += " ...";
+    throw Error(msg);
+  }
+}
+
+const RegisterCommand reg{
+    "sweep",
+    "Train a grid of models (activation x init x depth x any training flag); resumable, "
+    "sharded",
+    [](CLI::App& sub) {
+      auto o = std::make_shared<SweepOpts>();
+      sub.add_option("SPEC", o->spec_file,
+                     "Sweep file (JSON, docs/sweeps.md); default: the classic grid")
+          ->check(CLI::ExistingFile);
+      sub.add_option("--out", o->out, "Sweep directory to write (runs/, sweep.json, summary.csv)");
+      sub.add_option("--jobs,-j", o->jobs, "Trainings run at once, as separate processes")
+          ->capture_default_str();
+      sub.add_option("--shard", o->shard,
+                     "Run only part K of N of the grid (0 <= K < N), e.g. "
+                     "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT");
+      sub.add_flag("--list", o->list, "Print this shard's run ids and their status, run nothing");
+      sub.add_flag("--no-progress", o->no_progress, "No progress line");
+      auto axis = [&sub](const char* name, std::vector<std::string>& v, const char* help) {
+        sub.add_option(name, v, help)->delimiter(',')->group("Grid axes");
+      };
+      axis("--activations", o->activations, "Activations, e.g. relu,tanh,sigmoid,gelu");
+      axis("--inits", o->inits,
+           "Initializers with arguments after ':', e.g. he_normal,he_normal:factor=6,"
+           "orthogonal:gain=1.4,trunc_normal:std=0.02:a=-0.04:b=0.04");
+      axis("--depths", o->depths, "Numbers of hidden layers, e.g. 5,10,20");
+      axis("--widths", o->widths, "Hidden widths");
+      axis("--lrs", o->lrs, "Learning rates");
+      axis("--batch-sizes", o->batch_sizes, "Mini-batch sizes");
+      axis("--optimizers", o->optimizers, "Optimizers (sgd, adam, adamw)");
+      axis("--datasets", o->datasets, "Datasets (mnist, fashion-mnist)");
+      axis("--normalizations", o->normalizations, "Input normalizations (raw, standard)");
+      axis("--seeds", o->seeds, "Seeds");
+      sub.add_option("--grid", o->grid,
+                     "Any training flag as an axis: FLAG=V1,V2,... (repeatable), e.g. "
+                     "--grid momentum=0,0.9")
+          ->group("Grid axes");
+      // Every `gradlens train` flag, given once, fixes that flag for all runs.
+      CLI::App probe;
+      TrainFlags probe_flags;
+      add_train_flags(probe, probe_flags);
+      for (const CLI::Option* opt : probe.get_options()) {
+        if (opt->get_lnames().empty()) continue;
+        std::string name = opt->get_lnames()[0];
+        if (sweep_owned(name)) continue;
+        auto values = std::make_shared<std::vector<std::string>>();
+        CLI::Option* mine = nullptr;
+        if (opt->get_expected_max() == 0)
+          mine = sub.add_flag("--" + name, opt->get_description());
+        else
+          mine = sub.add_option("--" + name, *values, opt->get_description());
+        mine->group("Training flags (fixed for every run)");
+        if (opt->get_expected_max() != 0) mine->allow_extra_args(false);
+        o->train_values.emplace_back(name, values);
+        auto kind = opt->get_expected_max() == 0  ? SweepOpts::TrainOption::Flag
+                    : opt->get_expected_max() > 1 ? SweepOpts::TrainOption::Repeatable
+                                                  : SweepOpts::TrainOption::Single;
+        o->train_options.push_back({name, mine, kind});
+      }
+      auto merge =
+          sub.add_subcommand("merge",
+                             "Join the shards of a sweep: copy runs from part directories, rebuild "
+                             "summary.csv over the whole grid");
+      merge
+          ->add_option("DIR", o->merge_dirs,
+                       "The sweep directory, then any other directories holding parts of it")
+          ->required();
+      merge->add_flag("--partial", o->partial, "Write summary.csv even if runs are missing");
+      sub.callback([o, merge] {
+        if (merge->parsed())
+          merge_sweep(*o);
+        else
+          run_sweep(*o);
+      });
+    }};
+
+}  // namespace
+}  // namespace gl::tools

@@ -1,0 +1,443 @@
+// sweep.cpp: sweep specs, grid expansion with stable run ids, sharding, and reading run
+// directories back into run states and summary.csv.
+#include "train/sweep.h"
+
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "engine/io/fs.h"
+
+namespace gl::train {
+
+namespace {
+
+// Axes that name a run readably; every other axis goes into the id's hash.
+const char* kIdAxes[] = {"activation", "init", "depth", "seed"};
+
+int axis_rank(const std::string& name) {
+  if (name == "activation") return 0;
+  if (name == "init") return 1;
+  if (name == "depth") return 2;
+  if (name == "seed") return 4;
+  return 3;
+}
+
+bool axis_less(const std::string& a, const std::string& b) {
+  int ra = axis_rank(a), rb = axis_rank(b);
+  return ra != rb ? ra < rb : a < b;
+}
+
+std::string sanitize(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '+' || c == '-';
+    out += ok ? c : '_';
+  }
+  return out;
+}
+
+uint32_t fnv1a32(const std::string& s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+ojson normalize_value(const std::string& flag, const ojson& v, const std::string& where) {
+  if (flag == "init") return canonical_init(v, where);
+  if (v.is_string() || v.is_number() || v.is_boolean()) return v;
+  if (v.is_array()) {
+    for (auto& e : v)
+      GL_CHECK(e.is_string() || e.is_number(), "{}: {}: array entries must be strings or numbers",
+               where, flag);
+    return v;
+  }
+  throw Error(
+      fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag, v.dump()));
+}
+
+}  // namespace
+
+std::string canonical_flag(std::string key) {
+  while (!key.empty() && key[0] == '-') key.erase(0, 1);
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+std::string value_text(const ojson& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
+  if (v.is_array()) {
+    std::string s;
+    for (auto& e : v) s += (s.empty() ? "" : " ") + value_text(e);
+    return s;
+  }
+  return v.dump();
+}
+
+std::string canonical_init(const ojson& value, const std::string& where) {
+  std::string name;
+  std::map<std::string, std::string> args;
+  if (value.is_string()) {
+    std::string s = value.get<std::string>();
+    std::stringstream ss(s);
+    std::string part;
+    bool first = true;
+    while (std::getline(ss, part, ':')) {
+      if (first) {
+        name = part;
+        first = false;
+        continue;
+      }
+      auto eq = part.find('=');
+      GL_CHECK(eq != std::string::npos && eq > 0,
+               "{}: init '{}': expected name:key=value[:key=value...], got '{}'", where, s, part);
+      args[part.substr(0, eq)] = part.substr(eq + 1);
+    }
+  } else if (value.is_object()) {
+    GL_CHECK(value.contains("name") && value["name"].is_string(),
+             "{}: init {}: an object needs a \"name\"", where, value.dump());
+    name = value["name"].get<std::string>();
+    for (auto& [k, v] : value.items())
+      if (k != "name") args[k] = value_text(v);
+  } else {
+    throw Error(
+        fmt::format("{}: init: expected a string or an object, got {}", where, value.dump()));
+  }
+  GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, value.dump());
+  std::string out = name;
+  for (auto& [k, v] : args) out += ":" + k + "=" + v;
+  return out;
+}
+
+// ------------------------------------------------------------------ spec
+void SweepSpec::set_axis(const std::string& flag_in, std::vector<ojson> values) {
+  std::string flag = canonical_flag(flag_in);
+  GL_CHECK(!values.empty(), "sweep axis {}: no values", flag);
+  for (auto& v : values) v = normalize_value(flag, v, "sweep axis");
+  std::erase_if(axes, [&](auto& a) { return a.first == flag; });
+  fixed.erase(flag);
+  axes.emplace_back(flag, std::move(values));
+  std::stable_sort(axes.begin(), axes.end(),
+                   [](auto& a, auto& b) { return axis_less(a.first, b.first); });
+}
+
+void SweepSpec::set_fixed(const std::string& flag_in, ojson value) {
+  std::string flag = canonical_flag(flag_in);
+  fixed[flag] = normalize_value(flag, value, "sweep fixed flag");
+}
+
+SweepSpec SweepSpec::classic() {
+  SweepSpec s;
+  s.name = "classic";
+  s.set_fixed("width", 128);
+  s.set_fixed("lr", 0.01);
+  s.set_fixed("batch-size", 128);
+  s.set_fixed("diagnostics", "all");
+  s.set_axis("activation", {"relu", "tanh", "sigmoid", "gelu"});
+  s.set_axis("init", {"he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal",
+                      "zero", "orthogonal", "trunc_normal"});
+  s.set_axis("depth", {5, 10, 20, 30, 40, 50});
+  s.set_axis("seed", {0});
+  return s;
+}
+
+SweepSpec SweepSpec::from_json(const std::string& text, const std::string& source) {
+  ojson j;
+  try {
+    j = ojson::parse(text);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: not valid JSON: {}", source, e.what()));
+  }
+  GL_CHECK(j.is_object(), "{}: a sweep file is a JSON object", source);
+  for (auto& [k, v] : j.items())
+    GL_CHECK(k == "name" || k == "fixed" || k == "grid" || k == "runs",
+             "{}: unknown key \"{}\" (expected name, fixed, grid)", source, k);
+  SweepSpec s;
+  if (j.contains("name")) s.name = j["name"].get<std::string>();
+  if (j.contains("fixed")) {
+    GL_CHECK(j["fixed"].is_object(), "{}: \"fixed\" must be an object of flag: value", source);
+    for (auto& [k, v] : j["fixed"].items())
+      s.fixed[canonical_flag(k)] = normalize_value(canonical_flag(k), v, source);
+  }
+  if (j.contains("grid")) {
+    GL_CHECK(j["grid"].is_object(), "{}: \"grid\" must be an object of flag: [values]", source);
+    for (auto& [k, v] : j["grid"].items()) {
+      GL_CHECK(v.is_array() && !v.empty(), "{}: grid.{} must be a non-empty array", source, k);
+      std::vector<ojson> vals(v.begin(), v.end());
+      try {
+        s.set_axis(k, vals);
+      } catch (const Error& e) {
+        throw Error(fmt::format("{}: {}", source, e.what()));
+      }
+    }
+  }
+  return s;
+}
+
+ojson SweepSpec::to_json() const {
+  ojson j;
+  j["name"] = name;
+  j["fixed"] = fixed;
+  ojson g = ojson::object();
+  for (auto& [k, vals] : axes) g[k] = vals;
+  j["grid"] = g;
+  return j;
+}
+
+// ------------------------------------------------------------------ expansion
+namespace {
+
+void append_flag(std::vector<std::string>& args, const std::string& flag, const ojson& v,
+                 const TrainFlagInfo& info, const std::string& where) {
+  GL_CHECK(flag != "out" && flag != "resume",
+           "{}: --{} is set by the sweep for each run and cannot be given", where, flag);
+  GL_CHECK(info.known.count(flag), "{}: --{} is not a flag of `gradlens train`", where, flag);
+  if (info.flags.count(flag)) {
+    GL_CHECK(v.is_boolean(), "{}: --{} is an on/off flag: use true or false, got {}", where, flag,
+             v.dump());
+    if (v.get<bool>()) args.push_back("--" + flag);
+    return;
+  }
+  if (flag == "init") {
+    std::string s = v.get<std::string>();
+    std::stringstream ss(s);
+    std::string part;
+    std::getline(ss, part, ':');
+    args.push_back("--init");
+    args.push_back(part);
+    while (std::getline(ss, part, ':')) {
+      args.push_back("--init-arg");
+      args.push_back(part);
+    }
+    return;
+  }
+  if (v.is_array()) {
+    for (auto& e : v) {
+      args.push_back("--" + flag);
+      args.push_back(value_text(e));
+    }
+    return;
+  }
+  args.push_back("--" + flag);
+  args.push_back(value_text(v));
+}
+
+}  // namespace
+
+std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& info) {
+  for (auto& [k, v] : spec.fixed.items())
+    for (auto& [a, vals] : spec.axes)
+      GL_CHECK(a != k, "sweep: --{} is both fixed and a grid axis", k);
+  size_t total = 1;
+  for (auto& [a, vals] : spec.axes) total *= vals.size();
+  std::vector<SweepRun> runs;
+  runs.reserve(total);
+  std::map<std::string, size_t> seen;
+  for (size_t i = 0; i < total; ++i) {
+    SweepRun r;
+    r.index = i;
+    // Mixed radix with the last axis fastest.
+    size_t rest = i;
+    std::vector<size_t> pick(spec.axes.size());
+    for (size_t a = spec.axes.size(); a-- > 0;) {
+      pick[a] = rest % spec.axes[a].second.size();
+      rest /= spec.axes[a].second.size();
+    }
+    std::string hashed;
+    for (size_t a = 0; a < spec.axes.size(); ++a) {
+      const auto& name = spec.axes[a].first;
+      const auto& v = spec.axes[a].second[pick[a]];
+      r.params.emplace_back(name, v);
+      if (std::find(std::begin(kIdAxes), std::end(kIdAxes), name) == std::end(kIdAxes))
+        hashed += name + "=" + v.dump() + ";";
+    }
+    std::string where = fmt::format("sweep run {}", i);
+    for (auto& [k, v] : spec.fixed.items()) append_flag(r.args, k, v, info, where);
+    for (auto& [k, v] : r.params) append_flag(r.args, k, v, info, where);
+    try {
+      r.config = info.to_config(r.args);
+    } catch (const std::exception& e) {
+      std::string cmd;
+      for (auto& a : r.args) cmd += " " + a;
+      throw Error(fmt::format("{} (train{}): {}", where, cmd, e.what()));
+    }
+    const auto& c = r.config;
+    std::string init = c.init;
+    for (auto& [k, v] : c.init_args) init += "_" + k + v;
+    r.id = sanitize(
+        fmt::format("{}-{}-d{}-s{}", c.activation, init, c.hidden_widths().size(), c.seed));
+    if (!hashed.empty()) r.id += fmt::format("-h{:08x}", fnv1a32(hashed));
+    auto [it, fresh] = seen.emplace(r.id, i);
+    GL_CHECK(fresh, "sweep: runs {} and {} would both be named {} (duplicate grid values?)",
+             it->second, i, r.id);
+    runs.push_back(std::move(r));
+  }
+  return runs;
+}
+
+std::pair<int, int> parse_shard(const std::string& text) {
+  auto slash = text.find('/');
+  int k = -1, n = 0;
+  try {
+    GL_CHECK(slash != std::string::npos, "");
+    size_t used = 0;
+    k = std::stoi(text.substr(0, slash), &used);
+    GL_CHECK(used == slash, "");
+    std::string ns = text.substr(slash + 1);
+    n = std::stoi(ns, &used);
+    GL_CHECK(used == ns.size(), "");
+  } catch (const std::exception&) {
+    throw Error(fmt::format("--shard: expected K/N (e.g. 0/4), got '{}'", text));
+  }
+  GL_CHECK(n >= 1 && k >= 0 && k < n, "--shard {}: need 0 <= K < N", text);
+  return {k, n};
+}
+
+std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n) {
+  std::vector<SweepRun> out;
+  for (const auto& r : runs)
+    if (r.index % size_t(n) == size_t(k)) out.push_back(r);
+  return out;
+}
+
+// ------------------------------------------------------------------ run directories
+const char* status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::Pending:
+      return "pending";
+    case RunStatus::Partial:
+      return "partial";
+    case RunStatus::Finished:
+      return "finished";
+    case RunStatus::Diverged:
+      return "diverged";
+  }
+  return "?";
+}
+
+std::string run_dir(const std::string& sweep_dir, const SweepRun& run) {
+  return sweep_dir + "/runs/" + run.id;
+}
+
+RunState run_state(const std::string& dir, int64_t epochs) {
+  RunState st;
+  std::ifstream f(dir + "/metrics.csv");
+  if (f) {
+    std::string line;
+    std::vector<std::string> header;
+    auto split = [](const std::string& s) {
+      std::vector<std::string> out;
+      std::stringstream ss(s);
+      std::string cell;
+      while (std::getline(ss, cell, ',')) out.push_back(cell);
+      return out;
+    };
+    if (std::getline(f, line)) header = split(line);
+    auto col = [&](const char* name) {
+      auto it = std::find(header.begin(), header.end(), name);
+      return it == header.end() ? -1 : int(it - header.begin());
+    };
+    int ce = col("epoch"), ct = col("test_acc"), cr = col("train_acc"), cl = col("test_loss"),
+        cti = col("epoch_time");
+    auto num = [](const std::vector<std::string>& cells, int c) {
+      if (c < 0 || size_t(c) >= cells.size()) return std::nan("");
+      return std::strtod(cells[size_t(c)].c_str(), nullptr);
+    };
+    while (std::getline(f, line)) {
+      if (line.empty()) continue;
+      auto cells = split(line);
+      if (ce < 0) break;
+      st.epochs_done = int64_t(num(cells, ce));
+      st.test_acc.push_back(num(cells, ct));
+      st.train_acc.push_back(num(cells, cr));
+      st.test_loss.push_back(num(cells, cl));
+      st.epoch_time.push_back(num(cells, cti));
+    }
+  }
+  if (io::file_exists(dir + "/diverged.json")) {
+    st.status = RunStatus::Diverged;
+    try {
+      auto bytes = io::read_file(dir + "/diverged.json");
+      auto j = nlohmann::json::parse(std::string(bytes.begin(), bytes.end()));
+      st.error = j.value("error", "");
+    } catch (const std::exception&) {
+    }
+  } else if (st.epochs_done >= epochs && io::file_exists(dir + "/model.safetensors")) {
+    st.status = RunStatus::Finished;
+  } else if (st.epochs_done > 0 || io::file_exists(dir + "/checkpoint.safetensors")) {
+    st.status = RunStatus::Partial;
+  }
+  return st;
+}
+
+std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun>& runs,
+                        const std::vector<std::string>& axis_names) {
+  std::string s = "run,activation,init,depth,seed";
+  std::vector<std::string> extra;
+  for (auto& a : axis_names)
+    if (std::find(std::begin(kIdAxes), std::end(kIdAxes), a) == std::end(kIdAxes)) {
+      extra.push_back(a);
+      s += "," + a;
+    }
+  s += ",status,diverged,epochs,final_test_acc,best_test_acc,best_epoch,final_train_acc,"
+       "final_test_loss,total_time\n";
+  auto cell = [](std::string v) {
+    // CSV without quoting: a list value such as hidden=128,64 keeps its parts apart with '|'.
+    std::replace(v.begin(), v.end(), ',', '|');
+    return v;
+  };
+  auto num = [](double v) { return std::isnan(v) ? std::string() : fmt::format("{:.9g}", v); };
+  for (const auto& r : runs) {
+    RunState st = run_state(run_dir(sweep_dir, r), r.config.epochs);
+    if (st.status != RunStatus::Finished && st.status != RunStatus::Diverged) continue;
+    const auto& c = r.config;
+    std::string init = c.init;
+    for (auto& [k, v] : c.init_args) init += ":" + k + "=" + v;
+    s += fmt::format("{},{},{},{},{}", r.id, cell(c.activation), cell(init),
+                     c.hidden_widths().size(), c.seed);
+    for (auto& a : extra) {
+      auto it =
+          std::find_if(r.params.begin(), r.params.end(), [&](auto& p) { return p.first == a; });
+      s += "," + cell(it == r.params.end() ? "" : value_text(it->second));
+    }
+    double final_acc = st.test_acc.empty() ? std::nan("") : st.test_acc.back();
+    double best = std::nan("");
+    int64_t best_epoch = 0;
+    for (size_t e = 0; e < st.test_acc.size(); ++e)
+      if (std::isfinite(st.test_acc[e]) && !(st.test_acc[e] <= best)) {
+        best = st.test_acc[e];
+        best_epoch = int64_t(e) + 1;
+      }
+    double total = 0;
+    for (double t : st.epoch_time)
+      if (std::isfinite(t)) total += t;
+    s += fmt::format(",{},{},{},{},{},{},{},{},{:.3f}\n", status_name(st.status),
+                     st.status == RunStatus::Diverged ? 1 : 0, st.epochs_done, num(final_acc),
+                     num(best), best_epoch ? std::to_string(best_epoch) : std::string(),
+                     num(st.train_acc.empty() ? std::nan("") : st.train_acc.back()),
+                     num(st.test_loss.empty() ? std::nan("") : st.test_loss.back()), total);
+  }
+  return s;
+}
+
+double epoch_cost(const TrainConfig& cfg) {
+  double in = 784, cost = 0;
+  for (int64_t w : cfg.hidden_widths()) {
+    cost += in * double(w);
+    in = double(w);
+  }
+  // Examples per epoch: a swept --limit-train changes the cost as much as the widths do.
+  double examples = cfg.limit_train > 0 ? double(cfg.limit_train) : 60000.0;
+  return (cost + in * 10) * examples;
+}
+
+}  // namespace gl::train
