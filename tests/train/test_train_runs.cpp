@@ -16,7 +16,8 @@ using namespace gl::testing;
 
 std::vector<std::string> train_args(const std::string& out, int epochs,
                                     const std::vector<std::string>& extra,
-                                    const std::string& seed = "7") {
+                                    const std::string& seed = "7",
+                                    const std::string& batch = "32") {
   std::vector<std::string> a{"train",
                              "--dataset",
                              "mnist",
@@ -114,7 +115,9 @@ TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) 
       spawn_gradlens(train_args(dir + "/cut", epochs, flags), dir + "/cut.out", dir + "/cut.err");
   const std::string ckpt = dir + "/cut/checkpoint.safetensors";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
+  int status = 0;
+  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline &&
+         waitpid(pid, &status, WNOHANG) == 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint within 60 s";
   kill(pid, SIGKILL);
@@ -126,7 +129,7 @@ TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) 
 
   auto resume = flags;
   resume.push_back("--resume");
-  train_ok(train_args(dir + "/cut", epochs, resume));
+  train_ok(train_args(dir + "/cut", epochs, resume, "7", "4"));
   expect_same_outputs(dir + "/full", dir + "/cut");
 }
 
