@@ -37,6 +37,15 @@ int main(int argc, char** argv) {
     return fmt::format("gradlens{}{}: error: {} (see --help)\n", current.empty() ? "" : " ",
                        current, one_line(e.what()));
   });
+  // CLI11 would only say that a subcommand is required; name the unknown one instead.
+  if (argc > 1 && argv[1][0] != '-' &&
+      std::none_of(commands.begin(), commands.end(),
+                   [&](const auto& c) { return c.name == argv[1]; })) {
+    std::string known;
+    for (const auto& c : commands) known += (known.empty() ? "" : ", ") + c.name;
+    fmt::print(stderr, "gradlens: error: unknown command '{}' (commands: {})\n", argv[1], known);
+    return 1;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,6 +5,8 @@ namespace gl::tools {
 
 void add_train_flags(CLI::App& app, TrainFlags& f) {
   auto& c = f.cfg;
+  // --no-X flags set their setting false through a callback: the "--no-X{false}" spelling
+  // works too but shows its "{false}" in --help.
   app.add_option("--dataset", c.dataset, "mnist or fashion-mnist")->capture_default_str();
   app.add_option("--data-dir", c.data_dir, "Directory holding <dataset>/ (see `gradlens data fetch`)")
       ->capture_default_str();
@@ -47,13 +49,13 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint");
   app.add_option("--load-weights", c.load_weights, "Start from weights in a .safetensors file");
-  app.add_flag("--no-shuffle{false}", c.shuffle, "Keep the training order fixed");
+  app.add_flag_callback("--no-shuffle", [&c] { c.shuffle = false; }, "Keep the training order fixed");
   app.add_flag("--log-steps", c.log_steps, "Write steps.csv with the loss of every step");
   app.add_option("--device", c.device, "cpu (or cuda[:N] in CUDA builds)")->capture_default_str();
   app.add_option("--limit-train", c.limit_train, "Use only the first N training examples")
       ->capture_default_str();
   app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")->capture_default_str();
-  app.add_flag("--no-progress{false}", c.progress, "No progress line on stderr");
+  app.add_flag_callback("--no-progress", [&c] { c.progress = false; }, "No progress line on stderr");
   app.add_option("--diagnostics", f.diagnostics,
                  "all, none, or a comma list of: activations, histograms, units, grads, "
                  "selectivity")

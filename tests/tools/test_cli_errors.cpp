@@ -82,7 +82,9 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--init-arg", "bad"}), {"--init-arg", "bad"});
   expect_error(train({"--init-arg", "nosuchkey=1"}), {"--init", "nosuchkey"});
   expect_error(train({"--normalize", "foo"}), {"--normalize", "foo"});
-  expect_error(train({"--dataset", "foo"}), {"--dataset", "foo"});
+  expect_error(
+      {"train", "--dataset", "foo", "--data-dir", fixture_data_dir(), "--out", dir_ + "/x"},
+      {"--dataset", "foo"});
   expect_error(train({"--device", "tpu"}), {"--device", "tpu"});
   expect_error({"train", "--dataset", "mnist"}, {"--out"});
   expect_error({"nosuchcommand"}, {"nosuchcommand"});

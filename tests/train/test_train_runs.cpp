@@ -16,7 +16,8 @@ using namespace gl::testing;
 
 std::vector<std::string> train_args(const std::string& out, int epochs,
                                     const std::vector<std::string>& extra,
-                                    const std::string& seed = "7") {
+                                    const std::string& seed = "7",
+                                    const std::string& batch = "32") {
   std::vector<std::string> a{"train",
                              "--dataset",
                              "mnist",
@@ -106,17 +107,19 @@ TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) 
   std::string dir = make_temp_dir("gl_kill");
   // Small batches make each epoch long enough to land the kill mid-run.
   const int epochs = 12;
-  std::vector<std::string> flags{"--optimizer", "adam",         "--lr", "0.001",     "--dropout",
-                                 "0.2",         "--batch-size", "4",    "--threads", "1"};
-  train_ok(train_args(dir + "/full", epochs, flags));
+  std::vector<std::string> flags{"--optimizer", "adam", "--lr",      "0.001",
+                                 "--dropout",   "0.2",  "--threads", "1"};
+  train_ok(train_args(dir + "/full", epochs, flags, "7", "4"));
 
-  pid_t pid =
-      spawn_gradlens(train_args(dir + "/cut", epochs, flags), dir + "/cut.out", dir + "/cut.err");
+  pid_t pid = spawn_gradlens(train_args(dir + "/cut", epochs, flags, "7", "4"), dir + "/cut.out",
+                             dir + "/cut.err");
   const std::string ckpt = dir + "/cut/checkpoint.safetensors";
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline)
+  int status = 0;
+  while (!fs::exists(ckpt) && std::chrono::steady_clock::now() < deadline &&
+         waitpid(pid, &status, WNOHANG) == 0)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint within 60 s";
+  ASSERT_TRUE(fs::exists(ckpt)) << "no checkpoint within 60 s: " << read_text(dir + "/cut.err");
   kill(pid, SIGKILL);
   ProcResult killed = wait_proc(pid, dir + "/cut.out", dir + "/cut.err");
   ASSERT_FALSE(killed.exited) << "the run finished before the kill; make it longer\n"
@@ -126,7 +129,7 @@ TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) 
 
   auto resume = flags;
   resume.push_back("--resume");
-  train_ok(train_args(dir + "/cut", epochs, resume));
+  train_ok(train_args(dir + "/cut", epochs, resume, "7", "4"));
   expect_same_outputs(dir + "/full", dir + "/cut");
 }
 

@@ -27,7 +27,7 @@ gl::io::NamedTensors random_mlp(const std::vector<int64_t>& widths, uint64_t see
   for (std::size_t i = 0; i + 1 < widths.size(); ++i) {
     int64_t in = widths[i], o = widths[i + 1];
     double bound = 1.0 / std::sqrt(double(in));
-    std::vector<float> w(std::size_t(in * o)), b(std::size_t(o));
+    std::vector<float> w(static_cast<std::size_t>(in * o)), b(static_cast<std::size_t>(o));
     for (auto& v : w) v = float((2 * g.uniform() - 1) * bound);
     for (auto& v : b) v = float((2 * g.uniform() - 1) * bound);
     std::string k = std::to_string(2 * i);
