@@ -1,5 +1,6 @@
 // bench_gemm.cpp: gradlens sgemm vs OpenBLAS cblas_sgemm, side by side in one program on the
-// same data, at MLP training shapes (batch 128, see kShapes) and at 512/1024/2048 square, on 1 and 2 threads. Reports GFLOP/s (real time).
+// same data, at MLP training shapes (batch 128, see kShapes) and at 512/1024/2048 square, on 1 and
+// 2 threads. Reports GFLOP/s (real time).
 //
 // Intended use (interleaved repetitions, medians):
 //   build/bench/bench_gemm --benchmark_repetitions=7 --benchmark_enable_random_interleaving=true

@@ -182,13 +182,9 @@ struct Problem {
 // the call, and the micro-kernel reads A as fast in place (rows or columns of A are contiguous
 // in k or in i, so each MR x 16 step still touches MR cache lines at most).
 template <class T>
-bool use_direct_a(bool ta, int64_t M, int64_t N, int64_t lda, const KernelSet<T>& ks) {
-  (void)ta;
-  (void)M;
-  (void)lda;
+bool use_direct_a(int64_t N, const KernelSet<T>& ks) {
   return N <= 8 * int64_t(ks.nr);
 }
-
 
 template <class T>
 const T* a_block(const Problem<T>& p, int64_t ic, int64_t pc) {
@@ -376,7 +372,7 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
                      ks.pack_a,
                      ks.pack_b,
                      ceil_div(K, ceil_div(K, ks.kc)),
-                     use_direct_a(ta, M, N, lda, ks)};
+                     use_direct_a(N, ks)};
 
   int threads = 1;
   if (!omp_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= kParallelMinFlops) {

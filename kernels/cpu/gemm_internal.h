@@ -74,8 +74,8 @@ using MicroKernel = void (*)(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t
 // The same product with A read in place: element (i, k) of the MR x kc panel is
 // A[i * rs_a + k * cs_a]. All MR rows are read, so only full panels may be passed.
 template <class T>
-using MicroKernelDirectA = void (*)(int64_t kc, const T* A, int64_t rs_a, int64_t cs_a,
-                                    const T* Bp, T* C, int64_t ldc, int64_t m, int64_t n,
+using MicroKernelDirectA = void (*)(int64_t kc, const T* A, int64_t rs_a, int64_t cs_a, const T* Bp,
+                                    T* C, int64_t ldc, int64_t m, int64_t n,
                                     const TileEpilogue<T>& e);
 
 // Packs rows [0, mc) x depth [0, kc) of op(A) (origin already applied) into MR-row panels:

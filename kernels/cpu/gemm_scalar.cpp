@@ -33,13 +33,29 @@ void scalar_ukernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, 
 }  // namespace
 
 const KernelSet<float>& scalar_sgemm_kernel() {
-  static const KernelSet<float> k{"scalar", 4, 8, 128, 256, 4096, &scalar_ukernel<float, 4, 8>,
-      &scalar_ukernel_direct_a<float, 4, 8>, &pack_a_generic<float, 4>, &pack_b_generic<float, 8>};
+  static const KernelSet<float> k{"scalar",
+                                  4,
+                                  8,
+                                  128,
+                                  256,
+                                  4096,
+                                  &scalar_ukernel<float, 4, 8>,
+                                  &scalar_ukernel_direct_a<float, 4, 8>,
+                                  &pack_a_generic<float, 4>,
+                                  &pack_b_generic<float, 8>};
   return k;
 }
 const KernelSet<double>& scalar_dgemm_kernel() {
-  static const KernelSet<double> k{"scalar", 4, 8, 64, 256, 4096, &scalar_ukernel<double, 4, 8>,
-      &scalar_ukernel_direct_a<double, 4, 8>, &pack_a_generic<double, 4>, &pack_b_generic<double, 8>};
+  static const KernelSet<double> k{"scalar",
+                                   4,
+                                   8,
+                                   64,
+                                   256,
+                                   4096,
+                                   &scalar_ukernel<double, 4, 8>,
+                                   &scalar_ukernel_direct_a<double, 4, 8>,
+                                   &pack_a_generic<double, 4>,
+                                   &pack_b_generic<double, 8>};
   return k;
 }
 

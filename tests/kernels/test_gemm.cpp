@@ -218,12 +218,11 @@ TEST_P(GemmIsa, TrainingShapesOneAndTwoThreadsAgree) {
     bool ta, tb;
     int64_t M, N, K;
   };
-  const Shape shapes[] = {{false, false, 128, 128, 784}, {false, false, 128, 128, 128},
-                          {false, false, 128, 10, 128},  {true, false, 784, 128, 128},
-                          {false, true, 128, 784, 128},  {false, true, 128, 128, 10},
-                          {true, false, 128, 10, 128},   {false, true, 128, 128, 128},
-                          {false, true, 128, 128, 784},  {false, true, 128, 10, 128},
-                          {true, false, 128, 128, 128},  {true, false, 10, 128, 128}};
+  const Shape shapes[] = {
+      {false, false, 128, 128, 784}, {false, false, 128, 128, 128}, {false, false, 128, 10, 128},
+      {true, false, 784, 128, 128},  {false, true, 128, 784, 128},  {false, true, 128, 128, 10},
+      {true, false, 128, 10, 128},   {false, true, 128, 128, 128},  {false, true, 128, 128, 784},
+      {false, true, 128, 10, 128},   {true, false, 128, 128, 128},  {true, false, 10, 128, 128}};
   const int saved = omp_get_max_threads();
   for (const Shape& s : shapes) {
     Case c;
