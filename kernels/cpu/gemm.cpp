@@ -22,6 +22,20 @@
 //   784x128x128 TN: 0.87, 0.92   128x784x128 NT: 0.98, 1.10   128x10x128 NN: 0.56, 0.51
 // With libgomp's default (spinning) wait policy on the oversubscribed machine, 2-thread
 // small shapes collapsed to 0.01-0.07 of OpenBLAS (see the results file).
+//
+// Training shapes (Linear with W [out, in], batch 128, width 128), measured changes. Timings:
+// bench/results/gemm_minbatch.cpp (minimum per-call time over 150 batches of 5 calls, ours and
+// OpenBLAS alternating: the load average was 15-23 on 2 cores, so medians were meaningless),
+// 1 thread, ours / OpenBLAS before -> after; instructions: callgrind Ir per call.
+// - B^T packed through 8x8 in-register transposes (gemm_pack_avx.inc) instead of a stride-NR
+//   scatter, and full MR panels of A read in place when N <= 8 NR (use_direct_a):
+//   fwd NT 128x128x128 0.96 -> 1.14 (58.5 -> 50.3 us; Ir 679,520 -> 603,690)
+//   fwd NT 128x128x784 0.91 -> 1.02 (385 -> 336 us; Ir 3,991,133 -> 3,543,949)
+//   fwd NT 128x10x128  0.61 -> 0.81 (14.5 -> 11.9 us; Ir 162,128 -> 105,844)
+//   dX NN 128x128x128  0.92 -> 1.05 (68.8 -> 52.8 us; Ir 666,487 -> 628,799)
+//   dW TN 128x128x128  0.96 -> 1.04 (59.3 -> 54.8 us; Ir 636,123 -> 627,014)
+//   dW TN 128x784x128 (A packed, N > 8 NR): 1.01 -> 1.08, unchanged code path (noise).
+//   Slightly slower: dX NN 128x128x10 1.12 -> 1.06, dW TN 10x128x128 0.79 -> 0.73.
 #include <omp.h>
 
 #include <algorithm>
@@ -39,6 +53,8 @@ namespace gl::kernels::cpu {
 namespace {
 
 using detail::KernelSet;
+using detail::PackA;
+using detail::PackB;
 using detail::TileEpilogue;
 
 enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2 };
@@ -120,99 +136,6 @@ struct Workspace {
 };
 thread_local Workspace t_workspace;
 
-// Packs rows [0, mc) x depth [0, kc) of op(A) (origin already applied) into MR-row panels:
-// panel p holds op(A)[p*MR + r][k] at dst[p*MR*kc + k*MR + r], zero-padded past mc.
-template <class T, int MR>
-void pack_a(bool ta, const T* A, int64_t lda, int64_t mc, int64_t kc, T* dst) {
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, dst += MR * kc) {
-    const int64_t rows = std::min<int64_t>(MR, mc - i0);
-    if (ta) {  // op(A)[i][k] = A[k][i]: each k reads `rows` contiguous values
-      for (int64_t k = 0; k < kc; ++k) {
-        const T* src = A + k * lda + i0;
-        T* d = dst + k * MR;
-        if (rows == MR) {
-          for (int r = 0; r < MR; ++r) d[r] = src[r];
-        } else {
-          for (int r = 0; r < MR; ++r) d[r] = r < rows ? src[r] : T(0);
-        }
-      }
-    } else {  // op(A)[i][k] = A[i][k]: walk each source row contiguously
-      for (int r = 0; r < MR; ++r) {
-        T* d = dst + r;
-        if (r < rows) {
-          const T* src = A + (i0 + r) * lda;
-          for (int64_t k = 0; k < kc; ++k) d[k * MR] = src[k];
-        } else {
-          for (int64_t k = 0; k < kc; ++k) d[k * MR] = T(0);
-        }
-      }
-    }
-  }
-}
-
-// Packs NR-column panels [p_begin, p_end) of op(B) depth [0, kc) x columns [0, nc):
-// panel p holds op(B)[k][p*NR + c] at dst[p*NR*kc + k*NR + c], zero-padded past nc.
-template <class T, int NR>
-void pack_b(bool tb, const T* B, int64_t ldb, int64_t kc, int64_t nc, int64_t p_begin,
-            int64_t p_end, T* dst) {
-  for (int64_t p = p_begin; p < p_end; ++p) {
-    const int64_t j0 = p * NR;
-    const int64_t cols = std::min<int64_t>(NR, nc - j0);
-    T* d0 = dst + p * NR * kc;
-    if (!tb) {  // op(B)[k][j] = B[k][j]: a contiguous row segment per k
-      for (int64_t k = 0; k < kc; ++k) {
-        const T* src = B + k * ldb + j0;
-        T* d = d0 + k * NR;
-        if (cols == NR) {
-          for (int c = 0; c < NR; ++c) d[c] = src[c];
-        } else {
-          for (int c = 0; c < NR; ++c) d[c] = c < cols ? src[c] : T(0);
-        }
-      }
-    } else {  // op(B)[k][j] = B[j][k]: walk each source row contiguously
-      for (int c = 0; c < NR; ++c) {
-        T* d = d0 + c;
-        if (c < cols) {
-          const T* src = B + (j0 + c) * ldb;
-          for (int64_t k = 0; k < kc; ++k) d[k * NR] = src[k];
-        } else {
-          for (int64_t k = 0; k < kc; ++k) d[k * NR] = T(0);
-        }
-      }
-    }
-  }
-}
-
-template <class T>
-using PackA = void (*)(bool, const T*, int64_t, int64_t, int64_t, T*);
-template <class T>
-using PackB = void (*)(bool, const T*, int64_t, int64_t, int64_t, int64_t, int64_t, T*);
-
-template <class T>
-PackA<T> pack_a_for(int mr) {
-  switch (mr) {
-    case 4:
-      return &pack_a<T, 4>;
-    case 6:
-      return &pack_a<T, 6>;
-    case 14:
-      return &pack_a<T, 14>;
-  }
-  throw std::logic_error("gemm: no A packer for MR=" + std::to_string(mr));
-}
-template <class T>
-PackB<T> pack_b_for(int nr) {
-  switch (nr) {
-    case 8:
-      return &pack_b<T, 8>;
-    case 16:
-      return &pack_b<T, 16>;
-    case 32:
-      return &pack_b<T, 32>;
-  }
-  throw std::logic_error("gemm: no B packer for NR=" + std::to_string(nr));
-}
-
 template <class T>
 void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
                 int64_t lda, const T* B, int64_t ldb, const T* C, int64_t ldc) {
@@ -250,7 +173,18 @@ struct Problem {
   PackA<T> pack_a;
   PackB<T> pack_b;
   int64_t kc_max;  // equal-sized k-blocks, so K slightly above kc leaves no sliver block
+  bool direct_a;   // full MR panels of A are read in place, not packed (see use_direct_a)
 };
+
+// Whether to skip packing A. Packing A costs a pass over the mc x kc block and is repaid by
+// every NR panel of the nc block that reuses the packed panels, so it pays when N is wide; when
+// N is a few panels (training GEMMs: N = 10..784 with M = K = 128) the pass is a large share of
+// the call, and the micro-kernel reads A as fast in place (rows or columns of A are contiguous
+// in k or in i, so each MR x 16 step still touches MR cache lines at most).
+template <class T>
+bool use_direct_a(int64_t N, const KernelSet<T>& ks) {
+  return N <= 8 * int64_t(ks.nr);
+}
 
 template <class T>
 const T* a_block(const Problem<T>& p, int64_t ic, int64_t pc) {
@@ -261,11 +195,36 @@ const T* b_block(const Problem<T>& p, int64_t pc, int64_t jc) {
   return p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
 }
 
+// Where the micro-kernel reads A for one mc x kc block: full MR panels in place (rows
+// [0, direct_rows), element (i, k) at direct[i * rs + k * cs]), the remaining rows packed.
+template <class T>
+struct ABlock {
+  const T* direct;
+  int64_t rs, cs, direct_rows;
+  const T* packed;
+};
+
+// Packs what the micro-kernel cannot read in place: the whole block, or with direct_a only the
+// last partial MR panel.
+template <class T>
+ABlock<T> prepare_a(const Problem<T>& p, int64_t ic, int64_t mc, int64_t pc, int64_t kc, T* Ap) {
+  ABlock<T> a{nullptr, 0, 0, 0, Ap};
+  if (p.direct_a) {
+    a.direct = a_block(p, ic, pc);
+    a.rs = p.ta ? 1 : p.lda;
+    a.cs = p.ta ? p.lda : 1;
+    a.direct_rows = mc / p.ks->mr * p.ks->mr;
+  }
+  if (a.direct_rows < mc)
+    p.pack_a(p.ta, a_block(p, ic + a.direct_rows, pc), p.lda, mc - a.direct_rows, kc, Ap);
+  return a;
+}
+
 // Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
 // already packed: NR panels outer (the B micro-panel stays in L1), MR panels inner.
 template <class T>
 void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t pc,
-                  int64_t kc, const T* Ap, const T* Bp) {
+                  int64_t kc, const ABlock<T>& a, const T* Bp) {
   const int64_t MR = p.ks->mr, NR = p.ks->nr;
   TileEpilogue<T> e{p.alpha, pc == 0 ? p.beta : T(1), nullptr, p.act, pc + kc >= p.K};
   for (int64_t jr = 0; jr < nc; jr += NR) {
@@ -273,9 +232,13 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
     e.bias = p.bias ? p.bias + j : nullptr;
     const T* bpanel = Bp + jr * kc;
     const int64_t ncur = std::min(NR, nc - jr);
-    for (int64_t ir = 0; ir < mc; ir += MR)
-      p.ks->kernel(kc, Ap + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + j, p.ldc,
-                   std::min(MR, mc - ir), ncur, e);
+    int64_t ir = 0;
+    for (; ir < a.direct_rows; ir += MR)
+      p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel,
+                            p.C + (ic + ir) * p.ldc + j, p.ldc, MR, ncur, e);
+    for (; ir < mc; ir += MR)
+      p.ks->kernel(kc, a.packed + (ir - a.direct_rows) * kc, bpanel, p.C + (ic + ir) * p.ldc + j,
+                   p.ldc, std::min(MR, mc - ir), ncur, e);
   }
 }
 
@@ -302,8 +265,7 @@ void gemm_serial(const Problem<T>& p, int64_t j0, int64_t j1) {
       p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, 0, ceil_div(nc, NR), Bp);
       for (int64_t ic = 0; ic < p.M; ic += mc_max) {
         const int64_t mc = std::min(mc_max, p.M - ic);
-        p.pack_a(p.ta, a_block(p, ic, pc), p.lda, mc, kc, Ap);
-        macro_kernel(p, ic, mc, jc, nc, pc, kc, Ap, Bp);
+        macro_kernel(p, ic, mc, jc, nc, pc, kc, prepare_a(p, ic, mc, pc, kc, Ap), Bp);
       }
     }
   }
@@ -364,8 +326,8 @@ void gemm_parallel_rows(const Problem<T>& p, int threads) {
         const int64_t mc = std::min(p.M, (m_panels * (c + 1) / chunks) * MR) - ic;
         for (int64_t kb = 0; kb < n_kblocks; ++kb) {
           const int64_t pc = kb * p.kc_max, kc = std::min(p.kc_max, p.K - pc);
-          p.pack_a(p.ta, a_block(p, ic, pc), p.lda, mc, kc, Ap);
-          macro_kernel(p, ic, mc, jc, nc, pc, kc, Ap, Bp + size_t(kb) * kblock_elems);
+          macro_kernel(p, ic, mc, jc, nc, pc, kc, prepare_a(p, ic, mc, pc, kc, Ap),
+                       Bp + size_t(kb) * kblock_elems);
         }
       }  // implicit barrier: B is repacked only after every chunk is done with it
     }
@@ -407,9 +369,10 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
                      bias,
                      ep.act,
                      &ks,
-                     pack_a_for<T>(ks.mr),
-                     pack_b_for<T>(ks.nr),
-                     ceil_div(K, ceil_div(K, ks.kc))};
+                     ks.pack_a,
+                     ks.pack_b,
+                     ceil_div(K, ceil_div(K, ks.kc)),
+                     use_direct_a(N, ks)};
 
   int threads = 1;
   if (!omp_in_parallel() && 2.0 * double(M) * double(N) * double(K) >= kParallelMinFlops) {

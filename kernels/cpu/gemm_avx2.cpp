@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/gemm_pack.h"
 
 namespace gl::kernels::cpu::detail {
 namespace {
@@ -51,6 +52,7 @@ struct Avx2F64 {
   GL_VEC V max(V a, V b) { return _mm256_max_pd(a, b); }
 };
 
+#include "kernels/cpu/gemm_pack_avx.inc"
 #include "kernels/cpu/gemm_ukernel.inc"
 
 #undef GL_VEC
@@ -59,11 +61,29 @@ struct Avx2F64 {
 }  // namespace
 
 const KernelSet<float>& avx2_sgemm_kernel() {
-  static const KernelSet<float> k{"avx2", 6, 16, 144, 384, 4080, &ukernel<Avx2F32, 6, 2>};
+  static const KernelSet<float> k{"avx2",
+                                  6,
+                                  16,
+                                  144,
+                                  384,
+                                  4080,
+                                  &ukernel<Avx2F32, 6, 2>,
+                                  &ukernel_direct_a<Avx2F32, 6, 2>,
+                                  &pack_a_generic<float, 6>,
+                                  &pack_b_f32<16>};
   return k;
 }
 const KernelSet<double>& avx2_dgemm_kernel() {
-  static const KernelSet<double> k{"avx2", 6, 8, 72, 256, 4080, &ukernel<Avx2F64, 6, 2>};
+  static const KernelSet<double> k{"avx2",
+                                   6,
+                                   8,
+                                   72,
+                                   256,
+                                   4080,
+                                   &ukernel<Avx2F64, 6, 2>,
+                                   &ukernel_direct_a<Avx2F64, 6, 2>,
+                                   &pack_a_generic<double, 6>,
+                                   &pack_b_generic<double, 8>};
   return k;
 }
 

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/gemm_pack.h"
 
 namespace gl::kernels::cpu::detail {
 namespace {
@@ -51,6 +52,7 @@ struct Avx512F64 {
   GL_VEC V max(V a, V b) { return _mm512_maskz_max_pd(__mmask8(0xFF), a, b); }
 };
 
+#include "kernels/cpu/gemm_pack_avx.inc"
 #include "kernels/cpu/gemm_ukernel.inc"
 
 #undef GL_VEC
@@ -59,11 +61,29 @@ struct Avx512F64 {
 }  // namespace
 
 const KernelSet<float>& avx512_sgemm_kernel() {
-  static const KernelSet<float> k{"avx512", 14, 32, 140, 256, 4096, &ukernel<Avx512F32, 14, 2>};
+  static const KernelSet<float> k{"avx512",
+                                  14,
+                                  32,
+                                  140,
+                                  256,
+                                  4096,
+                                  &ukernel<Avx512F32, 14, 2>,
+                                  &ukernel_direct_a<Avx512F32, 14, 2>,
+                                  &pack_a_generic<float, 14>,
+                                  &pack_b_f32<32>};
   return k;
 }
 const KernelSet<double>& avx512_dgemm_kernel() {
-  static const KernelSet<double> k{"avx512", 14, 16, 112, 256, 4096, &ukernel<Avx512F64, 14, 2>};
+  static const KernelSet<double> k{"avx512",
+                                   14,
+                                   16,
+                                   112,
+                                   256,
+                                   4096,
+                                   &ukernel<Avx512F64, 14, 2>,
+                                   &ukernel_direct_a<Avx512F64, 14, 2>,
+                                   &pack_a_generic<double, 14>,
+                                   &pack_b_generic<double, 16>};
   return k;
 }
 

@@ -2,7 +2,8 @@
 // micro-kernels (gemm_avx2.cpp, gemm_avx512.cpp, gemm_scalar.cpp). A micro-kernel multiplies
 // one packed MR x kc panel of A by one packed kc x NR panel of B and folds the result into an
 // m x n (m <= MR, n <= NR) tile of C through the tile epilogue, so C is touched once per
-// k-block while it is in registers or L1.
+// k-block while it is in registers or L1. The packing routines are part of each ISA's set so
+// that the transposing packs can use the ISA's shuffles.
 #pragma once
 #include <cstdint>
 
@@ -70,8 +71,25 @@ inline void tile_transcendental(T* C, int64_t ldc, int64_t m, int64_t n, Activat
 template <class T>
 using MicroKernel = void (*)(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t ldc, int64_t m,
                              int64_t n, const TileEpilogue<T>& e);
+// The same product with A read in place: element (i, k) of the MR x kc panel is
+// A[i * rs_a + k * cs_a]. All MR rows are read, so only full panels may be passed.
+template <class T>
+using MicroKernelDirectA = void (*)(int64_t kc, const T* A, int64_t rs_a, int64_t cs_a, const T* Bp,
+                                    T* C, int64_t ldc, int64_t m, int64_t n,
+                                    const TileEpilogue<T>& e);
 
-// One ISA's kernel for one element type plus its cache blocking.
+// Packs rows [0, mc) x depth [0, kc) of op(A) (origin already applied) into MR-row panels:
+// panel p holds op(A)[p*MR + r][k] at dst[p*MR*kc + k*MR + r], zero-padded past mc.
+template <class T>
+using PackA = void (*)(bool ta, const T* A, int64_t lda, int64_t mc, int64_t kc, T* dst);
+// Packs NR-column panels [p_begin, p_end) of op(B) depth [0, kc) x columns [0, nc):
+// panel p holds op(B)[k][p*NR + c] at dst[p*NR*kc + k*NR + c], zero-padded past nc.
+// dst is 64-byte aligned.
+template <class T>
+using PackB = void (*)(bool tb, const T* B, int64_t ldb, int64_t kc, int64_t nc, int64_t p_begin,
+                       int64_t p_end, T* dst);
+
+// One ISA's kernel for one element type plus its cache blocking and packing routines.
 // mc: rows of A packed per block (L2), kc: depth per block (L1 holds a kc x NR B panel),
 // nc: columns of B packed per block (L3).
 template <class T>
@@ -83,6 +101,9 @@ struct KernelSet {
   int64_t kc;
   int64_t nc;
   MicroKernel<T> kernel;
+  MicroKernelDirectA<T> kernel_direct_a;
+  PackA<T> pack_a;
+  PackB<T> pack_b;
 };
 
 const KernelSet<float>& scalar_sgemm_kernel();

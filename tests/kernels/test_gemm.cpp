@@ -211,16 +211,18 @@ TEST_P(GemmIsa, FusedEpilogues) {
   }
 }
 
-// The training shapes of an MNIST MLP (batch 128): forward X W, dW = X^T dY, dX = dY W^T.
+// The training shapes of an MNIST MLP (batch 128), with W stored [in, out] (forward X W,
+// dW = X^T dY, dX = dY W^T) and [out, in] (forward X W^T, dW = dY^T X, dX = dY W).
 TEST_P(GemmIsa, TrainingShapesOneAndTwoThreadsAgree) {
   struct Shape {
     bool ta, tb;
     int64_t M, N, K;
   };
-  const Shape shapes[] = {{false, false, 128, 128, 784}, {false, false, 128, 128, 128},
-                          {false, false, 128, 10, 128},  {true, false, 784, 128, 128},
-                          {false, true, 128, 784, 128},  {false, true, 128, 128, 10},
-                          {true, false, 128, 10, 128}};
+  const Shape shapes[] = {
+      {false, false, 128, 128, 784}, {false, false, 128, 128, 128}, {false, false, 128, 10, 128},
+      {true, false, 784, 128, 128},  {false, true, 128, 784, 128},  {false, true, 128, 128, 10},
+      {true, false, 128, 10, 128},   {false, true, 128, 128, 128},  {false, true, 128, 128, 784},
+      {false, true, 128, 10, 128},   {true, false, 128, 128, 128},  {true, false, 10, 128, 128}};
   const int saved = omp_get_max_threads();
   for (const Shape& s : shapes) {
     Case c;
