@@ -16,6 +16,7 @@ RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write 
                         train::TrainConfig cfg = state->to_config();
                         train::Trainer trainer(cfg);
                         attach_diagnostics(trainer, *state);
+                        attach_analysis(trainer, *state);
                         auto history = trainer.run();
                         const auto& last = history.back();
                         fmt::print("{}: test accuracy {:.2f}% after {} epochs (run directory {})\n",
