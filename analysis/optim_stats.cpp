@@ -65,6 +65,14 @@ Sums fused_pass(const float* g, const float* w, float* pg, float* pw, float* eg,
   return {zero, small_prev, retained, flip, lmin, lmax, wd2, zgdw2, eg2, ew2};
 }
 
+// The float f with (x < f) == (double(x) < t) for every float x: comparisons in the float
+// loop then count exactly what a double-precision reference counts.
+float float_threshold(double t) {
+  float f = float(t);
+  if (double(f) < t) f = std::nextafter(f, INFINITY);
+  return f;
+}
+
 double frac(double num, double den) {
   return den > 0 ? num / den : std::nan("");
 }
@@ -191,8 +199,8 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
       continue;
     }
     Sums r = fused_pass(g.data<float>(), w.data<float>(), s.prev_grad.data(), s.prev_weight.data(),
-                        s.ema_grad.data(), s.ema_weight.data(), n, float(opt_.zero_threshold),
-                        float(opt_.small_threshold), float(opt_.ema_decay), !s.have_ema);
+                        s.ema_grad.data(), s.ema_weight.data(), n, float_threshold(opt_.zero_threshold),
+                        float_threshold(opt_.small_threshold), float(opt_.ema_decay), !s.have_ema);
     s.have_ema = true;
     auto& o = rec.stats[k];
     o[kZeroCount] = double(r.zero);
