@@ -110,7 +110,7 @@ const char* optim_stat_name(int stat) {
 std::vector<int8_t> downsample_codes(const std::vector<int8_t>& codes, int64_t width) {
   const int64_t n = int64_t(codes.size());
   if (width <= 0 || width >= n) return codes;
-  std::vector<int8_t> out(size_t(width));
+  std::vector<int8_t> out(static_cast<size_t>(width));
   for (int64_t b = 0; b < width; ++b) {
     int64_t lo = b * n / width, hi = (b + 1) * n / width;
     int64_t c[4] = {0, 0, 0, 0};  // large, positive-small, negative-small, zero
@@ -247,7 +247,7 @@ void OptimStatsCallback::sign_map_row(train::Trainer& t) {
     for (int64_t i = 0; i < n; ++i) mean_abs += std::fabs(double(gp[i]));
     mean_abs /= double(std::max<int64_t>(n, 1));
     const double large = opt_.sign_large_factor * mean_abs;
-    std::vector<int8_t> codes(size_t(n));
+    std::vector<int8_t> codes(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) codes[size_t(i)] = sign_code(gp[i], large > 0 ? large : INFINITY);
     sign_zooms_[k].emplace_back(codes.begin(),
                                 codes.begin() + std::min<int64_t>(n, opt_.sign_map_zoom));

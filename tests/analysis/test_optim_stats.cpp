@@ -69,12 +69,12 @@ void expect_rel(double got, double want, const std::string& what) {
   EXPECT_NEAR(got, want, 1e-6 * std::max(std::fabs(want), 1e-30)) << what;
 }
 
-struct Run {
+struct TrainedOptim {
   std::shared_ptr<Recorder> rec = std::make_shared<Recorder>();
   std::shared_ptr<OptimStatsCallback> optim;
 };
 
-Run train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1) {
+TrainedOptim train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1) {
   train::TrainConfig cfg;
   cfg.data_dir = gl::testing_fixture::tiny_mnist_data_dir(d);
   cfg.out = d.str() + "/run";
@@ -88,7 +88,7 @@ Run train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1) {
   cfg.progress = false;
   cfg.threads = 1;
   train::Trainer trainer(cfg);
-  Run r;
+  TrainedOptim r;
   r.optim = std::make_shared<OptimStatsCallback>(o);
   trainer.add_callback(r.rec);
   trainer.add_callback(r.optim);
@@ -96,7 +96,7 @@ Run train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1) {
   return r;
 }
 
-void check_against_naive(const Run& r, const OptimStatsOptions& o) {
+void check_against_naive(const TrainedOptim& r, const OptimStatsOptions& o) {
   const auto& recs = r.optim->records();
   ASSERT_FALSE(recs.empty());
   const size_t P = r.optim->names().size();
@@ -172,7 +172,7 @@ void check_against_naive(const Run& r, const OptimStatsOptions& o) {
 TEST(OptimStats, EveryStepMatchesNaiveReference) {
   ScratchDir d("optim");
   OptimStatsOptions o;
-  Run r = train_tiny(d, o, 2);
+  TrainedOptim r = train_tiny(d, o, 2);
   // 10 steps: step 1 has no predecessor.
   ASSERT_EQ(r.optim->records().size(), 9u);
   EXPECT_EQ(r.optim->records().front().step, 2);
@@ -185,7 +185,7 @@ TEST(OptimStats, EveryNComparesWithThePreviousStep) {
   o.every = 3;
   o.zero_threshold = 1e-6;
   o.ema_decay = 0.5;
-  Run r = train_tiny(d, o, 2);
+  TrainedOptim r = train_tiny(d, o, 2);
   std::vector<int64_t> steps;
   for (auto& rec : r.optim->records()) steps.push_back(rec.step);
   EXPECT_EQ(steps, (std::vector<int64_t>{3, 6, 9}));
@@ -197,7 +197,7 @@ TEST(OptimStats, SignMapMatchesNaiveCodes) {
   OptimStatsOptions o;
   o.sign_map_width = 50;
   o.sign_map_zoom = 40;
-  Run r = train_tiny(d, o, 2);
+  TrainedOptim r = train_tiny(d, o, 2);
   const auto& maps = r.optim->sign_maps();
   ASSERT_EQ(maps.size(), r.optim->names().size());
   for (size_t k = 0; k < maps.size(); ++k) {
@@ -238,7 +238,7 @@ TEST(OptimStats, DownsampleTiesAndIdentity) {
 
 TEST(OptimStats, FilesMatchRecords) {
   ScratchDir d("optim_files");
-  Run r = train_tiny(d, {}, 2);
+  TrainedOptim r = train_tiny(d, {}, 2);
   std::string dir = d.str() + "/run/optim";
   NpyArray stats = read_npy(dir + "/stats.npy");
   NpyArray steps = read_npy(dir + "/steps.npy");

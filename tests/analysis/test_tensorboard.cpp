@@ -187,13 +187,17 @@ void compare_with_json(const std::vector<Event>& ours, const nlohmann::json& the
     const auto& t = theirs[i];
     EXPECT_EQ(t["wall_time"].get<double>(), ours[i].wall_time);
     EXPECT_EQ(t["step"].get<int64_t>(), ours[i].step);
-    if (!ours[i].file_version.empty()) EXPECT_EQ(t["file_version"], ours[i].file_version);
+    if (!ours[i].file_version.empty()) {
+      EXPECT_EQ(t["file_version"], ours[i].file_version);
+    }
     ASSERT_EQ(t["values"].size(), ours[i].values.size());
     for (size_t k = 0; k < ours[i].values.size(); ++k) {
       const auto& tv = t["values"][k];
       const auto& ov = ours[i].values[k];
       EXPECT_EQ(tv["tag"], ov.tag);
-      if (ov.simple_value) EXPECT_EQ(tv["simple_value"].get<float>(), *ov.simple_value) << ov.tag;
+      if (ov.simple_value) {
+        EXPECT_EQ(tv["simple_value"].get<float>(), *ov.simple_value) << ov.tag;
+      }
       if (ov.histo) {
         const auto& th = tv["histo"];
         EXPECT_EQ(th["min"].get<double>(), ov.histo->min);
