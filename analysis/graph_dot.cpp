@@ -68,7 +68,7 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
     const Node* n = t.grad_fn().get();
     auto it = op_ids.find(n);
     if (it != op_ids.end()) return it->second;
-    std::string id = "op" + std::to_string(op_ids.size());
+    std::string id = fmt::format("op{}", op_ids.size());
     op_ids[n] = id;
     todo.emplace_back(n, t);
     return id;
@@ -98,7 +98,7 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
       } else {
         auto it = leaf_ids.find(in.impl());
         if (it == leaf_ids.end()) {
-          src = "leaf" + std::to_string(leaf_ids.size());
+          src = fmt::format("leaf{}", leaf_ids.size());
           leaf_ids[in.impl()] = src;
           auto nm = names.find(in.impl());
           std::string lname = nm != names.end() ? nm->second : (in.requires_grad() ? "leaf" : "input");

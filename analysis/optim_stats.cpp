@@ -290,7 +290,7 @@ void OptimStatsCallback::write(const std::string& dir) const {
       std::vector<int32_t> m, z;
       for (auto& row : sign_maps_[k]) m.insert(m.end(), row.begin(), row.end());
       for (auto& row : sign_zooms_[k]) z.insert(z.end(), row.begin(), row.end());
-      std::string base = "sign_map_" + std::to_string(k);
+      std::string base = fmt::format("sign_map_{}", k);
       save_i32(dir + "/" + base + ".npy", m,
                {int64_t(sign_maps_[k].size()), int64_t(sign_maps_[k][0].size())});
       save_i32(dir + "/" + base + "_zoom.npy", z,

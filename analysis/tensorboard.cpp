@@ -427,7 +427,7 @@ void TensorBoardCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
   auto& taps = t.model().taps();
   for (size_t i = 0; i < act_values_.size() && i < taps.size(); ++i)
     if (!act_values_[i].empty())
-      histos.emplace_back("activations/layer" + std::to_string(i) + "_post",
+      histos.emplace_back(fmt::format("activations/layer{}_post", i),
                           make_histogram(act_values_[i].data(), act_values_[i].size(), bins_));
   for (auto& [name, p] : t.model().named_parameters()) {
     Tensor g = p.grad();
