@@ -2,6 +2,10 @@
 // prints DOT; rendering shells out to Graphviz.
 #include "analysis/graph_dot.h"
 
+// GCC 12 reports impossible overlaps in inlined std::string concatenation (a known false
+// positive of -Wrestrict at -O3).
+#pragma GCC diagnostic ignored "-Wrestrict"
+
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -85,7 +89,10 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
     std::string label = node->name + "\nout " + tensor_str(out);
     if (!node->saved_shapes.empty()) {
       label += "\nsaved";
-      for (auto& s : node->saved_shapes) label += " " + shape_str(s);
+      for (auto& s : node->saved_shapes) {
+        label += ' ';
+        label += shape_str(s);
+      }
     }
     dot += "  " + id + " [shape=box, style=\"rounded,filled\", fillcolor=\"#dbe8f7\", label=" +
            q(label) + "];\n";
