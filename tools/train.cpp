@@ -24,6 +24,7 @@ RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write 
                         train::TrainConfig cfg = state->to_config();
                         train::Trainer trainer(cfg);
                         attach_diagnostics(trainer, *state);
+                        attach_analysis(trainer, *state);
                         std::filesystem::remove(cfg.out + "/diverged.json");
                         std::vector<train::EpochResult> history;
                         try {

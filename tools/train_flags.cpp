@@ -66,6 +66,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--saturation-threshold", f.saturation_threshold,
                  "A tanh/sigmoid unit is saturated beyond this fraction of its range")
       ->capture_default_str();
+  add_analyze_flags(app, f);
 }
 
 train::TrainConfig TrainFlags::to_config() const {

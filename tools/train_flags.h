@@ -17,10 +17,24 @@ struct TrainFlags {
   int64_t diagnostics_every = 0;
   double saturation_threshold = 0.99;
   train::TrainConfig to_config() const;
+
+  // ---- optimization dynamics and TensorBoard (tools/analyze_attach.cpp) ----
+  std::string analyze = "none";  // comma list: optim
+  int64_t analyze_every = 1;
+  double zero_grad_threshold = 1e-7;
+  double ema_decay = 0.99;
+  bool tensorboard = false;
+  std::string tensorboard_dir;  // empty: <out>/tensorboard
 };
 
 void add_train_flags(CLI::App& app, TrainFlags& flags);
 // Adds the diagnostics callbacks requested by --diagnostics (none when "none").
 void attach_diagnostics(train::Trainer& trainer, const TrainFlags& flags);
+
+// --analyze, --analyze-every, --zero-grad-threshold, --ema-decay, --tensorboard [DIR].
+void add_analyze_flags(CLI::App& app, TrainFlags& flags);
+// Adds the callbacks requested by --analyze and --tensorboard (TensorBoard last, so it sees
+// every metrics.csv column). Throws naming the flag on a bad value.
+void attach_analysis(train::Trainer& trainer, const TrainFlags& flags);
 
 }  // namespace gl::tools

@@ -1,0 +1,94 @@
+// graph.cpp: `gradlens graph`: the autograd tape of one training step of an MLP (forward and
+// cross-entropy loss on a seeded random batch) as Graphviz DOT, rendered to SVG when `dot`
+// is installed.
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "analysis/graph_dot.h"
+#include "engine/generator.h"
+#include "engine/io/fs.h"
+#include "engine/ops.h"
+#include "models/mlp.h"
+#include "tools/command.h"
+#include "train/trainer.h"
+
+namespace gl::tools {
+namespace {
+
+struct GraphFlags {
+  std::string hidden = "16,16";
+  int64_t in_features = 784, classes = 10, batch = 4;
+  std::string activation = "relu";
+  bool batchnorm = false;
+  double dropout = 0.0;
+  uint64_t seed = 0;
+  std::string out, svg;
+  bool no_svg = false;
+};
+
+RegisterCommand reg(
+    "graph", "Write the autograd graph of one MLP training step as Graphviz DOT (and SVG)",
+    [](CLI::App& sub) {
+      auto f = std::make_shared<GraphFlags>();
+      sub.add_option("--hidden", f->hidden, "Hidden widths, e.g. 16,16")->capture_default_str();
+      sub.add_option("--in-features", f->in_features, "Input features")->capture_default_str();
+      sub.add_option("--classes", f->classes, "Output classes")->capture_default_str();
+      sub.add_option("--batch-size", f->batch, "Rows of the random batch")->capture_default_str();
+      sub.add_option("--activation", f->activation, "Hidden activation")->capture_default_str();
+      sub.add_flag("--batchnorm", f->batchnorm, "BatchNorm1d after every hidden Linear");
+      sub.add_option("--dropout", f->dropout, "Dropout probability")->capture_default_str();
+      sub.add_option("--seed", f->seed, "Seed of the weights and the batch")->capture_default_str();
+      sub.add_option("--out", f->out, "DOT file to write")->required();
+      sub.add_option("--svg", f->svg, "SVG file to render (default: --out with .svg)");
+      sub.add_flag("--no-svg", f->no_svg, "Write only the DOT file");
+      sub.callback([f]() {
+        GL_CHECK(f->batch >= 1, "--batch-size must be >= 1, got {}", f->batch);
+        models::MlpConfig mc;
+        mc.in_features = f->in_features;
+        mc.hidden = train::parse_int_list(f->hidden, "--hidden");
+        mc.activation = parse_activation(f->activation);
+        mc.batchnorm = f->batchnorm;
+        mc.dropout = f->dropout;
+        mc.num_classes = f->classes;
+        mc.validate();
+        auto model = models::build_mlp(mc);
+        Generator gen(f->seed);
+        model->reset_parameters(gen);
+        model->train();
+        Tensor x = Tensor::randn({f->batch, f->in_features}, gen);
+        std::vector<int64_t> labels;
+        for (int64_t i = 0; i < f->batch; ++i) labels.push_back(i % f->classes);
+        Tensor y = Tensor::from_vector(labels, {f->batch});
+        Tensor loss = cross_entropy(model->forward(x), y);
+
+        analysis::GraphDotOptions o;
+        o.names = model->named_parameters();
+        std::string widths = f->hidden;
+        std::replace(widths.begin(), widths.end(), ',', '-');
+        o.title = fmt::format("autograd graph of one step: MLP {}-{}-{} ({}), batch {}",
+                              f->in_features, widths, f->classes, f->activation, f->batch);
+        o.root_name = "cross_entropy loss";
+        std::string dot = analysis::autograd_dot(loss, o);
+        io::write_file_atomic(f->out, dot);
+        fmt::print("wrote {}\n", f->out);
+        // The step must also run backward over what was drawn.
+        loss.backward();
+        if (f->no_svg) return;
+        std::string svg = f->svg;
+        if (svg.empty()) {
+          if (!analysis::graphviz_available()) {
+            fmt::print("Graphviz `dot` not found: no SVG written\n");
+            return;
+          }
+          auto p = std::filesystem::path(f->out);
+          svg = p.replace_extension(".svg").string();
+        }
+        analysis::render_dot_svg(f->out, svg);
+        fmt::print("wrote {}\n", svg);
+      });
+    });
+
+}  // namespace
+}  // namespace gl::tools
