@@ -14,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "analysis/repr_report.h"
 #include "analysis/svg.h"
 
 namespace gl::analysis {
@@ -788,6 +789,7 @@ void run_section(Page& p, const RunData& run, size_t i, const ReportOptions& o) 
     grads_section(p, run, d, o);
     selectivity_section(p, run, d);
   }
+  representation_section(run.dir, p.html, p.figures);  // RUN_DIR/analysis, when present
   p.html += "</article>\n";
 }
 
