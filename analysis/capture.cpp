@@ -76,7 +76,7 @@ std::vector<Tensor> capture(models::MLP& model, const Tensor& images,
   for (size_t k = 0; k < layers.size(); ++k) {
     const auto& l = layers[k];
     if (l.kind == LayerRef::Kind::input || l.kind == LayerRef::Kind::logits) continue;
-    const auto& tap = model.taps().at(size_t(l.hidden));
+    const auto& tap = model.taps().at(static_cast<size_t>(l.hidden));
     models::Module* m = l.kind == LayerRef::Kind::pre ? tap.pre : tap.post;
     hooks.emplace_back(m, m->add_forward_hook([&, k](const models::Module&, const Tensor&,
                                                       const Tensor& output) {
@@ -132,8 +132,8 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   if (r.config.limit_train > 0 && r.config.limit_train < train_ds.n) {
     // The run normalized with the statistics of the examples it trained on.
     const int64_t f = train_ds.channels * train_ds.height * train_ds.width;
-    train_ds.images.resize(size_t(r.config.limit_train * f));
-    train_ds.labels.resize(size_t(r.config.limit_train));
+    train_ds.images.resize(static_cast<size_t>(r.config.limit_train * f));
+    train_ds.labels.resize(static_cast<size_t>(r.config.limit_train));
     train_ds.n = r.config.limit_train;
   }
   r.stats = data::pixel_stats(train_ds);
@@ -186,7 +186,7 @@ ExampleSet select_examples(const RunModel& run, const ExampleQuery& q) {
              "--examples {}: the {} split of {} has only {} examples{}", q.count, q.split,
              run.config.dataset, s.indices.size(),
              q.cls >= 0 ? fmt::format(" of class {}", q.cls) : std::string());
-    if (q.count > 0) s.indices.resize(size_t(q.count));
+    if (q.count > 0) s.indices.resize(static_cast<size_t>(q.count));
   }
   const int64_t f = ds.channels * ds.height * ds.width;
   data::ImageDataset sub;

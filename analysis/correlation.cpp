@@ -19,8 +19,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // column with (relative) zero spread, left all-zero.
 std::vector<double> standardize_columns(const float* x, int64_t n, int64_t d,
                                         std::vector<char>& constant) {
-  std::vector<double> z(size_t(n * d)), mean(size_t(d), 0.0), ss(size_t(d), 0.0),
-      maxabs(size_t(d), 0.0);
+  std::vector<double> z(static_cast<size_t>(n * d)), mean(static_cast<size_t>(d), 0.0), ss(static_cast<size_t>(d), 0.0),
+      maxabs(static_cast<size_t>(d), 0.0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j];
   for (int64_t j = 0; j < d; ++j) mean[j] /= double(n);
@@ -31,8 +31,8 @@ std::vector<double> standardize_columns(const float* x, int64_t n, int64_t d,
       ss[j] += c * c;
       maxabs[j] = std::max(maxabs[j], std::abs(double(x[i * d + j])));
     }
-  constant.assign(size_t(d), 0);
-  std::vector<double> inv(size_t(d));
+  constant.assign(static_cast<size_t>(d), 0);
+  std::vector<double> inv(static_cast<size_t>(d));
   for (int64_t j = 0; j < d; ++j) {
     double norm = std::sqrt(ss[j]);
     // f32 inputs: spread below ~1e-6 of the magnitude is rounding, not signal.
@@ -54,7 +54,7 @@ std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const f
   std::vector<double> zx = standardize_columns(x, n, dx, cx);
   std::vector<double> zy = x == y && dx == dy ? zx : standardize_columns(y, n, dy, cy);
   if (x == y && dx == dy) cy = cx;
-  std::vector<double> c(size_t(dx * dy), 0.0);
+  std::vector<double> c(static_cast<size_t>(dx * dy), 0.0);
   kernels::cpu::dgemm(true, false, dx, dy, n, 1.0, zx.data(), dx, zy.data(), dy, 0.0, c.data(),
                       dy);
   for (int64_t a = 0; a < dx; ++a)
@@ -72,7 +72,7 @@ std::vector<double> feature_correlation(const float* x, int64_t n, int64_t d) {
 
 std::vector<double> sample_correlation(const float* x, int64_t n, int64_t d) {
   GL_CHECK(d >= 2, "sample correlation: need at least 2 features per example, got {}", d);
-  std::vector<float> t(size_t(n * d));
+  std::vector<float> t(static_cast<size_t>(n * d));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) t[size_t(j * n + i)] = x[i * d + j];
   return pearson_cross(t.data(), d, n, t.data(), n);

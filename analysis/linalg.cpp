@@ -156,7 +156,7 @@ SymmetricEigen symmetric_eigen(const std::vector<double>& a, int64_t n) {
   GL_CHECK(n >= 1 && int64_t(a.size()) == n * n,
            "symmetric_eigen: expected a {} x {} matrix ({} values), got {} values", n, n, n * n,
            a.size());
-  std::vector<double> V(size_t(n * n));
+  std::vector<double> V(static_cast<size_t>(n * n));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) {
       // Symmetrize from the lower triangle so rounding asymmetry cannot matter.
@@ -164,7 +164,7 @@ SymmetricEigen symmetric_eigen(const std::vector<double>& a, int64_t n) {
       GL_CHECK(std::isfinite(x), "symmetric_eigen: entry ({}, {}) is {}", i, j, x);
       V[size_t(i * n + j)] = x;
     }
-  std::vector<double> d(size_t(n)), e(size_t(n));
+  std::vector<double> d(static_cast<size_t>(n)), e(static_cast<size_t>(n));
   if (n == 1) {
     d[0] = V[0];
     V[0] = 1.0;
@@ -172,13 +172,13 @@ SymmetricEigen symmetric_eigen(const std::vector<double>& a, int64_t n) {
     tred2(n, V, d, e);
     tql2(n, V, d, e);
   }
-  std::vector<int64_t> order(size_t(n));
+  std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return d[x] > d[y]; });
   SymmetricEigen out;
   out.n = n;
-  out.values.resize(size_t(n));
-  out.vectors.resize(size_t(n * n));
+  out.values.resize(static_cast<size_t>(n));
+  out.vectors.resize(static_cast<size_t>(n * n));
   for (int64_t k = 0; k < n; ++k) {
     out.values[k] = d[order[k]];
     for (int64_t i = 0; i < n; ++i) out.vectors[size_t(i * n + k)] = V[size_t(i * n + order[k])];

@@ -19,8 +19,8 @@ NeuronStats neuron_stats(const float* acts, int64_t n, int64_t units, const int6
   s.units = units;
   s.classes = classes;
   s.k = std::min(k, n);
-  s.class_mean.assign(size_t(units * classes), 0.0);
-  std::vector<int64_t> count(size_t(classes), 0);
+  s.class_mean.assign(static_cast<size_t>(units * classes), 0.0);
+  std::vector<int64_t> count(static_cast<size_t>(classes), 0);
   for (int64_t i = 0; i < n; ++i) {
     GL_CHECK(labels[i] >= 0 && labels[i] < classes, "neurons: label {} of example {} not in [0, {})",
              labels[i], i, classes);
@@ -32,8 +32,8 @@ NeuronStats neuron_stats(const float* acts, int64_t n, int64_t units, const int6
       s.class_mean[size_t(u * classes + c)] =
           count[size_t(c)] ? s.class_mean[size_t(u * classes + c)] / double(count[size_t(c)])
                            : std::nan("");
-  s.selectivity.resize(size_t(units));
-  s.preferred.resize(size_t(units));
+  s.selectivity.resize(static_cast<size_t>(units));
+  s.preferred.resize(static_cast<size_t>(units));
   for (int64_t u = 0; u < units; ++u) {
     int64_t best = -1;
     double sum = 0;
@@ -51,8 +51,8 @@ NeuronStats neuron_stats(const float* acts, int64_t n, int64_t units, const int6
     double den = std::abs(mu_max) + std::abs(mu_rest);
     s.selectivity[size_t(u)] = den > 0 ? (mu_max - mu_rest) / den : 0.0;
   }
-  s.top.resize(size_t(units * s.k));
-  std::vector<int64_t> order(size_t(n));
+  s.top.resize(static_cast<size_t>(units * s.k));
+  std::vector<int64_t> order(static_cast<size_t>(n));
   for (int64_t u = 0; u < units; ++u) {
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + s.k, order.end(), [&](int64_t a, int64_t b) {
@@ -65,7 +65,7 @@ NeuronStats neuron_stats(const float* acts, int64_t n, int64_t units, const int6
 }
 
 std::vector<int64_t> display_order(const NeuronStats& s) {
-  std::vector<int64_t> o(size_t(s.units));
+  std::vector<int64_t> o(static_cast<size_t>(s.units));
   std::iota(o.begin(), o.end(), 0);
   std::stable_sort(o.begin(), o.end(), [&](int64_t a, int64_t b) {
     if (s.preferred[size_t(a)] != s.preferred[size_t(b)])

@@ -19,27 +19,27 @@ PcaResult pca(const float* x, int64_t n, int64_t d, int64_t components) {
   r.n = n;
   r.d = d;
   r.components = components;
-  r.mean.assign(size_t(d), 0.0);
+  r.mean.assign(static_cast<size_t>(d), 0.0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) r.mean[j] += x[i * d + j];
   for (auto& m : r.mean) m /= double(n);
-  std::vector<double> c(size_t(n * d));
+  std::vector<double> c(static_cast<size_t>(n * d));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) c[size_t(i * d + j)] = double(x[i * d + j]) - r.mean[j];
-  std::vector<double> cov(size_t(d * d), 0.0);
+  std::vector<double> cov(static_cast<size_t>(d * d), 0.0);
   kernels::cpu::dgemm(true, false, d, d, n, 1.0 / double(n - 1), c.data(), d, c.data(), d, 0.0,
                       cov.data(), d);
   SymmetricEigen e = symmetric_eigen(cov, d);
-  r.explained_variance.resize(size_t(d));
+  r.explained_variance.resize(static_cast<size_t>(d));
   double total = 0;
   for (int64_t k = 0; k < d; ++k) {
     r.explained_variance[k] = std::max(e.values[k], 0.0);
     total += r.explained_variance[k];
   }
-  r.explained_variance_ratio.resize(size_t(d));
+  r.explained_variance_ratio.resize(static_cast<size_t>(d));
   for (int64_t k = 0; k < d; ++k)
     r.explained_variance_ratio[k] = total > 0 ? r.explained_variance[k] / total : 0.0;
-  r.axes.resize(size_t(components * d));
+  r.axes.resize(static_cast<size_t>(components * d));
   for (int64_t k = 0; k < components; ++k) {
     int64_t big = 0;
     for (int64_t j = 0; j < d; ++j)
@@ -47,7 +47,7 @@ PcaResult pca(const float* x, int64_t n, int64_t d, int64_t components) {
     double sign = e.vectors[size_t(big * d + k)] < 0 ? -1.0 : 1.0;
     for (int64_t j = 0; j < d; ++j) r.axes[size_t(k * d + j)] = sign * e.vectors[size_t(j * d + k)];
   }
-  r.projection.assign(size_t(n * components), 0.0);
+  r.projection.assign(static_cast<size_t>(n * components), 0.0);
   kernels::cpu::dgemm(false, true, n, components, d, 1.0, c.data(), d, r.axes.data(), d, 0.0,
                       r.projection.data(), components);
   return r;

@@ -82,7 +82,7 @@ void save_activations(const RunModel& run, const AnalyzeOptions& o, const Captur
 void save_scatter(const std::string& path, const std::vector<double>& xy, int64_t stride,
                   const std::vector<int64_t>& labels) {
   const int64_t n = int64_t(labels.size());
-  std::vector<float> v(size_t(3 * n));
+  std::vector<float> v(static_cast<size_t>(3 * n));
   for (int64_t i = 0; i < n; ++i) {
     v[size_t(3 * i)] = float(xy[size_t(i * stride)]);
     v[size_t(3 * i + 1)] = float(xy[size_t(i * stride + 1)]);
@@ -176,7 +176,7 @@ void analyze_tsne(RunModel& run, const AnalyzeOptions& o) {
 std::vector<double> variance_ratio(const float* aug, int64_t m, const float* data, int64_t n,
                                    int64_t d) {
   auto var = [d](const float* x, int64_t rows) {
-    std::vector<double> mean(size_t(d), 0.0), v(size_t(d), 0.0);
+    std::vector<double> mean(static_cast<size_t>(d), 0.0), v(static_cast<size_t>(d), 0.0);
     for (int64_t i = 0; i < rows; ++i)
       for (int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j];
     for (auto& q : mean) q /= double(rows);
@@ -188,7 +188,7 @@ std::vector<double> variance_ratio(const float* aug, int64_t m, const float* dat
   GL_CHECK(m >= 2 && n >= 2, "variance ratio: need 2 or more rows ({} augmentations, {} examples)",
            m, n);
   auto va = var(aug, m), vd = var(data, n);
-  std::vector<double> r(size_t(d));
+  std::vector<double> r(static_cast<size_t>(d));
   for (int64_t j = 0; j < d; ++j) r[j] = vd[j] > 0 ? va[j] / vd[j] : std::nan("");
   return r;
 }
@@ -201,7 +201,7 @@ void analyze_augment(RunModel& run, const AnalyzeOptions& o) {
   ExampleSet src = select_examples(run, one);
   const int64_t f = src.channels * src.height * src.width, m = o.augmentations;
   Tensor aug = Tensor::empty({m, f}, DType::f32);
-  std::vector<uint8_t> aug_u8(size_t(m * f));
+  std::vector<uint8_t> aug_u8(static_cast<size_t>(m * f));
   for (int64_t a = 0; a < m; ++a) {
     float* dst = aug.data<float>() + a * f;
     data::augment_image(src.pixels.data(), src.channels, src.height, src.width, o.augment,
@@ -278,11 +278,11 @@ void analyze_neurons(RunModel& run, const AnalyzeOptions& o) {
     auto s = neuron_stats(c.acts[k].data<float>(), n, l.width, c.ex.labels.data(), classes, o.top_k);
     auto order = display_order(s);
     // Most selective units get their top images saved.
-    std::vector<int64_t> by_sel(size_t(l.width));
+    std::vector<int64_t> by_sel(static_cast<size_t>(l.width));
     for (int64_t u = 0; u < l.width; ++u) by_sel[size_t(u)] = u;
     std::stable_sort(by_sel.begin(), by_sel.end(),
                      [&](int64_t a, int64_t b) { return s.selectivity[a] > s.selectivity[b]; });
-    by_sel.resize(size_t(std::min(o.top_units, l.width)));
+    by_sel.resize(static_cast<size_t>(std::min(o.top_units, l.width)));
     std::vector<uint8_t> imgs;
     for (int64_t u : by_sel)
       for (int64_t r = 0; r < s.k; ++r) {

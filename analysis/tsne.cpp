@@ -51,19 +51,19 @@ double calibrate_row(const double* dist2, int64_t k, double perplexity, double* 
 void knn_exact(const float* x, int64_t n, int64_t d, int64_t k, std::vector<int64_t>& index,
                std::vector<double>& dist2) {
   GL_CHECK(k >= 1 && k < n, "knn: {} neighbours asked of {} examples", k, n);
-  std::vector<float> sq(size_t(n));
+  std::vector<float> sq(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t j = 0; j < d; ++j) s += double(x[i * d + j]) * x[i * d + j];
     sq[i] = float(s);
   }
-  index.assign(size_t(n * k), 0);
-  dist2.assign(size_t(n * k), 0.0);
+  index.assign(static_cast<size_t>(n * k), 0);
+  dist2.assign(static_cast<size_t>(n * k), 0.0);
   const int64_t block = 512;
   // Candidates by f32 distances (an extra margin of neighbours absorbs rounding), then the
   // final order from exact f64 distances.
   const int64_t cand = std::min(n - 1, k + 8);
-  std::vector<float> g(size_t(block * n));
+  std::vector<float> g(static_cast<size_t>(block * n));
   for (int64_t b0 = 0; b0 < n; b0 += block) {
     const int64_t rows = std::min(block, n - b0);
     kernels::cpu::sgemm(false, true, rows, n, d, 1.0f, x + b0 * d, d, x, d, 0.0f, g.data(), n);
@@ -71,7 +71,7 @@ void knn_exact(const float* x, int64_t n, int64_t d, int64_t k, std::vector<int6
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = b0 + r;
       std::vector<std::pair<float, int64_t>> all;
-      all.reserve(size_t(n));
+      all.reserve(static_cast<size_t>(n));
       for (int64_t j = 0; j < n; ++j)
         if (j != i) all.emplace_back(sq[i] + sq[j] - 2 * g[size_t(r * n + j)], j);
       std::nth_element(all.begin(), all.begin() + (cand - 1), all.end());
@@ -116,7 +116,7 @@ struct QuadTree {
 
   void build(const double* pts, int64_t n) {
     y = pts;
-    perm.resize(size_t(n));
+    perm.resize(static_cast<size_t>(n));
     std::iota(perm.begin(), perm.end(), 0);
     double x0 = pts[0], x1 = pts[0], y0 = pts[1], y1 = pts[1];
     for (int64_t i = 0; i < n; ++i) {
@@ -127,7 +127,7 @@ struct QuadTree {
     }
     double w = std::max(x1 - x0, y1 - y0) * (1 + 1e-9) + 1e-12;
     nodes.clear();
-    nodes.reserve(size_t(2 * n + 16));
+    nodes.reserve(static_cast<size_t>(2 * n + 16));
     make(0, n, (x0 + x1) / 2, (y0 + y1) / 2, w, 0);
   }
 
@@ -203,8 +203,8 @@ struct QuadTree {
 
 // Exact joint P [n, n] from squared distances.
 std::vector<double> joint_p_exact(const float* x, int64_t n, int64_t d, double perplexity) {
-  std::vector<double> dist(size_t(n * n)), p(size_t(n * n), 0.0);
-  std::vector<double> xd(x, x + n * d), sq(size_t(n));
+  std::vector<double> dist(static_cast<size_t>(n * n)), p(static_cast<size_t>(n * n), 0.0);
+  std::vector<double> xd(x, x + n * d), sq(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t f = 0; f < d; ++f) s += xd[size_t(i * d + f)] * xd[size_t(i * d + f)];
@@ -213,7 +213,7 @@ std::vector<double> joint_p_exact(const float* x, int64_t n, int64_t d, double p
   kernels::cpu::dgemm(false, true, n, n, d, -2.0, xd.data(), d, xd.data(), d, 0.0, dist.data(), n);
 #pragma omp parallel
   {
-    std::vector<double> row(size_t(n - 1)), pr(size_t(n - 1));
+    std::vector<double> row(static_cast<size_t>(n - 1)), pr(static_cast<size_t>(n - 1));
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < n; ++i) {
       int64_t c = 0;
@@ -225,7 +225,7 @@ std::vector<double> joint_p_exact(const float* x, int64_t n, int64_t d, double p
         if (j != i) p[size_t(i * n + j)] = pr[c++];
     }
   }
-  std::vector<double> joint(size_t(n * n));
+  std::vector<double> joint(static_cast<size_t>(n * n));
   double total = 0;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) total += p[size_t(i * n + j)] + p[size_t(j * n + i)];
@@ -239,13 +239,13 @@ std::vector<double> joint_p_exact(const float* x, int64_t n, int64_t d, double p
 Sparse joint_p_sparse(const float* x, int64_t n, int64_t d, double perplexity) {
   const int64_t k = std::min<int64_t>(n - 1, int64_t(3 * perplexity + 1));
   std::vector<int64_t> idx;
-  std::vector<double> dist2, cond(size_t(n * k));
+  std::vector<double> dist2, cond(static_cast<size_t>(n * k));
   knn_exact(x, n, d, k, idx, dist2);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i)
     calibrate_row(dist2.data() + i * k, k, perplexity, cond.data() + i * k);
   // P + P^T over the union of both neighbour lists, normalized to sum 1.
-  std::vector<std::vector<std::pair<int64_t, double>>> rows(size_t(n));
+  std::vector<std::vector<std::pair<int64_t, double>>> rows(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t c = 0; c < k; ++c) {
       int64_t j = idx[size_t(i * k + c)];
@@ -296,7 +296,7 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
   else S = joint_p_sparse(x, n, d, o.perplexity);
 
   // Initial embedding.
-  std::vector<double> y(size_t(2 * n));
+  std::vector<double> y(static_cast<size_t>(2 * n));
   if (o.pca_init && d >= 2) {
     PcaResult pc = pca(x, n, d, 2);
     double m = 0, v = 0;
@@ -313,10 +313,10 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
 
   const double lr =
       o.learning_rate > 0 ? o.learning_rate : std::max(double(n) / o.early_exaggeration / 4, 50.0);
-  std::vector<double> grad(size_t(2 * n)), update(size_t(2 * n), 0.0), gains(size_t(2 * n), 1.0);
+  std::vector<double> grad(static_cast<size_t>(2 * n)), update(static_cast<size_t>(2 * n), 0.0), gains(static_cast<size_t>(2 * n), 1.0);
   QuadTree tree;
   std::vector<double> w;  // exact: kernel matrix
-  if (exact) w.resize(size_t(n * n));
+  if (exact) w.resize(static_cast<size_t>(n * n));
   const double theta2 = o.theta * o.theta;
   double last_z = 1.0;
 
@@ -351,7 +351,7 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
       return;
     }
     tree.build(y.data(), n);
-    std::vector<double> rep(size_t(2 * n));
+    std::vector<double> rep(static_cast<size_t>(2 * n));
     double z = 0;
 #pragma omp parallel reduction(+ : z)
     {
@@ -426,19 +426,19 @@ double trustworthiness(const float* x, int64_t n, int64_t d, const double* y, in
                        int64_t k) {
   GL_CHECK(k >= 1 && 2 * k < n, "trustworthiness: k = {} needs more than {} examples, got {}", k,
            2 * k, n);
-  std::vector<float> ye(size_t(n * dy));
+  std::vector<float> ye(static_cast<size_t>(n * dy));
   for (int64_t t = 0; t < n * dy; ++t) ye[size_t(t)] = float(y[t]);
   std::vector<int64_t> emb_idx;
   std::vector<double> emb_d;
   knn_exact(ye.data(), n, dy, k, emb_idx, emb_d);
-  std::vector<float> sq(size_t(n));
+  std::vector<float> sq(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
     double s = 0;
     for (int64_t f = 0; f < d; ++f) s += double(x[i * d + f]) * x[i * d + f];
     sq[i] = float(s);
   }
   const int64_t block = 512;
-  std::vector<float> g(size_t(block * n));
+  std::vector<float> g(static_cast<size_t>(block * n));
   double penalty = 0;
   for (int64_t b0 = 0; b0 < n; b0 += block) {
     const int64_t rows = std::min(block, n - b0);
@@ -446,11 +446,11 @@ double trustworthiness(const float* x, int64_t n, int64_t d, const double* y, in
 #pragma omp parallel for reduction(+ : penalty) schedule(dynamic, 16)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = b0 + r;
-      std::vector<double> di(size_t(n));
+      std::vector<double> di(static_cast<size_t>(n));
       // Ranks only compare distances of one row, all computed the same way.
       for (int64_t j = 0; j < n; ++j) di[size_t(j)] = double(sq[i]) + sq[j] - 2.0 * g[size_t(r * n + j)];
       std::vector<double> sorted;
-      sorted.reserve(size_t(n));
+      sorted.reserve(static_cast<size_t>(n));
       for (int64_t j = 0; j < n; ++j)
         if (j != i) sorted.push_back(di[size_t(j)]);
       std::sort(sorted.begin(), sorted.end());

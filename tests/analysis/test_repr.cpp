@@ -28,7 +28,7 @@ namespace {
 std::vector<float> random_matrix(int64_t n, int64_t d, unsigned seed) {
   std::mt19937 g(seed);
   std::normal_distribution<float> nd;
-  std::vector<float> x(size_t(n * d));
+  std::vector<float> x(static_cast<size_t>(n * d));
   for (auto& v : x) v = nd(g);
   return x;
 }
@@ -38,7 +38,7 @@ std::vector<float> blobs(int64_t k, int64_t per, int64_t d, double sep, std::vec
                          unsigned seed) {
   std::mt19937 g(seed);
   std::normal_distribution<double> nd;
-  std::vector<std::vector<double>> centres(size_t(k), std::vector<double>(size_t(d)));
+  std::vector<std::vector<double>> centres(static_cast<size_t>(k), std::vector<double>(static_cast<size_t>(d)));
   for (auto& c : centres)
     for (auto& v : c) v = sep * nd(g);
   std::vector<float> x;
@@ -89,7 +89,7 @@ std::string run_cmd(const std::string& cmd, int* status = nullptr) {
 TEST(Eigen, TridiagonalToeplitzClosedForm) {
   // tridiag(-1, 2, -1) of size n has eigenvalues 2 - 2 cos(k pi / (n + 1)), k = 1..n.
   const int64_t n = 40;
-  std::vector<double> a(size_t(n * n), 0.0);
+  std::vector<double> a(static_cast<size_t>(n * n), 0.0);
   for (int64_t i = 0; i < n; ++i) {
     a[size_t(i * n + i)] = 2;
     if (i + 1 < n) a[size_t(i * n + i + 1)] = a[size_t((i + 1) * n + i)] = -1;
@@ -104,7 +104,7 @@ TEST(Eigen, TridiagonalToeplitzClosedForm) {
 TEST(Eigen, RandomSymmetricDecomposes) {
   const int64_t n = 57;
   auto r = random_matrix(n, n, 3);
-  std::vector<double> a(size_t(n * n));
+  std::vector<double> a(static_cast<size_t>(n * n));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < n; ++j) a[size_t(i * n + j)] = double(r[size_t(i * n + j)]) + r[size_t(j * n + i)];
   auto e = symmetric_eigen(a, n);
@@ -348,11 +348,11 @@ TEST(Tsne, RejectsTooFewExamples) {
 
 TEST(Augment, DeterministicAndIdentityExact) {
   const int64_t h = 28, w = 28;
-  std::vector<uint8_t> img(size_t(h * w));
+  std::vector<uint8_t> img(static_cast<size_t>(h * w));
   for (size_t i = 0; i < img.size(); ++i) img[i] = uint8_t((i * 37) % 256);
   gl::data::AugmentOptions o;
   o.seed = 5;
-  std::vector<float> a(size_t(h * w)), b(size_t(h * w)), c(size_t(h * w));
+  std::vector<float> a(static_cast<size_t>(h * w)), b(static_cast<size_t>(h * w)), c(static_cast<size_t>(h * w));
   gl::data::augment_image(img.data(), 1, h, w, o, 17, a.data());
   gl::data::augment_image(img.data(), 1, h, w, o, 3, c.data());
   gl::data::augment_image(img.data(), 1, h, w, o, 17, b.data());
