@@ -9,7 +9,9 @@
 #include <filesystem>
 #include <fstream>
 #include <numbers>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "analysis/correlation.h"
 #include "analysis/linalg.h"
@@ -113,7 +115,9 @@ TEST(Eigen, RandomSymmetricDecomposes) {
   for (double v : e.values) sum += v;
   EXPECT_NEAR(trace, sum, 1e-9);
   for (int64_t k = 0; k < n; ++k) {
-    if (k) EXPECT_GE(e.values[size_t(k - 1)], e.values[size_t(k)]);
+    if (k) {
+      EXPECT_GE(e.values[size_t(k - 1)], e.values[size_t(k)]);
+    }
     for (int64_t i = 0; i < n; ++i) {  // A v = lambda v
       double av = 0;
       for (int64_t j = 0; j < n; ++j) av += a[size_t(i * n + j)] * e.vectors[size_t(j * n + k)];
