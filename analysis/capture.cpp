@@ -16,8 +16,8 @@ namespace gl::analysis {
 std::vector<LayerRef> hidden_layers(const models::MLP& model) {
   std::vector<LayerRef> out;
   for (auto& t : model.taps())
-    out.push_back({"h" + std::to_string(t.layer), LayerRef::Kind::post, t.layer,
-                   t.linear->weight().size(0)});
+    out.push_back(
+        {"h" + std::to_string(t.layer), LayerRef::Kind::post, t.layer, t.linear->weight().size(0)});
   return out;
 }
 
@@ -36,8 +36,8 @@ std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string
   size_t start = 0;
   while (start <= list.size()) {
     size_t comma = list.find(',', start);
-    std::string name = list.substr(start, comma == std::string::npos ? std::string::npos
-                                                                     : comma - start);
+    std::string name =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     start = comma == std::string::npos ? list.size() + 1 : comma + 1;
     bool found = false;
     for (auto& a : all)
@@ -78,10 +78,10 @@ std::vector<Tensor> capture(models::MLP& model, const Tensor& images,
     if (l.kind == LayerRef::Kind::input || l.kind == LayerRef::Kind::logits) continue;
     const auto& tap = model.taps().at(static_cast<size_t>(l.hidden));
     models::Module* m = l.kind == LayerRef::Kind::pre ? tap.pre : tap.post;
-    hooks.emplace_back(m, m->add_forward_hook([&, k](const models::Module&, const Tensor&,
-                                                      const Tensor& output) {
-      copy_into(k, output);
-    }));
+    hooks.emplace_back(
+        m, m->add_forward_hook([&, k](const models::Module&, const Tensor&, const Tensor& output) {
+          copy_into(k, output);
+        }));
   }
   const bool was_training = model.is_training();
   model.eval();
@@ -110,8 +110,8 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   namespace fs = std::filesystem;
   GL_CHECK(fs::is_directory(dir), "run directory '{}' does not exist", dir);
   const std::string cfg_path = dir + "/config.json", weights = dir + "/model.safetensors";
-  GL_CHECK(fs::exists(cfg_path), "{}: no config.json (not a run directory written by gradlens train)",
-           dir);
+  GL_CHECK(fs::exists(cfg_path),
+           "{}: no config.json (not a run directory written by gradlens train)", dir);
   GL_CHECK(fs::exists(weights),
            "{}: no model.safetensors (the run has no trained weights yet; it is written when "
            "training ends)",
@@ -159,8 +159,7 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
 
 void normalize_in_place(const RunModel& run, float* x, int64_t count) {
   if (run.norm != data::Normalization::standard) return;
-  for (int64_t i = 0; i < count; ++i)
-    x[i] = float((double(x[i]) - run.stats.mean) / run.stats.std);
+  for (int64_t i = 0; i < count; ++i) x[i] = float((double(x[i]) - run.stats.mean) / run.stats.std);
 }
 
 ExampleSet select_examples(const RunModel& run, const ExampleQuery& q) {
@@ -173,8 +172,9 @@ ExampleSet select_examples(const RunModel& run, const ExampleQuery& q) {
   s.width = ds.width;
   if (!q.indices.empty()) {
     for (int64_t i : q.indices)
-      GL_CHECK(i >= 0 && i < ds.n, "--indices: example {} is out of range (the {} split of {} has {})",
-               i, q.split, run.config.dataset, ds.n);
+      GL_CHECK(i >= 0 && i < ds.n,
+               "--indices: example {} is out of range (the {} split of {} has {})", i, q.split,
+               run.config.dataset, ds.n);
     s.indices = q.indices;
   } else {
     GL_CHECK(q.cls < 0 || q.cls < ds.num_classes, "--class {}: {} has classes 0..{}", q.cls,

@@ -56,16 +56,16 @@ struct ExampleSet {
   std::string split;
   std::vector<int64_t> indices;  // into the split
   std::vector<int64_t> labels;
-  std::vector<uint8_t> pixels;   // [n, C*H*W] raw u8
+  std::vector<uint8_t> pixels;  // [n, C*H*W] raw u8
   int64_t channels = 1, height = 0, width = 0;
   Tensor images;  // [n, C*H*W] f32, normalized as in training
   int64_t size() const { return int64_t(indices.size()); }
 };
 struct ExampleQuery {
   std::string split = "test";
-  int64_t count = 0;               // 0: all that match
-  int64_t cls = -1;                // only this class (-1: any)
-  std::vector<int64_t> indices;    // explicit indices (overrides cls/count)
+  int64_t count = 0;             // 0: all that match
+  int64_t cls = -1;              // only this class (-1: any)
+  std::vector<int64_t> indices;  // explicit indices (overrides cls/count)
 };
 ExampleSet select_examples(const RunModel& run, const ExampleQuery& q);
 // Normalizes raw [0, 1] floats the way the run's loader does.

@@ -19,8 +19,8 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 // column with (relative) zero spread, left all-zero.
 std::vector<double> standardize_columns(const float* x, int64_t n, int64_t d,
                                         std::vector<char>& constant) {
-  std::vector<double> z(static_cast<size_t>(n * d)), mean(static_cast<size_t>(d), 0.0), ss(static_cast<size_t>(d), 0.0),
-      maxabs(static_cast<size_t>(d), 0.0);
+  std::vector<double> z(static_cast<size_t>(n * d)), mean(static_cast<size_t>(d), 0.0),
+      ss(static_cast<size_t>(d), 0.0), maxabs(static_cast<size_t>(d), 0.0);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j];
   for (int64_t j = 0; j < d; ++j) mean[j] /= double(n);
@@ -55,13 +55,14 @@ std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const f
   std::vector<double> zy = x == y && dx == dy ? zx : standardize_columns(y, n, dy, cy);
   if (x == y && dx == dy) cy = cx;
   std::vector<double> c(static_cast<size_t>(dx * dy), 0.0);
-  kernels::cpu::dgemm(true, false, dx, dy, n, 1.0, zx.data(), dx, zy.data(), dy, 0.0, c.data(),
-                      dy);
+  kernels::cpu::dgemm(true, false, dx, dy, n, 1.0, zx.data(), dx, zy.data(), dy, 0.0, c.data(), dy);
   for (int64_t a = 0; a < dx; ++a)
     for (int64_t b = 0; b < dy; ++b) {
       double& v = c[size_t(a * dy + b)];
-      if (cx[a] || cy[b]) v = kNaN;
-      else v = std::clamp(v, -1.0, 1.0);
+      if (cx[a] || cy[b])
+        v = kNaN;
+      else
+        v = std::clamp(v, -1.0, 1.0);
     }
   return c;
 }

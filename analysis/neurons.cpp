@@ -22,10 +22,11 @@ NeuronStats neuron_stats(const float* acts, int64_t n, int64_t units, const int6
   s.class_mean.assign(static_cast<size_t>(units * classes), 0.0);
   std::vector<int64_t> count(static_cast<size_t>(classes), 0);
   for (int64_t i = 0; i < n; ++i) {
-    GL_CHECK(labels[i] >= 0 && labels[i] < classes, "neurons: label {} of example {} not in [0, {})",
-             labels[i], i, classes);
+    GL_CHECK(labels[i] >= 0 && labels[i] < classes,
+             "neurons: label {} of example {} not in [0, {})", labels[i], i, classes);
     ++count[size_t(labels[i])];
-    for (int64_t u = 0; u < units; ++u) s.class_mean[size_t(u * classes + labels[i])] += acts[i * units + u];
+    for (int64_t u = 0; u < units; ++u)
+      s.class_mean[size_t(u * classes + labels[i])] += acts[i * units + u];
   }
   for (int64_t u = 0; u < units; ++u)
     for (int64_t c = 0; c < classes; ++c)

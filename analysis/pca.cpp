@@ -13,8 +13,8 @@ namespace gl::analysis {
 
 PcaResult pca(const float* x, int64_t n, int64_t d, int64_t components) {
   GL_CHECK(n >= 2, "pca: need at least 2 examples, got {}", n);
-  GL_CHECK(d >= 1 && components >= 1 && components <= d,
-           "pca: {} components asked of {} features", components, d);
+  GL_CHECK(d >= 1 && components >= 1 && components <= d, "pca: {} components asked of {} features",
+           components, d);
   PcaResult r;
   r.n = n;
   r.d = d;
@@ -43,7 +43,8 @@ PcaResult pca(const float* x, int64_t n, int64_t d, int64_t components) {
   for (int64_t k = 0; k < components; ++k) {
     int64_t big = 0;
     for (int64_t j = 0; j < d; ++j)
-      if (std::abs(e.vectors[size_t(j * d + k)]) > std::abs(e.vectors[size_t(big * d + k)])) big = j;
+      if (std::abs(e.vectors[size_t(j * d + k)]) > std::abs(e.vectors[size_t(big * d + k)]))
+        big = j;
     double sign = e.vectors[size_t(big * d + k)] < 0 ? -1.0 : 1.0;
     for (int64_t j = 0; j < d; ++j) r.axes[size_t(k * d + j)] = sign * e.vectors[size_t(j * d + k)];
   }

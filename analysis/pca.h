@@ -12,8 +12,8 @@ struct PcaResult {
   std::vector<double> mean;                      // [d]
   std::vector<double> explained_variance;        // [d], descending (eigenvalues, >= 0)
   std::vector<double> explained_variance_ratio;  // [d], sums to 1 (all 0 for constant data)
-  std::vector<double> axes;        // [components, d] row-major unit principal axes
-  std::vector<double> projection;  // [n, components] row-major
+  std::vector<double> axes;                      // [components, d] row-major unit principal axes
+  std::vector<double> projection;                // [n, components] row-major
 };
 
 // Signs are fixed so the largest-magnitude entry of each axis is positive (sklearn's

@@ -45,8 +45,8 @@ struct Out {
             std::to_string(min_px) + "px,1fr))\">";
   }
   void panel(const std::string& body, const std::string& caption) {
-    html += "<figure>" + body + (caption.empty() ? "" : "<figcaption>" + caption + "</figcaption>") +
-            "</figure>";
+    html += "<figure>" + body +
+            (caption.empty() ? "" : "<figcaption>" + caption + "</figcaption>") + "</figure>";
   }
   void panels_end(const std::string& caption) {
     ++figures;
@@ -133,7 +133,8 @@ void corr_part(Out& o, const std::string& dir) {
   }
   // Heatmaps: the analyze command's matrices, else the last epoch recorded in training.
   std::vector<std::pair<std::string, std::string>> mats;  // (path, "a-b")
-  static const std::regex re("corr_(input|logits|h[0-9]+(?:\\.pre)?)_(input|logits|h[0-9]+(?:\\.pre)?)\\.npy");
+  static const std::regex re(
+      "corr_(input|logits|h[0-9]+(?:\\.pre)?)_(input|logits|h[0-9]+(?:\\.pre)?)\\.npy");
   std::string source = "gradlens analyze corr";
   for (auto& f : final_files) {
     std::smatch m;
@@ -148,7 +149,8 @@ void corr_part(Out& o, const std::string& dir) {
       std::regex_match(f, m, ere);
       last = std::max<int64_t>(last, std::stoll(m[1]));
     }
-    static const std::regex lre("e([0-9]+)_(input|logits|h[0-9]+(?:\\.pre)?)_(input|logits|h[0-9]+(?:\\.pre)?)\\.npy");
+    static const std::regex lre(
+        "e([0-9]+)_(input|logits|h[0-9]+(?:\\.pre)?)_(input|logits|h[0-9]+(?:\\.pre)?)\\.npy");
     for (auto& f : fl) {
       std::smatch m;
       if (std::regex_match(f, m, lre) && std::stoll(m[1]) == last)
@@ -210,7 +212,8 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
                    format_number(j.value("kl_divergence", std::nan(""))) + ", " +
                    format_number(j.value("seconds", 0.0)) + " s";
         if (j.contains("trustworthiness_k10"))
-          caption += ", trustworthiness(k=10) " + format_number(j["trustworthiness_k10"].get<double>(), 4);
+          caption +=
+              ", trustworthiness(k=10) " + format_number(j["trustworthiness_k10"].get<double>(), 4);
       } else {
         auto r = j.at("explained_variance_ratio");
         if (r.size() >= 2) {
@@ -264,9 +267,10 @@ void pca_part(Out& o, const std::string& dir) {
     summary += (summary.empty() ? "" : ", ") + escape(s.name) + " " + std::to_string(k90);
   }
   c.hlines.push_back({0.9, "90%"});
-  o.figure(svg::line_chart(c), "Cumulative share of activation variance explained by the leading "
-                               "principal components (first 64 shown). Components needed for 90%: " +
-                                   summary + ".");
+  o.figure(svg::line_chart(c),
+           "Cumulative share of activation variance explained by the leading "
+           "principal components (first 64 shown). Components needed for 90%: " +
+               summary + ".");
   scatter_files(o, dir, "pca", false);
 }
 
@@ -347,8 +351,10 @@ void augment_part(Out& o, const std::string& dir) {
   svg::BarGroup mean{"mean", {}, svg::category_color(0)}, med{"median", {}, svg::category_color(1)};
   for (auto& l : j.at("layers")) {
     b.categories.push_back(l.value("name", std::string()));
-    mean.values.push_back(l["mean_ratio"].is_number() ? l["mean_ratio"].get<double>() : std::nan(""));
-    med.values.push_back(l["median_ratio"].is_number() ? l["median_ratio"].get<double>() : std::nan(""));
+    mean.values.push_back(l["mean_ratio"].is_number() ? l["mean_ratio"].get<double>()
+                                                      : std::nan(""));
+    med.values.push_back(l["median_ratio"].is_number() ? l["median_ratio"].get<double>()
+                                                       : std::nan(""));
   }
   b.groups = {mean, med};
   o.figure(svg::bar_chart(b),
@@ -375,8 +381,9 @@ void augment_part(Out& o, const std::string& dir) {
     o.panel(svgtext, escape(layer) + ": sample-sample correlation" +
                          (a.dim(0) > 128 ? " (first 128 augmentations)" : ""));
   }
-  o.panels_end("Correlation structure within a layer over the augmentations of one image: between "
-               "units (feature-feature) and between augmented copies (sample-sample).");
+  o.panels_end(
+      "Correlation structure within a layer over the augmentations of one image: between "
+      "units (feature-feature) and between augmented copies (sample-sample).");
 }
 
 void neurons_part(Out& o, const std::string& dir) {
@@ -416,10 +423,11 @@ void neurons_part(Out& o, const std::string& dir) {
                                  std::to_string(units) + " units, mean selectivity " +
                                  format_number(ns ? sel / double(ns) : 0.0));
   }
-  o.panels_end("Mean activation of each unit (columns) over the test images of each class (rows), "
-               "units sorted by the class they prefer and then by class selectivity "
-               "(&mu;<sub>max</sub> &minus; &mu;<sub>rest</sub>) / (|&mu;<sub>max</sub>| + "
-               "|&mu;<sub>rest</sub>|).");
+  o.panels_end(
+      "Mean activation of each unit (columns) over the test images of each class (rows), "
+      "units sorted by the class they prefer and then by class selectivity "
+      "(&mu;<sub>max</sub> &minus; &mu;<sub>rest</sub>) / (|&mu;<sub>max</sub>| + "
+      "|&mu;<sub>rest</sub>|).");
   // Top activating images of the most selective units.
   for (auto& f : files) {
     json j = read_json(dir + "/" + f);
@@ -437,12 +445,14 @@ void neurons_part(Out& o, const std::string& dir) {
     std::vector<svg::GridImage> imgs = images_of(flat, 0, units * k);
     for (int64_t u = 0; u < units; ++u) {
       const int64_t unit = top_units[size_t(u)];
-      imgs[size_t(u * k)].caption = "u" + std::to_string(unit) + " c" + std::to_string(pref[size_t(unit)]);
+      imgs[size_t(u * k)].caption =
+          "u" + std::to_string(unit) + " c" + std::to_string(pref[size_t(unit)]);
       imgs[size_t(u * k)].highlight = true;
       for (int64_t r = 0; r < k; ++r)
         imgs[size_t(u * k + r)].tooltip =
             "unit " + std::to_string(unit) + ", rank " + std::to_string(r + 1) + ", selectivity " +
-            (sel[size_t(unit)].is_number() ? format_number(sel[size_t(unit)].get<double>()) : "n/a");
+            (sel[size_t(unit)].is_number() ? format_number(sel[size_t(unit)].get<double>())
+                                           : "n/a");
     }
     o.figure(svg::image_grid(imgs, int(k), 1),
              escape(layer) + ": the " + std::to_string(k) +
@@ -521,8 +531,8 @@ std::string scatter_svg(const std::string& title, const std::vector<double>& x,
   s << "</g>";
   s << "<text x=\"" << left + pw / 2 << "\" y=\"" << height - 8 << "\" text-anchor=\"middle\">"
     << escape(xlabel) << "</text>";
-  s << "<text transform=\"translate(14," << top + ph / 2 << ") rotate(-90)\" text-anchor=\"middle\">"
-    << escape(ylabel) << "</text>";
+  s << "<text transform=\"translate(14," << top + ph / 2
+    << ") rotate(-90)\" text-anchor=\"middle\">" << escape(ylabel) << "</text>";
   for (int c = 0; c <= max_label; ++c) {
     double ly = top + 8 + c * 16;
     s << "<circle cx=\"" << width - right + 14 << "\" cy=\"" << ly << "\" r=\"4\" fill=\""

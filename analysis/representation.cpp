@@ -32,7 +32,9 @@ void save_f32(const std::string& path, const std::vector<double>& v, const Shape
 }
 
 // NaN-free JSON numbers: NaN becomes null.
-json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json num(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 
 void log(const AnalyzeOptions& o, const std::string& s) {
   if (!o.quiet) fmt::print("{}\n", s);
@@ -106,8 +108,8 @@ void analyze_corr(RunModel& run, const AnalyzeOptions& o) {
   j["pairs"] = json::object();
   for (size_t a = 0; a < c.layers.size(); ++a)
     for (size_t b = a; b < c.layers.size(); ++b) {
-      auto m = pearson_cross(c.acts[a].data<float>(), n, c.layers[a].width,
-                             c.acts[b].data<float>(), c.layers[b].width);
+      auto m = pearson_cross(c.acts[a].data<float>(), n, c.layers[a].width, c.acts[b].data<float>(),
+                             c.layers[b].width);
       const std::string key = c.layers[a].name + "-" + c.layers[b].name;
       j["pairs"][key] = num(mean_abs(m));
       save_f32(dir + "/corr_" + c.layers[a].name + "_" + c.layers[b].name + ".npy", m,
@@ -132,7 +134,8 @@ void analyze_pca(RunModel& run, const AnalyzeOptions& o) {
     j["explained_variance"] = r.explained_variance;
     j["explained_variance_ratio"] = r.explained_variance_ratio;
     io::write_file_atomic(dir + "/pca_" + l.name + ".json", j.dump());
-    if (r.components >= 2) save_scatter(dir + "/pca_" + l.name + ".npy", r.projection, r.components, c.ex.labels);
+    if (r.components >= 2)
+      save_scatter(dir + "/pca_" + l.name + ".npy", r.projection, r.components, c.ex.labels);
     double two = r.explained_variance_ratio[0] + (l.width > 1 ? r.explained_variance_ratio[1] : 0);
     log(o, fmt::format("pca {}: first 2 components explain {:.1f}% of the variance", l.name,
                        100 * two));
@@ -162,8 +165,9 @@ void analyze_tsne(RunModel& run, const AnalyzeOptions& o) {
     if (o.trustworthiness && n > 21) {
       double t = trustworthiness(c.acts[k].data<float>(), n, l.width, r.embedding.data(), 2, 10);
       j["trustworthiness_k10"] = t;
-      log(o, fmt::format("tsne {}: {} examples, {} in {:.1f} s, KL {:.3f}, trustworthiness(k=10) {:.4f}",
-                         l.name, n, r.method, r.seconds, r.kl_divergence, t));
+      log(o, fmt::format(
+                 "tsne {}: {} examples, {} in {:.1f} s, KL {:.3f}, trustworthiness(k=10) {:.4f}",
+                 l.name, n, r.method, r.seconds, r.kl_divergence, t));
     } else {
       log(o, fmt::format("tsne {}: {} examples, {} in {:.1f} s, KL {:.3f}", l.name, n, r.method,
                          r.seconds, r.kl_divergence));
@@ -225,15 +229,18 @@ void analyze_augment(RunModel& run, const AnalyzeOptions& o) {
   j["label"] = src.labels[0];
   j["augmentations"] = m;
   j["reference_examples"] = refset.size();
-  j["options"] = {{"rotation_deg", o.augment.rotation_deg}, {"translate", o.augment.translate},
-                  {"scale_min", o.augment.scale_min},       {"scale_max", o.augment.scale_max},
-                  {"shear_deg", o.augment.shear_deg},       {"noise_std", o.augment.noise_std},
+  j["options"] = {{"rotation_deg", o.augment.rotation_deg},
+                  {"translate", o.augment.translate},
+                  {"scale_min", o.augment.scale_min},
+                  {"scale_max", o.augment.scale_max},
+                  {"shear_deg", o.augment.shear_deg},
+                  {"noise_std", o.augment.noise_std},
                   {"seed", o.augment.seed}};
   j["layers"] = json::array();
   for (size_t k = 0; k < layers.size(); ++k) {
     const auto& l = layers[k];
-    auto r = variance_ratio(acts[k].data<float>(), m, ref_acts[k].data<float>(), refset.size(),
-                            l.width);
+    auto r =
+        variance_ratio(acts[k].data<float>(), m, ref_acts[k].data<float>(), refset.size(), l.width);
     std::vector<double> fin;
     for (double v : r)
       if (std::isfinite(v)) fin.push_back(v);
@@ -242,7 +249,9 @@ void analyze_augment(RunModel& run, const AnalyzeOptions& o) {
     for (double v : fin) mean += v;
     mean = fin.empty() ? std::nan("") : mean / double(fin.size());
     double median = fin.empty() ? std::nan("") : fin[fin.size() / 2];
-    j["layers"].push_back({{"name", l.name}, {"units", l.width}, {"mean_ratio", num(mean)},
+    j["layers"].push_back({{"name", l.name},
+                           {"units", l.width},
+                           {"mean_ratio", num(mean)},
                            {"median_ratio", num(median)},
                            {"undefined_units", int64_t(r.size() - fin.size())}});
     save_f32(dir + "/augment_ratio_" + l.name + ".npy", r, {l.width});
@@ -275,7 +284,8 @@ void analyze_neurons(RunModel& run, const AnalyzeOptions& o) {
   const int64_t classes = run.model->config().num_classes;
   for (size_t k = 0; k < c.layers.size(); ++k) {
     const auto& l = c.layers[k];
-    auto s = neuron_stats(c.acts[k].data<float>(), n, l.width, c.ex.labels.data(), classes, o.top_k);
+    auto s =
+        neuron_stats(c.acts[k].data<float>(), n, l.width, c.ex.labels.data(), classes, o.top_k);
     auto order = display_order(s);
     // Most selective units get their top images saved.
     std::vector<int64_t> by_sel(static_cast<size_t>(l.width));
@@ -303,7 +313,8 @@ void analyze_neurons(RunModel& run, const AnalyzeOptions& o) {
     json top = json::array();
     for (int64_t u : by_sel) {
       json row = json::array();
-      for (int64_t r = 0; r < s.k; ++r) row.push_back(c.ex.indices[size_t(s.top[size_t(u * s.k + r)])]);
+      for (int64_t r = 0; r < s.k; ++r)
+        row.push_back(c.ex.indices[size_t(s.top[size_t(u * s.k + r)])]);
       top.push_back(row);
     }
     j["top_indices"] = top;

@@ -22,7 +22,7 @@ struct AnalyzeOptions {
   TsneOptions tsne;
   bool trustworthiness = true;
   // augment
-  int64_t augment_index = 0;     // example of the split to augment
+  int64_t augment_index = 0;  // example of the split to augment
   int64_t augmentations = 300;
   int64_t augment_reference = 1000;  // examples for the dataset variance
   data::AugmentOptions augment;

@@ -292,8 +292,10 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
 
   std::vector<double> P;
   Sparse S;
-  if (exact) P = joint_p_exact(x, n, d, o.perplexity);
-  else S = joint_p_sparse(x, n, d, o.perplexity);
+  if (exact)
+    P = joint_p_exact(x, n, d, o.perplexity);
+  else
+    S = joint_p_sparse(x, n, d, o.perplexity);
 
   // Initial embedding.
   std::vector<double> y(static_cast<size_t>(2 * n));
@@ -313,7 +315,8 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
 
   const double lr =
       o.learning_rate > 0 ? o.learning_rate : std::max(double(n) / o.early_exaggeration / 4, 50.0);
-  std::vector<double> grad(static_cast<size_t>(2 * n)), update(static_cast<size_t>(2 * n), 0.0), gains(static_cast<size_t>(2 * n), 1.0);
+  std::vector<double> grad(static_cast<size_t>(2 * n)), update(static_cast<size_t>(2 * n), 0.0),
+      gains(static_cast<size_t>(2 * n), 1.0);
   QuadTree tree;
   std::vector<double> w;  // exact: kernel matrix
   if (exact) w.resize(static_cast<size_t>(n * n));
@@ -448,7 +451,8 @@ double trustworthiness(const float* x, int64_t n, int64_t d, const double* y, in
       const int64_t i = b0 + r;
       std::vector<double> di(static_cast<size_t>(n));
       // Ranks only compare distances of one row, all computed the same way.
-      for (int64_t j = 0; j < n; ++j) di[size_t(j)] = double(sq[i]) + sq[j] - 2.0 * g[size_t(r * n + j)];
+      for (int64_t j = 0; j < n; ++j)
+        di[size_t(j)] = double(sq[i]) + sq[j] - 2.0 * g[size_t(r * n + j)];
       std::vector<double> sorted;
       sorted.reserve(static_cast<size_t>(n));
       for (int64_t j = 0; j < n; ++j)
@@ -458,9 +462,9 @@ double trustworthiness(const float* x, int64_t n, int64_t d, const double* y, in
         int64_t j = emb_idx[size_t(i * k + c)];
         // Rank (1-based) of j among i's original neighbours: one past the number of strictly
         // closer points.
-        int64_t rank =
-            int64_t(std::lower_bound(sorted.begin(), sorted.end(), di[size_t(j)]) - sorted.begin()) +
-            1;
+        int64_t rank = int64_t(std::lower_bound(sorted.begin(), sorted.end(), di[size_t(j)]) -
+                               sorted.begin()) +
+                       1;
         if (rank > k) penalty += double(rank - k);
       }
     }

@@ -24,8 +24,8 @@ std::vector<int64_t> parse_indices(const std::string& list) {
       if (used != item.size() || v < 0) throw std::invalid_argument(item);
       out.push_back(v);
     } catch (const std::exception&) {
-      throw Error(fmt::format("--indices: '{}' is not an example index (expected e.g. 0,17,42)",
-                              item));
+      throw Error(
+          fmt::format("--indices: '{}' is not an example index (expected e.g. 0,17,42)", item));
     }
   }
   return out;
@@ -58,8 +58,10 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_flag("!--no-activations", o->a.save_activations,
                    "Do not write activations_<layer>.npy");
-      sub.add_option("--perplexity", o->a.tsne.perplexity, "t-SNE perplexity")->capture_default_str();
-      sub.add_option("--iterations", o->a.tsne.iterations, "t-SNE iterations")->capture_default_str();
+      sub.add_option("--perplexity", o->a.tsne.perplexity, "t-SNE perplexity")
+          ->capture_default_str();
+      sub.add_option("--iterations", o->a.tsne.iterations, "t-SNE iterations")
+          ->capture_default_str();
       sub.add_option("--theta", o->a.tsne.theta, "Barnes-Hut angle")->capture_default_str();
       sub.add_option("--method", o->a.tsne.method, "t-SNE: exact | barnes_hut | auto")
           ->capture_default_str();

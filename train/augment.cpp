@@ -67,7 +67,8 @@ void augment_image(const uint8_t* src, int64_t channels, int64_t height, int64_t
   const int64_t count = channels * height * width;
   for (int64_t t = 0; t < count; ++t) {
     double v = dst[t];
-    if (o.noise_std > 0) v += o.noise_std * philox::normal_at(o.seed, index * kStride, 8 + uint64_t(t));
+    if (o.noise_std > 0)
+      v += o.noise_std * philox::normal_at(o.seed, index * kStride, 8 + uint64_t(t));
     dst[t] = float(std::clamp(v, 0.0, 1.0));
   }
 }

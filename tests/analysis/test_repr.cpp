@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <numbers>
 #include <nlohmann/json.hpp>
+#include <numbers>
 #include <random>
 #include <sstream>
 
@@ -40,7 +40,8 @@ std::vector<float> blobs(int64_t k, int64_t per, int64_t d, double sep, std::vec
                          unsigned seed) {
   std::mt19937 g(seed);
   std::normal_distribution<double> nd;
-  std::vector<std::vector<double>> centres(static_cast<size_t>(k), std::vector<double>(static_cast<size_t>(d)));
+  std::vector<std::vector<double>> centres(static_cast<size_t>(k),
+                                           std::vector<double>(static_cast<size_t>(d)));
   for (auto& c : centres)
     for (auto& v : c) v = sep * nd(g);
   std::vector<float> x;
@@ -62,8 +63,8 @@ bool have_sklearn() {
 struct TempDir {
   fs::path path;
   TempDir() {
-    path = fs::temp_directory_path() / ("gl_repr_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(std::rand()));
+    path = fs::temp_directory_path() /
+           ("gl_repr_" + std::to_string(::getpid()) + "_" + std::to_string(std::rand()));
     fs::create_directories(path);
   }
   ~TempDir() { fs::remove_all(path); }
@@ -108,7 +109,8 @@ TEST(Eigen, RandomSymmetricDecomposes) {
   auto r = random_matrix(n, n, 3);
   std::vector<double> a(static_cast<size_t>(n * n));
   for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < n; ++j) a[size_t(i * n + j)] = double(r[size_t(i * n + j)]) + r[size_t(j * n + i)];
+    for (int64_t j = 0; j < n; ++j)
+      a[size_t(i * n + j)] = double(r[size_t(i * n + j)]) + r[size_t(j * n + i)];
   auto e = symmetric_eigen(a, n);
   double trace = 0, sum = 0;
   for (int64_t i = 0; i < n; ++i) trace += a[size_t(i * n + i)];
@@ -125,7 +127,8 @@ TEST(Eigen, RandomSymmetricDecomposes) {
     }
     for (int64_t l = 0; l < n; ++l) {  // orthonormal
       double dot = 0;
-      for (int64_t i = 0; i < n; ++i) dot += e.vectors[size_t(i * n + k)] * e.vectors[size_t(i * n + l)];
+      for (int64_t i = 0; i < n; ++i)
+        dot += e.vectors[size_t(i * n + k)] * e.vectors[size_t(i * n + l)];
       EXPECT_NEAR(dot, k == l ? 1.0 : 0.0, 1e-10);
     }
   }
@@ -143,8 +146,8 @@ TEST(Correlation, MatchesNaiveF64ToOneInAMillion) {
   auto x = random_matrix(n, dx, 1), y = random_matrix(n, dy, 2);
   for (int64_t i = 0; i < n; ++i) {
     y[size_t(i * dy)] = 3 * x[size_t(i * dx)] + 0.1f * y[size_t(i * dy)];  // strong correlation
-    x[size_t(i * dx + 5)] = 100.0f + 0.001f * x[size_t(i * dx + 5)];      // offset, tiny spread
-    y[size_t(i * dy + 7)] = 2.5f;                                         // constant: undefined
+    x[size_t(i * dx + 5)] = 100.0f + 0.001f * x[size_t(i * dx + 5)];       // offset, tiny spread
+    y[size_t(i * dy + 7)] = 2.5f;                                          // constant: undefined
   }
   auto c = pearson_cross(x.data(), n, dx, y.data(), dy);
   for (int64_t a = 0; a < dx; ++a)
@@ -208,7 +211,8 @@ TEST(Pca, ClosedFormCrossDesign) {
   // Points +-a u, +-b v (u, v orthonormal in 5-D): covariance 2a^2/3 u u^T + 2b^2/3 v v^T, so
   // explained variances are 2a^2/3 and 2b^2/3 along u and v, ratio a^2 / (a^2 + b^2).
   const double a = 3, b = 1.5, th = 0.4;
-  const double u[5] = {std::cos(th), std::sin(th), 0, 0, 0}, v[5] = {-std::sin(th), std::cos(th), 0, 0, 0};
+  const double u[5] = {std::cos(th), std::sin(th), 0, 0, 0},
+               v[5] = {-std::sin(th), std::cos(th), 0, 0, 0};
   std::vector<float> x;
   const double off[5] = {1, -2, 3, 0.5, 7};  // a mean that PCA must remove
   for (double s : {a, -a})
@@ -232,10 +236,13 @@ TEST(Pca, MatchesSklearn) {
   auto x = random_matrix(n, d, 9);
   for (int64_t i = 0; i < n; ++i) x[size_t(i * d + 3)] += 2 * x[size_t(i * d)];
   write_raw(t.path / "x.f32", x.data(), x.size() * 4);
-  std::string cmd = "/usr/bin/python3 -c \"import numpy as np; from sklearn.decomposition import PCA; "
-                    "x=np.fromfile('" + (t.path / "x.f32").string() + "',dtype=np.float32).reshape(" +
-                    std::to_string(n) + "," + std::to_string(d) +
-                    ").astype(np.float64); p=PCA().fit(x); print(' '.join(repr(v) for v in p.explained_variance_))\"";
+  std::string cmd =
+      "/usr/bin/python3 -c \"import numpy as np; from sklearn.decomposition import PCA; "
+      "x=np.fromfile('" +
+      (t.path / "x.f32").string() + "',dtype=np.float32).reshape(" + std::to_string(n) + "," +
+      std::to_string(d) +
+      ").astype(np.float64); p=PCA().fit(x); print(' '.join(repr(v) for v in "
+      "p.explained_variance_))\"";
   std::string out = run_cmd(cmd);
   std::istringstream is(out);
   auto r = pca(x.data(), n, d, 2);
@@ -273,7 +280,8 @@ TEST(Tsne, KnnMatchesBruteForce) {
     for (int64_t j = 0; j < n; ++j) {
       if (j == i) continue;
       double s = 0;
-      for (int64_t f = 0; f < d; ++f) s += std::pow(double(x[size_t(i * d + f)]) - x[size_t(j * d + f)], 2);
+      for (int64_t f = 0; f < d; ++f)
+        s += std::pow(double(x[size_t(i * d + f)]) - x[size_t(j * d + f)], 2);
       all.emplace_back(s, j);
     }
     std::sort(all.begin(), all.end());
@@ -309,8 +317,9 @@ TEST(Tsne, TrustworthinessMatchesSklearn) {
   write_raw(t.path / "y.f64", y.data(), y.size() * 8);
   std::string cmd =
       "/usr/bin/python3 -c \"import numpy as np; from sklearn.manifold import trustworthiness; "
-      "x=np.fromfile('" + (t.path / "x.f32").string() + "',dtype=np.float32).reshape(-1," +
-      std::to_string(d) + ").astype(np.float64); y=np.fromfile('" + (t.path / "y.f64").string() +
+      "x=np.fromfile('" +
+      (t.path / "x.f32").string() + "',dtype=np.float32).reshape(-1," + std::to_string(d) +
+      ").astype(np.float64); y=np.fromfile('" + (t.path / "y.f64").string() +
       "').reshape(-1,2); print(repr(trustworthiness(x,y,n_neighbors=10)))\"";
   std::string out = run_cmd(cmd);
   double want = std::stod(out);
@@ -356,7 +365,8 @@ TEST(Augment, DeterministicAndIdentityExact) {
   for (size_t i = 0; i < img.size(); ++i) img[i] = uint8_t((i * 37) % 256);
   gl::data::AugmentOptions o;
   o.seed = 5;
-  std::vector<float> a(static_cast<size_t>(h * w)), b(static_cast<size_t>(h * w)), c(static_cast<size_t>(h * w));
+  std::vector<float> a(static_cast<size_t>(h * w)), b(static_cast<size_t>(h * w)),
+      c(static_cast<size_t>(h * w));
   gl::data::augment_image(img.data(), 1, h, w, o, 17, a.data());
   gl::data::augment_image(img.data(), 1, h, w, o, 3, c.data());
   gl::data::augment_image(img.data(), 1, h, w, o, 17, b.data());
@@ -463,13 +473,16 @@ TEST_F(AnalyzeCli, TrainingCorrCallbackRecordsEveryEpoch) {
 
 TEST_F(AnalyzeCli, AllAnalysesWriteFilesAndReport) {
   int st = 0;
-  std::string out = analyze(run() + " all --examples 150 --augmentations 40 --iterations 300 "
-                                    "--data-dir " + (dir_->path / "data").string(), &st);
+  std::string out = analyze(run() +
+                                " all --examples 150 --augmentations 40 --iterations 300 "
+                                "--data-dir " +
+                                (dir_->path / "data").string(),
+                            &st);
   ASSERT_EQ(st, 0) << out;
-  for (auto f : {"corr.json", "corr_h0_h1.npy", "pca_h1.json", "pca_h1.npy", "tsne_h0.npy",
-                 "tsne_h0.json", "augment.json", "augment_images.npy", "augment_samplecorr_h1.npy",
-                 "neurons_h0.json", "neurons_classmean_h1.npy", "neurons_weights_h0.npy",
-                 "activations_h0.npy"})
+  for (auto f :
+       {"corr.json", "corr_h0_h1.npy", "pca_h1.json", "pca_h1.npy", "tsne_h0.npy", "tsne_h0.json",
+        "augment.json", "augment_images.npy", "augment_samplecorr_h1.npy", "neurons_h0.json",
+        "neurons_classmean_h1.npy", "neurons_weights_h0.npy", "activations_h0.npy"})
     EXPECT_TRUE(fs::exists(run() + "/analysis/" + f)) << f;
   auto a = read_npy(run() + "/analysis/activations_h0.npy");
   EXPECT_EQ(a.shape, (std::vector<int64_t>{150, 32}));
