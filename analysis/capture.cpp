@@ -17,7 +17,7 @@ std::vector<LayerRef> hidden_layers(const models::MLP& model) {
   std::vector<LayerRef> out;
   for (auto& t : model.taps())
     out.push_back(
-        {"h" + std::to_string(t.layer), LayerRef::Kind::post, t.layer, t.linear->weight().size(0)});
+        {fmt::format("h{}", t.layer), LayerRef::Kind::post, t.layer, t.linear->weight().size(0)});
   return out;
 }
 
