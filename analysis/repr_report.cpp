@@ -225,7 +225,7 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
     o.panel(scatter_svg(layer, column(a, 0), column(a, 1), labels, xl, yl), caption);
   }
   o.panels_end(tsne ? "t-SNE of each layer's activations (perplexity-calibrated, Barnes-Hut above "
-                      "2000 examples), coloured by true class. Trustworthiness: the share of each "
+                      "1000 examples), coloured by true class. Trustworthiness: the share of each "
                       "point's 10 embedded neighbours that are true neighbours, rank-weighted."
                     : "Each layer's activations projected on their first two principal "
                       "components, coloured by true class; axis labels give the variance each "

@@ -285,7 +285,7 @@ TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
            "tsne: unknown method '{}' (exact | barnes_hut | auto)", o.method);
   for (int64_t t = 0; t < n * d; ++t)
     GL_CHECK(std::isfinite(x[t]), "tsne: input entry {} (example {}) is {}", t, t / d, x[t]);
-  const bool exact = o.method == "exact" || (o.method == "auto" && n <= 2000);
+  const bool exact = o.method == "exact" || (o.method == "auto" && n <= 1000);
   TsneResult r;
   r.n = n;
   r.method = exact ? "exact" : "barnes_hut";

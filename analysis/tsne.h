@@ -18,7 +18,7 @@ struct TsneOptions {
   int64_t exaggeration_iterations = 250;
   double learning_rate = 0.0;   // 0: max(n / early_exaggeration / 4, 50)
   double theta = 0.5;           // Barnes-Hut opening angle
-  std::string method = "auto";  // exact | barnes_hut | auto (exact up to 2000 examples)
+  std::string method = "auto";  // exact | barnes_hut | auto (exact up to 1000 examples)
   bool pca_init = true;         // else Gaussian N(0, 1e-4) from `seed`
   uint64_t seed = 0;
   bool verbose = false;
