@@ -15,6 +15,7 @@
 #include <stdexcept>
 
 #include "analysis/optim_report.h"
+#include "analysis/repr_report.h"
 #include "analysis/svg.h"
 
 namespace gl::analysis {
@@ -790,6 +791,7 @@ void run_section(Page& p, const RunData& run, size_t i, const ReportOptions& o) 
     selectivity_section(p, run, d);
   }
   p.html += optim_section_html(run.dir, p.figures);  // present when the run has optim/
+  representation_section(run.dir, p.html, p.figures);  // RUN_DIR/analysis, when present
   p.html += "</article>\n";
 }
 

@@ -2,6 +2,7 @@
 // TensorBoard callbacks (analysis/optim_stats.h, analysis/tensorboard.h).
 #include <sstream>
 
+#include "analysis/corr_callback.h"
 #include "analysis/optim_stats.h"
 #include "analysis/tensorboard.h"
 #include "tools/train_flags.h"
@@ -10,7 +11,8 @@ namespace gl::tools {
 
 void add_analyze_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--analyze", f.analyze,
-                 "none, or a comma list of: optim (per-step optimization dynamics in <out>/optim/)")
+                 "none, or a comma list of: optim (per-step optimization dynamics in <out>/optim/), corr "
+                 "(layer cross-correlation at the start of every epoch in <out>/analysis/)")
       ->capture_default_str();
   app.add_option("--analyze-every", f.analyze_every,
                  "Record optimization statistics every N steps (each against the step before)")
@@ -33,14 +35,16 @@ void add_analyze_flags(CLI::App& app, TrainFlags& f) {
 }
 
 void attach_analysis(train::Trainer& trainer, const TrainFlags& f) {
-  bool optim = false;
+  bool optim = false, corr = false;
   std::stringstream list(f.analyze);
   for (std::string item; std::getline(list, item, ',');) {
     if (item == "none" || item.empty()) continue;
     if (item == "optim")
       optim = true;
+    else if (item == "corr")
+      corr = true;
     else
-      throw Error(fmt::format("--analyze: unknown analysis '{}' (known: none, optim)", item));
+      throw Error(fmt::format("--analyze: unknown analysis '{}' (known: none, optim, corr)", item));
   }
   if (optim) {
     analysis::OptimStatsOptions o;
@@ -51,6 +55,7 @@ void attach_analysis(train::Trainer& trainer, const TrainFlags& f) {
   } else {
     GL_CHECK(f.analyze_every >= 1, "--analyze-every must be >= 1, got {}", f.analyze_every);
   }
+  if (corr) trainer.add_callback(analysis::make_corr_callback({}));
   if (f.tensorboard)
     trainer.add_callback(std::make_shared<analysis::tb::TensorBoardCallback>(f.tensorboard_dir));
 }

@@ -1,0 +1,93 @@
+// correlation.cpp: Pearson matrices as Z_x^T Z_y with unit-norm centred columns, so one f64
+// GEMM (the engine's dgemm) does the O(n dx dy) work; means use two passes for accuracy.
+#include "analysis/correlation.h"
+
+#include <fmt/core.h>
+
+#include <cmath>
+#include <limits>
+
+#include "engine/core.h"
+#include "kernels/kernels.h"
+
+namespace gl::analysis {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// Columns of x centred and scaled to unit Euclidean norm, [n, d] f64; `constant[j]` marks a
+// column with (relative) zero spread, left all-zero.
+std::vector<double> standardize_columns(const float* x, int64_t n, int64_t d,
+                                        std::vector<char>& constant) {
+  std::vector<double> z(static_cast<size_t>(n * d)), mean(static_cast<size_t>(d), 0.0),
+      ss(static_cast<size_t>(d), 0.0), maxabs(static_cast<size_t>(d), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) mean[j] += x[i * d + j];
+  for (int64_t j = 0; j < d; ++j) mean[j] /= double(n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) {
+      double c = double(x[i * d + j]) - mean[j];
+      z[size_t(i * d + j)] = c;
+      ss[j] += c * c;
+      maxabs[j] = std::max(maxabs[j], std::abs(double(x[i * d + j])));
+    }
+  constant.assign(static_cast<size_t>(d), 0);
+  std::vector<double> inv(static_cast<size_t>(d));
+  for (int64_t j = 0; j < d; ++j) {
+    double norm = std::sqrt(ss[j]);
+    // f32 inputs: spread below ~1e-6 of the magnitude is rounding, not signal.
+    constant[j] = !(norm > 1e-6 * maxabs[j] * std::sqrt(double(n))) || norm == 0.0;
+    inv[j] = constant[j] ? 0.0 : 1.0 / norm;
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) z[size_t(i * d + j)] *= inv[j];
+  return z;
+}
+
+}  // namespace
+
+std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const float* y,
+                                  int64_t dy) {
+  GL_CHECK(n >= 2, "correlation: need at least 2 examples, got {}", n);
+  GL_CHECK(dx >= 1 && dy >= 1, "correlation: empty feature matrix ({} x {} features)", dx, dy);
+  std::vector<char> cx, cy;
+  std::vector<double> zx = standardize_columns(x, n, dx, cx);
+  std::vector<double> zy = x == y && dx == dy ? zx : standardize_columns(y, n, dy, cy);
+  if (x == y && dx == dy) cy = cx;
+  std::vector<double> c(static_cast<size_t>(dx * dy), 0.0);
+  kernels::cpu::dgemm(true, false, dx, dy, n, 1.0, zx.data(), dx, zy.data(), dy, 0.0, c.data(), dy);
+  for (int64_t a = 0; a < dx; ++a)
+    for (int64_t b = 0; b < dy; ++b) {
+      double& v = c[size_t(a * dy + b)];
+      if (cx[a] || cy[b])
+        v = kNaN;
+      else
+        v = std::clamp(v, -1.0, 1.0);
+    }
+  return c;
+}
+
+std::vector<double> feature_correlation(const float* x, int64_t n, int64_t d) {
+  return pearson_cross(x, n, d, x, d);
+}
+
+std::vector<double> sample_correlation(const float* x, int64_t n, int64_t d) {
+  GL_CHECK(d >= 2, "sample correlation: need at least 2 features per example, got {}", d);
+  std::vector<float> t(static_cast<size_t>(n * d));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < d; ++j) t[size_t(j * n + i)] = x[i * d + j];
+  return pearson_cross(t.data(), d, n, t.data(), n);
+}
+
+double mean_abs(const std::vector<double>& c) {
+  double s = 0;
+  int64_t k = 0;
+  for (double v : c)
+    if (!std::isnan(v)) {
+      s += std::abs(v);
+      ++k;
+    }
+  return k ? s / double(k) : 0.0;
+}
+
+}  // namespace gl::analysis

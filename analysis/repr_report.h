@@ -1,0 +1,21 @@
+// repr_report.h: the "Representations" part of the HTML report, drawn from RUN_DIR/analysis
+// (written by `gradlens analyze` and the `--analyze corr` training callback): layer
+// cross-correlation heatmaps and their evolution, PCA and t-SNE scatters, augmentation
+// invariance, neuron views. Every file is optional; a malformed one throws naming it.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace gl::analysis {
+
+// Appends the section's HTML to `html`, numbering figures on from `figures`. Nothing is
+// appended when RUN_DIR/analysis does not exist.
+void representation_section(const std::string& run_dir, std::string& html, int& figures);
+
+// A 2-D scatter coloured by class (labels < 0 are grey); used for PCA and t-SNE.
+std::string scatter_svg(const std::string& title, const std::vector<double>& x,
+                        const std::vector<double>& y, const std::vector<int>& labels,
+                        const std::string& xlabel, const std::string& ylabel, int width = 460,
+                        int height = 400);
+
+}  // namespace gl::analysis

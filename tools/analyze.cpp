@@ -1,0 +1,92 @@
+// analyze.cpp: `gradlens analyze RUN_DIR corr|pca|tsne|augment|neurons|all`: representation
+// analyses of a trained run, written to RUN_DIR/analysis (docs/run_directory.md); the next
+// `gradlens report RUN_DIR` draws them.
+#include <fmt/core.h>
+
+#include <memory>
+#include <sstream>
+
+#include "analysis/capture.h"
+#include "analysis/representation.h"
+#include "tools/command.h"
+
+namespace gl::tools {
+namespace {
+
+std::vector<int64_t> parse_indices(const std::string& list) {
+  std::vector<int64_t> out;
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      size_t used = 0;
+      long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0) throw std::invalid_argument(item);
+      out.push_back(v);
+    } catch (const std::exception&) {
+      throw Error(
+          fmt::format("--indices: '{}' is not an example index (expected e.g. 0,17,42)", item));
+    }
+  }
+  return out;
+}
+
+const RegisterCommand reg{
+    "analyze",
+    "Representation analyses of a trained run: layer correlation, PCA, t-SNE, augmentation "
+    "invariance, neuron views (written to RUN_DIR/analysis)",
+    [](CLI::App& sub) {
+      struct Opts {
+        std::string dir, what, data_dir, indices;
+        analysis::AnalyzeOptions a;
+      };
+      auto o = std::make_shared<Opts>();
+      sub.add_option("RUN_DIR", o->dir, "Run directory written by gradlens train")->required();
+      sub.add_option("ANALYSIS", o->what, "corr | pca | tsne | augment | neurons | all")
+          ->required()
+          ->check(CLI::IsMember({"corr", "pca", "tsne", "augment", "neurons", "all"}));
+      sub.add_option("--layers", o->a.layers,
+                     "Comma-separated layers: input, h0, h0.pre, ..., logits; 'all'; default: "
+                     "every hidden layer");
+      sub.add_option("--examples", o->a.examples.count,
+                     "Number of examples (default: corr 1000, pca/tsne/neurons the whole split)");
+      sub.add_option("--split", o->a.examples.split, "train | test")->capture_default_str();
+      sub.add_option("--class", o->a.examples.cls, "Only examples of this class");
+      sub.add_option("--indices", o->indices, "Explicit example indices, e.g. 0,5,9");
+      sub.add_option("--data-dir", o->data_dir, "Dataset directory (default: the run's)");
+      sub.add_option("--batch-size", o->a.batch_size, "Examples per forward pass")
+          ->capture_default_str();
+      sub.add_flag("!--no-activations", o->a.save_activations,
+                   "Do not write activations_<layer>.npy");
+      sub.add_option("--perplexity", o->a.tsne.perplexity, "t-SNE perplexity")
+          ->capture_default_str();
+      sub.add_option("--iterations", o->a.tsne.iterations, "t-SNE iterations")
+          ->capture_default_str();
+      sub.add_option("--theta", o->a.tsne.theta, "Barnes-Hut angle")->capture_default_str();
+      sub.add_option("--method", o->a.tsne.method, "t-SNE: exact | barnes_hut | auto")
+          ->capture_default_str();
+      sub.add_option("--seed", o->a.augment.seed, "Augmentation seed")->capture_default_str();
+      sub.add_option("--image", o->a.augment_index, "augment: index of the image in the split")
+          ->capture_default_str();
+      sub.add_option("--augmentations", o->a.augmentations, "augment: number of augmentations")
+          ->capture_default_str();
+      sub.add_option("--top-k", o->a.top_k, "neurons: top activating images per unit")
+          ->capture_default_str();
+      sub.add_flag("--quiet", o->a.quiet, "Print nothing");
+      sub.callback([o] {
+        if (!o->indices.empty()) o->a.examples.indices = parse_indices(o->indices);
+        auto run = analysis::load_run_model(o->dir, o->data_dir);
+        const std::string w = o->what;
+        // Resolve the layers first so a bad name fails before any work.
+        analysis::resolve_layers(*run.model, o->a.layers);
+        if (w == "corr" || w == "all") analysis::analyze_corr(run, o->a);
+        if (w == "pca" || w == "all") analysis::analyze_pca(run, o->a);
+        if (w == "tsne" || w == "all") analysis::analyze_tsne(run, o->a);
+        if (w == "augment" || w == "all") analysis::analyze_augment(run, o->a);
+        if (w == "neurons" || w == "all") analysis::analyze_neurons(run, o->a);
+        if (!o->a.quiet) fmt::print("wrote {}/analysis\n", o->dir);
+      });
+    }};
+
+}  // namespace
+}  // namespace gl::tools
