@@ -19,19 +19,19 @@ struct CudaOp {
   static constexpr MapKind kind = MapKind::none;
 };
 
-#define GL_CUDA_UNARY(F, OP)                                                      \
-  template <>                                                                     \
-  struct CudaOp<fn::F> {                                                          \
-    static constexpr MapKind kind = MapKind::unary;                               \
-    static constexpr kc::UnaryOp op = kc::UnaryOp::OP;                            \
-    static kc::OpParams params(const fn::F&) { return {}; }                       \
+#define GL_CUDA_UNARY(F, OP)                                \
+  template <>                                               \
+  struct CudaOp<fn::F> {                                    \
+    static constexpr MapKind kind = MapKind::unary;         \
+    static constexpr kc::UnaryOp op = kc::UnaryOp::OP;      \
+    static kc::OpParams params(const fn::F&) { return {}; } \
   };
-#define GL_CUDA_BINARY(F, OP)                                                     \
-  template <>                                                                     \
-  struct CudaOp<fn::F> {                                                          \
-    static constexpr MapKind kind = MapKind::binary;                              \
-    static constexpr kc::BinaryOp op = kc::BinaryOp::OP;                          \
-    static kc::OpParams params(const fn::F&) { return {}; }                       \
+#define GL_CUDA_BINARY(F, OP)                               \
+  template <>                                               \
+  struct CudaOp<fn::F> {                                    \
+    static constexpr MapKind kind = MapKind::binary;        \
+    static constexpr kc::BinaryOp op = kc::BinaryOp::OP;    \
+    static kc::OpParams params(const fn::F&) { return {}; } \
   };
 
 GL_CUDA_UNARY(Neg, neg)

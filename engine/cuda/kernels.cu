@@ -23,8 +23,8 @@ int blocks_for(int64_t n) {
   return int(b);
 }
 
-#define GL_GRID_LOOP(i, n)                                                          \
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n);       \
+#define GL_GRID_LOOP(i, n)                                                  \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
        i += int64_t(gridDim.x) * blockDim.x)
 
 template <class D, class S>
@@ -37,16 +37,26 @@ __global__ void copy_kernel(kc::StridedLayout L, int64_t n, D* dst, const S* src
 
 template <class T>
 __global__ void fill_kernel(kc::StridedLayout L, int64_t n, T* dst, T v) {
-  GL_GRID_LOOP(i, n) { dst[kc::layout_offsets(L, i).o[0]] = v; }
+  GL_GRID_LOOP(i, n) {
+    dst[kc::layout_offsets(L, i).o[0]] = v;
+  }
 }
 
 template <class F>
 void with_type(ElemType t, F&& f) {
   switch (t) {
-    case ElemType::f32: f(float{}); return;
-    case ElemType::f64: f(double{}); return;
-    case ElemType::i64: f(int64_t{}); return;
-    case ElemType::u8: f(uint8_t{}); return;
+    case ElemType::f32:
+      f(float{});
+      return;
+    case ElemType::f64:
+      f(double{});
+      return;
+    case ElemType::i64:
+      f(int64_t{});
+      return;
+    case ElemType::u8:
+      f(uint8_t{});
+      return;
   }
   throw std::invalid_argument("engine_cuda: unknown element type " + std::to_string(int(t)));
 }
@@ -93,17 +103,27 @@ __device__ int64_t gather_source(const GatherGeom& g, const int64_t* index, int6
   return src;
 }
 
-__device__ void set_bad(float& v) { v = __int_as_float(0x7fc00000); }
-__device__ void set_bad(double& v) { v = __longlong_as_double(0x7ff8000000000000ll); }
-__device__ void set_bad(int64_t& v) { v = 0; }
-__device__ void set_bad(uint8_t& v) { v = 0; }
+__device__ void set_bad(float& v) {
+  v = __int_as_float(0x7fc00000);
+}
+__device__ void set_bad(double& v) {
+  v = __longlong_as_double(0x7ff8000000000000ll);
+}
+__device__ void set_bad(int64_t& v) {
+  v = 0;
+}
+__device__ void set_bad(uint8_t& v) {
+  v = 0;
+}
 
 template <class T>
 __global__ void gather_kernel(GatherGeom g, int64_t n, const T* x, const int64_t* index, T* out) {
   GL_GRID_LOOP(i, n) {
     const int64_t s = gather_source(g, index, i);
-    if (s < 0) set_bad(out[i]);
-    else out[i] = x[s];
+    if (s < 0)
+      set_bad(out[i]);
+    else
+      out[i] = x[s];
   }
 }
 
@@ -127,7 +147,9 @@ __global__ void dropout_kernel(T* mask, int64_t n, uint64_t seed, uint64_t offse
 __global__ void count_equal_kernel(const int64_t* a, const int64_t* b, int64_t n,
                                    unsigned long long* counter) {
   unsigned long long local = 0;
-  GL_GRID_LOOP(i, n) { local += a[i] == b[i] ? 1ull : 0ull; }
+  GL_GRID_LOOP(i, n) {
+    local += a[i] == b[i] ? 1ull : 0ull;
+  }
   if (local) atomicAdd(counter, local);
 }
 
@@ -162,8 +184,7 @@ void strided_copy(const kc::StridedLayout& L, void* dst, ElemType dst_type, cons
   });
 }
 
-void fill(const kc::StridedLayout& L, void* dst, ElemType type, double value,
-          cudaStream_t stream) {
+void fill(const kc::StridedLayout& L, void* dst, ElemType type, double value, cudaStream_t stream) {
   kc::check_layout(L, "fill");
   const int64_t n = kc::layout_numel(L);
   if (n == 0) return;
@@ -180,8 +201,8 @@ void argmax_rows(const T* x, int64_t rows, int64_t n, int64_t* idx, T* values,
                  cudaStream_t stream) {
   if (rows == 0) return;
   if (n <= 0) throw std::invalid_argument("argmax_rows: empty rows");
-  argmax_kernel<T><<<blocks_for(rows), kThreads, 0, kc::resolve_stream(stream)>>>(x, rows, n, idx,
-                                                                                  values);
+  argmax_kernel<T>
+      <<<blocks_for(rows), kThreads, 0, kc::resolve_stream(stream)>>>(x, rows, n, idx, values);
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -189,8 +210,8 @@ template <class T>
 void scatter_rows(const T* g, const int64_t* idx, int64_t rows, int64_t n, T* out,
                   cudaStream_t stream) {
   if (rows == 0) return;
-  scatter_rows_kernel<T><<<blocks_for(rows), kThreads, 0, kc::resolve_stream(stream)>>>(
-      g, idx, rows, n, out);
+  scatter_rows_kernel<T>
+      <<<blocks_for(rows), kThreads, 0, kc::resolve_stream(stream)>>>(g, idx, rows, n, out);
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -230,8 +251,8 @@ template <class T>
 void dropout_mask(T* mask, int64_t n, uint64_t seed, uint64_t offset, double p, double scale,
                   cudaStream_t stream) {
   if (n == 0) return;
-  dropout_kernel<T><<<blocks_for(n), kThreads, 0, kc::resolve_stream(stream)>>>(mask, n, seed,
-                                                                                offset, p, T(scale));
+  dropout_kernel<T><<<blocks_for(n), kThreads, 0, kc::resolve_stream(stream)>>>(
+      mask, n, seed, offset, p, T(scale));
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -245,10 +266,12 @@ void count_equal(const int64_t* pred, const int64_t* labels, int64_t n, int64_t*
 
 template void argmax_rows<float>(const float*, int64_t, int64_t, int64_t*, float*, cudaStream_t);
 template void argmax_rows<double>(const double*, int64_t, int64_t, int64_t*, double*, cudaStream_t);
-template void scatter_rows<float>(const float*, const int64_t*, int64_t, int64_t, float*, cudaStream_t);
+template void scatter_rows<float>(const float*, const int64_t*, int64_t, int64_t, float*,
+                                  cudaStream_t);
 template void scatter_rows<double>(const double*, const int64_t*, int64_t, int64_t, double*,
                                    cudaStream_t);
-template void dropout_mask<float>(float*, int64_t, uint64_t, uint64_t, double, double, cudaStream_t);
+template void dropout_mask<float>(float*, int64_t, uint64_t, uint64_t, double, double,
+                                  cudaStream_t);
 template void dropout_mask<double>(double*, int64_t, uint64_t, uint64_t, double, double,
                                    cudaStream_t);
 

@@ -25,8 +25,7 @@ void fill(const kernels::cuda::StridedLayout& L, void* dst, ElemType type, doubl
 // Row argmax of a contiguous [rows, n] array, the first index on ties and a NaN winning (the
 // CPU's rule). values may be null.
 template <class T>
-void argmax_rows(const T* x, int64_t rows, int64_t n, int64_t* idx, T* values,
-                 cudaStream_t stream);
+void argmax_rows(const T* x, int64_t rows, int64_t n, int64_t* idx, T* values, cudaStream_t stream);
 // out[r * n + idx[r]] = g[r] (out zeroed by the caller).
 template <class T>
 void scatter_rows(const T* g, const int64_t* idx, int64_t rows, int64_t n, T* out,

@@ -18,7 +18,9 @@ namespace gl::cuda_ops {
 namespace ec = gl::engine_cuda;
 
 namespace {
-ec::ElemType elem(DType d) { return static_cast<ec::ElemType>(static_cast<int>(d)); }
+ec::ElemType elem(DType d) {
+  return static_cast<ec::ElemType>(static_cast<int>(d));
+}
 
 template <std::size_t N>
 kc::StridedLayout make_layout(const Shape& shape, const std::array<Shape, N>& strides,
@@ -39,10 +41,13 @@ kc::StridedLayout make_layout(const Shape& shape, const std::array<Shape, N>& st
 template <class F>
 auto float_types(DType d, const char* op, F&& f) {
   switch (d) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
     default:
-      throw Error(fmt::format("{}: dtype {} not supported on CUDA (f32 or f64)", op, dtype_name(d)));
+      throw Error(
+          fmt::format("{}: dtype {} not supported on CUDA (f32 or f64)", op, dtype_name(d)));
   }
 }
 
@@ -51,7 +56,9 @@ T* ptr(const Tensor& t) {
   return static_cast<T*>(t.raw_data());
 }
 
-Tensor contig(const Tensor& x) { return x.detach().contiguous(); }
+Tensor contig(const Tensor& x) {
+  return x.detach().contiguous();
+}
 }  // namespace
 
 void check_device_float(const Tensor& x, const char* op, bool f32_only) {
@@ -124,14 +131,18 @@ void copy(const Tensor& src, const Tensor& dst) {
                               std::size_t(src.numel()) * dtype_size(src.dtype()));
     return;
   }
-  kc::StridedLayout L = make_layout<3>(dst.shape(), {dst.strides(), src.strides(), Shape(dst.shape().size(), 0)}, "copy_");
-  ec::strided_copy(L, dst.raw_data(), elem(dst.dtype()), src.raw_data(), elem(src.dtype()), nullptr);
+  kc::StridedLayout L = make_layout<3>(
+      dst.shape(), {dst.strides(), src.strides(), Shape(dst.shape().size(), 0)}, "copy_");
+  ec::strided_copy(L, dst.raw_data(), elem(dst.dtype()), src.raw_data(), elem(src.dtype()),
+                   nullptr);
 }
 
 void fill(const Tensor& dst, double value) {
   GL_CHECK(dst.device().is_cuda(), "fill_: expected a CUDA tensor, got {}", dst.device().str());
   if (dst.numel() == 0) return;
-  kc::StridedLayout L = make_layout<3>(dst.shape(), {dst.strides(), Shape(dst.shape().size(), 0), Shape(dst.shape().size(), 0)}, "fill_");
+  kc::StridedLayout L = make_layout<3>(
+      dst.shape(), {dst.strides(), Shape(dst.shape().size(), 0), Shape(dst.shape().size(), 0)},
+      "fill_");
   ec::fill(L, dst.raw_data(), elem(dst.dtype()), value, nullptr);
 }
 
@@ -205,13 +216,19 @@ Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape) {
 }
 
 // ------------------------------------------------------------------ GEMM
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias) {
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias) {
   kc::GemmAlgo algo = kc::GemmAlgo::tiled;
   switch (cuda_gemm_algo()) {
-    case CudaGemmAlgo::native: algo = kc::GemmAlgo::tiled; break;
-    case CudaGemmAlgo::tf32: algo = kc::GemmAlgo::tf32; break;
-    case CudaGemmAlgo::cublas: algo = kc::GemmAlgo::cublas; break;
+    case CudaGemmAlgo::native:
+      algo = kc::GemmAlgo::tiled;
+      break;
+    case CudaGemmAlgo::tf32:
+      algo = kc::GemmAlgo::tf32;
+      break;
+    case CudaGemmAlgo::cublas:
+      algo = kc::GemmAlgo::cublas;
+      break;
   }
   kernels::Epilogue ep;
   ep.bias = bias;
@@ -244,8 +261,8 @@ Tensor xent_forward(const Tensor& logits, const Tensor& labels) {
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
   float_types(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
-    kc::softmax_xent_forward<T>(ptr<const T>(logits), ptr<const int64_t>(labels), N, C, ptr<T>(rows),
-                                ptr<T>(loss), false);
+    kc::softmax_xent_forward<T>(ptr<const T>(logits), ptr<const int64_t>(labels), N, C,
+                                ptr<T>(rows), ptr<T>(loss), false);
     return 0;
   });
   return loss;
@@ -264,8 +281,8 @@ Tensor xent_backward(const Tensor& logits, const Tensor& labels) {
 }
 
 // ------------------------------------------------------------------ dropout
-Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed,
-                    uint64_t offset, double p) {
+Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed, uint64_t offset,
+                    double p) {
   Tensor mask = Tensor::empty(shape, dtype, device);
   double keep_scale = 1.0 / (1.0 - p);
   float_types(dtype, "dropout", [&](auto tag) {

@@ -55,8 +55,8 @@ void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor&
 Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape);
 
 // ---- GEMM: C[M,N] = op(A) op(B) (+ bias), f32, through the process-wide algorithm ----
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias);
 
 // ---- softmax and cross-entropy on contiguous [rows, n] tensors ----
 Tensor softmax_rows(const Tensor& xl, bool log_form);
@@ -66,8 +66,8 @@ Tensor xent_forward(const Tensor& logits, const Tensor& labels);
 Tensor xent_backward(const Tensor& logits, const Tensor& labels);
 
 // ---- dropout: the multiplier mask (0 or 1/(1-p)) of the CPU rule ----
-Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed,
-                    uint64_t offset, double p);
+Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed, uint64_t offset,
+                    double p);
 
 // ---- indexing; index: contiguous i64 on x's device ----
 // per_coord = true: index_select along dim (index [K]); false: gather (index of oshape).

@@ -13,8 +13,8 @@
 
 namespace {
 
-using gl::DType;
 using gl::Device;
+using gl::DType;
 using gl::Tensor;
 
 std::string no_gpu_reason() {
@@ -77,8 +77,8 @@ TEST(CudaParity, EveryOpTableRowForwardAndBackward) {
       ASSERT_EQ(gc.defined(), gg.defined()) << "input " << k;
       if (!gc.defined()) continue;
       EXPECT_TRUE(gg.device().is_cuda()) << "gradient of input " << k << " left the device";
-      EXPECT_LE(worst_ratio(gg, gc, atol, rtol, where), 1.0) << "gradient of input " << k << ", "
-                                                             << where;
+      EXPECT_LE(worst_ratio(gg, gc, atol, rtol, where), 1.0)
+          << "gradient of input " << k << ", " << where;
     }
   }
 }
@@ -98,11 +98,15 @@ TEST(CudaParity, EveryGemmBackendAgreesWithCpu) {
     // TF32 keeps 10 mantissa bits of the inputs: about 1e-3 relative per product.
     double tol = algo == gl::CudaGemmAlgo::tf32 ? 2e-2 : 1e-4;
     std::string where;
-    EXPECT_LE(worst_ratio(gl::matmul(a.to(Device::cuda()), b.to(Device::cuda())), want, tol, 1e-3,
-                          where), 1.0) << where;
+    EXPECT_LE(
+        worst_ratio(gl::matmul(a.to(Device::cuda()), b.to(Device::cuda())), want, tol, 1e-3, where),
+        1.0)
+        << where;
     EXPECT_LE(worst_ratio(gl::linear(b.t().to(Device::cuda()), a.to(Device::cuda()),
                                      bias.to(Device::cuda())),
-                          want_lin, tol, 1e-3, where), 1.0) << where;
+                          want_lin, tol, 1e-3, where),
+              1.0)
+        << where;
   }
   gl::set_cuda_gemm_algo(gl::CudaGemmAlgo::native);
 }

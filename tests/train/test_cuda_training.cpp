@@ -36,7 +36,8 @@ Fixture make_fixture(const std::string& name) {
   f.root = (fs::temp_directory_path() / ("gradlens_cuda_train_" + name)).string();
   fs::remove_all(f.root);
   fs::create_directories(f.root + "/data");
-  fs::create_directory_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny", f.root + "/data/mnist");
+  fs::create_directory_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny",
+                               f.root + "/data/mnist");
   f.data_dir = f.root + "/data";
   f.weights = f.root + "/init.safetensors";
   return f;
