@@ -64,6 +64,15 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // x[N,in] W[out,in]^T + b[out], one GEMM with a fused bias epilogue (bias may be undefined).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
+// The GEMM behind matmul/linear on CUDA tensors, process-wide: our tiled FP32 kernel (native,
+// the default), its TF32 tensor-core variant (opt-in, 10-bit mantissa inputs) or cuBLAS FP32
+// (the reference). Ignored by CPU tensors and in builds without CUDA.
+enum class CudaGemmAlgo { native, tf32, cublas };
+void set_cuda_gemm_algo(CudaGemmAlgo algo);
+CudaGemmAlgo cuda_gemm_algo();
+CudaGemmAlgo parse_cuda_gemm_algo(const std::string& name);  // throws naming the known ones
+const char* cuda_gemm_algo_name(CudaGemmAlgo algo);
+
 // ---- softmax and losses (ops/loss.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);

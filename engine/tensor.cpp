@@ -15,6 +15,7 @@
 #include "engine/ops/loops.h"
 #include "kernels/philox.h"
 #if defined(GRADLENS_HAVE_CUDA)
+#include "engine/cuda/ops_cuda.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/kernels.h"
 #endif
@@ -129,6 +130,37 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
   GL_CHECK(src.shape() == dst.shape(), "copy_: shape {} into {}", shape_str(src.shape()),
            shape_str(dst.shape()));
   if (!src.device().is_cpu() || !dst.device().is_cpu()) {
+#if defined(GRADLENS_HAVE_CUDA)
+    // On one device: a strided kernel (converting dtype), no host synchronization. Across
+    // devices the bytes move contiguous and in one dtype; layout and dtype changes happen on
+    // whichever side has the data.
+    if (src.device() == dst.device()) {
+      cuda_ops::copy(src, dst);
+      return;
+    }
+    if (src.device().is_cpu() && dst.device().is_cuda()) {
+      Tensor s = src.to(dst.dtype()).contiguous();
+      if (dst.is_contiguous()) {
+        cuda_allocator_hooks().copy(dst.raw_data(), s.raw_data(),
+                                    std::size_t(s.numel()) * dtype_size(s.dtype()), 0);
+        return;
+      }
+      Tensor staged = Tensor::empty(dst.shape(), dst.dtype(), dst.device());
+      cuda_allocator_hooks().copy(staged.raw_data(), s.raw_data(),
+                                  std::size_t(s.numel()) * dtype_size(s.dtype()), 0);
+      cuda_ops::copy(staged, dst);
+      return;
+    }
+    if (src.device().is_cuda() && dst.device().is_cpu() &&
+        !(src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous())) {
+      Tensor s = src.detach().contiguous();
+      Tensor host = Tensor::empty(src.shape(), src.dtype());
+      cuda_allocator_hooks().copy(host.raw_data(), s.raw_data(),
+                                  std::size_t(s.numel()) * dtype_size(s.dtype()), 1);
+      strided_copy(host, dst);
+      return;
+    }
+#endif
     auto& h = cuda_allocator_hooks();
     GL_CHECK(h.copy != nullptr, "copy between {} and {}: built without CUDA",
              src.device().str(), dst.device().str());
@@ -183,6 +215,13 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
 }
 
 Tensor Tensor::full(const Shape& shape, double value, DType dtype, Device device) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (device.is_cuda()) {  // a fill kernel: no host->device copy inside a step
+    Tensor t = empty(shape, dtype, device);
+    cuda_ops::fill(t, value);
+    return t;
+  }
+#endif
   Tensor t = empty(shape, dtype, Device::cpu());
   t.fill_(value);
   return device.is_cpu() ? t : t.to(device);
@@ -345,6 +384,12 @@ template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
 template std::vector<uint8_t> Tensor::to_vector<uint8_t>() const;
 
 void Tensor::fill_(double value) const {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (device().is_cuda()) {
+    cuda_ops::fill(*this, value);
+    return;
+  }
+#endif
   check_cpu(*this, "fill_");
   visit_dtype(dtype(), [&](auto tag) {
     using T = decltype(tag);

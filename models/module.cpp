@@ -210,6 +210,18 @@ void Module::to(DType dtype) {
   }
 }
 
+void Module::to(Device device) {
+  std::vector<std::pair<std::string, Tensor*>> slots;
+  collect_slots("", slots);
+  for (auto& [name, slot] : slots) {
+    if (slot->device() == device) continue;
+    bool rg = slot->requires_grad();
+    Tensor moved = slot->detach().to(device);
+    if (rg) moved.requires_grad_(true);
+    *slot = moved;
+  }
+}
+
 NamedTensors clone_tensors(const NamedTensors& tensors) {
   NamedTensors out;
   out.reserve(tensors.size());

@@ -89,6 +89,9 @@ class Module {
   // Converts floating parameters and buffers to `dtype` (e.g. f64 for gradient checks);
   // integer buffers are kept. Parameter handles taken before the call are stale after it.
   void to(DType dtype);
+  // Moves every parameter and buffer to `device` (values unchanged). Parameter handles taken
+  // before the call are stale after it: build optimizers afterwards.
+  void to(Device device);
 
  protected:
   // The computation; called by forward().

@@ -10,6 +10,9 @@
 #include <map>
 
 #include "engine/autograd.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "models/cuda/optim_cuda.h"
+#endif
 
 namespace gl::models {
 
@@ -45,7 +48,7 @@ void check_state_shape(const std::string& opt, const std::string& key, const Ten
 }
 
 Tensor fresh_copy(const Tensor& src, const Tensor& like) {
-  Tensor t = Tensor::empty(like.shape(), like.dtype());
+  Tensor t = Tensor::empty(like.shape(), like.dtype(), like.device());
   t.copy_(src);
   return t;
 }
@@ -56,9 +59,20 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(
   set_lr(lr);
   for (std::size_t i = 0; i < params_.size(); ++i) {
     const Tensor& p = params_[i];
-    GL_CHECK(p.defined() && is_floating(p.dtype()) && p.device().is_cpu() && p.is_contiguous(),
-             "optimizer: parameter {} ({}) must be a contiguous floating CPU tensor", i,
-             p.defined() ? p.str() : "undefined");
+    GL_CHECK(p.defined(), "optimizer: parameter {} is undefined", i);
+    if (p.device().is_cuda() || params_[0].device().is_cuda()) {
+#if defined(GRADLENS_HAVE_CUDA)
+      GL_CHECK(p.device() == params_[0].device() && p.dtype() == DType::f32 && p.is_contiguous(),
+               "optimizer: parameter {} ({} on {}) must be a contiguous f32 tensor on {} like "
+               "parameter 0", i, p.str(), p.device().str(), params_[0].device().str());
+#else
+      throw Error(fmt::format("optimizer: parameter {} is on {}, but this gradlens was built "
+                              "without CUDA", i, p.device().str()));
+#endif
+    } else {
+      GL_CHECK(is_floating(p.dtype()) && p.is_contiguous(),
+               "optimizer: parameter {} ({}) must be a contiguous floating CPU tensor", i, p.str());
+    }
     for (std::size_t j = 0; j < i; ++j)
       GL_CHECK(!params_[j].same(p), "optimizer: parameter {} is the same tensor as parameter {}", i,
                j);
@@ -84,6 +98,22 @@ Tensor Optimizer::grad_of(std::size_t i) const {
   return g.is_contiguous() ? g : g.contiguous();
 }
 
+std::vector<Tensor> Optimizer::device_grads() const {
+  std::vector<Tensor> grads;
+  std::size_t missing = params_.size();
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    grads.push_back(grad_of(i));
+    if (!grads.back().defined() && missing == params_.size()) missing = i;
+  }
+  if (missing == params_.size()) return grads;
+  for (const Tensor& g : grads)
+    GL_CHECK(!g.defined(),
+             "{}: on {} every parameter must have a gradient in a step (all parameters step in "
+             "one launch), but parameter {} ({}) has none",
+             kind(), params_[0].device().str(), missing, params_[missing].str());
+  return {};
+}
+
 // ---------------------------------------------------------------- SGD
 SGD::SGD(std::vector<Tensor> params, const SgdOptions& options)
     : Optimizer(std::move(params), options.lr), opt_(options) {
@@ -97,6 +127,25 @@ SGD::SGD(std::vector<Tensor> params, const SgdOptions& options)
 
 void SGD::step() {
   NoGrad no_grad;
+  if (on_device()) {
+#if defined(GRADLENS_HAVE_CUDA)
+    std::vector<Tensor> grads = device_grads();
+    if (grads.empty()) return;
+    bool first = false;
+    if (opt_.momentum != 0 && !momentum_[0].defined()) {
+      for (std::size_t i = 0; i < params_.size(); ++i)
+        momentum_[i] = Tensor::zeros(params_[i].shape(), DType::f32, params_[i].device());
+      stepper_.reset();
+      first = true;
+    }
+    if (!stepper_)
+      stepper_ = std::make_shared<cuda::DeviceStepper>(
+          params_, opt_.momentum != 0 ? momentum_ : std::vector<Tensor>{}, std::vector<Tensor>{});
+    stepper_->load_grads(grads);
+    stepper_->sgd(opt_, lr_, first ? 1 : 2);  // only "first step or not" matters to SGD
+#endif
+    return;
+  }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
@@ -149,7 +198,17 @@ void SGD::load_state_dict(const NamedTensors& state) {
     check_state_shape("SGD", key, t, params_[i]);
     next[i] = fresh_copy(t, params_[i]);
   }
+  if (on_device()) {
+    bool any = false, all = true;
+    for (const Tensor& t : next) {
+      any = any || t.defined();
+      all = all && t.defined();
+    }
+    GL_CHECK(!any || all, "SGD.load_state_dict: on {} momentum buffers are needed for every "
+             "parameter or none", params_[0].device().str());
+  }
   momentum_ = std::move(next);
+  stepper_.reset();  // the table holds the old buffers' addresses
 }
 
 // ---------------------------------------------------------------- Adam / AdamW
@@ -168,6 +227,29 @@ Adam::Adam(std::vector<Tensor> params, const AdamOptions& options, bool decouple
 
 void Adam::step() {
   NoGrad no_grad;
+  if (on_device()) {
+#if defined(GRADLENS_HAVE_CUDA)
+    std::vector<Tensor> grads = device_grads();
+    if (grads.empty()) return;
+    if (!exp_avg_[0].defined()) {
+      for (std::size_t i = 0; i < params_.size(); ++i) {
+        exp_avg_[i] = Tensor::zeros(params_[i].shape(), DType::f32, params_[i].device());
+        exp_avg_sq_[i] = Tensor::zeros(params_[i].shape(), DType::f32, params_[i].device());
+      }
+      stepper_.reset();
+    }
+    for (std::size_t i = 0; i < params_.size(); ++i) {
+      ++steps_[i];
+      GL_CHECK(steps_[i] == steps_[0], "{}: on {} every parameter must be at the same step "
+               "(parameter {} at {}, parameter 0 at {})", kind(), params_[0].device().str(), i,
+               steps_[i], steps_[0]);
+    }
+    if (!stepper_) stepper_ = std::make_shared<cuda::DeviceStepper>(params_, exp_avg_, exp_avg_sq_);
+    stepper_->load_grads(grads);
+    stepper_->adam(opt_, lr_, decoupled_, steps_[0]);
+#endif
+    return;
+  }
   for (std::size_t i = 0; i < params_.size(); ++i) {
     Tensor g = grad_of(i);
     if (!g.defined()) continue;
@@ -251,6 +333,7 @@ void Adam::load_state_dict(const NamedTensors& state) {
   steps_ = std::move(steps);
   exp_avg_ = std::move(m);
   exp_avg_sq_ = std::move(v);
+  stepper_.reset();  // the table holds the old buffers' addresses
 }
 
 }  // namespace gl::models

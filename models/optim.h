@@ -7,12 +7,17 @@
 //   Adam:  "state.<i>.step" (i64 scalar), "state.<i>.exp_avg", "state.<i>.exp_avg_sq"
 // where <i> is the parameter's index in the list given to the constructor.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "engine/tensor.h"
 #include "models/module.h"
 
 namespace gl::models {
+
+namespace cuda {
+class DeviceStepper;  // models/cuda/optim_cuda.h (CUDA builds)
+}
 
 class Optimizer {
  public:
@@ -36,8 +41,13 @@ class Optimizer {
  protected:
   // The parameter's gradient as a contiguous tensor, or undefined when it has none.
   Tensor grad_of(std::size_t i) const;
+  // Parameters on a CUDA device step there, all in one launch. The gradients of every
+  // parameter, or none (then the step is skipped); throws naming the first missing one.
+  bool on_device() const { return !params_.empty() && params_[0].device().is_cuda(); }
+  std::vector<Tensor> device_grads() const;
   std::vector<Tensor> params_;
   double lr_;
+  std::shared_ptr<cuda::DeviceStepper> stepper_;  // built on the first device step
 };
 
 struct SgdOptions {

@@ -52,6 +52,12 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_flag_callback("--no-shuffle", [&c] { c.shuffle = false; }, "Keep the training order fixed");
   app.add_flag("--log-steps", c.log_steps, "Write steps.csv with the loss of every step");
   app.add_option("--device", c.device, "cpu (or cuda[:N] in CUDA builds)")->capture_default_str();
+  app.add_option("--gemm", c.gemm,
+                 "GEMM backend on CUDA: native (our kernel), cublas (reference) or tf32 (opt-in "
+                 "tensor cores)")
+      ->capture_default_str();
+  app.add_flag("--cuda-graph", c.cuda_graph,
+               "Capture the training step as a CUDA graph (not implemented: rejected)");
   app.add_option("--limit-train", c.limit_train, "Use only the first N training examples")
       ->capture_default_str();
   app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "engine/generator.h"
+#include "engine/ops.h"
 
 namespace gl::data {
 
@@ -18,8 +19,8 @@ const char* normalization_name(Normalization n) {
 }
 
 Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
-               bool shuffle, uint64_t seed, bool flat)
-    : n_(ds.n), batch_size_(batch_size), shuffle_(shuffle), flat_(flat), seed_(seed) {
+               bool shuffle, uint64_t seed, bool flat, Device device)
+    : device_(device), n_(ds.n), batch_size_(batch_size), shuffle_(shuffle), flat_(flat), seed_(seed) {
   GL_CHECK(batch_size > 0, "batch size must be positive, got {}", batch_size);
   GL_CHECK(ds.n > 0, "dataset {} is empty", ds.name);
   features_ = ds.channels * ds.height * ds.width;
@@ -38,25 +39,43 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
   }
   for (int64_t i = 0; i < n_ * features_; ++i) p[i] = float(double(ds.images[i]) * scale + shift);
   labels_ = Tensor::from_vector(ds.labels, {n_});
+  if (device_.is_cuda()) {
+    dev_images_ = images_.to(device_);
+    dev_labels_ = labels_.to(device_);
+  }
   start_epoch(0);
 }
 
 void Loader::start_epoch(int64_t epoch) {
   order_.resize(std::size_t(n_));
   std::iota(order_.begin(), order_.end(), 0);
-  if (!shuffle_) return;
-  // One stream per epoch: (seed, epoch) names it, independent of what ran before.
-  Generator g(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
-  for (int64_t i = n_ - 1; i > 0; --i) std::swap(order_[i], order_[g.below(uint64_t(i + 1))]);
+  if (shuffle_) {
+    // One stream per epoch: (seed, epoch) names it, independent of what ran before.
+    Generator g(seed_ * 0x9E3779B97F4A7C15ull + uint64_t(epoch) + 1);
+    for (int64_t i = n_ - 1; i > 0; --i) std::swap(order_[i], order_[g.below(uint64_t(i + 1))]);
+  }
+  if (device_.is_cuda()) dev_order_ = Tensor::from_vector(order_, {n_}).to(device_);
 }
 
 Batch Loader::batch(int64_t b) const {
   GL_CHECK(b >= 0 && b < num_batches(), "batch {} out of range ({} batches)", b, num_batches());
   int64_t start = b * batch_size_, count = std::min(batch_size_, n_ - start);
   Batch out;
+  out.indices.assign(order_.begin() + start, order_.begin() + start + count);
+  if (device_.is_cuda()) {
+    NoGrad ng;
+    Tensor idx = dev_order_.narrow(0, start, count);
+    out.images = index_select(dev_images_, 0, idx);
+    out.labels = index_select(dev_labels_, 0, idx);
+    if (!flat_) {
+      Shape s{count};
+      s.insert(s.end(), sample_shape_.begin(), sample_shape_.end());
+      out.images = out.images.view(s);
+    }
+    return out;
+  }
   out.images = Tensor::empty({count, features_}, DType::f32);
   out.labels = Tensor::empty({count}, DType::i64);
-  out.indices.assign(order_.begin() + start, order_.begin() + start + count);
   const float* src = images_.data<float>();
   float* dst = out.images.data<float>();
   const int64_t* ls = labels_.data<int64_t>();

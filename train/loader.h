@@ -2,6 +2,8 @@
 // normalization ("raw": x/255; "standard": (x/255 - mean)/std with the training split's
 // statistics); each epoch's order is a Philox-seeded Fisher-Yates shuffle of (seed, epoch), so
 // any epoch's batches can be recomputed exactly on resume. The last partial batch is kept.
+// On a CUDA device the normalized dataset is uploaded once, each epoch's order once per
+// epoch, and batches are gathered on the device (no host copy per step).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -26,7 +28,8 @@ class Loader {
  public:
   // stats: the mean/std used for Normalization::standard (ignored for raw).
   Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
-         bool shuffle, uint64_t seed, bool flat = true);
+         bool shuffle, uint64_t seed, bool flat = true, Device device = {});
+  Device device() const { return device_; }
   int64_t size() const { return n_; }
   int64_t num_batches() const { return (n_ + batch_size_ - 1) / batch_size_; }
   int64_t batch_size() const { return batch_size_; }
@@ -34,12 +37,14 @@ class Loader {
   void start_epoch(int64_t epoch);
   Batch batch(int64_t i) const;
   const std::vector<int64_t>& order() const { return order_; }
-  // All normalized images [N, features] (shares memory; used by evaluation and analysis).
+  // All normalized images [N, features] on the host (shares memory; used by analysis).
   const Tensor& all_images() const { return images_; }
   const Tensor& all_labels() const { return labels_; }
 
  private:
   Tensor images_, labels_;
+  Device device_;
+  Tensor dev_images_, dev_labels_, dev_order_;  // on device_ when it is a CUDA device
   int64_t n_, batch_size_, features_;
   Shape sample_shape_;
   bool shuffle_, flat_;

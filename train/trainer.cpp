@@ -16,6 +16,10 @@
 #include "engine/ops.h"
 #include "kernels/kernels.h"
 #include "models/init.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "engine/cuda/ops_cuda.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace gl::train {
 
@@ -83,6 +87,7 @@ void TrainConfig::validate() const {
   flag(init_args.empty() ? "--init" : "--init/--init-arg",
        [&] { models::parse_init(init, init_args); });
   flag("--device", [&] { Device::parse(device); });
+  flag("--gemm", [&] { parse_cuda_gemm_algo(gemm); });
 }
 
 std::string TrainConfig::to_json() const {
@@ -115,6 +120,7 @@ std::string TrainConfig::to_json() const {
   j["shuffle"] = shuffle;
   j["log_steps"] = log_steps;
   j["device"] = device;
+  j["gemm"] = gemm;
   j["limit_train"] = limit_train;
   j["limit_test"] = limit_test;
   return j.dump(2) + "\n";
@@ -154,6 +160,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("shuffle", c.shuffle);
   get("log_steps", c.log_steps);
   get("device", c.device);
+  get("gemm", c.gemm);
   get("limit_train", c.limit_train);
   get("limit_test", c.limit_test);
   return c;
@@ -185,14 +192,21 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
     int count = kernels::cuda::device_count();
     GL_CHECK(count > 0, "--device {}: no CUDA device is available (no GPU or driver found); use "
              "--device cpu", cfg_.device);
-    throw Error(fmt::format("--device {}: training on the GPU is not available in this version "
-                            "(the CUDA kernels are built, the engine does not dispatch to them "
-                            "yet); use --device cpu", cfg_.device));
+    GL_CHECK(dev.index < count, "--device {}: only {} CUDA device(s) are available", cfg_.device,
+             count);
+    GL_CHECK(!cfg_.batchnorm, "--batchnorm with --device {}: BatchNorm1d updates its running "
+             "statistics on the host and has no CUDA path yet; use --device cpu", cfg_.device);
+    GL_CHECK(!cfg_.cuda_graph, "--cuda-graph: capturing the training step as a CUDA graph is not "
+             "implemented yet; run without --cuda-graph");
+    GL_CUDA_CHECK(cudaSetDevice(dev.index));
+    set_cuda_gemm_algo(parse_cuda_gemm_algo(cfg_.gemm));
 #else
     throw Error(fmt::format("--device {}: this gradlens was built without CUDA; use --device cpu",
                             cfg_.device));
 #endif
   }
+  GL_CHECK(dev.is_cuda() || !cfg_.cuda_graph, "--cuda-graph needs --device cuda");
+  device_ = dev;
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   train_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "train"), cfg_.limit_train);
   test_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "test"), cfg_.limit_test);
@@ -200,9 +214,9 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   data::Normalization norm = data::parse_normalization(cfg_.normalize);
   data::PixelStats stats = data::pixel_stats(train_ds_);
   train_ = std::make_unique<data::Loader>(train_ds_, norm, stats, cfg_.batch_size, cfg_.shuffle,
-                                          cfg_.seed);
+                                          cfg_.seed, true, dev);
   test_ = std::make_unique<data::Loader>(test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000),
-                                         false, cfg_.seed);
+                                         false, cfg_.seed, true, dev);
 
   models::MlpConfig mc;
   mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
@@ -227,6 +241,8 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
       throw Error(fmt::format("--load-weights {}: {}", cfg_.load_weights, e.what()));
     }
   }
+  // Initialized (and loaded) on the host, so a seed gives the same weights on every device.
+  if (dev.is_cuda()) model_->to(dev);
   auto params = model_->parameters();
   if (cfg_.optimizer == "sgd") {
     models::SgdOptions o;
@@ -255,6 +271,23 @@ std::pair<double, std::vector<int64_t>> Trainer::evaluate(const data::Loader& lo
   double loss_sum = 0;
   std::vector<int64_t> pred;
   pred.reserve(std::size_t(loader.size()));
+  if (device_.is_cuda()) {  // sums and predictions stay on the device until the end
+    Tensor dev_loss = Tensor::zeros({}, DType::f64, device_);
+    std::vector<Tensor> dev_pred;
+    for (int64_t b = 0; b < loader.num_batches(); ++b) {
+      data::Batch batch = loader.batch(b);
+      current_labels_ = batch.labels;
+      Tensor logits = model_->forward(batch.images);
+      Tensor loss = cross_entropy(logits, batch.labels).to(DType::f64);
+      dev_loss = add(dev_loss, mul(loss, double(batch.labels.numel())));
+      dev_pred.push_back(argmax(logits, 1));
+    }
+    loss_sum = dev_loss.item();
+    pred = concat(dev_pred, 0).to_vector<int64_t>();
+    current_labels_ = Tensor();
+    model_->train();
+    return {loss_sum / double(loader.size()), pred};
+  }
   for (int64_t b = 0; b < loader.num_batches(); ++b) {
     data::Batch batch = loader.batch(b);
     current_labels_ = batch.labels;
@@ -292,8 +325,8 @@ void Trainer::write_metrics(const std::vector<EpochResult>& history) {
 
 void Trainer::save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history) {
   io::NamedTensors t;
-  for (auto& [k, v] : model_->state_dict()) t.emplace_back("model." + k, v);
-  for (auto& [k, v] : opt_->state_dict()) t.emplace_back("optim." + k, v);
+  for (auto& [k, v] : model_->state_dict()) t.emplace_back("model." + k, v.to(Device::cpu()));
+  for (auto& [k, v] : opt_->state_dict()) t.emplace_back("optim." + k, v.to(Device::cpu()));
   std::vector<double> sl;
   for (auto& [step, loss] : step_losses_) {
     sl.push_back(double(step));
@@ -332,6 +365,7 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   json saved = json::parse(meta("gradlens.config")), now = json::parse(cfg_.to_json());
   for (auto& [k, v] : now.items()) {
     if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
+    if (k == "gemm" && !saved.contains(k) && v == "native") continue;  // older checkpoints
     GL_CHECK(saved.contains(k) && saved[k] == v,
              "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "
              "another --out",
@@ -387,7 +421,9 @@ void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {
   s.push_back(test_ds_.height);
   s.push_back(test_ds_.width);
   io::save_npy(cfg_.out + "/misclassified_images.npy", Tensor::from_vector(img, s));
-  io::save_tensors(cfg_.out + "/model.safetensors", model_->state_dict(), {{"format", "pt"}});
+  io::NamedTensors weights;
+  for (auto& [k, v] : model_->state_dict()) weights.emplace_back(k, v.to(Device::cpu()));
+  io::save_tensors(cfg_.out + "/model.safetensors", weights, {{"format", "pt"}});
 }
 
 // ------------------------------------------------------------------ the loop
@@ -420,7 +456,56 @@ std::vector<EpochResult> Trainer::run() {
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     auto last_print = t0;
-    for (int64_t b = 0; b < nb; ++b) {
+    if (device_.is_cuda()) {
+      // Loss sum and correct count accumulate on the device and are read once, after the
+      // epoch; a non-finite loss is therefore caught at the epoch's end.
+      Tensor dev_loss = Tensor::zeros({}, DType::f64, device_);
+      Tensor dev_correct = Tensor::zeros({}, DType::i64, device_);
+      std::vector<std::pair<int64_t, Tensor>> dev_steps;
+      for (int64_t b = 0; b < nb; ++b) {
+        data::Batch batch = train_->batch(b);
+        current_labels_ = batch.labels;
+        Tensor logits = model_->forward(batch.images);
+        Tensor loss = cross_entropy(logits, batch.labels);
+        ++global_step_;
+        opt_->zero_grad();
+        loss.backward();
+        for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+        opt_->step();
+        // Callbacks take the loss as a number: only then is it read every step.
+        double lv = callbacks_.empty() ? std::nan("") : loss.item();
+        for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
+        int64_t bs = batch.labels.numel();
+        {
+          NoGrad ng;
+          dev_loss = add(dev_loss, mul(loss.detach().to(DType::f64), double(bs)));
+#if defined(GRADLENS_HAVE_CUDA)
+          cuda_ops::count_correct(logits.detach(), batch.labels, dev_correct);
+#endif
+        }
+        seen += bs;
+        if (cfg_.log_steps) dev_steps.emplace_back(global_step_, loss.detach());
+        auto now = std::chrono::steady_clock::now();
+        if (tty && (std::chrono::duration<double>(now - last_print).count() > 0.2 || b + 1 == nb)) {
+          last_print = now;
+          int bar = int(20.0 * double(b + 1) / double(nb));
+          fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{}   ", epoch, cfg_.epochs,
+                     std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'),
+                     b + 1, nb);
+        }
+      }
+      loss_sum = dev_loss.item();
+      correct = int64_t(dev_correct.item());
+      for (auto& [step, t] : dev_steps) step_losses_.emplace_back(step, t.item());
+      if (!std::isfinite(loss_sum)) {
+        write_metrics(history);
+        throw DivergedError(fmt::format("loss became {} during epoch {} (by global step {}); the "
+                                        "run diverged (try a lower --lr)",
+                                        loss_sum / double(seen), epoch, global_step_),
+                            epoch, global_step_);
+      }
+    }
+    for (int64_t b = 0; b < (device_.is_cuda() ? 0 : nb); ++b) {
       data::Batch batch = train_->batch(b);
       current_labels_ = batch.labels;
       Tensor logits = model_->forward(batch.images);

@@ -51,6 +51,8 @@ struct TrainConfig {
   bool shuffle = true;
   bool log_steps = false;
   std::string device = "cpu";
+  std::string gemm = "native";  // CUDA GEMM backend: native | cublas | tf32
+  bool cuda_graph = false;      // capture the step as a CUDA graph (not implemented: rejected)
   int64_t limit_train = 0;  // use only the first N training examples (0: all)
   int64_t limit_test = 0;
   bool progress = true;
@@ -134,6 +136,7 @@ class Trainer {
   std::vector<std::shared_ptr<Callback>> callbacks_;
   std::vector<std::pair<int64_t, double>> step_losses_;  // (global step, loss)
   int64_t global_step_ = 0, epoch_ = 0, num_classes_ = 10;
+  Device device_;
   Tensor current_labels_;
 };
 

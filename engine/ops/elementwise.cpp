@@ -62,8 +62,13 @@ Tensor div(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor add(const Tensor& a, double b) { return add(a, Tensor::scalar(b, a.dtype())); }
-Tensor mul(const Tensor& a, double b) { return mul(a, Tensor::scalar(b, a.dtype())); }
+// The scalar lives on a's device so that the broadcast stays on one device.
+Tensor add(const Tensor& a, double b) {
+  return add(a, detail::on_cuda(a) ? Tensor::full({}, b, a.dtype(), a.device()) : Tensor::scalar(b, a.dtype()));
+}
+Tensor mul(const Tensor& a, double b) {
+  return mul(a, detail::on_cuda(a) ? Tensor::full({}, b, a.dtype(), a.device()) : Tensor::scalar(b, a.dtype()));
+}
 
 Tensor neg(const Tensor& x) {
   Tensor out = unary_map(x, fn::Neg{}, "neg");
@@ -119,7 +124,11 @@ Tensor abs(const Tensor& x) {
   if (needs_grad({&x})) {
     Tensor sx = x.detach();
     attach_grad_fn(out, "abs", {x}, [sx](const Tensor& g) -> std::vector<Tensor> {
-      // d|x|/dx = sign(x), taken as 0 at 0.
+      // d|x|/dx = sign(x), taken as 0 at 0. On CUDA by composition of relu_back (exact):
+      // (x > 0 ? g : 0) - (-x > 0 ? g : 0).
+      if (detail::on_cuda(sx))
+        return {sub(binary_map(g, sx, fn::ReluBack{}, "abs_backward"),
+                    binary_map(g, neg(sx), fn::ReluBack{}, "abs_backward"))};
       return {binary_map(g, sx, [](auto gv, auto xv) { return xv > 0 ? gv : (xv < 0 ? -gv : gv * 0); }, "abs_backward")};
     }, {x.shape()});
   }

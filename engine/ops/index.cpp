@@ -12,8 +12,9 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   Shape out_shape = first.shape();
   out_shape[d] = 0;
   for (const Tensor& x : xs) {
-    GL_CHECK(x.dim() == first.dim() && x.dtype() == first.dtype(),
-             "concat: tensor {} does not match {}", x.str(), first.str());
+    GL_CHECK(x.dim() == first.dim() && x.dtype() == first.dtype() && x.device() == first.device(),
+             "concat: tensor {} on {} does not match {} on {}", x.str(), x.device().str(),
+             first.str(), first.device().str());
     for (int64_t i = 0; i < x.dim(); ++i)
       GL_CHECK(i == d || x.shape()[i] == first.shape()[i],
                "concat: shapes {} and {} differ outside dim {}", shape_str(x.shape()),
@@ -54,6 +55,16 @@ Tensor index_add_zero(const Shape& shape, DType dt, int64_t d, const Tensor& ind
   }
   return out;
 }
+#if defined(GRADLENS_HAVE_CUDA)
+// An i64 index for a kernel on x's device. A host index is range-checked by the caller and
+// moved; a device index is used as is (the kernels guard every read, see engine/cuda/kernels.h).
+Tensor index_on_device(const Tensor& x, const Tensor& index, const char* op) {
+  if (index.device() == x.device()) return index.contiguous();
+  GL_CHECK(index.device().is_cpu(), "{}: input {} on {} but index {} on {}", op, x.str(),
+           x.device().str(), index.str(), index.device().str());
+  return index.contiguous().to(x.device());
+}
+#endif
 }  // namespace
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
@@ -61,6 +72,28 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   int64_t d = wrap_dim(dim, x.dim(), "index_select");
   GL_CHECK(index.dtype() == DType::i64 && index.dim() == 1,
            "index_select: index must be i64 [K], got {}", index.str());
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) {
+    if (index.device().is_cpu()) {
+      Tensor ic = index.contiguous();
+      const int64_t* ip = ic.data<int64_t>();
+      for (int64_t k = 0; k < ic.numel(); ++k)
+        GL_CHECK(ip[k] >= 0 && ip[k] < x.shape()[d],
+                 "index_select: index {} out of range for dim {} of {}", ip[k], d, x.str());
+    }
+    Tensor idx = index_on_device(x, index, "index_select");
+    Shape out_shape = x.shape();
+    out_shape[d] = idx.numel();
+    Tensor out = cuda_ops::index_gather(x, d, idx, /*per_coord=*/true, out_shape);
+    if (needs_grad({&x})) {
+      Shape s = x.shape();
+      attach_grad_fn(out, "index_select", {x}, [s, d, idx](const Tensor& g) -> std::vector<Tensor> {
+        return {cuda_ops::index_scatter_add(g, d, idx, true, s)};
+      });
+    }
+    return out;
+  }
+#endif
   Tensor ic = index.contiguous();
   const int64_t* ip = ic.data<int64_t>();
   Shape out_shape = x.shape();
@@ -82,6 +115,10 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) cuda_ops::check_device_float(x, "gather");
+  else
+#endif
   detail::check_float_cpu(x, "gather");
   GL_CHECK(index.dtype() == DType::i64 && index.dim() == x.dim(),
            "gather: index {} must be i64 with the same number of dims as {}", index.str(),
@@ -90,6 +127,26 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   for (int64_t i = 0; i < x.dim(); ++i)
     GL_CHECK(i == d || index.shape()[i] <= x.shape()[i],
              "gather: index {} larger than input {} outside dim {}", index.str(), x.str(), d);
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) {
+    if (index.device().is_cpu()) {
+      Tensor ic = index.contiguous();
+      const int64_t* ip = ic.data<int64_t>();
+      for (int64_t k = 0; k < ic.numel(); ++k)
+        GL_CHECK(ip[k] >= 0 && ip[k] < x.shape()[d],
+                 "gather: index {} out of range for dim {} of {}", ip[k], d, x.str());
+    }
+    Tensor idx = index_on_device(x, index, "gather");
+    Tensor out = cuda_ops::index_gather(x, d, idx, /*per_coord=*/false, index.shape());
+    if (needs_grad({&x})) {
+      Shape s = x.shape();
+      attach_grad_fn(out, "gather", {x}, [s, d, idx](const Tensor& g) -> std::vector<Tensor> {
+        return {cuda_ops::index_scatter_add(g, d, idx, false, s)};
+      });
+    }
+    return out;
+  }
+#endif
   Tensor out = Tensor::empty(index.shape(), x.dtype());
   Tensor ic = index.contiguous();
   const int64_t* ip = ic.data<int64_t>();

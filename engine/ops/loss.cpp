@@ -30,6 +30,10 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
 
 // Applies softmax_rows along `dim` of x, returning a tensor of x's shape.
 Tensor softmax_along(const Tensor& x, int64_t dim, bool log_form, const char* op) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) cuda_ops::check_device_float(x, op);
+  else
+#endif
   detail::check_float_cpu(x, op);
   GL_CHECK(x.dim() > 0, "{}: tensor {} has no dims", op, x.str());
   int64_t d = wrap_dim(dim, x.dim(), op);
@@ -40,6 +44,9 @@ Tensor softmax_along(const Tensor& x, int64_t dim, bool log_form, const char* op
   std::vector<int64_t> inv(perm.size());
   for (std::size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = int64_t(i);
   Tensor xl = x.detach().permute(perm).contiguous();
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) return cuda_ops::softmax_rows(xl, log_form).permute(inv).contiguous();
+#endif
   Tensor yl = Tensor::empty(xl.shape(), x.dtype());
   int64_t n = x.shape()[d];
   int64_t rows = n == 0 ? 0 : xl.numel() / n;
@@ -52,19 +59,52 @@ Tensor softmax_along(const Tensor& x, int64_t dim, bool log_form, const char* op
   return yl.permute(inv).contiguous();
 }
 
-void check_labels(const Tensor& scores, const Tensor& labels, const char* op) {
+void check_label_shapes(const Tensor& scores, const Tensor& labels, const char* op) {
   GL_CHECK(scores.dim() == 2, "{}: expected [N, C] scores, got {}", op, scores.str());
-  GL_CHECK(labels.dtype() == DType::i64 && labels.dim() == 1,
+  GL_CHECK(labels.defined() && labels.dtype() == DType::i64 && labels.dim() == 1,
            "{}: labels must be i64 [N], got {}", op, labels.str());
   GL_CHECK(labels.shape()[0] == scores.shape()[0], "{}: {} labels for {} rows of scores {}", op,
            labels.shape()[0], scores.shape()[0], scores.str());
   GL_CHECK(scores.shape()[0] > 0, "{}: empty batch", op);
+}
+
+void check_labels(const Tensor& scores, const Tensor& labels, const char* op) {
+  check_label_shapes(scores, labels, op);
   Tensor lc = labels.contiguous();
   const int64_t* l = lc.data<int64_t>();
   int64_t C = scores.shape()[1];
   for (int64_t i = 0; i < lc.numel(); ++i)
     GL_CHECK(l[i] >= 0 && l[i] < C, "{}: label {} at row {} outside [0, {})", op, l[i], i, C);
 }
+#if defined(GRADLENS_HAVE_CUDA)
+// Labels for a CUDA loss: range-checked on the host when they live there, then moved to the
+// scores' device. Labels already on the device are not read back (no synchronization inside
+// a training step); a bad one there makes the loss NaN (softmax_xent.h).
+Tensor device_labels(const Tensor& scores, const Tensor& labels, const char* op) {
+  check_label_shapes(scores, labels, op);
+  if (labels.device().is_cpu()) {
+    check_labels(scores, labels, op);
+    return labels.contiguous().to(scores.device());
+  }
+  GL_CHECK(labels.device() == scores.device(), "{}: scores {} on {} but labels {} on {}", op,
+           scores.str(), scores.device().str(), labels.str(), labels.device().str());
+  return labels.contiguous();
+}
+
+Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
+  cuda_ops::check_device_float(logits, "cross_entropy");
+  Tensor lab = device_labels(logits, labels, "cross_entropy");
+  Tensor xc = logits.detach().contiguous();
+  Tensor out = cuda_ops::xent_forward(xc, lab);
+  if (needs_grad({&logits})) {
+    attach_grad_fn(out, "cross_entropy", {logits}, [xc, lab](const Tensor& g) -> std::vector<Tensor> {
+      // The kernel's gradient for an upstream 1, scaled by g on the device (no g.item()).
+      return {mul(cuda_ops::xent_backward(xc, lab), g)};
+    }, {xc.shape()});
+  }
+  return out;
+}
+#endif
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {
@@ -92,6 +132,9 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
 }
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(logits)) return cross_entropy_cuda(logits, labels);
+#endif
   detail::check_float_cpu(logits, "cross_entropy");
   check_labels(logits, labels, "cross_entropy");
   int64_t N = logits.shape()[0], C = logits.shape()[1];
@@ -130,6 +173,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(log_probs)) {  // -mean(log_probs[r, labels[r]]) by composition
+    cuda_ops::check_device_float(log_probs, "nll_loss");
+    Tensor lab = device_labels(log_probs, labels, "nll_loss");
+    return neg(mean(gather(log_probs, 1, lab.unsqueeze(1))));
+  }
+#endif
   detail::check_float_cpu(log_probs, "nll_loss");
   check_labels(log_probs, labels, "nll_loss");
   int64_t N = log_probs.shape()[0];

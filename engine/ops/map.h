@@ -3,11 +3,16 @@
 #pragma once
 #include "engine/ops/loops.h"
 #include "engine/tensor.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "engine/cuda/ops_cuda.h"
+#endif
 
 namespace gl::detail {
 
 void check_float_cpu(const Tensor& x, const char* op);
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op);
+// True for a CUDA tensor (always false in builds without CUDA, where none can exist).
+inline bool on_cuda(const Tensor& x) { return x.defined() && x.device().is_cuda(); }
 
 template <class F>
 auto dispatch_float(DType d, const char* op, F&& f) {
@@ -20,6 +25,9 @@ auto dispatch_float(DType d, const char* op, F&& f) {
 
 template <class Fn>
 Tensor unary_map(const Tensor& x, Fn fn, const char* op) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (x.defined() && x.device().is_cuda()) return cuda_ops::unary_map(x, fn, op);
+#endif
   check_float_cpu(x, op);
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), op, [&](auto tag) {
@@ -43,6 +51,10 @@ Tensor unary_map(const Tensor& x, Fn fn, const char* op) {
 
 template <class Fn>
 Tensor binary_map(const Tensor& a, const Tensor& b, Fn fn, const char* op) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if ((a.defined() && a.device().is_cuda()) || (b.defined() && b.device().is_cuda()))
+    return cuda_ops::binary_map(a, b, fn, op);
+#endif
   check_float_cpu(a, op);
   check_float_cpu(b, op);
   check_same_dtype(a, b, op);

@@ -35,6 +35,14 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const Tensor& bias
     bias_c = bias.contiguous();
     ep.bias = bias_c.raw_data();
   }
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(out)) {
+    cuda_ops::sgemm(A.trans, B.trans, M, N, K, static_cast<const float*>(A.data), A.ld,
+                    static_cast<const float*>(B.data), B.ld, static_cast<float*>(out.raw_data()),
+                    std::max<int64_t>(N, 1), static_cast<const float*>(ep.bias));
+    return;
+  }
+#endif
   if (a.dtype() == DType::f32) {
     kernels::cpu::sgemm(A.trans, B.trans, M, N, K, 1.0f, static_cast<const float*>(A.data), A.ld,
                         static_cast<const float*>(B.data), B.ld, 0.0f,
@@ -46,14 +54,25 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const Tensor& bias
   }
 }
 
+// CPU: f32 or f64. CUDA: f32 (the GPU GEMMs are single precision).
+void check_operand(const Tensor& x, const char* op) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) {
+    cuda_ops::check_device_float(x, op, /*f32_only=*/true);
+    return;
+  }
+#endif
+  detail::check_float_cpu(x, op);
+}
+
 Tensor matmul_forward(const Tensor& a, const Tensor& b) {
-  detail::check_float_cpu(a, "matmul");
-  detail::check_float_cpu(b, "matmul");
+  check_operand(a, "matmul");
+  check_operand(b, "matmul");
   detail::check_same_dtype(a, b, "matmul");
   if (a.dim() == 2 && b.dim() == 2) {
     GL_CHECK(a.shape()[1] == b.shape()[0], "matmul: shapes {} and {} are not aligned (inner {} vs {})",
              shape_str(a.shape()), shape_str(b.shape()), a.shape()[1], b.shape()[0]);
-    Tensor out = Tensor::empty({a.shape()[0], b.shape()[1]}, a.dtype());
+    Tensor out = Tensor::empty({a.shape()[0], b.shape()[1]}, a.dtype(), a.device());
     gemm_into(a, b, out, Tensor());
     return out;
   }
@@ -68,7 +87,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   if (b.dim() == 3)
     GL_CHECK(b.shape()[0] == B, "matmul: batch sizes differ in {} and {}", shape_str(a.shape()),
              shape_str(b.shape()));
-  Tensor out = Tensor::empty({B, M, N}, a.dtype());
+  Tensor out = Tensor::empty({B, M, N}, a.dtype(), a.device());
   for (int64_t i = 0; i < B; ++i) {
     Tensor oi = out.select(0, i);
     gemm_into(a.select(0, i), b.dim() == 3 ? b.select(0, i) : b, oi, Tensor());
@@ -104,8 +123,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
-  detail::check_float_cpu(x, "linear");
-  detail::check_float_cpu(w, "linear");
+  check_operand(x, "linear");
+  check_operand(w, "linear");
   detail::check_same_dtype(x, w, "linear");
   GL_CHECK(x.dim() == 2 && w.dim() == 2, "linear: input {} and weight {} must be 2-D", x.str(),
            w.str());
@@ -117,7 +136,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     GL_CHECK(b.dim() == 1 && b.shape()[0] == w.shape()[0], "linear: bias {} for weight {}",
              b.str(), w.str());
   }
-  Tensor out = Tensor::empty({x.shape()[0], w.shape()[0]}, x.dtype());
+  Tensor out = Tensor::empty({x.shape()[0], w.shape()[0]}, x.dtype(), x.device());
   gemm_into(x, w.t(), out, b);
   if (needs_grad({&x, &w, &b})) {
     Tensor sx = x.detach(), sw = w.detach();
@@ -135,6 +154,32 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
     }, {x.shape(), w.shape()});
   }
   return out;
+}
+
+namespace {
+CudaGemmAlgo& gemm_algo_slot() {
+  static CudaGemmAlgo algo = CudaGemmAlgo::native;
+  return algo;
+}
+}  // namespace
+
+void set_cuda_gemm_algo(CudaGemmAlgo algo) { gemm_algo_slot() = algo; }
+CudaGemmAlgo cuda_gemm_algo() { return gemm_algo_slot(); }
+
+CudaGemmAlgo parse_cuda_gemm_algo(const std::string& name) {
+  if (name == "native") return CudaGemmAlgo::native;
+  if (name == "tf32") return CudaGemmAlgo::tf32;
+  if (name == "cublas") return CudaGemmAlgo::cublas;
+  throw Error(fmt::format("unknown GEMM backend '{}' (known: native, cublas, tf32)", name));
+}
+
+const char* cuda_gemm_algo_name(CudaGemmAlgo algo) {
+  switch (algo) {
+    case CudaGemmAlgo::native: return "native";
+    case CudaGemmAlgo::tf32: return "tf32";
+    case CudaGemmAlgo::cublas: return "cublas";
+  }
+  return "?";
 }
 
 }  // namespace gl

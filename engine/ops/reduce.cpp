@@ -30,6 +30,9 @@ Shape reduced_shape(const Tensor& x, const std::vector<bool>& mask, bool keepdim
 
 // Sums x over the masked dims into a tensor of the keepdim shape, accumulating in double.
 Tensor sum_forward(const Tensor& x, const std::vector<bool>& mask) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) return cuda_ops::sum_keepdim(x, mask);
+#endif
   detail::check_float_cpu(x, "sum");
   Shape keep = reduced_shape(x, mask, true);
   Tensor acc = Tensor::zeros(keep, DType::f64);
@@ -123,7 +126,44 @@ std::vector<int64_t> row_argmax(const Tensor& xl, int64_t rows, int64_t n, const
 }
 }  // namespace
 
+#if defined(GRADLENS_HAVE_CUDA)
+namespace {
+// max/argmax on a CUDA tensor: the same dim-last layout as the CPU, one row argmax kernel.
+Tensor max_cuda(const Tensor& x, int64_t dim, bool keepdim, bool want_values) {
+  const char* op = want_values ? "max" : "argmax";
+  cuda_ops::check_device_float(x, op);
+  GL_CHECK(x.dim() > 0, "{}: tensor {} has no dims", op, x.str());
+  int64_t d = wrap_dim(dim, x.dim(), op);
+  int64_t n = x.shape()[d];
+  GL_CHECK(n > 0, "{}: dim {} of {} is empty", op, d, x.str());
+  std::vector<int64_t> perm;
+  Tensor xl = dim_last(x, d, perm);
+  int64_t rows = xl.numel() / n;
+  Shape keep = x.shape();
+  keep[d] = 1;
+  Tensor vals, idx;
+  cuda_ops::max_rows(xl, rows, n, want_values ? &vals : nullptr, idx);
+  Tensor out = (want_values ? vals : idx).reshape(keep);
+  Tensor result = keepdim ? out : out.squeeze(d);
+  if (want_values && needs_grad({&x})) {
+    DType dt = x.dtype();
+    Shape lshape = xl.shape();
+    attach_grad_fn(result, "max", {x}, [=](const Tensor& g) -> std::vector<Tensor> {
+      Tensor gl_ = cuda_ops::scatter_rows(g.contiguous().to(dt), idx, lshape);
+      std::vector<int64_t> inv(perm.size());
+      for (std::size_t i = 0; i < perm.size(); ++i) inv[perm[i]] = int64_t(i);
+      return {gl_.permute(inv)};
+    }, {x.shape()});
+  }
+  return result;
+}
+}  // namespace
+#endif
+
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) return max_cuda(x, dim, keepdim, true);
+#endif
   detail::check_float_cpu(x, "max");
   GL_CHECK(x.dim() > 0, "max: tensor {} has no dims", x.str());
   int64_t d = wrap_dim(dim, x.dim(), "max");
@@ -168,6 +208,9 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
 }
 
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x)) return max_cuda(x, dim, keepdim, false);
+#endif
   detail::check_float_cpu(x, "argmax");
   GL_CHECK(x.dim() > 0, "argmax: tensor {} has no dims", x.str());
   int64_t d = wrap_dim(dim, x.dim(), "argmax");

@@ -1,0 +1,36 @@
+// optim_cuda.h: optimizer steps for parameters on a CUDA device, all parameters in one kernel
+// launch (kernels/cuda/optim.h). The slot table is built once and holds fixed pointers, so the
+// stepper owns one gradient buffer per parameter and each step first copies the fresh
+// .grad tensors into them (device-to-device, asynchronous). CUDA builds only.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "models/optim.h"
+
+namespace gl::kernels::cuda {
+class OptimTable;
+}
+
+namespace gl::models::cuda {
+
+class DeviceStepper {
+ public:
+  // params: contiguous f32 tensors on one CUDA device; state0/state1: per-parameter buffers
+  // of the same shapes on that device, or empty vectors when the optimizer has none.
+  DeviceStepper(const std::vector<Tensor>& params, const std::vector<Tensor>& state0,
+                const std::vector<Tensor>& state1);
+  ~DeviceStepper();
+  // Copies grads[i] (same shape as param i, any layout, on the device) into the buffers.
+  void load_grads(const std::vector<Tensor>& grads);
+  // step is 1-based; SGD step 1 sets the momentum buffer to the gradient.
+  void sgd(const SgdOptions& o, double lr, int64_t step);
+  void adam(const AdamOptions& o, double lr, bool decoupled, int64_t step);
+
+ private:
+  std::vector<Tensor> grads_;
+  std::unique_ptr<kernels::cuda::OptimTable> table_;
+};
+
+}  // namespace gl::models::cuda
