@@ -13,15 +13,15 @@
 
 namespace gl::analysis {
 
-std::vector<LayerRef> hidden_layers(const models::MLP& model) {
+std::vector<LayerRef> hidden_layers(const models::Network& model) {
   std::vector<LayerRef> out;
   for (auto& t : model.taps())
     out.push_back(
-        {fmt::format("h{}", t.layer), LayerRef::Kind::post, t.layer, t.linear->weight().size(0)});
+        {fmt::format("h{}", t.layer), LayerRef::Kind::post, t.layer, t.units()});
   return out;
 }
 
-std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string& list) {
+std::vector<LayerRef> resolve_layers(const models::Network& model, const std::string& list) {
   if (list.empty() || list == "hidden") return hidden_layers(model);
   const auto& taps = model.taps();
   std::vector<LayerRef> all;
@@ -47,7 +47,7 @@ std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string
       }
     for (auto& t : taps)
       if (name == fmt::format("h{}.pre", t.layer)) {
-        out.push_back({name, LayerRef::Kind::pre, t.layer, t.linear->weight().size(0)});
+        out.push_back({name, LayerRef::Kind::pre, t.layer, t.units()});
         found = true;
       }
     GL_CHECK(found, "--layers: no layer '{}' in this {}-hidden-layer MLP (layers: {})", name,
@@ -56,7 +56,7 @@ std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string
   return out;
 }
 
-std::vector<Tensor> capture(models::MLP& model, const Tensor& images,
+std::vector<Tensor> capture(models::Network& model, const Tensor& images,
                             const std::vector<LayerRef>& layers, int64_t batch_size) {
   GL_CHECK(images.dim() == 2 && images.dtype() == DType::f32,
            "capture: expected f32 [n, features] images, got {}", images.str());

@@ -28,14 +28,14 @@ struct LayerRef {
 };
 
 // Every hidden layer's post-activation, in order.
-std::vector<LayerRef> hidden_layers(const models::MLP& model);
+std::vector<LayerRef> hidden_layers(const models::Network& model);
 // Comma-separated names; "" or "hidden": hidden_layers(); "all": input, every hidden
 // post-activation, logits. Throws naming the layer and listing the valid names.
-std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string& list);
+std::vector<LayerRef> resolve_layers(const models::Network& model, const std::string& list);
 
 // Outputs of `layers` for the rows of `images` ([n, features] normalized f32), one f32 [n, width]
 // tensor per layer. The model is put in eval mode for the pass and restored afterwards.
-std::vector<Tensor> capture(models::MLP& model, const Tensor& images,
+std::vector<Tensor> capture(models::Network& model, const Tensor& images,
                             const std::vector<LayerRef>& layers, int64_t batch_size = 1000);
 
 // A trained model rebuilt from its run directory.

@@ -161,7 +161,7 @@ struct DiagnosticsCallback::Layer {
   ActivationKind act = ActivationKind::relu;
   double slope = 0.01;
   bool batchnorm = false;
-  models::Linear* linear = nullptr;
+  models::LayerTap tap;
   Side pre, post;
   // Gradients of the step being recorded.
   double act_grad = kNaN;
@@ -194,7 +194,7 @@ bool DiagnosticsCallback::is_recorded_step(int64_t step) const {
 // ------------------------------------------------------------------ hooks
 void DiagnosticsCallback::attach(train::Trainer& t) {
   trainer_ = &t;
-  models::MLP& m = t.model();
+  models::Network& m = t.model();
   classes_ = t.num_classes();
   steps_per_epoch_ = std::max<int64_t>(t.train_loader().num_batches(), 1);
   class_counts_.assign(std::size_t(classes_), 0);
@@ -211,9 +211,9 @@ void DiagnosticsCallback::attach(train::Trainer& t) {
     const auto& tap = taps[i];
     Layer& l = layers_[i];
     l.index = int64_t(i);
-    l.linear = tap.linear;
-    l.in = tap.linear->in_features();
-    l.units = tap.linear->out_features();
+    l.tap = tap;
+    l.in = tap.fan_in();
+    l.units = tap.units();
     l.act = tap.post->activation();
     l.slope = tap.post->leaky_slope();
     l.batchnorm = tap.batchnorm != nullptr;
@@ -541,19 +541,19 @@ void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
   if (opts_.grads)
     for (auto& l : layers_)
       grad_rows_ +=
-          fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.linear->weight())));
+          fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.tap.weight())));
   write_files(0);
 }
 
 void DiagnosticsCallback::on_after_backward(train::Trainer& t, int64_t step) {
   if (!opts_.grads || !is_recorded_step(step)) return;
   for (auto& l : layers_) {
-    const Tensor& w = l.linear->weight();
+    const Tensor& w = l.tap.weight();
     StepGrads g;
     g.step = step;
     g.epoch = (step - 1) / steps_per_epoch_ + 1;
     g.weight_grad = l2(w.grad());
-    g.bias_grad = l.linear->bias().defined() ? l2(l.linear->bias().grad()) : kNaN;
+    g.bias_grad = l.tap.bias().defined() ? l2(l.tap.bias().grad()) : kNaN;
     g.act_grad = l.act_grad;
     l.act_grad = kNaN;
     l.last = g;
@@ -569,7 +569,7 @@ void DiagnosticsCallback::on_step_end(train::Trainer& t, int64_t step, double) {
   if (!pending_update_) return;
   pending_update_ = false;
   for (auto& l : layers_) {
-    const Tensor& w = l.linear->weight();
+    const Tensor& w = l.tap.weight();
     const Tensor wc =
         w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
     const float* p = wc.data<float>();
@@ -612,7 +612,7 @@ void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
       grad_rows_ += fmt::format(
           "{},{},{},{},{},{},{},{}\n", r.epoch, l.index, num(ok ? g.weight_grad : kNaN),
           num(ok ? g.bias_grad : kNaN), num(ok ? g.act_grad : kNaN),
-          num(ok ? g.weight_norm : l2(l.linear->weight())), num(ok ? g.update_ratio : kNaN),
+          num(ok ? g.weight_norm : l2(l.tap.weight())), num(ok ? g.update_ratio : kNaN),
           num(l.wg_count ? l.wg_sum / double(l.wg_count) : kNaN));
     }
     Moments m = moments(l.index, true);

@@ -1,6 +1,7 @@
 // ops.h: every differentiable op of the engine. Each op's forward and backward live side by
 // side in engine/ops/<family>.cpp; each has a row in the op table (tests/engine/op_table.cpp).
 #pragma once
+#include <array>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -72,6 +73,35 @@ void set_cuda_gemm_algo(CudaGemmAlgo algo);
 CudaGemmAlgo cuda_gemm_algo();
 CudaGemmAlgo parse_cuda_gemm_algo(const std::string& name);  // throws naming the known ones
 const char* cuda_gemm_algo_name(CudaGemmAlgo algo);
+
+// ---- convolution and pooling on NCHW tensors (ops/conv.cpp); CPU, f32 or f64 ----
+struct Conv2dParams {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};  // zeros on each side
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+};
+// x [N, C, H, W], weight [OC, C / groups, kH, kW], bias [OC] or undefined -> [N, OC, OH, OW]
+// with OH = (H + 2 pad - dilation (kH - 1) - 1) / stride + 1 (PyTorch's F.conv2d).
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
+              const Conv2dParams& params = {});
+// Pooling windows of `kernel`; stride {0, 0} means stride = kernel; padding <= kernel / 2.
+// max_pool2d: padding never wins, gradient to the (first) maximum. avg_pool2d: zeros padded,
+// divisor kH * kW (count_include_pad).
+Tensor max_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
+                  std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0});
+Tensor avg_pool2d(const Tensor& x, std::array<int64_t, 2> kernel,
+                  std::array<int64_t, 2> stride = {0, 0}, std::array<int64_t, 2> padding = {0, 0});
+// Averages PyTorch's adaptive bins down to output_size [OH, OW].
+Tensor adaptive_avg_pool2d(const Tensor& x, std::array<int64_t, 2> output_size);
+
+// ---- normalization (ops/norm.cpp) ----
+// Batch normalization over dim 1 of [N, C], [N, C, L] or [N, C, H, W]. weight/bias: [C] or both
+// undefined; running_mean/var: [C] buffers updated in place when training (both may be
+// undefined: batch statistics only). Evaluation (training false) uses the running estimates.
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                  const Tensor& running_mean, const Tensor& running_var, bool training,
+                  double momentum = 0.1, double eps = 1e-5);
 
 // ---- softmax and losses (ops/loss.cpp) ----
 Tensor softmax(const Tensor& x, int64_t dim = -1);

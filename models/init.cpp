@@ -423,20 +423,23 @@ void init_tensor(const Tensor& weight, const InitSpec& spec, Generator& gen) {
 
 void init_model(Module& model, const InitSpec& spec, Generator& gen) {
   NoGrad no_grad;
-  for (auto& [name, m] : model.named_modules()) {
-    if (auto* lin = dynamic_cast<Linear*>(m)) {
-      init_tensor(lin->weight(), spec, gen);
-      if (lin->bias().defined()) {
-        if (spec.bias == BiasInit::zero) {
-          lin->bias().fill_(0.0);
-        } else {
-          double bound = 1.0 / std::sqrt(double(lin->in_features()));
-          lin->bias().copy_(Tensor::rand(lin->bias().shape(), gen, DType::f64, -bound, bound));
-        }
-      }
-    } else if (auto* bn = dynamic_cast<BatchNorm1d*>(m)) {
-      bn->reset_parameters();
+  auto init_layer = [&](const Tensor& weight, const Tensor& bias, int64_t fan_in) {
+    init_tensor(weight, spec, gen);
+    if (!bias.defined()) return;
+    if (spec.bias == BiasInit::zero) {
+      bias.fill_(0.0);
+    } else {
+      double bound = 1.0 / std::sqrt(double(fan_in));
+      bias.copy_(Tensor::rand(bias.shape(), gen, DType::f64, -bound, bound));
     }
+  };
+  for (auto& [name, m] : model.named_modules()) {
+    if (auto* lin = dynamic_cast<Linear*>(m))
+      init_layer(lin->weight(), lin->bias(), lin->in_features());
+    else if (auto* conv = dynamic_cast<Conv2d*>(m))
+      init_layer(conv->weight(), conv->bias(), conv->fan_in());
+    else if (auto* bn = dynamic_cast<BatchNorm*>(m))
+      bn->reset_parameters();
   }
 }
 

@@ -1,4 +1,5 @@
-// layers.cpp: Linear, Activation, BatchNorm1d, Dropout, Flatten and Sequential.
+// layers.cpp: Linear, Conv2d, Activation, BatchNorm1d/2d, pooling, Dropout, Flatten and
+// Sequential.
 #include "models/layers.h"
 
 #include <cmath>
@@ -81,14 +82,14 @@ Tensor Activation::forward_impl(const Tensor& x) {
   return activate(x, act_, slope_);
 }
 
-// ---------------------------------------------------------------- BatchNorm1d
-BatchNorm1d::BatchNorm1d(int64_t num_features, double eps, double momentum, bool affine,
-                         DType dtype)
+// ---------------------------------------------------------------- BatchNorm
+BatchNorm::BatchNorm(const char* kind, int64_t num_features, double eps, double momentum,
+                     bool affine, DType dtype)
     : features_(num_features), eps_(eps), momentum_(momentum), affine_(affine) {
-  GL_CHECK(num_features > 0, "BatchNorm1d: num_features {} must be positive", num_features);
-  GL_CHECK(eps > 0, "BatchNorm1d: eps {} must be positive", eps);
-  GL_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm1d: momentum {} outside [0, 1]", momentum);
-  GL_CHECK(is_floating(dtype), "BatchNorm1d: dtype {} is not floating point", dtype_name(dtype));
+  GL_CHECK(num_features > 0, "{}: num_features {} must be positive", kind, num_features);
+  GL_CHECK(eps > 0, "{}: eps {} must be positive", kind, eps);
+  GL_CHECK(momentum >= 0 && momentum <= 1, "{}: momentum {} outside [0, 1]", kind, momentum);
+  GL_CHECK(is_floating(dtype), "{}: dtype {} is not floating point", kind, dtype_name(dtype));
   if (affine) {
     weight_ = &register_parameter("weight", Tensor::ones({features_}, dtype));
     bias_ = &register_parameter("bias", Tensor::zeros({features_}, dtype));
@@ -98,12 +99,12 @@ BatchNorm1d::BatchNorm1d(int64_t num_features, double eps, double momentum, bool
   num_batches_tracked_ = &register_buffer("num_batches_tracked", Tensor::zeros({}, DType::i64));
 }
 
-std::string BatchNorm1d::extra_repr() const {
+std::string BatchNorm::extra_repr() const {
   return fmt::format("{}, eps={}, momentum={}, affine={}, track_running_stats=True", features_,
                      eps_, momentum_, py_bool(affine_));
 }
 
-void BatchNorm1d::reset_parameters() {
+void BatchNorm::reset_parameters() {
   if (affine_) {
     weight_->fill_(1.0);
     bias_->fill_(0.0);
@@ -113,67 +114,139 @@ void BatchNorm1d::reset_parameters() {
   num_batches_tracked_->fill_(0.0);
 }
 
-namespace {
-// r = (1 - m) r + m * s * scale, on the raw data of contiguous [C] buffers.
-template <class T>
-void blend_into(const Tensor& running, const Tensor& stat, double m, double scale) {
-  T* r = running.data<T>();
-  Tensor s = stat.contiguous();
-  const T* sp = s.data<T>();
-  int64_t n = running.numel();
-  for (int64_t i = 0; i < n; ++i) r[i] = T((1.0 - m) * double(r[i]) + m * scale * double(sp[i]));
+Tensor BatchNorm::normalize(const Tensor& x, const char* layout) {
+  GL_CHECK(x.defined() && x.dim() >= 2 && x.shape()[1] == features_,
+           "{}({}): input {} must be {} with C = {}", kind(), features_,
+           x.defined() ? x.str() : "undefined", layout, features_);
+  GL_CHECK(x.dtype() == running_mean_->dtype(), "{}({}): input dtype {} differs from the module's {}",
+           kind(), features_, dtype_name(x.dtype()), dtype_name(running_mean_->dtype()));
+  GL_CHECK(!is_training() || x.numel() / features_ > 1,
+           "{}({}): expected more than 1 value per channel when training, got input {}", kind(),
+           features_, x.str());
+  Tensor y = batch_norm(x, weight(), bias(), *running_mean_, *running_var_, is_training(),
+                        momentum_, eps_);
+  if (is_training()) num_batches_tracked_->data<int64_t>()[0] += 1;
+  return y;
 }
-}  // namespace
 
 Tensor BatchNorm1d::forward_impl(const Tensor& x) {
-  GL_CHECK(x.defined() && (x.dim() == 2 || x.dim() == 3) && x.shape()[1] == features_,
-           "BatchNorm1d({}): input {} must be [N, {}] or [N, {}, L]", features_,
-           x.defined() ? x.str() : "undefined", features_, features_);
-  GL_CHECK(x.dtype() == running_mean_->dtype(),
-           "BatchNorm1d({}): input dtype {} differs from the module's {}", features_,
-           dtype_name(x.dtype()), dtype_name(running_mean_->dtype()));
-  bool three_d = x.dim() == 3;
-  std::vector<int64_t> dims = three_d ? std::vector<int64_t>{0, 2} : std::vector<int64_t>{0};
-  // Per-channel tensors broadcast against x as [C] (2-D) or [C, 1] (3-D).
-  auto per_channel = [&](const Tensor& t) { return three_d ? t.reshape({features_, 1}) : t; };
-  int64_t count = x.shape()[0] * (three_d ? x.shape()[2] : 1);
+  GL_CHECK(x.defined() && (x.dim() == 2 || x.dim() == 3),
+           "BatchNorm1d({}): input {} must be [N, {}] or [N, {}, L]", num_features(),
+           x.defined() ? x.str() : "undefined", num_features(), num_features());
+  return normalize(x, "[N, C] or [N, C, L]");
+}
 
-  Tensor y;
-  if (is_training()) {
-    GL_CHECK(count > 1,
-             "BatchNorm1d({}): expected more than 1 value per channel when training, got input {}",
-             features_, x.str());
-    Tensor mu = mean(x, dims, /*keepdim=*/true);
-    Tensor xc = x - mu;
-    Tensor var = mean(xc * xc, dims, /*keepdim=*/true);  // biased: normalizes the batch
-    y = xc * pow(var + eps_, -0.5);
-    {
-      NoGrad no_grad;
-      double unbias = double(count) / double(count - 1);
-      if (x.dtype() == DType::f32) {
-        blend_into<float>(*running_mean_, mu.detach(), momentum_, 1.0);
-        blend_into<float>(*running_var_, var.detach(), momentum_, unbias);
-      } else {
-        blend_into<double>(*running_mean_, mu.detach(), momentum_, 1.0);
-        blend_into<double>(*running_var_, var.detach(), momentum_, unbias);
-      }
-      num_batches_tracked_->data<int64_t>()[0] += 1;
-    }
-    if (affine_) y = y * per_channel(*weight_) + per_channel(*bias_);
-    return y;
+Tensor BatchNorm2d::forward_impl(const Tensor& x) {
+  GL_CHECK(x.defined() && x.dim() == 4, "BatchNorm2d({}): input {} must be [N, {}, H, W]",
+           num_features(), x.defined() ? x.str() : "undefined", num_features());
+  return normalize(x, "[N, C, H, W]");
+}
+
+// ---------------------------------------------------------------- Conv2d
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, const Conv2dOptions& o, DType dtype)
+    : in_(in_channels), out_(out_channels), opt_(o) {
+  GL_CHECK(in_channels > 0 && out_channels > 0,
+           "Conv2d: in_channels {} and out_channels {} must be positive", in_channels,
+           out_channels);
+  GL_CHECK(o.groups >= 1 && in_channels % o.groups == 0 && out_channels % o.groups == 0,
+           "Conv2d({} -> {}): channels are not divisible by groups {}", in_channels, out_channels,
+           o.groups);
+  GL_CHECK(o.kernel[0] > 0 && o.kernel[1] > 0, "Conv2d: kernel ({}, {}) must be positive",
+           o.kernel[0], o.kernel[1]);
+  GL_CHECK(o.stride[0] > 0 && o.stride[1] > 0 && o.dilation[0] > 0 && o.dilation[1] > 0 &&
+               o.padding[0] >= 0 && o.padding[1] >= 0,
+           "Conv2d: stride ({}, {}), dilation ({}, {}) must be positive and padding ({}, {}) "
+           "non-negative",
+           o.stride[0], o.stride[1], o.dilation[0], o.dilation[1], o.padding[0], o.padding[1]);
+  GL_CHECK(is_floating(dtype), "Conv2d: dtype {} is not floating point", dtype_name(dtype));
+  weight_ = &register_parameter(
+      "weight", Tensor::zeros({out_, in_ / o.groups, o.kernel[0], o.kernel[1]}, dtype));
+  if (o.bias) bias_ = &register_parameter("bias", Tensor::zeros({out_}, dtype));
+}
+
+std::string Conv2d::extra_repr() const {
+  std::string s = fmt::format("{}, {}, kernel_size=({}, {}), stride=({}, {})", in_, out_,
+                              opt_.kernel[0], opt_.kernel[1], opt_.stride[0], opt_.stride[1]);
+  if (opt_.padding[0] || opt_.padding[1])
+    s += fmt::format(", padding=({}, {})", opt_.padding[0], opt_.padding[1]);
+  if (opt_.dilation[0] != 1 || opt_.dilation[1] != 1)
+    s += fmt::format(", dilation=({}, {})", opt_.dilation[0], opt_.dilation[1]);
+  if (opt_.groups != 1) s += fmt::format(", groups={}", opt_.groups);
+  if (!bias_) s += ", bias=False";
+  return s;
+}
+
+void Conv2d::reset_parameters(Generator& gen) {
+  double bound = 1.0 / std::sqrt(double(fan_in()));
+  weight_->copy_(Tensor::rand(weight_->shape(), gen, weight_->dtype(), -bound, bound));
+  if (bias_) bias_->copy_(Tensor::rand(bias_->shape(), gen, bias_->dtype(), -bound, bound));
+}
+
+std::array<int64_t, 2> Conv2d::output_size(std::array<int64_t, 2> in) const {
+  std::array<int64_t, 2> out{};
+  for (int d = 0; d < 2; ++d) {
+    int64_t span = opt_.dilation[d] * (opt_.kernel[d] - 1) + 1;
+    GL_CHECK(span <= in[d] + 2 * opt_.padding[d],
+             "Conv2d({} -> {}): kernel {}x{} is larger than the padded input {}x{}", in_, out_,
+             opt_.kernel[0], opt_.kernel[1], in[0] + 2 * opt_.padding[0],
+             in[1] + 2 * opt_.padding[1]);
+    out[d] = (in[d] + 2 * opt_.padding[d] - span) / opt_.stride[d] + 1;
   }
-  // Eval: one scale and shift per channel, then a single pass over x.
-  Tensor scale, shift;
-  {
-    NoGrad no_grad;
-    scale = pow(*running_var_ + eps_, -0.5);
-    shift = neg(*running_mean_ * scale);
+  return out;
+}
+
+Tensor Conv2d::forward_impl(const Tensor& x) {
+  GL_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == in_,
+           "Conv2d({} -> {}): input {} must be [N, {}, H, W]", in_, out_,
+           x.defined() ? x.str() : "undefined", in_);
+  return conv2d(x, *weight_, bias(), {opt_.stride, opt_.padding, opt_.dilation, opt_.groups});
+}
+
+// ---------------------------------------------------------------- pooling
+Pool2d::Pool2d(Mode mode, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
+               std::array<int64_t, 2> padding)
+    : mode_(mode), kernel_(kernel), stride_(stride), padding_(padding) {
+  if (stride_[0] == 0 && stride_[1] == 0) stride_ = kernel_;
+  GL_CHECK(kernel_[0] > 0 && kernel_[1] > 0 && stride_[0] > 0 && stride_[1] > 0,
+           "{}: kernel ({}, {}) and stride ({}, {}) must be positive", kind(), kernel_[0],
+           kernel_[1], stride_[0], stride_[1]);
+  GL_CHECK(padding_[0] >= 0 && padding_[1] >= 0 && 2 * padding_[0] <= kernel_[0] &&
+               2 * padding_[1] <= kernel_[1],
+           "{}: padding ({}, {}) must be in [0, kernel / 2]", kind(), padding_[0], padding_[1]);
+}
+
+std::string Pool2d::extra_repr() const {
+  return fmt::format("kernel_size=({}, {}), stride=({}, {}), padding=({}, {})", kernel_[0],
+                     kernel_[1], stride_[0], stride_[1], padding_[0], padding_[1]);
+}
+
+std::array<int64_t, 2> Pool2d::output_size(std::array<int64_t, 2> in) const {
+  std::array<int64_t, 2> out{};
+  for (int d = 0; d < 2; ++d) {
+    GL_CHECK(kernel_[d] <= in[d] + 2 * padding_[d],
+             "{}: kernel {}x{} is larger than the padded input {}x{}", kind(), kernel_[0],
+             kernel_[1], in[0] + 2 * padding_[0], in[1] + 2 * padding_[1]);
+    out[d] = (in[d] + 2 * padding_[d] - kernel_[d]) / stride_[d] + 1;
   }
-  if (affine_) {
-    Tensor s = scale * *weight_;
-    return x * per_channel(s) + per_channel(shift * *weight_ + *bias_);
-  }
-  return x * per_channel(scale) + per_channel(shift);
+  return out;
+}
+
+Tensor Pool2d::forward_impl(const Tensor& x) {
+  return mode_ == Mode::max ? max_pool2d(x, kernel_, stride_, padding_)
+                            : avg_pool2d(x, kernel_, stride_, padding_);
+}
+
+AdaptiveAvgPool2d::AdaptiveAvgPool2d(std::array<int64_t, 2> output_size) : size_(output_size) {
+  GL_CHECK(size_[0] > 0 && size_[1] > 0, "AdaptiveAvgPool2d: output size ({}, {}) must be positive",
+           size_[0], size_[1]);
+}
+
+std::string AdaptiveAvgPool2d::extra_repr() const {
+  return fmt::format("output_size=({}, {})", size_[0], size_[1]);
+}
+
+Tensor AdaptiveAvgPool2d::forward_impl(const Tensor& x) {
+  return adaptive_avg_pool2d(x, size_);
 }
 
 // ---------------------------------------------------------------- Dropout

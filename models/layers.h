@@ -1,7 +1,8 @@
-// layers.h: the building blocks of the MLP and CNN builders: Linear, Activation,
-// BatchNorm1d, Dropout, Flatten and Sequential. Parameter and buffer names, shapes and
+// layers.h: the building blocks of the MLP and CNN builders: Linear, Conv2d, Activation,
+// BatchNorm1d/2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten and Sequential. Parameter and buffer names, shapes and
 // layouts are PyTorch's (nn.Linear, nn.BatchNorm1d, nn.Sequential), so state dicts match.
 #pragma once
+#include <array>
 #include <memory>
 
 #include "engine/generator.h"
@@ -53,16 +54,14 @@ class Activation : public Module {
   double slope_;
 };
 
-// Batch normalization over [N, C] (or [N, C, L]) with PyTorch's semantics: in training the
-// batch mean and biased variance normalize; the running estimates move by
+// Batch normalization with PyTorch's semantics (engine batch_norm): in training the batch mean
+// and biased variance normalize; the running estimates move by
 // r = (1 - momentum) r + momentum * batch_stat with the unbiased variance, and
 // num_batches_tracked (i64) counts the updates. In eval the running estimates normalize.
-// Built from differentiable engine ops, so gradients reach input, weight and bias.
-class BatchNorm1d : public Module {
+// BatchNorm1d takes [N, C] or [N, C, L], BatchNorm2d [N, C, H, W]; parameter and buffer names
+// are nn.BatchNorm*'s.
+class BatchNorm : public Module {
  public:
-  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
-                       bool affine = true, DType dtype = DType::f32);
-  std::string kind() const override { return "BatchNorm1d"; }
   std::string extra_repr() const override;
   int64_t num_features() const { return features_; }
   double eps() const { return eps_; }
@@ -77,7 +76,9 @@ class BatchNorm1d : public Module {
   void reset_parameters();
 
  protected:
-  Tensor forward_impl(const Tensor& x) override;
+  BatchNorm(const char* kind, int64_t num_features, double eps, double momentum, bool affine,
+            DType dtype);
+  Tensor normalize(const Tensor& x, const char* layout);
 
  private:
   int64_t features_;
@@ -89,6 +90,111 @@ class BatchNorm1d : public Module {
   Tensor* running_var_;
   Tensor* num_batches_tracked_;
   Tensor none_;
+};
+
+class BatchNorm1d : public BatchNorm {
+ public:
+  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true, DType dtype = DType::f32)
+      : BatchNorm("BatchNorm1d", num_features, eps, momentum, affine, dtype) {}
+  std::string kind() const override { return "BatchNorm1d"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+};
+
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+                       bool affine = true, DType dtype = DType::f32)
+      : BatchNorm("BatchNorm2d", num_features, eps, momentum, affine, dtype) {}
+  std::string kind() const override { return "BatchNorm2d"; }
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+};
+
+// 2-D convolution over [N, C, H, W] with weight [out, in / groups, kH, kW] and bias [out]
+// (nn.Conv2d's names and layout). Weights start at zero, like Linear's.
+struct Conv2dOptions {
+  std::array<int64_t, 2> kernel{3, 3};
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+  bool bias = true;
+};
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, const Conv2dOptions& options = {},
+         DType dtype = DType::f32);
+  std::string kind() const override { return "Conv2d"; }
+  std::string extra_repr() const override;
+  int64_t in_channels() const { return in_; }
+  int64_t out_channels() const { return out_; }
+  const Conv2dOptions& options() const { return opt_; }
+  // Inputs feeding one output: in / groups * kH * kW (the fan-in of the initializers).
+  int64_t fan_in() const { return in_ / opt_.groups * opt_.kernel[0] * opt_.kernel[1]; }
+  int64_t fan_out() const { return out_ / opt_.groups * opt_.kernel[0] * opt_.kernel[1]; }
+  const Tensor& weight() const { return *weight_; }
+  const Tensor& bias() const { return bias_ ? *bias_ : none_; }
+  // PyTorch's nn.Conv2d default: weight and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  void reset_parameters(Generator& gen);
+  // Output [H, W] for an input [H, W]; throws naming the layer when the input is too small.
+  std::array<int64_t, 2> output_size(std::array<int64_t, 2> input) const;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  int64_t in_, out_;
+  Conv2dOptions opt_;
+  Tensor* weight_;
+  Tensor* bias_ = nullptr;
+  Tensor none_;
+};
+
+// Max / average pooling over [N, C, H, W]; stride {0, 0} means stride = kernel.
+class Pool2d : public Module {
+ public:
+  enum class Mode { max, avg };
+  Pool2d(Mode mode, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
+         std::array<int64_t, 2> padding = {0, 0});
+  std::string kind() const override { return mode_ == Mode::max ? "MaxPool2d" : "AvgPool2d"; }
+  std::string extra_repr() const override;
+  std::array<int64_t, 2> output_size(std::array<int64_t, 2> input) const;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  Mode mode_;
+  std::array<int64_t, 2> kernel_, stride_, padding_;
+};
+class MaxPool2d : public Pool2d {
+ public:
+  explicit MaxPool2d(std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
+                     std::array<int64_t, 2> padding = {0, 0})
+      : Pool2d(Mode::max, kernel, stride, padding) {}
+};
+class AvgPool2d : public Pool2d {
+ public:
+  explicit AvgPool2d(std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride = {0, 0},
+                     std::array<int64_t, 2> padding = {0, 0})
+      : Pool2d(Mode::avg, kernel, stride, padding) {}
+};
+
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(std::array<int64_t, 2> output_size);
+  std::string kind() const override { return "AdaptiveAvgPool2d"; }
+  std::string extra_repr() const override;
+
+ protected:
+  Tensor forward_impl(const Tensor& x) override;
+
+ private:
+  std::array<int64_t, 2> size_;
 };
 
 // Inverted dropout with probability p; identity in eval or when p == 0. Draws its mask from

@@ -51,14 +51,6 @@ MLP::MLP(const MlpConfig& config, DType dtype) : config_(config) {
   output_ = emplace<Linear>(prev, config_.num_classes, true, dtype);
 }
 
-void MLP::reset_parameters(Generator& gen) {
-  for (auto& tap : taps_) {
-    tap.linear->reset_parameters(gen);
-    if (tap.batchnorm) tap.batchnorm->reset_parameters();
-  }
-  output_->reset_parameters(gen);
-}
-
 std::unique_ptr<MLP> build_mlp(const MlpConfig& config, DType dtype) {
   return std::make_unique<MLP>(config, dtype);
 }

@@ -12,7 +12,7 @@
 #pragma once
 #include <vector>
 
-#include "models/layers.h"
+#include "models/network.h"
 
 namespace gl::models {
 
@@ -32,33 +32,14 @@ struct MlpConfig {
   void validate() const;
 };
 
-// Where diagnostics read one hidden layer: `pre` outputs the pre-activation (the BatchNorm
-// when there is one, else the Linear) and `post` the activation's output.
-struct LayerTap {
-  int64_t layer = 0;  // 0-based hidden-layer index
-  Linear* linear = nullptr;
-  BatchNorm1d* batchnorm = nullptr;  // null without batchnorm
-  Module* pre = nullptr;
-  Activation* post = nullptr;
-  Dropout* dropout = nullptr;       // null when dropout == 0
-  std::string pre_name, post_name;  // module names in the Sequential ("1", "2"...)
-};
-
-class MLP : public Sequential {
+class MLP : public Network {
  public:
   // Weights start at zero: apply init_model (models/init.h) or reset_parameters.
   explicit MLP(const MlpConfig& config, DType dtype = DType::f32);
-  std::string kind() const override { return "Sequential"; }
   const MlpConfig& config() const { return config_; }
-  const std::vector<LayerTap>& taps() const { return taps_; }
-  Linear& output_layer() const { return *output_; }
-  // PyTorch's default initialization of every Linear (BatchNorm keeps weight 1, bias 0).
-  void reset_parameters(Generator& gen);
 
  private:
   MlpConfig config_;
-  std::vector<LayerTap> taps_;
-  Linear* output_ = nullptr;
 };
 
 std::unique_ptr<MLP> build_mlp(const MlpConfig& config, DType dtype = DType::f32);

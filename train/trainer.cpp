@@ -53,7 +53,16 @@ std::vector<int64_t> TrainConfig::hidden_widths() const {
 }
 
 void TrainConfig::validate() const {
-  GL_CHECK(model == "mlp", "--model: unknown model '{}' (available: mlp)", model);
+  GL_CHECK(model == "mlp" || model == "cnn", "--model: unknown model '{}' (available: mlp, cnn)",
+           model);
+  if (model == "cnn") {
+    GL_CHECK(!channels.empty(), "--channels: give at least one conv stage, e.g. 32,64");
+    for (int64_t c : channels)
+      GL_CHECK(c >= 1, "--channels: every channel count must be at least 1, got {}", c);
+    for (int64_t w : fc) GL_CHECK(w >= 1, "--fc: every width must be at least 1, got {}", w);
+    GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
+    GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
+  }
   GL_CHECK(hidden.empty() ? depth >= 1 : true, "--depth must be at least 1, got {}", depth);
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
   for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
@@ -73,7 +82,7 @@ void TrainConfig::validate() const {
   GL_CHECK(!out.empty(), "--out: a run directory is required");
   const auto& known = data::known_datasets();
   GL_CHECK(std::find(known.begin(), known.end(), dataset) != known.end(),
-           "--dataset: unknown dataset '{}' (known: mnist, fashion-mnist)", dataset);
+           "--dataset: unknown dataset '{}' (known: mnist, fashion-mnist, cifar10)", dataset);
   // The parsers' messages name the bad value; the prefix names the flag it came from.
   auto flag = [](const char* name, const auto& parse) {
     try {
@@ -96,6 +105,10 @@ std::string TrainConfig::to_json() const {
   j["data_dir"] = data_dir;
   j["model"] = model;
   j["hidden"] = hidden_widths();
+  j["channels"] = channels;
+  j["fc"] = fc;
+  j["kernel"] = kernel;
+  j["pool"] = pool;
   j["activation"] = activation;
   j["leaky_slope"] = leaky_slope;
   j["init"] = init;
@@ -136,6 +149,10 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("data_dir", c.data_dir);
   get("model", c.model);
   get("hidden", c.hidden);
+  get("channels", c.channels);
+  get("fc", c.fc);
+  get("kernel", c.kernel);
+  get("pool", c.pool);
   get("activation", c.activation);
   get("leaky_slope", c.leaky_slope);
   get("init", c.init);
@@ -196,6 +213,8 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
              count);
     GL_CHECK(!cfg_.batchnorm, "--batchnorm with --device {}: BatchNorm1d updates its running "
              "statistics on the host and has no CUDA path yet; use --device cpu", cfg_.device);
+    GL_CHECK(cfg_.model != "cnn", "--model cnn with --device {}: the convolution and pooling "
+             "ops have no CUDA path yet; use --device cpu", cfg_.device);
     GL_CHECK(!cfg_.cuda_graph, "--cuda-graph: capturing the training step as a CUDA graph is not "
              "implemented yet; run without --cuda-graph");
     GL_CUDA_CHECK(cudaSetDevice(dev.index));
@@ -213,20 +232,43 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   num_classes_ = std::max(train_ds_.num_classes, int64_t(2));
   data::Normalization norm = data::parse_normalization(cfg_.normalize);
   data::PixelStats stats = data::pixel_stats(train_ds_);
+  const bool flat = cfg_.model == "mlp";  // a CNN takes [B, C, H, W] batches
   train_ = std::make_unique<data::Loader>(train_ds_, norm, stats, cfg_.batch_size, cfg_.shuffle,
-                                          cfg_.seed, true, dev);
+                                          cfg_.seed, flat, dev);
   test_ = std::make_unique<data::Loader>(test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000),
-                                         false, cfg_.seed, true, dev);
+                                         false, cfg_.seed, flat, dev);
 
-  models::MlpConfig mc;
-  mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
-  mc.hidden = cfg_.hidden_widths();
-  mc.activation = parse_activation(cfg_.activation);
-  mc.leaky_slope = cfg_.leaky_slope;
-  mc.batchnorm = cfg_.batchnorm;
-  mc.dropout = cfg_.dropout;
-  mc.num_classes = num_classes_;
-  model_ = models::build_mlp(mc);
+  if (cfg_.model == "cnn") {
+    models::CnnConfig cc;
+    cc.in_channels = train_ds_.channels;
+    cc.height = train_ds_.height;
+    cc.width = train_ds_.width;
+    cc.channels = cfg_.channels;
+    cc.fc = cfg_.fc;
+    cc.kernel = cfg_.kernel;
+    cc.pool = cfg_.pool;
+    cc.activation = parse_activation(cfg_.activation);
+    cc.leaky_slope = cfg_.leaky_slope;
+    cc.batchnorm = cfg_.batchnorm;
+    cc.dropout = cfg_.dropout;
+    cc.num_classes = num_classes_;
+    try {
+      model_ = models::build_cnn(cc);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--model cnn on {} ({}x{}x{} images): {}", cfg_.dataset,
+                              cc.in_channels, cc.height, cc.width, e.what()));
+    }
+  } else {
+    models::MlpConfig mc;
+    mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
+    mc.hidden = cfg_.hidden_widths();
+    mc.activation = parse_activation(cfg_.activation);
+    mc.leaky_slope = cfg_.leaky_slope;
+    mc.batchnorm = cfg_.batchnorm;
+    mc.dropout = cfg_.dropout;
+    mc.num_classes = num_classes_;
+    model_ = models::build_mlp(mc);
+  }
   Generator init_gen(cfg_.seed);
   models::init_model(*model_, models::parse_init(cfg_.init, cfg_.init_args), init_gen);
   dropout_gen_ = Generator(cfg_.seed ^ 0xD1B54A32D192ED03ull);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/generator.h"
+#include "models/cnn.h"
 #include "models/mlp.h"
 #include "models/optim.h"
 #include "train/loader.h"
@@ -23,8 +24,14 @@ namespace gl::train {
 struct TrainConfig {
   std::string dataset = "mnist";
   std::string data_dir = "data";
-  std::string model = "mlp";
+  std::string model = "mlp";     // mlp | cnn
   std::vector<int64_t> hidden;  // explicit widths; else depth x width
+  // CNN (--model cnn): conv stage channels, hidden fc widths, square kernel (padding
+  // kernel / 2) and the max-pool window after each stage (0: none).
+  std::vector<int64_t> channels{32, 64};
+  std::vector<int64_t> fc{128};
+  int64_t kernel = 3;
+  int64_t pool = 2;
   int64_t depth = 2;
   int64_t width = 128;
   std::string activation = "relu";
@@ -58,6 +65,11 @@ struct TrainConfig {
   bool progress = true;
 
   void validate() const;  // throws gl::Error naming the flag
+  // The training defaults of --model cnn where they differ from the MLP's: applied by the
+  // command line to the flags a user did not give.
+  static constexpr double kCnnLr = 0.05;
+  static constexpr int64_t kCnnBatchSize = 64;
+  static constexpr const char* kCnnNormalize = "standard";
   std::vector<int64_t> hidden_widths() const;
   std::string to_json() const;
   static TrainConfig from_json(const std::string& text);
@@ -108,7 +120,7 @@ class Trainer {
   std::vector<EpochResult> run();
 
   const TrainConfig& config() const { return cfg_; }
-  models::MLP& model() { return *model_; }
+  models::Network& model() { return *model_; }
   models::Optimizer& optimizer() { return *opt_; }
   const data::Loader& train_loader() const { return *train_; }
   const data::Loader& test_loader() const { return *test_; }
@@ -130,7 +142,7 @@ class Trainer {
   TrainConfig cfg_;
   data::ImageDataset train_ds_, test_ds_;
   std::unique_ptr<data::Loader> train_, test_;
-  std::unique_ptr<models::MLP> model_;
+  std::unique_ptr<models::Network> model_;
   std::unique_ptr<models::Optimizer> opt_;
   Generator dropout_gen_;
   std::vector<std::shared_ptr<Callback>> callbacks_;

@@ -140,6 +140,68 @@ std::vector<OpCase> build_table() {
   row("gather/labels", "gather", make({{4, 5}}), [](const Inputs& x) {
         return gather(x[0], 1, Tensor::from_vector<int64_t>({1, 4, 0, 4}, {4, 1}));
       });
+  // ---- convolution and pooling (NCHW) ----
+  auto conv = [](Conv2dParams p) {
+    return [p](const Inputs& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), p); };
+  };
+  row("conv2d/basic", "conv2d", make({{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}), conv({}));
+  row("conv2d/stride2_pad1", "conv2d", make({{2, 2, 7, 6}, {3, 2, 3, 2}, {3}}),
+      conv({{2, 2}, {1, 1}, {1, 1}, 1}));
+  row("conv2d/stride_pad_rect", "conv2d", make({{1, 2, 6, 7}, {2, 2, 2, 3}, {2}}),
+      conv({{1, 2}, {1, 0}, {1, 1}, 1}));
+  row("conv2d/dilation2", "conv2d", make({{2, 2, 7, 7}, {3, 2, 3, 3}, {3}}),
+      conv({{1, 1}, {2, 2}, {2, 2}, 1}));
+  row("conv2d/groups2_no_bias", "conv2d", make({{2, 4, 5, 5}, {6, 2, 3, 3}}),
+      conv({{1, 1}, {1, 1}, {1, 1}, 2}));
+  row("conv2d/depthwise_stride2", "conv2d", make({{1, 3, 6, 6}, {3, 1, 3, 3}, {3}}),
+      conv({{2, 2}, {1, 1}, {1, 1}, 3}));
+  row("conv2d/noncontig_nhwc_input", "conv2d", make({{2, 5, 4, 3}, {2, 3, 3, 3}, {2}}),
+      [](const Inputs& x) { return conv2d(x[0].permute({0, 3, 1, 2}), x[1], x[2], {{1, 1}, {1, 1}}); });
+  row("conv2d/noncontig_weight", "conv2d", make({{1, 2, 5, 5}, {3, 3, 2, 2}}),
+      [](const Inputs& x) { return conv2d(x[0], x[1].permute({3, 2, 0, 1}), Tensor()); });
+  // Pooling inputs are permutations of spaced values: the max is unique and stable under eps.
+  auto spaced = [](Shape s) {
+    return [s](Generator& g, DType dt) {
+      int64_t n = 1;
+      for (auto d : s) n *= d;
+      std::vector<double> v(static_cast<std::size_t>(n));
+      for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.01 * double(i) - 0.3;
+      for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[g.below(i)]);
+      return Inputs{Tensor::from_vector(v, s).to(dt)};
+    };
+  };
+  row("max_pool2d/k2", "max_pool2d", spaced({2, 3, 6, 6}),
+      [](const Inputs& x) { return max_pool2d(x[0], {2, 2}); });
+  row("max_pool2d/k3_s2_pad1", "max_pool2d", spaced({2, 2, 7, 6}),
+      [](const Inputs& x) { return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); });
+  row("max_pool2d/overlap_noncontig", "max_pool2d", spaced({2, 5, 5, 3}),
+      [](const Inputs& x) { return max_pool2d(x[0].permute({0, 3, 1, 2}), {3, 2}, {1, 1}); });
+  row("avg_pool2d/k2", "avg_pool2d", make({{2, 3, 6, 6}}),
+      [](const Inputs& x) { return avg_pool2d(x[0], {2, 2}); });
+  row("avg_pool2d/k3_s2_pad1", "avg_pool2d", make({{2, 2, 7, 6}}),
+      [](const Inputs& x) { return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); });
+  row("avg_pool2d/noncontig", "avg_pool2d", make({{2, 5, 4, 3}}),
+      [](const Inputs& x) { return avg_pool2d(x[0].permute({0, 3, 1, 2}), {2, 3}, {1, 1}); });
+  row("adaptive_avg_pool2d/5x7_to_3x2", "adaptive_avg_pool2d", make({{2, 3, 5, 7}}),
+      [](const Inputs& x) { return adaptive_avg_pool2d(x[0], {3, 2}); });
+  row("adaptive_avg_pool2d/global", "adaptive_avg_pool2d", make({{2, 3, 4, 4}}),
+      [](const Inputs& x) { return adaptive_avg_pool2d(x[0], {1, 1}); });
+  // ---- batch normalization (fresh running buffers per call, so every evaluation agrees) ----
+  row("batch_norm2d/train", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
+        Tensor rm = Tensor::zeros({2}, x[0].dtype()), rv = Tensor::ones({2}, x[0].dtype());
+        return batch_norm(x[0], x[1], x[2], rm, rv, true);
+      });
+  row("batch_norm2d/eval", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
+        Tensor rm = Tensor::from_vector<double>({0.3, -0.2}, {2}).to(x[0].dtype());
+        Tensor rv = Tensor::from_vector<double>({0.5, 2.0}, {2}).to(x[0].dtype());
+        return batch_norm(x[0], x[1], x[2], rm, rv, false);
+      });
+  row("batch_norm2d/noncontig_no_affine", "batch_norm2d", make({{2, 3, 3, 2}}), [](const Inputs& x) {
+        return batch_norm(x[0].permute({0, 3, 1, 2}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      });
+  row("batch_norm1d/train", "batch_norm1d", make({{5, 3}, {3}, {3}}), [](const Inputs& x) {
+        return batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), true);
+      });
   // ---- views (differentiable, share storage) ----
   row("view/reshape", "reshape", make({{3, 4}}), [](const Inputs& x) { return mul(x[0].reshape({2, 6}), x[0].reshape({2, 6})); });
   row("view/transpose_reshape", "transpose", make({{3, 4}}), [](const Inputs& x) { return x[0].t().reshape({12}); });
@@ -163,7 +225,8 @@ const std::vector<std::string>& required_ops() {
       "mean", "max", "matmul", "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu",
       "gelu_tanh", "silu", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss",
       "dropout", "concat", "index_select", "gather", "reshape", "transpose", "permute", "slice",
-      "narrow", "expand", "unsqueeze"};
+      "narrow", "expand", "unsqueeze", "conv2d", "max_pool2d", "avg_pool2d",
+      "adaptive_avg_pool2d", "batch_norm2d", "batch_norm1d"};
   return ops;
 }
 

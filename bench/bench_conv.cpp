@@ -1,0 +1,77 @@
+// bench_conv.cpp: conv2d forward + backward at given shapes, median wall time of N repeats
+// after warm-up. Driven by bench/compare_cnn_cpu.py, which times PyTorch at the same shapes in
+// the same run. usage: bench_conv --threads T --repeats R  N,C,H,W,OC,K,PAD,NEEDS_DX ...
+// Prints one line per shape: "<spec> fwd_ms <median> fwd_bwd_ms <median>".
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "engine/ops.h"
+#include "train/trainer.h"
+
+using namespace gl;
+
+namespace {
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, repeats = 20;
+  std::vector<std::string> specs;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
+    else if (a == "--repeats" && i + 1 < argc) repeats = std::stoi(argv[++i]);
+    else specs.push_back(a);
+  }
+  omp_set_num_threads(threads);
+  for (const auto& spec : specs) {
+    std::vector<int64_t> v = train::parse_int_list(spec, "shape");
+    if (v.size() != 8) {
+      std::fprintf(stderr, "bench_conv: shape '%s' must be N,C,H,W,OC,K,PAD,NEEDS_DX\n",
+                   spec.c_str());
+      return 2;
+    }
+    Generator gen(1);
+    Tensor x = Tensor::randn({v[0], v[1], v[2], v[3]}, gen).requires_grad_(v[7] != 0);
+    Tensor w = Tensor::randn({v[4], v[1], v[5], v[5]}, gen, DType::f32, 0.0, 0.1).requires_grad_();
+    Tensor b = Tensor::zeros({v[4]}).requires_grad_();
+    Conv2dParams p{{1, 1}, {v[6], v[6]}, {1, 1}, 1};
+    Tensor gy;
+    std::vector<double> fwd, both;
+    for (int r = 0; r < repeats + 3; ++r) {
+      double t0 = now_ms();
+      Tensor y;
+      {
+        NoGrad ng;
+        y = conv2d(x, w, b, p);
+      }
+      double t1 = now_ms();
+      y = conv2d(x, w, b, p);
+      if (!gy.defined()) gy = Tensor::randn(y.shape(), gen);
+      y.backward(gy);
+      double t2 = now_ms();
+      x.zero_grad();
+      w.zero_grad();
+      b.zero_grad();
+      if (r >= 3) {  // warm-up: scratch buffers and page faults
+        fwd.push_back(t1 - t0);
+        both.push_back(t2 - t1);
+      }
+    }
+    std::printf("%s fwd_ms %.4f fwd_bwd_ms %.4f\n", spec.c_str(), median(fwd), median(both));
+  }
+  return 0;
+}

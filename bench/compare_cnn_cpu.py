@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""CNN on the CPU, gradlens vs PyTorch, side by side in one run.
+
+Two measurements, repetitions alternating between the two engines, medians reported:
+1. conv2d forward+backward at the default CNN's shapes (batch 64): conv3x3 1->32 on 28x28 (the
+   input needs no gradient, as in training) and conv3x3 32->64 on 14x14, bias, padding 1.
+   gradlens: build/bench_conv (engine conv2d op); PyTorch: F.conv2d + backward, same shapes.
+2. One training epoch of the default CNN (conv3x3(32)-relu-maxpool2 - conv3x3(64)-relu-maxpool2
+   - fc128-relu - fc10), SGD momentum 0.9, lr 0.05, batch 64, shuffled, on the same IDX split.
+   gradlens' time is the `epoch_time` of `gradlens train --model cnn` (training steps only);
+   PyTorch's the wall time of the same loop with the data already in memory.
+Both sides use the same number of threads (torch.set_num_threads).
+
+usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
+       [--repeats 3] [--conv-repeats 20] [--threads 2] [--limit 0]
+       [--out bench/results/cnn_cpu.md]
+Skips with a message (exit 0) when torch cannot be imported.
+"""
+import argparse
+import gzip
+import os
+import platform
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:  # pragma: no cover
+    print(f"compare_cnn_cpu: skipped, PyTorch/numpy not importable ({e})")
+    sys.exit(0)
+
+# N, C, H, W, OC, K, PAD, input needs grad
+CONV_SHAPES = [(64, 1, 28, 28, 32, 3, 1, 0), (64, 32, 14, 14, 64, 3, 1, 1)]
+
+
+def read_idx(path):
+    raw = open(path, "rb").read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    nd = raw[3]
+    dims = struct.unpack(">" + "I" * nd, raw[4:4 + 4 * nd])
+    return np.frombuffer(raw[4 + 4 * nd:], dtype=np.uint8).reshape(dims)
+
+
+def find(d, stem):
+    for n in (stem, stem + ".gz"):
+        if os.path.exists(os.path.join(d, n)):
+            return os.path.join(d, n)
+    sys.exit(f"missing {stem} under {d}; run `gradlens data fetch`")
+
+
+def torch_conv(shape, repeats, threads):
+    torch.set_num_threads(threads)
+    n, c, h, w, oc, k, pad, needs_dx = shape
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, c, h, w, generator=g).requires_grad_(bool(needs_dx))
+    wt = (0.1 * torch.randn(oc, c, k, k, generator=g)).requires_grad_()
+    b = torch.zeros(oc, requires_grad=True)
+    gy = torch.randn(n, oc, h + 2 * pad - k + 1, w + 2 * pad - k + 1, generator=g)
+    fwd, both = [], []
+    for r in range(repeats + 3):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            F.conv2d(x, wt, b, padding=pad)
+        t1 = time.perf_counter()
+        y = F.conv2d(x, wt, b, padding=pad)
+        y.backward(gy)
+        t2 = time.perf_counter()
+        x.grad = None
+        wt.grad = None
+        b.grad = None
+        if r >= 3:
+            fwd.append((t1 - t0) * 1e3)
+            both.append((t2 - t1) * 1e3)
+    return statistics.median(fwd), statistics.median(both)
+
+
+def gradlens_conv(build, shapes, repeats, threads):
+    cmd = [os.path.join(build, "bench_conv"), "--threads", str(threads), "--repeats", str(repeats)]
+    cmd += [",".join(map(str, s)) for s in shapes]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split("\n")
+    res = []
+    for line in out:
+        if line.strip():
+            f = line.split()
+            res.append((float(f[2]), float(f[4])))
+    return res, " ".join(cmd)
+
+
+def torch_cnn(channels, height, width):
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(channels, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear(64 * (height // 4) * (width // 4), 128),
+        torch.nn.ReLU(), torch.nn.Linear(128, 10))
+
+
+def torch_epoch(x, y, batch, threads, seed, lr):
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = torch_cnn(x.shape[1], x.shape[2], x.shape[3])
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    perm = torch.randperm(x.shape[0])
+    t0 = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        idx = perm[i:i + batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def gradlens_epoch(binary, data_dir, dataset, batch, threads, seed, lr, limit):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [binary, "train", "--model", "cnn", "--dataset", dataset, "--data-dir", data_dir,
+               "--lr", str(lr), "--momentum", "0.9", "--batch-size", str(batch), "--epochs", "1",
+               "--threads", str(threads), "--seed", str(seed), "--checkpoint-every", "0",
+               "--limit-test", "1000", "--no-progress", "--out", out]
+        if limit:
+            cmd[-2:-2] = ["--limit-train", str(limit)]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        lines = open(os.path.join(out, "metrics.csv")).read().splitlines()
+        head = lines[0].split(",")
+        return float(lines[1].split(",")[head.index("epoch_time")]), " ".join(cmd[:-2])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="build directory with gradlens, bench_conv")
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--repeats", type=int, default=3, help="epoch repeats per engine")
+    ap.add_argument("--conv-repeats", type=int, default=20, help="timed conv calls per shape")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--limit", type=int, default=0, help="train on the first N examples (0: all)")
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+    binary = os.path.join(a.build, "gradlens")
+    d = os.path.join(a.data_dir, a.dataset)
+    xs = read_idx(find(d, "train-images-idx3-ubyte")).astype(np.float32) / 255.0
+    ys = read_idx(find(d, "train-labels-idx1-ubyte")).astype(np.int64)
+    if a.limit:
+        xs, ys = xs[:a.limit], ys[:a.limit]
+    mean, std = float(xs.mean()), float(xs.std())
+    x = torch.tensor((xs - mean) / std).reshape(-1, 1, xs.shape[1], xs.shape[2])
+    y = torch.tensor(ys)
+    load = os.getloadavg()
+
+    conv_rows = []
+    ours = {s: ([], []) for s in CONV_SHAPES}
+    theirs = {s: ([], []) for s in CONV_SHAPES}
+    conv_cmd = ""
+    for r in range(3):  # alternate the two engines three times
+        res, conv_cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
+        for s, (f, b) in zip(CONV_SHAPES, res):
+            ours[s][0].append(f)
+            ours[s][1].append(b)
+        for s in CONV_SHAPES:
+            f, b = torch_conv(s, a.conv_repeats, a.threads)
+            theirs[s][0].append(f)
+            theirs[s][1].append(b)
+    for s in CONV_SHAPES:
+        of, ob = statistics.median(ours[s][0]), statistics.median(ours[s][1])
+        tf, tb = statistics.median(theirs[s][0]), statistics.median(theirs[s][1])
+        conv_rows.append((s, of, tf, ob, tb))
+        print(f"conv {s}: fwd gradlens {of:.3f} ms pytorch {tf:.3f} ms | fwd+bwd gradlens "
+              f"{ob:.3f} ms pytorch {tb:.3f} ms", flush=True)
+
+    ours_e, theirs_e, cmd = [], [], ""
+    torch_epoch(x[:1024], y[:1024], a.batch, a.threads, 0, a.lr)  # warm-up
+    for r in range(a.repeats):
+        t, cmd = gradlens_epoch(binary, a.data_dir, a.dataset, a.batch, a.threads, r, a.lr, a.limit)
+        ours_e.append(t)
+        theirs_e.append(torch_epoch(x, y, a.batch, a.threads, r, a.lr))
+        print(f"epoch repeat {r}: gradlens {t:.3f}s  pytorch {theirs_e[-1]:.3f}s", flush=True)
+    mo, mt = statistics.median(ours_e), statistics.median(theirs_e)
+    load_end = os.getloadavg()
+
+    cpu = ""
+    try:
+        cpu = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+               if l.startswith("model name")][0]
+    except Exception:
+        pass
+    cmdline = (f"/usr/bin/python3 bench/compare_cnn_cpu.py --build {a.build} --data-dir {a.data_dir} "
+               f"--dataset {a.dataset} --repeats {a.repeats} --conv-repeats {a.conv_repeats} "
+               f"--threads {a.threads}" + (f" --limit {a.limit}" if a.limit else ""))
+    md = [f"# CNN on the CPU: gradlens vs PyTorch {torch.__version__}", "",
+          f"Machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}; load average "
+          f"{load[0]:.2f} at the start, {load_end[0]:.2f} at the end.",
+          f"{a.threads} threads on both sides; medians of alternating repeats.",
+          f"Command: `{cmdline}`", "",
+          f"## conv2d forward and forward+backward (batch 64, 3x3, padding 1, bias; "
+          f"3 x {a.conv_repeats} calls)", "",
+          "| shape (N,C,H,W -> OC) | gradlens fwd ms | PyTorch fwd ms | speedup | "
+          "gradlens fwd+bwd ms | PyTorch fwd+bwd ms | speedup |",
+          "|---|---|---|---|---|---|---|"]
+    for s, of, tf, ob, tb in conv_rows:
+        md.append(f"| {s[0]},{s[1]},{s[2]},{s[3]} -> {s[4]}{'' if s[7] else ' (no dx)'} | "
+                  f"{of:.3f} | {tf:.3f} | {tf / of:.2f}x | {ob:.3f} | {tb:.3f} | {tb / ob:.2f}x |")
+    md += ["", f"## One training epoch of the default CNN ({a.dataset}, {x.shape[0]} examples, "
+           f"batch {a.batch}, SGD momentum 0.9, lr {a.lr}; {a.repeats} repeats)", "",
+           "| gradlens s/epoch | PyTorch s/epoch | speedup |", "|---|---|---|",
+           f"| {mo:.3f} | {mt:.3f} | {mt / mo:.2f}x |", "",
+           f"conv command per repeat: `{conv_cmd}`",
+           f"gradlens command per repeat: `{cmd} --out DIR`"]
+    text = "\n".join(md) + "\n"
+    print(text)
+    if a.out:
+        open(a.out, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,432 @@
+// conv.cpp: convolution and pooling on NCHW arrays (kernels/cpu/conv.h).
+//
+// Convolution is im2col + one GEMM per group over the whole batch:
+//   col[g][K = c/groups * kh * kw][N * P]   (P = oh * ow; column n * P + p)
+//   Y[g]  [oc/groups, N * P] = W[g] [oc/groups, K] @ col[g]
+// then Y is copied into out[N, oc, P] with the bias added. One GEMM of N * P columns keeps the
+// packed GEMM's panels full where per-image GEMMs (P = 196 at 14x14) would mostly be edges.
+// Backward reuses the layout: dY is gathered once, dW[g] = dY[g] @ col[g]^T (NT GEMM),
+// dcol[g] = W[g]^T @ dY[g] (TN GEMM) and col2im scatters dcol back into dx, each image plane
+// owned by one thread (no atomics). A direct convolution was not kept: at the default CNN's
+// shapes the GEMM path is what bench/compare_cnn_cpu.py measures against PyTorch.
+// Scratch buffers are per calling thread and reused across calls, so a training step does
+// not fault in fresh pages for its im2col matrices.
+#include "kernels/cpu/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace gl::kernels::cpu {
+namespace {
+
+// Below this many elements of work a loop runs on the calling thread.
+constexpr int64_t kParallelMin = 1 << 15;
+
+int64_t floor_div(int64_t a, int64_t b) {
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
+
+// Outputs o in [lo, hi) whose input position o * stride - pad + offset lies in [0, size).
+struct Range {
+  int64_t lo, hi;
+};
+Range valid_outputs(int64_t size, int64_t out, int64_t stride, int64_t pad, int64_t offset) {
+  int64_t lo = std::max<int64_t>(0, ceil_div(pad - offset, stride));
+  int64_t hi = std::min<int64_t>(out, floor_div(size - 1 + pad - offset, stride) + 1);
+  return {lo, std::max(lo, hi)};
+}
+
+template <class T>
+T* scratch(int slot, std::size_t n) {
+  static thread_local std::vector<T> buffers[3];
+  auto& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const double* a, int64_t lda,
+          const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  dgemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+
+// Elements of im2col matrix per call: large batches (evaluation) run in chunks of images so
+// the scratch stays near 32 MB of f32.
+constexpr int64_t kColBudget = int64_t(8) << 20;
+
+struct Dims {
+  int64_t oh, ow, P, NP, cg, ocg, K;
+  explicit Dims(const ConvGeometry& g)
+      : oh(g.out_h()),
+        ow(g.out_w()),
+        P(oh * ow),
+        NP(g.n * oh * ow),
+        cg(g.c / g.groups),
+        ocg(g.oc / g.groups),
+        K(g.c / g.groups * g.kh * g.kw) {}
+};
+
+// col[(ch * kh + ki) * kw + kj][n * P + p] for every input channel ch (groups are consecutive
+// channel blocks, so row g * K + r of the full matrix is group g's row r).
+template <class T>
+void im2col(const ConvGeometry& g, const Dims& d, const T* x, T* col) {
+  const int64_t rows = g.c * g.kh * g.kw;
+#pragma omp parallel for collapse(2) schedule(static) if (rows * d.NP > kParallelMin)
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t n = 0; n < g.n; ++n) {
+      const int64_t ch = r / (g.kh * g.kw), ki = r / g.kw % g.kh, kj = r % g.kw;
+      const T* plane = x + (n * g.c + ch) * g.h * g.w;
+      T* dst = col + r * d.NP + n * d.P;
+      const Range rows_ok = valid_outputs(g.h, d.oh, g.stride_h, g.pad_h, ki * g.dil_h);
+      const Range cols_ok = valid_outputs(g.w, d.ow, g.stride_w, g.pad_w, kj * g.dil_w);
+      for (int64_t oh = 0; oh < d.oh; ++oh) {
+        T* o = dst + oh * d.ow;
+        if (oh < rows_ok.lo || oh >= rows_ok.hi) {
+          std::fill(o, o + d.ow, T(0));
+          continue;
+        }
+        const T* src = plane + (oh * g.stride_h - g.pad_h + ki * g.dil_h) * g.w;
+        std::fill(o, o + cols_ok.lo, T(0));
+        const int64_t base = kj * g.dil_w - g.pad_w;
+        if (g.stride_w == 1) {
+          std::memcpy(o + cols_ok.lo, src + cols_ok.lo + base,
+                      std::size_t(cols_ok.hi - cols_ok.lo) * sizeof(T));
+        } else {
+          for (int64_t ow = cols_ok.lo; ow < cols_ok.hi; ++ow) o[ow] = src[ow * g.stride_w + base];
+        }
+        std::fill(o + cols_ok.hi, o + d.ow, T(0));
+      }
+    }
+  }
+}
+
+// dx = the adjoint of im2col applied to dcol; each (image, channel) plane is one task.
+template <class T>
+void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx) {
+#pragma omp parallel for collapse(2) schedule(static) if (g.c * g.kh * g.kw * d.NP > kParallelMin)
+  for (int64_t n = 0; n < g.n; ++n) {
+    for (int64_t ch = 0; ch < g.c; ++ch) {
+      T* plane = dx + (n * g.c + ch) * g.h * g.w;
+      std::fill(plane, plane + g.h * g.w, T(0));
+      for (int64_t ki = 0; ki < g.kh; ++ki) {
+        const Range rows_ok = valid_outputs(g.h, d.oh, g.stride_h, g.pad_h, ki * g.dil_h);
+        for (int64_t kj = 0; kj < g.kw; ++kj) {
+          const Range cols_ok = valid_outputs(g.w, d.ow, g.stride_w, g.pad_w, kj * g.dil_w);
+          const T* src = dcol + ((ch * g.kh + ki) * g.kw + kj) * d.NP + n * d.P;
+          const int64_t base = kj * g.dil_w - g.pad_w;
+          for (int64_t oh = rows_ok.lo; oh < rows_ok.hi; ++oh) {
+            T* row = plane + (oh * g.stride_h - g.pad_h + ki * g.dil_h) * g.w;
+            const T* s = src + oh * d.ow;
+            for (int64_t ow = cols_ok.lo; ow < cols_ok.hi; ++ow) row[ow * g.stride_w + base] += s[ow];
+          }
+        }
+      }
+    }
+  }
+}
+
+// Runs f(sub-geometry, first image) over chunks of images whose im2col fits the budget.
+template <class F>
+void for_each_chunk(const ConvGeometry& g, F&& f) {
+  const Dims d(g);
+  const int64_t per_image = std::max<int64_t>(g.groups * d.K * d.P, g.oc * d.P);
+  const int64_t chunk = std::max<int64_t>(1, kColBudget / std::max<int64_t>(per_image, 1));
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    ConvGeometry sub = g;
+    sub.n = std::min(chunk, g.n - n0);
+    f(sub, n0);
+  }
+}
+
+template <class T>
+void forward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T* bias,
+                  T* out_all) {
+  for_each_chunk(full, [&](const ConvGeometry& g, int64_t n0) {
+    const Dims d(g);
+    const T* x = x_all + n0 * g.c * g.h * g.w;
+    T* out = out_all + n0 * g.oc * d.P;
+    T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
+    T* y = scratch<T>(1, std::size_t(g.oc * d.NP));
+    im2col(g, d, x, col);
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      gemm(false, false, d.ocg, d.NP, d.K, w + gi * d.ocg * d.K, d.K, col + gi * d.K * d.NP, d.NP,
+           T(0), y + gi * d.ocg * d.NP, d.NP);
+#pragma omp parallel for collapse(2) schedule(static) if (g.oc * d.NP > kParallelMin)
+    for (int64_t n = 0; n < g.n; ++n) {
+      for (int64_t o = 0; o < g.oc; ++o) {
+        const T* src = y + o * d.NP + n * d.P;
+        T* dst = out + (n * g.oc + o) * d.P;
+        const T b = bias ? bias[o] : T(0);
+        for (int64_t p = 0; p < d.P; ++p) dst[p] = src[p] + b;
+      }
+    }
+  });
+}
+
+template <class T>
+void backward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T* grad_out_all,
+                   T* grad_x_all, T* grad_w, T* grad_b) {
+  if (grad_b) std::fill(grad_b, grad_b + full.oc, T(0));
+  for_each_chunk(full, [&](const ConvGeometry& g, int64_t n0) {
+    const Dims d(g);
+    const T* x = x_all + n0 * g.c * g.h * g.w;
+    const T* grad_out = grad_out_all + n0 * g.oc * d.P;
+    T* dy = scratch<T>(1, std::size_t(g.oc * d.NP));
+#pragma omp parallel for collapse(2) schedule(static) if (g.oc * d.NP > kParallelMin)
+    for (int64_t o = 0; o < g.oc; ++o) {
+      for (int64_t n = 0; n < g.n; ++n) {
+        const T* src = grad_out + (n * g.oc + o) * d.P;
+        std::copy(src, src + d.P, dy + o * d.NP + n * d.P);
+      }
+    }
+    if (grad_b) {
+      for (int64_t o = 0; o < g.oc; ++o) {
+        double s = 0;
+        const T* row = dy + o * d.NP;
+        for (int64_t i = 0; i < d.NP; ++i) s += double(row[i]);
+        grad_b[o] += T(s);
+      }
+    }
+    if (grad_w) {
+      T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
+      im2col(g, d, x, col);
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        gemm(false, true, d.ocg, d.K, d.NP, dy + gi * d.ocg * d.NP, d.NP, col + gi * d.K * d.NP,
+             d.NP, n0 == 0 ? T(0) : T(1), grad_w + gi * d.ocg * d.K, d.K);
+    }
+    if (grad_x_all) {
+      T* dcol = scratch<T>(2, std::size_t(g.groups * d.K * d.NP));
+      for (int64_t gi = 0; gi < g.groups; ++gi)
+        gemm(true, false, d.K, d.NP, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.NP,
+             d.NP, T(0), dcol + gi * d.K * d.NP, d.NP);
+      col2im(g, d, dcol, grad_x_all + n0 * g.c * g.h * g.w);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- pooling
+template <class T>
+void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+#pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = std::max<int64_t>(0, i * g.stride_h - g.pad_h);
+      const int64_t h1 = std::min<int64_t>(g.h, i * g.stride_h - g.pad_h + g.kh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = std::max<int64_t>(0, j * g.stride_w - g.pad_w);
+        const int64_t w1 = std::min<int64_t>(g.w, j * g.stride_w - g.pad_w + g.kw);
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t at = h0 * g.w + w0;
+        for (int64_t a = h0; a < h1; ++a)
+          for (int64_t b = w0; b < w1; ++b) {
+            const T v = in[a * g.w + b];
+            if (v > best || v != v) {  // NaN propagates, as in PyTorch
+              best = v;
+              at = a * g.w + b;
+            }
+          }
+        const int64_t o = (pl * oh + i) * ow + j;
+        out[o] = best;
+        argmax[o] = int32_t(at);
+      }
+    }
+  }
+}
+
+template <class T>
+void max_bwd(const PoolGeometry& g, const T* grad_out, const int32_t* argmax, T* grad_x) {
+  const int64_t per = g.out_h() * g.out_w();
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > kParallelMin)
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    T* dx = grad_x + pl * g.h * g.w;
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (int64_t o = 0; o < per; ++o) dx[argmax[pl * per + o]] += grad_out[pl * per + o];
+  }
+}
+
+template <class T>
+void avg_fwd(const PoolGeometry& g, const T* x, T* out) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  const double inv = 1.0 / double(g.kh * g.kw);
+#pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = std::max<int64_t>(0, i * g.stride_h - g.pad_h);
+      const int64_t h1 = std::min<int64_t>(g.h, i * g.stride_h - g.pad_h + g.kh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = std::max<int64_t>(0, j * g.stride_w - g.pad_w);
+        const int64_t w1 = std::min<int64_t>(g.w, j * g.stride_w - g.pad_w + g.kw);
+        double s = 0;
+        for (int64_t a = h0; a < h1; ++a)
+          for (int64_t b = w0; b < w1; ++b) s += double(in[a * g.w + b]);
+        out[(pl * oh + i) * ow + j] = T(s * inv);
+      }
+    }
+  }
+}
+
+template <class T>
+void avg_bwd(const PoolGeometry& g, const T* grad_out, T* grad_x) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+  const T inv = T(1.0 / double(g.kh * g.kw));
+#pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    T* dx = grad_x + pl * g.h * g.w;
+    std::fill(dx, dx + g.h * g.w, T(0));
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = std::max<int64_t>(0, i * g.stride_h - g.pad_h);
+      const int64_t h1 = std::min<int64_t>(g.h, i * g.stride_h - g.pad_h + g.kh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = std::max<int64_t>(0, j * g.stride_w - g.pad_w);
+        const int64_t w1 = std::min<int64_t>(g.w, j * g.stride_w - g.pad_w + g.kw);
+        const T v = grad_out[(pl * oh + i) * ow + j] * inv;
+        for (int64_t a = h0; a < h1; ++a)
+          for (int64_t b = w0; b < w1; ++b) dx[a * g.w + b] += v;
+      }
+    }
+  }
+}
+
+int64_t bin_start(int64_t i, int64_t in, int64_t out) {
+  return i * in / out;
+}
+int64_t bin_end(int64_t i, int64_t in, int64_t out) {
+  return ((i + 1) * in + out - 1) / out;
+}
+
+template <class T>
+void adaptive_fwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow, const T* x,
+                  T* out) {
+#pragma omp parallel for schedule(static) if (planes * h * w > kParallelMin)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const T* in = x + pl * h * w;
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = bin_start(i, h, oh), h1 = bin_end(i, h, oh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = bin_start(j, w, ow), w1 = bin_end(j, w, ow);
+        double s = 0;
+        for (int64_t a = h0; a < h1; ++a)
+          for (int64_t b = w0; b < w1; ++b) s += double(in[a * w + b]);
+        out[(pl * oh + i) * ow + j] = T(s / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <class T>
+void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                  const T* grad_out, T* grad_x) {
+#pragma omp parallel for schedule(static) if (planes * h * w > kParallelMin)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    T* dx = grad_x + pl * h * w;
+    std::fill(dx, dx + h * w, T(0));
+    for (int64_t i = 0; i < oh; ++i) {
+      const int64_t h0 = bin_start(i, h, oh), h1 = bin_end(i, h, oh);
+      for (int64_t j = 0; j < ow; ++j) {
+        const int64_t w0 = bin_start(j, w, ow), w1 = bin_end(j, w, ow);
+        const T v = T(double(grad_out[(pl * oh + i) * ow + j]) / double((h1 - h0) * (w1 - w0)));
+        for (int64_t a = h0; a < h1; ++a)
+          for (int64_t b = w0; b < w1; ++b) dx[a * w + b] += v;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
+                    float* out) {
+  forward_impl(g, x, w, b, out);
+}
+void conv2d_forward(const ConvGeometry& g, const double* x, const double* w, const double* b,
+                    double* out) {
+  forward_impl(g, x, w, b, out);
+}
+void conv2d_backward(const ConvGeometry& g, const float* x, const float* w, const float* dy,
+                     float* dx, float* dw, float* db) {
+  backward_impl(g, x, w, dy, dx, dw, db);
+}
+void conv2d_backward(const ConvGeometry& g, const double* x, const double* w, const double* dy,
+                     double* dx, double* dw, double* db) {
+  backward_impl(g, x, w, dy, dx, dw, db);
+}
+
+void conv2d_reference(const ConvGeometry& g, const double* x, const double* w, const double* b,
+                      double* out) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), cg = g.c / g.groups, ocg = g.oc / g.groups;
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t o = 0; o < g.oc; ++o)
+      for (int64_t i = 0; i < oh; ++i)
+        for (int64_t j = 0; j < ow; ++j) {
+          double s = b ? b[o] : 0.0;
+          const int64_t grp = o / ocg;
+          for (int64_t ci = 0; ci < cg; ++ci)
+            for (int64_t ki = 0; ki < g.kh; ++ki)
+              for (int64_t kj = 0; kj < g.kw; ++kj) {
+                const int64_t ih = i * g.stride_h - g.pad_h + ki * g.dil_h;
+                const int64_t iw = j * g.stride_w - g.pad_w + kj * g.dil_w;
+                if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) continue;
+                s += x[((n * g.c + grp * cg + ci) * g.h + ih) * g.w + iw] *
+                     w[((o * cg + ci) * g.kh + ki) * g.kw + kj];
+              }
+          out[((n * g.oc + o) * oh + i) * ow + j] = s;
+        }
+}
+
+void max_pool2d_forward(const PoolGeometry& g, const float* x, float* out, int32_t* am) {
+  max_fwd(g, x, out, am);
+}
+void max_pool2d_forward(const PoolGeometry& g, const double* x, double* out, int32_t* am) {
+  max_fwd(g, x, out, am);
+}
+void max_pool2d_backward(const PoolGeometry& g, const float* dy, const int32_t* am, float* dx) {
+  max_bwd(g, dy, am, dx);
+}
+void max_pool2d_backward(const PoolGeometry& g, const double* dy, const int32_t* am, double* dx) {
+  max_bwd(g, dy, am, dx);
+}
+void avg_pool2d_forward(const PoolGeometry& g, const float* x, float* out) {
+  avg_fwd(g, x, out);
+}
+void avg_pool2d_forward(const PoolGeometry& g, const double* x, double* out) {
+  avg_fwd(g, x, out);
+}
+void avg_pool2d_backward(const PoolGeometry& g, const float* dy, float* dx) {
+  avg_bwd(g, dy, dx);
+}
+void avg_pool2d_backward(const PoolGeometry& g, const double* dy, double* dx) {
+  avg_bwd(g, dy, dx);
+}
+void adaptive_avg_pool2d_forward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                 const float* x, float* out) {
+  adaptive_fwd(planes, h, w, oh, ow, x, out);
+}
+void adaptive_avg_pool2d_forward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                 const double* x, double* out) {
+  adaptive_fwd(planes, h, w, oh, ow, x, out);
+}
+void adaptive_avg_pool2d_backward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                  const float* dy, float* dx) {
+  adaptive_bwd(planes, h, w, oh, ow, dy, dx);
+}
+void adaptive_avg_pool2d_backward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                  const double* dy, double* dx) {
+  adaptive_bwd(planes, h, w, oh, ow, dy, dx);
+}
+
+}  // namespace gl::kernels::cpu
