@@ -21,7 +21,7 @@ std::vector<LayerRef> hidden_layers(const models::Network& model) {
   return out;
 }
 
-std::vector<LayerRef> resolve_layers(const models::Network& model, const std::string& list) {
+std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string& list) {
   if (list.empty() || list == "hidden") return hidden_layers(model);
   const auto& taps = model.taps();
   std::vector<LayerRef> all;

@@ -31,7 +31,7 @@ struct LayerRef {
 std::vector<LayerRef> hidden_layers(const models::Network& model);
 // Comma-separated names; "" or "hidden": hidden_layers(); "all": input, every hidden
 // post-activation, logits. Throws naming the layer and listing the valid names.
-std::vector<LayerRef> resolve_layers(const models::Network& model, const std::string& list);
+std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string& list);
 
 // Outputs of `layers` for the rows of `images` ([n, features] normalized f32), one f32 [n, width]
 // tensor per layer. The model is put in eval mode for the pass and restored afterwards.

@@ -158,6 +158,9 @@ struct DiagnosticsCallback::Side {
 
 struct DiagnosticsCallback::Layer {
   int64_t index = 0, in = 0, units = 0;
+  // Values per sample and unit: 1 for a Linear, H * W for a conv layer, whose units are its
+  // channels and whose statistics reduce over N, H and W (set by the first recorded batch).
+  int64_t positions = 1;
   ActivationKind act = ActivationKind::relu;
   double slope = 0.01;
   bool batchnorm = false;
@@ -251,19 +254,28 @@ void DiagnosticsCallback::attach(train::Trainer& t) {
 void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& out) {
   Side& s = post ? l.post : l.pre;
   const Tensor& labels = trainer_->current_labels();
-  GL_CHECK(out.dim() == 2 && out.size(1) == l.units,
-           "diagnostics: layer {} {}-activation has shape {}, expected [N, {}]", l.index,
-           post ? "post" : "pre", out.str(), l.units);
+  const bool conv = l.tap.is_conv();
+  GL_CHECK((conv ? out.dim() == 4 : out.dim() == 2) && out.size(1) == l.units,
+           "diagnostics: layer {} {}-activation has shape {}, expected [N, {}{}]", l.index,
+           post ? "post" : "pre", out.str(), l.units, conv ? ", H, W" : "");
   GL_CHECK(labels.defined() && labels.numel() == out.size(0),
            "diagnostics: layer {}: {} labels for a batch of {}", l.index,
            labels.defined() ? labels.numel() : 0, out.size(0));
   // The evaluation forward keeps its outputs on the host, contiguous and f32: no copy.
   Tensor x = out;
+  Tensor row_labels = labels;
+  if (conv) {
+    // Per channel: [N, C, H, W] -> [N * H * W, C] rows, each labelled by its image's class.
+    const int64_t hw = out.size(2) * out.size(3);
+    l.positions = hw;
+    x = out.permute({0, 2, 3, 1}).reshape({-1, l.units});
+    row_labels = labels.reshape({-1, 1}).expand({labels.numel(), hw}).contiguous().reshape({-1});
+  }
   if (x.dtype() != DType::f32) x = x.to(DType::f32);
   if (!x.is_contiguous()) x = x.contiguous();
   const bool hist = hist_on_ && opts_.histograms;
   kc::HistogramAccum h{hist ? s.bins.data() : nullptr, s.outside.data()};
-  kc::column_stats_histogram(x.data<float>(), labels.data<int64_t>(), x.size(0), l.units,
+  kc::column_stats_histogram(x.data<float>(), row_labels.data<int64_t>(), x.size(0), l.units,
                              int(classes_), s.threshold, s.acc(), s.lo, s.hi, opts_.hist_bins, h);
 }
 
@@ -294,7 +306,7 @@ DiagnosticsCallback::Moments DiagnosticsCallback::moments(int64_t layer, bool po
       mx = std::max(mx, s.mx[e]);
     }
   }
-  m.count = samples * l.units;
+  m.count = samples * l.units * l.positions;
   if (m.count == 0) return {kNaN, kNaN, float(kNaN), float(kNaN), 0};
   const double n = double(m.count);
   m.mean = sum / n;
@@ -397,7 +409,7 @@ void DiagnosticsCallback::finish_pass(int64_t epoch) {
       if (saturating(l.act)) {
         auto gt = unit_threshold_counts(l.index, l.act == ActivationKind::tanh);
         int64_t n = 0;
-        for (uint64_t g : gt) n += double(g) > frac * double(samples);
+        for (uint64_t g : gt) n += double(g) > frac * double(samples * l.positions);
         sat = double(n) / double(l.units);
       }
       unit_rows_ += fmt::format("{},{},{},{}\n", epoch, l.index, num(dead), num(sat));
@@ -419,8 +431,8 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
   json lj;
   lj["layers"] = json::array();
   for (auto& l : layers_)
-    lj["layers"].push_back({{"name", fmt::format("fc{}", l.index)},
-                            {"kind", "linear"},
+    lj["layers"].push_back({{"name", fmt::format("{}{}", l.tap.is_conv() ? "conv" : "fc", l.index)},
+                            {"kind", l.tap.is_conv() ? "conv2d" : "linear"},
                             {"in", l.in},
                             {"out", l.units},
                             {"activation", activation_name(l.act)},
@@ -447,7 +459,7 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
       if (saturating(l.act)) {
         auto gt = unit_threshold_counts(l.index, l.act == ActivationKind::tanh);
         for (int64_t c = 0; c < l.units; ++c)
-          if (double(gt[std::size_t(c)]) > frac * double(samples)) s.push_back(c);
+          if (double(gt[std::size_t(c)]) > frac * double(samples * l.positions)) s.push_back(c);
       }
       dead["layers"].push_back(d);
       sat["layers"].push_back(s);
@@ -486,7 +498,7 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
       for (int64_t k = 0; k < classes_; ++k)
         for (int64_t c = 0; c < l.units; ++c) {
           const std::size_t e = std::size_t(k * l.units + c);
-          const int64_t n = class_counts_[std::size_t(k)];
+          const int64_t n = class_counts_[std::size_t(k)] * l.positions;
           sel[e] =
               n > 0 ? float(l.post.sum[e] / double(n)) : std::numeric_limits<float>::quiet_NaN();
         }

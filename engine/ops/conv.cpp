@@ -58,7 +58,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
   GL_CHECK(groups >= 1, "conv2d: groups {} must be >= 1", groups);
   kc::ConvGeometry g;
   g.n = x_in.size(0), g.c = x_in.size(1), g.h = x_in.size(2), g.w = x_in.size(3);
-  g.oc = w_in.size(0), g.kh = w_in.size(2), g.kw = w_in.size(3);
+  g.oc = w_in.size(0), g.kh = w_in.size(2), g.kw = w_in.size(3), g.groups = groups;
   GL_CHECK(g.c % groups == 0, "conv2d: input channels {} are not divisible by groups {}", g.c,
            groups);
   GL_CHECK(g.oc % groups == 0 && g.oc > 0,

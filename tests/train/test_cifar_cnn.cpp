@@ -141,9 +141,27 @@ TEST(TrainCnn, LearnsMnistTinyWithEveryOption) {
                     fixture_data_dir(), "--channels", "4", "--fc", "16", "--pool", "0",
                     "--batchnorm", "--activation", "tanh", "--init", "xavier_uniform",
                     "--dropout", "0.1", "--lr", "0.02", "--epochs", "1", "--no-progress",
-                    "--out", out2});
+                    "--diagnostics", "all", "--out", out2});
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
   EXPECT_NE(read_text(out2 + "/config.json").find("\"lr\": 0.02"), std::string::npos);
+  // Diagnostics of the conv layer are per channel: 4 units, tanh outputs within [-1, 1].
+  std::string layers = read_text(out2 + "/diagnostics/layers.json");
+  EXPECT_NE(layers.find("\"conv2d\""), std::string::npos) << layers;
+  EXPECT_NE(layers.find("\"out\": 4"), std::string::npos) << layers;
+  std::string acts = read_text(out2 + "/diagnostics/activations.csv");
+  std::size_t row = acts.find("\n1,0,post,-1,");  // epoch 1, layer 0, all classes
+  ASSERT_NE(row, std::string::npos) << acts;
+  std::string line = acts.substr(row + 1, acts.find('\n', row + 1) - row - 1);
+  std::vector<double> v;
+  std::size_t p = 0;
+  for (int i = 0; i < 8; ++i) {
+    std::size_t q = line.find(',', p);
+    if (i >= 4) v.push_back(std::stod(line.substr(p, q - p)));
+    p = q + 1;
+  }
+  EXPECT_GE(v[2], -1.0);  // min
+  EXPECT_LE(v[3], 1.0);   // max
+  EXPECT_GT(v[1], 0.0);   // std
 }
 
 TEST(TrainCnn, TrainsOnThreeChannel32x32Images) {
