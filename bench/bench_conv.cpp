@@ -1,6 +1,7 @@
 // bench_conv.cpp: conv2d forward + backward at given shapes, median wall time of N repeats
 // after warm-up. Driven by bench/compare_cnn_cpu.py, which times PyTorch at the same shapes in
-// the same run. usage: bench_conv --threads T --repeats R  N,C,H,W,OC,K,PAD,NEEDS_DX ...
+// the same run. usage: bench_conv --threads T --repeats R [--algo per_image|batched]
+//   N,C,H,W,OC,K,PAD,NEEDS_DX ...
 // Prints one line per shape: "<spec> fwd_ms <median> fwd_bwd_ms <median>".
 #include <omp.h>
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "engine/ops.h"
+#include "kernels/cpu/conv.h"
 #include "train/trainer.h"
 
 using namespace gl;
@@ -34,6 +36,10 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
     else if (a == "--repeats" && i + 1 < argc) repeats = std::stoi(argv[++i]);
+    else if (a == "--algo" && i + 1 < argc)
+      kernels::cpu::set_conv_algo(std::string(argv[++i]) == "batched"
+                                      ? kernels::cpu::ConvAlgo::batched
+                                      : kernels::cpu::ConvAlgo::per_image);
     else specs.push_back(a);
   }
   omp_set_num_threads(threads);

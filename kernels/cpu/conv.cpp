@@ -81,9 +81,9 @@ struct Dims {
 // col[(ch * kh + ki) * kw + kj][n * P + p] for every input channel ch (groups are consecutive
 // channel blocks, so row g * K + r of the full matrix is group g's row r).
 template <class T>
-void im2col(const ConvGeometry& g, const Dims& d, const T* x, T* col) {
+void im2col(const ConvGeometry& g, const Dims& d, const T* x, T* col, bool parallel) {
   const int64_t rows = g.c * g.kh * g.kw;
-#pragma omp parallel for collapse(2) schedule(static) if (rows * d.NP > kParallelMin)
+#pragma omp parallel for collapse(2) schedule(static) if (parallel && rows * d.NP > kParallelMin)
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t n = 0; n < g.n; ++n) {
       const int64_t ch = r / (g.kh * g.kw), ki = r / g.kw % g.kh, kj = r % g.kw;
@@ -114,8 +114,9 @@ void im2col(const ConvGeometry& g, const Dims& d, const T* x, T* col) {
 
 // dx = the adjoint of im2col applied to dcol; each (image, channel) plane is one task.
 template <class T>
-void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx) {
-#pragma omp parallel for collapse(2) schedule(static) if (g.c * g.kh * g.kw * d.NP > kParallelMin)
+void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx, bool parallel) {
+#pragma omp parallel for collapse(2) schedule(static) if (parallel && \
+                                                            g.c * g.kh * g.kw * d.NP > kParallelMin)
   for (int64_t n = 0; n < g.n; ++n) {
     for (int64_t ch = 0; ch < g.c; ++ch) {
       T* plane = dx + (n * g.c + ch) * g.h * g.w;
@@ -137,7 +138,9 @@ void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx) {
   }
 }
 
-// Runs f(sub-geometry, first image) over chunks of images whose im2col fits the budget.
+// The batched path: im2col of a chunk of images into one [K, chunk * P] matrix and one GEMM
+// per group over all of it (full panels for the packed GEMM, threads inside the GEMM).
+// Runs f(sub-geometry, first image) over chunks whose im2col fits the budget.
 template <class F>
 void for_each_chunk(const ConvGeometry& g, F&& f) {
   const Dims d(g);
@@ -151,15 +154,15 @@ void for_each_chunk(const ConvGeometry& g, F&& f) {
 }
 
 template <class T>
-void forward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T* bias,
-                  T* out_all) {
+void forward_batched(const ConvGeometry& full, const T* x_all, const T* w, const T* bias,
+                     T* out_all) {
   for_each_chunk(full, [&](const ConvGeometry& g, int64_t n0) {
     const Dims d(g);
     const T* x = x_all + n0 * g.c * g.h * g.w;
     T* out = out_all + n0 * g.oc * d.P;
     T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
     T* y = scratch<T>(1, std::size_t(g.oc * d.NP));
-    im2col(g, d, x, col);
+    im2col(g, d, x, col, true);
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(false, false, d.ocg, d.NP, d.K, w + gi * d.ocg * d.K, d.K, col + gi * d.K * d.NP, d.NP,
            T(0), y + gi * d.ocg * d.NP, d.NP);
@@ -175,9 +178,85 @@ void forward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T*
   });
 }
 
+// The per-image path: threads take whole images; each image's im2col (a few hundred KB) stays
+// in the thread's cache and its GEMMs write NCHW directly (out_n [oc, P] = W @ col_n), with no
+// scatter. The GEMMs run single-threaded inside the parallel loop.
 template <class T>
-void backward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T* grad_out_all,
-                   T* grad_x_all, T* grad_w, T* grad_b) {
+void forward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* bias, T* out) {
+  ConvGeometry one = g;
+  one.n = 1;
+  const Dims d(one);
+  const int64_t in_image = g.c * g.h * g.w, out_image = g.oc * d.P;
+  const bool parallel = g.n > 1 && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t n = 0; n < g.n; ++n) {
+    T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.P));
+    im2col(one, d, x + n * in_image, col, !parallel);
+    T* o = out + n * out_image;
+    for (int64_t gi = 0; gi < g.groups; ++gi)
+      gemm(false, false, d.ocg, d.P, d.K, w + gi * d.ocg * d.K, d.K, col + gi * d.K * d.P, d.P,
+           T(0), o + gi * d.ocg * d.P, d.P);
+    if (bias)
+      for (int64_t c = 0; c < g.oc; ++c)
+        for (int64_t p = 0; p < d.P; ++p) o[c * d.P + p] += bias[c];
+  }
+}
+
+template <class T>
+void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* grad_out,
+                        T* grad_x, T* grad_w, T* grad_b) {
+  ConvGeometry one = g;
+  one.n = 1;
+  const Dims d(one);
+  const int64_t in_image = g.c * g.h * g.w, out_image = g.oc * d.P, wsize = g.oc * d.K;
+  // Images are split into a fixed number of chunks, each with its own partial dW and db summed
+  // in chunk order afterwards: the result does not depend on the thread count.
+  const int64_t chunks = std::min<int64_t>(g.n, 16), per = (g.n + chunks - 1) / chunks;
+  T* partial_w = grad_w ? scratch<T>(1, std::size_t(chunks * wsize)) : nullptr;
+  std::vector<double> partial_b(grad_b ? std::size_t(chunks * g.oc) : 0, 0.0);
+  const bool parallel = chunks > 1 && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t c = 0; c < chunks; ++c) {
+    for (int64_t n = c * per; n < std::min(g.n, (c + 1) * per); ++n) {
+      const T* dy = grad_out + n * out_image;
+      if (grad_b)
+        for (int64_t o = 0; o < g.oc; ++o) {
+          double s = 0;
+          for (int64_t p = 0; p < d.P; ++p) s += double(dy[o * d.P + p]);
+          partial_b[std::size_t(c * g.oc + o)] += s;
+        }
+      if (grad_w) {
+        T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.P));
+        im2col(one, d, x + n * in_image, col, !parallel);
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          gemm(false, true, d.ocg, d.K, d.P, dy + gi * d.ocg * d.P, d.P, col + gi * d.K * d.P, d.P,
+               n == c * per ? T(0) : T(1), partial_w + c * wsize + gi * d.ocg * d.K, d.K);
+      }
+      if (grad_x) {
+        T* dcol = scratch<T>(2, std::size_t(g.groups * d.K * d.P));
+        for (int64_t gi = 0; gi < g.groups; ++gi)
+          gemm(true, false, d.K, d.P, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.P, d.P,
+               T(0), dcol + gi * d.K * d.P, d.P);
+        col2im(one, d, dcol, grad_x + n * in_image, !parallel);
+      }
+    }
+  }
+  if (grad_w) {
+    std::copy(partial_w, partial_w + wsize, grad_w);
+    for (int64_t c = 1; c < chunks; ++c)
+      for (int64_t i = 0; i < wsize; ++i) grad_w[i] += partial_w[c * wsize + i];
+  }
+  if (grad_b)
+    for (int64_t o = 0; o < g.oc; ++o) {
+      double s = 0;
+      for (int64_t c = 0; c < chunks; ++c) s += partial_b[std::size_t(c * g.oc + o)];
+      grad_b[o] = T(s);
+    }
+}
+
+template <class T>
+void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, const T* grad_out_all,
+                      T* grad_x_all, T* grad_w, T* grad_b) {
   if (grad_b) std::fill(grad_b, grad_b + full.oc, T(0));
   for_each_chunk(full, [&](const ConvGeometry& g, int64_t n0) {
     const Dims d(g);
@@ -201,7 +280,7 @@ void backward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T
     }
     if (grad_w) {
       T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
-      im2col(g, d, x, col);
+      im2col(g, d, x, col, true);
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm(false, true, d.ocg, d.K, d.NP, dy + gi * d.ocg * d.NP, d.NP, col + gi * d.K * d.NP,
              d.NP, n0 == 0 ? T(0) : T(1), grad_w + gi * d.ocg * d.K, d.K);
@@ -211,14 +290,58 @@ void backward_impl(const ConvGeometry& full, const T* x_all, const T* w, const T
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm(true, false, d.K, d.NP, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.NP,
              d.NP, T(0), dcol + gi * d.K * d.NP, d.NP);
-      col2im(g, d, dcol, grad_x_all + n0 * g.c * g.h * g.w);
+      col2im(g, d, dcol, grad_x_all + n0 * g.c * g.h * g.w, true);
     }
   });
 }
 
+ConvAlgo g_algo = ConvAlgo::per_image;
+
+template <class T>
+void forward_impl(const ConvGeometry& g, const T* x, const T* w, const T* b, T* out) {
+  if (g_algo == ConvAlgo::batched) forward_batched(g, x, w, b, out);
+  else forward_per_image(g, x, w, b, out);
+}
+template <class T>
+void backward_impl(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw,
+                   T* db) {
+  if (g_algo == ConvAlgo::batched) backward_batched(g, x, w, dy, dx, dw, db);
+  else backward_per_image(g, x, w, dy, dx, dw, db);
+}
+
 // ---------------------------------------------------------------- pooling
+// The CNN's 2x2 stride-2 unpadded window, unrolled (same first-maximum and NaN rules).
+template <class T>
+void max_fwd_2x2(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
+  const int64_t oh = g.out_h(), ow = g.out_w();
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > kParallelMin)
+  for (int64_t pl = 0; pl < g.planes; ++pl) {
+    const T* in = x + pl * g.h * g.w;
+    for (int64_t i = 0; i < oh; ++i) {
+      const T* r0 = in + 2 * i * g.w;
+      const T* r1 = r0 + g.w;
+      T* o = out + (pl * oh + i) * ow;
+      int32_t* a = argmax + (pl * oh + i) * ow;
+      const int32_t base = int32_t(2 * i * g.w);
+      for (int64_t j = 0; j < ow; ++j) {
+        const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
+        const int32_t at[4] = {base + int32_t(2 * j), base + int32_t(2 * j + 1),
+                               base + int32_t(g.w + 2 * j), base + int32_t(g.w + 2 * j + 1)};
+        int k = 0;
+        for (int q = 1; q < 4; ++q)
+          if (v[q] > v[k] || (v[q] != v[q] && v[k] == v[k])) k = q;
+        o[j] = v[k];
+        a[j] = at[k];
+      }
+    }
+  }
+}
+
 template <class T>
 void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
+  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+      g.pad_w == 0)
+    return max_fwd_2x2(g, x, out, argmax);
   const int64_t oh = g.out_h(), ow = g.out_w();
 #pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
   for (int64_t pl = 0; pl < g.planes; ++pl) {
@@ -234,7 +357,7 @@ void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
         for (int64_t a = h0; a < h1; ++a)
           for (int64_t b = w0; b < w1; ++b) {
             const T v = in[a * g.w + b];
-            if (v > best || v != v) {  // NaN propagates, as in PyTorch
+            if (v > best || (v != v && best == best)) {  // the first NaN wins, as in PyTorch
               best = v;
               at = a * g.w + b;
             }
@@ -348,6 +471,13 @@ void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
 }
 
 }  // namespace
+
+void set_conv_algo(ConvAlgo algo) {
+  g_algo = algo;
+}
+ConvAlgo conv_algo() {
+  return g_algo;
+}
 
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* b,
                     float* out) {

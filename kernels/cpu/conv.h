@@ -17,6 +17,14 @@ struct ConvGeometry {
   int64_t out_w() const { return (w + 2 * pad_w - dil_w * (kw - 1) - 1) / stride_w + 1; }
 };
 
+// How conv2d lowers to the GEMM (process-wide; both give the same values up to rounding):
+// per_image (the default): threads take whole images, each image's im2col stays in cache and
+// its GEMMs write NCHW directly; batched: one im2col matrix of a chunk of images and one GEMM
+// per group over all of them, threads inside the GEMM. bench_conv --algo compares them.
+enum class ConvAlgo { per_image, batched };
+void set_conv_algo(ConvAlgo algo);
+ConvAlgo conv_algo();
+
 // out [n, oc, oh, ow] = conv(x, weight) + bias (bias may be null).
 void conv2d_forward(const ConvGeometry& g, const float* x, const float* weight, const float* bias,
                     float* out);
