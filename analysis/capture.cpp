@@ -16,8 +16,7 @@ namespace gl::analysis {
 std::vector<LayerRef> hidden_layers(const models::Network& model) {
   std::vector<LayerRef> out;
   for (auto& t : model.taps())
-    out.push_back(
-        {fmt::format("h{}", t.layer), LayerRef::Kind::post, t.layer, t.units()});
+    out.push_back({fmt::format("h{}", t.layer), LayerRef::Kind::post, t.layer, t.units()});
   return out;
 }
 

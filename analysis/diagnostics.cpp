@@ -552,8 +552,7 @@ void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
   finish_pass(0);
   if (opts_.grads)
     for (auto& l : layers_)
-      grad_rows_ +=
-          fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.tap.weight())));
+      grad_rows_ += fmt::format("0,{},nan,nan,nan,{},nan,nan\n", l.index, num(l2(l.tap.weight())));
   write_files(0);
 }
 
@@ -621,11 +620,11 @@ void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
     if (opts_.grads) {
       const StepGrads& g = l.last;
       const bool ok = l.have_last;
-      grad_rows_ += fmt::format(
-          "{},{},{},{},{},{},{},{}\n", r.epoch, l.index, num(ok ? g.weight_grad : kNaN),
-          num(ok ? g.bias_grad : kNaN), num(ok ? g.act_grad : kNaN),
-          num(ok ? g.weight_norm : l2(l.tap.weight())), num(ok ? g.update_ratio : kNaN),
-          num(l.wg_count ? l.wg_sum / double(l.wg_count) : kNaN));
+      grad_rows_ +=
+          fmt::format("{},{},{},{},{},{},{},{}\n", r.epoch, l.index, num(ok ? g.weight_grad : kNaN),
+                      num(ok ? g.bias_grad : kNaN), num(ok ? g.act_grad : kNaN),
+                      num(ok ? g.weight_norm : l2(l.tap.weight())), num(ok ? g.update_ratio : kNaN),
+                      num(l.wg_count ? l.wg_sum / double(l.wg_count) : kNaN));
     }
     Moments m = moments(l.index, true);
     r.extra.emplace_back(fmt::format("act_mean_{}", l.index), m.mean);

@@ -34,13 +34,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> specs;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--threads" && i + 1 < argc) threads = std::stoi(argv[++i]);
-    else if (a == "--repeats" && i + 1 < argc) repeats = std::stoi(argv[++i]);
+    if (a == "--threads" && i + 1 < argc)
+      threads = std::stoi(argv[++i]);
+    else if (a == "--repeats" && i + 1 < argc)
+      repeats = std::stoi(argv[++i]);
     else if (a == "--algo" && i + 1 < argc)
       kernels::cpu::set_conv_algo(std::string(argv[++i]) == "batched"
                                       ? kernels::cpu::ConvAlgo::batched
                                       : kernels::cpu::ConvAlgo::per_image);
-    else specs.push_back(a);
+    else
+      specs.push_back(a);
   }
   omp_set_num_threads(threads);
   for (const auto& spec : specs) {

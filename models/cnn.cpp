@@ -41,8 +41,8 @@ std::array<int64_t, 3> CnnConfig::feature_shape() const {
       hw = Conv2d(prev, channels[i], o, DType::f32).output_size(hw);
       if (pool > 0) hw = MaxPool2d({pool, pool}).output_size(hw);
     } catch (const Error& e) {
-      throw Error(fmt::format("CNN: input {}x{}x{} is too small for conv stage {}: {}",
-                              in_channels, height, width, i, e.what()));
+      throw Error(fmt::format("CNN: input {}x{}x{} is too small for conv stage {}: {}", in_channels,
+                              height, width, i, e.what()));
     }
     prev = channels[i];
   }

@@ -19,7 +19,7 @@ namespace gl::models {
 struct CnnConfig {
   int64_t in_channels = 1, height = 28, width = 28;
   std::vector<int64_t> channels{32, 64};  // output channels of each conv stage (>= 1 stage)
-  std::vector<int64_t> fc{128};            // hidden Linear widths after the convs (may be empty)
+  std::vector<int64_t> fc{128};           // hidden Linear widths after the convs (may be empty)
   int64_t kernel = 3;
   int64_t padding = -1;  // -1: kernel / 2 ("same" for odd kernels at stride 1)
   int64_t pool = 2;      // max-pool window and stride after each conv stage; 0: none

@@ -22,8 +22,7 @@
 //
 // Biases: zero by default; bias=torch gives PyTorch's nn.Linear default,
 //   U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (Linear and Conv2d alike). init_model sets BatchNorm
-//   (1d and 2d) weight 1, bias 0 and
-//   resets its running statistics.
+//   (1d and 2d) weight 1, bias 0 and resets its running statistics.
 #pragma once
 #include <map>
 #include <string>

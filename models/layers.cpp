@@ -118,8 +118,9 @@ Tensor BatchNorm::normalize(const Tensor& x, const char* layout) {
   GL_CHECK(x.defined() && x.dim() >= 2 && x.shape()[1] == features_,
            "{}({}): input {} must be {} with C = {}", kind(), features_,
            x.defined() ? x.str() : "undefined", layout, features_);
-  GL_CHECK(x.dtype() == running_mean_->dtype(), "{}({}): input dtype {} differs from the module's {}",
-           kind(), features_, dtype_name(x.dtype()), dtype_name(running_mean_->dtype()));
+  GL_CHECK(x.dtype() == running_mean_->dtype(),
+           "{}({}): input dtype {} differs from the module's {}", kind(), features_,
+           dtype_name(x.dtype()), dtype_name(running_mean_->dtype()));
   GL_CHECK(!is_training() || x.numel() / features_ > 1,
            "{}({}): expected more than 1 value per channel when training, got input {}", kind(),
            features_, x.str());

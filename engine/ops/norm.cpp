@@ -79,8 +79,7 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
     scale = pow(running_var + eps, -0.5);
     shift = neg(running_mean * scale);
   }
-  if (weight.defined())
-    return x * per_channel(scale * weight) + per_channel(shift * weight + bias);
+  if (weight.defined()) return x * per_channel(scale * weight) + per_channel(shift * weight + bias);
   return x * per_channel(scale) + per_channel(shift);
 }
 

@@ -1,16 +1,23 @@
 // conv.cpp: convolution and pooling on NCHW arrays (kernels/cpu/conv.h).
 //
-// Convolution is im2col + one GEMM per group over the whole batch:
-//   col[g][K = c/groups * kh * kw][N * P]   (P = oh * ow; column n * P + p)
-//   Y[g]  [oc/groups, N * P] = W[g] [oc/groups, K] @ col[g]
-// then Y is copied into out[N, oc, P] with the bias added. One GEMM of N * P columns keeps the
-// packed GEMM's panels full where per-image GEMMs (P = 196 at 14x14) would mostly be edges.
-// Backward reuses the layout: dY is gathered once, dW[g] = dY[g] @ col[g]^T (NT GEMM),
-// dcol[g] = W[g]^T @ dY[g] (TN GEMM) and col2im scatters dcol back into dx, each image plane
-// owned by one thread (no atomics). A direct convolution was not kept: at the default CNN's
-// shapes the GEMM path is what bench/compare_cnn_cpu.py measures against PyTorch.
-// Scratch buffers are per calling thread and reused across calls, so a training step does
-// not fault in fresh pages for its im2col matrices.
+// Convolution lowers to our packed GEMM through im2col, in one of two ways (ConvAlgo):
+// - per_image (default): threads take whole images. For image n, col[K = c/groups * kh * kw][P]
+//   (P = oh * ow) is built in the thread's scratch (288 x 196 floats = 225 KB for the default
+//   CNN's second conv: it stays in L2) and out_n[oc/groups, P] = W[g] @ col[g] is written
+//   straight into NCHW. Backward: dW accumulates dY_n @ col_n^T (NT GEMM) into one of 16
+//   fixed partial sums (added in order afterwards, so the result does not depend on the thread
+//   count), dcol = W^T @ dY_n (TN GEMM) and col2im scatters it into dx_n. GEMMs called inside
+//   the parallel loop run on their thread (the GEMM never forks inside a parallel region).
+// - batched: col[K][N * P] for a chunk of images (<= 32 MB of f32) and one GEMM per group over
+//   all of it, threads inside the GEMM; Y is then scattered into NCHW with the bias.
+// Measured side by side at the default CNN's shapes (bench/bench_conv --algo, batch 64, 1 and
+// 2 threads, on the shared 2-core machine): per_image was 1.2-1.4x faster than batched with
+// 1 thread (conv 32->64 on 14x14, fwd+bwd 58 vs 73 ms) and 2-4x with 2 threads, where the
+// batched path's 14 MB im2col matrix and the GEMM's barriers suffered most from the load.
+// Per CPU-second, per_image matched PyTorch 1.13's mkldnn conv at that shape (32 ms vs 29 ms
+// of CPU per forward + forward/backward pair); bench/results/cnn_cpu.md has the comparison.
+// Scratch buffers are per thread and reused across calls, so a training step does not fault in
+// fresh pages for its im2col matrices.
 #include "kernels/cpu/conv.h"
 
 #include <omp.h>
@@ -115,8 +122,8 @@ void im2col(const ConvGeometry& g, const Dims& d, const T* x, T* col, bool paral
 // dx = the adjoint of im2col applied to dcol; each (image, channel) plane is one task.
 template <class T>
 void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx, bool parallel) {
-#pragma omp parallel for collapse(2) schedule(static) if (parallel && \
-                                                            g.c * g.kh * g.kw * d.NP > kParallelMin)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (parallel && g.c * g.kh * g.kw * d.NP > kParallelMin)
   for (int64_t n = 0; n < g.n; ++n) {
     for (int64_t ch = 0; ch < g.c; ++ch) {
       T* plane = dx + (n * g.c + ch) * g.h * g.w;
@@ -130,7 +137,8 @@ void col2im(const ConvGeometry& g, const Dims& d, const T* dcol, T* dx, bool par
           for (int64_t oh = rows_ok.lo; oh < rows_ok.hi; ++oh) {
             T* row = plane + (oh * g.stride_h - g.pad_h + ki * g.dil_h) * g.w;
             const T* s = src + oh * d.ow;
-            for (int64_t ow = cols_ok.lo; ow < cols_ok.hi; ++ow) row[ow * g.stride_w + base] += s[ow];
+            for (int64_t ow = cols_ok.lo; ow < cols_ok.hi; ++ow)
+              row[ow * g.stride_w + base] += s[ow];
           }
         }
       }
@@ -203,8 +211,8 @@ void forward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* b
 }
 
 template <class T>
-void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* grad_out,
-                        T* grad_x, T* grad_w, T* grad_b) {
+void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* grad_out, T* grad_x,
+                        T* grad_w, T* grad_b) {
   ConvGeometry one = g;
   one.n = 1;
   const Dims d(one);
@@ -288,8 +296,8 @@ void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, cons
     if (grad_x_all) {
       T* dcol = scratch<T>(2, std::size_t(g.groups * d.K * d.NP));
       for (int64_t gi = 0; gi < g.groups; ++gi)
-        gemm(true, false, d.K, d.NP, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.NP,
-             d.NP, T(0), dcol + gi * d.K * d.NP, d.NP);
+        gemm(true, false, d.K, d.NP, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.NP, d.NP,
+             T(0), dcol + gi * d.K * d.NP, d.NP);
       col2im(g, d, dcol, grad_x_all + n0 * g.c * g.h * g.w, true);
     }
   });
@@ -299,14 +307,18 @@ ConvAlgo g_algo = ConvAlgo::per_image;
 
 template <class T>
 void forward_impl(const ConvGeometry& g, const T* x, const T* w, const T* b, T* out) {
-  if (g_algo == ConvAlgo::batched) forward_batched(g, x, w, b, out);
-  else forward_per_image(g, x, w, b, out);
+  if (g_algo == ConvAlgo::batched)
+    forward_batched(g, x, w, b, out);
+  else
+    forward_per_image(g, x, w, b, out);
 }
 template <class T>
 void backward_impl(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw,
                    T* db) {
-  if (g_algo == ConvAlgo::batched) backward_batched(g, x, w, dy, dx, dw, db);
-  else backward_per_image(g, x, w, dy, dx, dw, db);
+  if (g_algo == ConvAlgo::batched)
+    backward_batched(g, x, w, dy, dx, dw, db);
+  else
+    backward_per_image(g, x, w, dy, dx, dw, db);
 }
 
 // ---------------------------------------------------------------- pooling
@@ -339,8 +351,7 @@ void max_fwd_2x2(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
 
 template <class T>
 void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
-  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
-      g.pad_w == 0)
+  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0)
     return max_fwd_2x2(g, x, out, argmax);
   const int64_t oh = g.out_h(), ow = g.out_w();
 #pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
@@ -452,8 +463,8 @@ void adaptive_fwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow, 
 }
 
 template <class T>
-void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
-                  const T* grad_out, T* grad_x) {
+void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow, const T* grad_out,
+                  T* grad_x) {
 #pragma omp parallel for schedule(static) if (planes * h * w > kParallelMin)
   for (int64_t pl = 0; pl < planes; ++pl) {
     T* dx = grad_x + pl * h * w;

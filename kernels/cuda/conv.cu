@@ -93,10 +93,9 @@ __global__ void __launch_bounds__(kThreads)
 
 void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight, const float* bias,
                     float* out, cudaStream_t stream) {
-  DevGeometry g{cg.n,        cg.c,        cg.h,        cg.w,         cg.oc,    cg.kh,
-                cg.kw,       cg.stride_h, cg.stride_w, cg.pad_h,     cg.pad_w, cg.dil_h,
-                cg.dil_w,    cg.groups,   cg.out_h(),  cg.out_w(),   0,        0,
-                0,           0,           0};
+  DevGeometry g{cg.n,        cg.c,        cg.h,     cg.w,     cg.oc,    cg.kh,    cg.kw,
+                cg.stride_h, cg.stride_w, cg.pad_h, cg.pad_w, cg.dil_h, cg.dil_w, cg.groups,
+                cg.out_h(),  cg.out_w(),  0,        0,        0,        0,        0};
   g.cg = g.c / g.groups;
   g.ocg = g.oc / g.groups;
   g.K = g.cg * g.kh * g.kw;

@@ -49,30 +49,63 @@ std::string error_of(const std::function<void()>& f) {
 }
 }  // namespace
 
-TEST(Conv2d, MatchesTheSevenLoopReference) {
-  Generator gen(5);
-  std::vector<ConvCase> cases = {
-      {2, 3, 7, 6, 4, 3, 3, {}},
-      {3, 1, 28, 28, 8, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},  // the default CNN's first layer
-      {2, 4, 9, 8, 6, 3, 2, {{2, 2}, {1, 0}, {1, 1}, 1}},
-      {2, 4, 9, 9, 4, 3, 3, {{1, 2}, {2, 1}, {2, 3}, 2}},  // dilation, groups, mixed stride
-      {1, 6, 5, 5, 6, 3, 3, {{2, 2}, {1, 1}, {1, 1}, 6}},  // depthwise
-      {2, 5, 4, 4, 3, 1, 1, {}},                           // 1x1
-      {1, 2, 3, 3, 2, 5, 5, {{1, 1}, {1, 1}, {1, 1}, 1}},  // kernel larger than the input
-  };
-  for (const auto& c : cases) {
-    for (DType dt : {DType::f32, DType::f64}) {
-      Tensor x = Tensor::randn({c.n, c.c, c.h, c.w}, gen, dt);
-      Tensor w = Tensor::randn({c.oc, c.c / c.p.groups, c.kh, c.kw}, gen, dt);
-      Tensor b = Tensor::randn({c.oc}, gen, dt);
-      Tensor out = conv2d(x, w, b, c.p);
-      double tol = dt == DType::f64 ? 1e-12 : 1e-4;
-      EXPECT_LT(max_abs_diff(out, reference_conv(x, w, b, c.p)), tol)
-          << "case c=" << c.c << " h=" << c.h << " k=" << c.kh << "x" << c.kw;
-      EXPECT_LT(max_abs_diff(conv2d(x, w, Tensor(), c.p), reference_conv(x, w, Tensor(), c.p)),
-                tol);
-    }
+// Runs f once with each lowering of conv2d (kernels::cpu::ConvAlgo), restoring the default.
+void for_each_algo(const std::function<void(const char*)>& f) {
+  using kernels::cpu::ConvAlgo;
+  for (auto [algo, name] :
+       {std::pair{ConvAlgo::per_image, "per_image"}, std::pair{ConvAlgo::batched, "batched"}}) {
+    kernels::cpu::set_conv_algo(algo);
+    f(name);
   }
+  kernels::cpu::set_conv_algo(ConvAlgo::per_image);
+}
+
+TEST(Conv2d, MatchesTheSevenLoopReference) {
+  for_each_algo([](const char* algo) {
+    Generator gen(5);
+    std::vector<ConvCase> cases = {
+        {2, 3, 7, 6, 4, 3, 3, {}},
+        {3, 1, 28, 28, 8, 3, 3, {{1, 1}, {1, 1}, {1, 1}, 1}},  // the default CNN's first layer
+        {2, 4, 9, 8, 6, 3, 2, {{2, 2}, {1, 0}, {1, 1}, 1}},
+        {2, 4, 9, 9, 4, 3, 3, {{1, 2}, {2, 1}, {2, 3}, 2}},  // dilation, groups, mixed stride
+        {1, 6, 5, 5, 6, 3, 3, {{2, 2}, {1, 1}, {1, 1}, 6}},  // depthwise
+        {2, 5, 4, 4, 3, 1, 1, {}},                           // 1x1
+        {1, 2, 3, 3, 2, 5, 5, {{1, 1}, {1, 1}, {1, 1}, 1}},  // kernel larger than the input
+    };
+    for (const auto& c : cases) {
+      for (DType dt : {DType::f32, DType::f64}) {
+        Tensor x = Tensor::randn({c.n, c.c, c.h, c.w}, gen, dt);
+        Tensor w = Tensor::randn({c.oc, c.c / c.p.groups, c.kh, c.kw}, gen, dt);
+        Tensor b = Tensor::randn({c.oc}, gen, dt);
+        Tensor out = conv2d(x, w, b, c.p);
+        double tol = dt == DType::f64 ? 1e-12 : 1e-4;
+        EXPECT_LT(max_abs_diff(out, reference_conv(x, w, b, c.p)), tol)
+            << algo << " case c=" << c.c << " h=" << c.h << " k=" << c.kh << "x" << c.kw;
+        EXPECT_LT(max_abs_diff(conv2d(x, w, Tensor(), c.p), reference_conv(x, w, Tensor(), c.p)),
+                  tol)
+            << algo;
+      }
+    }
+  });
+}
+
+// Both lowerings give the same forward and gradients (f64, so only rounding differs).
+TEST(Conv2d, PerImageAndBatchedGradientsAgree) {
+  Generator gen(11);
+  Tensor x = Tensor::randn({5, 4, 7, 6}, gen, DType::f64);
+  Tensor w = Tensor::randn({6, 2, 3, 3}, gen, DType::f64);
+  Tensor b = Tensor::randn({6}, gen, DType::f64);
+  Tensor gy;
+  std::vector<std::vector<Tensor>> got;
+  for_each_algo([&](const char*) {
+    Tensor xl = x.detach().requires_grad_(true), wl = w.detach().requires_grad_(true);
+    Tensor bl = b.detach().requires_grad_(true);
+    Tensor y = conv2d(xl, wl, bl, {{2, 1}, {1, 1}, {1, 2}, 2});
+    if (!gy.defined()) gy = Tensor::randn(y.shape(), gen, DType::f64);
+    y.backward(gy);
+    got.push_back({y.detach(), xl.grad(), wl.grad(), bl.grad()});
+  });
+  for (std::size_t i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(got[0][i], got[1][i]), 1e-10) << i;
 }
 
 TEST(Conv2d, NonContiguousInputsGiveTheSameResult) {
@@ -82,16 +115,16 @@ TEST(Conv2d, NonContiguousInputsGiveTheSameResult) {
   Tensor w = Tensor::randn({4, 3, 3, 3}, gen, DType::f64);
   Conv2dParams p{{1, 1}, {1, 1}, {1, 1}, 1};
   EXPECT_FALSE(x.is_contiguous());
-  EXPECT_LT(max_abs_diff(conv2d(x, w, Tensor(), p), conv2d(x.contiguous(), w, Tensor(), p)),
-            1e-14);
+  EXPECT_LT(max_abs_diff(conv2d(x, w, Tensor(), p), conv2d(x.contiguous(), w, Tensor(), p)), 1e-14);
   Tensor sliced = Tensor::randn({2, 3, 12, 10}, gen, DType::f64).slice(2, 0, 12, 2);
   EXPECT_LT(max_abs_diff(conv2d(sliced, w, Tensor(), p), reference_conv(sliced, w, Tensor(), p)),
             1e-12);
 }
 
-// A batch larger than the im2col budget runs in chunks; forward and every gradient must equal
-// the sums over sub-batches small enough to run whole.
+// A batch larger than the batched path's im2col budget runs in chunks; forward and every gradient
+// must equal the sums over sub-batches small enough to run whole.
 TEST(Conv2d, ChunkedBatchesMatchWholeSubBatches) {
+  kernels::cpu::set_conv_algo(kernels::cpu::ConvAlgo::batched);
   Generator gen(7);
   const int64_t n = 20;
   Tensor x = Tensor::randn({n, 16, 64, 64}, gen);
@@ -121,6 +154,7 @@ TEST(Conv2d, ChunkedBatchesMatchWholeSubBatches) {
   EXPECT_LT(max_abs_diff(whole[1], concat(gxs, 0)), 1e-5);
   EXPECT_LT(max_abs_diff(whole[2], gw), 1e-2);  // sums of 80k f32 products
   EXPECT_LT(max_abs_diff(whole[3], gb), 1e-2);
+  kernels::cpu::set_conv_algo(kernels::cpu::ConvAlgo::per_image);
 }
 
 TEST(Pooling, MaxAndAverageMatchWindowLoops) {
@@ -154,7 +188,8 @@ TEST(Pooling, MaxAndAverageMatchWindowLoops) {
   Tensor ad = adaptive_avg_pool2d(x, {3, 4});
   for (int64_t i = 0; i < 3; ++i)
     for (int64_t j = 0; j < 4; ++j) {
-      int64_t r0 = i * 7 / 3, r1 = ((i + 1) * 7 + 2) / 3, c0 = j * 6 / 4, c1 = ((j + 1) * 6 + 3) / 4;
+      int64_t r0 = i * 7 / 3, r1 = ((i + 1) * 7 + 2) / 3, c0 = j * 6 / 4,
+              c1 = ((j + 1) * 6 + 3) / 4;
       double s = 0;
       for (int64_t r = r0; r < r1; ++r)
         for (int64_t q = c0; q < c1; ++q) s += x.at({1, 2, r, q});
@@ -192,10 +227,17 @@ TEST(Conv2d, BadInputsGiveOneLineErrorsNamingTheProblem) {
     EXPECT_NE(msg.find(part), std::string::npos) << msg;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   };
-  has(error_of([&] { conv2d(Tensor::randn({3, 8, 8}, gen), w, Tensor()); }), "must be 4-D [N, C, H, W]");
-  has(error_of([&] { conv2d(Tensor::randn({2, 2, 8, 8}, gen), w, Tensor()); }),
+  has(error_of([&] {
+        conv2d(Tensor::randn({3, 8, 8}, gen), w, Tensor());
+      }),
+      "must be 4-D [N, C, H, W]");
+  has(error_of([&] {
+        conv2d(Tensor::randn({2, 2, 8, 8}, gen), w, Tensor());
+      }),
       "has 2 channels but weight f32[4, 3, 3, 3] with groups 1 expects 3");
-  has(error_of([&] { conv2d(Tensor::randn({1, 3, 2, 2}, gen), w, Tensor()); }),
+  has(error_of([&] {
+        conv2d(Tensor::randn({1, 3, 2, 2}, gen), w, Tensor());
+      }),
       "kernel 3x3 (dilated 3x3) is larger than the padded input 2x2");
   has(error_of([&] {
         conv2d(Tensor::randn({1, 3, 8, 8}, gen), Tensor::randn({4, 1, 3, 3}, gen), Tensor(),
@@ -207,12 +249,20 @@ TEST(Conv2d, BadInputsGiveOneLineErrorsNamingTheProblem) {
                {{1, 1}, {0, 0}, {1, 1}, 2});
       }),
       "output channels 3");
-  has(error_of([&] { conv2d(Tensor::randn({1, 3, 8, 8}, gen), w, Tensor::randn({5}, gen)); }),
+  has(error_of([&] {
+        conv2d(Tensor::randn({1, 3, 8, 8}, gen), w, Tensor::randn({5}, gen));
+      }),
       "bias f32[5] must be [4]");
-  has(error_of([&] { conv2d(Tensor::randn({1, 3, 8, 8}, gen), w, Tensor(), {{0, 1}}); }),
+  has(error_of([&] {
+        conv2d(Tensor::randn({1, 3, 8, 8}, gen), w, Tensor(), {{0, 1}});
+      }),
       "stride (0, 1) must be >= 1");
-  has(error_of([&] { max_pool2d(Tensor::randn({1, 1, 2, 2}, gen), {3, 3}); }),
+  has(error_of([&] {
+        max_pool2d(Tensor::randn({1, 1, 2, 2}, gen), {3, 3});
+      }),
       "max_pool2d: kernel 3x3 is larger than the padded input 2x2");
-  has(error_of([&] { avg_pool2d(Tensor::randn({1, 1, 6, 6}, gen), {2, 2}, {2, 2}, {2, 2}); }),
+  has(error_of([&] {
+        avg_pool2d(Tensor::randn({1, 1, 6, 6}, gen), {2, 2}, {2, 2}, {2, 2});
+      }),
       "padding (2, 2) must be at most half the kernel");
 }

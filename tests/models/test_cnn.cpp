@@ -111,8 +111,7 @@ TEST(Cnn, BadShapesGiveOneLineErrors) {
   EXPECT_NE(e.find("CNN: input f32[2, 784] must be [N, 1, 28, 28]"), std::string::npos) << e;
   Conv2d conv(3, 8);
   e = error_of([&] { conv.forward(Tensor::randn({1, 1, 8, 8}, g)); });
-  EXPECT_NE(e.find("Conv2d(3 -> 8): input f32[1, 1, 8, 8] must be [N, 3, H, W]"),
-            std::string::npos)
+  EXPECT_NE(e.find("Conv2d(3 -> 8): input f32[1, 1, 8, 8] must be [N, 3, H, W]"), std::string::npos)
       << e;
   e = error_of([&] { conv.forward(Tensor::randn({1, 3, 2, 2}, g)); });
   EXPECT_NE(e.find("kernel 3x3 (dilated 3x3) is larger than the padded input 2x2"),

@@ -18,8 +18,8 @@ using namespace gl::testing;
 std::vector<uint8_t> cifar_records(int file, int records, int label_override = -1) {
   std::vector<uint8_t> bytes;
   for (int r = 0; r < records; ++r) {
-    bytes.push_back(uint8_t(label_override >= 0 && r == records - 1 ? label_override
-                                                                     : (r * 7 + file) % 10));
+    bytes.push_back(
+        uint8_t(label_override >= 0 && r == records - 1 ? label_override : (r * 7 + file) % 10));
     for (int p = 0; p < 3072; ++p) bytes.push_back(uint8_t((r * 31 + p * 3 + file) % 256));
   }
   return bytes;
@@ -126,8 +126,8 @@ double last_test_acc(const std::string& run) {
 TEST(TrainCnn, LearnsMnistTinyWithEveryOption) {
   std::string out = make_temp_dir("gl_cnn_run");
   ProcResult r = run_gradlens({"train", "--model", "cnn", "--dataset", "mnist", "--data-dir",
-                               fixture_data_dir(), "--channels", "8,16", "--fc", "32",
-                               "--epochs", "3", "--seed", "3", "--no-progress", "--out", out});
+                               fixture_data_dir(), "--channels", "8,16", "--fc", "32", "--epochs",
+                               "3", "--seed", "3", "--no-progress", "--out", out});
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
   EXPECT_GT(last_test_acc(out), 0.5);  // 10 classes: chance is 0.1
   std::string cfg = read_text(out + "/config.json");
@@ -137,11 +137,35 @@ TEST(TrainCnn, LearnsMnistTinyWithEveryOption) {
   EXPECT_NE(cfg.find("\"normalize\": \"standard\""), std::string::npos) << cfg;
   // BatchNorm, another activation and initializer, dropout, no pooling, a given lr.
   std::string out2 = make_temp_dir("gl_cnn_run_bn");
-  r = run_gradlens({"train", "--model", "cnn", "--dataset", "mnist", "--data-dir",
-                    fixture_data_dir(), "--channels", "4", "--fc", "16", "--pool", "0",
-                    "--batchnorm", "--activation", "tanh", "--init", "xavier_uniform",
-                    "--dropout", "0.1", "--lr", "0.02", "--epochs", "1", "--no-progress",
-                    "--diagnostics", "all", "--out", out2});
+  r = run_gradlens({"train",
+                    "--model",
+                    "cnn",
+                    "--dataset",
+                    "mnist",
+                    "--data-dir",
+                    fixture_data_dir(),
+                    "--channels",
+                    "4",
+                    "--fc",
+                    "16",
+                    "--pool",
+                    "0",
+                    "--batchnorm",
+                    "--activation",
+                    "tanh",
+                    "--init",
+                    "xavier_uniform",
+                    "--dropout",
+                    "0.1",
+                    "--lr",
+                    "0.02",
+                    "--epochs",
+                    "1",
+                    "--no-progress",
+                    "--diagnostics",
+                    "all",
+                    "--out",
+                    out2});
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
   EXPECT_NE(read_text(out2 + "/config.json").find("\"lr\": 0.02"), std::string::npos);
   // Diagnostics of the conv layer are per channel: 4 units, tanh outputs within [-1, 1].
@@ -177,8 +201,18 @@ TEST(TrainCnn, TrainsOnThreeChannel32x32Images) {
 TEST(TrainCnn, BadConfigurationsGiveOneLineErrors) {
   std::string out = make_temp_dir("gl_cnn_bad");
   auto err = [&](std::vector<std::string> extra) {
-    std::vector<std::string> a{"train", "--model", "cnn", "--dataset", "mnist", "--data-dir",
-                               fixture_data_dir(), "--epochs", "1", "--no-progress", "--out", out};
+    std::vector<std::string> a{"train",
+                               "--model",
+                               "cnn",
+                               "--dataset",
+                               "mnist",
+                               "--data-dir",
+                               fixture_data_dir(),
+                               "--epochs",
+                               "1",
+                               "--no-progress",
+                               "--out",
+                               out};
     a.insert(a.end(), extra.begin(), extra.end());
     ProcResult r = run_gradlens(a);
     EXPECT_TRUE(r.exited && r.code != 0) << describe(r);
