@@ -2,12 +2,14 @@
 // after warm-up. Driven by bench/compare_cnn_cpu.py, which times PyTorch at the same shapes in
 // the same run. usage: bench_conv --threads T --repeats R [--algo per_image|batched]
 //   N,C,H,W,OC,K,PAD,NEEDS_DX ...
-// Prints one line per shape: "<spec> fwd_ms <median> fwd_bwd_ms <median>".
+// Prints one line per shape: "<spec> fwd_ms <median> fwd_bwd_ms <median> fwd_cpu_ms <median>
+// fwd_bwd_cpu_ms <median>" (wall and process CPU time).
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,13 @@ double now_ms() {
   return std::chrono::duration<double, std::milli>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+// CPU time of the whole process (all threads): on a loaded machine it still counts only the
+// work done, where wall time also counts the waits for a core.
+double cpu_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) * 1e3 + double(ts.tv_nsec) * 1e-6;
 }
 }  // namespace
 
@@ -59,28 +68,34 @@ int main(int argc, char** argv) {
     Tensor b = Tensor::zeros({v[4]}).requires_grad_();
     Conv2dParams p{{1, 1}, {v[6], v[6]}, {1, 1}, 1};
     Tensor gy;
-    std::vector<double> fwd, both;
+    std::vector<double> fwd, both, fwd_cpu, both_cpu;
     for (int r = 0; r < repeats + 3; ++r) {
-      double t0 = now_ms();
+      if (!gy.defined()) {
+        NoGrad ng;
+        gy = Tensor::randn(conv2d(x, w, b, p).shape(), gen);
+      }
+      double t0 = now_ms(), c0 = cpu_ms();
       Tensor y;
       {
         NoGrad ng;
         y = conv2d(x, w, b, p);
       }
-      double t1 = now_ms();
+      double t1 = now_ms(), c1 = cpu_ms();
       y = conv2d(x, w, b, p);
-      if (!gy.defined()) gy = Tensor::randn(y.shape(), gen);
       y.backward(gy);
-      double t2 = now_ms();
+      double t2 = now_ms(), c2 = cpu_ms();
       x.zero_grad();
       w.zero_grad();
       b.zero_grad();
       if (r >= 3) {  // warm-up: scratch buffers and page faults
         fwd.push_back(t1 - t0);
         both.push_back(t2 - t1);
+        fwd_cpu.push_back(c1 - c0);
+        both_cpu.push_back(c2 - c1);
       }
     }
-    std::printf("%s fwd_ms %.4f fwd_bwd_ms %.4f\n", spec.c_str(), median(fwd), median(both));
+    std::printf("%s fwd_ms %.4f fwd_bwd_ms %.4f fwd_cpu_ms %.4f fwd_bwd_cpu_ms %.4f\n",
+                spec.c_str(), median(fwd), median(both), median(fwd_cpu), median(both_cpu));
   }
   return 0;
 }

@@ -6,10 +6,12 @@ Two measurements, repetitions alternating between the two engines, medians repor
    input needs no gradient, as in training) and conv3x3 32->64 on 14x14, bias, padding 1.
    gradlens: build/bench_conv (engine conv2d op); PyTorch: F.conv2d + backward, same shapes.
 2. One training epoch of the default CNN (conv3x3(32)-relu-maxpool2 - conv3x3(64)-relu-maxpool2
-   - fc128-relu - fc10), SGD momentum 0.9, lr 0.05, batch 64, shuffled, on the same IDX split.
+   - fc128-relu - fc10) with its default training settings (Adam, lr 0.001, batch 64, standard
+   normalization), shuffled, on the same IDX split.
    gradlens' time is the `epoch_time` of `gradlens train --model cnn` (training steps only);
    PyTorch's the wall time of the same loop with the data already in memory.
-Both sides use the same number of threads (torch.set_num_threads).
+Both sides use the same number of threads (torch.set_num_threads). The conv table also gives
+process CPU time per call (all threads), which a loaded machine distorts less than wall time.
 
 usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
        [--repeats 3] [--conv-repeats 20] [--threads 2] [--limit 0]
@@ -17,11 +19,9 @@ usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
 Skips with a message (exit 0) when torch cannot be imported.
 """
 import argparse
-import gzip
 import os
 import platform
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -35,24 +35,11 @@ except ImportError as e:  # pragma: no cover
     print(f"compare_cnn_cpu: skipped, PyTorch/numpy not importable ({e})")
     sys.exit(0)
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_train_cpu import find, read_idx  # noqa: E402  (the IDX reader, shared)
+
 # N, C, H, W, OC, K, PAD, input needs grad
 CONV_SHAPES = [(64, 1, 28, 28, 32, 3, 1, 0), (64, 32, 14, 14, 64, 3, 1, 1)]
-
-
-def read_idx(path):
-    raw = open(path, "rb").read()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    nd = raw[3]
-    dims = struct.unpack(">" + "I" * nd, raw[4:4 + 4 * nd])
-    return np.frombuffer(raw[4 + 4 * nd:], dtype=np.uint8).reshape(dims)
-
-
-def find(d, stem):
-    for n in (stem, stem + ".gz"):
-        if os.path.exists(os.path.join(d, n)):
-            return os.path.join(d, n)
-    sys.exit(f"missing {stem} under {d}; run `gradlens data fetch`")
 
 
 def torch_conv(shape, repeats, threads):
@@ -63,22 +50,24 @@ def torch_conv(shape, repeats, threads):
     wt = (0.1 * torch.randn(oc, c, k, k, generator=g)).requires_grad_()
     b = torch.zeros(oc, requires_grad=True)
     gy = torch.randn(n, oc, h + 2 * pad - k + 1, w + 2 * pad - k + 1, generator=g)
-    fwd, both = [], []
+    fwd, both, fwd_cpu, both_cpu = [], [], [], []
     for r in range(repeats + 3):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
             F.conv2d(x, wt, b, padding=pad)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         y = F.conv2d(x, wt, b, padding=pad)
         y.backward(gy)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
         x.grad = None
         wt.grad = None
         b.grad = None
         if r >= 3:
             fwd.append((t1 - t0) * 1e3)
             both.append((t2 - t1) * 1e3)
-    return statistics.median(fwd), statistics.median(both)
+            fwd_cpu.append((c1 - c0) * 1e3)
+            both_cpu.append((c2 - c1) * 1e3)
+    return tuple(statistics.median(v) for v in (fwd, both, fwd_cpu, both_cpu))
 
 
 def gradlens_conv(build, shapes, repeats, threads):
@@ -89,7 +78,7 @@ def gradlens_conv(build, shapes, repeats, threads):
     for line in out:
         if line.strip():
             f = line.split()
-            res.append((float(f[2]), float(f[4])))
+            res.append((float(f[2]), float(f[4]), float(f[6]), float(f[8])))
     return res, " ".join(cmd)
 
 
@@ -105,7 +94,7 @@ def torch_epoch(x, y, batch, threads, seed, lr):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = torch_cnn(x.shape[1], x.shape[2], x.shape[3])
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     perm = torch.randperm(x.shape[0])
     t0 = time.perf_counter()
     for i in range(0, x.shape[0], batch):
@@ -120,7 +109,7 @@ def torch_epoch(x, y, batch, threads, seed, lr):
 def gradlens_epoch(binary, data_dir, dataset, batch, threads, seed, lr, limit):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "train", "--model", "cnn", "--dataset", dataset, "--data-dir", data_dir,
-               "--lr", str(lr), "--momentum", "0.9", "--batch-size", str(batch), "--epochs", "1",
+               "--optimizer", "adam", "--lr", str(lr), "--batch-size", str(batch), "--epochs", "1",
                "--threads", str(threads), "--seed", str(seed), "--checkpoint-every", "0",
                "--limit-test", "1000", "--no-progress", "--out", out]
         if limit:
@@ -141,7 +130,7 @@ def main():
     ap.add_argument("--conv-repeats", type=int, default=20, help="timed conv calls per shape")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--limit", type=int, default=0, help="train on the first N examples (0: all)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
@@ -157,24 +146,22 @@ def main():
     load = os.getloadavg()
 
     conv_rows = []
-    ours = {s: ([], []) for s in CONV_SHAPES}
-    theirs = {s: ([], []) for s in CONV_SHAPES}
+    ours = {s: [] for s in CONV_SHAPES}  # per shape: one (fwd, fwd+bwd, cpu, cpu) per round
+    theirs = {s: [] for s in CONV_SHAPES}
     conv_cmd = ""
     for r in range(3):  # alternate the two engines three times
         res, conv_cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
-        for s, (f, b) in zip(CONV_SHAPES, res):
-            ours[s][0].append(f)
-            ours[s][1].append(b)
+        for s, t in zip(CONV_SHAPES, res):
+            ours[s].append(t)
         for s in CONV_SHAPES:
-            f, b = torch_conv(s, a.conv_repeats, a.threads)
-            theirs[s][0].append(f)
-            theirs[s][1].append(b)
+            theirs[s].append(torch_conv(s, a.conv_repeats, a.threads))
     for s in CONV_SHAPES:
-        of, ob = statistics.median(ours[s][0]), statistics.median(ours[s][1])
-        tf, tb = statistics.median(theirs[s][0]), statistics.median(theirs[s][1])
-        conv_rows.append((s, of, tf, ob, tb))
-        print(f"conv {s}: fwd gradlens {of:.3f} ms pytorch {tf:.3f} ms | fwd+bwd gradlens "
-              f"{ob:.3f} ms pytorch {tb:.3f} ms", flush=True)
+        o = [statistics.median(t[i] for t in ours[s]) for i in range(4)]
+        t = [statistics.median(v[i] for v in theirs[s]) for i in range(4)]
+        conv_rows.append((s, o, t))
+        print(f"conv {s}: wall fwd {o[0]:.3f} vs {t[0]:.3f} ms, fwd+bwd {o[1]:.3f} vs {t[1]:.3f} ms;"
+              f" cpu fwd {o[2]:.3f} vs {t[2]:.3f} ms, fwd+bwd {o[3]:.3f} vs {t[3]:.3f} ms "
+              "(gradlens vs pytorch)", flush=True)
 
     ours_e, theirs_e, cmd = [], [], ""
     torch_epoch(x[:1024], y[:1024], a.batch, a.threads, 0, a.lr)  # warm-up
@@ -202,14 +189,16 @@ def main():
           f"Command: `{cmdline}`", "",
           f"## conv2d forward and forward+backward (batch 64, 3x3, padding 1, bias; "
           f"3 x {a.conv_repeats} calls)", "",
-          "| shape (N,C,H,W -> OC) | gradlens fwd ms | PyTorch fwd ms | speedup | "
+          "| shape (N,C,H,W -> OC) | time | gradlens fwd ms | PyTorch fwd ms | speedup | "
           "gradlens fwd+bwd ms | PyTorch fwd+bwd ms | speedup |",
-          "|---|---|---|---|---|---|---|"]
-    for s, of, tf, ob, tb in conv_rows:
-        md.append(f"| {s[0]},{s[1]},{s[2]},{s[3]} -> {s[4]}{'' if s[7] else ' (no dx)'} | "
-                  f"{of:.3f} | {tf:.3f} | {tf / of:.2f}x | {ob:.3f} | {tb:.3f} | {tb / ob:.2f}x |")
+          "|---|---|---|---|---|---|---|---|"]
+    for s, o, t in conv_rows:
+        name = f"{s[0]},{s[1]},{s[2]},{s[3]} -> {s[4]}{'' if s[7] else ' (no dx)'}"
+        for kind, i in (("wall", 0), ("CPU", 2)):
+            md.append(f"| {name} | {kind} | {o[i]:.3f} | {t[i]:.3f} | {t[i] / o[i]:.2f}x | "
+                      f"{o[i + 1]:.3f} | {t[i + 1]:.3f} | {t[i + 1] / o[i + 1]:.2f}x |")
     md += ["", f"## One training epoch of the default CNN ({a.dataset}, {x.shape[0]} examples, "
-           f"batch {a.batch}, SGD momentum 0.9, lr {a.lr}; {a.repeats} repeats)", "",
+           f"batch {a.batch}, Adam, lr {a.lr}; {a.repeats} repeats)", "",
            "| gradlens s/epoch | PyTorch s/epoch | speedup |", "|---|---|---|",
            f"| {mo:.3f} | {mt:.3f} | {mt / mo:.2f}x |", "",
            f"conv command per repeat: `{conv_cmd}`",

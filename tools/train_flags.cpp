@@ -13,7 +13,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_option("--model", c.model,
                  "Model family: mlp, or cnn (conv stages of conv-[bn]-act-maxpool, then fc "
-                 "layers; trains by default with --lr 0.05 --batch-size 64 --normalize standard)")
+                 "layers; trains by default with --optimizer adam --lr 0.001 --batch-size 64 "
+                 "--normalize standard)")
       ->capture_default_str();
   app.add_option("--channels", f.channels,
                  "cnn: output channels of each conv stage (default 32,64)");
@@ -95,6 +96,7 @@ train::TrainConfig TrainFlags::to_config() const {
   else if (!fc.empty()) c.fc = train::parse_int_list(fc, "--fc");
   if (c.model == "cnn" && app) {
     auto unset = [this](const char* flag) { return app->count(flag) == 0; };
+    if (unset("--optimizer")) c.optimizer = train::TrainConfig::kCnnOptimizer;
     if (unset("--lr")) c.lr = train::TrainConfig::kCnnLr;
     if (unset("--batch-size")) c.batch_size = train::TrainConfig::kCnnBatchSize;
     if (unset("--normalize")) c.normalize = train::TrainConfig::kCnnNormalize;

@@ -67,7 +67,8 @@ struct TrainConfig {
   void validate() const;  // throws gl::Error naming the flag
   // The training defaults of --model cnn where they differ from the MLP's: applied by the
   // command line to the flags a user did not give.
-  static constexpr double kCnnLr = 0.05;
+  static constexpr const char* kCnnOptimizer = "adam";
+  static constexpr double kCnnLr = 0.001;
   static constexpr int64_t kCnnBatchSize = 64;
   static constexpr const char* kCnnNormalize = "standard";
   std::vector<int64_t> hidden_widths() const;

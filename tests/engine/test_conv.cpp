@@ -8,8 +8,10 @@
 
 #include "engine/ops.h"
 #include "kernels/cpu/conv.h"
+#include "tests/error_of.h"
 
 using namespace gl;
+using gl::testing::error_of;
 
 namespace {
 struct ConvCase {
@@ -39,14 +41,6 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 }  // namespace
 
 // Runs f once with each lowering of conv2d (kernels::cpu::ConvAlgo), restoring the default.

@@ -2,20 +2,11 @@
 #include <gtest/gtest.h>
 
 #include "engine/ops.h"
+#include "tests/error_of.h"
 
 using namespace gl;
 
-namespace {
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using gl::testing::error_of;
 
 TEST(Tensor, CreationAndElementAccess) {
   Tensor z = Tensor::zeros({2, 3});

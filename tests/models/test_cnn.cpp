@@ -7,20 +7,12 @@
 
 #include "models/cnn.h"
 #include "models/init.h"
+#include "tests/error_of.h"
 
 using namespace gl;
 using namespace gl::models;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-}  // namespace
+using gl::testing::error_of;
 
 TEST(Cnn, DefaultLayoutMatchesPyTorchSequential) {
   CnnConfig c;  // 1x28x28, channels 32,64, fc 128

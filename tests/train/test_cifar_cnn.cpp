@@ -132,7 +132,8 @@ TEST(TrainCnn, LearnsMnistTinyWithEveryOption) {
   EXPECT_GT(last_test_acc(out), 0.5);  // 10 classes: chance is 0.1
   std::string cfg = read_text(out + "/config.json");
   EXPECT_NE(cfg.find("\"model\": \"cnn\""), std::string::npos);
-  EXPECT_NE(cfg.find("\"lr\": 0.05"), std::string::npos) << cfg;  // the CNN defaults
+  EXPECT_NE(cfg.find("\"optimizer\": \"adam\""), std::string::npos) << cfg;  // CNN defaults
+  EXPECT_NE(cfg.find("\"lr\": 0.001"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("\"batch_size\": 64"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("\"normalize\": \"standard\""), std::string::npos) << cfg;
   // BatchNorm, another activation and initializer, dropout, no pooling, a given lr.
