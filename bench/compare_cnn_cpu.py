@@ -71,7 +71,10 @@ def torch_conv(shape, repeats, threads):
 
 
 def gradlens_conv(build, shapes, repeats, threads):
-    cmd = [os.path.join(build, "bench_conv"), "--threads", str(threads), "--repeats", str(repeats)]
+    exe = os.path.join(build, "bench", "bench_conv")
+    if not os.path.exists(exe):
+        sys.exit(f"missing {exe}; build it with `ninja -C {build} bench_conv gradlens`")
+    cmd = [exe, "--threads", str(threads), "--repeats", str(repeats)]
     cmd += [",".join(map(str, s)) for s in shapes]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.split("\n")
     res = []
@@ -123,7 +126,8 @@ def gradlens_epoch(binary, data_dir, dataset, batch, threads, seed, lr, limit):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build", help="build directory with gradlens, bench_conv")
+    ap.add_argument("--build", default="build",
+                    help="build directory holding gradlens and bench/bench_conv")
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--dataset", default="fashion-mnist")
     ap.add_argument("--repeats", type=int, default=3, help="epoch repeats per engine")

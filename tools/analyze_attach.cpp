@@ -55,6 +55,9 @@ void attach_analysis(train::Trainer& trainer, const TrainFlags& f) {
   } else {
     GL_CHECK(f.analyze_every >= 1, "--analyze-every must be >= 1, got {}", f.analyze_every);
   }
+  GL_CHECK(!corr || trainer.config().model != "cnn",
+           "--analyze corr: layer correlations read [N, features] activations and do not support "
+           "--model cnn yet");
   if (corr) trainer.add_callback(analysis::make_corr_callback({}));
   if (f.tensorboard)
     trainer.add_callback(std::make_shared<analysis::tb::TensorBoardCallback>(f.tensorboard_dir));

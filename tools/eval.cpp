@@ -33,6 +33,10 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
              "--weights {}: tensor '{}' is not named <layer index>.<parameter> like an MLP's", path,
              name);
     std::string param = name.substr(dot + 1);
+    GL_CHECK(!(param == "weight" && t.dim() == 4),
+             "--weights {}: tensor '{}' {} is a conv weight; `gradlens eval` rebuilds MLPs only "
+             "(a CNN run's test accuracy is in its metrics.csv)",
+             path, name, shape_str(t.shape()));
     if (param == "running_mean") norms.insert(idx);
     if (param == "weight" && t.dim() == 2) linear[idx] = t.shape();
   }

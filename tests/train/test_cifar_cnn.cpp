@@ -136,6 +136,12 @@ TEST(TrainCnn, LearnsMnistTinyWithEveryOption) {
   EXPECT_NE(cfg.find("\"lr\": 0.001"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("\"batch_size\": 64"), std::string::npos) << cfg;
   EXPECT_NE(cfg.find("\"normalize\": \"standard\""), std::string::npos) << cfg;
+  // `gradlens eval` rebuilds MLPs only and says so for a CNN's weights.
+  r = run_gradlens({"eval", "--weights", out + "/model.safetensors", "--dataset", "mnist",
+                    "--data-dir", fixture_data_dir()});
+  EXPECT_TRUE(r.exited && r.code != 0) << describe(r);
+  EXPECT_NE(r.err.find("tensor '0.weight' [8, 1, 3, 3] is a conv weight"), std::string::npos)
+      << r.err;
   // BatchNorm, another activation and initializer, dropout, no pooling, a given lr.
   std::string out2 = make_temp_dir("gl_cnn_run_bn");
   r = run_gradlens({"train",
@@ -224,6 +230,8 @@ TEST(TrainCnn, BadConfigurationsGiveOneLineErrors) {
   EXPECT_NE(e.find("too small for conv stage"), std::string::npos) << e;
   e = err({"--kernel", "0"});
   EXPECT_NE(e.find("--kernel must be at least 1"), std::string::npos) << e;
+  e = err({"--analyze", "corr"});
+  EXPECT_NE(e.find("--analyze corr"), std::string::npos) << e;
   e = err({"--channels", "4,x"});
   EXPECT_NE(e.find("--channels"), std::string::npos) << e;
 }
