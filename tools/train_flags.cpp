@@ -9,7 +9,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   // --no-X flags set their setting false through a callback: the "--no-X{false}" spelling
   // works too but shows its "{false}" in --help.
   app.add_option("--dataset", c.dataset, "mnist, fashion-mnist or cifar10")->capture_default_str();
-  app.add_option("--data-dir", c.data_dir, "Directory holding <dataset>/ (see `gradlens data fetch`)")
+  app.add_option("--data-dir", c.data_dir,
+                 "Directory holding <dataset>/ (see `gradlens data fetch`)")
       ->capture_default_str();
   app.add_option("--model", c.model,
                  "Model family: mlp, or cnn (conv stages of conv-[bn]-act-maxpool, then fc "
@@ -29,7 +30,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--activation", c.activation,
                  "relu, leaky_relu, tanh, sigmoid, gelu, gelu_tanh, silu")
       ->capture_default_str();
-  app.add_option("--leaky-slope", c.leaky_slope, "Negative slope of leaky_relu")->capture_default_str();
+  app.add_option("--leaky-slope", c.leaky_slope, "Negative slope of leaky_relu")
+      ->capture_default_str();
   app.add_option("--init", c.init,
                  "he_normal, he_uniform, xavier_normal, xavier_uniform, normal, zero, orthogonal, "
                  "trunc_normal")
@@ -43,6 +45,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd, adam or adamw")->capture_default_str();
   app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();
+  app.add_option("--lr-schedule", c.lr_schedule,
+                 "constant, or cosine (per step from --lr down to 0 at the last step)")
+      ->capture_default_str();
   app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
   app.add_flag("--nesterov", c.nesterov, "Nesterov momentum (SGD)");
   app.add_option("--weight-decay", c.weight_decay,
@@ -53,16 +58,26 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--adam-eps", c.adam_eps, "Adam/AdamW epsilon")->capture_default_str();
   app.add_option("--batch-size", c.batch_size, "Mini-batch size")->capture_default_str();
   app.add_option("--epochs", c.epochs, "Number of epochs")->capture_default_str();
-  app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")->capture_default_str();
-  app.add_option("--normalize", c.normalize, "Input normalization: raw (x/255) or standard (z-score)")
+  app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")
+      ->capture_default_str();
+  app.add_option("--normalize", c.normalize,
+                 "Input normalization: raw (x/255) or standard (z-score)")
+      ->capture_default_str();
+  app.add_option(
+         "--augment", c.augment,
+         "Training augmentation: none, or a comma list of affine, crop, flip, elastic, noise, "
+         "each with optional parameters (affine:rotation=10:translate=0.08:scale_min=0.9:"
+         "scale_max=1.1:shear=5, crop:pad=2, elastic:alpha=34:sigma=4, noise:std=0.05)")
       ->capture_default_str();
   app.add_option("--threads", c.threads, "CPU threads (0: all cores)")->capture_default_str();
   app.add_option("--out", c.out, "Run directory to write")->required();
-  app.add_option("--checkpoint-every", c.checkpoint_every, "Checkpoint every N epochs (0: only at the end)")
+  app.add_option("--checkpoint-every", c.checkpoint_every,
+                 "Checkpoint every N epochs (0: only at the end)")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint");
   app.add_option("--load-weights", c.load_weights, "Start from weights in a .safetensors file");
-  app.add_flag_callback("--no-shuffle", [&c] { c.shuffle = false; }, "Keep the training order fixed");
+  app.add_flag_callback(
+      "--no-shuffle", [&c] { c.shuffle = false; }, "Keep the training order fixed");
   app.add_flag("--log-steps", c.log_steps, "Write steps.csv with the loss of every step");
   app.add_option("--device", c.device, "cpu (or cuda[:N] in CUDA builds)")->capture_default_str();
   app.add_option("--gemm", c.gemm,
@@ -73,8 +88,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                "Capture the training step as a CUDA graph (not implemented: rejected)");
   app.add_option("--limit-train", c.limit_train, "Use only the first N training examples")
       ->capture_default_str();
-  app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")->capture_default_str();
-  app.add_flag_callback("--no-progress", [&c] { c.progress = false; }, "No progress line on stderr");
+  app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")
+      ->capture_default_str();
+  app.add_flag_callback(
+      "--no-progress", [&c] { c.progress = false; }, "No progress line on stderr");
   app.add_option("--diagnostics", f.diagnostics,
                  "all, none, or a comma list of: activations, histograms, units, grads, "
                  "selectivity")

@@ -20,7 +20,12 @@ const char* normalization_name(Normalization n) {
 
 Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
                bool shuffle, uint64_t seed, bool flat, Device device)
-    : device_(device), n_(ds.n), batch_size_(batch_size), shuffle_(shuffle), flat_(flat), seed_(seed) {
+    : device_(device),
+      n_(ds.n),
+      batch_size_(batch_size),
+      shuffle_(shuffle),
+      flat_(flat),
+      seed_(seed) {
   GL_CHECK(batch_size > 0, "batch size must be positive, got {}", batch_size);
   GL_CHECK(ds.n > 0, "dataset {} is empty", ds.name);
   features_ = ds.channels * ds.height * ds.width;
@@ -32,12 +37,11 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
     GL_CHECK(stats.std > 0, "standard normalization needs a positive std, got {}", stats.std);
   images_ = Tensor::empty({n_, features_}, DType::f32);
   float* p = images_.data<float>();
-  double scale = 1.0 / 255.0, shift = 0.0;
   if (norm == Normalization::standard) {
-    scale = 1.0 / (255.0 * stats.std);
-    shift = -stats.mean / stats.std;
+    scale_ = 1.0 / (255.0 * stats.std);
+    shift_ = -stats.mean / stats.std;
   }
-  for (int64_t i = 0; i < n_ * features_; ++i) p[i] = float(double(ds.images[i]) * scale + shift);
+  for (int64_t i = 0; i < n_ * features_; ++i) p[i] = float(double(ds.images[i]) * scale_ + shift_);
   labels_ = Tensor::from_vector(ds.labels, {n_});
   if (device_.is_cuda()) {
     dev_images_ = images_.to(device_);
@@ -46,7 +50,21 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
   start_epoch(0);
 }
 
+void Loader::set_augment(const ImageDataset& ds, const TrainAugment& a) {
+  GL_CHECK(ds.n == n_ && ds.channels * ds.height * ds.width == features_,
+           "set_augment: dataset {} does not match the loader's {} images", ds.name, n_);
+  augment_ = a;
+  channels_ = ds.channels;
+  height_ = ds.height;
+  width_ = ds.width;
+  if (a.any())
+    pixels_ = ds.images;
+  else
+    pixels_.clear();
+}
+
 void Loader::start_epoch(int64_t epoch) {
+  epoch_ = epoch;
   order_.resize(std::size_t(n_));
   std::iota(order_.begin(), order_.end(), 0);
   if (shuffle_) {
@@ -62,28 +80,44 @@ Batch Loader::batch(int64_t b) const {
   int64_t start = b * batch_size_, count = std::min(batch_size_, n_ - start);
   Batch out;
   out.indices.assign(order_.begin() + start, order_.begin() + start + count);
-  if (device_.is_cuda()) {
+  if (augment_.any()) {
+    // Augmented rows are built on the host (the warp is per image), then moved once.
+    out.images = Tensor::empty({count, features_}, DType::f32);
+    out.labels = Tensor::empty({count}, DType::i64);
+    float* dst = out.images.data<float>();
+    int64_t* ld = out.labels.data<int64_t>();
+    const int64_t* ls = labels_.data<int64_t>();
+    const float scale = float(scale_ * 255.0), shift = float(shift_);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t idx = out.indices[std::size_t(i)];
+      float* row = dst + i * features_;
+      augment_train_image(pixels_.data() + idx * features_, channels_, height_, width_, augment_,
+                          uint64_t(epoch_ * n_ + idx), row);
+      for (int64_t t = 0; t < features_; ++t) row[t] = row[t] * scale + shift;
+      ld[i] = ls[idx];
+    }
+    if (device_.is_cuda()) {
+      out.images = out.images.to(device_);
+      out.labels = out.labels.to(device_);
+    }
+  } else if (device_.is_cuda()) {
     NoGrad ng;
     Tensor idx = dev_order_.narrow(0, start, count);
     out.images = index_select(dev_images_, 0, idx);
     out.labels = index_select(dev_labels_, 0, idx);
-    if (!flat_) {
-      Shape s{count};
-      s.insert(s.end(), sample_shape_.begin(), sample_shape_.end());
-      out.images = out.images.view(s);
+  } else {
+    out.images = Tensor::empty({count, features_}, DType::f32);
+    out.labels = Tensor::empty({count}, DType::i64);
+    const float* src = images_.data<float>();
+    float* dst = out.images.data<float>();
+    const int64_t* ls = labels_.data<int64_t>();
+    int64_t* ld = out.labels.data<int64_t>();
+    for (int64_t i = 0; i < count; ++i) {
+      int64_t idx = out.indices[i];
+      std::memcpy(dst + i * features_, src + idx * features_, sizeof(float) * features_);
+      ld[i] = ls[idx];
     }
-    return out;
-  }
-  out.images = Tensor::empty({count, features_}, DType::f32);
-  out.labels = Tensor::empty({count}, DType::i64);
-  const float* src = images_.data<float>();
-  float* dst = out.images.data<float>();
-  const int64_t* ls = labels_.data<int64_t>();
-  int64_t* ld = out.labels.data<int64_t>();
-  for (int64_t i = 0; i < count; ++i) {
-    int64_t idx = out.indices[i];
-    std::memcpy(dst + i * features_, src + idx * features_, sizeof(float) * features_);
-    ld[i] = ls[idx];
   }
   if (!flat_) {
     Shape s{count};

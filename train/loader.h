@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "train/augment.h"
 #include "train/datasets.h"
 
 namespace gl::data {
@@ -19,8 +20,8 @@ Normalization parse_normalization(const std::string& s);  // "raw" | "standard"
 const char* normalization_name(Normalization n);
 
 struct Batch {
-  Tensor images;  // f32 [B, C*H*W] (flat) or [B, C, H, W]
-  Tensor labels;  // i64 [B]
+  Tensor images;                 // f32 [B, C*H*W] (flat) or [B, C, H, W]
+  Tensor labels;                 // i64 [B]
   std::vector<int64_t> indices;  // dataset indices of the rows
 };
 
@@ -33,6 +34,11 @@ class Loader {
   int64_t size() const { return n_; }
   int64_t num_batches() const { return (n_ + batch_size_ - 1) / batch_size_; }
   int64_t batch_size() const { return batch_size_; }
+  // Augments every training batch from now on: sample `i` of epoch `e` is image i transformed
+  // by augmentation number e * size() + i (then normalized), so epochs differ and any batch
+  // can be recomputed exactly on resume. ds must be the dataset the loader was built from.
+  void set_augment(const ImageDataset& ds, const TrainAugment& a);
+  const TrainAugment& augment() const { return augment_; }
   // Starts epoch `epoch` (0-based): fixes its order.
   void start_epoch(int64_t epoch);
   Batch batch(int64_t i) const;
@@ -50,6 +56,11 @@ class Loader {
   bool shuffle_, flat_;
   uint64_t seed_;
   std::vector<int64_t> order_;
+  int64_t epoch_ = 0;
+  double scale_ = 1.0 / 255.0, shift_ = 0.0;  // normalized = pixel * scale_ + shift_
+  TrainAugment augment_;
+  std::vector<uint8_t> pixels_;  // the raw images, kept only when augmenting
+  int64_t channels_ = 1, height_ = 0, width_ = 0;
 };
 
 }  // namespace gl::data

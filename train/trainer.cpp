@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <numbers>
 
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
@@ -92,6 +93,9 @@ void TrainConfig::validate() const {
     }
   };
   flag("--normalize", [&] { data::parse_normalization(normalize); });
+  GL_CHECK(lr_schedule == "constant" || lr_schedule == "cosine",
+           "--lr-schedule: unknown schedule '{}' (constant, cosine)", lr_schedule);
+  flag("--augment", [&] { data::parse_train_augment(augment); });
   flag("--activation", [&] { parse_activation(activation); });
   flag(init_args.empty() ? "--init" : "--init/--init-arg",
        [&] { models::parse_init(init, init_args); });
@@ -117,6 +121,7 @@ std::string TrainConfig::to_json() const {
   j["dropout"] = dropout;
   j["optimizer"] = optimizer;
   j["lr"] = lr;
+  j["lr_schedule"] = lr_schedule;
   j["momentum"] = momentum;
   j["nesterov"] = nesterov;
   j["weight_decay"] = weight_decay;
@@ -127,6 +132,7 @@ std::string TrainConfig::to_json() const {
   j["epochs"] = epochs;
   j["seed"] = seed;
   j["normalize"] = normalize;
+  j["augment"] = data::parse_train_augment(augment).str();
   j["threads"] = threads;
   j["checkpoint_every"] = checkpoint_every;
   j["load_weights"] = load_weights;
@@ -161,6 +167,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("dropout", c.dropout);
   get("optimizer", c.optimizer);
   get("lr", c.lr);
+  get("lr_schedule", c.lr_schedule);
   get("momentum", c.momentum);
   get("nesterov", c.nesterov);
   get("weight_decay", c.weight_decay);
@@ -171,6 +178,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("epochs", c.epochs);
   get("seed", c.seed);
   get("normalize", c.normalize);
+  get("augment", c.augment);
   get("threads", c.threads);
   get("checkpoint_every", c.checkpoint_every);
   get("load_weights", c.load_weights);
@@ -181,6 +189,16 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("limit_train", c.limit_train);
   get("limit_test", c.limit_test);
   return c;
+}
+
+// ------------------------------------------------------------------ schedule
+void Trainer::apply_lr_schedule() {
+  if (cfg_.lr_schedule != "cosine") return;
+  // Step t of T (t = 0 for the first step) uses lr * (1 + cos(pi t / T)) / 2: a function of the
+  // global step alone, so a resumed run continues on the same curve.
+  const double total = double(cfg_.epochs * train_->num_batches());
+  const double t = double(global_step_ - 1);
+  opt_->set_lr(cfg_.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(t / total, 1.0))));
 }
 
 // ------------------------------------------------------------------ setup
@@ -207,15 +225,22 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   if (dev.is_cuda()) {
 #if defined(GRADLENS_HAVE_CUDA)
     int count = kernels::cuda::device_count();
-    GL_CHECK(count > 0, "--device {}: no CUDA device is available (no GPU or driver found); use "
-             "--device cpu", cfg_.device);
+    GL_CHECK(count > 0,
+             "--device {}: no CUDA device is available (no GPU or driver found); use "
+             "--device cpu",
+             cfg_.device);
     GL_CHECK(dev.index < count, "--device {}: only {} CUDA device(s) are available", cfg_.device,
              count);
-    GL_CHECK(!cfg_.batchnorm, "--batchnorm with --device {}: BatchNorm1d updates its running "
-             "statistics on the host and has no CUDA path yet; use --device cpu", cfg_.device);
-    GL_CHECK(cfg_.model != "cnn", "--model cnn with --device {}: the convolution and pooling "
-             "ops have no CUDA path yet; use --device cpu", cfg_.device);
-    GL_CHECK(!cfg_.cuda_graph, "--cuda-graph: capturing the training step as a CUDA graph is not "
+    GL_CHECK(!cfg_.batchnorm,
+             "--batchnorm with --device {}: BatchNorm1d updates its running "
+             "statistics on the host and has no CUDA path yet; use --device cpu",
+             cfg_.device);
+    GL_CHECK(cfg_.model != "cnn",
+             "--model cnn with --device {}: the convolution and pooling ops have no CUDA path "
+             "yet; use --device cpu",
+             cfg_.device);
+    GL_CHECK(!cfg_.cuda_graph,
+             "--cuda-graph: capturing the training step as a CUDA graph is not "
              "implemented yet; run without --cuda-graph");
     GL_CUDA_CHECK(cudaSetDevice(dev.index));
     set_cuda_gemm_algo(parse_cuda_gemm_algo(cfg_.gemm));
@@ -235,8 +260,11 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   const bool flat = cfg_.model == "mlp";  // a CNN takes [B, C, H, W] batches
   train_ = std::make_unique<data::Loader>(train_ds_, norm, stats, cfg_.batch_size, cfg_.shuffle,
                                           cfg_.seed, flat, dev);
-  test_ = std::make_unique<data::Loader>(test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000),
-                                         false, cfg_.seed, flat, dev);
+  data::TrainAugment aug = data::parse_train_augment(cfg_.augment);
+  aug.seed = cfg_.seed;
+  train_->set_augment(train_ds_, aug);
+  test_ = std::make_unique<data::Loader>(
+      test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000), false, cfg_.seed, flat, dev);
 
   if (cfg_.model == "cnn") {
     models::CnnConfig cc;
@@ -374,12 +402,12 @@ void Trainer::save_checkpoint(int64_t epoch, const std::vector<EpochResult>& his
     sl.push_back(double(step));
     sl.push_back(loss);
   }
-  t.emplace_back("trainer.step_losses",
-                 Tensor::from_vector(sl, {int64_t(step_losses_.size()), 2}));
+  t.emplace_back("trainer.step_losses", Tensor::from_vector(sl, {int64_t(step_losses_.size()), 2}));
   json h = json::array();
   for (const auto& r : history) {
-    json e = {{"epoch", r.epoch}, {"train_loss", r.train_loss}, {"test_loss", r.test_loss},
-              {"train_acc", r.train_acc}, {"test_acc", r.test_acc}, {"epoch_time", r.epoch_time}};
+    json e = {{"epoch", r.epoch},         {"train_loss", r.train_loss},
+              {"test_loss", r.test_loss}, {"train_acc", r.train_acc},
+              {"test_acc", r.test_acc},   {"epoch_time", r.epoch_time}};
     json extra = json::array();
     for (auto& [k, v] : r.extra) extra.push_back({k, v});
     e["extra"] = extra;
@@ -406,8 +434,16 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   // The checkpoint must come from the same configuration (epochs may grow).
   json saved = json::parse(meta("gradlens.config")), now = json::parse(cfg_.to_json());
   for (auto& [k, v] : now.items()) {
+    // The cosine schedule spans all epochs: changing their number would bend the curve
+    // already followed.
+    GL_CHECK(k != "epochs" || cfg_.lr_schedule != "cosine" || saved.value("epochs", v) == v,
+             "--resume: --lr-schedule cosine spans the run's {} epochs; resume it with --epochs {} "
+             "(now {})",
+             saved.value("epochs", v).dump(), saved.value("epochs", v).dump(), v.dump());
     if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
-    if (k == "gemm" && !saved.contains(k) && v == "native") continue;  // older checkpoints
+    if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
+                               (k == "lr_schedule" && v == "constant")))
+      continue;  // checkpoints written before these flags existed
     GL_CHECK(saved.contains(k) && saved[k] == v,
              "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "
              "another --out",
@@ -416,8 +452,10 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   io::NamedTensors model_state, opt_state;
   for (const auto& b : f.tensors) {
     Tensor t = io::from_buffer(b);
-    if (b.name.rfind("model.", 0) == 0) model_state.emplace_back(b.name.substr(6), t);
-    else if (b.name.rfind("optim.", 0) == 0) opt_state.emplace_back(b.name.substr(6), t);
+    if (b.name.rfind("model.", 0) == 0)
+      model_state.emplace_back(b.name.substr(6), t);
+    else if (b.name.rfind("optim.", 0) == 0)
+      opt_state.emplace_back(b.name.substr(6), t);
     else if (b.name == "trainer.step_losses") {
       auto v = t.to_vector<double>();
       step_losses_.clear();
@@ -513,6 +551,7 @@ std::vector<EpochResult> Trainer::run() {
         opt_->zero_grad();
         loss.backward();
         for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+        apply_lr_schedule();
         opt_->step();
         // Callbacks take the loss as a number: only then is it read every step.
         double lv = callbacks_.empty() ? std::nan("") : loss.item();
@@ -564,6 +603,7 @@ std::vector<EpochResult> Trainer::run() {
       opt_->zero_grad();
       loss.backward();
       for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+      apply_lr_schedule();
       opt_->step();
       for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
       int64_t bs = batch.labels.numel();
@@ -579,17 +619,20 @@ std::vector<EpochResult> Trainer::run() {
       if (tty && (std::chrono::duration<double>(now - last_print).count() > 0.2 || b + 1 == nb)) {
         last_print = now;
         double el = std::chrono::duration<double>(now - t0).count();
-        double per_epoch = timed_epochs ? total_time / double(timed_epochs) : el / double(b + 1) * double(nb);
-        double eta = per_epoch * double(cfg_.epochs - epoch) + el / double(b + 1) * double(nb - b - 1);
+        double per_epoch =
+            timed_epochs ? total_time / double(timed_epochs) : el / double(b + 1) * double(nb);
+        double eta =
+            per_epoch * double(cfg_.epochs - epoch) + el / double(b + 1) * double(nb - b - 1);
         int bar = int(20.0 * double(b + 1) / double(nb));
         fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} loss {:.4f} acc {:.2f}%  ETA {}   ", epoch,
-                   cfg_.epochs, std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'),
-                   b + 1, nb, loss_sum / double(seen), 100.0 * double(correct) / double(seen),
-                   fmt_duration(eta));
+                   cfg_.epochs, std::string(std::size_t(bar), '#'),
+                   std::string(std::size_t(20 - bar), '.'), b + 1, nb, loss_sum / double(seen),
+                   100.0 * double(correct) / double(seen), fmt_duration(eta));
       }
     }
     current_labels_ = Tensor();
-    double train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double train_time =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);
     auto [test_loss, pred] = evaluate(*test_);
     for (auto& cb : callbacks_) cb->on_evaluate_end(*this, epoch);
@@ -613,10 +656,12 @@ std::vector<EpochResult> Trainer::run() {
     if (last) final_pred = pred;
     if (cfg_.progress) {
       double eta = total_time / double(timed_epochs) * double(cfg_.epochs - epoch);
-      fmt::print(stderr, "{}epoch {}/{}  train loss {:.4f} acc {:.2f}%  test loss {:.4f} acc {:.2f}%  {:.2f}s{}\n",
-                 tty ? "\r" : "", epoch, cfg_.epochs, r.train_loss, 100 * r.train_acc, r.test_loss,
-                 100 * r.test_acc, train_time,
-                 last ? std::string("          ") : fmt::format("  ETA {}   ", fmt_duration(eta)));
+      fmt::print(
+          stderr,
+          "{}epoch {}/{}  train loss {:.4f} acc {:.2f}%  test loss {:.4f} acc {:.2f}%  {:.2f}s{}\n",
+          tty ? "\r" : "", epoch, cfg_.epochs, r.train_loss, 100 * r.train_acc, r.test_loss,
+          100 * r.test_acc, train_time,
+          last ? std::string("          ") : fmt::format("  ETA {}   ", fmt_duration(eta)));
     }
   }
   if (final_pred.empty()) final_pred = evaluate(*test_).second;  // resumed after the last epoch

@@ -42,6 +42,7 @@ struct TrainConfig {
   double dropout = 0.0;
   std::string optimizer = "sgd";  // sgd | adam | adamw
   double lr = 0.01;
+  std::string lr_schedule = "constant";  // constant | cosine (per step, from lr down to 0)
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 0.0;
@@ -50,9 +51,10 @@ struct TrainConfig {
   int64_t epochs = 10;
   uint64_t seed = 0;
   std::string normalize = "raw";  // raw | standard
-  int threads = 0;  // 0: OpenMP default
-  std::string out;  // run directory
-  int64_t checkpoint_every = 1;  // epochs; 0 disables
+  std::string augment = "none";   // training augmentation list (data::parse_train_augment)
+  int threads = 0;                // 0: OpenMP default
+  std::string out;                // run directory
+  int64_t checkpoint_every = 1;   // epochs; 0 disables
   bool resume = false;
   std::string load_weights;
   bool shuffle = true;
@@ -60,7 +62,7 @@ struct TrainConfig {
   std::string device = "cpu";
   std::string gemm = "native";  // CUDA GEMM backend: native | cublas | tf32
   bool cuda_graph = false;      // capture the step as a CUDA graph (not implemented: rejected)
-  int64_t limit_train = 0;  // use only the first N training examples (0: all)
+  int64_t limit_train = 0;      // use only the first N training examples (0: all)
   int64_t limit_test = 0;
   bool progress = true;
 
@@ -133,6 +135,7 @@ class Trainer {
   int64_t num_classes() const { return num_classes_; }
   // Evaluates the model on a loader: mean loss, predictions (in loader order, unshuffled).
   std::pair<double, std::vector<int64_t>> evaluate(const data::Loader& loader);
+  void apply_lr_schedule();  // sets the optimizer's lr for the coming step
 
  private:
   void save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history);

@@ -203,6 +203,12 @@ TEST(TrainCnn, TrainsOnThreeChannel32x32Images) {
                                "--no-progress", "--out", out});
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
   EXPECT_NE(r.out.find("cifar10: test accuracy"), std::string::npos) << r.out;
+  // Every training augmentation on 3-channel images feeds [B, 3, 32, 32] batches to the CNN.
+  std::string aug = make_temp_dir("gl_cnn_cifar_aug");
+  r = run_gradlens({"train", "--model", "cnn", "--dataset", "cifar10", "--data-dir", root,
+                    "--channels", "4", "--fc", "8", "--epochs", "1", "--augment",
+                    "affine,crop,flip,elastic,noise", "--no-progress", "--out", aug});
+  ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
 }
 
 TEST(TrainCnn, BadConfigurationsGiveOneLineErrors) {

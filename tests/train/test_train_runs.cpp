@@ -94,21 +94,25 @@ TEST_P(TrainResume, StoppedAfterEpochKThenResumedEqualsUninterrupted) {
   expect_same_outputs(dir + "/full", dir + "/cut");
 }
 
-INSTANTIATE_TEST_SUITE_P(Optimizers, TrainResume,
-                         ::testing::Values(ResumeCase{"sgd", {"--threads", "1"}},
-                                           ResumeCase{"sgd_dropout",
-                                                      {"--dropout", "0.3", "--threads", "1"}},
-                                           ResumeCase{"adam_dropout",
-                                                      {"--optimizer", "adam", "--lr", "0.001",
-                                                       "--dropout", "0.2", "--threads", "1"}}),
-                         [](const auto& info) { return std::string(info.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Optimizers, TrainResume,
+    ::testing::Values(ResumeCase{"sgd", {"--threads", "1"}},
+                      ResumeCase{"sgd_dropout", {"--dropout", "0.3", "--threads", "1"}},
+                      ResumeCase{"sgd_augment",
+                                 {"--augment", "affine,crop,flip,elastic,noise", "--threads", "1"}},
+                      ResumeCase{"adam_dropout",
+                                 {"--optimizer", "adam", "--lr", "0.001", "--dropout", "0.2",
+                                  "--threads", "1"}}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) {
   std::string dir = make_temp_dir("gl_kill");
   // Small batches make each epoch long enough to land the kill mid-run.
   const int epochs = 12;
-  std::vector<std::string> flags{"--optimizer", "adam", "--lr",      "0.001",
-                                 "--dropout",   "0.2",  "--threads", "1"};
+  // With a cosine schedule and augmentation: both depend on the step and epoch only.
+  std::vector<std::string> flags{"--optimizer", "adam",       "--lr",          "0.001",
+                                 "--dropout",   "0.2",        "--lr-schedule", "cosine",
+                                 "--augment",   "crop,noise", "--threads",     "1"};
   train_ok(train_args(dir + "/full", epochs, flags, "7", "4"));
 
   pid_t pid = spawn_gradlens(train_args(dir + "/cut", epochs, flags, "7", "4"), dir + "/cut.out",
