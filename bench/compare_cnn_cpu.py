@@ -183,7 +183,8 @@ def main():
                if l.startswith("model name")][0]
     except Exception:
         pass
-    cmdline = (f"/usr/bin/python3 bench/compare_cnn_cpu.py --build {a.build} --data-dir {a.data_dir} "
+    env = "".join(f"{k}={os.environ[k]} " for k in ("OMP_WAIT_POLICY",) if k in os.environ)
+    cmdline = (f"{env}/usr/bin/python3 bench/compare_cnn_cpu.py --build {a.build} --data-dir {a.data_dir} "
                f"--dataset {a.dataset} --repeats {a.repeats} --conv-repeats {a.conv_repeats} "
                f"--threads {a.threads}" + (f" --limit {a.limit}" if a.limit else ""))
     md = [f"# CNN on the CPU: gradlens vs PyTorch {torch.__version__}", "",
