@@ -266,8 +266,16 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   test_ = std::make_unique<data::Loader>(
       test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000), false, cfg_.seed, flat, dev);
 
+  auto common = [this](auto& c) {  // settings shared by the MLP and CNN builders
+    c.activation = parse_activation(cfg_.activation);
+    c.leaky_slope = cfg_.leaky_slope;
+    c.batchnorm = cfg_.batchnorm;
+    c.dropout = cfg_.dropout;
+    c.num_classes = num_classes_;
+  };
   if (cfg_.model == "cnn") {
     models::CnnConfig cc;
+    common(cc);
     cc.in_channels = train_ds_.channels;
     cc.height = train_ds_.height;
     cc.width = train_ds_.width;
@@ -275,11 +283,6 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
     cc.fc = cfg_.fc;
     cc.kernel = cfg_.kernel;
     cc.pool = cfg_.pool;
-    cc.activation = parse_activation(cfg_.activation);
-    cc.leaky_slope = cfg_.leaky_slope;
-    cc.batchnorm = cfg_.batchnorm;
-    cc.dropout = cfg_.dropout;
-    cc.num_classes = num_classes_;
     try {
       model_ = models::build_cnn(cc);
     } catch (const Error& e) {
@@ -288,13 +291,9 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
     }
   } else {
     models::MlpConfig mc;
+    common(mc);
     mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
     mc.hidden = cfg_.hidden_widths();
-    mc.activation = parse_activation(cfg_.activation);
-    mc.leaky_slope = cfg_.leaky_slope;
-    mc.batchnorm = cfg_.batchnorm;
-    mc.dropout = cfg_.dropout;
-    mc.num_classes = num_classes_;
     model_ = models::build_mlp(mc);
   }
   Generator init_gen(cfg_.seed);

@@ -358,10 +358,10 @@ void max_fwd_2x2(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
   }
 }
 
-template <class T>
-void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
-  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0)
-    return max_fwd_2x2(g, x, out, argmax);
+// Calls f(input plane, output index, h0, h1, w0, w1) for every output of every plane, with the
+// window's input rows [h0, h1) and columns [w0, w1) clipped to the image.
+template <class T, class F>
+void for_each_window(const PoolGeometry& g, const T* x, F&& f) {
   const int64_t oh = g.out_h(), ow = g.out_w();
 #pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
   for (int64_t pl = 0; pl < g.planes; ++pl) {
@@ -370,6 +370,18 @@ void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
       const auto [h0, h1] = window(i, g.stride_h, g.pad_h, g.kh, g.h);
       for (int64_t j = 0; j < ow; ++j) {
         const auto [w0, w1] = window(j, g.stride_w, g.pad_w, g.kw, g.w);
+        f(in, (pl * oh + i) * ow + j, h0, h1, w0, w1);
+      }
+    }
+  }
+}
+
+template <class T>
+void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
+  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0)
+    return max_fwd_2x2(g, x, out, argmax);
+  for_each_window(
+      g, x, [&](const T* in, int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
         T best = -std::numeric_limits<T>::infinity();
         int64_t at = h0 * g.w + w0;
         for (int64_t a = h0; a < h1; ++a)
@@ -380,12 +392,9 @@ void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
               at = a * g.w + b;
             }
           }
-        const int64_t o = (pl * oh + i) * ow + j;
         out[o] = best;
         argmax[o] = int32_t(at);
-      }
-    }
-  }
+      });
 }
 
 template <class T>
@@ -401,22 +410,14 @@ void max_bwd(const PoolGeometry& g, const T* grad_out, const int32_t* argmax, T*
 
 template <class T>
 void avg_fwd(const PoolGeometry& g, const T* x, T* out) {
-  const int64_t oh = g.out_h(), ow = g.out_w();
   const double inv = 1.0 / double(g.kh * g.kw);
-#pragma omp parallel for schedule(static) if (g.planes * oh * ow * g.kh * g.kw > kParallelMin)
-  for (int64_t pl = 0; pl < g.planes; ++pl) {
-    const T* in = x + pl * g.h * g.w;
-    for (int64_t i = 0; i < oh; ++i) {
-      const auto [h0, h1] = window(i, g.stride_h, g.pad_h, g.kh, g.h);
-      for (int64_t j = 0; j < ow; ++j) {
-        const auto [w0, w1] = window(j, g.stride_w, g.pad_w, g.kw, g.w);
-        double s = 0;
-        for (int64_t a = h0; a < h1; ++a)
-          for (int64_t b = w0; b < w1; ++b) s += double(in[a * g.w + b]);
-        out[(pl * oh + i) * ow + j] = T(s * inv);
-      }
-    }
-  }
+  for_each_window(g, x,
+                  [&](const T* in, int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+                    double s = 0;
+                    for (int64_t a = h0; a < h1; ++a)
+                      for (int64_t b = w0; b < w1; ++b) s += double(in[a * g.w + b]);
+                    out[o] = T(s * inv);
+                  });
 }
 
 template <class T>
