@@ -344,15 +344,18 @@ void max_fwd_2x2(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
       T* o = out + (pl * oh + i) * ow;
       int32_t* a = argmax + (pl * oh + i) * ow;
       const int32_t base = int32_t(2 * i * g.w);
+      // Pairwise selects (no branches): (r0 pair), (r1 pair), then the two winners; a later
+      // value wins only when strictly greater, or NaN over a number, so the first maximum in
+      // row-major order (or the first NaN) is kept, as in the generic loop.
+      auto wins = [](T v, T best) { return v > best || (v != v && best == best); };
       for (int64_t j = 0; j < ow; ++j) {
-        const T v[4] = {r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1]};
-        const int32_t at[4] = {base + int32_t(2 * j), base + int32_t(2 * j + 1),
-                               base + int32_t(g.w + 2 * j), base + int32_t(g.w + 2 * j + 1)};
-        int k = 0;
-        for (int q = 1; q < 4; ++q)
-          if (v[q] > v[k] || (v[q] != v[q] && v[k] == v[k])) k = q;
-        o[j] = v[k];
-        a[j] = at[k];
+        const T v0 = r0[2 * j], v1 = r0[2 * j + 1], v2 = r1[2 * j], v3 = r1[2 * j + 1];
+        const bool b01 = wins(v1, v0), b23 = wins(v3, v2);
+        const T m01 = b01 ? v1 : v0, m23 = b23 ? v3 : v2;
+        const int32_t k01 = b01 ? 1 : 0, k23 = b23 ? int32_t(g.w + 1) : int32_t(g.w);
+        const bool lower = wins(m23, m01);
+        o[j] = lower ? m23 : m01;
+        a[j] = base + int32_t(2 * j) + (lower ? k23 : k01);
       }
     }
   }

@@ -260,3 +260,31 @@ TEST(Conv2d, BadInputsGiveOneLineErrorsNamingTheProblem) {
       }),
       "padding (2, 2) must be at most half the kernel");
 }
+
+// Ties send the gradient to the first maximum in row-major order and NaN wins over numbers
+// (the first NaN), on the unrolled 2x2 path and on the generic window loop alike.
+TEST(Pooling, MaxTiesAndNaNFollowOneRule) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // Four 2x2 windows: all tied, tie between the 2nd and 3rd, NaN at 3rd and 4th, NaN first.
+  std::vector<double> v = {1, 1, 0, 5, nan, 0,   nan, 1,  //
+                           1, 1, 5, 2, nan, nan, 3,   4};
+  for (bool generic : {false, true}) {
+    Tensor x = Tensor::from_vector(v, {1, 1, 2, 8}).requires_grad_(true);
+    // Stride (1, 2) on 2 rows gives the same windows through the generic loop.
+    Tensor y = generic ? max_pool2d(x, {2, 2}, {1, 2}) : max_pool2d(x, {2, 2});
+    y.backward(Tensor::ones(y.shape(), DType::f64));
+    auto g = x.grad().to_vector<double>();
+    auto out = y.to_vector<double>();
+    EXPECT_EQ(out[0], 1.0);
+    EXPECT_EQ(g[0], 1.0) << generic;  // all tied: the first
+    EXPECT_EQ(g[1] + g[8] + g[9], 0.0) << generic;
+    EXPECT_EQ(out[1], 5.0);
+    EXPECT_EQ(g[3], 1.0) << generic;  // 5 at (0, 3) before 5 at (1, 2)
+    EXPECT_EQ(g[10], 0.0) << generic;
+    EXPECT_TRUE(std::isnan(out[2]));
+    EXPECT_EQ(g[4], 1.0) << generic;  // the first NaN
+    EXPECT_EQ(g[12] + g[13], 0.0) << generic;
+    EXPECT_TRUE(std::isnan(out[3]));
+    EXPECT_EQ(g[6], 1.0) << generic;
+  }
+}
