@@ -2,6 +2,7 @@
 // kernels::cpu::conv2d_reference, direct window loops for pooling), chunked batches against
 // unchunked ones, and the one-line errors of bad shapes.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -287,4 +288,25 @@ TEST(Pooling, MaxTiesAndNaNFollowOneRule) {
     EXPECT_TRUE(std::isnan(out[3]));
     EXPECT_EQ(g[6], 1.0) << generic;
   }
+}
+
+// The per-image path sums dW and db over fixed chunks of images in a fixed order: the
+// gradients are bit-identical whatever the thread count.
+TEST(Conv2d, GradientsDoNotDependOnTheThreadCount) {
+  Generator gen(12);
+  Tensor x = Tensor::randn({37, 3, 9, 9}, gen), w = Tensor::randn({8, 3, 3, 3}, gen);
+  Tensor b = Tensor::randn({8}, gen), gy = Tensor::randn({37, 8, 9, 9}, gen);
+  const int saved = omp_get_max_threads();
+  std::vector<std::vector<float>> runs;
+  for (int threads : {1, 2, 3}) {
+    omp_set_num_threads(threads);
+    Tensor wl = w.detach().requires_grad_(true), bl = b.detach().requires_grad_(true);
+    conv2d(x, wl, bl, {{1, 1}, {1, 1}}).backward(gy);
+    std::vector<float> g = wl.grad().to_vector<float>(), gb = bl.grad().to_vector<float>();
+    g.insert(g.end(), gb.begin(), gb.end());
+    runs.push_back(g);
+  }
+  omp_set_num_threads(saved);
+  EXPECT_TRUE(runs[0] == runs[1]);
+  EXPECT_TRUE(runs[0] == runs[2]);
 }
