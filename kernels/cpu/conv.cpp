@@ -14,11 +14,14 @@
 // 2 threads, on the shared 2-core machine): per_image was 1.2-1.4x faster than batched with
 // 1 thread (conv 32->64 on 14x14, fwd+bwd 58 vs 73 ms) and 2-4x with 2 threads, where the
 // batched path's 14 MB im2col matrix and the GEMM's barriers suffered most from the load.
-// Per CPU-second (1 thread, process CPU time) per_image matched PyTorch 1.13's mkldnn conv at
-// that shape: forward 7.0 vs 8.3 ms, forward+backward 21.4 vs 20.4 ms; all three GEMMs run
-// near 33 GFLOP/s. Computing out_n^T [P, oc] = col^T W^T instead (full 14 x 32 micro-tiles at
-// P = 196, bias in the GEMM epilogue, then a transpose) measured the same 7.0 ms, so the
-// simpler orientation stayed. bench/results/cnn_cpu.md has the side-by-side comparison.
+// Against PyTorch 1.13's mkldnn conv at that shape (bench/compare_cnn_cpu.py, process CPU
+// time per call on the loaded machine): forward 7.9 vs 4.6-5.0 ms, forward+backward 22.2-22.5
+// vs 14.6-16.5 ms, i.e. 0.6-0.75x. Our forward runs at about 58 GFLOP/s (462 MFLOP), mkldnn's
+// direct convolution near 95: it skips im2col's extra pass and the GEMM's packing by reading
+// channel-blocked data in place. Computing
+// out_n^T [P, oc] = col^T W^T instead (full 14 x 32 micro-tiles at P = 196, bias in the GEMM
+// epilogue, then a transpose) measured the same 7.0 ms, so the simpler orientation stayed.
+// Winograd F(2x2, 3x3) (2.25x fewer multiplies) is the next step for 3x3 stride-1 layers.
 // Scratch buffers are per thread and reused across calls, so a training step does not fault in
 // fresh pages for its im2col matrices.
 #include "kernels/cpu/conv.h"
