@@ -40,7 +40,8 @@ LABELS = {
 
 def command(args, config, out):
     if config == "host-copy":
-        return [args.bench_bin, "train", args.data_dir, out, str(args.epochs), str(args.threads), "host-copy"]
+        return [args.bench_bin, "train", args.dataset, args.data_dir, out, str(args.epochs), str(args.threads),
+                "host-copy"]
     cmd = [args.bin, "train", "--dataset", args.dataset, "--data-dir", args.data_dir, "--hidden", "128,128",
            "--epochs", str(args.epochs), "--threads", str(args.threads), "--no-progress", "--out", out]
     if config == "diag-all":
@@ -118,8 +119,6 @@ def main():
             sys.exit(f"bench_diagnostics: --configs: unknown configuration '{c}' (known: {', '.join(LABELS)})")
     if "none" not in configs:
         sys.exit("bench_diagnostics: --configs must include none (the baseline)")
-    if "host-copy" in configs and args.dataset != "mnist":
-        sys.exit("bench_diagnostics: host-copy runs on mnist only (drop it from --configs)")
     for b in [args.bin] + ([args.bench_bin] if "host-copy" in configs else []):
         if not os.access(b, os.X_OK):
             sys.exit(f"bench_diagnostics: {b} is not an executable (build it first)")

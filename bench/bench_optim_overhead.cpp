@@ -9,10 +9,11 @@
 //     in one process, runs alternate none / host copies / optim for REPEATS rounds after one
 //     warm-up round; prints the medians of the epoch's training time (EpochResult epoch_time,
 //     which excludes evaluation and file writing).
-//   build/bench/bench_optim_overhead train DATA_DIR OUT EPOCHS THREADS none|host-copy|optim
-//     one training run shaped like `gradlens train --hidden 128,128 --epochs EPOCHS --threads
-//     THREADS --no-progress --out OUT` (every other flag at its default) with the named
-//     callback: bench/bench_diagnostics.py times it as a whole process beside `gradlens train`.
+//   build/bench/bench_optim_overhead train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim
+//     one training run shaped like `gradlens train --dataset DATASET --hidden 128,128 --epochs
+//     EPOCHS --threads THREADS --no-progress --out OUT` (every other flag at its default) with the
+//     named callback: bench/bench_diagnostics.py times it as a whole process beside `gradlens
+//     train`.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -112,14 +113,15 @@ void add_callback(train::Trainer& t, const std::string& kind) {
 
 int train_once(int argc, char** argv) {
   if (argc != 8) {
-    fmt::print(stderr, "usage: {} train DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
+    fmt::print(stderr, "usage: {} train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
                argv[0]);
     return 2;
   }
-  train::TrainConfig cfg = mlp_config(argv[2], std::atoll(argv[4]), std::atoi(argv[5]));
-  cfg.out = argv[3];
+  train::TrainConfig cfg = mlp_config(argv[3], std::atoll(argv[5]), std::atoi(argv[6]));
+  cfg.dataset = argv[2];
+  cfg.out = argv[4];
   train::Trainer trainer(cfg);
-  add_callback(trainer, argv[6]);
+  add_callback(trainer, argv[7]);
   auto h = trainer.run();
   fmt::print("test accuracy {:.2f}% after {} epochs\n", 100 * h.back().test_acc, h.back().epoch);
   return 0;
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     fmt::print(stderr,
                "usage: {0} DATA_DIR [REPEATS=5] [THREADS=1]\n"
-               "       {0} train DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
+               "       {0} train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
                argv[0]);
     return 2;
   }

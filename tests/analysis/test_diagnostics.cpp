@@ -407,9 +407,10 @@ TEST(Diagnostics, OnePassAtInitializationMatchesTwoPasses) {
             int b = v < lo ? 0 : v > hi ? B - 1 : int((v - lo) * (float(B) / (hi - lo)));
             ++want[std::size_t(std::clamp(b, 0, B - 1))];
           }
-        auto h = io::load_npy((dir / fmt::format("hist_{}_{}.npy", i, post ? "post" : "pre")).string());
+        auto h =
+            io::load_npy((dir / fmt::format("hist_{}_{}.npy", i, post ? "post" : "pre")).string());
         ASSERT_EQ(h.shape, (std::vector<int64_t>{2, B}));
-        std::vector<int64_t> got(std::size_t(B));
+        std::vector<int64_t> got(static_cast<std::size_t>(B));
         std::memcpy(got.data(), h.bytes.data(), got.size() * 8);  // row 0: epoch 0
         EXPECT_EQ(got, want) << "layer " << i << " post " << post;
       }
