@@ -40,22 +40,24 @@ double frac(double num, double den) {
   return den > 0 ? num / den : std::nan("");
 }
 
-void save_f64(const std::string& path, const std::vector<double>& v, std::vector<int64_t> shape) {
+void save_f64(io::AtomicWriteBatch& batch, const std::string& path, const std::vector<double>& v,
+              std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "F64";
   a.shape = std::move(shape);
   a.bytes.resize(v.size() * sizeof(double));
   std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
-void save_i32(const std::string& path, const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+void save_i32(io::AtomicWriteBatch& batch, const std::string& path, const std::vector<int32_t>& v,
+              std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "I32";
   a.shape = std::move(shape);
   a.bytes.resize(v.size() * sizeof(int32_t));
   std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
 }  // namespace
@@ -113,9 +115,11 @@ OptimStatsCallback::OptimStatsCallback(OptimStatsOptions options) : opt_(options
 void OptimStatsCallback::on_train_begin(train::Trainer& t) {
   names_.clear();
   numels_.clear();
+  params_.clear();
   for (auto& [name, p] : t.model().named_parameters()) {
     names_.push_back(name);
     numels_.push_back(p.numel());
+    params_.push_back(p);  // the optimizer holds the same handles: they stay the parameters
   }
   state_.assign(names_.size(), State{});
   for (size_t i = 0; i < names_.size(); ++i) {
@@ -148,9 +152,7 @@ void OptimStatsCallback::on_after_backward(train::Trainer& t, int64_t global_ste
 }
 
 void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
-  auto params = t.model().named_parameters();
-  GL_CHECK(params.size() == state_.size(), "optim stats: the model has {} parameters, expected {}",
-           params.size(), state_.size());
+  const auto& params = params_;
   OptimRecord rec;
   rec.step = step;
   rec.epoch = epoch_;
@@ -159,8 +161,8 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
   total.fill(0.0);
   bool complete = true;
   for (size_t k = 0; k < params.size(); ++k) {
-    Tensor w = host_f32(params[k].second);
-    Tensor g = params[k].second.grad();
+    Tensor w = host_f32(params[k]);
+    Tensor g = params[k].grad();
     g = g.defined() ? host_f32(g) : Tensor::zeros(w.shape());
     auto& s = state_[k];
     const int64_t n = w.numel();
@@ -214,10 +216,10 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
 }
 
 void OptimStatsCallback::sign_map_row(train::Trainer& t) {
-  auto params = t.model().named_parameters();
+  const auto& params = params_;
   for (size_t k = 0; k < params.size() && k < sign_maps_.size(); ++k) {
-    Tensor gt = params[k].second.grad();
-    if (!gt.defined()) gt = Tensor::zeros(params[k].second.shape());
+    Tensor gt = params[k].grad();
+    if (!gt.defined()) gt = Tensor::zeros(params[k].shape());
     Tensor g = host_f32(gt);
     const float* gp = g.data<float>();
     const int64_t n = g.numel();
@@ -241,6 +243,7 @@ void OptimStatsCallback::on_epoch_end(train::Trainer& t, train::EpochResult&) {
 
 void OptimStatsCallback::write(const std::string& dir) const {
   io::ensure_dir(dir);
+  io::AtomicWriteBatch batch;  // synced together: a few journal commits per epoch, not 2 per file
   const size_t P = names_.size(), S = kNumOptimStats, R = records_.size();
   std::vector<double> stats;
   stats.reserve(R * (P + 1) * S);
@@ -250,8 +253,8 @@ void OptimStatsCallback::write(const std::string& dir) const {
     steps.push_back(double(r.epoch));
     for (auto& row : r.stats) stats.insert(stats.end(), row.begin(), row.end());
   }
-  save_f64(dir + "/stats.npy", stats, {int64_t(R), int64_t(P + 1), int64_t(S)});
-  save_f64(dir + "/steps.npy", steps, {int64_t(R), 2});
+  save_f64(batch, dir + "/stats.npy", stats, {int64_t(R), int64_t(P + 1), int64_t(S)});
+  save_f64(batch, dir + "/steps.npy", steps, {int64_t(R), 2});
 
   nlohmann::json j;
   j["every"] = opt_.every;
@@ -270,9 +273,9 @@ void OptimStatsCallback::write(const std::string& dir) const {
       for (auto& row : sign_maps_[k]) m.insert(m.end(), row.begin(), row.end());
       for (auto& row : sign_zooms_[k]) z.insert(z.end(), row.begin(), row.end());
       std::string base = fmt::format("sign_map_{}", k);
-      save_i32(dir + "/" + base + ".npy", m,
+      save_i32(batch, dir + "/" + base + ".npy", m,
                {int64_t(sign_maps_[k].size()), int64_t(sign_maps_[k][0].size())});
-      save_i32(dir + "/" + base + "_zoom.npy", z,
+      save_i32(batch, dir + "/" + base + "_zoom.npy", z,
                {int64_t(sign_zooms_[k].size()), int64_t(sign_zooms_[k][0].size())});
       p["sign_map"] = base + ".npy";
       p["sign_map_zoom"] = base + "_zoom.npy";
@@ -302,7 +305,8 @@ void OptimStatsCallback::write(const std::string& dir) const {
     j["epochs"].push_back(ej);
     i = e;
   }
-  io::write_file_atomic(dir + "/optim.json", j.dump(1));
+  batch.add(dir + "/optim.json", j.dump(1));  // last: it names the arrays
+  batch.commit();
 }
 
 }  // namespace gl::analysis

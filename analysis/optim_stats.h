@@ -31,14 +31,14 @@
 namespace gl::analysis {
 
 struct OptimStatsOptions {
-  int64_t every = 1;             // record every N steps (1: every step)
-  double zero_threshold = 1e-7;  // |g| below this counts as a zero gradient
-  double small_threshold = 1e-5; // released / retained threshold
+  int64_t every = 1;              // record every N steps (1: every step)
+  double zero_threshold = 1e-7;   // |g| below this counts as a zero gradient
+  double small_threshold = 1e-5;  // released / retained threshold
   double ema_decay = 0.99;
-  int64_t sign_map_width = 256;  // columns of the downsampled sign map per parameter
-  int64_t sign_map_zoom = 96;    // leading components kept at full resolution
+  int64_t sign_map_width = 256;    // columns of the downsampled sign map per parameter
+  int64_t sign_map_zoom = 96;      // leading components kept at full resolution
   double sign_large_factor = 2.0;  // |g| > factor * mean|g| of the tensor codes as "large"
-  bool write_files = true;       // write <run>/optim/ (tests may keep results in memory only)
+  bool write_files = true;         // write <run>/optim/ (tests may keep results in memory only)
 };
 
 // The statistics of one parameter tensor at one recorded step (or their sum over tensors).
@@ -63,7 +63,12 @@ enum OptimStat : int {
 const char* optim_stat_name(int stat);
 
 // Codes of the sign map.
-enum SignCode : int8_t { kSignZero = 0, kSignPositiveSmall = 1, kSignNegativeSmall = -1, kSignLarge = 2 };
+enum SignCode : int8_t {
+  kSignZero = 0,
+  kSignPositiveSmall = 1,
+  kSignNegativeSmall = -1,
+  kSignLarge = 2
+};
 
 struct OptimRecord {
   int64_t step = 0, epoch = 0;
@@ -102,6 +107,7 @@ class OptimStatsCallback : public train::Callback {
   OptimStatsOptions opt_;
   std::vector<std::string> names_;
   std::vector<int64_t> numels_;
+  std::vector<Tensor> params_;  // handles taken at on_train_begin (no name building per step)
   std::vector<State> state_;
   std::vector<OptimRecord> records_;
   std::vector<std::vector<std::vector<int8_t>>> sign_maps_, sign_zooms_;

@@ -18,11 +18,12 @@ std::vector<uint8_t> read_file(const std::string& path);
 void write_file_atomic(const std::string& path, std::span<const uint8_t> bytes);
 void write_file_atomic(const std::string& path, std::string_view bytes);
 
-// Several atomic writes made durable together: commit() writes every temporary, then fsyncs
-// and renames each over its target, then fsyncs each directory once. A crash leaves every
-// path either old or new and complete (a file is synced before its rename), as with
-// write_file_atomic, at the cost of about one journal commit for the batch instead of two per
-// file. Files are independent: a crash during commit may leave some new and some old.
+// Several atomic writes made durable together: commit() writes every temporary, makes them all
+// durable (one syncfs of their file system on Linux; else an fsync each), then renames each
+// over its target and fsyncs each directory once. A crash leaves every path either old or new
+// and complete (a file is durable before its rename), as with write_file_atomic, at the cost
+// of about two journal commits for the batch instead of two per file. Files are independent: a
+// crash during commit may leave some new and some old.
 class AtomicWriteBatch {
  public:
   void add(std::string path, std::vector<uint8_t> bytes);
