@@ -25,7 +25,6 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-
 const char* kGroupNames[] = {"activations", "histograms", "units", "grads", "selectivity"};
 
 bool relu_family(ActivationKind a) {
@@ -426,8 +425,8 @@ void DiagnosticsCallback::finish_pass(int64_t epoch) {
 void DiagnosticsCallback::write_files(int64_t epoch) {
   const std::string dir = trainer_->run_dir() + "/diagnostics";
   io::ensure_dir(dir);
-  // One batch: every file stays atomically replaced, and the epoch pays for a few journal
-  // commits instead of two fsyncs per file.
+  // One batch: every file stays atomically replaced, and the epoch pays for a few syncs instead
+  // of two fsyncs per file.
   io::AtomicWriteBatch batch;
   json lj;
   lj["layers"] = json::array();
@@ -506,7 +505,7 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
   }
   // Last: it lists the epochs the histogram files hold, so it is renamed after them.
   batch.add(dir + "/layers.json", lj.dump(1) + "\n");
-  batch.commit();
+  writer_.submit(std::move(batch));  // written while training goes on; on_train_end waits
 }
 
 void DiagnosticsCallback::annotate_config(const std::string& run_dir) {
@@ -663,7 +662,9 @@ void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
   write_files(r.epoch);
 }
 
-void DiagnosticsCallback::on_train_end(train::Trainer&) {}
+void DiagnosticsCallback::on_train_end(train::Trainer&) {
+  writer_.wait();
+}
 
 // ------------------------------------------------------------------ resume
 namespace {

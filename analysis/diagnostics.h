@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/fs.h"
 #include "train/trainer.h"
 
 namespace gl::analysis {
@@ -114,6 +115,7 @@ class DiagnosticsCallback : public train::Callback {
   std::string act_rows_, unit_rows_, grad_rows_, step_rows_;
   std::vector<std::vector<StepGrads>> step_grads_;
   std::shared_ptr<DiagnosticsCallback*> token_;  // what the hooks hold; null after destruction
+  io::BackgroundWriter writer_;  // each epoch's files; last member: destroyed (waited for) first
 };
 
 }  // namespace gl::analysis

@@ -238,12 +238,21 @@ void OptimStatsCallback::sign_map_row(train::Trainer& t) {
 }
 
 void OptimStatsCallback::on_epoch_end(train::Trainer& t, train::EpochResult&) {
-  if (opt_.write_files && !t.run_dir().empty()) write(t.run_dir() + "/optim");
+  // Serialized now, written while the next epoch trains.
+  if (opt_.write_files && !t.run_dir().empty()) writer_.submit(files(t.run_dir() + "/optim"));
+}
+
+void OptimStatsCallback::on_train_end(train::Trainer&) {
+  writer_.wait();
 }
 
 void OptimStatsCallback::write(const std::string& dir) const {
+  files(dir).commit();
+}
+
+io::AtomicWriteBatch OptimStatsCallback::files(const std::string& dir) const {
   io::ensure_dir(dir);
-  io::AtomicWriteBatch batch;  // synced together: a few journal commits per epoch, not 2 per file
+  io::AtomicWriteBatch batch;  // synced together: a few syncs per epoch, not 2 per file
   const size_t P = names_.size(), S = kNumOptimStats, R = records_.size();
   std::vector<double> stats;
   stats.reserve(R * (P + 1) * S);
@@ -306,7 +315,7 @@ void OptimStatsCallback::write(const std::string& dir) const {
     i = e;
   }
   batch.add(dir + "/optim.json", j.dump(1));  // last: it names the arrays
-  batch.commit();
+  return batch;
 }
 
 }  // namespace gl::analysis

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/fs.h"
 #include "train/trainer.h"
 
 namespace gl::analysis {
@@ -84,6 +85,7 @@ class OptimStatsCallback : public train::Callback {
   void on_epoch_begin(train::Trainer& t, int64_t epoch) override;
   void on_after_backward(train::Trainer& t, int64_t global_step) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
+  void on_train_end(train::Trainer& t) override;  // waits for the last files
 
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<int64_t>& numels() const { return numels_; }
@@ -93,7 +95,8 @@ class OptimStatsCallback : public train::Callback {
   const std::vector<std::vector<std::vector<int8_t>>>& sign_zooms() const { return sign_zooms_; }
   const OptimStatsOptions& options() const { return opt_; }
 
-  // Writes <dir>/optim.json and the .npy arrays described in docs/run_directory.md.
+  // Writes <dir>/optim.json and the .npy arrays described in docs/run_directory.md. (During
+  // training, each epoch's files are written on a background thread; on_train_end waits.)
   void write(const std::string& dir) const;
 
  private:
@@ -102,6 +105,7 @@ class OptimStatsCallback : public train::Callback {
     bool have_prev = false, have_ema = false;
   };
   void record(train::Trainer& t, int64_t step, bool full);
+  io::AtomicWriteBatch files(const std::string& dir) const;
   void sign_map_row(train::Trainer& t);
 
   OptimStatsOptions opt_;
@@ -113,6 +117,7 @@ class OptimStatsCallback : public train::Callback {
   std::vector<std::vector<std::vector<int8_t>>> sign_maps_, sign_zooms_;
   std::vector<int64_t> sign_epochs_;
   int64_t steps_in_epoch_ = 0, batches_ = 0, epoch_ = 0;
+  io::BackgroundWriter writer_;  // last member: destroyed (waited for) first
 };
 
 // Sign code of one component given the tensor's large threshold.

@@ -181,6 +181,22 @@ void AtomicWriteBatch::commit() {
   files_.clear();
 }
 
+BackgroundWriter::~BackgroundWriter() {
+  try {
+    wait();
+  } catch (...) {  // a destructor must not throw; wait() reports errors to callers that ask
+  }
+}
+
+void BackgroundWriter::submit(AtomicWriteBatch batch) {
+  wait();
+  pending_ = std::async(std::launch::async, [b = std::move(batch)]() mutable { b.commit(); });
+}
+
+void BackgroundWriter::wait() {
+  if (pending_.valid()) pending_.get();  // get() leaves the future empty, even when it throws
+}
+
 void write_file_atomic(const std::string& path, std::string_view bytes) {
   write_file_atomic(
       path, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));

@@ -2,6 +2,7 @@
 // write_file_atomic, so a killed process leaves either the old file or the new one, never half.
 #pragma once
 #include <cstdint>
+#include <future>
 #include <span>
 #include <string>
 #include <string_view>
@@ -34,6 +35,24 @@ class AtomicWriteBatch {
 
  private:
   std::vector<std::pair<std::string, std::vector<uint8_t>>> files_;
+};
+
+// Commits batches on a background thread, one at a time and in order, so a training loop does
+// not wait for the disk (on file systems that discard freed blocks, replacing a file costs
+// milliseconds). submit() first waits for the previous batch and rethrows its error; wait()
+// does the same for the last one. The destructor waits and drops any error (call wait() to
+// see it).
+class BackgroundWriter {
+ public:
+  BackgroundWriter() = default;
+  BackgroundWriter(const BackgroundWriter&) = delete;
+  BackgroundWriter& operator=(const BackgroundWriter&) = delete;
+  ~BackgroundWriter();
+  void submit(AtomicWriteBatch batch);
+  void wait();
+
+ private:
+  std::future<void> pending_;
 };
 
 // Creates `path` and its missing parents; throws if it exists and is not a directory.

@@ -133,6 +133,28 @@ TEST(Fs, AtomicWriteBatchWritesEveryFileAndCleansUp) {
         << "temporary left behind: " << entry.path();
 }
 
+TEST(Fs, BackgroundWriterCommitsInOrderAndReportsErrors) {
+  const std::string dir = temp_path("bg");
+  gl::io::ensure_dir(dir);
+  gl::io::BackgroundWriter w;
+  for (int i = 0; i < 5; ++i) {  // each batch replaces the file the one before wrote
+    gl::io::AtomicWriteBatch b;
+    b.add(dir + "/f.txt", std::string_view(std::to_string(i)));
+    b.add(dir + "/g" + std::to_string(i) + ".txt", std::string_view("x"));
+    w.submit(std::move(b));
+  }
+  w.wait();
+  auto f = gl::io::read_file(dir + "/f.txt");
+  EXPECT_EQ(std::string(f.begin(), f.end()), "4");
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(gl::io::file_exists(dir + "/g" + std::to_string(i) + ".txt"));
+  gl::io::AtomicWriteBatch bad;
+  bad.add(dir + "/missing/x.bin", std::string_view("x"));
+  w.submit(std::move(bad));
+  expect_error([&] { w.wait(); }, {"missing/x.bin"});
+  w.wait();  // the error is reported once
+}
+
 TEST(Fs, EnsureDir) {
   std::string nested = temp_path("d1/d2/d3");
   gl::io::ensure_dir(nested);
