@@ -15,7 +15,7 @@ N. The overhead of a configuration is its median epoch cost over the median of `
 trainer's own epoch_time (training steps only, from metrics.csv) is reported beside it.
 
 usage: bench/bench_diagnostics.py [--bin build/gradlens] [--bench-bin build/bench/bench_optim_overhead]
-       [--data-dir data] [--dataset mnist] [--epochs 3] [--repeats 5] [--threads 1]
+       [--data-dir data] [--dataset mnist[,fashion-mnist]] [--epochs 3] [--repeats 5] [--threads 1]
        [--configs none,diag-all,optim,host-copy] [--write-results bench/results]
 """
 import argparse
@@ -29,6 +29,8 @@ import sys
 import tempfile
 import time
 
+STEPS = {"mnist": " (the offline subset: 8,004 train / 1,996 test images, 63 steps per epoch)",
+         "fashion-mnist": " (60,000 train / 10,000 test images, 469 steps per epoch)"}
 LIMITS = {"diag-all": 15.0, "optim": 20.0}  # the tracker's targets, percent over none
 LABELS = {
     "none": "`--diagnostics none` (baseline)",
@@ -38,11 +40,11 @@ LABELS = {
 }
 
 
-def command(args, config, out):
+def command(args, dataset, config, out):
     if config == "host-copy":
-        return [args.bench_bin, "train", args.dataset, args.data_dir, out, str(args.epochs), str(args.threads),
+        return [args.bench_bin, "train", dataset, args.data_dir, out, str(args.epochs), str(args.threads),
                 "host-copy"]
-    cmd = [args.bin, "train", "--dataset", args.dataset, "--data-dir", args.data_dir, "--hidden", "128,128",
+    cmd = [args.bin, "train", "--dataset", dataset, "--data-dir", args.data_dir, "--hidden", "128,128",
            "--epochs", str(args.epochs), "--threads", str(args.threads), "--no-progress", "--out", out]
     if config == "diag-all":
         cmd += ["--diagnostics", "all"]
@@ -51,8 +53,8 @@ def command(args, config, out):
     return cmd
 
 
-def run(args, config, out):
-    cmd = command(args, config, out)
+def run(args, dataset, config, out):
+    cmd = command(args, dataset, config, out)
     t0 = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
@@ -123,43 +125,49 @@ def main():
         if not os.access(b, os.X_OK):
             sys.exit(f"bench_diagnostics: {b} is not an executable (build it first)")
     argv = "bench/bench_diagnostics.py " + shlex.join(sys.argv[1:])
+    datasets = args.dataset.split(",")
     load_before = loadavg()
-    res = {c: [] for c in configs}
+    res = {d: {c: [] for c in configs} for d in datasets}
     with tempfile.TemporaryDirectory() as tmp:
-        for c in configs:  # warm-up round: page cache, CPU frequency
-            run(args, c, os.path.join(tmp, f"warm_{c}"))
-        for r in range(args.repeats):
-            for c in configs:
-                res[c].append(run(args, c, os.path.join(tmp, f"{c}_{r}")))
-                print(f"repeat {r} {c:9s}: epoch cost {res[c][-1][0]:.3f} s, epoch_time {res[c][-1][1]:.3f} s",
-                      flush=True)
+        for d in datasets:
+            for c in configs:  # warm-up round: page cache, CPU frequency
+                run(args, d, c, os.path.join(tmp, f"warm_{d}_{c}"))
+            for r in range(args.repeats):
+                for c in configs:
+                    res[d][c].append(run(args, d, c, os.path.join(tmp, f"{d}_{c}_{r}")))
+                    print(f"{d} repeat {r} {c:9s}: epoch cost {res[d][c][-1][0]:.3f} s, "
+                          f"epoch_time {res[d][c][-1][1]:.3f} s", flush=True)
     load_after = loadavg()
-    text, verdicts = table(res, configs, args.epochs)
-    print(text)
+    for d in datasets:
+        text, _ = table(res[d], configs, args.epochs)
+        print(f"\n{d}:\n{text}")
     if not args.write_results:
         return
     head = (f"Command (one run; the configurations alternate, {args.repeats} repeats after a warm-up round, "
             f"medians):\n\n    {argv}\n\n"
-            f"Model 784-128-128-10 ReLU MLP, {args.dataset}, batch 128, SGD (lr 0.01, momentum 0.9), "
+            f"Model 784-128-128-10 ReLU MLP, batch 128, SGD (lr 0.01, momentum 0.9), "
             f"{args.epochs} epochs per run, `--threads {args.threads}`, every other flag at its default "
             f"(checkpoint every epoch).\n\n"
             f"Machine: {machine()}. Load average before / after: {load_before} / {load_after}.\n\n"
             f"**Epoch cost** = wall time of the whole `gradlens train --epochs {args.epochs}` process / "
             f"{args.epochs} (data loading, the epoch-0 diagnostics pass, training, evaluation and every "
-            f"file written, so fixed costs are amortized over {args.epochs} epochs; over a 10-epoch run "
-            f"they weigh less). **epoch_time** = the trainer's training-steps time per epoch from "
-            f"metrics.csv (no evaluation, no files).\n\n")
+            f"file written, so fixed costs are amortized over {args.epochs} epochs). **epoch_time** = the "
+            f"trainer's training-steps time per epoch from metrics.csv (no evaluation, no files): the "
+            f"per-step cost alone.\n\n")
     os.makedirs(args.write_results, exist_ok=True)
     for name, title, keys in (
             ("diagnostics_overhead.md", "Cost of `--diagnostics all` on a CPU training epoch", ("diag-all",)),
             ("optim_overhead.md", "Cost of `--analyze optim` on a CPU training epoch", ("optim", "host-copy"))):
         if not any(k in configs for k in keys):
             continue
-        sub, _ = table(res, ["none"] + [c for c in configs if c in keys], args.epochs)
+        body = ""
+        for d in datasets:
+            sub, _ = table(res[d], ["none"] + [c for c in configs if c in keys], args.epochs)
+            steps = STEPS.get(d, "")
+            body += f"### {d}{steps}\n\n{sub}\n"
         with open(os.path.join(args.write_results, name), "w") as f:
-            f.write(f"# {title}\n\n{head}{sub}")
+            f.write(f"# {title}\n\n{head}{body}")
         print(f"wrote {os.path.join(args.write_results, name)}")
-
 
 if __name__ == "__main__":
     main()

@@ -19,8 +19,10 @@
 // is cut into fixed chunks whose sums are added in order: results do not depend on the thread
 // count. AVX2 is chosen at run time; the scalar loop is the fallback.
 //
-// Speed (784-128-128-10 MLP, 118,282 parameters, one thread, AMD EPYC): see
-// bench/results/optim_overhead.md.
+// Speed (bench/bench_optim_kernel.cpp, the 118,282 parameters of the 784-128-128-10 MLP, one
+// thread, AMD EPYC, CPU time): AVX2 123 us (about 36 GB/s over the 40 bytes per component:
+// memory-bound), the scalar loop 1162 us. In a training step the arrays come from L3/DRAM and
+// the pass takes about 0.2 ms (bench/results/optim_overhead.md).
 #pragma once
 #include <cstdint>
 
