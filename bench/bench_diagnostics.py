@@ -11,8 +11,9 @@ MLP (batch 128, SGD, CPU), measured side by side in one command. Each repeat run
 
 Epoch cost, as a user feels it: the wall time of the whole process (`gradlens train --epochs N`:
 data loading, the epoch-0 diagnostics pass, training, evaluation, every file written) divided by
-N. The overhead of a configuration is its median epoch cost over the median of `none`. The
-trainer's own epoch_time (training steps only, from metrics.csv) is reported beside it.
+N. The overhead of a configuration is its median epoch cost over the median of `none`. Reported
+beside it: the trainer's own epoch_time (training steps only, from metrics.csv) and the
+process's CPU time / N (steadier than wall time on a shared machine).
 
 usage: bench/bench_diagnostics.py [--bin build/gradlens] [--bench-bin build/bench/bench_optim_overhead]
        [--data-dir data] [--dataset mnist[,fashion-mnist]] [--epochs 3] [--repeats 5] [--threads 1]
@@ -22,6 +23,7 @@ import argparse
 import csv
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -56,13 +58,16 @@ def command(args, dataset, config, out):
 def run(args, dataset, config, out):
     cmd = command(args, dataset, config, out)
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     if p.returncode != 0:
         sys.exit(f"bench_diagnostics: `{shlex.join(cmd)}` failed ({p.returncode}): {p.stderr.strip()}")
     with open(os.path.join(out, "metrics.csv")) as f:
         rows = list(csv.DictReader(f))
-    return wall / args.epochs, statistics.median(float(r["epoch_time"]) for r in rows)
+    return wall / args.epochs, statistics.median(float(r["epoch_time"]) for r in rows), cpu / args.epochs
 
 
 def machine():
@@ -84,13 +89,15 @@ def loadavg():
 def table(res, configs, epochs):
     base = statistics.median(x[0] for x in res["none"])
     base_t = statistics.median(x[1] for x in res["none"])
+    base_c = statistics.median(x[2] for x in res["none"])
     lines = ["| configuration | median epoch cost (s) | overhead | target | median epoch_time (s) | "
-             "epoch_time overhead | all epoch costs (s) |",
-             "|---|---|---|---|---|---|---|"]
+             "epoch_time overhead | CPU time per epoch (s) | CPU overhead | all epoch costs (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     verdicts = {}
     for c in configs:
         wall = statistics.median(x[0] for x in res[c])
         train = statistics.median(x[1] for x in res[c])
+        cpu = statistics.median(x[2] for x in res[c])
         over = 100 * (wall / base - 1)
         target = LIMITS.get(c)
         verdict = ""
@@ -98,7 +105,8 @@ def table(res, configs, epochs):
             verdicts[c] = over <= target
             verdict = f"<= {target:.0f}%: {'met' if over <= target else 'NOT met'}"
         lines.append(f"| {LABELS[c]} | {wall:.3f} | {over:+.1f}% | {verdict} | {train:.3f} | "
-                     f"{100 * (train / base_t - 1):+.1f}% | {', '.join(f'{x[0]:.3f}' for x in res[c])} |")
+                     f"{100 * (train / base_t - 1):+.1f}% | {cpu:.3f} | {100 * (cpu / base_c - 1):+.1f}% | "
+                     f"{', '.join(f'{x[0]:.3f}' for x in res[c])} |")
     return "\n".join(lines) + "\n", verdicts
 
 
@@ -136,7 +144,7 @@ def main():
                 for c in configs:
                     res[d][c].append(run(args, d, c, os.path.join(tmp, f"{d}_{c}_{r}")))
                     print(f"{d} repeat {r} {c:9s}: epoch cost {res[d][c][-1][0]:.3f} s, "
-                          f"epoch_time {res[d][c][-1][1]:.3f} s", flush=True)
+                          f"epoch_time {res[d][c][-1][1]:.3f} s, CPU {res[d][c][-1][2]:.3f} s", flush=True)
     load_after = loadavg()
     for d in datasets:
         text, _ = table(res[d], configs, args.epochs)
@@ -153,7 +161,9 @@ def main():
             f"{args.epochs} (data loading, the epoch-0 diagnostics pass, training, evaluation and every "
             f"file written, so fixed costs are amortized over {args.epochs} epochs). **epoch_time** = the "
             f"trainer's training-steps time per epoch from metrics.csv (no evaluation, no files): the "
-            f"per-step cost alone.\n\n")
+            f"per-step cost alone. **CPU time** = user + system time of the process / {args.epochs}: on a "
+            f"shared machine it is steadier than wall time (other processes delay a run, they do not "
+            f"add to its CPU time).\n\n")
     os.makedirs(args.write_results, exist_ok=True)
     for name, title, keys in (
             ("diagnostics_overhead.md", "Cost of `--diagnostics all` on a CPU training epoch", ("diag-all",)),
