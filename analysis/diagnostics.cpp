@@ -53,8 +53,8 @@ std::string num(double v) {
   return std::isfinite(v) ? fmt::format("{:.9g}", v) : std::string("nan");
 }
 
-void write_u64_npy(const std::string& path, const std::vector<uint64_t>& v,
-                   std::vector<int64_t> shape) {
+void add_u64_npy(io::AtomicWriteBatch& batch, const std::string& path,
+                 const std::vector<uint64_t>& v, std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "I64";
   a.shape = std::move(shape);
@@ -63,18 +63,18 @@ void write_u64_npy(const std::string& path, const std::vector<uint64_t>& v,
     int64_t x = int64_t(v[i]);
     std::memcpy(a.bytes.data() + i * 8, &x, 8);
   }
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
 template <class T>
-void write_npy(const std::string& path, const char* dtype, const std::vector<T>& v,
-               std::vector<int64_t> shape) {
+void add_npy(io::AtomicWriteBatch& batch, const std::string& path, const char* dtype,
+             const std::vector<T>& v, std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = dtype;
   a.shape = std::move(shape);
   a.bytes.resize(v.size() * sizeof(T));
   std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
 }  // namespace
@@ -135,6 +135,8 @@ struct DiagnosticsCallback::Side {
   std::vector<uint64_t> bins, outside;  // this pass
   std::vector<uint64_t> hist_rows,
       outside_rows;  // every recorded epoch, [epochs, bins] / [epochs, 3]
+  // Values of the pass that fixes the ranges, kept to be binned once the ranges are known.
+  std::vector<float> held;
 
   void init(int64_t entries, int nbins) {
     sum.resize(std::size_t(entries));
@@ -274,6 +276,13 @@ void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& out) {
   if (x.dtype() != DType::f32) x = x.to(DType::f32);
   if (!x.is_contiguous()) x = x.contiguous();
   const bool hist = hist_on_ && opts_.histograms;
+  if (holding_) {
+    const int64_t* y = labels.data<int64_t>();
+    const float* v = x.data<float>();
+    for (int64_t r = 0; r < x.size(0); ++r)  // rows the histogram would count
+      if (y[r] >= 0 && y[r] < classes_)
+        s.held.insert(s.held.end(), v + r * l.units, v + (r + 1) * l.units);
+  }
   kc::HistogramAccum h{hist ? s.bins.data() : nullptr, s.outside.data()};
   kc::column_stats_histogram(x.data<float>(), row_labels.data<int64_t>(), x.size(0), l.units,
                              int(classes_), s.threshold, s.acc(), s.lo, s.hi, opts_.hist_bins, h);
@@ -428,6 +437,9 @@ void DiagnosticsCallback::finish_pass(int64_t epoch) {
 void DiagnosticsCallback::write_files(int64_t epoch) {
   const std::string dir = trainer_->run_dir() + "/diagnostics";
   io::ensure_dir(dir);
+  // One batch: every file stays atomically replaced, and the epoch pays for a few syncs instead
+  // of two fsyncs per file.
+  io::AtomicWriteBatch batch;
   json lj;
   lj["layers"] = json::array();
   for (auto& l : layers_)
@@ -438,13 +450,10 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
                             {"activation", activation_name(l.act)},
                             {"batchnorm", l.batchnorm}});
   lj["epochs"] = hist_epochs_;
-  io::write_file_atomic(dir + "/layers.json", lj.dump(1) + "\n");
   if (opts_.activations)
-    io::write_file_atomic(dir + "/activations.csv",
-                          "epoch,layer,kind,class,mean,std,min,max\n" + act_rows_);
+    batch.add(dir + "/activations.csv", "epoch,layer,kind,class,mean,std,min,max\n" + act_rows_);
   if (opts_.units) {
-    io::write_file_atomic(dir + "/units.csv",
-                          "epoch,layer,dead_fraction,saturated_fraction\n" + unit_rows_);
+    batch.add(dir + "/units.csv", "epoch,layer,dead_fraction,saturated_fraction\n" + unit_rows_);
     json dead = {{"epoch", epoch}, {"layers", json::array()}}, sat = dead;
     const double frac = opts_.saturated_min_fraction;
     int64_t samples = 0;
@@ -464,18 +473,18 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
       dead["layers"].push_back(d);
       sat["layers"].push_back(s);
     }
-    io::write_file_atomic(dir + "/dead_units.json", dead.dump() + "\n");
-    io::write_file_atomic(dir + "/saturated_units.json", sat.dump() + "\n");
+    batch.add(dir + "/dead_units.json", dead.dump() + "\n");
+    batch.add(dir + "/saturated_units.json", sat.dump() + "\n");
   }
   if (opts_.grads) {
-    io::write_file_atomic(dir + "/grads.csv",
-                          "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,"
-                          "update_ratio,weight_grad_norm_mean\n" +
-                              grad_rows_);
-    io::write_file_atomic(dir + "/grad_steps.csv",
-                          "step,epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,"
-                          "weight_norm,update_ratio\n" +
-                              step_rows_);
+    batch.add(dir + "/grads.csv",
+              "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,"
+              "update_ratio,weight_grad_norm_mean\n" +
+                  grad_rows_);
+    batch.add(dir + "/grad_steps.csv",
+              "step,epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,"
+              "weight_norm,update_ratio\n" +
+                  step_rows_);
   }
   const int64_t rows = int64_t(hist_epochs_.size());
   if (opts_.histograms && rows > 0) {
@@ -483,13 +492,13 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
       for (int post = 0; post < 2; ++post) {
         const Side& s = post ? l.post : l.pre;
         const std::string base = fmt::format("{}/hist_{}_{}", dir, l.index, post ? "post" : "pre");
-        write_u64_npy(base + ".npy", s.hist_rows, {rows, opts_.hist_bins});
-        write_u64_npy(base + "_outside.npy", s.outside_rows, {rows, 3});
+        add_u64_npy(batch, base + ".npy", s.hist_rows, {rows, opts_.hist_bins});
+        add_u64_npy(batch, base + "_outside.npy", s.outside_rows, {rows, 3});
         std::vector<double> edges(std::size_t(opts_.hist_bins + 1));
         for (int b = 0; b <= opts_.hist_bins; ++b)
           edges[std::size_t(b)] =
               double(s.lo) + (double(s.hi) - double(s.lo)) * b / opts_.hist_bins;
-        write_npy(base + "_edges.npy", "F64", edges, {opts_.hist_bins + 1});
+        add_npy(batch, base + "_edges.npy", "F64", edges, {opts_.hist_bins + 1});
       }
   }
   if (opts_.selectivity) {
@@ -502,10 +511,13 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
           sel[e] =
               n > 0 ? float(l.post.sum[e] / double(n)) : std::numeric_limits<float>::quiet_NaN();
         }
-      write_npy(fmt::format("{}/selectivity_{}.npy", dir, l.index), "F32", sel,
-                {classes_, l.units});
+      add_npy(batch, fmt::format("{}/selectivity_{}.npy", dir, l.index), "F32", sel,
+              {classes_, l.units});
     }
   }
+  // Last: it lists the epochs the histogram files hold, so it is renamed after them.
+  batch.add(dir + "/layers.json", lj.dump(1) + "\n");
+  writer_.submit(std::move(batch));  // written while training goes on; on_train_end waits
 }
 
 void DiagnosticsCallback::annotate_config(const std::string& run_dir) {
@@ -536,18 +548,41 @@ void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
     resume_from_files(t, done);
     return;
   }
-  // Epoch 0, the state at initialization. A first pass measures the ranges the histograms
-  // keep for the whole run; the second records.
+  // Epoch 0, the state at initialization, in one evaluation pass: the histogram ranges depend
+  // on the moments of the whole pass, so the values are held and binned after it (a second
+  // pass only when holding them would take more than hold_limit_bytes).
   recording_ = true;
   if (opts_.histograms) {
+    int64_t values = 0;
+    for (auto& l : layers_) values += 2 * l.units;
+    holding_ = double(values) * double(t.test_dataset().labels.size()) * sizeof(float) <=
+               double(opts_.hold_limit_bytes);
+    if (holding_)
+      for (auto& l : layers_)
+        for (Side* sd : {&l.pre, &l.post})
+          sd->held.reserve(t.test_dataset().labels.size() * std::size_t(l.units));
     hist_on_ = false;
     reset_accumulators();
     t.evaluate(t.test_loader());
     choose_ranges();
+    if (holding_) {
+      holding_ = false;
+      for (auto& l : layers_)
+        for (Side* sd : {&l.pre, &l.post}) {
+          kc::histogram(sd->held.data(), int64_t(sd->held.size()), sd->lo, sd->hi, opts_.hist_bins,
+                        {sd->bins.data(), sd->outside.data()});
+          std::vector<float>().swap(sd->held);
+        }
+    } else {
+      hist_on_ = true;
+      reset_accumulators();
+      t.evaluate(t.test_loader());
+    }
+  } else {
+    reset_accumulators();
+    t.evaluate(t.test_loader());
   }
   hist_on_ = true;
-  reset_accumulators();
-  t.evaluate(t.test_loader());
   recording_ = false;
   finish_pass(0);
   if (opts_.grads)
@@ -638,7 +673,9 @@ void DiagnosticsCallback::on_epoch_end(train::Trainer& t, train::EpochResult& r)
   write_files(r.epoch);
 }
 
-void DiagnosticsCallback::on_train_end(train::Trainer&) {}
+void DiagnosticsCallback::on_train_end(train::Trainer&) {
+  writer_.wait();
+}
 
 // ------------------------------------------------------------------ resume
 namespace {

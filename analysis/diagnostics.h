@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/fs.h"
 #include "train/trainer.h"
 
 namespace gl::analysis {
@@ -36,6 +37,9 @@ struct DiagnosticsOptions {
   // initialization (|mean| + 4 std, capped by the largest magnitude), rounded up to 1, 2, 2.5 or 5
   // times a power of ten (docs/diagnostics.md).
   double headroom = 1.5;
+  // The epoch-0 pass holds its activations (to bin them once the ranges are known) when they
+  // take at most this many bytes; beyond, it evaluates the test split a second time.
+  int64_t hold_limit_bytes = int64_t(512) << 20;
 
   bool any() const { return activations || histograms || units || grads || selectivity; }
   // Names of the enabled groups, comma-separated ("none" when empty).
@@ -105,12 +109,13 @@ class DiagnosticsCallback : public train::Callback {
   std::vector<Layer> layers_;
   std::vector<int64_t> class_counts_;
   int64_t classes_ = 0, steps_per_epoch_ = 1;
-  bool recording_ = false, hist_on_ = false, pending_update_ = false;
+  bool recording_ = false, hist_on_ = false, holding_ = false, pending_update_ = false;
   std::vector<int64_t> hist_epochs_;
   // CSV rows so far (each file is rewritten whole every epoch).
   std::string act_rows_, unit_rows_, grad_rows_, step_rows_;
   std::vector<std::vector<StepGrads>> step_grads_;
   std::shared_ptr<DiagnosticsCallback*> token_;  // what the hooks hold; null after destruction
+  io::BackgroundWriter writer_;  // each epoch's files; last member: destroyed (waited for) first
 };
 
 }  // namespace gl::analysis

@@ -1,6 +1,9 @@
-// optim_stats.cpp: the fused optimization-dynamics pass (see optim_stats.h for definitions).
-// Signs and comparisons are taken on the float values themselves (never on products, which
-// underflow for tiny gradients), so counts are exact and reproducible by a naive loop.
+// optim_stats.cpp: the optimization-dynamics callback (see optim_stats.h for definitions). The
+// per-parameter pass is the vectorized kernel of kernels/cpu/optim_stats.h: signs and
+// comparisons are taken on the float values themselves (never on products, which underflow for
+// tiny gradients), so counts are exact and reproducible by a naive loop. A step allocates
+// nothing but its record: parameters are read in place (CPU f32 contiguous) and the snapshots
+// and moving averages are overwritten by the same pass.
 #include "analysis/optim_stats.h"
 
 #include <algorithm>
@@ -11,6 +14,7 @@
 
 #include "engine/io/fs.h"
 #include "engine/io/npy.h"
+#include "kernels/cpu/optim_stats.h"
 
 namespace gl::analysis {
 namespace {
@@ -22,47 +26,6 @@ Tensor host_f32(const Tensor& t) {
   if (h.dtype() != DType::f32) h = h.to(DType::f32);
   if (!h.is_contiguous()) h = h.contiguous();
   return h;
-}
-
-struct Sums {
-  int64_t zero = 0, small_prev = 0, retained = 0, flip = 0, lmin = 0, lmax = 0;
-  double wd2 = 0, zgdw2 = 0, eg2 = 0, ew2 = 0;
-};
-
-// One pass over a parameter: statistics against the previous snapshot, then the snapshot and
-// the moving averages are updated in place.
-Sums fused_pass(const float* g, const float* w, float* pg, float* pw, float* eg, float* ew,
-                int64_t n, float zt, float st, float d, bool first_ema) {
-  int64_t zero = 0, small_prev = 0, retained = 0, flip = 0, lmin = 0, lmax = 0;
-  double wd2 = 0, zgdw2 = 0, eg2 = 0, ew2 = 0;
-  const float a = first_ema ? 0.0f : d, b = first_ema ? 1.0f : 1.0f - d;
-#pragma omp parallel for reduction(+ : zero, small_prev, retained, flip, lmin, lmax, wd2, zgdw2, \
-                                       eg2, ew2) if (n > (1 << 16)) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i], wi = w[i], gp = pg[i], wp = pw[i];
-    const float ag = std::fabs(gi), agp = std::fabs(gp);
-    const bool sp = agp < st;
-    zero += ag < zt;
-    small_prev += sp;
-    retained += sp & (ag < st);
-    const bool f = (gi > 0.0f && gp < 0.0f) || (gi < 0.0f && gp > 0.0f);
-    flip += f;
-    const bool up = (wi > wp && gi > gp) || (wi < wp && gi < gp);
-    const bool down = (wi > wp && gi < gp) || (wi < wp && gi > gp);
-    lmin += f & up;
-    lmax += f & down;
-    const double dw = double(wi) - double(wp);
-    wd2 += dw * dw;
-    zgdw2 += agp < zt ? dw * dw : 0.0;
-    const float e1 = a * eg[i] + b * gi, e2 = a * ew[i] + b * wi;
-    eg[i] = e1;
-    ew[i] = e2;
-    eg2 += double(e1) * double(e1);
-    ew2 += double(e2) * double(e2);
-    pg[i] = gi;
-    pw[i] = wi;
-  }
-  return {zero, small_prev, retained, flip, lmin, lmax, wd2, zgdw2, eg2, ew2};
 }
 
 // The float f with (x < f) == (double(x) < t) for every float x: comparisons in the float
@@ -77,32 +40,44 @@ double frac(double num, double den) {
   return den > 0 ? num / den : std::nan("");
 }
 
-void save_f64(const std::string& path, const std::vector<double>& v, std::vector<int64_t> shape) {
+void save_f64(io::AtomicWriteBatch& batch, const std::string& path, const std::vector<double>& v,
+              std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "F64";
   a.shape = std::move(shape);
   a.bytes.resize(v.size() * sizeof(double));
   std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
-void save_i32(const std::string& path, const std::vector<int32_t>& v, std::vector<int64_t> shape) {
+void save_i32(io::AtomicWriteBatch& batch, const std::string& path, const std::vector<int32_t>& v,
+              std::vector<int64_t> shape) {
   io::NpyArray a;
   a.dtype = "I32";
   a.shape = std::move(shape);
   a.bytes.resize(v.size() * sizeof(int32_t));
   std::memcpy(a.bytes.data(), v.data(), a.bytes.size());
-  io::save_npy(path, a);
+  batch.add(path, io::serialize_npy(a));
 }
 
 }  // namespace
 
 const char* optim_stat_name(int stat) {
-  static const char* names[kNumOptimStats] = {
-      "zero_count",        "small_prev_count",   "released_count",     "retained_count",
-      "sign_flip_count",   "local_min_count",    "local_max_count",    "zero_fraction",
-      "released_fraction", "retained_fraction",  "sign_flip_fraction", "weight_diff_norm",
-      "zero_grad_weight_change_norm", "ema_grad_norm", "ema_weight_norm"};
+  static const char* names[kNumOptimStats] = {"zero_count",
+                                              "small_prev_count",
+                                              "released_count",
+                                              "retained_count",
+                                              "sign_flip_count",
+                                              "local_min_count",
+                                              "local_max_count",
+                                              "zero_fraction",
+                                              "released_fraction",
+                                              "retained_fraction",
+                                              "sign_flip_fraction",
+                                              "weight_diff_norm",
+                                              "zero_grad_weight_change_norm",
+                                              "ema_grad_norm",
+                                              "ema_weight_norm"};
   GL_CHECK(stat >= 0 && stat < kNumOptimStats, "optim_stat_name: no statistic {}", stat);
   return names[stat];
 }
@@ -140,9 +115,11 @@ OptimStatsCallback::OptimStatsCallback(OptimStatsOptions options) : opt_(options
 void OptimStatsCallback::on_train_begin(train::Trainer& t) {
   names_.clear();
   numels_.clear();
+  params_.clear();
   for (auto& [name, p] : t.model().named_parameters()) {
     names_.push_back(name);
     numels_.push_back(p.numel());
+    params_.push_back(p);  // the optimizer holds the same handles: they stay the parameters
   }
   state_.assign(names_.size(), State{});
   for (size_t i = 0; i < names_.size(); ++i) {
@@ -175,9 +152,7 @@ void OptimStatsCallback::on_after_backward(train::Trainer& t, int64_t global_ste
 }
 
 void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
-  auto params = t.model().named_parameters();
-  GL_CHECK(params.size() == state_.size(), "optim stats: the model has {} parameters, expected {}",
-           params.size(), state_.size());
+  const auto& params = params_;
   OptimRecord rec;
   rec.step = step;
   rec.epoch = epoch_;
@@ -186,8 +161,8 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
   total.fill(0.0);
   bool complete = true;
   for (size_t k = 0; k < params.size(); ++k) {
-    Tensor w = host_f32(params[k].second);
-    Tensor g = params[k].second.grad();
+    Tensor w = host_f32(params[k]);
+    Tensor g = params[k].grad();
     g = g.defined() ? host_f32(g) : Tensor::zeros(w.shape());
     auto& s = state_[k];
     const int64_t n = w.numel();
@@ -198,22 +173,27 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
       complete = false;
       continue;
     }
-    Sums r = fused_pass(g.data<float>(), w.data<float>(), s.prev_grad.data(), s.prev_weight.data(),
-                        s.ema_grad.data(), s.ema_weight.data(), n, float_threshold(opt_.zero_threshold),
-                        float_threshold(opt_.small_threshold), float(opt_.ema_decay), !s.have_ema);
+    kernels::cpu::OptimStepParams kp;
+    kp.zero_threshold = float_threshold(opt_.zero_threshold);
+    kp.small_threshold = float_threshold(opt_.small_threshold);
+    kp.ema_keep = s.have_ema ? float(opt_.ema_decay) : 0.0f;
+    kp.ema_new = s.have_ema ? 1.0f - float(opt_.ema_decay) : 1.0f;
+    const kernels::cpu::OptimStepSums r = kernels::cpu::optim_step_stats(
+        g.data<float>(), w.data<float>(), s.prev_grad.data(), s.prev_weight.data(),
+        s.ema_grad.data(), s.ema_weight.data(), n, kp);
     s.have_ema = true;
     auto& o = rec.stats[k];
     o[kZeroCount] = double(r.zero);
     o[kSmallPrevCount] = double(r.small_prev);
     o[kRetainedCount] = double(r.retained);
     o[kReleasedCount] = double(r.small_prev - r.retained);
-    o[kSignFlipCount] = double(r.flip);
-    o[kLocalMinCount] = double(r.lmin);
-    o[kLocalMaxCount] = double(r.lmax);
-    o[kWeightDiffNorm] = r.wd2;  // squared until the total is formed
-    o[kZeroGradWeightChangeNorm] = r.zgdw2;
-    o[kEmaGradNorm] = r.eg2;
-    o[kEmaWeightNorm] = r.ew2;
+    o[kSignFlipCount] = double(r.sign_flip);
+    o[kLocalMinCount] = double(r.local_min);
+    o[kLocalMaxCount] = double(r.local_max);
+    o[kWeightDiffNorm] = r.weight_diff_sq;  // squared until the total is formed
+    o[kZeroGradWeightChangeNorm] = r.zero_grad_weight_change_sq;
+    o[kEmaGradNorm] = r.ema_grad_sq;
+    o[kEmaWeightNorm] = r.ema_weight_sq;
     for (int st : {kZeroCount, kSmallPrevCount, kRetainedCount, kReleasedCount, kSignFlipCount,
                    kLocalMinCount, kLocalMaxCount, kWeightDiffNorm, kZeroGradWeightChangeNorm,
                    kEmaGradNorm, kEmaWeightNorm})
@@ -236,10 +216,10 @@ void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
 }
 
 void OptimStatsCallback::sign_map_row(train::Trainer& t) {
-  auto params = t.model().named_parameters();
+  const auto& params = params_;
   for (size_t k = 0; k < params.size() && k < sign_maps_.size(); ++k) {
-    Tensor gt = params[k].second.grad();
-    if (!gt.defined()) gt = Tensor::zeros(params[k].second.shape());
+    Tensor gt = params[k].grad();
+    if (!gt.defined()) gt = Tensor::zeros(params[k].shape());
     Tensor g = host_f32(gt);
     const float* gp = g.data<float>();
     const int64_t n = g.numel();
@@ -248,7 +228,8 @@ void OptimStatsCallback::sign_map_row(train::Trainer& t) {
     mean_abs /= double(std::max<int64_t>(n, 1));
     const double large = opt_.sign_large_factor * mean_abs;
     std::vector<int8_t> codes(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) codes[size_t(i)] = sign_code(gp[i], large > 0 ? large : INFINITY);
+    for (int64_t i = 0; i < n; ++i)
+      codes[size_t(i)] = sign_code(gp[i], large > 0 ? large : INFINITY);
     sign_zooms_[k].emplace_back(codes.begin(),
                                 codes.begin() + std::min<int64_t>(n, opt_.sign_map_zoom));
     sign_maps_[k].push_back(downsample_codes(codes, opt_.sign_map_width));
@@ -257,11 +238,21 @@ void OptimStatsCallback::sign_map_row(train::Trainer& t) {
 }
 
 void OptimStatsCallback::on_epoch_end(train::Trainer& t, train::EpochResult&) {
-  if (opt_.write_files && !t.run_dir().empty()) write(t.run_dir() + "/optim");
+  // Serialized now, written while the next epoch trains.
+  if (opt_.write_files && !t.run_dir().empty()) writer_.submit(files(t.run_dir() + "/optim"));
+}
+
+void OptimStatsCallback::on_train_end(train::Trainer&) {
+  writer_.wait();
 }
 
 void OptimStatsCallback::write(const std::string& dir) const {
+  files(dir).commit();
+}
+
+io::AtomicWriteBatch OptimStatsCallback::files(const std::string& dir) const {
   io::ensure_dir(dir);
+  io::AtomicWriteBatch batch;  // synced together: a few syncs per epoch, not 2 per file
   const size_t P = names_.size(), S = kNumOptimStats, R = records_.size();
   std::vector<double> stats;
   stats.reserve(R * (P + 1) * S);
@@ -271,8 +262,8 @@ void OptimStatsCallback::write(const std::string& dir) const {
     steps.push_back(double(r.epoch));
     for (auto& row : r.stats) stats.insert(stats.end(), row.begin(), row.end());
   }
-  save_f64(dir + "/stats.npy", stats, {int64_t(R), int64_t(P + 1), int64_t(S)});
-  save_f64(dir + "/steps.npy", steps, {int64_t(R), 2});
+  save_f64(batch, dir + "/stats.npy", stats, {int64_t(R), int64_t(P + 1), int64_t(S)});
+  save_f64(batch, dir + "/steps.npy", steps, {int64_t(R), 2});
 
   nlohmann::json j;
   j["every"] = opt_.every;
@@ -291,9 +282,9 @@ void OptimStatsCallback::write(const std::string& dir) const {
       for (auto& row : sign_maps_[k]) m.insert(m.end(), row.begin(), row.end());
       for (auto& row : sign_zooms_[k]) z.insert(z.end(), row.begin(), row.end());
       std::string base = fmt::format("sign_map_{}", k);
-      save_i32(dir + "/" + base + ".npy", m,
+      save_i32(batch, dir + "/" + base + ".npy", m,
                {int64_t(sign_maps_[k].size()), int64_t(sign_maps_[k][0].size())});
-      save_i32(dir + "/" + base + "_zoom.npy", z,
+      save_i32(batch, dir + "/" + base + "_zoom.npy", z,
                {int64_t(sign_zooms_[k].size()), int64_t(sign_zooms_[k][0].size())});
       p["sign_map"] = base + ".npy";
       p["sign_map_zoom"] = base + "_zoom.npy";
@@ -323,7 +314,8 @@ void OptimStatsCallback::write(const std::string& dir) const {
     j["epochs"].push_back(ej);
     i = e;
   }
-  io::write_file_atomic(dir + "/optim.json", j.dump(1));
+  batch.add(dir + "/optim.json", j.dump(1));  // last: it names the arrays
+  return batch;
 }
 
 }  // namespace gl::analysis

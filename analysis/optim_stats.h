@@ -26,19 +26,20 @@
 #include <string>
 #include <vector>
 
+#include "engine/io/fs.h"
 #include "train/trainer.h"
 
 namespace gl::analysis {
 
 struct OptimStatsOptions {
-  int64_t every = 1;             // record every N steps (1: every step)
-  double zero_threshold = 1e-7;  // |g| below this counts as a zero gradient
-  double small_threshold = 1e-5; // released / retained threshold
+  int64_t every = 1;              // record every N steps (1: every step)
+  double zero_threshold = 1e-7;   // |g| below this counts as a zero gradient
+  double small_threshold = 1e-5;  // released / retained threshold
   double ema_decay = 0.99;
-  int64_t sign_map_width = 256;  // columns of the downsampled sign map per parameter
-  int64_t sign_map_zoom = 96;    // leading components kept at full resolution
+  int64_t sign_map_width = 256;    // columns of the downsampled sign map per parameter
+  int64_t sign_map_zoom = 96;      // leading components kept at full resolution
   double sign_large_factor = 2.0;  // |g| > factor * mean|g| of the tensor codes as "large"
-  bool write_files = true;       // write <run>/optim/ (tests may keep results in memory only)
+  bool write_files = true;         // write <run>/optim/ (tests may keep results in memory only)
 };
 
 // The statistics of one parameter tensor at one recorded step (or their sum over tensors).
@@ -63,7 +64,12 @@ enum OptimStat : int {
 const char* optim_stat_name(int stat);
 
 // Codes of the sign map.
-enum SignCode : int8_t { kSignZero = 0, kSignPositiveSmall = 1, kSignNegativeSmall = -1, kSignLarge = 2 };
+enum SignCode : int8_t {
+  kSignZero = 0,
+  kSignPositiveSmall = 1,
+  kSignNegativeSmall = -1,
+  kSignLarge = 2
+};
 
 struct OptimRecord {
   int64_t step = 0, epoch = 0;
@@ -79,6 +85,7 @@ class OptimStatsCallback : public train::Callback {
   void on_epoch_begin(train::Trainer& t, int64_t epoch) override;
   void on_after_backward(train::Trainer& t, int64_t global_step) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
+  void on_train_end(train::Trainer& t) override;  // waits for the last files
 
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<int64_t>& numels() const { return numels_; }
@@ -88,7 +95,8 @@ class OptimStatsCallback : public train::Callback {
   const std::vector<std::vector<std::vector<int8_t>>>& sign_zooms() const { return sign_zooms_; }
   const OptimStatsOptions& options() const { return opt_; }
 
-  // Writes <dir>/optim.json and the .npy arrays described in docs/run_directory.md.
+  // Writes <dir>/optim.json and the .npy arrays described in docs/run_directory.md. (During
+  // training, each epoch's files are written on a background thread; on_train_end waits.)
   void write(const std::string& dir) const;
 
  private:
@@ -97,16 +105,19 @@ class OptimStatsCallback : public train::Callback {
     bool have_prev = false, have_ema = false;
   };
   void record(train::Trainer& t, int64_t step, bool full);
+  io::AtomicWriteBatch files(const std::string& dir) const;
   void sign_map_row(train::Trainer& t);
 
   OptimStatsOptions opt_;
   std::vector<std::string> names_;
   std::vector<int64_t> numels_;
+  std::vector<Tensor> params_;  // handles taken at on_train_begin (no name building per step)
   std::vector<State> state_;
   std::vector<OptimRecord> records_;
   std::vector<std::vector<std::vector<int8_t>>> sign_maps_, sign_zooms_;
   std::vector<int64_t> sign_epochs_;
   int64_t steps_in_epoch_ = 0, batches_ = 0, epoch_ = 0;
+  io::BackgroundWriter writer_;  // last member: destroyed (waited for) first
 };
 
 // Sign code of one component given the tensor's large threshold.

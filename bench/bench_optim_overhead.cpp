@@ -1,20 +1,25 @@
 // bench_optim_overhead.cpp: what `--analyze optim` (every step) costs a training epoch of the
-// 784-128-128-10 MLP on CPU, side by side in one run with (a) no callback and (b) the way a
-// PyTorch user measures the same statistics: a callback that copies every gradient and weight
-// to host arrays each step and computes the statistics with one array pass per operation
-// (numpy style, a temporary per operation). Runs alternate a/b/optim for R repeats after one
-// warm-up round; reported are the medians of the epoch's training time (EpochResult
-// epoch_time, which excludes evaluation and file writing).
+// 784-128-128-10 MLP on CPU, beside (a) no callback and (b) the way a PyTorch user measures the
+// same statistics: a callback that copies every gradient and weight to host arrays each step
+// (`.cpu().numpy()`) and computes the statistics with one array pass per operation (numpy
+// style, a temporary per operation).
 //
-//   build/bench/bench_optim_overhead DATA_DIR [REPEATS=5] [THREADS=1] [OUT.md]
+// Two modes:
+//   build/bench/bench_optim_overhead DATA_DIR [REPEATS=5] [THREADS=1]
+//     in one process, runs alternate none / host copies / optim for REPEATS rounds after one
+//     warm-up round; prints the medians of the epoch's training time (EpochResult epoch_time,
+//     which excludes evaluation and file writing).
+//   build/bench/bench_optim_overhead train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim
+//     one training run shaped like `gradlens train --dataset DATASET --hidden 128,128 --epochs
+//     EPOCHS --threads THREADS --no-progress --out OUT` (every other flag at its default) with the
+//     named callback: bench/bench_diagnostics.py times it as a whole process beside `gradlens
+//     train`.
 #include <fmt/core.h>
-
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "analysis/optim_stats.h"
@@ -87,45 +92,74 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-std::string sh(const char* cmd) {
-  std::string out;
-  if (FILE* p = popen(cmd, "r")) {
-    char buf[512];
-    while (fgets(buf, sizeof(buf), p)) out += buf;
-    pclose(p);
+train::TrainConfig mlp_config(const std::string& data, int64_t epochs, int threads) {
+  train::TrainConfig cfg;  // the defaults of `gradlens train`
+  cfg.data_dir = data;
+  cfg.hidden = {128, 128};
+  cfg.epochs = epochs;
+  cfg.threads = threads;
+  cfg.progress = false;
+  return cfg;
+}
+
+void add_callback(train::Trainer& t, const std::string& kind) {
+  if (kind == "host-copy")
+    t.add_callback(std::make_shared<HostCopyStats>());
+  else if (kind == "optim")
+    t.add_callback(std::make_shared<analysis::OptimStatsCallback>());
+  else if (kind != "none")
+    throw Error(fmt::format("unknown callback '{}' (none, host-copy, optim)", kind));
+}
+
+int train_once(int argc, char** argv) {
+  if (argc != 8) {
+    fmt::print(stderr, "usage: {} train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
+               argv[0]);
+    return 2;
   }
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
+  train::TrainConfig cfg = mlp_config(argv[3], std::atoll(argv[5]), std::atoi(argv[6]));
+  cfg.dataset = argv[2];
+  cfg.out = argv[4];
+  train::Trainer trainer(cfg);
+  add_callback(trainer, argv[7]);
+  auto h = trainer.run();
+  fmt::print("test accuracy {:.2f}% after {} epochs\n", 100 * h.back().test_acc, h.back().epoch);
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "train") {
+    try {
+      return train_once(argc, argv);
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "bench_optim_overhead: {}\n", e.what());
+      return 1;
+    }
+  }
   if (argc < 2) {
-    fmt::print(stderr, "usage: {} DATA_DIR [REPEATS=5] [THREADS=1] [OUT.md]\n", argv[0]);
+    fmt::print(stderr,
+               "usage: {0} DATA_DIR [REPEATS=5] [THREADS=1]\n"
+               "       {0} train DATASET DATA_DIR OUT EPOCHS THREADS none|host-copy|optim\n",
+               argv[0]);
     return 2;
   }
   const std::string data = argv[1];
   const int repeats = argc > 2 ? std::atoi(argv[2]) : 5;
   const int threads = argc > 3 ? std::atoi(argv[3]) : 1;
-  const std::string out_md = argc > 4 ? argv[4] : "";
   const char* names[3] = {"no callback", "host copies (PyTorch way)", "--analyze optim"};
+  const char* kinds[3] = {"none", "host-copy", "optim"};
   std::vector<double> times[3];
   int64_t train_examples = 0, steps = 0;
   try {
     for (int rep = 0; rep <= repeats; ++rep) {
       for (int mode = 0; mode < 3; ++mode) {
-        train::TrainConfig cfg;
-        cfg.data_dir = data;
-        cfg.hidden = {128, 128};
-        cfg.epochs = 1;
-        cfg.threads = threads;
-        cfg.progress = false;
+        train::TrainConfig cfg = mlp_config(data, 1, threads);
         cfg.checkpoint_every = 0;
         cfg.out = fmt::format("/tmp/gl_bench_optim_{}_{}", ::getpid(), mode);
         train::Trainer trainer(cfg);
-        if (mode == 1) trainer.add_callback(std::make_shared<HostCopyStats>());
-        if (mode == 2) trainer.add_callback(std::make_shared<analysis::OptimStatsCallback>());
+        add_callback(trainer, kinds[mode]);
         auto h = trainer.run();
         train_examples = trainer.train_loader().num_batches() * cfg.batch_size;
         steps = trainer.train_loader().num_batches();
@@ -140,31 +174,16 @@ int main(int argc, char** argv) {
   }
   double base = median(times[0]);
   std::ostringstream md;
-  md << "| configuration | median epoch time (s) | vs no callback | all repeats (s) |\n|---|---|---|---|\n";
+  md << "| configuration | median epoch time (s) | vs no callback | all repeats (s) "
+        "|\n|---|---|---|---|\n";
   for (int m = 0; m < 3; ++m) {
     std::string all;
     for (double t : times[m]) all += fmt::format("{}{:.3f}", all.empty() ? "" : ", ", t);
     md << fmt::format("| {} | {:.3f} | {:+.1f}% | {} |\n", names[m], median(times[m]),
                       100 * (median(times[m]) / base - 1), all);
   }
-  std::string table = md.str();
-  fmt::print("{}", table);
-  if (!out_md.empty()) {
-    std::ofstream f(out_md);
-    f << "# Cost of `--analyze optim` on a CPU training epoch\n\n"
-      << "Model 784-128-128-10 ReLU MLP, SGD (lr 0.01, momentum 0.9), batch 128, " << steps
-      << " steps (~" << train_examples << " examples) per epoch, " << threads
-      << " thread(s). One program run; the three configurations alternate for " << repeats
-      << " rounds after one warm-up round; medians of the epoch's training time.\n\n"
-      << "- no callback: the plain Trainer.\n"
-      << "- host copies (PyTorch way): a callback that copies every gradient and weight to host "
-         "arrays each step and computes the same statistics with one array pass (and "
-         "temporary) per operation.\n"
-      << "- `--analyze optim`: OptimStatsCallback, every step, one fused pass per parameter.\n\n"
-      << table << "\nCommand:\n\n    build/bench/bench_optim_overhead " << data << " " << repeats << " "
-      << threads << " " << out_md << "\n\nMachine: " << sh("lscpu | sed -n 's/^Model name: *//p'")
-      << ", " << sh("nproc") << " cores; load average at the end: "
-      << sh("cut -d' ' -f1-3 /proc/loadavg") << " (a shared machine: other builds ran meanwhile).\n";
-  }
+  fmt::print("{}", md.str());
+  fmt::print("({} steps of {} examples per epoch, {} thread(s); medians of {} rounds)\n", steps,
+             train_examples / std::max<int64_t>(steps, 1), threads, repeats);
   return 0;
 }

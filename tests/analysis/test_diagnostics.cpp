@@ -7,16 +7,20 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "analysis/csv_read.h"
 #include "analysis/diagnostics.h"
 #include "analysis/run_data.h"
 #include "engine/autograd.h"
+#include "engine/io/npy.h"
 
 namespace fs = std::filesystem;
 using namespace gl;
@@ -373,6 +377,52 @@ TEST(Diagnostics, SaturatedUnitsMatchNaiveReference) {
 }
 
 // The command line: train with --diagnostics all, then render the report.
+// The epoch-0 pass that holds its activations and bins them after choosing the ranges writes
+// the same bytes as two evaluation passes (ranges, then counts), for every file; and its
+// epoch-0 histogram equals a naive binning of the initial model's activations.
+TEST(Diagnostics, OnePassAtInitializationMatchesTwoPasses) {
+  std::map<std::string, std::string> files[2];
+  for (int two_passes = 0; two_passes < 2; ++two_passes) {
+    TempDir d;
+    auto cfg = tiny_config(d, "leaky_relu", 1);
+    train::Trainer t(cfg);
+    Captured init = capture(t);  // the initial model's activations (no diagnostics yet)
+    DiagnosticsOptions o;
+    o.every = 2;
+    if (two_passes) o.hold_limit_bytes = 0;
+    auto diag = std::make_shared<DiagnosticsCallback>(o);
+    t.add_callback(diag);
+    t.run();
+    const fs::path dir = fs::path(cfg.out) / "diagnostics";
+    for (auto& e : fs::directory_iterator(dir))
+      files[two_passes][e.path().filename().string()] = slurp(e.path());
+    if (two_passes) continue;
+    for (int64_t i = 0; i < 2; ++i)
+      for (int post = 0; post < 2; ++post) {
+        auto [lo, hi] = diag->hist_range(i, post);
+        const int B = o.hist_bins;
+        std::vector<int64_t> want(std::size_t(B), 0);
+        for (const auto& row : init.act[std::size_t(i)][std::size_t(post)])
+          for (float v : row) {
+            int b = v < lo ? 0 : v > hi ? B - 1 : int((v - lo) * (float(B) / (hi - lo)));
+            ++want[std::size_t(std::clamp(b, 0, B - 1))];
+          }
+        auto h =
+            io::load_npy((dir / fmt::format("hist_{}_{}.npy", i, post ? "post" : "pre")).string());
+        ASSERT_EQ(h.shape, (std::vector<int64_t>{2, B}));
+        std::vector<int64_t> got(static_cast<std::size_t>(B));
+        std::memcpy(got.data(), h.bytes.data(), got.size() * 8);  // row 0: epoch 0
+        EXPECT_EQ(got, want) << "layer " << i << " post " << post;
+      }
+  }
+  EXPECT_GT(files[0].size(), 10u);
+  EXPECT_EQ(files[0].size(), files[1].size());
+  for (auto& [name, bytes] : files[1]) {
+    ASSERT_TRUE(files[0].count(name)) << name;
+    EXPECT_TRUE(files[0][name] == bytes) << name << " differs between one and two passes";
+  }
+}
+
 TEST(Diagnostics, EndToEndTrainAndReport) {
   TempDir d;
   const std::string bin = GRADLENS_BINARY, run = (d.path / "run").string();

@@ -103,6 +103,58 @@ TEST(Fs, ErrorsNameThePath) {
   expect_error([] { gl::io::read_file(temp_dir()); }, {"directory"});
 }
 
+TEST(Fs, AtomicWriteBatchWritesEveryFileAndCleansUp) {
+  const std::string dir = temp_path("batch"), sub = temp_path("batch/sub");
+  gl::io::ensure_dir(sub);
+  gl::io::write_file_atomic(dir + "/old.txt", std::string_view("old contents"));
+  std::vector<uint8_t> big(70000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 13 + 1);
+  gl::io::AtomicWriteBatch batch;
+  EXPECT_TRUE(batch.empty());
+  batch.add(dir + "/old.txt", std::string_view("new"));
+  batch.add(dir + "/big.bin", big);
+  batch.add(sub + "/empty.txt", std::string_view(""));
+  EXPECT_FALSE(batch.empty());
+  batch.commit();
+  EXPECT_TRUE(batch.empty());
+  auto txt = gl::io::read_file(dir + "/old.txt");
+  EXPECT_EQ(std::string(txt.begin(), txt.end()), "new");
+  EXPECT_EQ(gl::io::read_file(dir + "/big.bin"), big);
+  EXPECT_TRUE(gl::io::read_file(sub + "/empty.txt").empty());
+  // A file that cannot be written fails the batch naming it, and leaves no temporary behind.
+  batch.add(dir + "/old.txt", std::string_view("newer"));
+  batch.add(dir + "/missing/x.bin", std::string_view("x"));
+  expect_error([&] { batch.commit(); }, {"missing/x.bin"});
+  EXPECT_TRUE(batch.empty());
+  txt = gl::io::read_file(dir + "/old.txt");
+  EXPECT_EQ(std::string(txt.begin(), txt.end()), "new");  // nothing renamed before the failure
+  for (const auto& entry : fs::recursive_directory_iterator(dir))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos)
+        << "temporary left behind: " << entry.path();
+}
+
+TEST(Fs, BackgroundWriterCommitsInOrderAndReportsErrors) {
+  const std::string dir = temp_path("bg");
+  gl::io::ensure_dir(dir);
+  gl::io::BackgroundWriter w;
+  for (int i = 0; i < 5; ++i) {  // each batch replaces the file the one before wrote
+    gl::io::AtomicWriteBatch b;
+    b.add(dir + "/f.txt", std::string_view(std::to_string(i)));
+    b.add(dir + "/g" + std::to_string(i) + ".txt", std::string_view("x"));
+    w.submit(std::move(b));
+  }
+  w.wait();
+  auto f = gl::io::read_file(dir + "/f.txt");
+  EXPECT_EQ(std::string(f.begin(), f.end()), "4");
+  for (int i = 0; i < 5; ++i)
+    EXPECT_TRUE(gl::io::file_exists(dir + "/g" + std::to_string(i) + ".txt"));
+  gl::io::AtomicWriteBatch bad;
+  bad.add(dir + "/missing/x.bin", std::string_view("x"));
+  w.submit(std::move(bad));
+  expect_error([&] { w.wait(); }, {"missing/x.bin"});
+  w.wait();  // the error is reported once
+}
+
 TEST(Fs, EnsureDir) {
   std::string nested = temp_path("d1/d2/d3");
   gl::io::ensure_dir(nested);

@@ -1,0 +1,225 @@
+// test_optim_stats_kernel.cpp: the fused optimization-statistics pass (kernels/cpu/optim_stats.h)
+// against a naive double-precision loop written from the definitions: AVX2 and scalar paths,
+// odd lengths (vector tails), several chunks, NaN and infinity, thresholds on the boundary,
+// the snapshot and moving-average updates, and independence of the thread count.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/cpu/optim_stats.h"
+
+namespace kc = gl::kernels::cpu;
+
+namespace {
+
+struct Arrays {
+  std::vector<float> g, w, pg, pw, eg, ew;
+};
+
+// Gradients spread over many magnitudes (so every threshold splits them), exact zeros and
+// repeated values (ties of w and pw, g and pg), optionally NaN and infinities.
+Arrays make(int64_t n, uint32_t seed, bool special) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::uniform_int_distribution<int> e(-12, 0), pick(0, 19);
+  Arrays a;
+  auto grad = [&] { return u(rng) * std::pow(10.0f, float(e(rng))); };
+  for (int64_t i = 0; i < n; ++i) {
+    a.g.push_back(grad());
+    a.pg.push_back(grad());
+    a.pw.push_back(u(rng));
+    a.w.push_back(a.pw.back() + 1e-3f * u(rng));
+    a.eg.push_back(1e-3f * u(rng));
+    a.ew.push_back(u(rng));
+    switch (pick(rng)) {
+      case 0:
+        a.g.back() = 0.0f;
+        break;
+      case 1:
+        a.pg.back() = 0.0f;
+        break;
+      case 2:
+        a.w.back() = a.pw.back();
+        break;
+      case 3:
+        a.g.back() = a.pg.back();
+        break;
+      case 4:
+        a.g.back() = -0.0f;
+        break;
+      case 5:
+        a.g.back() = 1e-7f;
+        break;  // the zero threshold itself
+      default:
+        break;
+    }
+  }
+  if (special && n > 0) {
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+    const float vals[] = {nan, inf, -inf};
+    for (int64_t i = 0; i < n; i += 13) a.g[std::size_t(i)] = vals[i % 3];
+    for (int64_t i = 5; i < n; i += 17) a.pg[std::size_t(i)] = vals[(i + 1) % 3];
+    for (int64_t i = 7; i < n; i += 29) a.w[std::size_t(i)] = vals[(i + 2) % 3];
+  }
+  return a;
+}
+
+struct Naive {
+  int64_t zero = 0, small_prev = 0, retained = 0, flip = 0, lmin = 0, lmax = 0;
+  double wd = 0, zgdw = 0, eg = 0, ew = 0;
+  std::vector<float> eg_new, ew_new;
+};
+
+// From the definitions, in double, with no shared code.
+Naive naive(const Arrays& a, double zt, double st, float keep, float fresh) {
+  Naive r;
+  for (std::size_t i = 0; i < a.g.size(); ++i) {
+    const double g = a.g[i], p = a.pg[i], w = a.w[i], pw = a.pw[i];
+    r.zero += std::fabs(g) < zt;
+    if (std::fabs(p) < st) {
+      ++r.small_prev;
+      r.retained += std::fabs(g) < st;
+    }
+    const bool flip = (g > 0 && p < 0) || (g < 0 && p > 0);
+    r.flip += flip;
+    if (flip && ((w > pw && g > p) || (w < pw && g < p))) ++r.lmin;
+    if (flip && ((w > pw && g < p) || (w < pw && g > p))) ++r.lmax;
+    const double dw = w - pw;
+    r.wd += dw * dw;
+    if (std::fabs(p) < zt) r.zgdw += dw * dw;
+    // The moving averages are float state: each product rounds to float, then the sum.
+    const float e1 = float(keep * a.eg[i]) + float(fresh * a.g[i]);
+    const float e2 = float(keep * a.ew[i]) + float(fresh * a.w[i]);
+    r.eg_new.push_back(e1);
+    r.ew_new.push_back(e2);
+    r.eg += double(e1) * double(e1);
+    r.ew += double(e2) * double(e2);
+  }
+  return r;
+}
+
+void expect_close(double got, double want, const char* what, int64_t n) {
+  if (std::isnan(want)) {
+    EXPECT_TRUE(std::isnan(got)) << what << " n=" << n;
+  } else if (std::isinf(want)) {
+    EXPECT_EQ(got, want) << what << " n=" << n;
+  } else {
+    EXPECT_NEAR(got, want, 1e-12 * std::max(std::fabs(want), 1e-300)) << what << " n=" << n;
+  }
+}
+
+bool same_float(float x, float y) {
+  return (std::isnan(x) && std::isnan(y)) || x == y;
+}
+
+kc::OptimStepSums run(Arrays& a, const kc::OptimStepParams& p) {
+  return kc::optim_step_stats(a.g.data(), a.w.data(), a.pg.data(), a.pw.data(), a.eg.data(),
+                              a.ew.data(), int64_t(a.g.size()), p);
+}
+
+void check(int64_t n, uint32_t seed, bool special, bool first_ema) {
+  Arrays a = make(n, seed, special);
+  kc::OptimStepParams p;
+  p.zero_threshold = 1e-7f;  // float(1e-7) > 1e-7: x < 1e-7f equals double(x) < 1e-7 here
+  p.small_threshold = 1e-5f;
+  p.ema_keep = first_ema ? 0.0f : 0.99f;
+  p.ema_new = first_ema ? 1.0f : 1.0f - 0.99f;
+  const Naive want =
+      naive(a, double(p.zero_threshold), double(p.small_threshold), p.ema_keep, p.ema_new);
+  const Arrays before = a;
+  const kc::OptimStepSums got = run(a, p);
+  EXPECT_EQ(got.zero, want.zero) << "n=" << n;
+  EXPECT_EQ(got.small_prev, want.small_prev) << "n=" << n;
+  EXPECT_EQ(got.retained, want.retained) << "n=" << n;
+  EXPECT_EQ(got.sign_flip, want.flip) << "n=" << n;
+  EXPECT_EQ(got.local_min, want.lmin) << "n=" << n;
+  EXPECT_EQ(got.local_max, want.lmax) << "n=" << n;
+  expect_close(got.weight_diff_sq, want.wd, "weight_diff_sq", n);
+  expect_close(got.zero_grad_weight_change_sq, want.zgdw, "zero_grad_weight_change_sq", n);
+  expect_close(got.ema_grad_sq, want.eg, "ema_grad_sq", n);
+  expect_close(got.ema_weight_sq, want.ew, "ema_weight_sq", n);
+  for (std::size_t i = 0; i < a.g.size(); ++i) {
+    ASSERT_TRUE(same_float(a.pg[i], before.g[i])) << "snapshot grad " << i << " n=" << n;
+    ASSERT_TRUE(same_float(a.pw[i], before.w[i])) << "snapshot weight " << i << " n=" << n;
+    ASSERT_TRUE(same_float(a.eg[i], want.eg_new[i])) << "ema grad " << i << " n=" << n;
+    ASSERT_TRUE(same_float(a.ew[i], want.ew_new[i])) << "ema weight " << i << " n=" << n;
+    ASSERT_TRUE(same_float(a.g[i], before.g[i]) && same_float(a.w[i], before.w[i]));
+  }
+}
+
+// Lengths around the vector width and the chunk size (2^14), and a parallel-sized one.
+const int64_t kLengths[] = {0, 1, 7, 8, 9, 15, 17, 63, 1001, 16383, 16384, 16385, 70001};
+
+}  // namespace
+
+TEST(OptimStatsKernel, MatchesNaiveLoopBothPaths) {
+  for (bool scalar : {false, true}) {
+    kc::optim_stats_force_scalar(scalar);
+    for (int64_t n : kLengths)
+      for (bool first : {false, true}) check(n, uint32_t(n + 3), false, first);
+  }
+  kc::optim_stats_force_scalar(false);
+}
+
+TEST(OptimStatsKernel, NaNAndInfinityFollowTheDefinitions) {
+  for (bool scalar : {false, true}) {
+    kc::optim_stats_force_scalar(scalar);
+    for (int64_t n : {int64_t(9), int64_t(31), int64_t(1000), int64_t(16390)})
+      check(n, uint32_t(n), true, false);
+  }
+  kc::optim_stats_force_scalar(false);
+}
+
+TEST(OptimStatsKernel, LargeValuesDoNotOverflowInTheSquares) {
+  // 1e20^2 overflows float but not the double the definitions use.
+  Arrays a = make(11, 5, false);
+  a.w[3] = 1e20f;
+  a.pw[3] = -1e20f;
+  for (bool scalar : {false, true}) {
+    kc::optim_stats_force_scalar(scalar);
+    Arrays b = a;
+    const auto s = run(b, {});
+    EXPECT_TRUE(std::isfinite(s.weight_diff_sq));
+    EXPECT_GE(s.weight_diff_sq, 4e40);
+  }
+  kc::optim_stats_force_scalar(false);
+}
+
+TEST(OptimStatsKernel, AvxAndScalarAgreeAndThreadCountDoesNotMatter) {
+  const int64_t n = 200003;
+  const Arrays a = make(n, 11, false);
+  kc::OptimStepParams p;
+  std::vector<kc::OptimStepSums> results;
+  const int threads = omp_get_max_threads();
+  for (bool scalar : {false, true})
+    for (int t : {1, 2, 3}) {
+      kc::optim_stats_force_scalar(scalar);
+      omp_set_num_threads(t);
+      Arrays b = a;
+      results.push_back(run(b, p));
+    }
+  omp_set_num_threads(threads);
+  kc::optim_stats_force_scalar(false);
+  for (const auto& r : results) {
+    EXPECT_EQ(r.zero, results[0].zero);
+    EXPECT_EQ(r.sign_flip, results[0].sign_flip);
+    EXPECT_EQ(r.local_min, results[0].local_min);
+    EXPECT_EQ(r.local_max, results[0].local_max);
+    EXPECT_EQ(r.retained, results[0].retained);
+    EXPECT_EQ(r.small_prev, results[0].small_prev);
+  }
+  // Within a path, every thread count gives the same bits.
+  for (int path = 0; path < 2; ++path)
+    for (int t = 1; t < 3; ++t) {
+      const auto& x = results[std::size_t(path * 3 + t)];
+      const auto& y = results[std::size_t(path * 3)];
+      EXPECT_EQ(x.weight_diff_sq, y.weight_diff_sq);
+      EXPECT_EQ(x.zero_grad_weight_change_sq, y.zero_grad_weight_change_sq);
+      EXPECT_EQ(x.ema_grad_sq, y.ema_grad_sq);
+      EXPECT_EQ(x.ema_weight_sq, y.ema_weight_sq);
+    }
+}
