@@ -3,6 +3,7 @@
 // t-SNE pieces against brute force (and scikit-learn where /usr/bin/python3 has it), the
 // augmentation against exact shifts, and `gradlens analyze` end to end on mnist-tiny.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -350,6 +351,104 @@ TEST(Tsne, ExactAndBarnesHutSeparateClusters) {
     EXPECT_TRUE(std::isfinite(r.kl_divergence));
     EXPECT_LT(r.kl_divergence, 2.0) << method;
   }
+}
+
+// Naive f64 repulsion: sum_{j != i} w^2 (y_i - y_j) and Z.
+double naive_repulsion(const std::vector<double>& y, int64_t n, std::vector<double>& f) {
+  f.assign(size_t(2 * n), 0.0);
+  double z = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      const double dx = y[size_t(2 * i)] - y[size_t(2 * j)],
+                   dy = y[size_t(2 * i + 1)] - y[size_t(2 * j + 1)];
+      const double w = 1 / (1 + dx * dx + dy * dy);
+      z += w;
+      f[size_t(2 * i)] += w * w * dx;
+      f[size_t(2 * i + 1)] += w * w * dy;
+    }
+  return z;
+}
+
+// A 2-D layout like t-SNE's: tight clusters of very different sizes, a few exact duplicates.
+std::vector<double> clustered_layout(int64_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd;
+  std::vector<double> y;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = i % 7;
+    y.push_back(10.0 * double(c % 3) + (0.2 + c) * 0.3 * nd(g));
+    y.push_back(12.0 * double(c / 3) + (0.2 + c) * 0.3 * nd(g));
+  }
+  for (int64_t i = 0; i < 5; ++i) {  // duplicates of point 0
+    y[size_t(2 * (n - 1 - i))] = y[0];
+    y[size_t(2 * (n - 1 - i) + 1)] = y[1];
+  }
+  return y;
+}
+
+TEST(Tsne, BarnesHutRepulsionWithThetaZeroIsExact) {
+  const int64_t n = 700;
+  auto y = clustered_layout(n, 3);
+  std::vector<double> want, got(size_t(2 * n));
+  const double z_want = naive_repulsion(y, n, want);
+  const double z = tsne_repulsion(y.data(), n, 0.0, got.data());
+  EXPECT_NEAR(z, z_want, 1e-5 * z_want);
+  double scale = 0;
+  for (double v : want) scale = std::max(scale, std::abs(v));
+  for (size_t t = 0; t < want.size(); ++t) EXPECT_NEAR(got[t], want[t], 1e-5 * scale) << t;
+}
+
+TEST(Tsne, BarnesHutRepulsionApproximatesWithinOnePercent) {
+  const int64_t n = 3000;
+  auto y = clustered_layout(n, 4);
+  std::vector<double> want, got(size_t(2 * n));
+  const double z_want = naive_repulsion(y, n, want);
+  const double z = tsne_repulsion(y.data(), n, 0.5, got.data());
+  EXPECT_NEAR(z, z_want, 1e-2 * z_want);
+  // Relative error of the force field as a whole (single forces near zero vary more).
+  double err = 0, norm = 0;
+  for (size_t t = 0; t < want.size(); ++t) {
+    err += (got[t] - want[t]) * (got[t] - want[t]);
+    norm += want[t] * want[t];
+  }
+  EXPECT_LT(std::sqrt(err / norm), 1e-2);
+}
+
+TEST(Tsne, BarnesHutDoesNotDependOnThreadCount) {
+  std::vector<int> labels;
+  auto x = blobs(6, 250, 16, 4.0, labels, 9);
+  const int64_t n = int64_t(labels.size());
+  TsneOptions o;
+  o.method = "barnes_hut";
+  o.iterations = 300;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto one = tsne(x.data(), n, 16, o);
+  omp_set_num_threads(2);
+  auto two = tsne(x.data(), n, 16, o);
+  omp_set_num_threads(saved);
+  ASSERT_EQ(one.embedding.size(), two.embedding.size());
+  for (size_t t = 0; t < one.embedding.size(); ++t)
+    ASSERT_EQ(one.embedding[t], two.embedding[t]) << t;
+  EXPECT_EQ(one.kl_divergence, two.kl_divergence);
+}
+
+TEST(Tsne, BarnesHutKeepsManyClustersTrustworthy) {
+  std::vector<int> labels;
+  auto x = blobs(10, 200, 30, 3.0, labels, 10);
+  const int64_t n = int64_t(labels.size());
+  TsneOptions o;
+  o.method = "barnes_hut";
+  auto r = tsne(x.data(), n, 30, o);
+  EXPECT_GT(trustworthiness(x.data(), n, 30, r.embedding.data(), 2, 10), 0.9);
+  std::vector<float> e(r.embedding.begin(), r.embedding.end());
+  std::vector<int64_t> idx;
+  std::vector<double> d2;
+  knn_exact(e.data(), n, 2, 1, idx, d2);
+  int same = 0;
+  for (int64_t i = 0; i < n; ++i) same += labels[size_t(i)] == labels[size_t(idx[size_t(i)])];
+  EXPECT_GE(same, n * 98 / 100);
 }
 
 TEST(Tsne, RejectsTooFewExamples) {
