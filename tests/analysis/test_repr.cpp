@@ -254,6 +254,32 @@ TEST(Pca, MatchesSklearn) {
   }
 }
 
+TEST(Correlation, PairsOfLayersMatchPearsonCross) {
+  const int64_t n = 120;
+  const std::vector<int64_t> widths{9, 4, 6};
+  std::vector<std::vector<float>> layers;
+  for (size_t a = 0; a < widths.size(); ++a)
+    layers.push_back(random_matrix(n, widths[a], unsigned(20 + a)));
+  for (int64_t i = 0; i < n; ++i) layers[1][size_t(i * 4 + 2)] = 1.5f;  // a dead unit
+  std::vector<const float*> ptrs;
+  for (auto& l : layers) ptrs.push_back(l.data());
+  auto pairs = pearson_pairs(ptrs, n, widths);
+  ASSERT_EQ(pairs.size(), 6u);
+  size_t p = 0;
+  for (size_t a = 0; a < widths.size(); ++a)
+    for (size_t b = a; b < widths.size(); ++b, ++p) {
+      auto want = pearson_cross(ptrs[a], n, widths[a], ptrs[b], widths[b]);
+      ASSERT_EQ(pairs[p].size(), want.size()) << a << "," << b;
+      for (size_t t = 0; t < want.size(); ++t) {
+        if (std::isnan(want[t]))
+          EXPECT_TRUE(std::isnan(pairs[p][t])) << a << "," << b << " " << t;
+        else
+          EXPECT_EQ(pairs[p][t], want[t]) << a << "," << b << " " << t;
+      }
+    }
+  EXPECT_THROW(pearson_pairs(ptrs, 1, widths), gl::Error);
+}
+
 // ---------------------------------------------------------------- t-SNE
 
 TEST(Tsne, CalibratedRowHasTargetPerplexity) {
@@ -568,6 +594,27 @@ TEST_F(AnalyzeCli, TrainingCorrCallbackRecordsEveryEpoch) {
   for (double v : m.values)
     if (!std::isnan(v)) s += std::abs(v), ++k;
   EXPECT_NEAR(s / k, j["pairs"]["h0-h1"][2].get<double>(), 1e-6);
+}
+
+// The last record reuses the activations of the trainer's final evaluation; the offline
+// analysis captures them afresh from the saved model. Both must give the same matrices.
+TEST_F(AnalyzeCli, TrainingCorrMatchesOfflineCorrOfTheFinalModel) {
+  int st = 0;
+  const std::string dd = " --data-dir " + (dir_->path / "data").string();
+  std::string out = analyze(run() + " corr --layers h0,h1 --quiet --no-activations" + dd, &st);
+  ASSERT_EQ(st, 0) << out;
+  for (const char* pair : {"h0_h0", "h0_h1", "h1_h1"}) {
+    auto during = read_npy(run() + "/analysis/corr_epochs/e2_" + pair + ".npy");
+    auto offline = read_npy(run() + "/analysis/corr_" + pair + ".npy");
+    ASSERT_EQ(during.shape, offline.shape) << pair;
+    for (size_t t = 0; t < during.values.size(); ++t) {
+      if (std::isnan(offline.values[t])) {
+        EXPECT_TRUE(std::isnan(during.values[t])) << pair << " " << t;
+        continue;
+      }
+      EXPECT_NEAR(during.values[t], offline.values[t], 1e-6) << pair << " " << t;
+    }
+  }
 }
 
 TEST_F(AnalyzeCli, AllAnalysesWriteFilesAndReport) {
