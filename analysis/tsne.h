@@ -4,6 +4,10 @@
 // symmetrized joint P (sparse over k = 3 * perplexity + 1 exact nearest neighbours for
 // Barnes-Hut), PCA initialization scaled to std 1e-4, early exaggeration 12 for 250
 // iterations with momentum 0.5 then 0.8, per-coordinate gains, learning rate max(n / 48, 50).
+// The Barnes-Hut forces are computed in f32 (as scikit-learn does), one interaction list per
+// group of neighbouring points; the embedding and its updates stay f64. For a given input and
+// options the result does not depend on the OpenMP thread count. Speed against scikit-learn:
+// bench/results/tsne.md.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -8,18 +8,15 @@
 
 #include <atomic>
 
+#include "kernels/cpu/cpu_features.h"
+
 namespace gl::kernels::cpu {
 
 namespace {
 std::atomic<bool> g_force_scalar{false};
 
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
 bool use_avx2() {
-  return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2();
+  return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma();
 }
 
 #define GL_AVX2 __attribute__((target("avx2,fma")))
