@@ -1,11 +1,21 @@
-// corr_callback.cpp: the per-epoch layer cross-correlation callback. Its cost is one forward
-// pass over `examples` test rows plus L(L+1)/2 small GEMMs; the time it takes is recorded
-// in corr_means.json so its share of the epoch can be checked.
+// corr_callback.cpp: the per-epoch layer cross-correlation callback. Per record: the hidden
+// activations of the first `examples` test rows, every layer pair's Pearson matrix (each layer
+// standardized once, one f64 GEMM per pair), the files.
+//
+// What keeps it cheap (bench/results/corr_overhead.md): the trainer's end-of-epoch evaluation
+// already runs the first test batch (of at least 1000 rows, unshuffled) through the model in
+// eval mode with exactly the weights the next epoch starts from, so on the CPU the callback
+// copies those rows from forward hooks instead of running its own forward pass; only the first
+// record (before any evaluation) captures. The .npy and JSON files are written by a background
+// thread (each write is fsynced, which costs far more than the arithmetic), at most one record
+// in flight; a write error surfaces at the next record or at the end of training.
 #include "analysis/corr_callback.h"
 
 #include <fmt/core.h>
 
 #include <chrono>
+#include <cstring>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "analysis/capture.h"
@@ -19,8 +29,17 @@ namespace {
 class CorrCallback : public train::Callback {
  public:
   explicit CorrCallback(CorrCallbackOptions o) : o_(o) {}
+  ~CorrCallback() override {
+    try {
+      finish_writes();
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "--analyze corr: {}\n", e.what());
+    }
+  }
 
   void on_train_begin(train::Trainer& t) override {
+    finish_writes();
+    cached_epoch_ = -1;
     const std::string path = t.run_dir() + "/analysis/corr_means.json";
     // On resume keep the epochs already recorded.
     if (io::file_exists(path)) {
@@ -33,17 +52,68 @@ class CorrCallback : public train::Callback {
     }
   }
   void on_epoch_begin(train::Trainer& t, int64_t epoch) override { record(t, epoch - 1); }
-  void on_train_end(train::Trainer& t) override { record(t, t.current_epoch()); }
+  void on_evaluate_begin(train::Trainer& t, int64_t epoch) override { start_hooks(t, epoch); }
+  void on_evaluate_end(train::Trainer& t, int64_t epoch) override { stop_hooks(t); }
+  void on_train_end(train::Trainer& t) override {
+    record(t, t.current_epoch());
+    finish_writes();
+  }
 
  private:
+  int64_t examples(train::Trainer& t) const {
+    return std::min(o_.examples, t.test_loader().all_images().size(0));
+  }
+
+  // During the evaluation after epoch `epoch`: copy the first rows of every hidden layer,
+  // when the evaluation's batches are the test split in order on the host.
+  void start_hooks(train::Trainer& t, int64_t epoch) {
+    cached_epoch_ = -1;
+    const auto& loader = t.test_loader();
+    const int64_t n = examples(t);
+    if (n < 2 || loader.device().is_cuda() || loader.batch_size() < n) return;
+    const auto& order = loader.order();
+    for (int64_t i = 0; i < n; ++i)
+      if (order[size_t(i)] != i) return;
+    auto& model = t.model();
+    auto layers = hidden_layers(model);
+    cache_.clear();
+    rows_.assign(layers.size(), 0);
+    for (size_t k = 0; k < layers.size(); ++k) {
+      cache_.push_back(Tensor::empty({n, layers[k].width}, DType::f32));
+      models::Module* m = model.taps().at(static_cast<size_t>(layers[k].hidden)).post;
+      hooks_.emplace_back(
+          m, m->add_forward_hook(
+                 [this, k, n, &t](const models::Module&, const Tensor&, const Tensor& out) {
+                   // Only the trainer's own evaluation batches (it sets their labels), not forward
+                   // passes other callbacks may run around it.
+                   if (rows_[k] >= n || !t.current_labels().defined()) return;
+                   Tensor c = out.contiguous();
+                   const int64_t take = std::min(n - rows_[k], c.size(0)), w = cache_[k].size(1);
+                   GL_CHECK(c.dim() == 2 && c.size(1) == w,
+                            "--analyze corr: layer gave {}, expected {} features", c.str(), w);
+                   std::memcpy(cache_[k].data<float>() + rows_[k] * w, c.data<float>(),
+                               size_t(take * w) * sizeof(float));
+                   rows_[k] += take;
+                 }));
+    }
+    hooked_epoch_ = epoch;
+  }
+
+  void stop_hooks(train::Trainer&) {
+    for (auto& [m, id] : hooks_) m->remove_forward_hook(id);
+    const bool complete =
+        !hooks_.empty() && std::all_of(rows_.begin(), rows_.end(),
+                                       [&](int64_t r) { return r >= cache_.front().size(0); });
+    hooks_.clear();
+    cached_epoch_ = complete ? hooked_epoch_ : -1;
+  }
+
   void record(train::Trainer& t, int64_t epoch) {
     auto t0 = std::chrono::steady_clock::now();
     auto& model = t.model();
-    const Tensor& all = t.test_loader().all_images();
-    const int64_t n = std::min(o_.examples, all.size(0));
+    const int64_t n = examples(t);
     GL_CHECK(n >= 2, "--analyze corr: the test split has {} examples; need at least 2", n);
     auto layers = hidden_layers(model);
-    auto acts = capture(model, all.narrow(0, 0, n), layers, 1000);
     if (!state_.is_object() || state_.value("examples", int64_t(-1)) != n) {
       state_ = nlohmann::json::object();
       state_["examples"] = n;
@@ -53,33 +123,63 @@ class CorrCallback : public train::Callback {
     }
     auto& epochs = state_["epochs"];
     if (!epochs.empty() && epochs.back().get<int64_t>() >= epoch) return;  // already recorded
+    // The model after `epoch` epochs is the one the evaluation after that epoch ran.
+    std::vector<Tensor> acts;
+    if (cached_epoch_ == epoch && cache_.size() == layers.size())
+      acts = cache_;
+    else
+      acts = capture(model, t.test_loader().all_images().narrow(0, 0, n), layers, 1000);
+    cached_epoch_ = -1;
+    std::vector<const float*> ptrs;
+    std::vector<int64_t> widths;
     nlohmann::json names = nlohmann::json::array();
-    for (auto& l : layers) names.push_back(l.name);
+    for (size_t k = 0; k < layers.size(); ++k) {
+      ptrs.push_back(acts[k].data<float>());
+      widths.push_back(layers[k].width);
+      names.push_back(layers[k].name);
+    }
     state_["layers"] = names;
+    auto mats = pearson_pairs(ptrs, n, widths);
     const std::string dir = t.run_dir() + "/analysis";
-    io::ensure_dir(dir);
-    if (o_.save_matrices) io::ensure_dir(dir + "/corr_epochs");
+    std::vector<std::pair<std::string, Tensor>> files;
+    size_t p = 0;
     for (size_t i = 0; i < layers.size(); ++i)
-      for (size_t j = i; j < layers.size(); ++j) {
-        auto c = pearson_cross(acts[i].data<float>(), n, layers[i].width, acts[j].data<float>(),
-                               layers[j].width);
-        const std::string key = layers[i].name + "-" + layers[j].name;
-        state_["pairs"][key].push_back(mean_abs(c));
+      for (size_t j = i; j < layers.size(); ++j, ++p) {
+        const auto& c = mats[p];
+        state_["pairs"][layers[i].name + "-" + layers[j].name].push_back(mean_abs(c));
         if (o_.save_matrices) {
           std::vector<float> cf(c.begin(), c.end());
-          io::save_npy(fmt::format("{}/corr_epochs/e{}_{}_{}.npy", dir, epoch, layers[i].name,
-                                   layers[j].name),
-                       Tensor::from_vector(cf, {layers[i].width, layers[j].width}));
+          files.emplace_back(fmt::format("{}/corr_epochs/e{}_{}_{}.npy", dir, epoch, layers[i].name,
+                                         layers[j].name),
+                             Tensor::from_vector(cf, {layers[i].width, layers[j].width}));
         }
       }
     epochs.push_back(epoch);
     state_["seconds"].push_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    io::write_file_atomic(dir + "/corr_means.json", state_.dump(1));
+    finish_writes();  // the previous record's files first, in order
+    pending_ = std::async(std::launch::async, [dir, files = std::move(files), json = state_.dump(1),
+                                               save = o_.save_matrices] {
+      io::ensure_dir(dir);
+      if (save) io::ensure_dir(dir + "/corr_epochs");
+      for (const auto& [path, m] : files) io::save_npy(path, m);
+      io::write_file_atomic(dir + "/corr_means.json", json);
+    });
+  }
+
+  // Waits for the files of the last record; rethrows its error.
+  void finish_writes() {
+    if (pending_.valid()) pending_.get();
   }
 
   CorrCallbackOptions o_;
   nlohmann::json state_;
+  std::future<void> pending_;
+  // Activations copied during an evaluation, valid for the model after `cached_epoch_` epochs.
+  std::vector<Tensor> cache_;
+  std::vector<int64_t> rows_;
+  std::vector<std::pair<models::Module*, models::HookId>> hooks_;
+  int64_t cached_epoch_ = -1, hooked_epoch_ = -1;
 };
 
 }  // namespace

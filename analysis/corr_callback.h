@@ -5,7 +5,10 @@
 //                                       "pairs": {"h0-h1": [mean per epoch], ...}, "seconds":
 //                                       [...]}
 //   RUN_DIR/analysis/corr_epochs/e<E>_<a>_<b>.npy   f4 [width_a, width_b]
-// Epoch E is the state after E training epochs (the start of epoch E + 1).
+// Epoch E is the state after E training epochs (the start of epoch E + 1). On the CPU the
+// activations for E >= 1 are copied from the trainer's evaluation after epoch E (same weights,
+// eval mode) instead of a separate forward pass; the files are written in the background and
+// are complete when training ends. "seconds" is the time each record held up training.
 //
 // Attach: trainer.add_callback(gl::analysis::make_corr_callback({}));
 #pragma once

@@ -44,16 +44,11 @@ std::vector<double> standardize_columns(const float* x, int64_t n, int64_t d,
   return z;
 }
 
-}  // namespace
-
-std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const float* y,
-                                  int64_t dy) {
-  GL_CHECK(n >= 2, "correlation: need at least 2 examples, got {}", n);
-  GL_CHECK(dx >= 1 && dy >= 1, "correlation: empty feature matrix ({} x {} features)", dx, dy);
-  std::vector<char> cx, cy;
-  std::vector<double> zx = standardize_columns(x, n, dx, cx);
-  std::vector<double> zy = x == y && dx == dy ? zx : standardize_columns(y, n, dy, cy);
-  if (x == y && dx == dy) cy = cx;
+// Z_x^T Z_y with NaN for the constant features, clamped to [-1, 1].
+std::vector<double> cross_of_standardized(const std::vector<double>& zx,
+                                          const std::vector<char>& cx, int64_t dx,
+                                          const std::vector<double>& zy,
+                                          const std::vector<char>& cy, int64_t dy, int64_t n) {
   std::vector<double> c(static_cast<size_t>(dx * dy), 0.0);
   kernels::cpu::dgemm(true, false, dx, dy, n, 1.0, zx.data(), dx, zy.data(), dy, 0.0, c.data(), dy);
   for (int64_t a = 0; a < dx; ++a)
@@ -65,6 +60,39 @@ std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const f
         v = std::clamp(v, -1.0, 1.0);
     }
   return c;
+}
+
+}  // namespace
+
+std::vector<double> pearson_cross(const float* x, int64_t n, int64_t dx, const float* y,
+                                  int64_t dy) {
+  GL_CHECK(n >= 2, "correlation: need at least 2 examples, got {}", n);
+  GL_CHECK(dx >= 1 && dy >= 1, "correlation: empty feature matrix ({} x {} features)", dx, dy);
+  std::vector<char> cx, cy;
+  std::vector<double> zx = standardize_columns(x, n, dx, cx);
+  if (x == y && dx == dy) return cross_of_standardized(zx, cx, dx, zx, cx, dx, n);
+  std::vector<double> zy = standardize_columns(y, n, dy, cy);
+  return cross_of_standardized(zx, cx, dx, zy, cy, dy, n);
+}
+
+std::vector<std::vector<double>> pearson_pairs(const std::vector<const float*>& layers, int64_t n,
+                                               const std::vector<int64_t>& widths) {
+  GL_CHECK(n >= 2, "correlation: need at least 2 examples, got {}", n);
+  GL_CHECK(layers.size() == widths.size(), "correlation: {} layers but {} widths", layers.size(),
+           widths.size());
+  const size_t L = layers.size();
+  std::vector<std::vector<double>> z(L);
+  std::vector<std::vector<char>> constant(L);
+  for (size_t a = 0; a < L; ++a) {
+    GL_CHECK(widths[a] >= 1, "correlation: layer {} has no features", a);
+    z[a] = standardize_columns(layers[a], n, widths[a], constant[a]);
+  }
+  std::vector<std::vector<double>> out;
+  for (size_t a = 0; a < L; ++a)
+    for (size_t b = a; b < L; ++b)
+      out.push_back(
+          cross_of_standardized(z[a], constant[a], widths[a], z[b], constant[b], widths[b], n));
+  return out;
 }
 
 std::vector<double> feature_correlation(const float* x, int64_t n, int64_t d) {

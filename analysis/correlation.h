@@ -17,6 +17,12 @@ std::vector<double> feature_correlation(const float* x, int64_t n, int64_t d);
 // Sample-sample correlation: rows as variables, [n, n]. A constant row gives NaN.
 std::vector<double> sample_correlation(const float* x, int64_t n, int64_t d);
 
+// Every pair a <= b of several layers over the same n examples: layers[a] is [n, widths[a]].
+// Returns the pearson_cross(layers[a], layers[b]) matrices in the order (0,0), (0,1), ...,
+// (0,L-1), (1,1), ...; each layer is standardized once, then one f64 GEMM per pair.
+std::vector<std::vector<double>> pearson_pairs(const std::vector<const float*>& layers, int64_t n,
+                                               const std::vector<int64_t>& widths);
+
 // Mean of |c| over the entries that are not NaN (0 when none are).
 double mean_abs(const std::vector<double>& c);
 

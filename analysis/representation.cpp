@@ -162,6 +162,7 @@ void analyze_tsne(RunModel& run, const AnalyzeOptions& o) {
     j["theta"] = to.theta;
     j["kl_divergence"] = num(r.kl_divergence);
     j["seconds"] = r.seconds;
+    j["seconds_affinities"] = r.seconds_affinities;
     if (o.trustworthiness && n > 21) {
       double t = trustworthiness(c.acts[k].data<float>(), n, l.width, r.embedding.data(), 2, 10);
       j["trustworthiness_k10"] = t;

@@ -4,6 +4,10 @@
 // symmetrized joint P (sparse over k = 3 * perplexity + 1 exact nearest neighbours for
 // Barnes-Hut), PCA initialization scaled to std 1e-4, early exaggeration 12 for 250
 // iterations with momentum 0.5 then 0.8, per-coordinate gains, learning rate max(n / 48, 50).
+// The Barnes-Hut forces are computed in f32 (as scikit-learn does), one interaction list per
+// group of neighbouring points; the embedding and its updates stay f64. For a given input and
+// options the result does not depend on the OpenMP thread count. Speed against scikit-learn:
+// bench/results/tsne.md.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -29,7 +33,8 @@ struct TsneResult {
   std::vector<double> embedding;  // [n, 2] row-major
   double kl_divergence = 0.0;     // of the final embedding (Barnes-Hut: approximated Z)
   std::string method;
-  double seconds = 0.0;  // total, neighbour search included
+  double seconds = 0.0;             // total, neighbour search included
+  double seconds_affinities = 0.0;  // of which the joint P (neighbours, calibration)
 };
 
 // x: [n, d] row-major. Throws when n <= 3 * perplexity (too few examples for the perplexity)
@@ -45,6 +50,12 @@ double calibrate_row(const double* dist2, int64_t k, double perplexity, double* 
 // Returns indices [n, k] and squared distances [n, k], each row sorted by distance.
 void knn_exact(const float* x, int64_t n, int64_t d, int64_t k, std::vector<int64_t>& index,
                std::vector<double>& dist2);
+
+// The Barnes-Hut repulsion that tsne() uses: for every point i of y [n, 2],
+// force[2i, 2i + 1] = sum_{j != i} w_ij^2 (y_i - y_j) with w_ij = 1 / (1 + |y_i - y_j|^2),
+// cells summarized when width / distance < theta; returns Z = sum_{i != j} w_ij. theta = 0 is
+// exact up to f32 rounding. Does not depend on the OpenMP thread count.
+double tsne_repulsion(const double* y, int64_t n, double theta, double* force);
 
 // Trustworthiness (Venna & Kaski; scikit-learn's definition) of embedding y [n, dy] of
 // x [n, d] with k neighbours: 1 means every embedded neighbour is an original neighbour.

@@ -8,17 +8,14 @@
 
 #include <atomic>
 
+#include "kernels/cpu/cpu_features.h"
+
 #include "kernels/functors.h"
 
 namespace gl::kernels::cpu {
 
 namespace {
 std::atomic<bool> g_force_scalar{false};
-
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
 
 #define GL_AVX2 __attribute__((target("avx2,fma")))
 
@@ -105,7 +102,7 @@ GL_DEFINE_AVX2_MAP(tanh_avx2, tanh_ps(v))
 GL_DEFINE_AVX2_MAP(sigmoid_avx2, sigmoid_ps(v))
 GL_DEFINE_AVX2_MAP(silu_avx2, _mm256_mul_ps(v, sigmoid_ps(v)))
 
-bool use_avx2() { return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2(); }
+bool use_avx2() { return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
 
 template <class F>
 void scalar_map(const float* x, float* y, int64_t n, F f) {

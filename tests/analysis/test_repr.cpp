@@ -3,6 +3,7 @@
 // t-SNE pieces against brute force (and scikit-learn where /usr/bin/python3 has it), the
 // augmentation against exact shifts, and `gradlens analyze` end to end on mnist-tiny.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -253,6 +254,32 @@ TEST(Pca, MatchesSklearn) {
   }
 }
 
+TEST(Correlation, PairsOfLayersMatchPearsonCross) {
+  const int64_t n = 120;
+  const std::vector<int64_t> widths{9, 4, 6};
+  std::vector<std::vector<float>> layers;
+  for (size_t a = 0; a < widths.size(); ++a)
+    layers.push_back(random_matrix(n, widths[a], unsigned(20 + a)));
+  for (int64_t i = 0; i < n; ++i) layers[1][size_t(i * 4 + 2)] = 1.5f;  // a dead unit
+  std::vector<const float*> ptrs;
+  for (auto& l : layers) ptrs.push_back(l.data());
+  auto pairs = pearson_pairs(ptrs, n, widths);
+  ASSERT_EQ(pairs.size(), 6u);
+  size_t p = 0;
+  for (size_t a = 0; a < widths.size(); ++a)
+    for (size_t b = a; b < widths.size(); ++b, ++p) {
+      auto want = pearson_cross(ptrs[a], n, widths[a], ptrs[b], widths[b]);
+      ASSERT_EQ(pairs[p].size(), want.size()) << a << "," << b;
+      for (size_t t = 0; t < want.size(); ++t) {
+        if (std::isnan(want[t]))
+          EXPECT_TRUE(std::isnan(pairs[p][t])) << a << "," << b << " " << t;
+        else
+          EXPECT_EQ(pairs[p][t], want[t]) << a << "," << b << " " << t;
+      }
+    }
+  EXPECT_THROW(pearson_pairs(ptrs, 1, widths), gl::Error);
+}
+
 // ---------------------------------------------------------------- t-SNE
 
 TEST(Tsne, CalibratedRowHasTargetPerplexity) {
@@ -326,6 +353,18 @@ TEST(Tsne, TrustworthinessMatchesSklearn) {
   EXPECT_NEAR(trustworthiness(x.data(), n, d, y.data(), 2, 10), want, 1e-9) << out;
 }
 
+// Share of points whose nearest embedded neighbour comes from the same blob.
+double same_blob_share(const TsneResult& r, const std::vector<int>& labels) {
+  const int64_t n = r.n;
+  std::vector<float> e(r.embedding.begin(), r.embedding.end());
+  std::vector<int64_t> idx;
+  std::vector<double> d2;
+  knn_exact(e.data(), n, 2, 1, idx, d2);
+  int64_t same = 0;
+  for (int64_t i = 0; i < n; ++i) same += labels[size_t(i)] == labels[size_t(idx[size_t(i)])];
+  return double(same) / double(n);
+}
+
 TEST(Tsne, ExactAndBarnesHutSeparateClusters) {
   std::vector<int> labels;
   auto x = blobs(5, 60, 20, 4.0, labels, 8);
@@ -339,17 +378,102 @@ TEST(Tsne, ExactAndBarnesHutSeparateClusters) {
     EXPECT_EQ(r.method, method);
     double t = trustworthiness(x.data(), n, 20, r.embedding.data(), 2, 10);
     EXPECT_GT(t, 0.9) << method;
-    // Nearest embedded neighbour has the same blob.
-    std::vector<float> e(r.embedding.begin(), r.embedding.end());
-    std::vector<int64_t> idx;
-    std::vector<double> d2;
-    knn_exact(e.data(), n, 2, 1, idx, d2);
-    int same = 0;
-    for (int64_t i = 0; i < n; ++i) same += labels[size_t(i)] == labels[size_t(idx[size_t(i)])];
-    EXPECT_GE(same, n * 98 / 100) << method;
+    EXPECT_GE(same_blob_share(r, labels), 0.98) << method;
     EXPECT_TRUE(std::isfinite(r.kl_divergence));
     EXPECT_LT(r.kl_divergence, 2.0) << method;
   }
+}
+
+// Naive f64 repulsion: sum_{j != i} w^2 (y_i - y_j) and Z.
+double naive_repulsion(const std::vector<double>& y, int64_t n, std::vector<double>& f) {
+  f.assign(size_t(2 * n), 0.0);
+  double z = 0;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      if (i == j) continue;
+      const double dx = y[size_t(2 * i)] - y[size_t(2 * j)],
+                   dy = y[size_t(2 * i + 1)] - y[size_t(2 * j + 1)];
+      const double w = 1 / (1 + dx * dx + dy * dy);
+      z += w;
+      f[size_t(2 * i)] += w * w * dx;
+      f[size_t(2 * i + 1)] += w * w * dy;
+    }
+  return z;
+}
+
+// A 2-D layout like t-SNE's: tight clusters of very different sizes, a few exact duplicates.
+std::vector<double> clustered_layout(int64_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<double> nd;
+  std::vector<double> y;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = i % 7;
+    y.push_back(10.0 * double(c % 3) + (0.2 + c) * 0.3 * nd(g));
+    y.push_back(12.0 * double(c / 3) + (0.2 + c) * 0.3 * nd(g));
+  }
+  for (int64_t i = 0; i < 5; ++i) {  // duplicates of point 0
+    y[size_t(2 * (n - 1 - i))] = y[0];
+    y[size_t(2 * (n - 1 - i) + 1)] = y[1];
+  }
+  return y;
+}
+
+// tsne_repulsion against the naive sums on a clustered layout of n points: the relative error
+// of Z and of the force field as a whole (single forces near zero vary more).
+std::pair<double, double> repulsion_errors(int64_t n, double theta, unsigned seed) {
+  auto y = clustered_layout(n, seed);
+  std::vector<double> want, got(size_t(2 * n));
+  const double z_want = naive_repulsion(y, n, want);
+  const double z = tsne_repulsion(y.data(), n, theta, got.data());
+  double err = 0, norm = 0;
+  for (size_t t = 0; t < want.size(); ++t) {
+    err += (got[t] - want[t]) * (got[t] - want[t]);
+    norm += want[t] * want[t];
+  }
+  return {std::abs(z - z_want) / z_want, std::sqrt(err / norm)};
+}
+
+TEST(Tsne, BarnesHutRepulsionWithThetaZeroIsExact) {
+  auto [z_err, f_err] = repulsion_errors(700, 0.0, 3);
+  EXPECT_LT(z_err, 1e-5);
+  EXPECT_LT(f_err, 1e-5);
+}
+
+TEST(Tsne, BarnesHutRepulsionApproximatesWithinOnePercent) {
+  auto [z_err, f_err] = repulsion_errors(3000, 0.5, 4);
+  EXPECT_LT(z_err, 1e-2);
+  EXPECT_LT(f_err, 1e-2);
+  EXPECT_GT(f_err, 0.0);  // theta 0.5 does summarize cells
+}
+
+TEST(Tsne, BarnesHutDoesNotDependOnThreadCount) {
+  std::vector<int> labels;
+  auto x = blobs(6, 250, 16, 4.0, labels, 9);
+  const int64_t n = int64_t(labels.size());
+  TsneOptions o;
+  o.method = "barnes_hut";
+  o.iterations = 300;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  auto one = tsne(x.data(), n, 16, o);
+  omp_set_num_threads(2);
+  auto two = tsne(x.data(), n, 16, o);
+  omp_set_num_threads(saved);
+  ASSERT_EQ(one.embedding.size(), two.embedding.size());
+  for (size_t t = 0; t < one.embedding.size(); ++t)
+    ASSERT_EQ(one.embedding[t], two.embedding[t]) << t;
+  EXPECT_EQ(one.kl_divergence, two.kl_divergence);
+}
+
+TEST(Tsne, BarnesHutKeepsManyClustersTrustworthy) {
+  std::vector<int> labels;
+  auto x = blobs(10, 200, 30, 3.0, labels, 10);
+  const int64_t n = int64_t(labels.size());
+  TsneOptions o;
+  o.method = "barnes_hut";
+  auto r = tsne(x.data(), n, 30, o);
+  EXPECT_GT(trustworthiness(x.data(), n, 30, r.embedding.data(), 2, 10), 0.9);
+  EXPECT_GE(same_blob_share(r, labels), 0.98);
 }
 
 TEST(Tsne, RejectsTooFewExamples) {
@@ -469,6 +593,27 @@ TEST_F(AnalyzeCli, TrainingCorrCallbackRecordsEveryEpoch) {
   for (double v : m.values)
     if (!std::isnan(v)) s += std::abs(v), ++k;
   EXPECT_NEAR(s / k, j["pairs"]["h0-h1"][2].get<double>(), 1e-6);
+}
+
+// The last record reuses the activations of the trainer's final evaluation; the offline
+// analysis captures them afresh from the saved model. Both must give the same matrices.
+TEST_F(AnalyzeCli, TrainingCorrMatchesOfflineCorrOfTheFinalModel) {
+  int st = 0;
+  const std::string dd = " --data-dir " + (dir_->path / "data").string();
+  std::string out = analyze(run() + " corr --layers h0,h1 --quiet --no-activations" + dd, &st);
+  ASSERT_EQ(st, 0) << out;
+  for (const char* pair : {"h0_h0", "h0_h1", "h1_h1"}) {
+    auto during = read_npy(run() + "/analysis/corr_epochs/e2_" + pair + ".npy");
+    auto offline = read_npy(run() + "/analysis/corr_" + pair + ".npy");
+    ASSERT_EQ(during.shape, offline.shape) << pair;
+    for (size_t t = 0; t < during.values.size(); ++t) {
+      if (std::isnan(offline.values[t])) {
+        EXPECT_TRUE(std::isnan(during.values[t])) << pair << " " << t;
+        continue;
+      }
+      EXPECT_NEAR(during.values[t], offline.values[t], 1e-6) << pair << " " << t;
+    }
+  }
 }
 
 TEST_F(AnalyzeCli, AllAnalysesWriteFilesAndReport) {
