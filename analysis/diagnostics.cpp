@@ -277,7 +277,7 @@ void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& out) {
   if (!x.is_contiguous()) x = x.contiguous();
   const bool hist = hist_on_ && opts_.histograms;
   if (holding_) {
-    const int64_t* y = labels.data<int64_t>();
+    const int64_t* y = row_labels.data<int64_t>();  // one label per row (conv: per position)
     const float* v = x.data<float>();
     for (int64_t r = 0; r < x.size(0); ++r)  // rows the histogram would count
       if (y[r] >= 0 && y[r] < classes_)

@@ -423,6 +423,33 @@ TEST(Diagnostics, OnePassAtInitializationMatchesTwoPasses) {
   }
 }
 
+// Conv layers are summarized per channel: every (image, position) row carries its image's
+// label. The one-pass epoch-0 path must label rows the same way as the two-pass path.
+TEST(Diagnostics, ConvOnePassAtInitializationMatchesTwoPasses) {
+  std::map<std::string, std::string> files[2];
+  for (int two_passes = 0; two_passes < 2; ++two_passes) {
+    TempDir d;
+    auto cfg = tiny_config(d, "relu", 1);
+    cfg.model = "cnn";
+    cfg.channels = {4, 6};
+    cfg.fc = {16};
+    cfg.limit_train = 200;
+    train::Trainer t(cfg);
+    DiagnosticsOptions o;
+    if (two_passes) o.hold_limit_bytes = 0;
+    t.add_callback(std::make_shared<DiagnosticsCallback>(o));
+    t.run();
+    for (auto& e : fs::directory_iterator(fs::path(cfg.out) / "diagnostics"))
+      files[two_passes][e.path().filename().string()] = slurp(e.path());
+  }
+  EXPECT_GT(files[0].size(), 10u);
+  EXPECT_EQ(files[0].size(), files[1].size());
+  for (auto& [name, bytes] : files[1]) {
+    ASSERT_TRUE(files[0].count(name)) << name;
+    EXPECT_TRUE(files[0][name] == bytes) << name << " differs between one and two passes";
+  }
+}
+
 TEST(Diagnostics, EndToEndTrainAndReport) {
   TempDir d;
   const std::string bin = GRADLENS_BINARY, run = (d.path / "run").string();
