@@ -109,8 +109,10 @@ train::TrainConfig TrainFlags::to_config() const {
   train::TrainConfig c = cfg;
   if (!hidden.empty()) c.hidden = train::parse_int_list(hidden, "--hidden");
   if (!channels.empty()) c.channels = train::parse_int_list(channels, "--channels");
-  if (fc == "0") c.fc.clear();
-  else if (!fc.empty()) c.fc = train::parse_int_list(fc, "--fc");
+  if (fc == "0")
+    c.fc.clear();
+  else if (!fc.empty())
+    c.fc = train::parse_int_list(fc, "--fc");
   if (c.model == "cnn" && app) {
     auto unset = [this](const char* flag) { return app->count(flag) == 0; };
     if (unset("--optimizer")) c.optimizer = train::TrainConfig::kCnnOptimizer;

@@ -24,7 +24,7 @@ namespace gl::train {
 struct TrainConfig {
   std::string dataset = "mnist";
   std::string data_dir = "data";
-  std::string model = "mlp";     // mlp | cnn
+  std::string model = "mlp";    // mlp | cnn
   std::vector<int64_t> hidden;  // explicit widths; else depth x width
   // CNN (--model cnn): conv stage channels, hidden fc widths, square kernel (padding
   // kernel / 2) and the max-pool window after each stage (0: none).

@@ -49,97 +49,129 @@ std::vector<OpCase> build_table() {
   };
   // ---- arithmetic, broadcasting, non-contiguous ----
   row("add/same", "add", make({{3, 4}, {3, 4}}), [](const Inputs& x) { return add(x[0], x[1]); });
-  row("add/broadcast", "add", make({{2, 3, 4}, {3, 1}}), [](const Inputs& x) { return add(x[0], x[1]); });
-  row("add/transposed", "add", make({{4, 3}, {3, 4}}), [](const Inputs& x) { return add(x[0].t(), x[1]); });
+  row("add/broadcast", "add", make({{2, 3, 4}, {3, 1}}),
+      [](const Inputs& x) { return add(x[0], x[1]); });
+  row("add/transposed", "add", make({{4, 3}, {3, 4}}),
+      [](const Inputs& x) { return add(x[0].t(), x[1]); });
   row("add/scalar", "add", make({{5}}), [](const Inputs& x) { return add(x[0], 1.5); });
   row("sub/broadcast", "sub", make({{4}, {3, 4}}), [](const Inputs& x) { return sub(x[0], x[1]); });
-  row("mul/broadcast", "mul", make({{2, 1, 4}, {3, 1}}), [](const Inputs& x) { return mul(x[0], x[1]); });
-  row("mul/same_input_twice", "mul", make({{3, 3}}), [](const Inputs& x) { return mul(x[0], x[0]); });
-  row("div/broadcast", "div", [](Generator& g, DType dt) {
+  row("mul/broadcast", "mul", make({{2, 1, 4}, {3, 1}}),
+      [](const Inputs& x) { return mul(x[0], x[1]); });
+  row("mul/same_input_twice", "mul", make({{3, 3}}),
+      [](const Inputs& x) { return mul(x[0], x[0]); });
+  row(
+      "div/broadcast", "div",
+      [](Generator& g, DType dt) {
         return Inputs{uniform({3, 4}, g, dt, -2, 2), uniform({4}, g, dt, 0.5, 2.0)};
-      }, [](const Inputs& x) { return div(x[0], x[1]); });
+      },
+      [](const Inputs& x) { return div(x[0], x[1]); });
   row("neg", "neg", make({{3, 5}}), [](const Inputs& x) { return neg(x[0]); });
   row("pow/cube", "pow", make({{4, 3}}), [](const Inputs& x) { return pow(x[0], 3.0); });
-  row("pow/fractional", "pow", make({{6}}, 0.5, 2.0), [](const Inputs& x) { return pow(x[0], 1.7); });
+  row("pow/fractional", "pow", make({{6}}, 0.5, 2.0),
+      [](const Inputs& x) { return pow(x[0], 1.7); });
   row("exp", "exp", make({{3, 4}}), [](const Inputs& x) { return exp(x[0]); });
   row("log", "log", make({{3, 4}}, 0.5, 3.0), [](const Inputs& x) { return log(x[0]); });
   row("sqrt", "sqrt", make({{3, 4}}, 0.5, 3.0), [](const Inputs& x) { return sqrt(x[0]); });
   row("abs", "abs", make_away({{3, 4}}), [](const Inputs& x) { return abs(x[0]); });
-  row("clamp", "clamp", [](Generator& g, DType dt) {
+  row(
+      "clamp", "clamp",
+      [](Generator& g, DType dt) {
         // Values clearly inside or outside [-0.5, 0.5], never at the bounds.
         Tensor a = away_from_zero({4, 5}, g, dt, 0.05, 0.4);
         Tensor b = away_from_zero({4, 5}, g, dt, 0.6, 2.0);
         return Inputs{a, b};
-      }, [](const Inputs& x) { return add(clamp(x[0], -0.5, 0.5), clamp(x[1], -0.5, 0.5)); });
+      },
+      [](const Inputs& x) { return add(clamp(x[0], -0.5, 0.5), clamp(x[1], -0.5, 0.5)); });
   // ---- reductions ----
   row("sum/all", "sum", make({{3, 4}}), [](const Inputs& x) { return sum(x[0]); });
-  row("sum/dims_keepdim", "sum", make({{2, 3, 4}}), [](const Inputs& x) { return sum(x[0], {0, 2}, true); });
-  row("sum/dim_noncontig", "sum", make({{4, 3}}), [](const Inputs& x) { return sum(x[0].t(), {1}); });
+  row("sum/dims_keepdim", "sum", make({{2, 3, 4}}), [](const Inputs& x) {
+    return sum(x[0], {0, 2}, true);
+  });
+  row("sum/dim_noncontig", "sum", make({{4, 3}}),
+      [](const Inputs& x) { return sum(x[0].t(), {1}); });
   row("mean/all", "mean", make({{3, 4}}), [](const Inputs& x) { return mean(x[0]); });
   row("mean/dim", "mean", make({{2, 3, 4}}), [](const Inputs& x) { return mean(x[0], {-1}); });
-  row("max/dim", "max", [](Generator& g, DType dt) {
+  row(
+      "max/dim", "max",
+      [](Generator& g, DType dt) {
         // A permutation of spaced values: the argmax is unique and stable under +-eps.
         std::vector<double> v(24);
         for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.1 * double(i);
         for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[g.below(i)]);
         return Inputs{Tensor::from_vector(v, {2, 3, 4}).to(dt)};
-      }, [](const Inputs& x) { return max(x[0], 1, false); });
-  row("max/keepdim_last", "max", [](Generator& g, DType dt) {
+      },
+      [](const Inputs& x) { return max(x[0], 1, false); });
+  row(
+      "max/keepdim_last", "max",
+      [](Generator& g, DType dt) {
         std::vector<double> v(12);
         for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.1 * double(i);
         for (std::size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[g.below(i)]);
         return Inputs{Tensor::from_vector(v, {3, 4}).to(dt)};
-      }, [](const Inputs& x) { return max(x[0], -1, true); });
+      },
+      [](const Inputs& x) { return max(x[0], -1, true); });
   // ---- linear algebra ----
-  row("matmul/2d", "matmul", make({{3, 5}, {5, 4}}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  row("matmul/2d", "matmul", make({{3, 5}, {5, 4}}),
+      [](const Inputs& x) { return matmul(x[0], x[1]); });
   row("matmul/2d_transposed", "matmul", make({{5, 3}, {4, 5}}),
       [](const Inputs& x) { return matmul(x[0].t(), x[1].t()); });
-  row("matmul/batched", "matmul", make({{2, 3, 5}, {2, 5, 4}}), [](const Inputs& x) { return matmul(x[0], x[1]); });
-  row("matmul/batched_2d", "matmul", make({{2, 3, 5}, {5, 4}}), [](const Inputs& x) { return matmul(x[0], x[1]); });
+  row("matmul/batched", "matmul", make({{2, 3, 5}, {2, 5, 4}}),
+      [](const Inputs& x) { return matmul(x[0], x[1]); });
+  row("matmul/batched_2d", "matmul", make({{2, 3, 5}, {5, 4}}),
+      [](const Inputs& x) { return matmul(x[0], x[1]); });
   row("linear/bias", "linear", make({{4, 6}, {3, 6}, {3}}),
       [](const Inputs& x) { return linear(x[0], x[1], x[2]); });
   row("linear/no_bias", "linear", make({{4, 6}, {3, 6}}),
       [](const Inputs& x) { return linear(x[0], x[1], Tensor()); });
   // ---- activations ----
   row("relu", "relu", make_away({{4, 5}}), [](const Inputs& x) { return relu(x[0]); });
-  row("leaky_relu", "leaky_relu", make_away({{4, 5}}), [](const Inputs& x) { return leaky_relu(x[0], 0.1); });
+  row("leaky_relu", "leaky_relu", make_away({{4, 5}}),
+      [](const Inputs& x) { return leaky_relu(x[0], 0.1); });
   row("tanh", "tanh", make({{4, 5}}), [](const Inputs& x) { return tanh(x[0]); });
   row("sigmoid", "sigmoid", make({{4, 5}}, -4, 4), [](const Inputs& x) { return sigmoid(x[0]); });
   row("gelu/erf", "gelu", make({{4, 5}}, -3, 3), [](const Inputs& x) { return gelu(x[0], false); });
-  row("gelu/tanh", "gelu_tanh", make({{4, 5}}, -3, 3), [](const Inputs& x) { return gelu(x[0], true); });
+  row("gelu/tanh", "gelu_tanh", make({{4, 5}}, -3, 3),
+      [](const Inputs& x) { return gelu(x[0], true); });
   row("silu", "silu", make({{4, 5}}, -4, 4), [](const Inputs& x) { return silu(x[0]); });
   // ---- softmax and losses ----
   row("softmax/last", "softmax", make({{3, 5}}), [](const Inputs& x) { return softmax(x[0], -1); });
   row("softmax/dim0", "softmax", make({{3, 5}}), [](const Inputs& x) { return softmax(x[0], 0); });
-  row("log_softmax/last", "log_softmax", make({{3, 5}}), [](const Inputs& x) { return log_softmax(x[0], -1); });
-  row("log_softmax/dim1_3d", "log_softmax", make({{2, 4, 3}}), [](const Inputs& x) { return log_softmax(x[0], 1); });
+  row("log_softmax/last", "log_softmax", make({{3, 5}}),
+      [](const Inputs& x) { return log_softmax(x[0], -1); });
+  row("log_softmax/dim1_3d", "log_softmax", make({{2, 4, 3}}),
+      [](const Inputs& x) { return log_softmax(x[0], 1); });
   row("cross_entropy", "cross_entropy", make({{6, 5}}, -3, 3), [](const Inputs& x) {
-        Generator g(7);
-        return cross_entropy(x[0], labels(6, 5, g));
-      });
+    Generator g(7);
+    return cross_entropy(x[0], labels(6, 5, g));
+  });
   row("cross_entropy/large_logits", "cross_entropy", make({{4, 3}}, 50, 60), [](const Inputs& x) {
-        Generator g(8);
-        return cross_entropy(x[0], labels(4, 3, g));
-      });
+    Generator g(8);
+    return cross_entropy(x[0], labels(4, 3, g));
+  });
   row("nll_loss", "nll_loss", make({{6, 5}}), [](const Inputs& x) {
-        Generator g(9);
-        return nll_loss(log_softmax(x[0], -1), labels(6, 5, g));
-      });
-  row("mse_loss", "mse_loss", make({{4, 3}, {4, 3}}), [](const Inputs& x) { return mse_loss(x[0], x[1]); });
+    Generator g(9);
+    return nll_loss(log_softmax(x[0], -1), labels(6, 5, g));
+  });
+  row("mse_loss", "mse_loss", make({{4, 3}, {4, 3}}),
+      [](const Inputs& x) { return mse_loss(x[0], x[1]); });
   // ---- dropout (fixed seed so every evaluation draws the same mask) ----
   row("dropout", "dropout", make({{8, 8}}), [](const Inputs& x) {
-        Generator g(11);
-        return dropout(x[0], 0.3, g, true);
-      });
+    Generator g(11);
+    return dropout(x[0], 0.3, g, true);
+  });
   // ---- indexing and joining ----
-  row("concat/dim1", "concat", make({{2, 3}, {2, 2}}), [](const Inputs& x) { return concat({x[0], x[1]}, 1); });
-  row("concat/dim0", "concat", make({{1, 3}, {2, 3}}), [](const Inputs& x) { return concat({x[0], x[1]}, 0); });
+  row("concat/dim1", "concat", make({{2, 3}, {2, 2}}), [](const Inputs& x) {
+    return concat({x[0], x[1]}, 1);
+  });
+  row("concat/dim0", "concat", make({{1, 3}, {2, 3}}), [](const Inputs& x) {
+    return concat({x[0], x[1]}, 0);
+  });
   row("index_select/repeats", "index_select", make({{5, 3}}), [](const Inputs& x) {
-        return index_select(x[0], 0, Tensor::from_vector<int64_t>({4, 0, 4, 2}, {4}));
-      });
+    return index_select(x[0], 0, Tensor::from_vector<int64_t>({4, 0, 4, 2}, {4}));
+  });
   row("gather/labels", "gather", make({{4, 5}}), [](const Inputs& x) {
-        return gather(x[0], 1, Tensor::from_vector<int64_t>({1, 4, 0, 4}, {4, 1}));
-      });
+    return gather(x[0], 1, Tensor::from_vector<int64_t>({1, 4, 0, 4}, {4, 1}));
+  });
   // ---- convolution and pooling (NCHW) ----
   auto conv = [](Conv2dParams p) {
     return [p](const Inputs& x) { return conv2d(x[0], x[1], x.size() > 2 ? x[2] : Tensor(), p); };
@@ -156,9 +188,12 @@ std::vector<OpCase> build_table() {
   row("conv2d/depthwise_stride2", "conv2d", make({{1, 3, 6, 6}, {3, 1, 3, 3}, {3}}),
       conv({{2, 2}, {1, 1}, {1, 1}, 3}));
   row("conv2d/noncontig_nhwc_input", "conv2d", make({{2, 5, 4, 3}, {2, 3, 3, 3}, {2}}),
-      [](const Inputs& x) { return conv2d(x[0].permute({0, 3, 1, 2}), x[1], x[2], {{1, 1}, {1, 1}}); });
-  row("conv2d/noncontig_weight", "conv2d", make({{1, 2, 5, 5}, {3, 3, 2, 2}}),
-      [](const Inputs& x) { return conv2d(x[0], x[1].permute({3, 2, 0, 1}), Tensor()); });
+      [](const Inputs& x) {
+        return conv2d(x[0].permute({0, 3, 1, 2}), x[1], x[2], {{1, 1}, {1, 1}});
+      });
+  row("conv2d/noncontig_weight", "conv2d", make({{1, 2, 5, 5}, {3, 3, 2, 2}}), [](const Inputs& x) {
+    return conv2d(x[0], x[1].permute({3, 2, 0, 1}), Tensor());
+  });
   // Pooling inputs are permutations of spaced values: the max is unique and stable under eps.
   auto spaced = [](Shape s) {
     return [s](Generator& g, DType dt) {
@@ -170,46 +205,66 @@ std::vector<OpCase> build_table() {
       return Inputs{Tensor::from_vector(v, s).to(dt)};
     };
   };
-  row("max_pool2d/k2", "max_pool2d", spaced({2, 3, 6, 6}),
-      [](const Inputs& x) { return max_pool2d(x[0], {2, 2}); });
-  row("max_pool2d/k3_s2_pad1", "max_pool2d", spaced({2, 2, 7, 6}),
-      [](const Inputs& x) { return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); });
-  row("max_pool2d/overlap_noncontig", "max_pool2d", spaced({2, 5, 5, 3}),
-      [](const Inputs& x) { return max_pool2d(x[0].permute({0, 3, 1, 2}), {3, 2}, {1, 1}); });
-  row("avg_pool2d/k2", "avg_pool2d", make({{2, 3, 6, 6}}),
-      [](const Inputs& x) { return avg_pool2d(x[0], {2, 2}); });
-  row("avg_pool2d/k3_s2_pad1", "avg_pool2d", make({{2, 2, 7, 6}}),
-      [](const Inputs& x) { return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1}); });
-  row("avg_pool2d/noncontig", "avg_pool2d", make({{2, 5, 4, 3}}),
-      [](const Inputs& x) { return avg_pool2d(x[0].permute({0, 3, 1, 2}), {2, 3}, {1, 1}); });
+  row("max_pool2d/k2", "max_pool2d", spaced({2, 3, 6, 6}), [](const Inputs& x) {
+    return max_pool2d(x[0], {2, 2});
+  });
+  row("max_pool2d/k3_s2_pad1", "max_pool2d", spaced({2, 2, 7, 6}), [](const Inputs& x) {
+    return max_pool2d(x[0], {3, 3}, {2, 2}, {1, 1});
+  });
+  row("max_pool2d/overlap_noncontig", "max_pool2d", spaced({2, 5, 5, 3}), [](const Inputs& x) {
+    return max_pool2d(x[0].permute({0, 3, 1, 2}), {3, 2}, {1, 1});
+  });
+  row("avg_pool2d/k2", "avg_pool2d", make({{2, 3, 6, 6}}), [](const Inputs& x) {
+    return avg_pool2d(x[0], {2, 2});
+  });
+  row("avg_pool2d/k3_s2_pad1", "avg_pool2d", make({{2, 2, 7, 6}}), [](const Inputs& x) {
+    return avg_pool2d(x[0], {3, 3}, {2, 2}, {1, 1});
+  });
+  row("avg_pool2d/noncontig", "avg_pool2d", make({{2, 5, 4, 3}}), [](const Inputs& x) {
+    return avg_pool2d(x[0].permute({0, 3, 1, 2}), {2, 3}, {1, 1});
+  });
   row("adaptive_avg_pool2d/5x7_to_3x2", "adaptive_avg_pool2d", make({{2, 3, 5, 7}}),
-      [](const Inputs& x) { return adaptive_avg_pool2d(x[0], {3, 2}); });
+      [](const Inputs& x) {
+        return adaptive_avg_pool2d(x[0], {3, 2});
+      });
   row("adaptive_avg_pool2d/global", "adaptive_avg_pool2d", make({{2, 3, 4, 4}}),
-      [](const Inputs& x) { return adaptive_avg_pool2d(x[0], {1, 1}); });
+      [](const Inputs& x) {
+        return adaptive_avg_pool2d(x[0], {1, 1});
+      });
   // ---- batch normalization (fresh running buffers per call, so every evaluation agrees) ----
   row("batch_norm2d/train", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
-        Tensor rm = Tensor::zeros({2}, x[0].dtype()), rv = Tensor::ones({2}, x[0].dtype());
-        return batch_norm(x[0], x[1], x[2], rm, rv, true);
-      });
+    Tensor rm = Tensor::zeros({2}, x[0].dtype()), rv = Tensor::ones({2}, x[0].dtype());
+    return batch_norm(x[0], x[1], x[2], rm, rv, true);
+  });
   row("batch_norm2d/eval", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
-        Tensor rm = Tensor::from_vector<double>({0.3, -0.2}, {2}).to(x[0].dtype());
-        Tensor rv = Tensor::from_vector<double>({0.5, 2.0}, {2}).to(x[0].dtype());
-        return batch_norm(x[0], x[1], x[2], rm, rv, false);
-      });
-  row("batch_norm2d/noncontig_no_affine", "batch_norm2d", make({{2, 3, 3, 2}}), [](const Inputs& x) {
+    Tensor rm = Tensor::from_vector<double>({0.3, -0.2}, {2}).to(x[0].dtype());
+    Tensor rv = Tensor::from_vector<double>({0.5, 2.0}, {2}).to(x[0].dtype());
+    return batch_norm(x[0], x[1], x[2], rm, rv, false);
+  });
+  row("batch_norm2d/noncontig_no_affine", "batch_norm2d", make({{2, 3, 3, 2}}),
+      [](const Inputs& x) {
         return batch_norm(x[0].permute({0, 3, 1, 2}), Tensor(), Tensor(), Tensor(), Tensor(), true);
       });
-  row("batch_norm1d/train", "batch_norm1d", make({{5, 3}, {3}, {3}}), [](const Inputs& x) {
-        return batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), true);
-      });
+  row("batch_norm1d/train", "batch_norm1d", make({{5, 3}, {3}, {3}}),
+      [](const Inputs& x) { return batch_norm(x[0], x[1], x[2], Tensor(), Tensor(), true); });
   // ---- views (differentiable, share storage) ----
-  row("view/reshape", "reshape", make({{3, 4}}), [](const Inputs& x) { return mul(x[0].reshape({2, 6}), x[0].reshape({2, 6})); });
-  row("view/transpose_reshape", "transpose", make({{3, 4}}), [](const Inputs& x) { return x[0].t().reshape({12}); });
-  row("view/permute", "permute", make({{2, 3, 4}}), [](const Inputs& x) { return exp(x[0].permute({2, 0, 1})); });
-  row("view/slice_step", "slice", make({{6, 3}}), [](const Inputs& x) { return x[0].slice(0, 1, 6, 2); });
-  row("view/narrow_select", "narrow", make({{4, 5}}), [](const Inputs& x) { return x[0].narrow(1, 1, 3).select(0, 2); });
-  row("view/expand", "expand", make({{3, 1}}), [](const Inputs& x) { return mul(x[0].expand({3, 4}), x[0].expand({3, 4})); });
-  row("view/squeeze_unsqueeze", "unsqueeze", make({{3, 1}}), [](const Inputs& x) { return x[0].squeeze(1).unsqueeze(0); });
+  row("view/reshape", "reshape", make({{3, 4}}), [](const Inputs& x) {
+    return mul(x[0].reshape({2, 6}), x[0].reshape({2, 6}));
+  });
+  row("view/transpose_reshape", "transpose", make({{3, 4}}),
+      [](const Inputs& x) { return x[0].t().reshape({12}); });
+  row("view/permute", "permute", make({{2, 3, 4}}), [](const Inputs& x) {
+    return exp(x[0].permute({2, 0, 1}));
+  });
+  row("view/slice_step", "slice", make({{6, 3}}),
+      [](const Inputs& x) { return x[0].slice(0, 1, 6, 2); });
+  row("view/narrow_select", "narrow", make({{4, 5}}),
+      [](const Inputs& x) { return x[0].narrow(1, 1, 3).select(0, 2); });
+  row("view/expand", "expand", make({{3, 1}}), [](const Inputs& x) {
+    return mul(x[0].expand({3, 4}), x[0].expand({3, 4}));
+  });
+  row("view/squeeze_unsqueeze", "unsqueeze", make({{3, 1}}),
+      [](const Inputs& x) { return x[0].squeeze(1).unsqueeze(0); });
   return t;
 }
 }  // namespace
@@ -220,13 +275,51 @@ const std::vector<OpCase>& op_table() {
 }
 
 const std::vector<std::string>& required_ops() {
-  static const std::vector<std::string> ops = {
-      "add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "clamp", "sum",
-      "mean", "max", "matmul", "linear", "relu", "leaky_relu", "tanh", "sigmoid", "gelu",
-      "gelu_tanh", "silu", "softmax", "log_softmax", "cross_entropy", "nll_loss", "mse_loss",
-      "dropout", "concat", "index_select", "gather", "reshape", "transpose", "permute", "slice",
-      "narrow", "expand", "unsqueeze", "conv2d", "max_pool2d", "avg_pool2d",
-      "adaptive_avg_pool2d", "batch_norm2d", "batch_norm1d"};
+  static const std::vector<std::string> ops = {"add",
+                                               "sub",
+                                               "mul",
+                                               "div",
+                                               "neg",
+                                               "pow",
+                                               "exp",
+                                               "log",
+                                               "sqrt",
+                                               "abs",
+                                               "clamp",
+                                               "sum",
+                                               "mean",
+                                               "max",
+                                               "matmul",
+                                               "linear",
+                                               "relu",
+                                               "leaky_relu",
+                                               "tanh",
+                                               "sigmoid",
+                                               "gelu",
+                                               "gelu_tanh",
+                                               "silu",
+                                               "softmax",
+                                               "log_softmax",
+                                               "cross_entropy",
+                                               "nll_loss",
+                                               "mse_loss",
+                                               "dropout",
+                                               "concat",
+                                               "index_select",
+                                               "gather",
+                                               "reshape",
+                                               "transpose",
+                                               "permute",
+                                               "slice",
+                                               "narrow",
+                                               "expand",
+                                               "unsqueeze",
+                                               "conv2d",
+                                               "max_pool2d",
+                                               "avg_pool2d",
+                                               "adaptive_avg_pool2d",
+                                               "batch_norm2d",
+                                               "batch_norm1d"};
   return ops;
 }
 

@@ -9,7 +9,6 @@
 #include <atomic>
 
 #include "kernels/cpu/cpu_features.h"
-
 #include "kernels/functors.h"
 
 namespace gl::kernels::cpu {
@@ -39,13 +38,15 @@ GL_AVX2 inline __m256 exp_ps(__m256 x_in) {
   __m256i ni = _mm256_cvtps_epi32(n);
   __m256i half = _mm256_srai_epi32(ni, 1);
   __m256i rest = _mm256_sub_epi32(ni, half);
-  __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
-  __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
+  __m256 s1 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+  __m256 s2 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, _mm256_set1_epi32(127)), 23));
   __m256 res = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
   // Past the float range: exp overflows to +inf and underflows to 0 (denormal results are
   // flushed), as the functors' expf does at the extremes.
   res = _mm256_blendv_ps(res, _mm256_set1_ps(__builtin_inff()),
-                       _mm256_cmp_ps(x_in, _mm256_set1_ps(88.7228391f), _CMP_GT_OQ));
+                         _mm256_cmp_ps(x_in, _mm256_set1_ps(88.7228391f), _CMP_GT_OQ));
   res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x_in, lo, _CMP_LT_OQ));
   return _mm256_blendv_ps(res, x_in, _mm256_cmp_ps(x_in, x_in, _CMP_UNORD_Q));
 }
@@ -55,8 +56,9 @@ GL_AVX2 inline __m256 tanh_ps(__m256 x) {
   __m256 ax = _mm256_andnot_ps(sign_mask, x);
   // Large branch: 1 - 2 / (exp(2|x|) + 1), saturating to 1 for |x| > 9.
   __m256 e = exp_ps(_mm256_mul_ps(_mm256_min_ps(ax, _mm256_set1_ps(9.0f)), _mm256_set1_ps(2.0f)));
-  __m256 large = _mm256_sub_ps(_mm256_set1_ps(1.0f),
-                               _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
+  __m256 large =
+      _mm256_sub_ps(_mm256_set1_ps(1.0f),
+                    _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, _mm256_set1_ps(1.0f))));
   large = _mm256_or_ps(large, _mm256_and_ps(x, sign_mask));
   // Small branch: odd polynomial.
   __m256 z = _mm256_mul_ps(x, x);
@@ -81,20 +83,20 @@ GL_AVX2 inline __m256 sigmoid_ps(__m256 x) {
 }
 
 // One AVX2 loop per function; the tail goes through a zero-padded buffer.
-#define GL_DEFINE_AVX2_MAP(name, expr)                                      \
-  GL_AVX2 void name(const float* x, float* y, int64_t n) {                  \
-    int64_t i = 0;                                                          \
-    for (; i + 8 <= n; i += 8) {                                            \
-      __m256 v = _mm256_loadu_ps(x + i);                                    \
-      _mm256_storeu_ps(y + i, expr);                                        \
-    }                                                                       \
-    if (i < n) {                                                            \
-      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0};                  \
-      for (int64_t k = i; k < n; ++k) buf[k - i] = x[k];                    \
-      __m256 v = _mm256_load_ps(buf);                                       \
-      _mm256_store_ps(buf, expr);                                           \
-      for (int64_t k = i; k < n; ++k) y[k] = buf[k - i];                    \
-    }                                                                       \
+#define GL_DEFINE_AVX2_MAP(name, expr)                     \
+  GL_AVX2 void name(const float* x, float* y, int64_t n) { \
+    int64_t i = 0;                                         \
+    for (; i + 8 <= n; i += 8) {                           \
+      __m256 v = _mm256_loadu_ps(x + i);                   \
+      _mm256_storeu_ps(y + i, expr);                       \
+    }                                                      \
+    if (i < n) {                                           \
+      alignas(32) float buf[8] = {0, 0, 0, 0, 0, 0, 0, 0}; \
+      for (int64_t k = i; k < n; ++k) buf[k - i] = x[k];   \
+      __m256 v = _mm256_load_ps(buf);                      \
+      _mm256_store_ps(buf, expr);                          \
+      for (int64_t k = i; k < n; ++k) y[k] = buf[k - i];   \
+    }                                                      \
   }
 
 GL_DEFINE_AVX2_MAP(exp_avx2, exp_ps(v))
@@ -102,7 +104,9 @@ GL_DEFINE_AVX2_MAP(tanh_avx2, tanh_ps(v))
 GL_DEFINE_AVX2_MAP(sigmoid_avx2, sigmoid_ps(v))
 GL_DEFINE_AVX2_MAP(silu_avx2, _mm256_mul_ps(v, sigmoid_ps(v)))
 
-bool use_avx2() { return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma(); }
+bool use_avx2() {
+  return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma();
+}
 
 template <class F>
 void scalar_map(const float* x, float* y, int64_t n, F f) {
@@ -110,8 +114,12 @@ void scalar_map(const float* x, float* y, int64_t n, F f) {
 }
 }  // namespace
 
-bool vecmath_uses_avx2() { return use_avx2(); }
-void vecmath_force_scalar(bool on) { g_force_scalar.store(on); }
+bool vecmath_uses_avx2() {
+  return use_avx2();
+}
+void vecmath_force_scalar(bool on) {
+  g_force_scalar.store(on);
+}
 
 void exp_f32(const float* x, float* y, int64_t n) {
   if (use_avx2()) return exp_avx2(x, y, n);
