@@ -114,7 +114,10 @@ float sample(const float* img, int64_t h, int64_t w, double sy, double sx) {
 // In-place separable Gaussian blur of an h x w field (zero beyond the edges), radius 3 sigma.
 void gaussian_blur(std::vector<double>& f, int64_t h, int64_t w, double sigma) {
   const int64_t r = std::max<int64_t>(1, int64_t(std::ceil(3 * sigma)));
-  std::vector<double> k(std::size_t(2 * r + 1)), tmp(f.size());
+  // Scratch reused across calls: the loader augments every image of every batch.
+  thread_local std::vector<double> k, tmp;
+  k.assign(std::size_t(2 * r + 1), 0.0);
+  tmp.resize(f.size());
   double sum = 0;
   for (int64_t i = -r; i <= r; ++i)
     sum += k[std::size_t(i + r)] = std::exp(-0.5 * double(i * i) / (sigma * sigma));
@@ -239,7 +242,7 @@ void augment_train_image(const uint8_t* src, int64_t channels, int64_t height, i
   } else {
     for (int64_t t = 0; t < count; ++t) dst[t] = float(src[t] / 255.0);
   }
-  std::vector<float> tmp;
+  thread_local std::vector<float> tmp;  // per-thread scratch, reused across images
   if (a.crop && a.crop_pad > 0) {
     // Pad by p then crop at (dy, dx) in [0, 2p]: a shift by (dy - p, dx - p) with zero fill.
     const int64_t span = 2 * a.crop_pad + 1;
@@ -261,7 +264,9 @@ void augment_train_image(const uint8_t* src, int64_t channels, int64_t height, i
         std::reverse(dst + c * plane + y * width, dst + c * plane + (y + 1) * width);
   if (a.elastic && a.elastic_alpha > 0) {
     // One smoothed random displacement field for all channels (Simard et al. 2003).
-    std::vector<double> fx(static_cast<std::size_t>(plane)), fy(static_cast<std::size_t>(plane));
+    thread_local std::vector<double> fx, fy;
+    fx.resize(std::size_t(plane));
+    fy.resize(std::size_t(plane));
     for (int64_t t = 0; t < plane; ++t) {
       fx[std::size_t(t)] = 2 * uniform(kNoise + uint64_t(count + t)) - 1;
       fy[std::size_t(t)] = 2 * uniform(kNoise + uint64_t(2 * count + t)) - 1;
