@@ -5,23 +5,25 @@
 // What keeps it cheap (bench/results/corr_overhead.md): the trainer's end-of-epoch evaluation
 // already runs the first test batch (of at least 1000 rows, unshuffled) through the model in
 // eval mode with exactly the weights the next epoch starts from, so on the CPU the callback
-// copies those rows from forward hooks instead of running its own forward pass; only the first
-// record (before any evaluation) captures. The .npy and JSON files are written by a background
-// thread (each write is fsynced, which costs far more than the arithmetic), at most one record
-// in flight; a write error surfaces at the next record or at the end of training.
+// copies those rows from forward hooks and makes the record for the next epoch's start right
+// there, while they are in cache, instead of running its own forward pass; only the first
+// record (before any evaluation) captures, and a record the evaluation could not make (a CUDA
+// model, a shuffled or too small test batch) is made at the epoch start as before. The .npy
+// and JSON files of a record go to disk as one atomic batch (one file-system sync) on a
+// background thread, at most one record in flight; a write error surfaces at the next record
+// or at the end of training.
 #include "analysis/corr_callback.h"
 
 #include <fmt/core.h>
 
 #include <chrono>
 #include <cstring>
-#include <future>
 #include <nlohmann/json.hpp>
 
 #include "analysis/capture.h"
 #include "analysis/correlation.h"
 #include "engine/io/fs.h"
-#include "engine/io/tensor_io.h"
+#include "engine/io/npy.h"
 
 namespace gl::analysis {
 namespace {
@@ -53,7 +55,9 @@ class CorrCallback : public train::Callback {
   }
   void on_epoch_begin(train::Trainer& t, int64_t epoch) override { record(t, epoch - 1); }
   void on_evaluate_begin(train::Trainer& t, int64_t epoch) override { start_hooks(t, epoch); }
-  void on_evaluate_end(train::Trainer& t, int64_t epoch) override { stop_hooks(t); }
+  void on_evaluate_end(train::Trainer& t, int64_t epoch) override {
+    if (stop_hooks(t)) record(t, epoch);
+  }
   void on_train_end(train::Trainer& t) override {
     record(t, t.current_epoch());
     finish_writes();
@@ -99,13 +103,15 @@ class CorrCallback : public train::Callback {
     hooked_epoch_ = epoch;
   }
 
-  void stop_hooks(train::Trainer&) {
+  // True when the activations of the whole record were copied.
+  bool stop_hooks(train::Trainer&) {
     for (auto& [m, id] : hooks_) m->remove_forward_hook(id);
     const bool complete =
         !hooks_.empty() && std::all_of(rows_.begin(), rows_.end(),
                                        [&](int64_t r) { return r >= cache_.front().size(0); });
     hooks_.clear();
     cached_epoch_ = complete ? hooked_epoch_ : -1;
+    return complete;
   }
 
   void record(train::Trainer& t, int64_t epoch) {
@@ -141,45 +147,43 @@ class CorrCallback : public train::Callback {
     state_["layers"] = names;
     auto mats = pearson_pairs(ptrs, n, widths);
     const std::string dir = t.run_dir() + "/analysis";
-    std::vector<std::pair<std::string, Tensor>> files;
+    io::AtomicWriteBatch files;
     size_t p = 0;
     for (size_t i = 0; i < layers.size(); ++i)
       for (size_t j = i; j < layers.size(); ++j, ++p) {
         const auto& c = mats[p];
         state_["pairs"][layers[i].name + "-" + layers[j].name].push_back(mean_abs(c));
         if (o_.save_matrices) {
-          std::vector<float> cf(c.begin(), c.end());
-          files.emplace_back(fmt::format("{}/corr_epochs/e{}_{}_{}.npy", dir, epoch, layers[i].name,
-                                         layers[j].name),
-                             Tensor::from_vector(cf, {layers[i].width, layers[j].width}));
+          io::NpyArray a;
+          a.dtype = "F32";
+          a.shape = {layers[i].width, layers[j].width};
+          a.bytes.resize(c.size() * sizeof(float));
+          float* f = reinterpret_cast<float*>(a.bytes.data());
+          for (size_t q = 0; q < c.size(); ++q) f[q] = float(c[q]);
+          files.add(fmt::format("{}/corr_epochs/e{}_{}_{}.npy", dir, epoch, layers[i].name,
+                                layers[j].name),
+                    io::serialize_npy(a));
         }
       }
     epochs.push_back(epoch);
     state_["seconds"].push_back(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    finish_writes();  // the previous record's files first, in order
-    pending_ = std::async(std::launch::async, [dir, files = std::move(files), json = state_.dump(1),
-                                               save = o_.save_matrices] {
-      io::ensure_dir(dir);
-      if (save) io::ensure_dir(dir + "/corr_epochs");
-      for (const auto& [path, m] : files) io::save_npy(path, m);
-      io::write_file_atomic(dir + "/corr_means.json", json);
-    });
+    io::ensure_dir(o_.save_matrices ? dir + "/corr_epochs" : dir);
+    files.add(dir + "/corr_means.json", state_.dump(1));
+    writer_.submit(std::move(files));  // after the previous record's files, in order
   }
 
   // Waits for the files of the last record; rethrows its error.
-  void finish_writes() {
-    if (pending_.valid()) pending_.get();
-  }
+  void finish_writes() { writer_.wait(); }
 
   CorrCallbackOptions o_;
   nlohmann::json state_;
-  std::future<void> pending_;
   // Activations copied during an evaluation, valid for the model after `cached_epoch_` epochs.
   std::vector<Tensor> cache_;
   std::vector<int64_t> rows_;
   std::vector<std::pair<models::Module*, models::HookId>> hooks_;
   int64_t cached_epoch_ = -1, hooked_epoch_ = -1;
+  io::BackgroundWriter writer_;  // last member: destroyed (waited for) first
 };
 
 }  // namespace

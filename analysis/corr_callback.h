@@ -7,8 +7,9 @@
 //   RUN_DIR/analysis/corr_epochs/e<E>_<a>_<b>.npy   f4 [width_a, width_b]
 // Epoch E is the state after E training epochs (the start of epoch E + 1). On the CPU the
 // activations for E >= 1 are copied from the trainer's evaluation after epoch E (same weights,
-// eval mode) instead of a separate forward pass; the files are written in the background and
-// are complete when training ends. "seconds" is the time each record held up training.
+// eval mode) instead of a separate forward pass, and the record is made at the end of that
+// evaluation; the files are written in the background (one atomic batch per record) and are
+// complete when training ends. "seconds" is the time each record held up the training thread.
 //
 // Attach: trainer.add_callback(gl::analysis::make_corr_callback({}));
 #pragma once
