@@ -302,7 +302,12 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   for (auto& [name, m] : model_->named_modules())
     if (auto* d = dynamic_cast<models::Dropout*>(m)) d->set_generator(&dropout_gen_);
   if (!cfg_.load_weights.empty()) {
-    auto loaded = io::load_tensors(cfg_.load_weights);
+    io::NamedTensors loaded;
+    try {
+      loaded = io::load_tensors(cfg_.load_weights);
+    } catch (const std::exception& e) {
+      throw Error(fmt::format("--load-weights: {}", e.what()));
+    }
     try {
       NoGrad ng;
       model_->load_state_dict(loaded, true);

@@ -118,12 +118,13 @@ TEST_F(CliErrors, CorruptWeights) {
   gl::io::save_tensors(wrong, small);
   expect_error(train({"--load-weights", wrong}), {"--load-weights", "wrong.safetensors"});
   expect_error(train({"--hidden", "64", "--load-weights", dir_ + "/absent.safetensors"}),
-               {"absent.safetensors"});
+               {"--load-weights", "absent.safetensors"});
 
   std::string bytes = read_text(wrong);
   std::string trunc = dir_ + "/truncated.safetensors";
   write_text(trunc, bytes.substr(0, bytes.size() - 1000));
-  expect_error(train({"--hidden", "64", "--load-weights", trunc}), {"truncated.safetensors"});
+  expect_error(train({"--hidden", "64", "--load-weights", trunc}),
+               {"--load-weights", "truncated.safetensors"});
 
   std::string json = "{\"0.weight\": {\"dtype\": \"F32\", \"shape\": [";
   std::string header(8, '\0');
