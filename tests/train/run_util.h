@@ -18,11 +18,21 @@ namespace gl::testing {
 
 namespace fs = std::filesystem;
 
+// A fresh temporary directory, removed with everything in it when the test program exits.
 inline std::string make_temp_dir(const std::string& prefix) {
+  static std::vector<std::string> dirs;
+  if (dirs.empty())
+    std::atexit([] {
+      for (const auto& d : dirs) {
+        std::error_code ec;
+        fs::remove_all(d, ec);
+      }
+    });
   std::string tmpl = (fs::temp_directory_path() / (prefix + "_XXXXXX")).string();
   char* d = mkdtemp(tmpl.data());
   if (!d) throw std::runtime_error("mkdtemp failed for " + tmpl);
-  return std::string(d);
+  dirs.emplace_back(d);
+  return dirs.back();
 }
 
 inline std::string read_text(const std::string& path) {
