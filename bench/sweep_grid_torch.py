@@ -109,7 +109,7 @@ def _worker(args):
 
 def two_processes(a, act, depth):
     """Per-epoch seconds when two single-threaded processes train at once (wall / 2)."""
-    ctx = mp.get_context("fork")
+    ctx = mp.get_context("spawn")  # fork after torch ran threads can deadlock
     with ctx.Manager() as m:
         barrier = m.Barrier(2)
         with ctx.Pool(2) as pool:
