@@ -147,6 +147,7 @@ void OptimStatsCallback::on_train_begin(train::Trainer& t) {
   }
   recording_ = snapshotting_ = observing_ = false;
   snapshot_step_ = -1;
+  observed_steps_ = 0;
   records_.clear();
   sign_maps_.assign(names_.size(), {});
   sign_zooms_.assign(names_.size(), {});
@@ -211,7 +212,10 @@ void OptimStatsCallback::begin_step(train::Trainer& t, int64_t step) {
     current_.step = step;
     current_.epoch = epoch_;
   }
-  if (observing_) optimizer.set_step_observer(this);
+  if (observing_) {
+    optimizer.set_step_observer(this);
+    ++observed_steps_;
+  }
 }
 
 void OptimStatsCallback::before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
@@ -299,9 +303,9 @@ void OptimStatsCallback::finish_record() {
     const kc::OptimRecordSums& r = s.record;
     auto& o = rec.stats[k];
     o[kZeroCount] = double(r.zero);
-    o[kSmallPrevCount] = double(r.small_prev);
+    o[kSmallPrevCount] = double(s.update.small_prev);
     o[kRetainedCount] = double(r.retained);
-    o[kReleasedCount] = double(r.small_prev - r.retained);
+    o[kReleasedCount] = double(s.update.small_prev - r.retained);
     o[kSignFlipCount] = double(r.sign_flip);
     o[kLocalMinCount] = double(r.local_min);
     o[kLocalMaxCount] = double(r.local_max);

@@ -110,6 +110,9 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   const std::vector<std::vector<std::vector<int8_t>>>& sign_maps() const { return sign_maps_; }
   const std::vector<std::vector<std::vector<int8_t>>>& sign_zooms() const { return sign_zooms_; }
   const OptimStatsOptions& options() const { return opt_; }
+  // Steps measured inside the optimizer's step (for at least one parameter); the others, by
+  // separate passes.
+  int64_t observed_steps() const { return observed_steps_; }
 
   // Writes <dir>/optim.json and the .npy arrays described in docs/run_directory.md. (During
   // training, each epoch's files are written on a background thread; on_train_end waits.)
@@ -151,7 +154,7 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   std::vector<State> state_;
   // This step: a record (against the step before), a snapshot (for the next step), both.
   bool recording_ = false, snapshotting_ = false, observing_ = false;
-  int64_t snapshot_step_ = -1;
+  int64_t snapshot_step_ = -1, observed_steps_ = 0;
   OptimRecord current_;  // the record being made
   std::vector<OptimRecord> records_;
   std::vector<std::vector<std::vector<int8_t>>> sign_maps_, sign_zooms_;

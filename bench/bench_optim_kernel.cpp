@@ -2,7 +2,8 @@
 // the 118,282 parameters of the 784-128-128-10 MLP, on one thread: v1 (one pass reading 6 and
 // writing 4 float arrays, 40 bytes per component) against v2 (the record pass and the update
 // pass, blocks of kOptimBlock as the optimizer's step runs them, 18 bytes per component beyond
-// the gradient and weights the optimizer reads anyway), AVX2 against the scalar loops. Once the
+// the gradient and weights the optimizer reads anyway), AVX-512 and AVX2 against the scalar
+// loops. Once the
 // arrays leave the cache both run at memory speed.
 //
 //   OMP_NUM_THREADS=1 build/bench/bench_optim_kernel
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/optim_stats.h"
@@ -26,26 +28,35 @@ std::vector<float> random_floats(std::size_t n, uint32_t seed) {
   return v;
 }
 
-const char* path_label(bool scalar) {
-  return scalar ? "scalar" : (kc::optim_stats_uses_avx2() ? "avx2" : "scalar (no AVX2)");
+// Selects the instruction set for one benchmark; false (and the benchmark skipped) where the
+// CPU cannot run it.
+bool select_path(benchmark::State& state, const char* isa) {
+  try {
+    kc::optim_stats_force_isa(isa);
+  } catch (const std::invalid_argument& e) {
+    state.SkipWithError(e.what());
+    return false;
+  }
+  state.SetLabel(isa);
+  return true;
 }
+const char* const kPaths[] = {"avx512", "avx2", "scalar"};
 
 void BM_OptimStatsPass(benchmark::State& state) {
   const int64_t n = state.range(0);
-  const bool scalar = state.range(1) != 0;
+  const char* isa = kPaths[state.range(1)];
   const auto len = static_cast<size_t>(n);
   std::vector<float> g = random_floats(len, 1), w = random_floats(len, 2),
                      pg = random_floats(len, 3), pw = random_floats(len, 4),
                      eg = random_floats(len, 5), ew = random_floats(len, 6);
-  kc::optim_stats_force_scalar(scalar);
+  if (!select_path(state, isa)) return;
   for (auto _ : state) {
     auto s =
         kc::optim_step_stats(g.data(), w.data(), pg.data(), pw.data(), eg.data(), ew.data(), n, {});
     benchmark::DoNotOptimize(s);
   }
-  kc::optim_stats_force_scalar(false);
+  kc::optim_stats_force_isa("auto");
   state.SetBytesProcessed(int64_t(state.iterations()) * n * 40);
-  state.SetLabel(path_label(scalar));
 }
 
 // What a recorded step of v2 adds to the optimizer's loop, block by block: the record pass,
@@ -53,13 +64,13 @@ void BM_OptimStatsPass(benchmark::State& state) {
 // the weights after it are another array).
 void BM_OptimStatsSplitPasses(benchmark::State& state) {
   const int64_t n = state.range(0);
-  const bool scalar = state.range(1) != 0;
+  const char* isa = kPaths[state.range(1)];
   const auto len = static_cast<size_t>(n);
   std::vector<float> g = random_floats(len, 1), w = random_floats(len, 2),
                      w_after = random_floats(len, 3), eg = random_floats(len, 5),
                      ew = random_floats(len, 6), before(static_cast<size_t>(kc::kOptimBlock));
   std::vector<uint8_t> code(len, 0);
-  kc::optim_stats_force_scalar(scalar);
+  if (!select_path(state, isa)) return;
   for (auto _ : state) {
     kc::OptimRecordSums r;
     kc::OptimUpdateSums u;
@@ -74,16 +85,17 @@ void BM_OptimStatsSplitPasses(benchmark::State& state) {
     benchmark::DoNotOptimize(r);
     benchmark::DoNotOptimize(u);
   }
-  kc::optim_stats_force_scalar(false);
+  kc::optim_stats_force_isa("auto");
   state.SetBytesProcessed(int64_t(state.iterations()) * n * 18);
-  state.SetLabel(path_label(scalar));
 }
 
 }  // namespace
 
-BENCHMARK(BM_OptimStatsPass)->Args({118282, 0})->Args({118282, 1})->Unit(benchmark::kMicrosecond);
+// Second argument: 0 AVX-512 (v1 has none: it runs AVX2), 1 AVX2, 2 scalar.
+BENCHMARK(BM_OptimStatsPass)->Args({118282, 1})->Args({118282, 2})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_OptimStatsSplitPasses)
     ->Args({118282, 0})
     ->Args({118282, 1})
+    ->Args({118282, 2})
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_MAIN();

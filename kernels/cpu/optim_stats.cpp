@@ -1,29 +1,44 @@
 // optim_stats.cpp: the optimization-statistics passes of optim_stats.h. The AVX2 versions
-// keep the six counts in int32 lanes (a comparison mask is -1, subtracted per vector) and
-// flushes them to int64 every block; differences and squares are widened to double four lanes
-// at a time, so each component contributes exactly what the scalar loop adds. The AVX2 code is
-// compiled without FMA: the moving averages must round like the scalar loop.
+// keep the counts in int32 lanes (a comparison mask is -1, subtracted per vector) and flush
+// them to int64 every call; differences and squares are widened to double four lanes at a time,
+// so each component contributes exactly what the scalar loop adds. The AVX-512 versions take
+// comparisons as mask registers, look the sign flip, minimum and maximum of a component up in a
+// 32-entry table (indexed by its code and the sign of its gradient) and accumulate squares with
+// fused multiply-adds (a float squared is exact in double, so the sums of squares of the moving
+// averages equal the AVX2 ones up to summation order). The file is compiled with
+// -ffp-contract=off (CMakeLists.txt): the moving averages must round like the scalar loop, two
+// products then their sum, on every path.
 #include "kernels/cpu/optim_stats.h"
 
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
 
 namespace gl::kernels::cpu {
 namespace {
 
-std::atomic<bool> g_force_scalar{false};
+enum class Isa : int { scalar, avx2, avx512 };
 
-bool cpu_has_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2");
-  return ok;
+Isa best_isa() {
+  static const Isa best = __builtin_cpu_supports("avx512f") ? Isa::avx512
+                          : __builtin_cpu_supports("avx2")  ? Isa::avx2
+                                                            : Isa::scalar;
+  return best;
 }
-bool use_avx2() {
-  return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2();
+std::atomic<int> g_forced_isa{-1};  // -1: the best
+
+Isa isa() {
+  const int forced = g_forced_isa.load(std::memory_order_relaxed);
+  return forced < 0 ? best_isa() : Isa(forced);
+}
+bool use_avx2() {  // v1: AVX2 also when AVX-512 is selected
+  return isa() != Isa::scalar;
 }
 
 // v1's components per chunk: chunk sums are added in order, whatever the thread count.
@@ -213,10 +228,8 @@ void scalar_record(const float* g, const float* w, const uint8_t* code, float* e
     const float gi = g[i];
     const unsigned c = code[i];
     const float ag = std::fabs(gi);
-    const bool sp = (c & kCodeGradSmall) != 0;
     s.zero += ag < zt;
-    s.small_prev += sp;
-    s.retained += sp && ag < st;
+    s.retained += (c & kCodeGradSmall) && ag < st;
     const bool pos = gi > 0.0f, neg = gi < 0.0f;
     const bool flip = (pos && (c & kCodeGradNegative)) || (neg && (c & kCodeGradPositive));
     s.sign_flip += flip;
@@ -235,8 +248,9 @@ void scalar_update(const float* g, const float* wb, const float* wa, uint8_t* co
   for (int64_t i = 0; i < n; ++i) {
     const float gi = g[i], ag = std::fabs(gi), before = wb[i], after = wa[i];
     code[i] = uint8_t((gi > 0.0f ? kCodeGradPositive : 0) | (gi < 0.0f ? kCodeGradNegative : 0) |
-                      (ag < st ? kCodeGradSmall : 0) | (after > before ? kCodeWeightUp : 0) |
-                      (after < before ? kCodeWeightDown : 0));
+                      (after > before ? kCodeWeightUp : 0) |
+                      (after < before ? kCodeWeightDown : 0) | (ag < st ? kCodeGradSmall : 0));
+    s.small_prev += ag < st;
     const double dw = double(after) - double(before);
     s.weight_diff_sq += dw * dw;
     if (ag < zt) s.zero_grad_weight_change_sq += dw * dw;
@@ -260,8 +274,8 @@ GL_AVX2 void avx2_record(const float* g, const float* w, const uint8_t* code, fl
   const __m256 zero = _mm256_setzero_ps();
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   __m256d e1s = _mm256_setzero_pd(), e2s = e1s;
-  __m256i c_zero = _mm256_setzero_si256(), c_sp = c_zero, c_ret = c_zero, c_flip = c_zero,
-          c_min = c_zero, c_max = c_zero;
+  __m256i c_zero = _mm256_setzero_si256(), c_ret = c_zero, c_flip = c_zero, c_min = c_zero,
+          c_max = c_zero;
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 gi = _mm256_loadu_ps(g + i), wi = _mm256_loadu_ps(w + i);
@@ -269,8 +283,8 @@ GL_AVX2 void avx2_record(const float* g, const float* w, const uint8_t* code, fl
         _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(code + i)));
     const __m256 ag = _mm256_and_ps(gi, abs_mask);
     const __m256 m_zero = _mm256_cmp_ps(ag, zt, _CMP_LT_OQ);
-    const __m256 m_sp = has_bit(c, kCodeGradSmall);
-    const __m256 m_ret = _mm256_and_ps(m_sp, _mm256_cmp_ps(ag, st, _CMP_LT_OQ));
+    const __m256 m_ret =
+        _mm256_and_ps(has_bit(c, kCodeGradSmall), _mm256_cmp_ps(ag, st, _CMP_LT_OQ));
     const __m256 g_pos = _mm256_cmp_ps(gi, zero, _CMP_GT_OQ),
                  g_neg = _mm256_cmp_ps(gi, zero, _CMP_LT_OQ);
     const __m256 m_flip = _mm256_or_ps(_mm256_and_ps(g_pos, has_bit(c, kCodeGradNegative)),
@@ -279,7 +293,6 @@ GL_AVX2 void avx2_record(const float* g, const float* w, const uint8_t* code, fl
     const __m256 up = _mm256_or_ps(_mm256_and_ps(w_up, g_pos), _mm256_and_ps(w_dn, g_neg));
     const __m256 down = _mm256_or_ps(_mm256_and_ps(w_up, g_neg), _mm256_and_ps(w_dn, g_pos));
     c_zero = count(c_zero, m_zero);
-    c_sp = count(c_sp, m_sp);
     c_ret = count(c_ret, m_ret);
     c_flip = count(c_flip, m_flip);
     c_min = count(c_min, _mm256_and_ps(m_flip, up));
@@ -287,7 +300,6 @@ GL_AVX2 void avx2_record(const float* g, const float* w, const uint8_t* code, fl
     avx2_ema(a, b, gi, wi, eg + i, ew + i, e1s, e2s);
   }
   s.zero += hsum_epi32(c_zero);
-  s.small_prev += hsum_epi32(c_sp);
   s.retained += hsum_epi32(c_ret);
   s.sign_flip += hsum_epi32(c_flip);
   s.local_min += hsum_epi32(c_min);
@@ -308,16 +320,19 @@ GL_AVX2 void avx2_update(const float* g, const float* wb, const float* wa, uint8
       _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 8, 12, -1,
                        -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
   __m256d wd = _mm256_setzero_pd(), zd = wd;
+  __m256i c_sp = _mm256_setzero_si256();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const __m256 gi = _mm256_loadu_ps(g + i);
     const __m256 before = _mm256_loadu_ps(wb + i), after = _mm256_loadu_ps(wa + i);
     const __m256 ag = _mm256_and_ps(gi, abs_mask);
+    const __m256 m_sp = _mm256_cmp_ps(ag, st, _CMP_LT_OQ);
+    c_sp = count(c_sp, m_sp);
     const __m256i c = _mm256_or_si256(
         _mm256_or_si256(bit_of(_mm256_cmp_ps(gi, zero, _CMP_GT_OQ), kCodeGradPositive),
                         bit_of(_mm256_cmp_ps(gi, zero, _CMP_LT_OQ), kCodeGradNegative)),
         _mm256_or_si256(
-            bit_of(_mm256_cmp_ps(ag, st, _CMP_LT_OQ), kCodeGradSmall),
+            bit_of(m_sp, kCodeGradSmall),
             _mm256_or_si256(bit_of(_mm256_cmp_ps(after, before, _CMP_GT_OQ), kCodeWeightUp),
                             bit_of(_mm256_cmp_ps(after, before, _CMP_LT_OQ), kCodeWeightDown))));
     const __m256i bytes = _mm256_shuffle_epi8(c, gather);
@@ -326,19 +341,187 @@ GL_AVX2 void avx2_update(const float* g, const float* wb, const float* wa, uint8
         _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1)));
     avx2_weight_diff(after, before, _mm256_cmp_ps(ag, zt, _CMP_LT_OQ), wd, zd);
   }
+  s.small_prev += hsum_epi32(c_sp);
   s.weight_diff_sq += hsum_pd(wd);
   s.zero_grad_weight_change_sq += hsum_pd(zd);
   leave_avx();
   scalar_update(g + i, wb + i, wa + i, code + i, n - i, p, s);
 }
 
+// ---------------------------------------------------------------- v2, AVX-512
+
+#define GL_AVX512 __attribute__((target("avx512f")))
+
+// Flip, minimum and maximum counts of a component packed as flip | min << 10 | max << 20 (a lane
+// counts at most kSpan / 16 = 512 < 1024 components between flushes), indexed by the low four
+// bits of its code (the signs of g_{t-1} and of w_t - w_{t-1}) plus 16 when g_t is negative.
+// Lanes with g_t = 0 or NaN are left out by a mask.
+constexpr int64_t kSpan = 8192;
+constexpr std::array<int32_t, 32> make_flip_table() {
+  std::array<int32_t, 32> t{};
+  for (int idx = 0; idx < 32; ++idx) {
+    const bool g_neg = (idx & 16) != 0;
+    const bool flip = (idx & (g_neg ? kCodeGradPositive : kCodeGradNegative)) != 0;
+    // With a flip, g_t > g_{t-1} exactly when g_t > 0.
+    const bool min = flip && (idx & (g_neg ? kCodeWeightDown : kCodeWeightUp)) != 0;
+    const bool max = flip && (idx & (g_neg ? kCodeWeightUp : kCodeWeightDown)) != 0;
+    t[std::size_t(idx)] = int32_t(flip) | int32_t(min) << 10 | int32_t(max) << 20;
+  }
+  return t;
+}
+constexpr std::array<int32_t, 32> kFlipTable = make_flip_table();
+
+// (The maskz forms with a full mask: the plain ones trip GCC 12's -Wmaybe-uninitialized inside
+// its own header.)
+constexpr __mmask16 kAll16 = 0xffff;
+constexpr __mmask8 kAll8 = 0xff;
+GL_AVX512 inline __m512d lo_pd(__m512 v) {
+  return _mm512_maskz_cvtps_pd(
+      kAll8, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(kAll8, _mm512_castps_pd(v), 0)));
+}
+GL_AVX512 inline __m512d hi_pd(__m512 v) {
+  return _mm512_maskz_cvtps_pd(
+      kAll8, _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(kAll8, _mm512_castps_pd(v), 1)));
+}
+GL_AVX512 inline int64_t hsum_epi32(__m512i v) {
+  alignas(64) int32_t x[16];
+  _mm512_store_si512(x, v);
+  int64_t s = 0;
+  for (int32_t c : x) s += c;
+  return s;
+}
+GL_AVX512 inline double hsum_pd(__m512d v) {
+  alignas(64) double x[8];
+  _mm512_store_pd(x, v);
+  return ((x[0] + x[1]) + (x[2] + x[3])) + ((x[4] + x[5]) + (x[6] + x[7]));
+}
+GL_AVX512 inline __m512i count(__m512i c, __mmask16 k) {
+  return _mm512_mask_sub_epi32(c, k, c, _mm512_set1_epi32(-1));
+}
+// acc + x^2 over the 16 float lanes of x, in double (the squares are exact).
+GL_AVX512 inline __m512d add_squares(__m512d acc, __m512 x) {
+  const __m512d lo = lo_pd(x), hi = hi_pd(x);
+  return _mm512_fmadd_pd(hi, hi, _mm512_fmadd_pd(lo, lo, acc));
+}
+
+GL_AVX512 void avx512_record(const float* g, const float* w, const uint8_t* code, float* eg,
+                             float* ew, int64_t n, const OptimStepParams& p, OptimRecordSums& s) {
+  const __m512 zt = _mm512_set1_ps(p.zero_threshold), st = _mm512_set1_ps(p.small_threshold);
+  const __m512 a = _mm512_set1_ps(p.ema_keep), b = _mm512_set1_ps(p.ema_new);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i small_bit = _mm512_set1_epi32(kCodeGradSmall), bit4 = _mm512_set1_epi32(16);
+  const __m512i table_pos = _mm512_loadu_si512(kFlipTable.data()),
+                table_neg = _mm512_loadu_si512(kFlipTable.data() + 16);
+  __m512d e1s = _mm512_setzero_pd(), e2s = e1s;
+  int64_t i = 0;
+  while (i + 16 <= n) {
+    __m512i c_zero = _mm512_setzero_si512(), c_ret = c_zero, c_flips = c_zero;
+    for (const int64_t end = std::min(n, i + kSpan); i + 16 <= end; i += 16) {
+      const __m512 gi = _mm512_loadu_ps(g + i), wi = _mm512_loadu_ps(w + i);
+      const __m512i c = _mm512_maskz_cvtepu8_epi32(
+          kAll16, _mm_loadu_si128(reinterpret_cast<const __m128i*>(code + i)));
+      const __m512 ag = _mm512_abs_ps(gi);
+      c_zero = count(c_zero, _mm512_cmp_ps_mask(ag, zt, _CMP_LT_OQ));
+      c_ret = count(
+          c_ret, _mm512_mask_test_epi32_mask(_mm512_cmp_ps_mask(ag, st, _CMP_LT_OQ), c, small_bit));
+      // Bits 0-3 from the code, bit 4 the sign of g (0xD8: C ? B : A).
+      const __m512i idx = _mm512_ternarylogic_epi32(
+          c, _mm512_maskz_srli_epi32(kAll16, _mm512_castps_si512(gi), 27), bit4, 0xD8);
+      c_flips = _mm512_mask_add_epi32(c_flips, _mm512_cmp_ps_mask(ag, zero, _CMP_GT_OQ), c_flips,
+                                      _mm512_permutex2var_epi32(table_pos, idx, table_neg));
+      const __m512 e1 =
+          _mm512_add_ps(_mm512_mul_ps(a, _mm512_loadu_ps(eg + i)), _mm512_mul_ps(b, gi));
+      const __m512 e2 =
+          _mm512_add_ps(_mm512_mul_ps(a, _mm512_loadu_ps(ew + i)), _mm512_mul_ps(b, wi));
+      _mm512_storeu_ps(eg + i, e1);
+      _mm512_storeu_ps(ew + i, e2);
+      e1s = add_squares(e1s, e1);
+      e2s = add_squares(e2s, e2);
+    }
+    const __m512i field = _mm512_set1_epi32(1023);
+    s.zero += hsum_epi32(c_zero);
+    s.retained += hsum_epi32(c_ret);
+    s.sign_flip += hsum_epi32(_mm512_and_si512(c_flips, field));
+    s.local_min +=
+        hsum_epi32(_mm512_and_si512(_mm512_maskz_srli_epi32(kAll16, c_flips, 10), field));
+    s.local_max += hsum_epi32(_mm512_maskz_srli_epi32(kAll16, c_flips, 20));
+  }
+  s.ema_grad_sq += hsum_pd(e1s);
+  s.ema_weight_sq += hsum_pd(e2s);
+  _mm256_zeroupper();  // before the SSE-encoded scalar tail (see leave_avx)
+  scalar_record(g + i, w + i, code + i, eg + i, ew + i, n - i, p, s);
+}
+
+GL_AVX512 void avx512_update(const float* g, const float* wb, const float* wa, uint8_t* code,
+                             int64_t n, const OptimStepParams& p, OptimUpdateSums& s) {
+  const __m512 zt = _mm512_set1_ps(p.zero_threshold), st = _mm512_set1_ps(p.small_threshold);
+  const __m512 zero = _mm512_setzero_ps();
+  __m512d wd = _mm512_setzero_pd(), zd = wd;
+  __m512i c_sp = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 gi = _mm512_loadu_ps(g + i);
+    const __m512 before = _mm512_loadu_ps(wb + i), after = _mm512_loadu_ps(wa + i);
+    const __m512 ag = _mm512_abs_ps(gi);
+    const __mmask16 k_sp = _mm512_cmp_ps_mask(ag, st, _CMP_LT_OQ);
+    c_sp = count(c_sp, k_sp);
+    __m512i c = _mm512_maskz_mov_epi32(_mm512_cmp_ps_mask(gi, zero, _CMP_GT_OQ),
+                                       _mm512_set1_epi32(kCodeGradPositive));
+    c = _mm512_mask_or_epi32(c, _mm512_cmp_ps_mask(gi, zero, _CMP_LT_OQ), c,
+                             _mm512_set1_epi32(kCodeGradNegative));
+    c = _mm512_mask_or_epi32(c, _mm512_cmp_ps_mask(after, before, _CMP_GT_OQ), c,
+                             _mm512_set1_epi32(kCodeWeightUp));
+    c = _mm512_mask_or_epi32(c, _mm512_cmp_ps_mask(after, before, _CMP_LT_OQ), c,
+                             _mm512_set1_epi32(kCodeWeightDown));
+    c = _mm512_mask_or_epi32(c, k_sp, c, _mm512_set1_epi32(kCodeGradSmall));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(code + i), _mm512_maskz_cvtepi32_epi8(kAll16, c));
+    // Weight differences in double, as the scalar loop forms them.
+    const __mmask16 k_zg = _mm512_cmp_ps_mask(ag, zt, _CMP_LT_OQ);
+    const __m512d dlo = _mm512_sub_pd(lo_pd(after), lo_pd(before)),
+                  dhi = _mm512_sub_pd(hi_pd(after), hi_pd(before));
+    wd = _mm512_fmadd_pd(dhi, dhi, _mm512_fmadd_pd(dlo, dlo, wd));
+    zd = _mm512_mask3_fmadd_pd(dlo, dlo, zd, __mmask8(k_zg));
+    zd = _mm512_mask3_fmadd_pd(dhi, dhi, zd, __mmask8(k_zg >> 8));
+  }
+  s.small_prev += hsum_epi32(c_sp);
+  s.weight_diff_sq += hsum_pd(wd);
+  s.zero_grad_weight_change_sq += hsum_pd(zd);
+  _mm256_zeroupper();
+  scalar_update(g + i, wb + i, wa + i, code + i, n - i, p, s);
+}
+
 }  // namespace
 
-bool optim_stats_uses_avx2() {
-  return use_avx2();
+const char* optim_stats_isa() {
+  switch (isa()) {
+    case Isa::avx512:
+      return "avx512";
+    case Isa::avx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
 }
-void optim_stats_force_scalar(bool on) {
-  g_force_scalar.store(on);
+
+void optim_stats_force_isa(const std::string& name) {
+  if (name == "auto") {
+    g_forced_isa.store(-1);
+    return;
+  }
+  Isa want;
+  if (name == "avx512")
+    want = Isa::avx512;
+  else if (name == "avx2")
+    want = Isa::avx2;
+  else if (name == "scalar")
+    want = Isa::scalar;
+  else
+    throw std::invalid_argument("optim_stats_force_isa: unknown path '" + name +
+                                "' (avx512, avx2, scalar, auto)");
+  if (int(want) > int(best_isa()))
+    throw std::invalid_argument("optim_stats_force_isa: this CPU cannot run the '" + name +
+                                "' path");
+  g_forced_isa.store(int(want));
 }
 
 OptimStepSums& OptimStepSums::operator+=(const OptimStepSums& o) {
@@ -357,7 +540,6 @@ OptimStepSums& OptimStepSums::operator+=(const OptimStepSums& o) {
 
 OptimRecordSums& OptimRecordSums::operator+=(const OptimRecordSums& o) {
   zero += o.zero;
-  small_prev += o.small_prev;
   retained += o.retained;
   sign_flip += o.sign_flip;
   local_min += o.local_min;
@@ -368,6 +550,7 @@ OptimRecordSums& OptimRecordSums::operator+=(const OptimRecordSums& o) {
 }
 
 OptimUpdateSums& OptimUpdateSums::operator+=(const OptimUpdateSums& o) {
+  small_prev += o.small_prev;
   weight_diff_sq += o.weight_diff_sq;
   zero_grad_weight_change_sq += o.zero_grad_weight_change_sq;
   return *this;
@@ -386,14 +569,20 @@ OptimStepSums optim_step_stats(const float* g, const float* w, float* pg, float*
 OptimRecordSums optim_record_block(const float* g, const float* w, const uint8_t* code, float* eg,
                                    float* ew, int64_t n, const OptimStepParams& p) {
   OptimRecordSums s;
-  (use_avx2() ? avx2_record : scalar_record)(g, w, code, eg, ew, n, p, s);
+  const Isa i = isa();
+  (i == Isa::avx512 ? avx512_record
+   : i == Isa::avx2 ? avx2_record
+                    : scalar_record)(g, w, code, eg, ew, n, p, s);
   return s;
 }
 
 OptimUpdateSums optim_update_block(const float* g, const float* w_before, const float* w_after,
                                    uint8_t* code, int64_t n, const OptimStepParams& p) {
   OptimUpdateSums s;
-  (use_avx2() ? avx2_update : scalar_update)(g, w_before, w_after, code, n, p, s);
+  const Isa i = isa();
+  (i == Isa::avx512 ? avx512_update
+   : i == Isa::avx2 ? avx2_update
+                    : scalar_update)(g, w_before, w_after, code, n, p, s);
   return s;
 }
 

@@ -43,6 +43,7 @@
 // the v1 pass took about 0.2 ms (bench/results/optim_overhead.md).
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace gl::kernels::cpu {
 
@@ -68,21 +69,25 @@ OptimStepSums optim_step_stats(const float* g, const float* w, float* pg, float*
 enum OptimCode : uint8_t {
   kCodeGradPositive = 1,  // g_{t-1} > 0
   kCodeGradNegative = 2,  // g_{t-1} < 0
-  kCodeGradSmall = 4,     // |g_{t-1}| < small_threshold
-  kCodeWeightUp = 8,      // w_t > w_{t-1}
-  kCodeWeightDown = 16,   // w_t < w_{t-1}
+  kCodeWeightUp = 4,      // w_t > w_{t-1}
+  kCodeWeightDown = 8,    // w_t < w_{t-1}
+  kCodeGradSmall = 16,    // |g_{t-1}| < small_threshold
 };
 
 // Components per block: the unit of summation of whole arrays (and of the chunks a caller
 // passes to the block functions, which must start at multiples of it).
 constexpr int64_t kOptimBlock = 4096;
 
+// The sums of the record pass of step t: retained, zero, sign flips, minima and maxima, moving
+// averages. small_prev (|g_{t-1}| < small_threshold), the weight differences of step t come from
+// the update pass of step t-1.
 struct OptimRecordSums {
-  int64_t zero = 0, small_prev = 0, retained = 0, sign_flip = 0, local_min = 0, local_max = 0;
+  int64_t zero = 0, retained = 0, sign_flip = 0, local_min = 0, local_max = 0;
   double ema_grad_sq = 0, ema_weight_sq = 0;
   OptimRecordSums& operator+=(const OptimRecordSums& o);
 };
 struct OptimUpdateSums {
+  int64_t small_prev = 0;
   double weight_diff_sq = 0, zero_grad_weight_change_sq = 0;
   OptimUpdateSums& operator+=(const OptimUpdateSums& o);
 };
@@ -102,8 +107,11 @@ OptimRecordSums optim_record_pass(const float* g, const float* w, const uint8_t*
 OptimUpdateSums optim_update_pass(const float* g, const float* w_before, const float* w_after,
                                   uint8_t* code, int64_t n, const OptimStepParams& p);
 
-// True when the AVX2 path is in use; force_scalar(true) selects the scalar loop (tests compare).
-bool optim_stats_uses_avx2();
-void optim_stats_force_scalar(bool on);
+// The instruction set the passes run: "avx512" (AVX-512F: v2; v1 then runs its AVX2 loop),
+// "avx2" or "scalar", the best the CPU runs unless forced. optim_stats_force_isa takes one of
+// those or "auto" and throws std::invalid_argument for one the CPU cannot run (tests compare the
+// paths).
+const char* optim_stats_isa();
+void optim_stats_force_isa(const std::string& name);
 
 }  // namespace gl::kernels::cpu

@@ -11,6 +11,8 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/optim_stats.h"
@@ -119,6 +121,24 @@ bool same_float(float x, float y) {
   return (std::isnan(x) && std::isnan(y)) || x == y;
 }
 
+// The instruction sets this CPU runs, each selected while a Path is alive.
+std::vector<std::string> paths() {
+  std::vector<std::string> out;
+  for (const char* isa : {"avx512", "avx2", "scalar"}) {
+    try {
+      kc::optim_stats_force_isa(isa);
+      out.push_back(isa);
+    } catch (const std::invalid_argument&) {
+    }
+  }
+  kc::optim_stats_force_isa("auto");
+  return out;
+}
+struct Path {
+  explicit Path(const std::string& isa) { kc::optim_stats_force_isa(isa); }
+  ~Path() { kc::optim_stats_force_isa("auto"); }
+};
+
 kc::OptimStepSums run(Arrays& a, const kc::OptimStepParams& p) {
   return kc::optim_step_stats(a.g.data(), a.w.data(), a.pg.data(), a.pw.data(), a.eg.data(),
                               a.ew.data(), int64_t(a.g.size()), p);
@@ -186,7 +206,7 @@ void check_v2(int64_t n, uint32_t seed, bool special, bool first_ema) {
   const Arrays before = a;
   const V2 got = run_v2(a, p);
   EXPECT_EQ(got.record.zero, want.zero) << "n=" << n;
-  EXPECT_EQ(got.record.small_prev, want.small_prev) << "n=" << n;
+  EXPECT_EQ(got.update.small_prev, want.small_prev) << "n=" << n;
   EXPECT_EQ(got.record.retained, want.retained) << "n=" << n;
   EXPECT_EQ(got.record.sign_flip, want.flip) << "n=" << n;
   EXPECT_EQ(got.record.local_min, want.lmin) << "n=" << n;
@@ -203,32 +223,34 @@ void check_v2(int64_t n, uint32_t seed, bool special, bool first_ema) {
         << "inputs are read only, " << i;
     // The code is what its bits say of the previous gradient and the weight change.
     const double pg = before.pg[i], dw = double(before.w[i]) - double(before.pw[i]);
-    const int code = (pg > 0 ? 1 : 0) | (pg < 0 ? 2 : 0) | (std::fabs(pg) < 1e-5 ? 4 : 0) |
-                     (dw > 0 ? 8 : 0) | (dw < 0 ? 16 : 0);
+    const int code = (pg > 0 ? kc::kCodeGradPositive : 0) | (pg < 0 ? kc::kCodeGradNegative : 0) |
+                     (dw > 0 ? kc::kCodeWeightUp : 0) | (dw < 0 ? kc::kCodeWeightDown : 0) |
+                     (std::fabs(pg) < 1e-5 ? kc::kCodeGradSmall : 0);
     ASSERT_EQ(int(got.code[i]), code) << "code " << i << " n=" << n;
   }
 }
 
 }  // namespace
 
-TEST(OptimStatsKernel, MatchesNaiveLoopBothPaths) {
-  for (bool scalar : {false, true}) {
-    kc::optim_stats_force_scalar(scalar);
+TEST(OptimStatsKernel, MatchesNaiveLoopEveryPath) {
+  for (const auto& isa : paths()) {
+    SCOPED_TRACE(isa);
+    Path path(isa);
     for (int64_t n : kLengths)
       for (bool first : {false, true}) check(n, uint32_t(n + 3), false, first);
   }
-  kc::optim_stats_force_scalar(false);
 }
 
-TEST(OptimStatsKernel, SplitPassesMatchNaiveLoopBothPaths) {
-  for (bool scalar : {false, true}) {
-    kc::optim_stats_force_scalar(scalar);
+TEST(OptimStatsKernel, SplitPassesMatchNaiveLoopEveryPath) {
+  EXPECT_FALSE(paths().empty());
+  for (const auto& isa : paths()) {
+    SCOPED_TRACE(isa);
+    Path path(isa);
     for (int64_t n : kLengths)
       for (bool first : {false, true}) check_v2(n, uint32_t(n + 5), false, first);
     for (int64_t n : {int64_t(9), int64_t(31), int64_t(1000), int64_t(16390)})
       check_v2(n, uint32_t(n), true, false);
   }
-  kc::optim_stats_force_scalar(false);
 }
 
 TEST(OptimStatsKernel, SplitPassesAreTheirBlocksInOrder) {
@@ -238,8 +260,9 @@ TEST(OptimStatsKernel, SplitPassesAreTheirBlocksInOrder) {
   const Arrays a = make(n, 21, false);
   const kc::OptimStepParams p;
   const int threads = omp_get_max_threads();
-  for (bool scalar : {false, true}) {
-    kc::optim_stats_force_scalar(scalar);
+  for (const auto& isa : paths()) {
+    SCOPED_TRACE(isa);
+    Path path(isa);
     Arrays blocks = a;
     std::vector<uint8_t> code(std::size_t(n), 0);
     kc::OptimUpdateSums u;
@@ -268,22 +291,21 @@ TEST(OptimStatsKernel, SplitPassesAreTheirBlocksInOrder) {
       EXPECT_EQ(got.record.local_min, r.local_min) << t;
       EXPECT_EQ(got.record.local_max, r.local_max) << t;
       EXPECT_EQ(got.record.retained, r.retained) << t;
-      EXPECT_EQ(got.record.small_prev, r.small_prev) << t;
+      EXPECT_EQ(got.update.small_prev, u.small_prev) << t;
       EXPECT_EQ(whole.eg, blocks.eg) << t;
       EXPECT_EQ(whole.ew, blocks.ew) << t;
     }
   }
   omp_set_num_threads(threads);
-  kc::optim_stats_force_scalar(false);
 }
 
 TEST(OptimStatsKernel, NaNAndInfinityFollowTheDefinitions) {
-  for (bool scalar : {false, true}) {
-    kc::optim_stats_force_scalar(scalar);
+  for (const auto& isa : paths()) {
+    SCOPED_TRACE(isa);
+    Path path(isa);
     for (int64_t n : {int64_t(9), int64_t(31), int64_t(1000), int64_t(16390)})
       check(n, uint32_t(n), true, false);
   }
-  kc::optim_stats_force_scalar(false);
 }
 
 TEST(OptimStatsKernel, LargeValuesDoNotOverflowInTheSquares) {
@@ -291,8 +313,9 @@ TEST(OptimStatsKernel, LargeValuesDoNotOverflowInTheSquares) {
   Arrays a = make(11, 5, false);
   a.w[3] = 1e20f;
   a.pw[3] = -1e20f;
-  for (bool scalar : {false, true}) {
-    kc::optim_stats_force_scalar(scalar);
+  for (const auto& isa : paths()) {
+    SCOPED_TRACE(isa);
+    Path path(isa);
     Arrays b = a;
     const auto s = run(b, {});
     EXPECT_TRUE(std::isfinite(s.weight_diff_sq));
@@ -302,7 +325,6 @@ TEST(OptimStatsKernel, LargeValuesDoNotOverflowInTheSquares) {
     EXPECT_TRUE(std::isfinite(v2.update.weight_diff_sq));
     EXPECT_GE(v2.update.weight_diff_sq, 4e40);
   }
-  kc::optim_stats_force_scalar(false);
 }
 
 TEST(OptimStatsKernel, AvxAndScalarAgreeAndThreadCountDoesNotMatter) {
@@ -311,15 +333,15 @@ TEST(OptimStatsKernel, AvxAndScalarAgreeAndThreadCountDoesNotMatter) {
   kc::OptimStepParams p;
   std::vector<kc::OptimStepSums> results;
   const int threads = omp_get_max_threads();
-  for (bool scalar : {false, true})
+  const std::vector<std::string> isas = paths();
+  for (const auto& isa : isas)
     for (int t : {1, 2, 3}) {
-      kc::optim_stats_force_scalar(scalar);
+      Path path(isa);
       omp_set_num_threads(t);
       Arrays b = a;
       results.push_back(run(b, p));
     }
   omp_set_num_threads(threads);
-  kc::optim_stats_force_scalar(false);
   for (const auto& r : results) {
     EXPECT_EQ(r.zero, results[0].zero);
     EXPECT_EQ(r.sign_flip, results[0].sign_flip);
@@ -329,10 +351,10 @@ TEST(OptimStatsKernel, AvxAndScalarAgreeAndThreadCountDoesNotMatter) {
     EXPECT_EQ(r.small_prev, results[0].small_prev);
   }
   // Within a path, every thread count gives the same bits.
-  for (int path = 0; path < 2; ++path)
+  for (std::size_t path = 0; path < isas.size(); ++path)
     for (int t = 1; t < 3; ++t) {
-      const auto& x = results[std::size_t(path * 3 + t)];
-      const auto& y = results[std::size_t(path * 3)];
+      const auto& x = results[path * 3 + std::size_t(t)];
+      const auto& y = results[path * 3];
       EXPECT_EQ(x.weight_diff_sq, y.weight_diff_sq);
       EXPECT_EQ(x.zero_grad_weight_change_sq, y.zero_grad_weight_change_sq);
       EXPECT_EQ(x.ema_grad_sq, y.ema_grad_sq);
