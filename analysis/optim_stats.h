@@ -21,16 +21,16 @@
 // before it (snapshotted, no statistics); the moving averages then run over the records.
 //
 // How it is measured (kernels/cpu/optim_stats.h, v2): the step before a record leaves one byte
-// per component (the signs and smallness of g_{t-1}, the direction of w_t - w_{t-1}) and the
-// two weight-difference sums, computed across its update; the record reads g_t, w_t, those bytes
-// and the moving averages. When the optimizer steps on the CPU, both run inside its step, chunk
-// by chunk (models::StepObserver), while the chunk is in cache: the statistics add 18 bytes of
-// memory traffic per component and step (the code byte and the two moving averages, read and
-// written). Otherwise (a CUDA optimizer, parameters the optimizer does not step, f64
-// parameters, a step observer already set, or observe_optimizer off) the same kernels run as
-// separate passes after backward and after the step, on host copies if need be. Both ways give
-// the same records, bit for bit. The weight change is thus taken across the optimizer's update:
-// weights changed between steps by anything else are not seen.
+// per component (the signs and smallness of g_{t-1}, the direction of w_t - w_{t-1}), the
+// small_prev count and the two weight-difference sums, computed across its update; the record reads
+// g_t, w_t, those bytes and the moving averages. When the optimizer steps on the CPU, both run
+// inside its step, chunk by chunk (models::StepObserver), while the chunk is in cache: the
+// statistics add 18 bytes of memory traffic per component and step (the code byte and the two
+// moving averages, read and written). Otherwise (a CUDA optimizer, parameters the optimizer does
+// not step, f64 parameters, a step observer already set, or observe_optimizer off) the same kernels
+// run as separate passes after backward and after the step, on host copies if need be. Both ways
+// give the same records, bit for bit. The weight change is thus taken across the optimizer's
+// update: weights changed between steps by anything else are not seen.
 #pragma once
 #include <array>
 #include <cstdint>

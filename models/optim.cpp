@@ -3,7 +3,9 @@
 // parameter's dtype with the scalars rounded to it, so results track PyTorch's closely.
 // This file is compiled with -fno-math-errno (CMakeLists.txt): v >= 0 in Adam, so sqrt never
 // sets errno, and without the flag GCC keeps a scalar errno path that stops the fused loop
-// from vectorizing.
+// from vectorizing. With a StepObserver (optim.h) the loop of an f32 parameter runs chunk by
+// chunk between the observer's calls (on several threads for large parameters); the loops take
+// their scalars by value so that they vectorize either way.
 #include "models/optim.h"
 
 #include <omp.h>

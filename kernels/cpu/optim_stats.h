@@ -6,10 +6,11 @@
 // weight (two floats), and the passes can run chunk by chunk inside the optimizer's own loop
 // (models/optim.h StepObserver) while the chunk's gradient and weights are in cache:
 //   optim_update_block   across the update of step t-1: reads g_{t-1}, w_{t-1} (before) and
-//                        w_t (after); writes the code byte of each component (OptimCode) and
-//                        sums the weight-difference squares the record of step t reports;
-//   optim_record_block   before the update of step t: reads g_t, w_t and the codes; counts,
-//                        and advances the moving averages.
+//                        w_t (after); writes the code byte of each component (OptimCode),
+//                        counts small_prev and sums the weight-difference squares the record
+//                        of step t reports;
+//   optim_record_block   before the update of step t: reads g_t, w_t and the codes; counts the
+//                        rest, and advances the moving averages.
 // Given a sign flip (g_t and g_{t-1} nonzero with opposite signs), g_t > g_{t-1} exactly when
 // g_t > 0, so local minima and maxima need only the signs of g_{t-1} and of w_t - w_{t-1}.
 // Extra memory traffic per component and step: the code (1 byte read, 1 written) and the two
@@ -34,13 +35,19 @@
 // per call); squares are formed and summed in double, so the results equal a double-precision
 // naive loop up to summation order. Whole arrays are cut into fixed blocks whose sums are added
 // in order: results do not depend on the thread count, nor on whether the blocks were summed
-// inside the optimizer's step or by a separate pass. AVX2 is chosen at run time; the scalar
-// loop is the fallback.
+// inside the optimizer's step or by a separate pass (the same block functions run both ways).
+// AVX-512 (v2), then AVX2, is chosen at run time; the scalar loop is the fallback. On every
+// path the moving averages round as the scalar loop (two products, then their sum), so the
+// averages themselves are the same bits on every path.
 //
-// Speed (bench/bench_optim_kernel.cpp, the 118,282 parameters of the 784-128-128-10 MLP, one
-// thread, AMD EPYC, CPU time): v1 AVX2 123 us (about 36 GB/s over the 40 bytes per component:
-// memory-bound), the scalar loop 1162 us. In a training step the arrays come from L3/DRAM and
-// the v1 pass took about 0.2 ms (bench/results/optim_overhead.md).
+// Speed (OMP_NUM_THREADS=1 build/bench/bench_optim_kernel, the 118,282 parameters of the
+// 784-128-128-10 MLP, one thread, AMD EPYC (Zen 5), CPU time, a loaded machine): v2 record +
+// weight copy + update, block by block: AVX-512 56 us, AVX2 135 us, scalar 1697 us; v1 AVX2
+// 103 us, scalar 1051 us. Both are bound by their arithmetic more than by memory once the
+// arrays are in L2/L3. Inside a training step (perf samples, bench/results/optim_overhead.md)
+// v2 costs about 0.06 ms; v1 cost about 0.3 ms, most of it in the optimizer's loop after it,
+// which ran with dirty upper halves of the vector registers (the AVX paths now clear them
+// before their scalar tails).
 #pragma once
 #include <cstdint>
 #include <string>
