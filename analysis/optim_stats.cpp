@@ -218,38 +218,46 @@ void OptimStatsCallback::begin_step(train::Trainer& t, int64_t step) {
   }
 }
 
+OptimStatsCallback::State* OptimStatsCallback::observed_state(std::size_t param) {
+  const int64_t k = param < of_optimizer_.size() ? of_optimizer_[param] : -1;
+  return k >= 0 && state_[size_t(k)].observed ? &state_[size_t(k)] : nullptr;
+}
+
+namespace {
+// f(offset in the chunk, block index, block length) for each block of the chunk [lo, lo + n).
+template <class F>
+void for_blocks(int64_t lo, int64_t n, F&& f) {
+  for (int64_t off = 0; off < n; off += kc::kOptimBlock)
+    f(off, size_t((lo + off) / kc::kOptimBlock), std::min(kc::kOptimBlock, n - off));
+}
+}  // namespace
+
 void OptimStatsCallback::before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
                                        const float* w) {
-  const int64_t k = param < of_optimizer_.size() ? of_optimizer_[param] : -1;
-  if (k < 0 || !state_[size_t(k)].observed) return;
-  State& s = state_[size_t(k)];
-  const kc::OptimStepParams kp = kernel_params(s);
-  for (int64_t off = 0; off < n; off += kc::kOptimBlock) {
-    const int64_t at = lo + off, len = std::min(kc::kOptimBlock, n - off);
-    const auto b = size_t(at / kc::kOptimBlock);
+  State* s = observed_state(param);
+  if (s == nullptr) return;
+  const kc::OptimStepParams kp = kernel_params(*s);
+  for_blocks(lo, n, [&](int64_t off, size_t b, int64_t len) {
     if (recording_)
-      s.record_blocks[b] =
-          kc::optim_record_block(g + off, w + off, s.code.data() + at, s.ema_grad.data() + at,
-                                 s.ema_weight.data() + at, len, kp);
-    s.seen[b] |= 1;
-  }
+      s->record_blocks[b] = kc::optim_record_block(g + off, w + off, s->code.data() + lo + off,
+                                                   s->ema_grad.data() + lo + off,
+                                                   s->ema_weight.data() + lo + off, len, kp);
+    s->seen[b] |= 1;
+  });
   if (snapshotting_) t_weight_before.assign(w, w + n);
 }
 
 void OptimStatsCallback::after_update(std::size_t param, int64_t lo, int64_t n, const float* g,
                                       const float* w) {
-  const int64_t k = param < of_optimizer_.size() ? of_optimizer_[param] : -1;
-  if (k < 0 || !state_[size_t(k)].observed) return;
-  State& s = state_[size_t(k)];
-  const kc::OptimStepParams kp = kernel_params(s);
-  for (int64_t off = 0; off < n; off += kc::kOptimBlock) {
-    const int64_t at = lo + off, len = std::min(kc::kOptimBlock, n - off);
-    const auto b = size_t(at / kc::kOptimBlock);
+  State* s = observed_state(param);
+  if (s == nullptr) return;
+  const kc::OptimStepParams kp = kernel_params(*s);
+  for_blocks(lo, n, [&](int64_t off, size_t b, int64_t len) {
     if (snapshotting_)
-      s.update_blocks[b] = kc::optim_update_block(g + off, t_weight_before.data() + off, w + off,
-                                                  s.code.data() + at, len, kp);
-    s.seen[b] |= 2;
-  }
+      s->update_blocks[b] = kc::optim_update_block(g + off, t_weight_before.data() + off, w + off,
+                                                   s->code.data() + lo + off, len, kp);
+    s->seen[b] |= 2;
+  });
 }
 
 void OptimStatsCallback::on_step_end(train::Trainer& t, int64_t global_step, double) {

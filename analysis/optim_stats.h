@@ -138,6 +138,7 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   void begin_step(train::Trainer& t, int64_t step);
   void finish_record();
   kernels::cpu::OptimStepParams kernel_params(const State& s) const;
+  State* observed_state(std::size_t param);  // nullptr: not measured inside this step
   void before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
                      const float* w) override;
   void after_update(std::size_t param, int64_t lo, int64_t n, const float* g,

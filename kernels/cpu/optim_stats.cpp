@@ -167,6 +167,19 @@ GL_AVX2 inline __m256i count(__m256i c, __m256 mask) {
   return _mm256_sub_epi32(c, _mm256_castps_si256(mask));  // a set lane is -1
 }
 
+// Adds the lanes of the record counts and of the moving averages' squares to s.
+GL_AVX2 inline void add_record_lanes(OptimRecordSums& s, __m256i zero, __m256i retained,
+                                     __m256i flip, __m256i min, __m256i max, __m256d eg_sq,
+                                     __m256d ew_sq) {
+  s.zero += hsum_epi32(zero);
+  s.retained += hsum_epi32(retained);
+  s.sign_flip += hsum_epi32(flip);
+  s.local_min += hsum_epi32(min);
+  s.local_max += hsum_epi32(max);
+  s.ema_grad_sq += hsum_pd(eg_sq);
+  s.ema_weight_sq += hsum_pd(ew_sq);
+}
+
 GL_AVX2 void avx2_pass(const float* g, const float* w, float* pg, float* pw, float* eg, float* ew,
                        int64_t n, const OptimStepParams& p, OptimStepSums& s) {
   const __m256 zt = _mm256_set1_ps(p.zero_threshold), st = _mm256_set1_ps(p.small_threshold);
@@ -206,16 +219,10 @@ GL_AVX2 void avx2_pass(const float* g, const float* w, float* pg, float* pw, flo
     _mm256_storeu_ps(pg + i, gi);
     _mm256_storeu_ps(pw + i, wi);
   }
-  s.zero += hsum_epi32(c_zero);
+  add_record_lanes(s, c_zero, c_ret, c_flip, c_min, c_max, e1s, e2s);
   s.small_prev += hsum_epi32(c_sp);
-  s.retained += hsum_epi32(c_ret);
-  s.sign_flip += hsum_epi32(c_flip);
-  s.local_min += hsum_epi32(c_min);
-  s.local_max += hsum_epi32(c_max);
   s.weight_diff_sq += hsum_pd(wd);
   s.zero_grad_weight_change_sq += hsum_pd(zd);
-  s.ema_grad_sq += hsum_pd(e1s);
-  s.ema_weight_sq += hsum_pd(e2s);
   leave_avx();
   scalar_pass(g + i, w + i, pg + i, pw + i, eg + i, ew + i, n - i, p, s);
 }
@@ -299,13 +306,7 @@ GL_AVX2 void avx2_record(const float* g, const float* w, const uint8_t* code, fl
     c_max = count(c_max, _mm256_and_ps(m_flip, down));
     avx2_ema(a, b, gi, wi, eg + i, ew + i, e1s, e2s);
   }
-  s.zero += hsum_epi32(c_zero);
-  s.retained += hsum_epi32(c_ret);
-  s.sign_flip += hsum_epi32(c_flip);
-  s.local_min += hsum_epi32(c_min);
-  s.local_max += hsum_epi32(c_max);
-  s.ema_grad_sq += hsum_pd(e1s);
-  s.ema_weight_sq += hsum_pd(e2s);
+  add_record_lanes(s, c_zero, c_ret, c_flip, c_min, c_max, e1s, e2s);
   leave_avx();
   scalar_record(g + i, w + i, code + i, eg + i, ew + i, n - i, p, s);
 }
@@ -524,20 +525,6 @@ void optim_stats_force_isa(const std::string& name) {
   g_forced_isa.store(int(want));
 }
 
-OptimStepSums& OptimStepSums::operator+=(const OptimStepSums& o) {
-  zero += o.zero;
-  small_prev += o.small_prev;
-  retained += o.retained;
-  sign_flip += o.sign_flip;
-  local_min += o.local_min;
-  local_max += o.local_max;
-  weight_diff_sq += o.weight_diff_sq;
-  zero_grad_weight_change_sq += o.zero_grad_weight_change_sq;
-  ema_grad_sq += o.ema_grad_sq;
-  ema_weight_sq += o.ema_weight_sq;
-  return *this;
-}
-
 OptimRecordSums& OptimRecordSums::operator+=(const OptimRecordSums& o) {
   zero += o.zero;
   retained += o.retained;
@@ -553,6 +540,12 @@ OptimUpdateSums& OptimUpdateSums::operator+=(const OptimUpdateSums& o) {
   small_prev += o.small_prev;
   weight_diff_sq += o.weight_diff_sq;
   zero_grad_weight_change_sq += o.zero_grad_weight_change_sq;
+  return *this;
+}
+
+OptimStepSums& OptimStepSums::operator+=(const OptimStepSums& o) {
+  OptimRecordSums::operator+=(o);
+  OptimUpdateSums::operator+=(o);
   return *this;
 }
 

@@ -54,9 +54,22 @@
 
 namespace gl::kernels::cpu {
 
-struct OptimStepSums {
-  int64_t zero = 0, small_prev = 0, retained = 0, sign_flip = 0, local_min = 0, local_max = 0;
-  double weight_diff_sq = 0, zero_grad_weight_change_sq = 0, ema_grad_sq = 0, ema_weight_sq = 0;
+// v2's sums. The record pass of step t: zero, retained, sign flips, minima, maxima, moving
+// averages; the update pass of step t-1: small_prev (|g_{t-1}| < small_threshold) and the weight
+// differences, which the record of step t reports.
+struct OptimRecordSums {
+  int64_t zero = 0, retained = 0, sign_flip = 0, local_min = 0, local_max = 0;
+  double ema_grad_sq = 0, ema_weight_sq = 0;
+  OptimRecordSums& operator+=(const OptimRecordSums& o);
+};
+struct OptimUpdateSums {
+  int64_t small_prev = 0;
+  double weight_diff_sq = 0, zero_grad_weight_change_sq = 0;
+  OptimUpdateSums& operator+=(const OptimUpdateSums& o);
+};
+
+// v1's sums: all of them, from one pass.
+struct OptimStepSums : OptimRecordSums, OptimUpdateSums {
   OptimStepSums& operator+=(const OptimStepSums& o);
 };
 
@@ -84,20 +97,6 @@ enum OptimCode : uint8_t {
 // Components per block: the unit of summation of whole arrays (and of the chunks a caller
 // passes to the block functions, which must start at multiples of it).
 constexpr int64_t kOptimBlock = 4096;
-
-// The sums of the record pass of step t: retained, zero, sign flips, minima and maxima, moving
-// averages. small_prev (|g_{t-1}| < small_threshold), the weight differences of step t come from
-// the update pass of step t-1.
-struct OptimRecordSums {
-  int64_t zero = 0, retained = 0, sign_flip = 0, local_min = 0, local_max = 0;
-  double ema_grad_sq = 0, ema_weight_sq = 0;
-  OptimRecordSums& operator+=(const OptimRecordSums& o);
-};
-struct OptimUpdateSums {
-  int64_t small_prev = 0;
-  double weight_diff_sq = 0, zero_grad_weight_change_sq = 0;
-  OptimUpdateSums& operator+=(const OptimUpdateSums& o);
-};
 
 // One block (n <= kOptimBlock). g, w: this step's gradient and weights (read); code: the codes
 // of the step before (read); eg, ew: the moving averages (read, then overwritten).

@@ -103,6 +103,12 @@ TrainedOptim train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs
   return r;
 }
 
+std::vector<int64_t> record_steps(const TrainedOptim& r) {
+  std::vector<int64_t> steps;
+  for (auto& rec : r.optim->records()) steps.push_back(rec.step);
+  return steps;
+}
+
 void use_adam(train::TrainConfig& cfg) {
   cfg.optimizer = "adam";
   cfg.lr = 0.01;
@@ -225,9 +231,7 @@ TEST(OptimStats, AdamEveryNComparesWithThePreviousStep) {
   o.every = 4;
   o.ema_decay = 0.5;
   TrainedOptim r = train_tiny(d, o, 2, use_adam);
-  std::vector<int64_t> steps;
-  for (auto& rec : r.optim->records()) steps.push_back(rec.step);
-  EXPECT_EQ(steps, (std::vector<int64_t>{4, 8}));
+  EXPECT_EQ(record_steps(r), (std::vector<int64_t>{4, 8}));
   // Steps 3, 4, 7, 8: the snapshots and the records; the others are not measured.
   EXPECT_EQ(r.optim->observed_steps(), 4);
   check_against_naive(r, o);
@@ -282,9 +286,7 @@ TEST(OptimStats, EveryNComparesWithThePreviousStep) {
   o.zero_threshold = 1e-6;
   o.ema_decay = 0.5;
   TrainedOptim r = train_tiny(d, o, 2);
-  std::vector<int64_t> steps;
-  for (auto& rec : r.optim->records()) steps.push_back(rec.step);
-  EXPECT_EQ(steps, (std::vector<int64_t>{3, 6, 9}));
+  EXPECT_EQ(record_steps(r), (std::vector<int64_t>{3, 6, 9}));
   check_against_naive(r, o);
 }
 
