@@ -1,9 +1,9 @@
-// optim_stats.cpp: the optimization-dynamics callback (see optim_stats.h for definitions). The
-// per-parameter pass is the vectorized kernel of kernels/cpu/optim_stats.h: signs and
-// comparisons are taken on the float values themselves (never on products, which underflow for
-// tiny gradients), so counts are exact and reproducible by a naive loop. A step allocates
-// nothing but its record: parameters are read in place (CPU f32 contiguous) and the snapshots
-// and moving averages are overwritten by the same pass.
+// optim_stats.cpp: the optimization-dynamics callback (see optim_stats.h for definitions and
+// for how the passes run inside the optimizer's step). The passes are the vectorized kernels of
+// kernels/cpu/optim_stats.h: signs and comparisons are taken on the float values themselves
+// (never on products, which underflow for tiny gradients), so counts are exact and reproducible
+// by a naive loop. A step allocates nothing but its record: parameters are read in place (CPU
+// f32 contiguous) and the codes and moving averages are overwritten by the passes.
 #include "analysis/optim_stats.h"
 
 #include <algorithm>
@@ -14,10 +14,17 @@
 
 #include "engine/io/fs.h"
 #include "engine/io/npy.h"
-#include "kernels/cpu/optim_stats.h"
 
 namespace gl::analysis {
 namespace {
+
+namespace kc = kernels::cpu;
+static_assert(models::Optimizer::kObserveChunk % kc::kOptimBlock == 0,
+              "an observed chunk must be whole blocks of the statistics' summation");
+
+// The weights of the chunk being updated, from before_update to after_update (which run on the
+// same thread).
+thread_local std::vector<float> t_weight_before;
 
 // A CPU f32 contiguous view of `t` (copies only for other devices, dtypes or layouts).
 Tensor host_f32(const Tensor& t) {
@@ -121,14 +128,26 @@ void OptimStatsCallback::on_train_begin(train::Trainer& t) {
     numels_.push_back(p.numel());
     params_.push_back(p);  // the optimizer holds the same handles: they stay the parameters
   }
+  const models::Optimizer& optimizer = t.optimizer();
+  can_observe_ = opt_.observe_optimizer && optimizer.observes_steps();
+  of_optimizer_.assign(optimizer.params().size(), -1);
+  for (size_t j = 0; j < optimizer.params().size(); ++j)
+    for (size_t k = 0; k < params_.size(); ++k)
+      if (params_[k].same(optimizer.params()[j])) of_optimizer_[j] = int64_t(k);
   state_.assign(names_.size(), State{});
   for (size_t i = 0; i < names_.size(); ++i) {
     auto n = size_t(numels_[i]);
-    state_[i].prev_grad.assign(n, 0.0f);
-    state_[i].prev_weight.assign(n, 0.0f);
+    auto blocks = size_t((numels_[i] + kc::kOptimBlock - 1) / kc::kOptimBlock);
+    state_[i].code.assign(n, 0);
     state_[i].ema_grad.assign(n, 0.0f);
     state_[i].ema_weight.assign(n, 0.0f);
+    state_[i].record_blocks.resize(blocks);
+    state_[i].update_blocks.resize(blocks);
+    state_[i].seen.assign(blocks, 0);
   }
+  recording_ = snapshotting_ = observing_ = false;
+  snapshot_step_ = -1;
+  observed_steps_ = 0;
   records_.clear();
   sign_maps_.assign(names_.size(), {});
   sign_zooms_.assign(names_.size(), {});
@@ -144,62 +163,170 @@ void OptimStatsCallback::on_epoch_begin(train::Trainer& t, int64_t epoch) {
 void OptimStatsCallback::on_after_backward(train::Trainer& t, int64_t global_step) {
   ++steps_in_epoch_;
   const int64_t N = opt_.every;
-  if (global_step % N == 0)
-    record(t, global_step, true);
-  else if (N > 1 && (global_step + 1) % N == 0)
-    record(t, global_step, false);  // snapshot for the next record
+  recording_ = global_step % N == 0 && snapshot_step_ == global_step - 1;
+  snapshotting_ = (global_step + 1) % N == 0;  // the next step is recorded
+  if (recording_ || snapshotting_) begin_step(t, global_step);
   if (steps_in_epoch_ == batches_) sign_map_row(t);
 }
 
-void OptimStatsCallback::record(train::Trainer& t, int64_t step, bool full) {
-  const auto& params = params_;
-  OptimRecord rec;
-  rec.step = step;
-  rec.epoch = epoch_;
-  rec.stats.assign(params.size() + 1, {});
-  auto& total = rec.stats.back();
-  total.fill(0.0);
-  bool complete = true;
-  for (size_t k = 0; k < params.size(); ++k) {
-    Tensor w = host_f32(params[k]);
-    Tensor g = params[k].grad();
-    g = g.defined() ? host_f32(g) : Tensor::zeros(w.shape());
-    auto& s = state_[k];
-    const int64_t n = w.numel();
-    if (!full || !s.have_prev) {
-      std::memcpy(s.prev_grad.data(), g.data<float>(), size_t(n) * sizeof(float));
-      std::memcpy(s.prev_weight.data(), w.data<float>(), size_t(n) * sizeof(float));
-      s.have_prev = true;
-      complete = false;
+kc::OptimStepParams OptimStatsCallback::kernel_params(const State& s) const {
+  kc::OptimStepParams kp;
+  kp.zero_threshold = float_threshold(opt_.zero_threshold);
+  kp.small_threshold = float_threshold(opt_.small_threshold);
+  kp.ema_keep = s.have_ema ? float(opt_.ema_decay) : 0.0f;
+  kp.ema_new = s.have_ema ? 1.0f - float(opt_.ema_decay) : 1.0f;
+  return kp;
+}
+
+// Decides per parameter how this step is measured; the separate passes measure now what comes
+// before the update, and keep what the snapshot after it needs.
+void OptimStatsCallback::begin_step(train::Trainer& t, int64_t step) {
+  models::Optimizer& optimizer = t.optimizer();
+  const bool fuse = can_observe_ && optimizer.step_observer() == nullptr;
+  std::vector<bool> stepped(params_.size(), false);  // the optimizer steps it in this step
+  for (size_t j = 0; j < of_optimizer_.size(); ++j)
+    if (of_optimizer_[j] >= 0) stepped[size_t(of_optimizer_[j])] = true;
+  observing_ = false;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    State& s = state_[k];
+    Tensor g = params_[k].grad();
+    s.observed = fuse && stepped[k] && g.defined() && params_[k].dtype() == DType::f32;
+    if (s.observed) {
+      std::fill(s.seen.begin(), s.seen.end(), uint8_t(0));
+      observing_ = true;
       continue;
     }
-    kernels::cpu::OptimStepParams kp;
-    kp.zero_threshold = float_threshold(opt_.zero_threshold);
-    kp.small_threshold = float_threshold(opt_.small_threshold);
-    kp.ema_keep = s.have_ema ? float(opt_.ema_decay) : 0.0f;
-    kp.ema_new = s.have_ema ? 1.0f - float(opt_.ema_decay) : 1.0f;
-    const kernels::cpu::OptimStepSums r = kernels::cpu::optim_step_stats(
-        g.data<float>(), w.data<float>(), s.prev_grad.data(), s.prev_weight.data(),
-        s.ema_grad.data(), s.ema_weight.data(), n, kp);
-    s.have_ema = true;
+    Tensor w = host_f32(params_[k]);
+    g = g.defined() ? host_f32(g) : Tensor::zeros(w.shape());
+    const int64_t n = w.numel();
+    if (recording_)
+      s.record = kc::optim_record_pass(g.data<float>(), w.data<float>(), s.code.data(),
+                                       s.ema_grad.data(), s.ema_weight.data(), n, kernel_params(s));
+    if (snapshotting_) {
+      s.grad = g;
+      s.weight_before.assign(w.data<float>(), w.data<float>() + n);
+    }
+  }
+  if (recording_) {
+    current_ = OptimRecord{};
+    current_.step = step;
+    current_.epoch = epoch_;
+  }
+  if (observing_) {
+    optimizer.set_step_observer(this);
+    ++observed_steps_;
+  }
+}
+
+OptimStatsCallback::State* OptimStatsCallback::observed_state(std::size_t param) {
+  const int64_t k = param < of_optimizer_.size() ? of_optimizer_[param] : -1;
+  return k >= 0 && state_[size_t(k)].observed ? &state_[size_t(k)] : nullptr;
+}
+
+namespace {
+// f(offset in the chunk, block index, block length) for each block of the chunk [lo, lo + n).
+template <class F>
+void for_blocks(int64_t lo, int64_t n, F&& f) {
+  for (int64_t off = 0; off < n; off += kc::kOptimBlock)
+    f(off, size_t((lo + off) / kc::kOptimBlock), std::min(kc::kOptimBlock, n - off));
+}
+}  // namespace
+
+void OptimStatsCallback::before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                                       const float* w) {
+  State* s = observed_state(param);
+  if (s == nullptr) return;
+  const kc::OptimStepParams kp = kernel_params(*s);
+  for_blocks(lo, n, [&](int64_t off, size_t b, int64_t len) {
+    if (recording_)
+      s->record_blocks[b] = kc::optim_record_block(g + off, w + off, s->code.data() + lo + off,
+                                                   s->ema_grad.data() + lo + off,
+                                                   s->ema_weight.data() + lo + off, len, kp);
+    s->seen[b] |= 1;
+  });
+  if (snapshotting_) t_weight_before.assign(w, w + n);
+}
+
+void OptimStatsCallback::after_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                                      const float* w) {
+  State* s = observed_state(param);
+  if (s == nullptr) return;
+  const kc::OptimStepParams kp = kernel_params(*s);
+  for_blocks(lo, n, [&](int64_t off, size_t b, int64_t len) {
+    if (snapshotting_)
+      s->update_blocks[b] = kc::optim_update_block(g + off, t_weight_before.data() + off, w + off,
+                                                   s->code.data() + lo + off, len, kp);
+    s->seen[b] |= 2;
+  });
+}
+
+void OptimStatsCallback::on_step_end(train::Trainer& t, int64_t global_step, double) {
+  if (!recording_ && !snapshotting_) return;
+  models::Optimizer& optimizer = t.optimizer();
+  if (observing_ && optimizer.step_observer() == this) optimizer.set_step_observer(nullptr);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const State& s = state_[k];
+    if (!s.observed) continue;
+    for (size_t b = 0; b < s.seen.size(); ++b)
+      GL_CHECK(s.seen[b] == 3,
+               "--analyze optim: the {} step did not report components {}.. of parameter '{}' "
+               "to its observer",
+               optimizer.kind(), int64_t(b) * kc::kOptimBlock, names_[k]);
+  }
+  // Block sums in block order, as the separate passes add them. The record takes the weight
+  // differences of the snapshot before it, so it is made before this step's snapshot.
+  if (recording_) {
+    for (State& s : state_) {
+      if (!s.observed) continue;
+      s.record = {};
+      for (const auto& r : s.record_blocks) s.record += r;
+    }
+    finish_record();
+  }
+  if (!snapshotting_) return;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    State& s = state_[k];
+    if (s.observed) {
+      s.update = {};
+      for (const auto& u : s.update_blocks) s.update += u;
+    } else {
+      Tensor w = host_f32(params_[k]);
+      s.update = kc::optim_update_pass(s.grad.data<float>(), s.weight_before.data(),
+                                       w.data<float>(), s.code.data(), w.numel(), kernel_params(s));
+      s.grad = Tensor();
+    }
+  }
+  snapshot_step_ = global_step;
+}
+
+// The record of this step from each parameter's sums: the counts and moving averages of this
+// step, the weight differences of the update before it.
+void OptimStatsCallback::finish_record() {
+  auto& rec = current_;
+  rec.stats.assign(params_.size() + 1, {});
+  auto& total = rec.stats.back();
+  total.fill(0.0);
+  for (size_t k = 0; k < params_.size(); ++k) {
+    State& s = state_[k];
+    const kc::OptimRecordSums& r = s.record;
     auto& o = rec.stats[k];
     o[kZeroCount] = double(r.zero);
-    o[kSmallPrevCount] = double(r.small_prev);
+    o[kSmallPrevCount] = double(s.update.small_prev);
     o[kRetainedCount] = double(r.retained);
-    o[kReleasedCount] = double(r.small_prev - r.retained);
+    o[kReleasedCount] = double(s.update.small_prev - r.retained);
     o[kSignFlipCount] = double(r.sign_flip);
     o[kLocalMinCount] = double(r.local_min);
     o[kLocalMaxCount] = double(r.local_max);
-    o[kWeightDiffNorm] = r.weight_diff_sq;  // squared until the total is formed
-    o[kZeroGradWeightChangeNorm] = r.zero_grad_weight_change_sq;
+    o[kWeightDiffNorm] = s.update.weight_diff_sq;  // squared until the total is formed
+    o[kZeroGradWeightChangeNorm] = s.update.zero_grad_weight_change_sq;
     o[kEmaGradNorm] = r.ema_grad_sq;
     o[kEmaWeightNorm] = r.ema_weight_sq;
     for (int st : {kZeroCount, kSmallPrevCount, kRetainedCount, kReleasedCount, kSignFlipCount,
                    kLocalMinCount, kLocalMaxCount, kWeightDiffNorm, kZeroGradWeightChangeNorm,
                    kEmaGradNorm, kEmaWeightNorm})
       total[st] += o[st];
+    s.have_ema = true;
   }
-  if (!complete) return;  // the first step (or a snapshot step) has nothing to compare with
   double all = 0;
   for (auto n : numels_) all += double(n);
   for (size_t k = 0; k < rec.stats.size(); ++k) {
@@ -242,7 +369,8 @@ void OptimStatsCallback::on_epoch_end(train::Trainer& t, train::EpochResult&) {
   if (opt_.write_files && !t.run_dir().empty()) writer_.submit(files(t.run_dir() + "/optim"));
 }
 
-void OptimStatsCallback::on_train_end(train::Trainer&) {
+void OptimStatsCallback::on_train_end(train::Trainer& t) {
+  if (t.optimizer().step_observer() == this) t.optimizer().set_step_observer(nullptr);
   writer_.wait();
 }
 

@@ -3,11 +3,17 @@
 // parameter's dtype with the scalars rounded to it, so results track PyTorch's closely.
 // This file is compiled with -fno-math-errno (CMakeLists.txt): v >= 0 in Adam, so sqrt never
 // sets errno, and without the flag GCC keeps a scalar errno path that stops the fused loop
-// from vectorizing.
+// from vectorizing. With a StepObserver (optim.h) the loop of an f32 parameter runs chunk by
+// chunk between the observer's calls (on several threads for large parameters); the loops take
+// their scalars by value so that they vectorize either way.
 #include "models/optim.h"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <type_traits>
 
 #include "engine/autograd.h"
 #if defined(GRADLENS_HAVE_CUDA)
@@ -23,6 +29,80 @@ void dispatch(DType d, F&& f) {
     f(float{});
   else
     f(double{});
+}
+
+// Observed chunks of parameters at least this large run on several threads.
+constexpr int64_t kObserveParallelMin = int64_t(1) << 16;
+
+// Runs update(lo, hi) over the n components of parameter i: in one call, or, for an f32
+// parameter with an observer, chunk by chunk between the observer's calls (StepObserver).
+template <class T, class Update>
+void observed_update(StepObserver* observer, std::size_t i, const T* g, const T* w, int64_t n,
+                     Update&& update) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (observer != nullptr) {
+      const int64_t chunk = Optimizer::kObserveChunk, chunks = (n + chunk - 1) / chunk;
+      auto one = [&](int64_t c) {
+        const int64_t lo = c * chunk, len = std::min(chunk, n - lo);
+        observer->before_update(i, lo, len, g + lo, w + lo);
+        update(lo, lo + len);
+        observer->after_update(i, lo, len, g + lo, w + lo);
+      };
+      if (n >= kObserveParallelMin && omp_get_max_threads() > 1) {
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < chunks; ++c) one(c);
+      } else {
+        for (int64_t c = 0; c < chunks; ++c) one(c);
+      }
+      return;
+    }
+  }
+  update(0, n);
+}
+
+// The update loops over components [lo, hi), their scalars passed by value: the loops
+// vectorize (nothing they store can alias a scalar), whether called once or per chunk.
+template <class T>
+void sgd_range(T* p, const T* g, int64_t lo, int64_t hi, T wd, T neg_lr) {
+  for (int64_t k = lo; k < hi; ++k) {
+    T d = g[k] + wd * p[k];
+    p[k] = p[k] + neg_lr * d;
+  }
+}
+
+template <class T>
+void sgd_momentum_range(T* p, const T* g, T* buf, int64_t lo, int64_t hi, T wd, T mom, T damp1,
+                        T neg_lr, bool first, bool nesterov) {
+  for (int64_t k = lo; k < hi; ++k) {
+    T d = g[k] + wd * p[k];
+    T b = first ? d : buf[k] * mom + damp1 * d;
+    buf[k] = b;
+    T step = nesterov ? d + mom * b : b;
+    p[k] = p[k] + neg_lr * step;
+  }
+}
+
+template <class T>
+struct AdamScalars {
+  T b1, b2, one_b1, one_b2, eps, neg_step, bcs, l2, shrink;
+  bool decay_first;
+};
+
+template <class T>
+void adam_range(T* p, const T* g, T* m, T* v, int64_t lo, int64_t hi, const AdamScalars<T> c) {
+  const T b1 = c.b1, b2 = c.b2, one_b1 = c.one_b1, one_b2 = c.one_b2, eps = c.eps,
+          neg_step = c.neg_step, bcs = c.bcs, l2 = c.l2, shrink = c.shrink;
+  const bool decay_first = c.decay_first;
+  for (int64_t k = lo; k < hi; ++k) {
+    T w = decay_first ? p[k] * shrink : p[k];
+    T gk = g[k] + l2 * w;
+    T mk = m[k] * b1 + one_b1 * gk;
+    T vk = v[k] * b2 + one_b2 * (gk * gk);
+    m[k] = mk;
+    v[k] = vk;
+    T denom = std::sqrt(vk) / bcs + eps;
+    p[k] = w + neg_step * (mk / denom);
+  }
 }
 
 // "state.<i>.<field>" -> (i, field); throws naming the key otherwise.
@@ -64,10 +144,13 @@ Optimizer::Optimizer(std::vector<Tensor> params, double lr) : params_(std::move(
 #if defined(GRADLENS_HAVE_CUDA)
       GL_CHECK(p.device() == params_[0].device() && p.dtype() == DType::f32 && p.is_contiguous(),
                "optimizer: parameter {} ({} on {}) must be a contiguous f32 tensor on {} like "
-               "parameter 0", i, p.str(), p.device().str(), params_[0].device().str());
+               "parameter 0",
+               i, p.str(), p.device().str(), params_[0].device().str());
 #else
-      throw Error(fmt::format("optimizer: parameter {} is on {}, but this gradlens was built "
-                              "without CUDA", i, p.device().str()));
+      throw Error(
+          fmt::format("optimizer: parameter {} is on {}, but this gradlens was built "
+                      "without CUDA",
+                      i, p.device().str()));
 #endif
     } else {
       GL_CHECK(is_floating(p.dtype()) && p.is_contiguous(),
@@ -163,21 +246,15 @@ void SGD::step() {
       const T wd = T(opt_.weight_decay), mom = T(opt_.momentum), damp1 = T(1.0 - opt_.dampening),
               neg_lr = T(-lr_);
       if (opt_.momentum == 0) {
-        for (int64_t k = 0; k < n; ++k) {
-          T d = gp[k] + wd * pp[k];
-          pp[k] = pp[k] + neg_lr * d;
-        }
+        observed_update(observer_, i, gp, pp, n,
+                        [&](int64_t lo, int64_t hi) { sgd_range(pp, gp, lo, hi, wd, neg_lr); });
         return;
       }
       T* buf = static_cast<T*>(momentum_[i].raw_data());
       const bool nesterov = opt_.nesterov;
-      for (int64_t k = 0; k < n; ++k) {
-        T d = gp[k] + wd * pp[k];
-        T b = first ? d : buf[k] * mom + damp1 * d;
-        buf[k] = b;
-        T step = nesterov ? d + mom * b : b;
-        pp[k] = pp[k] + neg_lr * step;
-      }
+      observed_update(observer_, i, gp, pp, n, [&](int64_t lo, int64_t hi) {
+        sgd_momentum_range(pp, gp, buf, lo, hi, wd, mom, damp1, neg_lr, first, nesterov);
+      });
     });
   }
 }
@@ -204,8 +281,10 @@ void SGD::load_state_dict(const NamedTensors& state) {
       any = any || t.defined();
       all = all && t.defined();
     }
-    GL_CHECK(!any || all, "SGD.load_state_dict: on {} momentum buffers are needed for every "
-             "parameter or none", params_[0].device().str());
+    GL_CHECK(!any || all,
+             "SGD.load_state_dict: on {} momentum buffers are needed for every "
+             "parameter or none",
+             params_[0].device().str());
   }
   momentum_ = std::move(next);
   stepper_.reset();  // the table holds the old buffers' addresses
@@ -240,9 +319,10 @@ void Adam::step() {
     }
     for (std::size_t i = 0; i < params_.size(); ++i) {
       ++steps_[i];
-      GL_CHECK(steps_[i] == steps_[0], "{}: on {} every parameter must be at the same step "
-               "(parameter {} at {}, parameter 0 at {})", kind(), params_[0].device().str(), i,
-               steps_[i], steps_[0]);
+      GL_CHECK(steps_[i] == steps_[0],
+               "{}: on {} every parameter must be at the same step "
+               "(parameter {} at {}, parameter 0 at {})",
+               kind(), params_[0].device().str(), i, steps_[i], steps_[0]);
     }
     if (!stepper_) stepper_ = std::make_shared<cuda::DeviceStepper>(params_, exp_avg_, exp_avg_sq_);
     stepper_->load_grads(grads);
@@ -270,22 +350,19 @@ void Adam::step() {
       const T* gp = static_cast<const T*>(g.raw_data());
       T* m = static_cast<T*>(exp_avg_[i].raw_data());
       T* v = static_cast<T*>(exp_avg_sq_[i].raw_data());
-      const T b1 = T(opt_.beta1), b2 = T(opt_.beta2), one_b1 = T(1.0 - opt_.beta1),
-              one_b2 = T(1.0 - opt_.beta2), eps = T(opt_.eps), neg_step = T(-step_size),
-              bcs = T(bc2_sqrt);
-      const T l2 = decoupled_ ? T(0) : T(opt_.weight_decay);
-      const T shrink = T(1.0 - lr_ * opt_.weight_decay);
-      const bool decay_first = decoupled_ && opt_.weight_decay != 0;
-      for (int64_t k = 0; k < n; ++k) {
-        T w = decay_first ? pp[k] * shrink : pp[k];
-        T gk = gp[k] + l2 * w;
-        T mk = m[k] * b1 + one_b1 * gk;
-        T vk = v[k] * b2 + one_b2 * (gk * gk);
-        m[k] = mk;
-        v[k] = vk;
-        T denom = std::sqrt(vk) / bcs + eps;
-        pp[k] = w + neg_step * (mk / denom);
-      }
+      AdamScalars<T> c;
+      c.b1 = T(opt_.beta1);
+      c.b2 = T(opt_.beta2);
+      c.one_b1 = T(1.0 - opt_.beta1);
+      c.one_b2 = T(1.0 - opt_.beta2);
+      c.eps = T(opt_.eps);
+      c.neg_step = T(-step_size);
+      c.bcs = T(bc2_sqrt);
+      c.l2 = decoupled_ ? T(0) : T(opt_.weight_decay);
+      c.shrink = T(1.0 - lr_ * opt_.weight_decay);
+      c.decay_first = decoupled_ && opt_.weight_decay != 0;
+      observed_update(observer_, i, gp, pp, n,
+                      [&](int64_t lo, int64_t hi) { adam_range(pp, gp, m, v, lo, hi, c); });
     });
   }
 }

@@ -6,6 +6,11 @@
 //   SGD:   "state.<i>.momentum_buffer"           (present once param i has stepped)
 //   Adam:  "state.<i>.step" (i64 scalar), "state.<i>.exp_avg", "state.<i>.exp_avg_sq"
 // where <i> is the parameter's index in the list given to the constructor.
+//
+// A StepObserver watches a CPU step chunk by chunk: the step of an f32 parameter then runs in
+// chunks of kObserveChunk components, each between the observer's before_update and
+// after_update calls, so that what the observer reads (the chunk's gradient and weights) is in
+// cache, and the update that follows finds it there again. The update itself is unchanged.
 #pragma once
 #include <memory>
 #include <vector>
@@ -19,8 +24,28 @@ namespace cuda {
 class DeviceStepper;  // models/cuda/optim_cuda.h (CUDA builds)
 }
 
+// Watches the CPU step of the f32 parameters of an Optimizer (see above). For each parameter
+// that steps (it has a gradient) and each chunk [lo, lo + n) of its components, with g and w
+// pointing at component lo of the gradient the step uses and of the weights:
+//   before_update: right before the chunk is updated (w holds the weights before the step);
+//   after_update:  right after (w holds the updated weights).
+// `param` is the parameter's index in Optimizer::params(). Chunks start at multiples of
+// Optimizer::kObserveChunk and are that long but the last. The chunks of one parameter may run
+// concurrently on several threads; before_update and after_update of one chunk run on the same
+// thread, in that order. The calls must not throw.
+class StepObserver {
+ public:
+  virtual ~StepObserver() = default;
+  virtual void before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                             const float* w) = 0;
+  virtual void after_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                            const float* w) = 0;
+};
+
 class Optimizer {
  public:
+  static constexpr int64_t kObserveChunk = 4096;
+
   explicit Optimizer(std::vector<Tensor> params, double lr);
   virtual ~Optimizer() = default;
   Optimizer(const Optimizer&) = delete;
@@ -33,6 +58,12 @@ class Optimizer {
   double lr() const { return lr_; }
   void set_lr(double lr);  // for schedules
   const std::vector<Tensor>& params() const { return params_; }
+  // The observer of the CPU steps (not owned; nullptr: none). It must stay alive while set.
+  void set_step_observer(StepObserver* observer) { observer_ = observer; }
+  StepObserver* step_observer() const { return observer_; }
+  // True when step() reports its f32 parameters to the observer (parameters on the CPU; a step
+  // on a CUDA device reports nothing).
+  bool observes_steps() const { return !on_device(); }
 
   // Deep copies of the state; load_state_dict checks names and shapes and copies values in.
   virtual NamedTensors state_dict() const = 0;
@@ -48,6 +79,7 @@ class Optimizer {
   std::vector<Tensor> params_;
   double lr_;
   std::shared_ptr<cuda::DeviceStepper> stepper_;  // built on the first device step
+  StepObserver* observer_ = nullptr;
 };
 
 struct SgdOptions {

@@ -1,11 +1,14 @@
 // test_optim_stats.cpp: every optimization statistic of OptimStatsCallback checked against a
 // naive double-precision reference computed from host copies of the gradients and weights of
-// consecutive steps of a real MLP trained on the mnist-tiny fixture; counts exact, norms to
-// 1e-6 relative. Also the files it writes, the sign map, --analyze-every and the CLI flags.
+// consecutive steps of a real MLP trained on the mnist-tiny fixture (SGD with momentum and
+// Adam); counts exact, norms to 1e-6 relative. The statistics measured inside the optimizer's
+// step equal those of the separate passes bit for bit, and do not change the training. Also the
+// files it writes, the sign map, --analyze-every and the CLI flags.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include "analysis/npy_read.h"
@@ -31,8 +34,8 @@ struct Recorder : train::Callback {
 };
 
 struct Naive {
-  double zero = 0, small_prev = 0, released = 0, retained = 0, flip = 0, lmin = 0, lmax = 0,
-         wd = 0, zgdw = 0;
+  double zero = 0, small_prev = 0, released = 0, retained = 0, flip = 0, lmin = 0, lmax = 0, wd = 0,
+         zgdw = 0;
 };
 
 int sgn(double v) {
@@ -74,7 +77,9 @@ struct TrainedOptim {
   std::shared_ptr<OptimStatsCallback> optim;
 };
 
-TrainedOptim train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1) {
+TrainedOptim train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs = 1,
+                        const std::function<void(train::TrainConfig&)>& configure = {},
+                        std::shared_ptr<OptimStatsCallback> second = {}) {
   train::TrainConfig cfg;
   cfg.data_dir = gl::testing_fixture::tiny_mnist_data_dir(d);
   cfg.out = d.str() + "/run";
@@ -87,13 +92,45 @@ TrainedOptim train_tiny(const ScratchDir& d, OptimStatsOptions o, int64_t epochs
   cfg.weight_decay = 1e-3;  // weights with zero gradient still move
   cfg.progress = false;
   cfg.threads = 1;
+  if (configure) configure(cfg);
   train::Trainer trainer(cfg);
   TrainedOptim r;
   r.optim = std::make_shared<OptimStatsCallback>(o);
   trainer.add_callback(r.rec);
   trainer.add_callback(r.optim);
+  if (second) trainer.add_callback(second);
   trainer.run();
   return r;
+}
+
+std::vector<int64_t> record_steps(const TrainedOptim& r) {
+  std::vector<int64_t> steps;
+  for (auto& rec : r.optim->records()) steps.push_back(rec.step);
+  return steps;
+}
+
+void use_adam(train::TrainConfig& cfg) {
+  cfg.optimizer = "adam";
+  cfg.lr = 0.01;
+}
+
+// Records equal bit for bit (NaN where NaN).
+void expect_same_records(const std::vector<OptimRecord>& a, const std::vector<OptimRecord>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].step, b[i].step);
+    EXPECT_EQ(a[i].epoch, b[i].epoch);
+    ASSERT_EQ(a[i].stats.size(), b[i].stats.size());
+    for (size_t k = 0; k < a[i].stats.size(); ++k)
+      for (int st = 0; st < kNumOptimStats; ++st) {
+        const double x = a[i].stats[k][size_t(st)], y = b[i].stats[k][size_t(st)];
+        if (std::isnan(x))
+          EXPECT_TRUE(std::isnan(y))
+              << "record " << i << " row " << k << " " << optim_stat_name(st);
+        else
+          EXPECT_EQ(x, y) << "record " << i << " row " << k << " " << optim_stat_name(st);
+      }
+  }
 }
 
 void check_against_naive(const TrainedOptim& r, const OptimStatsOptions& o) {
@@ -179,6 +216,69 @@ TEST(OptimStats, EveryStepMatchesNaiveReference) {
   check_against_naive(r, o);
 }
 
+TEST(OptimStats, AdamEveryStepMatchesNaiveReference) {
+  ScratchDir d("optim_adam");
+  OptimStatsOptions o;
+  TrainedOptim r = train_tiny(d, o, 2, use_adam);
+  ASSERT_EQ(r.optim->records().size(), 9u);
+  EXPECT_EQ(r.optim->observed_steps(), 10);  // measured inside Adam's step
+  check_against_naive(r, o);
+}
+
+TEST(OptimStats, AdamEveryNComparesWithThePreviousStep) {
+  ScratchDir d("optim_adam_every");
+  OptimStatsOptions o;
+  o.every = 4;
+  o.ema_decay = 0.5;
+  TrainedOptim r = train_tiny(d, o, 2, use_adam);
+  EXPECT_EQ(record_steps(r), (std::vector<int64_t>{4, 8}));
+  // Steps 3, 4, 7, 8: the snapshots and the records; the others are not measured.
+  EXPECT_EQ(r.optim->observed_steps(), 4);
+  check_against_naive(r, o);
+}
+
+TEST(OptimStats, InsideTheOptimizerStepEqualsSeparatePasses) {
+  // SGD with momentum and Adam; one thread, and two threads, where the first layer's
+  // 100,352 weights step in chunks on both threads. every 1 and every 3.
+  for (bool adam : {false, true})
+    for (int threads : {1, 2})
+      for (int64_t every : {int64_t(1), int64_t(3)}) {
+        SCOPED_TRACE(fmt::format("{} threads {} every {}", adam ? "adam" : "sgd", threads, every));
+        auto configure = [&](train::TrainConfig& cfg) {
+          if (adam) use_adam(cfg);
+          cfg.hidden = {128, 32};
+          cfg.threads = threads;
+        };
+        ScratchDir d1("optim_inside"), d2("optim_separate");
+        OptimStatsOptions inside, separate;
+        inside.every = separate.every = every;
+        separate.observe_optimizer = false;
+        TrainedOptim a = train_tiny(d1, inside, 2, configure);
+        TrainedOptim b = train_tiny(d2, separate, 2, configure);
+        EXPECT_GT(a.optim->observed_steps(), 0);
+        EXPECT_EQ(b.optim->observed_steps(), 0);
+        EXPECT_FALSE(a.optim->records().empty());
+        expect_same_records(a.optim->records(), b.optim->records());
+        // Observing does not change the training.
+        EXPECT_EQ(a.rec->weights, b.rec->weights);
+        EXPECT_EQ(a.rec->grads, b.rec->grads);
+        if (every == 1 && threads == 1) check_against_naive(a, inside);
+      }
+}
+
+TEST(OptimStats, SecondCallbackFallsBackToSeparatePasses) {
+  // The optimizer has one observer: a second callback on the same trainer measures by
+  // separate passes, and gets the same records.
+  ScratchDir d("optim_two");
+  OptimStatsOptions quiet;
+  quiet.write_files = false;  // the first one writes <run>/optim/
+  auto second = std::make_shared<OptimStatsCallback>(quiet);
+  TrainedOptim r = train_tiny(d, {}, 2, {}, second);
+  EXPECT_EQ(r.optim->observed_steps(), 10);
+  EXPECT_EQ(second->observed_steps(), 0);
+  expect_same_records(r.optim->records(), second->records());
+}
+
 TEST(OptimStats, EveryNComparesWithThePreviousStep) {
   ScratchDir d("optim_every");
   OptimStatsOptions o;
@@ -186,9 +286,7 @@ TEST(OptimStats, EveryNComparesWithThePreviousStep) {
   o.zero_threshold = 1e-6;
   o.ema_decay = 0.5;
   TrainedOptim r = train_tiny(d, o, 2);
-  std::vector<int64_t> steps;
-  for (auto& rec : r.optim->records()) steps.push_back(rec.step);
-  EXPECT_EQ(steps, (std::vector<int64_t>{3, 6, 9}));
+  EXPECT_EQ(record_steps(r), (std::vector<int64_t>{3, 6, 9}));
   check_against_naive(r, o);
 }
 

@@ -1,9 +1,11 @@
 // test_optim.cpp: SGD, Adam and AdamW against closed forms over a few steps, exact resume
 // through their state dicts, and 5 steps against torch.optim where PyTorch is installed.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <functional>
+#include <map>
 #include <memory>
 
 #include "engine/generator.h"
@@ -178,6 +180,121 @@ TEST(Optimizer, SkipsParamsWithoutGradAndResumesExactly) {
     NamedTensors unknown{{"state.7.momentum_buffer", Tensor::zeros({3})}};
     EXPECT_THROW(ob->load_state_dict(unknown), Error);
   }
+}
+
+// Records every call of a step: what before_update and after_update saw, per chunk.
+struct RecordingObserver : StepObserver {
+  struct Chunk {
+    int64_t lo = -1, n = 0;
+    const float* g = nullptr;
+    std::vector<float> grad, before, after;
+    int calls = 0;  // 1 before, 2 after (3: both, in order)
+  };
+  std::map<std::size_t, std::vector<Chunk>> chunks;  // sized before the step: slots per chunk
+  void size_for(const std::vector<Tensor>& params) {
+    for (std::size_t i = 0; i < params.size(); ++i)
+      chunks[i].resize(std::size_t((params[i].numel() + Optimizer::kObserveChunk - 1) /
+                                   Optimizer::kObserveChunk));
+  }
+  Chunk& slot(std::size_t param, int64_t lo) {
+    return chunks.at(param).at(std::size_t(lo / Optimizer::kObserveChunk));
+  }
+  void before_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                     const float* w) override {
+    Chunk& c = slot(param, lo);
+    c.lo = lo;
+    c.n = n;
+    c.g = g;
+    c.grad.assign(g, g + n);
+    c.before.assign(w, w + n);
+    c.calls = c.calls == 0 ? 1 : 99;
+  }
+  void after_update(std::size_t param, int64_t lo, int64_t n, const float* g,
+                    const float* w) override {
+    Chunk& c = slot(param, lo);
+    EXPECT_EQ(c.g, g);
+    EXPECT_EQ(c.n, n);
+    c.after.assign(w, w + n);
+    c.calls = c.calls == 1 ? 3 : 99;
+  }
+};
+
+TEST(Optimizer, StepObserverSeesEveryChunkBeforeAndAfterItsUpdate) {
+  // A parameter of several chunks and a tail, one large enough to step on several threads, a
+  // small one, one without a gradient and an f64 one (neither observed). The observed step
+  // must leave the same weights and state as the plain one, bit for bit.
+  const int threads = omp_get_max_threads();
+  for (int t : {1, 2})
+    for (int which = 0; which < 3; ++which) {
+      SCOPED_TRACE(fmt::format("threads {} optimizer {}", t, which));
+      omp_set_num_threads(t);
+      Generator gen(21);
+      std::vector<Tensor> init{Tensor::randn({3 * Optimizer::kObserveChunk + 100}, gen),
+                               Tensor::randn({70000}, gen), Tensor::randn({5}, gen),
+                               Tensor::randn({7}, gen), Tensor::randn({9}, gen, DType::f64)};
+      auto make = [&] {
+        std::vector<Tensor> ps;
+        for (auto& p : init) ps.push_back(p.clone().requires_grad_(true));
+        return ps;
+      };
+      auto build = [&](std::vector<Tensor> ps) -> std::unique_ptr<Optimizer> {
+        if (which == 0) return std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
+        if (which == 1) return std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
+        return std::make_unique<AdamW>(ps, AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+      };
+      std::vector<Tensor> plain = make(), observed = make();
+      auto op = build(plain), oo = build(observed);
+      RecordingObserver rec;
+      EXPECT_TRUE(oo->observes_steps());
+      oo->set_step_observer(&rec);
+      EXPECT_EQ(oo->step_observer(), &rec);
+      for (int step = 0; step < 3; ++step) {
+        rec.chunks.clear();
+        rec.size_for(observed);
+        std::vector<std::vector<float>> before;
+        for (std::size_t i = 0; i < observed.size(); ++i) {
+          before.push_back(observed[i].to_vector<float>());
+          if (i == 3) continue;  // no gradient: skipped
+          Tensor g = Tensor::randn(init[i].shape(), gen, init[i].dtype());
+          plain[i].set_grad(g.clone());
+          observed[i].set_grad(g.clone());
+        }
+        op->step();
+        oo->step();
+        for (std::size_t i = 0; i < observed.size(); ++i) {
+          const bool seen = i < 3;  // f32 parameters with a gradient
+          std::vector<float> grad =
+              i == 3 ? std::vector<float>{} : observed[i].grad().to_vector<float>();
+          std::vector<float> after = observed[i].to_vector<float>();
+          EXPECT_EQ(after, plain[i].to_vector<float>()) << "parameter " << i;
+          for (const auto& c : rec.chunks.at(i)) {
+            if (!seen) {
+              EXPECT_EQ(c.calls, 0) << "parameter " << i;
+              continue;
+            }
+            ASSERT_EQ(c.calls, 3) << "parameter " << i << " chunk at " << c.lo;
+            EXPECT_EQ(c.n, std::min(Optimizer::kObserveChunk, observed[i].numel() - c.lo));
+            const auto from = std::size_t(c.lo), to = std::size_t(c.lo + c.n);
+            EXPECT_EQ(c.grad, std::vector<float>(grad.begin() + from, grad.begin() + to));
+            EXPECT_EQ(c.before,
+                      std::vector<float>(before[i].begin() + from, before[i].begin() + to));
+            EXPECT_EQ(c.after, std::vector<float>(after.begin() + from, after.begin() + to));
+          }
+        }
+      }
+      // The same state, and nothing observed once the observer is removed.
+      auto sp = op->state_dict(), so = oo->state_dict();
+      ASSERT_EQ(sp.size(), so.size());
+      for (std::size_t k = 0; k < sp.size(); ++k)
+        EXPECT_EQ(sp[k].second.to_vector<double>(), so[k].second.to_vector<double>())
+            << sp[k].first;
+      oo->set_step_observer(nullptr);
+      rec.chunks.clear();
+      observed[0].set_grad(Tensor::randn(init[0].shape(), gen));
+      oo->step();
+      EXPECT_TRUE(rec.chunks.empty());
+    }
+  omp_set_num_threads(threads);
 }
 
 TEST(Optimizer, MatchesTorchOverFiveSteps) {
