@@ -54,6 +54,8 @@ class CorrCallback : public train::Callback {
   void on_epoch_begin(train::Trainer& t, int64_t epoch) override { record(t, epoch - 1); }
   void on_evaluate_begin(train::Trainer& t, int64_t epoch) override { start_hooks(t, epoch); }
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override { stop_hooks(t); }
+  // Its hooks live during evaluation passes only.
+  bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
   void on_train_end(train::Trainer& t) override {
     record(t, t.current_epoch());
     finish_writes();
