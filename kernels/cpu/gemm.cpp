@@ -14,6 +14,9 @@
 // Threads (OpenMP): the threads pack B together (one barrier), then take row chunks of C
 // dynamically (or, for M of a few panels, split the N panels with no shared state);
 // problems below ~2 MFLOP run on the calling thread because a fork costs more than they do.
+// sgemm_batched (same-shape problems, one per model of a fused training step) hands whole
+// problems, or row chunks of whole MR panels, to the threads, each computed by the serial path:
+// every element keeps the k-order, micro-kernel and epilogue of a lone call.
 //
 // Measured on AMD EPYC Zen 3 (2 cores, AVX2 kernel), side by side with OpenBLAS 0.3.21
 // cblas_sgemm in one run, medians of 7 interleaved repetitions, on a heavily shared machine

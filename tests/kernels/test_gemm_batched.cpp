@@ -16,53 +16,18 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "tests/kernels/gemm_ops.h"
 
 namespace gl::kernels::cpu {
 namespace {
 
-std::vector<std::string> runnable_isas() {
-  std::vector<std::string> out;
-  for (const char* name : {"scalar", "avx2", "avx512"}) {
-    try {
-      set_isa(name);
-      out.push_back(name);
-    } catch (const std::invalid_argument&) {
-    }
-  }
-  set_isa("auto");
-  return out;
-}
+using gemm_test::Ops;
+using gemm_test::runnable_isas;
 
 struct Shape {
   bool ta, tb;
   int64_t M, N, K;
 };
-
-template <class T>
-void lone(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
-  if constexpr (std::is_same_v<T, float>)
-    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  else
-    dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-}
-template <class T>
-void reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-               const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
-  if constexpr (std::is_same_v<T, float>)
-    sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  else
-    dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-}
-template <class T>
-void batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* const* A,
-             int64_t lda, const T* const* B, int64_t ldb, T beta, T* const* C, int64_t ldc,
-             const T* const* bias, Activation act, int64_t count) {
-  if constexpr (std::is_same_v<T, float>)
-    sgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
-  else
-    dgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
-}
 
 // One batch of `count` entries with their own random A, B, C and bias (entry 1 has no bias).
 template <class T>
@@ -97,17 +62,17 @@ void check_batch(const Shape& s, int64_t count, int64_t pad, double beta, Activa
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
       std::vector<T> c = C0[size_t(i)];
-      lone<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, A[size_t(i)].data(), lda, B[size_t(i)].data(), ldb,
-              T(beta), c.data(), ldc, ep);
+      Ops<T>::gemm(s.ta, s.tb, s.M, s.N, s.K, alpha, A[size_t(i)].data(), lda, B[size_t(i)].data(),
+                   ldb, T(beta), c.data(), ldc, ep);
       if (threads == 1) {
         want[size_t(i)] = c;
         std::vector<T> r = C0[size_t(i)];
-        reference<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, A[size_t(i)].data(), lda,
-                     B[size_t(i)].data(), ldb, T(beta), r.data(), ldc, ep);
+        Ops<T>::ref(s.ta, s.tb, s.M, s.N, s.K, alpha, A[size_t(i)].data(), lda, B[size_t(i)].data(),
+                    ldb, T(beta), r.data(), ldc, ep);
         double worst = 0;
         for (size_t e = 0; e < r.size(); ++e)
           worst = std::max(worst, double(std::abs(r[e] - c[e])));
-        ASSERT_LE(worst, (std::is_same_v<T, float> ? 2e-6 : 1e-13) * double(s.K + 4)) << what;
+        ASSERT_LE(worst, Ops<T>::kTolPerK * double(s.K + 4)) << what;
       } else {
         ASSERT_EQ(std::memcmp(c.data(), want[size_t(i)].data(), c.size() * sizeof(T)), 0)
             << what << ": the lone GEMM differs between 1 and 2 threads";
@@ -125,8 +90,8 @@ void check_batch(const Shape& s, int64_t count, int64_t pad, double beta, Activa
     std::vector<std::vector<T>> got = C0;
     std::vector<T*> pc;
     for (auto& c : got) pc.push_back(c.data());
-    batched<T>(s.ta, s.tb, s.M, s.N, s.K, alpha, pa.data(), lda, pb.data(), ldb, T(beta), pc.data(),
-               ldc, pbias.data(), act, count);
+    Ops<T>::batched(s.ta, s.tb, s.M, s.N, s.K, alpha, pa.data(), lda, pb.data(), ldb, T(beta),
+                    pc.data(), ldc, pbias.data(), act, count);
     for (int64_t i = 0; i < count; ++i)
       ASSERT_EQ(std::memcmp(got[size_t(i)].data(), want[size_t(i)].data(),
                             want[size_t(i)].size() * sizeof(T)),
@@ -174,8 +139,8 @@ INSTANTIATE_TEST_SUITE_P(AllRunnable, GemmBatched, ::testing::ValuesIn(runnable_
 
 TEST(GemmBatchedArgs, EmptyAndDegenerateBatches) {
   // count 0 and M = 0 touch nothing; K = 0 leaves beta * C + bias through the activation.
-  batched<float>(false, false, 4, 4, 4, 1.f, nullptr, 4, nullptr, 4, 0.f, nullptr, 4, nullptr,
-                 Activation::none, 0);
+  sgemm_batched(false, false, 4, 4, 4, 1.f, nullptr, 4, nullptr, 4, 0.f, nullptr, 4, nullptr,
+                Activation::none, 0);
   std::vector<float> c0{-1, 2, -3, 4}, c1{5, -6, 7, -8}, b{1, 1};
   float* pc[] = {c0.data(), c1.data()};
   const float* pa[] = {c0.data(), c1.data()};

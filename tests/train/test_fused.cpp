@@ -6,6 +6,7 @@
 // a member that diverges, and members resumed from different epochs. Every case also checks
 // that fused steps were taken, so a group that quietly trained one model at a time would fail.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <functional>
 #include <memory>
@@ -119,6 +120,26 @@ TEST(FusedGroup, ReluGroupsOfThreeAndFiveEqualTheirSoloRuns) {
     EXPECT_EQ(group->fused_steps(), int64_t(names.size()) * 13 * 2);
     EXPECT_EQ(group->tape_steps(), 0);
   }
+}
+
+TEST(FusedGroup, BothSchedulesAtAnyThreadCountEqualTheSoloRuns) {
+  // 1 thread: layer by layer, serially; 2 threads: each thread takes whole models through the
+  // step; 5 threads (more than the 3 models): layer by layer, each batched GEMM cut into row
+  // chunks over the threads.
+  const int saved = omp_get_max_threads();
+  const TempDir dir("gl_fused_threads");
+  for (int threads : {1, 2, 5}) {
+    auto cfgs = inits(dir.path + "/t" + std::to_string(threads), "tanh", 3,
+                      {"orthogonal", "he_uniform", "xavier_normal"});
+    for (auto& c : cfgs) {
+      c.threads = threads;
+      c.width = 100;  // GEMMs large enough to be cut into row chunks
+    }
+    auto group = train_both(cfgs);
+    for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out);
+    EXPECT_EQ(group->fused_steps(), 3 * 13 * 2);
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(FusedGroup, TanhGroupOfAllEightInitializersEqualsTheSoloRuns) {
