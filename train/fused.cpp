@@ -179,9 +179,9 @@ FusedGroup::FusedGroup(const std::vector<TrainConfig>& configs) {
   GL_CHECK(cfgs[0].device == "cpu", "FusedGroup: --device {}: a group trains on the CPU",
            cfgs[0].device);
   fusable_ = fused_step_unsupported(cfgs[0]).empty();
-  auto data = TrainData::load(cfgs[0]);
+  data_ = TrainData::load(cfgs[0]);
   for (auto& c : cfgs) {
-    members_.push_back(std::make_unique<Trainer>(c, data));
+    members_.push_back(std::make_unique<Trainer>(c, data_));
     members_.back()->step_progress_ = false;
   }
 }
@@ -198,7 +198,7 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
     lo = std::min(lo, first[i]);
     hi = std::max(hi, members_[i]->config().epochs);
   }
-  const data::Loader& loader = members_[0]->train_loader();
+  const data::Loader& loader = *data_->train;
   // A member that diverges leaves: its trainer (and callbacks) go first, then the marker.
   auto drop = [&](std::size_t i, const DivergedError& e) {
     const std::string dir = members_[i]->run_dir();
@@ -215,7 +215,11 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
     if (active.empty()) continue;
     const auto t0 = std::chrono::steady_clock::now();
     for (std::size_t i : active) members_[i]->begin_epoch(epoch);
-    for (int64_t b = 0; b < loader.num_batches(); ++b) {
+    auto alive = [&] {
+      return std::any_of(active.begin(), active.end(),
+                         [&](std::size_t i) { return members_[i] != nullptr; });
+    };
+    for (int64_t b = 0; b < loader.num_batches() && alive(); ++b) {
       const data::Batch batch = loader.batch(b);
       std::vector<std::size_t> fused;
       std::vector<models::Network*> nets;

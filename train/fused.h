@@ -8,7 +8,9 @@
 // cross-entropy and backward for all of them at once, outside the tape, each layer's
 // X W^T, dY^T X and dY W of every model in one kernels::cpu::sgemm_batched call spread over
 // the threads, the elementwise work per model (in parallel over the models) by the very
-// functions the tape runs (activate, activate_backward, cross_entropy_and_grad, sum). Each
+// functions the tape runs (activate, activate_backward, cross_entropy_and_grad, sum). With at
+// least as many models as threads, each thread takes its share of the models through the whole
+// step instead (no barrier between layers). Each
 // batched entry is bit for bit the GEMM the tape would have called, so every model's loss,
 // logits and .grad are bit for bit the tape's; from there each member's own Trainer code
 // checks divergence, runs the callbacks and steps its own optimizer. Members that need the
@@ -74,6 +76,7 @@ class FusedGroup {
   int64_t tape_steps() const { return tape_steps_; }
 
  private:
+  std::shared_ptr<TrainData> data_;  // outlives every member
   std::vector<std::unique_ptr<Trainer>> members_;
   bool fusable_ = false;
   int64_t fused_steps_ = 0, tape_steps_ = 0;

@@ -205,6 +205,11 @@ TEST(FusedGroup, ADivergingMemberLeavesAndTheOthersGoOn) {
   auto group = train_both(cfgs);
   EXPECT_TRUE(fs::exists(cfgs[1].out + "/diverged.json"));
   for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out);
+  // When every member diverges the group ends early, each with its marker.
+  auto all = inits(dir.path + "/all", "relu", 2, {"he_normal", "xavier_uniform"});
+  for (auto& c : all) c.lr = 1e10;
+  train_both(all);
+  for (auto& c : all) expect_same_run(c.out + "-solo", c.out);
 }
 
 TEST(FusedGroup, MembersResumedFromDifferentEpochsEqualUninterruptedRuns) {
