@@ -177,7 +177,7 @@ def main():
             f"Work: the 8 initializers of the classic grid ({', '.join(INITS)}), ReLU MLP, width 128, "
             f"lr 0.01, batch 128, SGD (momentum 0.9), seed 0, {args.epochs} epoch(s) of {args.dataset}"
             f"{limits}, `--diagnostics {args.diagnostics}`, T = {args.threads} threads. Runs that diverge "
-            f"(relu with normal and trunc_normal at depth) stop there in every configuration.\n\n"
+            f"stop there, in every configuration alike.\n\n"
             f"Machine: {machine()}. Load average before / after: {load_before} / {load_after}.\n\n"
             f"**Wall time** = the whole command: every process start, data loading (once per process), "
             f"training, evaluation and file. **Sum of epoch_time** = the runs' training steps alone "
