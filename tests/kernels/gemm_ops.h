@@ -3,6 +3,7 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -23,45 +24,30 @@ inline std::vector<std::string> runnable_isas() {
 }
 
 template <class T>
-struct Ops;
-template <>
-struct Ops<float> {
-  static constexpr double kTolPerK = 2e-6;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                   Epilogue ep) {
-    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+struct Ops {
+  static constexpr bool kF32 = std::is_same_v<T, float>;
+  static constexpr double kTolPerK = kF32 ? 2e-6 : 1e-13;
+  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                   int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
+    if constexpr (kF32)
+      sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else
+      dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                  Epilogue ep) {
-    sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                  int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
+    if constexpr (kF32)
+      sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+    else
+      dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
   }
-  static void batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                      const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
-                      float beta, float* const* C, int64_t ldc, const float* const* bias,
-                      Activation act, int64_t count) {
-    sgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
-  }
-};
-template <>
-struct Ops<double> {
-  static constexpr double kTolPerK = 1e-13;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                   int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                   Epilogue ep) {
-    dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                  Epilogue ep) {
-    dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-  static void batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                      const double* const* A, int64_t lda, const double* const* B, int64_t ldb,
-                      double beta, double* const* C, int64_t ldc, const double* const* bias,
-                      Activation act, int64_t count) {
-    dgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
+  static void batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* const* A,
+                      int64_t lda, const T* const* B, int64_t ldb, T beta, T* const* C, int64_t ldc,
+                      const T* const* bias, Activation act, int64_t count) {
+    if constexpr (kF32)
+      sgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
+    else
+      dgemm_batched(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, bias, act, count);
   }
 };
 
