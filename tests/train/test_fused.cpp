@@ -1,18 +1,24 @@
 // test_fused.cpp: a FusedGroup trains each model exactly as it trains alone. The oracle is the
-// solo Trainer on the same configuration: metrics.csv (epoch_time aside), model.safetensors and
-// the other run files must be byte-identical, for relu, tanh, sigmoid and leaky_relu MLPs of
-// several depths, groups of 3 to 8 initializers, different optimizers and learning rates in
-// one group, a last batch of one example, diagnostics (whose recorded steps run on the tape),
-// a member that diverges, and members resumed from different epochs. Every case also checks
-// that fused steps were taken, so a group that quietly trained one model at a time would fail.
+// solo Trainer on the same configuration: every file of the run directory must be
+// byte-identical (metrics.csv without epoch_time; files holding times left out), for relu,
+// tanh, sigmoid, leaky_relu and silu MLPs of several depths, groups of 3 to 8 initializers,
+// different optimizers, schedules and learning rates in one group, a last batch of one example,
+// both step schedules at 1, 2 and 5 threads, diagnostics (whose recorded steps run on the
+// tape), optimization statistics, correlations and TensorBoard, members that diverge, and
+// members resumed from different epochs. Every case also counts the fused steps, so a group
+// that quietly trained one model at a time would fail.
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <functional>
 #include <memory>
 #include <optional>
+#include <set>
 
+#include "analysis/corr_callback.h"
 #include "analysis/diagnostics.h"
+#include "analysis/optim_stats.h"
+#include "analysis/tensorboard.h"
 #include "tests/train/run_util.h"
 #include "train/fused.h"
 
@@ -71,17 +77,25 @@ std::unique_ptr<train::FusedGroup> train_both(std::vector<train::TrainConfig> co
   return group;
 }
 
-void expect_same_run(const std::string& solo, const std::string& fused,
-                     const std::vector<std::string>& extra_files = {}) {
-  std::vector<std::string> files{"model.safetensors", "per_class.csv", "confusion.csv",
-                                 "misclassified.csv", "config.json"};
-  files.insert(files.end(), extra_files.begin(), extra_files.end());
-  const bool diverged = fs::exists(solo + "/diverged.json");
-  EXPECT_EQ(diverged, fs::exists(fused + "/diverged.json")) << fused;
-  if (diverged) files = {"diverged.json"};
-  for (const auto& f : files) {
+// Every file of the solo run's directory, byte for byte, except those that hold times: the
+// checkpoint (its history has epoch_time), metrics.csv (compared without epoch_time), the
+// correlation timings and TensorBoard's event files.
+void expect_same_run(const std::string& solo, const std::string& fused) {
+  auto files = [](const std::string& dir) {
+    std::set<std::string> out;
+    for (auto& e : fs::recursive_directory_iterator(dir)) {
+      const std::string rel = fs::relative(e.path(), dir).string();
+      if (e.is_regular_file() && rel != "checkpoint.safetensors" && rel != "metrics.csv" &&
+          rel != "analysis/corr_means.json" && rel.rfind("tensorboard/", 0) != 0)
+        out.insert(rel);
+    }
+    return out;
+  };
+  const auto names = files(solo);
+  EXPECT_EQ(names, files(fused)) << solo << " vs " << fused;
+  EXPECT_EQ(fs::exists(solo + "/diverged.json"), !names.count("model.safetensors")) << solo;
+  for (const auto& f : names) {
     const std::string a = read_text(solo + "/" + f), b = read_text(fused + "/" + f);
-    EXPECT_FALSE(a.empty()) << solo << "/" << f;
     EXPECT_TRUE(a == b) << f << " differs between " << solo << " and " << fused;
   }
   const std::string ma = strip_epoch_time(read_text(solo + "/metrics.csv"));
@@ -175,25 +189,31 @@ TEST(FusedGroup, MixedOptimizersLearningRatesAndActivationsInOneGroup) {
     c.epochs = 3;
   }
   auto group = train_both(cfgs);
-  for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out, {"steps.csv"});
+  for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out);
+  EXPECT_TRUE(fs::exists(cfgs[0].out + "/steps.csv"));
   EXPECT_EQ(group->fused_steps(), 4 * 13 * 3);
 }
 
-TEST(FusedGroup, DiagnosticsRecordedStepsRunOnTheTapeAndMatch) {
-  const TempDir dir("gl_fused_diag");
+TEST(FusedGroup, CallbacksSeeWhatTheySeeAlone) {
+  // Diagnostics record gradients at steps 5, 10, 13 (epoch end), 15, 20, 25, 26 of 26 through
+  // tensor hooks: those steps run on the tape. The optimization statistics (every step, from
+  // .grad), the layer correlations and TensorBoard never need it.
+  const TempDir dir("gl_fused_callbacks");
   auto cfgs = inits(dir.path, "sigmoid", 2, {"xavier_uniform", "he_normal", "trunc_normal"});
   Attach attach = [](train::Trainer& t) {
     auto o = analysis::DiagnosticsOptions::parse("all");
     o.every = 5;
     t.add_callback(std::make_shared<analysis::DiagnosticsCallback>(o));
+    t.add_callback(std::make_shared<analysis::OptimStatsCallback>(analysis::OptimStatsOptions{}));
+    t.add_callback(analysis::make_corr_callback({}));
+    t.add_callback(std::make_shared<analysis::tb::TensorBoardCallback>());
   };
   auto group = train_both(cfgs, attach);
-  for (auto& c : cfgs)
-    expect_same_run(
-        c.out + "-solo", c.out,
-        {"diagnostics/activations.csv", "diagnostics/grads.csv", "diagnostics/grad_steps.csv",
-         "diagnostics/units.csv", "diagnostics/hist_1_post.npy"});
-  // Steps 5, 10, 13 (epoch end), 15, 20, 25, 26 (epoch end) of 26 record gradients.
+  for (auto& c : cfgs) {
+    expect_same_run(c.out + "-solo", c.out);
+    for (const char* f : {"diagnostics/grad_steps.csv", "optim/stats.npy", "analysis/corr_epochs"})
+      EXPECT_TRUE(fs::exists(c.out + "/" + f)) << f;
+  }
   EXPECT_EQ(group->tape_steps(), 3 * 7);
   EXPECT_EQ(group->fused_steps(), 3 * (26 - 7));
 }
