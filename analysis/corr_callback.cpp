@@ -58,6 +58,8 @@ class CorrCallback : public train::Callback {
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override {
     if (stop_hooks(t)) record(t, epoch);
   }
+  // Its hooks live during evaluation passes only.
+  bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
   void on_train_end(train::Trainer& t) override {
     record(t, t.current_epoch());
     finish_writes();

@@ -65,6 +65,11 @@ class DiagnosticsCallback : public train::Callback {
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
   void on_train_end(train::Trainer& t) override;
+  // Recorded steps read the post-activation gradients through tensor hooks; between them the
+  // forward hooks only test a flag.
+  bool needs_tape(const train::Trainer&, int64_t step) const override {
+    return opts_.grads && is_recorded_step(step);
+  }
 
   // Whether gradient statistics are recorded at this global step.
   bool is_recorded_step(int64_t step) const;

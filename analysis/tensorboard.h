@@ -86,6 +86,8 @@ class TensorBoardCallback : public train::Callback {
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
   void on_train_end(train::Trainer& t) override;
+  // Its hooks capture evaluation passes only; gradients are read from .grad.
+  bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
   const std::string& path() const;
 
  private:

@@ -2,6 +2,7 @@
 // side in engine/ops/<family>.cpp; each has a row in the op table (tests/engine/op_table.cpp).
 #pragma once
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "engine/autograd.h"
@@ -70,6 +71,11 @@ enum class ActivationKind { identity, relu, leaky_relu, tanh, sigmoid, gelu, gel
 ActivationKind parse_activation(const std::string& name);  // throws naming the known ones
 const char* activation_name(ActivationKind a);
 Tensor activate(const Tensor& x, ActivationKind a, double leaky_slope = 0.01);
+// The gradient the tape sends back through y = activate(x) for an upstream gradient `grad`,
+// computed by the same code as the op's backward. Reads x or y (tanh and sigmoid read y, the
+// others x); the other may be undefined. Identity returns grad itself.
+Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
+                         double leaky_slope = 0.01);
 
 // ---- reductions (ops/reduce.cpp) ----
 Tensor sum(const Tensor& x);  // all elements -> 0-d
@@ -84,6 +90,16 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, not 
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x[N,in] W[out,in]^T + b[out], one GEMM with a fused bias epilogue (bias may be undefined).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
+
+// Independent problems solved at once, for training several models in lockstep
+// (train/fused.h): out[i] is bit for bit linear(x[i], weight[i], bias[i]) / the 2-D
+// matmul(a[i], b[i]). Problems of one shape and layout go to one batched GEMM call on the CPU
+// (kernels::cpu::sgemm_batched, which spreads them over the threads); others, and CUDA
+// tensors, take one call each. They record no autograd history: call them under NoGrad.
+// bias may be empty (no bias) or hold undefined entries.
+std::vector<Tensor> linear_batched(const std::vector<Tensor>& x, const std::vector<Tensor>& weight,
+                                   const std::vector<Tensor>& bias);
+std::vector<Tensor> matmul_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
 
 // The GEMM behind matmul/linear on CUDA tensors, process-wide: our tiled FP32 kernel (native,
 // the default), its TF32 tensor-core variant (opt-in, 10-bit mantissa inputs) or cuBLAS FP32
@@ -128,6 +144,9 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // Mean cross-entropy of logits [N,C] against i64 labels [N]; fused and stable.
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
+// CPU: the loss cross_entropy returns and the gradient its backward gives the logits for an
+// upstream gradient of 1 (what loss.backward() computes), by the same code, without the tape.
+std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Tensor& labels);
 // Mean negative log-likelihood of log-probabilities [N,C] at i64 labels [N].
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels);
 Tensor mse_loss(const Tensor& a, const Tensor& b);

@@ -31,18 +31,32 @@ void set_isa(const char* name);
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, then the epilogue.
 // op(A) = A if !trans_a, else A^T (A stored K x M with row stride lda).
 // Threads: OpenMP, up to omp_get_max_threads().
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc, Epilogue ep = {});
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           Epilogue ep = {});
 void dgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
            const double* A, int64_t lda, const double* B, int64_t ldb, double beta, double* C,
            int64_t ldc, Epilogue ep = {});
 
+// `count` independent GEMMs of one shape and layout (a pointer-array batch, as
+// cublasSgemmBatched): C[i] = act(alpha * op(A[i]) op(B[i]) + beta * C[i] + bias[i][col]).
+// bias may be null (no bias), or bias[i] null for some entries. Every C[i] is bit for bit what
+// sgemm/dgemm compute for the same arguments, at any thread count: the threads take (entry,
+// row chunk of whole micro-panels) pairs, each computed with the k-order of a lone call.
+void sgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                   const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
+                   float beta, float* const* C, int64_t ldc, const float* const* bias,
+                   Activation act, int64_t count);
+void dgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
+                   const double* const* A, int64_t lda, const double* const* B, int64_t ldb,
+                   double beta, double* const* C, int64_t ldc, const double* const* bias,
+                   Activation act, int64_t count);
+
 // Naive triple-loop references (the test oracle for the fast paths; also correct for any
 // shape). Same contract as sgemm/dgemm.
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                     float* C, int64_t ldc, Epilogue ep = {});
+                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                     int64_t ldc, Epilogue ep = {});
 void dgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, double alpha,
                      const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
                      double* C, int64_t ldc, Epilogue ep = {});

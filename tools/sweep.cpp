@@ -24,6 +24,7 @@
 #include "engine/io/fs.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
+#include "train/fused.h"
 
 namespace gl::tools {
 namespace {
@@ -42,6 +43,25 @@ bool sweep_owned(const std::string& flag) {
   return flag == "out" || flag == "resume" || flag == "no-progress" || flag == "help";
 }
 
+// Training arguments parsed as `gradlens train` parses them; the App lives as long as the flags
+// (TrainFlags::to_config asks it which flags were given).
+struct ParsedTrainArgs {
+  std::unique_ptr<CLI::App> app = std::make_unique<CLI::App>();
+  std::unique_ptr<TrainFlags> flags = std::make_unique<TrainFlags>();
+};
+
+ParsedTrainArgs parse_train_args(std::vector<std::string> args) {
+  ParsedTrainArgs p;
+  add_train_flags(*p.app, *p.flags);
+  std::reverse(args.begin(), args.end());
+  try {
+    p.app->parse(args);
+  } catch (const CLI::ParseError& e) {
+    throw Error(e.what());
+  }
+  return p;
+}
+
 train::TrainFlagInfo train_flag_info() {
   train::TrainFlagInfo info;
   CLI::App app;
@@ -54,19 +74,10 @@ train::TrainFlagInfo train_flag_info() {
     }
   }
   info.to_config = [](const std::vector<std::string>& args) {
-    CLI::App app;
-    TrainFlags f;
-    add_train_flags(app, f);
     std::vector<std::string> a = args;
     a.push_back("--out");
     a.push_back("-");
-    std::reverse(a.begin(), a.end());
-    try {
-      app.parse(a);
-    } catch (const CLI::ParseError& e) {
-      throw Error(e.what());
-    }
-    train::TrainConfig c = f.to_config();
+    train::TrainConfig c = parse_train_args(a).flags->to_config();
     c.validate();
     return c;
   };
@@ -107,18 +118,30 @@ void on_signal(int sig) {
   g_stop = sig;
 }
 
-// Starts `gradlens train ARGS` with stdout and stderr appended to `log`. The child dies with the
-// sweep (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan trainers writing into its runs.
-pid_t spawn_train(const std::string& exe, const std::vector<std::string>& args,
-                  const std::string& log) {
-  std::string header = "== gradlens train";
-  for (auto& a : args) header += " " + a;
-  header += "\n";
+void append_line(const std::string& log, const std::string& line) {
   int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   GL_CHECK(fd >= 0, "sweep: cannot open '{}' for writing", log);
-  if (::write(fd, header.data(), header.size()) < 0) {
+  const std::string text = line + "\n";
+  if (::write(fd, text.data(), text.size()) < 0) {
   }
-  std::vector<std::string> full{exe, "train"};
+  ::close(fd);
+}
+
+std::string command_line(const std::vector<std::string>& args) {
+  std::string s = "gradlens";
+  for (auto& a : args) s += " " + a;
+  return s;
+}
+
+// Starts `gradlens ARGS` (a `train` or a `sweep group`) with stdout and stderr appended to
+// `log`. The child dies with the sweep (PR_SET_PDEATHSIG), so a killed sweep leaves no orphan
+// trainers writing into its runs.
+pid_t spawn_gradlens(const std::string& exe, const std::vector<std::string>& args,
+                     const std::string& log) {
+  append_line(log, "== " + command_line(args));
+  int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  GL_CHECK(fd >= 0, "sweep: cannot open '{}' for writing", log);
+  std::vector<std::string> full{exe};
   full.insert(full.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : full) argv.push_back(a.data());
@@ -186,6 +209,7 @@ struct SweepOpts {
   std::vector<std::string> activations, inits, depths, widths, lrs, batch_sizes, optimizers,
       datasets, normalizations, seeds, grid;
   int jobs = 1;
+  int fuse = 0;  // --fuse K: up to K compatible runs train together in one process (0: alone)
   bool list = false, no_progress = false;
   // Training flags given on the command line: name -> values (flags: empty).
   std::vector<std::pair<std::string, std::shared_ptr<std::vector<std::string>>>> train_values;
@@ -197,6 +221,8 @@ struct SweepOpts {
   std::vector<TrainOption> train_options;
   // merge
   std::vector<std::string> merge_dirs;
+  // group: the sweep directory, then run ids
+  std::vector<std::string> group_args;
   bool partial = false;
 };
 
@@ -343,7 +369,36 @@ void run_sweep(const SweepOpts& o) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  std::map<pid_t, size_t> workers;
+  // The work: one run per worker process, or with --fuse groups of up to K pending runs that
+  // may train in lockstep (equal train::fused_group_key, fusable), split evenly.
+  std::vector<std::vector<size_t>> units;
+  {
+    std::vector<std::pair<std::string, std::vector<size_t>>> by_key;
+    for (size_t i : todo) {
+      const auto& c = mine[i].config;
+      if (o.fuse < 2 || !train::fused_step_unsupported(c).empty()) {
+        units.push_back({i});
+        continue;
+      }
+      const std::string key = train::fused_group_key(c);
+      auto it = std::find_if(by_key.begin(), by_key.end(), [&](auto& p) { return p.first == key; });
+      if (it == by_key.end()) {
+        by_key.emplace_back(key, std::vector<size_t>{});
+        it = by_key.end() - 1;
+      }
+      it->second.push_back(i);
+    }
+    for (auto& [key, runs] : by_key) {
+      const size_t groups = (runs.size() + size_t(o.fuse) - 1) / size_t(o.fuse);
+      for (size_t g = 0; g < groups; ++g)
+        units.emplace_back(runs.begin() + std::ptrdiff_t(runs.size() * g / groups),
+                           runs.begin() + std::ptrdiff_t(runs.size() * (g + 1) / groups));
+    }
+    std::sort(units.begin(), units.end(), [](auto& x, auto& y) { return x[0] < y[0]; });
+  }
+
+  std::map<pid_t, size_t> workers;  // pid -> unit
+  size_t running_runs = 0;
   std::vector<std::string> failures;
   std::vector<bool> active(mine.size(), false);
   size_t next = 0;
@@ -371,51 +426,70 @@ void run_sweep(const SweepOpts& o) {
            double(std::min<size_t>(left, size_t(o.jobs)));
   };
 
-  while ((next < todo.size() || !workers.empty())) {
+  while ((next < units.size() || !workers.empty())) {
     if (g_stop) {
-      for (auto& [pid, i] : workers) kill(pid, SIGTERM);
-      for (auto& [pid, i] : workers) waitpid(pid, nullptr, 0);
+      for (auto& [pid, u] : workers) kill(pid, SIGTERM);
+      for (auto& [pid, u] : workers) waitpid(pid, nullptr, 0);
       write_summary();
       if (prog.tty) fmt::print(stderr, "\n");
       throw Error(fmt::format("interrupted (signal {}); run the same command again to resume",
                               int(g_stop)));
     }
-    while (workers.size() < size_t(o.jobs) && next < todo.size()) {
-      size_t i = todo[next++];
-      const SweepRun& r = mine[i];
-      std::string dir = train::run_dir(o.out, r);
-      io::ensure_dir(dir);
-      std::vector<std::string> args = r.args;
-      for (const char* a : {"--out", dir.c_str(), "--resume", "--no-progress"}) args.push_back(a);
-      workers[spawn_train(exe, args, dir + "/train.log")] = i;
-      active[i] = true;
+    while (workers.size() < size_t(o.jobs) && next < units.size()) {
+      const size_t u = next++;
+      const std::vector<size_t>& unit = units[u];
+      for (size_t i : unit) {
+        io::ensure_dir(train::run_dir(o.out, mine[i]));
+        active[i] = true;
+      }
+      running_runs += unit.size();
+      const std::string log = train::run_dir(o.out, mine[unit[0]]) + "/train.log";
+      std::vector<std::string> args;
+      if (unit.size() == 1) {
+        args = {"train"};
+        args.insert(args.end(), mine[unit[0]].args.begin(), mine[unit[0]].args.end());
+        for (const std::string& a : {std::string("--out"), train::run_dir(o.out, mine[unit[0]]),
+                                     std::string("--resume"), std::string("--no-progress")})
+          args.push_back(a);
+      } else {
+        args = {"sweep", "group", o.out};
+        for (size_t i : unit) args.push_back(mine[i].id);
+        for (size_t k = 1; k < unit.size(); ++k)
+          append_line(train::run_dir(o.out, mine[unit[k]]) + "/train.log",
+                      "== trained fused with " + mine[unit[0]].id +
+                          " (its train.log): " + command_line(args));
+      }
+      workers[spawn_gradlens(exe, args, log)] = u;
     }
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     auto now = std::chrono::steady_clock::now();
     bool changed = false;
     if (pid > 0 && workers.count(pid)) {
-      size_t i = workers[pid];
+      const std::vector<size_t>& unit = units[workers[pid]];
       workers.erase(pid);
-      active[i] = false;
-      const SweepRun& r = mine[i];
-      std::string dir = train::run_dir(o.out, r);
-      states[i] = train::run_state(dir, r.config.epochs);
+      running_runs -= unit.size();
+      const std::string log = train::run_dir(o.out, mine[unit[0]]) + "/train.log";
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
-        ++prog.done;
-        if (states[i].status == RunStatus::Diverged) {
-          ++prog.diverged;
-          if (!prog.tty && !o.no_progress)
-            fmt::print(stderr, "{}{} diverged: {}\n", prog.label, r.id, states[i].error);
+      for (size_t i : unit) {
+        active[i] = false;
+        const SweepRun& r = mine[i];
+        std::string dir = train::run_dir(o.out, r);
+        states[i] = train::run_state(dir, r.config.epochs);
+        if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
+          ++prog.done;
+          if (states[i].status == RunStatus::Diverged) {
+            ++prog.diverged;
+            if (!prog.tty && !o.no_progress)
+              fmt::print(stderr, "{}{} diverged: {}\n", prog.label, r.id, states[i].error);
+          }
+        } else {
+          ++prog.failed;
+          std::string why = code == kExitDiverged ? "diverged without a marker" : last_line(log);
+          failures.push_back(fmt::format("{} (exit {}): {}", r.id, code, why));
+          fmt::print(stderr, "{}{}{} failed (exit {}): {} (see {})\n", prog.tty ? "\n" : "",
+                     prog.label, r.id, code, why, log);
         }
-      } else {
-        ++prog.failed;
-        std::string why =
-            code == kExitDiverged ? "diverged without a marker" : last_line(dir + "/train.log");
-        failures.push_back(fmt::format("{} (exit {}): {}", r.id, code, why));
-        fmt::print(stderr, "{}{}{} failed (exit {}): {} (see {}/train.log)\n", prog.tty ? "\n" : "",
-                   prog.label, r.id, code, why, dir);
       }
       write_summary();
       changed = true;
@@ -428,7 +502,7 @@ void run_sweep(const SweepOpts& o) {
       for (size_t i = 0; i < mine.size(); ++i)
         if (active[i])
           states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
-      prog.running = workers.size();
+      prog.running = running_runs;
       prog.elapsed = std::chrono::duration<double>(now - t0).count();
       prog.eta = estimate_eta();
       prog.print(false);
@@ -450,6 +524,53 @@ void run_sweep(const SweepOpts& o) {
     for (size_t i = 0; i < failures.size() && i < 10; ++i) msg += "\n  " + failures[i];
     throw Error(msg);
   }
+}
+
+// `gradlens sweep group DIR ID...`: trains the given runs of a sweep directory together, in
+// this process, as a train::FusedGroup (what `sweep --fuse` starts for each group). Each run
+// resumes from its checkpoint and ends as `gradlens train --resume` would leave it; a run that
+// diverges gets its diverged.json and the others go on.
+void group_sweep(const SweepOpts& o) {
+  GL_CHECK(o.group_args.size() >= 2, "sweep group: give the sweep directory and run ids");
+  const std::string dir = o.group_args[0];
+  SweepSpec spec = read_sweep_json(dir);
+  std::vector<SweepRun> all = train::expand_grid(spec, train_flag_info());
+  std::vector<ParsedTrainArgs> parsed;
+  std::vector<train::TrainConfig> configs;
+  std::vector<std::string> ids(o.group_args.begin() + 1, o.group_args.end());
+  for (const std::string& id : ids) {
+    auto it = std::find_if(all.begin(), all.end(), [&](const SweepRun& r) { return r.id == id; });
+    GL_CHECK(it != all.end(), "sweep group: {} has no run '{}' (see `gradlens sweep --list`)", dir,
+             id);
+    GL_CHECK(std::count(ids.begin(), ids.end(), id) == 1, "sweep group: run '{}' given twice", id);
+    std::vector<std::string> args = it->args;
+    for (const std::string& a : {std::string("--out"), train::run_dir(dir, *it),
+                                 std::string("--resume"), std::string("--no-progress")})
+      args.push_back(a);
+    parsed.push_back(parse_train_args(args));
+    configs.push_back(parsed.back().flags->to_config());
+    io::ensure_dir(configs.back().out);
+    fs::remove(configs.back().out + "/diverged.json");
+  }
+  train::FusedGroup group(configs);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    attach_diagnostics(*group.trainer(i), *parsed[i].flags);
+    attach_analysis(*group.trainer(i), *parsed[i].flags);
+  }
+  const std::string why = train::fused_step_unsupported(configs[0]);
+  fmt::print("sweep group: {} runs{}\n", ids.size(),
+             why.empty() ? "" : " one at a time (" + why + ")");
+  std::fflush(stdout);
+  auto outcomes = group.run();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (outcomes[i].diverged)
+      fmt::print("{}: diverged: {}\n", ids[i], outcomes[i].diverged->what());
+    else
+      fmt::print("{}: test accuracy {:.2f}% after {} epochs\n", ids[i],
+                 100 * outcomes[i].history.back().test_acc, outcomes[i].history.back().epoch);
+  }
+  fmt::print("sweep group: {} fused steps, {} steps on the tape\n", group.fused_steps(),
+             group.tape_steps());
 }
 
 // Copies a run directory into place (temp name, then rename) so a half-copied run never looks
@@ -519,6 +640,26 @@ const RegisterCommand reg{
       sub.add_option("--out", o->out, "Sweep directory to write (runs/, sweep.json, summary.csv)");
       sub.add_option("--jobs,-j", o->jobs, "Trainings run at once, as separate processes")
           ->capture_default_str();
+      sub.add_option_function<std::vector<std::string>>(
+             "--fuse",
+             [o](const std::vector<std::string>& v) {
+               o->fuse = 8;
+               if (!v.empty() && !v.front().empty()) {
+                 std::size_t used = 0;
+                 try {
+                   o->fuse = std::stoi(v.front(), &used);
+                 } catch (const std::exception&) {
+                 }
+                 GL_CHECK(used == v.front().size() && o->fuse >= 2,
+                          "--fuse: expected a group size of at least 2, got '{}'", v.front());
+               }
+             },
+             "Train up to K runs that differ only in flags outside the data and the layer widths "
+             "(init, activation, optimizer, lr...) together in one process, one batched GEMM per "
+             "layer for all of them, each ending exactly as it ends alone (default K 8; MLPs on "
+             "the CPU without dropout or batchnorm; docs/sweeps.md). --jobs counts processes")
+          ->expected(0, 1)
+          ->type_name("[K]");
       sub.add_option("--shard", o->shard,
                      "Run only part K of N of the grid (0 <= K < N), e.g. "
                      "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT");
@@ -574,9 +715,19 @@ const RegisterCommand reg{
                        "The sweep directory, then any other directories holding parts of it")
           ->required();
       merge->add_flag("--partial", o->partial, "Write summary.csv even if runs are missing");
-      sub.callback([o, merge] {
+      auto group = sub.add_subcommand(
+          "group",
+          "Train some runs of a sweep directory together in this process, in lockstep (what "
+          "--fuse starts for each group)");
+      group
+          ->add_option("DIR ID", o->group_args,
+                       "The sweep directory, then the ids of the runs to train (--list shows them)")
+          ->required();
+      sub.callback([o, merge, group] {
         if (merge->parsed())
           merge_sweep(*o);
+        else if (group->parsed())
+          group_sweep(*o);
         else
           run_sweep(*o);
       });

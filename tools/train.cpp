@@ -41,8 +41,7 @@ RegisterCommand reg(
           // A distinct exit code and a marker file, so a sweep records the run
           // as diverged instead of failed and does not retry it.
           const auto& e = *diverged;
-          nlohmann::json j = {{"error", e.what()}, {"epoch", e.epoch}, {"step", e.step}};
-          io::write_file_atomic(cfg.out + "/diverged.json", j.dump(2) + "\n");
+          train::write_diverged_marker(cfg.out, e);
           fmt::print(stderr, "gradlens train: diverged: {}\n", e.what());
           std::fflush(stdout);
           std::exit(kExitDiverged);

@@ -196,7 +196,7 @@ void Trainer::apply_lr_schedule() {
   if (cfg_.lr_schedule != "cosine") return;
   // Step t of T (t = 0 for the first step) uses lr * (1 + cos(pi t / T)) / 2: a function of the
   // global step alone, so a resumed run continues on the same curve.
-  const double total = double(cfg_.epochs * train_->num_batches());
+  const double total = double(cfg_.epochs * data_->train->num_batches());
   const double t = double(global_step_ - 1);
   opt_->set_lr(cfg_.lr * 0.5 * (1.0 + std::cos(std::numbers::pi * std::min(t / total, 1.0))));
 }
@@ -219,7 +219,43 @@ std::string fmt_duration(double s) {
 }
 }  // namespace
 
-Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) {
+std::string TrainData::key_of(const TrainConfig& c) {
+  json j = {{"dataset", c.dataset},
+            {"data_dir", c.data_dir},
+            {"limit_train", c.limit_train},
+            {"limit_test", c.limit_test},
+            {"normalize", c.normalize},
+            {"augment", data::parse_train_augment(c.augment).str()},
+            {"batch_size", c.batch_size},
+            {"shuffle", c.shuffle},
+            {"seed", c.seed},
+            {"flat", c.model == "mlp"},
+            {"device", c.device}};
+  return j.dump();
+}
+
+std::shared_ptr<TrainData> TrainData::load(const TrainConfig& cfg) {
+  auto d = std::make_shared<TrainData>();
+  d->key = key_of(cfg);
+  const Device dev = Device::parse(cfg.device);
+  d->train_ds = truncate(data::load_split(cfg.dataset, cfg.data_dir, "train"), cfg.limit_train);
+  d->test_ds = truncate(data::load_split(cfg.dataset, cfg.data_dir, "test"), cfg.limit_test);
+  d->num_classes = std::max(d->train_ds.num_classes, int64_t(2));
+  data::Normalization norm = data::parse_normalization(cfg.normalize);
+  data::PixelStats stats = data::pixel_stats(d->train_ds);
+  const bool flat = cfg.model == "mlp";  // a CNN takes [B, C, H, W] batches
+  d->train = std::make_unique<data::Loader>(d->train_ds, norm, stats, cfg.batch_size, cfg.shuffle,
+                                            cfg.seed, flat, dev);
+  data::TrainAugment aug = data::parse_train_augment(cfg.augment);
+  aug.seed = cfg.seed;
+  d->train->set_augment(d->train_ds, aug);
+  d->test = std::make_unique<data::Loader>(
+      d->test_ds, norm, stats, std::max<int64_t>(cfg.batch_size, 1000), false, cfg.seed, flat, dev);
+  return d;
+}
+
+Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
+    : cfg_(std::move(config)), data_(std::move(data)), dropout_gen_(0) {
   cfg_.validate();
   Device dev = Device::parse(cfg_.device);
   if (dev.is_cuda()) {
@@ -252,19 +288,12 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   GL_CHECK(dev.is_cuda() || !cfg_.cuda_graph, "--cuda-graph needs --device cuda");
   device_ = dev;
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
-  train_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "train"), cfg_.limit_train);
-  test_ds_ = truncate(data::load_split(cfg_.dataset, cfg_.data_dir, "test"), cfg_.limit_test);
-  num_classes_ = std::max(train_ds_.num_classes, int64_t(2));
-  data::Normalization norm = data::parse_normalization(cfg_.normalize);
-  data::PixelStats stats = data::pixel_stats(train_ds_);
-  const bool flat = cfg_.model == "mlp";  // a CNN takes [B, C, H, W] batches
-  train_ = std::make_unique<data::Loader>(train_ds_, norm, stats, cfg_.batch_size, cfg_.shuffle,
-                                          cfg_.seed, flat, dev);
-  data::TrainAugment aug = data::parse_train_augment(cfg_.augment);
-  aug.seed = cfg_.seed;
-  train_->set_augment(train_ds_, aug);
-  test_ = std::make_unique<data::Loader>(
-      test_ds_, norm, stats, std::max<int64_t>(cfg_.batch_size, 1000), false, cfg_.seed, flat, dev);
+  if (!data_) data_ = TrainData::load(cfg_);
+  GL_CHECK(data_->key == TrainData::key_of(cfg_),
+           "Trainer: the shared data was loaded for {}, but this run ({}) needs {}", data_->key,
+           cfg_.out, TrainData::key_of(cfg_));
+  const data::ImageDataset& train_ds = data_->train_ds;
+  num_classes_ = data_->num_classes;
 
   auto common = [this](auto& c) {  // settings shared by the MLP and CNN builders
     c.activation = parse_activation(cfg_.activation);
@@ -276,9 +305,9 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   if (cfg_.model == "cnn") {
     models::CnnConfig cc;
     common(cc);
-    cc.in_channels = train_ds_.channels;
-    cc.height = train_ds_.height;
-    cc.width = train_ds_.width;
+    cc.in_channels = train_ds.channels;
+    cc.height = train_ds.height;
+    cc.width = train_ds.width;
     cc.channels = cfg_.channels;
     cc.fc = cfg_.fc;
     cc.kernel = cfg_.kernel;
@@ -292,7 +321,7 @@ Trainer::Trainer(TrainConfig config) : cfg_(std::move(config)), dropout_gen_(0) 
   } else {
     models::MlpConfig mc;
     common(mc);
-    mc.in_features = train_ds_.channels * train_ds_.height * train_ds_.width;
+    mc.in_features = train_ds.channels * train_ds.height * train_ds.width;
     mc.hidden = cfg_.hidden_widths();
     model_ = models::build_mlp(mc);
   }
@@ -390,7 +419,7 @@ void Trainer::write_metrics(const std::vector<EpochResult>& history) {
   io::write_file_atomic(cfg_.out + "/metrics.csv", s);
   if (cfg_.log_steps) {
     std::string st = "step,epoch,loss\n";
-    int64_t per_epoch = train_->num_batches();
+    int64_t per_epoch = data_->train->num_batches();
     for (auto& [step, loss] : step_losses_)
       st += fmt::format("{},{},{:.9g}\n", step, (step - 1) / per_epoch + 1, loss);
     io::write_file_atomic(cfg_.out + "/steps.csv", st);
@@ -490,20 +519,21 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
 }
 
 void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {
-  const auto& truth = test_ds_.labels;
+  const data::ImageDataset& test_ds = data_->test_ds;
+  const auto& truth = test_ds.labels;
   ClassificationReport r = classification_report(truth, pred, num_classes_);
   io::write_file_atomic(cfg_.out + "/per_class.csv", per_class_csv(r));
   io::write_file_atomic(cfg_.out + "/confusion.csv", confusion_csv(r));
   io::write_file_atomic(cfg_.out + "/misclassified.csv", misclassified_csv(r, truth, pred));
-  int64_t hw = test_ds_.height * test_ds_.width * test_ds_.channels;
+  int64_t hw = test_ds.height * test_ds.width * test_ds.channels;
   std::vector<uint8_t> img;
   img.reserve(r.misclassified.size() * std::size_t(hw));
   for (int64_t i : r.misclassified)
-    img.insert(img.end(), test_ds_.images.begin() + i * hw, test_ds_.images.begin() + (i + 1) * hw);
+    img.insert(img.end(), test_ds.images.begin() + i * hw, test_ds.images.begin() + (i + 1) * hw);
   Shape s{int64_t(r.misclassified.size())};
-  if (test_ds_.channels > 1) s.push_back(test_ds_.channels);
-  s.push_back(test_ds_.height);
-  s.push_back(test_ds_.width);
+  if (test_ds.channels > 1) s.push_back(test_ds.channels);
+  s.push_back(test_ds.height);
+  s.push_back(test_ds.width);
   io::save_npy(cfg_.out + "/misclassified_images.npy", Tensor::from_vector(img, s));
   io::NamedTensors weights;
   for (auto& [k, v] : model_->state_dict()) weights.emplace_back(k, v.to(Device::cpu()));
@@ -512,11 +542,35 @@ void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {
 
 // ------------------------------------------------------------------ the loop
 std::vector<EpochResult> Trainer::run() {
+  for (int64_t epoch = begin_run(); epoch <= cfg_.epochs; ++epoch) {
+    begin_epoch(epoch);
+    if (device_.is_cuda()) {
+      train_epoch_cuda();
+    } else {
+      const data::Loader& loader = *data_->train;
+      for (int64_t b = 0; b < loader.num_batches(); ++b) train_step(loader.batch(b), b);
+    }
+    end_epoch();
+  }
+  end_run();
+  return history_;
+}
+
+bool Trainer::needs_tape(int64_t global_step) const {
+  for (const auto& cb : callbacks_)
+    if (cb->needs_tape(*this, global_step)) return true;
+  return false;
+}
+
+int64_t Trainer::begin_run() {
   io::ensure_dir(cfg_.out);
-  std::vector<EpochResult> history;
+  history_.clear();
+  final_pred_.clear();
+  total_time_ = 0;
+  timed_epochs_ = 0;
   int64_t start_epoch = 0;
   if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
-    start_epoch = load_checkpoint(history);
+    start_epoch = load_checkpoint(history_);
     if (cfg_.progress)
       fmt::print(stderr, "resuming {} from epoch {} (step {})\n", cfg_.out, start_epoch,
                  global_step_);
@@ -525,153 +579,181 @@ std::vector<EpochResult> Trainer::run() {
   }
   io::write_file_atomic(cfg_.out + "/config.json", cfg_.to_json());
   for (auto& cb : callbacks_) cb->on_train_begin(*this);
+  tty_ = cfg_.progress && isatty(2);
+  return start_epoch + 1;
+}
 
-  const bool tty = cfg_.progress && isatty(2);
-  const int64_t nb = train_->num_batches();
-  double total_time = 0;
-  int64_t timed_epochs = 0;
-  std::vector<int64_t> final_pred;
-  for (int64_t epoch = start_epoch + 1; epoch <= cfg_.epochs; ++epoch) {
-    epoch_ = epoch;
-    auto t0 = std::chrono::steady_clock::now();
-    train_->start_epoch(epoch - 1);
-    for (auto& cb : callbacks_) cb->on_epoch_begin(*this, epoch);
-    model_->train();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    auto last_print = t0;
-    if (device_.is_cuda()) {
-      // Loss sum and correct count accumulate on the device and are read once, after the
-      // epoch; a non-finite loss is therefore caught at the epoch's end.
-      Tensor dev_loss = Tensor::zeros({}, DType::f64, device_);
-      Tensor dev_correct = Tensor::zeros({}, DType::i64, device_);
-      std::vector<std::pair<int64_t, Tensor>> dev_steps;
-      for (int64_t b = 0; b < nb; ++b) {
-        data::Batch batch = train_->batch(b);
-        current_labels_ = batch.labels;
-        Tensor logits = model_->forward(batch.images);
-        Tensor loss = cross_entropy(logits, batch.labels);
-        ++global_step_;
-        opt_->zero_grad();
-        loss.backward();
-        for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
-        apply_lr_schedule();
-        opt_->step();
-        // Callbacks take the loss as a number: only then is it read every step.
-        double lv = callbacks_.empty() ? std::nan("") : loss.item();
-        for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
-        int64_t bs = batch.labels.numel();
-        {
-          NoGrad ng;
-          dev_loss = add(dev_loss, mul(loss.detach().to(DType::f64), double(bs)));
+void Trainer::begin_epoch(int64_t epoch) {
+  epoch_ = epoch;
+  ep_ = EpochState{};
+  ep_.t0 = ep_.last_print = std::chrono::steady_clock::now();
+  data_->train->start_epoch(epoch - 1);
+  for (auto& cb : callbacks_) cb->on_epoch_begin(*this, epoch);
+  model_->train();
+}
+
+void Trainer::train_step(const data::Batch& batch, int64_t b) {
+  current_labels_ = batch.labels;
+  Tensor logits = model_->forward(batch.images);
+  Tensor loss = cross_entropy(logits, batch.labels);
+  double lv = loss.item();
+  count_step(lv, b);
+  opt_->zero_grad();
+  loss.backward();
+  finish_step(batch, b, lv, logits);
+}
+
+void Trainer::apply_step(const data::Batch& batch, int64_t b, const Tensor& logits,
+                         const Tensor& loss, const std::vector<std::pair<Tensor, Tensor>>& grads) {
+  current_labels_ = batch.labels;
+  double lv = loss.item();
+  count_step(lv, b);
+  opt_->zero_grad();
+  for (const auto& [param, grad] : grads) param.set_grad(grad);
+  finish_step(batch, b, lv, logits);
+}
+
+void Trainer::count_step(double lv, int64_t b) {
+  ++global_step_;
+  if (!std::isfinite(lv)) {
+    write_metrics(history_);
+    throw DivergedError(fmt::format("loss became {} at epoch {} step {} (global step {}); "
+                                    "the run diverged (try a lower --lr)",
+                                    lv, epoch_, b + 1, global_step_),
+                        epoch_, global_step_);
+  }
+}
+
+void Trainer::finish_step(const data::Batch& batch, int64_t b, double lv, const Tensor& logits) {
+  for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+  apply_lr_schedule();
+  opt_->step();
+  for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
+  int64_t bs = batch.labels.numel();
+  ep_.loss_sum += lv * double(bs);
+  {
+    auto am = argmax(logits.detach(), 1).to_vector<int64_t>();
+    const int64_t* l = batch.labels.data<int64_t>();
+    for (int64_t i = 0; i < bs; ++i) ep_.correct += am[i] == l[i];
+  }
+  ep_.seen += bs;
+  if (cfg_.log_steps) step_losses_.emplace_back(global_step_, lv);
+  const int64_t nb = data_->train->num_batches();
+  auto now = std::chrono::steady_clock::now();
+  if (tty_ && step_progress_ &&
+      (std::chrono::duration<double>(now - ep_.last_print).count() > 0.2 || b + 1 == nb)) {
+    ep_.last_print = now;
+    double el = std::chrono::duration<double>(now - ep_.t0).count();
+    double per_epoch =
+        timed_epochs_ ? total_time_ / double(timed_epochs_) : el / double(b + 1) * double(nb);
+    double eta = per_epoch * double(cfg_.epochs - epoch_) + el / double(b + 1) * double(nb - b - 1);
+    int bar = int(20.0 * double(b + 1) / double(nb));
+    fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} loss {:.4f} acc {:.2f}%  ETA {}   ", epoch_,
+               cfg_.epochs, std::string(std::size_t(bar), '#'),
+               std::string(std::size_t(20 - bar), '.'), b + 1, nb, ep_.loss_sum / double(ep_.seen),
+               100.0 * double(ep_.correct) / double(ep_.seen), fmt_duration(eta));
+  }
+}
+
+void Trainer::train_epoch_cuda() {
+  // Loss sum and correct count accumulate on the device and are read once, after the epoch; a
+  // non-finite loss is therefore caught at the epoch's end.
+  const int64_t nb = data_->train->num_batches();
+  Tensor dev_loss = Tensor::zeros({}, DType::f64, device_);
+  Tensor dev_correct = Tensor::zeros({}, DType::i64, device_);
+  std::vector<std::pair<int64_t, Tensor>> dev_steps;
+  for (int64_t b = 0; b < nb; ++b) {
+    data::Batch batch = data_->train->batch(b);
+    current_labels_ = batch.labels;
+    Tensor logits = model_->forward(batch.images);
+    Tensor loss = cross_entropy(logits, batch.labels);
+    ++global_step_;
+    opt_->zero_grad();
+    loss.backward();
+    for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+    apply_lr_schedule();
+    opt_->step();
+    // Callbacks take the loss as a number: only then is it read every step.
+    double lv = callbacks_.empty() ? std::nan("") : loss.item();
+    for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
+    int64_t bs = batch.labels.numel();
+    {
+      NoGrad ng;
+      dev_loss = add(dev_loss, mul(loss.detach().to(DType::f64), double(bs)));
 #if defined(GRADLENS_HAVE_CUDA)
-          cuda_ops::count_correct(logits.detach(), batch.labels, dev_correct);
+      cuda_ops::count_correct(logits.detach(), batch.labels, dev_correct);
 #endif
-        }
-        seen += bs;
-        if (cfg_.log_steps) dev_steps.emplace_back(global_step_, loss.detach());
-        auto now = std::chrono::steady_clock::now();
-        if (tty && (std::chrono::duration<double>(now - last_print).count() > 0.2 || b + 1 == nb)) {
-          last_print = now;
-          int bar = int(20.0 * double(b + 1) / double(nb));
-          fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{}   ", epoch, cfg_.epochs,
-                     std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'),
-                     b + 1, nb);
-        }
-      }
-      loss_sum = dev_loss.item();
-      correct = int64_t(dev_correct.item());
-      for (auto& [step, t] : dev_steps) step_losses_.emplace_back(step, t.item());
-      if (!std::isfinite(loss_sum)) {
-        write_metrics(history);
-        throw DivergedError(fmt::format("loss became {} during epoch {} (by global step {}); the "
-                                        "run diverged (try a lower --lr)",
-                                        loss_sum / double(seen), epoch, global_step_),
-                            epoch, global_step_);
-      }
     }
-    for (int64_t b = 0; b < (device_.is_cuda() ? 0 : nb); ++b) {
-      data::Batch batch = train_->batch(b);
-      current_labels_ = batch.labels;
-      Tensor logits = model_->forward(batch.images);
-      Tensor loss = cross_entropy(logits, batch.labels);
-      double lv = loss.item();
-      ++global_step_;
-      if (!std::isfinite(lv)) {
-        write_metrics(history);
-        throw DivergedError(fmt::format("loss became {} at epoch {} step {} (global step {}); "
-                                        "the run diverged (try a lower --lr)",
-                                        lv, epoch, b + 1, global_step_),
-                            epoch, global_step_);
-      }
-      opt_->zero_grad();
-      loss.backward();
-      for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
-      apply_lr_schedule();
-      opt_->step();
-      for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
-      int64_t bs = batch.labels.numel();
-      loss_sum += lv * double(bs);
-      {
-        auto am = argmax(logits.detach(), 1).to_vector<int64_t>();
-        const int64_t* l = batch.labels.data<int64_t>();
-        for (int64_t i = 0; i < bs; ++i) correct += am[i] == l[i];
-      }
-      seen += bs;
-      if (cfg_.log_steps) step_losses_.emplace_back(global_step_, lv);
-      auto now = std::chrono::steady_clock::now();
-      if (tty && (std::chrono::duration<double>(now - last_print).count() > 0.2 || b + 1 == nb)) {
-        last_print = now;
-        double el = std::chrono::duration<double>(now - t0).count();
-        double per_epoch =
-            timed_epochs ? total_time / double(timed_epochs) : el / double(b + 1) * double(nb);
-        double eta =
-            per_epoch * double(cfg_.epochs - epoch) + el / double(b + 1) * double(nb - b - 1);
-        int bar = int(20.0 * double(b + 1) / double(nb));
-        fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{} loss {:.4f} acc {:.2f}%  ETA {}   ", epoch,
-                   cfg_.epochs, std::string(std::size_t(bar), '#'),
-                   std::string(std::size_t(20 - bar), '.'), b + 1, nb, loss_sum / double(seen),
-                   100.0 * double(correct) / double(seen), fmt_duration(eta));
-      }
-    }
-    current_labels_ = Tensor();
-    double train_time =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);
-    auto [test_loss, pred] = evaluate(*test_);
-    for (auto& cb : callbacks_) cb->on_evaluate_end(*this, epoch);
-    EpochResult r;
-    r.epoch = epoch;
-    r.train_loss = loss_sum / double(seen);
-    r.train_acc = double(correct) / double(seen);
-    r.test_loss = test_loss;
-    int64_t tc = 0;
-    for (std::size_t i = 0; i < pred.size(); ++i) tc += pred[i] == test_ds_.labels[i];
-    r.test_acc = double(tc) / double(pred.size());
-    r.epoch_time = train_time;
-    for (auto& cb : callbacks_) cb->on_epoch_end(*this, r);
-    history.push_back(r);
-    total_time += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    ++timed_epochs;
-    write_metrics(history);
-    bool last = epoch == cfg_.epochs;
-    if ((cfg_.checkpoint_every > 0 && epoch % cfg_.checkpoint_every == 0) || last)
-      save_checkpoint(epoch, history);
-    if (last) final_pred = pred;
-    if (cfg_.progress) {
-      double eta = total_time / double(timed_epochs) * double(cfg_.epochs - epoch);
-      fmt::print(
-          stderr,
-          "{}epoch {}/{}  train loss {:.4f} acc {:.2f}%  test loss {:.4f} acc {:.2f}%  {:.2f}s{}\n",
-          tty ? "\r" : "", epoch, cfg_.epochs, r.train_loss, 100 * r.train_acc, r.test_loss,
-          100 * r.test_acc, train_time,
-          last ? std::string("          ") : fmt::format("  ETA {}   ", fmt_duration(eta)));
+    ep_.seen += bs;
+    if (cfg_.log_steps) dev_steps.emplace_back(global_step_, loss.detach());
+    auto now = std::chrono::steady_clock::now();
+    if (tty_ &&
+        (std::chrono::duration<double>(now - ep_.last_print).count() > 0.2 || b + 1 == nb)) {
+      ep_.last_print = now;
+      int bar = int(20.0 * double(b + 1) / double(nb));
+      fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{}   ", epoch_, cfg_.epochs,
+                 std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'), b + 1,
+                 nb);
     }
   }
-  if (final_pred.empty()) final_pred = evaluate(*test_).second;  // resumed after the last epoch
-  write_final_outputs(final_pred);
+  ep_.loss_sum = dev_loss.item();
+  ep_.correct = int64_t(dev_correct.item());
+  for (auto& [step, t] : dev_steps) step_losses_.emplace_back(step, t.item());
+  if (!std::isfinite(ep_.loss_sum)) {
+    write_metrics(history_);
+    throw DivergedError(fmt::format("loss became {} during epoch {} (by global step {}); the "
+                                    "run diverged (try a lower --lr)",
+                                    ep_.loss_sum / double(ep_.seen), epoch_, global_step_),
+                        epoch_, global_step_);
+  }
+}
+
+void Trainer::end_epoch(double train_time) {
+  const int64_t epoch = epoch_;
+  current_labels_ = Tensor();
+  if (train_time < 0)
+    train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
+  for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);
+  auto [test_loss, pred] = evaluate(*data_->test);
+  for (auto& cb : callbacks_) cb->on_evaluate_end(*this, epoch);
+  EpochResult r;
+  r.epoch = epoch;
+  r.train_loss = ep_.loss_sum / double(ep_.seen);
+  r.train_acc = double(ep_.correct) / double(ep_.seen);
+  r.test_loss = test_loss;
+  int64_t tc = 0;
+  for (std::size_t i = 0; i < pred.size(); ++i) tc += pred[i] == data_->test_ds.labels[i];
+  r.test_acc = double(tc) / double(pred.size());
+  r.epoch_time = train_time;
+  for (auto& cb : callbacks_) cb->on_epoch_end(*this, r);
+  history_.push_back(r);
+  total_time_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
+  ++timed_epochs_;
+  write_metrics(history_);
+  bool last = epoch == cfg_.epochs;
+  if ((cfg_.checkpoint_every > 0 && epoch % cfg_.checkpoint_every == 0) || last)
+    save_checkpoint(epoch, history_);
+  if (last) final_pred_ = pred;
+  if (cfg_.progress) {
+    double eta = total_time_ / double(timed_epochs_) * double(cfg_.epochs - epoch);
+    fmt::print(
+        stderr,
+        "{}epoch {}/{}  train loss {:.4f} acc {:.2f}%  test loss {:.4f} acc {:.2f}%  {:.2f}s{}\n",
+        tty_ && step_progress_ ? "\r" : "", epoch, cfg_.epochs, r.train_loss, 100 * r.train_acc,
+        r.test_loss, 100 * r.test_acc, train_time,
+        last ? std::string("          ") : fmt::format("  ETA {}   ", fmt_duration(eta)));
+  }
+}
+
+void Trainer::end_run() {
+  if (final_pred_.empty()) final_pred_ = evaluate(*data_->test).second;  // resumed after the end
+  write_final_outputs(final_pred_);
   for (auto& cb : callbacks_) cb->on_train_end(*this);
-  return history;
+}
+
+void write_diverged_marker(const std::string& out, const DivergedError& e) {
+  json j = {{"error", e.what()}, {"epoch", e.epoch}, {"step", e.step}};
+  io::write_file_atomic(out + "/diverged.json", j.dump(2) + "\n");
 }
 
 }  // namespace gl::train

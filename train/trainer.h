@@ -4,6 +4,7 @@
 // Diagnostics attach from outside through Callback (and module hooks); the Trainer knows
 // nothing of analysis/.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -104,6 +105,12 @@ class Callback {
   // May append columns to result.extra (the same names every epoch).
   virtual void on_epoch_end(Trainer&, EpochResult& /*result*/) {}
   virtual void on_train_end(Trainer&) {}
+  // Whether training step `global_step` must run on the autograd tape: true when the callback
+  // reads that step through module forward hooks or tensor gradient hooks. A FusedGroup
+  // (train/fused.h) computes the steps no callback needs the tape for outside it, for several
+  // models at once: their training forward calls no module hooks, while the loss, every
+  // parameter's .grad and every callback call are what the tape gives. Default: always.
+  virtual bool needs_tape(const Trainer&, int64_t /*global_step*/) const { return true; }
 };
 
 // Thrown when the loss becomes NaN or infinite; the run directory records it.
@@ -114,9 +121,27 @@ class DivergedError : public Error {
   int64_t epoch, step;
 };
 
+// What a configuration trains and is evaluated on: the datasets and their loaders. Trainers
+// whose configurations have the same key() may share one (a FusedGroup's members do).
+struct TrainData {
+  std::string key;  // key(config) of the configuration it was loaded for
+  data::ImageDataset train_ds, test_ds;
+  std::unique_ptr<data::Loader> train, test;
+  int64_t num_classes = 10;
+
+  // Loads the datasets named by a validated configuration onto its device.
+  static std::shared_ptr<TrainData> load(const TrainConfig& config);
+  // Every field that decides the data, its order and its batches (dataset, limits,
+  // normalization, augmentation, batch size, shuffling, seed, model kind, device).
+  static std::string key_of(const TrainConfig& config);
+};
+
+class FusedGroup;
+
 class Trainer {
  public:
-  explicit Trainer(TrainConfig config);
+  // data: shared datasets and loaders with key TrainData::key_of(config) (null: load them).
+  explicit Trainer(TrainConfig config, std::shared_ptr<TrainData> data = nullptr);
   ~Trainer();
   void add_callback(std::shared_ptr<Callback> cb) { callbacks_.push_back(std::move(cb)); }
   // Runs (or resumes) training to config.epochs; returns every epoch's result.
@@ -125,9 +150,12 @@ class Trainer {
   const TrainConfig& config() const { return cfg_; }
   models::Network& model() { return *model_; }
   models::Optimizer& optimizer() { return *opt_; }
-  const data::Loader& train_loader() const { return *train_; }
-  const data::Loader& test_loader() const { return *test_; }
-  const data::ImageDataset& test_dataset() const { return test_ds_; }
+  const data::Loader& train_loader() const { return *data_->train; }
+  const data::Loader& test_loader() const { return *data_->test; }
+  const data::ImageDataset& test_dataset() const { return data_->test_ds; }
+  const std::vector<EpochResult>& history() const { return history_; }
+  // Whether some callback needs the autograd tape for training step `global_step`.
+  bool needs_tape(int64_t global_step) const;
   const std::string& run_dir() const { return cfg_.out; }
   int64_t global_step() const { return global_step_; }
   int64_t current_epoch() const { return epoch_; }
@@ -138,14 +166,33 @@ class Trainer {
   void apply_lr_schedule();  // sets the optimizer's lr for the coming step
 
  private:
+  friend class FusedGroup;
+  // run() in pieces, so that a FusedGroup can drive several trainers in lockstep.
+  // Resumes or starts the run and calls on_train_begin; returns the first epoch to train
+  // (past config.epochs when every epoch is done).
+  int64_t begin_run();
+  void begin_epoch(int64_t epoch);
+  // One training step on the tape over `batch` (number b of the epoch).
+  void train_step(const data::Batch& batch, int64_t b);
+  // One training step whose loss, logits and parameter gradients were computed outside the
+  // tape: from the divergence check on, exactly what train_step does after loss.backward().
+  void apply_step(const data::Batch& batch, int64_t b, const Tensor& logits, const Tensor& loss,
+                  const std::vector<std::pair<Tensor, Tensor>>& grads);
+  // Evaluation, callbacks, metrics.csv, checkpoint. train_time < 0: measured from the epoch's
+  // start.
+  void end_epoch(double train_time = -1);
+  void end_run();  // final outputs, on_train_end
+  void train_epoch_cuda();
+  void count_step(double loss, int64_t b);  // the global step; throws DivergedError
+  void finish_step(const data::Batch& batch, int64_t b, double loss, const Tensor& logits);
+
   void save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history);
   int64_t load_checkpoint(std::vector<EpochResult>& history);
   void write_metrics(const std::vector<EpochResult>& history);
   void write_final_outputs(const std::vector<int64_t>& predictions);
 
   TrainConfig cfg_;
-  data::ImageDataset train_ds_, test_ds_;
-  std::unique_ptr<data::Loader> train_, test_;
+  std::shared_ptr<TrainData> data_;
   std::unique_ptr<models::Network> model_;
   std::unique_ptr<models::Optimizer> opt_;
   Generator dropout_gen_;
@@ -154,7 +201,23 @@ class Trainer {
   int64_t global_step_ = 0, epoch_ = 0, num_classes_ = 10;
   Device device_;
   Tensor current_labels_;
+  // The run in progress.
+  std::vector<EpochResult> history_;
+  std::vector<int64_t> final_pred_;
+  double total_time_ = 0;
+  int64_t timed_epochs_ = 0;
+  bool tty_ = false;
+  bool step_progress_ = true;  // the per-step progress line (off in a FusedGroup)
+  struct EpochState {
+    std::chrono::steady_clock::time_point t0, last_print;
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+  } ep_;
 };
+
+// Writes <out>/diverged.json for a run that diverged (after its Trainer, and the files its
+// callbacks still had to write, are gone), so a sweep records it as diverged, not failed.
+void write_diverged_marker(const std::string& out, const DivergedError& e);
 
 // Parses "128,128" into widths; throws naming the flag on a bad entry.
 std::vector<int64_t> parse_int_list(const std::string& s, const char* flag);

@@ -36,37 +36,89 @@ Tensor forward_map(const Tensor& x, Fwd fwd, F32Kernel fast, const char* name) {
 // An activation whose backward reads either its input x (Saved::input) or its output y, which
 // is cheaper when the derivative is a function of y (tanh, sigmoid).
 enum class Saved { input, output };
+
+template <class Back>
+Tensor backward_map(const Tensor& g, const Tensor& keep, Back back) {
+  return binary_map(g, keep, back, "activation_backward");
+}
+
 template <class Fwd, class Back>
 Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved saved,
-                  F32Kernel fast = nullptr) {
+                  F32Kernel fast) {
   Tensor out = forward_map(x, fwd, fast, name);
   if (needs_grad({&x})) {
     Tensor keep = saved == Saved::input ? x.detach() : out.detach();
-    attach_grad_fn(out, name, {x}, [keep, back](const Tensor& g) -> std::vector<Tensor> {
-      return {binary_map(g, keep, back, "activation_backward")};
-    }, {x.shape()});
+    attach_grad_fn(out, name, {x},
+                   [keep, back](const Tensor& g) -> std::vector<Tensor> {
+                     return {backward_map(g, keep, back)};
+                   },
+                   {x.shape()});
   }
   return out;
 }
+
+// Every activation's forward and backward functors, what its backward reads and its fast f32
+// kernel, in one place: the ops and activate_backward both go through this table.
+template <class F>
+Tensor visit_activation(ActivationKind a, double s, F&& f) {
+  switch (a) {
+    case ActivationKind::relu:
+      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, nullptr);
+    case ActivationKind::leaky_relu:
+      return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr);
+    case ActivationKind::tanh:
+      return f(fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32);
+    case ActivationKind::sigmoid:
+      return f(fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
+               kernels::cpu::sigmoid_f32);
+    case ActivationKind::gelu:
+      return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, nullptr);
+    case ActivationKind::gelu_tanh:
+      return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input, nullptr);
+    case ActivationKind::silu:
+      return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32);
+    case ActivationKind::identity:
+      break;
+  }
+  throw Error("activation: identity has no functors");
+}
+
+Tensor apply_activation(ActivationKind a, const Tensor& x, double slope) {
+  return visit_activation(a, slope,
+                          [&x](auto fwd, auto back, const char* name, Saved saved, F32Kernel fast) {
+                            return activation(x, fwd, back, name, saved, fast);
+                          });
+}
 }  // namespace
 
-Tensor relu(const Tensor& x) { return activation(x, fn::Relu{}, fn::ReluBack{}, "relu", Saved::input); }
+Tensor relu(const Tensor& x) {
+  return apply_activation(ActivationKind::relu, x, 0);
+}
 Tensor leaky_relu(const Tensor& x, double s) {
-  return activation(x, fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input);
+  return apply_activation(ActivationKind::leaky_relu, x, s);
 }
 Tensor tanh(const Tensor& x) {
-  return activation(x, fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32);
+  return apply_activation(ActivationKind::tanh, x, 0);
 }
 Tensor sigmoid(const Tensor& x) {
-  return activation(x, fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
-                    kernels::cpu::sigmoid_f32);
+  return apply_activation(ActivationKind::sigmoid, x, 0);
 }
 Tensor gelu(const Tensor& x, bool approximate) {
-  if (approximate) return activation(x, fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input);
-  return activation(x, fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input);
+  return apply_activation(approximate ? ActivationKind::gelu_tanh : ActivationKind::gelu, x, 0);
 }
 Tensor silu(const Tensor& x) {
-  return activation(x, fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32);
+  return apply_activation(ActivationKind::silu, x, 0);
+}
+
+Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
+                         double slope) {
+  if (a == ActivationKind::identity) return grad;
+  return visit_activation(a, slope, [&](auto, auto back, const char*, Saved saved, F32Kernel) {
+    const Tensor& keep = saved == Saved::input ? x : y;
+    GL_CHECK(keep.defined(), "activate_backward: {} reads its {}, which was not given",
+             activation_name(a), saved == Saved::input ? "input x" : "output y");
+    return backward_map(grad, keep.detach(), back);
+  });
 }
 
 ActivationKind parse_activation(const std::string& n) {
@@ -86,28 +138,44 @@ ActivationKind parse_activation(const std::string& n) {
 
 const char* activation_name(ActivationKind a) {
   switch (a) {
-    case ActivationKind::identity: return "identity";
-    case ActivationKind::relu: return "relu";
-    case ActivationKind::leaky_relu: return "leaky_relu";
-    case ActivationKind::tanh: return "tanh";
-    case ActivationKind::sigmoid: return "sigmoid";
-    case ActivationKind::gelu: return "gelu";
-    case ActivationKind::gelu_tanh: return "gelu_tanh";
-    case ActivationKind::silu: return "silu";
+    case ActivationKind::identity:
+      return "identity";
+    case ActivationKind::relu:
+      return "relu";
+    case ActivationKind::leaky_relu:
+      return "leaky_relu";
+    case ActivationKind::tanh:
+      return "tanh";
+    case ActivationKind::sigmoid:
+      return "sigmoid";
+    case ActivationKind::gelu:
+      return "gelu";
+    case ActivationKind::gelu_tanh:
+      return "gelu_tanh";
+    case ActivationKind::silu:
+      return "silu";
   }
   return "?";
 }
 
 Tensor activate(const Tensor& x, ActivationKind a, double slope) {
   switch (a) {
-    case ActivationKind::identity: return x;
-    case ActivationKind::relu: return relu(x);
-    case ActivationKind::leaky_relu: return leaky_relu(x, slope);
-    case ActivationKind::tanh: return tanh(x);
-    case ActivationKind::sigmoid: return sigmoid(x);
-    case ActivationKind::gelu: return gelu(x, false);
-    case ActivationKind::gelu_tanh: return gelu(x, true);
-    case ActivationKind::silu: return silu(x);
+    case ActivationKind::identity:
+      return x;
+    case ActivationKind::relu:
+      return relu(x);
+    case ActivationKind::leaky_relu:
+      return leaky_relu(x, slope);
+    case ActivationKind::tanh:
+      return tanh(x);
+    case ActivationKind::sigmoid:
+      return sigmoid(x);
+    case ActivationKind::gelu:
+      return gelu(x, false);
+    case ActivationKind::gelu_tanh:
+      return gelu(x, true);
+    case ActivationKind::silu:
+      return silu(x);
   }
   return x;
 }

@@ -31,10 +31,11 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
 // Applies softmax_rows along `dim` of x, returning a tensor of x's shape.
 Tensor softmax_along(const Tensor& x, int64_t dim, bool log_form, const char* op) {
 #if defined(GRADLENS_HAVE_CUDA)
-  if (detail::on_cuda(x)) cuda_ops::check_device_float(x, op);
+  if (detail::on_cuda(x))
+    cuda_ops::check_device_float(x, op);
   else
 #endif
-  detail::check_float_cpu(x, op);
+    detail::check_float_cpu(x, op);
   GL_CHECK(x.dim() > 0, "{}: tensor {} has no dims", op, x.str());
   int64_t d = wrap_dim(dim, x.dim(), op);
   std::vector<int64_t> perm;
@@ -97,10 +98,13 @@ Tensor cross_entropy_cuda(const Tensor& logits, const Tensor& labels) {
   Tensor xc = logits.detach().contiguous();
   Tensor out = cuda_ops::xent_forward(xc, lab);
   if (needs_grad({&logits})) {
-    attach_grad_fn(out, "cross_entropy", {logits}, [xc, lab](const Tensor& g) -> std::vector<Tensor> {
-      // The kernel's gradient for an upstream 1, scaled by g on the device (no g.item()).
-      return {mul(cuda_ops::xent_backward(xc, lab), g)};
-    }, {xc.shape()});
+    attach_grad_fn(out, "cross_entropy", {logits},
+                   [xc, lab](const Tensor& g) -> std::vector<Tensor> {
+                     // The kernel's gradient for an upstream 1, scaled by g on the device (no
+                     // g.item()).
+                     return {mul(cuda_ops::xent_backward(xc, lab), g)};
+                   },
+                   {xc.shape()});
   }
   return out;
 }
@@ -111,10 +115,12 @@ Tensor softmax(const Tensor& x, int64_t dim) {
   Tensor out = softmax_along(x, dim, false, "softmax");
   if (needs_grad({&x})) {
     Tensor y = out.detach();
-    attach_grad_fn(out, "softmax", {x}, [y, dim](const Tensor& g) -> std::vector<Tensor> {
-      // dx = y * (g - sum(g * y))
-      return {mul(y, sub(g, sum(mul(g, y), {dim}, true)))};
-    }, {x.shape()});
+    attach_grad_fn(out, "softmax", {x},
+                   [y, dim](const Tensor& g) -> std::vector<Tensor> {
+                     // dx = y * (g - sum(g * y))
+                     return {mul(y, sub(g, sum(mul(g, y), {dim}, true)))};
+                   },
+                   {x.shape()});
   }
   return out;
 }
@@ -123,18 +129,24 @@ Tensor log_softmax(const Tensor& x, int64_t dim) {
   Tensor out = softmax_along(x, dim, true, "log_softmax");
   if (needs_grad({&x})) {
     Tensor y = out.detach();
-    attach_grad_fn(out, "log_softmax", {x}, [y, dim](const Tensor& g) -> std::vector<Tensor> {
-      // dx = g - softmax * sum(g)
-      return {sub(g, mul(exp(y), sum(g, {dim}, true)))};
-    }, {x.shape()});
+    attach_grad_fn(out, "log_softmax", {x},
+                   [y, dim](const Tensor& g) -> std::vector<Tensor> {
+                     // dx = g - softmax * sum(g)
+                     return {sub(g, mul(exp(y), sum(g, {dim}, true)))};
+                   },
+                   {x.shape()});
   }
   return out;
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
-#if defined(GRADLENS_HAVE_CUDA)
-  if (detail::on_cuda(logits)) return cross_entropy_cuda(logits, labels);
-#endif
+namespace {
+// The CPU cross-entropy: the mean loss, and the softmax probabilities backward starts from.
+struct XentCpu {
+  Tensor loss, probs, labels;
+  int64_t N, C;
+};
+
+XentCpu xent_forward_cpu(const Tensor& logits, const Tensor& labels) {
   detail::check_float_cpu(logits, "cross_entropy");
   check_labels(logits, labels, "cross_entropy");
   int64_t N = logits.shape()[0], C = logits.shape()[1];
@@ -152,24 +164,46 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
     for (int64_t i = 0; i < N * C; ++i) p[i] = T(std::exp(double(p[i])));
     return 0;
   });
-  Tensor out = Tensor::scalar(total / double(N), logits.dtype());
+  return {Tensor::scalar(total / double(N), logits.dtype()), probs, lc, N, C};
+}
+
+// d loss / d logits = (softmax - onehot) * g / N, computed in place in `d` (the probabilities).
+Tensor xent_backward_cpu(Tensor d, const Tensor& lc, int64_t N, int64_t C, double g) {
+  const int64_t* lp = lc.data<int64_t>();
+  double scale = g / double(N);
+  detail::dispatch_float(d.dtype(), "cross_entropy_backward", [&](auto tag) {
+    using T = decltype(tag);
+    T* dp = static_cast<T*>(d.raw_data());
+    for (int64_t r = 0; r < N; ++r) dp[r * C + lp[r]] -= T(1);
+    for (int64_t i = 0; i < N * C; ++i) dp[i] *= T(scale);
+    return 0;
+  });
+  return d;
+}
+}  // namespace
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(logits)) return cross_entropy_cuda(logits, labels);
+#endif
+  XentCpu x = xent_forward_cpu(logits, labels);
   if (needs_grad({&logits})) {
-    attach_grad_fn(out, "cross_entropy", {logits}, [probs, lc, N, C](const Tensor& g) -> std::vector<Tensor> {
-      // d loss / d logits = (softmax - onehot) * g / N
-      Tensor d = probs.clone();
-      const int64_t* lp = lc.data<int64_t>();
-      double scale = g.item() / double(N);
-      detail::dispatch_float(d.dtype(), "cross_entropy_backward", [&](auto tag) {
-        using T = decltype(tag);
-        T* dp = static_cast<T*>(d.raw_data());
-        for (int64_t r = 0; r < N; ++r) dp[r * C + lp[r]] -= T(1);
-        for (int64_t i = 0; i < N * C; ++i) dp[i] *= T(scale);
-        return 0;
-      });
-      return {d};
-    }, {probs.shape()});
+    attach_grad_fn(
+        x.loss, "cross_entropy", {logits},
+        [probs = x.probs, lc = x.labels, N = x.N, C = x.C](const Tensor& g) -> std::vector<Tensor> {
+          return {xent_backward_cpu(probs.clone(), lc, N, C, g.item())};
+        },
+        {x.probs.shape()});
   }
-  return out;
+  return x.loss;
+}
+
+std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Tensor& labels) {
+  GL_CHECK(!logits.device().is_cuda(),
+           "cross_entropy_and_grad: logits {} are on {}; it runs on the CPU", logits.str(),
+           logits.device().str());
+  XentCpu x = xent_forward_cpu(logits, labels);
+  return {x.loss, xent_backward_cpu(x.probs, x.labels, x.N, x.C, 1.0)};
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) {
@@ -191,13 +225,14 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) {
   if (needs_grad({&log_probs})) {
     Shape s = log_probs.shape();
     DType dt = log_probs.dtype();
-    attach_grad_fn(out, "nll_loss", {log_probs}, [s, dt, lc, N](const Tensor& g) -> std::vector<Tensor> {
-      Tensor d = Tensor::zeros(s, dt);
-      const int64_t* lp = lc.data<int64_t>();
-      double v = -g.item() / double(N);
-      for (int64_t r = 0; r < N; ++r) d.set_at({r, lp[r]}, v);
-      return {d};
-    });
+    attach_grad_fn(out, "nll_loss", {log_probs},
+                   [s, dt, lc, N](const Tensor& g) -> std::vector<Tensor> {
+                     Tensor d = Tensor::zeros(s, dt);
+                     const int64_t* lp = lc.data<int64_t>();
+                     double v = -g.item() / double(N);
+                     for (int64_t r = 0; r < N; ++r) d.set_at({r, lp[r]}, v);
+                     return {d};
+                   });
   }
   return out;
 }

@@ -13,53 +13,13 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "tests/kernels/gemm_ops.h"
 
 namespace gl::kernels::cpu {
 namespace {
 
-std::vector<std::string> runnable_isas() {
-  std::vector<std::string> out;
-  for (const char* name : {"scalar", "avx2", "avx512"}) {
-    try {
-      set_isa(name);
-      out.push_back(name);
-    } catch (const std::invalid_argument&) {
-    }
-  }
-  set_isa("auto");
-  return out;
-}
-
-template <class T>
-struct Ops;
-template <>
-struct Ops<float> {
-  static constexpr double kTolPerK = 2e-6;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                   Epilogue ep) {
-    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-                  Epilogue ep) {
-    sgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-};
-template <>
-struct Ops<double> {
-  static constexpr double kTolPerK = 1e-13;
-  static void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                   int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                   Epilogue ep) {
-    dgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-  static void ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A,
-                  int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
-                  Epilogue ep) {
-    dgemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
-  }
-};
+using gemm_test::Ops;
+using gemm_test::runnable_isas;
 
 struct Case {
   bool ta = false, tb = false;

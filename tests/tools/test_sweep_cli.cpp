@@ -1,6 +1,7 @@
 // test_sweep_cli.cpp: `gradlens sweep` end to end on the mnist-tiny fixture: a sweep killed in
-// the middle and run again ends with the same summary.csv and metrics.csv files (times aside)
-// as an uninterrupted one; shards listed for every N cover the grid once; shards run apart and
+// the middle and run again ends with the same summary.csv, metrics.csv (times aside) and model
+// files as an uninterrupted one, with and without --fuse; a fused sweep equals the sweep
+// without; shards listed for every N cover the grid once; shards run apart and
 // merged equal the whole sweep; a diverging run is recorded and the sweep goes on; the sweep
 // report draws the grid.
 #include <gtest/gtest.h>
@@ -93,6 +94,9 @@ void expect_same_results(const std::string& a, const std::string& b) {
     EXPECT_EQ(drop_columns(ma, {"epoch_time"}),
               drop_columns(slurp(b + "/runs/" + id + "/metrics.csv"), {"epoch_time"}))
         << id;
+    const std::string wa = slurp(a + "/runs/" + id + "/model.safetensors");
+    EXPECT_FALSE(wa.empty()) << id;
+    EXPECT_TRUE(wa == slurp(b + "/runs/" + id + "/model.safetensors")) << id << ": weights differ";
   }
 }
 
@@ -119,18 +123,15 @@ const std::string& reference_sweep() {
   return dir;
 }
 
-}  // namespace
-
-TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
-  const std::string& whole = reference_sweep();
-  std::string d = temp_dir() + "/killed";
-  // Start the sweep in its own process, and kill it (SIGKILL, like a lost node) once the
-  // first checkpoint of some run exists but before the sweep is done.
+// Starts `sweep --out d <flags>` and SIGKILLs it (like a lost node) once the first checkpoint of
+// some run exists but before the sweep is done; then runs `sweep --out d <restart_flags>` to
+// the end.
+void kill_and_restart(const std::string& d, const std::string& flags,
+                      const std::string& restart_flags) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
-    std::string cmd =
-        "exec " + kBin + " sweep --out " + d + " --jobs 2" + grid_flags() + " >/dev/null 2>&1";
+    std::string cmd = "exec " + kBin + " sweep --out " + d + flags + " >/dev/null 2>&1";
     execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
     _exit(127);
   }
@@ -157,8 +158,16 @@ TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
   size_t done_before =
       fs::exists(d + "/summary.csv") ? lines_of(slurp(d + "/summary.csv")).size() - 1 : 0;
   EXPECT_LT(done_before, 8u);
-  ASSERT_EQ(run("sweep --out " + d + " --jobs 2" + grid_flags()), 0)
-      << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("sweep --out " + d + restart_flags), 0) << slurp(temp_dir() + "/last.log");
+}
+
+}  // namespace
+
+TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
+  const std::string& whole = reference_sweep();
+  std::string d = temp_dir() + "/killed";
+  ASSERT_NO_FATAL_FAILURE(
+      kill_and_restart(d, " --jobs 2" + grid_flags(), " --jobs 2" + grid_flags()));
   expect_same_results(whole, d);
   // A third invocation finds everything done and trains nothing.
   auto before = fs::last_write_time(d + "/runs/relu-he_normal-d1-s0/model.safetensors");
@@ -167,6 +176,38 @@ TEST(SweepCli, KilledAndRestartedEqualsUninterrupted) {
   // A different grid in the same directory is refused.
   EXPECT_NE(run("sweep --out " + d + grid_flags() + " --lr 0.5"), 0);
   EXPECT_NE(slurp(temp_dir() + "/last.log").find("different sweep"), std::string::npos);
+}
+
+TEST(SweepCli, FusedSweepEqualsTheSweepWithout) {
+  const std::string& whole = reference_sweep();
+  std::string d = temp_dir() + "/fused";
+  // The grid's 8 runs make two groups (one per depth) of 4, run as 2 processes.
+  ASSERT_EQ(run("sweep --out " + d + " --jobs 2 --fuse" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
+  expect_same_results(whole, d);
+  int groups = 0, fused_members = 0;
+  for (auto& id : run_ids(d)) {
+    std::string log = slurp(d + "/runs/" + id + "/train.log");
+    groups += log.find("fused steps") != std::string::npos;
+    fused_members += log.find("trained fused with") != std::string::npos;
+  }
+  EXPECT_EQ(groups, 2);
+  EXPECT_EQ(fused_members, 6);
+  // `sweep group` names what it cannot find.
+  EXPECT_NE(run("sweep group " + d + " relu-nope-d1-s0"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("no run 'relu-nope-d1-s0'"), std::string::npos);
+  EXPECT_NE(run("sweep --out " + d + " --fuse 1" + grid_flags()), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("--fuse"), std::string::npos);
+}
+
+TEST(SweepCli, FusedSweepKilledAndRestartedEqualsUninterrupted) {
+  // Killed while its groups train (members checkpoint one after another, so they may stop at
+  // different epochs), then finished with other groups of 3 and with --jobs 1.
+  const std::string& whole = reference_sweep();
+  std::string d = temp_dir() + "/fused-killed";
+  ASSERT_NO_FATAL_FAILURE(
+      kill_and_restart(d, " --jobs 2 --fuse" + grid_flags(), " --jobs 1 --fuse 3" + grid_flags()));
+  expect_same_results(whole, d);
 }
 
 TEST(SweepCli, ShardListsCoverTheGridOnceForEveryN) {

@@ -1,0 +1,134 @@
+// test_batched_ops.cpp: the tape-free pieces a fused multi-model step is built from
+// (linear_batched, matmul_batched, activate_backward, cross_entropy_and_grad) against the
+// ops and the tape they stand in for, bit for bit: a fused step may only differ from the
+// solo one in how the work is scheduled, never in a result.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cstring>
+
+#include "engine/ops.h"
+#include "tests/error_of.h"
+
+using namespace gl;
+using gl::testing::error_of;
+
+namespace {
+
+::testing::AssertionResult same_bits(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype())
+    return ::testing::AssertionFailure() << a.str() << " vs " << b.str();
+  Tensor ac = a.contiguous(), bc = b.contiguous();
+  if (std::memcmp(ac.raw_data(), bc.raw_data(), size_t(a.numel()) * dtype_size(a.dtype())) != 0)
+    return ::testing::AssertionFailure() << "values differ: " << a.str();
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace
+
+TEST(BatchedOps, LinearAndMatmulEqualTheOpsOneByOne) {
+  Generator g(11);
+  const int saved = omp_get_max_threads();
+  // Training shapes (batch 128, widths 784 -> 128 -> 10), a last batch of 1 and width 1, where
+  // the operands' layouts change (as_operand reads a one-column transpose as a plain matrix).
+  struct Case {
+    int64_t B, in, out;
+  };
+  for (Case c : {Case{128, 784, 128}, Case{128, 128, 10}, Case{1, 128, 128}, Case{33, 7, 1}}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      std::vector<Tensor> x, w, b, gy;
+      for (int k = 0; k < 5; ++k) {
+        x.push_back(Tensor::randn({c.B, c.in}, g, dt));
+        w.push_back(Tensor::randn({c.out, c.in}, g, dt));
+        b.push_back(k == 2 ? Tensor() : Tensor::randn({c.out}, g, dt));
+        gy.push_back(Tensor::randn({c.B, c.out}, g, dt));
+      }
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        NoGrad ng;
+        std::vector<Tensor> y = linear_batched(x, w, b);
+        std::vector<Tensor> gyt;
+        for (auto& t : gy) gyt.push_back(t.t());
+        std::vector<Tensor> dx = matmul_batched(gy, w);   // backward's dX = dY W
+        std::vector<Tensor> dw = matmul_batched(gyt, x);  // dW = dY^T X (a transposed view)
+        omp_set_num_threads(2);
+        for (int k = 0; k < 5; ++k) {
+          EXPECT_TRUE(same_bits(y[size_t(k)], linear(x[size_t(k)], w[size_t(k)], b[size_t(k)])))
+              << "linear " << k << " B=" << c.B << " threads=" << threads;
+          EXPECT_TRUE(same_bits(dx[size_t(k)], matmul(gy[size_t(k)], w[size_t(k)]))) << k;
+          EXPECT_TRUE(same_bits(dw[size_t(k)], matmul(gy[size_t(k)].t(), x[size_t(k)]))) << k;
+        }
+      }
+    }
+  }
+  // Without biases at all.
+  std::vector<Tensor> x{Tensor::randn({9, 4}, g), Tensor::randn({9, 4}, g)};
+  std::vector<Tensor> w{Tensor::randn({3, 4}, g), Tensor::randn({3, 4}, g)};
+  auto y = linear_batched(x, w, {});
+  EXPECT_TRUE(same_bits(y[1], linear(x[1], w[1], Tensor())));
+  omp_set_num_threads(saved);
+}
+
+TEST(BatchedOps, RefuseGradInputsAndMismatchedLists) {
+  Generator g(2);
+  Tensor x = Tensor::randn({4, 3}, g), w = Tensor::randn({2, 3}, g);
+  w.requires_grad_(true);
+  std::string msg = error_of([&] { linear_batched({x}, {w}, {}); });
+  EXPECT_NE(msg.find("NoGrad"), std::string::npos) << msg;
+  {
+    NoGrad ng;
+    EXPECT_NO_THROW(linear_batched({x}, {w}, {}));
+  }
+  msg = error_of([&] {
+    NoGrad ng;
+    matmul_batched({x, x}, {w.t()});
+  });
+  EXPECT_NE(msg.find("2 problems"), std::string::npos) << msg;
+  msg = error_of([&] {
+    NoGrad ng;
+    matmul_batched({x}, {w});
+  });
+  EXPECT_NE(msg.find("not aligned"), std::string::npos) << msg;
+}
+
+TEST(BatchedOps, ActivateBackwardEqualsTheTape) {
+  Generator g(5);
+  for (ActivationKind a :
+       {ActivationKind::identity, ActivationKind::relu, ActivationKind::leaky_relu,
+        ActivationKind::tanh, ActivationKind::sigmoid, ActivationKind::gelu,
+        ActivationKind::gelu_tanh, ActivationKind::silu}) {
+    for (DType dt : {DType::f32, DType::f64}) {
+      Tensor x0 = Tensor::randn({64, 300}, g, dt), up = Tensor::randn({64, 300}, g, dt);
+      Tensor x = x0.clone().requires_grad_(true);
+      Tensor y = activate(x, a, 0.07);
+      mul(y, up).backward(Tensor::ones(y.shape(), dt));  // d/dy of sum(y * up) is up
+      Tensor y0;
+      {
+        NoGrad ng;
+        y0 = activate(x0, a, 0.07);
+      }
+      EXPECT_TRUE(same_bits(y0, y.detach())) << activation_name(a);
+      EXPECT_TRUE(same_bits(activate_backward(up, x0, y0, a, 0.07), x.grad()))
+          << activation_name(a) << " " << dtype_name(dt);
+    }
+  }
+  Tensor x = Tensor::randn({3, 3}, g);
+  std::string msg = error_of([&] { activate_backward(x, Tensor(), x, ActivationKind::relu); });
+  EXPECT_NE(msg.find("relu"), std::string::npos) << msg;
+}
+
+TEST(BatchedOps, CrossEntropyAndGradEqualTheTape) {
+  Generator g(8);
+  for (int64_t N : {1, 7, 128}) {
+    Tensor logits0 = Tensor::randn({N, 10}, g);
+    std::vector<int64_t> lab;
+    for (int64_t i = 0; i < N; ++i) lab.push_back((i * 7 + 3) % 10);
+    Tensor labels = Tensor::from_vector(lab, {N});
+    Tensor logits = logits0.clone().requires_grad_(true);
+    Tensor loss = cross_entropy(logits, labels);
+    loss.backward();
+    auto [l2, d2] = cross_entropy_and_grad(logits0, labels);
+    EXPECT_TRUE(same_bits(loss.detach(), l2)) << N;
+    EXPECT_TRUE(same_bits(logits.grad(), d2)) << N;
+  }
+}

@@ -1,0 +1,268 @@
+// fused.cpp: the fused multi-MLP step and the group that drives Trainers in lockstep.
+#include "train/fused.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <nlohmann/json.hpp>
+
+#include "engine/ops.h"
+
+namespace gl::train {
+
+std::string fused_step_unsupported(const TrainConfig& c) {
+  if (c.model != "mlp") return "--model " + c.model + ": the fused step covers MLPs only";
+  if (c.device != "cpu") return "--device " + c.device + ": the fused step runs on the CPU";
+  if (c.dropout > 0) return "--dropout: the fused step has no dropout";
+  if (c.batchnorm) return "--batchnorm: the fused step has no batchnorm";
+  return "";
+}
+
+std::string fused_group_key(const TrainConfig& c) {
+  nlohmann::json j = {{"data", TrainData::key_of(c)},
+                      {"model", c.model},
+                      {"hidden", c.hidden_widths()},
+                      {"threads", c.threads},
+                      {"fused", fused_step_unsupported(c).empty()}};
+  if (c.model == "cnn") j["cnn"] = {c.channels, c.fc, c.kernel, c.pool};
+  return j.dump();
+}
+
+namespace {
+
+// f(k) for every model k, in parallel over the models when there are threads to spare. The
+// ops inside then run on one thread each, which changes none of their results (their
+// arithmetic does not depend on the thread count).
+template <class F>
+void for_each_model(std::size_t n, F&& f) {
+  if (n < 2 || omp_get_max_threads() < 2 || omp_in_parallel()) {
+    for (std::size_t k = 0; k < n; ++k) f(k);
+    return;
+  }
+  std::exception_ptr error;
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t k = 0; k < int64_t(n); ++k) {
+    NoGrad ng;  // grad mode is per thread
+    try {
+      f(std::size_t(k));
+    } catch (...) {
+#pragma omp critical(gl_fused_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+// The fused step layer by layer: each layer's GEMMs for all the models in one batched call
+// (spread over the threads by sgemm_batched), the elementwise work in parallel over the models.
+FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
+                                    const Tensor& images, const Tensor& labels) {
+  NoGrad ng;
+  const std::size_t n = models.size();
+  FusedStepResult r;
+  if (n == 0) return r;
+  const std::size_t depth = models[0]->taps().size();
+  for (auto* m : models) {
+    GL_CHECK(m->taps().size() == depth, "fused step: models of {} and {} hidden layers",
+             m->taps().size(), depth);
+    for (const auto& tap : m->taps())
+      GL_CHECK(tap.linear && !tap.batchnorm && !tap.dropout,
+               "fused step: hidden layer {} is not a Linear and an activation alone", tap.layer);
+  }
+  // Layer j < depth is hidden layer j; layer `depth` is the output Linear.
+  auto linear_of = [&](std::size_t k, std::size_t j) -> const models::Linear& {
+    return j < depth ? *models[k]->taps()[j].linear : models[k]->output_layer();
+  };
+  auto params = [&](std::size_t j, bool weight) {
+    std::vector<Tensor> out;
+    for (std::size_t k = 0; k < n; ++k)
+      out.push_back(weight ? linear_of(k, j).weight() : linear_of(k, j).bias());
+    return out;
+  };
+
+  // Forward, keeping each hidden layer's pre- and post-activation for backward.
+  std::vector<std::vector<Tensor>> pre(depth), post(depth, std::vector<Tensor>(n));
+  std::vector<Tensor> h(n, images);
+  for (std::size_t j = 0; j < depth; ++j) {
+    pre[j] = linear_batched(h, params(j, true), params(j, false));
+    for_each_model(n, [&](std::size_t k) {
+      const models::Activation& act = *models[k]->taps()[j].post;
+      post[j][k] = activate(pre[j][k], act.activation(), act.leaky_slope());
+    });
+    h = post[j];
+  }
+  r.logits = linear_batched(h, params(depth, true), params(depth, false));
+  r.loss.resize(n);
+  std::vector<Tensor> g(n);
+  for_each_model(n, [&](std::size_t k) {
+    std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
+  });
+
+  // Backward, output layer first, as the tape walks it: dX = dY W (not for the input),
+  // dW = dY^T X, db = the column sums of dY; then back through the activation.
+  std::vector<std::vector<std::pair<Tensor, Tensor>>> grads(n);
+  for (std::size_t j = depth + 1; j-- > 0;) {
+    std::vector<Tensor> dx;
+    if (j > 0) dx = matmul_batched(g, params(j, true));
+    std::vector<Tensor> gt;
+    for (const Tensor& t : g) gt.push_back(t.t());
+    std::vector<Tensor> dw =
+        matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
+    for_each_model(n, [&](std::size_t k) {
+      const models::Linear& lin = linear_of(k, j);
+      if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));
+      grads[k].emplace_back(lin.weight(), dw[k]);
+      if (j > 0) {
+        const models::Activation& act = *models[k]->taps()[j - 1].post;
+        g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),
+                                 act.leaky_slope());
+      }
+    });
+  }
+  for (auto& gk : grads) std::reverse(gk.begin(), gk.end());  // into parameters() order
+  r.grads = std::move(grads);
+  return r;
+}
+
+}  // namespace
+
+FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
+                               const Tensor& labels) {
+  const std::size_t n = models.size();
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  if (threads < 2 || n < std::size_t(threads)) return fused_step_by_layer(models, images, labels);
+  // At least as many models as threads: each thread takes its share of the models through the
+  // whole step (one batched GEMM per layer and pass over its share, on that thread), so the
+  // threads never wait for each other between layers. The layer-by-layer schedule synchronizes
+  // the threads several times per layer, which costs little on an idle machine and a lot on a
+  // busy one. The results are the same either way.
+  std::vector<FusedStepResult> parts(static_cast<std::size_t>(threads));
+  std::exception_ptr error;
+#pragma omp parallel num_threads(threads)
+  {
+    const std::size_t t = std::size_t(omp_get_thread_num()),
+                      nt = std::size_t(omp_get_num_threads());
+    try {
+      parts[t] = fused_step_by_layer(
+          std::vector<models::Network*>(models.begin() + std::ptrdiff_t(n * t / nt),
+                                        models.begin() + std::ptrdiff_t(n * (t + 1) / nt)),
+          images, labels);
+    } catch (...) {
+#pragma omp critical(gl_fused_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  FusedStepResult r;
+  for (auto& p : parts) {
+    for (std::size_t k = 0; k < p.logits.size(); ++k) {
+      r.logits.push_back(std::move(p.logits[k]));
+      r.loss.push_back(std::move(p.loss[k]));
+      r.grads.push_back(std::move(p.grads[k]));
+    }
+  }
+  return r;
+}
+
+FusedGroup::FusedGroup(const std::vector<TrainConfig>& configs) {
+  GL_CHECK(!configs.empty(), "FusedGroup: no configurations");
+  std::vector<TrainConfig> cfgs = configs;
+  for (auto& c : cfgs) c.validate();
+  const std::string key = fused_group_key(cfgs[0]);
+  for (std::size_t i = 1; i < cfgs.size(); ++i)
+    GL_CHECK(fused_group_key(cfgs[i]) == key,
+             "FusedGroup: run {} ({}) cannot train with run 0 ({}): the data, the model's widths "
+             "and the thread count must agree ({} vs {})",
+             i, cfgs[i].out, cfgs[0].out, fused_group_key(cfgs[i]), key);
+  GL_CHECK(cfgs[0].device == "cpu", "FusedGroup: --device {}: a group trains on the CPU",
+           cfgs[0].device);
+  fusable_ = fused_step_unsupported(cfgs[0]).empty();
+  data_ = TrainData::load(cfgs[0]);
+  for (auto& c : cfgs) {
+    members_.push_back(std::make_unique<Trainer>(c, data_));
+    members_.back()->step_progress_ = false;
+  }
+}
+
+FusedGroup::~FusedGroup() = default;
+
+std::vector<FusedGroup::Outcome> FusedGroup::run() {
+  const std::size_t n = members_.size();
+  std::vector<Outcome> out(n);
+  std::vector<int64_t> first(n);
+  int64_t lo = INT64_MAX, hi = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    first[i] = members_[i]->begin_run();
+    lo = std::min(lo, first[i]);
+    hi = std::max(hi, members_[i]->config().epochs);
+  }
+  const data::Loader& loader = *data_->train;
+  // A member that diverges leaves: its trainer (and callbacks) go first, then the marker.
+  auto drop = [&](std::size_t i, const DivergedError& e) {
+    const std::string dir = members_[i]->run_dir();
+    out[i].history = members_[i]->history();
+    out[i].diverged = e;
+    members_[i].reset();
+    write_diverged_marker(dir, e);
+  };
+  for (int64_t epoch = lo; epoch <= hi; ++epoch) {
+    std::vector<std::size_t> active;
+    for (std::size_t i = 0; i < n; ++i)
+      if (members_[i] && first[i] <= epoch && epoch <= members_[i]->config().epochs)
+        active.push_back(i);
+    if (active.empty()) continue;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (std::size_t i : active) members_[i]->begin_epoch(epoch);
+    auto alive = [&] {
+      return std::any_of(active.begin(), active.end(),
+                         [&](std::size_t i) { return members_[i] != nullptr; });
+    };
+    for (int64_t b = 0; b < loader.num_batches() && alive(); ++b) {
+      const data::Batch batch = loader.batch(b);
+      std::vector<std::size_t> fused;
+      std::vector<models::Network*> nets;
+      for (std::size_t i : active)
+        if (fusable_ && members_[i] && !members_[i]->needs_tape(members_[i]->global_step() + 1)) {
+          fused.push_back(i);
+          nets.push_back(&members_[i]->model());
+        }
+      if (fused.size() < 2) fused.clear();  // one model alone takes its own step
+      FusedStepResult step;
+      if (!fused.empty()) step = fused_mlp_step(nets, batch.images, batch.labels);
+      for (std::size_t i : active) {
+        if (!members_[i]) continue;
+        auto it = std::find(fused.begin(), fused.end(), i);
+        try {
+          if (it != fused.end()) {
+            const std::size_t k = std::size_t(it - fused.begin());
+            members_[i]->apply_step(batch, b, step.logits[k], step.loss[k], step.grads[k]);
+            ++fused_steps_;
+          } else {
+            members_[i]->train_step(batch, b);
+            ++tape_steps_;
+          }
+        } catch (const DivergedError& e) {
+          drop(i, e);
+        }
+      }
+    }
+    // Each member's epoch_time is its share of the group's training time.
+    std::size_t trained = 0;
+    for (std::size_t i : active) trained += members_[i] != nullptr;
+    const double share =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
+        double(std::max<std::size_t>(trained, 1));
+    for (std::size_t i : active)
+      if (members_[i]) members_[i]->end_epoch(share);
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (members_[i]) {
+      members_[i]->end_run();
+      out[i].history = members_[i]->history();
+    }
+  return out;
+}
+
+}  // namespace gl::train
