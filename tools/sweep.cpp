@@ -426,6 +426,7 @@ void run_sweep(const SweepOpts& o) {
            double(std::min<size_t>(left, size_t(o.jobs)));
   };
 
+  bool print_due = false;  // a run ended: print once the freed slots are filled again
   while ((next < units.size() || !workers.empty())) {
     if (g_stop) {
       for (auto& [pid, u] : workers) kill(pid, SIGTERM);
@@ -464,7 +465,6 @@ void run_sweep(const SweepOpts& o) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     auto now = std::chrono::steady_clock::now();
-    bool changed = false;
     if (pid > 0 && workers.count(pid)) {
       const std::vector<size_t>& unit = units[workers[pid]];
       workers.erase(pid);
@@ -492,13 +492,15 @@ void run_sweep(const SweepOpts& o) {
         }
       }
       write_summary();
-      changed = true;
+      print_due = true;
     } else if (pid == 0 || (pid < 0 && errno == ECHILD)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (o.no_progress) continue;
     double since = std::chrono::duration<double>(now - last_print).count();
-    if ((prog.tty && since > 1.0) || changed) {
+    const bool slots_filled = next >= units.size() || workers.size() >= size_t(o.jobs);
+    if ((prog.tty && since > 1.0) || (print_due && slots_filled)) {
+      print_due = false;
       for (size_t i = 0; i < mine.size(); ++i)
         if (active[i])
           states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
