@@ -1,6 +1,7 @@
 // bench_conv.cpp: conv2d forward + backward at given shapes, median wall time of N repeats
 // after warm-up. Driven by bench/compare_cnn_cpu.py, which times PyTorch at the same shapes in
-// the same run. usage: bench_conv --threads T --repeats R [--algo per_image|batched]
+// the same run. usage: bench_conv --threads T --repeats R [--algo
+// automatic|per_image|batched|winograd|direct]
 //   N,C,H,W,OC,K,PAD,NEEDS_DX ...
 // Prints one line per shape: "<spec> fwd_ms <median> fwd_bwd_ms <median> fwd_cpu_ms <median>
 // fwd_bwd_cpu_ms <median>" (wall and process CPU time).
@@ -47,11 +48,33 @@ int main(int argc, char** argv) {
       threads = std::stoi(argv[++i]);
     else if (a == "--repeats" && i + 1 < argc)
       repeats = std::stoi(argv[++i]);
-    else if (a == "--algo" && i + 1 < argc)
-      kernels::cpu::set_conv_algo(std::string(argv[++i]) == "batched"
-                                      ? kernels::cpu::ConvAlgo::batched
-                                      : kernels::cpu::ConvAlgo::per_image);
-    else
+    else if (a == "--algo" && i + 1 < argc) {
+      const std::string algo = argv[++i];
+      using kernels::cpu::ConvAlgo;
+      if (algo == "automatic")
+        kernels::cpu::set_conv_algo(ConvAlgo::automatic);
+      else if (algo == "per_image")
+        kernels::cpu::set_conv_algo(ConvAlgo::per_image);
+      else if (algo == "batched")
+        kernels::cpu::set_conv_algo(ConvAlgo::batched);
+      else if (algo == "winograd")
+        kernels::cpu::set_conv_algo(ConvAlgo::winograd);
+      else if (algo == "direct")
+        kernels::cpu::set_conv_algo(ConvAlgo::direct);
+      else {
+        std::fprintf(
+            stderr,
+            "bench_conv: unknown --algo '%s' (automatic, per_image, batched, winograd, direct)\n",
+            algo.c_str());
+        return 2;
+      }
+    } else if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: bench_conv [--threads T] [--repeats R] [--algo "
+          "automatic|per_image|batched|winograd|direct]\n"
+          "                  N,C,H,W,OC,K,PAD,NEEDS_DX ...\n");
+      return 0;
+    } else
       specs.push_back(a);
   }
   omp_set_num_threads(threads);

@@ -1,5 +1,10 @@
 // conv.cpp: convolution and pooling on NCHW arrays (kernels/cpu/conv.h).
 //
+// By default (ConvAlgo::automatic) f32 convolutions take the fastest lowering measured for
+// their shape: Winograd F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with at least 8
+// channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers with at most
+// 4 input channels; everything else, and all f64 work (gradcheck), lowers to im2col:
+//
 // Convolution lowers to our packed GEMM through im2col, in one of two ways (ConvAlgo):
 // - per_image (default): threads take whole images. For image n, col[K = c/groups * kh * kw][P]
 //   (P = oh * ow) is built in the thread's scratch (288 x 196 floats = 225 KB for the default
@@ -21,7 +26,7 @@
 // channel-blocked data in place. Computing
 // out_n^T [P, oc] = col^T W^T instead (full 14 x 32 micro-tiles at P = 196, bias in the GEMM
 // epilogue, then a transpose) measured the same 7.0 ms, so the simpler orientation stayed.
-// Winograd F(2x2, 3x3) (2.25x fewer multiplies) is the next step for 3x3 stride-1 layers.
+// Winograd F(2x2, 3x3) (2.25x fewer multiplies) now serves those 3x3 stride-1 layers.
 // Scratch buffers are per thread and reused across calls, so a training step does not fault in
 // fresh pages for its im2col matrices.
 #include "kernels/cpu/conv.h"
@@ -31,8 +36,12 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/pool_avx512.h"
+#include "kernels/cpu/winograd.h"
 #include "kernels/kernels.h"
 
 namespace gl::kernels::cpu {
@@ -309,10 +318,34 @@ void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, cons
   });
 }
 
-ConvAlgo g_algo = ConvAlgo::per_image;
+ConvAlgo g_algo = ConvAlgo::automatic;
+
+// Winograd serves f32 only (the f64 path is gradcheck's, where exactness matters more).
+template <class T>
+bool use_winograd(const ConvGeometry& g) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (g_algo == ConvAlgo::winograd) return winograd_applies(g);
+    return g_algo == ConvAlgo::automatic && winograd_preferred(g);
+  }
+}
+template <class T>
+bool use_direct(const ConvGeometry& g) {
+  if constexpr (!std::is_same_v<T, float>) {
+    return false;
+  } else {
+    return (g_algo == ConvAlgo::automatic || g_algo == ConvAlgo::direct) &&
+           direct_conv_preferred(g);
+  }
+}
 
 template <class T>
 void forward_impl(const ConvGeometry& g, const T* x, const T* w, const T* b, T* out) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_winograd<T>(g)) return winograd_conv2d_forward(g, x, w, b, out);
+    if (use_direct<T>(g)) return direct_conv2d_forward(g, x, w, b, out);
+  }
   if (g_algo == ConvAlgo::batched)
     forward_batched(g, x, w, b, out);
   else
@@ -321,6 +354,18 @@ void forward_impl(const ConvGeometry& g, const T* x, const T* w, const T* b, T* 
 template <class T>
 void backward_impl(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw,
                    T* db) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_winograd<T>(g)) return winograd_conv2d_backward(g, x, w, dy, dx, dw, db);
+    if (use_direct<T>(g)) {
+      if (dw)
+        direct_conv2d_weight_grad(g, x, dy, dw, db);
+      else if (db)
+        conv2d_bias_grad(g.n, g.oc, g.out_h() * g.out_w(), dy, db);
+      if (dx)
+        backward_per_image(g, x, w, dy, dx, static_cast<T*>(nullptr), static_cast<T*>(nullptr));
+      return;
+    }
+  }
   if (g_algo == ConvAlgo::batched)
     backward_batched(g, x, w, dy, dx, dw, db);
   else
@@ -332,6 +377,11 @@ void backward_impl(const ConvGeometry& g, const T* x, const T* w, const T* dy, T
 Range window(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t size) {
   const int64_t start = i * stride - pad;
   return {std::max<int64_t>(0, start), std::min<int64_t>(size, start + k)};
+}
+
+bool is_2x2(const PoolGeometry& g) {
+  return g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 &&
+         g.pad_w == 0;
 }
 
 // The CNN's 2x2 stride-2 unpadded window, unrolled (same first-maximum and NaN rules).
@@ -384,8 +434,12 @@ void for_each_window(const PoolGeometry& g, const T* x, F&& f) {
 
 template <class T>
 void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
-  if (g.kh == 2 && g.kw == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0)
+  if (is_2x2(g)) {
+    if constexpr (std::is_same_v<T, float>)
+      if (pool_avx512_available())
+        return max_pool_2x2_forward_avx512(g.planes, g.h, g.w, x, out, argmax);
     return max_fwd_2x2(g, x, out, argmax);
+  }
   for_each_window(
       g, x, [&](const T* in, int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
         T best = -std::numeric_limits<T>::infinity();
@@ -405,6 +459,9 @@ void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
 
 template <class T>
 void max_bwd(const PoolGeometry& g, const T* grad_out, const int32_t* argmax, T* grad_x) {
+  if constexpr (std::is_same_v<T, float>)
+    if (is_2x2(g) && pool_avx512_available())
+      return max_pool_2x2_backward_avx512(g.planes, g.h, g.w, grad_out, argmax, grad_x);
   const int64_t per = g.out_h() * g.out_w();
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > kParallelMin)
   for (int64_t pl = 0; pl < g.planes; ++pl) {
@@ -515,6 +572,23 @@ void conv2d_backward(const ConvGeometry& g, const float* x, const float* w, cons
 void conv2d_backward(const ConvGeometry& g, const double* x, const double* w, const double* dy,
                      double* dx, double* dw, double* db) {
   backward_impl(g, x, w, dy, dx, dw, db);
+}
+
+void conv2d_bias_grad(int64_t n, int64_t oc, int64_t P, const float* dy, float* db) {
+#pragma omp parallel for schedule(static) if (oc * n * P >= (1 << 16))
+  for (int64_t o = 0; o < oc; ++o) {
+    double lanes[16] = {};  // independent sums in a fixed order: vectorizable, deterministic
+    for (int64_t i = 0; i < n; ++i) {
+      const float* row = dy + (i * oc + o) * P;
+      int64_t p = 0;
+      for (; p + 16 <= P; p += 16)
+        for (int k = 0; k < 16; ++k) lanes[k] += double(row[p + k]);
+      for (; p < P; ++p) lanes[p % 16] += double(row[p]);
+    }
+    double s = 0;
+    for (double l : lanes) s += l;
+    db[o] = float(s);
+  }
 }
 
 void conv2d_reference(const ConvGeometry& g, const double* x, const double* w, const double* b,

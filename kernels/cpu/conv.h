@@ -17,11 +17,15 @@ struct ConvGeometry {
   int64_t out_w() const { return (w + 2 * pad_w - dil_w * (kw - 1) - 1) / stride_w + 1; }
 };
 
-// How conv2d lowers to the GEMM (process-wide; both give the same values up to rounding):
-// per_image (the default): threads take whole images, each image's im2col stays in cache and
-// its GEMMs write NCHW directly; batched: one im2col matrix of a chunk of images and one GEMM
-// per group over all of them, threads inside the GEMM. bench_conv --algo compares them.
-enum class ConvAlgo { per_image, batched };
+// How conv2d lowers to the GEMM (process-wide; all give the same values up to rounding):
+// per_image: threads take whole images, each image's im2col stays in cache and its GEMMs
+// write NCHW directly; batched: one im2col matrix of a chunk of images and one GEMM per group
+// over all of them, threads inside the GEMM; winograd: Winograd F(2x2, 3x3) (winograd.h) for
+// f32 wherever it applies, per_image elsewhere; direct: the direct AVX-512 kernel of
+// conv_direct.h where direct_conv_preferred, per_image elsewhere; automatic (the default):
+// winograd where winograd_preferred, else direct where direct_conv_preferred, else per_image.
+// bench_conv --algo compares them.
+enum class ConvAlgo { automatic, per_image, batched, winograd, direct };
 void set_conv_algo(ConvAlgo algo);
 ConvAlgo conv_algo();
 
@@ -37,6 +41,9 @@ void conv2d_backward(const ConvGeometry& g, const float* x, const float* weight,
 void conv2d_backward(const ConvGeometry& g, const double* x, const double* weight,
                      const double* grad_out, double* grad_x, double* grad_weight,
                      double* grad_bias);
+// db[o] = sum of dy[n, o, p] over images n and positions p < P (f32 in, f64 sums in a fixed
+// order, so the result does not depend on the thread count).
+void conv2d_bias_grad(int64_t n, int64_t oc, int64_t P, const float* dy, float* db);
 // The naive 7-loop definition (the test oracle of conv2d_forward).
 void conv2d_reference(const ConvGeometry& g, const double* x, const double* weight,
                       const double* bias, double* out);

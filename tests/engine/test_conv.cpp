@@ -48,11 +48,13 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
 void for_each_algo(const std::function<void(const char*)>& f) {
   using kernels::cpu::ConvAlgo;
   for (auto [algo, name] :
-       {std::pair{ConvAlgo::per_image, "per_image"}, std::pair{ConvAlgo::batched, "batched"}}) {
+       {std::pair{ConvAlgo::per_image, "per_image"}, std::pair{ConvAlgo::batched, "batched"},
+        std::pair{ConvAlgo::winograd, "winograd"}, std::pair{ConvAlgo::direct, "direct"},
+        std::pair{ConvAlgo::automatic, "automatic"}}) {
     kernels::cpu::set_conv_algo(algo);
     f(name);
   }
-  kernels::cpu::set_conv_algo(ConvAlgo::per_image);
+  kernels::cpu::set_conv_algo(ConvAlgo::automatic);
 }
 
 TEST(Conv2d, MatchesTheSevenLoopReference) {
@@ -84,8 +86,9 @@ TEST(Conv2d, MatchesTheSevenLoopReference) {
   });
 }
 
-// Both lowerings give the same forward and gradients (f64, so only rounding differs).
-TEST(Conv2d, PerImageAndBatchedGradientsAgree) {
+// Every lowering gives the same forward and gradients (f64, so only rounding differs; the f32
+// lowerings, Winograd and direct, serve f32 only and fall back to im2col here).
+TEST(Conv2d, EveryLoweringGivesTheSameGradients) {
   Generator gen(11);
   Tensor x = Tensor::randn({5, 4, 7, 6}, gen, DType::f64);
   Tensor w = Tensor::randn({6, 2, 3, 3}, gen, DType::f64);
@@ -100,7 +103,8 @@ TEST(Conv2d, PerImageAndBatchedGradientsAgree) {
     y.backward(gy);
     got.push_back({y.detach(), xl.grad(), wl.grad(), bl.grad()});
   });
-  for (std::size_t i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(got[0][i], got[1][i]), 1e-10) << i;
+  for (std::size_t a = 1; a < got.size(); ++a)
+    for (std::size_t i = 0; i < 4; ++i) EXPECT_LT(max_abs_diff(got[0][i], got[a][i]), 1e-10) << i;
 }
 
 TEST(Conv2d, NonContiguousInputsGiveTheSameResult) {
@@ -149,7 +153,7 @@ TEST(Conv2d, ChunkedBatchesMatchWholeSubBatches) {
   EXPECT_LT(max_abs_diff(whole[1], concat(gxs, 0)), 1e-5);
   EXPECT_LT(max_abs_diff(whole[2], gw), 1e-2);  // sums of 80k f32 products
   EXPECT_LT(max_abs_diff(whole[3], gb), 1e-2);
-  kernels::cpu::set_conv_algo(kernels::cpu::ConvAlgo::per_image);
+  kernels::cpu::set_conv_algo(kernels::cpu::ConvAlgo::automatic);
 }
 
 TEST(Pooling, MaxAndAverageMatchWindowLoops) {

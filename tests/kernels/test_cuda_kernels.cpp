@@ -176,7 +176,7 @@ TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
 // GPU checks
 
 #if defined(GRADLENS_HAVE_CUDA)
-#define REQUIRE_GPU()                                                                         \
+#define REQUIRE_GPU()                                                                        \
   do {                                                                                       \
     if (kc::device_count() == 0)                                                             \
       GTEST_SKIP() << "no CUDA device: the driver or GPU is missing; kernels not exercised"; \
@@ -428,7 +428,8 @@ TEST(CudaReduce, RowsColsAll) {
 TEST(CudaSoftmaxXent, ForwardBackwardMatchDoubleReference) {
   REQUIRE_GPU();
   const int64_t rows = 67, cols = 10;
-  auto x = random_vec<float>(size_t(rows * cols), 51, -30, 30);  // large logits: needs the max shift
+  auto x =
+      random_vec<float>(size_t(rows * cols), 51, -30, 30);  // large logits: needs the max shift
   std::vector<int64_t> y(rows);
   for (int64_t r = 0; r < rows; ++r) y[r] = (r * 7) % cols;
   std::vector<double> loss(rows), grad(rows * cols), sm(rows * cols), lsm(rows * cols);
@@ -510,9 +511,9 @@ void run_gemm_case(kc::GemmAlgo algo, const GemmCase& g) {
         continue;
       }
       if (!(std::fabs(v - w) <= tol * (1 + std::fabs(w))) && bad++ < 3)
-        ADD_FAILURE() << kc::gemm_algo_name(algo) << " ta=" << g.ta << " tb=" << g.tb << " M=" << g.M
-                      << " N=" << g.N << " K=" << g.K << " C[" << i << "," << j << "] got " << v
-                      << " want " << w;
+        ADD_FAILURE() << kc::gemm_algo_name(algo) << " ta=" << g.ta << " tb=" << g.tb
+                      << " M=" << g.M << " N=" << g.N << " K=" << g.K << " C[" << i << "," << j
+                      << "] got " << v << " want " << w;
     }
 }
 
@@ -520,19 +521,19 @@ TEST(CudaSgemm, AllBackendsMatchReference) {
   REQUIRE_GPU();
   using A = gl::kernels::Activation;
   const std::vector<GemmCase> cases = {
-      {false, false, 128, 128, 784, 0, 1.0f, 0.0f, true, A::relu},   // MLP layer, split-K path
-      {false, false, 128, 10, 128, 0, 1.0f, 0.0f, true, A::none},    // logits
-      {false, true, 128, 784, 128, 0, 1.0f, 0.0f, false, A::none},   // dX = dY W^T shape
-      {true, false, 784, 128, 128, 0, 1.0f, 1.0f, false, A::none},   // dW = X^T dY, accumulate
-      {true, true, 33, 65, 17, 3, 0.5f, -0.25f, true, A::tanh},      // ragged, padded lds
+      {false, false, 128, 128, 784, 0, 1.0f, 0.0f, true, A::relu},  // MLP layer, split-K path
+      {false, false, 128, 10, 128, 0, 1.0f, 0.0f, true, A::none},   // logits
+      {false, true, 128, 784, 128, 0, 1.0f, 0.0f, false, A::none},  // dX = dY W^T shape
+      {true, false, 784, 128, 128, 0, 1.0f, 1.0f, false, A::none},  // dW = X^T dY, accumulate
+      {true, true, 33, 65, 17, 3, 0.5f, -0.25f, true, A::tanh},     // ragged, padded lds
       {false, false, 1, 1, 1, 0, 2.0f, 0.0f, false, A::sigmoid},
       {false, false, 257, 130, 9, 1, 1.0f, 0.5f, true, A::sigmoid},  // misaligned ld -> scalar
       {false, false, 300, 260, 70, 0, 1.0f, 0.0f, false, A::none},   // large tiles if many SMs
       {false, true, 5, 7, 0, 0, 1.0f, 0.5f, true, A::relu},          // K = 0: beta*C + bias
       {false, false, 1024, 1024, 64, 0, 1.0f, 0.0f, false, A::none},
   };
-  for (auto algo : {kc::GemmAlgo::naive, kc::GemmAlgo::tiled, kc::GemmAlgo::tf32,
-                    kc::GemmAlgo::cublas})
+  for (auto algo :
+       {kc::GemmAlgo::naive, kc::GemmAlgo::tiled, kc::GemmAlgo::tf32, kc::GemmAlgo::cublas})
     for (const auto& g : cases) run_gemm_case(algo, g);
 }
 
@@ -569,8 +570,10 @@ TEST(CudaOptim, SgdAndAdamMatchTorchFormulas) {
     kc::SgdConfig sgd{0.1f, 0.9f, 0.0f, 0.01f, variant == 1};
     kc::AdamConfig adam{0.01f, 0.9f, 0.999f, 1e-8f, 0.05f, variant == 3};
     for (int64_t step = 1; step <= 3; ++step) {
-      if (variant < 2) kc::sgd_step(table, sgd, step);
-      else kc::adam_step(table, adam, step);
+      if (variant < 2)
+        kc::sgd_step(table, sgd, step);
+      else
+        kc::adam_step(table, adam, step);
       for (auto& t : h)  // reference: torch.optim in double
         for (size_t i = 0; i < t.p.size(); ++i) {
           double p = t.p[i], g = t.g[i];
@@ -581,8 +584,10 @@ TEST(CudaOptim, SgdAndAdamMatchTorchFormulas) {
             g = sgd.nesterov ? g + sgd.momentum * buf : buf;
             t.p[i] = float(p - sgd.lr * g);
           } else {
-            if (adam.decoupled) p *= 1 - double(adam.lr) * adam.weight_decay;
-            else g += adam.weight_decay * p;
+            if (adam.decoupled)
+              p *= 1 - double(adam.lr) * adam.weight_decay;
+            else
+              g += adam.weight_decay * p;
             const double m = adam.beta1 * double(t.s0[i]) + (1 - adam.beta1) * g;
             const double v = adam.beta2 * double(t.s1[i]) + (1 - adam.beta2) * g * g;
             t.s0[i] = float(m);
@@ -658,8 +663,10 @@ TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
     std::vector<double> wb(nbins, 0), wo(3, 0);
     for (float v : x) {
       const int b = kc::histogram_bin(v, lo, hi, nbins);
-      if (b >= 0) ++wb[b];
-      else ++wo[b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2)];
+      if (b >= 0)
+        ++wb[b];
+      else
+        ++wo[b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2)];
     }
     expect_close(to_host(bins), wb, 0, 0, "histogram bins " + std::to_string(nbins));
     expect_close(to_host(outside), wo, 0, 0, "histogram outside");
@@ -678,8 +685,10 @@ TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
     if (y[r] < 0 || y[r] >= classes) continue;
     for (int64_t c = 0; c < cols; ++c) {
       const int b = kc::histogram_bin(x[r * cols + c], -1.f, 1.f, nbins);
-      if (b >= 0) ++wb[y[r] * nbins + b];
-      else ++wo[y[r] * 3 + (b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2))];
+      if (b >= 0)
+        ++wb[y[r] * nbins + b];
+      else
+        ++wo[y[r] * 3 + (b == kc::kBinBelow ? 0 : (b == kc::kBinAbove ? 1 : 2))];
     }
   }
   expect_close(to_host(cb), wb, 0, 0, "class histogram");
@@ -688,7 +697,9 @@ TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
 
 #else  // !GRADLENS_HAVE_CUDA
 
-TEST(CudaKernels, Skipped) { GTEST_SKIP() << "built without CUDA: CUDA kernels not compiled"; }
+TEST(CudaKernels, Skipped) {
+  GTEST_SKIP() << "built without CUDA: CUDA kernels not compiled";
+}
 
 #endif
 

@@ -27,8 +27,8 @@ void check_kats(const std::vector<Kat>& kats) {
     Philox4x32Key key{{k.key[0], k.key[1]}};
     const Philox4x32Ctr out = gl::rng::philox4x32<R>(c, key);
     for (int i = 0; i < 4; ++i)
-      EXPECT_EQ(out.v[i], k.expected[i]) << "rounds " << R << " word " << i << " ctr0 " << std::hex
-                                         << k.ctr[0];
+      EXPECT_EQ(out.v[i], k.expected[i])
+          << "rounds " << R << " word " << i << " ctr0 " << std::hex << k.ctr[0];
   }
 }
 
@@ -63,8 +63,8 @@ TEST(Philox, StreamLayoutMatchesDocumentedCounter) {
   const uint64_t seed = 0x0123456789abcdefull, stream = 0xfedcba9876543210ull;
   for (uint64_t index : {0ull, 1ull, 5ull, 1ull << 33}) {
     const uint64_t block = index / 4;
-    Philox4x32Ctr c{{uint32_t(block), uint32_t(block >> 32), uint32_t(stream),
-                     uint32_t(stream >> 32)}};
+    Philox4x32Ctr c{
+        {uint32_t(block), uint32_t(block >> 32), uint32_t(stream), uint32_t(stream >> 32)}};
     Philox4x32Key k{{uint32_t(seed), uint32_t(seed >> 32)}};
     EXPECT_EQ(gl::rng::philox_u32(seed, stream, index), gl::rng::philox4x32_10(c, k).v[index % 4]);
   }

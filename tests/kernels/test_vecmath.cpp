@@ -68,8 +68,10 @@ TEST(Vecmath, ScalarPathIsTheFunctorExactly) {
   tanh_f32(x.data(), y.data(), int64_t(x.size()));
   for (std::size_t i = 0; i < x.size(); ++i) {
     float r = gl::fn::Tanh{}(x[i]);
-    if (std::isnan(r)) EXPECT_TRUE(std::isnan(y[i]));
-    else EXPECT_EQ(y[i], r);
+    if (std::isnan(r))
+      EXPECT_TRUE(std::isnan(y[i]));
+    else
+      EXPECT_EQ(y[i], r);
   }
   vecmath_force_scalar(false);
 }

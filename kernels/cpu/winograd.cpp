@@ -1,0 +1,474 @@
+// winograd.cpp: Winograd F(2x2, 3x3) convolution (kernels/cpu/winograd.h).
+//
+// Lavin & Gray's minimal filtering algorithm: a 2x2 block of outputs of a 3x3 correlation is
+//   Y = A^T [ (G g G^T) . (B^T d B) ] A
+// for the 4x4 input tile d and the filter g, with 16 multiplies instead of 36. Summed over the
+// input channels, the elementwise products become 16 independent GEMMs (one per transformed
+// position xi): M_xi[tiles, out] = V_xi[tiles, in] @ U_xi[in, out], which run on our packed
+// GEMM. The same 4x4 domain serves all three passes of training:
+// - forward: d = input tile, g = filter, in = C, out = OC.
+// - input gradient: a forward pass over dY padded by 2 - pad with the filters flipped and
+//   transposed (in = OC, out = C).
+// - weight gradient: the transposed algorithm F(3x3, 2x2). From the trilinear form
+//   sum_i u_i y_i = sum_xi (A u)_xi (G g)_xi (B^T d)_xi, the 3x3 correlation of a 4x4 input tile
+//   d with a 2x2 output-gradient tile u is dW_tile = G^T [ (A u A^T) . (B^T d B) ] G, so
+//   S_xi[OC, C] = Z_xi^T @ V_xi (a TN GEMM summing over tiles) and dW = G^T S G at the end.
+//
+// Work is cut into chunks of about kChunkTiles tiles (whole images, or bands of tile rows of a
+// large image) so that a chunk's transformed input, products and output stay in L2. For each
+// chunk a thread copies the input band into a zero-padded HWC buffer (channels contiguous), so
+// the transforms run as plain loops over channels that the compiler vectorizes; outputs go
+// through an HWC band buffer back into NCHW. The chunking depends only on the geometry, and
+// the weight gradient sums per fixed group of chunks, added in order: no result depends on the
+// thread count.
+#include "kernels/cpu/winograd.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace gl::kernels::cpu {
+namespace {
+
+// Floats of transformed input plus products per chunk: 16 * tiles * (in + out).
+constexpr int64_t kChunkFloats = 160 * 1024;
+// Partial sums of the weight gradient (at most this many, summed in order).
+constexpr int64_t kWeightGroups = 8;
+
+struct Band {
+  int64_t n, r0, r1;  // image, tile rows [r0, r1)
+};
+
+// One pass over tiles of [n, in, h, w] giving [n, out, oh, ow] (or, for the weight gradient,
+// consuming both).
+struct Plan {
+  int64_t n, in, h, w, out, oh, ow, pad_h, pad_w;
+  int64_t th() const { return (oh + 1) / 2; }
+  int64_t tw() const { return (ow + 1) / 2; }
+  // Chunks of bands; each chunk holds at most max(tiles budget, one tile row) tiles.
+  std::vector<std::vector<Band>> chunks() const {
+    const int64_t per_image = th() * tw();
+    const int64_t budget = std::max<int64_t>(tw(), kChunkFloats / (16 * (in + out)));
+    std::vector<std::vector<Band>> cs;
+    if (per_image <= budget) {
+      const int64_t images = std::max<int64_t>(1, budget / per_image);
+      for (int64_t i = 0; i < n; i += images) {
+        std::vector<Band> c;
+        for (int64_t k = i; k < std::min(n, i + images); ++k) c.push_back({k, 0, th()});
+        cs.push_back(std::move(c));
+      }
+    } else {
+      const int64_t rows = std::max<int64_t>(1, budget / tw());
+      for (int64_t k = 0; k < n; ++k)
+        for (int64_t r = 0; r < th(); r += rows) cs.push_back({{k, r, std::min(th(), r + rows)}});
+    }
+    return cs;
+  }
+};
+
+int64_t chunk_tiles(const std::vector<Band>& c, int64_t tw) {
+  int64_t t = 0;
+  for (const Band& b : c) t += (b.r1 - b.r0) * tw;
+  return t;
+}
+
+template <class T>
+T* scratch(int slot, std::size_t n) {
+  static thread_local std::vector<T> buffers[6];
+  auto& b = buffers[slot];
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+// dst[j * dld + i] = src[i * sld + j] for i < rows, j < cols.
+void transpose_base(const float* src, int64_t rows, int64_t cols, int64_t sld, float* dst,
+                    int64_t dld) {
+  constexpr int64_t B = 8;
+  for (int64_t i0 = 0; i0 < rows; i0 += B)
+    for (int64_t j0 = 0; j0 < cols; j0 += B)
+      for (int64_t i = i0; i < std::min(rows, i0 + B); ++i)
+        for (int64_t j = j0; j < std::min(cols, j0 + B); ++j) dst[j * dld + i] = src[i * sld + j];
+}
+
+#define GL_WINO_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
+
+// GCC 12 flags the intrinsics' internal undefined vectors as maybe-uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The 16 rows r[0..15] of a 16x16 block, transposed in registers.
+GL_WINO_AVX512 static inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  // u[4 i + k], 128-bit lane L: column 4 L + k of rows 4 i .. 4 i + 3.
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0x44);
+    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i + 0], t[4 * i + 2], 0xEE);
+    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x88);
+    const __m512 b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xDD);
+    const __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x88);
+    const __m512 d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xDD);
+    r[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+    r[8 + k] = _mm512_shuffle_f32x4(a, c, 0xDD);
+    r[4 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(b, d, 0xDD);
+  }
+}
+
+GL_WINO_AVX512 void transpose_avx512(const float* src, int64_t rows, int64_t cols, int64_t sld,
+                                     float* dst, int64_t dld) {
+  for (int64_t i0 = 0; i0 < rows; i0 += 16)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
+      const int64_t ri = std::min<int64_t>(16, rows - i0), cj = std::min<int64_t>(16, cols - j0);
+      const __mmask16 cm = __mmask16((1u << cj) - 1), rm = __mmask16((1u << ri) - 1);
+      __m512 r[16];
+      for (int64_t k = 0; k < 16; ++k)
+        r[k] = k < ri ? _mm512_maskz_loadu_ps(cm, src + (i0 + k) * sld + j0) : _mm512_setzero_ps();
+      transpose16(r);
+      for (int64_t k = 0; k < cj; ++k) _mm512_mask_storeu_ps(dst + (j0 + k) * dld + i0, rm, r[k]);
+    }
+}
+#pragma GCC diagnostic pop
+
+// The AVX-512 transforms run where the GEMM runs its AVX-512 kernel (cpu::set_isa forces the
+// baseline paths for tests).
+bool use_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+  return ok && std::strcmp(isa_name(), "avx512") == 0;
+}
+
+void transpose(const float* src, int64_t rows, int64_t cols, int64_t sld, float* dst, int64_t dld) {
+  (use_avx512() ? transpose_avx512 : transpose_base)(src, rows, cols, sld, dst, dld);
+}
+
+// buf[(i * cols + j) * ch + c] = src[c][y0 + i][x0 + j], zero outside the plane. The rows in
+// the plane are transposed in one piece into tmp (whole 16x16 blocks) and then copied in.
+void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, int64_t rows,
+              int64_t x0, int64_t cols, float* buf, float* tmp) {
+  std::fill(buf, buf + rows * cols * ch, 0.0f);
+  const int64_t jlo = std::max<int64_t>(0, -x0), jhi = std::min(cols, w - x0);
+  const int64_t ylo = std::max<int64_t>(0, y0), yhi = std::min(h, y0 + rows);
+  if (jhi <= jlo || yhi <= ylo) return;
+  transpose(src + ylo * w, ch, (yhi - ylo) * w, h * w, tmp, ch);
+  for (int64_t y = ylo; y < yhi; ++y)
+    std::copy(tmp + ((y - ylo) * w + jlo + x0) * ch, tmp + ((y - ylo) * w + jhi + x0) * ch,
+              buf + ((y - y0) * cols + jlo) * ch);
+}
+
+// The tile transforms, as loops over channels (the vectorized dimension). Each is compiled for
+// AVX-512 and for the baseline below and picked at run time.
+#define GL_TILE_LOOP static inline __attribute__((always_inline))
+
+// v[xi * vs + c] = (B^T d B)[xi] for the 4x4 tile d[(i * rs) + j * ch + c].
+GL_TILE_LOOP void input_tile(const float* __restrict b, int64_t rs, int64_t ch, float* __restrict v,
+                             int64_t vs) {
+#pragma omp simd
+  for (int64_t c = 0; c < ch; ++c) {
+    float t[4][4];
+    for (int j = 0; j < 4; ++j) {
+      const float d0 = b[0 * rs + j * ch + c], d1 = b[1 * rs + j * ch + c],
+                  d2 = b[2 * rs + j * ch + c], d3 = b[3 * rs + j * ch + c];
+      t[0][j] = d0 - d2;
+      t[1][j] = d1 + d2;
+      t[2][j] = d2 - d1;
+      t[3][j] = d1 - d3;
+    }
+    for (int i = 0; i < 4; ++i) {
+      v[(4 * i + 0) * vs + c] = t[i][0] - t[i][2];
+      v[(4 * i + 1) * vs + c] = t[i][1] + t[i][2];
+      v[(4 * i + 2) * vs + c] = t[i][2] - t[i][1];
+      v[(4 * i + 3) * vs + c] = t[i][1] - t[i][3];
+    }
+  }
+}
+
+// The 2x2 outputs A^T m A (+ bias) of the tile m[xi * ms + c], written at o[i * rs + j * ch + c].
+GL_TILE_LOOP void output_tile(const float* __restrict m, int64_t ms, const float* __restrict bias,
+                              int64_t ch, float* __restrict o, int64_t rs) {
+#pragma omp simd
+  for (int64_t c = 0; c < ch; ++c) {
+    float t[2][4];
+    for (int j = 0; j < 4; ++j) {
+      const float a0 = m[(0 + j) * ms + c], a1 = m[(4 + j) * ms + c], a2 = m[(8 + j) * ms + c],
+                  a3 = m[(12 + j) * ms + c];
+      t[0][j] = a0 + a1 + a2;
+      t[1][j] = a1 - a2 - a3;
+    }
+    for (int i = 0; i < 2; ++i) {
+      o[i * rs + c] = t[i][0] + t[i][1] + t[i][2] + bias[c];
+      o[i * rs + ch + c] = t[i][1] - t[i][2] - t[i][3] + bias[c];
+    }
+  }
+}
+
+// z[xi * zs + c] = (A u A^T)[xi] for the 2x2 output-gradient tile u[i * rs + j * ch + c].
+GL_TILE_LOOP void grad_tile(const float* __restrict u, int64_t rs, int64_t ch, float* __restrict z,
+                            int64_t zs) {
+#pragma omp simd
+  for (int64_t c = 0; c < ch; ++c) {
+    const float u00 = u[c], u01 = u[ch + c], u10 = u[rs + c], u11 = u[rs + ch + c];
+    const float r[4][2] = {
+        {u00, u01}, {u00 + u10, u01 + u11}, {u00 - u10, u01 - u11}, {-u10, -u11}};
+    for (int i = 0; i < 4; ++i) {
+      z[(4 * i + 0) * zs + c] = r[i][0];
+      z[(4 * i + 1) * zs + c] = r[i][0] + r[i][1];
+      z[(4 * i + 2) * zs + c] = r[i][0] - r[i][1];
+      z[(4 * i + 3) * zs + c] = -r[i][1];
+    }
+  }
+}
+
+// Input transform of one band: buf is its zero-padded HWC copy with rows 2 * (r1 - r0) + 2 and
+// cols 2 * tw + 2; tile k of the band goes to row t0 + k of v.
+GL_TILE_LOOP void input_band_body(const float* buf, int64_t rows, int64_t tw, int64_t ch, float* v,
+                                  int64_t t0, int64_t tiles) {
+  const int64_t cols = 2 * tw + 2, rs = cols * ch;
+  for (int64_t ty = 0; ty < rows; ++ty)
+    for (int64_t tx = 0; tx < tw; ++tx)
+      input_tile(buf + (2 * ty) * rs + 2 * tx * ch, rs, ch, v + (t0 + ty * tw + tx) * ch,
+                 tiles * ch);
+}
+GL_TILE_LOOP void output_band_body(const float* m, int64_t t0, int64_t tiles, const float* bias,
+                                   int64_t rows, int64_t tw, int64_t ch, float* obuf) {
+  const int64_t rs = 2 * tw * ch;
+  for (int64_t ty = 0; ty < rows; ++ty)
+    for (int64_t tx = 0; tx < tw; ++tx)
+      output_tile(m + (t0 + ty * tw + tx) * ch, tiles * ch, bias, ch,
+                  obuf + 2 * ty * rs + 2 * tx * ch, rs);
+}
+GL_TILE_LOOP void grad_band_body(const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z,
+                                 int64_t t0, int64_t tiles) {
+  const int64_t rs = 2 * tw * ch;
+  for (int64_t ty = 0; ty < rows; ++ty)
+    for (int64_t tx = 0; tx < tw; ++tx)
+      grad_tile(ubuf + 2 * ty * rs + 2 * tx * ch, rs, ch, z + (t0 + ty * tw + tx) * ch, tiles * ch);
+}
+
+// name(params): name##_body compiled for AVX-512 and for the baseline, picked at run time.
+#define GL_WINO_DISPATCH(name, params, args)           \
+  GL_WINO_AVX512 void name##_avx512 params {           \
+    name##_body args;                                  \
+  }                                                    \
+  void name##_base params {                            \
+    name##_body args;                                  \
+  }                                                    \
+  void name params {                                   \
+    (use_avx512() ? name##_avx512 : name##_base) args; \
+  }
+
+GL_WINO_DISPATCH(input_band,
+                 (const float* buf, int64_t rows, int64_t tw, int64_t ch, float* v, int64_t t0,
+                  int64_t tiles),
+                 (buf, rows, tw, ch, v, t0, tiles))
+GL_WINO_DISPATCH(output_band,
+                 (const float* m, int64_t t0, int64_t tiles, const float* bias, int64_t rows,
+                  int64_t tw, int64_t ch, float* obuf),
+                 (m, t0, tiles, bias, rows, tw, ch, obuf))
+GL_WINO_DISPATCH(grad_band,
+                 (const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z, int64_t t0,
+                  int64_t tiles),
+                 (ubuf, rows, tw, ch, z, t0, tiles))
+
+// u = G g G^T of a 3x3 filter (row-major, flipped in both axes when `flip`).
+void filter_tile(const float* g, bool flip, float u[16]) {
+  float f[3][3];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) f[i][j] = flip ? g[(2 - i) * 3 + (2 - j)] : g[i * 3 + j];
+  float t[4][3];  // G f
+  for (int j = 0; j < 3; ++j) {
+    t[0][j] = f[0][j];
+    t[1][j] = 0.5f * (f[0][j] + f[1][j] + f[2][j]);
+    t[2][j] = 0.5f * (f[0][j] - f[1][j] + f[2][j]);
+    t[3][j] = f[2][j];
+  }
+  for (int i = 0; i < 4; ++i) {
+    u[4 * i + 0] = t[i][0];
+    u[4 * i + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
+    u[4 * i + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
+    u[4 * i + 3] = t[i][2];
+  }
+}
+
+// U[xi][in][out] for the forward pass (in = C, out = OC) or, with `for_input_grad`, the flipped
+// transposed filters of the input gradient (in = OC, out = C).
+std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool for_input_grad) {
+  std::vector<float> U(std::size_t(16 * oc * c));
+  const int64_t in = for_input_grad ? oc : c, out = for_input_grad ? c : oc;
+#pragma omp parallel for schedule(static) if (oc * c >= 4096)
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t i = 0; i < c; ++i) {
+      float u[16];
+      filter_tile(w + (o * c + i) * 9, for_input_grad, u);
+      const int64_t row = for_input_grad ? o : i, col = for_input_grad ? i : o;
+      for (int xi = 0; xi < 16; ++xi) U[std::size_t((xi * in + row) * out + col)] = u[xi];
+    }
+  return U;
+}
+
+// A chunk's buffers (per thread, reused): the padded HWC input band, the transformed input
+// v [16][tiles][in], the products (or transformed output gradients) m [16][tiles][out], the
+// HWC output (or output-gradient) band and the transpose staging area.
+struct ChunkScratch {
+  int64_t tiles;
+  float *buf, *v, *m, *obuf, *tmp;
+};
+ChunkScratch chunk_scratch(const Plan& p, const std::vector<Band>& chunk) {
+  const int64_t tw = p.tw(), tiles = chunk_tiles(chunk, tw);
+  const int64_t band_rows = std::min(p.th(), chunk[0].r1 - chunk[0].r0);
+  return {tiles,
+          scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
+          scratch<float>(1, std::size_t(16 * tiles * p.in)),
+          scratch<float>(2, std::size_t(16 * tiles * p.out)),
+          scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out)),
+          scratch<float>(4, std::size_t(std::max((2 * band_rows + 2) * p.w * p.in,
+                                                 2 * band_rows * p.ow * p.out)))};
+}
+// Rows t0 .. of cs.v: the transformed input tiles of band bd.
+void transform_input(const Plan& p, const float* x, const Band& bd, const ChunkScratch& cs,
+                     int64_t t0) {
+  const int64_t rows = bd.r1 - bd.r0, tw = p.tw();
+  fill_hwc(x + bd.n * p.in * p.h * p.w, p.in, p.h, p.w, 2 * bd.r0 - p.pad_h, 2 * rows + 2, -p.pad_w,
+           2 * tw + 2, cs.buf, cs.tmp);
+  input_band(cs.buf, rows, tw, p.in, cs.v, t0, cs.tiles);
+}
+
+// [n, in, h, w] -> [n, out, oh, ow] with the transformed filters U and an optional bias.
+void forward_pass(const Plan& p, const float* x, const float* U, const float* bias, float* y) {
+  const int64_t tw = p.tw();
+  const auto chunks = p.chunks();
+  std::vector<float> zero_bias(std::size_t(p.out), 0.0f);
+  const float* b = bias ? bias : zero_bias.data();
+  const bool parallel = chunks.size() > 1 && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (std::size_t k = 0; k < chunks.size(); ++k) {
+    const auto& chunk = chunks[k];
+    const ChunkScratch cs = chunk_scratch(p, chunk);
+    const int64_t tiles = cs.tiles;
+    float *v = cs.v, *m = cs.m, *obuf = cs.obuf;
+    int64_t t0 = 0;
+    for (const Band& bd : chunk) {
+      transform_input(p, x, bd, cs, t0);
+      t0 += (bd.r1 - bd.r0) * tw;
+    }
+    for (int64_t xi = 0; xi < 16; ++xi)
+      sgemm(false, false, tiles, p.out, p.in, 1.0f, v + xi * tiles * p.in, p.in,
+            U + xi * p.in * p.out, p.out, 0.0f, m + xi * tiles * p.out, p.out);
+    t0 = 0;
+    for (const Band& bd : chunk) {
+      const int64_t rows = bd.r1 - bd.r0;
+      output_band(m, t0, tiles, b, rows, tw, p.out, obuf);
+      t0 += rows * tw;
+      // HWC band -> NCHW rows [2 r0, min(oh, 2 r1)).
+      const int64_t y0 = 2 * bd.r0, y1 = std::min(p.oh, 2 * bd.r1), bw = 2 * tw;
+      float* dst = y + bd.n * p.out * p.oh * p.ow;
+      if (bw == p.ow)  // the band's rows are contiguous in both layouts
+        transpose(obuf, (y1 - y0) * p.ow, p.out, p.out, dst + y0 * p.ow, p.oh * p.ow);
+      else
+        for (int64_t yy = y0; yy < y1; ++yy)
+          transpose(obuf + (yy - y0) * bw * p.out, p.ow, p.out, p.out, dst + yy * p.ow,
+                    p.oh * p.ow);
+    }
+  }
+}
+
+// dW[oc][c][3][3] = sum over tiles of G^T [(A dY A^T) . (B^T x B)] G.
+void weight_pass(const Plan& p, const float* x, const float* dy, float* dw) {
+  const int64_t tw = p.tw();
+  const auto chunks = p.chunks();
+  const int64_t nc = int64_t(chunks.size());
+  const int64_t groups = std::min(nc, kWeightGroups), per = (nc + groups - 1) / groups;
+  const int64_t s_size = 16 * p.in * p.out;
+  std::vector<float> S(std::size_t(groups * s_size), 0.0f);
+  const bool parallel = groups > 1 && omp_get_max_threads() > 1;
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t gi = 0; gi < groups; ++gi) {
+    float* s = S.data() + gi * s_size;
+    for (int64_t k = gi * per; k < std::min(nc, (gi + 1) * per); ++k) {
+      const auto& chunk = chunks[std::size_t(k)];
+      const ChunkScratch cs = chunk_scratch(p, chunk);
+      const int64_t tiles = cs.tiles;
+      float *v = cs.v, *z = cs.m;
+      int64_t t0 = 0;
+      for (const Band& bd : chunk) {
+        const int64_t rows = bd.r1 - bd.r0;
+        transform_input(p, x, bd, cs, t0);
+        fill_hwc(dy + bd.n * p.out * p.oh * p.ow, p.out, p.oh, p.ow, 2 * bd.r0, 2 * rows, 0, 2 * tw,
+                 cs.obuf, cs.tmp);
+        grad_band(cs.obuf, rows, tw, p.out, z, t0, tiles);
+        t0 += rows * tw;
+      }
+      for (int64_t xi = 0; xi < 16; ++xi)
+        sgemm(true, false, p.out, p.in, tiles, 1.0f, z + xi * tiles * p.out, p.out,
+              v + xi * tiles * p.in, p.in, 1.0f, s + xi * p.out * p.in, p.in);
+    }
+  }
+  for (int64_t gi = 1; gi < groups; ++gi)
+    for (int64_t i = 0; i < s_size; ++i) S[std::size_t(i)] += S[std::size_t(gi * s_size + i)];
+  // dW = G^T S G per (oc, c).
+  for (int64_t o = 0; o < p.out; ++o)
+    for (int64_t c = 0; c < p.in; ++c) {
+      float sv[4][4];
+      for (int xi = 0; xi < 16; ++xi)
+        sv[xi / 4][xi % 4] = S[std::size_t((xi * p.out + o) * p.in + c)];
+      float t[3][4];  // G^T s
+      for (int j = 0; j < 4; ++j) {
+        t[0][j] = sv[0][j] + 0.5f * (sv[1][j] + sv[2][j]);
+        t[1][j] = 0.5f * (sv[1][j] - sv[2][j]);
+        t[2][j] = 0.5f * (sv[1][j] + sv[2][j]) + sv[3][j];
+      }
+      float* d = dw + (o * p.in + c) * 9;
+      for (int i = 0; i < 3; ++i) {
+        d[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        d[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+        d[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+}
+
+}  // namespace
+
+bool winograd_applies(const ConvGeometry& g) {
+  return g.kh == 3 && g.kw == 3 && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 &&
+         g.dil_w == 1 && g.groups == 1 && g.pad_h >= 0 && g.pad_h <= 2 && g.pad_w >= 0 &&
+         g.pad_w <= 2 && g.out_h() >= 1 && g.out_w() >= 1;
+}
+
+bool winograd_preferred(const ConvGeometry& g) {
+  // With few channels the 16 GEMMs are too thin to pay for the transforms (the first layer of
+  // a CNN, C = 1 or 3, stays on im2col).
+  return winograd_applies(g) && g.c >= 8 && g.oc >= 8;
+}
+
+void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
+                             const float* bias, float* out) {
+  const std::vector<float> U = transform_filters(g.oc, g.c, w, false);
+  forward_pass({g.n, g.c, g.h, g.w, g.oc, g.out_h(), g.out_w(), g.pad_h, g.pad_w}, x, U.data(),
+               bias, out);
+}
+
+void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
+                              const float* dy, float* dx, float* dw, float* db) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
+  if (db) conv2d_bias_grad(g.n, g.oc, P, dy, db);
+  if (dw) weight_pass({g.n, g.c, g.h, g.w, g.oc, oh, ow, g.pad_h, g.pad_w}, x, dy, dw);
+  if (dx) {
+    const std::vector<float> U = transform_filters(g.oc, g.c, w, true);
+    // A forward pass over dY padded by 2 - pad gives back the input's size.
+    forward_pass({g.n, g.oc, oh, ow, g.c, g.h, g.w, 2 - g.pad_h, 2 - g.pad_w}, dy, U.data(),
+                 nullptr, dx);
+  }
+}
+
+}  // namespace gl::kernels::cpu

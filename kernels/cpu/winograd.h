@@ -1,0 +1,20 @@
+// winograd.h: Winograd F(2x2, 3x3) convolution on the CPU, f32 (kernels/cpu/winograd.cpp).
+// conv2d_forward/backward (conv.h) route here for the shapes where it is the faster lowering.
+#pragma once
+#include "kernels/cpu/conv.h"
+
+namespace gl::kernels::cpu {
+
+// 3x3 kernel, stride 1, dilation 1, one group, padding 0 to 2.
+bool winograd_applies(const ConvGeometry& g);
+// winograd_applies and enough channels on both sides for its GEMMs to pay (measured with
+// bench/bench_conv --algo).
+bool winograd_preferred(const ConvGeometry& g);
+
+// Same contracts as conv2d_forward / conv2d_backward, for geometries where winograd_applies.
+void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
+                             const float* bias, float* out);
+void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
+                              const float* dy, float* dx, float* dw, float* db);
+
+}  // namespace gl::kernels::cpu

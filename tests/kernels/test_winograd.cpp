@@ -1,0 +1,153 @@
+// Winograd F(2x2, 3x3) convolution (kernels/cpu/winograd.h) against the f64 im2col path and the
+// 7-loop reference: forward, input gradient, weight gradient and bias gradient, over odd and
+// even sizes, paddings 0 to 2, channel counts that are not multiples of the vector width,
+// images large enough to be cut into bands of tile rows, and batches sharing chunks. Results
+// must not depend on the thread count.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include "kernels/cpu/conv.h"
+#include "kernels/cpu/winograd.h"
+#include "kernels/kernels.h"
+#include "tests/kernels/conv_test_util.h"
+
+using namespace gl::kernels::cpu;
+using gl::testing::random_floats;
+using gl::testing::rel_err;
+using gl::testing::widen;
+
+namespace {
+
+struct Shape {
+  int64_t n, c, h, w, oc, pad_h, pad_w;
+};
+
+ConvGeometry geometry(const Shape& s) {
+  ConvGeometry g;
+  g.n = s.n, g.c = s.c, g.h = s.h, g.w = s.w, g.oc = s.oc, g.kh = 3, g.kw = 3;
+  g.pad_h = s.pad_h, g.pad_w = s.pad_w;
+  return g;
+}
+
+const std::vector<Shape> kShapes = {
+    {64, 32, 14, 14, 64, 1, 1},  // the default CNN's second layer
+    {3, 5, 7, 9, 6, 0, 0},       // odd sizes: partial tiles on both axes
+    {2, 17, 8, 5, 19, 2, 2},     // channels off the vector width, padding 2
+    {2, 3, 6, 6, 4, 1, 0},       // mixed padding
+    {1, 8, 100, 40, 12, 1, 1},   // one image larger than a chunk: bands of tile rows
+    {5, 20, 3, 3, 9, 1, 1},      // 3x3 images, several per chunk
+    {2, 4, 3, 4, 3, 0, 0},       // one output row
+};
+
+}  // namespace
+
+TEST(Winograd, AppliesOnlyToThreeByThreeStrideOneUngrouped) {
+  ConvGeometry g = geometry({1, 4, 8, 8, 4, 1, 1});
+  EXPECT_TRUE(winograd_applies(g));
+  ConvGeometry s = g;
+  s.stride_h = 2;
+  EXPECT_FALSE(winograd_applies(s));
+  ConvGeometry d = g;
+  d.dil_w = 2;
+  EXPECT_FALSE(winograd_applies(d));
+  ConvGeometry k = g;
+  k.kh = 5;
+  EXPECT_FALSE(winograd_applies(k));
+  ConvGeometry gr = g;
+  gr.groups = 2;
+  EXPECT_FALSE(winograd_applies(gr));
+  ConvGeometry p = g;
+  p.pad_h = 3;
+  EXPECT_FALSE(winograd_applies(p));
+  // The first layer of a CNN (one input channel) stays on im2col.
+  EXPECT_FALSE(winograd_preferred(geometry({64, 1, 28, 28, 32, 1, 1})));
+  EXPECT_TRUE(winograd_preferred(geometry({64, 32, 14, 14, 64, 1, 1})));
+}
+
+// Runs f under every instruction set this CPU has (the transforms have an AVX-512 and a
+// baseline build), restoring automatic selection.
+void for_each_isa(const std::function<void(const char*)>& f) {
+  for (const char* isa : {"avx512", "avx2", "scalar"}) {
+    try {
+      set_isa(isa);
+    } catch (const std::invalid_argument&) {
+      continue;
+    }
+    f(isa);
+  }
+  set_isa("auto");
+}
+
+TEST(Winograd, ForwardMatchesTheSevenLoopReference) {
+  for_each_isa([](const char* isa) {
+    std::mt19937 rng(1);
+    for (const Shape& s : kShapes) {
+      const ConvGeometry g = geometry(s);
+      const auto x = random_floats(std::size_t(g.n * g.c * g.h * g.w), rng);
+      const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
+      const auto b = random_floats(std::size_t(g.oc), rng);
+      const std::size_t out_size = std::size_t(g.n * g.oc * g.out_h() * g.out_w());
+      std::vector<double> want(out_size);
+      conv2d_reference(g, widen(x).data(), widen(w).data(), widen(b).data(), want.data());
+      std::vector<float> got(out_size, NAN);
+      winograd_conv2d_forward(g, x.data(), w.data(), b.data(), got.data());
+      EXPECT_LT(rel_err(got, want), 2e-6) << "n=" << s.n << " c=" << s.c << " h=" << s.h
+                                          << " w=" << s.w << " oc=" << s.oc << " pad=" << s.pad_h;
+      conv2d_reference(g, widen(x).data(), widen(w).data(), nullptr, want.data());
+      winograd_conv2d_forward(g, x.data(), w.data(), nullptr, got.data());
+      EXPECT_LT(rel_err(got, want), 2e-6) << "no bias, h=" << s.h << " " << isa;
+    }
+  });
+}
+
+TEST(Winograd, GradientsMatchTheF64Path) {
+  for_each_isa([](const char* isa) {
+    std::mt19937 rng(2);
+    for (const Shape& s : kShapes) {
+      const ConvGeometry g = geometry(s);
+      const auto x = random_floats(std::size_t(g.n * g.c * g.h * g.w), rng);
+      const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
+      const auto dy = random_floats(std::size_t(g.n * g.oc * g.out_h() * g.out_w()), rng);
+      std::vector<double> dx(x.size()), dw(w.size()), db(std::size_t(g.oc));
+      set_conv_algo(ConvAlgo::per_image);
+      conv2d_backward(g, widen(x).data(), widen(w).data(), widen(dy).data(), dx.data(), dw.data(),
+                      db.data());
+      set_conv_algo(ConvAlgo::automatic);
+      std::vector<float> gx(x.size(), NAN), gw(w.size(), NAN), gb(db.size(), NAN);
+      winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), gx.data(), gw.data(), gb.data());
+      EXPECT_LT(rel_err(gx, dx), 2e-6) << "dx h=" << s.h << " w=" << s.w << " pad=" << s.pad_h;
+      EXPECT_LT(rel_err(gw, dw), 2e-6) << "dw h=" << s.h << " w=" << s.w << " pad=" << s.pad_h;
+      EXPECT_LT(rel_err(gb, db), 1e-6) << "db h=" << s.h;
+      // Each output may be asked for alone.
+      std::vector<float> only_w(w.size(), NAN);
+      winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), nullptr, only_w.data(), nullptr);
+      EXPECT_EQ(only_w, gw) << isa;
+    }
+  });
+}
+
+TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
+  std::mt19937 rng(3);
+  const ConvGeometry g = geometry({37, 24, 14, 14, 40, 1, 1});
+  const auto x = random_floats(std::size_t(g.n * g.c * g.h * g.w), rng);
+  const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
+  const auto dy = random_floats(std::size_t(g.n * g.oc * 14 * 14), rng);
+  auto run = [&](int threads) {
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    std::vector<float> y(dy.size()), gx(x.size()), gw(w.size()), gb(std::size_t(g.oc));
+    winograd_conv2d_forward(g, x.data(), w.data(), nullptr, y.data());
+    winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), gx.data(), gw.data(), gb.data());
+    omp_set_num_threads(saved);
+    return std::vector<std::vector<float>>{y, gx, gw, gb};
+  };
+  const auto one = run(1);
+  for (int t : {2, 3, 5}) EXPECT_EQ(run(t), one) << t << " threads";
+}
