@@ -41,8 +41,8 @@ void conv2d_backward(const ConvGeometry& g, const float* x, const float* weight,
 void conv2d_backward(const ConvGeometry& g, const double* x, const double* weight,
                      const double* grad_out, double* grad_x, double* grad_weight,
                      double* grad_bias);
-// db[o] = sum of dy[n, o, p] over images n and positions p < P (f32 in, f64 sums in a fixed
-// order, so the result does not depend on the thread count).
+// db[o] = sum of dy[n, o, p] over images n and positions p < P (each plane summed in f32 lanes,
+// the planes in f64, in a fixed order: the result does not depend on the thread count).
 void conv2d_bias_grad(int64_t n, int64_t oc, int64_t P, const float* dy, float* db);
 // The naive 7-loop definition (the test oracle of conv2d_forward).
 void conv2d_reference(const ConvGeometry& g, const double* x, const double* weight,

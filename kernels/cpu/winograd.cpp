@@ -306,7 +306,7 @@ void filter_tile(const float* g, bool flip, float u[16]) {
 std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool for_input_grad) {
   std::vector<float> U(std::size_t(16 * oc * c));
   const int64_t in = for_input_grad ? oc : c, out = for_input_grad ? c : oc;
-#pragma omp parallel for schedule(static) if (oc * c >= 4096)
+#pragma omp parallel for schedule(static) if (oc * c >= 512)
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t i = 0; i < c; ++i) {
       float u[16];
@@ -414,9 +414,11 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw) {
               v + xi * tiles * p.in, p.in, 1.0f, s + xi * p.out * p.in, p.in);
     }
   }
-  for (int64_t gi = 1; gi < groups; ++gi)
-    for (int64_t i = 0; i < s_size; ++i) S[std::size_t(i)] += S[std::size_t(gi * s_size + i)];
-  // dW = G^T S G per (oc, c).
+  // The groups' sums, added in group order, then dW = G^T S G per (oc, c).
+#pragma omp parallel for schedule(static) if (s_size >= 8192)
+  for (int64_t i = 0; i < s_size; ++i)
+    for (int64_t gi = 1; gi < groups; ++gi) S[std::size_t(i)] += S[std::size_t(gi * s_size + i)];
+#pragma omp parallel for schedule(static) if (p.out * p.in >= 512)
   for (int64_t o = 0; o < p.out; ++o)
     for (int64_t c = 0; c < p.in; ++c) {
       float sv[4][4];
