@@ -394,7 +394,18 @@ void run_sweep(const SweepOpts& o) {
         units.emplace_back(runs.begin() + std::ptrdiff_t(runs.size() * g / groups),
                            runs.begin() + std::ptrdiff_t(runs.size() * (g + 1) / groups));
     }
-    std::sort(units.begin(), units.end(), [](auto& x, auto& y) { return x[0] < y[0]; });
+    // Longest first (by the estimated work left: epoch_cost x epochs to go), so the last units
+    // to start are short and the workers finish together instead of one long unit running
+    // alone at the end; equal work keeps the grid order. The order changes no result.
+    auto work = [&](const std::vector<size_t>& u) {
+      double w = 0;
+      for (size_t i : u)
+        w += cost[i] * double(std::max<int64_t>(mine[i].config.epochs - states[i].epochs_done, 1));
+      return w;
+    };
+    std::stable_sort(units.begin(), units.end(), [](auto& x, auto& y) { return x[0] < y[0]; });
+    std::stable_sort(units.begin(), units.end(),
+                     [&](auto& x, auto& y) { return work(x) > work(y); });
   }
 
   std::map<pid_t, size_t> workers;  // pid -> unit

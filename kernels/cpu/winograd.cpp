@@ -388,6 +388,10 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw) {
   const int64_t tw = p.tw();
   const auto chunks = p.chunks();
   const int64_t nc = int64_t(chunks.size());
+  if (nc == 0) {  // an empty batch
+    std::fill(dw, dw + p.out * p.in * 9, 0.0f);
+    return;
+  }
   const int64_t groups = std::min(nc, kWeightGroups), per = (nc + groups - 1) / groups;
   const int64_t s_size = 16 * p.in * p.out;
   std::vector<float> S(std::size_t(groups * s_size), 0.0f);

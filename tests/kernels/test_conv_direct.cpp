@@ -86,6 +86,16 @@ TEST(ConvDirect, WeightAndBiasGradientsMatchTheF64Path) {
   }
 }
 
+TEST(ConvDirect, AnEmptyBatchGivesZeroGradients) {
+  if (!have_direct()) GTEST_SKIP() << "the direct kernel needs AVX-512; this CPU has none";
+  const ConvGeometry g = geometry({0, 1, 6, 6, 3, 3, 1});
+  std::vector<float> dw(27, NAN), db(3, NAN);
+  direct_conv2d_forward(g, nullptr, dw.data(), nullptr, nullptr);
+  direct_conv2d_weight_grad(g, nullptr, nullptr, dw.data(), db.data());
+  EXPECT_EQ(dw, std::vector<float>(27, 0.0f));
+  EXPECT_EQ(db, std::vector<float>(3, 0.0f));
+}
+
 TEST(ConvDirect, ResultsDoNotDependOnTheThreadCount) {
   if (!have_direct()) GTEST_SKIP() << "the direct kernel needs AVX-512; this CPU has none";
   std::mt19937 rng(6);

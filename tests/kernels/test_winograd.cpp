@@ -133,6 +133,15 @@ TEST(Winograd, GradientsMatchTheF64Path) {
   });
 }
 
+TEST(Winograd, AnEmptyBatchGivesZeroGradients) {
+  const ConvGeometry g = geometry({0, 8, 6, 6, 8, 1, 1});
+  std::vector<float> w(8 * 8 * 9, 1.0f), dw(w.size(), NAN), db(8, NAN);
+  winograd_conv2d_forward(g, nullptr, w.data(), nullptr, nullptr);
+  winograd_conv2d_backward(g, nullptr, w.data(), nullptr, nullptr, dw.data(), db.data());
+  EXPECT_EQ(dw, std::vector<float>(w.size(), 0.0f));
+  EXPECT_EQ(db, std::vector<float>(8, 0.0f));
+}
+
 TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
   std::mt19937 rng(3);
   const ConvGeometry g = geometry({37, 24, 14, 14, 40, 1, 1});
