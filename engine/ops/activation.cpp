@@ -1,4 +1,6 @@
 // activation.cpp: relu, leaky_relu, tanh, sigmoid, gelu (erf and tanh forms), silu.
+#include <algorithm>
+
 #include "engine/ops.h"
 #include "engine/ops/map.h"
 #include "kernels/cpu/vecmath.h"
@@ -11,6 +13,8 @@ using detail::unary_map;
 
 namespace {
 using F32Kernel = void (*)(const float*, float*, int64_t);
+// out = g * f'(keep) over contiguous f32 arrays (keep: what the backward reads, x or y).
+using F32BackKernel = void (*)(const float*, const float*, float*, int64_t);
 
 // The forward map: contiguous f32 goes to the vectorized CPU kernel when there is one (chunks
 // split across threads for large tensors); everything else evaluates the functor.
@@ -38,19 +42,35 @@ Tensor forward_map(const Tensor& x, Fwd fwd, F32Kernel fast, const char* name) {
 enum class Saved { input, output };
 
 template <class Back>
-Tensor backward_map(const Tensor& g, const Tensor& keep, Back back) {
+Tensor backward_map(const Tensor& g, const Tensor& keep, Back back, F32BackKernel fast) {
+  if (fast && g.defined() && keep.defined() && g.dtype() == DType::f32 &&
+      keep.dtype() == DType::f32 && g.device().is_cpu() && keep.device().is_cpu() &&
+      g.shape() == keep.shape() && g.is_contiguous() && keep.is_contiguous()) {
+    Tensor out = Tensor::empty(g.shape(), DType::f32);
+    const float *gp = g.data<float>(), *kp = keep.data<float>();
+    float* op = out.data<float>();
+    const int64_t n = g.numel();
+    constexpr int64_t chunk = 1 << 14;
+    const int64_t chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (n >= loops::kParallelGrain)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const int64_t s = c * chunk;
+      fast(gp + s, kp + s, op + s, std::min(chunk, n - s));
+    }
+    return out;
+  }
   return binary_map(g, keep, back, "activation_backward");
 }
 
 template <class Fwd, class Back>
 Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved saved,
-                  F32Kernel fast) {
+                  F32Kernel fast, F32BackKernel fast_back) {
   Tensor out = forward_map(x, fwd, fast, name);
   if (needs_grad({&x})) {
     Tensor keep = saved == Saved::input ? x.detach() : out.detach();
     attach_grad_fn(out, name, {x},
-                   [keep, back](const Tensor& g) -> std::vector<Tensor> {
-                     return {backward_map(g, keep, back)};
+                   [keep, back, fast_back](const Tensor& g) -> std::vector<Tensor> {
+                     return {backward_map(g, keep, back, fast_back)};
                    },
                    {x.shape()});
   }
@@ -58,25 +78,29 @@ Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved s
 }
 
 // Every activation's forward and backward functors, what its backward reads and its fast f32
-// kernel, in one place: the ops and activate_backward both go through this table.
+// kernels (forward, backward), in one place: the ops and activate_backward both go through this
+// table, so the tape and the fused step compute the same values.
 template <class F>
 Tensor visit_activation(ActivationKind a, double s, F&& f) {
   switch (a) {
     case ActivationKind::relu:
-      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, nullptr);
+      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, nullptr, nullptr);
     case ActivationKind::leaky_relu:
-      return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr);
+      return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr,
+               nullptr);
     case ActivationKind::tanh:
-      return f(fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32);
+      return f(fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32,
+               nullptr);
     case ActivationKind::sigmoid:
       return f(fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
-               kernels::cpu::sigmoid_f32);
+               kernels::cpu::sigmoid_f32, nullptr);
     case ActivationKind::gelu:
-      return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, nullptr);
+      return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, kernels::cpu::gelu_f32,
+               kernels::cpu::gelu_backward_f32);
     case ActivationKind::gelu_tanh:
-      return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input, nullptr);
+      return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input, nullptr, nullptr);
     case ActivationKind::silu:
-      return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32);
+      return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32, nullptr);
     case ActivationKind::identity:
       break;
   }
@@ -85,8 +109,9 @@ Tensor visit_activation(ActivationKind a, double s, F&& f) {
 
 Tensor apply_activation(ActivationKind a, const Tensor& x, double slope) {
   return visit_activation(a, slope,
-                          [&x](auto fwd, auto back, const char* name, Saved saved, F32Kernel fast) {
-                            return activation(x, fwd, back, name, saved, fast);
+                          [&x](auto fwd, auto back, const char* name, Saved saved, F32Kernel fast,
+                               F32BackKernel fast_back) {
+                            return activation(x, fwd, back, name, saved, fast, fast_back);
                           });
 }
 }  // namespace
@@ -113,12 +138,13 @@ Tensor silu(const Tensor& x) {
 Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
                          double slope) {
   if (a == ActivationKind::identity) return grad;
-  return visit_activation(a, slope, [&](auto, auto back, const char*, Saved saved, F32Kernel) {
-    const Tensor& keep = saved == Saved::input ? x : y;
-    GL_CHECK(keep.defined(), "activate_backward: {} reads its {}, which was not given",
-             activation_name(a), saved == Saved::input ? "input x" : "output y");
-    return backward_map(grad, keep.detach(), back);
-  });
+  return visit_activation(
+      a, slope, [&](auto, auto back, const char*, Saved saved, F32Kernel, F32BackKernel fast_back) {
+        const Tensor& keep = saved == Saved::input ? x : y;
+        GL_CHECK(keep.defined(), "activate_backward: {} reads its {}, which was not given",
+                 activation_name(a), saved == Saved::input ? "input x" : "output y");
+        return backward_map(grad, keep.detach(), back, fast_back);
+      });
 }
 
 ActivationKind parse_activation(const std::string& n) {

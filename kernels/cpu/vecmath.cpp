@@ -1,7 +1,7 @@
-// vecmath.cpp: AVX2+FMA exp/tanh/sigmoid. exp: Cephes expf (range reduction by ln 2, degree-5
-// polynomial, exponent by integer add), max error about 2 ulp on [-87, 88]. tanh: Cephes tanhf,
-// a degree-9 odd polynomial for |x| < 0.625 and 1 - 2/(exp(2|x|) + 1) beyond. sigmoid:
-// 1 / (1 + exp(-x)) with the exponent clamped so it never overflows.
+// vecmath.cpp: AVX2+FMA exp/tanh/sigmoid/silu/gelu. exp: Cephes expf (range reduction by ln 2,
+// degree-5 polynomial, exponent by integer add), max error about 2 ulp on [-87, 88]. tanh: Cephes
+// tanhf, a degree-9 odd polynomial for |x| < 0.625 and 1 - 2/(exp(2|x|) + 1) beyond. sigmoid: 1 /
+// (1 + exp(-x)) with the exponent clamped so it never overflows.
 #include "kernels/cpu/vecmath.h"
 
 #include <immintrin.h>
@@ -82,6 +82,71 @@ GL_AVX2 inline __m256 sigmoid_ps(__m256 x) {
   return _mm256_blendv_ps(r, x, isnan);
 }
 
+// The standard normal CDF and PDF at x, for GELU (erf form): Phi(x) = erfc(-x / sqrt 2) / 2 and
+// phi(x) = exp(-x^2 / 2) / sqrt(2 pi). With z = |x| / sqrt 2: erfc(z) = 1 - z P(z^2) below 1, and
+// exp(-z^2) t Q(t) with t = 1 / z beyond (two fits, for z < 2 and z >= 2). The polynomials are
+// least-squares fits with relative weights (erf(z) / z on [0, 1]; erfc(z) exp(z^2) z against
+// t on [1/2, 1] and [1/10, 1/2]), within 1e-7 of the function. exp(-z^2) takes the rounding
+// error of z^2 into account (z^2 = hi + lo, exp(-hi) (1 - lo)), which keeps the far tail of
+// Phi within about 1e-6 relative; below x = -13 both underflow to 0.
+GL_AVX2 inline __m256 poly_ps(__m256 x, const float* c, int n) {
+  __m256 p = _mm256_set1_ps(c[n - 1]);
+  for (int i = n - 2; i >= 0; --i) p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(c[i]));
+  return p;
+}
+
+constexpr float kErfSmall[8] = {1.128379225730896f,      -0.37612637877464294f,
+                                0.11283783614635468f,    -0.02686547487974167f,
+                                0.005221138708293438f,   -0.0008485435973852873f,
+                                0.00011274713324382901f, -9.689661965239793e-06f};
+constexpr float kErfcMid[9] = {0.5622915625572205f,  0.0240901131182909f,    -0.4111543595790863f,
+                               0.35834887623786926f, -0.019951142370700836f, -0.22062568366527557f,
+                               0.20383042097091675f, -0.08272042870521545f,  0.01347424741834402f};
+constexpr float kErfcTail[9] = {
+    0.5641956925392151f,    -0.0002465721336193383f, -0.2779104709625244f,
+    -0.039048902690410614f, 0.6398634314537048f,     -0.7030574083328247f,
+    0.017771301791071892f,  0.4986279010772705f,     -0.28581923246383667f};
+
+GL_AVX2 inline void normal_cdf_pdf_ps(__m256 x, __m256* cdf, __m256* pdf) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+  // |x| capped at 14.15 (|z| = 10), where erfc and exp(-z^2) are already 0 in f32 (keeps inf
+  // out of the squares). z^2 = x^2 / 2 from the exact square of |x| (hi + lo): a rounded z
+  // would cost exp(-z^2) 2 z^2 ulp of relative accuracy in the tail.
+  const __m256 ax = _mm256_min_ps(_mm256_andnot_ps(sign_mask, x), _mm256_set1_ps(14.15f));
+  const __m256 az = _mm256_mul_ps(ax, _mm256_set1_ps(0.70710678118654752f));
+  const __m256 x2 = _mm256_mul_ps(ax, ax);
+  const __m256 z2 = _mm256_mul_ps(x2, _mm256_set1_ps(0.5f));
+  const __m256 z2lo = _mm256_mul_ps(_mm256_fmsub_ps(ax, ax, x2), _mm256_set1_ps(0.5f));
+  __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), z2));
+  e = _mm256_fnmadd_ps(e, z2lo, e);
+  const __m256 small = _mm256_fnmadd_ps(az, poly_ps(z2, kErfSmall, 8), one);
+  const __m256 t = _mm256_div_ps(one, _mm256_max_ps(az, one));
+  const __m256 mid = poly_ps(t, kErfcMid, 9), tail = poly_ps(t, kErfcTail, 9);
+  const __m256 q = _mm256_blendv_ps(tail, mid, _mm256_cmp_ps(az, _mm256_set1_ps(2.0f), _CMP_LT_OQ));
+  const __m256 large = _mm256_mul_ps(_mm256_mul_ps(e, t), q);
+  const __m256 erfc = _mm256_blendv_ps(large, small, _mm256_cmp_ps(az, one, _CMP_LT_OQ));
+  const __m256 half = _mm256_mul_ps(_mm256_set1_ps(0.5f), erfc);
+  *cdf = _mm256_blendv_ps(half, _mm256_sub_ps(one, half),
+                          _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+  *pdf = _mm256_mul_ps(e, _mm256_set1_ps(0.39894228040143267794f));
+}
+
+GL_AVX2 inline __m256 gelu_ps(__m256 x) {
+  __m256 cdf, pdf;
+  normal_cdf_pdf_ps(x, &cdf, &pdf);
+  const __m256 r = _mm256_mul_ps(x, cdf);
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
+// d gelu / dx = Phi(x) + x phi(x), times the incoming gradient.
+GL_AVX2 inline __m256 gelu_back_ps(__m256 g, __m256 x) {
+  __m256 cdf, pdf;
+  normal_cdf_pdf_ps(x, &cdf, &pdf);
+  const __m256 d = _mm256_fmadd_ps(x, pdf, cdf);
+  const __m256 r = _mm256_mul_ps(g, d);
+  return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+}
+
 // One AVX2 loop per function; the tail goes through a zero-padded buffer.
 #define GL_DEFINE_AVX2_MAP(name, expr)                     \
   GL_AVX2 void name(const float* x, float* y, int64_t n) { \
@@ -103,6 +168,19 @@ GL_DEFINE_AVX2_MAP(exp_avx2, exp_ps(v))
 GL_DEFINE_AVX2_MAP(tanh_avx2, tanh_ps(v))
 GL_DEFINE_AVX2_MAP(sigmoid_avx2, sigmoid_ps(v))
 GL_DEFINE_AVX2_MAP(silu_avx2, _mm256_mul_ps(v, sigmoid_ps(v)))
+GL_DEFINE_AVX2_MAP(gelu_avx2, gelu_ps(v))
+
+GL_AVX2 void gelu_backward_avx2(const float* g, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, gelu_back_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(x + i)));
+  if (i < n) {
+    alignas(32) float gb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, xb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t k = i; k < n; ++k) gb[k - i] = g[k], xb[k - i] = x[k];
+    _mm256_store_ps(gb, gelu_back_ps(_mm256_load_ps(gb), _mm256_load_ps(xb)));
+    for (int64_t k = i; k < n; ++k) y[k] = gb[k - i];
+  }
+}
 
 bool use_avx2() {
   return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma();
@@ -136,5 +214,13 @@ void sigmoid_f32(const float* x, float* y, int64_t n) {
 void silu_f32(const float* x, float* y, int64_t n) {
   if (use_avx2()) return silu_avx2(x, y, n);
   scalar_map(x, y, n, fn::Silu{});
+}
+void gelu_f32(const float* x, float* y, int64_t n) {
+  if (use_avx2()) return gelu_avx2(x, y, n);
+  scalar_map(x, y, n, fn::GeluErf{});
+}
+void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
+  if (use_avx2()) return gelu_backward_avx2(g, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluErfBack{}(g[i], x[i]);
 }
 }  // namespace gl::kernels::cpu

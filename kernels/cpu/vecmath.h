@@ -12,6 +12,10 @@ void tanh_f32(const float* x, float* y, int64_t n);
 void sigmoid_f32(const float* x, float* y, int64_t n);
 // silu(x) = x * sigmoid(x)
 void silu_f32(const float* x, float* y, int64_t n);
+// gelu(x) = x Phi(x), the erf form (Phi the standard normal CDF)
+void gelu_f32(const float* x, float* y, int64_t n);
+// y = g * gelu'(x) = g * (Phi(x) + x phi(x))
+void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 
 // True when the AVX2 paths are in use (for tests and benchmarks).
 bool vecmath_uses_avx2();
