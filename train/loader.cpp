@@ -106,6 +106,10 @@ Batch Loader::batch(int64_t b) const {
     Tensor idx = dev_order_.narrow(0, start, count);
     out.images = index_select(dev_images_, 0, idx);
     out.labels = index_select(dev_labels_, 0, idx);
+  } else if (!shuffle_) {
+    // In order (evaluation): the batch is a view of consecutive rows, no copy.
+    out.images = images_.narrow(0, start, count);
+    out.labels = labels_.narrow(0, start, count);
   } else {
     out.images = Tensor::empty({count, features_}, DType::f32);
     out.labels = Tensor::empty({count}, DType::i64);
