@@ -34,12 +34,23 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::s
     inflateEnd(&zs);
     throw std::runtime_error(fmt::format("'{}': compressed file too large", source));
   }
-  std::vector<uint8_t> chunk(1 << 18);
+  // The gzip trailer's ISIZE (the last member's length mod 2^32; the whole file's for the usual
+  // single member) sizes the output up front, so inflate writes in place without regrowing a
+  // 47 MB buffer. It is only a hint: the loop below grows the buffer if the data runs longer.
+  std::size_t used = 0;
+  if (compressed.size() >= 18) {
+    const uint8_t* t = compressed.data() + compressed.size() - 4;
+    const std::size_t isize = std::size_t(t[0]) | std::size_t(t[1]) << 8 | std::size_t(t[2]) << 16 |
+                              std::size_t(t[3]) << 24;
+    out.resize(std::min<std::size_t>(isize, compressed.size() * 1032 + (1 << 16)) + 1);
+  }
   for (;;) {
-    zs.next_out = chunk.data();
-    zs.avail_out = static_cast<uInt>(chunk.size());
+    if (out.size() - used < (1 << 16)) out.resize(std::max<std::size_t>(out.size() * 2, 1 << 18));
+    zs.next_out = out.data() + used;
+    zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - used, 1u << 30));
+    const std::size_t before = zs.avail_out;
     int rc = inflate(&zs, Z_NO_FLUSH);
-    out.insert(out.end(), chunk.data(), chunk.data() + (chunk.size() - zs.avail_out));
+    used += before - zs.avail_out;
     if (rc == Z_STREAM_END) {
       // Concatenated gzip members are legal; anything else after the stream is not.
       if (zs.avail_in == 0) break;
@@ -63,6 +74,7 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::s
     throw std::runtime_error(fmt::format("'{}': corrupt gzip data: {}", source, msg));
   }
   inflateEnd(&zs);
+  out.resize(used);
   return out;
 }
 
