@@ -98,9 +98,11 @@ Tensor visit_activation(ActivationKind a, double s, F&& f) {
       return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, kernels::cpu::gelu_f32,
                kernels::cpu::gelu_backward_f32);
     case ActivationKind::gelu_tanh:
-      return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input, nullptr, nullptr);
+      return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input,
+               kernels::cpu::gelu_tanh_f32, kernels::cpu::gelu_tanh_backward_f32);
     case ActivationKind::silu:
-      return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32, nullptr);
+      return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32,
+               kernels::cpu::silu_backward_f32);
     case ActivationKind::identity:
       break;
   }

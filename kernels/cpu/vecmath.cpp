@@ -147,6 +147,37 @@ GL_AVX2 inline __m256 gelu_back_ps(__m256 g, __m256 x) {
   return _mm256_blendv_ps(r, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+// silu'(x) = s (1 + x (1 - s)), s = sigmoid(x), times the incoming gradient.
+GL_AVX2 inline __m256 silu_back_ps(__m256 g, __m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f), s = sigmoid_ps(x);
+  const __m256 d = _mm256_mul_ps(s, _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one));
+  return _mm256_mul_ps(g, d);
+}
+
+// GELU, tanh form: 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2 / pi).
+GL_AVX2 inline __m256 gelu_tanh_u_ps(__m256 x) {
+  const __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+  return _mm256_mul_ps(_mm256_set1_ps(0.79788456080286535588f),
+                       _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), x3, x));
+}
+GL_AVX2 inline __m256 gelu_tanh_ps(__m256 x) {
+  const __m256 t = tanh_ps(gelu_tanh_u_ps(x));
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x),
+                       _mm256_add_ps(_mm256_set1_ps(1.0f), t));
+}
+// d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 * 0.044715 x^2), t = tanh(u).
+GL_AVX2 inline __m256 gelu_tanh_back_ps(__m256 g, __m256 x) {
+  const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f);
+  const __m256 t = tanh_ps(gelu_tanh_u_ps(x));
+  const __m256 du =
+      _mm256_mul_ps(_mm256_set1_ps(0.79788456080286535588f),
+                    _mm256_fmadd_ps(_mm256_set1_ps(3.0f * 0.044715f), _mm256_mul_ps(x, x), one));
+  const __m256 a = _mm256_mul_ps(half, _mm256_add_ps(one, t));
+  const __m256 b =
+      _mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_mul_ps(_mm256_fnmadd_ps(t, t, one), du));
+  return _mm256_mul_ps(g, _mm256_add_ps(a, b));
+}
+
 // One AVX2 loop per function; the tail goes through a zero-padded buffer.
 #define GL_DEFINE_AVX2_MAP(name, expr)                     \
   GL_AVX2 void name(const float* x, float* y, int64_t n) { \
@@ -170,17 +201,24 @@ GL_DEFINE_AVX2_MAP(sigmoid_avx2, sigmoid_ps(v))
 GL_DEFINE_AVX2_MAP(silu_avx2, _mm256_mul_ps(v, sigmoid_ps(v)))
 GL_DEFINE_AVX2_MAP(gelu_avx2, gelu_ps(v))
 
-GL_AVX2 void gelu_backward_avx2(const float* g, const float* x, float* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, gelu_back_ps(_mm256_loadu_ps(g + i), _mm256_loadu_ps(x + i)));
-  if (i < n) {
-    alignas(32) float gb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, xb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int64_t k = i; k < n; ++k) gb[k - i] = g[k], xb[k - i] = x[k];
-    _mm256_store_ps(gb, gelu_back_ps(_mm256_load_ps(gb), _mm256_load_ps(xb)));
-    for (int64_t k = i; k < n; ++k) y[k] = gb[k - i];
+// One AVX2 loop per backward (y = back(g, x)); the tail goes through zero-padded buffers.
+#define GL_DEFINE_AVX2_BACK(name, fn)                                                       \
+  GL_AVX2 void name(const float* g, const float* x, float* y, int64_t n) {                  \
+    int64_t i = 0;                                                                          \
+    for (; i + 8 <= n; i += 8)                                                              \
+      _mm256_storeu_ps(y + i, fn(_mm256_loadu_ps(g + i), _mm256_loadu_ps(x + i)));          \
+    if (i < n) {                                                                            \
+      alignas(32) float gb[8] = {0, 0, 0, 0, 0, 0, 0, 0}, xb[8] = {0, 0, 0, 0, 0, 0, 0, 0}; \
+      for (int64_t k = i; k < n; ++k) gb[k - i] = g[k], xb[k - i] = x[k];                   \
+      _mm256_store_ps(gb, fn(_mm256_load_ps(gb), _mm256_load_ps(xb)));                      \
+      for (int64_t k = i; k < n; ++k) y[k] = gb[k - i];                                     \
+    }                                                                                       \
   }
-}
+
+GL_DEFINE_AVX2_BACK(gelu_backward_avx2, gelu_back_ps)
+GL_DEFINE_AVX2_BACK(silu_backward_avx2, silu_back_ps)
+GL_DEFINE_AVX2_BACK(gelu_tanh_backward_avx2, gelu_tanh_back_ps)
+GL_DEFINE_AVX2_MAP(gelu_tanh_avx2, gelu_tanh_ps(v))
 
 bool use_avx2() {
   return !g_force_scalar.load(std::memory_order_relaxed) && cpu_has_avx2_fma();
@@ -222,5 +260,17 @@ void gelu_f32(const float* x, float* y, int64_t n) {
 void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   if (use_avx2()) return gelu_backward_avx2(g, x, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluErfBack{}(g[i], x[i]);
+}
+void silu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
+  if (use_avx2()) return silu_backward_avx2(g, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::SiluBack{}(g[i], x[i]);
+}
+void gelu_tanh_f32(const float* x, float* y, int64_t n) {
+  if (use_avx2()) return gelu_tanh_avx2(x, y, n);
+  scalar_map(x, y, n, fn::GeluTanh{});
+}
+void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n) {
+  if (use_avx2()) return gelu_tanh_backward_avx2(g, x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluTanhBack{}(g[i], x[i]);
 }
 }  // namespace gl::kernels::cpu

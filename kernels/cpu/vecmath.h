@@ -16,6 +16,11 @@ void silu_f32(const float* x, float* y, int64_t n);
 void gelu_f32(const float* x, float* y, int64_t n);
 // y = g * gelu'(x) = g * (Phi(x) + x phi(x))
 void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n);
+// y = g * silu'(x) = g * s (1 + x (1 - s)), s = sigmoid(x)
+void silu_backward_f32(const float* g, const float* x, float* y, int64_t n);
+// gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and y = g * its derivative
+void gelu_tanh_f32(const float* x, float* y, int64_t n);
+void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n);
 
 // True when the AVX2 paths are in use (for tests and benchmarks).
 bool vecmath_uses_avx2();

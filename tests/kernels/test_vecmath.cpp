@@ -105,6 +105,39 @@ TEST(Vecmath, GeluAndItsDerivativeMatchTheF64Formula) {
   }
 }
 
+// SiLU's derivative and the tanh form of GELU (forward and derivative) against the functors in
+// f64. Tolerances: a few ulp relative, plus the absolute error f32 cannot avoid where terms
+// cancel (1 + tanh(u) for very negative x; 1 - tanh(u)^2 times a factor growing as x^3).
+TEST(Vecmath, SiluAndGeluTanhMatchTheF64Functors) {
+  if (!vecmath_uses_avx2()) GTEST_SKIP() << "CPU without AVX2+FMA: only the scalar path exists";
+  auto x = sweep(-12.f, 12.f, 30001);
+  std::vector<float> g(x.size()), y(x.size()), ds(x.size()), dg(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) g[i] = 0.5f + float(i % 5) * 0.375f;
+  const int64_t n = int64_t(x.size());
+  gelu_tanh_f32(x.data(), y.data(), n);
+  gelu_tanh_backward_f32(g.data(), x.data(), dg.data(), n);
+  silu_backward_f32(g.data(), x.data(), ds.data(), n);
+  auto near = [](float got, double want, double tol) {
+    if (std::isnan(want)) return std::isnan(got);
+    if (std::isinf(want)) return double(got) == want;
+    return std::fabs(double(got) - want) <= tol;
+  };
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double xd = x[i], gd = g[i], ax = std::fabs(xd);
+    if (std::isinf(xd)) continue;  // the functors' own 0 * inf
+    const double r = gl::fn::GeluTanh{}(xd);
+    ASSERT_TRUE(near(y[i], r, 2e-6 * std::fabs(r) + 1e-7 * ax + 1e-30))
+        << "gelu_tanh x=" << x[i] << " got " << y[i] << " want " << r;
+    const double rg = gl::fn::GeluTanhBack{}(gd, xd);
+    ASSERT_TRUE(
+        near(dg[i], rg, 2e-6 * std::fabs(rg) + 2e-7 * gd * (1 + ax * (1 + 0.134 * xd * xd))))
+        << "gelu_tanh' x=" << x[i] << " got " << dg[i] << " want " << rg;
+    const double rs = gl::fn::SiluBack{}(gd, xd);
+    ASSERT_TRUE(near(ds[i], rs, 2e-6 * std::fabs(rs) + 2e-7 * gd))
+        << "silu' x=" << x[i] << " got " << ds[i] << " want " << rs;
+  }
+}
+
 TEST(Vecmath, ScalarPathIsTheFunctorExactly) {
   vecmath_force_scalar(true);
   auto x = sweep(-10.f, 10.f, 101);
