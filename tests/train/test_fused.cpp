@@ -1,10 +1,10 @@
 // test_fused.cpp: a FusedGroup trains each model exactly as it trains alone. The oracle is the
 // solo Trainer on the same configuration: every file of the run directory must be
 // byte-identical (metrics.csv without epoch_time; files holding times left out), for relu,
-// tanh, sigmoid, leaky_relu and silu MLPs of several depths, groups of 3 to 8 initializers,
-// different optimizers, schedules and learning rates in one group, a last batch of one example,
-// both step schedules at 1, 2 and 5 threads, diagnostics (whose recorded steps run on the
-// tape), optimization statistics, correlations and TensorBoard, members that diverge, and
+// tanh, sigmoid, leaky_relu, silu, gelu and gelu_tanh MLPs of several depths, groups of 3 to 8
+// initializers, different optimizers, schedules and learning rates in one group, a last batch of
+// one example, both step schedules at 1, 2 and 5 threads, diagnostics (whose recorded steps run on
+// the tape), optimization statistics, correlations and TensorBoard, members that diverge, and
 // members resumed from different epochs. Every case also counts the fused steps, so a group
 // that quietly trained one model at a time would fail.
 #include <gtest/gtest.h>
@@ -173,7 +173,8 @@ TEST(FusedGroup, MixedOptimizersLearningRatesAndActivationsInOneGroup) {
   // optimizer, schedule and learning rate.
   const TempDir dir("gl_fused_mixed");
   auto cfgs =
-      inits(dir.path, "leaky_relu", 2, {"he_uniform", "xavier_normal", "orthogonal", "normal"});
+      inits(dir.path, "leaky_relu", 2,
+            {"he_uniform", "xavier_normal", "orthogonal", "normal", "he_normal", "xavier_uniform"});
   cfgs[0].optimizer = "adam";
   cfgs[0].lr = 0.003;
   cfgs[1].optimizer = "adamw";
@@ -183,6 +184,9 @@ TEST(FusedGroup, MixedOptimizersLearningRatesAndActivationsInOneGroup) {
   cfgs[2].nesterov = true;
   cfgs[3].activation = "silu";
   cfgs[3].momentum = 0;
+  // The activations with vectorized f32 kernels in both directions.
+  cfgs[4].activation = "gelu";
+  cfgs[5].activation = "gelu_tanh";
   for (auto& c : cfgs) {
     c.log_steps = true;
     c.hidden = {40, 16};
@@ -191,7 +195,7 @@ TEST(FusedGroup, MixedOptimizersLearningRatesAndActivationsInOneGroup) {
   auto group = train_both(cfgs);
   for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out);
   EXPECT_TRUE(fs::exists(cfgs[0].out + "/steps.csv"));
-  EXPECT_EQ(group->fused_steps(), 4 * 13 * 3);
+  EXPECT_EQ(group->fused_steps(), 6 * 13 * 3);
 }
 
 TEST(FusedGroup, CallbacksSeeWhatTheySeeAlone) {
