@@ -40,7 +40,9 @@
 #include <vector>
 
 #include "kernels/cpu/conv_direct.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/pool_avx512.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/cpu/winograd.h"
 #include "kernels/kernels.h"
 
@@ -65,14 +67,6 @@ Range valid_outputs(int64_t size, int64_t out, int64_t stride, int64_t pad, int6
   int64_t lo = std::max<int64_t>(0, ceil_div(pad - offset, stride));
   int64_t hi = std::min<int64_t>(out, floor_div(size - 1 + pad - offset, stride) + 1);
   return {lo, std::max(lo, hi)};
-}
-
-template <class T>
-T* scratch(int slot, std::size_t n) {
-  static thread_local std::vector<T> buffers[3];
-  auto& b = buffers[slot];
-  if (b.size() < n) b.resize(n);
-  return b.data();
 }
 
 void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
@@ -183,8 +177,8 @@ void forward_batched(const ConvGeometry& full, const T* x_all, const T* w, const
     const Dims d(g);
     const T* x = x_all + n0 * g.c * g.h * g.w;
     T* out = out_all + n0 * g.oc * d.P;
-    T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
-    T* y = scratch<T>(1, std::size_t(g.oc * d.NP));
+    T* col = thread_scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
+    T* y = thread_scratch<T>(1, std::size_t(g.oc * d.NP));
     im2col(g, d, x, col, true);
     for (int64_t gi = 0; gi < g.groups; ++gi)
       gemm(false, false, d.ocg, d.NP, d.K, w + gi * d.ocg * d.K, d.K, col + gi * d.K * d.NP, d.NP,
@@ -213,7 +207,7 @@ void forward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* b
   const bool parallel = g.n > 1 && omp_get_max_threads() > 1;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t n = 0; n < g.n; ++n) {
-    T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.P));
+    T* col = thread_scratch<T>(0, std::size_t(g.groups * d.K * d.P));
     im2col(one, d, x + n * in_image, col, !parallel);
     T* o = out + n * out_image;
     for (int64_t gi = 0; gi < g.groups; ++gi)
@@ -235,7 +229,7 @@ void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* 
   // Images are split into a fixed number of chunks, each with its own partial dW and db summed
   // in chunk order afterwards: the result does not depend on the thread count.
   const int64_t chunks = std::min<int64_t>(g.n, 16), per = (g.n + chunks - 1) / chunks;
-  T* partial_w = grad_w ? scratch<T>(1, std::size_t(chunks * wsize)) : nullptr;
+  T* partial_w = grad_w ? thread_scratch<T>(1, std::size_t(chunks * wsize)) : nullptr;
   std::vector<double> partial_b(grad_b ? std::size_t(chunks * g.oc) : 0, 0.0);
   const bool parallel = chunks > 1 && omp_get_max_threads() > 1;
 #pragma omp parallel for schedule(static) if (parallel)
@@ -249,14 +243,14 @@ void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* 
           partial_b[std::size_t(c * g.oc + o)] += s;
         }
       if (grad_w) {
-        T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.P));
+        T* col = thread_scratch<T>(0, std::size_t(g.groups * d.K * d.P));
         im2col(one, d, x + n * in_image, col, !parallel);
         for (int64_t gi = 0; gi < g.groups; ++gi)
           gemm(false, true, d.ocg, d.K, d.P, dy + gi * d.ocg * d.P, d.P, col + gi * d.K * d.P, d.P,
                n == c * per ? T(0) : T(1), partial_w + c * wsize + gi * d.ocg * d.K, d.K);
       }
       if (grad_x) {
-        T* dcol = scratch<T>(2, std::size_t(g.groups * d.K * d.P));
+        T* dcol = thread_scratch<T>(2, std::size_t(g.groups * d.K * d.P));
         for (int64_t gi = 0; gi < g.groups; ++gi)
           gemm(true, false, d.K, d.P, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.P, d.P,
                T(0), dcol + gi * d.K * d.P, d.P);
@@ -285,7 +279,7 @@ void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, cons
     const Dims d(g);
     const T* x = x_all + n0 * g.c * g.h * g.w;
     const T* grad_out = grad_out_all + n0 * g.oc * d.P;
-    T* dy = scratch<T>(1, std::size_t(g.oc * d.NP));
+    T* dy = thread_scratch<T>(1, std::size_t(g.oc * d.NP));
 #pragma omp parallel for collapse(2) schedule(static) if (g.oc * d.NP > kParallelMin)
     for (int64_t o = 0; o < g.oc; ++o) {
       for (int64_t n = 0; n < g.n; ++n) {
@@ -302,14 +296,14 @@ void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, cons
       }
     }
     if (grad_w) {
-      T* col = scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
+      T* col = thread_scratch<T>(0, std::size_t(g.groups * d.K * d.NP));
       im2col(g, d, x, col, true);
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm(false, true, d.ocg, d.K, d.NP, dy + gi * d.ocg * d.NP, d.NP, col + gi * d.K * d.NP,
              d.NP, n0 == 0 ? T(0) : T(1), grad_w + gi * d.ocg * d.K, d.K);
     }
     if (grad_x_all) {
-      T* dcol = scratch<T>(2, std::size_t(g.groups * d.K * d.NP));
+      T* dcol = thread_scratch<T>(2, std::size_t(g.groups * d.K * d.NP));
       for (int64_t gi = 0; gi < g.groups; ++gi)
         gemm(true, false, d.K, d.NP, d.ocg, w + gi * d.ocg * d.K, d.K, dy + gi * d.ocg * d.NP, d.NP,
              T(0), dcol + gi * d.K * d.NP, d.NP);
@@ -320,31 +314,21 @@ void backward_batched(const ConvGeometry& full, const T* x_all, const T* w, cons
 
 ConvAlgo g_algo = ConvAlgo::automatic;
 
-// Winograd serves f32 only (the f64 path is gradcheck's, where exactness matters more).
-template <class T>
+// Winograd and the direct kernels serve f32 only (the f64 path is gradcheck's, where exactness
+// matters more); these are asked for f32 geometries.
 bool use_winograd(const ConvGeometry& g) {
-  if constexpr (!std::is_same_v<T, float>) {
-    return false;
-  } else {
-    if (g_algo == ConvAlgo::winograd) return winograd_applies(g);
-    return g_algo == ConvAlgo::automatic && winograd_preferred(g);
-  }
+  if (g_algo == ConvAlgo::winograd) return winograd_applies(g);
+  return g_algo == ConvAlgo::automatic && winograd_preferred(g);
 }
-template <class T>
 bool use_direct(const ConvGeometry& g) {
-  if constexpr (!std::is_same_v<T, float>) {
-    return false;
-  } else {
-    return (g_algo == ConvAlgo::automatic || g_algo == ConvAlgo::direct) &&
-           direct_conv_preferred(g);
-  }
+  return (g_algo == ConvAlgo::automatic || g_algo == ConvAlgo::direct) && direct_conv_preferred(g);
 }
 
 template <class T>
 void forward_impl(const ConvGeometry& g, const T* x, const T* w, const T* b, T* out) {
   if constexpr (std::is_same_v<T, float>) {
-    if (use_winograd<T>(g)) return winograd_conv2d_forward(g, x, w, b, out);
-    if (use_direct<T>(g)) return direct_conv2d_forward(g, x, w, b, out);
+    if (use_winograd(g)) return winograd_conv2d_forward(g, x, w, b, out);
+    if (use_direct(g)) return direct_conv2d_forward(g, x, w, b, out);
   }
   if (g_algo == ConvAlgo::batched)
     forward_batched(g, x, w, b, out);
@@ -355,8 +339,8 @@ template <class T>
 void backward_impl(const ConvGeometry& g, const T* x, const T* w, const T* dy, T* dx, T* dw,
                    T* db) {
   if constexpr (std::is_same_v<T, float>) {
-    if (use_winograd<T>(g)) return winograd_conv2d_backward(g, x, w, dy, dx, dw, db);
-    if (use_direct<T>(g)) {
+    if (use_winograd(g)) return winograd_conv2d_backward(g, x, w, dy, dx, dw, db);
+    if (use_direct(g)) {
       if (dw)
         direct_conv2d_weight_grad(g, x, dy, dw, db);
       else if (db)
@@ -436,8 +420,7 @@ template <class T>
 void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
   if (is_2x2(g)) {
     if constexpr (std::is_same_v<T, float>)
-      if (pool_avx512_available())
-        return max_pool_2x2_forward_avx512(g.planes, g.h, g.w, x, out, argmax);
+      if (cpu_runs_avx512()) return max_pool_2x2_forward_avx512(g.planes, g.h, g.w, x, out, argmax);
     return max_fwd_2x2(g, x, out, argmax);
   }
   for_each_window(
@@ -460,7 +443,7 @@ void max_fwd(const PoolGeometry& g, const T* x, T* out, int32_t* argmax) {
 template <class T>
 void max_bwd(const PoolGeometry& g, const T* grad_out, const int32_t* argmax, T* grad_x) {
   if constexpr (std::is_same_v<T, float>)
-    if (is_2x2(g) && pool_avx512_available())
+    if (is_2x2(g) && cpu_runs_avx512())
       return max_pool_2x2_backward_avx512(g.planes, g.h, g.w, grad_out, argmax, grad_x);
   const int64_t per = g.out_h() * g.out_w();
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w > kParallelMin)

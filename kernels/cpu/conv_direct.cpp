@@ -22,7 +22,8 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/kernels.h"
+#include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu/cpu_features.h"
 
 // GCC 12 flags the intrinsics' internal undefined vectors as maybe-uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -30,8 +31,6 @@
 
 namespace gl::kernels::cpu {
 namespace {
-
-#define GL_DIRECT_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
 
 struct Padded {
   int64_t hp, ws;  // padded rows, row stride (a whole number of vectors, with slack)
@@ -53,16 +52,12 @@ Padded pad_input(const ConvGeometry& g, const float* x) {
   return p;
 }
 
-GL_DIRECT_AVX512 __mmask16 lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
-}
-
 constexpr int64_t kOcBlock = 4;
 
 // One output row y of image n for output channels [o0, o0 + kOcBlock) (weights and bias padded
 // to whole blocks), x in [x0, x0 + 32); K = kh = kw.
 template <int K>
-GL_DIRECT_AVX512 void forward_row(const ConvGeometry& g, const Padded& xp, const float* w,
+GL_AVX512_KERNEL void forward_row(const ConvGeometry& g, const Padded& xp, const float* w,
                                   const float* bias, int64_t n, int64_t y, int64_t o0, int64_t x0,
                                   float* out) {
   const int64_t oh = g.out_h(), ow = g.out_w(), taps = g.c * K * K;
@@ -82,7 +77,7 @@ GL_DIRECT_AVX512 void forward_row(const ConvGeometry& g, const Padded& xp, const
       }
     }
   }
-  const __mmask16 m0 = lanes(ow - x0), m1 = lanes(ow - x0 - 16);
+  const __mmask16 m0 = first_lanes(ow - x0), m1 = first_lanes(ow - x0 - 16);
   for (int j = 0; j < kOcBlock; ++j) {
     if (o0 + j >= g.oc) break;
     float* o = out + ((n * g.oc + o0 + j) * oh + y) * ow + x0;
@@ -92,7 +87,7 @@ GL_DIRECT_AVX512 void forward_row(const ConvGeometry& g, const Padded& xp, const
 }
 
 template <int K>
-GL_DIRECT_AVX512 void forward_avx512(const ConvGeometry& g, const float* x, const float* w,
+GL_AVX512_KERNEL void forward_avx512(const ConvGeometry& g, const float* x, const float* w,
                                      const float* bias, float* out) {
   const Padded xp = pad_input(g, x);
   const int64_t oh = g.out_h(), ow = g.out_w(), taps = g.c * K * K;
@@ -121,7 +116,7 @@ GL_DIRECT_AVX512 void forward_avx512(const ConvGeometry& g, const float* x, cons
 // [ky0, ky0 + R): 2 * R * K accumulators summed over every image, output row and x-vector.
 // With db, the same pass also sums dY for the bias (per row in f32, rows in f64).
 template <int K, int R>
-GL_DIRECT_AVX512 void weight_grad_block(const ConvGeometry& g, const Padded& xp, const float* dy,
+GL_AVX512_KERNEL void weight_grad_block(const ConvGeometry& g, const Padded& xp, const float* dy,
                                         int64_t o0, bool two, int64_t c, int64_t ky0, float* dw,
                                         float* db) {
   const int64_t oh = g.out_h(), ow = g.out_w();
@@ -150,7 +145,7 @@ GL_DIRECT_AVX512 void weight_grad_block(const ConvGeometry& g, const Padded& xp,
       }
       __m512 row_a = _mm512_setzero_ps(), row_b = _mm512_setzero_ps();
       for (int64_t x0 = 0; x0 < ow; x0 += 16) {
-        const __mmask16 m = lanes(ow - x0);
+        const __mmask16 m = first_lanes(ow - x0);
         const __m512 a = _mm512_maskz_loadu_ps(m, d0 + x0);
         const __m512 b = two ? _mm512_maskz_loadu_ps(m, d1 + x0) : _mm512_setzero_ps();
         row_a = _mm512_add_ps(row_a, a);
@@ -194,12 +189,9 @@ void weight_grad_avx512(const ConvGeometry& g, const float* x, const float* dy, 
 }  // namespace
 
 bool direct_conv_preferred(const ConvGeometry& g) {
-  static const bool avx512 =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  return avx512 && std::strcmp(isa_name(), "avx512") == 0 && g.stride_h == 1 && g.stride_w == 1 &&
-         g.dil_h == 1 && g.dil_w == 1 && g.groups == 1 && g.c <= 4 && g.kh == g.kw &&
-         (g.kh == 3 || g.kh == 5) && g.out_h() >= 1 && g.out_w() >= 1;
+  return cpu_runs_avx512() && g.stride_h == 1 && g.stride_w == 1 && g.dil_h == 1 && g.dil_w == 1 &&
+         g.groups == 1 && g.c <= 4 && g.kh == g.kw && (g.kh == 3 || g.kh == 5) && g.out_h() >= 1 &&
+         g.out_w() >= 1;
 }
 
 void direct_conv2d_forward(const ConvGeometry& g, const float* x, const float* w, const float* bias,

@@ -1,5 +1,8 @@
 // cpu_features.h: the run-time CPU feature check shared by the hand-vectorized kernels.
 #pragma once
+#include <cstring>
+
+#include "kernels/kernels.h"
 
 namespace gl::kernels::cpu {
 
@@ -7,6 +10,15 @@ namespace gl::kernels::cpu {
 inline bool cpu_has_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
+}
+
+// The AVX-512 kernels outside the GEMM (Winograd, direct conv, pooling) run: the CPU has
+// AVX-512 F/VL/DQ/BW and the GEMM runs its AVX-512 kernel (cpu::set_isa forces the baseline
+// paths for tests).
+inline bool cpu_runs_avx512() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
+  return ok && std::strcmp(isa_name(), "avx512") == 0;
 }
 
 }  // namespace gl::kernels::cpu

@@ -13,7 +13,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "kernels/kernels.h"
+#include "kernels/cpu/avx512_util.h"
 
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -21,24 +21,18 @@
 namespace gl::kernels::cpu {
 namespace {
 
-#define GL_POOL_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-
 constexpr int64_t kParallelMin = 1 << 15;
 
-GL_POOL_AVX512 __mmask16 lanes(int64_t count) {
-  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
-}
-
 // v wins over best: strictly greater, or NaN over a number.
-GL_POOL_AVX512 __mmask16 wins(__m512 v, __m512 best) {
+GL_AVX512_KERNEL __mmask16 wins(__m512 v, __m512 best) {
   const __mmask16 gt = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
   const __mmask16 nan_v = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
   const __mmask16 num_best = _mm512_cmp_ps_mask(best, best, _CMP_ORD_Q);
   return gt | (nan_v & num_best);
 }
 
-GL_POOL_AVX512 void forward(int64_t planes, int64_t h, int64_t w, const float* x, float* out,
-                            int32_t* argmax) {
+GL_AVX512_KERNEL void forward(int64_t planes, int64_t h, int64_t w, const float* x, float* out,
+                              int32_t* argmax) {
   const int64_t oh = h / 2, ow = w / 2;
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
@@ -53,7 +47,7 @@ GL_POOL_AVX512 void forward(int64_t planes, int64_t h, int64_t w, const float* x
       int32_t* a = argmax + (pl * oh + i) * ow;
       for (int64_t j0 = 0; j0 < ow; j0 += 16) {
         const int64_t n = std::min<int64_t>(16, ow - j0);
-        const __mmask16 lo = lanes(2 * n), hi = lanes(2 * n - 16), m = lanes(n);
+        const __mmask16 lo = first_lanes(2 * n), hi = first_lanes(2 * n - 16), m = first_lanes(n);
         const __m512 a0 = _mm512_maskz_loadu_ps(lo, r0 + 2 * j0);
         const __m512 a1 = _mm512_maskz_loadu_ps(hi, r0 + 2 * j0 + 16);
         const __m512 b0 = _mm512_maskz_loadu_ps(lo, r1 + 2 * j0);
@@ -79,8 +73,8 @@ GL_POOL_AVX512 void forward(int64_t planes, int64_t h, int64_t w, const float* x
   }
 }
 
-GL_POOL_AVX512 void backward(int64_t planes, int64_t h, int64_t w, const float* grad_out,
-                             const int32_t* argmax, float* grad_x) {
+GL_AVX512_KERNEL void backward(int64_t planes, int64_t h, int64_t w, const float* grad_out,
+                               const int32_t* argmax, float* grad_x) {
   const int64_t oh = h / 2, ow = w / 2;
   // Interleave even (first operand) and odd (second) columns: lanes 0..15 and 16..31.
   const __m512i lo_idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -99,7 +93,7 @@ GL_POOL_AVX512 void backward(int64_t planes, int64_t h, int64_t w, const float* 
       float* r1 = r0 + w;
       for (int64_t j0 = 0; j0 < ow; j0 += 16) {
         const int64_t n = std::min<int64_t>(16, ow - j0);
-        const __mmask16 m = lanes(n), lo = lanes(2 * n), hi = lanes(2 * n - 16);
+        const __mmask16 m = first_lanes(n), lo = first_lanes(2 * n), hi = first_lanes(2 * n - 16);
         const __m512 gv = _mm512_maskz_loadu_ps(m, g + j0);
         const __m512i k = _mm512_sub_epi32(
             _mm512_maskz_loadu_epi32(m, a + j0),
@@ -121,12 +115,6 @@ GL_POOL_AVX512 void backward(int64_t planes, int64_t h, int64_t w, const float* 
 }
 
 }  // namespace
-
-bool pool_avx512_available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  return ok && std::strcmp(isa_name(), "avx512") == 0;
-}
 
 void max_pool_2x2_forward_avx512(int64_t planes, int64_t h, int64_t w, const float* x, float* out,
                                  int32_t* argmax) {

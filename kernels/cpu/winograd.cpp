@@ -27,9 +27,11 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx512_util.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/scratch.h"
 #include "kernels/kernels.h"
 
 namespace gl::kernels::cpu {
@@ -77,14 +79,6 @@ int64_t chunk_tiles(const std::vector<Band>& c, int64_t tw) {
   return t;
 }
 
-template <class T>
-T* scratch(int slot, std::size_t n) {
-  static thread_local std::vector<T> buffers[6];
-  auto& b = buffers[slot];
-  if (b.size() < n) b.resize(n);
-  return b.data();
-}
-
 // dst[j * dld + i] = src[i * sld + j] for i < rows, j < cols.
 void transpose_base(const float* src, int64_t rows, int64_t cols, int64_t sld, float* dst,
                     int64_t dld) {
@@ -95,13 +89,11 @@ void transpose_base(const float* src, int64_t rows, int64_t cols, int64_t sld, f
         for (int64_t j = j0; j < std::min(cols, j0 + B); ++j) dst[j * dld + i] = src[i * sld + j];
 }
 
-#define GL_WINO_AVX512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")))
-
 // GCC 12 flags the intrinsics' internal undefined vectors as maybe-uninitialized.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 // The 16 rows r[0..15] of a 16x16 block, transposed in registers.
-GL_WINO_AVX512 static inline void transpose16(__m512 r[16]) {
+GL_AVX512_KERNEL static inline void transpose16(__m512 r[16]) {
   __m512 t[16], u[16];
   for (int i = 0; i < 8; ++i) {
     t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -126,12 +118,12 @@ GL_WINO_AVX512 static inline void transpose16(__m512 r[16]) {
   }
 }
 
-GL_WINO_AVX512 void transpose_avx512(const float* src, int64_t rows, int64_t cols, int64_t sld,
-                                     float* dst, int64_t dld) {
+GL_AVX512_KERNEL void transpose_avx512(const float* src, int64_t rows, int64_t cols, int64_t sld,
+                                       float* dst, int64_t dld) {
   for (int64_t i0 = 0; i0 < rows; i0 += 16)
     for (int64_t j0 = 0; j0 < cols; j0 += 16) {
       const int64_t ri = std::min<int64_t>(16, rows - i0), cj = std::min<int64_t>(16, cols - j0);
-      const __mmask16 cm = __mmask16((1u << cj) - 1), rm = __mmask16((1u << ri) - 1);
+      const __mmask16 cm = first_lanes(cj), rm = first_lanes(ri);
       __m512 r[16];
       for (int64_t k = 0; k < 16; ++k)
         r[k] = k < ri ? _mm512_maskz_loadu_ps(cm, src + (i0 + k) * sld + j0) : _mm512_setzero_ps();
@@ -141,16 +133,8 @@ GL_WINO_AVX512 void transpose_avx512(const float* src, int64_t rows, int64_t col
 }
 #pragma GCC diagnostic pop
 
-// The AVX-512 transforms run where the GEMM runs its AVX-512 kernel (cpu::set_isa forces the
-// baseline paths for tests).
-bool use_avx512() {
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  return ok && std::strcmp(isa_name(), "avx512") == 0;
-}
-
 void transpose(const float* src, int64_t rows, int64_t cols, int64_t sld, float* dst, int64_t dld) {
-  (use_avx512() ? transpose_avx512 : transpose_base)(src, rows, cols, sld, dst, dld);
+  (cpu_runs_avx512() ? transpose_avx512 : transpose_base)(src, rows, cols, sld, dst, dld);
 }
 
 // buf[(i * cols + j) * ch + c] = src[c][y0 + i][x0 + j], zero outside the plane. The rows in
@@ -257,15 +241,15 @@ GL_TILE_LOOP void grad_band_body(const float* ubuf, int64_t rows, int64_t tw, in
 }
 
 // name(params): name##_body compiled for AVX-512 and for the baseline, picked at run time.
-#define GL_WINO_DISPATCH(name, params, args)           \
-  GL_WINO_AVX512 void name##_avx512 params {           \
-    name##_body args;                                  \
-  }                                                    \
-  void name##_base params {                            \
-    name##_body args;                                  \
-  }                                                    \
-  void name params {                                   \
-    (use_avx512() ? name##_avx512 : name##_base) args; \
+#define GL_WINO_DISPATCH(name, params, args)                \
+  GL_AVX512_KERNEL void name##_avx512 params {              \
+    name##_body args;                                       \
+  }                                                         \
+  void name##_base params {                                 \
+    name##_body args;                                       \
+  }                                                         \
+  void name params {                                        \
+    (cpu_runs_avx512() ? name##_avx512 : name##_base) args; \
   }
 
 GL_WINO_DISPATCH(input_band,
@@ -328,12 +312,12 @@ ChunkScratch chunk_scratch(const Plan& p, const std::vector<Band>& chunk) {
   const int64_t tw = p.tw(), tiles = chunk_tiles(chunk, tw);
   const int64_t band_rows = std::min(p.th(), chunk[0].r1 - chunk[0].r0);
   return {tiles,
-          scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
-          scratch<float>(1, std::size_t(16 * tiles * p.in)),
-          scratch<float>(2, std::size_t(16 * tiles * p.out)),
-          scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out)),
-          scratch<float>(4, std::size_t(std::max((2 * band_rows + 2) * p.w * p.in,
-                                                 2 * band_rows * p.ow * p.out)))};
+          thread_scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
+          thread_scratch<float>(1, std::size_t(16 * tiles * p.in)),
+          thread_scratch<float>(2, std::size_t(16 * tiles * p.out)),
+          thread_scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out)),
+          thread_scratch<float>(4, std::size_t(std::max((2 * band_rows + 2) * p.w * p.in,
+                                                        2 * band_rows * p.ow * p.out)))};
 }
 // Rows t0 .. of cs.v: the transformed input tiles of band bd.
 void transform_input(const Plan& p, const float* x, const Band& bd, const ChunkScratch& cs,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/pool_avx512.h"
 
 using namespace gl::kernels::cpu;
@@ -49,7 +50,7 @@ Naive naive(int64_t planes, int64_t h, int64_t w, const std::vector<float>& x,
 }  // namespace
 
 TEST(PoolAvx512, MaxPool2x2MatchesTheWindowLoop) {
-  if (!pool_avx512_available()) GTEST_SKIP() << "this CPU does not run the AVX-512 kernels";
+  if (!cpu_runs_avx512()) GTEST_SKIP() << "this CPU does not run the AVX-512 kernels";
   std::mt19937 rng(9);
   std::uniform_int_distribution<int> small(-3, 3);  // many ties
   const float nan = std::numeric_limits<float>::quiet_NaN();
