@@ -16,25 +16,35 @@ using F32Kernel = void (*)(const float*, float*, int64_t);
 // out = g * f'(keep) over contiguous f32 arrays (keep: what the backward reads, x or y).
 using F32BackKernel = void (*)(const float*, const float*, float*, int64_t);
 
-// The forward map: contiguous f32 goes to the vectorized CPU kernel when there is one (chunks
-// split across threads for large tensors); everything else evaluates the functor.
+// f32 on the CPU: evaluated by the vectorized kernels (whatever the strides: a non-contiguous
+// input is made contiguous first, so a value never depends on the layout, and the tape and
+// the fused step agree).
+bool fast_f32(const Tensor& t) {
+  return t.defined() && t.dtype() == DType::f32 && t.device().is_cpu();
+}
+
+// f(start, count) over [0, n) in chunks, split across threads for large tensors.
+template <class F>
+void in_chunks(int64_t n, F f) {
+  constexpr int64_t chunk = 1 << 14;
+  const int64_t chunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for if (n >= loops::kParallelGrain)
+  for (int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+}
+
+// The forward map: f32 goes to the vectorized CPU kernel when there is one; everything else
+// evaluates the functor.
 template <class Fwd>
-Tensor forward_map(const Tensor& x, Fwd fwd, F32Kernel fast, const char* name) {
-  if (fast && x.defined() && x.dtype() == DType::f32 && x.device().is_cpu() && x.is_contiguous()) {
+Tensor forward_map(const Tensor& x_in, Fwd fwd, F32Kernel fast, const char* name) {
+  if (fast && fast_f32(x_in)) {
+    const Tensor x = x_in.contiguous();
     Tensor out = Tensor::empty(x.shape(), DType::f32);
     const float* xp = x.data<float>();
     float* op = out.data<float>();
-    int64_t n = x.numel();
-    constexpr int64_t chunk = 1 << 14;
-    int64_t chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for if (n >= loops::kParallelGrain)
-    for (int64_t c = 0; c < chunks; ++c) {
-      int64_t s = c * chunk;
-      fast(xp + s, op + s, std::min(chunk, n - s));
-    }
+    in_chunks(x.numel(), [&](int64_t s, int64_t n) { fast(xp + s, op + s, n); });
     return out;
   }
-  return unary_map(x, fwd, name);
+  return unary_map(x_in, fwd, name);
 }
 
 // An activation whose backward reads either its input x (Saved::input) or its output y, which
@@ -42,24 +52,16 @@ Tensor forward_map(const Tensor& x, Fwd fwd, F32Kernel fast, const char* name) {
 enum class Saved { input, output };
 
 template <class Back>
-Tensor backward_map(const Tensor& g, const Tensor& keep, Back back, F32BackKernel fast) {
-  if (fast && g.defined() && keep.defined() && g.dtype() == DType::f32 &&
-      keep.dtype() == DType::f32 && g.device().is_cpu() && keep.device().is_cpu() &&
-      g.shape() == keep.shape() && g.is_contiguous() && keep.is_contiguous()) {
+Tensor backward_map(const Tensor& g_in, const Tensor& keep_in, Back back, F32BackKernel fast) {
+  if (fast && fast_f32(g_in) && fast_f32(keep_in) && g_in.shape() == keep_in.shape()) {
+    const Tensor g = g_in.contiguous(), keep = keep_in.contiguous();
     Tensor out = Tensor::empty(g.shape(), DType::f32);
     const float *gp = g.data<float>(), *kp = keep.data<float>();
     float* op = out.data<float>();
-    const int64_t n = g.numel();
-    constexpr int64_t chunk = 1 << 14;
-    const int64_t chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for if (n >= loops::kParallelGrain)
-    for (int64_t c = 0; c < chunks; ++c) {
-      const int64_t s = c * chunk;
-      fast(gp + s, kp + s, op + s, std::min(chunk, n - s));
-    }
+    in_chunks(g.numel(), [&](int64_t s, int64_t n) { fast(gp + s, kp + s, op + s, n); });
     return out;
   }
-  return binary_map(g, keep, back, "activation_backward");
+  return binary_map(g_in, keep_in, back, "activation_backward");
 }
 
 template <class Fwd, class Back>

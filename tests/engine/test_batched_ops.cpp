@@ -112,6 +112,18 @@ TEST(BatchedOps, ActivateBackwardEqualsTheTape) {
           << activation_name(a) << " " << dtype_name(dt);
     }
   }
+  // Strided views (a transposed input, a transposed incoming gradient) give the same bits as
+  // their contiguous copies, forward and backward.
+  for (ActivationKind a : {ActivationKind::tanh, ActivationKind::sigmoid, ActivationKind::gelu,
+                           ActivationKind::gelu_tanh, ActivationKind::silu}) {
+    Tensor xt = Tensor::randn({300, 64}, g).t(), upt = Tensor::randn({300, 64}, g).t();
+    ASSERT_FALSE(xt.is_contiguous());
+    Tensor yt = activate(xt, a), yc = activate(xt.contiguous(), a);
+    EXPECT_TRUE(same_bits(yt, yc)) << activation_name(a);
+    EXPECT_TRUE(same_bits(activate_backward(upt, xt, yt, a),
+                          activate_backward(upt.contiguous(), xt.contiguous(), yc, a)))
+        << activation_name(a);
+  }
   Tensor x = Tensor::randn({3, 3}, g);
   std::string msg = error_of([&] { activate_backward(x, Tensor(), x, ActivationKind::relu); });
   EXPECT_NE(msg.find("relu"), std::string::npos) << msg;
