@@ -397,15 +397,18 @@ void run_sweep(const SweepOpts& o) {
     // Longest first (by the estimated work left: epoch_cost x epochs to go), so the last units
     // to start are short and the workers finish together instead of one long unit running
     // alone at the end; equal work keeps the grid order. The order changes no result.
-    auto work = [&](const std::vector<size_t>& u) {
+    std::vector<std::pair<double, std::vector<size_t>>> by_work;
+    for (auto& u : units) {
       double w = 0;
       for (size_t i : u)
         w += cost[i] * double(std::max<int64_t>(mine[i].config.epochs - states[i].epochs_done, 1));
-      return w;
-    };
-    std::stable_sort(units.begin(), units.end(), [](auto& x, auto& y) { return x[0] < y[0]; });
-    std::stable_sort(units.begin(), units.end(),
-                     [&](auto& x, auto& y) { return work(x) > work(y); });
+      by_work.emplace_back(w, std::move(u));
+    }
+    std::sort(by_work.begin(), by_work.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second[0] < b.second[0];
+    });
+    units.clear();
+    for (auto& [w, u] : by_work) units.push_back(std::move(u));
   }
 
   std::map<pid_t, size_t> workers;  // pid -> unit
