@@ -2,6 +2,7 @@
 // references, and the relative error against them.
 #pragma once
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -29,6 +30,16 @@ inline double rel_err(const std::vector<float>& got, const std::vector<double>& 
     scale = std::max(scale, std::fabs(want[i]));
   }
   return m / (1.0 + scale);
+}
+
+// f() with the OpenMP thread count set to `threads`, restored afterwards.
+template <class F>
+auto with_threads(int threads, F f) {
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  auto r = f();
+  omp_set_num_threads(saved);
+  return r;
 }
 
 }  // namespace gl::testing

@@ -3,7 +3,6 @@
 // input channels, 3x3 and 5x5 kernels, paddings, widths that end mid-vector and output
 // channel counts that are not whole blocks. Results must not depend on the thread count.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -104,13 +103,12 @@ TEST(ConvDirect, ResultsDoNotDependOnTheThreadCount) {
   const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
   const auto dy = random_floats(std::size_t(g.n * g.oc * g.out_h() * g.out_w()), rng);
   auto run = [&](int threads) {
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
-    std::vector<float> y(dy.size()), gw(w.size()), gb(std::size_t(g.oc));
-    direct_conv2d_forward(g, x.data(), w.data(), nullptr, y.data());
-    direct_conv2d_weight_grad(g, x.data(), dy.data(), gw.data(), gb.data());
-    omp_set_num_threads(saved);
-    return std::vector<std::vector<float>>{y, gw, gb};
+    return gl::testing::with_threads(threads, [&] {
+      std::vector<float> y(dy.size()), gw(w.size()), gb(std::size_t(g.oc));
+      direct_conv2d_forward(g, x.data(), w.data(), nullptr, y.data());
+      direct_conv2d_weight_grad(g, x.data(), dy.data(), gw.data(), gb.data());
+      return std::vector<std::vector<float>>{y, gw, gb};
+    });
   };
   const auto one = run(1);
   for (int t : {2, 3}) EXPECT_EQ(run(t), one) << t << " threads";

@@ -4,7 +4,6 @@
 // images large enough to be cut into bands of tile rows, and batches sharing chunks. Results
 // must not depend on the thread count.
 #include <gtest/gtest.h>
-#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -149,13 +148,12 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
   const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
   const auto dy = random_floats(std::size_t(g.n * g.oc * 14 * 14), rng);
   auto run = [&](int threads) {
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
-    std::vector<float> y(dy.size()), gx(x.size()), gw(w.size()), gb(std::size_t(g.oc));
-    winograd_conv2d_forward(g, x.data(), w.data(), nullptr, y.data());
-    winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), gx.data(), gw.data(), gb.data());
-    omp_set_num_threads(saved);
-    return std::vector<std::vector<float>>{y, gx, gw, gb};
+    return gl::testing::with_threads(threads, [&] {
+      std::vector<float> y(dy.size()), gx(x.size()), gw(w.size()), gb(std::size_t(g.oc));
+      winograd_conv2d_forward(g, x.data(), w.data(), nullptr, y.data());
+      winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), gx.data(), gw.data(), gb.data());
+      return std::vector<std::vector<float>>{y, gx, gw, gb};
+    });
   };
   const auto one = run(1);
   for (int t : {2, 3, 5}) EXPECT_EQ(run(t), one) << t << " threads";
