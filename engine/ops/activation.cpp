@@ -86,16 +86,17 @@ template <class F>
 Tensor visit_activation(ActivationKind a, double s, F&& f) {
   switch (a) {
     case ActivationKind::relu:
-      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, nullptr, nullptr);
+      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, kernels::cpu::relu_f32,
+               kernels::cpu::relu_backward_f32);
     case ActivationKind::leaky_relu:
       return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr,
                nullptr);
     case ActivationKind::tanh:
       return f(fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32,
-               nullptr);
+               kernels::cpu::tanh_backward_from_y_f32);
     case ActivationKind::sigmoid:
       return f(fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
-               kernels::cpu::sigmoid_f32, nullptr);
+               kernels::cpu::sigmoid_f32, kernels::cpu::sigmoid_backward_from_y_f32);
     case ActivationKind::gelu:
       return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, kernels::cpu::gelu_f32,
                kernels::cpu::gelu_backward_f32);

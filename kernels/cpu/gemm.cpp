@@ -217,10 +217,31 @@ ABlock<T> prepare_a(const Problem<T>& p, int64_t ic, int64_t mc, int64_t pc, int
     a.rs = p.ta ? 1 : p.lda;
     a.cs = p.ta ? p.lda : 1;
     a.direct_rows = mc / p.ks->mr * p.ks->mr;
+    if (p.ks->edge_direct_a[0] != nullptr) a.direct_rows = mc;  // the edge kernels take the rest
   }
   if (a.direct_rows < mc)
     p.pack_a(p.ta, a_block(p, ic + a.direct_rows, pc), p.lda, mc - a.direct_rows, kc, Ap);
   return a;
+}
+
+// The last `rows` (< MR) rows of a tile column, A element (i, k) at A[i * rs + k * cs]: with
+// the kernel set's edge kernels 8, 4, 2 and 1 rows at a time, else one MR kernel on a packed
+// partial panel (rs = 1, cs = MR).
+template <class T>
+void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t cs, const T* bpanel,
+               T* C, int64_t rows, int64_t ncur, const TileEpilogue<T>& e) {
+  if (p.ks->edge_direct_a[0] == nullptr) {
+    p.ks->kernel(kc, A, bpanel, C, p.ldc, rows, ncur, e);
+    return;
+  }
+  for (int h = 3; h >= 0; --h) {
+    const int64_t step = int64_t(1) << h;
+    if (rows < step) continue;
+    p.ks->edge_direct_a[h](kc, A, rs, cs, bpanel, C, p.ldc, step, ncur, e);
+    A += step * rs;
+    C += step * p.ldc;
+    rows -= step;
+  }
 }
 
 // Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
@@ -235,13 +256,22 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
     e.bias = p.bias ? p.bias + j : nullptr;
     const T* bpanel = Bp + jr * kc;
     const int64_t ncur = std::min(NR, nc - jr);
+    T* c = p.C + ic * p.ldc + j;
     int64_t ir = 0;
-    for (; ir < a.direct_rows; ir += MR)
-      p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel,
-                            p.C + (ic + ir) * p.ldc + j, p.ldc, MR, ncur, e);
-    for (; ir < mc; ir += MR)
-      p.ks->kernel(kc, a.packed + (ir - a.direct_rows) * kc, bpanel, p.C + (ic + ir) * p.ldc + j,
-                   p.ldc, std::min(MR, mc - ir), ncur, e);
+    for (; ir + MR <= a.direct_rows; ir += MR)
+      p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, c + ir * p.ldc, p.ldc, MR,
+                            ncur, e);
+    if (ir < a.direct_rows) {  // rows below a whole panel, read in place by the edge kernels
+      edge_rows(p, kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, c + ir * p.ldc, a.direct_rows - ir,
+                ncur, e);
+      ir = a.direct_rows;
+    }
+    for (; ir + MR <= mc; ir += MR)
+      p.ks->kernel(kc, a.packed + (ir - a.direct_rows) * kc, bpanel, c + ir * p.ldc, p.ldc, MR,
+                   ncur, e);
+    if (ir < mc)
+      edge_rows(p, kc, a.packed + (ir - a.direct_rows) * kc, 1, MR, bpanel, c + ir * p.ldc, mc - ir,
+                ncur, e);
   }
 }
 

@@ -61,16 +61,19 @@ struct Avx2F64 {
 }  // namespace
 
 const KernelSet<float>& avx2_sgemm_kernel() {
-  static const KernelSet<float> k{"avx2",
-                                  6,
-                                  16,
-                                  144,
-                                  384,
-                                  4080,
-                                  &ukernel<Avx2F32, 6, 2>,
-                                  &ukernel_direct_a<Avx2F32, 6, 2>,
-                                  &pack_a_generic<float, 6>,
-                                  &pack_b_f32<16>};
+  static const KernelSet<float> k{
+      "avx2",
+      6,
+      16,
+      144,
+      384,
+      4080,
+      &ukernel<Avx2F32, 6, 2>,
+      &ukernel_direct_a<Avx2F32, 6, 2>,
+      &pack_a_generic<float, 6>,
+      &pack_b_f32<16>,
+      {&ukernel_direct_a<Avx2F32, 1, 2>, &ukernel_direct_a<Avx2F32, 2, 2>,
+       &ukernel_direct_a<Avx2F32, 4, 2>, nullptr}};  // a remainder below 6 rows never needs 8
   return k;
 }
 const KernelSet<double>& avx2_dgemm_kernel() {

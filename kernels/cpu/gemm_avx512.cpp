@@ -61,16 +61,19 @@ struct Avx512F64 {
 }  // namespace
 
 const KernelSet<float>& avx512_sgemm_kernel() {
-  static const KernelSet<float> k{"avx512",
-                                  14,
-                                  32,
-                                  140,
-                                  256,
-                                  4096,
-                                  &ukernel<Avx512F32, 14, 2>,
-                                  &ukernel_direct_a<Avx512F32, 14, 2>,
-                                  &pack_a_generic<float, 14>,
-                                  &pack_b_f32<32>};
+  static const KernelSet<float> k{
+      "avx512",
+      14,
+      32,
+      140,
+      256,
+      4096,
+      &ukernel<Avx512F32, 14, 2>,
+      &ukernel_direct_a<Avx512F32, 14, 2>,
+      &pack_a_generic<float, 14>,
+      &pack_b_f32<32>,
+      {&ukernel_direct_a<Avx512F32, 1, 2>, &ukernel_direct_a<Avx512F32, 2, 2>,
+       &ukernel_direct_a<Avx512F32, 4, 2>, &ukernel_direct_a<Avx512F32, 8, 2>}};
   return k;
 }
 const KernelSet<double>& avx512_dgemm_kernel() {

@@ -104,6 +104,10 @@ struct KernelSet {
   MicroKernelDirectA<T> kernel_direct_a;
   PackA<T> pack_a;
   PackB<T> pack_b;
+  // Optional in-place kernels of 1, 2, 4 and 8 rows for the last rows of A below a whole MR
+  // panel (M = 128 with MR = 14 leaves 2): without them those rows are packed into an MR
+  // panel and pay for MR rows of FMAs. Entry h takes 2^h rows; those up to MR - 1 must be set.
+  MicroKernelDirectA<T> edge_direct_a[4] = {};
 };
 
 const KernelSet<float>& scalar_sgemm_kernel();

@@ -273,4 +273,17 @@ void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n)
   if (use_avx2()) return gelu_tanh_backward_avx2(g, x, y, n);
   for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluTanhBack{}(g[i], x[i]);
 }
+
+void relu_f32(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::Relu{}(x[i]);
+}
+void relu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::ReluBack{}(g[i], x[i]);
+}
+void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::TanhBackFromY{}(g[i], t[i]);
+}
+void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fn::SigmoidBackFromY{}(g[i], s[i]);
+}
 }  // namespace gl::kernels::cpu

@@ -22,6 +22,15 @@ void silu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 void gelu_tanh_f32(const float* x, float* y, int64_t n);
 void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n);
 
+// Piecewise-linear and from-output activations: plain loops over the functors (vectorized by
+// the compiler, the same values as the functors bit for bit).
+void relu_f32(const float* x, float* y, int64_t n);
+// y = g where x > 0, else 0
+void relu_backward_f32(const float* g, const float* x, float* y, int64_t n);
+// y = g * (1 - t^2) with t = tanh(x), and y = g * s (1 - s) with s = sigmoid(x)
+void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n);
+void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n);
+
 // True when the AVX2 paths are in use (for tests and benchmarks).
 bool vecmath_uses_avx2();
 // Forces the scalar path (tests compare both); false restores automatic selection.

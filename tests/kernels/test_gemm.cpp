@@ -85,7 +85,7 @@ std::vector<T> check_case(const Case& c, const std::string& isa, uint32_t seed =
 
 template <class T>
 void sweep_shapes(const std::string& isa) {
-  const int64_t Ms[] = {0, 1, 5, 6, 7, 37, 129};
+  const int64_t Ms[] = {0, 1, 5, 6, 7, 13, 37, 128, 129};
   const int64_t Ns[] = {0, 1, 15, 16, 17, 37, 129};
   const int64_t Ks[] = {0, 1, 7, 37, 129};
   int n = 0;
