@@ -5,12 +5,15 @@
 // too short for the GEMM, and Winograd's 16 GEMMs would have K = C. Here the input is copied
 // once into a zero-padded buffer (rows padded to whole vectors) and every output row is a sum
 // of C * kh * kw shifted input rows times broadcast weights, 16 outputs per vector:
-// - forward: per (image, output row, two x-vectors), four output channels at a time share the
-//   shifted input loads; threads take images.
-// - weight gradient: per pair of output channels, 2 * kh * kw vector accumulators in registers
-//   sum dY[n, oc, y, x] * x_pad[n, c, y + ky, x + kx] over all images, rows and x-vectors, then
-//   reduce; the bias gradient is summed in the same pass over dY. Threads take channel pairs,
-//   so every sum runs in one fixed order (no dependence on the thread count).
+// - forward: per (image, block of 8 output channels), row after row, 16 accumulators (8
+//   channels x 2 x-vectors) share the shifted input loads, the weights laid out so each
+//   broadcast sits at a fixed offset; the input channel count is a template parameter, so the
+//   accumulators never leave the registers. Threads take (image, block) pairs.
+// - weight gradient: images in fixed chunks of 4; within a chunk, image by image and its
+//   output planes in memory order (dY streams through once, the next planes fetched one pass
+//   ahead), 2 * kh * kw vector accumulators per pair of output channels sum dY[n, oc, y, x] *
+//   x_pad[n, c, y + ky, x + kx]; the bias gradient is summed in the same pass. Each chunk's
+//   sums are reduced, and the chunks added in order: no dependence on the thread count.
 // The input gradient of such a layer is rarely wanted (the layer sees the data); when it is,
 // conv.cpp computes it through im2col.
 #include "kernels/cpu/conv_direct.h"
@@ -24,6 +27,7 @@
 
 #include "kernels/cpu/avx512_util.h"
 #include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/scratch.h"
 
 // GCC 12 flags the intrinsics' internal undefined vectors as maybe-uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -33,17 +37,23 @@ namespace gl::kernels::cpu {
 namespace {
 
 struct Padded {
-  int64_t hp, ws;  // padded rows, row stride (a whole number of vectors, with slack)
-  std::vector<float> data;
+  int64_t hp, ws;     // padded rows, row stride (a whole number of vectors, with slack)
+  const float* base;  // the calling thread's scratch slot kPaddedSlot
+  const float* data() const { return base; }
 };
+constexpr int kPaddedSlot = 5;
 
-// x_pad[n][c][hp][ws] with the image at (pad_h, pad_w) and zeros around it.
+// x_pad[n][c][hp][ws] with the image at (pad_h, pad_w) and zeros around it. The kernels read
+// two vectors from x0 + kx in any row, up to 31 floats past the last output column: the slack
+// after the last row keeps those reads inside the buffer.
 Padded pad_input(const ConvGeometry& g, const float* x) {
   Padded p;
   p.hp = g.h + 2 * g.pad_h;
   p.ws = (g.w + 2 * g.pad_w + g.kw + 16 + 15) / 16 * 16;
-  p.data.assign(std::size_t(g.n * g.c * p.hp * p.ws), 0.0f);
-  float* d = p.data.data();
+  const std::size_t floats = std::size_t(g.n * g.c * p.hp * p.ws + 64);
+  float* d = thread_scratch<float>(kPaddedSlot, floats);
+  std::fill(d, d + floats, 0.0f);
+  p.base = d;
 #pragma omp parallel for schedule(static) if (g.n * g.c * g.h * g.w >= (1 << 15))
   for (int64_t nc = 0; nc < g.n * g.c; ++nc)
     for (int64_t y = 0; y < g.h; ++y)
@@ -52,138 +62,199 @@ Padded pad_input(const ConvGeometry& g, const float* x) {
   return p;
 }
 
-constexpr int64_t kOcBlock = 4;
+constexpr int64_t kOcBlock = 8;
 
-// One output row y of image n for output channels [o0, o0 + kOcBlock) (weights and bias padded
-// to whole blocks), x in [x0, x0 + 32); K = kh = kw.
-template <int K>
-GL_AVX512_KERNEL void forward_row(const ConvGeometry& g, const Padded& xp, const float* w,
-                                  const float* bias, int64_t n, int64_t y, int64_t o0, int64_t x0,
-                                  float* out) {
-  const int64_t oh = g.out_h(), ow = g.out_w(), taps = g.c * K * K;
-  __m512 acc[kOcBlock][2];
-  for (int j = 0; j < kOcBlock; ++j) acc[j][0] = acc[j][1] = _mm512_set1_ps(bias[o0 + j]);
-  for (int64_t c = 0; c < g.c; ++c) {
-    const float* wc = w + o0 * taps + c * K * K;
-    for (int ky = 0; ky < K; ++ky) {
-      const float* row = xp.data.data() + ((n * g.c + c) * xp.hp + y + ky) * xp.ws + x0;
-      for (int kx = 0; kx < K; ++kx) {
-        const __m512 v0 = _mm512_loadu_ps(row + kx), v1 = _mm512_loadu_ps(row + kx + 16);
-        for (int j = 0; j < kOcBlock; ++j) {
-          const __m512 wv = _mm512_set1_ps(wc[j * taps + ky * K + kx]);
-          acc[j][0] = _mm512_fmadd_ps(wv, v0, acc[j][0]);
-          acc[j][1] = _mm512_fmadd_ps(wv, v1, acc[j][1]);
+// Output channels [o0, o0 + kOcBlock) of image n, every row, from the block's weights laid out
+// [c][ky][kx][kOcBlock] (zeros past the last channel) and its bias [kOcBlock]; K = kh = kw. Per
+// row and 32 columns (C input channels, a compile-time count so the accumulators stay in
+// registers), 16 accumulators (8 channels x 2 vectors) take C * K * K shifted input rows
+// times broadcast weights. The block's 8 output planes are written row after row: 8 sequential
+// streams.
+template <int K, int C>
+GL_AVX512_KERNEL void forward_block(const ConvGeometry& g, const Padded& xp, const float* wt,
+                                    const float* bias, int64_t n, int64_t o0, float* out) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), ws = xp.ws;
+  const int64_t live = std::min(kOcBlock, g.oc - o0);
+  for (int64_t y = 0; y < oh; ++y)
+    for (int64_t x0 = 0; x0 < ow; x0 += 32) {
+      __m512 acc[kOcBlock][2];
+      for (int j = 0; j < kOcBlock; ++j) acc[j][0] = acc[j][1] = _mm512_set1_ps(bias[j]);
+      const float* wc = wt;
+      for (int c = 0; c < C; ++c, wc += K * K * kOcBlock) {
+        const float* plane = xp.data() + ((n * C + c) * xp.hp + y) * ws + x0;
+        for (int ky = 0; ky < K; ++ky) {
+          const float* row = plane + ky * ws;
+          for (int kx = 0; kx < K; ++kx) {
+            const __m512 v0 = _mm512_loadu_ps(row + kx), v1 = _mm512_loadu_ps(row + kx + 16);
+            const float* wk = wc + (ky * K + kx) * kOcBlock;
+            for (int j = 0; j < kOcBlock; ++j) {
+              const __m512 wv = _mm512_set1_ps(wk[j]);
+              acc[j][0] = _mm512_fmadd_ps(wv, v0, acc[j][0]);
+              acc[j][1] = _mm512_fmadd_ps(wv, v1, acc[j][1]);
+            }
+          }
         }
       }
+      const __mmask16 m0 = first_lanes(ow - x0), m1 = first_lanes(ow - x0 - 16);
+      for (int j = 0; j < live; ++j) {
+        float* o = out + ((n * g.oc + o0 + j) * oh + y) * ow + x0;
+        _mm512_mask_storeu_ps(o, m0, acc[j][0]);
+        if (ow - x0 > 16) _mm512_mask_storeu_ps(o + 16, m1, acc[j][1]);
+      }
     }
-  }
-  const __mmask16 m0 = first_lanes(ow - x0), m1 = first_lanes(ow - x0 - 16);
-  for (int j = 0; j < kOcBlock; ++j) {
-    if (o0 + j >= g.oc) break;
-    float* o = out + ((n * g.oc + o0 + j) * oh + y) * ow + x0;
-    _mm512_mask_storeu_ps(o, m0, acc[j][0]);
-    if (ow - x0 > 16) _mm512_mask_storeu_ps(o + 16, m1, acc[j][1]);
-  }
 }
 
 template <int K>
 GL_AVX512_KERNEL void forward_avx512(const ConvGeometry& g, const float* x, const float* w,
                                      const float* bias, float* out) {
   const Padded xp = pad_input(g, x);
-  const int64_t oh = g.out_h(), ow = g.out_w(), taps = g.c * K * K;
+  const int64_t taps = g.c * K * K;
   const int64_t blocks = (g.oc + kOcBlock - 1) / kOcBlock;
-  std::vector<float> wp(std::size_t(blocks * kOcBlock * taps), 0.0f),
+  // Weights per block as [c][ky][kx][kOcBlock]: one broadcast per channel of the block at a
+  // fixed offset from the tap.
+  std::vector<float> wt(std::size_t(blocks * taps * kOcBlock), 0.0f),
       bp(std::size_t(blocks * kOcBlock), 0.0f);
-  std::copy(w, w + g.oc * taps, wp.begin());
+  for (int64_t o = 0; o < g.oc; ++o)
+    for (int64_t t = 0; t < taps; ++t)
+      wt[std::size_t(((o / kOcBlock) * taps + t) * kOcBlock + o % kOcBlock)] = w[o * taps + t];
   if (bias) std::copy(bias, bias + g.oc, bp.begin());
-#pragma omp parallel for schedule(static) if (g.n > 1 && g.n * g.oc * oh * ow >= (1 << 15))
+#pragma omp parallel for schedule(static) \
+    collapse(2) if (g.n * blocks > 1 && g.n * g.oc * g.out_h() * g.out_w() >= (1 << 15))
   for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t y = 0; y < oh; ++y) {
-      // The rows written next lie in oc different planes: claim their lines two rows ahead.
-      if (y + 2 < oh)
-        for (int64_t o = 0; o < g.oc; ++o)
-          for (int64_t off = 0; off < ow; off += 16)
-            _mm_prefetch(
-                reinterpret_cast<const char*>(out + ((n * g.oc + o) * oh + y + 2) * ow + off),
-                _MM_HINT_ET0);
-      for (int64_t x0 = 0; x0 < ow; x0 += 32)
-        for (int64_t o = 0; o < blocks; ++o)
-          forward_row<K>(g, xp, wp.data(), bp.data(), n, y, o * kOcBlock, x0, out);
+    for (int64_t o = 0; o < blocks; ++o) {
+      const float* wo = wt.data() + o * taps * kOcBlock;
+      const float* bo = bp.data() + o * kOcBlock;
+      switch (g.c) {
+        case 1:
+          forward_block<K, 1>(g, xp, wo, bo, n, o * kOcBlock, out);
+          break;
+        case 2:
+          forward_block<K, 2>(g, xp, wo, bo, n, o * kOcBlock, out);
+          break;
+        case 3:
+          forward_block<K, 3>(g, xp, wo, bo, n, o * kOcBlock, out);
+          break;
+        default:
+          forward_block<K, 4>(g, xp, wo, bo, n, o * kOcBlock, out);
+          break;
+      }
     }
 }
 
-// dW for output channels o0 and o0 + 1 (`two`), input channel c and kernel rows
-// [ky0, ky0 + R): 2 * R * K accumulators summed over every image, output row and x-vector.
-// With db, the same pass also sums dY for the bias (per row in f32, rows in f64).
+// The weight gradient sums, over a fixed chunk of images, dY[n, oc, y, x] * x_pad[n, c, y + ky,
+// x + kx] into one vector accumulator per (oc, c, ky, kx); the chunks' sums are reduced and
+// added in chunk order, so the result never depends on the thread count.
+constexpr int64_t kImageChunk = 4;
+
+// One image's contribution for output channels o0 and o0 + 1 (`two`), input channel c and
+// kernel rows [ky0, ky0 + R): 2 * R * K accumulators, loaded from and stored back to `acc`
+// (laid out [2][R * K] vectors). With db2, the pass also adds the two planes' sums (in f32 per
+// plane) to db2[0] and db2[1]. `next` is the first of the two planes the following call reads:
+// each row fetches the same row there, one plane pass ahead of its use.
 template <int K, int R>
-GL_AVX512_KERNEL void weight_grad_block(const ConvGeometry& g, const Padded& xp, const float* dy,
-                                        int64_t o0, bool two, int64_t c, int64_t ky0, float* dw,
-                                        float* db) {
-  const int64_t oh = g.out_h(), ow = g.out_w();
+GL_AVX512_KERNEL void weight_grad_image(const ConvGeometry& g, const Padded& xp, const float* dy,
+                                        int64_t n, int64_t o0, bool two, int64_t c, int64_t ky0,
+                                        float* acc_mem, double* db2, const float* next) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), plane = oh * ow;
   __m512 acc[2][R * K];
-  for (auto& a : acc)
-    for (auto& v : a) v = _mm512_setzero_ps();
-  __m512d bsum[2][2] = {{_mm512_setzero_pd(), _mm512_setzero_pd()},
-                        {_mm512_setzero_pd(), _mm512_setzero_pd()}};
-  for (int64_t n = 0; n < g.n; ++n)
-    for (int64_t y = 0; y < oh; ++y) {
-      const float* d0 = dy + ((n * g.oc + o0) * oh + y) * ow;
-      const float* d1 = d0 + oh * ow;
-      const float* in = xp.data.data() + ((n * g.c + c) * xp.hp + y + ky0) * xp.ws;
-      // dY rows are short and the planes of one channel pair lie a batch stride apart: fetch
-      // two rows ahead (into the next image at the end of a plane).
-      {
-        const int64_t ahead = y + 2 < oh    ? ((n * g.oc + o0) * oh + y + 2) * ow
-                              : n + 1 < g.n ? (((n + 1) * g.oc + o0) * oh + y + 2 - oh) * ow
-                                            : -1;
-        if (ahead >= 0)
-          for (int64_t off = 0; off < ow; off += 16) {
-            _mm_prefetch(reinterpret_cast<const char*>(dy + ahead + off), _MM_HINT_T0);
-            if (two)
-              _mm_prefetch(reinterpret_cast<const char*>(dy + ahead + oh * ow + off), _MM_HINT_T0);
-          }
-      }
-      __m512 row_a = _mm512_setzero_ps(), row_b = _mm512_setzero_ps();
-      for (int64_t x0 = 0; x0 < ow; x0 += 16) {
-        const __mmask16 m = first_lanes(ow - x0);
-        const __m512 a = _mm512_maskz_loadu_ps(m, d0 + x0);
-        const __m512 b = two ? _mm512_maskz_loadu_ps(m, d1 + x0) : _mm512_setzero_ps();
-        row_a = _mm512_add_ps(row_a, a);
-        row_b = _mm512_add_ps(row_b, b);
-        for (int r = 0; r < R; ++r)
-          for (int kx = 0; kx < K; ++kx) {
-            const __m512 v = _mm512_loadu_ps(in + r * xp.ws + x0 + kx);
-            acc[0][r * K + kx] = _mm512_fmadd_ps(a, v, acc[0][r * K + kx]);
-            acc[1][r * K + kx] = _mm512_fmadd_ps(b, v, acc[1][r * K + kx]);
-          }
-      }
-      if (db) {
-        bsum[0][0] = _mm512_add_pd(bsum[0][0], _mm512_cvtps_pd(_mm512_castps512_ps256(row_a)));
-        bsum[0][1] = _mm512_add_pd(bsum[0][1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(row_a, 1)));
-        bsum[1][0] = _mm512_add_pd(bsum[1][0], _mm512_cvtps_pd(_mm512_castps512_ps256(row_b)));
-        bsum[1][1] = _mm512_add_pd(bsum[1][1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(row_b, 1)));
-      }
+  for (int j = 0; j < 2; ++j)
+    for (int t = 0; t < R * K; ++t) acc[j][t] = _mm512_loadu_ps(acc_mem + (j * R * K + t) * 16);
+  __m512 sum_a = _mm512_setzero_ps(), sum_b = _mm512_setzero_ps();
+  const float* d0 = dy + (n * g.oc + o0) * plane;
+  const float* d1 = two ? d0 + plane : d0;
+  for (int64_t y = 0; y < oh; ++y) {
+    if (next) {
+      const char* p = reinterpret_cast<const char*>(next + y * ow);
+      _mm_prefetch(p, _MM_HINT_T0);
+      _mm_prefetch(p + 64, _MM_HINT_T0);
+      _mm_prefetch(p + plane * 4, _MM_HINT_T0);
+      _mm_prefetch(p + plane * 4 + 64, _MM_HINT_T0);
     }
-  const int64_t per_oc = g.c * K * K;
-  for (int j = 0; j < (two ? 2 : 1); ++j) {
-    for (int t = 0; t < R * K; ++t)
-      dw[(o0 + j) * per_oc + (c * K + ky0) * K + t] = _mm512_reduce_add_ps(acc[j][t]);
-    if (db) db[o0 + j] = float(_mm512_reduce_add_pd(_mm512_add_pd(bsum[j][0], bsum[j][1])));
+    const float* in = xp.data() + ((n * g.c + c) * xp.hp + y + ky0) * xp.ws;
+    for (int64_t x0 = 0; x0 < ow; x0 += 16) {
+      const __mmask16 m = first_lanes(ow - x0);
+      const __m512 a = _mm512_maskz_loadu_ps(m, d0 + y * ow + x0);
+      const __m512 b = two ? _mm512_maskz_loadu_ps(m, d1 + y * ow + x0) : _mm512_setzero_ps();
+      sum_a = _mm512_add_ps(sum_a, a);
+      sum_b = _mm512_add_ps(sum_b, b);
+      for (int r = 0; r < R; ++r)
+        for (int kx = 0; kx < K; ++kx) {
+          const __m512 v = _mm512_loadu_ps(in + r * xp.ws + x0 + kx);
+          acc[0][r * K + kx] = _mm512_fmadd_ps(a, v, acc[0][r * K + kx]);
+          acc[1][r * K + kx] = _mm512_fmadd_ps(b, v, acc[1][r * K + kx]);
+        }
+    }
+  }
+  for (int j = 0; j < 2; ++j)
+    for (int t = 0; t < R * K; ++t) _mm512_storeu_ps(acc_mem + (j * R * K + t) * 16, acc[j][t]);
+  if (db2) {
+    db2[0] += double(_mm512_reduce_add_ps(sum_a));
+    db2[1] += double(_mm512_reduce_add_ps(sum_b));
   }
 }
 
 template <int K, int R>
-void weight_grad_avx512(const ConvGeometry& g, const float* x, const float* dy, float* dw,
-                        float* db) {
+GL_AVX512_KERNEL void weight_grad_avx512(const ConvGeometry& g, const float* x, const float* dy,
+                                         float* dw, float* db) {
   static_assert(K % R == 0, "row blocks must tile the kernel");
   const Padded xp = pad_input(g, x);
-  const int64_t pairs = (g.oc + 1) / 2;
-#pragma omp parallel for schedule(dynamic) collapse(3) if (pairs > 1)
-  for (int64_t pr = 0; pr < pairs; ++pr)
-    for (int64_t c = 0; c < g.c; ++c)
-      for (int64_t ky0 = 0; ky0 < K; ky0 += R)
-        weight_grad_block<K, R>(g, xp, dy, 2 * pr, 2 * pr + 1 < g.oc, c, ky0, dw,
-                                c == 0 && ky0 == 0 ? db : nullptr);
+  const int64_t oh = g.out_h(), ow = g.out_w(), pairs = (g.oc + 1) / 2;
+  const int64_t per_oc = g.c * K * K, chunks = (g.n + kImageChunk - 1) / kImageChunk;
+  // Per chunk: the vector accumulators [pair][c][ky0 block][2][R * K] (16 floats each), then
+  // the reduced sums dw [oc][c * K * K] and db [oc] (f64).
+  const int64_t blocks_per_pair = g.c * (K / R), block_floats = 2 * R * K * 16;
+  std::vector<float> partial_dw(std::size_t(chunks * g.oc * per_oc));
+  std::vector<double> partial_db(std::size_t(chunks * g.oc));
+#pragma omp parallel if (chunks > 1)
+  {
+    const std::size_t acc_floats = std::size_t(pairs * blocks_per_pair * block_floats);
+    float* acc = thread_scratch<float>(0, acc_floats);
+#pragma omp for schedule(dynamic)
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      std::fill(acc, acc + acc_floats, 0.0f);
+      double* pdb = partial_db.data() + ch * g.oc;
+      std::fill(pdb, pdb + g.oc, 0.0);
+      const int64_t n_end = std::min(g.n, (ch + 1) * kImageChunk);
+      // Image by image, its output planes in memory order: dY streams through once.
+      for (int64_t n = ch * kImageChunk; n < n_end; ++n)
+        for (int64_t pr = 0; pr < pairs; ++pr) {
+          const bool two = 2 * pr + 1 < g.oc;
+          const float* next = pr + 1 < pairs  ? dy + (n * g.oc + 2 * pr + 2) * oh * ow
+                              : n + 1 < n_end ? dy + (n + 1) * g.oc * oh * ow
+                                              : nullptr;
+          double sums[2] = {0.0, 0.0};
+          for (int64_t c = 0; c < g.c; ++c)
+            for (int64_t ky0 = 0; ky0 < K; ky0 += R)
+              weight_grad_image<K, R>(g, xp, dy, n, 2 * pr, two, c, ky0,
+                                      acc + ((pr * g.c + c) * (K / R) + ky0 / R) * block_floats,
+                                      db && c == 0 && ky0 == 0 ? sums : nullptr,
+                                      c == 0 && ky0 == 0 ? next : nullptr);
+          pdb[2 * pr] += sums[0];
+          if (two) pdb[2 * pr + 1] += sums[1];
+        }
+      float* pdw = partial_dw.data() + ch * g.oc * per_oc;
+      for (int64_t pr = 0; pr < pairs; ++pr)
+        for (int64_t c = 0; c < g.c; ++c)
+          for (int64_t ky0 = 0; ky0 < K; ky0 += R) {
+            const float* a = acc + ((pr * g.c + c) * (K / R) + ky0 / R) * block_floats;
+            for (int64_t j = 0; j < (2 * pr + 1 < g.oc ? 2 : 1); ++j)
+              for (int64_t t = 0; t < R * K; ++t)
+                pdw[(2 * pr + j) * per_oc + (c * K + ky0) * K + t] =
+                    _mm512_reduce_add_ps(_mm512_loadu_ps(a + (j * R * K + t) * 16));
+          }
+    }
+  }
+  for (int64_t i = 0; i < g.oc * per_oc; ++i) {
+    float s = 0.0f;
+    for (int64_t ch = 0; ch < chunks; ++ch) s += partial_dw[std::size_t(ch * g.oc * per_oc + i)];
+    dw[i] = s;
+  }
+  if (db)
+    for (int64_t o = 0; o < g.oc; ++o) {
+      double s = 0.0;
+      for (int64_t ch = 0; ch < chunks; ++ch) s += partial_db[std::size_t(ch * g.oc + o)];
+      db[o] = float(s);
+    }
 }
 
 }  // namespace
