@@ -124,11 +124,16 @@ GL_AVX512_KERNEL void transpose_avx512(const float* src, int64_t rows, int64_t c
     for (int64_t j0 = 0; j0 < cols; j0 += 16) {
       const int64_t ri = std::min<int64_t>(16, rows - i0), cj = std::min<int64_t>(16, cols - j0);
       const __mmask16 cm = first_lanes(cj), rm = first_lanes(ri);
+      // Fully unrolled and branch-free (rows and columns past the edge get an empty mask), so
+      // the 16 vectors stay in registers.
       __m512 r[16];
-      for (int64_t k = 0; k < 16; ++k)
-        r[k] = k < ri ? _mm512_maskz_loadu_ps(cm, src + (i0 + k) * sld + j0) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k)
+        r[k] = _mm512_maskz_loadu_ps(k < ri ? cm : __mmask16(0), src + (i0 + k) * sld + j0);
       transpose16(r);
-      for (int64_t k = 0; k < cj; ++k) _mm512_mask_storeu_ps(dst + (j0 + k) * dld + i0, rm, r[k]);
+#pragma GCC unroll 16
+      for (int k = 0; k < 16; ++k)
+        _mm512_mask_storeu_ps(dst + (j0 + k) * dld + i0, k < cj ? rm : __mmask16(0), r[k]);
     }
 }
 #pragma GCC diagnostic pop
