@@ -22,6 +22,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -50,15 +51,21 @@ Padded pad_input(const ConvGeometry& g, const float* x) {
   Padded p;
   p.hp = g.h + 2 * g.pad_h;
   p.ws = (g.w + 2 * g.pad_w + g.kw + 16 + 15) / 16 * 16;
+  // 64-byte aligned (rows are whole vectors, so every row starts on a cache line).
   const std::size_t floats = std::size_t(g.n * g.c * p.hp * p.ws + 64);
-  float* d = thread_scratch<float>(kPaddedSlot, floats);
-  std::fill(d, d + floats, 0.0f);
+  float* raw = thread_scratch<float>(kPaddedSlot, floats + 16);
+  float* d =
+      reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(raw) + 63) & ~std::uintptr_t(63));
   p.base = d;
+  const int64_t planes = g.n * g.c, plane = p.hp * p.ws;
+  std::fill(d + planes * plane, d + floats, 0.0f);
 #pragma omp parallel for schedule(static) if (g.n * g.c * g.h * g.w >= (1 << 15))
-  for (int64_t nc = 0; nc < g.n * g.c; ++nc)
+  for (int64_t nc = 0; nc < planes; ++nc) {
+    std::fill(d + nc * plane, d + (nc + 1) * plane, 0.0f);
     for (int64_t y = 0; y < g.h; ++y)
       std::memcpy(d + (nc * p.hp + y + g.pad_h) * p.ws + g.pad_w, x + (nc * g.h + y) * g.w,
                   std::size_t(g.w) * sizeof(float));
+  }
   return p;
 }
 
@@ -146,44 +153,90 @@ GL_AVX512_KERNEL void forward_avx512(const ConvGeometry& g, const float* x, cons
 // added in chunk order, so the result never depends on the thread count.
 constexpr int64_t kImageChunk = 4;
 
+// in[kx .. kx + 15] from the aligned vectors in[0 .. 15] and in[16 .. 31] (kx < 16): one
+// lane shift instead of a load that straddles two cache lines.
+GL_AVX512_KERNEL inline __m512 shifted(__m512 cur, __m512 nxt, int kx) {
+  const __m512i c = _mm512_castps_si512(cur), x = _mm512_castps_si512(nxt);
+  switch (kx) {
+    case 1:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 1));
+    case 2:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 2));
+    case 3:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 3));
+    case 4:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 4));
+    default:
+      return cur;
+  }
+}
+
+// ROWS (1 or 2) output rows from y at one x-vector: dY rows da / db (plane a, plane b; `two`),
+// the input rows from y + ky0 at `in` (aligned). Input row i serves output row y + r with kernel
+// row i - r, so two output rows read R + 1 input rows instead of 2 R.
+template <int K, int R, int ROWS>
+GL_AVX512_KERNEL inline __attribute__((always_inline)) void weight_grad_rows(
+    const float* in, int64_t ws, const float* da, const float* db, int64_t ow, __mmask16 m,
+    bool two, __m512 (&acc)[2][R * K], __m512& sum_a, __m512& sum_b) {
+  __m512 a[ROWS], b[ROWS];
+  for (int r = 0; r < ROWS; ++r) {
+    a[r] = _mm512_maskz_loadu_ps(m, da + r * ow);
+    b[r] = two ? _mm512_maskz_loadu_ps(m, db + r * ow) : _mm512_setzero_ps();
+    sum_a = _mm512_add_ps(sum_a, a[r]);
+    sum_b = _mm512_add_ps(sum_b, b[r]);
+  }
+  for (int i = 0; i < R + ROWS - 1; ++i) {
+    const __m512 cur = _mm512_load_ps(in + i * ws), nxt = _mm512_load_ps(in + i * ws + 16);
+    for (int kx = 0; kx < K; ++kx) {
+      const __m512 v = shifted(cur, nxt, kx);
+      for (int r = 0; r < ROWS; ++r) {
+        const int kr = i - r;
+        if (kr < 0 || kr >= R) continue;
+        acc[0][kr * K + kx] = _mm512_fmadd_ps(a[r], v, acc[0][kr * K + kx]);
+        acc[1][kr * K + kx] = _mm512_fmadd_ps(b[r], v, acc[1][kr * K + kx]);
+      }
+    }
+  }
+}
+
 // One image's contribution for output channels o0 and o0 + 1 (`two`), input channel c and
 // kernel rows [ky0, ky0 + R): 2 * R * K accumulators, loaded from and stored back to `acc`
-// (laid out [2][R * K] vectors). With db2, the pass also adds the two planes' sums (in f32 per
-// plane) to db2[0] and db2[1]. `next` is the first of the two planes the following call reads:
-// each row fetches the same row there, one plane pass ahead of its use.
+// (laid out [2][R * K] vectors), two output rows at a time. With db2, the pass also adds the
+// two planes' sums (in f32 per plane) to db2[0] and db2[1]. `next` is the first of the two
+// planes the following call reads: each row fetches the same row there, one plane pass ahead.
 template <int K, int R>
 GL_AVX512_KERNEL void weight_grad_image(const ConvGeometry& g, const Padded& xp, const float* dy,
                                         int64_t n, int64_t o0, bool two, int64_t c, int64_t ky0,
                                         float* acc_mem, double* db2, const float* next) {
-  const int64_t oh = g.out_h(), ow = g.out_w(), plane = oh * ow;
+  const int64_t oh = g.out_h(), ow = g.out_w(), plane = oh * ow, ws = xp.ws;
   __m512 acc[2][R * K];
   for (int j = 0; j < 2; ++j)
     for (int t = 0; t < R * K; ++t) acc[j][t] = _mm512_loadu_ps(acc_mem + (j * R * K + t) * 16);
   __m512 sum_a = _mm512_setzero_ps(), sum_b = _mm512_setzero_ps();
   const float* d0 = dy + (n * g.oc + o0) * plane;
   const float* d1 = two ? d0 + plane : d0;
-  for (int64_t y = 0; y < oh; ++y) {
-    if (next) {
-      const char* p = reinterpret_cast<const char*>(next + y * ow);
-      _mm_prefetch(p, _MM_HINT_T0);
-      _mm_prefetch(p + 64, _MM_HINT_T0);
-      _mm_prefetch(p + plane * 4, _MM_HINT_T0);
-      _mm_prefetch(p + plane * 4 + 64, _MM_HINT_T0);
-    }
-    const float* in = xp.data() + ((n * g.c + c) * xp.hp + y + ky0) * xp.ws;
-    for (int64_t x0 = 0; x0 < ow; x0 += 16) {
-      const __mmask16 m = first_lanes(ow - x0);
-      const __m512 a = _mm512_maskz_loadu_ps(m, d0 + y * ow + x0);
-      const __m512 b = two ? _mm512_maskz_loadu_ps(m, d1 + y * ow + x0) : _mm512_setzero_ps();
-      sum_a = _mm512_add_ps(sum_a, a);
-      sum_b = _mm512_add_ps(sum_b, b);
-      for (int r = 0; r < R; ++r)
-        for (int kx = 0; kx < K; ++kx) {
-          const __m512 v = _mm512_loadu_ps(in + r * xp.ws + x0 + kx);
-          acc[0][r * K + kx] = _mm512_fmadd_ps(a, v, acc[0][r * K + kx]);
-          acc[1][r * K + kx] = _mm512_fmadd_ps(b, v, acc[1][r * K + kx]);
-        }
-    }
+  const float* in0 = xp.data() + ((n * g.c + c) * xp.hp + ky0) * ws;
+  auto fetch = [&](int64_t y) {
+    if (!next || y >= oh) return;
+    const char* p = reinterpret_cast<const char*>(next + y * ow);
+    _mm_prefetch(p, _MM_HINT_T0);
+    _mm_prefetch(p + 64, _MM_HINT_T0);
+    _mm_prefetch(p + plane * 4, _MM_HINT_T0);
+    _mm_prefetch(p + plane * 4 + 64, _MM_HINT_T0);
+  };
+  int64_t y = 0;
+  for (; y + 2 <= oh; y += 2) {
+    fetch(y);
+    fetch(y + 1);
+    for (int64_t x0 = 0; x0 < ow; x0 += 16)
+      weight_grad_rows<K, R, 2>(in0 + y * ws + x0, ws, d0 + y * ow + x0, d1 + y * ow + x0, ow,
+                                first_lanes(ow - x0), two, acc, sum_a, sum_b);
+  }
+  if (y < oh) {
+    fetch(y);
+    for (int64_t x0 = 0; x0 < ow; x0 += 16)
+      weight_grad_rows<K, R, 1>(in0 + y * ws + x0, ws, d0 + y * ow + x0, d1 + y * ow + x0, ow,
+                                first_lanes(ow - x0), two, acc, sum_a, sum_b);
   }
   for (int j = 0; j < 2; ++j)
     for (int t = 0; t < R * K; ++t) _mm512_storeu_ps(acc_mem + (j * R * K + t) * 16, acc[j][t]);
