@@ -45,8 +45,9 @@ struct Padded {
 constexpr int kPaddedSlot = 5;
 
 // x_pad[n][c][hp][ws] with the image at (pad_h, pad_w) and zeros around it. The kernels read
-// two vectors from x0 + kx in any row, up to 31 floats past the last output column: the slack
-// after the last row keeps those reads inside the buffer.
+// whole aligned vectors from a column x0 below the output width, up to x0 + 47 (less than ws +
+// 32, as ws >= w + 2 pad + k + 16): the 64 floats of slack after the last row keep those reads
+// inside the buffer.
 Padded pad_input(const ConvGeometry& g, const float* x) {
   Padded p;
   p.hp = g.h + 2 * g.pad_h;
@@ -71,6 +72,24 @@ Padded pad_input(const ConvGeometry& g, const float* x) {
 
 constexpr int64_t kOcBlock = 8;
 
+// in[kx .. kx + 15] from the aligned vectors in[0 .. 15] and in[16 .. 31] (kx < 16): one
+// lane shift instead of a load that straddles two cache lines.
+GL_AVX512_KERNEL inline __m512 shifted(__m512 cur, __m512 nxt, int kx) {
+  const __m512i c = _mm512_castps_si512(cur), x = _mm512_castps_si512(nxt);
+  switch (kx) {
+    case 1:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 1));
+    case 2:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 2));
+    case 3:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 3));
+    case 4:
+      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 4));
+    default:
+      return cur;
+  }
+}
+
 // Output channels [o0, o0 + kOcBlock) of image n, every row, from the block's weights laid out
 // [c][ky][kx][kOcBlock] (zeros past the last channel) and its bias [kOcBlock]; K = kh = kw. Per
 // row and 32 columns (C input channels, a compile-time count so the accumulators stay in
@@ -90,9 +109,11 @@ GL_AVX512_KERNEL void forward_block(const ConvGeometry& g, const Padded& xp, con
       for (int c = 0; c < C; ++c, wc += K * K * kOcBlock) {
         const float* plane = xp.data() + ((n * C + c) * xp.hp + y) * ws + x0;
         for (int ky = 0; ky < K; ++ky) {
-          const float* row = plane + ky * ws;
+          const float* row = plane + ky * ws;  // aligned: x0 is a multiple of 32
+          const __m512 l0 = _mm512_load_ps(row), l1 = _mm512_load_ps(row + 16),
+                       l2 = _mm512_load_ps(row + 32);
           for (int kx = 0; kx < K; ++kx) {
-            const __m512 v0 = _mm512_loadu_ps(row + kx), v1 = _mm512_loadu_ps(row + kx + 16);
+            const __m512 v0 = shifted(l0, l1, kx), v1 = shifted(l1, l2, kx);
             const float* wk = wc + (ky * K + kx) * kOcBlock;
             for (int j = 0; j < kOcBlock; ++j) {
               const __m512 wv = _mm512_set1_ps(wk[j]);
@@ -152,24 +173,6 @@ GL_AVX512_KERNEL void forward_avx512(const ConvGeometry& g, const float* x, cons
 // x + kx] into one vector accumulator per (oc, c, ky, kx); the chunks' sums are reduced and
 // added in chunk order, so the result never depends on the thread count.
 constexpr int64_t kImageChunk = 4;
-
-// in[kx .. kx + 15] from the aligned vectors in[0 .. 15] and in[16 .. 31] (kx < 16): one
-// lane shift instead of a load that straddles two cache lines.
-GL_AVX512_KERNEL inline __m512 shifted(__m512 cur, __m512 nxt, int kx) {
-  const __m512i c = _mm512_castps_si512(cur), x = _mm512_castps_si512(nxt);
-  switch (kx) {
-    case 1:
-      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 1));
-    case 2:
-      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 2));
-    case 3:
-      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 3));
-    case 4:
-      return _mm512_castsi512_ps(_mm512_alignr_epi32(x, c, 4));
-    default:
-      return cur;
-  }
-}
 
 // ROWS (1 or 2) output rows from y at one x-vector: dY rows da / db (plane a, plane b; `two`),
 // the input rows from y + ky0 at `in` (aligned). Input row i serves output row y + r with kernel
