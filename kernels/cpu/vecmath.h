@@ -1,7 +1,7 @@
-// vecmath.h: vectorized f32 transcendental activations over contiguous arrays. AVX2+FMA
-// versions (Cephes-style polynomials, a few ulp) are chosen at run time; the scalar fallback
-// evaluates the shared functors of kernels/functors.h. The f64 path (gradient checks) always
-// uses the functors, so the exact formula stays the one tested against finite differences.
+// vecmath.h: vectorized f32 transcendental activations over contiguous arrays. AVX2+FMA and
+// AVX-512 versions (Cephes-style polynomials, a few ulp) are chosen at run time; the scalar
+// fallback evaluates the shared functors of kernels/functors.h. The f64 path (gradient checks)
+// always uses the functors, so the exact formula stays the one tested against finite differences.
 #pragma once
 #include <cstdint>
 
@@ -31,8 +31,12 @@ void relu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n);
 void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n);
 
-// True when the AVX2 paths are in use (for tests and benchmarks).
+// True when the AVX2 or AVX-512 paths are in use (for tests and benchmarks); the second when
+// AVX-512 is (on a CPU that runs it, unless forced to AVX2).
 bool vecmath_uses_avx2();
+bool vecmath_uses_avx512();
+// Forces AVX2 on an AVX-512 CPU (tests compare the two); false restores automatic selection.
+void vecmath_force_avx2(bool on);
 // Forces the scalar path (tests compare both); false restores automatic selection.
 void vecmath_force_scalar(bool on);
 

@@ -152,3 +152,40 @@ TEST(Vecmath, ScalarPathIsTheFunctorExactly) {
   }
   vecmath_force_scalar(false);
 }
+
+// The AVX-512 and AVX2 loops are one source (vecmath_impl.inc) over the same operations: on a
+// CPU that runs both they must agree bit for bit, tails (the padded last vector) included.
+TEST(Vecmath, Avx512AndAvx2GiveTheSameBits) {
+  if (!vecmath_uses_avx512()) GTEST_SKIP() << "CPU without AVX-512: only the AVX2 path runs here";
+  std::vector<float> x = sweep(-30.f, 30.f, 20011), g = sweep(-3.f, 3.f, 20011);
+  g.resize(x.size(), 0.5f);
+  using Map = void (*)(const float*, float*, int64_t);
+  using Back = void (*)(const float*, const float*, float*, int64_t);
+  const Map maps[] = {exp_f32, tanh_f32, sigmoid_f32, silu_f32, gelu_f32, gelu_tanh_f32};
+  const Back backs[] = {gelu_backward_f32, silu_backward_f32, gelu_tanh_backward_f32};
+  auto same_bits = [](const std::vector<float>& a, const std::vector<float>& b, const char* what,
+                      std::size_t k) {
+    ASSERT_EQ(a.size(), b.size());
+    for (std::size_t i = 0; i < a.size(); ++i)
+      ASSERT_EQ(std::memcmp(&a[i], &b[i], sizeof(float)), 0)
+          << what << " " << k << " at x = " << i << ": avx512 " << a[i] << " avx2 " << b[i];
+  };
+  for (int64_t n : {int64_t(x.size()), int64_t(13), int64_t(1)}) {  // 13, 1: the tail alone
+    for (std::size_t k = 0; k < std::size(maps); ++k) {
+      std::vector<float> wide(std::size_t(n), 0.f), narrow(std::size_t(n), 0.f);
+      maps[k](x.data(), wide.data(), n);
+      vecmath_force_avx2(true);
+      maps[k](x.data(), narrow.data(), n);
+      vecmath_force_avx2(false);
+      same_bits(wide, narrow, "map", k);
+    }
+    for (std::size_t k = 0; k < std::size(backs); ++k) {
+      std::vector<float> wide(std::size_t(n), 0.f), narrow(std::size_t(n), 0.f);
+      backs[k](g.data(), x.data(), wide.data(), n);
+      vecmath_force_avx2(true);
+      backs[k](g.data(), x.data(), narrow.data(), n);
+      vecmath_force_avx2(false);
+      same_bits(wide, narrow, "backward", k);
+    }
+  }
+}
