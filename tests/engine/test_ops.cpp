@@ -9,7 +9,8 @@ using namespace gl;
 
 TEST(Ops, MatmulMatchesNaiveLoopsForAllLayouts) {
   Generator g(3);
-  for (auto [M, K, N] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {5, 7, 3}, {33, 17, 65}, {128, 784, 10}}) {
+  for (auto [M, K, N] :
+       std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {5, 7, 3}, {33, 17, 65}, {128, 784, 10}}) {
     Tensor a = Tensor::randn({M, K}, g, DType::f64), b = Tensor::randn({K, N}, g, DType::f64);
     Tensor at = a.t().contiguous().t(), bt = b.t().contiguous().t();  // transposed storage
     for (auto [x, y] : std::vector<std::pair<Tensor, Tensor>>{{a, b}, {at, b}, {a, bt}, {at, bt}}) {
@@ -88,6 +89,24 @@ TEST(Ops, ReductionsMatchLoops) {
   EXPECT_NEAR(mean(x).item(), sum(x).item() / 60, 1e-14);
 }
 
+// Column sums of a contiguous f32 matrix (every bias gradient) take a plain loop; a strided
+// view of the same values takes the general one. Both must give the f64-accumulated sum, the
+// same bits, and match a naive loop.
+TEST(Ops, ColumnSumsAgreeAcrossLayouts) {
+  Generator g(11);
+  Tensor x = Tensor::randn({129, 37}, g);   // f32, contiguous
+  Tensor strided = x.t().contiguous().t();  // the same values, column-major strides
+  ASSERT_FALSE(strided.is_contiguous());
+  Tensor a = sum(x, {0}), b = sum(strided, {0});
+  ASSERT_EQ(a.shape(), (Shape{37}));
+  for (int64_t j = 0; j < 37; ++j) {
+    double r = 0;
+    for (int64_t i = 0; i < 129; ++i) r += double(x.at({i, j}));
+    EXPECT_EQ(a.at({j}), float(r)) << "column " << j;
+    EXPECT_EQ(a.at({j}), b.at({j})) << "column " << j;
+  }
+}
+
 TEST(Ops, ActivationsMatchClosedForms) {
   std::vector<double> v{-3, -0.5, 0.25, 2};
   Tensor x = Tensor::from_vector(v, {4});
@@ -114,8 +133,10 @@ TEST(Ops, DropoutKeepsExpectationAndIsReproducible) {
   auto v = a.to_vector<double>();
   int64_t zeros = 0;
   for (double e : v) {
-    if (e == 0) ++zeros;
-    else EXPECT_NEAR(e, 1 / 0.75, 1e-15);
+    if (e == 0)
+      ++zeros;
+    else
+      EXPECT_NEAR(e, 1 / 0.75, 1e-15);
   }
   double frac = double(zeros) / v.size();
   EXPECT_NEAR(frac, 0.25, 4 * std::sqrt(0.25 * 0.75 / v.size()));
