@@ -1,7 +1,8 @@
 // stats.cpp: the host statistics kernels of stats.h. Column statistics run over blocks of
 // columns, one block per thread: every thread owns its accumulator entries, so no locks and a
 // result that does not depend on the thread count. The per-row update is a straight loop over
-// contiguous columns that the compiler vectorizes (an AVX2 clone is picked at load time).
+// contiguous columns that the compiler vectorizes (an AVX-512 or AVX2 clone is picked at load
+// time; every clone adds in the same order, so all give the same bits).
 // Histograms are counted per thread and merged once per call.
 #include "kernels/cpu/stats.h"
 
@@ -18,7 +19,7 @@ namespace {
 // Below this many elements a call runs on one thread: the fork costs more than the work.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
-__attribute__((target_clones("avx2", "default"))) void accumulate_row(
+__attribute__((target_clones("avx512f", "avx2", "default"))) void accumulate_row(
     const float* __restrict x, int64_t n, float threshold, double* __restrict sum,
     double* __restrict sumsq, float* __restrict mn, float* __restrict mx, uint64_t* __restrict pos,
     uint64_t* __restrict gt) {
