@@ -58,6 +58,7 @@ class CorrCallback : public train::Callback {
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override {
     if (stop_hooks(t)) record(t, epoch);
   }
+  void on_before_checkpoint(train::Trainer&) override { finish_writes(); }
   // Its hooks live during evaluation passes only.
   bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
   void on_train_end(train::Trainer& t) override {

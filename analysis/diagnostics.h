@@ -64,6 +64,8 @@ class DiagnosticsCallback : public train::Callback {
   void on_evaluate_begin(train::Trainer& t, int64_t epoch) override;
   void on_evaluate_end(train::Trainer& t, int64_t epoch) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
+  // Waits for the epoch's files: a resume keeps the rows of the epochs its checkpoint has.
+  void on_before_checkpoint(train::Trainer&) override { writer_.wait(); }
   void on_train_end(train::Trainer& t) override;
   // Recorded steps read the post-activation gradients through tensor hooks; between them the
   // forward hooks only test a flag.

@@ -101,6 +101,7 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   void on_after_backward(train::Trainer& t, int64_t global_step) override;
   void on_step_end(train::Trainer& t, int64_t global_step, double loss) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
+  void on_before_checkpoint(train::Trainer&) override { writer_.wait(); }
   void on_train_end(train::Trainer& t) override;  // waits for the last files
   // Reads .grad and the weights; no hooks.
   bool needs_tape(const train::Trainer&, int64_t) const override { return false; }

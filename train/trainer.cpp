@@ -731,8 +731,11 @@ void Trainer::end_epoch(double train_time) {
   ++timed_epochs_;
   write_metrics(history_);
   bool last = epoch == cfg_.epochs;
-  if ((cfg_.checkpoint_every > 0 && epoch % cfg_.checkpoint_every == 0) || last)
+  if ((cfg_.checkpoint_every > 0 && epoch % cfg_.checkpoint_every == 0) || last) {
+    // A checkpoint says epochs 1..epoch are done: the callbacks' files for them go first.
+    for (auto& cb : callbacks_) cb->on_before_checkpoint(*this);
     save_checkpoint(epoch, history_);
+  }
   if (last) final_pred_ = pred;
   if (cfg_.progress) {
     double eta = total_time_ / double(timed_epochs_) * double(cfg_.epochs - epoch);

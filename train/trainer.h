@@ -104,6 +104,9 @@ class Callback {
   virtual void on_evaluate_end(Trainer&, int64_t /*epoch*/) {}
   // May append columns to result.extra (the same names every epoch).
   virtual void on_epoch_end(Trainer&, EpochResult& /*result*/) {}
+  // Right before the trainer writes a checkpoint: whatever a run resumed from that checkpoint
+  // reads back (files written in the background) must be on disk when this returns.
+  virtual void on_before_checkpoint(Trainer&) {}
   virtual void on_train_end(Trainer&) {}
   // Whether training step `global_step` must run on the autograd tape: true when the callback
   // reads that step through module forward hooks or tensor gradient hooks. A FusedGroup

@@ -481,3 +481,35 @@ TEST(Diagnostics, EndToEndTrainAndReport) {
   EXPECT_NE(log.find("--diagnostics"), std::string::npos) << log;
   EXPECT_NE(log.find("activations, histograms"), std::string::npos) << log;
 }
+
+// A checkpoint at epoch E tells a resumed run that epochs 1..E are done, and the resume keeps
+// the diagnostics rows of exactly those epochs from the files: so when the trainer writes the
+// checkpoint, the epoch's rows must already be on disk, not still in the background writer.
+TEST(Diagnostics, EpochFilesAreOnDiskBeforeItsCheckpoint) {
+  struct CheckFiles : train::Callback {
+    std::string dir;
+    std::vector<int64_t> epochs_seen;
+    void on_before_checkpoint(train::Trainer& t) override {
+      // Runs after the diagnostics callback's own on_before_checkpoint (added before it).
+      std::ifstream f(dir + "/diagnostics/activations.csv");
+      ASSERT_TRUE(f.good()) << "no activations.csv when epoch " << t.current_epoch()
+                            << "'s checkpoint is written";
+      std::string line, last;
+      while (std::getline(f, line))
+        if (!line.empty()) last = line;
+      epochs_seen.push_back(std::strtoll(last.c_str(), nullptr, 10));
+    }
+  };
+  TempDir d;
+  auto cfg = tiny_config(d, "relu", 3);
+  cfg.checkpoint_every = 1;
+  train::Trainer t(cfg);
+  DiagnosticsOptions o;
+  o.histograms = true;
+  t.add_callback(std::make_shared<DiagnosticsCallback>(o));
+  auto check = std::make_shared<CheckFiles>();
+  check->dir = cfg.out;
+  t.add_callback(check);
+  t.run();
+  EXPECT_EQ(check->epochs_seen, (std::vector<int64_t>{1, 2, 3}));
+}
