@@ -487,6 +487,17 @@ void metrics_layers_section(Page& p, const RunData& run, const ReportOptions& o)
   p.html += "</div>\n";
 }
 
+// Whether one bin of a histogram holds more than 20 times the median of its nonzero bins.
+bool has_spike(const std::vector<double>& counts) {
+  std::vector<double> nz;
+  for (double c : counts)
+    if (c > 0) nz.push_back(c);
+  if (nz.size() < 3) return false;
+  const double top = *std::max_element(nz.begin(), nz.end());
+  std::nth_element(nz.begin(), nz.begin() + std::ptrdiff_t(nz.size() / 2), nz.end());
+  return top > 20.0 * nz[nz.size() / 2];
+}
+
 void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const ReportOptions& o) {
   if (d.histograms.empty()) return;
   p.html += "<h3>Activation histograms</h3>";
@@ -516,7 +527,6 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
                                                  ? " (" + d.layers[h.layer].activation + ")"
                                                  : "");
       ov.xlabel = std::string(post ? "post" : "pre") + "-activation value";
-      ov.ylabel = "fraction";
       ov.width = 240;
       ov.height = 170;
       for (size_t i : idx) {
@@ -525,6 +535,10 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
         if (h.edges.size() > 1) ov.curve_edges.push_back(h.edges[i]);
         ov.curve_values.push_back(i < d.epochs.size() ? d.epochs[i] : static_cast<double>(i));
       }
+      // A spike (ReLU's zeros, saturated tanh/sigmoid units) would flatten everything else on
+      // a linear axis: such panels get a log axis.
+      ov.log_y = std::any_of(ov.counts.begin(), ov.counts.end(), has_spike);
+      ov.ylabel = ov.log_y ? "fraction (log scale)" : "fraction";
       ov.edges = h.edges.front();
       p.panel(svg::histogram_overlay(ov), "");
     }
@@ -534,7 +548,9 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
       "<p class=\"caption\" style=\"font-size:12.5px\"><b>Figure " + std::to_string(fig) +
       ".</b> Distribution of each layer's activations, one panel per layer, with " +
       std::to_string(idx.size()) +
-      " epochs overlaid (dark: early, light: late). Each curve is normalised to sum to 1.</p>\n";
+      " epochs overlaid (dark: early, light: late). Each curve is normalised to sum to 1. Panels "
+      "where one bin holds over 20 times the median bin (ReLU's zeros, saturated units) have a "
+      "log scale.</p>\n";
 }
 
 void activation_section(Page& p, const RunData& run, const Diagnostics& d, const ReportOptions& o) {
@@ -790,7 +806,7 @@ void run_section(Page& p, const RunData& run, size_t i, const ReportOptions& o) 
     grads_section(p, run, d, o);
     selectivity_section(p, run, d);
   }
-  p.html += optim_section_html(run.dir, p.figures);  // present when the run has optim/
+  p.html += optim_section_html(run.dir, p.figures);    // present when the run has optim/
   representation_section(run.dir, p.html, p.figures);  // RUN_DIR/analysis, when present
   p.html += "</article>\n";
 }

@@ -486,6 +486,43 @@ TEST(Report, PerLayerAndDiagnosticsFigures) {
   EXPECT_NE(html.find("data-show=\"pre\""), std::string::npos);
 }
 
+// A histogram with a spike (ReLU's zeros) gets a log y axis; a flat one keeps a linear axis,
+// and the spiky panel's curves still map back to the normalised counts.
+TEST(Report, SpikyHistogramsGetALogAxis) {
+  TempDir t;
+  make_run(t.path / "spiky", 3, true);
+  const fs::path g = t.path / "spiky" / "diagnostics";
+  std::vector<int64_t> counts;
+  for (int e = 0; e < 3; ++e)
+    for (int b = 0; b < 32; ++b) counts.push_back(b == 16 ? 900 : 10 + b % 3);
+  std::vector<double> edges;
+  for (int b = 0; b <= 32; ++b) edges.push_back(-1.0 + b / 16.0);
+  write_npy<int64_t>(g / "hist_0_post.npy", "<i8", {3, 32}, counts);
+  write_npy<double>(g / "hist_0_post_edges.npy", "<f8", {33}, edges);
+  RunData run = load_run((t.path / "spiky").string());
+  const std::string html = render_report({run}, {});
+  int spiky = 0, flat = 0;
+  for (const std::string& svg : svgs(html)) {
+    if (svg.find("post-activation value") == std::string::npos) continue;
+    const bool logy = svg.find("data-logy=\"1\"") != std::string::npos;
+    if (svg.find("fraction (log scale)") != std::string::npos) {
+      ++spiky;
+      EXPECT_TRUE(logy);
+      double total = 0;
+      for (int b = 0; b < 32; ++b) total += double(counts[std::size_t(b)]);
+      auto pts = invert_series(svg, "epoch 1");
+      ASSERT_EQ(pts.size(), 64u);
+      EXPECT_NEAR(pts[32].second / (900.0 / total), 1.0, 1e-3);
+      EXPECT_NEAR(pts[0].second / (10.0 / total), 1.0, 1e-3);
+    } else {
+      ++flat;
+      EXPECT_FALSE(logy);
+    }
+  }
+  EXPECT_EQ(spiky, 1);  // layer 0's post-activations
+  EXPECT_EQ(flat, 1);   // layer 1's: counts 1..5 of the fixture
+}
+
 TEST(Report, SeveralRunsGetAComparison) {
   TempDir t;
   make_run(t.path / "raw", 2);
