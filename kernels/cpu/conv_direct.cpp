@@ -6,14 +6,17 @@
 // once into a zero-padded buffer (rows padded to whole vectors) and every output row is a sum
 // of C * kh * kw shifted input rows times broadcast weights, 16 outputs per vector:
 // - forward: per (image, block of 8 output channels), row after row, 16 accumulators (8
-//   channels x 2 x-vectors) share the shifted input loads, the weights laid out so each
+//   channels x 2 x-vectors) share the shifted input rows, the weights laid out so each
 //   broadcast sits at a fixed offset; the input channel count is a template parameter, so the
 //   accumulators never leave the registers. Threads take (image, block) pairs.
 // - weight gradient: images in fixed chunks of 4; within a chunk, image by image and its
 //   output planes in memory order (dY streams through once, the next planes fetched one pass
 //   ahead), 2 * kh * kw vector accumulators per pair of output channels sum dY[n, oc, y, x] *
-//   x_pad[n, c, y + ky, x + kx]; the bias gradient is summed in the same pass. Each chunk's
-//   sums are reduced, and the chunks added in order: no dependence on the thread count.
+//   x_pad[n, c, y + ky, x + kx], two output rows at a time (they share kh - 1 input rows); the
+//   bias gradient is summed in the same pass. Each chunk's sums are reduced, and the chunks
+//   added in order: no dependence on the thread count.
+// Shifted input rows come from aligned loads and lane shifts (valignd), not from loads that
+// straddle cache lines; the padded buffer is 64-byte aligned with rows of whole vectors.
 // The input gradient of such a layer is rarely wanted (the layer sees the data); when it is,
 // conv.cpp computes it through im2col.
 #include "kernels/cpu/conv_direct.h"
