@@ -72,6 +72,10 @@ class DiagnosticsCallback : public train::Callback {
   bool needs_tape(const train::Trainer&, int64_t step) const override {
     return opts_.grads && is_recorded_step(step);
   }
+  // The weights are read (for the update ratio) at the recorded steps only.
+  bool reads_weights(const train::Trainer&, int64_t step) const override {
+    return opts_.grads && is_recorded_step(step);
+  }
 
   // Whether gradient statistics are recorded at this global step.
   bool is_recorded_step(int64_t step) const;

@@ -63,7 +63,8 @@ void observed_update(StepObserver* observer, std::size_t i, const T* g, const T*
 // The update loops over components [lo, hi), their scalars passed by value: the loops
 // vectorize (nothing they store can alias a scalar), whether called once or per chunk.
 template <class T>
-void sgd_range(T* p, const T* g, int64_t lo, int64_t hi, T wd, T neg_lr) {
+inline __attribute__((always_inline)) void sgd_range(T* p, const T* g, int64_t lo, int64_t hi, T wd,
+                                                     T neg_lr) {
   for (int64_t k = lo; k < hi; ++k) {
     T d = g[k] + wd * p[k];
     p[k] = p[k] + neg_lr * d;
@@ -71,8 +72,9 @@ void sgd_range(T* p, const T* g, int64_t lo, int64_t hi, T wd, T neg_lr) {
 }
 
 template <class T>
-void sgd_momentum_range(T* p, const T* g, T* buf, int64_t lo, int64_t hi, T wd, T mom, T damp1,
-                        T neg_lr, bool first, bool nesterov) {
+inline __attribute__((always_inline)) void sgd_momentum_range(T* p, const T* g, T* buf, int64_t lo,
+                                                              int64_t hi, T wd, T mom, T damp1,
+                                                              T neg_lr, bool first, bool nesterov) {
   for (int64_t k = lo; k < hi; ++k) {
     T d = g[k] + wd * p[k];
     T b = first ? d : buf[k] * mom + damp1 * d;
@@ -89,7 +91,8 @@ struct AdamScalars {
 };
 
 template <class T>
-void adam_range(T* p, const T* g, T* m, T* v, int64_t lo, int64_t hi, const AdamScalars<T> c) {
+inline __attribute__((always_inline)) void adam_range(T* p, const T* g, T* m, T* v, int64_t lo,
+                                                      int64_t hi, const AdamScalars<T> c) {
   const T b1 = c.b1, b2 = c.b2, one_b1 = c.one_b1, one_b2 = c.one_b2, eps = c.eps,
           neg_step = c.neg_step, bcs = c.bcs, l2 = c.l2, shrink = c.shrink;
   const bool decay_first = c.decay_first;
@@ -104,6 +107,25 @@ void adam_range(T* p, const T* g, T* m, T* v, int64_t lo, int64_t hi, const Adam
     p[k] = w + neg_step * (mk / denom);
   }
 }
+
+// The f32 loops (the overloads the steps call for float), cloned for AVX-512 and AVX2 and picked
+// at load time. This file is compiled without FP contraction, so every clone rounds exactly like
+// the baseline loop: the same bits on any CPU.
+#define GL_OPTIM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+GL_OPTIM_CLONES void sgd_range(float* p, const float* g, int64_t lo, int64_t hi, float wd,
+                               float neg_lr) {
+  sgd_range<float>(p, g, lo, hi, wd, neg_lr);
+}
+GL_OPTIM_CLONES void sgd_momentum_range(float* p, const float* g, float* buf, int64_t lo,
+                                        int64_t hi, float wd, float mom, float damp1, float neg_lr,
+                                        bool first, bool nesterov) {
+  sgd_momentum_range<float>(p, g, buf, lo, hi, wd, mom, damp1, neg_lr, first, nesterov);
+}
+GL_OPTIM_CLONES void adam_range(float* p, const float* g, float* m, float* v, int64_t lo,
+                                int64_t hi, const AdamScalars<float> c) {
+  adam_range<float>(p, g, m, v, lo, hi, c);
+}
+#undef GL_OPTIM_CLONES
 
 // "state.<i>.<field>" -> (i, field); throws naming the key otherwise.
 std::pair<std::size_t, std::string> parse_state_key(const std::string& opt, const std::string& key,
@@ -229,34 +251,39 @@ void SGD::step() {
 #endif
     return;
   }
-  for (std::size_t i = 0; i < params_.size(); ++i) {
-    Tensor g = grad_of(i);
-    if (!g.defined()) continue;
-    const Tensor& p = params_[i];
-    bool first = false;
-    if (opt_.momentum != 0 && !momentum_[i].defined()) {
-      momentum_[i] = Tensor::empty(p.shape(), p.dtype());
-      first = true;
-    }
-    int64_t n = p.numel();
-    dispatch(p.dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      T* pp = static_cast<T*>(p.raw_data());
-      const T* gp = static_cast<const T*>(g.raw_data());
-      const T wd = T(opt_.weight_decay), mom = T(opt_.momentum), damp1 = T(1.0 - opt_.dampening),
-              neg_lr = T(-lr_);
-      if (opt_.momentum == 0) {
-        observed_update(observer_, i, gp, pp, n,
-                        [&](int64_t lo, int64_t hi) { sgd_range(pp, gp, lo, hi, wd, neg_lr); });
-        return;
-      }
-      T* buf = static_cast<T*>(momentum_[i].raw_data());
-      const bool nesterov = opt_.nesterov;
-      observed_update(observer_, i, gp, pp, n, [&](int64_t lo, int64_t hi) {
-        sgd_momentum_range(pp, gp, buf, lo, hi, wd, mom, damp1, neg_lr, first, nesterov);
-      });
-    });
+  for (std::size_t i = 0; i < params_.size(); ++i) step_param(i);
+}
+
+void SGD::step_param(std::size_t i) {
+  NoGrad no_grad;
+  GL_CHECK(!on_device(), "SGD::step_param: parameters on a CUDA device step all at once");
+  GL_CHECK(i < params_.size(), "SGD::step_param: parameter {} of {}", i, params_.size());
+  Tensor g = grad_of(i);
+  if (!g.defined()) return;
+  const Tensor& p = params_[i];
+  bool first = false;
+  if (opt_.momentum != 0 && !momentum_[i].defined()) {
+    momentum_[i] = Tensor::empty(p.shape(), p.dtype());
+    first = true;
   }
+  int64_t n = p.numel();
+  dispatch(p.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* pp = static_cast<T*>(p.raw_data());
+    const T* gp = static_cast<const T*>(g.raw_data());
+    const T wd = T(opt_.weight_decay), mom = T(opt_.momentum), damp1 = T(1.0 - opt_.dampening),
+            neg_lr = T(-lr_);
+    if (opt_.momentum == 0) {
+      observed_update(observer_, i, gp, pp, n,
+                      [&](int64_t lo, int64_t hi) { sgd_range(pp, gp, lo, hi, wd, neg_lr); });
+      return;
+    }
+    T* buf = static_cast<T*>(momentum_[i].raw_data());
+    const bool nesterov = opt_.nesterov;
+    observed_update(observer_, i, gp, pp, n, [&](int64_t lo, int64_t hi) {
+      sgd_momentum_range(pp, gp, buf, lo, hi, wd, mom, damp1, neg_lr, first, nesterov);
+    });
+  });
 }
 
 NamedTensors SGD::state_dict() const {

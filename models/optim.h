@@ -97,6 +97,13 @@ class SGD : public Optimizer {
  public:
   SGD(std::vector<Tensor> params, const SgdOptions& options);
   void step() override;
+  // Steps parameter i alone (its momentum buffer included), bit for bit what step() does for
+  // it. For a caller that has a gradient before the others (the fused MLP step updates each
+  // layer right after its gradient): it steps every parameter once and then skips step().
+  // Needs steps_params_alone().
+  void step_param(std::size_t i);
+  // Parameters on the CPU and no step observer: then step() is step_param over every i.
+  bool steps_params_alone() const { return !on_device() && observer_ == nullptr; }
   std::string kind() const override { return "SGD"; }
   const SgdOptions& options() const { return opt_; }
   NamedTensors state_dict() const override;

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <exception>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/ops.h"
@@ -58,9 +60,12 @@ void for_each_model(std::size_t n, F&& f) {
 // The fused step layer by layer: each layer's GEMMs for all the models in one batched call
 // (spread over the threads by sgemm_batched), the elementwise work in parallel over the models.
 FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
-                                    const Tensor& images, const Tensor& labels) {
+                                    const Tensor& images, const Tensor& labels,
+                                    const std::vector<models::SGD*>& sgd) {
   NoGrad ng;
   const std::size_t n = models.size();
+  GL_CHECK(sgd.empty() || sgd.size() == n, "fused step: {} optimizers for {} models", sgd.size(),
+           n);
   FusedStepResult r;
   if (n == 0) return r;
   const std::size_t depth = models[0]->taps().size();
@@ -96,9 +101,25 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   r.logits = linear_batched(h, params(depth, true), params(depth, false));
   r.loss.resize(n);
   std::vector<Tensor> g(n);
+  // Per model, the optimizer that steps each parameter once its gradient is known (a model
+  // whose loss is not finite is left alone: its run stops at the divergence check), and the
+  // index of each of its parameters there.
+  std::vector<models::SGD*> step_now(n, nullptr);
+  std::vector<std::map<const TensorImpl*, std::size_t>> index(n);
   for_each_model(n, [&](std::size_t k) {
     std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
+    if (!sgd.empty() && sgd[k] != nullptr && std::isfinite(r.loss[k].item())) {
+      step_now[k] = sgd[k];
+      const auto& ps = sgd[k]->params();
+      for (std::size_t i = 0; i < ps.size(); ++i) index[k][ps[i].impl()] = i;
+    }
   });
+  auto step_param = [&](std::size_t k, const Tensor& param, const Tensor& grad) {
+    const auto it = index[k].find(param.impl());
+    GL_CHECK(it != index[k].end(), "fused step: a parameter of model {} is not its optimizer's", k);
+    param.set_grad(grad);
+    step_now[k]->step_param(it->second);
+  };
 
   // Backward, output layer first, as the tape walks it: dX = dY W (not for the input),
   // dW = dY^T X, db = the column sums of dY; then back through the activation.
@@ -114,6 +135,11 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       const models::Linear& lin = linear_of(k, j);
       if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));
       grads[k].emplace_back(lin.weight(), dw[k]);
+      // This layer's weights have served the forward and dX above: step them now.
+      if (step_now[k] != nullptr) {
+        if (lin.bias().defined()) step_param(k, lin.bias(), grads[k][grads[k].size() - 2].second);
+        step_param(k, lin.weight(), dw[k]);
+      }
       if (j > 0) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
         g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),
@@ -129,10 +155,11 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
 }  // namespace
 
 FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
-                               const Tensor& labels) {
+                               const Tensor& labels, const std::vector<models::SGD*>& sgd) {
   const std::size_t n = models.size();
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-  if (threads < 2 || n < std::size_t(threads)) return fused_step_by_layer(models, images, labels);
+  if (threads < 2 || n < std::size_t(threads))
+    return fused_step_by_layer(models, images, labels, sgd);
   // At least as many models as threads: each thread takes its share of the models through the
   // whole step (one batched GEMM per layer and pass over its share, on that thread), so the
   // threads never wait for each other between layers. The layer-by-layer schedule synchronizes
@@ -145,10 +172,11 @@ FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, cons
     const std::size_t t = std::size_t(omp_get_thread_num()),
                       nt = std::size_t(omp_get_num_threads());
     try {
+      const auto lo = std::ptrdiff_t(n * t / nt), hi = std::ptrdiff_t(n * (t + 1) / nt);
       parts[t] = fused_step_by_layer(
-          std::vector<models::Network*>(models.begin() + std::ptrdiff_t(n * t / nt),
-                                        models.begin() + std::ptrdiff_t(n * (t + 1) / nt)),
-          images, labels);
+          std::vector<models::Network*>(models.begin() + lo, models.begin() + hi), images, labels,
+          sgd.empty() ? std::vector<models::SGD*>{}
+                      : std::vector<models::SGD*>(sgd.begin() + lo, sgd.begin() + hi));
     } catch (...) {
 #pragma omp critical(gl_fused_error)
       if (!error) error = std::current_exception();
@@ -223,21 +251,24 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
       const data::Batch batch = loader.batch(b);
       std::vector<std::size_t> fused;
       std::vector<models::Network*> nets;
+      std::vector<models::SGD*> sgd;
       for (std::size_t i : active)
         if (fusable_ && members_[i] && !members_[i]->needs_tape(members_[i]->global_step() + 1)) {
           fused.push_back(i);
           nets.push_back(&members_[i]->model());
+          sgd.push_back(members_[i]->inline_sgd(members_[i]->global_step() + 1));
         }
       if (fused.size() < 2) fused.clear();  // one model alone takes its own step
       FusedStepResult step;
-      if (!fused.empty()) step = fused_mlp_step(nets, batch.images, batch.labels);
+      if (!fused.empty()) step = fused_mlp_step(nets, batch.images, batch.labels, sgd);
       for (std::size_t i : active) {
         if (!members_[i]) continue;
         auto it = std::find(fused.begin(), fused.end(), i);
         try {
           if (it != fused.end()) {
             const std::size_t k = std::size_t(it - fused.begin());
-            members_[i]->apply_step(batch, b, step.logits[k], step.loss[k], step.grads[k]);
+            members_[i]->apply_step(batch, b, step.logits[k], step.loss[k], step.grads[k],
+                                    sgd[k] != nullptr);
             ++fused_steps_;
           } else {
             members_[i]->train_step(batch, b);

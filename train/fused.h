@@ -47,8 +47,12 @@ struct FusedStepResult {
   std::vector<Tensor> logits, loss;
   std::vector<std::vector<std::pair<Tensor, Tensor>>> grads;
 };
+// sgd: per model, null or its optimizer (Trainer::inline_sgd): then each of its parameters is
+// stepped (SGD::step_param) right after its gradient is known, while the gradient and the
+// weights are still in cache, unless the model's loss is not finite; the caller then skips
+// that optimizer step (Trainer::apply_step with stepped = true for a finite loss).
 FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
-                               const Tensor& labels);
+                               const Tensor& labels, const std::vector<models::SGD*>& sgd = {});
 
 class FusedGroup {
  public:

@@ -604,13 +604,23 @@ void Trainer::train_step(const data::Batch& batch, int64_t b) {
 }
 
 void Trainer::apply_step(const data::Batch& batch, int64_t b, const Tensor& logits,
-                         const Tensor& loss, const std::vector<std::pair<Tensor, Tensor>>& grads) {
+                         const Tensor& loss, const std::vector<std::pair<Tensor, Tensor>>& grads,
+                         bool stepped) {
   current_labels_ = batch.labels;
   double lv = loss.item();
   count_step(lv, b);
   opt_->zero_grad();
   for (const auto& [param, grad] : grads) param.set_grad(grad);
-  finish_step(batch, b, lv, logits);
+  finish_step(batch, b, lv, logits, stepped);
+}
+
+models::SGD* Trainer::inline_sgd(int64_t global_step) {
+  if (cfg_.lr_schedule != "constant") return nullptr;
+  auto* sgd = dynamic_cast<models::SGD*>(opt_.get());
+  if (sgd == nullptr || !sgd->steps_params_alone()) return nullptr;
+  for (const auto& cb : callbacks_)
+    if (cb->reads_weights(*this, global_step)) return nullptr;
+  return sgd;
 }
 
 void Trainer::count_step(double lv, int64_t b) {
@@ -624,10 +634,11 @@ void Trainer::count_step(double lv, int64_t b) {
   }
 }
 
-void Trainer::finish_step(const data::Batch& batch, int64_t b, double lv, const Tensor& logits) {
+void Trainer::finish_step(const data::Batch& batch, int64_t b, double lv, const Tensor& logits,
+                          bool stepped) {
   for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
   apply_lr_schedule();
-  opt_->step();
+  if (!stepped) opt_->step();
   for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
   int64_t bs = batch.labels.numel();
   ep_.loss_sum += lv * double(bs);

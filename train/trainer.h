@@ -114,6 +114,11 @@ class Callback {
   // models at once: their training forward calls no module hooks, while the loss, every
   // parameter's .grad and every callback call are what the tape gives. Default: always.
   virtual bool needs_tape(const Trainer&, int64_t /*global_step*/) const { return true; }
+  // Whether the callback reads the parameters around training step `global_step`'s update (in
+  // on_after_backward or on_step_end). When no callback does, a FusedGroup may update each
+  // parameter as soon as its gradient is known (SGD only; the result is the same). Default:
+  // always.
+  virtual bool reads_weights(const Trainer&, int64_t /*global_step*/) const { return true; }
 };
 
 // Thrown when the loss becomes NaN or infinite; the run directory records it.
@@ -159,6 +164,10 @@ class Trainer {
   const std::vector<EpochResult>& history() const { return history_; }
   // Whether some callback needs the autograd tape for training step `global_step`.
   bool needs_tape(int64_t global_step) const;
+  // The optimizer when training step `global_step` may update each parameter as soon as its
+  // gradient is known (SGD stepping parameters alone, a constant learning rate, no callback
+  // reading the weights around that step); else null.
+  models::SGD* inline_sgd(int64_t global_step);
   const std::string& run_dir() const { return cfg_.out; }
   int64_t global_step() const { return global_step_; }
   int64_t current_epoch() const { return epoch_; }
@@ -179,15 +188,17 @@ class Trainer {
   void train_step(const data::Batch& batch, int64_t b);
   // One training step whose loss, logits and parameter gradients were computed outside the
   // tape: from the divergence check on, exactly what train_step does after loss.backward().
+  // stepped: the parameters were already updated (inline_sgd), so the optimizer step is skipped.
   void apply_step(const data::Batch& batch, int64_t b, const Tensor& logits, const Tensor& loss,
-                  const std::vector<std::pair<Tensor, Tensor>>& grads);
+                  const std::vector<std::pair<Tensor, Tensor>>& grads, bool stepped = false);
   // Evaluation, callbacks, metrics.csv, checkpoint. train_time < 0: measured from the epoch's
   // start.
   void end_epoch(double train_time = -1);
   void end_run();  // final outputs, on_train_end
   void train_epoch_cuda();
   void count_step(double loss, int64_t b);  // the global step; throws DivergedError
-  void finish_step(const data::Batch& batch, int64_t b, double loss, const Tensor& logits);
+  void finish_step(const data::Batch& batch, int64_t b, double loss, const Tensor& logits,
+                   bool stepped = false);
 
   void save_checkpoint(int64_t epoch, const std::vector<EpochResult>& history);
   int64_t load_checkpoint(std::vector<EpochResult>& history);

@@ -75,6 +75,38 @@ TEST(SGD, MomentumAndNesterovClosedForm) {
   EXPECT_THROW(SGD({param(kP0)}, {.lr = 0.1, .momentum = 0, .nesterov = true}), Error);
 }
 
+// Stepping each parameter alone (what the fused MLP step does as each layer's gradient
+// arrives) gives the bits of step(), momentum buffers (first step and later) included, for f32
+// parameters long enough to take the vectorized loops with a tail.
+TEST(SGD, StepParamEqualsStep) {
+  for (double mu : {0.0, 0.9}) {
+    Generator gen(3);
+    std::vector<Tensor> a, b;
+    for (int64_t n : {1037, 16, 5}) {
+      Tensor t = Tensor::randn({n}, gen);
+      a.push_back(t.clone().requires_grad_());
+      b.push_back(t.clone().requires_grad_());
+    }
+    SGD whole(a, {.lr = 0.05, .momentum = mu, .weight_decay = 1e-3});
+    SGD alone(b, {.lr = 0.05, .momentum = mu, .weight_decay = 1e-3});
+    ASSERT_TRUE(alone.steps_params_alone());
+    for (int step = 0; step < 3; ++step) {
+      for (std::size_t i = 0; i < a.size(); ++i) {
+        Tensor g = Tensor::randn(a[i].shape(), gen);
+        a[i].set_grad(g.clone());
+        b[i].set_grad(g.clone());
+      }
+      whole.step();
+      for (std::size_t i = b.size(); i-- > 0;) alone.step_param(i);  // last layer first
+    }
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      auto x = a[i].to_vector<float>(), y = b[i].to_vector<float>();
+      for (std::size_t k = 0; k < x.size(); ++k)
+        ASSERT_EQ(x[k], y[k]) << "momentum " << mu << " parameter " << i << " component " << k;
+    }
+  }
+}
+
 TEST(Adam, ConstantGradientClosedForm) {
   // With a constant gradient the bias-corrected moments are g and g^2 exactly, so each step
   // moves p by lr * g / (|g| + eps * ...) -- precisely lr * g / (|g| + eps).
