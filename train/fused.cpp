@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "engine/ops.h"
@@ -102,28 +101,27 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   r.loss.resize(n);
   std::vector<Tensor> g(n);
   // Per model, the optimizer that steps each parameter once its gradient is known (a model
-  // whose loss is not finite is left alone: its run stops at the divergence check), and the
-  // index of each of its parameters there.
+  // whose loss is not finite is left alone: its run stops at the divergence check).
   std::vector<models::SGD*> step_now(n, nullptr);
-  std::vector<std::map<const TensorImpl*, std::size_t>> index(n);
   for_each_model(n, [&](std::size_t k) {
     std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
-    if (!sgd.empty() && sgd[k] != nullptr && std::isfinite(r.loss[k].item())) {
-      step_now[k] = sgd[k];
-      const auto& ps = sgd[k]->params();
-      for (std::size_t i = 0; i < ps.size(); ++i) index[k][ps[i].impl()] = i;
-    }
+    if (!sgd.empty() && sgd[k] != nullptr && std::isfinite(r.loss[k].item())) step_now[k] = sgd[k];
   });
-  auto step_param = [&](std::size_t k, const Tensor& param, const Tensor& grad) {
-    const auto it = index[k].find(param.impl());
-    GL_CHECK(it != index[k].end(), "fused step: a parameter of model {} is not its optimizer's", k);
-    param.set_grad(grad);
-    step_now[k]->step_param(it->second);
-  };
-
   // Backward, output layer first, as the tape walks it: dX = dY W (not for the input),
   // dW = dY^T X, db = the column sums of dY; then back through the activation.
   std::vector<std::vector<std::pair<Tensor, Tensor>>> grads(n);
+  // Steps entry q of grads[k]. The entries come in reverse parameters() order, which is the
+  // optimizer's order (the Trainer builds it from model.parameters()): entry q is parameter
+  // P - 1 - q.
+  auto step_entry = [&](std::size_t k, std::size_t q) {
+    const auto& [param, grad] = grads[k][q];
+    const auto& ps = step_now[k]->params();
+    const std::size_t i = ps.size() - 1 - q;
+    GL_CHECK(q < ps.size() && ps[i].impl() == param.impl(),
+             "fused step: model {}'s optimizer does not hold its parameters in model order", k);
+    param.set_grad(grad);
+    step_now[k]->step_param(i);
+  };
   for (std::size_t j = depth + 1; j-- > 0;) {
     std::vector<Tensor> dx;
     if (j > 0) dx = matmul_batched(g, params(j, true));
@@ -133,13 +131,12 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
     for_each_model(n, [&](std::size_t k) {
       const models::Linear& lin = linear_of(k, j);
+      const std::size_t first = grads[k].size();
       if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));
       grads[k].emplace_back(lin.weight(), dw[k]);
       // This layer's weights have served the forward and dX above: step them now.
-      if (step_now[k] != nullptr) {
-        if (lin.bias().defined()) step_param(k, lin.bias(), grads[k][grads[k].size() - 2].second);
-        step_param(k, lin.weight(), dw[k]);
-      }
+      if (step_now[k] != nullptr)
+        for (std::size_t q = first; q < grads[k].size(); ++q) step_entry(k, q);
       if (j > 0) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
         g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),

@@ -42,8 +42,7 @@ namespace {
 
 struct Padded {
   int64_t hp, ws;     // padded rows, row stride (a whole number of vectors, with slack)
-  const float* base;  // the calling thread's scratch slot kPaddedSlot
-  const float* data() const { return base; }
+  const float* data;  // in the calling thread's scratch slot kPaddedSlot
 };
 constexpr int kPaddedSlot = 5;
 
@@ -60,7 +59,7 @@ Padded pad_input(const ConvGeometry& g, const float* x) {
   float* raw = thread_scratch<float>(kPaddedSlot, floats + 16);
   float* d =
       reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(raw) + 63) & ~std::uintptr_t(63));
-  p.base = d;
+  p.data = d;
   const int64_t planes = g.n * g.c, plane = p.hp * p.ws;
   std::fill(d + planes * plane, d + floats, 0.0f);
 #pragma omp parallel for schedule(static) if (g.n * g.c * g.h * g.w >= (1 << 15))
@@ -110,7 +109,7 @@ GL_AVX512_KERNEL void forward_block(const ConvGeometry& g, const Padded& xp, con
       for (int j = 0; j < kOcBlock; ++j) acc[j][0] = acc[j][1] = _mm512_set1_ps(bias[j]);
       const float* wc = wt;
       for (int c = 0; c < C; ++c, wc += K * K * kOcBlock) {
-        const float* plane = xp.data() + ((n * C + c) * xp.hp + y) * ws + x0;
+        const float* plane = xp.data + ((n * C + c) * xp.hp + y) * ws + x0;
         for (int ky = 0; ky < K; ++ky) {
           const float* row = plane + ky * ws;  // aligned: x0 is a multiple of 32
           const __m512 l0 = _mm512_load_ps(row), l1 = _mm512_load_ps(row + 16),
@@ -221,7 +220,7 @@ GL_AVX512_KERNEL void weight_grad_image(const ConvGeometry& g, const Padded& xp,
   __m512 sum_a = _mm512_setzero_ps(), sum_b = _mm512_setzero_ps();
   const float* d0 = dy + (n * g.oc + o0) * plane;
   const float* d1 = two ? d0 + plane : d0;
-  const float* in0 = xp.data() + ((n * g.c + c) * xp.hp + ky0) * ws;
+  const float* in0 = xp.data + ((n * g.c + c) * xp.hp + ky0) * ws;
   auto fetch = [&](int64_t y) {
     if (!next || y >= oh) return;
     const char* p = reinterpret_cast<const char*>(next + y * ow);
@@ -271,8 +270,7 @@ GL_AVX512_KERNEL void weight_grad_avx512(const ConvGeometry& g, const float* x, 
 #pragma omp for schedule(dynamic)
     for (int64_t ch = 0; ch < chunks; ++ch) {
       std::fill(acc, acc + acc_floats, 0.0f);
-      double* pdb = partial_db.data() + ch * g.oc;
-      std::fill(pdb, pdb + g.oc, 0.0);
+      double* pdb = partial_db.data() + ch * g.oc;  // zero: each chunk runs once
       const int64_t n_end = std::min(g.n, (ch + 1) * kImageChunk);
       // Image by image, its output planes in memory order: dY streams through once.
       for (int64_t n = ch * kImageChunk; n < n_end; ++n)

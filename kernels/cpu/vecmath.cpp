@@ -110,7 +110,7 @@ GL_VM inline V bits_andnot(V a, V b) {
 }  // namespace avx512
 
 enum class Isa { scalar, avx2, avx512 };
-std::atomic<int> g_force_avx2{0};
+std::atomic<bool> g_force_avx2{false};
 
 Isa isa() {
   if (g_force_scalar.load(std::memory_order_relaxed) || !cpu_has_avx2_fma()) return Isa::scalar;
@@ -121,6 +121,11 @@ Isa isa() {
 template <class F>
 void scalar_map(const float* x, float* y, int64_t n, F f) {
   for (int64_t i = 0; i < n; ++i) y[i] = f(x[i]);
+}
+// y = f(g, x) elementwise (the backward functors).
+template <class F>
+void scalar_back(const float* g, const float* x, float* y, int64_t n, F f) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f(g[i], x[i]);
 }
 }  // namespace
 
@@ -143,7 +148,7 @@ bool vecmath_uses_avx512() {
   return isa() == Isa::avx512;
 }
 void vecmath_force_avx2(bool on) {
-  g_force_avx2.store(on ? 1 : 0);
+  g_force_avx2.store(on);
 }
 void vecmath_force_scalar(bool on) {
   g_force_scalar.store(on);
@@ -171,11 +176,11 @@ void gelu_f32(const float* x, float* y, int64_t n) {
 }
 void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(gelu_backward, g, x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluErfBack{}(g[i], x[i]);
+  scalar_back(g, x, y, n, fn::GeluErfBack{});
 }
 void silu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(silu_backward, g, x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::SiluBack{}(g[i], x[i]);
+  scalar_back(g, x, y, n, fn::SiluBack{});
 }
 void gelu_tanh_f32(const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(gelu_tanh, x, y, n);
@@ -183,19 +188,19 @@ void gelu_tanh_f32(const float* x, float* y, int64_t n) {
 }
 void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(gelu_tanh_backward, g, x, y, n);
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::GeluTanhBack{}(g[i], x[i]);
+  scalar_back(g, x, y, n, fn::GeluTanhBack{});
 }
 
 void relu_f32(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::Relu{}(x[i]);
+  scalar_map(x, y, n, fn::Relu{});
 }
 void relu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::ReluBack{}(g[i], x[i]);
+  scalar_back(g, x, y, n, fn::ReluBack{});
 }
 void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::TanhBackFromY{}(g[i], t[i]);
+  scalar_back(g, t, y, n, fn::TanhBackFromY{});
 }
 void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = fn::SigmoidBackFromY{}(g[i], s[i]);
+  scalar_back(g, s, y, n, fn::SigmoidBackFromY{});
 }
 }  // namespace gl::kernels::cpu
