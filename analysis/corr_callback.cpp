@@ -62,6 +62,7 @@ class CorrCallback : public train::Callback {
   // Its hooks live during evaluation passes only.
   bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
   bool reads_weights(const train::Trainer&, int64_t) const override { return false; }
+  bool reads_grads(const train::Trainer&, int64_t) const override { return false; }
   void on_train_end(train::Trainer& t) override {
     record(t, t.current_epoch());
     finish_writes();

@@ -76,6 +76,10 @@ class DiagnosticsCallback : public train::Callback {
   bool reads_weights(const train::Trainer&, int64_t step) const override {
     return opts_.grads && is_recorded_step(step);
   }
+  // And the gradients at those steps only.
+  bool reads_grads(const train::Trainer&, int64_t step) const override {
+    return opts_.grads && is_recorded_step(step);
+  }
 
   // Whether gradient statistics are recorded at this global step.
   bool is_recorded_step(int64_t step) const;

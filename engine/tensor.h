@@ -37,6 +37,10 @@ struct DeviceAllocatorHooks {
 };
 DeviceAllocatorHooks& cuda_allocator_hooks();
 
+// Bytes of freed host blocks the calling thread keeps for reuse (Storage reuses a freed
+// block of the same rounded size instead of returning it to the system allocator).
+std::size_t host_block_cache_bytes();
+
 // A gradient hook sees the gradient flowing into a tensor; returning a defined tensor
 // replaces that gradient, returning Tensor() keeps it.
 class Tensor;
@@ -58,8 +62,8 @@ class Tensor {
   template <class T>
   static Tensor from_vector(const std::vector<T>& values, const Shape& shape);
   // Uniform in [lo, hi) and standard normal, from an explicitly seeded Philox generator.
-  static Tensor rand(const Shape& shape, Generator& gen, DType dtype = DType::f32,
-                     double lo = 0.0, double hi = 1.0);
+  static Tensor rand(const Shape& shape, Generator& gen, DType dtype = DType::f32, double lo = 0.0,
+                     double hi = 1.0);
   static Tensor randn(const Shape& shape, Generator& gen, DType dtype = DType::f32,
                       double mean = 0.0, double std = 1.0);
 
@@ -74,7 +78,7 @@ class Tensor {
   DType dtype() const;
   Device device() const;
   bool is_contiguous() const;
-  std::string str() const;       // "f32[2, 3]"
+  std::string str() const;        // "f32[2, 3]"
   std::string to_string() const;  // metadata and (abbreviated) values
 
   // ---- data ----
@@ -89,7 +93,7 @@ class Tensor {
   std::vector<T> to_vector() const;  // row-major copy, converting dtype
 
   // ---- views (share storage; differentiable) ----
-  Tensor view(const Shape& shape) const;  // requires compatible strides
+  Tensor view(const Shape& shape) const;     // requires compatible strides
   Tensor reshape(const Shape& shape) const;  // view when possible, else a copy
   Tensor transpose(int64_t d0, int64_t d1) const;
   Tensor permute(const std::vector<int64_t>& dims) const;

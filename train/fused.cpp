@@ -60,11 +60,14 @@ void for_each_model(std::size_t n, F&& f) {
 // (spread over the threads by sgemm_batched), the elementwise work in parallel over the models.
 FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
                                     const Tensor& images, const Tensor& labels,
-                                    const std::vector<models::SGD*>& sgd) {
+                                    const std::vector<models::SGD*>& sgd,
+                                    const std::vector<char>& drop_grads) {
   NoGrad ng;
   const std::size_t n = models.size();
   GL_CHECK(sgd.empty() || sgd.size() == n, "fused step: {} optimizers for {} models", sgd.size(),
            n);
+  GL_CHECK(drop_grads.empty() || drop_grads.size() == n,
+           "fused step: {} gradient flags for {} models", drop_grads.size(), n);
   FusedStepResult r;
   if (n == 0) return r;
   const std::size_t depth = models[0]->taps().size();
@@ -86,7 +89,10 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     return out;
   };
 
-  // Forward, keeping each hidden layer's pre- and post-activation for backward.
+  // Forward, keeping each hidden layer's post-activation, and its pre-activation when the
+  // activation's backward reads it, for backward. Every buffer is released as soon as it has
+  // served, so the next one allocated reuses a block that is still in cache (Storage keeps
+  // freed blocks for reuse), rather than a cold one.
   std::vector<std::vector<Tensor>> pre(depth), post(depth, std::vector<Tensor>(n));
   std::vector<Tensor> h(n, images);
   for (std::size_t j = 0; j < depth; ++j) {
@@ -94,10 +100,13 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     for_each_model(n, [&](std::size_t k) {
       const models::Activation& act = *models[k]->taps()[j].post;
       post[j][k] = activate(pre[j][k], act.activation(), act.leaky_slope());
+      if (!activation_backward_reads_input(act.activation(), act.leaky_slope()))
+        pre[j][k] = Tensor();
     });
     h = post[j];
   }
   r.logits = linear_batched(h, params(depth, true), params(depth, false));
+  h.clear();
   r.loss.resize(n);
   std::vector<Tensor> g(n);
   // Per model, the optimizer that steps each parameter once its gradient is known (a model
@@ -114,13 +123,17 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // optimizer's order (the Trainer builds it from model.parameters()): entry q is parameter
   // P - 1 - q.
   auto step_entry = [&](std::size_t k, std::size_t q) {
-    const auto& [param, grad] = grads[k][q];
+    auto& [param, grad] = grads[k][q];
     const auto& ps = step_now[k]->params();
     const std::size_t i = ps.size() - 1 - q;
     GL_CHECK(q < ps.size() && ps[i].impl() == param.impl(),
              "fused step: model {}'s optimizer does not hold its parameters in model order", k);
     param.set_grad(grad);
     step_now[k]->step_param(i);
+    if (!drop_grads.empty() && drop_grads[k]) {
+      param.set_grad(Tensor());
+      grad = Tensor();
+    }
   };
   for (std::size_t j = depth + 1; j-- > 0;) {
     std::vector<Tensor> dx;
@@ -141,6 +154,9 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         const models::Activation& act = *models[k]->taps()[j - 1].post;
         g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),
                                  act.leaky_slope());
+        dx[k] = Tensor();
+        pre[j - 1][k] = Tensor();  // layer j - 1's activations have served dW and this
+        post[j - 1][k] = Tensor();
       }
     });
   }
@@ -152,11 +168,12 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
 }  // namespace
 
 FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
-                               const Tensor& labels, const std::vector<models::SGD*>& sgd) {
+                               const Tensor& labels, const std::vector<models::SGD*>& sgd,
+                               const std::vector<char>& drop_grads) {
   const std::size_t n = models.size();
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads < 2 || n < std::size_t(threads))
-    return fused_step_by_layer(models, images, labels, sgd);
+    return fused_step_by_layer(models, images, labels, sgd, drop_grads);
   // At least as many models as threads: each thread takes its share of the models through the
   // whole step (one batched GEMM per layer and pass over its share, on that thread), so the
   // threads never wait for each other between layers. The layer-by-layer schedule synchronizes
@@ -173,7 +190,9 @@ FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, cons
       parts[t] = fused_step_by_layer(
           std::vector<models::Network*>(models.begin() + lo, models.begin() + hi), images, labels,
           sgd.empty() ? std::vector<models::SGD*>{}
-                      : std::vector<models::SGD*>(sgd.begin() + lo, sgd.begin() + hi));
+                      : std::vector<models::SGD*>(sgd.begin() + lo, sgd.begin() + hi),
+          drop_grads.empty() ? std::vector<char>{}
+                             : std::vector<char>(drop_grads.begin() + lo, drop_grads.begin() + hi));
     } catch (...) {
 #pragma omp critical(gl_fused_error)
       if (!error) error = std::current_exception();
@@ -249,15 +268,18 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
       std::vector<std::size_t> fused;
       std::vector<models::Network*> nets;
       std::vector<models::SGD*> sgd;
+      std::vector<char> drop_grads;
       for (std::size_t i : active)
         if (fusable_ && members_[i] && !members_[i]->needs_tape(members_[i]->global_step() + 1)) {
+          const int64_t step = members_[i]->global_step() + 1;
           fused.push_back(i);
           nets.push_back(&members_[i]->model());
-          sgd.push_back(members_[i]->inline_sgd(members_[i]->global_step() + 1));
+          sgd.push_back(members_[i]->inline_sgd(step));
+          drop_grads.push_back(sgd.back() != nullptr && !members_[i]->reads_grads(step));
         }
       if (fused.size() < 2) fused.clear();  // one model alone takes its own step
       FusedStepResult step;
-      if (!fused.empty()) step = fused_mlp_step(nets, batch.images, batch.labels, sgd);
+      if (!fused.empty()) step = fused_mlp_step(nets, batch.images, batch.labels, sgd, drop_grads);
       for (std::size_t i : active) {
         if (!members_[i]) continue;
         auto it = std::find(fused.begin(), fused.end(), i);

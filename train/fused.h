@@ -51,8 +51,12 @@ struct FusedStepResult {
 // stepped (SGD::step_param) right after its gradient is known, while the gradient and the
 // weights are still in cache, unless the model's loss is not finite; the caller then skips
 // that optimizer step (Trainer::apply_step with stepped = true for a finite loss).
+// drop_grads: per model (empty: none), whether its gradients may be released once stepped
+// inline (no callback reads them this step, Trainer::reads_grads): the result then pairs its
+// parameters with undefined gradients, and each gradient's buffer is reused while in cache.
 FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
-                               const Tensor& labels, const std::vector<models::SGD*>& sgd = {});
+                               const Tensor& labels, const std::vector<models::SGD*>& sgd = {},
+                               const std::vector<char>& drop_grads = {});
 
 class FusedGroup {
  public:

@@ -614,6 +614,12 @@ void Trainer::apply_step(const data::Batch& batch, int64_t b, const Tensor& logi
   finish_step(batch, b, lv, logits, stepped);
 }
 
+bool Trainer::reads_grads(int64_t global_step) const {
+  for (const auto& cb : callbacks_)
+    if (cb->reads_grads(*this, global_step)) return true;
+  return false;
+}
+
 models::SGD* Trainer::inline_sgd(int64_t global_step) {
   if (cfg_.lr_schedule != "constant") return nullptr;
   auto* sgd = dynamic_cast<models::SGD*>(opt_.get());

@@ -119,6 +119,11 @@ class Callback {
   // parameter as soon as its gradient is known (SGD only; the result is the same). Default:
   // always.
   virtual bool reads_weights(const Trainer&, int64_t /*global_step*/) const { return true; }
+  // Whether the callback reads the parameters' .grad at training step `global_step` (in
+  // on_after_backward or on_step_end). When no callback does and the parameters were updated
+  // inline, a FusedGroup releases each gradient right after its update, and .grad is left
+  // undefined after that step. Default: always.
+  virtual bool reads_grads(const Trainer&, int64_t /*global_step*/) const { return true; }
 };
 
 // Thrown when the loss becomes NaN or infinite; the run directory records it.
@@ -168,6 +173,8 @@ class Trainer {
   // gradient is known (SGD stepping parameters alone, a constant learning rate, no callback
   // reading the weights around that step); else null.
   models::SGD* inline_sgd(int64_t global_step);
+  // Whether any callback reads the gradients at this step (Callback::reads_grads).
+  bool reads_grads(int64_t global_step) const;
   const std::string& run_dir() const { return cfg_.out; }
   int64_t global_step() const { return global_step_; }
   int64_t current_epoch() const { return epoch_; }

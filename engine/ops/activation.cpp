@@ -83,7 +83,7 @@ Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved s
 // kernels (forward, backward), in one place: the ops and activate_backward both go through this
 // table, so the tape and the fused step compute the same values.
 template <class F>
-Tensor visit_activation(ActivationKind a, double s, F&& f) {
+auto visit_activation(ActivationKind a, double s, F&& f) {
   switch (a) {
     case ActivationKind::relu:
       return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, kernels::cpu::relu_f32,
@@ -120,6 +120,14 @@ Tensor apply_activation(ActivationKind a, const Tensor& x, double slope) {
                           });
 }
 }  // namespace
+
+bool activation_backward_reads_input(ActivationKind a, double slope) {
+  if (a == ActivationKind::identity) return false;
+  return visit_activation(a, slope,
+                          [](auto, auto, const char*, Saved saved, F32Kernel, F32BackKernel) {
+                            return saved == Saved::input;
+                          });
+}
 
 Tensor relu(const Tensor& x) {
   return apply_activation(ActivationKind::relu, x, 0);

@@ -31,6 +31,14 @@ Shape reduced_shape(const Tensor& x, const std::vector<bool>& mask, bool keepdim
 }
 
 // Sums x over the masked dims into a tensor of the keepdim shape, accumulating in double.
+// a[j] += p[i * cols + j] over the rows in order (vectorized across the columns, so every
+// column's sum is the same sequence of f64 additions on every ISA).
+__attribute__((target_clones("avx512f", "avx2", "default"))) void column_sums_f32(
+    const float* __restrict p, int64_t rows, int64_t cols, double* __restrict a) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) a[j] += double(p[i * cols + j]);
+}
+
 Tensor sum_forward(const Tensor& x, const std::vector<bool>& mask) {
 #if defined(GRADLENS_HAVE_CUDA)
   if (detail::on_cuda(x)) return cuda_ops::sum_keepdim(x, mask);
@@ -41,11 +49,7 @@ Tensor sum_forward(const Tensor& x, const std::vector<bool>& mask) {
   if (x.dtype() == DType::f32 && x.dim() == 2 && mask[0] && !mask[1] && x.is_contiguous()) {
     // Column sums of a contiguous matrix (bias gradients): the general loop below adds each
     // column's rows in the same order, so this plain loop gives the same bits, faster.
-    const int64_t rows = x.shape()[0], cols = x.shape()[1];
-    const float* p = x.data<float>();
-    double* a = acc.data<double>();
-    for (int64_t i = 0; i < rows; ++i)
-      for (int64_t j = 0; j < cols; ++j) a[j] += double(p[i * cols + j]);
+    column_sums_f32(x.data<float>(), x.shape()[0], x.shape()[1], acc.data<double>());
     return acc.to(x.dtype());
   }
   Shape acc_strides = contiguous_strides(keep);

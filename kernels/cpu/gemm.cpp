@@ -177,6 +177,7 @@ struct Problem {
   PackB<T> pack_b;
   int64_t kc_max;  // equal-sized k-blocks, so K slightly above kc leaves no sliver block
   bool direct_a;   // full MR panels of A are read in place, not packed (see use_direct_a)
+  bool direct_b;   // full NR panels of a row-major B are read in place too (see use_direct_b)
 };
 
 // Whether to skip packing A. Packing A costs a pass over the mc x kc block and is repaid by
@@ -187,6 +188,20 @@ struct Problem {
 template <class T>
 bool use_direct_a(int64_t N, const KernelSet<T>& ks) {
   return N <= 8 * int64_t(ks.nr);
+}
+
+// Whether to skip packing B as well, reading full NR-column panels of a row-major B (tb false)
+// in place; the last partial panel is still packed. Only with A read in place by kernels that
+// take every row (edge kernels present), since the packed-A kernel reads packed B.
+template <class T>
+bool use_direct_b(bool tb, bool direct_a, const KernelSet<T>& ks) {
+  return !tb && direct_a && ks.edge_direct_a[0] != nullptr;
+}
+// The first NR panel of an nc-wide block that is packed: all of them, or with direct_b the
+// partial one at the end.
+template <class T>
+int64_t first_packed_panel(const Problem<T>& p, int64_t nc) {
+  return p.direct_b ? nc / p.ks->nr : 0;
 }
 
 template <class T>
@@ -229,7 +244,7 @@ ABlock<T> prepare_a(const Problem<T>& p, int64_t ic, int64_t mc, int64_t pc, int
 // partial panel (rs = 1, cs = MR).
 template <class T>
 void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t cs, const T* bpanel,
-               T* C, int64_t rows, int64_t ncur, const TileEpilogue<T>& e) {
+               int64_t rs_b, T* C, int64_t rows, int64_t ncur, const TileEpilogue<T>& e) {
   if (p.ks->edge_direct_a[0] == nullptr) {
     p.ks->kernel(kc, A, bpanel, C, p.ldc, rows, ncur, e);
     return;
@@ -237,7 +252,7 @@ void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t 
   for (int h = 3; h >= 0; --h) {
     const int64_t step = int64_t(1) << h;
     if (rows < step) continue;
-    p.ks->edge_direct_a[h](kc, A, rs, cs, bpanel, C, p.ldc, step, ncur, e);
+    p.ks->edge_direct_a[h](kc, A, rs, cs, bpanel, rs_b, C, p.ldc, step, ncur, e);
     A += step * rs;
     C += step * p.ldc;
     rows -= step;
@@ -245,7 +260,8 @@ void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t 
 }
 
 // Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
-// already packed: NR panels outer (the B micro-panel stays in L1), MR panels inner.
+// already packed (or read in place): NR panels outer (the B micro-panel stays in L1), MR
+// panels inner.
 template <class T>
 void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t pc,
                   int64_t kc, const ABlock<T>& a, const T* Bp) {
@@ -254,24 +270,26 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int64_t j = jc + jr;
     e.bias = p.bias ? p.bias + j : nullptr;
-    const T* bpanel = Bp + jr * kc;
     const int64_t ncur = std::min(NR, nc - jr);
+    const bool b_in_place = p.direct_b && ncur == NR;
+    const T* bpanel = b_in_place ? b_block(p, pc, j) : Bp + jr * kc;
+    const int64_t rs_b = b_in_place ? p.ldb : NR;
     T* c = p.C + ic * p.ldc + j;
     int64_t ir = 0;
     for (; ir + MR <= a.direct_rows; ir += MR)
-      p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, c + ir * p.ldc, p.ldc, MR,
-                            ncur, e);
+      p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, rs_b, c + ir * p.ldc,
+                            p.ldc, MR, ncur, e);
     if (ir < a.direct_rows) {  // rows below a whole panel, read in place by the edge kernels
-      edge_rows(p, kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, c + ir * p.ldc, a.direct_rows - ir,
-                ncur, e);
+      edge_rows(p, kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, rs_b, c + ir * p.ldc,
+                a.direct_rows - ir, ncur, e);
       ir = a.direct_rows;
     }
     for (; ir + MR <= mc; ir += MR)
       p.ks->kernel(kc, a.packed + (ir - a.direct_rows) * kc, bpanel, c + ir * p.ldc, p.ldc, MR,
                    ncur, e);
     if (ir < mc)
-      edge_rows(p, kc, a.packed + (ir - a.direct_rows) * kc, 1, MR, bpanel, c + ir * p.ldc, mc - ir,
-                ncur, e);
+      edge_rows(p, kc, a.packed + (ir - a.direct_rows) * kc, 1, MR, bpanel, rs_b, c + ir * p.ldc,
+                mc - ir, ncur, e);
   }
 }
 
@@ -295,7 +313,8 @@ void gemm_serial(const Problem<T>& p, int64_t j0, int64_t j1) {
     const int64_t nc = std::min(ks.nc, j1 - jc);
     for (int64_t pc = 0; pc < p.K; pc += p.kc_max) {
       const int64_t kc = std::min(p.kc_max, p.K - pc);
-      p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, 0, ceil_div(nc, NR), Bp);
+      const int64_t p0 = first_packed_panel(p, nc), p1 = ceil_div(nc, NR);
+      if (p0 < p1) p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, p0, p1, Bp);
       for (int64_t ic = 0; ic < p.M; ic += mc_max) {
         const int64_t mc = std::min(mc_max, p.M - ic);
         macro_kernel(p, ic, mc, jc, nc, pc, kc, prepare_a(p, ic, mc, pc, kc, Ap), Bp);
@@ -341,16 +360,17 @@ void gemm_parallel_rows(const Problem<T>& p, int threads) {
     T* Ap = reinterpret_cast<T*>(ws + b_bytes + a_bytes * size_t(tid));
     for (int64_t jc = 0; jc < p.N; jc += nc_blk) {
       const int64_t nc = std::min(nc_blk, p.N - jc);
-      const int64_t n_panels = ceil_div(nc, NR);
-      // Pack (k-block, panel) pairs split evenly across the threads.
-      const int64_t pairs = n_kblocks * n_panels;
+      // Pack (k-block, panel) pairs split evenly across the threads: panels [p0, p1) of
+      // each k-block (p0 > 0 when full panels are read in place).
+      const int64_t p0 = first_packed_panel(p, nc), p1 = ceil_div(nc, NR), np = p1 - p0;
+      const int64_t pairs = n_kblocks * np;
       for (int64_t q = pairs * tid / nt, q1 = pairs * (tid + 1) / nt; q < q1;) {
-        const int64_t kb = q / n_panels, pc = kb * p.kc_max;
+        const int64_t kb = q / np, pc = kb * p.kc_max;
         const int64_t kc = std::min(p.kc_max, p.K - pc);
-        const int64_t pe = std::min(n_panels, q1 - kb * n_panels);
-        p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, q % n_panels, pe,
+        const int64_t pe = std::min(np, q1 - kb * np);
+        p.pack_b(p.tb, b_block(p, pc, jc), p.ldb, kc, nc, p0 + q % np, p0 + pe,
                  Bp + size_t(kb) * kblock_elems);
-        q = kb * n_panels + pe;
+        q = kb * np + pe;
       }
 #pragma omp barrier
 #pragma omp for schedule(dynamic, 1)
@@ -404,7 +424,8 @@ Problem<T> make_problem(const KernelSet<T>& ks, bool ta, bool tb, int64_t M, int
                     ks.pack_a,
                     ks.pack_b,
                     ceil_div(K, ceil_div(K, ks.kc)),
-                    use_direct_a(N, ks)};
+                    use_direct_a(N, ks),
+                    use_direct_b(tb, use_direct_a(N, ks), ks)};
 }
 
 template <class T>

@@ -72,10 +72,12 @@ template <class T>
 using MicroKernel = void (*)(int64_t kc, const T* Ap, const T* Bp, T* C, int64_t ldc, int64_t m,
                              int64_t n, const TileEpilogue<T>& e);
 // The same product with A read in place: element (i, k) of the MR x kc panel is
-// A[i * rs_a + k * cs_a]. All MR rows are read, so only full panels may be passed.
+// A[i * rs_a + k * cs_a]. All MR rows are read, so only full panels may be passed. Row k of
+// the B panel starts at B + k * rs_b: rs_b = NR for a packed panel, or B's row stride for a
+// full NR-column panel of a row-major B read in place (all NR columns are read).
 template <class T>
-using MicroKernelDirectA = void (*)(int64_t kc, const T* A, int64_t rs_a, int64_t cs_a, const T* Bp,
-                                    T* C, int64_t ldc, int64_t m, int64_t n,
+using MicroKernelDirectA = void (*)(int64_t kc, const T* A, int64_t rs_a, int64_t cs_a, const T* B,
+                                    int64_t rs_b, T* C, int64_t ldc, int64_t m, int64_t n,
                                     const TileEpilogue<T>& e);
 
 // Packs rows [0, mc) x depth [0, kc) of op(A) (origin already applied) into MR-row panels:

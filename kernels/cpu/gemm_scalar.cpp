@@ -10,8 +10,8 @@ namespace {
 // A element (i, k) at A[i * rs_a + k * cs_a]; packed A is rs_a = 1, cs_a = MR.
 template <class T, int MR, int NR>
 void scalar_ukernel_direct_a(int64_t kc, const T* __restrict A, int64_t rs_a, int64_t cs_a,
-                             const T* __restrict Bp, T* C, int64_t ldc, int64_t m, int64_t n,
-                             const TileEpilogue<T>& e) {
+                             const T* __restrict Bp, int64_t rs_b, T* C, int64_t ldc, int64_t m,
+                             int64_t n, const TileEpilogue<T>& e) {
   T acc[MR * NR] = {};
   for (int64_t k = 0; k < kc; ++k) {
     for (int i = 0; i < MR; ++i) {
@@ -19,7 +19,7 @@ void scalar_ukernel_direct_a(int64_t kc, const T* __restrict A, int64_t rs_a, in
       for (int j = 0; j < NR; ++j) acc[i * NR + j] += a * Bp[j];
     }
     A += cs_a;
-    Bp += NR;
+    Bp += rs_b;
   }
   tile_epilogue_scalar(acc, NR, C, ldc, m, n, e);
 }
@@ -27,7 +27,7 @@ void scalar_ukernel_direct_a(int64_t kc, const T* __restrict A, int64_t rs_a, in
 template <class T, int MR, int NR>
 void scalar_ukernel(int64_t kc, const T* __restrict Ap, const T* __restrict Bp, T* C, int64_t ldc,
                     int64_t m, int64_t n, const TileEpilogue<T>& e) {
-  scalar_ukernel_direct_a<T, MR, NR>(kc, Ap, 1, MR, Bp, C, ldc, m, n, e);
+  scalar_ukernel_direct_a<T, MR, NR>(kc, Ap, 1, MR, Bp, NR, C, ldc, m, n, e);
 }
 
 }  // namespace

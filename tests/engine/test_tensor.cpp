@@ -124,3 +124,32 @@ TEST(Tensor, PrintingShowsMetadataAndValues) {
   EXPECT_NE(s.find("1.5"), std::string::npos);
   EXPECT_NE(s.find("-2"), std::string::npos);
 }
+
+// A freed host block is reused for the next tensor of the same size, and what the old tensor
+// left in it never shows through: zeros() and the ops still write every element.
+TEST(Tensor, FreedHostBlocksAreReusedAndStartClean) {
+  const int64_t n = 128 * 128;  // 64 KiB: a training buffer
+  const std::size_t before = host_block_cache_bytes();
+  const float* first = nullptr;
+  {
+    Tensor t = Tensor::full({n}, 7.0);
+    first = t.data<float>();
+  }
+  EXPECT_EQ(host_block_cache_bytes(), before + std::size_t(n) * 4);
+  Tensor z = Tensor::zeros({n});
+  EXPECT_EQ(z.data<float>(), first);  // the same block back
+  EXPECT_EQ(host_block_cache_bytes(), before);
+  for (int64_t i = 0; i < n; i += 97) ASSERT_EQ(z.data<float>()[i], 0.0f) << i;
+  // Small blocks go straight back to the system allocator.
+  { Tensor small = Tensor::full({8}, 1.0); }
+  EXPECT_EQ(host_block_cache_bytes(), before);
+  // A block of another size is not handed out for this one.
+  const float* other_block = nullptr;
+  {
+    Tensor other = Tensor::full({n + 64}, 3.0);
+    other_block = other.data<float>();
+  }
+  Tensor ones = Tensor::ones({n});
+  EXPECT_NE(ones.data<float>(), other_block);
+  for (int64_t i = 0; i < n; i += 97) ASSERT_EQ(ones.data<float>()[i], 1.0f) << i;
+}

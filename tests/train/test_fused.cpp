@@ -222,6 +222,72 @@ TEST(FusedGroup, CallbacksSeeWhatTheySeeAlone) {
   EXPECT_EQ(group->fused_steps(), 3 * (26 - 7));
 }
 
+// Reads every parameter's gradient after every step without the tape, weights untouched.
+class GradReader : public train::Callback {
+ public:
+  explicit GradReader(bool declares_reads) : declares_reads_(declares_reads) {}
+  void on_after_backward(train::Trainer& t, int64_t) override {
+    double sum = 0;
+    int64_t undefined = 0;
+    for (const Tensor& p : t.model().parameters()) {
+      if (!p.grad().defined()) {
+        ++undefined;
+        continue;
+      }
+      for (float v : p.grad().contiguous().to_vector<float>()) sum += double(v) * double(v);
+    }
+    sums.push_back(sum);
+    undefined_grads.push_back(undefined);
+  }
+  bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
+  bool reads_weights(const train::Trainer&, int64_t) const override { return false; }
+  bool reads_grads(const train::Trainer&, int64_t) const override { return declares_reads_; }
+  std::vector<double> sums;
+  std::vector<int64_t> undefined_grads;
+
+ private:
+  bool declares_reads_;
+};
+
+TEST(FusedGroup, GradientsAreKeptForCallbacksThatReadThemAndReleasedOtherwise) {
+  // Every step is fused and SGD updates each layer inline. A callback that reads .grad sees,
+  // step by step, exactly the gradients of the solo run; one that declares it does not read
+  // them finds them released after the inline updates, and the runs end the same.
+  const TempDir dir("gl_fused_grads");
+  for (bool reads : {true, false}) {
+    auto cfgs = inits(dir.path + (reads ? "/reads" : "/not"), "tanh", 3,
+                      {"he_normal", "orthogonal", "xavier_uniform"});
+    std::vector<std::shared_ptr<GradReader>> solo, fused;
+    for (auto c : cfgs) {
+      c.out += "-solo";
+      solo.push_back(std::make_shared<GradReader>(reads));
+      train_alone(c, [&](train::Trainer& t) { t.add_callback(solo.back()); });
+    }
+    train::FusedGroup group(cfgs);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      fused.push_back(std::make_shared<GradReader>(reads));
+      group.trainer(i)->add_callback(fused.back());
+    }
+    group.run();
+    EXPECT_EQ(group.fused_steps(), 3 * 13 * 2);
+    for (std::size_t i = 0; i < cfgs.size(); ++i) {
+      expect_same_run(cfgs[i].out + "-solo", cfgs[i].out);
+      ASSERT_EQ(solo[i]->sums.size(), std::size_t(26));
+      ASSERT_EQ(fused[i]->sums.size(), std::size_t(26));
+      for (std::size_t s = 0; s < 26; ++s) {
+        EXPECT_EQ(solo[i]->undefined_grads[s], 0) << s;
+        if (reads) {
+          EXPECT_EQ(fused[i]->undefined_grads[s], 0) << s;
+          EXPECT_EQ(fused[i]->sums[s], solo[i]->sums[s]) << "model " << i << " step " << s;
+        } else {
+          // 4 Linear layers: 8 parameters, all released.
+          EXPECT_EQ(fused[i]->undefined_grads[s], 8) << s;
+        }
+      }
+    }
+  }
+}
+
 TEST(FusedGroup, ADivergingMemberLeavesAndTheOthersGoOn) {
   const TempDir dir("gl_fused_diverge");
   auto cfgs = inits(dir.path, "relu", 2, {"he_normal", "xavier_uniform", "orthogonal"});
