@@ -49,6 +49,7 @@ constexpr int VW = 8;
 #define V_round _mm256_round_ps
 #define V_cmp _mm256_cmp_ps
 #define V_blendv _mm256_blendv_ps
+#define VM_any(m) (_mm256_movemask_ps(m) != 0)
 #define V_castsi _mm256_castsi256_ps
 #define VI_cvtps _mm256_cvtps_epi32
 #define VI_add _mm256_add_epi32
@@ -98,6 +99,7 @@ GL_VM inline V bits_andnot(V a, V b) {
 #define V_round _mm512_roundscale_ps
 #define V_cmp _mm512_cmp_ps_mask
 #define V_blendv(a, b, m) _mm512_mask_blend_ps(m, a, b)
+#define VM_any(m) ((m) != 0)
 #define V_castsi _mm512_castsi512_ps
 #define VI_cvtps _mm512_cvtps_epi32
 #define VI_add _mm512_add_epi32
