@@ -76,7 +76,8 @@ Tensor activate(const Tensor& x, ActivationKind a, double leaky_slope = 0.01);
 // others x); the other may be undefined. Identity returns grad itself.
 Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
                          double leaky_slope = 0.01);
-// Whether activate_backward of `a` reads the input x (else only the output y: tanh, sigmoid).
+// Whether activate_backward of `a` reads the input x (else only the output y: relu, tanh,
+// sigmoid).
 bool activation_backward_reads_input(ActivationKind a, double leaky_slope = 0.01);
 
 // ---- reductions (ops/reduce.cpp) ----

@@ -56,13 +56,6 @@ void for_each_model(std::size_t n, F&& f) {
   if (error) std::rethrow_exception(error);
 }
 
-// ReLU's backward reads its input only through x > 0, and y = relu(x) > 0 exactly when x > 0
-// (a NaN input gives y = 0 and a zero gradient either way), so its output can stand in for
-// its input and the pre-activation need not be kept.
-bool backward_input_is_output(const models::Activation& act) {
-  return act.activation() == ActivationKind::relu;
-}
-
 // The fused step layer by layer: each layer's GEMMs for all the models in one batched call
 // (spread over the threads by sgemm_batched), the elementwise work in parallel over the models.
 FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
@@ -107,8 +100,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     for_each_model(n, [&](std::size_t k) {
       const models::Activation& act = *models[k]->taps()[j].post;
       post[j][k] = activate(pre[j][k], act.activation(), act.leaky_slope());
-      if (backward_input_is_output(act) ||
-          !activation_backward_reads_input(act.activation(), act.leaky_slope()))
+      if (!activation_backward_reads_input(act.activation(), act.leaky_slope()))
         pre[j][k] = Tensor();
     });
     h = post[j];
@@ -160,9 +152,8 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         for (std::size_t q = first; q < grads[k].size(); ++q) step_entry(k, q);
       if (j > 0) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
-        g[k] =
-            activate_backward(dx[k], backward_input_is_output(act) ? post[j - 1][k] : pre[j - 1][k],
-                              post[j - 1][k], act.activation(), act.leaky_slope());
+        g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),
+                                 act.leaky_slope());
         dx[k] = Tensor();
         pre[j - 1][k] = Tensor();  // layer j - 1's activations have served dW and this
         post[j - 1][k] = Tensor();

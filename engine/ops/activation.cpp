@@ -48,7 +48,10 @@ Tensor forward_map(const Tensor& x_in, Fwd fwd, F32Kernel fast, const char* name
 }
 
 // An activation whose backward reads either its input x (Saved::input) or its output y, which
-// is cheaper when the derivative is a function of y (tanh, sigmoid).
+// is cheaper when the derivative is a function of y (tanh, sigmoid) and lets the input go once
+// the forward is done. ReLU's backward reads its input only through x > 0, and y = relu(x) > 0
+// exactly when x > 0 (a NaN input gives y = 0 and a zero gradient either way), so ReluBack is
+// handed y.
 enum class Saved { input, output };
 
 template <class Back>
@@ -86,7 +89,7 @@ template <class F>
 auto visit_activation(ActivationKind a, double s, F&& f) {
   switch (a) {
     case ActivationKind::relu:
-      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::input, kernels::cpu::relu_f32,
+      return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::output, kernels::cpu::relu_f32,
                kernels::cpu::relu_backward_f32);
     case ActivationKind::leaky_relu:
       return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr,

@@ -411,6 +411,7 @@ template <class T>
 Problem<T> make_problem(const KernelSet<T>& ks, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                         T alpha, const T* A, int64_t lda, const T* B, int64_t ldb, T beta, T* C,
                         int64_t ldc, const T* bias, Activation act) {
+  const bool direct_a = use_direct_a(N, ks);
   return Problem<T>{ta,
                     tb,
                     M,
@@ -430,8 +431,8 @@ Problem<T> make_problem(const KernelSet<T>& ks, bool ta, bool tb, int64_t M, int
                     ks.pack_a,
                     ks.pack_b,
                     ceil_div(K, ceil_div(K, ks.kc)),
-                    use_direct_a(N, ks),
-                    use_direct_b(tb, use_direct_a(N, ks), ks)};
+                    direct_a,
+                    use_direct_b(tb, direct_a, ks)};
 }
 
 template <class T>
