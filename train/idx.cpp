@@ -95,7 +95,10 @@ std::vector<uint8_t> gzip(const std::vector<uint8_t>& raw) {
   return out;
 }
 
-IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
+namespace {
+// Checks raw as an IDX file of unsigned bytes: fills dims, returns the header's size.
+size_t check_idx(const std::vector<uint8_t>& raw, const std::string& source,
+                 std::vector<int64_t>& dims) {
   auto fail = [&](const std::string& what) {
     return std::runtime_error(fmt::format("IDX file '{}': {}", source, what));
   };
@@ -116,21 +119,35 @@ IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
   if (raw.size() < header)
     throw fail(fmt::format("truncated header: {} bytes, {} dimensions need {}", raw.size(), ndims,
                            header));
-  IdxArray out;
   uint64_t count = 1;
   for (int d = 0; d < ndims; ++d) {
     const uint8_t* p = raw.data() + 4 + 4 * d;
     uint32_t dim = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-    out.dims.push_back(dim);
+    dims.push_back(dim);
     count *= dim;  // at most 8 factors below 2^32 could overflow; checked next
     if (dim != 0 && count > (uint64_t{1} << 40)) throw fail("dimensions describe over 1 TB");
   }
   uint64_t have = raw.size() - header;
   if (have != count)
     throw fail(fmt::format("payload is {} bytes but dimensions ({}) need {}{}", have,
-                           fmt::join(out.dims, "x"), count,
+                           fmt::join(dims, "x"), count,
                            have < count ? " (truncated)" : " (trailing bytes)"));
+  return header;
+}
+}  // namespace
+
+IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source) {
+  IdxArray out;
+  size_t header = check_idx(raw, source, out.dims);
   out.data.assign(raw.begin() + static_cast<std::ptrdiff_t>(header), raw.end());
+  return out;
+}
+
+IdxArray parse_idx(std::vector<uint8_t>&& raw, const std::string& source) {
+  IdxArray out;
+  size_t header = check_idx(raw, source, out.dims);
+  raw.erase(raw.begin(), raw.begin() + static_cast<std::ptrdiff_t>(header));
+  out.data = std::move(raw);
   return out;
 }
 
@@ -161,7 +178,7 @@ IdxArray read_idx(const std::string& path) {
     bytes = gunzip(bytes, path);
   else if (gz_name)
     throw std::runtime_error(fmt::format("'{}': not a gzip file (bad gzip magic)", path));
-  return parse_idx(bytes, path);
+  return parse_idx(std::move(bytes), path);
 }
 
 void write_idx(const std::string& path, const IdxArray& array, bool compress) {

@@ -21,6 +21,8 @@ bool is_gzip(const std::vector<uint8_t>& bytes);
 
 // Parses an uncompressed IDX image; only the unsigned-byte type (0x08) is accepted.
 IdxArray parse_idx(const std::vector<uint8_t>& raw, const std::string& source);
+// The same, reusing raw's memory for the payload.
+IdxArray parse_idx(std::vector<uint8_t>&& raw, const std::string& source);
 std::vector<uint8_t> serialize_idx(const IdxArray& array);
 
 // Reads a file, gunzipping it when it starts with the gzip magic.

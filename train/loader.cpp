@@ -33,20 +33,16 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
            "dataset {}: {} pixels and {} labels for {} images of {}x{}x{}", ds.name,
            ds.images.size(), ds.labels.size(), ds.n, ds.channels, ds.height, ds.width);
   sample_shape_ = {ds.channels, ds.height, ds.width};
-  if (norm == Normalization::standard)
-    GL_CHECK(stats.std > 0, "standard normalization needs a positive std, got {}", stats.std);
-  images_ = Tensor::empty({n_, features_}, DType::f32);
-  float* p = images_.data<float>();
   if (norm == Normalization::standard) {
+    GL_CHECK(stats.std > 0, "standard normalization needs a positive std, got {}", stats.std);
     scale_ = 1.0 / (255.0 * stats.std);
     shift_ = -stats.mean / stats.std;
   }
   // Every pixel value maps through one table: the same float per value as computing it each
   // time, at a table lookup per pixel.
-  float table[256];
-  for (int v = 0; v < 256; ++v) table[v] = float(double(v) * scale_ + shift_);
-  const uint8_t* src = ds.images.data();
-  for (int64_t i = 0; i < n_ * features_; ++i) p[i] = table[src[i]];
+  for (int v = 0; v < 256; ++v) table_[v] = float(double(v) * scale_ + shift_);
+  pixels_ = ds.images;
+  if (!shuffle_ || device_.is_cuda()) all_images();
   labels_ = Tensor::from_vector(ds.labels, {n_});
   if (device_.is_cuda()) {
     dev_images_ = images_.to(device_);
@@ -62,10 +58,22 @@ void Loader::set_augment(const ImageDataset& ds, const TrainAugment& a) {
   channels_ = ds.channels;
   height_ = ds.height;
   width_ = ds.width;
-  if (a.any())
-    pixels_ = ds.images;
-  else
-    pixels_.clear();
+}
+
+void Loader::convert_rows(const int64_t* rows, int64_t count, float* dst) const {
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* src = pixels_.data() + (rows ? rows[i] : i) * features_;
+    float* out = dst + i * features_;
+    for (int64_t t = 0; t < features_; ++t) out[t] = table_[src[t]];
+  }
+}
+
+const Tensor& Loader::all_images() const {
+  if (!images_.defined()) {
+    images_ = Tensor::empty({n_, features_}, DType::f32);
+    convert_rows(nullptr, n_, images_.data<float>());
+  }
+  return images_;
 }
 
 void Loader::start_epoch(int64_t epoch) {
@@ -118,15 +126,10 @@ Batch Loader::batch(int64_t b) const {
   } else {
     out.images = Tensor::empty({count, features_}, DType::f32);
     out.labels = Tensor::empty({count}, DType::i64);
-    const float* src = images_.data<float>();
-    float* dst = out.images.data<float>();
+    convert_rows(out.indices.data(), count, out.images.data<float>());
     const int64_t* ls = labels_.data<int64_t>();
     int64_t* ld = out.labels.data<int64_t>();
-    for (int64_t i = 0; i < count; ++i) {
-      int64_t idx = out.indices[i];
-      std::memcpy(dst + i * features_, src + idx * features_, sizeof(float) * features_);
-      ld[i] = ls[idx];
-    }
+    for (int64_t i = 0; i < count; ++i) ld[i] = ls[out.indices[std::size_t(i)]];
   }
   if (!flat_) {
     Shape s{count};

@@ -1,7 +1,10 @@
-// loader.h: batches of a dataset as tensors. Pixels are converted once to f32 with the chosen
-// normalization ("raw": x/255; "standard": (x/255 - mean)/std with the training split's
+// loader.h: batches of a dataset as tensors. Pixels are converted to f32 through one table with
+// the chosen normalization ("raw": x/255; "standard": (x/255 - mean)/std with the training split's
 // statistics); each epoch's order is a Philox-seeded Fisher-Yates shuffle of (seed, epoch), so
 // any epoch's batches can be recomputed exactly on resume. The last partial batch is kept.
+// A shuffled loader on the host keeps the raw bytes and converts each batch's rows as it gathers
+// them (a quarter of the memory, no f32 copy of the whole split to build); an in-order loader
+// converts the whole split once, so its batches are views.
 // On a CUDA device the normalized dataset is uploaded once, each epoch's order once per
 // epoch, and batches are gathered on the device (no host copy per step).
 #pragma once
@@ -43,12 +46,15 @@ class Loader {
   void start_epoch(int64_t epoch);
   Batch batch(int64_t i) const;
   const std::vector<int64_t>& order() const { return order_; }
-  // All normalized images [N, features] on the host (shares memory; used by analysis).
-  const Tensor& all_images() const { return images_; }
+  // All normalized images [N, features] on the host (shares memory; used by analysis). A
+  // shuffled loader converts them on the first call.
+  const Tensor& all_images() const;
   const Tensor& all_labels() const { return labels_; }
 
  private:
-  Tensor images_, labels_;
+  void convert_rows(const int64_t* rows, int64_t count, float* dst) const;
+  mutable Tensor images_;  // every image normalized; built on demand for a shuffled loader
+  Tensor labels_;
   Device device_;
   Tensor dev_images_, dev_labels_, dev_order_;  // on device_ when it is a CUDA device
   int64_t n_, batch_size_, features_;
@@ -58,8 +64,9 @@ class Loader {
   std::vector<int64_t> order_;
   int64_t epoch_ = 0;
   double scale_ = 1.0 / 255.0, shift_ = 0.0;  // normalized = pixel * scale_ + shift_
+  float table_[256];                          // normalized value of each pixel value
   TrainAugment augment_;
-  std::vector<uint8_t> pixels_;  // the raw images, kept only when augmenting
+  std::vector<uint8_t> pixels_;  // the raw images
   int64_t channels_ = 1, height_ = 0, width_ = 0;
 };
 

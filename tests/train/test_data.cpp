@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -14,6 +15,7 @@
 #include "train/datasets.h"
 #include "train/fetch.h"
 #include "train/idx.h"
+#include "train/loader.h"
 
 namespace fs = std::filesystem;
 using gl::data::IdxArray;
@@ -216,6 +218,66 @@ TEST(Datasets, PixelStatsClosedForm) {
   EXPECT_DOUBLE_EQ(s.std, 0.5);
   ds.images.clear();
   expect_error([&] { gl::data::pixel_stats(ds); }, {"toy"});
+}
+
+TEST(Datasets, PixelStatsMatchTwoPassSums) {
+  gl::data::ImageDataset ds;
+  ds.name = "toy";
+  for (int i = 0; i < 1003; ++i)  // not a multiple of 4, with runs of equal values
+    ds.images.push_back(static_cast<uint8_t>(i % 7 == 0 ? 200 : (i * 131 + i / 5) % 256));
+  double mean = 0, var = 0;
+  for (uint8_t p : ds.images) mean += p / 255.0;
+  mean /= double(ds.images.size());
+  for (uint8_t p : ds.images) var += (p / 255.0 - mean) * (p / 255.0 - mean);
+  auto s = gl::data::pixel_stats(ds);
+  EXPECT_NEAR(s.mean, mean, 1e-12);
+  EXPECT_NEAR(s.std, std::sqrt(var / double(ds.images.size())), 1e-12);
+}
+
+TEST(Loader, BatchesHoldTheNormalizedRowsOfTheirIndices) {
+  gl::data::ImageDataset ds;
+  ds.name = "toy";
+  ds.n = 37;
+  ds.channels = 1;
+  ds.height = 3;
+  ds.width = 5;
+  ds.num_classes = 10;
+  for (int64_t i = 0; i < ds.n * 15; ++i) ds.images.push_back(static_cast<uint8_t>(i * 89 % 256));
+  for (int64_t i = 0; i < ds.n; ++i) ds.labels.push_back(i * 7 % 10);
+  const gl::data::PixelStats st{0.4, 0.3};
+  gl::data::Loader shuffled(ds, gl::data::Normalization::standard, st, 8, true, 11);
+  gl::data::Loader ordered(ds, gl::data::Normalization::standard, st, 8, false, 11);
+  auto expect_rows = [&](const gl::data::Batch& b) {
+    ASSERT_EQ(b.images.size(0), int64_t(b.indices.size()));
+    for (std::size_t r = 0; r < b.indices.size(); ++r) {
+      const int64_t idx = b.indices[r];
+      EXPECT_EQ(b.labels.to_vector<int64_t>()[r], ds.labels[std::size_t(idx)]);
+      for (int64_t t = 0; t < 15; ++t) {
+        const double want = (ds.images[std::size_t(idx * 15 + t)] / 255.0 - st.mean) / st.std;
+        EXPECT_NEAR(b.images.to_vector<float>()[r * 15 + std::size_t(t)], want, 1e-6)
+            << "row " << idx << " pixel " << t;
+      }
+    }
+  };
+  for (int64_t epoch : {0, 3}) {
+    shuffled.start_epoch(epoch);
+    std::vector<int64_t> seen;
+    for (int64_t b = 0; b < shuffled.num_batches(); ++b) {
+      auto batch = shuffled.batch(b);
+      expect_rows(batch);
+      seen.insert(seen.end(), batch.indices.begin(), batch.indices.end());
+    }
+    std::sort(seen.begin(), seen.end());
+    for (int64_t i = 0; i < ds.n; ++i) EXPECT_EQ(seen[std::size_t(i)], i);  // each row once
+  }
+  for (int64_t b = 0; b < ordered.num_batches(); ++b) {
+    auto batch = ordered.batch(b);
+    for (std::size_t r = 0; r < batch.indices.size(); ++r)
+      EXPECT_EQ(batch.indices[r], b * 8 + int64_t(r));
+    expect_rows(batch);
+  }
+  // The shuffled loader builds all its images on demand: the same values as the ordered one.
+  EXPECT_EQ(shuffled.all_images().to_vector<float>(), ordered.all_images().to_vector<float>());
 }
 
 TEST(Datasets, InconsistentOrMissingFilesAreReported) {
