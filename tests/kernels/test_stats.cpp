@@ -5,11 +5,13 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "kernels/cpu/stats.h"
+#include "kernels/kernels.h"
 
 namespace kc = gl::kernels::cpu;
 
@@ -174,4 +176,38 @@ TEST(Stats, HistogramMatchesNaiveAndFusedPass) {
   EXPECT_EQ(fo, outside);
   EXPECT_EQ(fused.sum, sep.sum);
   EXPECT_EQ(fused.gt, sep.gt);
+}
+
+// The AVX-512 path (rows grouped by class, accumulators in registers) adds in the same order as
+// the per-row loop of the baseline ISA: the same bits, NaN and partial column blocks included.
+TEST(Stats, GroupedRowsGiveTheBitsOfThePerRowLoop) {
+  if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "CPU without AVX-512";
+  const int64_t rows = 301, cols = 45;  // 45 = 2 full blocks of 16 and a partial one
+  const int classes = 5;
+  auto x = random_matrix(rows, cols, 23);
+  // Magnitudes far apart, so that the double sums round and their order shows in the bits.
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] *= i % 3 == 0 ? 3e10f : i % 3 == 1 ? 1e-10f : 1.f;
+  x[17 * cols + 30] = std::nanf("");
+  std::vector<int64_t> labels(static_cast<std::size_t>(rows));
+  std::mt19937 rng(9);
+  for (auto& l : labels) l = int64_t(rng() % 7) - 1;  // -1 and 5 are skipped
+  Acc fast(std::size_t(classes * cols)), base(std::size_t(classes * cols));
+  for (int half = 0; half < 2; ++half) {  // two calls: the running values carry over
+    const float* xs = x.data() + half * 150 * cols;
+    const int64_t* ls = labels.data() + half * 150;
+    const int64_t n = half ? rows - 150 : 150;
+    kc::set_isa("avx512");
+    kc::column_stats_by_class(xs, ls, n, cols, classes, 0.8f, fast.view());
+    kc::set_isa("avx2");
+    kc::column_stats_by_class(xs, ls, n, cols, classes, 0.8f, base.view());
+    kc::set_isa("auto");
+  }
+  EXPECT_EQ(std::memcmp(fast.sum.data(), base.sum.data(), fast.sum.size() * 8), 0);
+  EXPECT_EQ(std::memcmp(fast.sumsq.data(), base.sumsq.data(), fast.sumsq.size() * 8), 0);
+  EXPECT_EQ(fast.mn, base.mn);
+  EXPECT_EQ(fast.mx, base.mx);
+  EXPECT_EQ(fast.pos, base.pos);
+  EXPECT_EQ(fast.gt, base.gt);
+  EXPECT_TRUE(std::isnan(fast.sum[std::size_t(labels[17] * cols + 30)]) || labels[17] < 0 ||
+              labels[17] >= classes);
 }
