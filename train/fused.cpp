@@ -90,17 +90,21 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   };
 
   // Forward, keeping each hidden layer's post-activation, and its pre-activation when the
-  // activation's backward reads it, for backward. Every buffer is released as soon as it has
-  // served, so the next one allocated reuses a block that is still in cache (Storage keeps
-  // freed blocks for reuse), rather than a cold one.
-  std::vector<std::vector<Tensor>> pre(depth), post(depth, std::vector<Tensor>(n));
+  // activation's backward reads it (or, for GELU, the derivative computed with the forward
+  // from the same Phi and phi, so the backward is one product), for backward. Every buffer is
+  // released as soon as it has served, so the next one allocated reuses a block that is still in
+  // cache (Storage keeps freed blocks for reuse), rather than a cold one.
+  std::vector<std::vector<Tensor>> pre(depth), post(depth, std::vector<Tensor>(n)),
+      deriv(depth, std::vector<Tensor>(n));
   std::vector<Tensor> h(n, images);
   for (std::size_t j = 0; j < depth; ++j) {
     pre[j] = linear_batched(h, params(j, true), params(j, false));
     for_each_model(n, [&](std::size_t k) {
       const models::Activation& act = *models[k]->taps()[j].post;
-      post[j][k] = activate(pre[j][k], act.activation(), act.leaky_slope());
-      if (!activation_backward_reads_input(act.activation(), act.leaky_slope()))
+      std::tie(post[j][k], deriv[j][k]) =
+          activate_with_derivative(pre[j][k], act.activation(), act.leaky_slope());
+      if (deriv[j][k].defined() ||
+          !activation_backward_reads_input(act.activation(), act.leaky_slope()))
         pre[j][k] = Tensor();
     });
     h = post[j];
@@ -152,9 +156,12 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         for (std::size_t q = first; q < grads[k].size(); ++q) step_entry(k, q);
       if (j > 0) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
-        g[k] = activate_backward(dx[k], pre[j - 1][k], post[j - 1][k], act.activation(),
-                                 act.leaky_slope());
+        Tensor& d = deriv[j - 1][k];
+        g[k] = d.defined() ? mul(dx[k], d)
+                           : activate_backward(dx[k], pre[j - 1][k], post[j - 1][k],
+                                               act.activation(), act.leaky_slope());
         dx[k] = Tensor();
+        d = Tensor();
         pre[j - 1][k] = Tensor();  // layer j - 1's activations have served dW and this
         post[j - 1][k] = Tensor();
       }

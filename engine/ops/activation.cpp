@@ -151,6 +151,21 @@ Tensor silu(const Tensor& x) {
   return apply_activation(ActivationKind::silu, x, 0);
 }
 
+std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKind a,
+                                                   double slope) {
+  using Kernel = void (*)(const float*, float*, float*, int64_t);
+  const Kernel k = a == ActivationKind::gelu        ? kernels::cpu::gelu_and_derivative_f32
+                   : a == ActivationKind::gelu_tanh ? kernels::cpu::gelu_tanh_and_derivative_f32
+                                                    : nullptr;
+  if (k == nullptr || !fast_f32(x)) return {activate(x, a, slope), Tensor()};
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(xc.shape(), DType::f32), d = Tensor::empty(xc.shape(), DType::f32);
+  const float* xp = xc.data<float>();
+  float *yp = y.data<float>(), *dp = d.data<float>();
+  in_chunks(xc.numel(), [&](int64_t s, int64_t n) { k(xp + s, yp + s, dp + s, n); });
+  return {y, d};
+}
+
 Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
                          double slope) {
   if (a == ActivationKind::identity) return grad;

@@ -180,6 +180,20 @@ void gelu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(gelu_backward, g, x, y, n);
   scalar_back(g, x, y, n, fn::GeluErfBack{});
 }
+void gelu_and_derivative_f32(const float* x, float* y, float* d, int64_t n) {
+  GL_VEC_DISPATCH(gelu_and_derivative, x, y, d, n);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = fn::GeluErf{}(x[i]);
+    d[i] = fn::GeluErfBack{}(1.0f, x[i]);  // g * (Phi + x phi): 1 * that is that
+  }
+}
+void gelu_tanh_and_derivative_f32(const float* x, float* y, float* d, int64_t n) {
+  GL_VEC_DISPATCH(gelu_tanh_and_derivative, x, y, d, n);
+  for (int64_t i = 0; i < n; ++i) {
+    y[i] = fn::GeluTanh{}(x[i]);
+    d[i] = fn::GeluTanhBack{}(1.0f, x[i]);
+  }
+}
 void silu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
   GL_VEC_DISPATCH(silu_backward, g, x, y, n);
   scalar_back(g, x, y, n, fn::SiluBack{});

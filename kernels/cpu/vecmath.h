@@ -21,6 +21,10 @@ void silu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 // gelu, tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), and y = g * its derivative
 void gelu_tanh_f32(const float* x, float* y, int64_t n);
 void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n);
+// y = gelu(x) and d = gelu'(x) in one pass (erf and tanh forms): g * d is then, bit for bit,
+// what the backward kernel above gives from x, for every x that is not NaN (NaN gives NaN).
+void gelu_and_derivative_f32(const float* x, float* y, float* d, int64_t n);
+void gelu_tanh_and_derivative_f32(const float* x, float* y, float* d, int64_t n);
 
 // Piecewise-linear and from-output activations: plain loops over the functors (vectorized by
 // the compiler, the same values as the functors bit for bit).

@@ -189,3 +189,44 @@ TEST(Vecmath, Avx512AndAvx2GiveTheSameBits) {
     }
   }
 }
+
+// The fused step keeps GELU's derivative from the forward instead of its input: y must be the
+// forward kernel's bits and g * d the backward kernel's, on every path (scalar, AVX2, AVX-512).
+TEST(Vecmath, ForwardWithDerivativeGivesForwardAndBackwardBits) {
+  std::vector<float> x = sweep(-16.f, 16.f, 20011), g = sweep(-3.f, 3.f, 20011);
+  g.resize(x.size(), 0.5f);
+  using Map = void (*)(const float*, float*, int64_t);
+  using Back = void (*)(const float*, const float*, float*, int64_t);
+  using Both = void (*)(const float*, float*, float*, int64_t);
+  const Map maps[] = {gelu_f32, gelu_tanh_f32};
+  const Back backs[] = {gelu_backward_f32, gelu_tanh_backward_f32};
+  const Both both[] = {gelu_and_derivative_f32, gelu_tanh_and_derivative_f32};
+  for (int mode = 0; mode < 3; ++mode) {  // automatic, AVX2 forced, scalar forced
+    vecmath_force_avx2(mode == 1);
+    vecmath_force_scalar(mode == 2);
+    for (int64_t n : {int64_t(x.size()), int64_t(13)}) {
+      for (std::size_t k = 0; k < std::size(maps); ++k) {
+        const std::size_t m = std::size_t(n);
+        std::vector<float> y(m), d(m), y_ref(m), back_ref(m);
+        both[k](x.data(), y.data(), d.data(), n);
+        maps[k](x.data(), y_ref.data(), n);
+        backs[k](g.data(), x.data(), back_ref.data(), n);
+        for (std::size_t i = 0; i < m; ++i) {
+          if (std::isnan(x[i])) {
+            EXPECT_TRUE(std::isnan(y[i]) && std::isnan(g[i] * d[i]));
+            continue;
+          }
+          const float gd = g[i] * d[i];
+          ASSERT_EQ(std::memcmp(&y[i], &y_ref[i], 4), 0)
+              << "mode " << mode << " fn " << k << " x=" << x[i] << ": " << y[i] << " vs "
+              << y_ref[i];
+          ASSERT_EQ(std::memcmp(&gd, &back_ref[i], 4), 0)
+              << "mode " << mode << " fn " << k << " x=" << x[i] << ": " << gd << " vs "
+              << back_ref[i];
+        }
+      }
+    }
+  }
+  vecmath_force_avx2(false);
+  vecmath_force_scalar(false);
+}
