@@ -157,7 +157,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       if (j > 0) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
         Tensor& d = deriv[j - 1][k];
-        g[k] = d.defined() ? mul(dx[k], d)
+        g[k] = d.defined() ? backward_from_derivative(dx[k], d)
                            : activate_backward(dx[k], pre[j - 1][k], post[j - 1][k],
                                                act.activation(), act.leaky_slope());
         dx[k] = Tensor();

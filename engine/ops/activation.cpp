@@ -166,6 +166,20 @@ std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKi
   return {y, d};
 }
 
+Tensor backward_from_derivative(const Tensor& grad, const Tensor& d) {
+  GL_CHECK(grad.shape() == d.shape(), "backward_from_derivative: gradient {} and derivative {}",
+           grad.str(), d.str());
+  if (!fast_f32(grad) || !fast_f32(d)) return mul(grad, d);
+  const Tensor g = grad.contiguous(), dc = d.contiguous();
+  Tensor out = Tensor::empty(g.shape(), DType::f32);
+  const float *gp = g.data<float>(), *dp = dc.data<float>();
+  float* op = out.data<float>();
+  in_chunks(g.numel(), [&](int64_t s, int64_t n) {
+    for (int64_t i = s; i < s + n; ++i) op[i] = gp[i] * dp[i];
+  });
+  return out;
+}
+
 Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, ActivationKind a,
                          double slope) {
   if (a == ActivationKind::identity) return grad;
