@@ -20,6 +20,16 @@ const char* normalization_name(Normalization n) {
 
 Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
                bool shuffle, uint64_t seed, bool flat, Device device)
+    : Loader(ds, std::vector<uint8_t>(ds.images), norm, stats, batch_size, shuffle, seed, flat,
+             device) {}
+
+Loader::Loader(ImageDataset&& ds, Normalization norm, PixelStats stats, int64_t batch_size,
+               bool shuffle, uint64_t seed, bool flat, Device device)
+    : Loader(ds, std::move(ds.images), norm, stats, batch_size, shuffle, seed, flat, device) {}
+
+Loader::Loader(const ImageDataset& ds, std::vector<uint8_t>&& pixels, Normalization norm,
+               PixelStats stats, int64_t batch_size, bool shuffle, uint64_t seed, bool flat,
+               Device device)
     : device_(device),
       n_(ds.n),
       batch_size_(batch_size),
@@ -29,9 +39,9 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
   GL_CHECK(batch_size > 0, "batch size must be positive, got {}", batch_size);
   GL_CHECK(ds.n > 0, "dataset {} is empty", ds.name);
   features_ = ds.channels * ds.height * ds.width;
-  GL_CHECK(int64_t(ds.images.size()) == ds.n * features_ && int64_t(ds.labels.size()) == ds.n,
-           "dataset {}: {} pixels and {} labels for {} images of {}x{}x{}", ds.name,
-           ds.images.size(), ds.labels.size(), ds.n, ds.channels, ds.height, ds.width);
+  GL_CHECK(int64_t(pixels.size()) == ds.n * features_ && int64_t(ds.labels.size()) == ds.n,
+           "dataset {}: {} pixels and {} labels for {} images of {}x{}x{}", ds.name, pixels.size(),
+           ds.labels.size(), ds.n, ds.channels, ds.height, ds.width);
   sample_shape_ = {ds.channels, ds.height, ds.width};
   if (norm == Normalization::standard) {
     GL_CHECK(stats.std > 0, "standard normalization needs a positive std, got {}", stats.std);
@@ -41,7 +51,7 @@ Loader::Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int
   // Every pixel value maps through one table: the same float per value as computing it each
   // time, at a table lookup per pixel.
   for (int v = 0; v < 256; ++v) table_[v] = float(double(v) * scale_ + shift_);
-  pixels_ = ds.images;
+  pixels_ = std::move(pixels);
   if (!shuffle_ || device_.is_cuda()) all_images();
   labels_ = Tensor::from_vector(ds.labels, {n_});
   if (device_.is_cuda()) {

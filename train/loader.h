@@ -33,6 +33,10 @@ class Loader {
   // stats: the mean/std used for Normalization::standard (ignored for raw).
   Loader(const ImageDataset& ds, Normalization norm, PixelStats stats, int64_t batch_size,
          bool shuffle, uint64_t seed, bool flat = true, Device device = {});
+  // The same, taking ds's pixels rather than copying them (ds.images is left empty; the other
+  // fields of ds stay as they were).
+  Loader(ImageDataset&& ds, Normalization norm, PixelStats stats, int64_t batch_size, bool shuffle,
+         uint64_t seed, bool flat = true, Device device = {});
   Device device() const { return device_; }
   int64_t size() const { return n_; }
   int64_t num_batches() const { return (n_ + batch_size_ - 1) / batch_size_; }
@@ -52,6 +56,9 @@ class Loader {
   const Tensor& all_labels() const { return labels_; }
 
  private:
+  Loader(const ImageDataset& ds, std::vector<uint8_t>&& pixels, Normalization norm,
+         PixelStats stats, int64_t batch_size, bool shuffle, uint64_t seed, bool flat,
+         Device device);
   void convert_rows(const int64_t* rows, int64_t count, float* dst) const;
   mutable Tensor images_;  // every image normalized; built on demand for a shuffled loader
   Tensor labels_;

@@ -244,8 +244,10 @@ std::shared_ptr<TrainData> TrainData::load(const TrainConfig& cfg) {
   data::Normalization norm = data::parse_normalization(cfg.normalize);
   data::PixelStats stats = data::pixel_stats(d->train_ds);
   const bool flat = cfg.model == "mlp";  // a CNN takes [B, C, H, W] batches
-  d->train = std::make_unique<data::Loader>(d->train_ds, norm, stats, cfg.batch_size, cfg.shuffle,
-                                            cfg.seed, flat, dev);
+  // The loader takes the training pixels (nothing else reads them): train_ds keeps its shape
+  // and labels.
+  d->train = std::make_unique<data::Loader>(std::move(d->train_ds), norm, stats, cfg.batch_size,
+                                            cfg.shuffle, cfg.seed, flat, dev);
   data::TrainAugment aug = data::parse_train_augment(cfg.augment);
   aug.seed = cfg.seed;
   d->train->set_augment(d->train_ds, aug);

@@ -138,7 +138,7 @@ class DivergedError : public Error {
 // whose configurations have the same key() may share one (a FusedGroup's members do).
 struct TrainData {
   std::string key;  // key(config) of the configuration it was loaded for
-  data::ImageDataset train_ds, test_ds;
+  data::ImageDataset train_ds, test_ds;  // train_ds.images is empty: `train` holds the pixels
   std::unique_ptr<data::Loader> train, test;
   int64_t num_classes = 10;
 
