@@ -69,11 +69,13 @@ namespace {
 // A training step frees and reallocates the same buffers (activations, gradients: 64 KiB for
 // a 128 x 128 layer) every step; handing them back to glibc costs a free plus a fastbin
 // consolidation per block (about 5% of a fused sweep step) and a malloc to get them again.
-// Blocks of at least kMinBytes, at most kMaxCachedBytes per thread in all; freeing a block
+// Blocks from 512 bytes up (a layer's bias gradient is 1 KiB while it is summed in f64: an
+// aligned request that size makes glibc consolidate its fast bins every time), at most
+// kMaxCachedBytes per thread in all; freeing a block
 // while the cache is full, or after the thread's cache was destroyed, frees it at once.
 class HostBlockCache {
  public:
-  static constexpr std::size_t kMinBytes = 4096;
+  static constexpr std::size_t kMinBytes = 512;
   static constexpr std::size_t kMaxCachedBytes = std::size_t(256) << 20;
 
   ~HostBlockCache() {

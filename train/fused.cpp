@@ -84,6 +84,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   };
   auto params = [&](std::size_t j, bool weight) {
     std::vector<Tensor> out;
+    out.reserve(n);
     for (std::size_t k = 0; k < n; ++k)
       out.push_back(weight ? linear_of(k, j).weight() : linear_of(k, j).bias());
     return out;
@@ -123,6 +124,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // Backward, output layer first, as the tape walks it: dX = dY W (not for the input),
   // dW = dY^T X, db = the column sums of dY; then back through the activation.
   std::vector<std::vector<std::pair<Tensor, Tensor>>> grads(n);
+  for (auto& gk : grads) gk.reserve(2 * (depth + 1));  // no regrowth (and heap churn) per layer
   // Steps entry q of grads[k]. The entries come in reverse parameters() order, which is the
   // optimizer's order (the Trainer builds it from model.parameters()): entry q is parameter
   // P - 1 - q.
@@ -143,6 +145,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     std::vector<Tensor> dx;
     if (j > 0) dx = matmul_batched(g, params(j, true));
     std::vector<Tensor> gt;
+    gt.reserve(n);
     for (const Tensor& t : g) gt.push_back(t.t());
     std::vector<Tensor> dw =
         matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));

@@ -28,7 +28,11 @@ template <class F>
 void in_chunks(int64_t n, F f) {
   constexpr int64_t chunk = 1 << 14;
   const int64_t chunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for if (n >= loops::kParallelGrain)
+  if (!loops::worth_forking(n)) {
+    for (int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+    return;
+  }
+#pragma omp parallel for
   for (int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
 }
 

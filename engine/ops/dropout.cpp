@@ -11,10 +11,11 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
   GL_CHECK(p >= 0.0 && p < 1.0, "dropout: probability {} outside [0, 1)", p);
   if (!training || p == 0.0) return x;
 #if defined(GRADLENS_HAVE_CUDA)
-  if (detail::on_cuda(x)) cuda_ops::check_device_float(x, "dropout");
+  if (detail::on_cuda(x))
+    cuda_ops::check_device_float(x, "dropout");
   else
 #endif
-  detail::check_float_cpu(x, "dropout");
+    detail::check_float_cpu(x, "dropout");
   int64_t n = x.numel();
   uint64_t off = gen.advance(uint64_t(n));
   uint64_t seed = gen.seed();
@@ -30,17 +31,23 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
     detail::dispatch_float(x.dtype(), "dropout", [&](auto tag) {
       using T = decltype(tag);
       T* m = static_cast<T*>(mask.raw_data());
-#pragma omp parallel for if (n >= loops::kParallelGrain)
-      for (int64_t i = 0; i < n; ++i)
+      auto fill = [&](int64_t i) {
         m[i] = philox::uniform_at(seed, off, uint64_t(i)) < p ? T(0) : T(keep_scale);
+      };
+      if (loops::worth_forking(n)) {
+#pragma omp parallel for
+        for (int64_t i = 0; i < n; ++i) fill(i);
+      } else {
+        for (int64_t i = 0; i < n; ++i) fill(i);
+      }
       return 0;
     });
   }
   Tensor out = detail::binary_map(x, mask, fn::Mul{}, "dropout");
   if (needs_grad({&x})) {
-    attach_grad_fn(out, "dropout", {x}, [mask](const Tensor& g) -> std::vector<Tensor> {
-      return {mul(g, mask)};
-    }, {x.shape()});
+    attach_grad_fn(out, "dropout", {x},
+                   [mask](const Tensor& g) -> std::vector<Tensor> { return {mul(g, mask)}; },
+                   {x.shape()});
   }
   return out;
 }

@@ -15,6 +15,14 @@ namespace gl::loops {
 // Work below this many elements runs on one thread: the fork costs more than it saves.
 inline constexpr int64_t kParallelGrain = 1 << 15;
 
+// Whether a loop over `work` elements should open a parallel region: above the grain, with
+// threads to spare, and not already inside one. Call sites branch on this rather than putting
+// an `if` clause on the pragma: even a region that runs on one thread costs libgomp a team
+// set-up (about a microsecond), which adds up over the many small ops of a training step.
+inline bool worth_forking(int64_t work) {
+  return work >= kParallelGrain && omp_get_max_threads() > 1 && !omp_in_parallel();
+}
+
 template <std::size_t N>
 struct Layout {
   Shape shape;
@@ -85,8 +93,7 @@ void for_each_row(const Shape& shape, const std::array<Shape, N>& strides, F&& f
       }
     }
   };
-  if (parallel && numel >= kParallelGrain && rows > 1 && omp_get_max_threads() > 1 &&
-      !omp_in_parallel()) {
+  if (parallel && rows > 1 && worth_forking(numel)) {
 #pragma omp parallel
     {
       int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();

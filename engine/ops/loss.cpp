@@ -11,8 +11,7 @@ namespace {
 // Row-wise (log-)softmax of a contiguous [rows, n] block, max-subtracted for stability.
 template <class T>
 void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
-#pragma omp parallel for if (rows * n >= loops::kParallelGrain)
-  for (int64_t r = 0; r < rows; ++r) {
+  auto row = [&](int64_t r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
     T m = -std::numeric_limits<T>::infinity();
@@ -25,6 +24,12 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
     } else {
       for (int64_t i = 0; i < n; ++i) yr[i] = T(std::exp(double(xr[i] - m)) / s);
     }
+  };
+  if (loops::worth_forking(rows * n)) {
+#pragma omp parallel for
+    for (int64_t r = 0; r < rows; ++r) row(r);
+  } else {
+    for (int64_t r = 0; r < rows; ++r) row(r);
   }
 }
 

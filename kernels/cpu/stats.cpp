@@ -187,43 +187,54 @@ void column_stats_histogram(const float* x, const int64_t* labels, int64_t rows,
   // The threads of the region below read the calling thread's lists through these.
   const int32_t* const class_rows = by_class.data();
   const std::size_t* const starts = class_start.data();
-#pragma omp parallel num_threads(int(std::min <int64_t>(nt, nblocks))) if (nblocks > 1)
-  {
-    // Reused across calls: no allocation per batch once the scratch has grown.
-    static thread_local std::vector<uint64_t> local;
-    if (do_hist) local.assign(std::size_t(nbins + 3), 0);
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblocks; ++blk) {
-      const int64_t c0 = blk * block, n = std::min(cols, c0 + block) - c0;
-      if (grouped) {
-        for (int k = 0; k < nclasses; ++k) {
-          const std::size_t b = starts[k];
-          const int64_t e = int64_t(k) * cols + c0;
-          accumulate_rows_avx512(x + c0, cols, class_rows + b, int64_t(starts[k + 1] - b), n,
-                                 threshold, acc.sum + e, acc.sumsq + e, acc.min + e, acc.max + e,
-                                 acc.count_pos + e, acc.count_abs_gt + e);
+  // One block of columns; `local` is the calling thread's histogram.
+  auto one_block = [&](int64_t blk, std::vector<uint64_t>& counts) {
+    const int64_t c0 = blk * block, n = std::min(cols, c0 + block) - c0;
+    if (grouped) {
+      for (int k = 0; k < nclasses; ++k) {
+        const std::size_t b = starts[k];
+        const int64_t e = int64_t(k) * cols + c0;
+        accumulate_rows_avx512(x + c0, cols, class_rows + b, int64_t(starts[k + 1] - b), n,
+                               threshold, acc.sum + e, acc.sumsq + e, acc.min + e, acc.max + e,
+                               acc.count_pos + e, acc.count_abs_gt + e);
+      }
+      if (do_hist)
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t k = labels ? labels[r] : 0;
+          if (k >= 0 && k < nclasses) binner.add(x + r * cols + c0, n, counts.data());
         }
-        if (do_hist)
-          for (int64_t r = 0; r < rows; ++r) {
-            const int64_t k = labels ? labels[r] : 0;
-            if (k >= 0 && k < nclasses) binner.add(x + r * cols + c0, n, local.data());
-          }
-        continue;
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t k = labels ? labels[r] : 0;
-        if (k < 0 || k >= nclasses) continue;
-        const float* xr = x + r * cols + c0;
-        const int64_t e = k * cols + c0;
-        accumulate_row(xr, n, threshold, acc.sum + e, acc.sumsq + e, acc.min + e, acc.max + e,
-                       acc.count_pos + e, acc.count_abs_gt + e);
-        if (do_hist) binner.add(xr, n, local.data());
-      }
+      return;
     }
-    if (do_hist) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t k = labels ? labels[r] : 0;
+      if (k < 0 || k >= nclasses) continue;
+      const float* xr = x + r * cols + c0;
+      const int64_t e = k * cols + c0;
+      accumulate_row(xr, n, threshold, acc.sum + e, acc.sumsq + e, acc.min + e, acc.max + e,
+                     acc.count_pos + e, acc.count_abs_gt + e);
+      if (do_hist) binner.add(xr, n, counts.data());
+    }
+  };
+  // Reused across calls: no allocation per batch once the scratch has grown.
+  static thread_local std::vector<uint64_t> local;
+  if (nt > 1 && nblocks > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(int(std::min <int64_t>(nt, nblocks)))
+    {
+      std::vector<uint64_t>& mine = local;  // this thread's own
+      if (do_hist) mine.assign(std::size_t(nbins + 3), 0);
+#pragma omp for schedule(static)
+      for (int64_t blk = 0; blk < nblocks; ++blk) one_block(blk, mine);
+      if (do_hist) {
 #pragma omp critical(gl_stats_hist_merge)
-      merge_counts(local, nbins, 1, hist);
+        merge_counts(mine, nbins, 1, hist);
+      }
     }
+  } else {
+    // One thread: no parallel region at all (even one that runs on one thread costs libgomp
+    // a team set-up of about a microsecond, and this runs per layer and batch).
+    if (do_hist) local.assign(std::size_t(nbins + 3), 0);
+    for (int64_t blk = 0; blk < nblocks; ++blk) one_block(blk, local);
+    if (do_hist) merge_counts(local, nbins, 1, hist);
   }
 }
 

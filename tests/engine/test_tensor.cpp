@@ -128,7 +128,8 @@ TEST(Tensor, PrintingShowsMetadataAndValues) {
 // A freed host block is reused for the next tensor of the same size, and what the old tensor
 // left in it never shows through: zeros() and the ops still write every element.
 TEST(Tensor, FreedHostBlocksAreReusedAndStartClean) {
-  const int64_t n = 128 * 128;  // 64 KiB: a training buffer
+  // A size no earlier test frees (so none is waiting in this thread's cache), 64-byte rounded.
+  const int64_t n = 128 * 128 * 3 + 16 * 7;
   const std::size_t before = host_block_cache_bytes();
   const float* first = nullptr;
   {
