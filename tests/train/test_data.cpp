@@ -278,6 +278,17 @@ TEST(Loader, BatchesHoldTheNormalizedRowsOfTheirIndices) {
   }
   // The shuffled loader builds all its images on demand: the same values as the ordered one.
   EXPECT_EQ(shuffled.all_images().to_vector<float>(), ordered.all_images().to_vector<float>());
+  // A loader that takes the dataset's pixels instead of copying them serves the same batches.
+  gl::data::ImageDataset moved = ds;
+  gl::data::Loader taking(std::move(moved), gl::data::Normalization::standard, st, 8, true, 11);
+  EXPECT_TRUE(moved.images.empty());
+  EXPECT_EQ(moved.n, ds.n);
+  taking.start_epoch(3);
+  for (int64_t b = 0; b < taking.num_batches(); ++b) {
+    auto batch = taking.batch(b);
+    EXPECT_EQ(batch.indices, shuffled.batch(b).indices);
+    expect_rows(batch);
+  }
 }
 
 TEST(Datasets, InconsistentOrMissingFilesAreReported) {
