@@ -79,8 +79,9 @@ Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, A
 // y = activate(x) and, for the activations whose backward is the upstream gradient times a
 // derivative computed from x (gelu, gelu_tanh; f32 on the host), that derivative d: then
 // backward_from_derivative(grad, d) is activate_backward's value, bit for bit (NaN inputs aside,
-// which give NaN either way), and x need not be kept. Otherwise d is undefined. For callers that
-// run their own backward (the fused step): y is attached to no tape here.
+// which give NaN either way), and x need not be kept. Otherwise d is undefined (and y is
+// activate(x)). For callers that run their own backward under NoGrad (the fused step): the
+// derivative path attaches nothing to the tape.
 std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKind a,
                                                    double leaky_slope = 0.01);
 // grad * d elementwise (same shapes): the backward through such a derivative.
