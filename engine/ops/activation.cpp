@@ -119,7 +119,36 @@ auto visit_activation(ActivationKind a, double s, F&& f) {
   throw Error("activation: identity has no functors");
 }
 
+// The forward-and-derivative kernels (gelu, gelu_tanh), or null.
+using F32DerivKernel = void (*)(const float*, float*, float*, int64_t);
+F32DerivKernel derivative_kernel(ActivationKind a) {
+  return a == ActivationKind::gelu        ? kernels::cpu::gelu_and_derivative_f32
+         : a == ActivationKind::gelu_tanh ? kernels::cpu::gelu_tanh_and_derivative_f32
+                                          : nullptr;
+}
+
+// y = f(x) and d = f'(x) in one pass over contiguous f32 (k from derivative_kernel).
+std::pair<Tensor, Tensor> forward_and_derivative(const Tensor& x, F32DerivKernel k) {
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(xc.shape(), DType::f32), d = Tensor::empty(xc.shape(), DType::f32);
+  const float* xp = xc.data<float>();
+  float *yp = y.data<float>(), *dp = d.data<float>();
+  in_chunks(xc.numel(), [&](int64_t s, int64_t n) { k(xp + s, yp + s, dp + s, n); });
+  return {y, d};
+}
+
 Tensor apply_activation(ActivationKind a, const Tensor& x, double slope) {
+  // GELU on f32 with the tape: the forward also writes the derivative, which the tape keeps
+  // instead of x, so the backward is one product (the same bits as the backward kernel from x).
+  if (const F32DerivKernel k = derivative_kernel(a); k && fast_f32(x) && needs_grad({&x})) {
+    auto [out, d] = forward_and_derivative(x, k);
+    attach_grad_fn(out, activation_name(a), {x},
+                   [d = d](const Tensor& g) -> std::vector<Tensor> {
+                     return {backward_from_derivative(g, d)};
+                   },
+                   {x.shape()});
+    return out;
+  }
   return visit_activation(a, slope,
                           [&x](auto fwd, auto back, const char* name, Saved saved, F32Kernel fast,
                                F32BackKernel fast_back) {
@@ -157,17 +186,9 @@ Tensor silu(const Tensor& x) {
 
 std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKind a,
                                                    double slope) {
-  using Kernel = void (*)(const float*, float*, float*, int64_t);
-  const Kernel k = a == ActivationKind::gelu        ? kernels::cpu::gelu_and_derivative_f32
-                   : a == ActivationKind::gelu_tanh ? kernels::cpu::gelu_tanh_and_derivative_f32
-                                                    : nullptr;
+  const F32DerivKernel k = derivative_kernel(a);
   if (k == nullptr || !fast_f32(x)) return {activate(x, a, slope), Tensor()};
-  const Tensor xc = x.contiguous();
-  Tensor y = Tensor::empty(xc.shape(), DType::f32), d = Tensor::empty(xc.shape(), DType::f32);
-  const float* xp = xc.data<float>();
-  float *yp = y.data<float>(), *dp = d.data<float>();
-  in_chunks(xc.numel(), [&](int64_t s, int64_t n) { k(xp + s, yp + s, dp + s, n); });
-  return {y, d};
+  return forward_and_derivative(x, k);
 }
 
 Tensor backward_from_derivative(const Tensor& grad, const Tensor& d) {

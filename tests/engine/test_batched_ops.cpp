@@ -110,6 +110,18 @@ TEST(BatchedOps, ActivateBackwardEqualsTheTape) {
       EXPECT_TRUE(same_bits(y0, y.detach())) << activation_name(a);
       EXPECT_TRUE(same_bits(activate_backward(up, x0, y0, a, 0.07), x.grad()))
           << activation_name(a) << " " << dtype_name(dt);
+      // The forward that also returns the derivative (GELU in f32; the tape uses it too): the
+      // same y, and grad * d is the backward from x.
+      if (a == ActivationKind::identity) continue;
+      NoGrad ng;
+      auto [yd, d] = activate_with_derivative(x0, a, 0.07);
+      EXPECT_TRUE(same_bits(y0, yd)) << activation_name(a);
+      const bool has_d =
+          dt == DType::f32 && (a == ActivationKind::gelu || a == ActivationKind::gelu_tanh);
+      ASSERT_EQ(d.defined(), has_d) << activation_name(a) << " " << dtype_name(dt);
+      if (has_d) {
+        EXPECT_TRUE(same_bits(backward_from_derivative(up, d), x.grad())) << activation_name(a);
+      }
     }
   }
   // Strided views (a transposed input, a transposed incoming gradient) give the same bits as
