@@ -137,7 +137,7 @@ class DivergedError : public Error {
 // What a configuration trains and is evaluated on: the datasets and their loaders. Trainers
 // whose configurations have the same key() may share one (a FusedGroup's members do).
 struct TrainData {
-  std::string key;  // key(config) of the configuration it was loaded for
+  std::string key;                       // key(config) of the configuration it was loaded for
   data::ImageDataset train_ds, test_ds;  // train_ds.images is empty: `train` holds the pixels
   std::unique_ptr<data::Loader> train, test;
   int64_t num_classes = 10;

@@ -15,6 +15,8 @@ namespace {
 using F32Kernel = void (*)(const float*, float*, int64_t);
 // out = g * f'(keep) over contiguous f32 arrays (keep: what the backward reads, x or y).
 using F32BackKernel = void (*)(const float*, const float*, float*, int64_t);
+// y = f(x) and d = f'(x) in one pass (GELU): the tape then keeps d and its backward is g * d.
+using F32DerivKernel = void (*)(const float*, float*, float*, int64_t);
 
 // f32 on the CPU: evaluated by the vectorized kernels (whatever the strides: a non-contiguous
 // input is made contiguous first, so a value never depends on the layout, and the tape and
@@ -28,12 +30,7 @@ template <class F>
 void in_chunks(int64_t n, F f) {
   constexpr int64_t chunk = 1 << 14;
   const int64_t chunks = (n + chunk - 1) / chunk;
-  if (!loops::worth_forking(n)) {
-    for (int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
-    return;
-  }
-#pragma omp parallel for
-  for (int64_t c = 0; c < chunks; ++c) f(c * chunk, std::min(chunk, n - c * chunk));
+  loops::parallel_for(chunks, n, [&](int64_t c) { f(c * chunk, std::min(chunk, n - c * chunk)); });
 }
 
 // The forward map: f32 goes to the vectorized CPU kernel when there is one; everything else
@@ -71,9 +68,30 @@ Tensor backward_map(const Tensor& g_in, const Tensor& keep_in, Back back, F32Bac
   return binary_map(g_in, keep_in, back, "activation_backward");
 }
 
+// y = f(x) and d = f'(x) in one pass over contiguous f32.
+std::pair<Tensor, Tensor> forward_and_derivative(const Tensor& x, F32DerivKernel k) {
+  const Tensor xc = x.contiguous();
+  Tensor y = Tensor::empty(xc.shape(), DType::f32), d = Tensor::empty(xc.shape(), DType::f32);
+  const float* xp = xc.data<float>();
+  float *yp = y.data<float>(), *dp = d.data<float>();
+  in_chunks(xc.numel(), [&](int64_t s, int64_t n) { k(xp + s, yp + s, dp + s, n); });
+  return {y, d};
+}
+
 template <class Fwd, class Back>
 Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved saved,
-                  F32Kernel fast, F32BackKernel fast_back) {
+                  F32Kernel fast, F32BackKernel fast_back, F32DerivKernel fast_deriv) {
+  if (fast_deriv && fast_f32(x) && needs_grad({&x})) {
+    // The forward also writes the derivative, which the tape keeps instead of x: the backward
+    // is one product (the backward kernel's bits from x).
+    auto [out, d] = forward_and_derivative(x, fast_deriv);
+    attach_grad_fn(out, name, {x},
+                   [d = d](const Tensor& g) -> std::vector<Tensor> {
+                     return {backward_from_derivative(g, d)};
+                   },
+                   {x.shape()});
+    return out;
+  }
   Tensor out = forward_map(x, fwd, fast, name);
   if (needs_grad({&x})) {
     Tensor keep = saved == Saved::input ? x.detach() : out.detach();
@@ -87,82 +105,56 @@ Tensor activation(const Tensor& x, Fwd fwd, Back back, const char* name, Saved s
 }
 
 // Every activation's forward and backward functors, what its backward reads and its fast f32
-// kernels (forward, backward), in one place: the ops and activate_backward both go through this
+// kernels (forward, backward, forward with derivative where the backward is g * f'(x)), in one
+// place: the ops and activate_backward both go through this
 // table, so the tape and the fused step compute the same values.
 template <class F>
 auto visit_activation(ActivationKind a, double s, F&& f) {
   switch (a) {
     case ActivationKind::relu:
       return f(fn::Relu{}, fn::ReluBack{}, "relu", Saved::output, kernels::cpu::relu_f32,
-               kernels::cpu::relu_backward_f32);
+               kernels::cpu::relu_backward_f32, nullptr);
     case ActivationKind::leaky_relu:
-      return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr,
+      return f(fn::LeakyRelu{s}, fn::LeakyReluBack{s}, "leaky_relu", Saved::input, nullptr, nullptr,
                nullptr);
     case ActivationKind::tanh:
       return f(fn::Tanh{}, fn::TanhBackFromY{}, "tanh", Saved::output, kernels::cpu::tanh_f32,
-               kernels::cpu::tanh_backward_from_y_f32);
+               kernels::cpu::tanh_backward_from_y_f32, nullptr);
     case ActivationKind::sigmoid:
       return f(fn::Sigmoid{}, fn::SigmoidBackFromY{}, "sigmoid", Saved::output,
-               kernels::cpu::sigmoid_f32, kernels::cpu::sigmoid_backward_from_y_f32);
+               kernels::cpu::sigmoid_f32, kernels::cpu::sigmoid_backward_from_y_f32, nullptr);
     case ActivationKind::gelu:
       return f(fn::GeluErf{}, fn::GeluErfBack{}, "gelu", Saved::input, kernels::cpu::gelu_f32,
-               kernels::cpu::gelu_backward_f32);
+               kernels::cpu::gelu_backward_f32, kernels::cpu::gelu_and_derivative_f32);
     case ActivationKind::gelu_tanh:
       return f(fn::GeluTanh{}, fn::GeluTanhBack{}, "gelu_tanh", Saved::input,
-               kernels::cpu::gelu_tanh_f32, kernels::cpu::gelu_tanh_backward_f32);
+               kernels::cpu::gelu_tanh_f32, kernels::cpu::gelu_tanh_backward_f32,
+               kernels::cpu::gelu_tanh_and_derivative_f32);
     case ActivationKind::silu:
       return f(fn::Silu{}, fn::SiluBack{}, "silu", Saved::input, kernels::cpu::silu_f32,
-               kernels::cpu::silu_backward_f32);
+               kernels::cpu::silu_backward_f32, nullptr);
     case ActivationKind::identity:
       break;
   }
   throw Error("activation: identity has no functors");
 }
 
-// The forward-and-derivative kernels (gelu, gelu_tanh), or null.
-using F32DerivKernel = void (*)(const float*, float*, float*, int64_t);
-F32DerivKernel derivative_kernel(ActivationKind a) {
-  return a == ActivationKind::gelu        ? kernels::cpu::gelu_and_derivative_f32
-         : a == ActivationKind::gelu_tanh ? kernels::cpu::gelu_tanh_and_derivative_f32
-                                          : nullptr;
-}
-
-// y = f(x) and d = f'(x) in one pass over contiguous f32 (k from derivative_kernel).
-std::pair<Tensor, Tensor> forward_and_derivative(const Tensor& x, F32DerivKernel k) {
-  const Tensor xc = x.contiguous();
-  Tensor y = Tensor::empty(xc.shape(), DType::f32), d = Tensor::empty(xc.shape(), DType::f32);
-  const float* xp = xc.data<float>();
-  float *yp = y.data<float>(), *dp = d.data<float>();
-  in_chunks(xc.numel(), [&](int64_t s, int64_t n) { k(xp + s, yp + s, dp + s, n); });
-  return {y, d};
-}
-
 Tensor apply_activation(ActivationKind a, const Tensor& x, double slope) {
-  // GELU on f32 with the tape: the forward also writes the derivative, which the tape keeps
-  // instead of x, so the backward is one product (the same bits as the backward kernel from x).
-  if (const F32DerivKernel k = derivative_kernel(a); k && fast_f32(x) && needs_grad({&x})) {
-    auto [out, d] = forward_and_derivative(x, k);
-    attach_grad_fn(out, activation_name(a), {x},
-                   [d = d](const Tensor& g) -> std::vector<Tensor> {
-                     return {backward_from_derivative(g, d)};
-                   },
-                   {x.shape()});
-    return out;
-  }
   return visit_activation(a, slope,
                           [&x](auto fwd, auto back, const char* name, Saved saved, F32Kernel fast,
-                               F32BackKernel fast_back) {
-                            return activation(x, fwd, back, name, saved, fast, fast_back);
+                               F32BackKernel fast_back, F32DerivKernel fast_deriv) {
+                            return activation(x, fwd, back, name, saved, fast, fast_back,
+                                              fast_deriv);
                           });
 }
 }  // namespace
 
 bool activation_backward_reads_input(ActivationKind a, double slope) {
   if (a == ActivationKind::identity) return false;
-  return visit_activation(a, slope,
-                          [](auto, auto, const char*, Saved saved, F32Kernel, F32BackKernel) {
-                            return saved == Saved::input;
-                          });
+  return visit_activation(
+      a, slope, [](auto, auto, const char*, Saved saved, F32Kernel, F32BackKernel, F32DerivKernel) {
+        return saved == Saved::input;
+      });
 }
 
 Tensor relu(const Tensor& x) {
@@ -186,7 +178,12 @@ Tensor silu(const Tensor& x) {
 
 std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKind a,
                                                    double slope) {
-  const F32DerivKernel k = derivative_kernel(a);
+  const F32DerivKernel k =
+      a == ActivationKind::identity
+          ? nullptr
+          : visit_activation(a, slope,
+                             [](auto, auto, const char*, Saved, F32Kernel, F32BackKernel,
+                                F32DerivKernel fast_deriv) { return fast_deriv; });
   if (k == nullptr || !fast_f32(x)) return {activate(x, a, slope), Tensor()};
   return forward_and_derivative(x, k);
 }
@@ -209,7 +206,9 @@ Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, A
                          double slope) {
   if (a == ActivationKind::identity) return grad;
   return visit_activation(
-      a, slope, [&](auto, auto back, const char*, Saved saved, F32Kernel, F32BackKernel fast_back) {
+      a, slope,
+      [&](auto, auto back, const char*, Saved saved, F32Kernel, F32BackKernel fast_back,
+          F32DerivKernel) {
         const Tensor& keep = saved == Saved::input ? x : y;
         GL_CHECK(keep.defined(), "activate_backward: {} reads its {}, which was not given",
                  activation_name(a), saved == Saved::input ? "input x" : "output y");

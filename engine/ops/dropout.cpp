@@ -31,15 +31,9 @@ Tensor dropout(const Tensor& x, double p, Generator& gen, bool training) {
     detail::dispatch_float(x.dtype(), "dropout", [&](auto tag) {
       using T = decltype(tag);
       T* m = static_cast<T*>(mask.raw_data());
-      auto fill = [&](int64_t i) {
+      loops::parallel_for(n, n, [&](int64_t i) {
         m[i] = philox::uniform_at(seed, off, uint64_t(i)) < p ? T(0) : T(keep_scale);
-      };
-      if (loops::worth_forking(n)) {
-#pragma omp parallel for
-        for (int64_t i = 0; i < n; ++i) fill(i);
-      } else {
-        for (int64_t i = 0; i < n; ++i) fill(i);
-      }
+      });
       return 0;
     });
   }

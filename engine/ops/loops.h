@@ -23,6 +23,17 @@ inline bool worth_forking(int64_t work) {
   return work >= kParallelGrain && omp_get_max_threads() > 1 && !omp_in_parallel();
 }
 
+// f(i) for i in [0, n), split across threads when `work` elements are worth_forking.
+template <class F>
+void parallel_for(int64_t n, int64_t work, F&& f) {
+  if (!worth_forking(work)) {
+    for (int64_t i = 0; i < n; ++i) f(i);
+    return;
+  }
+#pragma omp parallel for
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
+
 template <std::size_t N>
 struct Layout {
   Shape shape;

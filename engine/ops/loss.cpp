@@ -25,12 +25,7 @@ void softmax_rows(const T* x, T* y, int64_t rows, int64_t n, bool log_form) {
       for (int64_t i = 0; i < n; ++i) yr[i] = T(std::exp(double(xr[i] - m)) / s);
     }
   };
-  if (loops::worth_forking(rows * n)) {
-#pragma omp parallel for
-    for (int64_t r = 0; r < rows; ++r) row(r);
-  } else {
-    for (int64_t r = 0; r < rows; ++r) row(r);
-  }
+  loops::parallel_for(rows, rows * n, row);
 }
 
 // Applies softmax_rows along `dim` of x, returning a tensor of x's shape.

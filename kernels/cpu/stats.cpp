@@ -178,7 +178,8 @@ void column_stats_histogram(const float* x, const int64_t* labels, int64_t rows,
     for (int k = 0; k < nclasses; ++k)
       class_start[std::size_t(k) + 1] += class_start[std::size_t(k)];
     by_class.resize(class_start[std::size_t(nclasses)]);
-    std::vector<std::size_t> next(class_start.begin(), class_start.end() - 1);
+    static thread_local std::vector<std::size_t> next;
+    next.assign(class_start.begin(), class_start.end() - 1);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t k = labels ? labels[r] : 0;
       if (k >= 0 && k < nclasses) by_class[next[std::size_t(k)]++] = int32_t(r);
