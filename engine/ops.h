@@ -113,6 +113,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 std::vector<Tensor> linear_batched(const std::vector<Tensor>& x, const std::vector<Tensor>& weight,
                                    const std::vector<Tensor>& bias);
 std::vector<Tensor> matmul_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
+// A hint for the next CPU matmul, linear or batched call on this thread: t is read soon after
+// it, so while that call computes (on one thread) it brings t's storage into L2 a few cache
+// lines at a time, overlapping the fetch with arithmetic. Up to 4 tensors per call; never
+// changes a result. Ignored for undefined, non-contiguous or CUDA tensors.
+void prefetch_during_next_matmul(const Tensor& t);
 
 // The GEMM behind matmul/linear on CUDA tensors, process-wide: our tiled FP32 kernel (native,
 // the default), its TF32 tensor-core variant (opt-in, 10-bit mantissa inputs) or cuBLAS FP32

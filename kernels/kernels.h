@@ -52,6 +52,14 @@ void dgemm_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, 
                    double beta, double* const* C, int64_t ldc, const double* const* bias,
                    Activation act, int64_t count);
 
+// A hint for the next sgemm/dgemm/sgemm_batched/dgemm_batched call on this thread: `rows` rows
+// of `row_bytes` bytes, `stride_bytes` apart from `base` (contiguous ones only: stride_bytes ==
+// row_bytes, or one row), that the caller reads after it. When that call runs on one thread its
+// micro-kernel brings them into L2, a cache line every few k steps, so the fetches overlap the
+// arithmetic. Up to 4 regions; the call consumes them. Results never depend on it.
+void prefetch_during_next_gemm(const void* base, int64_t rows, int64_t row_bytes,
+                               int64_t stride_bytes);
+
 // Naive triple-loop references (the test oracle for the fast paths; also correct for any
 // shape). Same contract as sgemm/dgemm.
 void sgemm_reference(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

@@ -104,6 +104,8 @@ class SGD : public Optimizer {
   void step_param(std::size_t i);
   // Parameters on the CPU and no step observer: then step() is step_param over every i.
   bool steps_params_alone() const { return !on_device() && observer_ == nullptr; }
+  // Parameter i's momentum buffer (undefined before its first step, or without momentum).
+  const Tensor& momentum_buffer(std::size_t i) const { return momentum_.at(i); }
   std::string kind() const override { return "SGD"; }
   const SgdOptions& options() const { return opt_; }
   NamedTensors state_dict() const override;

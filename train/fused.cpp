@@ -56,8 +56,10 @@ void for_each_model(std::size_t n, F&& f) {
   if (error) std::rethrow_exception(error);
 }
 
-// The fused step layer by layer: each layer's GEMMs for all the models in one batched call
-// (spread over the threads by sgemm_batched), the elementwise work in parallel over the models.
+// The fused step layer by layer: on several threads each layer's GEMMs for all the models in
+// one batched call (spread over the threads by sgemm_batched), the elementwise work in parallel
+// over the models; on one thread model after model within each layer, each GEMM fetching what
+// the next steps read while it computes.
 FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
                                     const Tensor& images, const Tensor& labels,
                                     const std::vector<models::SGD*>& sgd,
@@ -98,9 +100,24 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   std::vector<std::vector<Tensor>> pre(depth), post(depth, std::vector<Tensor>(n)),
       deriv(depth, std::vector<Tensor>(n));
   std::vector<Tensor> h(n, images);
+  // On one thread each model's GEMM is followed at once by the work that reads its output (its
+  // activation; in the backward its weight step and activation backward), while the output and
+  // the weights are still in cache; across threads, one batched call per layer spreads the GEMMs.
+  // The same kernels run either way, so the results are the same.
+  const bool one_by_one = omp_in_parallel() || omp_get_max_threads() < 2;
   for (std::size_t j = 0; j < depth; ++j) {
-    pre[j] = linear_batched(h, params(j, true), params(j, false));
+    if (one_by_one)
+      pre[j].assign(n, Tensor());
+    else
+      pre[j] = linear_batched(h, params(j, true), params(j, false));
     for_each_model(n, [&](std::size_t k) {
+      if (one_by_one) {
+        const models::Linear& lin = linear_of(k, j);
+        // The next GEMM's weights (the next model's, or the next layer's first) come in meanwhile.
+        prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
+                                              : linear_of(0, j + 1).weight());
+        pre[j][k] = linear_batched({h[k]}, {lin.weight()}, {lin.bias()})[0];
+      }
       const models::Activation& act = *models[k]->taps()[j].post;
       std::tie(post[j][k], deriv[j][k]) =
           activate_with_derivative(pre[j][k], act.activation(), act.leaky_slope());
@@ -142,15 +159,36 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     }
   };
   for (std::size_t j = depth + 1; j-- > 0;) {
-    std::vector<Tensor> dx;
-    if (j > 0) dx = matmul_batched(g, params(j, true));
-    std::vector<Tensor> gt;
-    gt.reserve(n);
-    for (const Tensor& t : g) gt.push_back(t.t());
-    std::vector<Tensor> dw =
-        matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
+    std::vector<Tensor> dx(n), dw(n);
+    if (!one_by_one) {
+      if (j > 0) dx = matmul_batched(g, params(j, true));
+      std::vector<Tensor> gt;
+      gt.reserve(n);
+      for (const Tensor& t : g) gt.push_back(t.t());
+      dw = matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
+    }
     for_each_model(n, [&](std::size_t k) {
       const models::Linear& lin = linear_of(k, j);
+      if (one_by_one) {
+        // While dX computes, the layer input dW reads; while dW computes, what the weight step
+        // and the activation backward read, and the weights of the next model's dX.
+        const Tensor& input = j > 0 ? post[j - 1][k] : images;
+        if (j > 0) {
+          prefetch_during_next_matmul(input);
+          dx[k] = matmul_batched({g[k]}, {lin.weight()})[0];
+        }
+        if (step_now[k] != nullptr) {  // the weight's buffer: entry q, parameter P - 1 - q
+          const std::size_t q = grads[k].size() + (lin.bias().defined() ? 1 : 0),
+                            P = step_now[k]->params().size();
+          if (q < P) prefetch_during_next_matmul(step_now[k]->momentum_buffer(P - 1 - q));
+        }
+        if (j > 0) {
+          prefetch_during_next_matmul(deriv[j - 1][k].defined() ? deriv[j - 1][k] : post[j - 1][k]);
+          prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
+                                                : linear_of(0, j - 1).weight());
+        }
+        dw[k] = matmul_batched({g[k].t()}, {input})[0];
+      }
       const std::size_t first = grads[k].size();
       if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));
       grads[k].emplace_back(lin.weight(), dw[k]);

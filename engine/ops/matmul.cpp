@@ -251,6 +251,12 @@ std::vector<Tensor> matmul_batched(const std::vector<Tensor>& a, const std::vect
   return outs;
 }
 
+void prefetch_during_next_matmul(const Tensor& t) {
+  if (!t.defined() || t.device().is_cuda() || !t.is_contiguous() || t.numel() == 0) return;
+  const auto bytes = int64_t(t.numel()) * int64_t(dtype_size(t.dtype()));
+  kernels::cpu::prefetch_during_next_gemm(t.raw_data(), 1, bytes, bytes);
+}
+
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   check_linear(x, w, b);
   Tensor out = Tensor::empty({x.shape()[0], w.shape()[0]}, x.dtype(), x.device());

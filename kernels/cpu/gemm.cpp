@@ -54,6 +54,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "kernels/cpu/gemm_internal.h"
 #include "kernels/kernels.h"
@@ -265,6 +266,57 @@ void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t 
   }
 }
 
+// Memory to be read after the current GEMM (the next entry's B in a batch, or what the caller
+// named with prefetch_during_next_gemm), brought into L2 a few lines after each full micro-tile,
+// so the fetches overlap the arithmetic instead of stalling a burst of loads or prefetches.
+struct SidePrefetch {
+  static constexpr int kMaxRanges = 4;
+  struct Range {
+    const char* base = nullptr;
+    int64_t lines = 0;
+  };
+  Range range[kMaxRanges];
+  int nranges = 0, cur = 0;
+  int64_t line = 0;  // the next line of range[cur]
+  int shift = 0;     // the micro-kernel fetches a line every 2^shift k steps
+
+  // rows of row_bytes, stride bytes apart: taken when contiguous (stride == row_bytes or one
+  // row), else left out (a hint may be dropped).
+  void add(const void* base, int64_t rows, int64_t row_bytes, int64_t stride) {
+    if (nranges == kMaxRanges || base == nullptr || rows <= 0 || row_bytes <= 0) return;
+    if (rows > 1 && stride != row_bytes) return;
+    range[nranges++] =
+        Range{static_cast<const char*>(base), ceil_div(rows * row_bytes, int64_t(64))};
+  }
+  bool empty() const { return cur >= nranges; }
+  // Spreads the lines over `tiles` micro-tiles of kc steps: as far apart as covers them all.
+  void spread_over(int64_t tiles, int64_t kc) {
+    int64_t lines = 0;
+    for (int i = 0; i < nranges; ++i) lines += range[i].lines;
+    const int64_t per_tile = ceil_div(lines, std::max<int64_t>(tiles, 1));
+    shift = 0;
+    while (shift < 4 && (kc >> (shift + 1)) >= per_tile) ++shift;
+  }
+  // Where the next micro-tile of kc steps fetches from (null when done), advancing past it.
+  const char* take(int64_t kc) {
+    while (cur < nranges && line >= range[cur].lines) {
+      ++cur;
+      line = 0;
+    }
+    if (cur >= nranges) return nullptr;
+    const char* p = range[cur].base + line * 64;
+    line += ceil_div(kc, int64_t(1) << shift);
+    return p;
+  }
+};
+thread_local SidePrefetch t_side;  // the current call's
+thread_local SidePrefetch t_hint;  // the caller's, for the next call
+
+// The micro-tiles of one call that fetch for t_side (full MR tiles, every k-block).
+int64_t stepping_tiles(int64_t M, int64_t N, int64_t K, int64_t mr, int64_t nr, int64_t kc) {
+  return M / mr * ceil_div(N, nr) * ceil_div(K, kc);
+}
+
 // Rows [ic, ic+mc) x columns [jc, jc+nc) of C against k-block [pc, pc+kc), with A and B
 // already packed (or read in place): NR panels outer (the B micro-panel stays in L1), MR
 // panels inner.
@@ -273,6 +325,7 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
                   int64_t kc, const ABlock<T>& a, const T* Bp) {
   const int64_t MR = p.ks->mr, NR = p.ks->nr;
   TileEpilogue<T> e{p.alpha, pc == 0 ? p.beta : T(1), nullptr, p.act, pc + kc >= p.K};
+  e.side_shift = t_side.shift;
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int64_t j = jc + jr;
     e.bias = p.bias ? p.bias + j : nullptr;
@@ -282,17 +335,23 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
     const int64_t rs_b = b_in_place ? p.ldb : NR;
     T* c = p.C + ic * p.ldc + j;
     int64_t ir = 0;
-    for (; ir + MR <= a.direct_rows; ir += MR)
+    for (; ir + MR <= a.direct_rows; ir += MR) {
+      e.side = t_side.take(kc);
       p.ks->kernel_direct_a(kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, rs_b, c + ir * p.ldc,
                             p.ldc, MR, ncur, e);
+    }
+    e.side = nullptr;
     if (ir < a.direct_rows) {  // rows below a whole panel, read in place by the edge kernels
       edge_rows(p, kc, a.direct + ir * a.rs, a.rs, a.cs, bpanel, rs_b, c + ir * p.ldc,
                 a.direct_rows - ir, ncur, e);
       ir = a.direct_rows;
     }
-    for (; ir + MR <= mc; ir += MR)
+    for (; ir + MR <= mc; ir += MR) {
+      e.side = t_side.take(kc);
       p.ks->kernel(kc, a.packed + (ir - a.direct_rows) * kc, bpanel, c + ir * p.ldc, p.ldc, MR,
                    ncur, e);
+    }
+    e.side = nullptr;
     if (ir < mc)
       edge_rows(p, kc, a.packed + (ir - a.direct_rows) * kc, 1, MR, bpanel, rs_b, c + ir * p.ldc,
                 mc - ir, ncur, e);
@@ -439,6 +498,7 @@ template <class T>
 void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
           int64_t lda, const T* B, int64_t ldb, T beta, T* C, int64_t ldc, Epilogue ep) {
   check_args(op, ta, tb, M, N, K, A, lda, B, ldb, C, ldc);
+  SidePrefetch hint = std::exchange(t_hint, SidePrefetch{});
   if (M == 0 || N == 0) return;
   const T* bias = static_cast<const T*>(ep.bias);
   if (K == 0) {
@@ -456,7 +516,10 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
     threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, tiles / 4)));
   }
   if (threads <= 1) {
+    t_side = hint;
+    t_side.spread_over(stepping_tiles(M, N, K, ks.mr, ks.nr, p.kc_max), p.kc_max);
     gemm_serial(p, 0, N);
+    t_side = SidePrefetch{};
   } else if (ceil_div(M, ks.mr) >= 2 * threads) {
     gemm_parallel_rows(p, threads);
   } else {
@@ -472,19 +535,6 @@ void gemm(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T a
   }
 }
 
-// Asks for op(B) (K x N, or N x K stored when tb) to be brought into L2, line by line. In a
-// training step each entry's B (the weights, or the layer input for dW) was last touched long
-// before and comes from memory; on one thread the next entry's B is fetched while the current
-// entry computes.
-template <class T>
-void prefetch_b(bool tb, int64_t N, int64_t K, const T* B, int64_t ldb) {
-  const int64_t rows = tb ? N : K, row_bytes = (tb ? K : N) * int64_t(sizeof(T));
-  for (int64_t r = 0; r < rows; ++r) {
-    const char* row = reinterpret_cast<const char*>(B + r * ldb);
-    for (int64_t off = 0; off < row_bytes; off += 64) _mm_prefetch(row + off, _MM_HINT_T1);
-  }
-}
-
 // A batch of same-shape GEMMs. Work items are (entry, row chunk) pairs, the chunks whole MR
 // panels, so every C element sees the same micro-kernel (full or edge tile, packed or direct
 // A), the same k-blocks and the same epilogue as in a lone call: gemm_serial over rows
@@ -495,6 +545,7 @@ template <class T>
 void gemm_batched(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha,
                   const T* const* A, int64_t lda, const T* const* B, int64_t ldb, T beta,
                   T* const* C, int64_t ldc, const T* const* bias, Activation act, int64_t count) {
+  const SidePrefetch hint = std::exchange(t_hint, SidePrefetch{});
   if (count < 0) throw std::invalid_argument(std::string(op) + ": negative count");
   if (count > 0 && (A == nullptr || B == nullptr || C == nullptr))
     throw std::invalid_argument(std::string(op) + ": null pointer array");
@@ -525,10 +576,24 @@ void gemm_batched(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_
     gemm_serial(p, 0, N);
   };
   if (threads <= 1) {
+    // While entry i computes, the next entry's B (the weights, or the layer input for dW: in a
+    // training step last touched long before) comes into L2; while the last one computes, what
+    // the caller asked for.
+    const int64_t sz = int64_t(sizeof(T));
     for (int64_t q = 0; q < items; ++q) {
-      if (q % chunks == 0 && q / chunks + 1 < count) prefetch_b(tb, N, K, B[q / chunks + 1], ldb);
+      const int64_t i = q / chunks;
+      if (q % chunks == 0) {
+        t_side = SidePrefetch{};
+        if (i + 1 < count)
+          t_side.add(B[i + 1], tb ? N : K, (tb ? K : N) * sz, ldb * sz);
+        else
+          t_side = hint;
+        const int64_t kc_max = ceil_div(K, ceil_div(K, ks.kc));
+        t_side.spread_over(stepping_tiles(M, N, K, ks.mr, ks.nr, kc_max), kc_max);
+      }
       run_item(q);
     }
+    t_side = SidePrefetch{};
     return;
   }
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
@@ -578,6 +643,11 @@ void dgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, cons
            int64_t lda, const double* B, int64_t ldb, double beta, double* C, int64_t ldc,
            Epilogue ep) {
   gemm("dgemm", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
+}
+
+void prefetch_during_next_gemm(const void* base, int64_t rows, int64_t row_bytes,
+                               int64_t stride_bytes) {
+  t_hint.add(base, rows, row_bytes, stride_bytes);
 }
 
 void sgemm_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

@@ -24,6 +24,10 @@ struct TileEpilogue {
   const T* bias;  // already offset to the tile's first column; null = no bias
   Activation act;
   bool last;
+  // Memory a later call reads, brought into L2 during the k loop: one cache line every
+  // 2^side_shift steps from `side` on (null: none). Not part of the epilogue's arithmetic.
+  const char* side = nullptr;
+  int side_shift = 0;
 };
 
 template <class T>

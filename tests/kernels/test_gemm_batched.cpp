@@ -132,6 +132,97 @@ TEST_P(GemmBatched, EveryEntryEqualsItsLoneGemmBitForBit) {
   }
 }
 
+// prefetch_during_next_gemm only moves memory: a call given hints (one line, several regions of
+// up to 4 MiB, more than four, a strided region it must leave out, its own operands) computes
+// what it computes without them, bit for bit, lone or batched, and the hints are spent by the
+// call that follows them (a later call without hints also agrees).
+template <class T>
+void check_hints(const Shape& s, int64_t count, const std::string& what) {
+  std::mt19937 rng(uint32_t(s.M + 17 * s.N + 3 * s.K));
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N, ldc = s.N;
+  auto fill = [&](int64_t n) {
+    std::vector<T> v(static_cast<size_t>(n));
+    for (auto& x : v) x = T(dist(rng));
+    return v;
+  };
+  std::vector<std::vector<T>> A, B, bias;
+  for (int64_t i = 0; i < count; ++i) {
+    A.push_back(fill(s.M * s.K));
+    B.push_back(fill(s.K * s.N));
+    bias.push_back(fill(s.N));
+  }
+  const std::vector<char> far(size_t(4) << 20, 1);
+  auto hint_all = [&](int variant) {
+    switch (variant) {
+      case 0:
+        break;
+      case 1:
+        prefetch_during_next_gemm(far.data(), 1, 64, 64);
+        break;
+      case 2:
+        for (int r = 0; r < 6; ++r)  // the fifth and sixth are dropped
+          prefetch_during_next_gemm(far.data() + r * 4096, 1, int64_t(far.size()) - r * 4096,
+                                    int64_t(far.size()));
+        break;
+      case 3:
+        prefetch_during_next_gemm(far.data(), 16, 64, 4096);  // strided: left out
+        prefetch_during_next_gemm(A[0].data(), s.M, s.K * int64_t(sizeof(T)),
+                                  s.K * int64_t(sizeof(T)));
+        prefetch_during_next_gemm(B[0].data(), 1, s.K * s.N * int64_t(sizeof(T)), 0);
+        break;
+    }
+  };
+  std::vector<std::vector<T>> want;
+  for (int variant = 0; variant < 4; ++variant) {
+    std::vector<std::vector<T>> lone, batch(size_t(count), std::vector<T>(size_t(s.M * s.N)));
+    for (int64_t i = 0; i < count; ++i) {
+      lone.emplace_back(size_t(s.M * s.N));
+      hint_all(variant);
+      Ops<T>::gemm(s.ta, s.tb, s.M, s.N, s.K, T(1), A[size_t(i)].data(), lda, B[size_t(i)].data(),
+                   ldb, T(0), lone.back().data(), ldc,
+                   Epilogue{bias[size_t(i)].data(), Activation::none});
+    }
+    std::vector<const T*> pa, pb, pbias;
+    std::vector<T*> pc;
+    for (int64_t i = 0; i < count; ++i) {
+      pa.push_back(A[size_t(i)].data());
+      pb.push_back(B[size_t(i)].data());
+      pbias.push_back(bias[size_t(i)].data());
+      pc.push_back(batch[size_t(i)].data());
+    }
+    hint_all(variant);
+    Ops<T>::batched(s.ta, s.tb, s.M, s.N, s.K, T(1), pa.data(), lda, pb.data(), ldb, T(0),
+                    pc.data(), ldc, pbias.data(), Activation::none, count);
+    if (variant == 0) want = lone;
+    for (int64_t i = 0; i < count; ++i) {
+      ASSERT_EQ(std::memcmp(lone[size_t(i)].data(), want[size_t(i)].data(),
+                            want[size_t(i)].size() * sizeof(T)),
+                0)
+          << what << " hints " << variant << ": lone entry " << i;
+      ASSERT_EQ(std::memcmp(batch[size_t(i)].data(), want[size_t(i)].data(),
+                            want[size_t(i)].size() * sizeof(T)),
+                0)
+          << what << " hints " << variant << ": batched entry " << i;
+    }
+  }
+}
+
+TEST_P(GemmBatched, PrefetchHintsChangeNoResult) {
+  omp_set_num_threads(1);  // the hints act on one thread
+  const Shape shapes[] = {{false, true, 128, 128, 784},  {true, false, 128, 784, 128},
+                          {false, false, 128, 128, 128}, {true, false, 128, 128, 128},
+                          {false, true, 37, 45, 29},     {false, false, 300, 70, 600}};
+  for (const Shape& s : shapes) {
+    const std::string what = GetParam() + " ta=" + std::to_string(s.ta) +
+                             " tb=" + std::to_string(s.tb) + " M=" + std::to_string(s.M) +
+                             " N=" + std::to_string(s.N) + " K=" + std::to_string(s.K);
+    check_hints<float>(s, 3, what + " f32");
+    check_hints<float>(s, 1, what + " f32");
+    check_hints<double>(s, 2, what + " f64");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllRunnable, GemmBatched, ::testing::ValuesIn(runnable_isas()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
