@@ -267,8 +267,10 @@ void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t 
 }
 
 // Memory to be read after the current GEMM (the next entry's B in a batch, or what the caller
-// named with prefetch_during_next_gemm), brought into L2 a few lines after each full micro-tile,
-// so the fetches overlap the arithmetic instead of stalling a burst of loads or prefetches.
+// named with prefetch_during_next_gemm), brought into L2 by the full micro-tiles, a cache line
+// every 2^shift k steps of each (TileEpilogue::side), so the fetches overlap the arithmetic
+// instead of stalling a burst of loads or prefetches. A tile may fetch a few lines past the end
+// of a range (prefetches never fault); lines the call has no tiles left for are dropped.
 struct SidePrefetch {
   static constexpr int kMaxRanges = 4;
   struct Range {
@@ -288,7 +290,6 @@ struct SidePrefetch {
     range[nranges++] =
         Range{static_cast<const char*>(base), ceil_div(rows * row_bytes, int64_t(64))};
   }
-  bool empty() const { return cur >= nranges; }
   // Spreads the lines over `tiles` micro-tiles of kc steps: as far apart as covers them all.
   void spread_over(int64_t tiles, int64_t kc) {
     int64_t lines = 0;
