@@ -116,7 +116,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         // The next GEMM's weights (the next model's, or the next layer's first) come in meanwhile.
         prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
                                               : linear_of(0, j + 1).weight());
-        pre[j][k] = linear_batched({h[k]}, {lin.weight()}, {lin.bias()})[0];
+        pre[j][k] = linear(h[k], lin.weight(), lin.bias());
       }
       const models::Activation& act = *models[k]->taps()[j].post;
       std::tie(post[j][k], deriv[j][k]) =
@@ -145,10 +145,13 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // Steps entry q of grads[k]. The entries come in reverse parameters() order, which is the
   // optimizer's order (the Trainer builds it from model.parameters()): entry q is parameter
   // P - 1 - q.
+  auto param_of_entry = [&](std::size_t k, std::size_t q) {
+    return step_now[k]->params().size() - 1 - q;
+  };
   auto step_entry = [&](std::size_t k, std::size_t q) {
     auto& [param, grad] = grads[k][q];
     const auto& ps = step_now[k]->params();
-    const std::size_t i = ps.size() - 1 - q;
+    const std::size_t i = param_of_entry(k, q);
     GL_CHECK(q < ps.size() && ps[i].impl() == param.impl(),
              "fused step: model {}'s optimizer does not hold its parameters in model order", k);
     param.set_grad(grad);
@@ -175,19 +178,19 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         const Tensor& input = j > 0 ? post[j - 1][k] : images;
         if (j > 0) {
           prefetch_during_next_matmul(input);
-          dx[k] = matmul_batched({g[k]}, {lin.weight()})[0];
+          dx[k] = matmul(g[k], lin.weight());
         }
-        if (step_now[k] != nullptr) {  // the weight's buffer: entry q, parameter P - 1 - q
-          const std::size_t q = grads[k].size() + (lin.bias().defined() ? 1 : 0),
-                            P = step_now[k]->params().size();
-          if (q < P) prefetch_during_next_matmul(step_now[k]->momentum_buffer(P - 1 - q));
+        if (step_now[k] != nullptr) {  // the weight's entry comes after the bias's
+          const std::size_t q = grads[k].size() + (lin.bias().defined() ? 1 : 0);
+          if (q < step_now[k]->params().size())
+            prefetch_during_next_matmul(step_now[k]->momentum_buffer(param_of_entry(k, q)));
         }
         if (j > 0) {
           prefetch_during_next_matmul(deriv[j - 1][k].defined() ? deriv[j - 1][k] : post[j - 1][k]);
           prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
                                                 : linear_of(0, j - 1).weight());
         }
-        dw[k] = matmul_batched({g[k].t()}, {input})[0];
+        dw[k] = matmul(g[k].t(), input);
       }
       const std::size_t first = grads[k].size();
       if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));

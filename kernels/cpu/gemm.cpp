@@ -313,6 +313,12 @@ struct SidePrefetch {
 thread_local SidePrefetch t_side;  // the current call's
 thread_local SidePrefetch t_hint;  // the caller's, for the next call
 
+// The k-block size for K: equal-sized blocks of at most kc, so K slightly above kc leaves no
+// sliver block.
+int64_t equal_kc(int64_t K, int64_t kc) {
+  return ceil_div(K, ceil_div(K, kc));
+}
+
 // The micro-tiles of one call that fetch for t_side (full MR tiles, every k-block).
 int64_t stepping_tiles(int64_t M, int64_t N, int64_t K, int64_t mr, int64_t nr, int64_t kc) {
   return M / mr * ceil_div(N, nr) * ceil_div(K, kc);
@@ -490,7 +496,7 @@ Problem<T> make_problem(const KernelSet<T>& ks, bool ta, bool tb, int64_t M, int
                     &ks,
                     ks.pack_a,
                     ks.pack_b,
-                    ceil_div(K, ceil_div(K, ks.kc)),
+                    equal_kc(K, ks.kc),
                     direct_a,
                     use_direct_b(tb, direct_a, ks)};
 }
@@ -589,8 +595,8 @@ void gemm_batched(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_
           t_side.add(B[i + 1], tb ? N : K, (tb ? K : N) * sz, ldb * sz);
         else
           t_side = hint;
-        const int64_t kc_max = ceil_div(K, ceil_div(K, ks.kc));
-        t_side.spread_over(stepping_tiles(M, N, K, ks.mr, ks.nr, kc_max), kc_max);
+        const int64_t kc = equal_kc(K, ks.kc);
+        t_side.spread_over(stepping_tiles(M, N, K, ks.mr, ks.nr, kc), kc);
       }
       run_item(q);
     }
