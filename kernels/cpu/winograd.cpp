@@ -27,6 +27,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "kernels/cpu/avx512_util.h"
@@ -142,18 +143,25 @@ void transpose(const float* src, int64_t rows, int64_t cols, int64_t sld, float*
   (cpu_runs_avx512() ? transpose_avx512 : transpose_base)(src, rows, cols, sld, dst, dld);
 }
 
-// buf[(i * cols + j) * ch + c] = src[c][y0 + i][x0 + j], zero outside the plane. The rows in
-// the plane are transposed in one piece into tmp (whole 16x16 blocks) and then copied in.
+// buf[(i * cols + j) * ch + c] = src[c][y0 + i][x0 + j], zero outside the plane. Each row in
+// the plane is transposed straight into place.
 void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, int64_t rows,
-              int64_t x0, int64_t cols, float* buf, float* tmp) {
-  std::fill(buf, buf + rows * cols * ch, 0.0f);
+              int64_t x0, int64_t cols, float* buf) {
   const int64_t jlo = std::max<int64_t>(0, -x0), jhi = std::min(cols, w - x0);
   const int64_t ylo = std::max<int64_t>(0, y0), yhi = std::min(h, y0 + rows);
-  if (jhi <= jlo || yhi <= ylo) return;
-  transpose(src + ylo * w, ch, (yhi - ylo) * w, h * w, tmp, ch);
-  for (int64_t y = ylo; y < yhi; ++y)
-    std::copy(tmp + ((y - ylo) * w + jlo + x0) * ch, tmp + ((y - ylo) * w + jhi + x0) * ch,
-              buf + ((y - y0) * cols + jlo) * ch);
+  if (jhi <= jlo || yhi <= ylo) {
+    std::fill(buf, buf + rows * cols * ch, 0.0f);
+    return;
+  }
+  // Zeros only where the plane does not reach: rows above and below, columns left and right.
+  std::fill(buf, buf + (ylo - y0) * cols * ch, 0.0f);
+  std::fill(buf + (yhi - y0) * cols * ch, buf + rows * cols * ch, 0.0f);
+  for (int64_t y = ylo; y < yhi; ++y) {
+    float* row = buf + (y - y0) * cols * ch;
+    std::fill(row, row + jlo * ch, 0.0f);
+    transpose(src + y * w + jlo + x0, ch, jhi - jlo, h * w, row + jlo * ch, ch);
+    std::fill(row + jhi * ch, row + cols * ch, 0.0f);
+  }
 }
 
 // The tile transforms, as loops over channels (the vectorized dimension). Each is compiled for
@@ -202,12 +210,14 @@ GL_TILE_LOOP void output_tile(const float* __restrict m, int64_t ms, const float
   }
 }
 
-// z[xi * zs + c] = (A u A^T)[xi] for the 2x2 output-gradient tile u[i * rs + j * ch + c].
+// z[xi * zs + c] = (A u A^T)[xi] for the 2x2 output-gradient tile u[i * rs + j * ch + c]; the
+// tile's sum is added to sum[c] (the bias gradient).
 GL_TILE_LOOP void grad_tile(const float* __restrict u, int64_t rs, int64_t ch, float* __restrict z,
-                            int64_t zs) {
+                            int64_t zs, float* __restrict sum) {
 #pragma omp simd
   for (int64_t c = 0; c < ch; ++c) {
     const float u00 = u[c], u01 = u[ch + c], u10 = u[rs + c], u11 = u[rs + ch + c];
+    sum[c] += (u00 + u01) + (u10 + u11);
     const float r[4][2] = {
         {u00, u01}, {u00 + u10, u01 + u11}, {u00 - u10, u01 - u11}, {-u10, -u11}};
     for (int i = 0; i < 4; ++i) {
@@ -238,11 +248,12 @@ GL_TILE_LOOP void output_band_body(const float* m, int64_t t0, int64_t tiles, co
                   obuf + 2 * ty * rs + 2 * tx * ch, rs);
 }
 GL_TILE_LOOP void grad_band_body(const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z,
-                                 int64_t t0, int64_t tiles) {
+                                 int64_t t0, int64_t tiles, float* sum) {
   const int64_t rs = 2 * tw * ch;
   for (int64_t ty = 0; ty < rows; ++ty)
     for (int64_t tx = 0; tx < tw; ++tx)
-      grad_tile(ubuf + 2 * ty * rs + 2 * tx * ch, rs, ch, z + (t0 + ty * tw + tx) * ch, tiles * ch);
+      grad_tile(ubuf + 2 * ty * rs + 2 * tx * ch, rs, ch, z + (t0 + ty * tw + tx) * ch, tiles * ch,
+                sum);
 }
 
 // name(params): name##_body compiled for AVX-512 and for the baseline, picked at run time.
@@ -267,8 +278,8 @@ GL_WINO_DISPATCH(output_band,
                  (m, t0, tiles, bias, rows, tw, ch, obuf))
 GL_WINO_DISPATCH(grad_band,
                  (const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z, int64_t t0,
-                  int64_t tiles),
-                 (ubuf, rows, tw, ch, z, t0, tiles))
+                  int64_t tiles, float* sum),
+                 (ubuf, rows, tw, ch, z, t0, tiles, sum))
 
 // u = G g G^T of a 3x3 filter (row-major, flipped in both axes when `flip`).
 void filter_tile(const float* g, bool flip, float u[16]) {
@@ -295,12 +306,13 @@ void filter_tile(const float* g, bool flip, float u[16]) {
 std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool for_input_grad) {
   std::vector<float> U(std::size_t(16 * oc * c));
   const int64_t in = for_input_grad ? oc : c, out = for_input_grad ? c : oc;
+  // Rows outer, columns inner: each of the 16 planes is written in order.
 #pragma omp parallel for schedule(static) if (oc * c >= 512)
-  for (int64_t o = 0; o < oc; ++o)
-    for (int64_t i = 0; i < c; ++i) {
+  for (int64_t row = 0; row < in; ++row)
+    for (int64_t col = 0; col < out; ++col) {
+      const int64_t o = for_input_grad ? row : col, i = for_input_grad ? col : row;
       float u[16];
       filter_tile(w + (o * c + i) * 9, for_input_grad, u);
-      const int64_t row = for_input_grad ? o : i, col = for_input_grad ? i : o;
       for (int xi = 0; xi < 16; ++xi) U[std::size_t((xi * in + row) * out + col)] = u[xi];
     }
   return U;
@@ -308,29 +320,86 @@ std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool
 
 // A chunk's buffers (per thread, reused): the padded HWC input band, the transformed input
 // v [16][tiles][in], the products (or transformed output gradients) m [16][tiles][out], the
-// HWC output (or output-gradient) band and the transpose staging area.
+// HWC output (or output-gradient) band.
 struct ChunkScratch {
   int64_t tiles;
-  float *buf, *v, *m, *obuf, *tmp;
+  float *buf, *v, *m, *obuf;
 };
 ChunkScratch chunk_scratch(const Plan& p, const std::vector<Band>& chunk) {
   const int64_t tw = p.tw(), tiles = chunk_tiles(chunk, tw);
   const int64_t band_rows = std::min(p.th(), chunk[0].r1 - chunk[0].r0);
-  return {tiles,
-          thread_scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
+  return {tiles, thread_scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
           thread_scratch<float>(1, std::size_t(16 * tiles * p.in)),
           thread_scratch<float>(2, std::size_t(16 * tiles * p.out)),
-          thread_scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out)),
-          thread_scratch<float>(4, std::size_t(std::max((2 * band_rows + 2) * p.w * p.in,
-                                                        2 * band_rows * p.ow * p.out)))};
+          thread_scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out))};
 }
 // Rows t0 .. of cs.v: the transformed input tiles of band bd.
 void transform_input(const Plan& p, const float* x, const Band& bd, const ChunkScratch& cs,
                      int64_t t0) {
   const int64_t rows = bd.r1 - bd.r0, tw = p.tw();
   fill_hwc(x + bd.n * p.in * p.h * p.w, p.in, p.h, p.w, 2 * bd.r0 - p.pad_h, 2 * rows + 2, -p.pad_w,
-           2 * tw + 2, cs.buf, cs.tmp);
+           2 * tw + 2, cs.buf);
   input_band(cs.buf, rows, tw, p.in, cs.v, t0, cs.tiles);
+}
+
+// Bytes of a [n, ch, h, w] tensor: rows [y0, y1) of every channel of image n, as one span
+// (exact for whole images, which are contiguous; a band spans from its first to its last row).
+struct Span {
+  const char* base = nullptr;
+  int64_t bytes = 0;
+};
+Span band_span(const float* t, int64_t ch, int64_t h, int64_t w, int64_t n, int64_t y0,
+               int64_t y1) {
+  y0 = std::max<int64_t>(0, y0);
+  y1 = std::min(h, y1);
+  if (y1 <= y0) return {};
+  const float* first = t + (n * ch * h + y0) * w;
+  const float* end = t + ((n * ch + ch - 1) * h + y1) * w;
+  return {reinterpret_cast<const char*>(first), (end - first) * int64_t(sizeof(float))};
+}
+
+// Memory a chunk's thread touches after its 16 GEMMs (the next chunk's input, this chunk's
+// output), handed to them a sixteenth at a time (prefetch_during_next_gemm) so it comes into
+// L2 while they compute: the transposes into and out of the channels-last buffers otherwise
+// stall on it, their rows being too short and too many for the hardware prefetchers.
+class GemmSideFetch {
+ public:
+  void add(Span s) {
+    if (s.bytes <= 0) return;
+    if (!spans_.empty() && spans_.back().base + spans_.back().bytes == s.base)
+      spans_.back().bytes += s.bytes;
+    else
+      spans_.push_back(s);
+    total_ += s.bytes;
+  }
+  // Hints part `i` of `parts` for the next GEMM call (nothing when the whole is too large to
+  // stay in L2 beside the chunk's buffers).
+  void hint(int64_t i, int64_t parts) const {
+    if (total_ > kMaxBytes) return;
+    int64_t lo = total_ * i / parts, hi = total_ * (i + 1) / parts, at = 0;
+    for (const Span& s : spans_) {
+      const int64_t a = std::max(lo, at), b = std::min(hi, at + s.bytes);
+      if (a < b) prefetch_during_next_gemm(s.base + (a - at), 1, b - a, b - a);
+      at += s.bytes;
+    }
+  }
+
+ private:
+  static constexpr int64_t kMaxBytes = 384 * 1024;
+  std::vector<Span> spans_;
+  int64_t total_ = 0;
+};
+
+// Runs f(k, next) for chunks k in [0, nc): on `parallel`, each thread a contiguous block, so
+// next (the thread's following chunk, or -1) is known.
+template <class F>
+void for_chunks(int64_t nc, bool parallel, F f) {
+#pragma omp parallel if (parallel)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t k0 = nc * t / nt, k1 = nc * (t + 1) / nt;
+    for (int64_t k = k0; k < k1; ++k) f(k, k + 1 < k1 ? k + 1 : -1);
+  }
 }
 
 // [n, in, h, w] -> [n, out, oh, ow] with the transformed filters U and an optional bias.
@@ -340,9 +409,8 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
   std::vector<float> zero_bias(std::size_t(p.out), 0.0f);
   const float* b = bias ? bias : zero_bias.data();
   const bool parallel = chunks.size() > 1 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(dynamic) if (parallel)
-  for (std::size_t k = 0; k < chunks.size(); ++k) {
-    const auto& chunk = chunks[k];
+  for_chunks(int64_t(chunks.size()), parallel, [&](int64_t k, int64_t next) {
+    const auto& chunk = chunks[std::size_t(k)];
     const ChunkScratch cs = chunk_scratch(p, chunk);
     const int64_t tiles = cs.tiles;
     float *v = cs.v, *m = cs.m, *obuf = cs.obuf;
@@ -351,9 +419,17 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
       transform_input(p, x, bd, cs, t0);
       t0 += (bd.r1 - bd.r0) * tw;
     }
-    for (int64_t xi = 0; xi < 16; ++xi)
+    GemmSideFetch side;
+    if (next >= 0)
+      for (const Band& bd : chunks[std::size_t(next)])
+        side.add(band_span(x, p.in, p.h, p.w, bd.n, 2 * bd.r0 - p.pad_h, 2 * bd.r1 + 2 - p.pad_h));
+    for (const Band& bd : chunk)
+      side.add(band_span(y, p.out, p.oh, p.ow, bd.n, 2 * bd.r0, 2 * bd.r1));
+    for (int64_t xi = 0; xi < 16; ++xi) {
+      side.hint(xi, 16);
       sgemm(false, false, tiles, p.out, p.in, 1.0f, v + xi * tiles * p.in, p.in,
             U + xi * p.in * p.out, p.out, 0.0f, m + xi * tiles * p.out, p.out);
+    }
     t0 = 0;
     for (const Band& bd : chunk) {
       const int64_t rows = bd.r1 - bd.r0;
@@ -369,26 +445,33 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
           transpose(obuf + (yy - y0) * bw * p.out, p.ow, p.out, p.out, dst + yy * p.ow,
                     p.oh * p.ow);
     }
-  }
+  });
 }
 
-// dW[oc][c][3][3] = sum over tiles of G^T [(A dY A^T) . (B^T x B)] G.
-void weight_pass(const Plan& p, const float* x, const float* dy, float* dw) {
+// dW[oc][c][3][3] = sum over tiles of G^T [(A dY A^T) . (B^T x B)] G, and (when db is not null)
+// the bias gradient from the same reads of dY: per chunk in f32, the chunks' sums in f64.
+void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, float* db) {
   const int64_t tw = p.tw();
   const auto chunks = p.chunks();
   const int64_t nc = int64_t(chunks.size());
   if (nc == 0) {  // an empty batch
     std::fill(dw, dw + p.out * p.in * 9, 0.0f);
+    if (db) std::fill(db, db + p.out, 0.0f);
     return;
   }
-  const int64_t groups = std::min(nc, kWeightGroups), per = (nc + groups - 1) / groups;
+  // Groups of `per` consecutive chunks (every group has at least one).
+  const int64_t per = (nc + kWeightGroups - 1) / kWeightGroups, groups = (nc + per - 1) / per;
   const int64_t s_size = 16 * p.in * p.out;
-  std::vector<float> S(std::size_t(groups * s_size), 0.0f);
+  // Written by each group's first chunk (beta 0), accumulated by the others.
+  const std::unique_ptr<float[]> S(new float[std::size_t(groups * s_size)]);
+  std::vector<double> DB(std::size_t(groups * p.out), 0.0);
   const bool parallel = groups > 1 && omp_get_max_threads() > 1;
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t gi = 0; gi < groups; ++gi) {
-    float* s = S.data() + gi * s_size;
+    float* s = S.get() + gi * s_size;
+    std::vector<float> sum(std::size_t(p.out));
     for (int64_t k = gi * per; k < std::min(nc, (gi + 1) * per); ++k) {
+      std::fill(sum.begin(), sum.end(), 0.0f);
       const auto& chunk = chunks[std::size_t(k)];
       const ChunkScratch cs = chunk_scratch(p, chunk);
       const int64_t tiles = cs.tiles;
@@ -398,16 +481,34 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw) {
         const int64_t rows = bd.r1 - bd.r0;
         transform_input(p, x, bd, cs, t0);
         fill_hwc(dy + bd.n * p.out * p.oh * p.ow, p.out, p.oh, p.ow, 2 * bd.r0, 2 * rows, 0, 2 * tw,
-                 cs.obuf, cs.tmp);
-        grad_band(cs.obuf, rows, tw, p.out, z, t0, tiles);
+                 cs.obuf);
+        grad_band(cs.obuf, rows, tw, p.out, z, t0, tiles, sum.data());
         t0 += rows * tw;
       }
-      for (int64_t xi = 0; xi < 16; ++xi)
+      GemmSideFetch side;
+      if (k + 1 < std::min(nc, (gi + 1) * per))
+        for (const Band& bd : chunks[std::size_t(k + 1)]) {
+          side.add(
+              band_span(x, p.in, p.h, p.w, bd.n, 2 * bd.r0 - p.pad_h, 2 * bd.r1 + 2 - p.pad_h));
+          side.add(band_span(dy, p.out, p.oh, p.ow, bd.n, 2 * bd.r0, 2 * bd.r1));
+        }
+      for (int64_t xi = 0; xi < 16; ++xi) {
+        side.hint(xi, 16);
         sgemm(true, false, p.out, p.in, tiles, 1.0f, z + xi * tiles * p.out, p.out,
-              v + xi * tiles * p.in, p.in, 1.0f, s + xi * p.out * p.in, p.in);
+              v + xi * tiles * p.in, p.in, k == gi * per ? 0.0f : 1.0f, s + xi * p.out * p.in,
+              p.in);
+      }
+      for (int64_t o = 0; o < p.out; ++o)
+        DB[std::size_t(gi * p.out + o)] += double(sum[std::size_t(o)]);
     }
   }
-  // The groups' sums, added in group order, then dW = G^T S G per (oc, c).
+  if (db)
+    for (int64_t o = 0; o < p.out; ++o) {
+      double t = 0;
+      for (int64_t gi = 0; gi < groups; ++gi) t += DB[std::size_t(gi * p.out + o)];
+      db[o] = float(t);
+    }
+    // The groups' sums, added in group order, then dW = G^T S G per (oc, c).
 #pragma omp parallel for schedule(static) if (s_size >= 8192)
   for (int64_t i = 0; i < s_size; ++i)
     for (int64_t gi = 1; gi < groups; ++gi) S[std::size_t(i)] += S[std::size_t(gi * s_size + i)];
@@ -457,8 +558,10 @@ void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float*
 void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
                               const float* dy, float* dx, float* dw, float* db) {
   const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
-  if (db) conv2d_bias_grad(g.n, g.oc, P, dy, db);
-  if (dw) weight_pass({g.n, g.c, g.h, g.w, g.oc, oh, ow, g.pad_h, g.pad_w}, x, dy, dw);
+  if (dw)
+    weight_pass({g.n, g.c, g.h, g.w, g.oc, oh, ow, g.pad_h, g.pad_w}, x, dy, dw, db);
+  else if (db)
+    conv2d_bias_grad(g.n, g.oc, P, dy, db);
   if (dx) {
     const std::vector<float> U = transform_filters(g.oc, g.c, w, true);
     // A forward pass over dY padded by 2 - pad gives back the input's size.

@@ -128,6 +128,10 @@ TEST(Winograd, GradientsMatchTheF64Path) {
       std::vector<float> only_w(w.size(), NAN);
       winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), nullptr, only_w.data(), nullptr);
       EXPECT_EQ(only_w, gw) << isa;
+      // The bias gradient alone (without the weight pass that also sums it).
+      std::vector<float> only_b(db.size(), NAN);
+      winograd_conv2d_backward(g, x.data(), w.data(), dy.data(), nullptr, nullptr, only_b.data());
+      EXPECT_LT(rel_err(only_b, db), 1e-6) << "db alone, h=" << s.h;
     }
   });
 }
