@@ -16,6 +16,7 @@
 
 #include "engine/ops.h"
 #include "kernels/cpu/conv.h"
+#include "kernels/cpu/winograd.h"
 #include "train/trainer.h"
 
 using namespace gl;
@@ -68,10 +69,18 @@ int main(int argc, char** argv) {
             algo.c_str());
         return 2;
       }
+    } else if (a == "--winograd-tile" && i + 1 < argc) {
+      try {
+        kernels::cpu::set_winograd_tile(std::stoi(argv[++i]));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_conv: --winograd-tile: %s\n", e.what());
+        return 2;
+      }
     } else if (a == "--help" || a == "-h") {
       std::printf(
           "usage: bench_conv [--threads T] [--repeats R] [--algo "
           "automatic|per_image|batched|winograd|direct]\n"
+          "                  [--winograd-tile 0|2|4]\n"
           "                  N,C,H,W,OC,K,PAD,NEEDS_DX ...\n");
       return 0;
     } else

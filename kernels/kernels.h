@@ -24,6 +24,9 @@ namespace cpu {
 
 // Runtime-selected instruction set of the CPU kernels ("avx512", "avx2", "scalar").
 const char* isa_name();
+// Rows of the current f32 GEMM micro-kernel's tile: an sgemm whose M is a multiple of it runs
+// no partial-row tiles (callers that choose M size their blocks with it).
+int64_t sgemm_tile_rows();
 // Force a given ISA ("avx512", "avx2", "scalar" or "auto"); throws std::invalid_argument if the
 // CPU cannot run it. Used by tests to cover every path the machine supports.
 void set_isa(const char* name);

@@ -21,4 +21,10 @@ inline bool cpu_runs_avx512() {
   return ok && std::strcmp(isa_name(), "avx512") == 0;
 }
 
+// The AVX2 paths outside the GEMM run: the CPU has AVX2 and FMA and the GEMM is not forced to
+// its scalar kernels.
+inline bool cpu_runs_avx2() {
+  return cpu_has_avx2_fma() && std::strcmp(isa_name(), "scalar") != 0;
+}
+
 }  // namespace gl::kernels::cpu

@@ -621,6 +621,10 @@ const char* isa_name() {
   return "scalar";
 }
 
+int64_t sgemm_tile_rows() {
+  return kernels_for(current_isa(), static_cast<float*>(nullptr)).mr;
+}
+
 void set_isa(const char* name) {
   const std::string s = name ? name : "";
   Isa isa;

@@ -1,33 +1,38 @@
-// winograd.cpp: Winograd F(2x2, 3x3) convolution (kernels/cpu/winograd.h).
+// winograd.cpp: Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (kernels/cpu/winograd.h).
 //
-// Lavin & Gray's minimal filtering algorithm: a 2x2 block of outputs of a 3x3 correlation is
+// Lavin & Gray's minimal filtering algorithm: an m x m block of outputs of a 3x3 correlation is
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A
-// for the 4x4 input tile d and the filter g, with 16 multiplies instead of 36. Summed over the
-// input channels, the elementwise products become 16 independent GEMMs (one per transformed
-// position xi): M_xi[tiles, out] = V_xi[tiles, in] @ U_xi[in, out], which run on our packed
-// GEMM. The same 4x4 domain serves all three passes of training:
+// for the a x a input tile d (a = m + 2) and the filter g: T = a^2 multiplies instead of 9 m^2
+// (16 for 4 outputs with m = 2, 36 for 16 with m = 4). Summed over the input channels, the
+// elementwise products become T independent GEMMs (one per transformed position xi):
+// M_xi[tiles, out] = V_xi[tiles, in] @ U_xi[in, out], which run on our packed GEMM. The same
+// a x a domain serves all three passes of training:
 // - forward: d = input tile, g = filter, in = C, out = OC.
 // - input gradient: a forward pass over dY padded by 2 - pad with the filters flipped and
 //   transposed (in = OC, out = C).
-// - weight gradient: the transposed algorithm F(3x3, 2x2). From the trilinear form
-//   sum_i u_i y_i = sum_xi (A u)_xi (G g)_xi (B^T d)_xi, the 3x3 correlation of a 4x4 input tile
-//   d with a 2x2 output-gradient tile u is dW_tile = G^T [ (A u A^T) . (B^T d B) ] G, so
+// - weight gradient: the transposed algorithm F(3x3, m x m). From the trilinear form
+//   sum_i u_i y_i = sum_xi (A u)_xi (G g)_xi (B^T d)_xi, the 3x3 correlation of an a x a input
+//   tile d with an m x m output-gradient tile u is dW_tile = G^T [ (A u A^T) . (B^T d B) ] G, so
 //   S_xi[OC, C] = Z_xi^T @ V_xi (a TN GEMM summing over tiles) and dW = G^T S G at the end.
 //
-// Work is cut into chunks of about kChunkTiles tiles (whole images, or bands of tile rows of a
-// large image) so that a chunk's transformed input, products and output stay in L2. For each
-// chunk a thread copies the input band into a zero-padded HWC buffer (channels contiguous), so
-// the transforms run as plain loops over channels that the compiler vectorizes; outputs go
-// through an HWC band buffer back into NCHW. The chunking depends only on the geometry, and
-// the weight gradient sums per fixed group of chunks, added in order: no result depends on the
-// thread count.
+// Work is cut into chunks of consecutive tile rows (across images) so that a chunk's
+// transformed input, products and output stay in L2, sized to whole GEMM micro-tiles where
+// possible. For each chunk a thread copies the input band into a zero-padded HWC buffer
+// (channels contiguous), so the transforms run over channels a vector at a time
+// (winograd_tiles.inc, built for AVX-512, AVX2 and plain floats); outputs go through an HWC
+// band buffer back into NCHW. The chunking depends only on the geometry and the instruction
+// set, and the weight gradient sums per fixed group of chunks, added in order: no result
+// depends on the thread count.
 #include "kernels/cpu/winograd.h"
 
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/avx512_util.h"
@@ -38,41 +43,59 @@
 namespace gl::kernels::cpu {
 namespace {
 
-// Floats of transformed input plus products per chunk: 16 * tiles * (in + out).
+// Floats of transformed input plus products per chunk: T * tiles * (in + out).
 constexpr int64_t kChunkFloats = 160 * 1024;
 // Partial sums of the weight gradient (at most this many, summed in order).
 constexpr int64_t kWeightGroups = 8;
+// set_winograd_tile's choice (0: automatic).
+std::atomic<int> g_tile{0};
 
 struct Band {
   int64_t n, r0, r1;  // image, tile rows [r0, r1)
 };
 
 // One pass over tiles of [n, in, h, w] giving [n, out, oh, ow] (or, for the weight gradient,
-// consuming both).
+// consuming both), in tiles of m x m outputs (F(m x m, 3 x 3)) of T = (m + 2)^2 products.
 struct Plan {
-  int64_t n, in, h, w, out, oh, ow, pad_h, pad_w;
-  int64_t th() const { return (oh + 1) / 2; }
-  int64_t tw() const { return (ow + 1) / 2; }
-  // Chunks of bands; each chunk holds at most max(tiles budget, one tile row) tiles.
+  int64_t n, in, h, w, out, oh, ow, pad_h, pad_w, m;
+  int64_t T() const { return (m + 2) * (m + 2); }
+  int64_t th() const { return (oh + m - 1) / m; }
+  int64_t tw() const { return (ow + m - 1) / m; }
+  // Chunks of consecutive tile rows (image after image, cut into one band per image), each
+  // at most max(tiles budget, one tile row) tiles, and where possible a multiple of the GEMM's
+  // tile rows (tiles are the rows of the forward's GEMMs). Depends only on the geometry and the
+  // instruction set, never on the thread count.
   std::vector<std::vector<Band>> chunks() const {
-    const int64_t per_image = th() * tw();
-    const int64_t budget = std::max<int64_t>(tw(), kChunkFloats / (16 * (in + out)));
-    std::vector<std::vector<Band>> cs;
-    if (per_image <= budget) {
-      const int64_t images = std::max<int64_t>(1, budget / per_image);
-      for (int64_t i = 0; i < n; i += images) {
-        std::vector<Band> c;
-        for (int64_t k = i; k < std::min(n, i + images); ++k) c.push_back({k, 0, th()});
-        cs.push_back(std::move(c));
+    const int64_t budget = std::max<int64_t>(tw(), kChunkFloats / (T() * (in + out)));
+    int64_t rows = std::max<int64_t>(1, budget / tw());
+    const int64_t mr = sgemm_tile_rows();
+    for (int64_t r = rows; r >= 1; --r)
+      if (r * tw() % mr == 0) {
+        rows = r;
+        break;
       }
-    } else {
-      const int64_t rows = std::max<int64_t>(1, budget / tw());
-      for (int64_t k = 0; k < n; ++k)
-        for (int64_t r = 0; r < th(); r += rows) cs.push_back({{k, r, std::min(th(), r + rows)}});
+    std::vector<std::vector<Band>> cs;
+    const int64_t total = n * th();
+    for (int64_t g = 0; g < total; g += rows) {
+      std::vector<Band> c;
+      for (int64_t q = g; q < std::min(total, g + rows);) {
+        const int64_t img = q / th(), r0 = q % th();
+        const int64_t r1 = std::min(th(), r0 + (std::min(total, g + rows) - q));
+        c.push_back({img, r0, r1});
+        q += r1 - r0;
+      }
+      cs.push_back(std::move(c));
     }
     return cs;
   }
 };
+
+// Floats from one transformed position's [tiles][ch] plane to the next: 16 more than the plane,
+// so that the T values of one tile, written or read together, do not all fall in one cache set
+// (planes of a multiple of 4 KB would).
+int64_t plane_stride(int64_t tiles, int64_t ch) {
+  return tiles * ch + 16;
+}
 
 int64_t chunk_tiles(const std::vector<Band>& c, int64_t tw) {
   int64_t t = 0;
@@ -166,106 +189,167 @@ void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, in
 
 // The tile transforms, as loops over channels (the vectorized dimension). Each is compiled for
 // AVX-512 and for the baseline below and picked at run time.
-#define GL_TILE_LOOP static inline __attribute__((always_inline))
+#define GL_TILE_FN inline __attribute__((always_inline))
 
-// v[xi * vs + c] = (B^T d B)[xi] for the 4x4 tile d[(i * rs) + j * ch + c].
-GL_TILE_LOOP void input_tile(const float* __restrict b, int64_t rs, int64_t ch, float* __restrict v,
-                             int64_t vs) {
-#pragma omp simd
-  for (int64_t c = 0; c < ch; ++c) {
-    float t[4][4];
-    for (int j = 0; j < 4; ++j) {
-      const float d0 = b[0 * rs + j * ch + c], d1 = b[1 * rs + j * ch + c],
-                  d2 = b[2 * rs + j * ch + c], d3 = b[3 * rs + j * ch + c];
-      t[0][j] = d0 - d2;
-      t[1][j] = d1 + d2;
-      t[2][j] = d2 - d1;
-      t[3][j] = d1 - d3;
-    }
-    for (int i = 0; i < 4; ++i) {
-      v[(4 * i + 0) * vs + c] = t[i][0] - t[i][2];
-      v[(4 * i + 1) * vs + c] = t[i][1] + t[i][2];
-      v[(4 * i + 2) * vs + c] = t[i][2] - t[i][1];
-      v[(4 * i + 3) * vs + c] = t[i][1] - t[i][3];
-    }
+// F(2x2, 3x3): 2x2 outputs from 4x4 inputs, 16 products. The 1-D transforms: in1d = B^T d,
+// out1d = A^T t, grad1d = A u, filt1d = G g, wgt1d = G^T s (Lavin & Gray, points 0, 1, -1).
+struct F2 {
+  static constexpr int m = 2, a = 4, T = 16;
+  template <class V>
+  GL_TILE_FN static void in1d(const V* d, V* r) {
+    r[0] = d[0] - d[2];
+    r[1] = d[1] + d[2];
+    r[2] = d[2] - d[1];
+    r[3] = d[1] - d[3];
   }
-}
-
-// The 2x2 outputs A^T m A (+ bias) of the tile m[xi * ms + c], written at o[i * rs + j * ch + c].
-GL_TILE_LOOP void output_tile(const float* __restrict m, int64_t ms, const float* __restrict bias,
-                              int64_t ch, float* __restrict o, int64_t rs) {
-#pragma omp simd
-  for (int64_t c = 0; c < ch; ++c) {
-    float t[2][4];
-    for (int j = 0; j < 4; ++j) {
-      const float a0 = m[(0 + j) * ms + c], a1 = m[(4 + j) * ms + c], a2 = m[(8 + j) * ms + c],
-                  a3 = m[(12 + j) * ms + c];
-      t[0][j] = a0 + a1 + a2;
-      t[1][j] = a1 - a2 - a3;
-    }
-    for (int i = 0; i < 2; ++i) {
-      o[i * rs + c] = t[i][0] + t[i][1] + t[i][2] + bias[c];
-      o[i * rs + ch + c] = t[i][1] - t[i][2] - t[i][3] + bias[c];
-    }
+  template <class V>
+  GL_TILE_FN static void out1d(const V* t, V* o) {
+    o[0] = t[0] + t[1] + t[2];
+    o[1] = t[1] - t[2] - t[3];
   }
-}
-
-// z[xi * zs + c] = (A u A^T)[xi] for the 2x2 output-gradient tile u[i * rs + j * ch + c]; the
-// tile's sum is added to sum[c] (the bias gradient).
-GL_TILE_LOOP void grad_tile(const float* __restrict u, int64_t rs, int64_t ch, float* __restrict z,
-                            int64_t zs, float* __restrict sum) {
-#pragma omp simd
-  for (int64_t c = 0; c < ch; ++c) {
-    const float u00 = u[c], u01 = u[ch + c], u10 = u[rs + c], u11 = u[rs + ch + c];
-    sum[c] += (u00 + u01) + (u10 + u11);
-    const float r[4][2] = {
-        {u00, u01}, {u00 + u10, u01 + u11}, {u00 - u10, u01 - u11}, {-u10, -u11}};
-    for (int i = 0; i < 4; ++i) {
-      z[(4 * i + 0) * zs + c] = r[i][0];
-      z[(4 * i + 1) * zs + c] = r[i][0] + r[i][1];
-      z[(4 * i + 2) * zs + c] = r[i][0] - r[i][1];
-      z[(4 * i + 3) * zs + c] = -r[i][1];
-    }
+  template <class V>
+  GL_TILE_FN static void grad1d(const V* u, V* z) {
+    z[0] = u[0];
+    z[1] = u[0] + u[1];
+    z[2] = u[0] - u[1];
+    z[3] = -u[1];
   }
-}
+  template <class V>
+  GL_TILE_FN static void filt1d(const V* g, V* f) {
+    f[0] = g[0];
+    f[1] = 0.5f * (g[0] + g[1] + g[2]);
+    f[2] = 0.5f * (g[0] - g[1] + g[2]);
+    f[3] = g[2];
+  }
+  template <class V>
+  GL_TILE_FN static void wgt1d(const V* s, V* w) {
+    w[0] = s[0] + 0.5f * (s[1] + s[2]);
+    w[1] = 0.5f * (s[1] - s[2]);
+    w[2] = 0.5f * (s[1] + s[2]) + s[3];
+  }
+};
 
-// Input transform of one band: buf is its zero-padded HWC copy with rows 2 * (r1 - r0) + 2 and
-// cols 2 * tw + 2; tile k of the band goes to row t0 + k of v.
-GL_TILE_LOOP void input_band_body(const float* buf, int64_t rows, int64_t tw, int64_t ch, float* v,
-                                  int64_t t0, int64_t tiles) {
-  const int64_t cols = 2 * tw + 2, rs = cols * ch;
-  for (int64_t ty = 0; ty < rows; ++ty)
-    for (int64_t tx = 0; tx < tw; ++tx)
-      input_tile(buf + (2 * ty) * rs + 2 * tx * ch, rs, ch, v + (t0 + ty * tw + tx) * ch,
-                 tiles * ch);
-}
-GL_TILE_LOOP void output_band_body(const float* m, int64_t t0, int64_t tiles, const float* bias,
-                                   int64_t rows, int64_t tw, int64_t ch, float* obuf) {
-  const int64_t rs = 2 * tw * ch;
-  for (int64_t ty = 0; ty < rows; ++ty)
-    for (int64_t tx = 0; tx < tw; ++tx)
-      output_tile(m + (t0 + ty * tw + tx) * ch, tiles * ch, bias, ch,
-                  obuf + 2 * ty * rs + 2 * tx * ch, rs);
-}
-GL_TILE_LOOP void grad_band_body(const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z,
-                                 int64_t t0, int64_t tiles, float* sum) {
-  const int64_t rs = 2 * tw * ch;
-  for (int64_t ty = 0; ty < rows; ++ty)
-    for (int64_t tx = 0; tx < tw; ++tx)
-      grad_tile(ubuf + 2 * ty * rs + 2 * tx * ch, rs, ch, z + (t0 + ty * tw + tx) * ch, tiles * ch,
-                sum);
-}
+// F(4x4, 3x3): 4x4 outputs from 6x6 inputs, 36 products (points 0, 1, -1, 2, -2): 4 times
+// fewer multiplies than direct convolution against F(2x2)'s 2.25, at somewhat larger rounding
+// errors (the transforms scale by up to 5 and 8).
+struct F4 {
+  static constexpr int m = 4, a = 6, T = 36;
+  template <class V>
+  GL_TILE_FN static void in1d(const V* d, V* r) {
+    r[0] = (d[4] - 5.0f * d[2]) + 4.0f * d[0];
+    r[1] = (d[3] + d[4]) - 4.0f * (d[1] + d[2]);
+    r[2] = (d[4] - d[3]) + 4.0f * (d[1] - d[2]);
+    r[3] = (d[4] - d[2]) + 2.0f * (d[3] - d[1]);
+    r[4] = (d[4] - d[2]) - 2.0f * (d[3] - d[1]);
+    r[5] = (d[5] - 5.0f * d[3]) + 4.0f * d[1];
+  }
+  template <class V>
+  GL_TILE_FN static void out1d(const V* t, V* o) {
+    const V p12 = t[1] + t[2], m12 = t[1] - t[2], p34 = t[3] + t[4], m34 = t[3] - t[4];
+    o[0] = t[0] + p12 + p34;
+    o[1] = m12 + 2.0f * m34;
+    o[2] = p12 + 4.0f * p34;
+    o[3] = (m12 + 8.0f * m34) + t[5];
+  }
+  template <class V>
+  GL_TILE_FN static void grad1d(const V* u, V* z) {
+    const V e1 = u[0] + u[2], o1 = u[1] + u[3];
+    const V e2 = u[0] + 4.0f * u[2], o2 = 2.0f * u[1] + 8.0f * u[3];
+    z[0] = u[0];
+    z[1] = e1 + o1;
+    z[2] = e1 - o1;
+    z[3] = e2 + o2;
+    z[4] = e2 - o2;
+    z[5] = u[3];
+  }
+  template <class V>
+  GL_TILE_FN static void filt1d(const V* g, V* f) {
+    f[0] = 0.25f * g[0];
+    f[1] = (-1.0f / 6) * (g[0] + g[1] + g[2]);
+    f[2] = (-1.0f / 6) * (g[0] - g[1] + g[2]);
+    f[3] = (1.0f / 24) * g[0] + (1.0f / 12) * g[1] + (1.0f / 6) * g[2];
+    f[4] = (1.0f / 24) * g[0] - (1.0f / 12) * g[1] + (1.0f / 6) * g[2];
+    f[5] = g[2];
+  }
+  template <class V>
+  GL_TILE_FN static void wgt1d(const V* s, V* w) {
+    w[0] = 0.25f * s[0] - (1.0f / 6) * (s[1] + s[2]) + (1.0f / 24) * (s[3] + s[4]);
+    w[1] = (1.0f / 6) * (s[2] - s[1]) + (1.0f / 12) * (s[3] - s[4]);
+    w[2] = (1.0f / 6) * ((s[3] + s[4]) - (s[1] + s[2])) + s[5];
+  }
+};
 
-// name(params): name##_body compiled for AVX-512 and for the baseline, picked at run time.
-#define GL_WINO_DISPATCH(name, params, args)                \
-  GL_AVX512_KERNEL void name##_avx512 params {              \
-    name##_body args;                                       \
-  }                                                         \
-  void name##_base params {                                 \
-    name##_body args;                                       \
-  }                                                         \
-  void name params {                                        \
-    (cpu_runs_avx512() ? name##_avx512 : name##_base) args; \
+// The tile transforms run over channels (the contiguous dimension of the channels-last buffers)
+// a vector of lanes at a time. Lanes: V (float, __m256 or __m512; GCC's vector types take
+// +, - and * with a float), load and store of the lanes from c on, and the step.
+struct ScalarLanes {
+  using V = float;
+  static constexpr int64_t width = 1;
+  int64_t c;
+  GL_TILE_FN static ScalarLanes at(int64_t c, int64_t) { return {c}; }
+  GL_TILE_FN V load(const float* p) const { return p[c]; }
+  GL_TILE_FN void store(float* p, V v) const { p[c] = v; }
+};
+#define GL_AVX2_TILE __attribute__((target("avx2,fma"), always_inline)) inline
+struct Avx2Lanes {
+  using V = __m256;
+  static constexpr int64_t width = 8;
+  int64_t c;
+  __m256i mask;
+  GL_AVX2_TILE static Avx2Lanes at(int64_t c, int64_t ch) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return {c, _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::min<int64_t>(ch - c, 8))), idx)};
+  }
+  GL_AVX2_TILE V load(const float* p) const { return _mm256_maskload_ps(p + c, mask); }
+  GL_AVX2_TILE void store(float* p, V v) const { _mm256_maskstore_ps(p + c, mask, v); }
+};
+#define GL_AVX512_TILE GL_AVX512_KERNEL __attribute__((always_inline)) inline
+struct Avx512Lanes {
+  using V = __m512;
+  static constexpr int64_t width = 16;
+  int64_t c;
+  __mmask16 mask;
+  GL_AVX512_TILE static Avx512Lanes at(int64_t c, int64_t ch) { return {c, first_lanes(ch - c)}; }
+  GL_AVX512_TILE V load(const float* p) const { return _mm512_maskz_loadu_ps(mask, p + c); }
+  GL_AVX512_TILE void store(float* p, V v) const { _mm512_mask_storeu_ps(p + c, mask, v); }
+};
+
+// The tile transforms for each instruction set: ns::input_band<W> etc.
+#define GL_WT_INLINE GL_AVX512_KERNEL __attribute__((always_inline)) inline
+#define GL_WT_ENTRY GL_AVX512_KERNEL
+namespace wt_avx512 {
+using L = Avx512Lanes;
+#include "kernels/cpu/winograd_tiles.inc"
+}  // namespace wt_avx512
+#undef GL_WT_INLINE
+#undef GL_WT_ENTRY
+#define GL_WT_INLINE __attribute__((target("avx2,fma"), always_inline)) inline
+#define GL_WT_ENTRY __attribute__((target("avx2,fma")))
+namespace wt_avx2 {
+using L = Avx2Lanes;
+#include "kernels/cpu/winograd_tiles.inc"
+}  // namespace wt_avx2
+#undef GL_WT_INLINE
+#undef GL_WT_ENTRY
+#define GL_WT_INLINE __attribute__((always_inline)) inline
+#define GL_WT_ENTRY
+namespace wt_base {
+using L = ScalarLanes;
+#include "kernels/cpu/winograd_tiles.inc"
+}  // namespace wt_base
+#undef GL_WT_INLINE
+#undef GL_WT_ENTRY
+
+// name<W>(params): the AVX-512, AVX2 or plain version, picked at run time.
+#define GL_WINO_DISPATCH(name, params, args) \
+  template <class W>                         \
+  void name params {                         \
+    if (cpu_runs_avx512())                   \
+      wt_avx512::name<W> args;               \
+    else if (cpu_runs_avx2())                \
+      wt_avx2::name<W> args;                 \
+    else                                     \
+      wt_base::name<W> args;                 \
   }
 
 GL_WINO_DISPATCH(input_band,
@@ -280,46 +364,37 @@ GL_WINO_DISPATCH(grad_band,
                  (const float* ubuf, int64_t rows, int64_t tw, int64_t ch, float* z, int64_t t0,
                   int64_t tiles, float* sum),
                  (ubuf, rows, tw, ch, z, t0, tiles, sum))
-
-// u = G g G^T of a 3x3 filter (row-major, flipped in both axes when `flip`).
-void filter_tile(const float* g, bool flip, float u[16]) {
-  float f[3][3];
-  for (int i = 0; i < 3; ++i)
-    for (int j = 0; j < 3; ++j) f[i][j] = flip ? g[(2 - i) * 3 + (2 - j)] : g[i * 3 + j];
-  float t[4][3];  // G f
-  for (int j = 0; j < 3; ++j) {
-    t[0][j] = f[0][j];
-    t[1][j] = 0.5f * (f[0][j] + f[1][j] + f[2][j]);
-    t[2][j] = 0.5f * (f[0][j] - f[1][j] + f[2][j]);
-    t[3][j] = f[2][j];
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i + 0] = t[i][0];
-    u[4 * i + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-    u[4 * i + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-    u[4 * i + 3] = t[i][2];
-  }
-}
+GL_WINO_DISPATCH(weight_row,
+                 (const float* S, int64_t groups, int64_t s_size, int64_t o, int64_t in,
+                  int64_t out, float* dwt),
+                 (S, groups, s_size, o, in, out, dwt))
+GL_WINO_DISPATCH(filter_row,
+                 (const float* w, int64_t ks, int64_t rs, bool flip, int64_t row, int64_t in,
+                  int64_t out, float* U),
+                 (w, ks, rs, flip, row, in, out, U))
 
 // U[xi][in][out] for the forward pass (in = C, out = OC) or, with `for_input_grad`, the flipped
 // transposed filters of the input gradient (in = OC, out = C).
+template <class W>
 std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool for_input_grad) {
-  std::vector<float> U(std::size_t(16 * oc * c));
+  std::vector<float> U(std::size_t(W::T * oc * c));
   const int64_t in = for_input_grad ? oc : c, out = for_input_grad ? c : oc;
-  // Rows outer, columns inner: each of the 16 planes is written in order.
+  // The taps with the columns of U contiguous: for the forward wt[(i * 9 + k) * oc + o], for
+  // the input gradient wt[k * oc * c + o * c + i].
+  std::vector<float> wt(std::size_t(oc * c * 9));
+  if (for_input_grad)
+    transpose(w, oc * c, 9, 9, wt.data(), oc * c);
+  else
+    transpose(w, oc, c * 9, c * 9, wt.data(), oc);
+  const int64_t ks = for_input_grad ? oc * c : oc, rs = for_input_grad ? c : 9 * oc;
 #pragma omp parallel for schedule(static) if (oc * c >= 512)
   for (int64_t row = 0; row < in; ++row)
-    for (int64_t col = 0; col < out; ++col) {
-      const int64_t o = for_input_grad ? row : col, i = for_input_grad ? col : row;
-      float u[16];
-      filter_tile(w + (o * c + i) * 9, for_input_grad, u);
-      for (int xi = 0; xi < 16; ++xi) U[std::size_t((xi * in + row) * out + col)] = u[xi];
-    }
+    filter_row<W>(wt.data(), ks, rs, for_input_grad, row, in, out, U.data());
   return U;
 }
 
 // A chunk's buffers (per thread, reused): the padded HWC input band, the transformed input
-// v [16][tiles][in], the products (or transformed output gradients) m [16][tiles][out], the
+// v [T][tiles][in], the products (or transformed output gradients) m [T][tiles][out], the
 // HWC output (or output-gradient) band.
 struct ChunkScratch {
   int64_t tiles;
@@ -327,19 +402,22 @@ struct ChunkScratch {
 };
 ChunkScratch chunk_scratch(const Plan& p, const std::vector<Band>& chunk) {
   const int64_t tw = p.tw(), tiles = chunk_tiles(chunk, tw);
-  const int64_t band_rows = std::min(p.th(), chunk[0].r1 - chunk[0].r0);
-  return {tiles, thread_scratch<float>(0, std::size_t((2 * band_rows + 2) * (2 * tw + 2) * p.in)),
-          thread_scratch<float>(1, std::size_t(16 * tiles * p.in)),
-          thread_scratch<float>(2, std::size_t(16 * tiles * p.out)),
-          thread_scratch<float>(3, std::size_t(2 * band_rows * 2 * tw * p.out))};
+  int64_t band_rows = 0;
+  for (const Band& b : chunk) band_rows = std::max(band_rows, b.r1 - b.r0);
+  const int64_t m = p.m;
+  return {tiles, thread_scratch<float>(0, std::size_t((m * band_rows + 2) * (m * tw + 2) * p.in)),
+          thread_scratch<float>(1, std::size_t(p.T() * plane_stride(tiles, p.in))),
+          thread_scratch<float>(2, std::size_t(p.T() * plane_stride(tiles, p.out))),
+          thread_scratch<float>(3, std::size_t(m * band_rows * m * tw * p.out))};
 }
 // Rows t0 .. of cs.v: the transformed input tiles of band bd.
+template <class W>
 void transform_input(const Plan& p, const float* x, const Band& bd, const ChunkScratch& cs,
                      int64_t t0) {
   const int64_t rows = bd.r1 - bd.r0, tw = p.tw();
-  fill_hwc(x + bd.n * p.in * p.h * p.w, p.in, p.h, p.w, 2 * bd.r0 - p.pad_h, 2 * rows + 2, -p.pad_w,
-           2 * tw + 2, cs.buf);
-  input_band(cs.buf, rows, tw, p.in, cs.v, t0, cs.tiles);
+  fill_hwc(x + bd.n * p.in * p.h * p.w, p.in, p.h, p.w, W::m * bd.r0 - p.pad_h, W::m * rows + 2,
+           -p.pad_w, W::m * tw + 2, cs.buf);
+  input_band<W>(cs.buf, rows, tw, p.in, cs.v, t0, cs.tiles);
 }
 
 // Bytes of a [n, ch, h, w] tensor: rows [y0, y1) of every channel of image n, as one span
@@ -358,8 +436,8 @@ Span band_span(const float* t, int64_t ch, int64_t h, int64_t w, int64_t n, int6
   return {reinterpret_cast<const char*>(first), (end - first) * int64_t(sizeof(float))};
 }
 
-// Memory a chunk's thread touches after its 16 GEMMs (the next chunk's input, this chunk's
-// output), handed to them a sixteenth at a time (prefetch_during_next_gemm) so it comes into
+// Memory a chunk's thread touches after its T GEMMs (the next chunk's input, this chunk's
+// output), handed to them a part at a time (prefetch_during_next_gemm) so it comes into
 // L2 while they compute: the transposes into and out of the channels-last buffers otherwise
 // stall on it, their rows being too short and too many for the hardware prefetchers.
 class GemmSideFetch {
@@ -403,6 +481,7 @@ void for_chunks(int64_t nc, bool parallel, F f) {
 }
 
 // [n, in, h, w] -> [n, out, oh, ow] with the transformed filters U and an optional bias.
+template <class W>
 void forward_pass(const Plan& p, const float* x, const float* U, const float* bias, float* y) {
   const int64_t tw = p.tw();
   const auto chunks = p.chunks();
@@ -416,27 +495,28 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
     float *v = cs.v, *m = cs.m, *obuf = cs.obuf;
     int64_t t0 = 0;
     for (const Band& bd : chunk) {
-      transform_input(p, x, bd, cs, t0);
+      transform_input<W>(p, x, bd, cs, t0);
       t0 += (bd.r1 - bd.r0) * tw;
     }
     GemmSideFetch side;
     if (next >= 0)
       for (const Band& bd : chunks[std::size_t(next)])
-        side.add(band_span(x, p.in, p.h, p.w, bd.n, 2 * bd.r0 - p.pad_h, 2 * bd.r1 + 2 - p.pad_h));
+        side.add(
+            band_span(x, p.in, p.h, p.w, bd.n, W::m * bd.r0 - p.pad_h, W::m * bd.r1 + 2 - p.pad_h));
     for (const Band& bd : chunk)
-      side.add(band_span(y, p.out, p.oh, p.ow, bd.n, 2 * bd.r0, 2 * bd.r1));
-    for (int64_t xi = 0; xi < 16; ++xi) {
-      side.hint(xi, 16);
-      sgemm(false, false, tiles, p.out, p.in, 1.0f, v + xi * tiles * p.in, p.in,
-            U + xi * p.in * p.out, p.out, 0.0f, m + xi * tiles * p.out, p.out);
+      side.add(band_span(y, p.out, p.oh, p.ow, bd.n, W::m * bd.r0, W::m * bd.r1));
+    for (int64_t xi = 0; xi < W::T; ++xi) {
+      side.hint(xi, W::T);
+      sgemm(false, false, tiles, p.out, p.in, 1.0f, v + xi * plane_stride(tiles, p.in), p.in,
+            U + xi * p.in * p.out, p.out, 0.0f, m + xi * plane_stride(tiles, p.out), p.out);
     }
     t0 = 0;
     for (const Band& bd : chunk) {
       const int64_t rows = bd.r1 - bd.r0;
-      output_band(m, t0, tiles, b, rows, tw, p.out, obuf);
+      output_band<W>(m, t0, tiles, b, rows, tw, p.out, obuf);
       t0 += rows * tw;
-      // HWC band -> NCHW rows [2 r0, min(oh, 2 r1)).
-      const int64_t y0 = 2 * bd.r0, y1 = std::min(p.oh, 2 * bd.r1), bw = 2 * tw;
+      // HWC band -> NCHW rows [m r0, min(oh, m r1)).
+      const int64_t y0 = W::m * bd.r0, y1 = std::min(p.oh, W::m * bd.r1), bw = W::m * tw;
       float* dst = y + bd.n * p.out * p.oh * p.ow;
       if (bw == p.ow)  // the band's rows are contiguous in both layouts
         transpose(obuf, (y1 - y0) * p.ow, p.out, p.out, dst + y0 * p.ow, p.oh * p.ow);
@@ -450,6 +530,7 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
 
 // dW[oc][c][3][3] = sum over tiles of G^T [(A dY A^T) . (B^T x B)] G, and (when db is not null)
 // the bias gradient from the same reads of dY: per chunk in f32, the chunks' sums in f64.
+template <class W>
 void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, float* db) {
   const int64_t tw = p.tw();
   const auto chunks = p.chunks();
@@ -461,7 +542,7 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
   }
   // Groups of `per` consecutive chunks (every group has at least one).
   const int64_t per = (nc + kWeightGroups - 1) / kWeightGroups, groups = (nc + per - 1) / per;
-  const int64_t s_size = 16 * p.in * p.out;
+  const int64_t s_size = W::T * p.in * p.out;
   // Written by each group's first chunk (beta 0), accumulated by the others.
   const std::unique_ptr<float[]> S(new float[std::size_t(groups * s_size)]);
   std::vector<double> DB(std::size_t(groups * p.out), 0.0);
@@ -479,24 +560,24 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
       int64_t t0 = 0;
       for (const Band& bd : chunk) {
         const int64_t rows = bd.r1 - bd.r0;
-        transform_input(p, x, bd, cs, t0);
-        fill_hwc(dy + bd.n * p.out * p.oh * p.ow, p.out, p.oh, p.ow, 2 * bd.r0, 2 * rows, 0, 2 * tw,
-                 cs.obuf);
-        grad_band(cs.obuf, rows, tw, p.out, z, t0, tiles, sum.data());
+        transform_input<W>(p, x, bd, cs, t0);
+        fill_hwc(dy + bd.n * p.out * p.oh * p.ow, p.out, p.oh, p.ow, W::m * bd.r0, W::m * rows, 0,
+                 W::m * tw, cs.obuf);
+        grad_band<W>(cs.obuf, rows, tw, p.out, z, t0, tiles, sum.data());
         t0 += rows * tw;
       }
       GemmSideFetch side;
       if (k + 1 < std::min(nc, (gi + 1) * per))
         for (const Band& bd : chunks[std::size_t(k + 1)]) {
-          side.add(
-              band_span(x, p.in, p.h, p.w, bd.n, 2 * bd.r0 - p.pad_h, 2 * bd.r1 + 2 - p.pad_h));
-          side.add(band_span(dy, p.out, p.oh, p.ow, bd.n, 2 * bd.r0, 2 * bd.r1));
+          side.add(band_span(x, p.in, p.h, p.w, bd.n, W::m * bd.r0 - p.pad_h,
+                             W::m * bd.r1 + 2 - p.pad_h));
+          side.add(band_span(dy, p.out, p.oh, p.ow, bd.n, W::m * bd.r0, W::m * bd.r1));
         }
-      for (int64_t xi = 0; xi < 16; ++xi) {
-        side.hint(xi, 16);
-        sgemm(true, false, p.out, p.in, tiles, 1.0f, z + xi * tiles * p.out, p.out,
-              v + xi * tiles * p.in, p.in, k == gi * per ? 0.0f : 1.0f, s + xi * p.out * p.in,
-              p.in);
+      for (int64_t xi = 0; xi < W::T; ++xi) {
+        side.hint(xi, W::T);
+        sgemm(true, false, p.out, p.in, tiles, 1.0f, z + xi * plane_stride(tiles, p.out), p.out,
+              v + xi * plane_stride(tiles, p.in), p.in, k == gi * per ? 0.0f : 1.0f,
+              s + xi * p.out * p.in, p.in);
       }
       for (int64_t o = 0; o < p.out; ++o)
         DB[std::size_t(gi * p.out + o)] += double(sum[std::size_t(o)]);
@@ -508,29 +589,12 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
       for (int64_t gi = 0; gi < groups; ++gi) t += DB[std::size_t(gi * p.out + o)];
       db[o] = float(t);
     }
-    // The groups' sums, added in group order, then dW = G^T S G per (oc, c).
-#pragma omp parallel for schedule(static) if (s_size >= 8192)
-  for (int64_t i = 0; i < s_size; ++i)
-    for (int64_t gi = 1; gi < groups; ++gi) S[std::size_t(i)] += S[std::size_t(gi * s_size + i)];
+  // The groups' sums, added in group order, and dW = G^T S G, tap-major, then transposed.
+  std::vector<float> dwt(std::size_t(9 * p.out * p.in));
 #pragma omp parallel for schedule(static) if (p.out * p.in >= 512)
   for (int64_t o = 0; o < p.out; ++o)
-    for (int64_t c = 0; c < p.in; ++c) {
-      float sv[4][4];
-      for (int xi = 0; xi < 16; ++xi)
-        sv[xi / 4][xi % 4] = S[std::size_t((xi * p.out + o) * p.in + c)];
-      float t[3][4];  // G^T s
-      for (int j = 0; j < 4; ++j) {
-        t[0][j] = sv[0][j] + 0.5f * (sv[1][j] + sv[2][j]);
-        t[1][j] = 0.5f * (sv[1][j] - sv[2][j]);
-        t[2][j] = 0.5f * (sv[1][j] + sv[2][j]) + sv[3][j];
-      }
-      float* d = dw + (o * p.in + c) * 9;
-      for (int i = 0; i < 3; ++i) {
-        d[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
-        d[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
-        d[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
-      }
-    }
+    weight_row<W>(S.get(), groups, s_size, o, p.in, p.out, dwt.data());
+  transpose(dwt.data(), 9, p.out * p.in, p.out * p.in, dw, 9);
 }
 
 }  // namespace
@@ -548,26 +612,62 @@ bool winograd_preferred(const ConvGeometry& g) {
   return winograd_applies(g) && g.c >= 16 && g.oc >= 16;
 }
 
+int winograd_tile(const ConvGeometry& g) {
+  const int forced = g_tile.load(std::memory_order_relaxed);
+  if (forced != 0) return forced;
+  // F(4x4) has 2.25 / 4 of F(2x2)'s products per output and fewer transform values per output;
+  // measured 13-40% faster on the shapes of bench/results/conv_algos.md. An output that fits
+  // one 2x2 tile gains nothing from 4x4 tiles.
+  return g.out_h() <= 2 && g.out_w() <= 2 ? 2 : 4;
+}
+
+void set_winograd_tile(int m) {
+  if (m != 0 && m != 2 && m != 4)
+    throw std::invalid_argument("set_winograd_tile: the tile must be 2, 4 or 0 (automatic), not " +
+                                std::to_string(m));
+  g_tile.store(m, std::memory_order_relaxed);
+}
+
+namespace {
+template <class W>
+void forward_impl(const ConvGeometry& g, const float* x, const float* w, const float* bias,
+                  float* out) {
+  const std::vector<float> U = transform_filters<W>(g.oc, g.c, w, false);
+  forward_pass<W>({g.n, g.c, g.h, g.w, g.oc, g.out_h(), g.out_w(), g.pad_h, g.pad_w, W::m}, x,
+                  U.data(), bias, out);
+}
+
+template <class W>
+void backward_impl(const ConvGeometry& g, const float* x, const float* w, const float* dy,
+                   float* dx, float* dw, float* db) {
+  const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
+  if (dw)
+    weight_pass<W>({g.n, g.c, g.h, g.w, g.oc, oh, ow, g.pad_h, g.pad_w, W::m}, x, dy, dw, db);
+  else if (db)
+    conv2d_bias_grad(g.n, g.oc, P, dy, db);
+  if (dx) {
+    const std::vector<float> U = transform_filters<W>(g.oc, g.c, w, true);
+    // A forward pass over dY padded by 2 - pad gives back the input's size.
+    forward_pass<W>({g.n, g.oc, oh, ow, g.c, g.h, g.w, 2 - g.pad_h, 2 - g.pad_w, W::m}, dy,
+                    U.data(), nullptr, dx);
+  }
+}
+}  // namespace
+
 void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
                              const float* bias, float* out) {
-  const std::vector<float> U = transform_filters(g.oc, g.c, w, false);
-  forward_pass({g.n, g.c, g.h, g.w, g.oc, g.out_h(), g.out_w(), g.pad_h, g.pad_w}, x, U.data(),
-               bias, out);
+  if (winograd_tile(g) == 4)
+    forward_impl<F4>(g, x, w, bias, out);
+  else
+    forward_impl<F2>(g, x, w, bias, out);
 }
 
 void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
                               const float* dy, float* dx, float* dw, float* db) {
-  const int64_t oh = g.out_h(), ow = g.out_w(), P = oh * ow;
-  if (dw)
-    weight_pass({g.n, g.c, g.h, g.w, g.oc, oh, ow, g.pad_h, g.pad_w}, x, dy, dw, db);
-  else if (db)
-    conv2d_bias_grad(g.n, g.oc, P, dy, db);
-  if (dx) {
-    const std::vector<float> U = transform_filters(g.oc, g.c, w, true);
-    // A forward pass over dY padded by 2 - pad gives back the input's size.
-    forward_pass({g.n, g.oc, oh, ow, g.c, g.h, g.w, 2 - g.pad_h, 2 - g.pad_w}, dy, U.data(),
-                 nullptr, dx);
-  }
+  if (winograd_tile(g) == 4)
+    backward_impl<F4>(g, x, w, dy, dx, dw, db);
+  else
+    backward_impl<F2>(g, x, w, dy, dx, dw, db);
 }
 
 }  // namespace gl::kernels::cpu

@@ -1,5 +1,6 @@
-// winograd.h: Winograd F(2x2, 3x3) convolution on the CPU, f32 (kernels/cpu/winograd.cpp).
-// conv2d_forward/backward (conv.h) route here for the shapes where it is the faster lowering.
+// winograd.h: Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution on the CPU, f32
+// (kernels/cpu/winograd.cpp). conv2d_forward/backward (conv.h) route here for the shapes where it
+// is the faster lowering.
 #pragma once
 #include "kernels/cpu/conv.h"
 
@@ -10,6 +11,13 @@ bool winograd_applies(const ConvGeometry& g);
 // winograd_applies and enough channels on both sides for its GEMMs to pay (measured with
 // bench/bench_conv --algo).
 bool winograd_preferred(const ConvGeometry& g);
+
+// The output tile edge m of F(m x m, 3 x 3) for g: 4 (36 products per 16 outputs) or 2 (16 per
+// 4, smaller rounding errors).
+int winograd_tile(const ConvGeometry& g);
+// Forces the tile (2 or 4) for later calls, or 0 for winograd_tile's own choice (tests, and
+// bench_conv --winograd-tile); anything else throws std::invalid_argument.
+void set_winograd_tile(int m);
 
 // Same contracts as conv2d_forward / conv2d_backward, for geometries where winograd_applies.
 void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
