@@ -376,20 +376,22 @@ GL_WINO_DISPATCH(filter_row,
 // U[xi][in][out] for the forward pass (in = C, out = OC) or, with `for_input_grad`, the flipped
 // transposed filters of the input gradient (in = OC, out = C).
 template <class W>
-std::vector<float> transform_filters(int64_t oc, int64_t c, const float* w, bool for_input_grad) {
-  std::vector<float> U(std::size_t(W::T * oc * c));
+std::unique_ptr<float[]> transform_filters(int64_t oc, int64_t c, const float* w,
+                                           bool for_input_grad) {
+  // Every element is written below (no zero fill: this runs every step).
+  std::unique_ptr<float[]> U(new float[std::size_t(W::T * oc * c)]);
   const int64_t in = for_input_grad ? oc : c, out = for_input_grad ? c : oc;
   // The taps with the columns of U contiguous: for the forward wt[(i * 9 + k) * oc + o], for
   // the input gradient wt[k * oc * c + o * c + i].
-  std::vector<float> wt(std::size_t(oc * c * 9));
+  const std::unique_ptr<float[]> wt(new float[std::size_t(oc * c * 9)]);
   if (for_input_grad)
-    transpose(w, oc * c, 9, 9, wt.data(), oc * c);
+    transpose(w, oc * c, 9, 9, wt.get(), oc * c);
   else
-    transpose(w, oc, c * 9, c * 9, wt.data(), oc);
+    transpose(w, oc, c * 9, c * 9, wt.get(), oc);
   const int64_t ks = for_input_grad ? oc * c : oc, rs = for_input_grad ? c : 9 * oc;
 #pragma omp parallel for schedule(static) if (oc * c >= 512)
   for (int64_t row = 0; row < in; ++row)
-    filter_row<W>(wt.data(), ks, rs, for_input_grad, row, in, out, U.data());
+    filter_row<W>(wt.get(), ks, rs, for_input_grad, row, in, out, U.get());
   return U;
 }
 
@@ -468,15 +470,20 @@ class GemmSideFetch {
   int64_t total_ = 0;
 };
 
-// Runs f(k, next) for chunks k in [0, nc): on `parallel`, each thread a contiguous block, so
-// next (the thread's following chunk, or -1) is known.
+// Runs f(k, next) for chunks k in [0, nc), handed out one at a time as threads free up (a
+// thread held up by others on its core does not hold up the pass); each thread claims its next
+// chunk before working on the current one, so next (or -1) is known for prefetching.
 template <class F>
 void for_chunks(int64_t nc, bool parallel, F f) {
+  std::atomic<int64_t> counter{0};
 #pragma omp parallel if (parallel)
   {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t k0 = nc * t / nt, k1 = nc * (t + 1) / nt;
-    for (int64_t k = k0; k < k1; ++k) f(k, k + 1 < k1 ? k + 1 : -1);
+    int64_t k = counter.fetch_add(1, std::memory_order_relaxed);
+    while (k < nc) {
+      const int64_t next = counter.fetch_add(1, std::memory_order_relaxed);
+      f(k, next < nc ? next : -1);
+      k = next;
+    }
   }
 }
 
@@ -547,7 +554,7 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
   const std::unique_ptr<float[]> S(new float[std::size_t(groups * s_size)]);
   std::vector<double> DB(std::size_t(groups * p.out), 0.0);
   const bool parallel = groups > 1 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(static) if (parallel)
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t gi = 0; gi < groups; ++gi) {
     float* s = S.get() + gi * s_size;
     std::vector<float> sum(std::size_t(p.out));
@@ -590,11 +597,11 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
       db[o] = float(t);
     }
   // The groups' sums, added in group order, and dW = G^T S G, tap-major, then transposed.
-  std::vector<float> dwt(std::size_t(9 * p.out * p.in));
+  const std::unique_ptr<float[]> dwt(new float[std::size_t(9 * p.out * p.in)]);
 #pragma omp parallel for schedule(static) if (p.out * p.in >= 512)
   for (int64_t o = 0; o < p.out; ++o)
-    weight_row<W>(S.get(), groups, s_size, o, p.in, p.out, dwt.data());
-  transpose(dwt.data(), 9, p.out * p.in, p.out * p.in, dw, 9);
+    weight_row<W>(S.get(), groups, s_size, o, p.in, p.out, dwt.get());
+  transpose(dwt.get(), 9, p.out * p.in, p.out * p.in, dw, 9);
 }
 
 }  // namespace
@@ -632,9 +639,9 @@ namespace {
 template <class W>
 void forward_impl(const ConvGeometry& g, const float* x, const float* w, const float* bias,
                   float* out) {
-  const std::vector<float> U = transform_filters<W>(g.oc, g.c, w, false);
+  const std::unique_ptr<float[]> U = transform_filters<W>(g.oc, g.c, w, false);
   forward_pass<W>({g.n, g.c, g.h, g.w, g.oc, g.out_h(), g.out_w(), g.pad_h, g.pad_w, W::m}, x,
-                  U.data(), bias, out);
+                  U.get(), bias, out);
 }
 
 template <class W>
@@ -646,10 +653,10 @@ void backward_impl(const ConvGeometry& g, const float* x, const float* w, const 
   else if (db)
     conv2d_bias_grad(g.n, g.oc, P, dy, db);
   if (dx) {
-    const std::vector<float> U = transform_filters<W>(g.oc, g.c, w, true);
+    const std::unique_ptr<float[]> U = transform_filters<W>(g.oc, g.c, w, true);
     // A forward pass over dY padded by 2 - pad gives back the input's size.
-    forward_pass<W>({g.n, g.oc, oh, ow, g.c, g.h, g.w, 2 - g.pad_h, 2 - g.pad_w, W::m}, dy,
-                    U.data(), nullptr, dx);
+    forward_pass<W>({g.n, g.oc, oh, ow, g.c, g.h, g.w, 2 - g.pad_h, 2 - g.pad_w, W::m}, dy, U.get(),
+                    nullptr, dx);
   }
 }
 }  // namespace
