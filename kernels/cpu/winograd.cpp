@@ -470,9 +470,10 @@ class GemmSideFetch {
   int64_t total_ = 0;
 };
 
-// Runs f(k, next) for chunks k in [0, nc), handed out one at a time as threads free up (a
-// thread held up by others on its core does not hold up the pass); each thread claims its next
-// chunk before working on the current one, so next (or -1) is known for prefetching.
+// Runs f(k, next) for chunks (or groups of chunks) k in [0, nc), handed out one at a time as
+// threads free up (a thread held up by others on its core does not hold up the pass); each thread
+// claims its next chunk before working on the current one, so next (or -1) is known for
+// prefetching.
 template <class F>
 void for_chunks(int64_t nc, bool parallel, F f) {
   std::atomic<int64_t> counter{0};
@@ -554,11 +555,11 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
   const std::unique_ptr<float[]> S(new float[std::size_t(groups * s_size)]);
   std::vector<double> DB(std::size_t(groups * p.out), 0.0);
   const bool parallel = groups > 1 && omp_get_max_threads() > 1;
-#pragma omp parallel for schedule(dynamic, 1) if (parallel)
-  for (int64_t gi = 0; gi < groups; ++gi) {
+  for_chunks(groups, parallel, [&](int64_t gi, int64_t next_group) {
     float* s = S.get() + gi * s_size;
     std::vector<float> sum(std::size_t(p.out));
-    for (int64_t k = gi * per; k < std::min(nc, (gi + 1) * per); ++k) {
+    const int64_t k_end = std::min(nc, (gi + 1) * per);
+    for (int64_t k = gi * per; k < k_end; ++k) {
       std::fill(sum.begin(), sum.end(), 0.0f);
       const auto& chunk = chunks[std::size_t(k)];
       const ChunkScratch cs = chunk_scratch(p, chunk);
@@ -573,9 +574,11 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
         grad_band<W>(cs.obuf, rows, tw, p.out, z, t0, tiles, sum.data());
         t0 += rows * tw;
       }
+      // The thread's next chunk: the next of this group, or the first of its next group.
+      const int64_t next = k + 1 < k_end ? k + 1 : next_group >= 0 ? next_group * per : -1;
       GemmSideFetch side;
-      if (k + 1 < std::min(nc, (gi + 1) * per))
-        for (const Band& bd : chunks[std::size_t(k + 1)]) {
+      if (next >= 0)
+        for (const Band& bd : chunks[std::size_t(next)]) {
           side.add(band_span(x, p.in, p.h, p.w, bd.n, W::m * bd.r0 - p.pad_h,
                              W::m * bd.r1 + 2 - p.pad_h));
           side.add(band_span(dy, p.out, p.oh, p.ow, bd.n, W::m * bd.r0, W::m * bd.r1));
@@ -589,7 +592,7 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
       for (int64_t o = 0; o < p.out; ++o)
         DB[std::size_t(gi * p.out + o)] += double(sum[std::size_t(o)]);
     }
-  }
+  });
   if (db)
     for (int64_t o = 0; o < p.out; ++o) {
       double t = 0;
