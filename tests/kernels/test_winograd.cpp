@@ -182,15 +182,16 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
 }
 
 TEST(Winograd, TileChoice) {
-  // F(4x4) where it needs at most 0.65 of F(2x2)'s products: outputs that divide into 4x4
-  // tiles (or nearly), not 14 x 14 (0.73) nor a single 2x2 tile.
+  // F(4x4) where it needs at most 0.75 of F(2x2)'s products: outputs that divide into 4x4
+  // tiles (0.5625) or nearly (14 x 14: 0.73), not 10 x 10 (0.81) nor a single 2x2 tile.
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 4);
   EXPECT_EQ(winograd_tile(geometry({64, 64, 7, 7, 64, 1, 1})), 4);
-  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 2);
+  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 4);
+  EXPECT_EQ(winograd_tile(geometry({8, 16, 10, 10, 16, 1, 1})), 2);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 2, 2, 16, 1, 1})), 2);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 4, 4, 16, 0, 0})), 2);
-  set_winograd_tile(4);
-  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 4);
+  set_winograd_tile(2);
+  EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 2);
   set_winograd_tile(0);
   EXPECT_THROW(set_winograd_tile(3), std::invalid_argument);
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 4);
