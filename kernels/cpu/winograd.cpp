@@ -626,13 +626,14 @@ int winograd_tile(const ConvGeometry& g) {
   const int forced = g_tile.load(std::memory_order_relaxed);
   if (forced != 0) return forced;
   // F(4x4) takes 36 products per 4x4 tile against F(2x2)'s 16 per 2x2: 0.5625 of them where the
-  // output divides into 4x4 tiles, more where it does not (14 x 14: 0.73, 10 x 10: 0.81, one
-  // 2x2 tile: 2.25). Measured side by side with bench_conv --winograd-tile
-  // (bench/results/conv_algos.md): F(4x4) faster at 0.5625 on every shape, on 14 x 14 faster in
-  // most runs (by 7-28%; 5% slower in the machine's slow phases).
+  // output divides into 4x4 tiles, more where it does not (14 x 14: 0.73, one 2x2 tile: 2.25).
+  // Measured side by side with bench_conv --winograd-tile (bench/results/conv_algos.md): F(4x4)
+  // faster at 0.5625 on every shape; on 14 x 14 (32 -> 64 channels) a tie over 28 alternating
+  // pairs (F(4x4) / F(2x2) time from 0.87 to 1.15, medians 0.93 and 1.03 in two sessions), where
+  // F(2x2) keeps the smaller rounding error.
   const int64_t f4 = (g.out_h() + 3) / 4 * ((g.out_w() + 3) / 4) * 36;
   const int64_t f2 = (g.out_h() + 1) / 2 * ((g.out_w() + 1) / 2) * 16;
-  return f4 * 4 <= f2 * 3 ? 4 : 2;
+  return f4 * 10 <= f2 * 7 ? 4 : 2;
 }
 
 void set_winograd_tile(int m) {

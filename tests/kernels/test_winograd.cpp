@@ -182,12 +182,12 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
 }
 
 TEST(Winograd, TileChoice) {
-  // F(4x4) where it needs at most 0.75 of F(2x2)'s products: outputs that divide into 4x4
-  // tiles (0.5625) or nearly (14 x 14: 0.73), not 10 x 10 (0.81) nor a single 2x2 tile.
+  // F(4x4) where it needs at most 0.7 of F(2x2)'s products: outputs that divide into 4x4
+  // tiles (0.5625), not 14 x 14 (0.73) nor a single 2x2 tile (2.25).
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 4);
   EXPECT_EQ(winograd_tile(geometry({64, 64, 7, 7, 64, 1, 1})), 4);
-  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 4);
-  EXPECT_EQ(winograd_tile(geometry({8, 16, 10, 10, 16, 1, 1})), 2);
+  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 2);
+  EXPECT_EQ(winograd_tile(geometry({8, 16, 12, 12, 16, 1, 1})), 4);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 2, 2, 16, 1, 1})), 2);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 4, 4, 16, 0, 0})), 2);
   set_winograd_tile(2);
