@@ -187,8 +187,9 @@ void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, in
   }
 }
 
-// The tile transforms, as loops over channels (the vectorized dimension). Each is compiled for
-// AVX-512 and for the baseline below and picked at run time.
+// The tile transforms: per tile size, the 1-D transforms (traits F2, F4, on scalars or vectors);
+// over channels, vectors of lanes (ScalarLanes, Avx2Lanes, Avx512Lanes); the loops over tiles in
+// winograd_tiles.inc, built once per instruction set and picked at run time.
 #define GL_TILE_FN inline __attribute__((always_inline))
 
 // F(2x2, 3x3): 2x2 outputs from 4x4 inputs, 16 products. The 1-D transforms: in1d = B^T d,
@@ -628,9 +629,9 @@ int winograd_tile(const ConvGeometry& g) {
   // F(4x4) takes 36 products per 4x4 tile against F(2x2)'s 16 per 2x2: 0.5625 of them where the
   // output divides into 4x4 tiles, more where it does not (14 x 14: 0.73, one 2x2 tile: 2.25).
   // Measured side by side with bench_conv --winograd-tile (bench/results/conv_algos.md): F(4x4)
-  // faster at 0.5625 on every shape; on 14 x 14 (32 -> 64 channels) a tie over 28 alternating
-  // pairs (F(4x4) / F(2x2) time from 0.87 to 1.15, medians 0.93 and 1.03 in two sessions), where
-  // F(2x2) keeps the smaller rounding error.
+  // faster or equal at 0.5625 on every shape; on 14 x 14 (32 -> 64 channels) a tie over 28
+  // alternating pairs (F(4x4) / F(2x2) time from 0.87 to 1.15, medians 0.93 and 1.03 in two
+  // sessions), where F(2x2) keeps the smaller rounding error.
   const int64_t f4 = (g.out_h() + 3) / 4 * ((g.out_w() + 3) / 4) * 36;
   const int64_t f2 = (g.out_h() + 1) / 2 * ((g.out_w() + 1) / 2) * 16;
   return f4 * 10 <= f2 * 7 ? 4 : 2;
