@@ -1,8 +1,8 @@
 // conv.cpp: convolution and pooling on NCHW arrays (kernels/cpu/conv.h).
 //
 // By default (ConvAlgo::automatic) f32 convolutions take the fastest lowering measured for
-// their shape: Winograd F(4x4, 3x3) (winograd.cpp) for 3x3 stride-1 layers with at least 16
-// channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers with at most
+// their shape: Winograd F(4x4, 3x3) or F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with
+// at least 16 channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers with at most
 // 4 input channels; everything else, and all f64 work (gradcheck), lowers to im2col:
 //
 // Convolution lowers to our packed GEMM through im2col, in one of two ways (ConvAlgo):
@@ -26,7 +26,7 @@
 // channel-blocked data in place. Computing
 // out_n^T [P, oc] = col^T W^T instead (full 14 x 32 micro-tiles at P = 196, bias in the GEMM
 // epilogue, then a transpose) measured the same 7.0 ms, so the simpler orientation stayed.
-// Winograd (F(4x4, 3x3): 4x fewer multiplies) now serves those 3x3 stride-1 layers.
+// Winograd (2.25x to 4x fewer multiplies) now serves those 3x3 stride-1 layers.
 // Scratch buffers are per thread and reused across calls, so a training step does not fault in
 // fresh pages for its im2col matrices.
 #include "kernels/cpu/conv.h"
