@@ -2,8 +2,9 @@
 //
 // By default (ConvAlgo::automatic) f32 convolutions take the fastest lowering measured for
 // their shape: Winograd F(4x4, 3x3) or F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with
-// at least 16 channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers with at most
-// 4 input channels; everything else, and all f64 work (gradcheck), lowers to im2col:
+// at least 16 channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers
+// with at most 4 input channels; everything else, and all f64 work (gradcheck), lowers to
+// im2col:
 //
 // Convolution lowers to our packed GEMM through im2col, in one of two ways (ConvAlgo):
 // - per_image (default): threads take whole images. For image n, col[K = c/groups * kh * kw][P]
