@@ -447,18 +447,21 @@ class GemmSideFetch {
  public:
   void add(Span s) {
     if (s.bytes <= 0) return;
-    if (!spans_.empty() && spans_.back().base + spans_.back().bytes == s.base)
-      spans_.back().bytes += s.bytes;
-    else
-      spans_.push_back(s);
     total_ += s.bytes;
+    if (n_ > 0 && spans_[n_ - 1].base + spans_[n_ - 1].bytes == s.base)
+      spans_[n_ - 1].bytes += s.bytes;
+    else if (n_ < kMaxSpans)
+      spans_[n_++] = s;
+    else
+      total_ = kMaxBytes + 1;  // more pieces than kept: no hints at all
   }
   // Hints part `i` of `parts` for the next GEMM call (nothing when the whole is too large to
   // stay in L2 beside the chunk's buffers).
   void hint(int64_t i, int64_t parts) const {
     if (total_ > kMaxBytes) return;
     int64_t lo = total_ * i / parts, hi = total_ * (i + 1) / parts, at = 0;
-    for (const Span& s : spans_) {
+    for (int k = 0; k < n_; ++k) {
+      const Span& s = spans_[k];
       const int64_t a = std::max(lo, at), b = std::min(hi, at + s.bytes);
       if (a < b) prefetch_during_next_gemm(s.base + (a - at), 1, b - a, b - a);
       at += s.bytes;
@@ -467,7 +470,11 @@ class GemmSideFetch {
 
  private:
   static constexpr int64_t kMaxBytes = 384 * 1024;
-  std::vector<Span> spans_;
+  // Whole images merge into one span; a chunk's partial bands add a few (fixed storage: this
+  // is built for every chunk).
+  static constexpr int kMaxSpans = 8;
+  Span spans_[kMaxSpans];
+  int n_ = 0;
   int64_t total_ = 0;
 };
 
