@@ -104,6 +104,12 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 // x[N,in] W[out,in]^T + b[out], one GEMM with a fused bias epilogue (bias may be undefined).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 
+// activate(linear(x, weight, bias), a), bit for bit, with the activation applied in the GEMM's
+// epilogue to each output tile while it is in cache where the kernel has it (host f32: relu,
+// tanh, sigmoid, identity); otherwise, and when a gradient is needed, the two ops.
+Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                         ActivationKind a, double leaky_slope = 0.01);
+
 // Independent problems solved at once, for training several models in lockstep
 // (train/fused.h): out[i] is bit for bit linear(x[i], weight[i], bias[i]) / the 2-D
 // matmul(a[i], b[i]). Problems of one shape and layout go to one batched GEMM call on the CPU

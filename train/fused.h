@@ -10,7 +10,8 @@
 // the threads, the elementwise work per model (in parallel over the models) by the very
 // functions the tape runs (activate, activate_backward, cross_entropy_and_grad, sum). With at
 // least as many models as threads, each thread takes its share of the models through the whole
-// step instead (no barrier between layers). Each
+// step instead (no barrier between layers), and on one thread the models go one after the
+// other, each through its whole step (its weights and activations stay in cache). Each
 // batched entry is bit for bit the GEMM the tape would have called, so every model's loss,
 // logits and .grad are bit for bit the tape's; from there each member's own Trainer code
 // checks divergence, runs the callbacks and steps its own optimizer. Members that need the

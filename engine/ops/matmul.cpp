@@ -37,9 +37,10 @@ GemmCall gemm_call(const Tensor& a, const Tensor& b, const Tensor& bias) {
           b.shape()[1],  a.shape()[1],  bias.defined() ? bias.contiguous() : Tensor()};
 }
 
-void run_gemm(const GemmCall& g, Tensor& out) {
+void run_gemm(const GemmCall& g, Tensor& out, kernels::Activation act = kernels::Activation::none) {
   kernels::Epilogue ep;
   if (g.bias.defined()) ep.bias = g.bias.raw_data();
+  ep.act = act;
   const int64_t ldc = std::max<int64_t>(g.N, 1);
 #if defined(GRADLENS_HAVE_CUDA)
   if (detail::on_cuda(out)) {
@@ -279,6 +280,34 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
         },
         {x.shape(), w.shape()});
   }
+  return out;
+}
+
+Tensor linear_activation(const Tensor& x, const Tensor& w, const Tensor& b, ActivationKind a,
+                         double slope) {
+  kernels::Activation k = kernels::Activation::none;
+  bool in_epilogue = true;
+  switch (a) {
+    case ActivationKind::identity:
+      break;
+    case ActivationKind::relu:
+      k = kernels::Activation::relu;
+      break;
+    case ActivationKind::tanh:
+      k = kernels::Activation::tanh;
+      break;
+    case ActivationKind::sigmoid:
+      k = kernels::Activation::sigmoid;
+      break;
+    default:
+      in_epilogue = false;
+  }
+  check_linear(x, w, b);
+  if (!in_epilogue || x.dtype() != DType::f32 || !x.device().is_cpu() || needs_grad({&x, &w, &b}))
+    return activate(linear(x, w, b), a, slope);
+  Tensor out = Tensor::empty({x.shape()[0], w.shape()[0]}, x.dtype(), x.device());
+  // The f32 kernels' epilogue gives the activation ops' bits (kernels::cpu::sgemm).
+  run_gemm(gemm_call(x, w.t(), b), out, k);
   return out;
 }
 

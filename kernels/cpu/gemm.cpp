@@ -57,6 +57,7 @@
 #include <utility>
 
 #include "kernels/cpu/gemm_internal.h"
+#include "kernels/cpu/vecmath.h"
 #include "kernels/kernels.h"
 
 namespace gl::kernels::cpu {
@@ -166,6 +167,19 @@ void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t 
 
 // One GEMM call after validation: operands, epilogue and the kernel set in use.
 template <class T>
+using ActRows = void (*)(T* c, int64_t ldc, int64_t m, int64_t n);
+
+// The in-place map the epilogue applies to each finished tile: f32 tanh and sigmoid take the
+// vectorized activation (bit for bit the separate pass over the output); the rest, and f64,
+// are evaluated per element.
+ActRows<float> act_rows_for(Activation act, float*) {
+  return act == Activation::tanh || act == Activation::sigmoid ? activation_rows_f32(act) : nullptr;
+}
+ActRows<double> act_rows_for(Activation, double*) {
+  return nullptr;
+}
+
+template <class T>
 struct Problem {
   bool ta, tb;
   int64_t M, N, K;
@@ -185,6 +199,7 @@ struct Problem {
   int64_t kc_max;  // equal-sized k-blocks, so K slightly above kc leaves no sliver block
   bool direct_a;   // full MR panels of A are read in place, not packed (see use_direct_a)
   bool direct_b;   // full NR panels of a row-major B are read in place too (see use_direct_b)
+  ActRows<T> act_rows = nullptr;  // f32 tanh / sigmoid: the vectorized map per tile
 };
 
 // Whether to skip packing A. Packing A costs a pass over the mc x kc block and is repaid by
@@ -333,6 +348,7 @@ void macro_kernel(const Problem<T>& p, int64_t ic, int64_t mc, int64_t jc, int64
   const int64_t MR = p.ks->mr, NR = p.ks->nr;
   TileEpilogue<T> e{p.alpha, pc == 0 ? p.beta : T(1), nullptr, p.act, pc + kc >= p.K};
   e.side_shift = t_side.shift;
+  e.act_rows = p.act_rows;
   for (int64_t jr = 0; jr < nc; jr += NR) {
     const int64_t j = jc + jr;
     e.bias = p.bias ? p.bias + j : nullptr;
@@ -463,14 +479,16 @@ void gemm_parallel_rows(const Problem<T>& p, int threads) {
 template <class T>
 void gemm_no_product(int64_t M, int64_t N, T beta, T* C, int64_t ldc, const T* bias,
                      Activation act) {
+  const ActRows<T> rows = act_rows_for(act, static_cast<T*>(nullptr));
   for (int64_t i = 0; i < M; ++i) {
     T* c = C + i * ldc;
     for (int64_t j = 0; j < N; ++j) {
       T v = beta != T(0) ? beta * c[j] : T(0);
       if (bias) v += bias[j];
-      c[j] = detail::apply_activation(v, act);
+      c[j] = rows ? v : detail::apply_activation(v, act);
     }
   }
+  if (rows) rows(C, ldc, M, N);
 }
 
 template <class T>
@@ -498,7 +516,8 @@ Problem<T> make_problem(const KernelSet<T>& ks, bool ta, bool tb, int64_t M, int
                     ks.pack_b,
                     equal_kc(K, ks.kc),
                     direct_a,
-                    use_direct_b(tb, direct_a, ks)};
+                    use_direct_b(tb, direct_a, ks),
+                    act_rows_for(act, static_cast<T*>(nullptr))};
 }
 
 template <class T>

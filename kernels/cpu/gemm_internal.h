@@ -28,6 +28,10 @@ struct TileEpilogue {
   // 2^side_shift steps from `side` on (null: none). Not part of the epilogue's arithmetic.
   const char* side = nullptr;
   int side_shift = 0;
+  // f32 tanh and sigmoid: the vectorized map (kernels/cpu/vecmath.h) applied to each finished
+  // tile in place, so the output is bit for bit the map's over an epilogue-free product. Null:
+  // the activation is evaluated per element (the functors).
+  void (*act_rows)(T* c, int64_t ldc, int64_t m, int64_t n) = nullptr;
 };
 
 template <class T>
@@ -57,19 +61,25 @@ inline void tile_epilogue_scalar(const T* acc, int64_t ld_acc, T* C, int64_t ldc
       if (e.beta != T(0)) v += e.beta * c[j];
       if (e.last) {
         if (e.bias) v += e.bias[j];
-        v = apply_activation(v, e.act);
+        if (e.act_rows == nullptr) v = apply_activation(v, e.act);
       }
       c[j] = v;
     }
   }
+  if (e.last && e.act_rows != nullptr) e.act_rows(C, ldc, m, n);
 }
 
-// The transcendental activations run as a scalar pass over a tile that was just stored
-// (still in L1); the cheap parts (alpha, beta, bias, relu) are vectorized in the kernels.
+// The transcendental activations run as a pass over a tile that was just stored (still in
+// L1): the vectorized map where there is one, else per element; the cheap parts (alpha, beta,
+// bias, relu) are vectorized in the kernels.
 template <class T>
-inline void tile_transcendental(T* C, int64_t ldc, int64_t m, int64_t n, Activation act) {
+inline void tile_transcendental(T* C, int64_t ldc, int64_t m, int64_t n, const TileEpilogue<T>& e) {
+  if (e.act_rows != nullptr) {
+    e.act_rows(C, ldc, m, n);
+    return;
+  }
   for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = apply_activation(C[i * ldc + j], act);
+    for (int64_t j = 0; j < n; ++j) C[i * ldc + j] = apply_activation(C[i * ldc + j], e.act);
 }
 
 template <class T>

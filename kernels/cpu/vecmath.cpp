@@ -207,6 +207,37 @@ void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n)
   scalar_back(g, x, y, n, fn::GeluTanhBack{});
 }
 
+namespace {
+template <class F>
+void scalar_rows(float* c, int64_t ldc, int64_t m, int64_t n, F f) {
+  for (int64_t i = 0; i < m; ++i) scalar_map(c + i * ldc, c + i * ldc, n, f);
+}
+void tanh_rows_scalar(float* c, int64_t ldc, int64_t m, int64_t n) {
+  scalar_rows(c, ldc, m, n, fn::Tanh{});
+}
+void sigmoid_rows_scalar(float* c, int64_t ldc, int64_t m, int64_t n) {
+  scalar_rows(c, ldc, m, n, fn::Sigmoid{});
+}
+}  // namespace
+
+RowsMapF32 activation_rows_f32(Activation act) {
+  const Isa i = isa();
+  switch (act) {
+    case Activation::tanh:
+      return i == Isa::avx512 ? avx512::tanh_rows
+             : i == Isa::avx2 ? avx2::tanh_rows
+                              : tanh_rows_scalar;
+    case Activation::sigmoid:
+      return i == Isa::avx512 ? avx512::sigmoid_rows
+             : i == Isa::avx2 ? avx2::sigmoid_rows
+                              : sigmoid_rows_scalar;
+    case Activation::none:
+    case Activation::relu:
+      break;
+  }
+  return nullptr;
+}
+
 void relu_f32(const float* x, float* y, int64_t n) {
   scalar_map(x, y, n, fn::Relu{});
 }

@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/kernels.h"
+
 namespace gl::kernels::cpu {
 
 void exp_f32(const float* x, float* y, int64_t n);
@@ -34,6 +36,13 @@ void relu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 // y = g * (1 - t^2) with t = tanh(x), and y = g * s (1 - s) with s = sigmoid(x)
 void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n);
 void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n);
+
+// In place over an m x n block whose rows are ldc floats apart: each row what tanh_f32 /
+// sigmoid_f32 give it, bit for bit. activation_rows_f32 returns the function for the current
+// selection (AVX-512, AVX2 or scalar; null for the activations that are no transcendental map).
+// The GEMM epilogue applies it to each output tile while the tile is in L1.
+using RowsMapF32 = void (*)(float* c, int64_t ldc, int64_t m, int64_t n);
+RowsMapF32 activation_rows_f32(Activation act);
 
 // True when the AVX2 or AVX-512 paths are in use (for tests and benchmarks); the second when
 // AVX-512 is (on a CPU that runs it, unless forced to AVX2).

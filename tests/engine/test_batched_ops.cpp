@@ -26,6 +26,41 @@ namespace {
 
 }  // namespace
 
+// linear_activation puts relu, tanh and sigmoid into the GEMM's epilogue (f32 on the host):
+// the same bits as the two ops, on shapes with partial tiles; the other activations, f64 and
+// inputs that need a gradient take the two ops (and the tape).
+TEST(BatchedOps, LinearActivationEqualsLinearThenActivate) {
+  Generator g(5);
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (int64_t B : {int64_t(128), int64_t(37)}) {
+      const Tensor x = mul(Tensor::randn({B, 100}, g, dt), 0.5);
+      const Tensor w = Tensor::randn({45, 100}, g, dt), b = Tensor::randn({45}, g, dt);
+      for (ActivationKind a :
+           {ActivationKind::identity, ActivationKind::relu, ActivationKind::tanh,
+            ActivationKind::sigmoid, ActivationKind::gelu, ActivationKind::leaky_relu}) {
+        NoGrad ng;
+        EXPECT_TRUE(
+            same_bits(linear_activation(x, w, b, a, 0.1), activate(linear(x, w, b), a, 0.1)))
+            << activation_name(a) << " B=" << B;
+        EXPECT_TRUE(same_bits(linear_activation(x, w, Tensor(), a, 0.1),
+                              activate(linear(x, w, Tensor()), a, 0.1)))
+            << activation_name(a) << " without bias";
+      }
+    }
+  }
+  // With a gradient to record, the tape's ops: the weight's gradient is the product's.
+  Tensor x = Tensor::randn({8, 6}, g), w = Tensor::randn({4, 6}, g).requires_grad_(true);
+  Tensor y = linear_activation(x, w, Tensor(), ActivationKind::tanh);
+  sum(y).backward();
+  Tensor w2 = w.detach().requires_grad_(true);
+  sum(tanh(linear(x, w2, Tensor()))).backward();
+  EXPECT_TRUE(same_bits(w.grad(), w2.grad()));
+  EXPECT_NE(error_of([&] {
+              linear_activation(x, Tensor::randn({4, 5}, g), Tensor(), ActivationKind::relu);
+            }).find("features"),
+            std::string::npos);
+}
+
 TEST(BatchedOps, LinearAndMatmulEqualTheOpsOneByOne) {
   Generator g(11);
   const int saved = omp_get_max_threads();

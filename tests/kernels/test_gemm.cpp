@@ -6,12 +6,14 @@
 #include <omp.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/vecmath.h"
 #include "kernels/kernels.h"
 #include "tests/kernels/gemm_ops.h"
 
@@ -169,6 +171,55 @@ TEST_P(GemmIsa, FusedEpilogues) {
       }
     }
   }
+}
+
+// The f32 activation epilogue is the activation kernels' value bit for bit: tanh and sigmoid
+// the vectorized maps over the epilogue-free output (whichever of AVX-512, AVX2 and scalar the
+// maps run), relu the functor. So an MLP layer fused into its GEMM gives what the separate
+// passes give. Shapes with edge rows and columns, k-blocks, transposes and the empty product.
+TEST_P(GemmIsa, F32ActivationEpilogueIsTheMapBitForBit) {
+  struct Shape {
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{false, true, 128, 128, 128},
+                          {false, false, 37, 45, 600},
+                          {true, true, 30, 70, 5},
+                          {false, true, 128, 128, 784},
+                          {false, false, 3, 17, 0}};
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> dist(-1.f, 1.f);
+  for (const char* vm : {"auto", "avx2", "scalar"}) {
+    vecmath_force_scalar(std::string(vm) == "scalar");
+    vecmath_force_avx2(std::string(vm) == "avx2");
+    for (const Shape& s : shapes) {
+      const int64_t lda = s.ta ? s.M : s.K, ldb = s.tb ? s.K : s.N;
+      std::vector<float> A(size_t(std::max<int64_t>(1, s.M * s.K))),
+          B(size_t(std::max<int64_t>(1, s.K * s.N))), bias(size_t(s.N));
+      // Scaled so the outputs reach both branches of tanh and sigmoid's saturation.
+      for (auto& v : A) v = 3.f * dist(rng);
+      for (auto& v : B) v = dist(rng);
+      for (auto& v : bias) v = dist(rng);
+      for (Activation act : {Activation::tanh, Activation::sigmoid, Activation::relu}) {
+        std::vector<float> fused(size_t(s.M * s.N)), plain(fused.size()), want(fused.size());
+        sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, fused.data(), s.N,
+              Epilogue{bias.data(), act});
+        sgemm(s.ta, s.tb, s.M, s.N, s.K, 1.f, A.data(), lda, B.data(), ldb, 0.f, plain.data(), s.N,
+              Epilogue{bias.data(), Activation::none});
+        const auto n = int64_t(plain.size());
+        if (act == Activation::tanh) tanh_f32(plain.data(), want.data(), n);
+        if (act == Activation::sigmoid) sigmoid_f32(plain.data(), want.data(), n);
+        if (act == Activation::relu) relu_f32(plain.data(), want.data(), n);
+        int64_t differ = 0;
+        for (size_t i = 0; i < want.size(); ++i)
+          differ += std::memcmp(&fused[i], &want[i], sizeof(float)) != 0;
+        EXPECT_EQ(differ, 0) << "isa=" << GetParam() << " maps=" << vm << " act=" << int(act)
+                             << " M=" << s.M << " N=" << s.N << " K=" << s.K;
+      }
+    }
+  }
+  vecmath_force_scalar(false);
+  vecmath_force_avx2(false);
 }
 
 // The training shapes of an MNIST MLP (batch 128), with W stored [in, out] (forward X W,
