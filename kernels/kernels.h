@@ -24,6 +24,8 @@ namespace cpu {
 
 // Runtime-selected instruction set of the CPU kernels ("avx512", "avx2", "scalar").
 const char* isa_name();
+// The same as a number, cheap enough for every dispatch: 0 scalar, 1 avx2, 2 avx512.
+int isa_level();
 // Rows of the current f32 GEMM micro-kernel's tile: an sgemm whose M is a multiple of it runs
 // no partial-row tiles (callers that choose M size their blocks with it).
 int64_t sgemm_tile_rows();

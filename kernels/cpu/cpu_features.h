@@ -1,7 +1,5 @@
 // cpu_features.h: the run-time CPU feature check shared by the hand-vectorized kernels.
 #pragma once
-#include <cstring>
-
 #include "kernels/kernels.h"
 
 namespace gl::kernels::cpu {
@@ -18,13 +16,13 @@ inline bool cpu_has_avx2_fma() {
 inline bool cpu_runs_avx512() {
   static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw");
-  return ok && std::strcmp(isa_name(), "avx512") == 0;
+  return ok && isa_level() == 2;
 }
 
 // The AVX2 paths outside the GEMM run: the CPU has AVX2 and FMA and the GEMM is not forced to
 // its scalar kernels.
 inline bool cpu_runs_avx2() {
-  return cpu_has_avx2_fma() && std::strcmp(isa_name(), "scalar") != 0;
+  return cpu_has_avx2_fma() && isa_level() >= 1;
 }
 
 }  // namespace gl::kernels::cpu

@@ -640,6 +640,10 @@ const char* isa_name() {
   return "scalar";
 }
 
+int isa_level() {
+  return static_cast<int>(current_isa());
+}
+
 int64_t sgemm_tile_rows() {
   return kernels_for(current_isa(), static_cast<float*>(nullptr)).mr;
 }

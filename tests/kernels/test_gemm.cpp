@@ -270,12 +270,14 @@ TEST(Gemm, SetIsaRejectsUnknownAndUnsupported) {
   }
   set_isa("scalar");
   EXPECT_STREQ(isa_name(), "scalar");
+  EXPECT_EQ(isa_level(), 0);
   set_isa("auto");
   const std::string best = __builtin_cpu_supports("avx512f") ? "avx512"
                            : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
                                ? "avx2"
                                : "scalar";
   EXPECT_EQ(isa_name(), best);
+  EXPECT_EQ(isa_level(), best == "avx512" ? 2 : best == "avx2" ? 1 : 0);
 }
 
 TEST(Gemm, RejectsBadLeadingDimensionsWithTheShapeInTheMessage) {
