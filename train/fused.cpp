@@ -114,8 +114,8 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
     for_each_model(n, [&](std::size_t k) {
       const models::Activation& act = *models[k]->taps()[j].post;
       // ReLU is applied in the GEMM's epilogue, in registers: no pre-activation buffer, no
-      // second pass (1-3% of a ReLU step). tanh and sigmoid stay a pass of their own: applied to
-      // each output tile in the epilogue, their vector loop ran 2% slower than over the layer.
+      // second pass (about 1% of a ReLU step). tanh and sigmoid stay a pass of their own: as a
+      // pass over each output tile in the epilogue their steps ran 2% slower.
       const bool in_epilogue = act.activation() == ActivationKind::relu;
       if (one_by_one) {
         const models::Linear& lin = linear_of(k, j);
@@ -262,9 +262,9 @@ FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, cons
   if (n < std::size_t(threads)) return fused_step_by_layer(models, images, labels, sgd, drop_grads);
   // At least as many models as threads: each thread takes its share of the models through the
   // whole step (one model after another, on that thread), so the threads never wait for each
-  // other between layers. The layer-by-layer schedule synchronizes
-  // the threads several times per layer, which costs little on an idle machine and a lot on a
-  // busy one. The results are the same either way.
+  // other between layers. The layer-by-layer schedule synchronizes the threads several times
+  // per layer, which costs little on an idle machine and a lot on a busy one. The results are
+  // the same either way.
   std::vector<FusedStepResult> parts(static_cast<std::size_t>(threads));
   std::exception_ptr error;
 #pragma omp parallel num_threads(threads)

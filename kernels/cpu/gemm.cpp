@@ -165,7 +165,6 @@ void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t 
   if (M > 0 && N > 0 && K > 0 && (A == nullptr || B == nullptr)) fail("A or B is null");
 }
 
-// One GEMM call after validation: operands, epilogue and the kernel set in use.
 template <class T>
 using ActRows = void (*)(T* c, int64_t ldc, int64_t m, int64_t n);
 
@@ -179,6 +178,7 @@ ActRows<double> act_rows_for(Activation, double*) {
   return nullptr;
 }
 
+// One GEMM call after validation: operands, epilogue and the kernel set in use.
 template <class T>
 struct Problem {
   bool ta, tb;
