@@ -66,11 +66,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
                                     const std::vector<models::SGD*>& sgd,
                                     const std::vector<char>& drop_grads) {
   NoGrad ng;
-  const std::size_t n = models.size();
-  GL_CHECK(sgd.empty() || sgd.size() == n, "fused step: {} optimizers for {} models", sgd.size(),
-           n);
-  GL_CHECK(drop_grads.empty() || drop_grads.size() == n,
-           "fused step: {} gradient flags for {} models", drop_grads.size(), n);
+  const std::size_t n = models.size();  // sgd and drop_grads: checked by fused_mlp_step
   FusedStepResult r;
   if (n == 0) return r;
   const std::size_t depth = models[0]->taps().size();
@@ -119,9 +115,8 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       const bool in_epilogue = act.activation() == ActivationKind::relu;
       if (one_by_one) {
         const models::Linear& lin = linear_of(k, j);
-        // The next GEMM's weights (the next model's, or the next layer's first) come in meanwhile.
-        prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
-                                              : linear_of(0, j + 1).weight());
+        // The next layer's weights come in meanwhile.
+        prefetch_during_next_matmul(linear_of(k, j + 1).weight());
         if (in_epilogue) {
           post[j][k] = linear_activation(h[k], lin.weight(), lin.bias(), act.activation(),
                                          act.leaky_slope());
@@ -184,7 +179,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       const models::Linear& lin = linear_of(k, j);
       if (one_by_one) {
         // While dX computes, the layer input dW reads; while dW computes, what the weight step
-        // and the activation backward read, and the weights of the next model's dX.
+        // and the activation backward read, and the weights of the next layer's dX.
         const Tensor& input = j > 0 ? post[j - 1][k] : images;
         if (j > 0) {
           prefetch_during_next_matmul(input);
@@ -197,8 +192,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         }
         if (j > 0) {
           prefetch_during_next_matmul(deriv[j - 1][k].defined() ? deriv[j - 1][k] : post[j - 1][k]);
-          prefetch_during_next_matmul(k + 1 < n ? linear_of(k + 1, j).weight()
-                                                : linear_of(0, j - 1).weight());
+          prefetch_during_next_matmul(linear_of(k, j - 1).weight());
         }
         dw[k] = matmul(g[k].t(), input);
       }

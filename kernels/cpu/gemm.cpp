@@ -63,6 +63,7 @@
 namespace gl::kernels::cpu {
 namespace {
 
+using detail::ActRows;
 using detail::KernelSet;
 using detail::PackA;
 using detail::PackB;
@@ -164,9 +165,6 @@ void check_args(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t 
   if (M > 0 && N > 0 && C == nullptr) fail("C is null");
   if (M > 0 && N > 0 && K > 0 && (A == nullptr || B == nullptr)) fail("A or B is null");
 }
-
-template <class T>
-using ActRows = void (*)(T* c, int64_t ldc, int64_t m, int64_t n);
 
 // The in-place map the epilogue applies to each finished tile: f32 tanh and sigmoid take the
 // vectorized activation (bit for bit the separate pass over the output); the rest, and f64,

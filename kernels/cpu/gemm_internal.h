@@ -17,6 +17,10 @@ namespace gl::kernels::cpu::detail {
 //   if last: v = act(v + bias[col])
 // The driver passes the caller's beta for the first k-block and 1 for the following ones;
 // only the last k-block applies the bias and the activation.
+// An in-place activation of an m x n block whose rows are ldc apart (vecmath's RowsMapF32).
+template <class T>
+using ActRows = void (*)(T* c, int64_t ldc, int64_t m, int64_t n);
+
 template <class T>
 struct TileEpilogue {
   T alpha;
@@ -31,7 +35,7 @@ struct TileEpilogue {
   // f32 tanh and sigmoid: the vectorized map (kernels/cpu/vecmath.h) applied to each finished
   // tile in place, so the output is bit for bit the map's over an epilogue-free product. Null:
   // the activation is evaluated per element (the functors).
-  void (*act_rows)(T* c, int64_t ldc, int64_t m, int64_t n) = nullptr;
+  ActRows<T> act_rows = nullptr;
 };
 
 template <class T>
