@@ -196,9 +196,8 @@ Tensor backward_from_derivative(const Tensor& grad, const Tensor& d) {
   Tensor out = Tensor::empty(g.shape(), DType::f32);
   const float *gp = g.data<float>(), *dp = dc.data<float>();
   float* op = out.data<float>();
-  in_chunks(g.numel(), [&](int64_t s, int64_t n) {
-    for (int64_t i = s; i < s + n; ++i) op[i] = gp[i] * dp[i];
-  });
+  in_chunks(g.numel(),
+            [&](int64_t s, int64_t n) { kernels::cpu::times_f32(gp + s, dp + s, op + s, n); });
   return out;
 }
 

@@ -28,14 +28,17 @@ void gelu_tanh_backward_f32(const float* g, const float* x, float* y, int64_t n)
 void gelu_and_derivative_f32(const float* x, float* y, float* d, int64_t n);
 void gelu_tanh_and_derivative_f32(const float* x, float* y, float* d, int64_t n);
 
-// Piecewise-linear and from-output activations: plain loops over the functors (vectorized by
-// the compiler, the same values as the functors bit for bit).
+// Piecewise-linear and from-output activations: plain loops over the functors, built for
+// AVX-512, AVX2 and the baseline (picked at load time) with no fused multiply-adds, so the same
+// values as the functors bit for bit on any CPU.
 void relu_f32(const float* x, float* y, int64_t n);
 // y = g where x > 0, else 0
 void relu_backward_f32(const float* g, const float* x, float* y, int64_t n);
 // y = g * (1 - t^2) with t = tanh(x), and y = g * s (1 - s) with s = sigmoid(x)
 void tanh_backward_from_y_f32(const float* g, const float* t, float* y, int64_t n);
 void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y, int64_t n);
+// y = a * b elementwise (the backward through a derivative kept from the forward: g * f'(x)).
+void times_f32(const float* a, const float* b, float* y, int64_t n);
 
 // In place over an m x n block whose rows are ldc floats apart: each row what tanh_f32 /
 // sigmoid_f32 give it, bit for bit. activation_rows_f32 returns the function for the current

@@ -138,6 +138,43 @@ TEST(Vecmath, SiluAndGeluTanhMatchTheF64Functors) {
   }
 }
 
+// ReLU, the from-output backwards and the plain product run the functors' own loops, built for
+// the CPU's widest vectors: every element bit for bit the scalar functor's, including signed
+// zeros, infinities, denormals and NaN (NaN only as NaN), over lengths with every tail.
+TEST(Vecmath, FunctorLoopsGiveTheFunctorsBits) {
+  std::vector<float> x = sweep(-30.f, 30.f, 4001), g = sweep(-3.f, 3.f, 4001);
+  for (float e : {1e-40f, -1e-40f, 3e-39f, std::numeric_limits<float>::max(),
+                  -std::numeric_limits<float>::max(), 0.999999f, -0.999999f, 1.f, -1.f}) {
+    x.push_back(e);
+    g.push_back(e);
+  }
+  // Values in (-1, 1) as tanh and sigmoid outputs, with many rounding cases of 1 - y^2.
+  std::vector<float> t(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) t[i] = std::tanh(x[i] / 7.f) * 0.999f;
+  auto same = [](float a, float b) {
+    return (std::isnan(a) && std::isnan(b)) || std::memcmp(&a, &b, sizeof a) == 0;
+  };
+  for (int64_t n : {int64_t(x.size()), int64_t(1), int64_t(15), int64_t(17), int64_t(33)}) {
+    std::vector<float> y(std::size_t(n), 7.f);
+    relu_f32(x.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(y[i], gl::fn::Relu{}(x[i]))) << x[i];
+    relu_backward_f32(g.data(), x.data(), y.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_TRUE(same(y[i], gl::fn::ReluBack{}(g[i], x[i]))) << g[i] << " " << x[i];
+    for (const std::vector<float>* out : {&t, &x}) {
+      const std::vector<float>& o = *out;
+      tanh_backward_from_y_f32(g.data(), o.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_TRUE(same(y[i], gl::fn::TanhBackFromY{}(g[i], o[i]))) << g[i] << " " << o[i];
+      sigmoid_backward_from_y_f32(g.data(), o.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_TRUE(same(y[i], gl::fn::SigmoidBackFromY{}(g[i], o[i]))) << g[i] << " " << o[i];
+      times_f32(g.data(), o.data(), y.data(), n);
+      for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(same(y[i], g[i] * o[i])) << g[i] << " " << o[i];
+    }
+  }
+}
+
 TEST(Vecmath, ScalarPathIsTheFunctorExactly) {
   vecmath_force_scalar(true);
   auto x = sweep(-10.f, 10.f, 101);
