@@ -238,27 +238,4 @@ RowsMapF32 activation_rows_f32(Activation act) {
   return nullptr;
 }
 
-// The functors' own loops, compiled for AVX-512, AVX2 and the baseline and picked at load time
-// (the baseline alone ran them 4 floats at a time). Each lane computes what the scalar functor
-// computes and nothing is contracted into a fused multiply-add: the same bits on any CPU.
-#define GL_FUNCTOR_CLONES \
-  __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
-GL_FUNCTOR_CLONES void relu_f32(const float* x, float* y, int64_t n) {
-  scalar_map(x, y, n, fn::Relu{});
-}
-GL_FUNCTOR_CLONES void relu_backward_f32(const float* g, const float* x, float* y, int64_t n) {
-  scalar_back(g, x, y, n, fn::ReluBack{});
-}
-GL_FUNCTOR_CLONES void tanh_backward_from_y_f32(const float* g, const float* t, float* y,
-                                                int64_t n) {
-  scalar_back(g, t, y, n, fn::TanhBackFromY{});
-}
-GL_FUNCTOR_CLONES void sigmoid_backward_from_y_f32(const float* g, const float* s, float* y,
-                                                   int64_t n) {
-  scalar_back(g, s, y, n, fn::SigmoidBackFromY{});
-}
-GL_FUNCTOR_CLONES void times_f32(const float* a, const float* b, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * b[i];
-}
-#undef GL_FUNCTOR_CLONES
 }  // namespace gl::kernels::cpu
