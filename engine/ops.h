@@ -84,6 +84,11 @@ Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, A
 // derivative path attaches nothing to the tape.
 std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKind a,
                                                    double leaky_slope = 0.01);
+// activate(x) written over x's own buffer, bit for bit activate's values, when x is a
+// contiguous f32 host tensor that records no gradient and the activation has a vectorized
+// kernel; otherwise activate(x). Either way x must not be read afterwards as the input (for a
+// caller that owns x alone: the fused step, whose backward reads only the output here).
+Tensor activate_in_place(const Tensor& x, ActivationKind a, double leaky_slope = 0.01);
 // grad * d elementwise (same shapes): the backward through such a derivative.
 Tensor backward_from_derivative(const Tensor& grad, const Tensor& d);
 // Whether activate_backward of `a` reads the input x (else only the output y: relu, tanh,

@@ -188,6 +188,19 @@ std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKi
   return forward_and_derivative(x, k);
 }
 
+Tensor activate_in_place(const Tensor& x, ActivationKind a, double slope) {
+  if (a == ActivationKind::identity) return x;
+  const F32Kernel k = visit_activation(
+      a, slope, [](auto, auto, const char*, Saved, F32Kernel fast, F32BackKernel, F32DerivKernel) {
+        return fast;
+      });
+  if (k == nullptr || !fast_f32(x) || !x.is_contiguous() || needs_grad({&x}))
+    return activate(x, a, slope);
+  float* p = x.data<float>();
+  in_chunks(x.numel(), [&](int64_t s, int64_t n) { k(p + s, p + s, n); });
+  return x;
+}
+
 Tensor backward_from_derivative(const Tensor& grad, const Tensor& d) {
   GL_CHECK(grad.shape() == d.shape(), "backward_from_derivative: gradient {} and derivative {}",
            grad.str(), d.str());

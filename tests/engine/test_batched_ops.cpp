@@ -61,6 +61,42 @@ TEST(BatchedOps, LinearActivationEqualsLinearThenActivate) {
             std::string::npos);
 }
 
+// activate_in_place gives activate's bits, over x's own buffer where it may (contiguous f32 on
+// the host, no gradient, a vectorized kernel) and as a new tensor otherwise, leaving x as it was.
+TEST(BatchedOps, ActivateInPlaceEqualsActivate) {
+  Generator g(9);
+  for (DType dt : {DType::f32, DType::f64}) {
+    for (ActivationKind a : {ActivationKind::identity, ActivationKind::relu, ActivationKind::tanh,
+                             ActivationKind::sigmoid, ActivationKind::gelu,
+                             ActivationKind::leaky_relu, ActivationKind::silu}) {
+      for (bool transposed : {false, true}) {
+        NoGrad ng;
+        const Tensor src = mul(Tensor::randn({37, 45}, g, dt), 3.0);
+        const Tensor x = transposed ? src.t() : src.clone();
+        const Tensor want = activate(x, a, 0.1);
+        const Tensor before = x.clone();
+        const void* buffer = x.raw_data();
+        const Tensor got = activate_in_place(x, a, 0.1);
+        EXPECT_TRUE(same_bits(got, want)) << activation_name(a) << " transposed=" << transposed;
+        const bool in_place = a == ActivationKind::identity ||
+                              (dt == DType::f32 && !transposed && a != ActivationKind::leaky_relu);
+        EXPECT_EQ(got.raw_data() == buffer, in_place) << activation_name(a);
+        if (!in_place) {
+          EXPECT_TRUE(same_bits(x, before)) << activation_name(a);
+        }
+      }
+    }
+  }
+  // An input that records a gradient keeps its values and gets the tape's op.
+  Tensor x = Tensor::randn({4, 5}, g).requires_grad_(true);
+  const Tensor before = x.detach().clone();
+  Tensor y = activate_in_place(x, ActivationKind::tanh);
+  EXPECT_NE(y.raw_data(), x.raw_data());
+  EXPECT_TRUE(same_bits(x.detach(), before));
+  sum(y).backward();
+  EXPECT_TRUE(x.grad().defined());
+}
+
 TEST(BatchedOps, LinearAndMatmulEqualTheOpsOneByOne) {
   Generator g(11);
   const int saved = omp_get_max_threads();
