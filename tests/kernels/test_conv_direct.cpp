@@ -33,6 +33,8 @@ const std::vector<Shape> kShapes = {
     {64, 1, 28, 28, 32, 3, 1},  // the default CNN's first layer
     {3, 3, 32, 32, 6, 3, 1},    // CIFAR-like, oc not a whole block of 8
     {2, 2, 9, 37, 5, 3, 0},     // widths ending mid-vector, one odd output channel
+    {3, 2, 9, 37, 5, 3, 1},     // the same with "same" padding: planes ending mid-vector
+    {2, 3, 13, 6, 4, 5, 2},     // "same" 5x5: 75 taps, groups of 9 and a last of 3
     {2, 4, 11, 20, 3, 5, 2},    // 5x5
     {1, 1, 5, 5, 1, 5, 0},      // a single output
 };
