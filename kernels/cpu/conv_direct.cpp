@@ -337,14 +337,12 @@ bool flat_weight_grad_applies(const ConvGeometry& g) {
   return g.kh == g.kw && g.pad_h == (g.kh - 1) / 2 && g.pad_w == (g.kw - 1) / 2 && g.kh % 2 == 1;
 }
 
-// One image's contribution for output channels a and b (b unused unless `two`) and the G taps of
-// col (planes of pstride floats, vectors beyond P zero): the accumulators acc[2][G] (vectors) are
-// loaded and stored back; sa / sb (when non-null) get the planes' sums.
-// One image's contribution for output channels a and b (b's plane read but its sums unused unless
-// `two`) and the G taps of col (planes of pstride floats, zero past P): the accumulators
-// acc_mem[2][G] (vectors) are loaded and stored back; sums (when not null) gets the two planes'
-// sums added. `ahead` is what the next call reads (its two planes), fetched one plane pass ahead:
-// streams of a few KB are too short for the hardware prefetchers.
+// One image's contribution for output channels a and b (for an odd last channel the caller
+// passes a's plane twice and keeps only a's sums) and the G taps of col (planes of pstride
+// floats, zero past P): the accumulators acc_mem[2][G] (vectors) are loaded and stored back;
+// sums (when not null) gets the two planes' sums added. `ahead` is what the next call reads (its
+// two planes), fetched one plane pass ahead: streams of a few KB are too short for the hardware
+// prefetchers.
 template <int G>
 GL_AVX512_KERNEL void flat_pair(const float* col, int64_t pstride, int64_t P, const float* da,
                                 const float* db, const float* ahead, float* acc_mem, double* sums) {
