@@ -33,6 +33,11 @@ def main():
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     torches = [json.load(open(t)) for t in a.torch]
+    for name, t in zip(a.torch[1:], torches[1:]):
+        for k in ("dataset", "epochs", "steps", "width", "batch", "inits"):
+            if t.get(k) != torches[0].get(k):
+                ap.error(f"--torch {name}: {k} is {t.get(k)!r}, but {torches[0].get(k)!r} in "
+                         f"{a.torch[0]}: the estimates must be of the same grid")
     rows = list(csv.DictReader(open(os.path.join(a.sweep, "summary.csv"))))
     per = {}
     for r in rows:

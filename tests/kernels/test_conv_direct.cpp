@@ -1,5 +1,6 @@
 // The direct AVX-512 convolution for few input channels (kernels/cpu/conv_direct.h) against the
-// 7-loop reference and the f64 im2col path: forward, weight and bias gradients, for 1 to 4
+// 7-loop reference and the f64 im2col path: forward, weight and bias gradients (the weight
+// gradient's flat kernel for "same" padding and its row kernel for the others), for 1 to 4
 // input channels, 3x3 and 5x5 kernels, paddings, widths that end mid-vector and output
 // channel counts that are not whole blocks. Results must not depend on the thread count.
 #include <gtest/gtest.h>
