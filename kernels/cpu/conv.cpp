@@ -1,7 +1,7 @@
 // conv.cpp: convolution and pooling on NCHW arrays (kernels/cpu/conv.h).
 //
 // By default (ConvAlgo::automatic) f32 convolutions take the fastest lowering measured for
-// their shape: Winograd F(4x4, 3x3) or F(2x2, 3x3) (winograd.cpp) for 3x3 stride-1 layers with
+// their shape: Winograd F(m x m, 3x3), m = 2, 3 or 4 (winograd.cpp) for 3x3 stride-1 layers with
 // at least 16 channels on both sides, the direct AVX-512 kernels (conv_direct.cpp) for layers
 // with at most 4 input channels; everything else, and all f64 work (gradcheck), lowers to
 // im2col:

@@ -1,4 +1,5 @@
-// winograd.cpp: Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (kernels/cpu/winograd.h).
+// winograd.cpp: Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) convolution
+// (kernels/cpu/winograd.h).
 //
 // Lavin & Gray's minimal filtering algorithm: an m x m block of outputs of a 3x3 correlation is
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A
@@ -187,9 +188,9 @@ void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, in
   }
 }
 
-// The tile transforms: per tile size, the 1-D transforms (traits F2, F4, on scalars or vectors);
-// over channels, vectors of lanes (ScalarLanes, Avx2Lanes, Avx512Lanes); the loops over tiles in
-// winograd_tiles.inc, built once per instruction set and picked at run time.
+// The tile transforms: per tile size, the 1-D transforms (traits F2, F3, F4, on scalars or
+// vectors); over channels, vectors of lanes (ScalarLanes, Avx2Lanes, Avx512Lanes); the loops over
+// tiles in winograd_tiles.inc, built once per instruction set and picked at run time.
 #define GL_TILE_FN inline __attribute__((always_inline))
 
 // F(2x2, 3x3): 2x2 outputs from 4x4 inputs, 16 products. The 1-D transforms: in1d = B^T d,
@@ -227,6 +228,50 @@ struct F2 {
     w[0] = s[0] + 0.5f * (s[1] + s[2]);
     w[1] = 0.5f * (s[1] - s[2]);
     w[2] = 0.5f * (s[1] + s[2]) + s[3];
+  }
+};
+
+// F(3x3, 3x3): 3x3 outputs from 5x5 inputs, 25 products (points 0, 1, -1, 2 and infinity): 2.78
+// per output against F(2x2)'s 4, with transforms scaling by at most 4.
+struct F3 {
+  static constexpr int m = 3, a = 5, T = 25;
+  template <class V>
+  GL_TILE_FN static void in1d(const V* d, V* r) {
+    r[0] = 2.0f * (d[0] - d[2]) + (d[3] - d[1]);
+    r[1] = (d[3] - d[2]) - 2.0f * d[1];
+    r[2] = 2.0f * (d[1] - d[2]) + (d[3] - d[2]);
+    r[3] = d[3] - d[1];
+    r[4] = 2.0f * (d[1] - d[3]) + (d[4] - d[2]);
+  }
+  template <class V>
+  GL_TILE_FN static void out1d(const V* t, V* o) {
+    const V p12 = t[1] + t[2];
+    o[0] = t[0] + p12 + t[3];
+    o[1] = (t[1] - t[2]) + 2.0f * t[3];
+    o[2] = p12 + 4.0f * t[3] + t[4];
+  }
+  template <class V>
+  GL_TILE_FN static void grad1d(const V* u, V* z) {
+    const V e = u[0] + u[2];
+    z[0] = u[0];
+    z[1] = e + u[1];
+    z[2] = e - u[1];
+    z[3] = u[0] + 2.0f * u[1] + 4.0f * u[2];
+    z[4] = u[2];
+  }
+  template <class V>
+  GL_TILE_FN static void filt1d(const V* g, V* f) {
+    f[0] = 0.5f * g[0];
+    f[1] = -0.5f * (g[0] + g[1] + g[2]);
+    f[2] = (1.0f / 6) * (g[1] - g[0] - g[2]);
+    f[3] = (1.0f / 6) * g[0] + (1.0f / 3) * g[1] + (2.0f / 3) * g[2];
+    f[4] = g[2];
+  }
+  template <class V>
+  GL_TILE_FN static void wgt1d(const V* s, V* w) {
+    w[0] = 0.5f * (s[0] - s[1]) + (1.0f / 6) * (s[3] - s[2]);
+    w[1] = -0.5f * s[1] + (1.0f / 6) * s[2] + (1.0f / 3) * s[3];
+    w[2] = -0.5f * s[1] - (1.0f / 6) * s[2] + (2.0f / 3) * s[3] + s[4];
   }
 };
 
@@ -633,21 +678,26 @@ bool winograd_preferred(const ConvGeometry& g) {
 int winograd_tile(const ConvGeometry& g) {
   const int forced = g_tile.load(std::memory_order_relaxed);
   if (forced != 0) return forced;
-  // F(4x4) takes 36 products per 4x4 tile against F(2x2)'s 16 per 2x2: 0.5625 of them where the
-  // output divides into 4x4 tiles, more where it does not (14 x 14: 0.73, one 2x2 tile: 2.25).
-  // Measured side by side with bench_conv --winograd-tile (bench/results/conv_algos.md): F(4x4)
-  // faster or equal at 0.5625 on every shape; on 14 x 14 (32 -> 64 channels) a tie over 28
-  // alternating pairs (F(4x4) / F(2x2) time from 0.87 to 1.15, medians 0.93 and 1.03 in two
-  // sessions), where F(2x2) keeps the smaller rounding error.
-  const int64_t f4 = (g.out_h() + 3) / 4 * ((g.out_w() + 3) / 4) * 36;
-  const int64_t f2 = (g.out_h() + 1) / 2 * ((g.out_w() + 1) / 2) * 16;
-  return f4 * 10 <= f2 * 7 ? 4 : 2;
+  // The fewest products weighted by what each costs beside its GEMM share: the transforms per
+  // product grow with the tile (F(4x4)'s scale by up to 8), so F(2x2) 1, F(3x3) 1.12, F(4x4) 1.25.
+  // Where the output divides into 4x4 tiles F(4x4) needs 0.5625 of F(2x2)'s products and was
+  // faster or equal on every shape measured (bench/results/conv_algos.md); on 14 x 14 (32 -> 64
+  // channels: 784, 625 and 576 products per image) F(3x3) and F(4x4) ran 0.967 and 0.959 of
+  // F(2x2)'s time, F(3x3) / F(4x4) 0.976 (medians of 14 rotations, cnn_cpu.md), and F(3x3)
+  // keeps the smaller rounding error.
+  auto products = [&](int64_t m) {
+    const int64_t a = m + 2;
+    return (g.out_h() + m - 1) / m * ((g.out_w() + m - 1) / m) * a * a;
+  };
+  const double f2 = double(products(2)), f3 = 1.12 * double(products(3)),
+               f4 = 1.25 * double(products(4));
+  return f4 < f3 && f4 < f2 ? 4 : f3 < f2 ? 3 : 2;
 }
 
 void set_winograd_tile(int m) {
-  if (m != 0 && m != 2 && m != 4)
-    throw std::invalid_argument("set_winograd_tile: the tile must be 2, 4 or 0 (automatic), not " +
-                                std::to_string(m));
+  if (m != 0 && (m < 2 || m > 4))
+    throw std::invalid_argument(
+        "set_winograd_tile: the tile must be 2, 3, 4 or 0 (automatic), not " + std::to_string(m));
   g_tile.store(m, std::memory_order_relaxed);
 }
 
@@ -679,16 +729,22 @@ void backward_impl(const ConvGeometry& g, const float* x, const float* w, const 
 
 void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
                              const float* bias, float* out) {
-  if (winograd_tile(g) == 4)
+  const int tile = winograd_tile(g);
+  if (tile == 4)
     forward_impl<F4>(g, x, w, bias, out);
+  else if (tile == 3)
+    forward_impl<F3>(g, x, w, bias, out);
   else
     forward_impl<F2>(g, x, w, bias, out);
 }
 
 void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
                               const float* dy, float* dx, float* dw, float* db) {
-  if (winograd_tile(g) == 4)
+  const int tile = winograd_tile(g);
+  if (tile == 4)
     backward_impl<F4>(g, x, w, dy, dx, dw, db);
+  else if (tile == 3)
+    backward_impl<F3>(g, x, w, dy, dx, dw, db);
   else
     backward_impl<F2>(g, x, w, dy, dx, dw, db);
 }

@@ -1,4 +1,4 @@
-// winograd.h: Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution on the CPU, f32
+// winograd.h: Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) convolution on the CPU, f32
 // (kernels/cpu/winograd.cpp). conv2d_forward/backward (conv.h) route here for the shapes where it
 // is the faster lowering.
 #pragma once
@@ -12,10 +12,11 @@ bool winograd_applies(const ConvGeometry& g);
 // bench/bench_conv --algo).
 bool winograd_preferred(const ConvGeometry& g);
 
-// The output tile edge m of F(m x m, 3 x 3) for g: 4 (36 products per 16 outputs) or 2 (16 per
-// 4, smaller rounding errors).
+// The output tile edge m of F(m x m, 3 x 3) for g: 4 (36 products per 16 outputs), 3 (25 per 9)
+// or 2 (16 per 4, the smallest rounding errors), whichever needs the fewest products weighted
+// by the transforms' cost.
 int winograd_tile(const ConvGeometry& g);
-// Forces the tile (2 or 4) for later calls, or 0 for winograd_tile's own choice (tests, and
+// Forces the tile (2, 3 or 4) for later calls, or 0 for winograd_tile's own choice (tests, and
 // bench_conv --winograd-tile); anything else throws std::invalid_argument.
 void set_winograd_tile(int m);
 

@@ -1,8 +1,8 @@
-// Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution (kernels/cpu/winograd.h) against the f64
-// im2col path and the 7-loop reference: forward, input gradient, weight gradient and bias
+// Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) convolution (kernels/cpu/winograd.h) against
+// the f64 im2col path and the 7-loop reference: forward, input gradient, weight gradient and bias
 // gradient, over odd and even sizes, paddings 0 to 2, channel counts that are not multiples of
 // the vector width, images large enough to be cut into bands of tile rows, and batches whose
-// chunks start and end inside images. Every instruction set, both tile sizes. Results must not
+// chunks start and end inside images. Every instruction set, every tile size. Results must not
 // depend on the thread count.
 #include <gtest/gtest.h>
 
@@ -72,7 +72,7 @@ TEST(Winograd, AppliesOnlyToThreeByThreeStrideOneUngrouped) {
 }
 
 // Runs f(isa, tile) under every instruction set this CPU has (the transforms have AVX-512, AVX2
-// and plain builds) and both tile sizes, restoring automatic selection.
+// and plain builds) and every tile size, restoring automatic selection.
 void for_each_isa(const std::function<void(const char*, int)>& f) {
   for (const char* isa : {"avx512", "avx2", "scalar"}) {
     try {
@@ -80,7 +80,7 @@ void for_each_isa(const std::function<void(const char*, int)>& f) {
     } catch (const std::invalid_argument&) {
       continue;
     }
-    for (int tile : {2, 4}) {
+    for (int tile : {2, 3, 4}) {
       set_winograd_tile(tile);
       f(isa, tile);
     }
@@ -89,10 +89,10 @@ void for_each_isa(const std::function<void(const char*, int)>& f) {
   set_isa("auto");
 }
 
-// F(4x4)'s transforms scale by up to 5 and 8 before the products and back: a few times F(2x2)'s
-// rounding error (both far below what training notices).
+// F(4x4)'s transforms scale by up to 5 and 8 before the products and back, F(3x3)'s by up to 4:
+// a few times F(2x2)'s rounding error (all far below what training notices).
 double tolerance(int tile) {
-  return tile == 4 ? 2e-5 : 2e-6;
+  return tile == 4 ? 2e-5 : tile == 3 ? 1e-5 : 2e-6;
 }
 
 TEST(Winograd, ForwardMatchesTheSevenLoopReference) {
@@ -160,7 +160,7 @@ TEST(Winograd, AnEmptyBatchGivesZeroGradients) {
 }
 
 TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
-  for (int tile : {2, 4}) {
+  for (int tile : {2, 3, 4}) {
     set_winograd_tile(tile);
     std::mt19937 rng(3);
     const ConvGeometry g = geometry({37, 24, 14, 14, 40, 1, 1});
@@ -182,17 +182,20 @@ TEST(Winograd, ResultsDoNotDependOnTheThreadCount) {
 }
 
 TEST(Winograd, TileChoice) {
-  // F(4x4) where it needs at most 0.7 of F(2x2)'s products: outputs that divide into 4x4
-  // tiles (0.5625), not 14 x 14 (0.73) nor a single 2x2 tile (2.25).
+  // The fewest products weighted 1, 1.12 and 1.25 for F(2x2), F(3x3) and F(4x4): F(4x4) where
+  // the output divides into 4x4 tiles (0.5625 of F(2x2)'s products), F(3x3) on 14 x 14 (0.80,
+  // F(4x4) 0.73) and 9 x 9 (0.56, F(4x4) 0.81), F(2x2) for a single 2x2 tile.
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 4);
   EXPECT_EQ(winograd_tile(geometry({64, 64, 7, 7, 64, 1, 1})), 4);
-  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 2);
+  EXPECT_EQ(winograd_tile(geometry({64, 32, 14, 14, 64, 1, 1})), 3);
+  EXPECT_EQ(winograd_tile(geometry({8, 16, 9, 9, 16, 1, 1})), 3);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 12, 12, 16, 1, 1})), 4);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 2, 2, 16, 1, 1})), 2);
   EXPECT_EQ(winograd_tile(geometry({8, 16, 4, 4, 16, 0, 0})), 2);
   set_winograd_tile(2);
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 2);
   set_winograd_tile(0);
-  EXPECT_THROW(set_winograd_tile(3), std::invalid_argument);
+  EXPECT_THROW(set_winograd_tile(5), std::invalid_argument);
+  EXPECT_THROW(set_winograd_tile(1), std::invalid_argument);
   EXPECT_EQ(winograd_tile(geometry({64, 32, 16, 16, 64, 1, 1})), 4);
 }
