@@ -63,9 +63,11 @@ struct Plan {
   int64_t th() const { return (oh + m - 1) / m; }
   int64_t tw() const { return (ow + m - 1) / m; }
   // Chunks of consecutive tile rows (image after image, cut into one band per image), each
-  // at most max(tiles budget, one tile row) tiles, and where possible a multiple of the GEMM's
-  // tile rows (tiles are the rows of the forward's GEMMs). Depends only on the geometry and the
-  // instruction set, never on the thread count.
+  // about max(tiles budget, one tile row) tiles, and where possible a multiple of the GEMM's
+  // tile rows (tiles are the rows of the forward's GEMMs): the nearest such count below the
+  // budget, or up to a quarter above it (F(3x3) on 14x14: 70 tiles, not 65; 1.5-4% faster,
+  // bench/results/cnn_cpu.md). Depends only on the geometry and the instruction set, never on
+  // the thread count.
   std::vector<std::vector<Band>> chunks() const {
     const int64_t budget = std::max<int64_t>(tw(), kChunkFloats / (T() * (in + out)));
     int64_t rows = std::max<int64_t>(1, budget / tw());
@@ -73,6 +75,9 @@ struct Plan {
     for (int64_t r = rows; r >= 1; --r)
       if (r * tw() % mr == 0) {
         rows = r;
+        break;
+      } else if ((rows + (rows - r)) * tw() % mr == 0 && (rows - r) * 4 <= rows) {
+        rows = rows + (rows - r);
         break;
       }
     std::vector<std::vector<Band>> cs;
