@@ -72,14 +72,16 @@ struct Plan {
     const int64_t budget = std::max<int64_t>(tw(), kChunkFloats / (T() * (in + out)));
     int64_t rows = std::max<int64_t>(1, budget / tw());
     const int64_t mr = sgemm_tile_rows();
-    for (int64_t r = rows; r >= 1; --r)
-      if (r * tw() % mr == 0) {
-        rows = r;
-        break;
-      } else if ((rows + (rows - r)) * tw() % mr == 0 && (rows - r) * 4 <= rows) {
-        rows = rows + (rows - r);
+    for (int64_t d = 0; d < rows; ++d) {  // nearest first, below before above
+      if ((rows - d) * tw() % mr == 0) {
+        rows -= d;
         break;
       }
+      if (4 * d <= rows && (rows + d) * tw() % mr == 0) {
+        rows += d;
+        break;
+      }
+    }
     std::vector<std::vector<Band>> cs;
     const int64_t total = n * th();
     for (int64_t g = 0; g < total; g += rows) {
