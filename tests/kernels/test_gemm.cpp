@@ -257,6 +257,105 @@ TEST_P(GemmIsa, TrainingShapesOneAndTwoThreadsAgree) {
   omp_set_num_threads(saved);
 }
 
+// An all-zero operand (-0 entries too) against a finite one skips the product and runs the
+// epilogue alone. Oracle: the full product, taken where the same operand has one nonzero line
+// (row 0 of op(A), or column 0 of op(B)), so that call multiplies; every other row (column) of
+// its C is a product of zeros by the kernels' arithmetic and must match the skipped call bit for
+// bit, sign of zero included (alpha = -1 turns the +0 accumulators into -0), over several
+// k-blocks (K = 600) and with beta, bias and activations. An infinity or a NaN opposite the
+// zeros must keep the product: 0 * inf is NaN.
+template <class T>
+void zero_operand_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, T beta,
+                       bool with_bias, Activation act, bool zero_a, const std::string& isa) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<double> dist(-1.0, 1.0);
+  const int64_t lda = ta ? M : K, ldb = tb ? K : N;
+  std::vector<T> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
+      C0(static_cast<size_t>(M * N)), bias(static_cast<size_t>(N));
+  auto a_at = [&](int64_t i, int64_t k) -> T& { return ta ? A[k * lda + i] : A[i * lda + k]; };
+  auto b_at = [&](int64_t k, int64_t j) -> T& { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) a_at(i, k) = T(dist(rng));
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < N; ++j) b_at(k, j) = T(dist(rng));
+  for (auto& v : bias) v = T(dist(rng));
+  for (size_t i = 0; i < C0.size(); ++i) C0[i] = i % 7 == 0 ? T(-0.0) : T(dist(rng));
+  // The zero operand: +0 and -0, except its first line in the oracle's copy.
+  std::vector<T>& Z = zero_a ? A : B;
+  for (size_t i = 0; i < Z.size(); ++i) Z[i] = i % 3 == 0 ? T(-0.0) : T(0);
+  std::vector<T> Aline = A, Bline = B;
+  std::swap(A, Aline);  // fill the line through the accessors, then swap back
+  std::swap(B, Bline);
+  if (zero_a)
+    for (int64_t k = 0; k < K; ++k) a_at(0, k) = T(dist(rng));
+  else
+    for (int64_t k = 0; k < K; ++k) b_at(k, 0) = T(dist(rng));
+  std::swap(A, Aline);
+  std::swap(B, Bline);
+  const Epilogue ep{with_bias ? bias.data() : nullptr, act};
+  std::vector<T> skipped = C0, full = C0;
+  Ops<T>::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, skipped.data(), N, ep);
+  Ops<T>::gemm(ta, tb, M, N, K, alpha, Aline.data(), lda, Bline.data(), ldb, beta, full.data(), N,
+               ep);
+  int64_t differ = 0, compared = 0;
+  for (int64_t i = zero_a ? 1 : 0; i < M; ++i)
+    for (int64_t j = zero_a ? 0 : 1; j < N; ++j, ++compared)
+      differ += std::memcmp(&skipped[size_t(i * N + j)], &full[size_t(i * N + j)], sizeof(T)) != 0;
+  EXPECT_GT(compared, 0);
+  EXPECT_EQ(differ, 0) << "isa=" << isa << " ta=" << ta << " tb=" << tb << " M=" << M << " N=" << N
+                       << " K=" << K << " alpha=" << alpha << " beta=" << beta
+                       << " bias=" << with_bias << " act=" << int(act) << " zero_a=" << zero_a;
+  // An infinity (then a NaN) in the other operand at depth k = 1, in row 2 of op(A) or column 3
+  // of op(B): that line of C is NaN (0 * inf), everything else as before.
+  for (T bad : {std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()}) {
+    std::vector<T> A2 = A, B2 = B, C2 = C0;
+    std::swap(A, A2);
+    std::swap(B, B2);
+    if (zero_a)
+      b_at(1, 3) = bad;
+    else
+      a_at(2, 1) = bad;
+    std::swap(A, A2);
+    std::swap(B, B2);
+    Ops<T>::gemm(ta, tb, M, N, K, alpha, A2.data(), lda, B2.data(), ldb, beta, C2.data(), N, ep);
+    int64_t nan_line = 0, other_differ = 0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        const bool on_line = zero_a ? j == 3 : i == 2;
+        const T v = C2[size_t(i * N + j)];
+        if (on_line)
+          nan_line += std::isnan(v) || act == Activation::relu;  // relu may map NaN to 0
+        else
+          other_differ += std::memcmp(&v, &skipped[size_t(i * N + j)], sizeof(T)) != 0;
+      }
+    EXPECT_EQ(nan_line, zero_a ? M : N) << "isa=" << isa << " zero_a=" << zero_a;
+    EXPECT_EQ(other_differ, 0) << "isa=" << isa << " zero_a=" << zero_a;
+  }
+}
+
+TEST_P(GemmIsa, ZeroOperandSkipsTheProductBitForBit) {
+  struct Shape {
+    bool ta, tb;
+    int64_t M, N, K;
+  };
+  const Shape shapes[] = {{false, true, 128, 128, 128},
+                          {true, false, 37, 45, 600},
+                          {false, false, 30, 70, 5},
+                          {true, true, 16, 40, 300}};
+  for (const Shape& s : shapes)
+    for (bool zero_a : {true, false})
+      for (int variant = 0; variant < 4; ++variant) {
+        const float alpha = variant % 2 ? -1.f : 1.f, beta = variant / 2 ? 0.5f : 0.f;
+        const Activation act = variant == 1   ? Activation::relu
+                               : variant == 2 ? Activation::tanh
+                                              : Activation::none;
+        zero_operand_case<float>(s.ta, s.tb, s.M, s.N, s.K, alpha, beta, variant >= 2, act, zero_a,
+                                 GetParam());
+        zero_operand_case<double>(s.ta, s.tb, s.M, s.N, s.K, double(alpha), double(beta),
+                                  variant == 1, Activation::none, zero_a, GetParam());
+      }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllRunnable, GemmIsa, ::testing::ValuesIn(runnable_isas()),
                          [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
