@@ -499,12 +499,16 @@ void gemm_no_product(int64_t M, int64_t N, T beta, T* C, int64_t ldc, const T* b
   if (rows) rows(C, ldc, M, N);
 }
 
+// An element's bits, for the scans below.
+template <class T>
+using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+
 // Whether every element of the rows x cols block at X (row stride ld) is +0 or -0. Stops at
 // the first nonzero chunk, so a dense operand costs a few loads.
 template <class T>
 inline __attribute__((always_inline)) bool all_zero_impl(const T* X, int64_t rows, int64_t cols,
                                                          int64_t ld) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  using U = Bits<T>;
   constexpr int64_t kChunk = 64;
   for (int64_t i = 0; i < rows; ++i) {
     const T* x = X + i * ld;
@@ -526,7 +530,7 @@ inline __attribute__((always_inline)) bool all_zero_impl(const T* X, int64_t row
 template <class T>
 inline __attribute__((always_inline)) bool all_finite_impl(const T* X, int64_t rows, int64_t cols,
                                                            int64_t ld) {
-  using U = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  using U = Bits<T>;
   constexpr U kExp = sizeof(T) == 4 ? U(0x7f800000u) : U(0x7ff0000000000000ull);
   for (int64_t i = 0; i < rows; ++i) {
     const T* x = X + i * ld;
@@ -569,7 +573,7 @@ bool zero_product(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A,
   // Dense operands mostly start with a nonzero: decided here, with no call (the Winograd
   // convolution makes hundreds of small GEMM calls per layer).
   auto starts_nonzero = [](const T* X) {
-    std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t> u;
+    Bits<T> u;
     std::memcpy(&u, X, sizeof(T));
     return (u << 1) != 0;
   };

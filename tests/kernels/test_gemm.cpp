@@ -272,26 +272,27 @@ void zero_operand_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alph
   const int64_t lda = ta ? M : K, ldb = tb ? K : N;
   std::vector<T> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
       C0(static_cast<size_t>(M * N)), bias(static_cast<size_t>(N));
-  auto a_at = [&](int64_t i, int64_t k) -> T& { return ta ? A[k * lda + i] : A[i * lda + k]; };
-  auto b_at = [&](int64_t k, int64_t j) -> T& { return tb ? B[j * ldb + k] : B[k * ldb + j]; };
+  // Element (i, k) of op(A) and (k, j) of op(B) in a matrix stored as A or B.
+  auto a_at = [&](std::vector<T>& a, int64_t i, int64_t k) -> T& {
+    return ta ? a[size_t(k * lda + i)] : a[size_t(i * lda + k)];
+  };
+  auto b_at = [&](std::vector<T>& b, int64_t k, int64_t j) -> T& {
+    return tb ? b[size_t(j * ldb + k)] : b[size_t(k * ldb + j)];
+  };
   for (int64_t i = 0; i < M; ++i)
-    for (int64_t k = 0; k < K; ++k) a_at(i, k) = T(dist(rng));
+    for (int64_t k = 0; k < K; ++k) a_at(A, i, k) = T(dist(rng));
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t j = 0; j < N; ++j) b_at(k, j) = T(dist(rng));
+    for (int64_t j = 0; j < N; ++j) b_at(B, k, j) = T(dist(rng));
   for (auto& v : bias) v = T(dist(rng));
   for (size_t i = 0; i < C0.size(); ++i) C0[i] = i % 7 == 0 ? T(-0.0) : T(dist(rng));
   // The zero operand: +0 and -0, except its first line in the oracle's copy.
   std::vector<T>& Z = zero_a ? A : B;
   for (size_t i = 0; i < Z.size(); ++i) Z[i] = i % 3 == 0 ? T(-0.0) : T(0);
   std::vector<T> Aline = A, Bline = B;
-  std::swap(A, Aline);  // fill the line through the accessors, then swap back
-  std::swap(B, Bline);
   if (zero_a)
-    for (int64_t k = 0; k < K; ++k) a_at(0, k) = T(dist(rng));
+    for (int64_t k = 0; k < K; ++k) a_at(Aline, 0, k) = T(dist(rng));
   else
-    for (int64_t k = 0; k < K; ++k) b_at(k, 0) = T(dist(rng));
-  std::swap(A, Aline);
-  std::swap(B, Bline);
+    for (int64_t k = 0; k < K; ++k) b_at(Bline, k, 0) = T(dist(rng));
   const Epilogue ep{with_bias ? bias.data() : nullptr, act};
   std::vector<T> skipped = C0, full = C0;
   Ops<T>::gemm(ta, tb, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, skipped.data(), N, ep);
@@ -309,14 +310,10 @@ void zero_operand_case(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alph
   // of op(B): that line of C is NaN (0 * inf), everything else as before.
   for (T bad : {std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN()}) {
     std::vector<T> A2 = A, B2 = B, C2 = C0;
-    std::swap(A, A2);
-    std::swap(B, B2);
     if (zero_a)
-      b_at(1, 3) = bad;
+      b_at(B2, 1, 3) = bad;
     else
-      a_at(2, 1) = bad;
-    std::swap(A, A2);
-    std::swap(B, B2);
+      a_at(A2, 2, 1) = bad;
     Ops<T>::gemm(ta, tb, M, N, K, alpha, A2.data(), lda, B2.data(), ldb, beta, C2.data(), N, ep);
     int64_t nan_line = 0, other_differ = 0;
     for (int64_t i = 0; i < M; ++i)
