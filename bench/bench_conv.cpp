@@ -80,7 +80,7 @@ int main(int argc, char** argv) {
       std::printf(
           "usage: bench_conv [--threads T] [--repeats R] [--algo "
           "automatic|per_image|batched|winograd|direct]\n"
-          "                  [--winograd-tile 0|2|3|4]\n"
+          "                  [--winograd-tile 0|2|3|4|5]\n"
           "                  N,C,H,W,OC,K,PAD,NEEDS_DX ...\n");
       return 0;
     } else

@@ -1,4 +1,4 @@
-// winograd.cpp: Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) convolution
+// winograd.cpp: Winograd F(2x2, 3x3) to F(5x5, 3x3) convolution
 // (kernels/cpu/winograd.h).
 //
 // Lavin & Gray's minimal filtering algorithm: an m x m block of outputs of a 3x3 correlation is
@@ -195,7 +195,7 @@ void fill_hwc(const float* src, int64_t ch, int64_t h, int64_t w, int64_t y0, in
   }
 }
 
-// The tile transforms: per tile size, the 1-D transforms (traits F2, F3, F4, on scalars or
+// The tile transforms: per tile size, the 1-D transforms (traits F2 to F5, on scalars or
 // vectors); over channels, vectors of lanes (ScalarLanes, Avx2Lanes, Avx512Lanes); the loops over
 // tiles in winograd_tiles.inc, built once per instruction set and picked at run time.
 #define GL_TILE_FN inline __attribute__((always_inline))
@@ -329,6 +329,72 @@ struct F4 {
     w[0] = 0.25f * s[0] - (1.0f / 6) * (s[1] + s[2]) + (1.0f / 24) * (s[3] + s[4]);
     w[1] = (1.0f / 6) * (s[2] - s[1]) + (1.0f / 12) * (s[3] - s[4]);
     w[2] = (1.0f / 6) * ((s[3] + s[4]) - (s[1] + s[2])) + s[5];
+  }
+};
+
+// F(5x5, 3x3): 5x5 outputs from 7x7 inputs, 49 products (points 0, 1, -1, 2, -2, 1/2 and
+// infinity): 1.96 per output. On 14 x 14 its 3 x 3 tiles need 441 products per image against
+// F(3x3)'s 625 and F(4x4)'s 576. The rows of B^T for the points +-1 and +-2 are scaled by 2 (and
+// G's by 1/2), which lets each pair share its even and odd parts. Rounding error about 1.6 times
+// F(4x4)'s.
+struct F5 {
+  static constexpr int m = 5, a = 7, T = 49;
+  template <class V>
+  GL_TILE_FN static void in1d(const V* d, V* r) {
+    // h(x, y, z) = 4 x - 5 y + z over every other input; p and q over four consecutive ones.
+    const V h0 = (4.0f * d[0] - 5.0f * d[2]) + d[4], h1 = (4.0f * d[1] - 5.0f * d[3]) + d[5];
+    const V h2 = (4.0f * d[2] - 5.0f * d[4]) + d[6];
+    const V s1 = (4.0f * d[2] - 8.0f * d[3]) + (2.0f * d[5] - d[4]);
+    const V o1 = (4.0f * d[1] - 8.0f * d[2]) + (2.0f * d[4] - d[3]);
+    const V s2 = (d[2] - 2.0f * d[3]) + (2.0f * d[5] - d[4]);
+    const V o2 = 2.0f * ((d[1] - 2.0f * d[2]) + (2.0f * d[4] - d[3]));
+    r[0] = h1 - 0.5f * h0;
+    r[1] = s1 + o1;
+    r[2] = s1 - o1;
+    r[3] = s2 + o2;
+    r[4] = s2 - o2;
+    r[5] = h1;
+    r[6] = h2 - 0.5f * h1;
+  }
+  template <class V>
+  GL_TILE_FN static void out1d(const V* t, V* o) {
+    const V p1 = t[1] + t[2], m1 = t[1] - t[2], p2 = t[3] + t[4], m2 = t[3] - t[4];
+    o[0] = (t[0] + p1) + (p2 + t[5]);
+    o[1] = (m1 + 2.0f * m2) + 0.5f * t[5];
+    o[2] = (p1 + 4.0f * p2) + 0.25f * t[5];
+    o[3] = (m1 + 8.0f * m2) + 0.125f * t[5];
+    o[4] = (p1 + 16.0f * p2) + (0.0625f * t[5] + t[6]);
+  }
+  template <class V>
+  GL_TILE_FN static void grad1d(const V* u, V* z) {
+    const V e1 = (u[0] + u[2]) + u[4], o1 = u[1] + u[3];
+    const V e2 = (u[0] + 4.0f * u[2]) + 16.0f * u[4], o2 = 2.0f * u[1] + 8.0f * u[3];
+    z[0] = u[0];
+    z[1] = e1 + o1;
+    z[2] = e1 - o1;
+    z[3] = e2 + o2;
+    z[4] = e2 - o2;
+    z[5] = (u[0] + 0.5f * u[1]) + (0.25f * u[2] + (0.125f * u[3] + 0.0625f * u[4]));
+    z[6] = u[4];
+  }
+  template <class V>
+  GL_TILE_FN static void filt1d(const V* g, V* f) {
+    f[0] = -0.5f * g[0];
+    f[1] = (-1.0f / 6) * (g[0] + g[1] + g[2]);
+    f[2] = (1.0f / 18) * (g[0] - g[1] + g[2]);
+    f[3] = (1.0f / 72) * (g[0] + 2.0f * g[1] + 4.0f * g[2]);
+    f[4] = (-1.0f / 120) * (g[0] - 2.0f * g[1] + 4.0f * g[2]);
+    f[5] = (8.0f / 45) * (4.0f * g[0] + 2.0f * g[1] + g[2]);
+    f[6] = g[2];
+  }
+  template <class V>
+  GL_TILE_FN static void wgt1d(const V* s, V* w) {
+    w[0] = (-0.5f * s[0] - (1.0f / 6) * s[1]) + ((1.0f / 18) * s[2] + (1.0f / 72) * s[3]) +
+           ((-1.0f / 120) * s[4] + (32.0f / 45) * s[5]);
+    w[1] = ((-1.0f / 6) * s[1] - (1.0f / 18) * s[2]) + ((1.0f / 36) * s[3] + (1.0f / 60) * s[4]) +
+           (16.0f / 45) * s[5];
+    w[2] = ((-1.0f / 6) * s[1] + (1.0f / 18) * s[2]) + ((1.0f / 18) * s[3] - (1.0f / 30) * s[4]) +
+           ((8.0f / 45) * s[5] + s[6]);
   }
 };
 
@@ -686,25 +752,29 @@ int winograd_tile(const ConvGeometry& g) {
   const int forced = g_tile.load(std::memory_order_relaxed);
   if (forced != 0) return forced;
   // The fewest products weighted by what each costs beside its GEMM share: the transforms per
-  // product grow with the tile (F(4x4)'s scale by up to 8), so F(2x2) 1, F(3x3) 1.12, F(4x4) 1.25.
-  // Where the output divides into 4x4 tiles F(4x4) needs 0.5625 of F(2x2)'s products and was
-  // faster or equal on every shape measured (bench/results/conv_algos.md); on 14 x 14 (32 -> 64
-  // channels: 784, 625 and 576 products per image) F(3x3) and F(4x4) ran 0.967 and 0.959 of
-  // F(2x2)'s time, F(3x3) / F(4x4) 0.976 (medians of 14 rotations, cnn_cpu.md), and F(3x3)
-  // keeps the smaller rounding error.
+  // product grow with the tile (F(4x4)'s scale by up to 8, F(5x5)'s by up to 16), so F(2x2) 1,
+  // F(3x3) 1.12, F(4x4) 1.25, F(5x5) 1.3. Where the output divides into 4x4 tiles F(4x4) needs
+  // 0.5625 of F(2x2)'s products and was faster or equal on every shape measured
+  // (bench/results/conv_algos.md). On 14 x 14 (784, 625, 576 and 441 products per image) F(5x5)
+  // runs about 0.9 of F(3x3)'s time, which ran 0.967 of F(2x2)'s (F(4x4) 0.959); on 7 x 7 and
+  // 28 x 28 F(4x4) stays ahead (bench/results/cnn_cpu.md).
   auto products = [&](int64_t m) {
     const int64_t a = m + 2;
     return (g.out_h() + m - 1) / m * ((g.out_w() + m - 1) / m) * a * a;
   };
-  const double f2 = double(products(2)), f3 = 1.12 * double(products(3)),
-               f4 = 1.25 * double(products(4));
-  return f4 < f3 && f4 < f2 ? 4 : f3 < f2 ? 3 : 2;
+  const double cost[4] = {double(products(2)), 1.12 * double(products(3)),
+                          1.25 * double(products(4)), 1.3 * double(products(5))};
+  int best = 0;  // ties go to the smaller tile
+  for (int i = 1; i < 4; ++i)
+    if (cost[i] < cost[best]) best = i;
+  return best + 2;
 }
 
 void set_winograd_tile(int m) {
-  if (m != 0 && (m < 2 || m > 4))
+  if (m != 0 && (m < 2 || m > 5))
     throw std::invalid_argument(
-        "set_winograd_tile: the tile must be 2, 3, 4 or 0 (automatic), not " + std::to_string(m));
+        "set_winograd_tile: the tile must be 2, 3, 4, 5 or 0 (automatic), not " +
+        std::to_string(m));
   g_tile.store(m, std::memory_order_relaxed);
 }
 
@@ -737,7 +807,9 @@ void backward_impl(const ConvGeometry& g, const float* x, const float* w, const 
 void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float* w,
                              const float* bias, float* out) {
   const int tile = winograd_tile(g);
-  if (tile == 4)
+  if (tile == 5)
+    forward_impl<F5>(g, x, w, bias, out);
+  else if (tile == 4)
     forward_impl<F4>(g, x, w, bias, out);
   else if (tile == 3)
     forward_impl<F3>(g, x, w, bias, out);
@@ -748,7 +820,9 @@ void winograd_conv2d_forward(const ConvGeometry& g, const float* x, const float*
 void winograd_conv2d_backward(const ConvGeometry& g, const float* x, const float* w,
                               const float* dy, float* dx, float* dw, float* db) {
   const int tile = winograd_tile(g);
-  if (tile == 4)
+  if (tile == 5)
+    backward_impl<F5>(g, x, w, dy, dx, dw, db);
+  else if (tile == 4)
     backward_impl<F4>(g, x, w, dy, dx, dw, db);
   else if (tile == 3)
     backward_impl<F3>(g, x, w, dy, dx, dw, db);

@@ -12,11 +12,11 @@ bool winograd_applies(const ConvGeometry& g);
 // bench/bench_conv --algo).
 bool winograd_preferred(const ConvGeometry& g);
 
-// The output tile edge m of F(m x m, 3 x 3) for g: 4 (36 products per 16 outputs), 3 (25 per 9)
-// or 2 (16 per 4, the smallest rounding errors), whichever needs the fewest products weighted
-// by the transforms' cost.
+// The output tile edge m of F(m x m, 3 x 3) for g: 5 (49 products per 25 outputs), 4 (36 per
+// 16), 3 (25 per 9) or 2 (16 per 4, the smallest rounding errors), whichever needs the fewest
+// products weighted by the transforms' cost.
 int winograd_tile(const ConvGeometry& g);
-// Forces the tile (2, 3 or 4) for later calls, or 0 for winograd_tile's own choice (tests, and
+// Forces the tile (2, 3, 4 or 5) for later calls, or 0 for winograd_tile's own choice (tests, and
 // bench_conv --winograd-tile); anything else throws std::invalid_argument.
 void set_winograd_tile(int m);
 
