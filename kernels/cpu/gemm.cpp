@@ -224,7 +224,7 @@ bool use_direct_a(int64_t N, const KernelSet<T>& ks) {
 // take every row (edge kernels present), since the packed-A kernel reads packed B.
 template <class T>
 bool use_direct_b(bool tb, bool direct_a, const KernelSet<T>& ks) {
-  return !tb && direct_a && ks.edge_direct_a[0] != nullptr;
+  return !tb && direct_a && ks.edge_direct_a[1] != nullptr;
 }
 // The first NR panel of an nc-wide block that is packed: all of them, or with direct_b the
 // partial one at the end.
@@ -261,7 +261,7 @@ ABlock<T> prepare_a(const Problem<T>& p, int64_t ic, int64_t mc, int64_t pc, int
     a.rs = p.ta ? 1 : p.lda;
     a.cs = p.ta ? p.lda : 1;
     a.direct_rows = mc / p.ks->mr * p.ks->mr;
-    if (p.ks->edge_direct_a[0] != nullptr) a.direct_rows = mc;  // the edge kernels take the rest
+    if (p.ks->edge_direct_a[1] != nullptr) a.direct_rows = mc;  // the edge kernels take the rest
   }
   if (a.direct_rows < mc && !p.zero_product)
     p.pack_a(p.ta, a_block(p, ic + a.direct_rows, pc), p.lda, mc - a.direct_rows, kc, Ap);
@@ -269,23 +269,16 @@ ABlock<T> prepare_a(const Problem<T>& p, int64_t ic, int64_t mc, int64_t pc, int
 }
 
 // The last `rows` (< MR) rows of a tile column, A element (i, k) at A[i * rs + k * cs]: with
-// the kernel set's edge kernels 8, 4, 2 and 1 rows at a time, else one MR kernel on a packed
-// partial panel (rs = 1, cs = MR).
+// the kernel set's edge kernel of that many rows, else one MR kernel on a packed partial panel
+// (rs = 1, cs = MR).
 template <class T>
 void edge_rows(const Problem<T>& p, int64_t kc, const T* A, int64_t rs, int64_t cs, const T* bpanel,
                int64_t rs_b, T* C, int64_t rows, int64_t ncur, const TileEpilogue<T>& e) {
-  if (p.ks->edge_direct_a[0] == nullptr) {
+  if (p.ks->edge_direct_a[1] == nullptr) {
     p.ks->kernel(kc, A, bpanel, C, p.ldc, rows, ncur, e);
     return;
   }
-  for (int h = 3; h >= 0; --h) {
-    const int64_t step = int64_t(1) << h;
-    if (rows < step) continue;
-    p.ks->edge_direct_a[h](kc, A, rs, cs, bpanel, rs_b, C, p.ldc, step, ncur, e);
-    A += step * rs;
-    C += step * p.ldc;
-    rows -= step;
-  }
+  p.ks->edge_direct_a[std::size_t(rows)](kc, A, rs, cs, bpanel, rs_b, C, p.ldc, rows, ncur, e);
 }
 
 // Memory to be read after the current GEMM (the next entry's B in a batch, or what the caller

@@ -15,7 +15,9 @@
 namespace gl::kernels::cpu::detail {
 namespace {
 
-#define GL_UK_TARGET __attribute__((target("avx2,fma")))
+// The micro-kernels start on a cache line, so their inner loops sit the same way in every
+// build (placed 16 bytes off, the 14-row kernel ran 12% slower on M = 128, N = 10, K = 128).
+#define GL_UK_TARGET __attribute__((target("avx2,fma"), aligned(64)))
 #define GL_VEC static inline __attribute__((target("avx2,fma"), always_inline))
 
 struct Avx2F32 {
@@ -61,19 +63,17 @@ struct Avx2F64 {
 }  // namespace
 
 const KernelSet<float>& avx2_sgemm_kernel() {
-  static const KernelSet<float> k{
-      "avx2",
-      6,
-      16,
-      144,
-      384,
-      4080,
-      &ukernel<Avx2F32, 6, 2>,
-      &ukernel_direct_a<Avx2F32, 6, 2>,
-      &pack_a_generic<float, 6>,
-      &pack_b_f32<16>,
-      {&ukernel_direct_a<Avx2F32, 1, 2>, &ukernel_direct_a<Avx2F32, 2, 2>,
-       &ukernel_direct_a<Avx2F32, 4, 2>, nullptr}};  // a remainder below 6 rows never needs 8
+  static const KernelSet<float> k{"avx2",
+                                  6,
+                                  16,
+                                  144,
+                                  384,
+                                  4080,
+                                  &ukernel<Avx2F32, 6, 2>,
+                                  &ukernel_direct_a<Avx2F32, 6, 2>,
+                                  &pack_a_generic<float, 6>,
+                                  &pack_b_f32<16>,
+                                  direct_a_edges<Avx2F32, 2>(std::make_index_sequence<5>{})};
   return k;
 }
 const KernelSet<double>& avx2_dgemm_kernel() {

@@ -14,7 +14,9 @@
 namespace gl::kernels::cpu::detail {
 namespace {
 
-#define GL_UK_TARGET __attribute__((target("avx512f")))
+// The micro-kernels start on a cache line, so their inner loops sit the same way in every
+// build (placed 16 bytes off, the 14-row kernel ran 12% slower on M = 128, N = 10, K = 128).
+#define GL_UK_TARGET __attribute__((target("avx512f"), aligned(64)))
 #define GL_VEC static inline __attribute__((target("avx512f"), always_inline))
 
 struct Avx512F32 {
@@ -61,19 +63,17 @@ struct Avx512F64 {
 }  // namespace
 
 const KernelSet<float>& avx512_sgemm_kernel() {
-  static const KernelSet<float> k{
-      "avx512",
-      14,
-      32,
-      140,
-      256,
-      4096,
-      &ukernel<Avx512F32, 14, 2>,
-      &ukernel_direct_a<Avx512F32, 14, 2>,
-      &pack_a_generic<float, 14>,
-      &pack_b_f32<32>,
-      {&ukernel_direct_a<Avx512F32, 1, 2>, &ukernel_direct_a<Avx512F32, 2, 2>,
-       &ukernel_direct_a<Avx512F32, 4, 2>, &ukernel_direct_a<Avx512F32, 8, 2>}};
+  static const KernelSet<float> k{"avx512",
+                                  14,
+                                  32,
+                                  140,
+                                  256,
+                                  4096,
+                                  &ukernel<Avx512F32, 14, 2>,
+                                  &ukernel_direct_a<Avx512F32, 14, 2>,
+                                  &pack_a_generic<float, 14>,
+                                  &pack_b_f32<32>,
+                                  direct_a_edges<Avx512F32, 2>(std::make_index_sequence<13>{})};
   return k;
 }
 const KernelSet<double>& avx512_dgemm_kernel() {

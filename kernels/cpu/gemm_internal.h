@@ -5,7 +5,9 @@
 // k-block while it is in registers or L1. The packing routines are part of each ISA's set so
 // that the transposing packs can use the ISA's shuffles.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/functors.h"
 #include "kernels/kernels.h"
@@ -124,10 +126,11 @@ struct KernelSet {
   MicroKernelDirectA<T> kernel_direct_a;
   PackA<T> pack_a;
   PackB<T> pack_b;
-  // Optional in-place kernels of 1, 2, 4 and 8 rows for the last rows of A below a whole MR
-  // panel (M = 128 with MR = 14 leaves 2): without them those rows are packed into an MR
-  // panel and pay for MR rows of FMAs. Entry h takes 2^h rows; those up to MR - 1 must be set.
-  MicroKernelDirectA<T> edge_direct_a[4] = {};
+  // Optional in-place kernels for the last rows of A below a whole MR panel (M = 128 with
+  // MR = 14 leaves 2): entry r takes r rows, every r from 1 to MR - 1 set (one call per edge,
+  // reading the B panel once, with r rows of accumulators in flight). Without them those rows
+  // are packed into an MR panel and pay for MR rows of FMAs.
+  std::array<MicroKernelDirectA<T>, 16> edge_direct_a{};
 };
 
 const KernelSet<float>& scalar_sgemm_kernel();

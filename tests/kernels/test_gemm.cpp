@@ -124,6 +124,27 @@ TEST_P(GemmIsa, ShapesTransposesStridesF64) {
   sweep_shapes<double>(GetParam());
 }
 
+// Every count of rows below a whole micro-panel (1 to 13 for the 14-row AVX-512 kernels, 1 to 5
+// for AVX2's 6) has its own edge kernel: M from 1 to 30 reaches each of them after zero, one and
+// two whole panels, with B read in place (N up to 8 panels) and packed (tb), a bias and ReLU in
+// the epilogue, beta 0 and 1.
+TEST_P(GemmIsa, EveryEdgeRowCount) {
+  for (int64_t M = 1; M <= 30; ++M)
+    for (int64_t N : {int64_t(10), int64_t(40)})
+      for (int t = 0; t < 4; ++t) {
+        Case c;
+        c.ta = t & 1;
+        c.tb = t & 2;
+        c.M = M;
+        c.N = N;
+        c.K = 19;
+        c.beta = (M + t) % 2 == 0 ? 0.0 : 1.0;
+        c.with_bias = t == 1;
+        c.act = t == 1 ? Activation::relu : Activation::none;
+        check_case<float>(c, GetParam(), uint32_t(M));
+      }
+}
+
 // Crosses the k-block (kc), A block (mc) and B block (nc) boundaries of every kernel set,
 // so the beta=1 continuation of later k-blocks and the multi-block loops are exercised.
 TEST_P(GemmIsa, CrossesCacheBlocks) {
