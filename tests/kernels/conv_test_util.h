@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -26,6 +27,8 @@ inline double rel_err(const std::vector<float>& got, const std::vector<double>& 
   EXPECT_EQ(got.size(), want.size());
   double m = 0, scale = 0;
   for (std::size_t i = 0; i < got.size() && i < want.size(); ++i) {
+    // A NaN (an element never written, say) must fail: std::max would pass over it.
+    if (!std::isfinite(got[i])) return std::numeric_limits<double>::infinity();
     m = std::max(m, std::fabs(double(got[i]) - want[i]));
     scale = std::max(scale, std::fabs(want[i]));
   }
