@@ -273,10 +273,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
              "--batchnorm with --device {}: BatchNorm1d updates its running "
              "statistics on the host and has no CUDA path yet; use --device cpu",
              cfg_.device);
-    GL_CHECK(cfg_.model != "cnn",
-             "--model cnn with --device {}: the convolution and pooling ops have no CUDA path "
-             "yet; use --device cpu",
-             cfg_.device);
     GL_CHECK(!cfg_.cuda_graph,
              "--cuda-graph: capturing the training step as a CUDA graph is not "
              "implemented yet; run without --cuda-graph");

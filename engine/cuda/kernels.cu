@@ -17,10 +17,7 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  if (b < 1) b = 1;
-  if (b > 65535) b = 65535;
-  return int(b);
+  return kc::grid_stride_blocks(n, kThreads);
 }
 
 #define GL_GRID_LOOP(i, n)                                                  \

@@ -1,10 +1,17 @@
 // conv.cpp: conv2d, max_pool2d, avg_pool2d and adaptive_avg_pool2d on NCHW tensors, forward
 // and backward side by side. Inputs of any strides are made contiguous once; the kernels
-// (kernels/cpu/conv.h) work on contiguous NCHW arrays. Backward is first order only.
+// (kernels/cpu/conv.h, and kernels/cuda/conv.h for f32 CUDA tensors) work on contiguous NCHW
+// arrays. Backward is first order only.
 #include "kernels/cpu/conv.h"
+
+#include <memory>
 
 #include "engine/ops.h"
 #include "engine/ops/map.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/conv.h"
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace gl {
 
@@ -15,11 +22,30 @@ std::string input_str(const Tensor& x) {
   return x.defined() ? x.str() : "undefined";
 }
 
+// A 4-D float tensor: f32 or f64 on the CPU, f32 on a CUDA device.
 void check_nchw(const Tensor& x, const char* op) {
   GL_CHECK(x.defined() && x.dim() == 4, "{}: input {} must be 4-D [N, C, H, W]", op, input_str(x));
-  detail::check_float_cpu(x, op);
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(x))
+    cuda_ops::check_device_float(x, op, /*f32_only=*/true);
+  else
+#endif
+    detail::check_float_cpu(x, op);
   GL_CHECK(x.numel() > 0, "{}: input {} is empty", op, x.str());
 }
+
+void check_same_device(const Tensor& x, const Tensor& t, const char* op, const char* what) {
+  GL_CHECK(t.device() == x.device(), "{}: input {} is on {} but {} {} is on {}", op, x.str(),
+           x.device().str(), what, t.str(), t.device().str());
+}
+
+// A call into the CUDA kernels (f32), compiled in CUDA builds only; elsewhere no tensor is on
+// a device and the branch is never taken.
+#if defined(GRADLENS_HAVE_CUDA)
+#define GL_CUDA_ONLY(...) __VA_ARGS__
+#else
+#define GL_CUDA_ONLY(...) throw Error("a CUDA tensor in a build without CUDA")
+#endif
 
 void check_pair(std::array<int64_t, 2> v, int64_t min, const char* op, const char* what) {
   GL_CHECK(v[0] >= min && v[1] >= min, "{}: {} ({}, {}) must be >= {}", op, what, v[0], v[1], min);
@@ -50,6 +76,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
            "conv2d: weight {} must be 4-D [out_channels, in_channels / groups, kH, kW]",
            input_str(w_in));
   detail::check_same_dtype(x_in, w_in, "conv2d");
+  check_same_device(x_in, w_in, "conv2d", "weight");
   check_pair(p.stride, 1, "conv2d", "stride");
   check_pair(p.padding, 0, "conv2d", "padding");
   check_pair(p.dilation, 1, "conv2d", "dilation");
@@ -77,44 +104,77 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
            g.kh, g.kw, ekh, ekw, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w, x_in.str(), g.pad_h);
   if (b.defined()) {
     detail::check_same_dtype(x_in, b, "conv2d");
+    check_same_device(x_in, b, "conv2d", "bias");
     GL_CHECK(b.dim() == 1 && b.size(0) == g.oc, "conv2d: bias {} must be [{}]", b.str(), g.oc);
   }
   Tensor x = x_in.contiguous(), w = w_in.contiguous();
   Tensor bc = b.defined() ? b.contiguous() : Tensor();
-  Tensor out = Tensor::empty({g.n, g.oc, g.out_h(), g.out_w()}, x.dtype());
-  with_float(x, "conv2d", [&](auto tag) {
-    using T = decltype(tag);
-    kc::conv2d_forward(g, ptr<T>(x), ptr<T>(w), ptr<T>(bc), mut<T>(out));
-  });
+  Tensor out = Tensor::empty({g.n, g.oc, g.out_h(), g.out_w()}, x.dtype(), x.device());
+  const bool cuda = detail::on_cuda(x);
+  if (cuda)
+    GL_CUDA_ONLY(kernels::cuda::conv2d_forward(g, ptr<float>(x), ptr<float>(w), ptr<float>(bc),
+                                               mut<float>(out)));
+  else
+    with_float(x, "conv2d", [&](auto tag) {
+      using T = decltype(tag);
+      kc::conv2d_forward(g, ptr<T>(x), ptr<T>(w), ptr<T>(bc), mut<T>(out));
+    });
   if (needs_grad({&x_in, &w_in, &b})) {
     Tensor sx = x.detach(), sw = w.detach();
     bool need_x = x_in.requires_grad(), need_w = w_in.requires_grad();
     bool has_bias = b.defined(), need_b = has_bias && b.requires_grad();
     std::vector<Tensor> inputs{x_in, w_in};
     if (has_bias) inputs.push_back(b);
-    attach_grad_fn(
-        out, "conv2d", inputs,
-        [g, sx, sw, need_x, need_w, has_bias, need_b](const Tensor& grad) -> std::vector<Tensor> {
-          Tensor gy = grad.contiguous();
-          Tensor gx = need_x ? Tensor::empty(sx.shape(), sx.dtype()) : Tensor();
-          Tensor gw = need_w ? Tensor::empty(sw.shape(), sw.dtype()) : Tensor();
-          Tensor gb = need_b ? Tensor::empty({g.oc}, sx.dtype()) : Tensor();
-          with_float(sx, "conv2d", [&](auto tag) {
-            using T = decltype(tag);
-            kc::conv2d_backward(g, ptr<T>(sx), ptr<T>(sw), ptr<T>(gy), mut<T>(gx), mut<T>(gw),
-                                mut<T>(gb));
-          });
-          std::vector<Tensor> r{gx, gw};
-          if (has_bias) r.push_back(gb);
-          return r;
-        },
-        {sx.shape(), sw.shape()});
+    attach_grad_fn(out, "conv2d", inputs,
+                   [g, sx, sw, need_x, need_w, has_bias, need_b,
+                    cuda](const Tensor& grad) -> std::vector<Tensor> {
+                     Tensor gy = grad.contiguous();
+                     const Device dev = sx.device();
+                     Tensor gx = need_x ? Tensor::empty(sx.shape(), sx.dtype(), dev) : Tensor();
+                     Tensor gw = need_w ? Tensor::empty(sw.shape(), sw.dtype(), dev) : Tensor();
+                     Tensor gb = need_b ? Tensor::empty({g.oc}, sx.dtype(), dev) : Tensor();
+                     if (cuda)
+                       GL_CUDA_ONLY(kernels::cuda::conv2d_backward(
+                           g, ptr<float>(sx), ptr<float>(sw), ptr<float>(gy), mut<float>(gx),
+                           mut<float>(gw), mut<float>(gb)));
+                     else
+                       with_float(sx, "conv2d", [&](auto tag) {
+                         using T = decltype(tag);
+                         kc::conv2d_backward(g, ptr<T>(sx), ptr<T>(sw), ptr<T>(gy), mut<T>(gx),
+                                             mut<T>(gw), mut<T>(gb));
+                       });
+                     std::vector<Tensor> r{gx, gw};
+                     if (has_bias) r.push_back(gb);
+                     return r;
+                   },
+                   {sx.shape(), sw.shape()});
   }
   return out;
 }
 
 // ---------------------------------------------------------------- pooling
 namespace {
+// max_pool2d's argmax (i32 per output): host memory, or device memory for CUDA tensors.
+struct Argmax {
+  Argmax(std::size_t n, bool on_device) : cuda(on_device) {
+    if (cuda)
+      GL_CUDA_ONLY(device = kernels::cuda::DeviceBuffer<int32_t>(n));
+    else
+      host.resize(n);
+  }
+  int32_t* data() {
+#if defined(GRADLENS_HAVE_CUDA)
+    if (cuda) return device.get();
+#endif
+    return host.data();
+  }
+  bool cuda;
+  std::vector<int32_t> host;
+#if defined(GRADLENS_HAVE_CUDA)
+  kernels::cuda::DeviceBuffer<int32_t> device;
+#endif
+};
+
 kc::PoolGeometry pool_geometry(const Tensor& x, std::array<int64_t, 2> kernel,
                                std::array<int64_t, 2> stride, std::array<int64_t, 2> padding,
                                const char* op) {
@@ -142,22 +202,33 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
   kc::PoolGeometry g = pool_geometry(x_in, kernel, stride, padding, "max_pool2d");
   Tensor x = x_in.contiguous();
   Shape in_shape = x.shape();
-  Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype());
-  auto argmax = std::make_shared<std::vector<int32_t>>(std::size_t(out.numel()));
-  with_float(x, "max_pool2d", [&](auto tag) {
-    using T = decltype(tag);
-    kc::max_pool2d_forward(g, ptr<T>(x), mut<T>(out), argmax->data());
-  });
+  Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype(), x.device());
+  // Each output's argmax in its input plane, kept where the tensors are (an i32 array on the
+  // host, or in device memory).
+  auto argmax = std::make_shared<Argmax>(std::size_t(out.numel()), detail::on_cuda(x));
+  if (argmax->cuda)
+    GL_CUDA_ONLY(
+        kernels::cuda::max_pool2d_forward(g, ptr<float>(x), mut<float>(out), argmax->data()));
+  else
+    with_float(x, "max_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      kc::max_pool2d_forward(g, ptr<T>(x), mut<T>(out), argmax->data());
+    });
   if (needs_grad({&x_in})) {
     DType dt = x.dtype();
+    const Device dev = x.device();
     attach_grad_fn(out, "max_pool2d", {x_in},
-                   [g, argmax, in_shape, dt](const Tensor& grad) -> std::vector<Tensor> {
+                   [g, argmax, in_shape, dt, dev](const Tensor& grad) -> std::vector<Tensor> {
                      Tensor gy = grad.contiguous();
-                     Tensor gx = Tensor::empty(in_shape, dt);
-                     with_float(gy, "max_pool2d", [&](auto tag) {
-                       using T = decltype(tag);
-                       kc::max_pool2d_backward(g, ptr<T>(gy), argmax->data(), mut<T>(gx));
-                     });
+                     Tensor gx = Tensor::empty(in_shape, dt, dev);
+                     if (argmax->cuda)
+                       GL_CUDA_ONLY(kernels::cuda::max_pool2d_backward(
+                           g, ptr<float>(gy), argmax->data(), mut<float>(gx)));
+                     else
+                       with_float(gy, "max_pool2d", [&](auto tag) {
+                         using T = decltype(tag);
+                         kc::max_pool2d_backward(g, ptr<T>(gy), argmax->data(), mut<T>(gx));
+                       });
                      return {gx};
                    },
                    {out.shape()});
@@ -170,23 +241,31 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
   kc::PoolGeometry g = pool_geometry(x_in, kernel, stride, padding, "avg_pool2d");
   Tensor x = x_in.contiguous();
   Shape in_shape = x.shape();
-  Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype());
-  with_float(x, "avg_pool2d", [&](auto tag) {
-    using T = decltype(tag);
-    kc::avg_pool2d_forward(g, ptr<T>(x), mut<T>(out));
-  });
+  Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype(), x.device());
+  if (detail::on_cuda(x))
+    GL_CUDA_ONLY(kernels::cuda::avg_pool2d_forward(g, ptr<float>(x), mut<float>(out)));
+  else
+    with_float(x, "avg_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      kc::avg_pool2d_forward(g, ptr<T>(x), mut<T>(out));
+    });
   if (needs_grad({&x_in})) {
     DType dt = x.dtype();
-    attach_grad_fn(out, "avg_pool2d", {x_in},
-                   [g, in_shape, dt](const Tensor& grad) -> std::vector<Tensor> {
-                     Tensor gy = grad.contiguous();
-                     Tensor gx = Tensor::empty(in_shape, dt);
-                     with_float(gy, "avg_pool2d", [&](auto tag) {
-                       using T = decltype(tag);
-                       kc::avg_pool2d_backward(g, ptr<T>(gy), mut<T>(gx));
-                     });
-                     return {gx};
-                   });
+    const Device dev = x.device();
+    attach_grad_fn(
+        out, "avg_pool2d", {x_in},
+        [g, in_shape, dt, dev](const Tensor& grad) -> std::vector<Tensor> {
+          Tensor gy = grad.contiguous();
+          Tensor gx = Tensor::empty(in_shape, dt, dev);
+          if (detail::on_cuda(gx))
+            GL_CUDA_ONLY(kernels::cuda::avg_pool2d_backward(g, ptr<float>(gy), mut<float>(gx)));
+          else
+            with_float(gy, "avg_pool2d", [&](auto tag) {
+              using T = decltype(tag);
+              kc::avg_pool2d_backward(g, ptr<T>(gy), mut<T>(gx));
+            });
+          return {gx};
+        });
   }
   return out;
 }
@@ -198,24 +277,33 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
   const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
   const int64_t oh = output_size[0], ow = output_size[1];
   Shape in_shape = x.shape();
-  Tensor out = Tensor::empty({x.size(0), x.size(1), oh, ow}, x.dtype());
-  with_float(x, "adaptive_avg_pool2d", [&](auto tag) {
-    using T = decltype(tag);
-    kc::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, ptr<T>(x), mut<T>(out));
-  });
+  Tensor out = Tensor::empty({x.size(0), x.size(1), oh, ow}, x.dtype(), x.device());
+  if (detail::on_cuda(x))
+    GL_CUDA_ONLY(kernels::cuda::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, ptr<float>(x),
+                                                            mut<float>(out)));
+  else
+    with_float(x, "adaptive_avg_pool2d", [&](auto tag) {
+      using T = decltype(tag);
+      kc::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, ptr<T>(x), mut<T>(out));
+    });
   if (needs_grad({&x_in})) {
     DType dt = x.dtype();
-    attach_grad_fn(out, "adaptive_avg_pool2d", {x_in},
-                   [planes, h, w, oh, ow, in_shape, dt](const Tensor& grad) -> std::vector<Tensor> {
-                     Tensor gy = grad.contiguous();
-                     Tensor gx = Tensor::empty(in_shape, dt);
-                     with_float(gy, "adaptive_avg_pool2d", [&](auto tag) {
-                       using T = decltype(tag);
-                       kc::adaptive_avg_pool2d_backward(planes, h, w, oh, ow, ptr<T>(gy),
-                                                        mut<T>(gx));
-                     });
-                     return {gx};
-                   });
+    const Device dev = x.device();
+    attach_grad_fn(
+        out, "adaptive_avg_pool2d", {x_in},
+        [planes, h, w, oh, ow, in_shape, dt, dev](const Tensor& grad) -> std::vector<Tensor> {
+          Tensor gy = grad.contiguous();
+          Tensor gx = Tensor::empty(in_shape, dt, dev);
+          if (detail::on_cuda(gx))
+            GL_CUDA_ONLY(kernels::cuda::adaptive_avg_pool2d_backward(
+                planes, h, w, oh, ow, ptr<float>(gy), mut<float>(gx)));
+          else
+            with_float(gy, "adaptive_avg_pool2d", [&](auto tag) {
+              using T = decltype(tag);
+              kc::adaptive_avg_pool2d_backward(planes, h, w, oh, ow, ptr<T>(gy), mut<T>(gx));
+            });
+          return {gx};
+        });
   }
   return out;
 }

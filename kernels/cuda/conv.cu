@@ -7,8 +7,14 @@
 // ow*s - p + kj*d), zero outside the image, so no im2col matrix is ever written. Shared
 // tiles are stored K-major so the inner product loop reads them without bank conflicts.
 // Bias is added in the epilogue; the output is written straight to NCHW.
-// speed: not yet measured on a GPU (compile-verified with nvcc for sm_90).
+// The gradients and pooling are gathers, one thread (or, for the weight gradient, one block)
+// per element written, summing in a fixed order; the index arithmetic they share with the
+// CPU tests is in index_math.h.
+// speed and results: not yet measured on a GPU (compile-verified with nvcc for sm_90).
+#include <cmath>
+
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/index_math.h"
 #include "kernels/cuda/runtime.h"
 
 namespace gl::kernels::cuda {
@@ -89,10 +95,224 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-}  // namespace
+constexpr int kGatherThreads = 256;
 
-void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight, const float* bias,
-                    float* out, cudaStream_t stream) {
+// Element e of `total`, grid-stride.
+#define GL_GATHER_LOOP(e, total)                                                \
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < (total); \
+       e += int64_t(gridDim.x) * blockDim.x)
+
+int gather_blocks(int64_t work) {
+  return grid_stride_blocks(work, kGatherThreads);
+}
+
+// One grid-stride gather kernel over `total` elements (nothing to launch when empty).
+template <class... P, class... A>
+void launch_gather(void (*kernel)(P...), int64_t total, cudaStream_t stream, A... args) {
+  if (total <= 0) return;
+  kernel<<<gather_blocks(total), kGatherThreads, 0, stream>>>(args...);
+  GL_CUDA_CHECK_LAUNCH();
+}
+
+// dx[n, c, ih, iw] = sum over the group's output channels o and taps (ki, kj) of
+// dy[n, o, oy, ox] * w[o, ci, ki, kj], (oy, ox) the output whose tap reads (ih, iw).
+__global__ void conv2d_dx_gather(DevGeometry g, const float* __restrict__ weight,
+                                 const float* __restrict__ dy, float* __restrict__ dx) {
+  const int64_t total = g.n * g.c * g.h * g.w;
+  GL_GATHER_LOOP(e, total) {
+    const int64_t iw = e % g.w, ih = e / g.w % g.h, c = e / (g.w * g.h) % g.c,
+                  img = e / (g.w * g.h * g.c);
+    const int64_t grp = c / g.cg, ci = c % g.cg;
+    float acc = 0.0f;
+    for (int64_t ki = 0; ki < g.kh; ++ki) {
+      const int64_t oy = conv_tap_source(ih, ki, g.sh, g.ph, g.dh, g.oh);
+      if (oy < 0) continue;
+      for (int64_t kj = 0; kj < g.kw; ++kj) {
+        const int64_t ox = conv_tap_source(iw, kj, g.sw, g.pw, g.dw, g.ow);
+        if (ox < 0) continue;
+        for (int64_t m = 0; m < g.ocg; ++m) {
+          const int64_t o = grp * g.ocg + m;
+          acc += dy[((img * g.oc + o) * g.oh + oy) * g.ow + ox] *
+                 weight[((o * g.cg + ci) * g.kh + ki) * g.kw + kj];
+        }
+      }
+    }
+    dx[e] = acc;
+  }
+}
+
+// Block-wide sum of one value per thread (kGatherThreads threads), in a fixed tree order.
+__device__ float block_sum(float v, float* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kGatherThreads / 2; half > 0; half /= 2) {
+    if (int(threadIdx.x) < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+    __syncthreads();
+  }
+  const float r = shared[0];
+  __syncthreads();
+  return r;
+}
+
+// One block per weight element (o, ci, ki, kj): the sum over images and output pixels of
+// dy[n, o, p] * x[n, c, iy, ix]; consecutive threads take consecutive pixels.
+__global__ void __launch_bounds__(kGatherThreads)
+    conv2d_dw_reduce(DevGeometry g, const float* __restrict__ x, const float* __restrict__ dy,
+                     float* __restrict__ dw) {
+  __shared__ float part[kGatherThreads];
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t e = blockIdx.x; e < g.oc * g.cg * taps; e += gridDim.x) {
+    const int64_t kj = e % g.kw, ki = e / g.kw % g.kh, ci = e / taps % g.cg, o = e / (taps * g.cg);
+    const int64_t c = (o / g.ocg) * g.cg + ci;
+    float acc = 0.0f;
+    for (int64_t q = threadIdx.x; q < g.NP; q += kGatherThreads) {
+      const int64_t img = q / g.P, p = q % g.P;
+      const int64_t iy = (p / g.ow) * g.sh - g.ph + ki * g.dh;
+      const int64_t ix = (p % g.ow) * g.sw - g.pw + kj * g.dw;
+      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+      acc += dy[(img * g.oc + o) * g.P + p] * x[((img * g.c + c) * g.h + iy) * g.w + ix];
+    }
+    const float total = block_sum(acc, part);
+    if (threadIdx.x == 0) dw[e] = total;
+  }
+}
+
+// One block per output channel: the sum of dy over images and pixels.
+__global__ void __launch_bounds__(kGatherThreads)
+    conv2d_db_reduce(DevGeometry g, const float* __restrict__ dy, float* __restrict__ db) {
+  __shared__ float part[kGatherThreads];
+  for (int64_t o = blockIdx.x; o < g.oc; o += gridDim.x) {
+    float acc = 0.0f;
+    for (int64_t q = threadIdx.x; q < g.NP; q += kGatherThreads)
+      acc += dy[((q / g.P) * g.oc + o) * g.P + q % g.P];
+    const float total = block_sum(acc, part);
+    if (threadIdx.x == 0) db[o] = total;
+  }
+}
+
+struct DevPool {
+  int64_t planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+};
+DevPool dev_pool(const PoolGeometry& g) {
+  return {g.planes,   g.h,     g.w,     g.kh,      g.kw,     g.stride_h,
+          g.stride_w, g.pad_h, g.pad_w, g.out_h(), g.out_w()};
+}
+
+// The window of output (i, j) clipped to the plane, as the CPU's window().
+__device__ void pool_window(const DevPool& g, int64_t i, int64_t j, int64_t& h0, int64_t& h1,
+                            int64_t& w0, int64_t& w1) {
+  const int64_t ys = i * g.sh - g.ph, xs = j * g.sw - g.pw;
+  h0 = ys < 0 ? 0 : ys;
+  h1 = ys + g.kh < g.h ? ys + g.kh : g.h;
+  w0 = xs < 0 ? 0 : xs;
+  w1 = xs + g.kw < g.w ? xs + g.kw : g.w;
+}
+
+__global__ void max_pool_fwd(DevPool g, const float* __restrict__ x, float* __restrict__ out,
+                             int32_t* __restrict__ argmax) {
+  const int64_t total = g.planes * g.oh * g.ow;
+  GL_GATHER_LOOP(e, total) {
+    const int64_t j = e % g.ow, i = e / g.ow % g.oh, pl = e / (g.ow * g.oh);
+    int64_t h0, h1, w0, w1;
+    pool_window(g, i, j, h0, h1, w0, w1);
+    const float* in = x + pl * g.h * g.w;
+    float best = -INFINITY;
+    int64_t at = h0 * g.w + w0;
+    for (int64_t a = h0; a < h1; ++a)
+      for (int64_t b = w0; b < w1; ++b) {
+        const float v = in[a * g.w + b];
+        if (v > best || (v != v && best == best)) {  // the first NaN wins, as on the CPU
+          best = v;
+          at = a * g.w + b;
+        }
+      }
+    out[e] = best;
+    argmax[e] = int32_t(at);
+  }
+}
+
+// dx at (a, b): the outputs whose window holds it and whose argmax it is, in output order.
+__global__ void max_pool_bwd(DevPool g, const float* __restrict__ dy,
+                             const int32_t* __restrict__ argmax, float* __restrict__ dx) {
+  const int64_t total = g.planes * g.h * g.w;
+  GL_GATHER_LOOP(e, total) {
+    const int64_t b = e % g.w, a = e / g.w % g.h, pl = e / (g.w * g.h);
+    const IndexRange ri = pool_windows(a, g.sh, g.ph, g.kh, g.oh);
+    const IndexRange rj = pool_windows(b, g.sw, g.pw, g.kw, g.ow);
+    const int32_t self = int32_t(a * g.w + b);
+    float acc = 0.0f;
+    for (int64_t i = ri.lo; i < ri.hi; ++i)
+      for (int64_t j = rj.lo; j < rj.hi; ++j) {
+        const int64_t o = (pl * g.oh + i) * g.ow + j;
+        if (argmax[o] == self) acc += dy[o];
+      }
+    dx[e] = acc;
+  }
+}
+
+__global__ void avg_pool_fwd(DevPool g, const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t total = g.planes * g.oh * g.ow;
+  const double inv = 1.0 / double(g.kh * g.kw);
+  GL_GATHER_LOOP(e, total) {
+    const int64_t j = e % g.ow, i = e / g.ow % g.oh, pl = e / (g.ow * g.oh);
+    int64_t h0, h1, w0, w1;
+    pool_window(g, i, j, h0, h1, w0, w1);
+    const float* in = x + pl * g.h * g.w;
+    double s = 0;
+    for (int64_t a = h0; a < h1; ++a)
+      for (int64_t b = w0; b < w1; ++b) s += double(in[a * g.w + b]);
+    out[e] = float(s * inv);
+  }
+}
+
+__global__ void avg_pool_bwd(DevPool g, const float* __restrict__ dy, float* __restrict__ dx) {
+  const int64_t total = g.planes * g.h * g.w;
+  const float inv = float(1.0 / double(g.kh * g.kw));
+  GL_GATHER_LOOP(e, total) {
+    const int64_t b = e % g.w, a = e / g.w % g.h, pl = e / (g.w * g.h);
+    const IndexRange ri = pool_windows(a, g.sh, g.ph, g.kh, g.oh);
+    const IndexRange rj = pool_windows(b, g.sw, g.pw, g.kw, g.ow);
+    float acc = 0.0f;
+    for (int64_t i = ri.lo; i < ri.hi; ++i)
+      for (int64_t j = rj.lo; j < rj.hi; ++j) acc += dy[(pl * g.oh + i) * g.ow + j] * inv;
+    dx[e] = acc;
+  }
+}
+
+__global__ void adaptive_fwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                             const float* __restrict__ x, float* __restrict__ out) {
+  const int64_t total = planes * oh * ow;
+  GL_GATHER_LOOP(e, total) {
+    const int64_t j = e % ow, i = e / ow % oh, pl = e / (ow * oh);
+    const int64_t h0 = adaptive_bin_start(i, h, oh), h1 = adaptive_bin_end(i, h, oh);
+    const int64_t w0 = adaptive_bin_start(j, w, ow), w1 = adaptive_bin_end(j, w, ow);
+    const float* in = x + pl * h * w;
+    double s = 0;
+    for (int64_t a = h0; a < h1; ++a)
+      for (int64_t b = w0; b < w1; ++b) s += double(in[a * w + b]);
+    out[e] = float(s / double((h1 - h0) * (w1 - w0)));
+  }
+}
+
+__global__ void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                             const float* __restrict__ dy, float* __restrict__ dx) {
+  const int64_t total = planes * h * w;
+  GL_GATHER_LOOP(e, total) {
+    const int64_t b = e % w, a = e / w % h, pl = e / (w * h);
+    const IndexRange ri = adaptive_bins(a, h, oh), rj = adaptive_bins(b, w, ow);
+    float acc = 0.0f;
+    for (int64_t i = ri.lo; i < ri.hi; ++i) {
+      const int64_t rows = adaptive_bin_end(i, h, oh) - adaptive_bin_start(i, h, oh);
+      for (int64_t j = rj.lo; j < rj.hi; ++j) {
+        const int64_t cols = adaptive_bin_end(j, w, ow) - adaptive_bin_start(j, w, ow);
+        acc += float(double(dy[(pl * oh + i) * ow + j]) / double(rows * cols));
+      }
+    }
+    dx[e] = acc;
+  }
+}
+
+DevGeometry dev_geometry(const ConvGeometry& cg) {
   DevGeometry g{cg.n,        cg.c,        cg.h,     cg.w,     cg.oc,    cg.kh,    cg.kw,
                 cg.stride_h, cg.stride_w, cg.pad_h, cg.pad_w, cg.dil_h, cg.dil_w, cg.groups,
                 cg.out_h(),  cg.out_w(),  0,        0,        0,        0,        0};
@@ -101,11 +321,64 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
   g.K = g.cg * g.kh * g.kw;
   g.P = g.oh * g.ow;
   g.NP = g.n * g.P;
+  return g;
+}
+
+#undef GL_GATHER_LOOP
+
+}  // namespace
+
+void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight, const float* bias,
+                    float* out, cudaStream_t stream) {
+  const DevGeometry g = dev_geometry(cg);
   if (g.NP == 0 || g.oc == 0) return;
   dim3 grid(unsigned((g.NP + kTileN - 1) / kTileN), unsigned((g.ocg + kTileM - 1) / kTileM),
             unsigned(g.groups));
   conv2d_implicit_gemm<<<grid, kThreads, 0, stream>>>(g, x, weight, bias, out);
   GL_CUDA_CHECK_LAUNCH();
+}
+
+void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight, const float* dy,
+                     float* dx, float* dw, float* db, cudaStream_t stream) {
+  const DevGeometry g = dev_geometry(cg);
+  if (dx) launch_gather(conv2d_dx_gather, g.n * g.c * g.h * g.w, stream, g, weight, dy, dx);
+  if (dw && g.oc * g.K > 0) {
+    const int64_t blocks = g.oc * g.K < 65535 ? g.oc * g.K : 65535;
+    conv2d_dw_reduce<<<unsigned(blocks), kGatherThreads, 0, stream>>>(g, x, dy, dw);
+    GL_CUDA_CHECK_LAUNCH();
+  }
+  if (db && g.oc > 0) {
+    const int64_t blocks = g.oc < 65535 ? g.oc : 65535;
+    conv2d_db_reduce<<<unsigned(blocks), kGatherThreads, 0, stream>>>(g, dy, db);
+    GL_CUDA_CHECK_LAUNCH();
+  }
+}
+
+void max_pool2d_forward(const PoolGeometry& pg, const float* x, float* out, int32_t* argmax,
+                        cudaStream_t stream) {
+  const DevPool g = dev_pool(pg);
+  launch_gather(max_pool_fwd, g.planes * g.oh * g.ow, stream, g, x, out, argmax);
+}
+void max_pool2d_backward(const PoolGeometry& pg, const float* dy, const int32_t* argmax, float* dx,
+                         cudaStream_t stream) {
+  const DevPool g = dev_pool(pg);
+  launch_gather(max_pool_bwd, g.planes * g.h * g.w, stream, g, dy, argmax, dx);
+}
+void avg_pool2d_forward(const PoolGeometry& pg, const float* x, float* out, cudaStream_t stream) {
+  const DevPool g = dev_pool(pg);
+  launch_gather(avg_pool_fwd, g.planes * g.oh * g.ow, stream, g, x, out);
+}
+void avg_pool2d_backward(const PoolGeometry& pg, const float* dy, float* dx, cudaStream_t stream) {
+  const DevPool g = dev_pool(pg);
+  launch_gather(avg_pool_bwd, g.planes * g.h * g.w, stream, g, dy, dx);
+}
+void adaptive_avg_pool2d_forward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                 const float* x, float* out, cudaStream_t stream) {
+  launch_gather(adaptive_fwd, planes * oh * ow, stream, planes, h, w, oh, ow, x, out);
+}
+void adaptive_avg_pool2d_backward(int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow,
+                                  const float* dy, float* dx, cudaStream_t stream) {
+  launch_gather(adaptive_bwd, planes * h * w, stream, planes, h, w, oh, ow, dy, dx);
 }
 
 }  // namespace gl::kernels::cuda

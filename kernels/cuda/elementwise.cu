@@ -19,12 +19,7 @@ namespace {
 constexpr int kThreads = 256;
 
 int blocks_for(int64_t work) {
-  // Grid-stride loops: cap the grid, every thread loops. 65535 * 256 threads is far more than
-  // an H100 keeps resident, so the cap never costs parallelism.
-  int64_t b = (work + kThreads - 1) / kThreads;
-  if (b < 1) b = 1;
-  if (b > 65535) b = 65535;
-  return int(b);
+  return grid_stride_blocks(work, kThreads);
 }
 
 template <class T, class F>

@@ -172,4 +172,48 @@ inline GemmPlan plan_sgemm(int64_t M, int64_t N, int64_t K, int sms) {
   return {GemmTiling::small, int(splits)};
 }
 
+// ---- convolution and pooling gathers (the backward passes read, never scatter) ----
+// The output position o (0 <= o < n_out) whose tap k reads input position i, for a window of
+// o * stride - pad + k * dil; -1 when no output's tap k lands on i.
+GL_HD int64_t conv_tap_source(int64_t i, int64_t k, int64_t stride, int64_t pad, int64_t dil,
+                              int64_t n_out) {
+  const int64_t t = i + pad - k * dil;
+  if (t < 0 || t % stride != 0) return -1;
+  const int64_t o = t / stride;
+  return o < n_out ? o : -1;
+}
+
+struct IndexRange {
+  int64_t lo, hi;  // [lo, hi), empty when hi <= lo
+};
+
+// The pooling windows [o * stride - pad, o * stride - pad + k) (0 <= o < n_out) that hold
+// input position i.
+GL_HD IndexRange pool_windows(int64_t i, int64_t stride, int64_t pad, int64_t k, int64_t n_out) {
+  // o * stride - pad <= i  and  i < o * stride - pad + k
+  const int64_t last = (i + pad) / stride;  // i + pad >= 0 always
+  const int64_t t = i + pad - k + 1;        // o * stride >= t
+  const int64_t first = t <= 0 ? 0 : (t + stride - 1) / stride;
+  return {first, last + 1 < n_out ? last + 1 : n_out};
+}
+
+// Adaptive pooling's bins over n_in positions: bin b covers [b * n_in / n_out,
+// ceil((b + 1) * n_in / n_out)) (kernels/cpu/conv.h); the bins that hold input position i.
+GL_HD int64_t adaptive_bin_start(int64_t b, int64_t n_in, int64_t n_out) {
+  return b * n_in / n_out;
+}
+GL_HD int64_t adaptive_bin_end(int64_t b, int64_t n_in, int64_t n_out) {
+  return ((b + 1) * n_in + n_out - 1) / n_out;
+}
+GL_HD IndexRange adaptive_bins(int64_t i, int64_t n_in, int64_t n_out) {
+  // Bins are at least one position wide and their starts and ends never decrease, so the bins
+  // holding i are consecutive, around i * n_out / n_in.
+  int64_t lo = i * n_out / n_in, hi = lo;
+  while (lo > 0 && adaptive_bin_end(lo - 1, n_in, n_out) > i) --lo;
+  while (lo < n_out && adaptive_bin_end(lo, n_in, n_out) <= i) ++lo;
+  hi = lo;
+  while (hi < n_out && adaptive_bin_start(hi, n_in, n_out) <= i) ++hi;
+  return {lo, hi};
+}
+
 }  // namespace gl::kernels::cuda

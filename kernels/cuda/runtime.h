@@ -17,23 +17,33 @@ namespace gl::kernels::cuda {
 void throw_cuda_error(cudaError_t err, const char* call, const char* file, int line);
 void throw_cublas_error(cublasStatus_t st, const char* call, const char* file, int line);
 
-#define GL_CUDA_CHECK(call)                                                              \
-  do {                                                                                   \
-    cudaError_t gl_err_ = (call);                                                        \
-    if (gl_err_ != cudaSuccess)                                                          \
-      ::gl::kernels::cuda::throw_cuda_error(gl_err_, #call, __FILE__, __LINE__);         \
+#define GL_CUDA_CHECK(call)                                                      \
+  do {                                                                           \
+    cudaError_t gl_err_ = (call);                                                \
+    if (gl_err_ != cudaSuccess)                                                  \
+      ::gl::kernels::cuda::throw_cuda_error(gl_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
-#define GL_CUBLAS_CHECK(call)                                                            \
-  do {                                                                                   \
-    cublasStatus_t gl_st_ = (call);                                                      \
-    if (gl_st_ != CUBLAS_STATUS_SUCCESS)                                                 \
-      ::gl::kernels::cuda::throw_cublas_error(gl_st_, #call, __FILE__, __LINE__);        \
+#define GL_CUBLAS_CHECK(call)                                                     \
+  do {                                                                            \
+    cublasStatus_t gl_st_ = (call);                                               \
+    if (gl_st_ != CUBLAS_STATUS_SUCCESS)                                          \
+      ::gl::kernels::cuda::throw_cublas_error(gl_st_, #call, __FILE__, __LINE__); \
   } while (0)
 
 // After a <<<...>>> launch: reports invalid configurations (grid too large, too much shared
 // memory) at the launch site instead of at the next unrelated call.
 #define GL_CUDA_CHECK_LAUNCH() GL_CUDA_CHECK(cudaGetLastError())
+
+// Blocks of `threads` for a grid-stride loop over `work` items: enough for one item per thread,
+// capped at 65535 (far more than an H100 keeps resident, so the cap never costs parallelism;
+// every thread loops).
+inline int grid_stride_blocks(int64_t work, int threads) {
+  int64_t b = (work + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535) b = 65535;
+  return int(b);
+}
 
 // Current device (cudaGetDevice), checked.
 int current_device();
@@ -62,13 +72,13 @@ void* device_alloc(size_t bytes, int device = -1, cudaStream_t stream = nullptr)
 void device_free(void* ptr);
 
 struct AllocatorStats {
-  size_t bytes_in_use = 0;     // rounded sizes of live blocks
+  size_t bytes_in_use = 0;  // rounded sizes of live blocks
   size_t peak_bytes_in_use = 0;
-  size_t bytes_reserved = 0;   // everything obtained from cudaMalloc and not yet cudaFree'd
+  size_t bytes_reserved = 0;  // everything obtained from cudaMalloc and not yet cudaFree'd
   uint64_t cuda_malloc_count = 0;
   uint64_t cuda_free_count = 0;
-  uint64_t alloc_count = 0;     // device_alloc calls that returned a block
-  uint64_t cache_hit_count = 0; // of which served from a free list
+  uint64_t alloc_count = 0;      // device_alloc calls that returned a block
+  uint64_t cache_hit_count = 0;  // of which served from a free list
 };
 AllocatorStats allocator_stats();
 void reset_peak_stats();
@@ -82,8 +92,7 @@ size_t allocator_size_class(size_t bytes);
 // host memory; copy_to_host waits for the stream so the data is ready on return.
 void copy_to_device(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
 void copy_to_host(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
-void copy_device_to_device(void* dst, const void* src, size_t bytes,
-                           cudaStream_t stream = nullptr);
+void copy_device_to_device(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
 void memset_device(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
 void synchronize(cudaStream_t stream = nullptr);
 

@@ -172,6 +172,68 @@ TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
   EXPECT_THROW(kc::build_chunks({-1}, 4), std::invalid_argument);
 }
 
+// The convolution's input gradient gathers, per input position and tap, the one output that
+// reads it: against the forward's own loop (which outputs read i with tap k).
+TEST(CudaIndexMath, ConvTapSourceInvertsTheForwardWindow) {
+  for (int64_t n_in = 1; n_in <= 9; ++n_in)
+    for (int64_t k = 1; k <= 4; ++k)
+      for (int64_t stride = 1; stride <= 3; ++stride)
+        for (int64_t pad = 0; pad <= 2; ++pad)
+          for (int64_t dil = 1; dil <= 2; ++dil) {
+            const int64_t span = dil * (k - 1) + 1;
+            if (span > n_in + 2 * pad) continue;
+            const int64_t n_out = (n_in + 2 * pad - span) / stride + 1;
+            for (int64_t i = 0; i < n_in; ++i)
+              for (int64_t tap = 0; tap < k; ++tap) {
+                int64_t want = -1;
+                for (int64_t o = 0; o < n_out; ++o)
+                  if (o * stride - pad + tap * dil == i) want = o;
+                EXPECT_EQ(kc::conv_tap_source(i, tap, stride, pad, dil, n_out), want)
+                    << "i " << i << " tap " << tap << " k " << k << " stride " << stride << " pad "
+                    << pad << " dil " << dil;
+              }
+          }
+}
+
+// Pooling's backward gathers over the windows that hold an input position; adaptive pooling
+// over the bins that do: against scans of every window and bin.
+TEST(CudaIndexMath, PoolWindowsAndAdaptiveBinsHoldingAnInput) {
+  for (int64_t n_in = 1; n_in <= 10; ++n_in)
+    for (int64_t k = 1; k <= 4; ++k)
+      for (int64_t stride = 1; stride <= 3; ++stride)
+        for (int64_t pad = 0; 2 * pad <= k; ++pad) {
+          if (k > n_in + 2 * pad) continue;
+          const int64_t n_out = (n_in + 2 * pad - k) / stride + 1;
+          for (int64_t i = 0; i < n_in; ++i) {
+            std::vector<int64_t> want;
+            for (int64_t o = 0; o < n_out; ++o)
+              if (o * stride - pad <= i && i < o * stride - pad + k) want.push_back(o);
+            const kc::IndexRange r = kc::pool_windows(i, stride, pad, k, n_out);
+            std::vector<int64_t> got;
+            for (int64_t o = r.lo; o < r.hi; ++o) got.push_back(o);
+            EXPECT_EQ(got, want) << "i " << i << " k " << k << " stride " << stride << " pad "
+                                 << pad << " n_in " << n_in;
+          }
+        }
+  for (int64_t n_in = 1; n_in <= 12; ++n_in)
+    for (int64_t n_out = 1; n_out <= 12; ++n_out)
+      for (int64_t i = 0; i < n_in; ++i) {
+        std::vector<int64_t> want;
+        for (int64_t b = 0; b < n_out; ++b)
+          if (kc::adaptive_bin_start(b, n_in, n_out) <= i &&
+              i < kc::adaptive_bin_end(b, n_in, n_out))
+            want.push_back(b);
+        const kc::IndexRange r = kc::adaptive_bins(i, n_in, n_out);
+        std::vector<int64_t> got;
+        for (int64_t b = r.lo; b < r.hi; ++b) got.push_back(b);
+        EXPECT_EQ(got, want) << "i " << i << " n_in " << n_in << " n_out " << n_out;
+        EXPECT_FALSE(want.empty()) << "every input position lies in some bin";
+      }
+  // The bins are the CPU kernels' (kernels/cpu/conv.cpp): floor(b n / m) to ceil((b + 1) n / m).
+  EXPECT_EQ(kc::adaptive_bin_start(2, 7, 3), 4);
+  EXPECT_EQ(kc::adaptive_bin_end(0, 7, 3), 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // GPU checks
 

@@ -1,5 +1,6 @@
-// test_cuda_training.cpp: three epochs of the same run on the CPU and on CUDA, from the same
-// initial weights (--load-weights), on the mnist-tiny fixture: per-epoch losses and accuracies
+// test_cuda_training.cpp: three epochs of the same run (an MLP, a small CNN) on the CPU and on
+// CUDA, from the same initial weights (--load-weights), on the mnist-tiny fixture: per-epoch
+// losses and accuracies
 // and the final weights must agree within a small tolerance (f32 on both sides; summation
 // orders differ). The CPU run is the oracle. Skips with a message without a CUDA build or GPU.
 #include <gtest/gtest.h>
@@ -58,9 +59,15 @@ gl::train::TrainConfig base_config(const Fixture& f, const std::string& optimize
   return c;
 }
 
-void run_parity(const std::string& optimizer, const std::string& gemm) {
-  Fixture f = make_fixture(optimizer + "_" + gemm);
+void run_parity(const std::string& optimizer, const std::string& gemm,
+                const std::string& model = "mlp") {
+  Fixture f = make_fixture(optimizer + "_" + gemm + "_" + model);
   gl::train::TrainConfig c = base_config(f, optimizer);
+  if (model == "cnn") {  // conv 3x3 - relu - max pool, twice, then fc: every CNN op on the GPU
+    c.model = "cnn";
+    c.channels = {4, 8};
+    c.fc = {16};
+  }
   {  // initial weights, written by a CPU trainer that does not train
     gl::train::TrainConfig init = c;
     init.out = f.root + "/init_run";
@@ -113,6 +120,12 @@ TEST(CudaTraining, ThreeEpochsAdamCublasMatchCpu) {
   std::string why = no_gpu_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
   run_parity("adam", "cublas");
+}
+
+TEST(CudaTraining, ThreeEpochsCnnMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
+  run_parity("sgd", "native", "cnn");
 }
 
 TEST(CudaTraining, CudaGraphFlagIsRejectedClearly) {
