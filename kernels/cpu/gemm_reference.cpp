@@ -9,10 +9,14 @@ namespace {
 template <class T>
 T apply_act(T v, Activation act) {
   switch (act) {
-    case Activation::none: return v;
-    case Activation::relu: return v > T(0) ? v : T(0);
-    case Activation::tanh: return std::tanh(v);
-    case Activation::sigmoid: return T(1) / (T(1) + std::exp(-v));
+    case Activation::none:
+      return v;
+    case Activation::relu:
+      return v > T(0) ? v : T(0);
+    case Activation::tanh:
+      return std::tanh(v);
+    case Activation::sigmoid:
+      return T(1) / (T(1) + std::exp(-v));
   }
   return v;
 }
@@ -37,9 +41,9 @@ void gemm_ref(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const 
 }
 }  // namespace
 
-void sgemm_reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
-                     float* C, int64_t ldc, Epilogue ep) {
+void sgemm_reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                     int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+                     Epilogue ep) {
   gemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep);
 }
 void dgemm_reference(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
