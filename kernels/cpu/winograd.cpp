@@ -724,10 +724,9 @@ class AdjointWriter {
  public:
   AdjointWriter(const Plan& p, int64_t nchunks, float* dx)
       : p_(p),
-        cols_(p.m * p.tw() + 2),
-        row_floats_(cols_ * p.in),
+        row_floats_((p.m * p.tw() + 2) * p.in),  // one row of a band's padded HWC buffer
         dx_(dx),
-        edges_(std::size_t(nchunks * 4 * row_floats_), 0.0f) {}
+        edges_(std::size_t(nchunks * 4 * row_floats_)) {}
   // Band bd (the chunk's first if `first`, last if `last`) from its HWC buffer dbuf.
   void write(const Band& bd, int64_t chunk, bool first, bool last, const float* dbuf) {
     const int64_t rows = p_.m * (bd.r1 - bd.r0) + 2;
@@ -762,7 +761,7 @@ class AdjointWriter {
               p_.h * p_.w);
   }
   const Plan& p_;
-  const int64_t cols_, row_floats_;
+  const int64_t row_floats_;
   float* dx_;
   std::vector<float> edges_;
 };

@@ -131,18 +131,16 @@ TEST_P(GemmIsa, ShapesTransposesStridesF64) {
 TEST_P(GemmIsa, EveryEdgeRowCount) {
   for (int64_t M = 1; M <= 30; ++M)
     for (int64_t N : {int64_t(10), int64_t(40)})
-      for (int t = 0; t < 4; ++t) {
-        Case c;
-        c.ta = t & 1;
-        c.tb = t & 2;
-        c.M = M;
-        c.N = N;
-        c.K = 19;
-        c.beta = (M + t) % 2 == 0 ? 0.0 : 1.0;
-        c.with_bias = t == 1;
-        c.act = t == 1 ? Activation::relu : Activation::none;
-        check_case<float>(c, GetParam(), uint32_t(M));
-      }
+      for (int t = 0; t < 4; ++t)
+        check_case<float>({.ta = (t & 1) != 0,
+                           .tb = (t & 2) != 0,
+                           .M = M,
+                           .N = N,
+                           .K = 19,
+                           .beta = (M + t) % 2 == 0 ? 0.0 : 1.0,
+                           .with_bias = t == 1,
+                           .act = t == 1 ? Activation::relu : Activation::none},
+                          GetParam(), uint32_t(M));
 }
 
 // Crosses the k-block (kc), A block (mc) and B block (nc) boundaries of every kernel set,
