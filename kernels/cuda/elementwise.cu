@@ -31,8 +31,7 @@ __global__ void unary_kernel(F f, int64_t n, const T* x, T* y) {
 
 // n4 float4 groups; the tail (n % 4 elements) is done by the scalar kernel on the host side.
 template <class F>
-__global__ void unary_kernel_f4(F f, int64_t n4, const float4* x,
-                                float4* y) {
+__global__ void unary_kernel_f4(F f, int64_t n4, const float4* x, float4* y) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n4;
        i += int64_t(gridDim.x) * blockDim.x) {
     float4 v = x[i];
@@ -45,16 +44,14 @@ __global__ void unary_kernel_f4(F f, int64_t n4, const float4* x,
 }
 
 template <class T, class F>
-__global__ void binary_kernel(F f, int64_t n, const T* a, const T* b,
-                              T* out) {
+__global__ void binary_kernel(F f, int64_t n, const T* a, const T* b, T* out) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x)
     out[i] = f(a[i], b[i]);
 }
 
 template <class F>
-__global__ void binary_kernel_f4(F f, int64_t n4, const float4* a,
-                                 const float4* b, float4* out) {
+__global__ void binary_kernel_f4(F f, int64_t n4, const float4* a, const float4* b, float4* out) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n4;
        i += int64_t(gridDim.x) * blockDim.x) {
     const float4 u = a[i];
@@ -82,7 +79,9 @@ __global__ void binary_strided_kernel(F f, StridedLayout L, int64_t n, const T* 
   }
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+bool aligned16(const void* p) {
+  return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
 
 // ---- launchers, one per functor ----
 template <class T, class F>
@@ -91,8 +90,8 @@ void launch_unary(F f, int64_t n, const T* x, T* y, cudaStream_t s) {
   if constexpr (std::is_same_v<T, float>) {
     if (aligned16(x) && aligned16(y) && n >= 4) {
       const int64_t n4 = n / 4;
-      unary_kernel_f4<<<blocks_for(n4), kThreads, 0, s>>>(
-          f, n4, reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y));
+      unary_kernel_f4<<<blocks_for(n4), kThreads, 0, s>>>(f, n4, reinterpret_cast<const float4*>(x),
+                                                          reinterpret_cast<float4*>(y));
       GL_CUDA_CHECK_LAUNCH();
       const int64_t done = n4 * 4;
       if (done < n) {
@@ -132,20 +131,34 @@ void launch_binary(F f, int64_t n, const T* a, const T* b, T* out, cudaStream_t 
 template <class V>
 void visit_unary(UnaryOp op, OpParams p, V&& visit) {
   switch (op) {
-    case UnaryOp::neg: return visit(fn::Neg{});
-    case UnaryOp::exp: return visit(fn::Exp{});
-    case UnaryOp::log: return visit(fn::Log{});
-    case UnaryOp::sqrt: return visit(fn::Sqrt{});
-    case UnaryOp::abs: return visit(fn::Abs{});
-    case UnaryOp::relu: return visit(fn::Relu{});
-    case UnaryOp::tanh: return visit(fn::Tanh{});
-    case UnaryOp::sigmoid: return visit(fn::Sigmoid{});
-    case UnaryOp::silu: return visit(fn::Silu{});
-    case UnaryOp::gelu_erf: return visit(fn::GeluErf{});
-    case UnaryOp::gelu_tanh: return visit(fn::GeluTanh{});
-    case UnaryOp::pow_scalar: return visit(fn::PowScalar{p.a});
-    case UnaryOp::leaky_relu: return visit(fn::LeakyRelu{p.a});
-    case UnaryOp::clamp: return visit(fn::Clamp{p.a, p.b});
+    case UnaryOp::neg:
+      return visit(fn::Neg{});
+    case UnaryOp::exp:
+      return visit(fn::Exp{});
+    case UnaryOp::log:
+      return visit(fn::Log{});
+    case UnaryOp::sqrt:
+      return visit(fn::Sqrt{});
+    case UnaryOp::abs:
+      return visit(fn::Abs{});
+    case UnaryOp::relu:
+      return visit(fn::Relu{});
+    case UnaryOp::tanh:
+      return visit(fn::Tanh{});
+    case UnaryOp::sigmoid:
+      return visit(fn::Sigmoid{});
+    case UnaryOp::silu:
+      return visit(fn::Silu{});
+    case UnaryOp::gelu_erf:
+      return visit(fn::GeluErf{});
+    case UnaryOp::gelu_tanh:
+      return visit(fn::GeluTanh{});
+    case UnaryOp::pow_scalar:
+      return visit(fn::PowScalar{p.a});
+    case UnaryOp::leaky_relu:
+      return visit(fn::LeakyRelu{p.a});
+    case UnaryOp::clamp:
+      return visit(fn::Clamp{p.a, p.b});
   }
   throw std::invalid_argument("cuda::unary: unknown op " + std::to_string(int(op)));
 }
@@ -153,18 +166,30 @@ void visit_unary(UnaryOp op, OpParams p, V&& visit) {
 template <class V>
 void visit_binary(BinaryOp op, OpParams p, V&& visit) {
   switch (op) {
-    case BinaryOp::add: return visit(fn::Add{});
-    case BinaryOp::sub: return visit(fn::Sub{});
-    case BinaryOp::mul: return visit(fn::Mul{});
-    case BinaryOp::div: return visit(fn::Div{});
-    case BinaryOp::relu_back: return visit(fn::ReluBack{});
-    case BinaryOp::leaky_relu_back: return visit(fn::LeakyReluBack{p.a});
-    case BinaryOp::tanh_back_from_y: return visit(fn::TanhBackFromY{});
-    case BinaryOp::sigmoid_back_from_y: return visit(fn::SigmoidBackFromY{});
-    case BinaryOp::silu_back: return visit(fn::SiluBack{});
-    case BinaryOp::gelu_erf_back: return visit(fn::GeluErfBack{});
-    case BinaryOp::gelu_tanh_back: return visit(fn::GeluTanhBack{});
-    case BinaryOp::clamp_back: return visit(fn::ClampBack{p.a, p.b});
+    case BinaryOp::add:
+      return visit(fn::Add{});
+    case BinaryOp::sub:
+      return visit(fn::Sub{});
+    case BinaryOp::mul:
+      return visit(fn::Mul{});
+    case BinaryOp::div:
+      return visit(fn::Div{});
+    case BinaryOp::relu_back:
+      return visit(fn::ReluBack{});
+    case BinaryOp::leaky_relu_back:
+      return visit(fn::LeakyReluBack{p.a});
+    case BinaryOp::tanh_back_from_y:
+      return visit(fn::TanhBackFromY{});
+    case BinaryOp::sigmoid_back_from_y:
+      return visit(fn::SigmoidBackFromY{});
+    case BinaryOp::silu_back:
+      return visit(fn::SiluBack{});
+    case BinaryOp::gelu_erf_back:
+      return visit(fn::GeluErfBack{});
+    case BinaryOp::gelu_tanh_back:
+      return visit(fn::GeluTanhBack{});
+    case BinaryOp::clamp_back:
+      return visit(fn::ClampBack{p.a, p.b});
   }
   throw std::invalid_argument("cuda::binary: unknown op " + std::to_string(int(op)));
 }
@@ -176,19 +201,25 @@ void check_n(int64_t n, const char* op) {
 }  // namespace
 
 const char* op_name(UnaryOp op) {
-  static const char* names[] = {"neg",  "exp",     "log",  "sqrt",     "abs",       "relu",
-                                "tanh", "sigmoid", "silu", "gelu_erf", "gelu_tanh", "pow_scalar",
-                                "leaky_relu", "clamp"};
+  static const char* names[] = {"neg",       "exp",        "log",        "sqrt", "abs",
+                                "relu",      "tanh",       "sigmoid",    "silu", "gelu_erf",
+                                "gelu_tanh", "pow_scalar", "leaky_relu", "clamp"};
   const int i = int(op);
   return (i >= 0 && i < int(sizeof(names) / sizeof(names[0]))) ? names[i] : "?";
 }
 const char* op_name(BinaryOp op) {
-  static const char* names[] = {"add",           "sub",
-                                "mul",           "div",
-                                "relu_back",     "leaky_relu_back",
-                                "tanh_back_from_y", "sigmoid_back_from_y",
-                                "silu_back",     "gelu_erf_back",
-                                "gelu_tanh_back", "clamp_back"};
+  static const char* names[] = {"add",
+                                "sub",
+                                "mul",
+                                "div",
+                                "relu_back",
+                                "leaky_relu_back",
+                                "tanh_back_from_y",
+                                "sigmoid_back_from_y",
+                                "silu_back",
+                                "gelu_erf_back",
+                                "gelu_tanh_back",
+                                "clamp_back"};
   const int i = int(op);
   return (i >= 0 && i < int(sizeof(names) / sizeof(names[0]))) ? names[i] : "?";
 }
@@ -247,16 +278,16 @@ void fill_uniform(float* y, int64_t n, uint64_t seed, uint64_t stream_id, uint64
                   cudaStream_t stream) {
   check_n(n, "cuda::fill_uniform");
   if (n == 0) return;
-  fill_uniform_kernel<<<blocks_for(n), kThreads, 0, resolve_stream(stream)>>>(y, n, seed,
-                                                                              stream_id, offset);
+  fill_uniform_kernel<<<blocks_for(n), kThreads, 0, resolve_stream(stream)>>>(y, n, seed, stream_id,
+                                                                              offset);
   GL_CUDA_CHECK_LAUNCH();
 }
 
-#define GL_INSTANTIATE(T)                                                                      \
-  template void unary<T>(UnaryOp, OpParams, int64_t, const T*, T*, cudaStream_t);              \
-  template void binary<T>(BinaryOp, OpParams, int64_t, const T*, const T*, T*, cudaStream_t);  \
-  template void unary_strided<T>(UnaryOp, OpParams, const StridedLayout&, const T*, T*,        \
-                                 cudaStream_t);                                                \
+#define GL_INSTANTIATE(T)                                                                       \
+  template void unary<T>(UnaryOp, OpParams, int64_t, const T*, T*, cudaStream_t);               \
+  template void binary<T>(BinaryOp, OpParams, int64_t, const T*, const T*, T*, cudaStream_t);   \
+  template void unary_strided<T>(UnaryOp, OpParams, const StridedLayout&, const T*, T*,         \
+                                 cudaStream_t);                                                 \
   template void binary_strided<T>(BinaryOp, OpParams, const StridedLayout&, const T*, const T*, \
                                   T*, cudaStream_t);
 GL_INSTANTIATE(float)
