@@ -60,10 +60,11 @@ def load(data_dir, dataset):
             images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
 
 
-def one_epoch(data, act, depth, width, batch, steps, threads, seed):
+def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False):
     """Seconds of one epoch (training + test evaluation), scaled from `steps` when partial."""
     x, y, tx, ty = data
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(flush)
     torch.manual_seed(seed)
     layers, fan = [], 784
     for _ in range(depth):
@@ -101,10 +102,10 @@ def one_epoch(data, act, depth, width, batch, steps, threads, seed):
 
 
 def _worker(args):
-    data_dir, dataset, act, depth, width, batch, steps, seed, barrier = args
+    data_dir, dataset, act, depth, width, batch, steps, seed, flush, barrier = args
     data = load(data_dir, dataset)
     barrier.wait()
-    return one_epoch(data, act, depth, width, batch, steps, 1, seed)
+    return one_epoch(data, act, depth, width, batch, steps, 1, seed, flush)
 
 
 def two_processes(a, act, depth):
@@ -114,7 +115,7 @@ def two_processes(a, act, depth):
         barrier = m.Barrier(2)
         with ctx.Pool(2) as pool:
             walls = pool.map(_worker, [(a.data_dir, a.dataset, act, depth, a.width, a.batch,
-                                        a.steps, s, barrier) for s in (1, 2)])
+                                        a.steps, s, a.flush_denormals, barrier) for s in (1, 2)])
             return max(walls) / 2
 
 
@@ -130,6 +131,9 @@ def main():
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--json", default="")
+    ap.add_argument("--flush-denormals", action="store_true",
+                    help="torch.set_flush_denormal(True) in every process (gradlens flushes them "
+                         "by default; docs/sweeps.md)")
     a = ap.parse_args()
     data = load(a.data_dir, a.dataset)
     one_epoch(data, "relu", 2, a.width, a.batch, 20, 2, 0)  # warm-up
@@ -137,7 +141,7 @@ def main():
     t_start = time.perf_counter()
     for act in a.activations.split(","):
         for depth in map(int, a.depths.split(",")):
-            th = one_epoch(data, act, depth, a.width, a.batch, a.steps, 2, 0)
+            th = one_epoch(data, act, depth, a.width, a.batch, a.steps, 2, 0, a.flush_denormals)
             pr = two_processes(a, act, depth)
             best = min(th, pr)
             total += INITS * a.epochs * best
@@ -145,7 +149,8 @@ def main():
                              processes_epoch_s=pr, best_epoch_s=best))
             print(f"{act:8s} depth {depth:3d}: 2 threads {th:7.2f} s/epoch, 2 processes "
                   f"{pr:7.2f} s/epoch, grid share {INITS * a.epochs * best:8.1f} s", flush=True)
-    result = dict(dataset=a.dataset, epochs=a.epochs, steps=a.steps, width=a.width, batch=a.batch,
+    result = dict(dataset=a.dataset, flush_denormals=a.flush_denormals, epochs=a.epochs,
+                  steps=a.steps, width=a.width, batch=a.batch,
                   inits=INITS, estimated_grid_s=total, measured_s=time.perf_counter() - t_start,
                   torch=torch.__version__, machine=platform.processor() or platform.machine(),
                   cpus=os.cpu_count(), rows=rows)

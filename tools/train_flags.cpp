@@ -70,6 +70,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
          "scale_max=1.1:shear=5, crop:pad=2, elastic:alpha=34:sigma=4, noise:std=0.05)")
       ->capture_default_str();
   app.add_option("--threads", c.threads, "CPU threads (0: all cores)")->capture_default_str();
+  app.add_option("--denormals", c.denormals,
+                 "Subnormal floats on the CPU: flush (to zero; much faster on cores that trap "
+                 "them) or keep (IEEE gradual underflow)")
+      ->capture_default_str();
   app.add_option("--out", c.out, "Run directory to write")->required();
   app.add_option("--checkpoint-every", c.checkpoint_every,
                  "Checkpoint every N epochs (0: only at the end)")

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/ops.h"
+#include "kernels/cpu/fp_env.h"
 
 namespace gl::train {
 
@@ -26,6 +27,7 @@ std::string fused_group_key(const TrainConfig& c) {
                       {"model", c.model},
                       {"hidden", c.hidden_widths()},
                       {"threads", c.threads},
+                      {"denormals", c.denormals},
                       {"fused", fused_step_unsupported(c).empty()}};
   if (c.model == "cnn") j["cnn"] = {c.channels, c.fc, c.kernel, c.pool};
   return j.dump();
@@ -322,6 +324,8 @@ FusedGroup::FusedGroup(const std::vector<TrainConfig>& configs) {
 FusedGroup::~FusedGroup() = default;
 
 std::vector<FusedGroup::Outcome> FusedGroup::run() {
+  // The members share one process, and with it this mode (fused_group_key holds it).
+  kernels::cpu::DenormalScope denormals(members_[0]->config().denormals == "flush");
   const std::size_t n = members_.size();
   std::vector<Outcome> out(n);
   std::vector<int64_t> first(n);

@@ -15,6 +15,7 @@
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
 #include "engine/ops.h"
+#include "kernels/cpu/fp_env.h"
 #include "kernels/kernels.h"
 #include "models/init.h"
 #if defined(GRADLENS_HAVE_CUDA)
@@ -101,6 +102,8 @@ void TrainConfig::validate() const {
        [&] { models::parse_init(init, init_args); });
   flag("--device", [&] { Device::parse(device); });
   flag("--gemm", [&] { parse_cuda_gemm_algo(gemm); });
+  GL_CHECK(denormals == "flush" || denormals == "keep",
+           "--denormals: unknown mode '{}' (flush, keep)", denormals);
 }
 
 std::string TrainConfig::to_json() const {
@@ -140,6 +143,7 @@ std::string TrainConfig::to_json() const {
   j["log_steps"] = log_steps;
   j["device"] = device;
   j["gemm"] = gemm;
+  j["denormals"] = denormals;
   j["limit_train"] = limit_train;
   j["limit_test"] = limit_test;
   return j.dump(2) + "\n";
@@ -186,6 +190,7 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   get("log_steps", c.log_steps);
   get("device", c.device);
   get("gemm", c.gemm);
+  get("denormals", c.denormals);
   get("limit_train", c.limit_train);
   get("limit_test", c.limit_test);
   return c;
@@ -473,7 +478,8 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
              saved.value("epochs", v).dump(), saved.value("epochs", v).dump(), v.dump());
     if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
     if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
-                               (k == "lr_schedule" && v == "constant")))
+                               (k == "lr_schedule" && v == "constant") ||
+                               k == "denormals"))
       continue;  // checkpoints written before these flags existed
     GL_CHECK(saved.contains(k) && saved[k] == v,
              "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "
@@ -540,6 +546,7 @@ void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {
 
 // ------------------------------------------------------------------ the loop
 std::vector<EpochResult> Trainer::run() {
+  kernels::cpu::DenormalScope denormals(cfg_.denormals == "flush");
   for (int64_t epoch = begin_run(); epoch <= cfg_.epochs; ++epoch) {
     begin_epoch(epoch);
     if (device_.is_cuda()) {

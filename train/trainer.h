@@ -62,6 +62,8 @@ struct TrainConfig {
   bool log_steps = false;
   std::string device = "cpu";
   std::string gemm = "native";  // CUDA GEMM backend: native | cublas | tf32
+  // Subnormal floats on the CPU while training: flush (to zero, kernels/cpu/fp_env.h) | keep.
+  std::string denormals = "flush";
   bool cuda_graph = false;      // capture the step as a CUDA graph (not implemented: rejected)
   int64_t limit_train = 0;      // use only the first N training examples (0: all)
   int64_t limit_test = 0;
