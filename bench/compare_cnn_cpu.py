@@ -10,7 +10,9 @@ Two measurements, repetitions alternating between the two engines, medians repor
    normalization), shuffled, on the same IDX split.
    gradlens' time is the `epoch_time` of `gradlens train --model cnn` (training steps only);
    PyTorch's the wall time of the same loop with the data already in memory.
-Both sides use the same number of threads (torch.set_num_threads). The conv table also gives
+Both sides use the same number of threads (torch.set_num_threads) and, in the epochs, the same
+treatment of subnormal floats (flushed to zero: gradlens train's default --denormals flush, and
+torch.set_flush_denormal(True)). The conv table also gives
 process CPU time per call (all threads), which a loaded machine distorts less than wall time.
 
 usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
@@ -95,6 +97,7 @@ def torch_cnn(channels, height, width):
 
 def torch_epoch(x, y, batch, threads, seed, lr):
     torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # as gradlens train (--denormals flush)
     torch.manual_seed(seed)
     model = torch_cnn(x.shape[1], x.shape[2], x.shape[3])
     opt = torch.optim.Adam(model.parameters(), lr=lr)
