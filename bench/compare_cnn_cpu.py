@@ -12,8 +12,8 @@ Two measurements, repetitions alternating between the two engines, medians repor
    PyTorch's the wall time of the same loop with the data already in memory.
 Both sides use the same number of threads (torch.set_num_threads) and, in the epochs, the same
 treatment of subnormal floats (flushed to zero: gradlens train's default --denormals flush, and
-torch.set_flush_denormal(True)). The conv table also gives
-process CPU time per call (all threads), which a loaded machine distorts less than wall time.
+torch.set_flush_denormal(True)). The conv table also gives process CPU time per call (all
+threads), which a loaded machine distorts less than wall time.
 
 usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
        [--repeats 3] [--conv-repeats 20] [--threads 2] [--limit 0]
