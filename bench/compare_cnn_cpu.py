@@ -95,13 +95,18 @@ def torch_cnn(channels, height, width):
         torch.nn.ReLU(), torch.nn.Linear(128, 10))
 
 
-def torch_epoch(x, y, batch, threads, seed, lr):
-    torch.set_num_threads(threads)
+def torch_epoch(x, y, batch, threads, seed, lr, device="cpu"):
+    """Seconds of one training epoch over x, y (already on `device`); on a GPU the clock stops
+    after a synchronize. threads None leaves PyTorch's thread count alone."""
+    if threads:
+        torch.set_num_threads(threads)
     torch.set_flush_denormal(True)  # as gradlens train (--denormals flush)
     torch.manual_seed(seed)
-    model = torch_cnn(x.shape[1], x.shape[2], x.shape[3])
+    model = torch_cnn(x.shape[1], x.shape[2], x.shape[3]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    perm = torch.randperm(x.shape[0])
+    perm = torch.randperm(x.shape[0], device=device)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    sync()
     t0 = time.perf_counter()
     for i in range(0, x.shape[0], batch):
         idx = perm[i:i + batch]
@@ -109,7 +114,20 @@ def torch_epoch(x, y, batch, threads, seed, lr):
         opt.zero_grad()
         loss.backward()
         opt.step()
+    sync()
     return time.perf_counter() - t0
+
+
+def load_images(data_dir, dataset, limit=0, device="cpu"):
+    """The training split as [N, 1, H, W] floats, standardized as gradlens does, and labels."""
+    d = os.path.join(data_dir, dataset)
+    xs = read_idx(find(d, "train-images-idx3-ubyte")).astype(np.float32) / 255.0
+    ys = read_idx(find(d, "train-labels-idx1-ubyte")).astype(np.int64)
+    if limit:
+        xs, ys = xs[:limit], ys[:limit]
+    mean, std = float(xs.mean()), float(xs.std())
+    x = torch.tensor((xs - mean) / std).reshape(-1, 1, xs.shape[1], xs.shape[2])
+    return x.to(device), torch.tensor(ys).to(device)
 
 
 def gradlens_epoch(binary, data_dir, dataset, batch, threads, seed, lr, limit):
@@ -142,14 +160,7 @@ def main():
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     binary = os.path.join(a.build, "gradlens")
-    d = os.path.join(a.data_dir, a.dataset)
-    xs = read_idx(find(d, "train-images-idx3-ubyte")).astype(np.float32) / 255.0
-    ys = read_idx(find(d, "train-labels-idx1-ubyte")).astype(np.int64)
-    if a.limit:
-        xs, ys = xs[:a.limit], ys[:a.limit]
-    mean, std = float(xs.mean()), float(xs.std())
-    x = torch.tensor((xs - mean) / std).reshape(-1, 1, xs.shape[1], xs.shape[2])
-    y = torch.tensor(ys)
+    x, y = load_images(a.data_dir, a.dataset, a.limit)
     load = os.getloadavg()
 
     conv_rows = []

@@ -60,8 +60,16 @@ def load(data_dir, dataset):
             images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
 
 
-def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False):
-    """Seconds of one epoch (training + test evaluation), scaled from `steps` when partial."""
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False, device="cpu"):
+    """Seconds of one epoch (training + test evaluation), scaled from `steps` when partial.
+
+    With device "cuda", `data` should already be on the GPU; the clock stops after a
+    synchronize, so queued kernels are counted."""
     x, y, tx, ty = data
     torch.set_num_threads(threads)
     torch.set_flush_denormal(flush)
@@ -71,12 +79,12 @@ def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False)
         layers += [torch.nn.Linear(fan, width), ACTS[act]()]
         fan = width
     layers.append(torch.nn.Linear(fan, 10))
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     n = x.shape[0]
     total = (n + batch - 1) // batch
     todo = total if steps <= 0 or steps >= total else steps
-    perm = torch.randperm(n)
+    perm = torch.randperm(n, device=device)
 
     def step(i):
         idx = perm[(i * batch) % n:(i * batch) % n + batch]
@@ -88,15 +96,18 @@ def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False)
     warm = 5 if todo < total else 0
     for i in range(warm):
         step(i)
+    sync(device)
     t0 = time.perf_counter()
     for i in range(warm, warm + todo):
         step(i)
+    sync(device)
     train = (time.perf_counter() - t0) * total / todo
     rows = tx.shape[0] if todo == total else min(tx.shape[0], todo * batch)
     t0 = time.perf_counter()
     with torch.no_grad():
         for i in range(0, rows, 1000):
             torch.nn.functional.cross_entropy(model(tx[i:i + 1000]), ty[i:i + 1000])
+    sync(device)
     evaluate = (time.perf_counter() - t0) * tx.shape[0] / rows
     return train + evaluate
 

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""gradlens vs PyTorch eager on one GPU, side by side in one run.
+
+cnn   One training epoch of the default CNN (conv3x3(32)-relu-maxpool2 - conv3x3(64)-relu-
+      maxpool2 - fc128-relu - fc10; Adam, lr 0.001, batch 64, standard normalization; as
+      bench/compare_cnn_cpu.py): `gradlens train --model cnn --device cuda` (its epoch_time,
+      training steps only) against the same loop in PyTorch with cuDNN, the data already on the
+      GPU and the clock stopped after torch.cuda.synchronize(). Repeats alternate between the two;
+      medians are reported.
+grid  The classic grid (docs/sweeps.md: 4 activations x 8 initializations x depths 5 to 50,
+      width 128, SGD lr 0.01 momentum 0.9, batch 128) at E epochs. gradlens: `gradlens sweep
+      --device cuda --jobs J` run whole, its wall time; cut at --grid-timeout, the runs finished
+      by then are reported (run the printed command again to finish: the sweep resumes). PyTorch
+      eager: one epoch (training + test evaluation) per (activation, depth) on the same GPU, the
+      grid's time estimated as the sum of 8 initializations x E epochs x that epoch
+      (bench/sweep_grid_torch.py's method, there on the CPU).
+
+usage: python3 bench/compare_gpu.py --build build-gpu --data-dir data [--dataset fashion-mnist]
+       [--what cnn,grid] [--repeats 3] [--epochs 5] [--jobs 4] [--grid-timeout 360]
+       [--steps 0] [--limit 0] [--device cuda] [--out FILE.md] [--json FILE.json]
+--device cpu runs the same measurements on the CPU (a check of this script on a machine without
+a GPU, not a benchmark). Needs torch and numpy: exits 1 naming the one missing (on the GPU
+machine this comparison is the point, so a missing module is a failure, not a skip).
+"""
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    import numpy  # noqa: F401  (the IDX readers imported below need it)
+    import torch
+    import torch.nn.functional as F
+except ImportError as e:  # pragma: no cover
+    sys.exit(f"compare_gpu: {e.name or e} is not importable ({e}); it needs torch and numpy")
+from compare_cnn_cpu import load_images, torch_epoch as torch_cnn_epoch  # noqa: E402
+from sweep_grid_torch import INITS, load, one_epoch, sync  # noqa: E402
+
+GRID_ACTS = ["relu", "tanh", "sigmoid", "gelu"]
+GRID_DEPTHS = [5, 10, 20, 30, 40, 50]
+
+
+def gpu_name(device):
+    if device.startswith("cuda"):
+        p = torch.cuda.get_device_properties(torch.device(device))
+        return f"{p.name}, {p.total_memory / 2**30:.0f} GiB"
+    return platform.processor() or platform.machine()
+
+
+def gradlens_cnn_epoch(binary, a, seed):
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [binary, "train", "--model", "cnn", "--device", a.device, "--dataset", a.dataset,
+               "--data-dir", a.data_dir, "--optimizer", "adam", "--lr", "0.001", "--batch-size",
+               "64", "--epochs", "1", "--seed", str(seed), "--checkpoint-every", "0",
+               "--limit-test", "1000", "--no-progress"]
+        if a.limit:
+            cmd += ["--limit-train", str(a.limit)]
+        subprocess.run(cmd + ["--out", out], check=True, stdout=subprocess.DEVNULL)
+        with open(os.path.join(out, "metrics.csv")) as f:
+            row = next(csv.DictReader(f))
+        return float(row["epoch_time"]), " ".join(cmd)
+
+
+def cnn(a, binary, md, result):
+    x, y = load_images(a.data_dir, a.dataset, a.limit, a.device)
+    torch_cnn_epoch(x[:2048], y[:2048], 64, None, 0, 0.001, a.device)  # warm-up (cuDNN, allocator)
+    ours, theirs, cmd = [], [], ""
+    for r in range(a.repeats):
+        t, cmd = gradlens_cnn_epoch(binary, a, r)
+        ours.append(t)
+        theirs.append(torch_cnn_epoch(x, y, 64, None, r, 0.001, a.device))
+        print(f"cnn epoch, repeat {r}: gradlens {t:.3f} s, PyTorch {theirs[-1]:.3f} s", flush=True)
+    mo, mt = statistics.median(ours), statistics.median(theirs)
+    result["cnn"] = dict(gradlens_s=ours, torch_s=theirs, median_gradlens_s=mo, median_torch_s=mt,
+                         command=cmd)
+    md += [f"## One epoch of the default CNN ({a.dataset}, {x.shape[0]} examples, batch 64, "
+           f"Adam; {a.repeats} alternating repeats)", "",
+           f"| gradlens s/epoch (each) | PyTorch{' + cuDNN' if a.device.startswith('cuda') else ''}"
+           " s/epoch (each) | speedup (medians) |",
+           "|---|---|---|",
+           f"| {' / '.join(f'{t:.3f}' for t in ours)} | {' / '.join(f'{t:.3f}' for t in theirs)} "
+           f"| {mt / mo:.2f}x |", "", f"gradlens command per repeat: `{cmd} --out DIR`", ""]
+
+
+def grid(a, binary, md, result):
+    data = [t.to(a.device) for t in load(a.data_dir, a.dataset)]
+    one_epoch(data, "relu", 2, 128, 128, 20, 1, 0, device=a.device)  # warm-up
+    rows, estimate = [], 0.0
+    for act in GRID_ACTS:
+        for depth in GRID_DEPTHS:
+            t = one_epoch(data, act, depth, 128, 128, a.steps, 1, 0, device=a.device)
+            estimate += INITS * a.epochs * t
+            rows.append(dict(activation=act, depth=depth, epoch_s=t))
+            print(f"PyTorch {act:8s} depth {depth:3d}: {t:7.3f} s/epoch", flush=True)
+    del data
+    if a.device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the GPU's memory back for the sweep's processes
+    out = tempfile.mkdtemp(prefix="gradlens-grid-")
+    cmd = [binary, "sweep", "--out", out, "--data-dir", a.data_dir, "--dataset", a.dataset,
+           "--epochs", str(a.epochs), "--device", a.device, "--jobs", str(a.jobs), "--no-progress"]
+    t0 = time.perf_counter()
+    # Its own process group: on the timeout the sweep's workers stop with it.
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
+    try:
+        rc = proc.wait(timeout=a.grid_timeout)
+        finished = True
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        rc, finished = None, False
+    wall = time.perf_counter() - t0
+    if finished and rc != 0:
+        sys.exit(f"compare_gpu: `{' '.join(cmd)}` failed (exit {rc}); see {out}/runs/*/train.log")
+    # A run is done once it has its final model (or diverged.json): what the sweep counts.
+    runs = os.path.join(out, "runs")
+    names = os.listdir(runs) if os.path.isdir(runs) else []
+    total = len(GRID_ACTS) * INITS * len(GRID_DEPTHS)
+    done = sum(os.path.exists(os.path.join(runs, n, "model.safetensors")) or
+               os.path.exists(os.path.join(runs, n, "diverged.json")) for n in names)
+    shutil.rmtree(out, ignore_errors=True)
+    printed = " ".join(cmd[:3] + ["DIR"] + cmd[4:])
+    result["grid"] = dict(torch_rows=rows, torch_estimate_s=estimate, gradlens_wall_s=wall,
+                          gradlens_finished=finished, runs_done=done, runs_total=total,
+                          command=printed)
+    md += [f"## The classic grid ({a.dataset}, {a.epochs} epochs)", "",
+           "| engine | grid time | how |", "|---|---|---|"]
+    if finished:
+        md.append(f"| gradlens | {wall:.1f} s | measured whole, {a.jobs} processes |")
+    else:
+        md.append(f"| gradlens | over {wall:.0f} s ({done} of {total} runs in that time) | cut "
+                  f"at --grid-timeout {a.grid_timeout} |")
+    md.append(f"| PyTorch eager | {estimate:.1f} s | estimated from one epoch per (activation, "
+              "depth) below |")
+    if finished:
+        md.append(f"| ratio | {estimate / wall:.2f}x | |")
+    md += ["", f"gradlens command: `{printed}`", "",
+           "| activation | depth | PyTorch s/epoch |", "|---|---|---|"]
+    md += [f"| {r['activation']} | {r['depth']} | {r['epoch_s']:.3f} |" for r in rows]
+    md.append("")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build-gpu", help="build directory holding gradlens")
+    ap.add_argument("--data-dir", default="data")
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--what", default="cnn,grid", help="comma-separated: cnn, grid")
+    ap.add_argument("--repeats", type=int, default=3, help="CNN epoch repeats per engine")
+    ap.add_argument("--epochs", type=int, default=5, help="grid epochs")
+    ap.add_argument("--jobs", type=int, default=4, help="gradlens sweep worker processes")
+    ap.add_argument("--grid-timeout", type=float, default=360, help="seconds for gradlens' grid")
+    ap.add_argument("--steps", type=int, default=0,
+                    help="PyTorch grid: training steps measured per epoch, scaled (0: all)")
+    ap.add_argument("--limit", type=int, default=0, help="CNN: the first N training examples")
+    ap.add_argument("--device", default="cuda", help="cuda[:N] (cpu: a check of this script)")
+    ap.add_argument("--out", default="", help="markdown results file")
+    ap.add_argument("--json", default="", help="raw results")
+    a = ap.parse_args()
+    what = [w for w in a.what.split(",") if w]
+    bad = [w for w in what if w not in ("cnn", "grid")]
+    if bad:
+        sys.exit(f"compare_gpu: --what: unknown part(s) {', '.join(bad)} (cnn, grid)")
+    binary = os.path.join(a.build, "gradlens")
+    if not os.path.exists(binary):
+        sys.exit(f"compare_gpu: missing {binary}; build with -DGRADLENS_CUDA=ON first")
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("compare_gpu: PyTorch sees no CUDA device (use --device cpu to check the script)")
+    md = [f"# gradlens vs PyTorch {torch.__version__} eager on {gpu_name(a.device)}", "",
+          f"Device `{a.device}`; host {platform.platform()}, {os.cpu_count()} CPU cores. "
+          f"Command: `python3 bench/compare_gpu.py {' '.join(sys.argv[1:])}`", ""]
+    result = dict(device=a.device, gpu=gpu_name(a.device), torch=torch.__version__)
+    for w in what:
+        (cnn if w == "cnn" else grid)(a, binary, md, result)
+    text = "\n".join(md)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
