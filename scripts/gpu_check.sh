@@ -9,7 +9,8 @@
 # Logs go to ./gpu_check_logs; when $OUT is set they are also packed into
 # $OUT/gpu_check_logs.tar.gz with $OUT/summary.txt beside it, and the benchmark's results are
 # copied to $OUT/gpu_bench.md and $OUT/gpu_bench.json (few files, as a remote runner may return
-# only a handful). Each phase fits a 10-minute command on a 16-core machine with one H100/H200.
+# only a handful). Each phase is sized for a 10-minute command on a 16-core machine with one
+# H100/H200 (the grid is cut at GRID_TIMEOUT; the rest is estimated, not yet timed there).
 # Usage: scripts/gpu_check.sh [build-dir] [tests|bench|all]
 #        (JOBS=N: build parallelism; GRID_TIMEOUT=S: seconds for gradlens' grid, default 300;
 #         SWEEP_JOBS=N: the grid's worker processes, default 4)
