@@ -374,9 +374,13 @@ void run_sweep(const SweepOpts& o) {
   std::vector<std::vector<size_t>> units;
   {
     std::vector<std::pair<std::string, std::vector<size_t>>> by_key;
+    size_t alone = 0;  // runs --fuse cannot group, and the first reason
+    std::string why;
     for (size_t i : todo) {
       const auto& c = mine[i].config;
-      if (o.fuse < 2 || !train::fused_step_unsupported(c).empty()) {
+      const std::string unsupported = o.fuse < 2 ? "" : train::fused_step_unsupported(c);
+      if (o.fuse < 2 || !unsupported.empty()) {
+        if (!unsupported.empty() && alone++ == 0) why = unsupported;
         units.push_back({i});
         continue;
       }
@@ -388,6 +392,9 @@ void run_sweep(const SweepOpts& o) {
       }
       it->second.push_back(i);
     }
+    if (alone > 0)
+      fmt::print(stderr, "{}--fuse: {} of {} runs train alone, one per process ({})\n", prog.label,
+                 alone, todo.size(), why);
     for (auto& [key, runs] : by_key) {
       const size_t groups = (runs.size() + size_t(o.fuse) - 1) / size_t(o.fuse);
       for (size_t g = 0; g < groups; ++g)

@@ -200,6 +200,23 @@ TEST(SweepCli, FusedSweepEqualsTheSweepWithout) {
   EXPECT_NE(slurp(temp_dir() + "/last.log").find("--fuse"), std::string::npos);
 }
 
+TEST(SweepCli, FuseSaysWhichRunsTrainAloneAndWhy) {
+  // Dropout keeps runs out of the fused step: they train one per process, and the sweep says so
+  // (naming the flag) instead of ignoring --fuse silently.
+  std::string d = temp_dir() + "/fuse-alone";
+  ASSERT_EQ(run("sweep --out " + d + " --fuse --dropout 0.1 --data-dir " + temp_dir() +
+                "/data --activations relu --inits he_normal,xavier_uniform --depths 1 --width 8 "
+                "--epochs 1 --batch-size 64 --limit-train 256 --limit-test 128 --diagnostics "
+                "none --no-progress"),
+            0)
+      << slurp(temp_dir() + "/last.log");
+  const std::string log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find("--fuse: 2 of 2 runs train alone"), std::string::npos) << log;
+  EXPECT_NE(log.find("--dropout"), std::string::npos) << log;
+  for (auto& id : run_ids(d))
+    EXPECT_EQ(slurp(d + "/runs/" + id + "/train.log").find("fused steps"), std::string::npos);
+}
+
 TEST(SweepCli, FusedSweepKilledAndRestartedEqualsUninterrupted) {
   // Killed while its groups train (members checkpoint one after another, so they may stop at
   // different epochs), then finished with other groups of 3 and with --jobs 1.
