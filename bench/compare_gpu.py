@@ -39,11 +39,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 try:
     import numpy  # noqa: F401  (the IDX readers imported below need it)
     import torch
-    import torch.nn.functional as F
 except ImportError as e:  # pragma: no cover
     sys.exit(f"compare_gpu: {e.name or e} is not importable ({e}); it needs torch and numpy")
 from compare_cnn_cpu import load_images, torch_epoch as torch_cnn_epoch  # noqa: E402
-from sweep_grid_torch import INITS, load, one_epoch, sync  # noqa: E402
+from sweep_grid_torch import INITS, load, one_epoch  # noqa: E402
 
 GRID_ACTS = ["relu", "tanh", "sigmoid", "gelu"]
 GRID_DEPTHS = [5, 10, 20, 30, 40, 50]
