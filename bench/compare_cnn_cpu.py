@@ -38,7 +38,7 @@ except ImportError as e:  # pragma: no cover
     sys.exit(0)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare_train_cpu import find, read_idx  # noqa: E402  (the IDX reader, shared)
+from compare_train_cpu import find, read_idx, sync  # noqa: E402  (shared helpers)
 
 # N, C, H, W, OC, K, PAD, input needs grad
 CONV_SHAPES = [(64, 1, 28, 28, 32, 3, 1, 0), (64, 32, 14, 14, 64, 3, 1, 1)]
@@ -105,8 +105,7 @@ def torch_epoch(x, y, batch, threads, seed, lr, device="cpu"):
     model = torch_cnn(x.shape[1], x.shape[2], x.shape[3]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     perm = torch.randperm(x.shape[0], device=device)
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    sync()
+    sync(device)
     t0 = time.perf_counter()
     for i in range(0, x.shape[0], batch):
         idx = perm[i:i + batch]
@@ -114,7 +113,7 @@ def torch_epoch(x, y, batch, threads, seed, lr, device="cpu"):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    sync()
+    sync(device)
     return time.perf_counter() - t0
 
 

@@ -40,7 +40,7 @@ try:
 except ImportError as e:  # pragma: no cover
     print(f"sweep_grid_torch: skipped, PyTorch/numpy not importable ({e})")
     sys.exit(0)
-from compare_train_cpu import find, read_idx  # noqa: E402
+from compare_train_cpu import find, read_idx, sync  # noqa: E402
 
 ACTS = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid,
         "gelu": torch.nn.GELU}
@@ -58,11 +58,6 @@ def load(data_dir, dataset):
 
     return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
             images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
-
-
-def sync(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 def one_epoch(data, act, depth, width, batch, steps, threads, seed, flush=False, device="cpu"):

@@ -378,9 +378,12 @@ void run_sweep(const SweepOpts& o) {
     std::string why;
     for (size_t i : todo) {
       const auto& c = mine[i].config;
-      const std::string unsupported = o.fuse < 2 ? "" : train::fused_step_unsupported(c);
-      if (o.fuse < 2 || !unsupported.empty()) {
-        if (!unsupported.empty() && alone++ == 0) why = unsupported;
+      if (o.fuse < 2) {
+        units.push_back({i});
+        continue;
+      }
+      if (std::string unsupported = train::fused_step_unsupported(c); !unsupported.empty()) {
+        if (alone++ == 0) why = std::move(unsupported);
         units.push_back({i});
         continue;
       }
