@@ -214,7 +214,8 @@ void Module::to(Device device) {
   std::vector<std::pair<std::string, Tensor*>> slots;
   collect_slots("", slots);
   for (auto& [name, slot] : slots) {
-    if (slot->device() == device) continue;
+    // Integer buffers (BatchNorm's num_batches_tracked) are counters the host updates.
+    if (slot->device() == device || !is_floating(slot->dtype())) continue;
     bool rg = slot->requires_grad();
     Tensor moved = slot->detach().to(device);
     if (rg) moved.requires_grad_(true);

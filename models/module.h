@@ -89,8 +89,10 @@ class Module {
   // Converts floating parameters and buffers to `dtype` (e.g. f64 for gradient checks);
   // integer buffers are kept. Parameter handles taken before the call are stale after it.
   void to(DType dtype);
-  // Moves every parameter and buffer to `device` (values unchanged). Parameter handles taken
-  // before the call are stale after it: build optimizers afterwards.
+  // Moves every floating parameter and buffer to `device` (values unchanged); integer buffers
+  // (counters such as BatchNorm's num_batches_tracked, updated by the host every step) stay on
+  // the host. Parameter handles taken before the call are stale after it: build optimizers
+  // afterwards.
   void to(Device device);
 
  protected:

@@ -274,10 +274,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
              cfg_.device);
     GL_CHECK(dev.index < count, "--device {}: only {} CUDA device(s) are available", cfg_.device,
              count);
-    GL_CHECK(!cfg_.batchnorm,
-             "--batchnorm with --device {}: BatchNorm1d updates its running "
-             "statistics on the host and has no CUDA path yet; use --device cpu",
-             cfg_.device);
     GL_CHECK(!cfg_.cuda_graph,
              "--cuda-graph: capturing the training step as a CUDA graph is not "
              "implemented yet; run without --cuda-graph");
@@ -478,8 +474,7 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
              saved.value("epochs", v).dump(), saved.value("epochs", v).dump(), v.dump());
     if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
     if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
-                               (k == "lr_schedule" && v == "constant") ||
-                               k == "denormals"))
+                               (k == "lr_schedule" && v == "constant") || k == "denormals"))
       continue;  // checkpoints written before these flags existed
     GL_CHECK(saved.contains(k) && saved[k] == v,
              "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "

@@ -1,5 +1,6 @@
 // norm.cpp: batch normalization over the channel dim 1 of [N, C], [N, C, L] or [N, C, H, W],
-// composed of differentiable ops (mean, mul, pow), so its backward is theirs. Training
+// composed of differentiable ops (mean, mul, pow), so its backward is theirs, on the CPU and on
+// CUDA alike (the running buffers live on the input's device). Training
 // normalizes with the batch mean and biased variance and moves the running estimates by
 // r = (1 - momentum) r + momentum * stat (unbiased variance), PyTorch's rule; evaluation
 // normalizes with the running estimates in one scale-and-shift pass.
@@ -9,9 +10,16 @@
 namespace gl {
 
 namespace {
-// r = (1 - m) r + m * s * scale, on the raw data of contiguous [C] buffers.
+// r = (1 - m) r + m * s * scale for the [C] running buffer r and the batch statistic s
+// (keepdim-shaped). On the CPU in double on the raw data; on a device with its elementwise ops
+// (f32, no host synchronization).
 template <class T>
 void blend_into(const Tensor& running, const Tensor& stat, double m, double scale) {
+  if (detail::on_cuda(running)) {
+    NoGrad no_grad;
+    running.copy_(add(mul(running, 1.0 - m), mul(stat.reshape({running.numel()}), m * scale)));
+    return;
+  }
   T* r = running.data<T>();
   Tensor s = stat.contiguous();
   const T* sp = s.data<T>();

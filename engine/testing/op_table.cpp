@@ -233,12 +233,14 @@ std::vector<OpCase> build_table() {
       });
   // ---- batch normalization (fresh running buffers per call, so every evaluation agrees) ----
   row("batch_norm2d/train", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
-    Tensor rm = Tensor::zeros({2}, x[0].dtype()), rv = Tensor::ones({2}, x[0].dtype());
+    const Device dev = x[0].device();
+    Tensor rm = Tensor::zeros({2}, x[0].dtype()).to(dev),
+           rv = Tensor::ones({2}, x[0].dtype()).to(dev);
     return batch_norm(x[0], x[1], x[2], rm, rv, true);
   });
   row("batch_norm2d/eval", "batch_norm2d", make({{3, 2, 3, 3}, {2}, {2}}), [](const Inputs& x) {
-    Tensor rm = Tensor::from_vector<double>({0.3, -0.2}, {2}).to(x[0].dtype());
-    Tensor rv = Tensor::from_vector<double>({0.5, 2.0}, {2}).to(x[0].dtype());
+    Tensor rm = Tensor::from_vector<double>({0.3, -0.2}, {2}).to(x[0].dtype()).to(x[0].device());
+    Tensor rv = Tensor::from_vector<double>({0.5, 2.0}, {2}).to(x[0].dtype()).to(x[0].device());
     return batch_norm(x[0], x[1], x[2], rm, rv, false);
   });
   row("batch_norm2d/noncontig_no_affine", "batch_norm2d", make({{2, 3, 3, 2}}),

@@ -61,10 +61,11 @@ gl::train::TrainConfig base_config(const Fixture& f, const std::string& optimize
 }
 
 void run_parity(const std::string& optimizer, const std::string& gemm,
-                const std::string& model = "mlp") {
-  Fixture f = make_fixture(optimizer + "_" + gemm + "_" + model);
+                const std::string& model = "mlp", bool batchnorm = false) {
+  Fixture f = make_fixture(optimizer + "_" + gemm + "_" + model + (batchnorm ? "_bn" : ""));
   gl::train::TrainConfig c = base_config(f, optimizer);
-  if (model == "cnn") {  // conv 3x3 - relu - max pool, twice, then fc: every CNN op on the GPU
+  c.batchnorm = batchnorm;  // running statistics updated on the device, used by evaluation
+  if (model == "cnn") {     // conv 3x3 - relu - max pool, twice, then fc: every CNN op on the GPU
     c.model = "cnn";
     c.channels = {4, 8};
     c.fc = {16};
@@ -100,7 +101,8 @@ void run_parity(const std::string& optimizer, const std::string& gemm,
   ASSERT_EQ(wc.size(), wg.size());
   for (std::size_t i = 0; i < wc.size(); ++i) {
     SCOPED_TRACE(wc[i].first);
-    EXPECT_TRUE(wg[i].second.device().is_cuda());
+    // Floating tensors live on the device; integer counters (num_batches_tracked) on the host.
+    EXPECT_EQ(wg[i].second.device().is_cuda(), gl::is_floating(wg[i].second.dtype()));
     auto a = wc[i].second.to_vector<double>();
     auto b = wg[i].second.to_vector<double>();
     ASSERT_EQ(a.size(), b.size());
@@ -130,6 +132,18 @@ TEST(CudaTraining, ThreeEpochsCnnMatchCpu) {
   std::string why = no_gpu_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
   run_parity("sgd", "native", "cnn");
+}
+
+TEST(CudaTraining, ThreeEpochsMlpBatchNormMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
+  run_parity("adam", "native", "mlp", /*batchnorm=*/true);
+}
+
+TEST(CudaTraining, ThreeEpochsCnnBatchNormMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
+  run_parity("sgd", "native", "cnn", /*batchnorm=*/true);
 }
 
 TEST(CudaTraining, CudaGraphFlagIsRejectedClearly) {
