@@ -8,6 +8,7 @@
 #include <set>
 
 #include "engine/io/tensor_io.h"
+#include "kernels/cpu/fp_env.h"
 #include "tools/command.h"
 #include "train/trainer.h"
 
@@ -83,12 +84,18 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")
           ->capture_default_str();
+      sub.add_option("--denormals", cfg->denormals,
+                     "Subnormal floats on the CPU, as in training (its test figures come from "
+                     "this mode): flush (to zero) or keep (IEEE gradual underflow)")
+          ->capture_default_str();
       sub.callback([cfg]() {
         train::TrainConfig c = *cfg;
         infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
         c.out = "(eval)";  // nothing is written: run() is never called
         c.progress = false;
-        train::Trainer trainer(c);
+        train::Trainer trainer(c);  // checks the flags, --denormals among them
+        // Evaluated in the subnormal mode training evaluated in, so the figures are the run's.
+        kernels::cpu::DenormalScope denormals(c.denormals == "flush");
         auto [loss, pred] = trainer.evaluate(trainer.test_loader());
         const auto& truth = trainer.test_dataset().labels;
         int64_t correct = 0;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <functional>
 
 #include "engine/io/tensor_io.h"
@@ -229,3 +230,41 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
 }
 
 }  // namespace
+
+// `gradlens eval` of a run's model.safetensors gives the test loss and accuracy the run wrote in
+// its last metrics.csv row (same data, same normalization, same subnormal mode), in both
+// --denormals modes.
+TEST(CliEval, ReproducesTheRunsLastTestFigures) {
+  std::string dir = make_temp_dir("gl_eval");
+  for (const char* mode : {"flush", "keep"}) {
+    SCOPED_TRACE(mode);
+    const std::string out = dir + "/" + mode;
+    ProcResult t =
+        run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden",
+                      "24,24,24", "--activation", "sigmoid", "--epochs", "2", "--threads", "1",
+                      "--no-progress", "--denormals", mode, "--out", out});
+    ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+    std::stringstream metrics(read_text(out + "/metrics.csv"));
+    std::string line, last;
+    while (std::getline(metrics, line))
+      if (!line.empty()) last = line;
+    std::vector<std::string> cells;
+    std::stringstream row(last);
+    for (std::string c; std::getline(row, c, ',');) cells.push_back(c);
+    ASSERT_GE(cells.size(), 5u) << last;  // epoch,train_loss,test_loss,train_acc,test_acc,...
+    const double want_loss = std::stod(cells[2]), want_acc = std::stod(cells[4]);
+
+    ProcResult e = run_gradlens({"eval", "--weights", out + "/model.safetensors", "--dataset",
+                                 "mnist", "--data-dir", fixture_data_dir(), "--activation",
+                                 "sigmoid", "--threads", "1", "--denormals", mode});
+    ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+    const auto at = e.out.find("loss "), pct = e.out.find("accuracy ");
+    ASSERT_TRUE(at != std::string::npos && pct != std::string::npos) << e.out;
+    const double loss = std::stod(e.out.substr(at + 5)), acc = std::stod(e.out.substr(pct + 9));
+    EXPECT_NEAR(loss, want_loss, 1e-8 * std::fabs(want_loss)) << e.out;
+    EXPECT_NEAR(acc, 100.0 * want_acc, 1e-9) << e.out;
+  }
+  expect_error({"eval", "--weights", dir + "/flush/model.safetensors", "--data-dir",
+                fixture_data_dir(), "--denormals", "sometimes"},
+               {"--denormals", "sometimes"});
+}
