@@ -16,7 +16,7 @@ torch.set_flush_denormal(True)). The conv table also gives process CPU time per 
 threads), which a loaded machine distorts less than wall time.
 
 usage: compare_cnn_cpu.py --build build --data-dir data --dataset fashion-mnist
-       [--repeats 3] [--conv-repeats 20] [--threads 2] [--limit 0]
+       [--repeats 3] [--conv-repeats 20] [--conv-rounds 7] [--threads 2] [--limit 0]
        [--out bench/results/cnn_cpu.md]
 Skips with a message (exit 0) when torch cannot be imported.
 """
@@ -150,8 +150,14 @@ def main():
                     help="build directory holding gradlens and bench/bench_conv")
     ap.add_argument("--data-dir", default="data")
     ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--repeats", type=int, default=3, help="epoch repeats per engine")
-    ap.add_argument("--conv-repeats", type=int, default=20, help="timed conv calls per shape")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="epoch repeats per engine (0: the conv shapes only)")
+    ap.add_argument("--conv-repeats", type=int, default=20,
+                    help="timed conv calls per shape and round")
+    ap.add_argument("--conv-rounds", type=int, default=7,
+                    help="rounds alternating the two engines on the conv shapes; the speedup is "
+                         "the median of the rounds' ratios (the machine's speed drifts between "
+                         "rounds, not within one)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.001)
@@ -166,28 +172,43 @@ def main():
     ours = {s: [] for s in CONV_SHAPES}  # per shape: one (fwd, fwd+bwd, cpu, cpu) per round
     theirs = {s: [] for s in CONV_SHAPES}
     conv_cmd = ""
-    for r in range(3):  # alternate the two engines three times
-        res, conv_cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
-        for s, t in zip(CONV_SHAPES, res):
-            ours[s].append(t)
-        for s in CONV_SHAPES:
-            theirs[s].append(torch_conv(s, a.conv_repeats, a.threads))
+    for r in range(a.conv_rounds):  # alternate the two engines, the first one alternating too
+        def ours_round():
+            res, cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
+            for s, t in zip(CONV_SHAPES, res):
+                ours[s].append(t)
+            return cmd
+
+        def theirs_round():
+            for s in CONV_SHAPES:
+                theirs[s].append(torch_conv(s, a.conv_repeats, a.threads))
+
+        if r % 2 == 0:
+            conv_cmd = ours_round()
+            theirs_round()
+        else:
+            theirs_round()
+            conv_cmd = ours_round()
     for s in CONV_SHAPES:
         o = [statistics.median(t[i] for t in ours[s]) for i in range(4)]
         t = [statistics.median(v[i] for v in theirs[s]) for i in range(4)]
-        conv_rows.append((s, o, t))
+        # per round: PyTorch's time over ours, wall fwd and wall fwd+bwd
+        ratios = [[v[i] / u[i] for u, v in zip(ours[s], theirs[s])] for i in (0, 1)]
+        conv_rows.append((s, o, t, ratios))
         print(f"conv {s}: wall fwd {o[0]:.3f} vs {t[0]:.3f} ms, fwd+bwd {o[1]:.3f} vs {t[1]:.3f} ms;"
               f" cpu fwd {o[2]:.3f} vs {t[2]:.3f} ms, fwd+bwd {o[3]:.3f} vs {t[3]:.3f} ms "
-              "(gradlens vs pytorch)", flush=True)
+              "(gradlens vs pytorch); fwd+bwd speedup per round "
+              + " ".join(f"{x:.2f}" for x in ratios[1]), flush=True)
 
     ours_e, theirs_e, cmd = [], [], ""
-    torch_epoch(x[:1024], y[:1024], a.batch, a.threads, 0, a.lr)  # warm-up
+    if a.repeats > 0:
+        torch_epoch(x[:1024], y[:1024], a.batch, a.threads, 0, a.lr)  # warm-up
     for r in range(a.repeats):
         t, cmd = gradlens_epoch(binary, a.data_dir, a.dataset, a.batch, a.threads, r, a.lr, a.limit)
         ours_e.append(t)
         theirs_e.append(torch_epoch(x, y, a.batch, a.threads, r, a.lr))
         print(f"epoch repeat {r}: gradlens {t:.3f}s  pytorch {theirs_e[-1]:.3f}s", flush=True)
-    mo, mt = statistics.median(ours_e), statistics.median(theirs_e)
+    mo, mt = (statistics.median(ours_e), statistics.median(theirs_e)) if ours_e else (0, 0)
     load_end = os.getloadavg()
 
     cpu = ""
@@ -199,6 +220,7 @@ def main():
     env = "".join(f"{k}={os.environ[k]} " for k in ("OMP_WAIT_POLICY",) if k in os.environ)
     cmdline = (f"{env}/usr/bin/python3 bench/compare_cnn_cpu.py --build {a.build} --data-dir {a.data_dir} "
                f"--dataset {a.dataset} --repeats {a.repeats} --conv-repeats {a.conv_repeats} "
+               f"--conv-rounds {a.conv_rounds} "
                f"--threads {a.threads}" + (f" --limit {a.limit}" if a.limit else ""))
     md = [f"# CNN on the CPU: gradlens vs PyTorch {torch.__version__}", "",
           f"Machine: {cpu}, {os.cpu_count()} cores, {platform.platform()}; load average "
@@ -206,21 +228,31 @@ def main():
           f"{a.threads} threads on both sides; medians of alternating repeats.",
           f"Command: `{cmdline}`", "",
           f"## conv2d forward and forward+backward (batch 64, 3x3, padding 1, bias; "
-          f"3 x {a.conv_repeats} calls)", "",
+          f"{a.conv_rounds} rounds x {a.conv_repeats} calls)", "",
+          "Times: medians over the rounds of each round's median call. Speedup (wall): the "
+          "median of the rounds' ratios, PyTorch's time over ours in the same round, with their "
+          "range; CPU: the ratio of the CPU-time medians.", "",
           "| shape (N,C,H,W -> OC) | time | gradlens fwd ms | PyTorch fwd ms | speedup | "
           "gradlens fwd+bwd ms | PyTorch fwd+bwd ms | speedup |",
           "|---|---|---|---|---|---|---|---|"]
-    for s, o, t in conv_rows:
+
+    def per_round(r):
+        return f"{statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})"
+
+    for s, o, t, ratios in conv_rows:
         name = f"{s[0]},{s[1]},{s[2]},{s[3]} -> {s[4]}{'' if s[7] else ' (no dx)'}"
-        for kind, i in (("wall", 0), ("CPU", 2)):
-            md.append(f"| {name} | {kind} | {o[i]:.3f} | {t[i]:.3f} | {t[i] / o[i]:.2f}x | "
-                      f"{o[i + 1]:.3f} | {t[i + 1]:.3f} | {t[i + 1] / o[i + 1]:.2f}x |")
-    md += ["", f"## One training epoch of the default CNN ({a.dataset}, {x.shape[0]} examples, "
-           f"batch {a.batch}, Adam, lr {a.lr}; {a.repeats} repeats)", "",
-           "| gradlens s/epoch | PyTorch s/epoch | speedup |", "|---|---|---|",
-           f"| {mo:.3f} | {mt:.3f} | {mt / mo:.2f}x |", "",
-           f"conv command per repeat: `{conv_cmd}`",
-           f"gradlens command per repeat: `{cmd} --out DIR`"]
+        md.append(f"| {name} | wall | {o[0]:.3f} | {t[0]:.3f} | {per_round(ratios[0])} | "
+                  f"{o[1]:.3f} | {t[1]:.3f} | {per_round(ratios[1])} |")
+        md.append(f"| {name} | CPU | {o[2]:.3f} | {t[2]:.3f} | {t[2] / o[2]:.2f}x | "
+                  f"{o[3]:.3f} | {t[3]:.3f} | {t[3] / o[3]:.2f}x |")
+    if ours_e:
+        md += ["", f"## One training epoch of the default CNN ({a.dataset}, {x.shape[0]} "
+               f"examples, batch {a.batch}, Adam, lr {a.lr}; {a.repeats} repeats)", "",
+               "| gradlens s/epoch | PyTorch s/epoch | speedup |", "|---|---|---|",
+               f"| {mo:.3f} | {mt:.3f} | {mt / mo:.2f}x |"]
+    md += ["", f"conv command per round: `{conv_cmd}`"]
+    if ours_e:
+        md.append(f"gradlens command per repeat: `{cmd} --out DIR`")
     text = "\n".join(md) + "\n"
     print(text)
     if a.out:
