@@ -35,6 +35,12 @@ bool saturating(ActivationKind a) {
   return a == ActivationKind::tanh || a == ActivationKind::sigmoid;
 }
 
+// t as a contiguous f32 tensor on the host (t itself when it already is one).
+Tensor host_f32(const Tensor& t) {
+  Tensor h = t.device().is_cuda() ? t.detach().to(Device::cpu()) : t;
+  return h.is_contiguous() && h.dtype() == DType::f32 ? h : h.contiguous().to(DType::f32);
+}
+
 // L2 (Frobenius) norm in double; NaN for an undefined tensor.
 double l2(const Tensor& t) {
   if (!t.defined()) return kNaN;
@@ -253,9 +259,16 @@ void DiagnosticsCallback::attach(train::Trainer& t) {
   }
 }
 
-void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& out) {
+void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& device_out) {
   Side& s = post ? l.post : l.pre;
-  const Tensor& labels = trainer_->current_labels();
+  // On a GPU (--device cuda) the statistics are taken on the host: one copy of the batch's
+  // activations and labels per layer, in the evaluation passes only.
+  const Tensor& device_labels = trainer_->current_labels();
+  const Tensor out =
+      device_out.device().is_cuda() ? device_out.detach().to(Device::cpu()) : device_out;
+  const Tensor labels = device_labels.defined() && device_labels.device().is_cuda()
+                            ? device_labels.to(Device::cpu())
+                            : device_labels;
   const bool conv = l.tap.is_conv();
   GL_CHECK((conv ? out.dim() == 4 : out.dim() == 2) && out.size(1) == l.units,
            "diagnostics: layer {} {}-activation has shape {}, expected [N, {}{}]", l.index,
@@ -604,8 +617,7 @@ void DiagnosticsCallback::on_after_backward(train::Trainer& t, int64_t step) {
     l.act_grad = kNaN;
     l.last = g;
     // Snapshot for the update ratio; the buffer is reused from step to step.
-    const Tensor wc =
-        w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
+    const Tensor wc = host_f32(w);
     l.w_before.assign(wc.data<float>(), wc.data<float>() + wc.numel());
   }
   pending_update_ = true;
@@ -615,9 +627,7 @@ void DiagnosticsCallback::on_step_end(train::Trainer& t, int64_t step, double) {
   if (!pending_update_) return;
   pending_update_ = false;
   for (auto& l : layers_) {
-    const Tensor& w = l.tap.weight();
-    const Tensor wc =
-        w.is_contiguous() && w.dtype() == DType::f32 ? w : w.contiguous().to(DType::f32);
+    const Tensor wc = host_f32(l.tap.weight());
     const float* p = wc.data<float>();
     double d2 = 0, b2 = 0, a2 = 0;
     for (std::size_t i = 0; i < l.w_before.size(); ++i) {

@@ -98,9 +98,9 @@ Tensor unary(const Tensor& x, kc::UnaryOp f, kc::OpParams p, const char* op) {
 }
 
 Tensor binary(const Tensor& a, const Tensor& b, kc::BinaryOp f, kc::OpParams p, const char* op) {
+  GL_CHECK(a.defined() && b.defined(), "{}: undefined tensor", op);
+  check_same(a, b, op);  // first, so a call mixing devices names both of them
   check_device_float(a, op);
-  check_device_float(b, op);
-  check_same(a, b, op);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   float_types(a.dtype(), op, [&](auto tag) {

@@ -110,7 +110,7 @@ int gather_blocks(int64_t work) {
 template <class... P, class... A>
 void launch_gather(void (*kernel)(P...), int64_t total, cudaStream_t stream, A... args) {
   if (total <= 0) return;
-  kernel<<<gather_blocks(total), kGatherThreads, 0, stream>>>(args...);
+  kernel<<<gather_blocks(total), kGatherThreads, 0, resolve_stream(stream)>>>(args...);
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -332,6 +332,7 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
                     float* out, cudaStream_t stream) {
   const DevGeometry g = dev_geometry(cg);
   if (g.NP == 0 || g.oc == 0) return;
+  stream = resolve_stream(stream);  // nullptr: the device's stream, as every other kernel uses
   dim3 grid(unsigned((g.NP + kTileN - 1) / kTileN), unsigned((g.ocg + kTileM - 1) / kTileM),
             unsigned(g.groups));
   conv2d_implicit_gemm<<<grid, kThreads, 0, stream>>>(g, x, weight, bias, out);
@@ -341,6 +342,7 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
 void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream) {
   const DevGeometry g = dev_geometry(cg);
+  stream = resolve_stream(stream);
   if (dx) launch_gather(conv2d_dx_gather, g.n * g.c * g.h * g.w, stream, g, weight, dy, dx);
   if (dw && g.oc * g.K > 0) {
     const int64_t blocks = g.oc * g.K < 65535 ? g.oc * g.K : 65535;

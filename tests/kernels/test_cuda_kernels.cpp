@@ -716,7 +716,9 @@ TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
   expect_close(to_host(pos), wpos, 0, 0, "count > 0");
   expect_close(to_host(gt), wgt, 0, 0, "count |x| > thr");
 
-  for (int nbins : {16, 5000}) {  // shared-memory and global-atomic paths
+  // 16 and 5000 bins: counters privatized in shared memory (up to 12,288 slots, 48 KB); 20000
+  // bins: the global-atomic path.
+  for (int nbins : {16, 5000, 20000}) {
     const float lo = -1.5f, hi = 1.5f;
     kc::DeviceBuffer<unsigned long long> bins(nbins), outside(3);
     kc::memset_device(bins.get(), 0, nbins * sizeof(unsigned long long));

@@ -10,6 +10,7 @@
 #include <limits>
 #include <string>
 
+#include "analysis/diagnostics.h"
 #include "engine/io/tensor_io.h"
 #include "engine/ops.h"
 #include "kernels/kernels.h"
@@ -61,7 +62,8 @@ gl::train::TrainConfig base_config(const Fixture& f, const std::string& optimize
 }
 
 void run_parity(const std::string& optimizer, const std::string& gemm,
-                const std::string& model = "mlp", bool batchnorm = false) {
+                const std::string& model = "mlp", bool batchnorm = false,
+                bool diagnostics = false) {
   Fixture f = make_fixture(optimizer + "_" + gemm + "_" + model + (batchnorm ? "_bn" : ""));
   gl::train::TrainConfig c = base_config(f, optimizer);
   c.batchnorm = batchnorm;  // running statistics updated on the device, used by evaluation
@@ -83,6 +85,17 @@ void run_parity(const std::string& optimizer, const std::string& gemm,
   gpu.device = "cuda";
   gpu.gemm = gemm;
   gl::train::Trainer tc(cpu), tg(gpu);
+  // Every diagnostic group, gradient statistics every 5 steps: the GPU run's are taken from its
+  // device tensors (copied to the host), the CPU run's are the oracle.
+  std::shared_ptr<gl::analysis::DiagnosticsCallback> dc, dg;
+  if (diagnostics) {
+    gl::analysis::DiagnosticsOptions o;
+    o.every = 5;
+    dc = std::make_shared<gl::analysis::DiagnosticsCallback>(o);
+    dg = std::make_shared<gl::analysis::DiagnosticsCallback>(o);
+    tc.add_callback(dc);
+    tg.add_callback(dg);
+  }
   auto hc = tc.run();
   auto hg = tg.run();
   gl::set_cuda_gemm_algo(gl::CudaGemmAlgo::native);
@@ -95,6 +108,18 @@ void run_parity(const std::string& optimizer, const std::string& gemm,
     // One flipped prediction on the small fixture moves accuracy by about 1%.
     EXPECT_NEAR(hg[e].train_acc, hc[e].train_acc, 0.02);
     EXPECT_NEAR(hg[e].test_acc, hc[e].test_acc, 0.02);
+  }
+  if (diagnostics) {  // the last evaluation pass's moments per layer, before and after the act
+    const auto layers = int64_t(tc.model().taps().size());  // hidden layers (conv and fc)
+    EXPECT_GT(layers, 0);
+    for (int64_t l = 0; l < layers; ++l)
+      for (bool post : {false, true}) {
+        SCOPED_TRACE("diagnostics layer " + std::to_string(l) + (post ? " post" : " pre"));
+        const auto mc = dc->moments(l, post), mg = dg->moments(l, post);
+        EXPECT_EQ(mg.count, mc.count);
+        EXPECT_NEAR(mg.mean, mc.mean, 1e-3 + 1e-3 * std::fabs(mc.mean));
+        EXPECT_NEAR(mg.std, mc.std, 1e-3 + 1e-3 * std::fabs(mc.std));
+      }
   }
   auto wc = tc.model().state_dict();
   auto wg = tg.model().state_dict();
@@ -144,6 +169,12 @@ TEST(CudaTraining, ThreeEpochsCnnBatchNormMatchCpu) {
   std::string why = no_gpu_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
   run_parity("sgd", "native", "cnn", /*batchnorm=*/true);
+}
+
+TEST(CudaTraining, CnnWithBatchNormAndEveryDiagnosticMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
+  run_parity("sgd", "native", "cnn", /*batchnorm=*/true, /*diagnostics=*/true);
 }
 
 TEST(CudaTraining, CudaGraphFlagIsRejectedClearly) {
