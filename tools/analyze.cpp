@@ -8,6 +8,7 @@
 
 #include "analysis/capture.h"
 #include "analysis/representation.h"
+#include "kernels/cpu/fp_env.h"
 #include "tools/command.h"
 
 namespace gl::tools {
@@ -76,6 +77,8 @@ const RegisterCommand reg{
       sub.callback([o] {
         if (!o->indices.empty()) o->a.examples.indices = parse_indices(o->indices);
         auto run = analysis::load_run_model(o->dir, o->data_dir);
+        // The run's subnormal mode (config.json), so the activations are the ones it computed.
+        kernels::cpu::DenormalScope denormals(run.config.denormals == "flush");
         const std::string w = o->what;
         // Resolve the layers first so a bad name fails before any work.
         analysis::resolve_layers(*run.model, o->a.layers);
