@@ -63,7 +63,11 @@ def gradlens_cnn_epoch(binary, a, seed):
                "--limit-test", "1000", "--no-progress"]
         if a.limit:
             cmd += ["--limit-train", str(a.limit)]
-        subprocess.run(cmd + ["--out", out], check=True, stdout=subprocess.DEVNULL)
+        r = subprocess.run(cmd + ["--out", out], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {r.returncode}): "
+                               f"{r.stderr.strip()[-2000:]}")
         with open(os.path.join(out, "metrics.csv")) as f:
             row = next(csv.DictReader(f))
         return float(row["epoch_time"]), " ".join(cmd)
@@ -117,11 +121,20 @@ def grid(a, binary, md, result):
         proc.wait()
         rc, finished = None, False
     wall = time.perf_counter() - t0
-    if finished and rc != 0:
-        sys.exit(f"compare_gpu: `{' '.join(cmd)}` failed (exit {rc}); see {out}/runs/*/train.log")
     # A run is done once it has its final model (or diverged.json): what the sweep counts.
     runs = os.path.join(out, "runs")
-    names = os.listdir(runs) if os.path.isdir(runs) else []
+    names = sorted(os.listdir(runs)) if os.path.isdir(runs) else []
+    if finished and rc != 0:
+        # The run directories stay on this machine's /tmp: the failing log's end goes into
+        # the error, which reaches the results files.
+        tail = ""
+        for n in names:
+            log = os.path.join(runs, n, "train.log")
+            if os.path.exists(log) and "error" in open(log, errors="replace").read().lower():
+                tail = f"; {log} ends: " + open(log, errors="replace").read()[-1500:]
+                break
+        shutil.rmtree(out, ignore_errors=True)
+        raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {rc}){tail}")
     total = len(GRID_ACTS) * INITS * len(GRID_DEPTHS)
     done = sum(os.path.exists(os.path.join(runs, n, "model.safetensors")) or
                os.path.exists(os.path.join(runs, n, "diverged.json")) for n in names)
@@ -178,16 +191,28 @@ def main():
           f"Device `{a.device}`; host {platform.platform()}, {os.cpu_count()} CPU cores. "
           f"Command: `python3 bench/compare_gpu.py {' '.join(sys.argv[1:])}`", ""]
     result = dict(device=a.device, gpu=gpu_name(a.device), torch=torch.__version__)
+
+    def write():  # after every part, so a later failure or a kill keeps what was measured
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write("\n".join(md) + "\n")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(result, f, indent=1)
+
+    failed = []
     for w in what:
-        (cnn if w == "cnn" else grid)(a, binary, md, result)
-    text = "\n".join(md)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=1)
+        try:
+            (cnn if w == "cnn" else grid)(a, binary, md, result)
+        except Exception as e:  # one part failing does not lose the other
+            failed.append(w)
+            result[w] = dict(error=str(e))
+            md += [f"## {w}: FAILED", "", "```", str(e), "```", ""]
+            print(f"compare_gpu: {w} failed: {e}", file=sys.stderr, flush=True)
+        write()
+    print("\n".join(md))
+    if failed:
+        sys.exit(f"compare_gpu: failed part(s): {', '.join(failed)}")
 
 
 if __name__ == "__main__":
