@@ -65,7 +65,8 @@ std::vector<Tensor> capture(models::Network& model, const Tensor& images,
   int64_t row = 0;  // first row of the batch being run
   std::vector<std::pair<models::Module*, models::HookId>> hooks;
   auto copy_into = [&](size_t k, const Tensor& t) {
-    Tensor c = t.contiguous();
+    // A model on a GPU: its outputs come back to the host here.
+    Tensor c = t.device().is_cuda() ? t.detach().to(Device::cpu()).contiguous() : t.contiguous();
     GL_CHECK(c.dim() == 2 && c.size(1) == layers[k].width,
              "capture: layer {} gave {}, expected {} features", layers[k].name, c.str(),
              layers[k].width);
@@ -83,12 +84,16 @@ std::vector<Tensor> capture(models::Network& model, const Tensor& images,
         }));
   }
   const bool was_training = model.is_training();
+  // The images go where the model's parameters are (host images, a model trained on a GPU).
+  const auto params = model.parameters();
+  const Device device = params.empty() ? images.device() : params.front().device();
   model.eval();
   try {
     NoGrad ng;
     for (row = 0; row < n; row += batch_size) {
       const int64_t rows = std::min(batch_size, n - row);
       Tensor x = images.narrow(0, row, rows).contiguous();
+      if (x.device() != device) x = x.to(device);
       Tensor logits = model.forward(x);
       for (size_t k = 0; k < layers.size(); ++k) {
         if (layers[k].kind == LayerRef::Kind::input) copy_into(k, x);

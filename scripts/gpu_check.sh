@@ -106,8 +106,10 @@ tests() {
   data=$(mktemp -d)
   ln -s "$PWD/tests/data/mnist-tiny" "$data/mnist"
   for g in native cublas tf32; do
+    # (native: with the per-epoch correlation analysis too, which captures on the device)
     step "train_$g" 60 "$BUILD/gradlens" train --data-dir "$data" --device cuda --gemm "$g" \
-      --hidden 128,128 --epochs 3 --batch-size 32 --lr 0.05 --no-progress --out "$LOGS/run_$g"
+      --hidden 128,128 --epochs 3 --batch-size 32 --lr 0.05 --no-progress --out "$LOGS/run_$g" \
+      $([ "$g" = native ] && echo --analyze corr)
     [ -f "$LOGS/run_$g/metrics.csv" ] && cp "$LOGS/run_$g/metrics.csv" "$LOGS/metrics_$g.csv"
   done
   step train_cnn_bn_diag 90 "$BUILD/gradlens" train --data-dir "$data" --device cuda \
