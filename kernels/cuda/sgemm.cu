@@ -522,6 +522,9 @@ void sgemm_cublas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   GemmParams p;
   if (!make_params("cuda::sgemm_cublas", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
     return;
+  // K = 0 is C = beta C (+ bias, activation) by the BLAS rule; the tiled kernel does exactly
+  // that, without relying on how cuBLAS treats an empty inner dimension.
+  if (K == 0) return sgemm_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, stream);
   stream = resolve_stream(stream);
   cublasHandle_t h = cublas_handle(stream);
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands and

@@ -156,6 +156,14 @@ TEST(CudaIndexMath, GemmPlan) {
   EXPECT_GT(skinny.splits, 1);
   EXPECT_LE(skinny.splits, 784 / kc::kSmallSplitMinK);
   EXPECT_EQ(kc::plan_sgemm(128, 10, 100, sms).splits, 1);  // K too short to split
+  // The shapes CudaSgemm.AllBackendsMatchReference relies on to reach each path on a
+  // 132-SM GPU (H100 SXM, H200).
+  EXPECT_EQ(kc::plan_sgemm(1152, 1152, 40, sms).tiling, kc::GemmTiling::large);
+  EXPECT_EQ(kc::plan_sgemm(1155, 1030, 37, sms).tiling, kc::GemmTiling::large);
+  EXPECT_EQ(kc::plan_sgemm(1024, 1024, 64, sms).tiling, kc::GemmTiling::small);
+  const kc::GemmPlan split_t = kc::plan_sgemm(64, 96, 1000, sms);
+  EXPECT_EQ(split_t.tiling, kc::GemmTiling::small);
+  EXPECT_GE(split_t.splits, 3);
 }
 
 TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
@@ -590,9 +598,15 @@ TEST(CudaSgemm, AllBackendsMatchReference) {
       {true, true, 33, 65, 17, 3, 0.5f, -0.25f, true, A::tanh},     // ragged, padded lds
       {false, false, 1, 1, 1, 0, 2.0f, 0.0f, false, A::sigmoid},
       {false, false, 257, 130, 9, 1, 1.0f, 0.5f, true, A::sigmoid},  // misaligned ld -> scalar
-      {false, false, 300, 260, 70, 0, 1.0f, 0.0f, false, A::none},   // large tiles if many SMs
-      {false, true, 5, 7, 0, 0, 1.0f, 0.5f, true, A::relu},          // K = 0: beta*C + bias
+      {false, false, 300, 260, 70, 0, 1.0f, 0.0f, false, A::none},
+      {false, true, 5, 7, 0, 0, 1.0f, 0.5f, true, A::relu},  // K = 0: beta*C + bias
       {false, false, 1024, 1024, 64, 0, 1.0f, 0.0f, false, A::none},
+      // 128x128 tiles: the planner takes them with at least half an H100/H200's SMs' worth of
+      // large tiles (81 and more here), with ragged edges and transposed operands.
+      {false, false, 1152, 1152, 40, 0, 1.0f, 0.0f, true, A::relu},
+      {true, true, 1155, 1030, 37, 1, 0.5f, 0.5f, true, A::tanh},
+      // Split-K with transposed operands and beta != 0 (C read in the split reduction).
+      {true, true, 64, 96, 1000, 1, 0.5f, 0.5f, true, A::relu},
   };
   for (auto algo :
        {kc::GemmAlgo::naive, kc::GemmAlgo::tiled, kc::GemmAlgo::tf32, kc::GemmAlgo::cublas})
