@@ -66,7 +66,7 @@ std::vector<Tensor> capture(models::Network& model, const Tensor& images,
   std::vector<std::pair<models::Module*, models::HookId>> hooks;
   auto copy_into = [&](size_t k, const Tensor& t) {
     // A model on a GPU: its outputs come back to the host here.
-    Tensor c = t.device().is_cuda() ? t.detach().to(Device::cpu()).contiguous() : t.contiguous();
+    Tensor c = t.to(Device::cpu()).contiguous();
     GL_CHECK(c.dim() == 2 && c.size(1) == layers[k].width,
              "capture: layer {} gave {}, expected {} features", layers[k].name, c.str(),
              layers[k].width);

@@ -37,7 +37,7 @@ bool saturating(ActivationKind a) {
 
 // t as a contiguous f32 tensor on the host (t itself when it already is one).
 Tensor host_f32(const Tensor& t) {
-  Tensor h = t.device().is_cuda() ? t.detach().to(Device::cpu()) : t;
+  Tensor h = t.detach().to(Device::cpu());
   return h.is_contiguous() && h.dtype() == DType::f32 ? h : h.contiguous().to(DType::f32);
 }
 
@@ -261,14 +261,15 @@ void DiagnosticsCallback::attach(train::Trainer& t) {
 
 void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& device_out) {
   Side& s = post ? l.post : l.pre;
-  // On a GPU (--device cuda) the statistics are taken on the host: one copy of the batch's
-  // activations and labels per layer, in the evaluation passes only.
-  const Tensor& device_labels = trainer_->current_labels();
-  const Tensor out =
-      device_out.device().is_cuda() ? device_out.detach().to(Device::cpu()) : device_out;
-  const Tensor labels = device_labels.defined() && device_labels.device().is_cuda()
-                            ? device_labels.to(Device::cpu())
-                            : device_labels;
+  // On a GPU (--device cuda) the statistics are taken on the host, in the evaluation passes
+  // only: the activations copied per layer, the labels once per batch.
+  const Tensor out = device_out.to(Device::cpu());
+  const Tensor& batch_labels = trainer_->current_labels();
+  if (!batch_labels.same(labels_seen_)) {
+    labels_seen_ = batch_labels;
+    labels_host_ = batch_labels.defined() ? batch_labels.to(Device::cpu()) : batch_labels;
+  }
+  const Tensor& labels = labels_host_;
   const bool conv = l.tap.is_conv();
   GL_CHECK((conv ? out.dim() == 4 : out.dim() == 2) && out.size(1) == l.units,
            "diagnostics: layer {} {}-activation has shape {}, expected [N, {}{}]", l.index,

@@ -121,6 +121,9 @@ class DiagnosticsCallback : public train::Callback {
 
   DiagnosticsOptions opts_;
   train::Trainer* trainer_ = nullptr;
+  // The batch's labels on the host, copied once per batch (not per layer) when they are on a
+  // device: the trainer's tensor and its copy.
+  Tensor labels_seen_, labels_host_;
   std::vector<Layer> layers_;
   std::vector<int64_t> class_counts_;
   int64_t classes_ = 0, steps_per_epoch_ = 1;

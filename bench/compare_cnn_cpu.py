@@ -172,23 +172,19 @@ def main():
     ours = {s: [] for s in CONV_SHAPES}  # per shape: one (fwd, fwd+bwd, cpu, cpu) per round
     theirs = {s: [] for s in CONV_SHAPES}
     conv_cmd = ""
-    for r in range(a.conv_rounds):  # alternate the two engines, the first one alternating too
-        def ours_round():
-            res, cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
-            for s, t in zip(CONV_SHAPES, res):
-                ours[s].append(t)
-            return cmd
 
-        def theirs_round():
-            for s in CONV_SHAPES:
-                theirs[s].append(torch_conv(s, a.conv_repeats, a.threads))
+    def theirs_round():
+        for s in CONV_SHAPES:
+            theirs[s].append(torch_conv(s, a.conv_repeats, a.threads))
 
+    for r in range(a.conv_rounds):  # alternate the two engines, and which one goes first
+        if r % 2:
+            theirs_round()
+        res, conv_cmd = gradlens_conv(a.build, CONV_SHAPES, a.conv_repeats, a.threads)
+        for s, t in zip(CONV_SHAPES, res):
+            ours[s].append(t)
         if r % 2 == 0:
-            conv_cmd = ours_round()
             theirs_round()
-        else:
-            theirs_round()
-            conv_cmd = ours_round()
     for s in CONV_SHAPES:
         o = [statistics.median(t[i] for t in ours[s]) for i in range(4)]
         t = [statistics.median(v[i] for v in theirs[s]) for i in range(4)]
@@ -251,8 +247,7 @@ def main():
                "| gradlens s/epoch | PyTorch s/epoch | speedup |", "|---|---|---|",
                f"| {mo:.3f} | {mt:.3f} | {mt / mo:.2f}x |"]
     md += ["", f"conv command per round: `{conv_cmd}`"]
-    if ours_e:
-        md.append(f"gradlens command per repeat: `{cmd} --out DIR`")
+    md += [f"gradlens command per repeat: `{cmd} --out DIR`"] if ours_e else []
     text = "\n".join(md) + "\n"
     print(text)
     if a.out:

@@ -130,8 +130,9 @@ def grid(a, binary, md, result):
         tail = ""
         for n in names:
             log = os.path.join(runs, n, "train.log")
-            if os.path.exists(log) and "error" in open(log, errors="replace").read().lower():
-                tail = f"; {log} ends: " + open(log, errors="replace").read()[-1500:]
+            text = open(log, errors="replace").read() if os.path.exists(log) else ""
+            if "error" in text.lower():
+                tail = f"; {log} ends: " + text[-1500:]
                 break
         shutil.rmtree(out, ignore_errors=True)
         raise RuntimeError(f"`{' '.join(cmd)}` failed (exit {rc}){tail}")
