@@ -48,10 +48,14 @@ struct GemmParams {
 
 __device__ __forceinline__ float activate(float v, Activation act) {
   switch (act) {
-    case Activation::none: return v;
-    case Activation::relu: return fn::Relu{}(v);
-    case Activation::tanh: return fn::Tanh{}(v);
-    case Activation::sigmoid: return fn::Sigmoid{}(v);
+    case Activation::none:
+      return v;
+    case Activation::relu:
+      return fn::Relu{}(v);
+    case Activation::tanh:
+      return fn::Tanh{}(v);
+    case Activation::sigmoid:
+      return fn::Sigmoid{}(v);
   }
   return v;
 }
@@ -103,8 +107,7 @@ __device__ __forceinline__ float f4_get(const float4& v, int j) {
 }
 
 template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-    sgemm_tiled_kernel(GemmParams p) {
+__global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(GemmParams p) {
   constexpr int kThreadsN = BN / TN;
   constexpr int kThreads = (BM / TM) * kThreadsN;
   constexpr int kLoadsA = BM * BK / 4 / kThreads;  // float4 loads per thread per tile
@@ -210,7 +213,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
       float a[TM], b[TN];
 #pragma unroll
       for (int g = 0; g < TM / 4; ++g) {
-        const float4 v = *reinterpret_cast<const float4*>(&As[cur][k][gemm_frag_row(ty, g * 4, BM, TM)]);
+        const float4 v =
+            *reinterpret_cast<const float4*>(&As[cur][k][gemm_frag_row(ty, g * 4, BM, TM)]);
         a[g * 4 + 0] = v.x;
         a[g * 4 + 1] = v.y;
         a[g * 4 + 2] = v.z;
@@ -218,7 +222,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
       }
 #pragma unroll
       for (int g = 0; g < TN / 4; ++g) {
-        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][k][gemm_frag_row(tx, g * 4, BN, TN)]);
+        const float4 v =
+            *reinterpret_cast<const float4*>(&Bs[cur][k][gemm_frag_row(tx, g * 4, BN, TN)]);
         b[g * 4 + 0] = v.x;
         b[g * 4 + 1] = v.y;
         b[g * 4 + 2] = v.z;
@@ -331,18 +336,32 @@ __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb,
     // Coalesced: consecutive threads walk the operand's contiguous dimension.
     for (int e = tid; e < kWBM * kWBK; e += kWThreads) {
       int m, k;
-      if (!ta) { m = e / kWBK; k = e % kWBK; } else { k = e / kWBM; m = e % kWBM; }
+      if (!ta) {
+        m = e / kWBK;
+        k = e % kWBK;
+      } else {
+        k = e / kWBM;
+        m = e % kWBM;
+      }
       const int gm = m0 + m, gk = k0 + k;
       float v = 0.0f;
-      if (gm < p.M && gk < p.K) v = ta ? p.A[int64_t(gk) * p.lda + gm] : p.A[int64_t(gm) * p.lda + gk];
+      if (gm < p.M && gk < p.K)
+        v = ta ? p.A[int64_t(gk) * p.lda + gm] : p.A[int64_t(gm) * p.lda + gk];
       As[m][k] = v;
     }
     for (int e = tid; e < kWBK * kWBN; e += kWThreads) {
       int n, k;
-      if (!tb) { k = e / kWBN; n = e % kWBN; } else { n = e / kWBK; k = e % kWBK; }
+      if (!tb) {
+        k = e / kWBN;
+        n = e % kWBN;
+      } else {
+        n = e / kWBK;
+        k = e % kWBK;
+      }
       const int gn = n0 + n, gk = k0 + k;
       float v = 0.0f;
-      if (gn < p.N && gk < p.K) v = tb ? p.B[int64_t(gn) * p.ldb + gk] : p.B[int64_t(gk) * p.ldb + gn];
+      if (gn < p.N && gk < p.K)
+        v = tb ? p.B[int64_t(gn) * p.ldb + gk] : p.B[int64_t(gk) * p.ldb + gn];
       Bs[k][n] = v;
     }
     __syncthreads();
@@ -380,7 +399,8 @@ __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb,
   for (int e = tid; e < kWBM * kWBN; e += kWThreads) {
     const int r = e / kWBN, c = e % kWBN;
     const int row = m0 + r, col = n0 + c;
-    if (row < p.M && col < p.N) p.C[int64_t(row) * p.ldc + col] = epilogue_value(Cs[r][c], p, row, col);
+    if (row < p.M && col < p.N)
+      p.C[int64_t(row) * p.ldc + col] = epilogue_value(Cs[r][c], p, row, col);
   }
 #endif
 }
@@ -388,8 +408,8 @@ __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb,
 // ------------------------------------------------------------------------------------------
 // Host side
 
-std::string shape_text(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t lda,
-                       int64_t ldb, int64_t ldc) {
+std::string shape_text(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_t lda, int64_t ldb,
+                       int64_t ldc) {
   return "trans_a=" + std::to_string(ta) + " trans_b=" + std::to_string(tb) +
          " M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K) +
          " lda=" + std::to_string(lda) + " ldb=" + std::to_string(ldb) +
@@ -397,9 +417,9 @@ std::string shape_text(bool ta, bool tb, int64_t M, int64_t N, int64_t K, int64_
 }
 
 // Validates and fills the parameters; returns false when there is nothing to compute.
-bool make_params(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
-                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb,
-                 float beta, float* C, int64_t ldc, Epilogue ep, GemmParams& p) {
+bool make_params(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+                 int64_t ldc, Epilogue ep, GemmParams& p) {
   auto fail = [&](const std::string& why) {
     throw std::invalid_argument(std::string(name) + ": " + why + " (" +
                                 shape_text(ta, tb, M, N, K, lda, ldb, ldc) + ")");
@@ -420,9 +440,24 @@ bool make_params(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64
   auto aligned = [](const void* q, int64_t ld) {
     return (reinterpret_cast<uintptr_t>(q) & 15u) == 0 && ld % 4 == 0;
   };
-  p = GemmParams{int(M), int(N), int(K), alpha, beta, A, lda, B, ldb, C, ldc,
-                 static_cast<const float*>(ep.bias), ep.act, aligned(A, lda), aligned(B, ldb),
-                 aligned(C, ldc), 1, nullptr};
+  p = GemmParams{int(M),
+                 int(N),
+                 int(K),
+                 alpha,
+                 beta,
+                 A,
+                 lda,
+                 B,
+                 ldb,
+                 C,
+                 ldc,
+                 static_cast<const float*>(ep.bias),
+                 ep.act,
+                 aligned(A, lda),
+                 aligned(B, ldb),
+                 aligned(C, ldc),
+                 1,
+                 nullptr};
   return true;
 }
 
@@ -450,10 +485,14 @@ void launch_tiled(bool ta, bool tb, const GemmParams& p, cudaStream_t s) {
 
 const char* gemm_algo_name(GemmAlgo algo) {
   switch (algo) {
-    case GemmAlgo::naive: return "naive";
-    case GemmAlgo::tiled: return "tiled";
-    case GemmAlgo::tf32: return "tf32";
-    case GemmAlgo::cublas: return "cublas";
+    case GemmAlgo::naive:
+      return "naive";
+    case GemmAlgo::tiled:
+      return "tiled";
+    case GemmAlgo::tf32:
+      return "tf32";
+    case GemmAlgo::cublas:
+      return "cublas";
   }
   return "?";
 }
@@ -462,7 +501,8 @@ void sgemm_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                  Epilogue ep, cudaStream_t stream) {
   GemmParams p;
-  if (!make_params("cuda::sgemm_naive", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
+  if (!make_params("cuda::sgemm_naive", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
+                   p))
     return;
   const dim3 block(32, 8);
   int64_t gy = (M + 7) / 8;
@@ -476,7 +516,8 @@ void sgemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                  Epilogue ep, cudaStream_t stream) {
   GemmParams p;
-  if (!make_params("cuda::sgemm_tiled", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
+  if (!make_params("cuda::sgemm_tiled", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
+                   p))
     return;
   stream = resolve_stream(stream);
   const GemmPlan plan = plan_sgemm(M, N, K, sm_count());
@@ -489,9 +530,8 @@ void sgemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     return;
   }
   p.splits = plan.splits;
-  p.workspace =
-      static_cast<float*>(device_alloc(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float),
-                                       -1, stream));
+  p.workspace = static_cast<float*>(
+      device_alloc(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float), -1, stream));
   launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream);
   splitk_reduce_kernel<<<elementwise_grid(M * N), 256, 0, stream>>>(p);
   GL_CUDA_CHECK_LAUNCH();
@@ -505,10 +545,12 @@ void sgemm_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
   if (!make_params("cuda::sgemm_tf32", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
     return;
   int major = 0;
-  GL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, current_device()));
+  GL_CUDA_CHECK(
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, current_device()));
   if (major < 8)
-    throw std::invalid_argument("cuda::sgemm_tf32: needs compute capability 8.0 or newer, device has " +
-                                std::to_string(major) + ".x");
+    throw std::invalid_argument(
+        "cuda::sgemm_tf32: needs compute capability 8.0 or newer, device has " +
+        std::to_string(major) + ".x");
   const dim3 grid(unsigned((N + kWBN - 1) / kWBN), unsigned((M + kWBM - 1) / kWBM));
   if (grid.y > 65535u)
     throw std::invalid_argument("cuda::sgemm_tf32: M=" + std::to_string(M) + " too large");
@@ -520,7 +562,8 @@ void sgemm_cublas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
                   Epilogue ep, cudaStream_t stream) {
   GemmParams p;
-  if (!make_params("cuda::sgemm_cublas", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, p))
+  if (!make_params("cuda::sgemm_cublas", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
+                   p))
     return;
   // K = 0 is C = beta C (+ bias, activation) by the BLAS rule; the tiled kernel does exactly
   // that, without relying on how cuBLAS treats an empty inner dimension.
@@ -556,8 +599,8 @@ void sgemm_with(GemmAlgo algo, bool ta, bool tb, int64_t M, int64_t N, int64_t K
 }
 
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-           Epilogue ep, cudaStream_t stream) {
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, Epilogue ep,
+           cudaStream_t stream) {
   sgemm_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, stream);
 }
 
