@@ -827,10 +827,18 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
         DB[std::size_t(gi * p.out + o)] += double(sum[std::size_t(o)]);
       if (!dx) continue;
       // The input gradient: Z_xi @ U_xi^T into v's space (v is spent), then each band's tiles
-      // back through B into the zeroed HWC buffer of its padded rows.
-      for (int64_t xi = 0; xi < W::T; ++xi)
+      // back through B into the zeroed HWC buffer of its padded rows. While those GEMMs run, the
+      // rows of dX the bands write come in (the writes otherwise stall on them: fwd+bwd of the
+      // default CNN's second layer 0.98 of the time without, median of 6 rounds).
+      GemmSideFetch dx_rows;
+      for (const Band& bd : chunk)
+        dx_rows.add(band_span(dx, p.in, p.h, p.w, bd.n, W::m * bd.r0 - p.pad_h,
+                              W::m * bd.r1 + 2 - p.pad_h));
+      for (int64_t xi = 0; xi < W::T; ++xi) {
+        dx_rows.hint(xi, W::T);
         sgemm(false, false, tiles, p.in, p.out, 1.0f, z + xi * plane_stride(tiles, p.out), p.out,
               Ut + xi * p.out * p.in, p.in, 0.0f, v + xi * plane_stride(tiles, p.in), p.in);
+      }
       t0 = 0;
       for (std::size_t b = 0; b < chunk.size(); ++b) {
         const Band& bd = chunk[b];
