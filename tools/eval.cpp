@@ -1,12 +1,16 @@
-// eval.cpp: `gradlens eval --weights FILE`: the test loss and accuracy of an MLP's weights (a
-// gradlens model.safetensors, or one written from PyTorch with the same key layout). The
-// architecture is read from the tensor names and shapes; only the activation and the input
-// normalization cannot be, and come from flags.
+// eval.cpp: `gradlens eval`: the test loss and accuracy of trained weights. Either a run
+// directory (`--run DIR`: the model, MLP or CNN, its activation, normalization, dataset and
+// subnormal mode from DIR/config.json, the weights from DIR/model.safetensors or --weights), or
+// bare MLP weights (`--weights FILE`: a gradlens model.safetensors, or one written from PyTorch
+// with the same key layout), whose architecture is read from the tensor names and shapes; only
+// the activation and the input normalization cannot be, and come from flags.
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <map>
 #include <set>
 
+#include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
 #include "kernels/cpu/fp_env.h"
 #include "tools/command.h"
@@ -35,8 +39,8 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
              name);
     std::string param = name.substr(dot + 1);
     GL_CHECK(!(param == "weight" && t.dim() == 4),
-             "--weights {}: tensor '{}' {} is a conv weight; `gradlens eval` rebuilds MLPs only "
-             "(a CNN run's test accuracy is in its metrics.csv)",
+             "--weights {}: tensor '{}' {} is a conv weight; `gradlens eval --weights` rebuilds "
+             "MLPs only (evaluate a CNN run with --run DIR)",
              path, name, shape_str(t.shape()));
     if (param == "running_mean") norms.insert(idx);
     if (param == "weight" && t.dim() == 2) linear[idx] = t.shape();
@@ -60,13 +64,46 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
   cfg.dropout = extra == 1 ? 0.5 : 0.0;
 }
 
+// The configuration the run in `dir` trained with, to evaluate `weights` (its model.safetensors
+// when empty) on the CPU.
+train::TrainConfig run_config(const std::string& dir, const std::string& weights) {
+  namespace fs = std::filesystem;
+  GL_CHECK(fs::is_directory(dir), "--run {}: no such directory", dir);
+  const std::string path = dir + "/config.json";
+  GL_CHECK(fs::exists(path),
+           "--run {}: no config.json (not a run directory written by gradlens "
+           "train)",
+           dir);
+  const auto bytes = io::read_file(path);
+  train::TrainConfig c;
+  try {
+    c = train::TrainConfig::from_json(std::string(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("--run {}: {}: {}", dir, path, e.what()));
+  }
+  c.load_weights = weights.empty() ? dir + "/model.safetensors" : weights;
+  GL_CHECK(fs::exists(c.load_weights),
+           "--run {}: no {} (a run writes model.safetensors when its training ends)", dir,
+           c.load_weights);
+  c.device = "cpu";
+  c.augment.clear();  // evaluation never augments; the check of the list is training's
+  return c;
+}
+
 const RegisterCommand reg{
-    "eval", "Evaluate MLP weights (.safetensors) on a dataset's test split: loss and accuracy",
+    "eval",
+    "Evaluate trained weights on a dataset's test split: loss and accuracy (a run directory, "
+    "MLP or CNN, or bare MLP weights)",
     [](CLI::App& sub) {
       auto cfg = std::make_shared<train::TrainConfig>();
+      auto run = std::make_shared<std::string>();
+      sub.add_option("--run", *run,
+                     "Run directory written by gradlens train: its model (MLP or CNN) and "
+                     "settings from config.json, its weights from model.safetensors (or "
+                     "--weights)");
       sub.add_option("--weights", cfg->load_weights,
-                     "Weights to evaluate (.safetensors, PyTorch nn.Sequential key layout)")
-          ->required();
+                     "Weights to evaluate (.safetensors; without --run an MLP in PyTorch "
+                     "nn.Sequential key layout)");
       sub.add_option("--dataset", cfg->dataset, "mnist or fashion-mnist")->capture_default_str();
       sub.add_option("--data-dir", cfg->data_dir, "Directory holding <dataset>/")
           ->capture_default_str();
@@ -88,9 +125,24 @@ const RegisterCommand reg{
                      "Subnormal floats on the CPU, as in training (its test figures come from "
                      "this mode): flush (to zero) or keep (IEEE gradual underflow)")
           ->capture_default_str();
-      sub.callback([cfg]() {
+      sub.callback([cfg, run, &sub]() {
         train::TrainConfig c = *cfg;
-        infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
+        if (!run->empty()) {
+          // What the run's config.json says is not taken from flags as well.
+          for (const char* f :
+               {"--dataset", "--activation", "--leaky-slope", "--normalize", "--denormals"})
+            GL_CHECK(sub.count(f) == 0,
+                     "{}: with --run it comes from the run's config.json ({}/config.json)", f,
+                     *run);
+          c = run_config(*run, cfg->load_weights);
+          if (sub.count("--data-dir") > 0) c.data_dir = cfg->data_dir;
+          if (sub.count("--limit-test") > 0) c.limit_test = cfg->limit_test;
+          if (sub.count("--threads") > 0) c.threads = cfg->threads;
+        } else {
+          GL_CHECK(!c.load_weights.empty(),
+                   "give --run DIR (a run directory) or --weights FILE (MLP weights)");
+          infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
+        }
         c.out = "(eval)";  // nothing is written: run() is never called
         c.progress = false;
         train::Trainer trainer(c);  // checks the flags, --denormals among them

@@ -8,6 +8,8 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
+#include <sstream>
+#include <stdexcept>
 
 #include "engine/io/tensor_io.h"
 #include "tests/train/run_util.h"
@@ -231,6 +233,34 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
 
 }  // namespace
 
+namespace {
+// The test loss and accuracy (a fraction) of the last row of the run's metrics.csv.
+std::pair<double, double> last_test_figures(const std::string& run) {
+  std::stringstream metrics(read_text(run + "/metrics.csv"));
+  std::string line, last;
+  while (std::getline(metrics, line))
+    if (!line.empty()) last = line;
+  std::vector<std::string> cells;
+  std::stringstream row(last);
+  for (std::string c; std::getline(row, c, ',');) cells.push_back(c);
+  // epoch,train_loss,test_loss,train_acc,test_acc,...
+  if (cells.size() < 5) throw std::runtime_error("short metrics.csv row: " + last);
+  return {std::stod(cells[2]), std::stod(cells[4])};
+}
+
+// `gradlens eval ARGS` succeeds and prints the run's last test loss and accuracy.
+void expect_eval_reproduces(const std::vector<std::string>& args, const std::string& run) {
+  const auto [want_loss, want_acc] = last_test_figures(run);
+  ProcResult e = run_gradlens(args);
+  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+  const auto at = e.out.find("loss "), pct = e.out.find("accuracy ");
+  ASSERT_TRUE(at != std::string::npos && pct != std::string::npos) << e.out;
+  const double loss = std::stod(e.out.substr(at + 5)), acc = std::stod(e.out.substr(pct + 9));
+  EXPECT_NEAR(loss, want_loss, 1e-8 * std::fabs(want_loss)) << e.out;
+  EXPECT_NEAR(acc, 100.0 * want_acc, 1e-9) << e.out;
+}
+}  // namespace
+
 // `gradlens eval` of a run's model.safetensors gives the test loss and accuracy the run wrote in
 // its last metrics.csv row (same data, same normalization, same subnormal mode), in both
 // --denormals modes.
@@ -244,27 +274,44 @@ TEST(CliEval, ReproducesTheRunsLastTestFigures) {
                       "24,24,24", "--activation", "sigmoid", "--epochs", "2", "--threads", "1",
                       "--no-progress", "--denormals", mode, "--out", out});
     ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
-    std::stringstream metrics(read_text(out + "/metrics.csv"));
-    std::string line, last;
-    while (std::getline(metrics, line))
-      if (!line.empty()) last = line;
-    std::vector<std::string> cells;
-    std::stringstream row(last);
-    for (std::string c; std::getline(row, c, ',');) cells.push_back(c);
-    ASSERT_GE(cells.size(), 5u) << last;  // epoch,train_loss,test_loss,train_acc,test_acc,...
-    const double want_loss = std::stod(cells[2]), want_acc = std::stod(cells[4]);
-
-    ProcResult e = run_gradlens({"eval", "--weights", out + "/model.safetensors", "--dataset",
-                                 "mnist", "--data-dir", fixture_data_dir(), "--activation",
-                                 "sigmoid", "--threads", "1", "--denormals", mode});
-    ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
-    const auto at = e.out.find("loss "), pct = e.out.find("accuracy ");
-    ASSERT_TRUE(at != std::string::npos && pct != std::string::npos) << e.out;
-    const double loss = std::stod(e.out.substr(at + 5)), acc = std::stod(e.out.substr(pct + 9));
-    EXPECT_NEAR(loss, want_loss, 1e-8 * std::fabs(want_loss)) << e.out;
-    EXPECT_NEAR(acc, 100.0 * want_acc, 1e-9) << e.out;
+    expect_eval_reproduces(
+        {"eval", "--weights", out + "/model.safetensors", "--dataset", "mnist", "--data-dir",
+         fixture_data_dir(), "--activation", "sigmoid", "--threads", "1", "--denormals", mode},
+        out);
   }
   expect_error({"eval", "--weights", dir + "/flush/model.safetensors", "--data-dir",
                 fixture_data_dir(), "--denormals", "sometimes"},
                {"--denormals", "sometimes"});
+}
+
+// `gradlens eval --run DIR` rebuilds the run's model from its config.json, a CNN with batch
+// norm as well as an MLP with a non-default activation and normalization, and gives the figures
+// of its last epoch; a flag that config.json settles is refused, as are a missing directory and
+// a call with neither --run nor --weights.
+TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
+  const std::string dir = make_temp_dir("gl_eval_run");
+  const std::vector<std::vector<std::string>> models{
+      {"--model", "cnn", "--channels", "4,6", "--fc", "12", "--batchnorm", "--activation", "gelu"},
+      {"--hidden", "20,20", "--activation", "tanh", "--normalize", "standard"}};
+  for (std::size_t i = 0; i < models.size(); ++i) {
+    const std::string out = dir + "/run" + std::to_string(i);
+    SCOPED_TRACE(out);
+    std::vector<std::string> args{
+        "train",    "--dataset", "mnist",     "--data-dir", fixture_data_dir(),
+        "--epochs", "2",         "--threads", "1",          "--no-progress",
+        "--out",    out};
+    args.insert(args.end(), models[i].begin(), models[i].end());
+    ProcResult t = run_gradlens(args);
+    ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+    expect_eval_reproduces({"eval", "--run", out, "--data-dir", fixture_data_dir()}, out);
+    // The weights of a checkpoint or another file of the same model, with the run's settings.
+    expect_eval_reproduces({"eval", "--run", out, "--weights", out + "/model.safetensors",
+                            "--data-dir", fixture_data_dir(), "--threads", "2"},
+                           out);
+  }
+  expect_error({"eval", "--run", dir + "/run1", "--activation", "relu"},
+               {"--activation", "config.json"});
+  expect_error({"eval", "--run", dir + "/missing"}, {"--run", "missing", "no such directory"});
+  expect_error({"eval", "--run", dir}, {"no config.json"});
+  expect_error({"eval", "--data-dir", fixture_data_dir()}, {"--run", "--weights"});
 }
