@@ -23,12 +23,32 @@ std::vector<double> column(const CsvTable& t, const std::string& name, bool requ
   return out;
 }
 
-int as_int(const CsvTable& t, size_t r, int c) {
+// Layer indices and class numbers past these are not from a gradlens run (they would size the
+// report's tables): refused with the file and line.
+constexpr int kMaxLayer = 1 << 16, kMaxClass = 1 << 16;
+
+// Column c of row r: an integer in [lo, hi].
+int as_int(const CsvTable& t, size_t r, int c, int lo, int hi) {
   double v = t.number(r, c);
   if (!std::isfinite(v) || v != std::floor(v))
     throw std::runtime_error(t.path + ":" + std::to_string(t.line_numbers[r]) + ": column '" +
                              t.header[c] + "' must be an integer");
+  if (v < lo || v > hi)
+    throw std::runtime_error(t.path + ":" + std::to_string(t.line_numbers[r]) + ": column '" +
+                             t.header[c] + "' must be in [" + std::to_string(lo) + ", " +
+                             std::to_string(hi) + "], got " + t.rows[r][c]);
   return static_cast<int>(v);
+}
+int as_layer(const CsvTable& t, size_t r, int c) {
+  return as_int(t, r, c, 0, kMaxLayer);
+}
+
+// The layer number in a file name such as hist_<layer>_post.npy.
+int layer_in_name(const fs::path& p, const std::string& digits) {
+  if (digits.size() > 6 || std::stoi(digits) > kMaxLayer)
+    throw std::runtime_error(p.string() + ": layer " + digits + " is out of range (at most " +
+                             std::to_string(kMaxLayer) + ")");
+  return std::stoi(digits);
 }
 
 nlohmann::json read_json(const fs::path& p) {
@@ -50,12 +70,7 @@ Metrics load_metrics(const fs::path& p) {
   m.train_acc = column(t, "train_acc");
   m.test_acc = column(t, "test_acc");
   m.epoch_time = column(t, "epoch_time", false);
-  static const std::regex per_layer(R"((act_mean|act_std|grad_norm)_(\d+))");
-  int layers = 0;
-  for (auto& h : t.header) {
-    std::smatch sm;
-    if (std::regex_match(h, sm, per_layer)) layers = std::max(layers, std::stoi(sm[2]) + 1);
-  }
+  const int layers = per_layer_columns(t.header, t.path);
   auto fill = [&](std::vector<std::vector<double>>& dst, const std::string& prefix) {
     dst.assign(layers, std::vector<double>(t.rows.size(), NAN));
     for (int i = 0; i < layers; ++i) {
@@ -133,13 +148,13 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
     for (size_t r = 0; r < t.rows.size(); ++r) {
       ActivationRow a;
       a.epoch = t.number(r, ce);
-      a.layer = as_int(t, r, cl);
+      a.layer = as_layer(t, r, cl);
       const std::string& k = t.rows[r][ck];
       if (k != "pre" && k != "post")
         throw std::runtime_error(t.path + ":" + std::to_string(t.line_numbers[r]) +
                                  ": column 'kind' must be pre or post, got '" + k + "'");
       a.post = k == "post";
-      a.cls = as_int(t, r, cc);
+      a.cls = as_int(t, r, cc, -1, kMaxClass);
       a.mean = t.number(r, cm), a.std = t.number(r, cs), a.min = t.number(r, cmin),
       a.max = t.number(r, cmax);
       g.activations.push_back(a);
@@ -150,7 +165,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
     int ce = t.require("epoch"), cl = t.require("layer"), cd = t.require("dead_fraction"),
         cs = t.require("saturated_fraction");
     for (size_t r = 0; r < t.rows.size(); ++r)
-      g.units.push_back({t.number(r, ce), as_int(t, r, cl), t.number(r, cd), t.number(r, cs)});
+      g.units.push_back({t.number(r, ce), as_layer(t, r, cl), t.number(r, cd), t.number(r, cs)});
   }
   if (fs::exists(d / "grads.csv")) {
     CsvTable t = read_csv((d / "grads.csv").string());
@@ -159,7 +174,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
         ca = t.column("act_grad_norm"), cn = t.column("weight_norm"), cu = t.column("update_ratio");
     auto get = [&](size_t r, int c) { return c < 0 ? NAN : t.number(r, c); };
     for (size_t r = 0; r < t.rows.size(); ++r)
-      g.grads.push_back({t.number(r, ce), as_int(t, r, cl), get(r, cw), get(r, cb), get(r, ca),
+      g.grads.push_back({t.number(r, ce), as_layer(t, r, cl), get(r, cw), get(r, cb), get(r, ca),
                          get(r, cn), get(r, cu)});
   }
   // Histograms: hist_<layer>_<pre|post>.npy with edges in hist_<layer>_<pre|post>_edges.npy.
@@ -172,7 +187,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
     const std::string fname = p.filename().string();
     if (std::regex_match(fname, sm, hist_name)) {
       LayerHistogram h;
-      h.layer = std::stoi(sm[1]);
+      h.layer = layer_in_name(p, sm[1]);
       h.post = sm[2] == "post";
       NpyArray counts = read_npy(p.string());
       if (counts.shape.size() != 2)
@@ -202,7 +217,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
       NpyArray a = read_npy(p.string());
       if (a.shape.size() != 2)
         throw std::runtime_error(p.string() + ": expected shape [classes, units]");
-      g.selectivity.emplace_back(std::stoi(sm[1]), std::move(a));
+      g.selectivity.emplace_back(layer_in_name(p, sm[1]), std::move(a));
     }
   }
   std::sort(g.histograms.begin(), g.histograms.end(), [](auto& a, auto& b) {
@@ -229,6 +244,17 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
 
 }  // namespace
 
+int per_layer_columns(const std::vector<std::string>& header, const std::string& path) {
+  static const std::regex per_layer(R"((act_mean|act_std|grad_norm)_(\d+))");
+  int layers = 0;
+  for (auto& h : header) {
+    std::smatch sm;
+    if (std::regex_match(h, sm, per_layer))
+      layers = std::max(layers, layer_in_name(path + ": column " + h, sm[2]) + 1);
+  }
+  return layers;
+}
+
 RunData load_run(const std::string& dir, size_t max_images) {
   const fs::path d(dir);
   if (!fs::exists(d)) throw std::runtime_error("run directory '" + dir + "' does not exist");
@@ -252,8 +278,8 @@ RunData load_run(const std::string& dir, size_t max_images) {
     int cc = t.require("class"), ca = t.require("accuracy"), cp = t.require("precision"),
         cr = t.require("recall"), cf = t.require("f1"), cs = t.require("support");
     for (size_t r = 0; r < t.rows.size(); ++r)
-      run.per_class.push_back({as_int(t, r, cc), t.number(r, ca), t.number(r, cp), t.number(r, cr),
-                               t.number(r, cf), t.number(r, cs)});
+      run.per_class.push_back({as_int(t, r, cc, 0, kMaxClass), t.number(r, ca), t.number(r, cp),
+                               t.number(r, cr), t.number(r, cf), t.number(r, cs)});
   } else {
     run.notes.push_back("no per_class.csv");
   }
@@ -276,8 +302,8 @@ RunData load_run(const std::string& dir, size_t max_images) {
     CsvTable t = read_csv((d / "misclassified.csv").string());
     int ci = t.require("index"), ct = t.require("true"), cp = t.require("pred");
     for (size_t r = 0; r < t.rows.size(); ++r)
-      run.misclassified.push_back(
-          {static_cast<int64_t>(t.number(r, ci)), as_int(t, r, ct), as_int(t, r, cp)});
+      run.misclassified.push_back({static_cast<int64_t>(t.number(r, ci)),
+                                   as_int(t, r, ct, 0, kMaxClass), as_int(t, r, cp, 0, kMaxClass)});
     if (fs::exists(d / "misclassified_images.npy")) {
       const std::string p = (d / "misclassified_images.npy").string();
       NpyArray a = read_npy(p);

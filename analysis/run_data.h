@@ -94,4 +94,9 @@ struct RunData {
 // max_images: how many misclassified images to decode (the rest are counted only).
 RunData load_run(const std::string& dir, size_t max_images = 64);
 
+// The layers a metrics.csv header names in its act_mean_i, act_std_i and grad_norm_i columns
+// (one more than the largest i; 0 for none). An index past any real network's is refused,
+// naming the file.
+int per_layer_columns(const std::vector<std::string>& header, const std::string& path);
+
 }  // namespace gl::analysis

@@ -16,6 +16,7 @@
 #include <stdexcept>
 
 #include "analysis/csv_read.h"
+#include "analysis/run_data.h"
 #include "analysis/svg.h"
 
 namespace gl::analysis {
@@ -91,12 +92,7 @@ Metrics read_metrics(const std::string& path) {
   m.train_acc = col("train_acc");
   m.test_acc = col("test_acc");
   m.epoch_time = col("epoch_time");
-  static const std::regex per_layer(R"((act_mean|act_std|grad_norm)_(\d+))");
-  int layers = 0;
-  for (auto& h : t.header) {
-    std::smatch sm;
-    if (std::regex_match(h, sm, per_layer)) layers = std::max(layers, std::stoi(sm[2]) + 1);
-  }
+  const int layers = per_layer_columns(t.header, t.path);
   auto fill = [&](std::vector<std::vector<double>>& dst, const std::string& prefix) {
     dst.assign(size_t(layers), std::vector<double>(t.rows.size(), NAN));
     for (int i = 0; i < layers; ++i) {

@@ -557,6 +557,46 @@ TEST(Report, BadInputsThrowNamingTheFile) {
   write(t.path / "bad2" / "confusion.csv", "true\\pred,0,1\n0,1,2\n1,3\n");
   msg = message_of([&] { load_run((t.path / "bad2").string()); });
   EXPECT_NE(msg.find("confusion.csv:3: expected 3 fields, got 2"), std::string::npos) << msg;
+  // Layer indices out of range (a negative one indexed before the tables, a huge one sized
+  // them) are refused with the file and line, in every file that names layers.
+  const std::string header_g =
+      "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
+  const std::vector<std::tuple<std::string, std::string, std::string>> bad_layers{
+      {"grads.csv", header_g + "1,-3,0.1,0.1,0.2,3,0.001\n", "grads.csv:2: column 'layer'"},
+      {"grads.csv", header_g + "1,100000000,0.1,0.1,0.2,3,0.001\n", "grads.csv:2: column 'layer'"},
+      {"units.csv", "epoch,layer,dead_fraction,saturated_fraction\n1,-2,0.25,0\n",
+       "units.csv:2: column 'layer'"},
+      {"activations.csv", "epoch,layer,kind,class,mean,std,min,max\n1,99999999,post,-1,0,1,0,1\n",
+       "activations.csv:2: column 'layer'"},
+      {"activations.csv", "epoch,layer,kind,class,mean,std,min,max\n1,0,post,-5,0,1,0,1\n",
+       "activations.csv:2: column 'class'"}};
+  for (const auto& [file, text, want] : bad_layers) {
+    SCOPED_TRACE(text);
+    const fs::path d = t.path / "bad_layer";
+    fs::remove_all(d);
+    make_run(d, 2, true);
+    write(d / "diagnostics" / file, text);
+    msg = message_of([&] { load_run(d.string()); });
+    EXPECT_NE(msg.find(want), std::string::npos) << msg;
+    EXPECT_NE(msg.find("must be in ["), std::string::npos) << msg;
+  }
+  {
+    const fs::path d = t.path / "bad_layer";
+    fs::remove_all(d);
+    make_run(d, 2, true);
+    std::ifstream in(d / "metrics.csv");
+    std::string m((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    m.replace(m.find("act_mean_1"), 10, "act_mean_99999999");
+    write(d / "metrics.csv", m);
+    msg = message_of([&] { load_run(d.string()); });
+    EXPECT_NE(msg.find("act_mean_99999999: layer 99999999 is out of range"), std::string::npos)
+        << msg;
+    make_run(d, 2, true);
+    fs::rename(d / "diagnostics" / "hist_1_post.npy", d / "diagnostics" / "hist_12345678_post.npy");
+    msg = message_of([&] { load_run(d.string()); });
+    EXPECT_NE(msg.find("hist_12345678_post.npy: layer 12345678 is out of range"), std::string::npos)
+        << msg;
+  }
   // Failing write leaves no file behind.
   EXPECT_NE(message_of([&] {
               write_report({dir}, (t.path / "r.html").string(), {});
