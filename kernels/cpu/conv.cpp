@@ -65,7 +65,9 @@ struct Range {
   int64_t lo, hi;
 };
 Range valid_outputs(int64_t size, int64_t out, int64_t stride, int64_t pad, int64_t offset) {
-  int64_t lo = std::max<int64_t>(0, ceil_div(pad - offset, stride));
+  // Clamped to [0, out]: with padding wider than the input a tap can miss every output (lo past
+  // out), and callers fill [0, lo) of an output row.
+  int64_t lo = std::clamp<int64_t>(ceil_div(pad - offset, stride), 0, out);
   int64_t hi = std::min<int64_t>(out, floor_div(size - 1 + pad - offset, stride) + 1);
   return {lo, std::max(lo, hi)};
 }
