@@ -65,7 +65,9 @@ void TrainConfig::validate() const {
     GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
     GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
   }
-  GL_CHECK(hidden.empty() ? depth >= 1 : true, "--depth must be at least 1, got {}", depth);
+  GL_CHECK(hidden.empty() ? depth >= 1 && depth <= 10000 : hidden.size() <= 10000,
+           "--depth must be in [1, 10000], got {}",
+           hidden.empty() ? depth : int64_t(hidden.size()));
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
   for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
   GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
@@ -80,7 +82,13 @@ void TrainConfig::validate() const {
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
-  GL_CHECK(threads >= 0, "--threads must be >= 0, got {}", threads);
+  GL_CHECK(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024] (0: all cores), got {}",
+           threads);
+  GL_CHECK(limit_train >= 0, "--limit-train must be >= 0 (0: the whole split), got {}",
+           limit_train);
+  GL_CHECK(limit_test >= 0, "--limit-test must be >= 0 (0: the whole split), got {}", limit_test);
+  GL_CHECK(!nesterov || optimizer != "sgd" || momentum > 0,
+           "--nesterov needs --momentum above 0 (got {})", momentum);
   GL_CHECK(!out.empty(), "--out: a run directory is required");
   const auto& known = data::known_datasets();
   GL_CHECK(std::find(known.begin(), known.end(), dataset) != known.end(),
@@ -514,7 +522,14 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
     for (auto& x : e["extra"]) r.extra.emplace_back(x[0].get<std::string>(), x[1].get<double>());
     history.push_back(r);
   }
-  return std::stoll(meta("gradlens.epoch"));
+  const int64_t done = std::stoll(meta("gradlens.epoch"));
+  // Fewer epochs than the checkpoint holds would leave its later epochs in metrics.csv and the
+  // weights while config.json says otherwise.
+  GL_CHECK(cfg_.epochs >= done,
+           "--resume: the run in {} has trained {} epochs; --epochs {} is fewer (give --epochs {} "
+           "or more)",
+           cfg_.out, done, cfg_.epochs, done);
+  return done;
 }
 
 void Trainer::write_final_outputs(const std::vector<int64_t>& pred) {

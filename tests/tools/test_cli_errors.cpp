@@ -92,6 +92,16 @@ TEST_F(CliErrors, FlagValues) {
   expect_error({"train", "--dataset", "mnist"}, {"--out"});
   expect_error({"nosuchcommand"}, {"nosuchcommand"});
   expect_error({"eval"}, {"--weights"});
+  // Values that once crashed (threads past what libgomp can start), ran out of memory slowly
+  // (depth) or were taken silently (negative limits and seeds, Nesterov without momentum).
+  expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--threads",
+                "100000", "--out", dir_ + "/x"},
+               {"--threads", "100000"});
+  expect_error(train({"--depth", "100000"}), {"--depth", "100000"});
+  expect_error(train({"--limit-train", "-1"}), {"--limit-train", "-1"});
+  expect_error(train({"--limit-test", "-5"}), {"--limit-test", "-5"});
+  expect_error(train({"--seed", "-1"}), {"--seed", "-1"});
+  expect_error(train({"--nesterov", "--momentum", "0"}), {"--nesterov", "--momentum"});
 }
 
 TEST_F(CliErrors, MissingOrCorruptData) {
@@ -158,6 +168,15 @@ TEST_F(CliErrors, ResumeWithOtherFlags) {
                 "--epochs", "2", "--lr", "0.01", "--no-progress", "--threads", "1", "--out", out,
                 "--resume"},
                {"--resume", "hidden"});
+  // Fewer epochs than the checkpoint holds.
+  ProcResult second = run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(),
+                                    "--hidden", "32", "--epochs", "2", "--lr", "0.01",
+                                    "--no-progress", "--threads", "1", "--out", out, "--resume"});
+  ASSERT_TRUE(second.exited && second.code == 0) << describe(second);
+  expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden", "32",
+                "--epochs", "1", "--lr", "0.01", "--no-progress", "--threads", "1", "--out", out,
+                "--resume"},
+               {"--resume", "2 epochs", "--epochs 1"});
 }
 
 TEST(CliHelp, TrainHelpListsEveryFlag) {
