@@ -159,6 +159,8 @@ std::string TrainConfig::to_json() const {
 
 TrainConfig TrainConfig::from_json(const std::string& text) {
   json j = json::parse(text);
+  GL_CHECK(j.is_object(), "a training configuration is a JSON object of settings, not {}",
+           j.type_name());
   TrainConfig c;
   auto get = [&j](const char* k, auto& v) {
     if (j.contains(k)) v = j[k].get<std::decay_t<decltype(v)>>();

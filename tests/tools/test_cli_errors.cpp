@@ -332,5 +332,10 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
                {"--activation", "config.json"});
   expect_error({"eval", "--run", dir + "/missing"}, {"--run", "missing", "no such directory"});
   expect_error({"eval", "--run", dir}, {"no config.json"});
+  fs::create_directories(dir + "/array");
+  write_text(dir + "/array/config.json", "[1, 2]");
+  fs::copy_file(dir + "/run1/model.safetensors", dir + "/array/model.safetensors");
+  expect_error({"eval", "--run", dir + "/array", "--data-dir", fixture_data_dir()},
+               {"config.json", "JSON object"});
   expect_error({"eval", "--data-dir", fixture_data_dir()}, {"--run", "--weights"});
 }
