@@ -3,6 +3,7 @@
 // `gradlens report RUN_DIR` draws them.
 #include <fmt/core.h>
 
+#include <cmath>
 #include <memory>
 #include <sstream>
 
@@ -75,6 +76,22 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_flag("--quiet", o->a.quiet, "Print nothing");
       sub.callback([o] {
+        const auto& a = o->a;
+        // Checked before the run is loaded: a batch of 0 never ended, negative counts reached
+        // allocators and narrows with their own messages.
+        GL_CHECK(a.batch_size >= 1, "--batch-size must be at least 1, got {}", a.batch_size);
+        GL_CHECK(a.examples.count >= 0, "--examples must be >= 0 (0: all), got {}",
+                 a.examples.count);
+        GL_CHECK(std::isfinite(a.tsne.perplexity) && a.tsne.perplexity > 0,
+                 "--perplexity must be a positive number, got {}", a.tsne.perplexity);
+        GL_CHECK(a.tsne.iterations >= 1, "--iterations must be at least 1, got {}",
+                 a.tsne.iterations);
+        GL_CHECK(std::isfinite(a.tsne.theta) && a.tsne.theta >= 0,
+                 "--theta must be a number >= 0 (0: exact), got {}", a.tsne.theta);
+        GL_CHECK(a.augment_index >= 0, "--image must be >= 0, got {}", a.augment_index);
+        GL_CHECK(a.augmentations >= 1, "--augmentations must be at least 1, got {}",
+                 a.augmentations);
+        GL_CHECK(a.top_k >= 1, "--top-k must be at least 1, got {}", a.top_k);
         if (!o->indices.empty()) o->a.examples.indices = parse_indices(o->indices);
         auto run = analysis::load_run_model(o->dir, o->data_dir);
         // The run's subnormal mode (config.json), so the activations are the ones it computed.

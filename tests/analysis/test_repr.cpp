@@ -655,4 +655,12 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
   std::ofstream((dir_->path / "empty" / "config.json").string()) << "{}";
   one_line_error((dir_->path / "empty").string() + " pca", "no model.safetensors");
   one_line_error((dir_->path / "missing").string() + " pca", "does not exist");
+  // Values that hung (a batch of 0) or failed deep inside with another message.
+  one_line_error(run() + " corr --batch-size 0" + dd, "--batch-size must be at least 1");
+  one_line_error(run() + " corr --examples -1" + dd, "--examples must be >= 0");
+  one_line_error(run() + " neurons --top-k -1" + dd, "--top-k must be at least 1");
+  one_line_error(run() + " tsne --iterations -1" + dd, "--iterations must be at least 1");
+  one_line_error(run() + " tsne --theta nan" + dd, "--theta must be a number >= 0");
+  one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
+  one_line_error(run() + " augment --augmentations 0" + dd, "--augmentations must be at least 1");
 }
