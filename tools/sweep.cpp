@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "engine/io/fs.h"
@@ -234,8 +235,18 @@ SweepSpec build_spec(const SweepOpts& o) {
   } else {
     spec = SweepSpec::classic();
   }
-  auto axis = [&spec](const char* flag, const std::vector<std::string>& vals) {
+  // Each training flag once on the command line: an axis flag (--activations ...), a --grid or
+  // the flag itself; a second one would silently replace the first.
+  std::set<std::string> given;
+  auto once = [&given](const std::string& flag) {
+    GL_CHECK(given.insert(flag).second,
+             "--{} is given twice on the command line (as --grid {}=..., an axis flag such as "
+             "--activations, or --{} itself); give its values once",
+             flag, flag, flag);
+  };
+  auto axis = [&spec, &once](const char* flag, const std::vector<std::string>& vals) {
     if (vals.empty()) return;
+    once(flag);
     std::vector<ojson> v;
     for (auto& s : vals) v.push_back(flag == std::string("init") ? ojson(s) : typed(s));
     spec.set_axis(flag, v);
@@ -268,6 +279,7 @@ SweepSpec build_spec(const SweepOpts& o) {
   // Training flags given once: a fixed value, or a one-value axis when the grid sweeps it.
   for (auto& [name, opt, kind] : o.train_options) {
     if (opt->count() == 0) continue;
+    once(name);
     ojson v;
     auto it = std::find_if(o.train_values.begin(), o.train_values.end(),
                            [&](auto& p) { return p.first == name; });
@@ -642,10 +654,14 @@ void merge_sweep(const SweepOpts& o) {
     if (st.status != RunStatus::Finished && st.status != RunStatus::Diverged)
       missing.push_back(r.id);
   }
-  io::write_file_atomic(dir + "/summary.csv", train::summary_csv(dir, all, axis_names(spec)));
-  fmt::print("merged {}: {} of {} runs done ({} diverged), {} copied from parts; wrote {}\n", dir,
-             all.size() - missing.size(), all.size(), diverged, copied, dir + "/summary.csv");
-  if (!missing.empty() && !o.partial) {
+  // Without --partial a summary of an incomplete sweep is not written (it would look whole).
+  const bool write = missing.empty() || o.partial;
+  if (write)
+    io::write_file_atomic(dir + "/summary.csv", train::summary_csv(dir, all, axis_names(spec)));
+  fmt::print("merged {}: {} of {} runs done ({} diverged), {} copied from parts; {}\n", dir,
+             all.size() - missing.size(), all.size(), diverged, copied,
+             write ? "wrote " + dir + "/summary.csv" : std::string("no summary.csv written"));
+  if (!write) {
     std::string msg = fmt::format(
         "{} runs are not finished (rerun their shards, or pass --partial):", missing.size());
     for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += " " + missing[i];

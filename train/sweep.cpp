@@ -167,12 +167,21 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
   if (j.contains("name")) s.name = j["name"].get<std::string>();
   if (j.contains("fixed")) {
     GL_CHECK(j["fixed"].is_object(), "{}: \"fixed\" must be an object of flag: value", source);
-    for (auto& [k, v] : j["fixed"].items())
+    for (auto& [k, v] : j["fixed"].items()) {
+      GL_CHECK(!s.fixed.contains(canonical_flag(k)),
+               "{}: fixed.{} names --{} again (another spelling of a key above)", source, k,
+               canonical_flag(k));
       s.fixed[canonical_flag(k)] = normalize_value(canonical_flag(k), v, source);
+    }
   }
   if (j.contains("grid")) {
     GL_CHECK(j["grid"].is_object(), "{}: \"grid\" must be an object of flag: [values]", source);
     for (auto& [k, v] : j["grid"].items()) {
+      const std::string flag = canonical_flag(k);
+      GL_CHECK(!s.fixed.contains(flag), "{}: --{} is both fixed and a grid axis (grid.{})", source,
+               flag, k);
+      GL_CHECK(std::none_of(s.axes.begin(), s.axes.end(), [&](auto& a) { return a.first == flag; }),
+               "{}: grid.{} names --{} again (another spelling of a key above)", source, k, flag);
       GL_CHECK(v.is_array() && !v.empty(), "{}: grid.{} must be a non-empty array", source, k);
       std::vector<ojson> vals(v.begin(), v.end());
       try {

@@ -256,8 +256,17 @@ TEST(SweepCli, ShardsMergedEqualTheWholeSweep) {
   EXPECT_EQ(run_ids(p0).size(), 4u);
   EXPECT_EQ(run_ids(p1).size(), 4u);
   EXPECT_TRUE(fs::exists(p0 + "/summary-0-of-2.csv"));
-  // Merging one part alone reports the missing runs.
+  // Merging one part alone reports the missing runs, and writes no summary that would look
+  // whole.
   EXPECT_NE(run("sweep merge " + p1), 0);
+  EXPECT_FALSE(fs::exists(p1 + "/summary.csv"));
+  // The same flag twice on the command line is refused before anything runs.
+  EXPECT_NE(run("sweep --out " + temp_dir() + "/twice --grid momentum=0 --grid momentum=0.5" +
+                grid_flags()),
+            0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("--momentum is given twice"), std::string::npos)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_FALSE(fs::exists(temp_dir() + "/twice/runs"));
   ASSERT_EQ(run("sweep merge " + p0 + " " + p1), 0) << slurp(temp_dir() + "/last.log");
   expect_same_results(whole, p0);
 }

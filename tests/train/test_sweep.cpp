@@ -148,6 +148,25 @@ TEST(Sweep, ParseShardAndBadSpecs) {
   EXPECT_THROW(SweepSpec::from_json("{\"grid\": {\"depth\": []}}", "s.json"), gl::Error);
   EXPECT_THROW(SweepSpec::from_json("{\"grdi\": {}}", "s.json"), gl::Error);
   EXPECT_THROW(SweepSpec::from_json("{", "s.json"), gl::Error);
+  // One flag named twice in a file (fixed and grid, or two spellings of one key) was once
+  // settled silently by the last value.
+  auto message = [](const std::string& text) {
+    try {
+      SweepSpec::from_json(text, "s.json");
+    } catch (const gl::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no exception)");
+  };
+  EXPECT_NE(message(R"({"fixed": {"depth": 2}, "grid": {"depth": [1]}})")
+                .find("--depth is both fixed and a grid axis"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"grid": {"batch-size": [16], "batch_size": [32]}})")
+                .find("grid.batch_size names --batch-size again"),
+            std::string::npos);
+  EXPECT_NE(message(R"({"fixed": {"batch-size": 16, "batch_size": 32}})")
+                .find("fixed.batch_size names --batch-size again"),
+            std::string::npos);
 }
 
 TEST(Sweep, SpecFileRoundTripAndInitObjects) {
