@@ -178,29 +178,40 @@ std::vector<std::string> axis_names(const SweepSpec& spec) {
   return out;
 }
 
+// Whether dir/sweep.json exists; when it does, checks that it describes the same sweep.
+bool check_sweep_json(const std::string& dir, const SweepSpec& spec) {
+  const std::string path = dir + "/sweep.json";
+  if (!io::file_exists(path)) return false;
+  const ojson j = spec.to_json();
+  auto bytes = io::read_file(path);
+  ojson old;
+  try {
+    old = ojson::parse(std::string(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("sweep: {}: not valid JSON: {}", path, e.what()));
+  }
+  GL_CHECK(old.is_object() && old.value("fixed", ojson()) == j["fixed"] &&
+               old.value("grid", ojson()) == j["grid"],
+           "sweep: {} holds a different sweep (fixed flags or grid differ); use the same "
+           "flags to resume it, or another --out",
+           path);
+  return true;
+}
+
 // Writes sweep.json, or checks that the one already there describes the same sweep.
 void write_sweep_json(const std::string& dir, const SweepSpec& spec,
                       const std::vector<SweepRun>& runs) {
+  if (check_sweep_json(dir, spec)) return;
   ojson j = spec.to_json();
   ojson ids = ojson::array();
   for (auto& r : runs) ids.push_back(r.id);
   j["runs"] = ids;
-  std::string path = dir + "/sweep.json";
-  if (io::file_exists(path)) {
-    auto bytes = io::read_file(path);
-    ojson old = ojson::parse(std::string(bytes.begin(), bytes.end()));
-    GL_CHECK(old.value("fixed", ojson()) == j["fixed"] && old.value("grid", ojson()) == j["grid"],
-             "sweep: {} holds a different sweep (fixed flags or grid differ); use the same "
-             "flags to resume it, or another --out",
-             path);
-    return;
-  }
-  io::write_file_atomic(path, j.dump(2) + "\n");
+  io::write_file_atomic(dir + "/sweep.json", j.dump(2) + "\n");
 }
 
 SweepSpec read_sweep_json(const std::string& dir) {
   std::string path = dir + "/sweep.json";
-  GL_CHECK(io::file_exists(path), "sweep merge: {} has no sweep.json (not a sweep directory)", dir);
+  GL_CHECK(io::file_exists(path), "sweep: {} has no sweep.json (not a sweep directory)", dir);
   auto bytes = io::read_file(path);
   return SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), path);
 }
@@ -337,6 +348,7 @@ void run_sweep(const SweepOpts& o) {
   std::vector<SweepRun> mine = train::shard_runs(all, k, n);
 
   if (o.list) {
+    check_sweep_json(o.out, spec);  // the statuses below are of this sweep's runs
     for (auto& r : mine) {
       RunState st = train::run_state(train::run_dir(o.out, r), r.config.epochs);
       fmt::print("{} {}\n", r.id, train::status_name(st.status));

@@ -267,6 +267,10 @@ TEST(SweepCli, ShardsMergedEqualTheWholeSweep) {
   EXPECT_NE(slurp(temp_dir() + "/last.log").find("--momentum is given twice"), std::string::npos)
       << slurp(temp_dir() + "/last.log");
   EXPECT_FALSE(fs::exists(temp_dir() + "/twice/runs"));
+  // --list of another sweep's directory says so instead of listing its runs as partial.
+  EXPECT_NE(run("sweep --out " + whole + " --list --lr 0.5" + grid_flags()), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("holds a different sweep"), std::string::npos)
+      << slurp(temp_dir() + "/last.log");
   ASSERT_EQ(run("sweep merge " + p0 + " " + p1), 0) << slurp(temp_dir() + "/last.log");
   expect_same_results(whole, p0);
 }
