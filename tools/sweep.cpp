@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <fmt/core.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -177,6 +179,31 @@ std::vector<std::string> axis_names(const SweepSpec& spec) {
   for (auto& [k, v] : spec.axes) out.push_back(k);
   return out;
 }
+
+// An exclusive lock on `path` for this object's life (flock: released by the kernel when the
+// process ends, however it ends; not inherited by the workers, which are started with exec).
+class SweepLock {
+ public:
+  SweepLock(const std::string& path, const std::string& what) {
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    GL_CHECK(fd_ >= 0, "sweep: cannot open the lock file {}: {}", path, std::strerror(errno));
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      GL_CHECK(err != EWOULDBLOCK,
+               "sweep: another process is running {} in this directory (it holds {}); wait for "
+               "it to end, or use another --out",
+               what, path);
+      throw Error(fmt::format("sweep: cannot lock {}: {}", path, std::strerror(err)));
+    }
+  }
+  ~SweepLock() { ::close(fd_); }
+  SweepLock(const SweepLock&) = delete;
+  SweepLock& operator=(const SweepLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
 
 // Whether dir/sweep.json exists; when it does, checks that it describes the same sweep.
 bool check_sweep_json(const std::string& dir, const SweepSpec& spec) {
@@ -357,6 +384,11 @@ void run_sweep(const SweepOpts& o) {
   }
 
   io::ensure_dir(o.out + "/runs");
+  // Two processes on the same runs (a requeued job, a command started twice) would train each
+  // run twice over the same files: the second one stops here.
+  const SweepLock lock(
+      o.out + (o.shard.empty() ? std::string("/.lock") : fmt::format("/.lock-{}-of-{}", k, n)),
+      o.shard.empty() ? std::string("this sweep") : fmt::format("shard {}/{}", k, n));
   write_sweep_json(o.out, spec, all);
   const std::string summary_path =
       o.shard.empty() ? o.out + "/summary.csv" : o.out + fmt::format("/summary-{}-of-{}.csv", k, n);

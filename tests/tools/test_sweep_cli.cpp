@@ -4,8 +4,10 @@
 // without; shards listed for every N cover the grid once; shards run apart and
 // merged equal the whole sweep; a diverging run is recorded and the sweep goes on; the sweep
 // report draws the grid.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -273,6 +275,27 @@ TEST(SweepCli, ShardsMergedEqualTheWholeSweep) {
       << slurp(temp_dir() + "/last.log");
   ASSERT_EQ(run("sweep merge " + p0 + " " + p1), 0) << slurp(temp_dir() + "/last.log");
   expect_same_results(whole, p0);
+}
+
+// While another process holds a sweep's (or a shard's) lock, a second start on the same
+// directory stops before training anything; another shard of it is not held up.
+TEST(SweepCli, ASecondProcessOnTheSameRunsStops) {
+  const std::string out = temp_dir() + "/locked";
+  fs::create_directories(out);
+  const int fd = ::open((out + "/.lock-0-of-2").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  EXPECT_NE(run("sweep --out " + out + " --shard 0/2" + grid_flags()), 0);
+  const std::string log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find("another process is running shard 0/2"), std::string::npos) << log;
+  EXPECT_TRUE(run_ids(out).empty());
+  EXPECT_EQ(run("sweep --out " + out + " --shard 1/2" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_EQ(run_ids(out).size(), 4u);
+  ::close(fd);  // released: the held shard runs now
+  EXPECT_EQ(run("sweep --out " + out + " --shard 0/2" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_EQ(run_ids(out).size(), 8u);
 }
 
 TEST(SweepCli, DivergingRunIsRecordedAndTheSweepGoesOn) {
