@@ -255,6 +255,12 @@ std::shared_ptr<TrainData> TrainData::load(const TrainConfig& cfg) {
   const Device dev = Device::parse(cfg.device);
   d->train_ds = truncate(data::load_split(cfg.dataset, cfg.data_dir, "train"), cfg.limit_train);
   d->test_ds = truncate(data::load_split(cfg.dataset, cfg.data_dir, "test"), cfg.limit_test);
+  const data::ImageDataset &tr = d->train_ds, &te = d->test_ds;
+  GL_CHECK(tr.channels == te.channels && tr.height == te.height && tr.width == te.width,
+           "{} in {}: the training images are {}x{}x{} (channels x height x width) but the test "
+           "images are {}x{}x{}; both splits must come from one dataset",
+           cfg.dataset, cfg.data_dir, tr.channels, tr.height, tr.width, te.channels, te.height,
+           te.width);
   d->num_classes = std::max(d->train_ds.num_classes, int64_t(2));
   data::Normalization norm = data::parse_normalization(cfg.normalize);
   data::PixelStats stats = data::pixel_stats(d->train_ds);

@@ -119,6 +119,18 @@ TEST_F(CliErrors, MissingOrCorruptData) {
   });
   fs::rename(magic + "/mnist/train-labels-idx1-ubyte.gz", magic + "/mnist/train-labels-idx1-ubyte");
   expect_error(train({}, magic), {"train-labels-idx1-ubyte", "magic"});
+  // Test images of another shape with the same pixel count (28x28 read as 14x56): each split
+  // is valid alone, together they would feed the model scrambled images.
+  std::string reshaped =
+      corrupt_fixture("reshaped", "t10k-images-idx3-ubyte.gz", [](std::string&) {});
+  const std::string images = reshaped + "/mnist/t10k-images-idx3-ubyte";
+  ASSERT_EQ(std::system(("gzip -d " + images + ".gz").c_str()), 0);
+  std::string raw = read_text(images);
+  ASSERT_GT(raw.size(), 16u);
+  raw[11] = char(14);  // rows, big-endian at bytes 8..11
+  raw[15] = char(56);  // columns at 12..15
+  write_text(images, raw);
+  expect_error(train({}, reshaped), {"1x28x28", "1x14x56"});
 }
 
 TEST_F(CliErrors, CorruptWeights) {
