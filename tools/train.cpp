@@ -30,6 +30,7 @@ RegisterCommand reg(
           train::Trainer trainer(cfg);
           attach_diagnostics(trainer, *state);
           attach_analysis(trainer, *state);
+          io::ensure_dir(cfg.out);  // names a file in the way, which the remove would not
           std::filesystem::remove(cfg.out + "/diverged.json");
           try {
             history = trainer.run();

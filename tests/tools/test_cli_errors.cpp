@@ -102,6 +102,10 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--limit-test", "-5"}), {"--limit-test", "-5"});
   expect_error(train({"--seed", "-1"}), {"--seed", "-1"});
   expect_error(train({"--nesterov", "--momentum", "0"}), {"--nesterov", "--momentum"});
+  write_text(dir_ + "/a_file", "x");
+  expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--epochs", "1",
+                "--no-progress", "--out", dir_ + "/a_file"},
+               {"a_file", "a file is in the way"});
 }
 
 TEST_F(CliErrors, MissingOrCorruptData) {
