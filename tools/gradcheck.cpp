@@ -1,6 +1,7 @@
 // gradcheck.cpp: `gradlens gradcheck`: run the op table's f64 gradient checks.
 #include <fmt/core.h>
 
+#include <cmath>
 #include <regex>
 
 #include "engine/testing/op_table.h"
@@ -9,38 +10,45 @@
 namespace gl::tools {
 namespace {
 
-RegisterCommand reg("gradcheck",
-                    "Check every op's backward against central differences in f64 (the op table)",
-                    [](CLI::App& sub) {
-                      auto filter = std::make_shared<std::string>(".*");
-                      auto seed = std::make_shared<uint64_t>(1);
-                      auto eps = std::make_shared<double>(1e-6);
-                      sub.add_option("--filter", *filter, "Regex on row names")->capture_default_str();
-                      sub.add_option("--seed", *seed, "Seed of the inputs")->capture_default_str();
-                      sub.add_option("--eps", *eps, "Finite-difference step")->capture_default_str();
-                      sub.callback([=]() {
-                        std::regex re;
-                        try {
-                          re = std::regex(*filter);
-                        } catch (const std::regex_error& e) {
-                          throw Error(fmt::format("--filter: invalid regex '{}'", *filter));
-                        }
-                        int failed = 0, ran = 0;
-                        fmt::print("{:<28} {:>8} {:>12} {:>12}  {}\n", "op", "checked", "max abs err",
-                                   "max rel err", "result");
-                        for (const auto& c : gl::testing::op_table()) {
-                          if (!std::regex_search(c.name, re)) continue;
-                          auto r = gl::testing::gradcheck(c, *seed, *eps);
-                          ++ran;
-                          failed += !r.passed;
-                          fmt::print("{:<28} {:>8} {:>12.3e} {:>12.3e}  {}{}\n", c.name, r.checked,
-                                     r.max_abs_err, r.max_rel_err, r.passed ? "ok" : "FAIL ",
-                                     r.detail);
-                        }
-                        fmt::print("{} passed, {} failed\n", ran - failed, failed);
-                        if (failed) throw Error(fmt::format("{} op(s) failed gradcheck", failed));
-                      });
-                    });
+RegisterCommand reg(
+    "gradcheck", "Check every op's backward against central differences in f64 (the op table)",
+    [](CLI::App& sub) {
+      auto filter = std::make_shared<std::string>(".*");
+      auto seed = std::make_shared<uint64_t>(1);
+      auto eps = std::make_shared<double>(1e-6);
+      sub.add_option("--filter", *filter, "Regex on row names")->capture_default_str();
+      sub.add_option("--seed", *seed, "Seed of the inputs")->capture_default_str();
+      sub.add_option("--eps", *eps, "Finite-difference step")->capture_default_str();
+      sub.callback([=]() {
+        // A central difference needs a small positive step: 0, negative or NaN
+        // steps made every op "fail".
+        GL_CHECK(std::isfinite(*eps) && *eps > 0 && *eps <= 1e-2,
+                 "--eps must be in (0, 0.01], got {}", *eps);
+        std::regex re;
+        try {
+          re = std::regex(*filter);
+        } catch (const std::regex_error& e) {
+          throw Error(fmt::format("--filter: invalid regex '{}'", *filter));
+        }
+        int failed = 0, ran = 0;
+        fmt::print("{:<28} {:>8} {:>12} {:>12}  {}\n", "op", "checked", "max abs err",
+                   "max rel err", "result");
+        for (const auto& c : gl::testing::op_table()) {
+          if (!std::regex_search(c.name, re)) continue;
+          auto r = gl::testing::gradcheck(c, *seed, *eps);
+          ++ran;
+          failed += !r.passed;
+          fmt::print("{:<28} {:>8} {:>12.3e} {:>12.3e}  {}{}\n", c.name, r.checked, r.max_abs_err,
+                     r.max_rel_err, r.passed ? "ok" : "FAIL ", r.detail);
+        }
+        GL_CHECK(ran > 0,
+                 "--filter '{}' matches no op (`gradcheck --filter .` "
+                 "runs them all)",
+                 *filter);
+        fmt::print("{} passed, {} failed\n", ran - failed, failed);
+        if (failed) throw Error(fmt::format("{} op(s) failed gradcheck", failed));
+      });
+    });
 
 }  // namespace
 }  // namespace gl::tools

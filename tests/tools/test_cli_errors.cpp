@@ -102,6 +102,10 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--limit-test", "-5"}), {"--limit-test", "-5"});
   expect_error(train({"--seed", "-1"}), {"--seed", "-1"});
   expect_error(train({"--nesterov", "--momentum", "0"}), {"--nesterov", "--momentum"});
+  expect_error({"gradcheck", "--eps", "0"}, {"--eps", "got 0"});
+  expect_error({"gradcheck", "--eps", "nan"}, {"--eps"});
+  expect_error({"gradcheck", "--filter", "no_such_op"},
+               {"--filter", "no_such_op", "matches no op"});
   write_text(dir_ + "/a_file", "x");
   expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--epochs", "1",
                 "--no-progress", "--out", dir_ + "/a_file"},
