@@ -62,8 +62,9 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
   std::string dot = "digraph autograd {\n";
   dot += "  graph [rankdir=TB, fontname=\"Helvetica\", fontsize=12, nodesep=0.35, ranksep=0.4";
   if (!o.title.empty()) dot += ", label=" + q(o.title) + ", labelloc=t";
-  dot += "];\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", "
-         "fontsize=9, color=\"#444444\"];\n";
+  dot +=
+      "];\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", "
+      "fontsize=9, color=\"#444444\"];\n";
 
   std::map<const Node*, std::string> op_ids;
   std::map<const TensorImpl*, std::string> leaf_ids;
@@ -94,8 +95,9 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
         label += shape_str(s);
       }
     }
-    dot += "  " + id + " [shape=box, style=\"rounded,filled\", fillcolor=\"#dbe8f7\", label=" +
-           q(label) + "];\n";
+    dot += "  " + id +
+           " [shape=box, style=\"rounded,filled\", fillcolor=\"#dbe8f7\", label=" + q(label) +
+           "];\n";
     for (size_t k = 0; k < node->inputs.size(); ++k) {
       const Tensor& in = node->inputs[k];
       if (!in.defined()) continue;
@@ -108,11 +110,13 @@ std::string autograd_dot(const Tensor& root, const GraphDotOptions& o) {
           src = fmt::format("leaf{}", leaf_ids.size());
           leaf_ids[in.impl()] = src;
           auto nm = names.find(in.impl());
-          std::string lname = nm != names.end() ? nm->second : (in.requires_grad() ? "leaf" : "input");
+          std::string lname =
+              nm != names.end() ? nm->second : (in.requires_grad() ? "leaf" : "input");
           bool g = in.requires_grad();
-          dot += "  " + src + " [shape=ellipse, style=filled, fillcolor=" +
-                 (g ? std::string("\"#c9ebc4\"") : std::string("\"#eeeeee\", fontcolor=\"#555555\"")) +
-                 ", label=" + q(lname + "\n" + tensor_str(in) + (g ? "\nrequires grad" : "")) + "];\n";
+          dot +=
+              "  " + src + " [shape=ellipse, style=filled, fillcolor=" +
+              (g ? std::string("\"#c9ebc4\"") : std::string("\"#eeeeee\", fontcolor=\"#555555\"")) +
+              ", label=" + q(lname + "\n" + tensor_str(in) + (g ? "\nrequires grad" : "")) + "];\n";
         } else {
           src = it->second;
         }
@@ -131,17 +135,25 @@ bool graphviz_available() {
 }
 
 void render_dot_svg(const std::string& dot_path, const std::string& svg_path) {
-  GL_CHECK(graphviz_available(), "graph: Graphviz `dot` is not on PATH; cannot render '{}'", svg_path);
+  const std::filesystem::path dir = std::filesystem::path(svg_path).parent_path();
+  GL_CHECK(dir.empty() || std::filesystem::is_directory(dir),
+           "graph: cannot write '{}': no directory '{}'", svg_path, dir.string());
+  GL_CHECK(graphviz_available(), "graph: Graphviz `dot` is not on PATH; cannot render '{}'",
+           svg_path);
   std::string tmp = svg_path + ".tmp";
   std::string err = svg_path + ".err";
-  std::string cmd = "dot -Tsvg " + shell_quote(dot_path) + " -o " + shell_quote(tmp) + " 2>" +
-                    shell_quote(err);
+  std::string cmd =
+      "dot -Tsvg " + shell_quote(dot_path) + " -o " + shell_quote(tmp) + " 2>" + shell_quote(err);
   int rc = std::system(cmd.c_str());
   std::string msg;
   if (io::file_exists(err)) {
     auto b = io::read_file(err);
     msg.assign(b.begin(), b.end());
     std::filesystem::remove(err);
+    // dot's messages on one line, as every error is.
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
+    for (char& c : msg)
+      if (c == '\n' || c == '\r') c = ' ';
   }
   if (rc != 0) {
     std::filesystem::remove(tmp);

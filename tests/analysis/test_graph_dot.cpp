@@ -79,7 +79,7 @@ TEST(GraphDot, MatchesAnIndependentWalkOfTheTape) {
         << name;
   }
   EXPECT_EQ(count(dot, std::regex("requires grad")), 6);  // 3 weights + 3 biases
-  EXPECT_GE(count(dot, std::regex("style=dashed")), 1);  // the input batch
+  EXPECT_GE(count(dot, std::regex("style=dashed")), 1);   // the input batch
   EXPECT_NE(dot.find("saved"), std::string::npos);
   EXPECT_NE(dot.find("[5, 12]"), std::string::npos);
 }
@@ -87,6 +87,22 @@ TEST(GraphDot, MatchesAnIndependentWalkOfTheTape) {
 TEST(GraphDot, NoHistoryThrows) {
   Tensor t = Tensor::zeros({2, 2});
   EXPECT_THROW(analysis::autograd_dot(t, {}), std::exception);
+}
+
+// An SVG path in a directory that does not exist: one error naming it (it was once the shell's
+// own message and a second line), whether or not Graphviz is installed.
+TEST(GraphDot, RenderingIntoAMissingDirectoryNamesIt) {
+  ScratchDir d("graph_missing");
+  const std::string dot_path = d.str() + "/g.dot";
+  io::write_file_atomic(dot_path, "digraph g { a -> b; }\n");
+  try {
+    analysis::render_dot_svg(dot_path, d.str() + "/no/such/dir/g.svg");
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("no directory '" + d.str() + "/no/such/dir'"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+  }
 }
 
 TEST(GraphDot, RendersWithGraphviz) {
