@@ -67,7 +67,9 @@ const RegisterCommand reg{
       sub.add_option("--theta", o->a.tsne.theta, "Barnes-Hut angle")->capture_default_str();
       sub.add_option("--method", o->a.tsne.method, "t-SNE: exact | barnes_hut | auto")
           ->capture_default_str();
-      sub.add_option("--seed", o->a.augment.seed, "Augmentation seed")->capture_default_str();
+      sub.add_option("--seed", o->a.augment.seed, "Augmentation seed")
+          ->check(non_negative("a seed"))
+          ->capture_default_str();
       sub.add_option("--image", o->a.augment_index, "augment: index of the image in the split")
           ->capture_default_str();
       sub.add_option("--augmentations", o->a.augmentations, "augment: number of augmentations")

@@ -24,4 +24,15 @@ struct RegisterCommand {
   }
 };
 
+// A CLI11 check that an option's value does not start with '-' (CLI11's NonNegativeNumber
+// names the whole double range in its message): "<what> is a non-negative integer, got -1".
+inline CLI::Validator non_negative(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& v) {
+        return !v.empty() && v[0] == '-' ? what + " is a non-negative integer, got " + v
+                                         : std::string();
+      },
+      "", "non-negative");
+}
+
 }  // namespace gl::tools

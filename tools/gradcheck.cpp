@@ -17,7 +17,9 @@ RegisterCommand reg(
       auto seed = std::make_shared<uint64_t>(1);
       auto eps = std::make_shared<double>(1e-6);
       sub.add_option("--filter", *filter, "Regex on row names")->capture_default_str();
-      sub.add_option("--seed", *seed, "Seed of the inputs")->capture_default_str();
+      sub.add_option("--seed", *seed, "Seed of the inputs")
+          ->check(non_negative("a seed"))
+          ->capture_default_str();
       sub.add_option("--eps", *eps, "Finite-difference step")->capture_default_str();
       sub.callback([=]() {
         // A central difference needs a small positive step: 0, negative or NaN

@@ -39,7 +39,9 @@ RegisterCommand reg(
       sub.add_option("--activation", f->activation, "Hidden activation")->capture_default_str();
       sub.add_flag("--batchnorm", f->batchnorm, "BatchNorm1d after every hidden Linear");
       sub.add_option("--dropout", f->dropout, "Dropout probability")->capture_default_str();
-      sub.add_option("--seed", f->seed, "Seed of the weights and the batch")->capture_default_str();
+      sub.add_option("--seed", f->seed, "Seed of the weights and the batch")
+          ->check(non_negative("a seed"))
+          ->capture_default_str();
       sub.add_option("--out", f->out, "DOT file to write")->required();
       sub.add_option("--svg", f->svg, "SVG file to render (default: --out with .svg)");
       sub.add_flag("--no-svg", f->no_svg, "Write only the DOT file");

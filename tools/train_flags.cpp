@@ -1,6 +1,8 @@
 // train_flags.cpp: flag definitions and their translation into a TrainConfig.
 #include "tools/train_flags.h"
 
+#include "tools/command.h"
+
 namespace gl::tools {
 
 void add_train_flags(CLI::App& app, TrainFlags& f) {
@@ -59,12 +61,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--batch-size", c.batch_size, "Mini-batch size")->capture_default_str();
   app.add_option("--epochs", c.epochs, "Number of epochs")->capture_default_str();
   app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")
-      ->check(CLI::Validator(
-          [](std::string& v) {
-            return !v.empty() && v[0] == '-' ? "a seed is a non-negative integer, got " + v
-                                             : std::string();
-          },
-          "", "non-negative"))
+      ->check(non_negative("a seed"))
       ->capture_default_str();
   app.add_option("--normalize", c.normalize,
                  "Input normalization: raw (x/255) or standard (z-score)")
