@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "engine/io/fs.h"
@@ -145,7 +146,17 @@ const RegisterCommand reg{
         }
         c.out = "(eval)";  // nothing is written: run() is never called
         c.progress = false;
-        train::Trainer trainer(c);  // checks the flags, --denormals among them
+        // The trainer checks the flags (--denormals among them) and loads the weights; its
+        // messages name train's --load-weights, which is --weights here.
+        std::unique_ptr<train::Trainer> made;
+        try {
+          made = std::make_unique<train::Trainer>(c);
+        } catch (const Error& e) {
+          const std::string m = e.what(), train_flag = "--load-weights";
+          if (m.rfind(train_flag, 0) != 0) throw;
+          throw Error("--weights" + m.substr(train_flag.size()));
+        }
+        train::Trainer& trainer = *made;
         // Evaluated in the subnormal mode training evaluated in, so the figures are the run's.
         kernels::cpu::DenormalScope denormals(c.denormals == "flush");
         auto [loss, pred] = trainer.evaluate(trainer.test_loader());

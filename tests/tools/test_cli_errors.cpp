@@ -358,4 +358,19 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
   expect_error({"eval", "--run", dir + "/array", "--data-dir", fixture_data_dir()},
                {"config.json", "JSON object"});
   expect_error({"eval", "--data-dir", fixture_data_dir()}, {"--run", "--weights"});
+  // Weights with a NaN: refused, the message naming eval's own flag.
+  gl::io::NamedTensors st = gl::io::load_tensors(dir + "/run1/model.safetensors");
+  for (auto& [name, t] : st)
+    if (name == "0.weight") {
+      std::vector<float> v = t.to_vector<float>();
+      v[3] = std::nanf("");
+      t = gl::Tensor::from_vector(v, t.shape());
+    }
+  gl::io::save_tensors(dir + "/nan.safetensors", st);
+  expect_error({"eval", "--weights", dir + "/nan.safetensors", "--activation", "tanh", "--data-dir",
+                fixture_data_dir()},
+               {"--weights", "nan.safetensors", "non-finite", "0.weight"});
+  expect_error({"eval", "--run", dir + "/run1", "--weights", dir + "/nan.safetensors", "--data-dir",
+                fixture_data_dir()},
+               {"--weights", "non-finite"});
 }
