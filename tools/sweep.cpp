@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "engine/io/fs.h"
+#include "engine/io/tensor_io.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
 #include "train/fused.h"
@@ -665,6 +666,56 @@ void copy_run(const fs::path& from, const fs::path& to) {
   fs::rename(tmp, to);
 }
 
+// Why a part's run that looks finished or diverged cannot be merged as such (empty: it can):
+// its metrics.csv rows must be epochs 1, 2, ... with numbers in every figure, its weights must
+// load, a diverged.json must be a JSON object.
+std::string damaged(const fs::path& run, RunStatus status) {
+  try {
+    if (status == RunStatus::Diverged) {
+      auto bytes = io::read_file((run / "diverged.json").string());
+      auto j = nlohmann::json::parse(std::string(bytes.begin(), bytes.end()));
+      if (!j.is_object()) return "diverged.json is not a JSON object";
+      return "";
+    }
+    std::ifstream f(run / "metrics.csv");
+    std::string line;
+    std::vector<std::string> header;
+    auto split = [](const std::string& l) {
+      std::vector<std::string> cells;
+      std::stringstream ss(l);
+      for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
+      return cells;
+    };
+    if (!std::getline(f, line)) return "metrics.csv is empty";
+    header = split(line);
+    const std::vector<std::string> need{"epoch", "train_loss", "test_loss", "train_acc",
+                                        "test_acc"};
+    std::vector<size_t> cols;
+    for (const auto& n : need) {
+      auto it = std::find(header.begin(), header.end(), n);
+      if (it == header.end()) return "metrics.csv has no column " + n;
+      cols.push_back(size_t(it - header.begin()));
+    }
+    for (int64_t row = 1; std::getline(f, line); ++row) {
+      if (line.empty()) continue;
+      const auto cells = split(line);
+      for (size_t i = 0; i < cols.size(); ++i) {
+        const std::string v = cols[i] < cells.size() ? cells[cols[i]] : "";
+        char* end = nullptr;
+        const double d = std::strtod(v.c_str(), &end);
+        if (v.empty() || *end != '\0')
+          return fmt::format("metrics.csv row {}: {} is '{}', not a number", row, need[i], v);
+        if (i == 0 && d != double(row))
+          return fmt::format("metrics.csv row {} is epoch {}", row, v);
+      }
+    }
+    io::load_tensors((run / "model.safetensors").string());
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
 void merge_sweep(const SweepOpts& o) {
   GL_CHECK(!o.merge_dirs.empty(),
            "sweep merge: give the sweep directory (and any part directories)");
@@ -673,6 +724,7 @@ void merge_sweep(const SweepOpts& o) {
   auto info = train_flag_info();
   std::vector<SweepRun> all = train::expand_grid(spec, info);
   size_t copied = 0;
+  std::vector<std::string> broken;  // parts' runs not merged, with the reason
   for (size_t p = 1; p < o.merge_dirs.size(); ++p) {
     SweepSpec other = read_sweep_json(o.merge_dirs[p]);
     GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
@@ -684,6 +736,10 @@ void merge_sweep(const SweepOpts& o) {
       if (s_src.status != RunStatus::Finished && s_src.status != RunStatus::Diverged) continue;
       auto s_dst = train::run_state(dst.string(), r.config.epochs);
       if (s_dst.status == RunStatus::Finished || s_dst.status == RunStatus::Diverged) continue;
+      if (std::string why = damaged(src, s_src.status); !why.empty()) {
+        broken.push_back(fmt::format("{} ({})", src.string(), why));
+        continue;
+      }
       fs::create_directories(dst.parent_path());
       fs::remove_all(dst);
       copy_run(src, dst);
@@ -705,11 +761,16 @@ void merge_sweep(const SweepOpts& o) {
   fmt::print("merged {}: {} of {} runs done ({} diverged), {} copied from parts; {}\n", dir,
              all.size() - missing.size(), all.size(), diverged, copied,
              write ? "wrote " + dir + "/summary.csv" : std::string("no summary.csv written"));
+  if (write)  // --partial: the damaged runs are among the missing ones
+    for (const auto& b : broken) fmt::print(stderr, "sweep merge: not merged, damaged: {}\n", b);
   if (!write) {
     std::string msg = fmt::format(
         "{} runs are not finished (rerun their shards, or pass --partial):", missing.size());
     for (size_t i = 0; i < missing.size() && i < 10; ++i) msg += " " + missing[i];
     if (missing.size() > 10) msg += " ...";
+    if (!broken.empty())
+      msg += fmt::format("; {} of them damaged in a part, not merged: {}{}", broken.size(),
+                         broken.front(), broken.size() > 1 ? " ..." : "");
     throw Error(msg);
   }
 }

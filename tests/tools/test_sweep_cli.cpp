@@ -298,6 +298,25 @@ TEST(SweepCli, ASecondProcessOnTheSameRunsStops) {
   EXPECT_EQ(run_ids(out).size(), 8u);
 }
 
+// A part's run that looks finished but whose metrics.csv or weights are damaged is not merged
+// as finished: merge fails naming it.
+TEST(SweepCli, MergeLeavesDamagedRunsOut) {
+  const std::string a = temp_dir() + "/dmg0", b = temp_dir() + "/dmg1";
+  ASSERT_EQ(run("sweep --out " + a + " --shard 0/2" + grid_flags()), 0);
+  ASSERT_EQ(run("sweep --out " + b + " --shard 1/2" + grid_flags()), 0);
+  const auto ids = run_ids(b);
+  ASSERT_GE(ids.size(), 2u);
+  const std::string first = b + "/runs/" + *ids.begin(), second = b + "/runs/" + *++ids.begin();
+  std::ofstream(first + "/metrics.csv", std::ios::app) << "3,x,1,0.5,0.5,1\n";
+  fs::resize_file(second + "/model.safetensors", 100);
+  EXPECT_NE(run("sweep merge " + a + " " + b), 0);
+  const std::string log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find("2 of them damaged in a part, not merged"), std::string::npos) << log;
+  EXPECT_NE(log.find(*ids.begin()), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(a + "/runs/" + *ids.begin() + "/model.safetensors"));
+  EXPECT_FALSE(fs::exists(a + "/summary.csv"));
+}
+
 TEST(SweepCli, DivergingRunIsRecordedAndTheSweepGoesOn) {
   std::string d = temp_dir() + "/diverge";
   // lr 1e10 with SGD blows up in the first steps (NaN loss); lr 0.01 trains.
