@@ -592,6 +592,8 @@ int64_t Trainer::begin_run() {
   total_time_ = 0;
   timed_epochs_ = 0;
   int64_t start_epoch = 0;
+  // A killed run leaves the temporaries of its last writes; resuming, nothing else writes here.
+  if (cfg_.resume) io::remove_stale_temporaries(cfg_.out);
   if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
     start_epoch = load_checkpoint(history_);
     if (cfg_.progress)

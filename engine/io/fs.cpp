@@ -213,6 +213,24 @@ void ensure_dir(const std::string& path) {
     throw std::runtime_error(fmt::format("cannot create directory '{}': {}", path, ec.message()));
 }
 
+int remove_stale_temporaries(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  std::vector<fs::path> stale;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const auto at = name.rfind(".tmp.");
+    // mkstemp's six characters after ".tmp."
+    if (at != std::string::npos && at > 0 && name.size() == at + 5 + 6 && it->is_regular_file(ec))
+      stale.push_back(it->path());
+  }
+  int removed = 0;
+  for (const auto& p : stale) removed += fs::remove(p, ec) ? 1 : 0;
+  return removed;
+}
+
 bool file_exists(const std::string& path) {
   std::error_code ec;
   return std::filesystem::is_regular_file(path, ec);

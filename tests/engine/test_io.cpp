@@ -95,6 +95,23 @@ TEST(Fs, AtomicWriteRoundTripAndOverwrite) {
         << "temporary left behind: " << entry.path();
 }
 
+// What a killed atomic write leaves (NAME.tmp.XXXXXX) is removed, in subdirectories too;
+// files that only look similar stay.
+TEST(Fs, StaleTemporariesAreRemoved) {
+  const fs::path d = fs::path(temp_path("stale"));
+  fs::create_directories(d / "diagnostics");
+  const std::vector<std::string> stale{"metrics.csv.tmp.Ab12Cd",
+                                       "diagnostics/units.csv.tmp.zzzzzz"};
+  const std::vector<std::string> kept{"metrics.csv", "notes.tmp.txt", "x.tmp.short", ".tmp.abcdef",
+                                      "diagnostics/units.csv"};
+  for (const auto& f : stale) gl::io::write_file_atomic((d / f).string(), std::string_view("s"));
+  for (const auto& f : kept) gl::io::write_file_atomic((d / f).string(), std::string_view("k"));
+  EXPECT_EQ(gl::io::remove_stale_temporaries(d.string()), 2);
+  for (const auto& f : stale) EXPECT_FALSE(fs::exists(d / f)) << f;
+  for (const auto& f : kept) EXPECT_TRUE(fs::exists(d / f)) << f;
+  EXPECT_EQ(gl::io::remove_stale_temporaries((d / "absent").string()), 0);
+}
+
 TEST(Fs, ErrorsNameThePath) {
   expect_error([] { gl::io::read_file(temp_path("missing.bin")); }, {"missing.bin", "cannot open"});
   expect_error(
