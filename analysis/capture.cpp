@@ -153,6 +153,7 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   try {
     auto loaded = io::load_tensors(weights);
     NoGrad ng;
+    models::require_finite(loaded);
     r.model->load_state_dict(loaded, true);
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", weights, e.what()));

@@ -151,6 +151,17 @@ StateDict Module::state_dict() const {
   return all;
 }
 
+void require_finite(const StateDict& state) {
+  for (const auto& [name, t] : state) {
+    if (!t.defined() || !is_floating(t.dtype())) continue;
+    const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
+    const double* p = v.data<double>();
+    for (int64_t i = 0; i < v.numel(); ++i)
+      GL_CHECK(std::isfinite(p[i]), "'{}' holds a non-finite value ({} at flat index {} of {})",
+               name, p[i], i, shape_str(t.shape()));
+  }
+}
+
 LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
   std::vector<std::pair<std::string, Tensor*>> slots;
   collect_slots("", slots);
@@ -172,15 +183,6 @@ LoadResult Module::load_state_dict(const StateDict& state, bool strict) {
     GL_CHECK(src.shape() == slot->shape(),
              "load_state_dict: shape mismatch for '{}': checkpoint has {}, model has {}", name,
              shape_str(src.shape()), shape_str(slot->shape()));
-    // NaN or inf would go through evaluation and training quietly (ReLU maps NaN to 0).
-    if (is_floating(src.dtype())) {
-      const Tensor v = src.to(Device::cpu()).to(DType::f64).contiguous();
-      const double* p = v.data<double>();
-      for (int64_t i = 0; i < v.numel(); ++i)
-        GL_CHECK(std::isfinite(p[i]),
-                 "load_state_dict: '{}' holds a non-finite value ({} at flat index {} of {})", name,
-                 p[i], i, shape_str(src.shape()));
-    }
   }
   for (const auto& [name, t] : state)
     if (!known.count(name)) result.unexpected_keys.push_back(name);

@@ -26,6 +26,12 @@ using StateDict = NamedTensors;
 using ForwardHook = std::function<void(const Module&, const Tensor& input, const Tensor& output)>;
 using HookId = int64_t;
 
+// Throws naming the first tensor of `state` that holds a NaN or an infinity, and where. For
+// weights given to evaluate or to start from (NaN would pass through quietly: ReLU maps it to
+// 0); not for a run's own checkpoint, whose weights may have diverged on its last step and
+// must resume to be recorded as diverged.
+void require_finite(const StateDict& state);
+
 // What load_state_dict found; with strict loading both lists are empty or it threw.
 struct LoadResult {
   std::vector<std::string> missing_keys;

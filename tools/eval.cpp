@@ -154,7 +154,10 @@ const RegisterCommand reg{
         } catch (const Error& e) {
           const std::string m = e.what(), train_flag = "--load-weights";
           if (m.rfind(train_flag, 0) != 0) throw;
-          throw Error("--weights" + m.substr(train_flag.size()));
+          // The file came from --weights, or from the run directory.
+          const bool own = !run->empty() && cfg->load_weights.empty();
+          throw Error((own ? "--run " + *run + ":" : std::string("--weights")) +
+                      m.substr(train_flag.size()));
         }
         train::Trainer& trainer = *made;
         // Evaluated in the subnormal mode training evaluated in, so the figures are the run's.

@@ -21,7 +21,9 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "engine/io/fs.h"
@@ -181,24 +183,35 @@ std::vector<std::string> axis_names(const SweepSpec& spec) {
   return out;
 }
 
-// An exclusive lock on `path` for this object's life (flock: released by the kernel when the
-// process ends, however it ends; not inherited by the workers, which are started with exec).
+// A lock on `path` for this object's life (flock: released by the kernel when the process
+// ends, however it ends; not inherited by the workers, which are started with exec). Shared or
+// exclusive. Where the file system has no flock (Lustre mounted without it, NFS without a lock
+// daemon) a warning says so and the sweep goes on unguarded.
 class SweepLock {
  public:
-  SweepLock(const std::string& path, const std::string& what) {
+  SweepLock(const std::string& path, bool exclusive, const std::string& holder) {
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     GL_CHECK(fd_ >= 0, "sweep: cannot open the lock file {}: {}", path, std::strerror(errno));
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      const int err = errno;
-      ::close(fd_);
-      GL_CHECK(err != EWOULDBLOCK,
-               "sweep: another process is running {} in this directory (it holds {}); wait for "
-               "it to end, or use another --out",
-               what, path);
-      throw Error(fmt::format("sweep: cannot lock {}: {}", path, std::strerror(err)));
+    if (::flock(fd_, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB) == 0) return;
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err == ENOSYS || err == EOPNOTSUPP || err == ENOLCK || err == EINVAL) {
+      fmt::print(stderr,
+                 "sweep: warning: this file system cannot lock {} ({}); nothing stops a second "
+                 "process on the same runs\n",
+                 path, std::strerror(err));
+      return;
     }
+    GL_CHECK(err != EWOULDBLOCK,
+             "sweep: another process is running {} in this directory (it holds {}); wait for it "
+             "to end, or use another --out",
+             holder, path);
+    throw Error(fmt::format("sweep: cannot lock {}: {}", path, std::strerror(err)));
   }
-  ~SweepLock() { ::close(fd_); }
+  ~SweepLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
   SweepLock(const SweepLock&) = delete;
   SweepLock& operator=(const SweepLock&) = delete;
 
@@ -387,9 +400,14 @@ void run_sweep(const SweepOpts& o) {
   io::ensure_dir(o.out + "/runs");
   // Two processes on the same runs (a requeued job, a command started twice) would train each
   // run twice over the same files: the second one stops here.
-  const SweepLock lock(
-      o.out + (o.shard.empty() ? std::string("/.lock") : fmt::format("/.lock-{}-of-{}", k, n)),
-      o.shard.empty() ? std::string("this sweep") : fmt::format("shard {}/{}", k, n));
+  // The whole sweep holds .lock exclusively; a shard holds it shared (shards run side by side,
+  // not beside the whole sweep) and its own .lock-K-of-N exclusively.
+  const SweepLock whole(o.out + "/.lock", o.shard.empty(),
+                        o.shard.empty() ? "this sweep" : "the whole sweep (no --shard)");
+  std::optional<SweepLock> part;
+  if (!o.shard.empty())
+    part.emplace(o.out + fmt::format("/.lock-{}-of-{}", k, n), true,
+                 fmt::format("shard {}/{}", k, n));
   write_sweep_json(o.out, spec, all);
   const std::string summary_path =
       o.shard.empty() ? o.out + "/summary.csv" : o.out + fmt::format("/summary-{}-of-{}.csv", k, n);
@@ -724,7 +742,13 @@ void merge_sweep(const SweepOpts& o) {
   auto info = train_flag_info();
   std::vector<SweepRun> all = train::expand_grid(spec, info);
   size_t copied = 0;
-  std::vector<std::string> broken;  // parts' runs not merged, with the reason
+  // Parts' runs not merged: where they would go, their epochs, and what is wrong with them.
+  struct Broken {
+    std::string dst;
+    int64_t epochs;
+    std::string what;
+  };
+  std::vector<Broken> broken;
   for (size_t p = 1; p < o.merge_dirs.size(); ++p) {
     SweepSpec other = read_sweep_json(o.merge_dirs[p]);
     GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
@@ -737,7 +761,8 @@ void merge_sweep(const SweepOpts& o) {
       auto s_dst = train::run_state(dst.string(), r.config.epochs);
       if (s_dst.status == RunStatus::Finished || s_dst.status == RunStatus::Diverged) continue;
       if (std::string why = damaged(src, s_src.status); !why.empty()) {
-        broken.push_back(fmt::format("{} ({})", src.string(), why));
+        broken.push_back(
+            {dst.string(), r.config.epochs, fmt::format("{} ({})", src.string(), why)});
         continue;
       }
       fs::create_directories(dst.parent_path());
@@ -746,6 +771,11 @@ void merge_sweep(const SweepOpts& o) {
       ++copied;
     }
   }
+  // A run damaged in one part may have come whole from another.
+  std::erase_if(broken, [&](const auto& b) {
+    const auto st = train::run_state(b.dst, b.epochs);
+    return st.status == RunStatus::Finished || st.status == RunStatus::Diverged;
+  });
   std::vector<std::string> missing;
   size_t diverged = 0;
   for (const auto& r : all) {
@@ -762,7 +792,8 @@ void merge_sweep(const SweepOpts& o) {
              all.size() - missing.size(), all.size(), diverged, copied,
              write ? "wrote " + dir + "/summary.csv" : std::string("no summary.csv written"));
   if (write)  // --partial: the damaged runs are among the missing ones
-    for (const auto& b : broken) fmt::print(stderr, "sweep merge: not merged, damaged: {}\n", b);
+    for (const auto& b : broken)
+      fmt::print(stderr, "sweep merge: not merged, damaged: {}\n", b.what);
   if (!write) {
     std::string msg = fmt::format(
         "{} runs are not finished (rerun their shards, or pass --partial):", missing.size());
@@ -770,7 +801,7 @@ void merge_sweep(const SweepOpts& o) {
     if (missing.size() > 10) msg += " ...";
     if (!broken.empty())
       msg += fmt::format("; {} of them damaged in a part, not merged: {}{}", broken.size(),
-                         broken.front(), broken.size() > 1 ? " ..." : "");
+                         broken.front().what, broken.size() > 1 ? " ..." : "");
     throw Error(msg);
   }
 }

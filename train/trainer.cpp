@@ -65,9 +65,9 @@ void TrainConfig::validate() const {
     GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
     GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
   }
-  GL_CHECK(hidden.empty() ? depth >= 1 && depth <= 10000 : hidden.size() <= 10000,
-           "--depth must be in [1, 10000], got {}",
-           hidden.empty() ? depth : int64_t(hidden.size()));
+  GL_CHECK(hidden.empty() ? depth >= 1 && depth <= 10000 : true,
+           "--depth must be in [1, 10000], got {}", depth);
+  GL_CHECK(hidden.size() <= 10000, "--hidden: at most 10000 widths, got {}", hidden.size());
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
   for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
   GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
@@ -354,6 +354,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
     }
     try {
       NoGrad ng;
+      models::require_finite(loaded);
       model_->load_state_dict(loaded, true);
     } catch (const Error& e) {
       throw Error(fmt::format("--load-weights {}: {}", cfg_.load_weights, e.what()));
@@ -593,7 +594,8 @@ int64_t Trainer::begin_run() {
   timed_epochs_ = 0;
   int64_t start_epoch = 0;
   // A killed run leaves the temporaries of its last writes; resuming, nothing else writes here.
-  if (cfg_.resume) io::remove_stale_temporaries(cfg_.out);
+  if (cfg_.resume)
+    io::remove_stale_temporaries(cfg_.out, {"diagnostics", "analysis", "optim", "tensorboard"});
   if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
     start_epoch = load_checkpoint(history_);
     if (cfg_.progress)

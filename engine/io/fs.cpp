@@ -213,18 +213,27 @@ void ensure_dir(const std::string& path) {
     throw std::runtime_error(fmt::format("cannot create directory '{}': {}", path, ec.message()));
 }
 
-int remove_stale_temporaries(const std::string& dir) {
+int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& subdirs) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) return 0;
   std::vector<fs::path> stale;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
-       it.increment(ec)) {
-    const std::string name = it->path().filename().string();
+  auto consider = [&stale](const fs::directory_entry& e) {
+    std::error_code ec;
+    const std::string name = e.path().filename().string();
     const auto at = name.rfind(".tmp.");
     // mkstemp's six characters after ".tmp."
-    if (at != std::string::npos && at > 0 && name.size() == at + 5 + 6 && it->is_regular_file(ec))
-      stale.push_back(it->path());
+    if (at != std::string::npos && at > 0 && name.size() == at + 5 + 6 && e.is_regular_file(ec))
+      stale.push_back(e.path());
+  };
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec))
+    consider(*it);
+  for (const auto& sub : subdirs) {
+    const fs::path d = fs::path(dir) / sub;
+    if (!fs::is_directory(d, ec)) continue;
+    for (auto it = fs::recursive_directory_iterator(d, ec); !ec && it != fs::end(it);
+         it.increment(ec))
+      consider(*it);
   }
   int removed = 0;
   for (const auto& p : stale) removed += fs::remove(p, ec) ? 1 : 0;

@@ -58,10 +58,11 @@ class BackgroundWriter {
 // Creates `path` and its missing parents; throws if it exists and is not a directory.
 void ensure_dir(const std::string& path);
 
-// Removes the temporaries (NAME.tmp.XXXXXX) a killed write_file_atomic left in `dir` and its
-// subdirectories; for a process resuming in a directory no other process writes. Returns how
-// many it removed.
-int remove_stale_temporaries(const std::string& dir);
+// Removes the temporaries (NAME.tmp.XXXXXX) a killed write_file_atomic left in `dir` itself
+// and anywhere under its subdirectories named in `subdirs` (nowhere else: other runs may be
+// writing below `dir`); for a process resuming in a directory no other process writes. Returns
+// how many it removed.
+int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& subdirs);
 
 bool file_exists(const std::string& path);
 

@@ -95,21 +95,25 @@ TEST(Fs, AtomicWriteRoundTripAndOverwrite) {
         << "temporary left behind: " << entry.path();
 }
 
-// What a killed atomic write leaves (NAME.tmp.XXXXXX) is removed, in subdirectories too;
-// files that only look similar stay.
+// What a killed atomic write leaves (NAME.tmp.XXXXXX) is removed from the directory and the
+// named subdirectories; files that only look similar stay, and so does everything in other
+// subdirectories (another run may be writing there).
 TEST(Fs, StaleTemporariesAreRemoved) {
   const fs::path d = fs::path(temp_path("stale"));
-  fs::create_directories(d / "diagnostics");
-  const std::vector<std::string> stale{"metrics.csv.tmp.Ab12Cd",
-                                       "diagnostics/units.csv.tmp.zzzzzz"};
-  const std::vector<std::string> kept{"metrics.csv", "notes.tmp.txt", "x.tmp.short", ".tmp.abcdef",
-                                      "diagnostics/units.csv"};
+  fs::create_directories(d / "diagnostics" / "deeper");
+  fs::create_directories(d / "runs" / "other");
+  const std::vector<std::string> stale{"metrics.csv.tmp.Ab12Cd", "diagnostics/units.csv.tmp.zzzzzz",
+                                       "diagnostics/deeper/a.npy.tmp.123456"};
+  const std::vector<std::string> kept{"metrics.csv",           "notes.tmp.txt",
+                                      "x.tmp.short",           ".tmp.abcdef",
+                                      "diagnostics/units.csv", "runs/other/metrics.csv.tmp.Ab12Cd",
+                                      "runs/b.tmp.Ab12Cd"};
   for (const auto& f : stale) gl::io::write_file_atomic((d / f).string(), std::string_view("s"));
   for (const auto& f : kept) gl::io::write_file_atomic((d / f).string(), std::string_view("k"));
-  EXPECT_EQ(gl::io::remove_stale_temporaries(d.string()), 2);
+  EXPECT_EQ(gl::io::remove_stale_temporaries(d.string(), {"diagnostics", "analysis"}), 3);
   for (const auto& f : stale) EXPECT_FALSE(fs::exists(d / f)) << f;
   for (const auto& f : kept) EXPECT_TRUE(fs::exists(d / f)) << f;
-  EXPECT_EQ(gl::io::remove_stale_temporaries((d / "absent").string()), 0);
+  EXPECT_EQ(gl::io::remove_stale_temporaries((d / "absent").string(), {}), 0);
 }
 
 TEST(Fs, ErrorsNameThePath) {

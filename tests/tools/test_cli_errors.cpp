@@ -343,7 +343,7 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
     ProcResult t = run_gradlens(args);
     ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
     expect_eval_reproduces({"eval", "--run", out, "--data-dir", fixture_data_dir()}, out);
-    // The weights of a checkpoint or another file of the same model, with the run's settings.
+    // Another weights file of the same model (here the run's own), with the run's settings.
     expect_eval_reproduces({"eval", "--run", out, "--weights", out + "/model.safetensors",
                             "--data-dir", fixture_data_dir(), "--threads", "2"},
                            out);

@@ -296,6 +296,22 @@ TEST(SweepCli, ASecondProcessOnTheSameRunsStops) {
   EXPECT_EQ(run("sweep --out " + out + " --shard 0/2" + grid_flags()), 0)
       << slurp(temp_dir() + "/last.log");
   EXPECT_EQ(run_ids(out).size(), 8u);
+  // The whole sweep and a shard exclude each other: a shard holds .lock shared, the whole sweep
+  // holds it exclusively.
+  const int whole = ::open((out + "/.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(whole, 0);
+  ASSERT_EQ(::flock(whole, LOCK_SH | LOCK_NB), 0);  // as a running shard does
+  EXPECT_NE(run("sweep --out " + out + grid_flags()), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("another process is running this sweep"),
+            std::string::npos)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_EQ(run("sweep --out " + out + " --shard 1/2" + grid_flags()), 0)
+      << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(::flock(whole, LOCK_EX | LOCK_NB), 0);  // as the whole sweep does
+  EXPECT_NE(run("sweep --out " + out + " --shard 1/2" + grid_flags()), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("the whole sweep (no --shard)"), std::string::npos)
+      << slurp(temp_dir() + "/last.log");
+  ::close(whole);
 }
 
 // A part's run that looks finished but whose metrics.csv or weights are damaged is not merged
