@@ -35,4 +35,14 @@ inline CLI::Validator non_negative(const std::string& what) {
       "", "non-negative");
 }
 
+// A CLI11 check that a list option (--hidden, --channels) was not given empty, which would
+// silently mean its default.
+inline CLI::Validator non_empty_list(const std::string& example) {
+  return CLI::Validator(
+      [example](std::string& v) {
+        return v.empty() ? "give at least one value, e.g. " + example : std::string();
+      },
+      "", "non-empty");
+}
+
 }  // namespace gl::tools

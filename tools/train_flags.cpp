@@ -20,13 +20,15 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "--normalize standard)")
       ->capture_default_str();
   app.add_option("--channels", f.channels,
-                 "cnn: output channels of each conv stage (default 32,64)");
+                 "cnn: output channels of each conv stage (default 32,64)")
+      ->check(non_empty_list("32,64"));
   app.add_option("--fc", f.fc, "cnn: hidden fc widths after the convs (default 128; 0 for none)");
   app.add_option("--kernel", c.kernel, "cnn: square conv kernel, padding kernel/2")
       ->capture_default_str();
   app.add_option("--pool", c.pool, "cnn: max-pool window and stride after each stage (0: none)")
       ->capture_default_str();
-  app.add_option("--hidden", f.hidden, "Hidden widths, e.g. 128,128 (overrides --depth/--width)");
+  app.add_option("--hidden", f.hidden, "Hidden widths, e.g. 128,128 (overrides --depth/--width)")
+      ->check(non_empty_list("128,128"));
   app.add_option("--depth", c.depth, "Number of hidden layers")->capture_default_str();
   app.add_option("--width", c.width, "Width of each hidden layer")->capture_default_str();
   app.add_option("--activation", c.activation,

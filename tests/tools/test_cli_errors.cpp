@@ -73,6 +73,8 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--width", "0"}), {"--width"});
   expect_error(train({"--hidden", "128,0"}), {"--hidden"});
   expect_error(train({"--hidden", "128,x"}), {"--hidden", "128,x"});
+  expect_error(train({"--hidden", ""}), {"--hidden", "at least one value"});
+  expect_error(train({"--model", "cnn", "--channels", ""}), {"--channels", "at least one value"});
   expect_error(train({"--batch-size", "0"}), {"--batch-size"});
   expect_error(train({"--epochs", "0"}), {"--epochs"});
   expect_error(train({"--lr", "-1"}), {"--lr"});
