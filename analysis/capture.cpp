@@ -113,21 +113,14 @@ std::vector<Tensor> capture(models::Network& model, const Tensor& images,
 RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   namespace fs = std::filesystem;
   GL_CHECK(fs::is_directory(dir), "run directory '{}' does not exist", dir);
-  const std::string cfg_path = dir + "/config.json", weights = dir + "/model.safetensors";
-  GL_CHECK(fs::exists(cfg_path),
-           "{}: no config.json (not a run directory written by gradlens train)", dir);
+  const std::string weights = dir + "/model.safetensors";
+  RunModel r;
+  r.dir = dir;
+  r.config = train::TrainConfig::from_run_dir(dir);
   GL_CHECK(fs::exists(weights),
            "{}: no model.safetensors (the run has no trained weights yet; it is written when "
            "training ends)",
            dir);
-  RunModel r;
-  r.dir = dir;
-  auto bytes = io::read_file(cfg_path);
-  try {
-    r.config = train::TrainConfig::from_json(std::string(bytes.begin(), bytes.end()));
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}: {}", cfg_path, e.what()));
-  }
   GL_CHECK(r.config.model == "mlp", "{}: model '{}' is not supported by analyze (mlp only)", dir,
            r.config.model);
   r.data_dir = data_dir.empty() ? r.config.data_dir : data_dir;

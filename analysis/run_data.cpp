@@ -43,10 +43,11 @@ int as_layer(const CsvTable& t, size_t r, int c) {
   return as_int(t, r, c, 0, kMaxLayer);
 }
 
-// The layer number in a file name such as hist_<layer>_post.npy.
-int layer_in_name(const fs::path& p, const std::string& digits) {
+// The layer number in a name such as hist_<layer>_post.npy or act_mean_<layer>; `where` names
+// the file (and column) for the error.
+int layer_in_name(const std::string& where, const std::string& digits) {
   if (digits.size() > 6 || std::stoi(digits) > kMaxLayer)
-    throw std::runtime_error(p.string() + ": layer " + digits + " is out of range (at most " +
+    throw std::runtime_error(where + ": layer " + digits + " is out of range (at most " +
                              std::to_string(kMaxLayer) + ")");
   return std::stoi(digits);
 }
@@ -187,7 +188,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
     const std::string fname = p.filename().string();
     if (std::regex_match(fname, sm, hist_name)) {
       LayerHistogram h;
-      h.layer = layer_in_name(p, sm[1]);
+      h.layer = layer_in_name(p.string(), sm[1]);
       h.post = sm[2] == "post";
       NpyArray counts = read_npy(p.string());
       if (counts.shape.size() != 2)
@@ -217,7 +218,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
       NpyArray a = read_npy(p.string());
       if (a.shape.size() != 2)
         throw std::runtime_error(p.string() + ": expected shape [classes, units]");
-      g.selectivity.emplace_back(layer_in_name(p, sm[1]), std::move(a));
+      g.selectivity.emplace_back(layer_in_name(p.string(), sm[1]), std::move(a));
     }
   }
   std::sort(g.histograms.begin(), g.histograms.end(), [](auto& a, auto& b) {

@@ -70,17 +70,11 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
 train::TrainConfig run_config(const std::string& dir, const std::string& weights) {
   namespace fs = std::filesystem;
   GL_CHECK(fs::is_directory(dir), "--run {}: no such directory", dir);
-  const std::string path = dir + "/config.json";
-  GL_CHECK(fs::exists(path),
-           "--run {}: no config.json (not a run directory written by gradlens "
-           "train)",
-           dir);
-  const auto bytes = io::read_file(path);
   train::TrainConfig c;
   try {
-    c = train::TrainConfig::from_json(std::string(bytes.begin(), bytes.end()));
+    c = train::TrainConfig::from_run_dir(dir);
   } catch (const std::exception& e) {
-    throw Error(fmt::format("--run {}: {}: {}", dir, path, e.what()));
+    throw Error(fmt::format("--run {}", e.what()));
   }
   c.load_weights = weights.empty() ? dir + "/model.safetensors" : weights;
   GL_CHECK(fs::exists(c.load_weights),

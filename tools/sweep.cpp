@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "analysis/csv_read.h"
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
 #include "tools/command.h"
@@ -695,38 +696,20 @@ std::string damaged(const fs::path& run, RunStatus status) {
       if (!j.is_object()) return "diverged.json is not a JSON object";
       return "";
     }
-    std::ifstream f(run / "metrics.csv");
-    std::string line;
-    std::vector<std::string> header;
-    auto split = [](const std::string& l) {
-      std::vector<std::string> cells;
-      std::stringstream ss(l);
-      for (std::string c; std::getline(ss, c, ',');) cells.push_back(c);
-      return cells;
-    };
-    if (!std::getline(f, line)) return "metrics.csv is empty";
-    header = split(line);
-    const std::vector<std::string> need{"epoch", "train_loss", "test_loss", "train_acc",
-                                        "test_acc"};
-    std::vector<size_t> cols;
-    for (const auto& n : need) {
-      auto it = std::find(header.begin(), header.end(), n);
-      if (it == header.end()) return "metrics.csv has no column " + n;
-      cols.push_back(size_t(it - header.begin()));
-    }
-    for (int64_t row = 1; std::getline(f, line); ++row) {
-      if (line.empty()) continue;
-      const auto cells = split(line);
-      for (size_t i = 0; i < cols.size(); ++i) {
-        const std::string v = cols[i] < cells.size() ? cells[cols[i]] : "";
-        char* end = nullptr;
-        const double d = std::strtod(v.c_str(), &end);
-        if (v.empty() || *end != '\0')
-          return fmt::format("metrics.csv row {}: {} is '{}', not a number", row, need[i], v);
-        if (i == 0 && d != double(row))
-          return fmt::format("metrics.csv row {} is epoch {}", row, v);
+    // read_csv's errors name the file and line (a row of the wrong length, a cell that is not
+    // a number).
+    const analysis::CsvTable t = analysis::read_csv((run / "metrics.csv").string());
+    std::vector<int> cols;
+    for (const char* n : {"epoch", "train_loss", "test_loss", "train_acc", "test_acc"})
+      cols.push_back(t.require(n));
+    for (size_t r = 0; r < t.rows.size(); ++r)
+      for (int c : cols) {
+        const std::string at = fmt::format("{}:{}", t.path, t.line_numbers[r]);
+        if (t.rows[r][size_t(c)].empty()) return fmt::format("{}: no {}", at, t.header[size_t(c)]);
+        const double v = t.number(r, c);  // throws on a cell that is not a number
+        if (c == cols[0] && v != double(r + 1))
+          return fmt::format("{}: epoch {} where {} belongs", at, t.rows[r][size_t(c)], r + 1);
       }
-    }
     io::load_tensors((run / "model.safetensors").string());
   } catch (const std::exception& e) {
     return e.what();

@@ -206,6 +206,18 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   return c;
 }
 
+TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  GL_CHECK(io::file_exists(path),
+           "{}: no config.json (not a run directory written by gradlens train)", dir);
+  const auto bytes = io::read_file(path);
+  try {
+    return from_json(std::string(bytes.begin(), bytes.end()));
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
 // ------------------------------------------------------------------ schedule
 void Trainer::apply_lr_schedule() {
   if (cfg_.lr_schedule != "cosine") return;

@@ -64,8 +64,8 @@ struct TrainConfig {
   std::string gemm = "native";  // CUDA GEMM backend: native | cublas | tf32
   // Subnormal floats on the CPU while training: flush (to zero, kernels/cpu/fp_env.h) | keep.
   std::string denormals = "flush";
-  bool cuda_graph = false;      // capture the step as a CUDA graph (not implemented: rejected)
-  int64_t limit_train = 0;      // use only the first N training examples (0: all)
+  bool cuda_graph = false;  // capture the step as a CUDA graph (not implemented: rejected)
+  int64_t limit_train = 0;  // use only the first N training examples (0: all)
   int64_t limit_test = 0;
   bool progress = true;
 
@@ -79,6 +79,9 @@ struct TrainConfig {
   std::vector<int64_t> hidden_widths() const;
   std::string to_json() const;
   static TrainConfig from_json(const std::string& text);
+  // The configuration a run directory's config.json holds; throws naming the file when it is
+  // missing (not a run directory written by gradlens train) or not a configuration.
+  static TrainConfig from_run_dir(const std::string& dir);
 };
 
 struct EpochResult {
