@@ -566,16 +566,39 @@ void run_sweep(const SweepOpts& o) {
     pid_t pid = waitpid(-1, &status, WNOHANG);
     auto now = std::chrono::steady_clock::now();
     if (pid > 0 && workers.count(pid)) {
-      const std::vector<size_t>& unit = units[workers[pid]];
+      const std::vector<size_t> unit = units[workers[pid]];  // a copy: units may grow below
       workers.erase(pid);
       running_runs -= unit.size();
       const std::string log = train::run_dir(o.out, mine[unit[0]]) + "/train.log";
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // A fused group that failed (one member's bad checkpoint or weights file stops them all)
+      // gives its unfinished runs another go one per process: each then finishes or fails with
+      // its own error in its own train.log.
+      std::vector<size_t> retry;
+      if (unit.size() > 1 && !g_stop)
+        for (size_t i : unit) {
+          const RunStatus st =
+              train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs).status;
+          if (st != RunStatus::Finished && st != RunStatus::Diverged) retry.push_back(i);
+        }
+      if (!retry.empty()) {
+        fmt::print(stderr,
+                   "{}{}a fused group of {} failed (exit {}): {} (see {}); training its {} "
+                   "unfinished runs one per process\n",
+                   prog.tty ? "\n" : "", prog.label, unit.size(), code, last_line(log), log,
+                   retry.size());
+        for (size_t i : retry) {
+          append_line(train::run_dir(o.out, mine[i]) + "/train.log",
+                      "== its fused group failed: training it alone");
+          units.push_back({i});
+        }
+      }
       for (size_t i : unit) {
         active[i] = false;
         const SweepRun& r = mine[i];
         std::string dir = train::run_dir(o.out, r);
         states[i] = train::run_state(dir, r.config.epochs);
+        if (std::find(retry.begin(), retry.end(), i) != retry.end()) continue;
         if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
           ++prog.done;
           if (states[i].status == RunStatus::Diverged) {

@@ -219,6 +219,29 @@ TEST(SweepCli, FuseSaysWhichRunsTrainAloneAndWhy) {
     EXPECT_EQ(slurp(d + "/runs/" + id + "/train.log").find("fused steps"), std::string::npos);
 }
 
+TEST(SweepCli, AFailedFusedGroupRetriesItsRunsAlone) {
+  // One run of a group holds a corrupt checkpoint: resuming it fails, and with it the group's
+  // process. The sweep then trains the group's runs one per process: the others finish, and
+  // the bad one fails alone, its error naming its file.
+  std::string d = temp_dir() + "/fuse-bad-member";
+  const std::string flags = " --fuse --data-dir " + temp_dir() +
+                            "/data --activations relu --inits he_normal,xavier_uniform,normal "
+                            "--depths 1 --width 8 --epochs 1 --batch-size 64 --limit-train 256 "
+                            "--limit-test 128 --diagnostics none --no-progress";
+  const std::string bad = d + "/runs/relu-xavier_uniform-d1-s0";
+  fs::create_directories(bad);
+  std::ofstream(bad + "/checkpoint.safetensors") << "not a safetensors file";
+  EXPECT_NE(run("sweep --out " + d + flags), 0);
+  const std::string log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find("a fused group of 3 failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("1 of 3 runs failed"), std::string::npos) << log;
+  EXPECT_NE(log.find("relu-xavier_uniform-d1-s0 (exit"), std::string::npos) << log;
+  EXPECT_NE(log.find("checkpoint.safetensors"), std::string::npos) << log;
+  for (std::string id : {"relu-he_normal-d1-s0", "relu-normal-d1-s0"})
+    EXPECT_TRUE(fs::exists(d + "/runs/" + id + "/model.safetensors")) << id << "\n" << log;
+  EXPECT_FALSE(fs::exists(bad + "/model.safetensors"));
+}
+
 TEST(SweepCli, FusedSweepKilledAndRestartedEqualsUninterrupted) {
   // Killed while its groups train (members checkpoint one after another, so they may stop at
   // different epochs), then finished with other groups of 3 and with --jobs 1.
