@@ -114,7 +114,13 @@ std::string canonical_init(const ojson& value, const std::string& where) {
   }
   GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, value.dump());
   std::string out = name;
-  for (auto& [k, v] : args) out += ":" + k + "=" + v;
+  for (auto& [k, v] : args) {
+    // Numbers in their shortest spelling: factor=2.0 and factor=2 are one run, not two.
+    char* end = nullptr;
+    const double d = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
+    if (!v.empty() && end == v.c_str() + v.size() && std::isfinite(d)) v = fmt::format("{}", d);
+    out += ":" + k + "=" + v;
+  }
   return out;
 }
 
@@ -288,7 +294,9 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
         fmt::format("{}-{}-d{}-s{}", c.activation, init, c.hidden_widths().size(), c.seed));
     if (!hashed.empty()) r.id += fmt::format("-h{:08x}", fnv1a32(hashed));
     auto [it, fresh] = seen.emplace(r.id, i);
-    GL_CHECK(fresh, "sweep: runs {} and {} would both be named {} (duplicate grid values?)",
+    GL_CHECK(fresh,
+             "sweep: runs {} and {} would both be named {}: a grid value given twice (perhaps "
+             "spelled two ways, like factor=2 and factor=2.0); list it once",
              it->second, i, r.id);
     runs.push_back(std::move(r));
   }

@@ -188,6 +188,23 @@ TEST(Sweep, SpecFileRoundTripAndInitObjects) {
   EXPECT_EQ(runs[0].id, "tanh-trunc_normal_a-0.04_std0.02-d2-s1");
 }
 
+TEST(Sweep, InitArgumentsSpelledTwoWaysAreOneRun) {
+  // factor=2.0 and factor=2 are one value: one spelling, and listing both is refused (it
+  // would train the same model twice under two names).
+  SweepSpec s;
+  s.set_axis("init", {"he_normal:factor=2.0:mode=fan_out", "trunc_normal:std=0.020:a=-2e-2"});
+  EXPECT_EQ(s.axes[0].second[0], "he_normal:factor=2:mode=fan_out");
+  EXPECT_EQ(s.axes[0].second[1], "trunc_normal:a=-0.02:std=0.02");
+  SweepSpec twice;
+  twice.set_axis("init", {"he_normal:factor=2", "he_normal:factor=2.0"});
+  try {
+    expand_grid(twice, fake_info());
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("would both be named"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Sweep, ClassicGridIsTheIssueGrid) {
   auto s = SweepSpec::classic();
   auto runs = expand_grid(s, fake_info());
