@@ -17,6 +17,7 @@
 #include "analysis/optim_report.h"
 #include "analysis/repr_report.h"
 #include "analysis/svg.h"
+#include "engine/core.h"
 
 namespace gl::analysis {
 namespace {
@@ -586,8 +587,13 @@ void activation_section(Page& p, const RunData& run, const Diagnostics& d, const
   if (present.empty()) return;
   std::vector<int> classes;
   if (!o.classes.empty()) {
-    for (int c : o.classes)
-      if (present.count(c)) classes.push_back(c);
+    for (int c : o.classes) {
+      GL_CHECK(present.count(c),
+               "--classes: class {} is not in this run's per-class statistics "
+               "(classes {} to {})",
+               c, *present.begin(), *present.rbegin());
+      classes.push_back(c);
+    }
   } else {
     for (int c : present)
       if (classes.size() < 10) classes.push_back(c);
@@ -912,6 +918,15 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
 }  // namespace
 
 std::string render_report(const std::vector<RunData>& runs, const ReportOptions& o) {
+  if (!o.classes.empty()) {
+    bool per_class = false;
+    for (const RunData& r : runs)
+      if (r.diagnostics)
+        for (const auto& a : r.diagnostics->activations) per_class |= a.cls >= 0;
+    GL_CHECK(per_class,
+             "--classes: no run here has per-class statistics (they come with --diagnostics "
+             "activations)");
+  }
   if (runs.empty()) throw std::runtime_error("report: no run directories given");
   Page p;
   p.html =

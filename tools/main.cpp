@@ -46,6 +46,20 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "gradlens: error: unknown command '{}' (commands: {})\n", argv[1], known);
     return 1;
   }
+  // Likewise one level down, for a command that needs a subcommand (`data fetch`, `data stats`).
+  if (argc > 2 && argv[2][0] != '-') {
+    const CLI::App* sub = app.get_subcommand(argv[1]);
+    const auto subs = sub->get_subcommands([](const CLI::App*) { return true; });
+    if (sub->get_require_subcommand_min() > 0 &&
+        std::none_of(subs.begin(), subs.end(),
+                     [&](const CLI::App* s) { return s->check_name(argv[2]); })) {
+      std::string known;
+      for (const CLI::App* s : subs) known += (known.empty() ? "" : ", ") + s->get_name();
+      fmt::print(stderr, "gradlens {}: error: unknown command '{}' (commands: {})\n", argv[1],
+                 argv[2], known);
+      return 1;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -45,8 +45,10 @@ const RegisterCommand reg{
           "--out,-o", o->out,
           "Output file (default RUN_DIR/report.html for one run, ./report.html for several)");
       sub.add_option("--title", o->title, "Report title")->capture_default_str();
-      sub.add_option("--classes", o->classes,
-                     "Comma-separated classes for the per-class plots (default: all)");
+      sub.add_option(
+          "--classes", o->classes,
+          "Comma-separated classes for the per-class activation plots (default: the first 10; "
+          "they need a run trained with --diagnostics activations)");
       sub.callback([o] {
         analysis::ReportOptions opts;
         opts.title = o->title;

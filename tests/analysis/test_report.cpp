@@ -607,22 +607,34 @@ TEST(Report, BadInputsThrowNamingTheFile) {
 
 TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   TempDir t;
-  make_run(t.path / "run");
+  make_run(t.path / "run", 3, true);  // per-class statistics of class 3
+  make_run(t.path / "plain");
   std::string cmd =
       std::string(GRADLENS_BINARY) + " report " + (t.path / "run").string() + " --classes 3 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   EXPECT_TRUE(fs::exists(t.path / "run" / "report.html"));
-  std::string bad =
-      std::string(GRADLENS_BINARY) + " report " + (t.path / "missing").string() + " 2>&1";
-  FILE* f = popen(bad.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  int rc = pclose(f);
-  EXPECT_NE(rc, 0);
-  EXPECT_EQ(count(out, "\n"), 1) << out;
+  // Errors: one line naming what was wrong, non-zero exit.
+  auto error_of = [&](const std::string& args) {
+    std::string bad = std::string(GRADLENS_BINARY) + " report " + args + " 2>&1";
+    FILE* f = popen(bad.c_str(), "r");
+    EXPECT_NE(f, nullptr);
+    std::string out;
+    char buf[256];
+    while (f && fgets(buf, sizeof buf, f)) out += buf;
+    int rc = f ? pclose(f) : 0;
+    EXPECT_NE(rc, 0) << args;
+    EXPECT_EQ(count(out, "\n"), 1) << out;
+    return out;
+  };
+  std::string out = error_of((t.path / "missing").string());
   EXPECT_NE(out.find("missing' does not exist"), std::string::npos) << out;
+  // A class the run has no statistics of, or a run without per-class statistics at all, is
+  // named instead of leaving the plots out silently.
+  out = error_of((t.path / "run").string() + " --classes 3,7");
+  EXPECT_NE(out.find("class 7 is not in this run's per-class statistics"), std::string::npos)
+      << out;
+  out = error_of((t.path / "plain").string() + " --classes 3");
+  EXPECT_NE(out.find("no run here has per-class statistics"), std::string::npos) << out;
   std::string help = std::string(GRADLENS_BINARY) + " report --help > /dev/null 2>&1";
   EXPECT_EQ(std::system(help.c_str()), 0);
 }

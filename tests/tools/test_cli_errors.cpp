@@ -93,6 +93,7 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--device", "tpu"}), {"--device", "tpu"});
   expect_error({"train", "--dataset", "mnist"}, {"--out"});
   expect_error({"nosuchcommand"}, {"nosuchcommand"});
+  expect_error({"data", "nosuchcommand"}, {"unknown command 'nosuchcommand'", "fetch, stats"});
   expect_error({"eval"}, {"--weights"});
   // Values that once crashed (threads past what libgomp can start), ran out of memory slowly
   // (depth) or were taken silently (negative limits and seeds, Nesterov without momentum).
