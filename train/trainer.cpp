@@ -162,8 +162,40 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   GL_CHECK(j.is_object(), "a training configuration is a JSON object of settings, not {}",
            j.type_name());
   TrainConfig c;
-  auto get = [&j](const char* k, auto& v) {
-    if (j.contains(k)) v = j[k].get<std::decay_t<decltype(v)>>();
+  // A whole number in range, or an error naming the setting (JSON's 2.5 or 1e30 would be
+  // truncated, or overflow, on the way to an integer).
+  auto whole = [](const char* k, const json& v, auto type_tag) {
+    using I = decltype(type_tag);
+    const bool ok = v.is_number_integer()
+                        ? (v.is_number_unsigned()
+                               ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<I>::max())
+                               : v.get<int64_t>() >= int64_t(std::numeric_limits<I>::min()) &&
+                                     v.get<int64_t>() <= int64_t(std::numeric_limits<I>::max()))
+                        : false;
+    GL_CHECK(ok, "'{}': expected a whole number{}, got {}", k,
+             v.is_number_integer() ? fmt::format(" from {} to {}", std::numeric_limits<I>::min(),
+                                                 std::numeric_limits<I>::max())
+                                   : "",
+             v.dump());
+    return v.get<I>();
+  };
+  auto get = [&](const char* k, auto& v) {
+    if (!j.contains(k)) return;
+    using T = std::decay_t<decltype(v)>;
+    const json& e = j[k];
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      v = whole(k, e, T{});
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      GL_CHECK(e.is_array(), "'{}': expected a list of whole numbers, got {}", k, e.dump());
+      v.clear();
+      for (const json& x : e) v.push_back(whole(k, x, int64_t{}));
+    } else {
+      try {
+        v = e.get<T>();
+      } catch (const json::exception& ex) {
+        throw Error(fmt::format("'{}': {}", k, ex.what()));
+      }
+    }
   };
   get("dataset", c.dataset);
   get("data_dir", c.data_dir);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "tests/train/run_util.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -138,3 +139,31 @@ TEST(TrainResumeKill, SigkillAfterFirstCheckpointThenResumeEqualsUninterrupted) 
 }
 
 }  // namespace
+
+TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
+  gl::train::TrainConfig c;
+  c.hidden = {300, 100};
+  c.epochs = 7;
+  c.lr = 0.125;
+  c.init_args = {{"factor", "6"}};
+  const gl::train::TrainConfig back = gl::train::TrainConfig::from_json(c.to_json());
+  EXPECT_EQ(back.to_json(), c.to_json());
+  EXPECT_EQ(back.hidden, (std::vector<int64_t>{300, 100}));
+  // A width of 1e30 once became INT64_MIN on its way to an integer, 2.5 epochs two epochs.
+  auto error_of = [](const std::string& text) {
+    try {
+      gl::train::TrainConfig::from_json(text);
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(
+      error_of(R"({"hidden": [16, 1e30]})").find("'hidden': expected a whole number, got 1e+30"),
+      std::string::npos);
+  EXPECT_NE(error_of(R"({"epochs": 2.5})").find("'epochs': expected a whole number, got 2.5"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"epochs": "3"})").find("'epochs'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected a list"), std::string::npos);
+  EXPECT_NE(error_of(R"({"lr": "fast"})").find("'lr'"), std::string::npos);
+}
