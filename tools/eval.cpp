@@ -110,8 +110,13 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_option("--normalize", cfg->normalize,
                      "Input normalization used in training: raw (x/255) or standard (z-score "
-                     "with the training split's statistics)")
+                     "with the statistics of the training examples, see --limit-train)")
           ->capture_default_str();
+      sub.add_option("--limit-train", cfg->limit_train,
+                     "With --normalize standard: the statistics of the first N training "
+                     "examples, as a run trained with --limit-train N used (0: the whole split)")
+          ->capture_default_str()
+          ->check(non_negative("a count"));
       sub.add_option("--limit-test", cfg->limit_test, "Use only the first N test examples")
           ->capture_default_str();
       sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")
@@ -124,8 +129,8 @@ const RegisterCommand reg{
         train::TrainConfig c = *cfg;
         if (!run->empty()) {
           // What the run's config.json says is not taken from flags as well.
-          for (const char* f :
-               {"--dataset", "--activation", "--leaky-slope", "--normalize", "--denormals"})
+          for (const char* f : {"--dataset", "--activation", "--leaky-slope", "--normalize",
+                                "--denormals", "--limit-train"})
             GL_CHECK(sub.count(f) == 0,
                      "{}: with --run it comes from the run's config.json ({}/config.json)", f,
                      *run);

@@ -334,7 +334,8 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
   const std::string dir = make_temp_dir("gl_eval_run");
   const std::vector<std::vector<std::string>> models{
       {"--model", "cnn", "--channels", "4,6", "--fc", "12", "--batchnorm", "--activation", "gelu"},
-      {"--hidden", "20,20", "--activation", "tanh", "--normalize", "standard"}};
+      {"--hidden", "20,20", "--activation", "tanh", "--normalize", "standard", "--limit-train",
+       "300"}};
   for (std::size_t i = 0; i < models.size(); ++i) {
     const std::string out = dir + "/run" + std::to_string(i);
     SCOPED_TRACE(out);
@@ -351,8 +352,15 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
                             "--data-dir", fixture_data_dir(), "--threads", "2"},
                            out);
   }
+  // The bare weights of the run normalized with its first 300 training images, as it trained.
+  expect_eval_reproduces({"eval", "--weights", dir + "/run1/model.safetensors", "--dataset",
+                          "mnist", "--data-dir", fixture_data_dir(), "--activation", "tanh",
+                          "--normalize", "standard", "--limit-train", "300", "--threads", "1"},
+                         dir + "/run1");
   expect_error({"eval", "--run", dir + "/run1", "--activation", "relu"},
                {"--activation", "config.json"});
+  expect_error({"eval", "--run", dir + "/run1", "--limit-train", "10"},
+               {"--limit-train", "config.json"});
   expect_error({"eval", "--run", dir + "/missing"}, {"--run", "missing", "no such directory"});
   expect_error({"eval", "--run", dir}, {"no config.json"});
   fs::create_directories(dir + "/array");
