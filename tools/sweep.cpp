@@ -77,7 +77,8 @@ train::TrainFlagInfo train_flag_info() {
   for (const CLI::Option* o : app.get_options()) {
     for (const auto& name : o->get_lnames()) {
       info.known.insert(name);
-      if (o->get_expected_max() == 0) info.flags.insert(name);
+      // An optional value (--tensorboard [DIR]) is on/off in a sweep: each run its own default.
+      if (o->get_expected_min() == 0) info.flags.insert(name);
     }
   }
   info.to_config = [](const std::vector<std::string>& args) {
@@ -878,14 +879,20 @@ const RegisterCommand reg{
         if (sweep_owned(name)) continue;
         auto values = std::make_shared<std::vector<std::string>>();
         CLI::Option* mine = nullptr;
-        if (opt->get_expected_max() == 0)
-          mine = sub.add_flag("--" + name, opt->get_description());
+        // A flag with an optional value (--tensorboard [DIR]) is on/off here: one directory for
+        // every run would mix their files, so each run takes its own default.
+        const bool on_off = opt->get_expected_min() == 0;
+        if (on_off)
+          mine = sub.add_flag("--" + name, opt->get_expected_max() == 0
+                                               ? opt->get_description()
+                                               : opt->get_description() +
+                                                     " (in a sweep: on/off, each run's default)");
         else
           mine = sub.add_option("--" + name, *values, opt->get_description());
         mine->group("Training flags (fixed for every run)");
-        if (opt->get_expected_max() != 0) mine->allow_extra_args(false);
+        if (!on_off) mine->allow_extra_args(false);
         o->train_values.emplace_back(name, values);
-        auto kind = opt->get_expected_max() == 0  ? SweepOpts::TrainOption::Flag
+        auto kind = on_off                        ? SweepOpts::TrainOption::Flag
                     : opt->get_expected_max() > 1 ? SweepOpts::TrainOption::Repeatable
                                                   : SweepOpts::TrainOption::Single;
         o->train_options.push_back({name, mine, kind});

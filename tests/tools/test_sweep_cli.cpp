@@ -242,6 +242,32 @@ TEST(SweepCli, AFailedFusedGroupRetriesItsRunsAlone) {
   EXPECT_FALSE(fs::exists(bad + "/model.safetensors"));
 }
 
+TEST(SweepCli, TensorBoardIsOnOffAndEachRunWritesItsOwn) {
+  // train's --tensorboard [DIR] is on/off in a sweep: every run writes <run>/tensorboard (one
+  // directory for all would mix their event files); a directory in a sweep file is refused.
+  std::string d = temp_dir() + "/tensorboard";
+  const std::string flags = " --data-dir " + temp_dir() +
+                            "/data --activations relu --inits he_normal --depths 1 --seeds 0,1 "
+                            "--width 8 --epochs 1 --limit-train 128 --limit-test 64 "
+                            "--diagnostics none --no-progress";
+  ASSERT_EQ(run("sweep --out " + d + flags + " --tensorboard"), 0)
+      << slurp(temp_dir() + "/last.log");
+  for (std::string id : {"relu-he_normal-d1-s0", "relu-he_normal-d1-s1"}) {
+    int events = 0;
+    const fs::path tb = d + "/runs/" + id + "/tensorboard";
+    if (fs::exists(tb))
+      for (auto& e : fs::directory_iterator(tb))
+        events += e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+    EXPECT_EQ(events, 1) << id;
+  }
+  const std::string spec = temp_dir() + "/tb.json";
+  std::ofstream(spec) << R"({"fixed": {"tensorboard": "tb"}, "grid": {"seed": [0, 1]}})";
+  EXPECT_NE(run("sweep " + spec + " --out " + temp_dir() + "/tb-file" + flags), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("--tensorboard is an on/off flag"),
+            std::string::npos)
+      << slurp(temp_dir() + "/last.log");
+}
+
 TEST(SweepCli, FusedSweepKilledAndRestartedEqualsUninterrupted) {
   // Killed while its groups train (members checkpoint one after another, so they may stop at
   // different epochs), then finished with other groups of 3 and with --jobs 1.
