@@ -58,6 +58,7 @@ RegisterCommand reg(
         auto model = models::build_mlp(mc);
         Generator gen(f->seed);
         model->reset_parameters(gen);
+        models::set_dropout_generator(*model, &gen);  // the masks of --dropout
         model->train();
         Tensor x = Tensor::randn({f->batch, f->in_features}, gen);
         std::vector<int64_t> labels;

@@ -136,4 +136,15 @@ TEST(GraphDot, CommandWritesDotAndSvg) {
   EXPECT_NE(run_shell(std::string(GRADLENS_BINARY) + " graph --hidden 16,x --out " + out +
                       " >/dev/null 2>&1"),
             0);
+  // Dropout and batch norm appear in the graph (--dropout once failed for want of a
+  // generator for its masks).
+  const std::string with = d.str() + "/dropout.dot";
+  ASSERT_EQ(
+      run_shell(std::string(GRADLENS_BINARY) + " graph --hidden 8 --dropout 0.5 --batchnorm " +
+                "--no-svg --out " + with + " >/dev/null 2>&1"),
+      0);
+  auto text = io::read_file(with);
+  const std::string s(text.begin(), text.end());
+  EXPECT_NE(s.find("label=\"dropout"), std::string::npos) << s;
+  EXPECT_NE(s.find("1.weight"), std::string::npos) << s;  // the batch norm's scale
 }
