@@ -35,11 +35,12 @@ std::vector<int64_t> parse_indices(const std::string& list) {
 
 const RegisterCommand reg{
     "analyze",
-    "Representation analyses of a trained run: layer correlation, PCA, t-SNE, augmentation "
+    "Representation analyses of a trained MLP run: layer correlation, PCA, t-SNE, augmentation "
     "invariance, neuron views (written to RUN_DIR/analysis)",
     [](CLI::App& sub) {
       struct Opts {
         std::string dir, what, data_dir, indices;
+        bool no_activations = false;
         analysis::AnalyzeOptions a;
       };
       auto o = std::make_shared<Opts>();
@@ -58,8 +59,7 @@ const RegisterCommand reg{
       sub.add_option("--data-dir", o->data_dir, "Dataset directory (default: the run's)");
       sub.add_option("--batch-size", o->a.batch_size, "Examples per forward pass")
           ->capture_default_str();
-      sub.add_flag("!--no-activations", o->a.save_activations,
-                   "Do not write activations_<layer>.npy");
+      sub.add_flag("--no-activations", o->no_activations, "Do not write activations_<layer>.npy");
       sub.add_option("--perplexity", o->a.tsne.perplexity, "t-SNE perplexity")
           ->capture_default_str();
       sub.add_option("--iterations", o->a.tsne.iterations, "t-SNE iterations")
@@ -78,6 +78,7 @@ const RegisterCommand reg{
           ->capture_default_str();
       sub.add_flag("--quiet", o->a.quiet, "Print nothing");
       sub.callback([o] {
+        o->a.save_activations = !o->no_activations;
         const auto& a = o->a;
         // Checked before the run is loaded: a batch of 0 never ended, negative counts reached
         // allocators and narrows with their own messages.

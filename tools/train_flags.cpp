@@ -32,7 +32,8 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--depth", c.depth, "Number of hidden layers")->capture_default_str();
   app.add_option("--width", c.width, "Width of each hidden layer")->capture_default_str();
   app.add_option("--activation", c.activation,
-                 "relu, leaky_relu, tanh, sigmoid, gelu, gelu_tanh, silu")
+                 "relu, leaky_relu, tanh, sigmoid, gelu, gelu_tanh, silu, identity (none: a linear "
+                 "network)")
       ->capture_default_str();
   app.add_option("--leaky-slope", c.leaky_slope, "Negative slope of leaky_relu")
       ->capture_default_str();
@@ -41,8 +42,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "trunc_normal")
       ->capture_default_str();
   app.add_option("--init-arg", f.init_args,
-                 "Initializer parameter key=value (repeatable): factor, mode, nonlinearity, gain, "
-                 "mean, std, a, b");
+                 "Initializer parameter key=value (repeatable): factor, mode, nonlinearity, "
+                 "negative_slope (he_*); gain (xavier_*, orthogonal); mean, std (normal, "
+                 "trunc_normal); a, b (trunc_normal); bias=zero|torch (any)");
   app.add_flag("--batchnorm", c.batchnorm,
                "BatchNorm1d after every hidden Linear (cnn: BatchNorm2d after every conv too)");
   app.add_option("--dropout", c.dropout, "Dropout probability after every hidden activation")
