@@ -339,6 +339,9 @@ SweepSpec build_spec(const SweepOpts& o) {
                            [&](auto& p) { return p.first == name; });
     const auto& vals = *it->second;
     if (kind == SweepOpts::TrainOption::Flag) {
+      GL_CHECK(vals.empty() || vals.back().empty(),
+               "--{} {}: in a sweep every run writes its own (<run>/{}); give --{} alone", name,
+               vals.back(), name, name);
       v = true;
     } else if (kind == SweepOpts::TrainOption::Repeatable) {
       v = ojson::array();
@@ -882,11 +885,13 @@ const RegisterCommand reg{
         // A flag with an optional value (--tensorboard [DIR]) is on/off here: one directory for
         // every run would mix their files, so each run takes its own default.
         const bool on_off = opt->get_expected_min() == 0;
-        if (on_off)
-          mine = sub.add_flag("--" + name, opt->get_expected_max() == 0
-                                               ? opt->get_description()
-                                               : opt->get_description() +
-                                                     " (in a sweep: on/off, each run's default)");
+        if (on_off && opt->get_expected_max() == 0)
+          mine = sub.add_flag("--" + name, opt->get_description());
+        else if (on_off)  // takes the value only to refuse it by name
+          mine =
+              sub.add_option("--" + name, *values,
+                             opt->get_description() + " (in a sweep: on/off, each run's default)")
+                  ->expected(0, 1);
         else
           mine = sub.add_option("--" + name, *values, opt->get_description());
         mine->group("Training flags (fixed for every run)");

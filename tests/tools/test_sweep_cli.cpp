@@ -260,6 +260,10 @@ TEST(SweepCli, TensorBoardIsOnOffAndEachRunWritesItsOwn) {
         events += e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
     EXPECT_EQ(events, 1) << id;
   }
+  EXPECT_NE(run("sweep --out " + temp_dir() + "/tb-dir" + flags + " --tensorboard tb"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("--tensorboard tb: in a sweep every run writes"),
+            std::string::npos)
+      << slurp(temp_dir() + "/last.log");
   const std::string spec = temp_dir() + "/tb.json";
   std::ofstream(spec) << R"({"fixed": {"tensorboard": "tb"}, "grid": {"seed": [0, 1]}})";
   EXPECT_NE(run("sweep " + spec + " --out " + temp_dir() + "/tb-file" + flags), 0);
