@@ -9,6 +9,9 @@
 
 namespace gl::tools {
 
+// A field outside cfg that changes what a run does or writes belongs in the sweep's run
+// fingerprint too (train_flag_info in tools/sweep.cpp), or runs differing only in it are
+// refused as duplicates.
 struct TrainFlags {
   train::TrainConfig cfg;
   std::string hidden;

@@ -259,6 +259,7 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   std::vector<SweepRun> runs;
   runs.reserve(total);
   std::map<std::string, size_t> seen;
+  std::map<std::string, std::string> configs;  // config.json -> the first run's id
   for (size_t i = 0; i < total; ++i) {
     SweepRun r;
     r.index = i;
@@ -298,6 +299,13 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
              "sweep: runs {} and {} would both be named {}: a grid value given twice (perhaps "
              "spelled two ways, like factor=2 and factor=2.0); list it once",
              it->second, i, r.id);
+    // Values spelled two ways ("16,16" and "16, 16") are different grid values but one training.
+    auto [same, unseen] =
+        configs.emplace(info.fingerprint ? info.fingerprint(r.args) : r.config.to_json(), r.id);
+    GL_CHECK(unseen,
+             "sweep: runs {} and {} train the same configuration (a grid value given twice, "
+             "spelled two ways?); list it once",
+             same->second, r.id);
     runs.push_back(std::move(r));
   }
   return runs;

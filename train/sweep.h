@@ -52,6 +52,9 @@ struct TrainFlagInfo {
   std::set<std::string> flags;  // those taking no value (true: present, false: absent)
   // Parses training arguments (without --out) into a validated config; throws on bad input.
   std::function<TrainConfig(const std::vector<std::string>&)> to_config;
+  // What makes two runs' training and files the same: the config and the flags that are not
+  // in it (diagnostics, analyses). Runs with equal fingerprints are one run listed twice.
+  std::function<std::string(const std::vector<std::string>&)> fingerprint;
 };
 
 struct SweepRun {

@@ -205,6 +205,21 @@ TEST(Sweep, InitArgumentsSpelledTwoWaysAreOneRun) {
   }
 }
 
+TEST(Sweep, ValuesSpelledTwoWaysThatTrainAlikeAreRefused) {
+  // "0.010" and 0.01 are two grid values (two ids) but one configuration: refused, naming both.
+  SweepSpec s;
+  s.set_axis("lr", {"0.010", 0.01});
+  try {
+    expand_grid(s, fake_info());
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("train the same configuration"), std::string::npos)
+        << e.what();
+  }
+  s.set_axis("lr", {"0.02", 0.01});
+  EXPECT_EQ(expand_grid(s, fake_info()).size(), 2u);
+}
+
 TEST(Sweep, ClassicGridIsTheIssueGrid) {
   auto s = SweepSpec::classic();
   auto runs = expand_grid(s, fake_info());
