@@ -47,6 +47,8 @@ RegisterCommand reg(
       sub.add_flag("--no-svg", f->no_svg, "Write only the DOT file");
       sub.callback([f]() {
         GL_CHECK(f->batch >= 1, "--batch-size must be >= 1, got {}", f->batch);
+        GL_CHECK(!(f->no_svg && !f->svg.empty()), "--svg {} and --no-svg: give one of them",
+                 f->svg);
         models::MlpConfig mc;
         mc.in_features = f->in_features;
         mc.hidden = train::parse_int_list(f->hidden, "--hidden");

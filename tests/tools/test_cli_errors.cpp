@@ -105,6 +105,8 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--limit-test", "-5"}), {"--limit-test", "-5"});
   expect_error(train({"--seed", "-1"}), {"--seed", "-1"});
   expect_error(train({"--nesterov", "--momentum", "0"}), {"--nesterov", "--momentum"});
+  expect_error({"graph", "--out", dir_ + "/g.dot", "--svg", dir_ + "/g.svg", "--no-svg"},
+               {"--svg", "--no-svg"});
   expect_error({"gradcheck", "--eps", "0"}, {"--eps", "got 0"});
   expect_error({"gradcheck", "--eps", "nan"}, {"--eps"});
   expect_error({"gradcheck", "--filter", "no_such_op"},
