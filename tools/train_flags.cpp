@@ -51,8 +51,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd, adam or adamw")->capture_default_str();
   app.add_option("--lr", c.lr, "Learning rate")->capture_default_str();
-  app.add_option("--lr-schedule", c.lr_schedule,
-                 "constant, or cosine (per step from --lr down to 0 at the last step)")
+  app.add_option(
+         "--lr-schedule", c.lr_schedule,
+         "constant, or cosine (per step from --lr toward 0: step t of T uses lr (1 + cos(pi "
+         "(t-1)/T)) / 2)")
       ->capture_default_str();
   app.add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
   app.add_flag("--nesterov", c.nesterov, "Nesterov momentum (SGD)");
