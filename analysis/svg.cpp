@@ -219,12 +219,15 @@ std::string format_tick(double v, double step) {
   if (v == 0) return "0";
   double av = std::fabs(v);
   if (av >= 1e5 || (av < 1e-3 && av > 0)) return format_number(v);
-  int decimals = 0;
-  if (step > 0 && step < 1) {
-    decimals = static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
-    double scaled = step * std::pow(10.0, decimals);
-    if (std::fabs(scaled - std::round(scaled)) > 1e-6) ++decimals;  // 0.25 and friends
-  }
+  // The fewest decimals that write both the step and this tick exactly: 2.5 with step 2.5, 7.5
+  // with step 5 (ticks need not sit on multiples of the step) keep their .5.
+  auto whole_at = [](double x, int d) {
+    const double scaled = std::fabs(x) * std::pow(10.0, d);
+    return std::fabs(scaled - std::round(scaled)) <= 1e-6 * std::max(1.0, scaled);
+  };
+  int decimals = step > 0 && step < 1 ? static_cast<int>(std::ceil(-std::log10(step) - 1e-9)) : 0;
+  while (decimals < 10 && !((step <= 0 || whole_at(step, decimals)) && whole_at(v, decimals)))
+    ++decimals;
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.*f", std::min(decimals, 10), v);
   return buf;

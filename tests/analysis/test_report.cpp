@@ -236,6 +236,13 @@ TEST(Svg, NiceTicksCoverRangeWithRoundSteps) {
   EXPECT_EQ(svg::format_tick(t[1], t[1] - t[0]), "0.2");
   EXPECT_EQ(svg::format_tick(0.25, 0.25), "0.25");
   EXPECT_EQ(svg::format_tick(10, 5), "10");
+  // Steps and ticks with halves keep them (2.5 was printed "2", 7.5 "8").
+  EXPECT_EQ(svg::format_tick(2.5, 2.5), "2.5");
+  EXPECT_EQ(svg::format_tick(-2.5, 2.5), "-2.5");
+  EXPECT_EQ(svg::format_tick(5, 2.5), "5.0");
+  EXPECT_EQ(svg::format_tick(7.5, 5), "7.5");
+  EXPECT_EQ(svg::format_tick(12.5, 5), "12.5");
+  EXPECT_EQ(svg::format_tick(0.1 + 0.2, 0.1), "0.3");
 }
 
 TEST(Svg, LogTicksArePowersOfTenOrOneTwoFive) {
