@@ -15,6 +15,7 @@ bool is_sweep_dir(const std::string& dir);
 
 struct SweepRunData {
   std::string id, activation, init, status;
+  std::string variant;  // the grid's other axes, "lr=0.01, momentum=0.9" (empty: none)
   int depth = 0;
   long long seed = 0;
   double final_test_acc = 0, best_test_acc = 0;
@@ -25,6 +26,7 @@ struct SweepData {
   std::string dir, name;
   std::vector<SweepRunData> runs;  // summary.csv order
   std::vector<std::string> notes;
+  std::string variant_axes;  // the names of those other axes, "lr, momentum" (empty: none)
 };
 
 SweepData load_sweep(const std::string& dir);

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -410,6 +411,41 @@ TEST(SweepCli, DivergingRunIsRecordedAndTheSweepGoesOn) {
   std::string before = slurp(log);
   ASSERT_EQ(run("sweep --out " + d + flags), 0);
   EXPECT_EQ(before, slurp(log));
+}
+
+TEST(SweepCli, ReportOfAGridWithAnotherAxisDrawsEachValueApart) {
+  // A grid that also varies lr: one set of figures per lr, each cell of the accuracy heatmap
+  // its own run's accuracy (they were averaged over the lrs, and curves took the first run).
+  std::string d = temp_dir() + "/lrs";
+  ASSERT_EQ(run("sweep --out " + d + " --data-dir " + temp_dir() +
+                "/data --activations relu --inits he_normal --depths 1 --lrs 0.5,0.01 --width 8 "
+                "--epochs 1 --limit-test 100 --diagnostics none --no-progress"),
+            0)
+      << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("report " + d), 0) << slurp(temp_dir() + "/last.log");
+  const std::string html = slurp(d + "/report.html");
+  EXPECT_NE(html.find("This grid also varies lr"), std::string::npos);
+  std::map<std::string, double> acc;  // lr -> final test accuracy, from summary.csv
+  auto rows = lines_of(slurp(d + "/summary.csv"));
+  ASSERT_EQ(rows.size(), 3u);
+  for (size_t r = 1; r < rows.size(); ++r) {
+    std::vector<std::string> c;
+    std::stringstream ss(rows[r]);
+    for (std::string cell; std::getline(ss, cell, ',');) c.push_back(cell);
+    acc[c[5]] = std::stod(c[9]);  // run,activation,init,depth,seed,lr,status,diverged,epochs,final
+  }
+  ASSERT_NE(acc.begin()->second, acc.rbegin()->second) << "the two lrs should differ";
+  for (int k = 0; k < 2; ++k) {
+    const std::string v = "v" + std::to_string(k) + "-";
+    const size_t head = html.rfind("<h2 class=\"variant\">lr=", html.find("id=\"" + v + "depth"));
+    ASSERT_NE(head, std::string::npos);
+    const size_t name = head + std::string("<h2 class=\"variant\">lr=").size();
+    const std::string lr = html.substr(name, html.find('<', name) - name);
+    ASSERT_TRUE(acc.count(lr)) << lr;
+    const size_t cell = html.find("data-value=\"", html.find("id=\"" + v + "depth"));
+    ASSERT_LT(cell, html.find("id=\"" + v + "epochs"));
+    EXPECT_NEAR(std::stod(html.substr(cell + 12)), 100 * acc[lr], 1e-6) << lr;
+  }
 }
 
 TEST(SweepCli, ReportOfASweepDirectory) {
