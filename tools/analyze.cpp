@@ -92,7 +92,7 @@ const RegisterCommand reg{
         GL_CHECK(std::isfinite(a.tsne.theta) && a.tsne.theta >= 0,
                  "--theta must be a number >= 0 (0: exact), got {}", a.tsne.theta);
         GL_CHECK(a.augment_index >= 0, "--image must be >= 0, got {}", a.augment_index);
-        GL_CHECK(a.augmentations >= 1, "--augmentations must be at least 1, got {}",
+        GL_CHECK(a.augmentations >= 2, "--augmentations must be at least 2, got {}",
                  a.augmentations);
         GL_CHECK(a.top_k >= 1, "--top-k must be at least 1, got {}", a.top_k);
         if (!o->indices.empty()) o->a.examples.indices = parse_indices(o->indices);

@@ -46,7 +46,7 @@ void setup_data(CLI::App& sub) {
   auto stats_dir = std::make_shared<std::string>("data");
   auto stats_name = std::make_shared<std::string>();
   CLI::App* stats = sub.add_subcommand(
-      "stats", "Print image counts, label counts and train-split pixel mean/std of a dataset");
+      "stats", "Print image counts, label counts and pixel mean/std of each split of a dataset");
   stats->add_option("name", *stats_name, "Dataset: mnist, fashion-mnist or cifar10")
       ->required()
       ->check(CLI::IsMember({"mnist", "fashion-mnist", "cifar10"}));

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -161,11 +162,15 @@ std::string TrainAugment::str() const {
 TrainAugment parse_train_augment(const std::string& list) {
   TrainAugment a;
   if (list.empty() || list == "none") return a;
+  GL_CHECK(list.back() != ',', "augmentation list '{}' ends with a comma", list);
   std::stringstream items(list);
   std::string item;
   while (std::getline(items, item, ',')) {
+    GL_CHECK(item.back() != ':', "augmentation {}: '{}' ends with a ':'",
+             item.substr(0, item.find(':')), item);
     std::stringstream fields(item);
     std::string kind, kv;
+    std::set<std::string> keys;  // each parameter once
     std::getline(fields, kind, ':');
     bool* on = kind == "affine"    ? &a.affine
                : kind == "crop"    ? &a.crop
@@ -180,6 +185,7 @@ TrainAugment parse_train_augment(const std::string& list) {
       auto eq = kv.find('=');
       GL_CHECK(eq != std::string::npos, "augmentation {}: expected key=value, got '{}'", kind, kv);
       std::string key = kv.substr(0, eq);
+      GL_CHECK(keys.insert(key).second, "augmentation {}: {} is given twice", kind, key);
       double v = parse_number(kind, key, kv.substr(eq + 1));
       auto bad = [&] {
         return Error(fmt::format("augmentation {}: unknown parameter '{}'", kind, key));
@@ -199,8 +205,9 @@ TrainAugment parse_train_augment(const std::string& list) {
           throw bad();
       } else if (kind == "crop") {
         if (key != "pad") throw bad();
-        GL_CHECK(v >= 0 && v == std::floor(v),
-                 "augmentation crop: pad must be a whole number >= 0, got {}", v);
+        // More padding than any image has pixels crops to black.
+        GL_CHECK(v >= 0 && v <= 1024 && v == std::floor(v),
+                 "augmentation crop: pad must be a whole number from 0 to 1024, got {}", v);
         a.crop_pad = int64_t(v);
       } else if (kind == "elastic") {
         if (key == "alpha")
@@ -223,9 +230,20 @@ TrainAugment parse_train_augment(const std::string& list) {
            o.scale_max);
   GL_CHECK(std::abs(o.shear_deg) < 80,
            "augmentation affine: shear must be below 80 degrees, got {}", o.shear_deg);
-  GL_CHECK(a.noise_std >= 0, "augmentation noise: std must be >= 0, got {}", a.noise_std);
-  GL_CHECK(a.elastic_sigma > 0 && a.elastic_alpha >= 0,
-           "augmentation elastic: need sigma > 0 and alpha >= 0, got sigma={} alpha={}",
+  // Beyond these every image leaves the frame or turns to noise: a typo, not a setting.
+  GL_CHECK(std::abs(o.rotation_deg) <= 180,
+           "augmentation affine: rotation must be within 180 degrees, got {}", o.rotation_deg);
+  GL_CHECK(o.translate >= 0 && o.translate <= 1,
+           "augmentation affine: translate is a fraction of the image size, from 0 to 1, got {}",
+           o.translate);
+  GL_CHECK(o.scale_max <= 100, "augmentation affine: scale_max must be at most 100, got {}",
+           o.scale_max);
+  GL_CHECK(a.noise_std >= 0 && a.noise_std <= 100,
+           "augmentation noise: std must be from 0 to 100, got {}", a.noise_std);
+  GL_CHECK(a.elastic_sigma > 0 && a.elastic_sigma <= 1000 && a.elastic_alpha >= 0 &&
+               a.elastic_alpha <= 10000,
+           "augmentation elastic: need 0 < sigma <= 1000 and 0 <= alpha <= 10000, got sigma={} "
+           "alpha={}",
            a.elastic_sigma, a.elastic_alpha);
   return a;
 }

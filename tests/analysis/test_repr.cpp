@@ -662,5 +662,6 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
   one_line_error(run() + " tsne --iterations -1" + dd, "--iterations must be at least 1");
   one_line_error(run() + " tsne --theta nan" + dd, "--theta must be a number >= 0");
   one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
-  one_line_error(run() + " augment --augmentations 0" + dd, "--augmentations must be at least 1");
+  one_line_error(run() + " augment --augmentations 1" + dd, "--augmentations must be at least 2");
+  one_line_error(run() + " augment --image 99999" + dd, "--image: example 99999 is out of range");
 }

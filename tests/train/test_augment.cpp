@@ -161,7 +161,16 @@ TEST(TrainAugment, ParsingNamesTheBadPartAndStrRoundTrips) {
   expect_error("crop:pad=1.5", "whole number");
   expect_error("noise:sd=1", "unknown parameter 'sd'");
   expect_error("affine:scale_min=2:scale_max=1", "scale_min <= scale_max");
-  expect_error("elastic:sigma=0", "sigma > 0");
+  expect_error("elastic:sigma=0", "0 < sigma");
+  // Once taken silently: a pad that overflowed to a negative integer (no crop at all), a key
+  // given twice (the last won), empty items, and values that crop every image to black.
+  expect_error("crop:pad=1e19", "from 0 to 1024");
+  expect_error("affine:rotation=5:rotation=7", "rotation is given twice");
+  expect_error("affine,", "ends with a comma");
+  expect_error("flip:", "ends with a ':'");
+  expect_error("affine:translate=5", "translate is a fraction");
+  expect_error("elastic:alpha=1e300", "alpha <= 10000");
+  expect_error("affine:rotation=400", "within 180");
   expect_error("flip:p", "expected key=value");
   EXPECT_FALSE(gl::data::parse_train_augment("none").any());
   auto a = gl::data::parse_train_augment("noise:std=0.2,crop:pad=3,affine:rotation=5");
