@@ -274,6 +274,13 @@ RunData load_run(const std::string& dir, size_t max_images) {
   } else {
     run.notes.push_back("no config.json");
   }
+  if (fs::exists(d / "diverged.json")) {  // said first: it explains what else is missing
+    const auto j = read_json(d / "diverged.json");
+    const std::string why = j.is_object() && j.contains("error") && j["error"].is_string()
+                                ? j["error"].get<std::string>()
+                                : "see diverged.json";
+    run.notes.insert(run.notes.begin(), "diverged: " + why);
+  }
   if (fs::exists(d / "per_class.csv")) {
     CsvTable t = read_csv((d / "per_class.csv").string());
     int cc = t.require("class"), ca = t.require("accuracy"), cp = t.require("precision"),

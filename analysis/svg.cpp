@@ -444,8 +444,13 @@ std::string line_chart(const LineChart& c) {
       s += "<line x1=\"" + num(lx) + "\" x2=\"" + num(lx + 20) + "\" y1=\"" + num(yy) + "\" y2=\"" +
            num(yy) + "\" stroke=\"" + color + "\" stroke-width=\"2.2\"" +
            (ser.dashed ? " stroke-dasharray=\"5 3\"" : "") + "/>";
-      std::string name = ser.name.size() > 22 ? ser.name.substr(0, 21) + "…" : ser.name;
-      s += text(lx + 25, yy + 3.5, name, "start", 10, "class=\"legend\" fill=\"#333\"");
+      // A long name loses its middle, not its end: "he_normal:factor=1 (epoch 1)" and "(epoch
+      // 5)" stay apart. The whole name is the entry's tooltip.
+      std::string name = ser.name.size() > 22
+                             ? ser.name.substr(0, 12) + "…" + ser.name.substr(ser.name.size() - 9)
+                             : ser.name;
+      s += "<g><title>" + escape(ser.name) + "</title>" +
+           text(lx + 25, yy + 3.5, name, "start", 10, "class=\"legend\" fill=\"#333\"") + "</g>";
     }
     if (c.series.size() > max_rows)
       s += text(lx, ly + max_rows * 15 + 3,

@@ -308,6 +308,18 @@ TEST(Svg, LineChartPointsInvertToDataAndNaNMakesGaps) {
   EXPECT_NEAR(std::log10(lp[2].second), std::log10(0.2), 1e-3);
 }
 
+TEST(Svg, LongLegendNamesKeepTheirEnds) {
+  // Two series that differ only at the end of a long name stay apart in the legend (cut at 22
+  // characters they read the same), and the whole name is the entry's tooltip.
+  svg::LineChart c;
+  for (const char* n : {"he_normal:factor=1 (epoch 1)", "he_normal:factor=1 (epoch 5)"})
+    c.series.push_back({n, {1, 2}, {1, 2}, ""});
+  const std::string s = svg::line_chart(c);
+  EXPECT_NE(s.find("(epoch 1)</text>"), std::string::npos) << s;
+  EXPECT_NE(s.find("(epoch 5)</text>"), std::string::npos) << s;
+  EXPECT_NE(s.find("<title>he_normal:factor=1 (epoch 5)</title>"), std::string::npos);
+}
+
 TEST(Svg, HeatmapCellsCarryValuesAndLabels) {
   svg::Heatmap h;
   h.row_labels = {"r0", "r1"};
@@ -446,6 +458,18 @@ TEST(Report, ConfusionCellsCarryCounts) {
   EXPECT_NE(html.find(">5/3</text>"), std::string::npos);
   EXPECT_NE(html.find(">1/7</text>"), std::string::npos);
   EXPECT_EQ(count(html, "data:image/png;base64,"), 2);
+}
+
+TEST(Report, ADivergedRunSaysSoAndWhy) {
+  TempDir t;
+  make_run(t.path / "run");
+  write(t.path / "run" / "diverged.json",
+        R"({"epoch": 2, "step": 17, "error": "loss became nan at epoch 2 step 9"})");
+  const std::string html = render_report({load_run((t.path / "run").string())}, {});
+  EXPECT_NE(html.find("diverged: loss became nan at epoch 2 step 9"), std::string::npos);
+  make_run(t.path / "fine");
+  EXPECT_EQ(render_report({load_run((t.path / "fine").string())}, {}).find("diverged:"),
+            std::string::npos);
 }
 
 TEST(Report, EscapesConfigAndNames) {
