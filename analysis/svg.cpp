@@ -327,7 +327,7 @@ std::string line_chart(const LineChart& c) {
   if (c.ymax) ymax = *c.ymax;
   const bool empty = !(xmin <= xmax);
   if (empty) xmin = 0, xmax = 1, ymin = c.log_y ? 0.1 : 0, ymax = 1;
-  if (xmax == xmin) xmin -= 0.5, xmax += 0.5, x_integers = false;
+  if (xmax == xmin) xmin -= 0.5, xmax += 0.5;  // one integer x (a single layer): one tick
 
   std::vector<double> yt;
   double y0, y1;  // domain, in log10 units when log_y

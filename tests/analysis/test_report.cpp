@@ -320,6 +320,18 @@ TEST(Svg, LongLegendNamesKeepTheirEnds) {
   EXPECT_NE(s.find("<title>he_normal:factor=1 (epoch 5)</title>"), std::string::npos);
 }
 
+TEST(Svg, OneIntegerXGetsOneIntegerTick) {
+  // A depth-1 network's per-layer chart has one x value, layer 0: it was labelled -0.50, 0.00,
+  // 0.50.
+  svg::LineChart c;
+  c.width = 900;  // room for several ticks
+  c.series.push_back({"a", {0}, {1.5}, ""});
+  const std::string s = svg::line_chart(c);
+  for (const char* frac : {">-0.", ">0.1<", ">0.2<", ">0.25<", ">0.4<", ">0.5<"})
+    EXPECT_EQ(s.find(frac), std::string::npos) << frac << "\n" << s;
+  EXPECT_NE(s.find(">0</text>"), std::string::npos) << s;
+}
+
 TEST(Svg, HeatmapCellsCarryValuesAndLabels) {
   svg::Heatmap h;
   h.row_labels = {"r0", "r1"};
