@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   // Likewise one level down, for a command that needs a subcommand (`data fetch`, `data stats`).
-  if (argc > 2 && argv[2][0] != '-') {
-    const CLI::App* sub = app.get_subcommand(argv[1]);
+  if (argc > 2 && argv[1][0] != '-' && argv[2][0] != '-') {
+    const CLI::App* sub = app.get_subcommand(argv[1]);  // a command: checked above
     const auto subs = sub->get_subcommands([](const CLI::App*) { return true; });
     if (sub->get_require_subcommand_min() > 0 &&
         std::none_of(subs.begin(), subs.end(),

@@ -81,24 +81,18 @@ train::TrainFlagInfo train_flag_info() {
       if (o->get_expected_min() == 0) info.flags.insert(name);
     }
   }
-  info.to_config = [](const std::vector<std::string>& args) {
-    std::vector<std::string> a = args;
-    a.push_back("--out");
-    a.push_back("-");
-    train::TrainConfig c = parse_train_args(a).flags->to_config();
-    c.validate();
-    return c;
-  };
-  info.fingerprint = [](const std::vector<std::string>& args) {
+  info.parse = [](const std::vector<std::string>& args) {
     std::vector<std::string> a = args;
     a.push_back("--out");
     a.push_back("-");
     const ParsedTrainArgs p = parse_train_args(a);
     const TrainFlags& f = *p.flags;
-    return p.flags->to_config().to_json() +
-           fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", f.diagnostics, f.diagnostics_every,
-                       f.saturation_threshold, f.analyze, f.analyze_every, f.zero_grad_threshold,
-                       f.ema_decay, f.tensorboard, f.tensorboard_dir);
+    train::TrainFlagInfo::Parsed out{f.to_config(), ""};
+    out.config.validate();
+    out.extras = fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", f.diagnostics, f.diagnostics_every,
+                             f.saturation_threshold, f.analyze, f.analyze_every,
+                             f.zero_grad_threshold, f.ema_decay, f.tensorboard, f.tensorboard_dir);
+    return out;
   };
   return info;
 }

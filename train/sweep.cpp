@@ -114,13 +114,7 @@ std::string canonical_init(const ojson& value, const std::string& where) {
   }
   GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, value.dump());
   std::string out = name;
-  for (auto& [k, v] : args) {
-    // Numbers in their shortest spelling: factor=2.0 and factor=2 are one run, not two.
-    char* end = nullptr;
-    const double d = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
-    if (!v.empty() && end == v.c_str() + v.size() && std::isfinite(d)) v = fmt::format("{}", d);
-    out += ":" + k + "=" + v;
-  }
+  for (auto& [k, v] : args) out += ":" + k + "=" + v;
   return out;
 }
 
@@ -262,6 +256,7 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   std::map<std::string, std::string> configs;  // config.json -> the first run's id
   for (size_t i = 0; i < total; ++i) {
     SweepRun r;
+    TrainFlagInfo::Parsed parsed;
     r.index = i;
     // Mixed radix with the last axis fastest.
     size_t rest = i;
@@ -282,7 +277,8 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
     for (auto& [k, v] : spec.fixed.items()) append_flag(r.args, k, v, info, where);
     for (auto& [k, v] : r.params) append_flag(r.args, k, v, info, where);
     try {
-      r.config = info.to_config(r.args);
+      parsed = info.parse(r.args);
+      r.config = parsed.config;
     } catch (const std::exception& e) {
       std::string cmd;
       for (auto& a : r.args) cmd += " " + a;
@@ -296,15 +292,22 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
     if (!hashed.empty()) r.id += fmt::format("-h{:08x}", fnv1a32(hashed));
     auto [it, fresh] = seen.emplace(r.id, i);
     GL_CHECK(fresh,
-             "sweep: runs {} and {} would both be named {}: a grid value given twice (perhaps "
-             "spelled two ways, like factor=2 and factor=2.0); list it once",
+             "sweep: runs {} and {} would both be named {}: a value given twice, or a flag that "
+             "overrides the axis (like --hidden over --depth); list each configuration once",
              it->second, i, r.id);
-    // Values spelled two ways ("16,16" and "16, 16") are different grid values but one training.
-    auto [same, unseen] =
-        configs.emplace(info.fingerprint ? info.fingerprint(r.args) : r.config.to_json(), r.id);
+    // Two grid values can be one training: spelled two ways ("16,16" and "16, 16", factor=2
+    // and factor=2.0), or made alike by a flag that overrides another (--hidden over --width).
+    TrainConfig key = r.config;
+    for (auto& [k, v] : key.init_args) {  // numbers compared as numbers
+      char* end = nullptr;
+      const double d = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
+      if (!v.empty() && end == v.c_str() + v.size() && std::isfinite(d)) v = fmt::format("{}", d);
+    }
+    auto [same, unseen] = configs.emplace(key.to_json() + parsed.extras, r.id);
     GL_CHECK(unseen,
-             "sweep: runs {} and {} train the same configuration (a grid value given twice, "
-             "spelled two ways?); list it once",
+             "sweep: runs {} and {} would train the same configuration (a value given twice, "
+             "perhaps spelled two ways, or a flag that overrides the axis, like --hidden over "
+             "--width and --depth); list each configuration once",
              same->second, r.id);
     runs.push_back(std::move(r));
   }

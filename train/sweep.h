@@ -50,11 +50,14 @@ std::string value_text(const ojson& value);
 struct TrainFlagInfo {
   std::set<std::string> known;  // every flag name, canonical
   std::set<std::string> flags;  // those taking no value (true: present, false: absent)
-  // Parses training arguments (without --out) into a validated config; throws on bad input.
-  std::function<TrainConfig(const std::vector<std::string>&)> to_config;
-  // What makes two runs' training and files the same: the config and the flags that are not
-  // in it (diagnostics, analyses). Runs with equal fingerprints are one run listed twice.
-  std::function<std::string(const std::vector<std::string>&)> fingerprint;
+  // Parses training arguments (without --out) into a validated config, and the settings
+  // outside it that change what a run does or writes (diagnostics, analyses) as text; throws
+  // on bad input. Two runs of a grid with equal configs and extras are one run listed twice.
+  struct Parsed {
+    TrainConfig config;
+    std::string extras;
+  };
+  std::function<Parsed(const std::vector<std::string>&)> parse;
 };
 
 struct SweepRun {

@@ -94,6 +94,12 @@ TEST_F(CliErrors, FlagValues) {
   expect_error({"train", "--dataset", "mnist"}, {"--out"});
   expect_error({"nosuchcommand"}, {"nosuchcommand"});
   expect_error({"data", "nosuchcommand"}, {"unknown command 'nosuchcommand'", "fetch, stats"});
+  // An option first, then a word: CLI11's own handling (these aborted once).
+  for (std::vector<std::string> a : {std::vector<std::string>{"--help", "train"},
+                                     std::vector<std::string>{"--version", "x"}}) {
+    ProcResult r = run_gradlens(a);
+    EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
+  }
   expect_error({"eval"}, {"--weights"});
   // Values that once crashed (threads past what libgomp can start), ran out of memory slowly
   // (depth) or were taken silently (negative limits and seeds, Nesterov without momentum).
