@@ -589,9 +589,8 @@ void activation_section(Page& p, const RunData& run, const Diagnostics& d, const
   if (!o.classes.empty()) {
     for (int c : o.classes) {
       GL_CHECK(present.count(c),
-               "--classes: class {} is not in this run's per-class statistics "
-               "(classes {} to {})",
-               c, *present.begin(), *present.rbegin());
+               "--classes: class {} is not in the per-class statistics of {} (classes {} to {})", c,
+               run.dir, *present.begin(), *present.rbegin());
       classes.push_back(c);
     }
   } else {

@@ -446,9 +446,16 @@ std::string line_chart(const LineChart& c) {
            (ser.dashed ? " stroke-dasharray=\"5 3\"" : "") + "/>";
       // A long name loses its middle, not its end: "he_normal:factor=1 (epoch 1)" and "(epoch
       // 5)" stay apart. The whole name is the entry's tooltip.
-      std::string name = ser.name.size() > 22
-                             ? ser.name.substr(0, 12) + "…" + ser.name.substr(ser.name.size() - 9)
-                             : ser.name;
+      std::string name = ser.name;
+      if (name.size() > 22) {  // cut on UTF-8 character boundaries
+        auto boundary = [&](std::size_t i) {
+          while (i > 0 && i < name.size() && (static_cast<unsigned char>(name[i]) & 0xC0) == 0x80)
+            --i;
+          return i;
+        };
+        const std::size_t head = boundary(12), tail = boundary(name.size() - 9);
+        name = name.substr(0, head) + "…" + name.substr(tail);
+      }
       s += "<g><title>" + escape(ser.name) + "</title>" +
            text(lx + 25, yy + 3.5, name, "start", 10, "class=\"legend\" fill=\"#333\"") + "</g>";
     }

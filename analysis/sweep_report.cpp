@@ -14,6 +14,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include "analysis/csv_read.h"
@@ -651,9 +652,25 @@ SweepData load_sweep(const std::string& dir) {
       run.status = t.rows[r][size_t(cst)];
       run.final_test_acc = t.number(r, cf);
       run.best_test_acc = t.number(r, cb);
-      for (int c : extra)
-        run.variant +=
-            (run.variant.empty() ? "" : ", ") + t.header[size_t(c)] + "=" + t.rows[r][size_t(c)];
+      for (int c : extra) {
+        std::string value = t.rows[r][size_t(c)];
+        // The depth of --hidden is the depth column already: its widths are what varies
+        // ("8", "8,8" and "8,8,8" make one set of figures over depth).
+        if (t.header[size_t(c)] == "hidden") {
+          std::string first, w;
+          bool uniform = true;
+          std::string list = value;  // summary.csv writes the list's commas as '|'
+          std::replace(list.begin(), list.end(), '|', ',');
+          std::stringstream ws(list);
+          while (std::getline(ws, w, ',')) {
+            w.erase(0, w.find_first_not_of(' '));
+            if (first.empty()) first = w;
+            uniform = uniform && w == first;
+          }
+          if (uniform) value = first;
+        }
+        run.variant += (run.variant.empty() ? "" : ", ") + t.header[size_t(c)] + "=" + value;
+      }
       fs::path m = fs::path(dir) / "runs" / run.id / "metrics.csv";
       if (fs::exists(m))
         run.metrics = read_metrics(m.string());

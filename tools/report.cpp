@@ -56,6 +56,10 @@ const RegisterCommand reg{
         std::string out = o->out;
         // A sweep directory (sweep.json / summary.csv) gets the sweep report.
         if (o->dirs.size() == 1 && analysis::is_sweep_dir(o->dirs[0])) {
+          if (!o->classes.empty())
+            throw std::runtime_error("--classes: " + o->dirs[0] +
+                                     " is a sweep; the per-class plots are in a run's report "
+                                     "(gradlens report DIR/runs/RUN)");
           if (out.empty()) out = (std::filesystem::path(o->dirs[0]) / "report.html").string();
           analysis::SweepReportOptions so;
           if (o->title != "gradlens report") so.title = o->title;

@@ -166,6 +166,7 @@ TrainAugment parse_train_augment(const std::string& list) {
   std::stringstream items(list);
   std::string item;
   while (std::getline(items, item, ',')) {
+    GL_CHECK(!item.empty(), "augmentation list '{}' has an empty item", list);
     GL_CHECK(item.back() != ':', "augmentation {}: '{}' ends with a ':'",
              item.substr(0, item.find(':')), item);
     std::stringstream fields(item);

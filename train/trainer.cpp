@@ -166,12 +166,21 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   // truncated, or overflow, on the way to an integer).
   auto whole = [](const char* k, const json& v, auto type_tag) {
     using I = decltype(type_tag);
-    const bool ok = v.is_number_integer()
-                        ? (v.is_number_unsigned()
-                               ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<I>::max())
-                               : v.get<int64_t>() >= int64_t(std::numeric_limits<I>::min()) &&
-                                     v.get<int64_t>() <= int64_t(std::numeric_limits<I>::max()))
-                        : false;
+    if (v.is_number_float()) {  // 1.0 (a hand edit, Python) is a whole number; 2.5 and 1e30 not
+      const double d = v.get<double>();
+      GL_CHECK(d == std::floor(d), "'{}': expected a whole number, got {}", k, v.dump());
+      GL_CHECK(d >= double(std::numeric_limits<I>::min()) &&
+                   d < std::ldexp(1.0, std::numeric_limits<I>::digits),
+               "'{}': expected a whole number from {} to {}, got {}", k,
+               std::numeric_limits<I>::min(), std::numeric_limits<I>::max(), v.dump());
+      return I(d);
+    }
+    const bool ok =
+        v.is_number_integer() &&
+        (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<I>::max())
+                                : v.get<int64_t>() >= int64_t(std::numeric_limits<I>::min()) &&
+                                      (std::is_unsigned_v<I> ||
+                                       v.get<int64_t>() <= int64_t(std::numeric_limits<I>::max())));
     GL_CHECK(ok, "'{}': expected a whole number{}, got {}", k,
              v.is_number_integer() ? fmt::format(" from {} to {}", std::numeric_limits<I>::min(),
                                                  std::numeric_limits<I>::max())

@@ -43,7 +43,8 @@ struct TrainConfig {
   double dropout = 0.0;
   std::string optimizer = "sgd";  // sgd | adam | adamw
   double lr = 0.01;
-  std::string lr_schedule = "constant";  // constant | cosine (per step, from lr down to 0)
+  // constant | cosine (per step from lr toward 0, Trainer::apply_lr_schedule)
+  std::string lr_schedule = "constant";
   double momentum = 0.9;
   bool nesterov = false;
   double weight_decay = 0.0;

@@ -674,7 +674,8 @@ TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   // A class the run has no statistics of, or a run without per-class statistics at all, is
   // named instead of leaving the plots out silently.
   out = error_of((t.path / "run").string() + " --classes 3,7");
-  EXPECT_NE(out.find("class 7 is not in this run's per-class statistics"), std::string::npos)
+  EXPECT_NE(out.find("class 7 is not in the per-class statistics of " + (t.path / "run").string()),
+            std::string::npos)
       << out;
   out = error_of((t.path / "plain").string() + " --classes 3");
   EXPECT_NE(out.find("no run here has per-class statistics"), std::string::npos) << out;

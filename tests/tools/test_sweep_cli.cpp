@@ -435,6 +435,16 @@ TEST(SweepCli, ReportOfAGridWithAnotherAxisDrawsEachValueApart) {
     acc[c[5]] = std::stod(c[9]);  // run,activation,init,depth,seed,lr,status,diverged,epochs,final
   }
   ASSERT_NE(acc.begin()->second, acc.rbegin()->second) << "the two lrs should differ";
+  // A grid over --hidden of one width is a grid over depth: one set of figures.
+  const std::string spec = temp_dir() + "/hidden.json";
+  std::ofstream(spec) << R"({"grid": {"hidden": ["8", "8,8"]}})";
+  const std::string h = temp_dir() + "/hidden";
+  ASSERT_EQ(run("sweep " + spec + " --out " + h + " --data-dir " + temp_dir() +
+                "/data --epochs 1 --limit-test 100 --diagnostics none --no-progress"),
+            0)
+      << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("report " + h), 0) << slurp(temp_dir() + "/last.log");
+  EXPECT_EQ(slurp(h + "/report.html").find("This grid also varies"), std::string::npos);
   for (int k = 0; k < 2; ++k) {
     const std::string v = "v" + std::to_string(k) + "-";
     const size_t head = html.rfind("<h2 class=\"variant\">lr=", html.find("id=\"" + v + "depth"));
@@ -461,4 +471,7 @@ TEST(SweepCli, ReportOfASweepDirectory) {
   EXPECT_NE(html.find("factor 6"), std::string::npos);  // the He factor comparison is drawn
   EXPECT_NE(html.find("Final test accuracy against depth"), std::string::npos);
   EXPECT_EQ(html.find("http://"), html.find("http://www.w3.org"));  // no network references
+  // --classes is for a run's report: on a sweep it was ignored silently.
+  EXPECT_NE(run("report " + d + " --classes 3"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("is a sweep"), std::string::npos);
 }

@@ -167,6 +167,8 @@ TEST(TrainAugment, ParsingNamesTheBadPartAndStrRoundTrips) {
   expect_error("crop:pad=1e19", "from 0 to 1024");
   expect_error("affine:rotation=5:rotation=7", "rotation is given twice");
   expect_error("affine,", "ends with a comma");
+  expect_error("affine,,crop", "has an empty item");
+  expect_error(",flip", "has an empty item");
   expect_error("flip:", "ends with a ':'");
   expect_error("affine:translate=5", "translate is a fraction");
   expect_error("elastic:alpha=1e300", "alpha <= 10000");

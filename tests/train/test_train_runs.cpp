@@ -158,9 +158,10 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(
-      error_of(R"({"hidden": [16, 1e30]})").find("'hidden': expected a whole number, got 1e+30"),
-      std::string::npos);
+  EXPECT_NE(error_of(R"({"hidden": [16, 1e30]})").find("'hidden': expected a whole number from"),
+            std::string::npos);
+  // A whole number written as a float (a hand edit, Python's json) is taken.
+  EXPECT_EQ(gl::train::TrainConfig::from_json(R"({"epochs": 3.0, "hidden": [8.0, 4]})").epochs, 3);
   EXPECT_NE(error_of(R"({"epochs": 2.5})").find("'epochs': expected a whole number, got 2.5"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"epochs": "3"})").find("'epochs'"), std::string::npos);
