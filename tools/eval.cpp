@@ -141,6 +141,10 @@ const RegisterCommand reg{
         } else {
           GL_CHECK(!c.load_weights.empty(),
                    "give --run DIR (a run directory) or --weights FILE (MLP weights)");
+          GL_CHECK(c.limit_train == 0 || c.normalize == "standard",
+                   "--limit-train {} chooses the statistics of --normalize standard; with "
+                   "--normalize {} it would change nothing",
+                   c.limit_train, c.normalize);
           infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
         }
         c.out = "(eval)";  // nothing is written: run() is never called

@@ -22,6 +22,9 @@ std::string find_idx(const std::string& dir, const std::string& stem, const std:
   std::string base = (std::filesystem::path(dir) / stem).string();
   if (io::file_exists(base + ".gz")) return base + ".gz";
   if (io::file_exists(base)) return base;
+  for (const std::string& p : {base + ".gz", base})
+    if (std::filesystem::exists(p))
+      throw std::runtime_error(fmt::format("{}: '{}' is not a regular file", dataset, p));
   throw std::runtime_error(fmt::format(
       "{}: missing '{}.gz' (or '{}'); run `gradlens data fetch {}` to download or build it",
       dataset, base, base, dataset));
@@ -84,8 +87,12 @@ ImageDataset load_cifar10_from_dir(const std::string& dir, const std::string& sp
   for (const auto& f : cifar10_files(split)) {
     std::string path = (std::filesystem::path(root) / f).string();
     if (!io::file_exists(path))
-      throw std::runtime_error(fmt::format(
-          "cifar10: missing '{}'; run `gradlens data fetch cifar10` to download it", path));
+      throw std::runtime_error(
+          std::filesystem::exists(path)
+              ? fmt::format("cifar10: '{}' is not a regular file", path)
+              : fmt::format("cifar10: missing '{}'; run `gradlens data fetch cifar10` to "
+                            "download it",
+                            path));
     append_cifar10_file(path, out);
   }
   return out;

@@ -95,8 +95,8 @@ TEST_F(CliErrors, FlagValues) {
   expect_error({"nosuchcommand"}, {"nosuchcommand"});
   expect_error({"data", "nosuchcommand"}, {"unknown command 'nosuchcommand'", "fetch, stats"});
   // An option first, then a word: CLI11's own handling (these aborted once).
-  for (std::vector<std::string> a : {std::vector<std::string>{"--help", "train"},
-                                     std::vector<std::string>{"--version", "x"}}) {
+  for (std::vector<std::string> a :
+       {std::vector<std::string>{"--help", "train"}, std::vector<std::string>{"--version", "x"}}) {
     ProcResult r = run_gradlens(a);
     EXPECT_TRUE(r.exited && r.code == 0) << describe(r);
   }
@@ -150,6 +150,11 @@ TEST_F(CliErrors, MissingOrCorruptData) {
   raw[15] = char(56);  // columns at 12..15
   write_text(images, raw);
   expect_error(train({}, reshaped), {"1x28x28", "1x14x56"});
+  // A directory where a file belongs is named as such, not as missing.
+  std::string folder = corrupt_fixture("folder", "t10k-labels-idx1-ubyte.gz", [](std::string&) {});
+  fs::remove(folder + "/mnist/t10k-labels-idx1-ubyte.gz");
+  fs::create_directories(folder + "/mnist/t10k-labels-idx1-ubyte.gz");
+  expect_error(train({}, folder), {"t10k-labels-idx1-ubyte.gz", "is not a regular file"});
 }
 
 TEST_F(CliErrors, CorruptWeights) {
@@ -369,6 +374,9 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
                {"--activation", "config.json"});
   expect_error({"eval", "--run", dir + "/run1", "--limit-train", "10"},
                {"--limit-train", "config.json"});
+  expect_error({"eval", "--weights", dir + "/run1/model.safetensors", "--dataset", "mnist",
+                "--data-dir", fixture_data_dir(), "--activation", "tanh", "--limit-train", "300"},
+               {"--limit-train 300", "--normalize raw"});
   expect_error({"eval", "--run", dir + "/missing"}, {"--run", "missing", "no such directory"});
   expect_error({"eval", "--run", dir}, {"no config.json"});
   fs::create_directories(dir + "/array");
