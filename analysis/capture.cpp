@@ -170,9 +170,8 @@ ExampleSet select_examples(const RunModel& run, const ExampleQuery& q) {
   s.width = ds.width;
   if (!q.indices.empty()) {
     for (int64_t i : q.indices)
-      GL_CHECK(i >= 0 && i < ds.n,
-               "--indices: example {} is out of range (the {} split of {} has {})", i, q.split,
-               run.config.dataset, ds.n);
+      GL_CHECK(i >= 0 && i < ds.n, "{}: example {} is out of range (the {} split of {} has {})",
+               q.indices_flag, i, q.split, run.config.dataset, ds.n);
     s.indices = q.indices;
   } else {
     GL_CHECK(q.cls < 0 || q.cls < ds.num_classes, "--class {}: {} has classes 0..{}", q.cls,

@@ -63,9 +63,10 @@ struct ExampleSet {
 };
 struct ExampleQuery {
   std::string split = "test";
-  int64_t count = 0;             // 0: all that match
-  int64_t cls = -1;              // only this class (-1: any)
-  std::vector<int64_t> indices;  // explicit indices (overrides cls/count)
+  int64_t count = 0;                       // 0: all that match
+  int64_t cls = -1;                        // only this class (-1: any)
+  std::vector<int64_t> indices;            // explicit indices (overrides cls/count)
+  const char* indices_flag = "--indices";  // the flag they came from, for errors
 };
 ExampleSet select_examples(const RunModel& run, const ExampleQuery& q);
 // Normalizes raw [0, 1] floats the way the run's loader does.

@@ -203,14 +203,8 @@ void analyze_augment(RunModel& run, const AnalyzeOptions& o) {
   ExampleQuery one;
   one.split = o.examples.split;
   one.indices = {o.augment_index};
-  ExampleSet src;
-  try {
-    src = select_examples(run, one);
-  } catch (const Error& e) {  // its message names --indices; the index came from --image
-    std::string m = e.what();
-    if (m.rfind("--indices", 0) == 0) m = "--image" + m.substr(std::string("--indices").size());
-    throw Error(m);
-  }
+  one.indices_flag = "--image";
+  ExampleSet src = select_examples(run, one);
   const int64_t f = src.channels * src.height * src.width, m = o.augmentations;
   Tensor aug = Tensor::empty({m, f}, DType::f32);
   std::vector<uint8_t> aug_u8(static_cast<size_t>(m * f));

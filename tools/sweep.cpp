@@ -583,13 +583,17 @@ void run_sweep(const SweepOpts& o) {
       // A fused group that failed (one member's bad checkpoint or weights file stops them all)
       // gives its unfinished runs another go one per process: each then finishes or fails with
       // its own error in its own train.log.
+      for (size_t i : unit) {
+        active[i] = false;
+        states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
+      }
+      auto ended = [&](size_t i) {
+        return states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged;
+      };
       std::vector<size_t> retry;
       if (unit.size() > 1 && !g_stop)
-        for (size_t i : unit) {
-          const RunStatus st =
-              train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs).status;
-          if (st != RunStatus::Finished && st != RunStatus::Diverged) retry.push_back(i);
-        }
+        for (size_t i : unit)
+          if (!ended(i)) retry.push_back(i);
       if (!retry.empty()) {
         fmt::print(stderr,
                    "{}{}a fused group of {} failed (exit {}): {} (see {}); training its {} "
@@ -603,12 +607,9 @@ void run_sweep(const SweepOpts& o) {
         }
       }
       for (size_t i : unit) {
-        active[i] = false;
         const SweepRun& r = mine[i];
-        std::string dir = train::run_dir(o.out, r);
-        states[i] = train::run_state(dir, r.config.epochs);
         if (std::find(retry.begin(), retry.end(), i) != retry.end()) continue;
-        if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
+        if (ended(i)) {
           ++prog.done;
           if (states[i].status == RunStatus::Diverged) {
             ++prog.diverged;

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <utility>
 
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
@@ -65,7 +66,7 @@ void TrainConfig::validate() const {
     GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
     GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
   }
-  GL_CHECK(hidden.empty() ? depth >= 1 && depth <= 10000 : true,
+  GL_CHECK(!hidden.empty() || (depth >= 1 && depth <= 10000),
            "--depth must be in [1, 10000], got {}", depth);
   GL_CHECK(hidden.size() <= 10000, "--hidden: at most 10000 widths, got {}", hidden.size());
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
@@ -175,12 +176,9 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
                std::numeric_limits<I>::min(), std::numeric_limits<I>::max(), v.dump());
       return I(d);
     }
-    const bool ok =
-        v.is_number_integer() &&
-        (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<I>::max())
-                                : v.get<int64_t>() >= int64_t(std::numeric_limits<I>::min()) &&
-                                      (std::is_unsigned_v<I> ||
-                                       v.get<int64_t>() <= int64_t(std::numeric_limits<I>::max())));
+    const bool ok = v.is_number_unsigned()  ? std::in_range<I>(v.get<uint64_t>())
+                    : v.is_number_integer() ? std::in_range<I>(v.get<int64_t>())
+                                            : false;
     GL_CHECK(ok, "'{}': expected a whole number{}, got {}", k,
              v.is_number_integer() ? fmt::format(" from {} to {}", std::numeric_limits<I>::min(),
                                                  std::numeric_limits<I>::max())

@@ -188,6 +188,17 @@ TEST(Sweep, SpecFileRoundTripAndInitObjects) {
   EXPECT_EQ(runs[0].id, "tanh-trunc_normal_a-0.04_std0.02-d2-s1");
 }
 
+// expand_grid refuses the spec: two of its runs would train the same configuration.
+static void expect_same_configuration(const SweepSpec& spec) {
+  try {
+    expand_grid(spec, fake_info());
+    ADD_FAILURE() << "expected an error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("would train the same configuration"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Sweep, InitArgumentsSpelledTwoWaysAreOneRun) {
   // factor=2.0 and factor=2 are one value: listing both is refused (it would train the same
   // model twice under two names). Each keeps its spelling in ids and sweep.json, so sweeps
@@ -197,26 +208,14 @@ TEST(Sweep, InitArgumentsSpelledTwoWaysAreOneRun) {
   EXPECT_EQ(s.axes[0].second[0], "he_normal:factor=2.0:mode=fan_out");
   SweepSpec twice;
   twice.set_axis("init", {"he_normal:factor=2", "he_normal:factor=2.0"});
-  try {
-    expand_grid(twice, fake_info());
-    ADD_FAILURE() << "expected an error";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("would train the same configuration"), std::string::npos)
-        << e.what();
-  }
+  expect_same_configuration(twice);
 }
 
 TEST(Sweep, ValuesSpelledTwoWaysThatTrainAlikeAreRefused) {
   // "0.010" and 0.01 are two grid values (two ids) but one configuration: refused, naming both.
   SweepSpec s;
   s.set_axis("lr", {"0.010", 0.01});
-  try {
-    expand_grid(s, fake_info());
-    ADD_FAILURE() << "expected an error";
-  } catch (const std::exception& e) {
-    EXPECT_NE(std::string(e.what()).find("would train the same configuration"), std::string::npos)
-        << e.what();
-  }
+  expect_same_configuration(s);
   s.set_axis("lr", {"0.02", 0.01});
   EXPECT_EQ(expand_grid(s, fake_info()).size(), 2u);
 }

@@ -165,6 +165,11 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
   EXPECT_NE(error_of(R"({"epochs": 2.5})").find("'epochs': expected a whole number, got 2.5"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"epochs": "3"})").find("'epochs'"), std::string::npos);
+  // An unsigned seed takes its whole range, and nothing below it.
+  EXPECT_EQ(gl::train::TrainConfig::from_json(R"({"seed": 18446744073709551615})").seed,
+            18446744073709551615ull);
+  EXPECT_NE(error_of(R"({"seed": -1})").find("'seed': expected a whole number from 0"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected a list"), std::string::npos);
   EXPECT_NE(error_of(R"({"lr": "fast"})").find("'lr'"), std::string::npos);
 }
