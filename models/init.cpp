@@ -81,36 +81,60 @@ double calculate_gain(Nonlinearity nl, double negative_slope) {
 
 double InitSpec::he_factor() const {
   if (factor > 0) return factor;
-  double g = calculate_gain(nonlinearity, negative_slope);
-  return g * g;
+  // gain^2 in closed form (sqrt(2)^2 rounds to 2.0000000000000004): the documented factor 2
+  // exactly, so he_normal and he_normal:factor=2 draw the same weights.
+  switch (nonlinearity) {
+    case Nonlinearity::relu:
+      return 2.0;
+    case Nonlinearity::leaky_relu:
+      return 2.0 / (1.0 + negative_slope * negative_slope);
+    case Nonlinearity::tanh:
+      return 25.0 / 9.0;
+    case Nonlinearity::linear:
+    case Nonlinearity::sigmoid:
+      return 1.0;
+  }
+  return 1.0;
 }
 
-std::string InitSpec::str() const {
-  std::string name = init_name(kind);
+namespace {
+// "name(key=value, ..., bias=...)": every key of the kind, or (draws_only) those the draws
+// depend on (he_*: the factor, not the nonlinearity it may come from).
+std::string spec_text(const InitSpec& s, bool draws_only) {
   std::string opts;
-  switch (kind) {
+  switch (s.kind) {
     case InitKind::he_normal:
     case InitKind::he_uniform:
-      opts = fmt::format("factor={}, mode={}, nonlinearity={}, negative_slope={}", he_factor(),
-                         mode == FanMode::fan_in ? "fan_in" : "fan_out",
-                         nonlinearity_name(nonlinearity), negative_slope);
+      opts = fmt::format("factor={}, mode={}", s.he_factor(),
+                         s.mode == FanMode::fan_in ? "fan_in" : "fan_out");
+      if (!draws_only)
+        opts += fmt::format(", nonlinearity={}, negative_slope={}",
+                            nonlinearity_name(s.nonlinearity), s.negative_slope);
       break;
     case InitKind::xavier_normal:
     case InitKind::xavier_uniform:
     case InitKind::orthogonal:
-      opts = fmt::format("gain={}", gain);
+      opts = fmt::format("gain={}", s.gain);
       break;
     case InitKind::normal:
-      opts = fmt::format("mean={}, std={}", mean, std);
+      opts = fmt::format("mean={}, std={}", s.mean, s.std);
       break;
     case InitKind::trunc_normal:
-      opts = fmt::format("mean={}, std={}, a={}, b={}", mean, std, a, b);
+      opts = fmt::format("mean={}, std={}, a={}, b={}", s.mean, s.std, s.a, s.b);
       break;
     case InitKind::zero:
       break;
   }
-  std::string bias_s = bias == BiasInit::zero ? "zero" : "torch";
-  return fmt::format("{}({}{}bias={})", name, opts, opts.empty() ? "" : ", ", bias_s);
+  return fmt::format("{}({}{}bias={})", init_name(s.kind), opts, opts.empty() ? "" : ", ",
+                     s.bias == BiasInit::zero ? "zero" : "torch");
+}
+}  // namespace
+
+std::string InitSpec::str() const {
+  return spec_text(*this, false);
+}
+std::string InitSpec::draws() const {
+  return spec_text(*this, true);
 }
 
 // ---------------------------------------------------------------- parser

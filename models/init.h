@@ -63,6 +63,11 @@ struct InitSpec {
   double he_factor() const;
   // "he_normal(factor=2, mode=fan_in, nonlinearity=relu)", round-trips through parse_init.
   std::string str() const;
+  // What the draws depend on, and nothing else: equal for two specs exactly when init_model
+  // gives equal weights from equal generators ("he_normal", "he_normal:factor=2.0" and
+  // "he_normal:nonlinearity=relu" are one initialization; a key another kind ignores, such as
+  // gain for he_normal, plays no part).
+  std::string draws() const;
 };
 
 const char* init_name(InitKind k);

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "engine/io/fs.h"
+#include "models/init.h"
 
 namespace gl::train {
 
@@ -257,6 +258,7 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   for (size_t i = 0; i < total; ++i) {
     SweepRun r;
     TrainFlagInfo::Parsed parsed;
+    std::string init_draws;
     r.index = i;
     // Mixed radix with the last axis fastest.
     size_t rest = i;
@@ -279,6 +281,7 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
     try {
       parsed = info.parse(r.args);
       r.config = parsed.config;
+      init_draws = models::parse_init(r.config.init, r.config.init_args).draws();
     } catch (const std::exception& e) {
       std::string cmd;
       for (auto& a : r.args) cmd += " " + a;
@@ -295,14 +298,12 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
              "sweep: runs {} and {} would both be named {}: a value given twice, or a flag that "
              "overrides the axis (like --hidden over --depth); list each configuration once",
              it->second, i, r.id);
-    // Two grid values can be one training: spelled two ways ("16,16" and "16, 16", factor=2
-    // and factor=2.0), or made alike by a flag that overrides another (--hidden over --width).
+    // Two grid values can be one training: spelled two ways ("16,16" and "16, 16"; he_normal,
+    // factor=2 and factor=2.0), or made alike by a flag that overrides another (--hidden over
+    // --width). The initializer is compared by what its draws depend on.
     TrainConfig key = r.config;
-    for (auto& [k, v] : key.init_args) {  // numbers compared as numbers
-      char* end = nullptr;
-      const double d = v.empty() ? 0.0 : std::strtod(v.c_str(), &end);
-      if (!v.empty() && end == v.c_str() + v.size() && std::isfinite(d)) v = fmt::format("{}", d);
-    }
+    key.init = init_draws;
+    key.init_args.clear();
     auto [same, unseen] = configs.emplace(key.to_json() + parsed.extras, r.id);
     GL_CHECK(unseen,
              "sweep: runs {} and {} would train the same configuration (a value given twice, "

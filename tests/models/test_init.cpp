@@ -72,8 +72,8 @@ TEST(Init, HeNormalAndUniform) {
 }
 
 TEST(Init, HeFactorRule) {
-  EXPECT_DOUBLE_EQ(parse_init("he_normal").he_factor(), 2.0);
-  EXPECT_NEAR(parse_init("he_normal", {{"nonlinearity", "tanh"}}).he_factor(), 25.0 / 9, 1e-12);
+  EXPECT_EQ(parse_init("he_normal").he_factor(), 2.0);  // exactly: the same draws as factor=2
+  EXPECT_EQ(parse_init("he_normal", {{"nonlinearity", "tanh"}}).he_factor(), 25.0 / 9);
   EXPECT_NEAR(parse_init("he_normal", {{"nonlinearity", "leaky_relu"}, {"negative_slope", "0.2"}})
                   .he_factor(),
               2.0 / 1.04, 1e-12);
@@ -82,6 +82,18 @@ TEST(Init, HeFactorRule) {
   // An explicit factor wins.
   EXPECT_DOUBLE_EQ(
       parse_init("he_normal", {{"nonlinearity", "tanh"}, {"factor", "1.5"}}).he_factor(), 1.5);
+  // The default and the factor written out draw the same weights, bit for bit; draws() says so.
+  for (const char* spec : {"he_normal:factor=2", "he_normal:nonlinearity=relu"}) {
+    EXPECT_EQ(draw("he_normal", {300, 200}).to_vector<float>(),
+              draw(spec, {300, 200}).to_vector<float>())
+        << spec;
+    EXPECT_EQ(parse_init_string(spec).draws(), parse_init_string("he_normal").draws()) << spec;
+  }
+  EXPECT_NE(parse_init_string("he_normal:factor=2.5").draws(),
+            parse_init_string("he_normal").draws());
+  EXPECT_EQ(parse_init_string("orthogonal:gain=1.0").draws(),
+            parse_init_string("orthogonal").draws());
+  EXPECT_NE(parse_init_string("normal:bias=torch").draws(), parse_init_string("normal").draws());
 }
 
 TEST(Init, XavierNormalUniformAndNormal) {

@@ -209,6 +209,23 @@ TEST(Sweep, InitArgumentsSpelledTwoWaysAreOneRun) {
   SweepSpec twice;
   twice.set_axis("init", {"he_normal:factor=2", "he_normal:factor=2.0"});
   expect_same_configuration(twice);
+  // A default written out, or a nonlinearity that gives the same factor, is the same draw.
+  for (const char* alike :
+       {"he_normal:factor=2", "he_normal:nonlinearity=relu", "he_normal:mode=fan_in:bias=zero"}) {
+    SweepSpec d;
+    d.set_axis("init", {"he_normal", alike});
+    SCOPED_TRACE(alike);
+    expect_same_configuration(d);
+  }
+  SweepSpec x;
+  x.set_axis("init", {"xavier_normal", "xavier_normal:gain=1.0", "trunc_normal:a=-2"});
+  EXPECT_THROW(expand_grid(x, fake_info()), std::exception);
+  // Values that change the draws stay separate runs.
+  SweepSpec apart;
+  apart.set_axis("init", {"he_normal", "he_normal:factor=3", "he_normal:nonlinearity=tanh",
+                          "he_normal:mode=fan_out", "he_uniform", "he_normal:bias=torch",
+                          "trunc_normal", "trunc_normal:b=3", "normal:std=0.5", "orthogonal"});
+  EXPECT_EQ(expand_grid(apart, fake_info()).size(), 10u);
 }
 
 TEST(Sweep, ValuesSpelledTwoWaysThatTrainAlikeAreRefused) {
