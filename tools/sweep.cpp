@@ -47,7 +47,8 @@ constexpr int kExitDiverged = 3;  // tools/train.cpp
 
 // Flags of `gradlens train` the sweep sets itself for every run.
 bool sweep_owned(const std::string& flag) {
-  return flag == "out" || flag == "resume" || flag == "no-progress" || flag == "help";
+  return flag == "out" || flag == "resume" || flag == "overwrite" || flag == "no-progress" ||
+         flag == "help";
 }
 
 // Training arguments parsed as `gradlens train` parses them; the App lives as long as the flags

@@ -1,6 +1,7 @@
 // train.cpp: `gradlens train`: train a model and write a run directory.
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +18,53 @@ namespace {
 
 constexpr int kExitDiverged = 3;
 
+// What a run writes into its directory (docs/run_directory.md), and the temporaries of
+// interrupted writes.
+bool run_output(const std::string& name) {
+  static const char* const kNames[] = {"config.json",
+                                       "metrics.csv",
+                                       "steps.csv",
+                                       "per_class.csv",
+                                       "confusion.csv",
+                                       "misclassified.csv",
+                                       "misclassified_images.npy",
+                                       "model.safetensors",
+                                       "checkpoint.safetensors",
+                                       "diverged.json",
+                                       "report.html",
+                                       "diagnostics",
+                                       "optim",
+                                       "analysis",
+                                       "tensorboard"};
+  for (const char* n : kNames)
+    if (name == n) return true;
+  return name.find(".tmp") != std::string::npos;
+}
+
+// A new run does not write into a directory that holds something: an old run's leftovers
+// (diagnostics of other layers, optim/ and analysis/ files) would be read back as the new
+// run's. --overwrite removes a run's files first; --resume continues the run there.
+void prepare_out(const train::TrainConfig& cfg, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (cfg.resume || !fs::is_directory(cfg.out, ec)) return;
+  std::vector<fs::path> entries;
+  for (const auto& e : fs::directory_iterator(cfg.out)) entries.push_back(e.path());
+  if (entries.empty()) return;
+  std::sort(entries.begin(), entries.end());
+  if (!overwrite) {
+    std::string some;
+    for (std::size_t i = 0; i < std::min<std::size_t>(entries.size(), 3); ++i)
+      some += (i ? ", " : "") + entries[i].filename().string();
+    throw Error(fmt::format(
+        "--out {}: the directory is not empty (it holds {}{}); --resume continues the run in it, "
+        "--overwrite starts over (removing a run's files first), or give another --out",
+        cfg.out, some, entries.size() > 3 ? ", ..." : ""));
+  }
+  for (const auto& p : entries)
+    if (run_output(p.filename().string())) fs::remove_all(p);
+}
+
 RegisterCommand reg(
     "train", "Train an MLP or CNN on MNIST, Fashion-MNIST or CIFAR-10 and write a run directory",
     [](CLI::App& sub) {
@@ -24,6 +72,7 @@ RegisterCommand reg(
       add_train_flags(sub, *state);
       sub.callback([state]() {
         train::TrainConfig cfg = state->to_config();
+        prepare_out(cfg, state->overwrite);
         std::vector<train::EpochResult> history;
         std::optional<train::DivergedError> diverged;
         {

@@ -88,6 +88,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "Checkpoint every N epochs (0: only at the end)")
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint");
+  app.add_flag("--overwrite", f.overwrite,
+               "Start over in a --out that is not empty: first remove the files a run writes "
+               "(a new run refuses a non-empty --out without it, or --resume)")
+      ->excludes("--resume");
   app.add_option("--load-weights", c.load_weights, "Start from weights in a .safetensors file");
   app.add_flag_callback(
       "--no-shuffle", [&c] { c.shuffle = false; }, "Keep the training order fixed");

@@ -21,6 +21,7 @@ struct TrainFlags {
   std::string diagnostics = "none";
   int64_t diagnostics_every = 0;
   double saturation_threshold = 0.99;
+  bool overwrite = false;  // --overwrite: a non-empty --out loses a run's files first
   train::TrainConfig to_config() const;
 
   // ---- optimization dynamics and TensorBoard (tools/analyze_attach.cpp) ----

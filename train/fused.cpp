@@ -23,12 +23,9 @@ std::string fused_step_unsupported(const TrainConfig& c) {
 }
 
 std::string fused_group_key(const TrainConfig& c) {
-  nlohmann::json j = {{"data", TrainData::key_of(c)},
-                      {"model", c.model},
-                      {"hidden", c.hidden_widths()},
-                      {"threads", c.threads},
-                      {"denormals", c.denormals},
-                      {"fused", fused_step_unsupported(c).empty()}};
+  nlohmann::json j = {{"data", TrainData::key_of(c)}, {"model", c.model},
+                      {"hidden", c.hidden_widths()},  {"threads", c.threads},
+                      {"denormals", c.denormals},     {"fused", fused_step_unsupported(c).empty()}};
   if (c.model == "cnn") j["cnn"] = {c.channels, c.fc, c.kernel, c.pool};
   return j.dump();
 }
@@ -397,8 +394,14 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
     const double share =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() /
         double(std::max<std::size_t>(trained, 1));
-    for (std::size_t i : active)
-      if (members_[i]) members_[i]->end_epoch(share);
+    for (std::size_t i : active) {
+      if (!members_[i]) continue;
+      try {
+        members_[i]->end_epoch(share);
+      } catch (const DivergedError& e) {
+        drop(i, e);
+      }
+    }
   }
   for (std::size_t i = 0; i < n; ++i)
     if (members_[i]) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -473,14 +474,23 @@ std::pair<double, std::vector<int64_t>> Trainer::evaluate(const data::Loader& lo
 
 // ------------------------------------------------------------------ files
 void Trainer::write_metrics(const std::vector<EpochResult>& history) {
+  // The columns of every epoch (a run resumed with other diagnostics has epochs with and
+  // without some); an epoch without a column has nan there.
+  std::vector<std::string> cols;
+  for (const auto& r : history)
+    for (auto& [k, v] : r.extra)
+      if (std::find(cols.begin(), cols.end(), k) == cols.end()) cols.push_back(k);
   std::string s = "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time";
-  if (!history.empty())
-    for (auto& [k, v] : history.front().extra) s += "," + k;
+  for (const auto& k : cols) s += "," + k;
   s += "\n";
   for (const auto& r : history) {
     s += fmt::format("{},{:.9g},{:.9g},{:.9g},{:.9g},{:.6f}", r.epoch, r.train_loss, r.test_loss,
                      r.train_acc, r.test_acc, r.epoch_time);
-    for (auto& [k, v] : r.extra) s += fmt::format(",{:.9g}", v);
+    for (const auto& k : cols) {
+      auto it =
+          std::find_if(r.extra.begin(), r.extra.end(), [&](const auto& e) { return e.first == k; });
+      s += it == r.extra.end() ? std::string(",nan") : fmt::format(",{:.9g}", it->second);
+    }
     s += "\n";
   }
   io::write_file_atomic(cfg_.out + "/metrics.csv", s);
@@ -563,26 +573,58 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
         step_losses_.emplace_back(int64_t(v[i]), v[i + 1]);
     }
   }
+  try {
+    // A model that is no longer finite would train on silently (the run would have diverged).
+    models::require_finite(model_state);
+    models::require_finite(opt_state);
+  } catch (const Error& e) {
+    throw Error(fmt::format("--resume: {}: {}", path, e.what()));
+  }
   {
     NoGrad ng;
     model_->load_state_dict(model_state, true);
   }
   opt_->load_state_dict(opt_state);
-  global_step_ = std::stoll(meta("gradlens.global_step"));
-  dropout_gen_.set_state(dropout_gen_.seed(), std::stoull(meta("gradlens.dropout_offset")));
+  // Whole numbers in the metadata, at least `lo`.
+  auto meta_int = [&](const char* k, int64_t lo) {
+    const std::string v = meta(k);
+    int64_t x = 0;
+    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+    GL_CHECK(ec == std::errc() && end == v.data() + v.size() && x >= lo,
+             "{}: metadata {}='{}' is not a whole number of at least {}", path, k, v, lo);
+    return x;
+  };
+  global_step_ = meta_int("gradlens.global_step", 0);
+  dropout_gen_.set_state(dropout_gen_.seed(), uint64_t(meta_int("gradlens.dropout_offset", 0)));
   history.clear();
-  for (auto& e : json::parse(meta("gradlens.history"))) {
-    EpochResult r;
-    r.epoch = e["epoch"];
-    r.train_loss = e["train_loss"];
-    r.test_loss = e["test_loss"];
-    r.train_acc = e["train_acc"];
-    r.test_acc = e["test_acc"];
-    r.epoch_time = e["epoch_time"];
-    for (auto& x : e["extra"]) r.extra.emplace_back(x[0].get<std::string>(), x[1].get<double>());
-    history.push_back(r);
+  try {
+    for (auto& e : json::parse(meta("gradlens.history"))) {
+      EpochResult r;
+      r.epoch = e.at("epoch");
+      r.train_loss = e.at("train_loss");
+      r.test_loss = e.at("test_loss");
+      r.train_acc = e.at("train_acc");
+      r.test_acc = e.at("test_acc");
+      r.epoch_time = e.at("epoch_time");
+      for (auto& x : e.at("extra"))
+        r.extra.emplace_back(x.at(0).get<std::string>(), x.at(1).get<double>());
+      history.push_back(r);
+    }
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("{}: metadata gradlens.history is not a valid epoch history ({})", path,
+                            e.what()));
   }
-  const int64_t done = std::stoll(meta("gradlens.epoch"));
+  const int64_t done = meta_int("gradlens.epoch", 1);
+  GL_CHECK(int64_t(history.size()) == done,
+           "{}: metadata gradlens.epoch={} but gradlens.history holds {} epochs", path, done,
+           history.size());
+  for (int64_t i = 0; i < done; ++i)
+    GL_CHECK(history[std::size_t(i)].epoch == i + 1,
+             "{}: metadata gradlens.history: entry {} is epoch {}, expected {}", path, i,
+             history[std::size_t(i)].epoch, i + 1);
+  GL_CHECK(global_step_ == done * data_->train->num_batches(),
+           "{}: metadata gradlens.global_step={} does not match {} epochs of {} steps", path,
+           global_step_, done, data_->train->num_batches());
   // Fewer epochs than the checkpoint holds would leave its later epochs in metrics.csv and the
   // weights while config.json says otherwise.
   GL_CHECK(cfg_.epochs >= done,
@@ -649,6 +691,9 @@ int64_t Trainer::begin_run() {
     io::remove_stale_temporaries(cfg_.out, {"diagnostics", "analysis", "optim", "tensorboard"});
   if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
     start_epoch = load_checkpoint(history_);
+    // metrics.csv as the checkpoint has it (a damaged file is mended; epochs after the
+    // checkpoint, to be trained again, leave it).
+    write_metrics(history_);
     if (cfg_.progress)
       fmt::print(stderr, "resuming {} from epoch {} (step {})\n", cfg_.out, start_epoch,
                  global_step_);
@@ -806,6 +851,23 @@ void Trainer::train_epoch_cuda() {
 void Trainer::end_epoch(double train_time) {
   const int64_t epoch = epoch_;
   current_labels_ = Tensor();
+  // A finite training loss does not make a finite model: ReLU maps NaN to 0, and batch norm's
+  // running statistics never enter the training loss. A parameter or buffer that is no longer
+  // finite ends the run as diverged, before it is evaluated or saved.
+  for (const auto& [name, t] : model_->state_dict()) {
+    if (!t.defined() || !is_floating(t.dtype())) continue;
+    const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
+    const double* p = v.data<double>();
+    for (int64_t i = 0; i < v.numel(); ++i)
+      if (!std::isfinite(p[i])) {
+        write_metrics(history_);
+        throw DivergedError(
+            fmt::format("{} became {} during epoch {} (by global step {}; the loss stayed "
+                        "finite); the run diverged (try a lower --lr)",
+                        name, p[i], epoch, global_step_),
+            epoch, global_step_);
+      }
+  }
   if (train_time < 0)
     train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
   for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);

@@ -5,9 +5,13 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <sstream>
 #include <thread>
 
+#include "engine/io/tensor_io.h"
 #include "tests/train/run_util.h"
 #include "train/trainer.h"
 
@@ -172,4 +176,83 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
             std::string::npos);
   EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected a list"), std::string::npos);
   EXPECT_NE(error_of(R"({"lr": "fast"})").find("'lr'"), std::string::npos);
+}
+
+TEST(TrainRuns, ANewRunRefusesANonEmptyOutAndOverwriteStartsOver) {
+  // An old run's leftovers (its diagnostics of other layers) must not be read as the new run's.
+  std::string dir = make_temp_dir("gl_overwrite");
+  const std::string out = dir + "/run";
+  train_ok(train_args(out, 1, {"--diagnostics", "all", "--threads", "1"}));
+  ASSERT_TRUE(fs::exists(out + "/diagnostics"));
+  auto again_args = train_args(out, 1, {"--threads", "1"});
+  again_args[6] = "16";  // --hidden 16
+  ProcResult again = run_gradlens(again_args);
+  ASSERT_TRUE(again.exited) << describe(again);
+  EXPECT_EQ(again.code, 1) << describe(again);
+  EXPECT_NE(again.err.find("not empty"), std::string::npos) << again.err;
+  EXPECT_NE(again.err.find("--overwrite"), std::string::npos) << again.err;
+  EXPECT_TRUE(fs::exists(out + "/diagnostics")) << "a refused run must not touch the directory";
+  write_text(out + "/notes.txt", "mine");
+  auto fresh = train_args(out, 1, {"--threads", "1", "--overwrite"});
+  fresh[6] = "16";  // --hidden 16
+  train_ok(fresh);
+  EXPECT_FALSE(fs::exists(out + "/diagnostics")) << "the old run's diagnostics were kept";
+  EXPECT_EQ(read_text(out + "/notes.txt"), "mine") << "--overwrite removes a run's files only";
+  ProcResult both = run_gradlens(train_args(out, 1, {"--overwrite", "--resume"}));
+  EXPECT_TRUE(both.exited && both.code != 0) << describe(both);
+}
+
+TEST(TrainRuns, ResumeMendsMetricsCsvAndKeepsItsColumnsWhole) {
+  std::string dir = make_temp_dir("gl_resume_metrics");
+  const std::string out = dir + "/run";
+  train_ok(train_args(out, 2, {"--threads", "1"}));
+  const std::string whole = read_text(out + "/metrics.csv");
+  // A damaged metrics.csv of a finished run is written again from the checkpoint.
+  write_text(out + "/metrics.csv", whole.substr(0, whole.find('\n') + 1));
+  train_ok(train_args(out, 2, {"--threads", "1", "--resume"}));
+  EXPECT_EQ(read_text(out + "/metrics.csv"), whole);
+  // Resumed with diagnostics on: their columns for the earlier epochs are nan, every row whole.
+  train_ok(train_args(out, 3, {"--threads", "1", "--resume", "--diagnostics", "all"}));
+  std::istringstream lines(read_text(out + "/metrics.csv"));
+  std::string line;
+  std::vector<std::string> rows;
+  while (std::getline(lines, line)) rows.push_back(line);
+  ASSERT_EQ(rows.size(), 4u);
+  auto fields = [](const std::string& s) { return std::count(s.begin(), s.end(), ',') + 1; };
+  EXPECT_NE(rows[0].find("act_mean_0"), std::string::npos) << rows[0];
+  for (const auto& r : rows) EXPECT_EQ(fields(r), fields(rows[0])) << r;
+  EXPECT_NE(rows[1].find(",nan"), std::string::npos) << rows[1];
+  EXPECT_EQ(rows[3].find("nan"), std::string::npos) << rows[3];
+}
+
+TEST(TrainRuns, AModelThatIsNoLongerFiniteIsADivergedRun) {
+  // With batch norm a huge step leaves NaN or inf in the running statistics while the training
+  // loss (ReLU maps NaN to 0) can stay finite: the run diverged all the same.
+  std::string dir = make_temp_dir("gl_nonfinite");
+  ProcResult r =
+      run_gradlens(train_args(dir + "/bn", 2, {"--batchnorm", "--lr", "1e6", "--threads", "1"}));
+  ASSERT_TRUE(r.exited) << describe(r);
+  EXPECT_EQ(r.code, 3) << describe(r);
+  EXPECT_TRUE(fs::exists(dir + "/bn/diverged.json"));
+  EXPECT_FALSE(fs::exists(dir + "/bn/model.safetensors"));
+
+  // A checkpoint holding a NaN is refused on --resume, naming the tensor.
+  const std::string out = dir + "/nan";
+  train_ok(train_args(out, 1, {"--threads", "1"}));
+  const std::string ckpt = out + "/checkpoint.safetensors";
+  gl::io::SafetensorsFile f = gl::io::load_safetensors(ckpt);
+  gl::io::NamedTensors ts;
+  for (const auto& b : f.tensors) ts.emplace_back(b.name, gl::io::from_buffer(b));
+  for (auto& [name, t] : ts)
+    if (name == "model.0.weight") {
+      auto v = t.to_vector<float>();
+      v[5] = std::nanf("");
+      t = gl::Tensor::from_vector(v, t.shape());
+    }
+  gl::io::save_tensors(ckpt, ts, f.metadata);
+  ProcResult bad = run_gradlens(train_args(out, 2, {"--threads", "1", "--resume"}));
+  ASSERT_TRUE(bad.exited) << describe(bad);
+  EXPECT_EQ(bad.code, 1) << describe(bad);
+  EXPECT_NE(bad.err.find("'0.weight'"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("non-finite"), std::string::npos) << bad.err;
 }
