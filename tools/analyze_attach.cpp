@@ -38,8 +38,13 @@ void add_analyze_flags(CLI::App& app, TrainFlags& f) {
 void attach_analysis(train::Trainer& trainer, const TrainFlags& f) {
   bool optim = false, corr = false;
   std::stringstream list(f.analyze);
-  for (std::string item; std::getline(list, item, ',');) {
-    if (item == "none" || item.empty()) continue;
+  if (f.analyze != "none") {
+    GL_CHECK(!f.analyze.empty() && f.analyze.back() != ',',
+             "--analyze '{}': expected none, or a comma list of optim and corr", f.analyze);
+  }
+  for (std::string item; f.analyze != "none" && std::getline(list, item, ',');) {
+    GL_CHECK(!item.empty(), "--analyze '{}' has an empty item", f.analyze);
+    GL_CHECK(item != "none", "--analyze '{}': none cannot be listed with analyses", f.analyze);
     if (item == "optim")
       optim = true;
     else if (item == "corr")

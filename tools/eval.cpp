@@ -69,7 +69,9 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
 // when empty) on the CPU.
 train::TrainConfig run_config(const std::string& dir, const std::string& weights) {
   namespace fs = std::filesystem;
-  GL_CHECK(fs::is_directory(dir), "--run {}: no such directory", dir);
+  GL_CHECK(fs::is_directory(dir), "--run {}: {}", dir,
+           fs::exists(dir) ? "not a directory (a run directory written by gradlens train)"
+                           : "no such directory");
   train::TrainConfig c;
   try {
     c = train::TrainConfig::from_run_dir(dir);

@@ -140,7 +140,8 @@ train::TrainConfig TrainFlags::to_config() const {
   for (const auto& kv : init_args) {
     auto eq = kv.find('=');
     GL_CHECK(eq != std::string::npos && eq > 0, "--init-arg: expected key=value, got '{}'", kv);
-    c.init_args[kv.substr(0, eq)] = kv.substr(eq + 1);
+    GL_CHECK(c.init_args.emplace(kv.substr(0, eq), kv.substr(eq + 1)).second,
+             "--init-arg: {} is given twice", kv.substr(0, eq));
   }
   return c;
 }

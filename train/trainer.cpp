@@ -252,7 +252,11 @@ TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
            "{}: no config.json (not a run directory written by gradlens train)", dir);
   const auto bytes = io::read_file(path);
   try {
-    return from_json(std::string(bytes.begin(), bytes.end()));
+    TrainConfig c = from_json(std::string(bytes.begin(), bytes.end()));
+    TrainConfig checked = c;  // config.json holds no --out: the run is the directory
+    if (checked.out.empty()) checked.out = dir;
+    checked.validate();  // its messages name the flag the setting came from
+    return c;
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", path, e.what()));
   }
@@ -361,6 +365,15 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
            cfg_.out, TrainData::key_of(cfg_));
   const data::ImageDataset& train_ds = data_->train_ds;
   num_classes_ = data_->num_classes;
+  // Batch norm in training needs two examples per batch (the MLP's, and the CNN's fc layers').
+  const int64_t n_train = data_->train->size();
+  GL_CHECK(!cfg_.batchnorm || cfg_.batch_size >= 2,
+           "--batchnorm needs --batch-size 2 or more (batch norm normalizes over the batch)");
+  GL_CHECK(!cfg_.batchnorm || n_train % cfg_.batch_size != 1,
+           "--batchnorm: the last batch of each epoch would hold 1 example ({} training examples, "
+           "--batch-size {}), and batch norm needs at least 2 to normalize over; change "
+           "--batch-size{}",
+           n_train, cfg_.batch_size, cfg_.limit_train > 0 ? " or --limit-train" : "");
 
   auto common = [this](auto& c) {  // settings shared by the MLP and CNN builders
     c.activation = parse_activation(cfg_.activation);

@@ -76,6 +76,15 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--hidden", ""}), {"--hidden", "at least one value"});
   expect_error(train({"--model", "cnn", "--channels", ""}), {"--channels", "at least one value"});
   expect_error(train({"--batch-size", "0"}), {"--batch-size"});
+  expect_error(train({"--init-arg", "factor=2", "--init-arg", "factor=3"}),
+               {"--init-arg", "factor", "twice"});
+  expect_error(train({"--analyze", "optim,,corr"}), {"--analyze", "empty item"});
+  expect_error(train({"--analyze", "none,optim"}), {"--analyze", "none"});
+  expect_error(train({"--analyze", "optim,"}), {"--analyze"});
+  // Batch norm in training needs two examples in every batch, the last one too.
+  expect_error(train({"--batchnorm", "--batch-size", "1"}), {"--batchnorm", "--batch-size 2"});
+  expect_error(train({"--batchnorm", "--limit-train", "129", "--batch-size", "32"}),
+               {"--batchnorm", "1 example", "--limit-train"});
   expect_error(train({"--epochs", "0"}), {"--epochs"});
   expect_error(train({"--lr", "-1"}), {"--lr"});
   expect_error(train({"--lr", "abc"}), {"--lr", "abc"});
