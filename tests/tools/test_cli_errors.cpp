@@ -166,6 +166,15 @@ TEST_F(CliErrors, MissingOrCorruptData) {
   expect_error(train({}, folder), {"t10k-labels-idx1-ubyte.gz", "is not a regular file"});
 }
 
+TEST_F(CliErrors, EvalOfABadRunDirectory) {
+  // config.json's settings are checked as train checks its flags, naming the file.
+  const std::string run = dir_ + "/badrun";
+  fs::create_directories(run);
+  write_text(run + "/config.json", "{\"limit_train\": -5}");
+  expect_error({"eval", "--run", run}, {"config.json", "--limit-train", "-5"});
+  expect_error({"eval", "--run", run + "/config.json"}, {"not a directory"});
+}
+
 TEST_F(CliErrors, CorruptWeights) {
   // A well-formed file of the wrong shapes (784-64-10 for a 784-128-128-10 model).
   gl::io::NamedTensors small{{"0.weight", gl::Tensor::zeros({64, 784})},
