@@ -7,13 +7,16 @@
 #include "analysis/optim_stats.h"
 
 #include <algorithm>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "engine/io/fs.h"
 #include "engine/io/npy.h"
+#include "engine/io/safetensors.h"
 
 namespace gl::analysis {
 namespace {
@@ -152,6 +155,174 @@ void OptimStatsCallback::on_train_begin(train::Trainer& t) {
   sign_maps_.assign(names_.size(), {});
   sign_zooms_.assign(names_.size(), {});
   sign_epochs_.clear();
+  state_epoch_ = 0;
+  const int64_t done = t.global_step() / std::max<int64_t>(t.train_loader().num_batches(), 1);
+  if (done > 0 && opt_.write_files && !t.run_dir().empty())
+    resume_from_files(t.run_dir() + "/optim", done);
+}
+
+namespace {
+std::string state_file(int64_t epoch) {
+  return fmt::format("state_epoch_{}.safetensors", epoch);
+}
+// The epochs of the state files in `dir` ("state_epoch_E.safetensors").
+std::vector<std::pair<int64_t, std::string>> state_files(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    int64_t epoch = 0;
+    char tail[32] = {};
+    if (std::sscanf(name.c_str(), "state_epoch_%" SCNd64 "%31s", &epoch, tail) == 2 &&
+        std::string(tail) == ".safetensors")
+      out.emplace_back(epoch, e.path().string());
+  }
+  return out;
+}
+}  // namespace
+
+void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
+  writer_.wait();
+  if (!opt_.write_files || t.run_dir().empty()) return;
+  const std::string dir = t.run_dir() + "/optim";
+  io::ensure_dir(dir);
+  nlohmann::json meta{{"epoch", epoch_},
+                      {"snapshot_step", snapshot_step_},
+                      {"observed_steps", observed_steps_},
+                      {"params", nlohmann::json::array()}};
+  std::vector<io::NamedBuffer> bufs;
+  auto add = [&](const std::string& name, const char* dtype, const void* data, size_t bytes,
+                 int64_t n) {
+    io::NamedBuffer b{name, dtype, {n}, std::vector<uint8_t>(bytes)};
+    if (bytes) std::memcpy(b.bytes.data(), data, bytes);
+    bufs.push_back(std::move(b));
+  };
+  for (size_t k = 0; k < state_.size(); ++k) {
+    const State& s = state_[k];
+    meta["params"].push_back({{"name", names_[k]},
+                              {"have_ema", s.have_ema},
+                              {"small_prev", s.update.small_prev},
+                              {"weight_diff_sq", s.update.weight_diff_sq},
+                              {"zero_grad_weight_change_sq", s.update.zero_grad_weight_change_sq}});
+    const auto n = int64_t(s.code.size());
+    add(fmt::format("code.{}", k), "U8", s.code.data(), s.code.size(), n);
+    add(fmt::format("ema_grad.{}", k), "F32", s.ema_grad.data(), s.ema_grad.size() * 4, n);
+    add(fmt::format("ema_weight.{}", k), "F32", s.ema_weight.data(), s.ema_weight.size() * 4, n);
+  }
+  io::write_file_atomic(dir + "/" + state_file(epoch_),
+                        io::serialize_safetensors(bufs, {{"gradlens.optim_state", meta.dump()}}));
+  // The checkpoint about to be replaced may still need the state before this one.
+  for (const auto& [epoch, path] : state_files(dir))
+    if (epoch < state_epoch_ || epoch > epoch_) std::filesystem::remove(path);
+  state_epoch_ = epoch_;
+}
+
+void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done) {
+  const size_t P = names_.size(), S = kNumOptimStats;
+  // Records and sign-map rows of the epochs done (later ones, from epochs past the
+  // checkpoint, are trained again).
+  if (io::file_exists(dir + "/stats.npy") && io::file_exists(dir + "/steps.npy")) {
+    io::NpyArray st = io::load_npy(dir + "/stats.npy"), sp = io::load_npy(dir + "/steps.npy");
+    GL_CHECK(st.dtype == "F64" && st.shape.size() == 3 && st.shape[1] == int64_t(P + 1) &&
+                 st.shape[2] == int64_t(S) && sp.dtype == "F64" && sp.shape.size() == 2 &&
+                 sp.shape[1] == 2 && sp.shape[0] == st.shape[0],
+             "--resume: {}/stats.npy and steps.npy do not hold this model's records", dir);
+    const auto* stats = reinterpret_cast<const double*>(st.bytes.data());
+    const auto* steps = reinterpret_cast<const double*>(sp.bytes.data());
+    for (int64_t r = 0; r < st.shape[0]; ++r) {
+      if (steps[2 * r + 1] > double(done)) continue;
+      OptimRecord rec;
+      rec.step = int64_t(steps[2 * r]);
+      rec.epoch = int64_t(steps[2 * r + 1]);
+      rec.stats.resize(P + 1);
+      for (size_t k = 0; k <= P; ++k)
+        std::memcpy(rec.stats[k].data(), stats + (size_t(r) * (P + 1) + k) * S, S * 8);
+      records_.push_back(std::move(rec));
+    }
+  }
+  if (io::file_exists(dir + "/optim.json")) {
+    auto bytes = io::read_file(dir + "/optim.json");
+    const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    std::vector<int64_t> epochs;
+    if (j.is_object() && j.contains("sign_map_epochs") && j["sign_map_epochs"].is_array())
+      for (const auto& e : j["sign_map_epochs"])
+        if (e.is_number_integer()) epochs.push_back(e.get<int64_t>());
+    size_t keep = 0;
+    while (keep < epochs.size() && epochs[keep] <= done) ++keep;
+    bool ok = keep > 0;
+    std::vector<std::vector<std::vector<int8_t>>> maps(P), zooms(P);
+    for (size_t k = 0; k < P && ok; ++k)
+      for (int zoom = 0; zoom < 2 && ok; ++zoom) {
+        const std::string path = fmt::format("{}/sign_map_{}{}.npy", dir, k, zoom ? "_zoom" : "");
+        if (!io::file_exists(path)) {
+          ok = false;
+          break;
+        }
+        io::NpyArray a = io::load_npy(path);
+        if (a.dtype != "I32" || a.shape.size() != 2 || a.shape[0] < int64_t(keep)) {
+          ok = false;
+          break;
+        }
+        const auto* v = reinterpret_cast<const int32_t*>(a.bytes.data());
+        auto& rows = zoom ? zooms[k] : maps[k];
+        for (size_t r = 0; r < keep; ++r)
+          rows.emplace_back(v + r * size_t(a.shape[1]), v + (r + 1) * size_t(a.shape[1]));
+      }
+    if (ok) {
+      sign_maps_ = std::move(maps);
+      sign_zooms_ = std::move(zooms);
+      sign_epochs_.assign(epochs.begin(), epochs.begin() + std::ptrdiff_t(keep));
+    }
+  }
+  // The moving averages, sign codes and the pending snapshot the next epoch starts from.
+  const std::string path = dir + "/" + state_file(done);
+  if (!io::file_exists(path)) {
+    fmt::print(stderr,
+               "--analyze optim: no {} (the run had no --analyze optim at that checkpoint, or "
+               "was written by an older gradlens): its averages start again here\n",
+               path);
+    return;
+  }
+  io::SafetensorsFile f = io::load_safetensors(path);
+  nlohmann::json meta;
+  try {
+    meta = nlohmann::json::parse(f.metadata.at("gradlens.optim_state"));
+    GL_CHECK(meta.at("epoch").get<int64_t>() == done && meta.at("params").size() == P,
+             "it is not the state of this model after epoch {}", done);
+    snapshot_step_ = meta.at("snapshot_step").get<int64_t>();
+    observed_steps_ = meta.at("observed_steps").get<int64_t>();
+    for (size_t k = 0; k < P; ++k) {
+      const auto& p = meta["params"][k];
+      GL_CHECK(p.at("name").get<std::string>() == names_[k], "parameter {} is '{}', not '{}'", k,
+               p.at("name").get<std::string>(), names_[k]);
+      State& s = state_[k];
+      s.have_ema = p.at("have_ema").get<bool>();
+      s.update.small_prev = p.at("small_prev").get<int64_t>();
+      s.update.weight_diff_sq = p.at("weight_diff_sq").get<double>();
+      s.update.zero_grad_weight_change_sq = p.at("zero_grad_weight_change_sq").get<double>();
+    }
+    for (const auto& b : f.tensors) {
+      size_t k = 0;
+      char what[32] = {};
+      GL_CHECK(std::sscanf(b.name.c_str(), "%31[a-z_].%zu", what, &k) == 2 && k < P,
+               "unknown entry '{}'", b.name);
+      State& s = state_[k];
+      const std::string w = what;
+      const size_t n = s.code.size();
+      if (w == "code") {
+        GL_CHECK(b.dtype == "U8" && b.bytes.size() == n, "'{}' has the wrong size", b.name);
+        std::memcpy(s.code.data(), b.bytes.data(), n);
+      } else if (w == "ema_grad" || w == "ema_weight") {
+        GL_CHECK(b.dtype == "F32" && b.bytes.size() == n * 4, "'{}' has the wrong size", b.name);
+        std::memcpy((w == "ema_grad" ? s.ema_grad : s.ema_weight).data(), b.bytes.data(), n * 4);
+      } else {
+        throw Error(fmt::format("unknown entry '{}'", b.name));
+      }
+    }
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("--resume: {}: {}", path, e.what()));
+  }
+  state_epoch_ = done;
 }
 
 void OptimStatsCallback::on_epoch_begin(train::Trainer& t, int64_t epoch) {

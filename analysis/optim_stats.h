@@ -101,7 +101,10 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   void on_after_backward(train::Trainer& t, int64_t global_step) override;
   void on_step_end(train::Trainer& t, int64_t global_step, double loss) override;
   void on_epoch_end(train::Trainer& t, train::EpochResult& result) override;
-  void on_before_checkpoint(train::Trainer&) override { writer_.wait(); }
+  // Waits for the epoch's files and writes the state the next epoch continues from
+  // (optim/state_epoch_E.safetensors), so a run resumed from this checkpoint ends with the
+  // files of an uninterrupted one.
+  void on_before_checkpoint(train::Trainer& t) override;
   void on_train_end(train::Trainer& t) override;  // waits for the last files
   // Reads .grad and the weights; no hooks.
   bool needs_tape(const train::Trainer&, int64_t) const override { return false; }
@@ -147,6 +150,9 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   void after_update(std::size_t param, int64_t lo, int64_t n, const float* g,
                     const float* w) override;
   io::AtomicWriteBatch files(const std::string& dir) const;
+  // Resuming after `done` epochs: the records and sign-map rows of those epochs from the files,
+  // the moving averages and the pending snapshot from state_epoch_<done>.safetensors.
+  void resume_from_files(const std::string& dir, int64_t done);
   void sign_map_row(train::Trainer& t);
 
   OptimStatsOptions opt_;
@@ -164,6 +170,7 @@ class OptimStatsCallback : public train::Callback, private models::StepObserver 
   std::vector<std::vector<std::vector<int8_t>>> sign_maps_, sign_zooms_;
   std::vector<int64_t> sign_epochs_;
   int64_t steps_in_epoch_ = 0, batches_ = 0, epoch_ = 0;
+  int64_t state_epoch_ = 0;      // the epoch of the last state file written (or resumed from)
   io::BackgroundWriter writer_;  // last member: destroyed (waited for) first
 };
 
