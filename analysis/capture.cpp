@@ -51,6 +51,8 @@ std::vector<LayerRef> resolve_layers(const models::MLP& model, const std::string
       }
     GL_CHECK(found, "--layers: no layer '{}' in this {}-hidden-layer MLP (layers: {})", name,
              taps.size(), valid);
+    for (size_t k = 0; k + 1 < out.size(); ++k)
+      GL_CHECK(out[k].name != out.back().name, "--layers: {} is listed twice", name);
   }
   return out;
 }

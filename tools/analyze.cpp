@@ -77,7 +77,7 @@ const RegisterCommand reg{
       sub.add_option("--top-k", o->a.top_k, "neurons: top activating images per unit")
           ->capture_default_str();
       sub.add_flag("--quiet", o->a.quiet, "Print nothing");
-      sub.callback([o] {
+      sub.callback([o, &sub] {
         o->a.save_activations = !o->no_activations;
         const auto& a = o->a;
         // Checked before the run is loaded: a batch of 0 never ended, negative counts reached
@@ -95,6 +95,19 @@ const RegisterCommand reg{
         GL_CHECK(a.augmentations >= 2, "--augmentations must be at least 2, got {}",
                  a.augmentations);
         GL_CHECK(a.top_k >= 1, "--top-k must be at least 1, got {}", a.top_k);
+        GL_CHECK(sub.count("--class") == 0 || a.examples.cls >= 0,
+                 "--class must be a class number >= 0, got {}", a.examples.cls);
+        GL_CHECK(sub.count("--indices") == 0 || !o->indices.empty(),
+                 "--indices: give at least one example index, e.g. 0,17,42");
+        GL_CHECK(o->indices.empty() || (sub.count("--examples") == 0 && sub.count("--class") == 0),
+                 "--indices names the examples itself: give it without --examples and --class");
+        GL_CHECK(sub.count("--layers") == 0 || !a.layers.empty(),
+                 "--layers: give at least one layer (input, h0, h0.pre, ..., logits, or all)");
+        // t-SNE's settings with an analysis that runs no t-SNE would be ignored.
+        const bool tsne = o->what == "tsne" || o->what == "all";
+        for (const char* f : {"--perplexity", "--iterations", "--theta", "--method"})
+          GL_CHECK(tsne || sub.count(f) == 0, "{} is a t-SNE setting: it needs the tsne analysis",
+                   f);
         if (!o->indices.empty()) o->a.examples.indices = parse_indices(o->indices);
         auto run = analysis::load_run_model(o->dir, o->data_dir);
         // The run's subnormal mode (config.json), so the activations are the ones it computed.

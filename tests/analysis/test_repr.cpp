@@ -664,4 +664,12 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
   one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
   one_line_error(run() + " augment --augmentations 1" + dd, "--augmentations must be at least 2");
   one_line_error(run() + " augment --image 99999" + dd, "--image: example 99999 is out of range");
+  // Values that were taken without a word: a negative class (all classes), an empty list,
+  // a layer twice, --indices beside --examples, a t-SNE setting without t-SNE.
+  one_line_error(run() + " pca --class -1" + dd, "--class must be a class number");
+  one_line_error(run() + " pca --indices ''" + dd, "--indices: give at least one");
+  one_line_error(run() + " pca --layers ''" + dd, "--layers: give at least one");
+  one_line_error(run() + " pca --layers h0,h0" + dd, "h0 is listed twice");
+  one_line_error(run() + " pca --indices 1,2 --examples 5" + dd, "without --examples");
+  one_line_error(run() + " corr --perplexity 5" + dd, "--perplexity is a t-SNE setting");
 }
