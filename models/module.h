@@ -28,8 +28,7 @@ using HookId = int64_t;
 
 // Throws naming the first tensor of `state` that holds a NaN or an infinity, and where. For
 // weights given to evaluate or to start from (NaN would pass through quietly: ReLU maps it to
-// 0); not for a run's own checkpoint, whose weights may have diverged on its last step and
-// must resume to be recorded as diverged.
+// 0), and for a run's checkpoint (there the trainer turns the error into a divergence).
 void require_finite(const StateDict& state);
 
 // What load_state_dict found; with strict loading both lists are empty or it threw.

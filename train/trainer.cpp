@@ -586,13 +586,6 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
         step_losses_.emplace_back(int64_t(v[i]), v[i + 1]);
     }
   }
-  try {
-    // A model that is no longer finite would train on silently (the run would have diverged).
-    models::require_finite(model_state);
-    models::require_finite(opt_state);
-  } catch (const Error& e) {
-    throw Error(fmt::format("--resume: {}: {}", path, e.what()));
-  }
   {
     NoGrad ng;
     model_->load_state_dict(model_state, true);
@@ -638,6 +631,16 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   GL_CHECK(global_step_ == done * data_->train->num_batches(),
            "{}: metadata gradlens.global_step={} does not match {} epochs of {} steps", path,
            global_step_, done, data_->train->num_batches());
+  // A run ends as diverged before it checkpoints a value that is not finite; one found here
+  // (a checkpoint written before that rule, or altered since) ends the run the same way
+  // instead of training on silently (ReLU maps NaN to 0).
+  try {
+    models::require_finite(model_state);
+    models::require_finite(opt_state);
+  } catch (const Error& e) {
+    throw DivergedError(fmt::format("{}: {}; the run diverged", path, e.what()), done,
+                        global_step_);
+  }
   // Fewer epochs than the checkpoint holds would leave its later epochs in metrics.csv and the
   // weights while config.json says otherwise.
   GL_CHECK(cfg_.epochs >= done,
@@ -867,7 +870,9 @@ void Trainer::end_epoch(double train_time) {
   // A finite training loss does not make a finite model: ReLU maps NaN to 0, and batch norm's
   // running statistics never enter the training loss. A parameter or buffer that is no longer
   // finite ends the run as diverged, before it is evaluated or saved.
-  for (const auto& [name, t] : model_->state_dict()) {
+  auto state = model_->state_dict();
+  for (auto& [name, t] : opt_->state_dict()) state.emplace_back("optimizer " + name, t);
+  for (const auto& [name, t] : state) {
     if (!t.defined() || !is_floating(t.dtype())) continue;
     const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
     const double* p = v.data<double>();
