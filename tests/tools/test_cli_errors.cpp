@@ -157,6 +157,29 @@ TEST_F(CliErrors, MissingOrCorruptData) {
   expect_error(train({}, folder), {"t10k-labels-idx1-ubyte.gz", "is not a regular file"});
 }
 
+// Sweep input that was once taken silently: a training flag given twice (the last value won,
+// where `gradlens train` refuses), an init argument given twice, an empty --shard (ran the
+// whole grid), a merge part that does not exist (said "has no sweep.json").
+TEST_F(CliErrors, SweepInputsTakenSilently) {
+  const std::vector<std::string> sweep{"sweep",         "--data-dir", fixture_data_dir(),
+                                       "--activations", "relu",       "--inits",
+                                       "he_normal",     "--depths",   "1",
+                                       "--epochs",      "1",          "--no-progress",
+                                       "--out",         dir_ + "/sw"};
+  auto with = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> a = sweep;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(with({"--lr", "0.1", "--lr", "0.2"}), {"--lr: given 2 times"});
+  expect_error({"sweep", "--data-dir", fixture_data_dir(), "--inits", "he_normal:factor=2:factor=3",
+                "--out", dir_ + "/sw"},
+               {"factor is given twice"});
+  expect_error(with({"--shard", ""}), {"--shard", "empty value"});
+  expect_error({"sweep", "merge", dir_ + "/no_such_sweep"}, {"no_such_sweep does not exist"});
+  EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
+}
+
 TEST_F(CliErrors, CorruptWeights) {
   // A well-formed file of the wrong shapes (784-64-10 for a 784-128-128-10 model).
   gl::io::NamedTensors small{{"0.weight", gl::Tensor::zeros({64, 784})},
