@@ -726,6 +726,26 @@ TEST(Report, AnalysisFilesWithOutOfRangeValuesAreRefused) {
   }
 }
 
+// A directory where a run file belongs is named as such (it was the library's
+// "basic_filebuf::underflow error reading the file" or "empty file (no header)").
+TEST(Report, ADirectoryWhereARunFileBelongsIsNamed) {
+  TempDir t;
+  for (const std::string file :
+       {"config.json", "per_class.csv", "misclassified_images.npy", "diagnostics/layers.json",
+        "analysis/neurons_classmean_h0.npy", "analysis/pca_h0.json"}) {
+    SCOPED_TRACE(file);
+    const fs::path d = t.path / "run";
+    fs::remove_all(d);
+    make_run(d, 2, true);
+    make_analysis(d);
+    fs::remove(d / file);
+    fs::create_directories(d / file);
+    const std::string msg =
+        message_of([&] { write_report({d.string()}, (t.path / "r.html").string(), {}); });
+    EXPECT_NE(msg.find((d / file).string() + "': it is a directory"), std::string::npos) << msg;
+  }
+}
+
 TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   TempDir t;
   make_run(t.path / "run", 3, true);  // per-class statistics of class 3
