@@ -777,6 +777,13 @@ TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
       << out;
   out = error_of((t.path / "plain").string() + " --classes 3");
   EXPECT_NE(out.find("no run here has per-class statistics"), std::string::npos) << out;
+  // --out naming one of the run's own files once replaced it with HTML.
+  const std::string metrics = read((t.path / "run" / "metrics.csv"));
+  out = error_of((t.path / "run").string() + " --out " + (t.path / "run" / "metrics.csv").string());
+  EXPECT_NE(out.find("metrics.csv: the report is HTML; give a file name ending in .html"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(read(t.path / "run" / "metrics.csv"), metrics);
   std::string help = std::string(GRADLENS_BINARY) + " report --help > /dev/null 2>&1";
   EXPECT_EQ(std::system(help.c_str()), 0);
 }
