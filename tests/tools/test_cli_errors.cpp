@@ -115,6 +115,8 @@ TEST_F(CliErrors, FlagValues) {
                {"--svg", "--no-svg"});
   expect_error({"gradcheck", "--eps", "0"}, {"--eps", "got 0"});
   expect_error({"gradcheck", "--eps", "nan"}, {"--eps"});
+  // A step so small that x + eps rounds to x made every op "fail" with a relative error of 0.
+  expect_error({"gradcheck", "--eps", "1e-17"}, {"--eps must be in [1e-08, 0.01]", "1e-17"});
   expect_error({"gradcheck", "--filter", "no_such_op"},
                {"--filter", "no_such_op", "matches no op"});
   write_text(dir_ + "/a_file", "x");
