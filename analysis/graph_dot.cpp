@@ -138,10 +138,23 @@ void render_dot_svg(const std::string& dot_path, const std::string& svg_path) {
   const std::filesystem::path dir = std::filesystem::path(svg_path).parent_path();
   GL_CHECK(dir.empty() || std::filesystem::is_directory(dir),
            "graph: cannot write '{}': no directory '{}'", svg_path, dir.string());
+  GL_CHECK(!std::filesystem::is_directory(svg_path),
+           "graph: cannot write '{}': it is a directory (give a file name for the SVG)", svg_path);
   GL_CHECK(graphviz_available(), "graph: Graphviz `dot` is not on PATH; cannot render '{}'",
            svg_path);
-  std::string tmp = svg_path + ".tmp";
-  std::string err = svg_path + ".err";
+  // dot writes into a private temporary directory; the SVG is then put in place atomically,
+  // like every file gradlens writes, so a failed or killed render leaves nothing beside it.
+  std::string tmpl = (std::filesystem::temp_directory_path() / "gradlens_dot_XXXXXX").string();
+  GL_CHECK(::mkdtemp(tmpl.data()) != nullptr, "graph: cannot create a temporary directory in {}",
+           std::filesystem::temp_directory_path().string());
+  const std::string work = tmpl, tmp = work + "/graph.svg", err = work + "/dot.err";
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } cleanup{work};
   std::string cmd =
       "dot -Tsvg " + shell_quote(dot_path) + " -o " + shell_quote(tmp) + " 2>" + shell_quote(err);
   int rc = std::system(cmd.c_str());
@@ -149,17 +162,14 @@ void render_dot_svg(const std::string& dot_path, const std::string& svg_path) {
   if (io::file_exists(err)) {
     auto b = io::read_file(err);
     msg.assign(b.begin(), b.end());
-    std::filesystem::remove(err);
     // dot's messages on one line, as every error is.
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == '\r')) msg.pop_back();
     for (char& c : msg)
       if (c == '\n' || c == '\r') c = ' ';
   }
-  if (rc != 0) {
-    std::filesystem::remove(tmp);
+  if (rc != 0)
     throw Error(fmt::format("graph: `dot -Tsvg {}` failed (status {}): {}", dot_path, rc, msg));
-  }
-  std::filesystem::rename(tmp, svg_path);
+  io::write_file_atomic(svg_path, io::read_file(tmp));
 }
 
 }  // namespace gl::analysis

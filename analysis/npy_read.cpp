@@ -3,9 +3,9 @@
 #include "analysis/npy_read.h"
 
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
+
+#include "engine/io/fs.h"
 
 namespace gl::analysis {
 namespace {
@@ -38,9 +38,8 @@ void convert(const char* src, size_t n, std::vector<double>& out) {
 }  // namespace
 
 NpyArray read_npy(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<uint8_t> raw = io::read_file(path);  // names the path (missing, a directory)
+  const std::string bytes(raw.begin(), raw.end());
   if (bytes.size() < 10 || bytes.compare(0, 6, "\x93NUMPY") != 0) fail(path, "not a .npy file");
   const int major = static_cast<unsigned char>(bytes[6]);
   size_t header_len = 0, header_start = 0;

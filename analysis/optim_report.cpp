@@ -10,6 +10,7 @@
 #include "analysis/optim_stats.h"
 #include "analysis/svg.h"
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 
 namespace gl::analysis {
 namespace {
@@ -44,7 +45,7 @@ void thin(std::vector<double>& x, std::vector<double>& y) {
 
 }  // namespace
 
-std::string optim_section_html(const std::string& run_dir, int& figures) {
+std::string optim_section_html(const std::string& run_dir, int& figures) try {
   namespace fs = std::filesystem;
   const std::string dir = run_dir + "/optim";
   if (!fs::exists(dir + "/optim.json")) return "";
@@ -62,7 +63,8 @@ std::string optim_section_html(const std::string& run_dir, int& figures) {
   GL_CHECK(stats.shape.size() == 3 && stats.shape[1] == P + 1 && stats.shape[2] == S,
            "{}/stats.npy: expected shape [records, {}, {}]", dir, P + 1, S);
   const int64_t R = stats.shape[0];
-  GL_CHECK(steps.shape.size() == 2 && steps.shape[0] == R, "{}/steps.npy: expected [{}, 2]", dir, R);
+  GL_CHECK(steps.shape.size() == 2 && steps.shape[0] == R, "{}/steps.npy: expected [{}, 2]", dir,
+           R);
   const double spe = std::max<double>(1.0, j.value("steps_per_epoch", 1.0));
 
   std::string html = "<h3>Optimization dynamics</h3><p class=\"note\">Recorded every " +
@@ -99,15 +101,17 @@ std::string optim_section_html(const std::string& run_dir, int& figures) {
   html += figure(figures, chart(kZeroCount, "Zero gradients", "count (log scale)", true, true),
                  "Components whose gradient magnitude is below the zero threshold, per step "
                  "(bucket-averaged), per parameter and in total (dashed).");
-  html += figure(figures, chart(kReleasedFraction, "Released small gradients", "fraction", false, true),
-                 "Of the components whose gradient was small at the previous step, the fraction "
-                 "whose gradient grew above the threshold; the rest were retained.");
+  html +=
+      figure(figures, chart(kReleasedFraction, "Released small gradients", "fraction", false, true),
+             "Of the components whose gradient was small at the previous step, the fraction "
+             "whose gradient grew above the threshold; the rest were retained.");
   html += "</div><div class=\"row\">";
   html += figure(figures, chart(kSignFlipFraction, "Gradient sign flips", "fraction", false, true),
                  "Fraction of components whose gradient changed sign between consecutive steps.");
-  html += figure(figures, chart(kWeightDiffNorm, "Weight-difference norm", "‖w_t − w_{t−1}‖ (log scale)",
-                                true, true),
-                 "Euclidean norm of each step's weight change, per parameter and in total.");
+  html += figure(
+      figures,
+      chart(kWeightDiffNorm, "Weight-difference norm", "‖w_t − w_{t−1}‖ (log scale)", true, true),
+      "Euclidean norm of each step's weight change, per parameter and in total.");
   html += "</div>";
 
   // The sign map of the largest parameter, downsampled, then its first components in full.
@@ -121,9 +125,14 @@ std::string optim_section_html(const std::string& run_dir, int& figures) {
   auto& bp = params[size_t(best)];
   std::vector<double> epochs = j.value("sign_map_epochs", std::vector<double>{});
   // Codes -1, 0, 1, 2 drawn as four distinct viridis colours.
-  auto code_value = [](double c) { return c == -1 ? 0.0 : c == 0 ? 1.0 / 3 : c == 1 ? 2.0 / 3 : 1.0; };
+  auto code_value = [](double c) {
+    return c == -1 ? 0.0 : c == 0 ? 1.0 / 3 : c == 1 ? 2.0 / 3 : 1.0;
+  };
   auto code_name = [](double v) {
-    return v < 1.0 / 6 ? "negative-small" : v < 0.5 ? "zero" : v < 5.0 / 6 ? "positive-small" : "large";
+    return v < 1.0 / 6   ? "negative-small"
+           : v < 0.5     ? "zero"
+           : v < 5.0 / 6 ? "positive-small"
+                         : "large";
   };
   auto sign_map = [&](const std::string& file, const std::string& title, const std::string& xlabel,
                       double col_scale) {
@@ -150,7 +159,8 @@ std::string optim_section_html(const std::string& run_dir, int& figures) {
   };
   const std::string name = bp.at("name").get<std::string>();
   NpyArray full = read_npy(dir + "/" + bp.at("sign_map").get<std::string>());
-  const double scale = full.shape.size() == 2 && full.shape[1] > 0 ? double(best_n) / double(full.shape[1]) : 1;
+  const double scale =
+      full.shape.size() == 2 && full.shape[1] > 0 ? double(best_n) / double(full.shape[1]) : 1;
   html += "<div class=\"row\">";
   html += figure(figures,
                  sign_map(bp.at("sign_map").get<std::string>(), "Gradient sign map: " + name,
@@ -161,11 +171,14 @@ std::string optim_section_html(const std::string& run_dir, int& figures) {
                      "× the tensor's mean |g|); each column is the most frequent code of " +
                      svg::format_number(scale) + " consecutive components.");
   html += figure(figures,
-                 sign_map(bp.at("sign_map_zoom").get<std::string>(), "Zoom: first components of " + name,
-                          "parameter index", 1.0),
+                 sign_map(bp.at("sign_map_zoom").get<std::string>(),
+                          "Zoom: first components of " + name, "parameter index", 1.0),
                  "The first components of the same map at full resolution.");
   html += "</div>";
   return html;
+} catch (const nlohmann::json::exception& e) {
+  // A value of the wrong type in optim.json (every other file's errors name themselves).
+  throw Error(io::json_error(run_dir + "/optim/optim.json", e));
 }
 
 }  // namespace gl::analysis

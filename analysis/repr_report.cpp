@@ -7,12 +7,14 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
 #include "analysis/npy_read.h"
 #include "analysis/svg.h"
+#include "engine/io/json_file.h"
 
 namespace gl::analysis {
 namespace {
@@ -23,13 +25,59 @@ using svg::escape;
 using svg::format_number;
 
 json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot read '" + path + "'");
+  return io::read_json_file(path);
+}
+
+// Class labels past this are not from a dataset gradlens trains on (the scatter legends would
+// run to them).
+constexpr int64_t kMaxClass = 1 << 16;
+
+// Runs `read`, which takes values out of the file at `path`, turning a JSON type error into one
+// that names the file and the key.
+template <class F>
+auto reading(const std::string& path, F&& read) {
   try {
-    return json::parse(f);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(path + ": malformed JSON: " + e.what());
+    return read();
+  } catch (const json::exception& e) {
+    throw std::runtime_error(io::json_error(path, e));
   }
+}
+
+// `v` as an integer in [lo, hi]; `what` names where it came from for the error.
+int64_t integer_in(const json& v, int64_t lo, int64_t hi, const std::string& path,
+                   const std::string& what) {
+  const double d = v.is_number() ? v.get<double>() : std::nan("");
+  if (!(d >= double(lo) && d <= double(hi)) || d != std::floor(d))
+    throw std::runtime_error(path + ": " + what + " must be an integer in [" + std::to_string(lo) +
+                             ", " + std::to_string(hi) + "], got " + v.dump());
+  return int64_t(d);
+}
+
+// j[key] as a list of at least `min_size` integers in [lo, hi].
+std::vector<int64_t> integer_list(const json& j, const std::string& key, size_t min_size,
+                                  int64_t lo, int64_t hi, const std::string& path) {
+  if (!j.is_object() || !j.contains(key) || !j.at(key).is_array())
+    throw std::runtime_error(path + ": \"" + key + "\" must be a list of integers");
+  const json& a = j.at(key);
+  if (a.size() < min_size)
+    throw std::runtime_error(path + ": \"" + key + "\" has " + std::to_string(a.size()) +
+                             " entries, need " + std::to_string(min_size));
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < a.size(); ++i)
+    out.push_back(integer_in(a[i], lo, hi, path, key + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+// j[key] as a number: absent or null (how NaN is written) -> NaN.
+double number_or_nan(const json& j, const std::string& key, const std::string& path) {
+  if (!j.contains(key) || j.at(key).is_null()) return std::nan("");
+  if (!j.at(key).is_number())
+    throw std::runtime_error(path + ": key '" + key + "' must be a number, got " +
+                             j.at(key).dump());
+  return j.at(key).get<double>();
+}
+double number_or_nan(const json& v) {
+  return v.is_number() ? v.get<double>() : std::nan("");
 }
 
 struct Out {
@@ -61,7 +109,8 @@ int64_t layer_rank(const std::string& name) {
   if (name == "logits") return 1 << 30;
   std::smatch m;
   static const std::regex re("h([0-9]+)(\\.pre)?");
-  if (std::regex_match(name, m, re)) return std::stoll(m[1]) * 2 + (m[2].matched ? 0 : 1);
+  if (std::regex_match(name, m, re))
+    return m[1].length() > 8 ? int64_t{1} << 28 : std::stoll(m[1]) * 2 + (m[2].matched ? 0 : 1);
   return 1 << 29;
 }
 
@@ -101,32 +150,38 @@ void corr_part(Out& o, const std::string& dir) {
   if (!has_means && final_files.empty()) return;
   o.html += "<h3>Layer cross-correlation</h3>";
   if (has_means) {
-    json j = read_json(dir + "/corr_means.json");
+    const std::string path = dir + "/corr_means.json";
+    const json j = read_json(path);
     svg::LineChart c;
     c.title = "mean |Pearson r| between layers";
     c.xlabel = "epoch (state after E epochs)";
     c.ylabel = "mean |r|";
     std::vector<double> ep;
-    for (auto& e : j.at("epochs")) ep.push_back(e.get<double>());
-    int k = 0;
-    for (auto& [pair, vals] : j.at("pairs").items()) {
-      svg::Series s;
-      s.name = pair;
-      s.x = ep;
-      for (auto& v : vals) s.y.push_back(v.is_number() ? v.get<double>() : std::nan(""));
-      s.markers = ep.size() < 30;
-      s.dashed = pair.find('-') != std::string::npos &&
-                 pair.substr(0, pair.find('-')) == pair.substr(pair.find('-') + 1);
-      s.color = svg::category_color(k++);
-      c.series.push_back(s);
-    }
     double secs = 0;
-    if (j.contains("seconds"))
-      for (auto& s : j["seconds"]) secs += s.get<double>();
+    reading(path, [&] {
+      for (auto& e : j.at("epochs")) ep.push_back(e.get<double>());
+      int k = 0;
+      for (auto& [pair, vals] : j.at("pairs").items()) {
+        if (!vals.is_array() || vals.size() != ep.size())
+          throw std::runtime_error(path + ": pairs." + pair + " must be a list of " +
+                                   std::to_string(ep.size()) + " values (one per epoch)");
+        svg::Series s;
+        s.name = pair;
+        s.x = ep;
+        for (auto& v : vals) s.y.push_back(number_or_nan(v));
+        s.markers = ep.size() < 30;
+        s.dashed = pair.find('-') != std::string::npos &&
+                   pair.substr(0, pair.find('-')) == pair.substr(pair.find('-') + 1);
+        s.color = svg::category_color(k++);
+        c.series.push_back(s);
+      }
+      if (j.contains("seconds"))
+        for (auto& s : j.at("seconds")) secs += s.get<double>();
+    });
     o.figure(svg::line_chart(c),
              "Mean absolute Pearson correlation between the units of each pair of hidden layers, "
              "measured on " +
-                 std::to_string(j.value("examples", 0)) +
+                 std::to_string(reading(path, [&] { return j.value("examples", 0); })) +
                  " test examples at the start of every epoch (<code>--analyze corr</code>; dashed: "
                  "a layer with itself, off-diagonal entries included). Total time spent: " +
                  format_number(secs) + " s.");
@@ -147,6 +202,9 @@ void corr_part(Out& o, const std::string& dir) {
     for (auto& f : fl) {
       std::smatch m;
       std::regex_match(f, m, ere);
+      if (m[1].length() > 9)
+        throw std::runtime_error(dir + "/corr_epochs/" + f + ": epoch " + m[1].str() +
+                                 " is out of range");
       last = std::max<int64_t>(last, std::stoll(m[1]));
     }
     static const std::regex lre(
@@ -197,30 +255,36 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
   std::string meta;
   for (auto& f : files) {
     const std::string layer = f.substr(prefix.size() + 1, f.size() - prefix.size() - 5);
-    NpyArray a = read_npy(dir + "/" + f);
+    const std::string npath = dir + "/" + f;
+    NpyArray a = read_npy(npath);
     if (a.shape.size() != 2 || a.dim(1) != 3)
-      throw std::runtime_error(dir + "/" + f + ": expected [n, 3] rows (x, y, class)");
+      throw std::runtime_error(npath + ": expected [n, 3] rows (x, y, class)");
     std::vector<int> labels;
-    for (double v : column(a, 2)) labels.push_back(int(v));
+    const std::vector<double> classes = column(a, 2);
+    for (size_t i = 0; i < classes.size(); ++i)
+      labels.push_back(int(integer_in(classes[i], -1, kMaxClass - 1, npath,
+                                      "row " + std::to_string(i) + ": the class")));
     std::string caption = escape(layer) + ", " + std::to_string(a.dim(0)) + " examples";
     const std::string jpath = dir + "/" + prefix + "_" + layer + ".json";
     std::string xl = tsne ? "t-SNE 1" : "PC 1", yl = tsne ? "t-SNE 2" : "PC 2";
     if (fs::exists(jpath)) {
-      json j = read_json(jpath);
-      if (tsne) {
-        caption += ", " + j.value("method", std::string()) + ", KL " +
-                   format_number(j.value("kl_divergence", std::nan(""))) + ", " +
-                   format_number(j.value("seconds", 0.0)) + " s";
-        if (j.contains("trustworthiness_k10"))
-          caption +=
-              ", trustworthiness(k=10) " + format_number(j["trustworthiness_k10"].get<double>(), 4);
-      } else {
-        auto r = j.at("explained_variance_ratio");
-        if (r.size() >= 2) {
-          xl += " (" + format_number(100 * r[0].get<double>()) + "%)";
-          yl += " (" + format_number(100 * r[1].get<double>()) + "%)";
+      const json j = read_json(jpath);
+      reading(jpath, [&] {
+        if (tsne) {
+          caption += ", " + escape(j.value("method", std::string())) + ", KL " +
+                     format_number(number_or_nan(j, "kl_divergence", jpath)) + ", " +
+                     format_number(number_or_nan(j, "seconds", jpath)) + " s";
+          if (j.contains("trustworthiness_k10"))
+            caption += ", trustworthiness(k=10) " +
+                       format_number(number_or_nan(j, "trustworthiness_k10", jpath), 4);
+        } else {
+          const json& r = j.at("explained_variance_ratio");
+          if (r.is_array() && r.size() >= 2) {
+            xl += " (" + format_number(100 * number_or_nan(r[0])) + "%)";
+            yl += " (" + format_number(100 * number_or_nan(r[1])) + "%)";
+          }
         }
-      }
+      });
     }
     o.panel(scatter_svg(layer, column(a, 0), column(a, 1), labels, xl, yl), caption);
   }
@@ -248,13 +312,21 @@ void pca_part(Out& o, const std::string& dir) {
   int k = 0;
   std::string summary;
   for (auto& f : files) {
-    json j = read_json(dir + "/" + f);
+    const std::string path = dir + "/" + f;
+    const json j = read_json(path);
     svg::Series s;
-    s.name = j.value("layer", f);
+    s.name = reading(path, [&] { return j.value("layer", f); });
     double cum = 0;
     int64_t k90 = -1, idx = 0;
-    for (auto& v : j.at("explained_variance_ratio")) {
-      cum += v.get<double>();
+    const json& ratios =
+        reading(path, [&]() -> const json& { return j.at("explained_variance_ratio"); });
+    if (!ratios.is_array())
+      throw std::runtime_error(path + ": \"explained_variance_ratio\" must be a list of numbers");
+    for (auto& v : ratios) {
+      if (!v.is_number() && !v.is_null())
+        throw std::runtime_error(
+            path + ": \"explained_variance_ratio\" must be a list of numbers, got " + v.dump());
+      cum += number_or_nan(v);
       ++idx;
       if (k90 < 0 && cum >= 0.9) k90 = idx;
       if (idx <= 64) {
@@ -315,9 +387,17 @@ std::vector<svg::GridImage> images_of(const NpyArray& a, int64_t first, int64_t 
   return out;
 }
 
+void augment_figures(Out& o, const std::string& dir, const std::string& path, const json& j);
+
 void augment_part(Out& o, const std::string& dir) {
   if (!fs::exists(dir + "/augment.json")) return;
-  json j = read_json(dir + "/augment.json");
+  const std::string path = dir + "/augment.json";
+  const json j = read_json(path);
+  if (!j.is_object()) throw std::runtime_error(path + ": expected a JSON object");
+  reading(path, [&] { augment_figures(o, dir, path, j); });
+}
+
+void augment_figures(Out& o, const std::string& dir, const std::string& path, const json& j) {
   o.html += "<h3>Augmentation invariance</h3>";
   if (fs::exists(dir + "/augment_images.npy")) {
     auto imgs = images_of(read_npy(dir + "/augment_images.npy"), 0, 48);
@@ -331,7 +411,8 @@ void augment_part(Out& o, const std::string& dir) {
         imgs.insert(imgs.begin(), src[0]);
       }
     }
-    auto opt = j.value("options", json::object());
+    static const json no_options = json::object();
+    const json& opt = j.contains("options") ? j.at("options") : no_options;
     o.figure(svg::image_grid(imgs, 14, 2),
              "Test image " + std::to_string(j.value("index", 0)) + " (class " +
                  std::to_string(j.value("label", 0)) + ") and its first augmentations of " +
@@ -349,12 +430,15 @@ void augment_part(Out& o, const std::string& dir) {
   b.ylabel = "ratio";
   b.value_labels = true;
   svg::BarGroup mean{"mean", {}, svg::category_color(0)}, med{"median", {}, svg::category_color(1)};
+  if (!j.at("layers").is_array())
+    throw std::runtime_error(path + ": \"layers\" must be a list of objects");
   for (auto& l : j.at("layers")) {
+    if (!l.is_object())
+      throw std::runtime_error(path + ": every entry of \"layers\" must be an object, got " +
+                               l.dump());
     b.categories.push_back(l.value("name", std::string()));
-    mean.values.push_back(l["mean_ratio"].is_number() ? l["mean_ratio"].get<double>()
-                                                      : std::nan(""));
-    med.values.push_back(l["median_ratio"].is_number() ? l["median_ratio"].get<double>()
-                                                       : std::nan(""));
+    mean.values.push_back(number_or_nan(l, "mean_ratio", path));
+    med.values.push_back(number_or_nan(l, "median_ratio", path));
   }
   b.groups = {mean, med};
   o.figure(svg::bar_chart(b),
@@ -371,12 +455,14 @@ void augment_part(Out& o, const std::string& dir) {
   for (auto& f : feat) {
     std::string layer = f.substr(17, f.size() - 21);
     NpyArray a = read_npy(dir + "/" + f);
+    if (a.shape.size() != 2) throw std::runtime_error(dir + "/" + f + ": expected a 2-D matrix");
     o.panel(corr_heatmap(a, layer + ": unit x unit", layer, layer),
             escape(layer) + ": feature-feature correlation");
   }
   for (auto& f : samp) {
     std::string layer = f.substr(19, f.size() - 23);
     NpyArray a = read_npy(dir + "/" + f);
+    if (a.shape.size() != 2) throw std::runtime_error(dir + "/" + f + ": expected a 2-D matrix");
     auto svgtext = corr_heatmap(a, layer + ": augmentation x augmentation", layer, layer);
     o.panel(svgtext, escape(layer) + ": sample-sample correlation" +
                          (a.dim(0) > 128 ? " (first 128 augmentations)" : ""));
@@ -386,20 +472,49 @@ void augment_part(Out& o, const std::string& dir) {
       "units (feature-feature) and between augmented copies (sample-sample).");
 }
 
+// One layer's neurons_<layer>.json with its class means, checked against each other.
+struct NeuronsFile {
+  std::string path, layer;
+  json j;
+  NpyArray mean;  // [units, classes]
+  int64_t units = 0, classes = 0;
+  std::vector<int64_t> order, preferred;
+};
+
+NeuronsFile read_neurons(const std::string& dir, const std::string& f) {
+  NeuronsFile n;
+  n.path = dir + "/" + f;
+  n.layer = f.substr(8, f.size() - 13);
+  n.j = read_json(n.path);
+  if (!n.j.is_object()) throw std::runtime_error(n.path + ": expected a JSON object");
+  const std::string mpath = dir + "/neurons_classmean_" + n.layer + ".npy";
+  n.mean = read_npy(mpath);
+  if (n.mean.shape.size() != 2) throw std::runtime_error(mpath + ": expected [units, classes]");
+  n.units = n.mean.dim(0);
+  n.classes = n.mean.dim(1);
+  n.order = integer_list(n.j, "order", 0, 0, n.units - 1, n.path);
+  n.preferred = integer_list(n.j, "preferred", size_t(n.units), -1, n.classes - 1, n.path);
+  if (!n.j.contains("selectivity") || !n.j.at("selectivity").is_array() ||
+      n.j.at("selectivity").size() < size_t(n.units))
+    throw std::runtime_error(n.path + ": \"selectivity\" must be a list of " +
+                             std::to_string(n.units) + " values (one per unit)");
+  return n;
+}
+
 void neurons_part(Out& o, const std::string& dir) {
   auto files = files_matching(dir, std::regex("neurons_(input|logits|h[0-9]+(?:\\.pre)?)\\.json"));
   if (files.empty()) return;
   std::sort(files.begin(), files.end(), [](auto& x, auto& y) {
     return layer_rank(x.substr(8, x.size() - 13)) < layer_rank(y.substr(8, y.size() - 13));
   });
+  std::vector<NeuronsFile> layers;
+  for (auto& f : files) layers.push_back(read_neurons(dir, f));
   o.html += "<h3>Neurons</h3>";
   o.panels_begin(340);
-  for (auto& f : files) {
-    json j = read_json(dir + "/" + f);
-    const std::string layer = j.value("layer", std::string());
-    NpyArray m = read_npy(dir + "/neurons_classmean_" + layer + ".npy");
-    const int64_t units = m.dim(0), classes = m.dim(1);
-    std::vector<int64_t> order = j.at("order").get<std::vector<int64_t>>();
+  for (const NeuronsFile& n : layers) {
+    const std::string& layer = n.layer;
+    const std::vector<int64_t>& order = n.order;
+    const int64_t units = n.units, classes = n.classes;
     const size_t shown = std::min<size_t>(order.size(), 128);
     svg::Heatmap h;
     h.title = layer;
@@ -411,10 +526,10 @@ void neurons_part(Out& o, const std::string& dir) {
     for (size_t i = 0; i < shown; ++i) h.col_labels.push_back(std::to_string(order[i]));
     for (int64_t c = 0; c < classes; ++c)
       for (size_t i = 0; i < shown; ++i)
-        h.values.push_back(m.values[size_t(order[i] * classes + c)]);
+        h.values.push_back(n.mean.values[size_t(order[i] * classes + c)]);
     double sel = 0;
     int64_t ns = 0;
-    for (auto& v : j.at("selectivity"))
+    for (auto& v : n.j.at("selectivity"))
       if (v.is_number()) {
         sel += v.get<double>();
         ++ns;
@@ -429,30 +544,29 @@ void neurons_part(Out& o, const std::string& dir) {
       "(&mu;<sub>max</sub> &minus; &mu;<sub>rest</sub>) / (|&mu;<sub>max</sub>| + "
       "|&mu;<sub>rest</sub>|).");
   // Top activating images of the most selective units.
-  for (auto& f : files) {
-    json j = read_json(dir + "/" + f);
-    const std::string layer = j.value("layer", std::string());
+  for (const NeuronsFile& n : layers) {
+    const std::string& layer = n.layer;
     const std::string path = dir + "/neurons_top_" + layer + ".npy";
     if (!fs::exists(path)) continue;
     NpyArray t = read_npy(path);  // [units, k, H, W]
     if (t.shape.size() != 4) throw std::runtime_error(path + ": expected [units, k, H, W]");
     const int64_t k = t.dim(1), units = std::min<int64_t>(t.dim(0), 8);
-    auto top_units = j.at("top_units").get<std::vector<int64_t>>();
-    auto sel = j.at("selectivity");
-    auto pref = j.at("preferred").get<std::vector<int64_t>>();
+    if (units == 0) continue;
+    if (k < 1) throw std::runtime_error(path + ": expected at least one image per unit");
+    const auto top_units = integer_list(n.j, "top_units", size_t(units), 0, n.units - 1, n.path);
+    const json& sel = n.j.at("selectivity");
     NpyArray flat = t;
     flat.shape = {t.dim(0) * k, t.dim(2), t.dim(3)};
     std::vector<svg::GridImage> imgs = images_of(flat, 0, units * k);
     for (int64_t u = 0; u < units; ++u) {
-      const int64_t unit = top_units[size_t(u)];
+      const size_t unit = size_t(top_units[size_t(u)]);
       imgs[size_t(u * k)].caption =
-          "u" + std::to_string(unit) + " c" + std::to_string(pref[size_t(unit)]);
+          "u" + std::to_string(unit) + " c" + std::to_string(n.preferred[unit]);
       imgs[size_t(u * k)].highlight = true;
       for (int64_t r = 0; r < k; ++r)
         imgs[size_t(u * k + r)].tooltip =
             "unit " + std::to_string(unit) + ", rank " + std::to_string(r + 1) + ", selectivity " +
-            (sel[size_t(unit)].is_number() ? format_number(sel[size_t(unit)].get<double>())
-                                           : "n/a");
+            (sel[unit].is_number() ? format_number(sel[unit].get<double>()) : "n/a");
     }
     o.figure(svg::image_grid(imgs, int(k), 1),
              escape(layer) + ": the " + std::to_string(k) +
@@ -511,14 +625,14 @@ std::string scatter_svg(const std::string& title, const std::vector<double>& x,
     << y1 << "\"><rect x=\"" << left << "\" y=\"" << top << "\" width=\"" << pw << "\" height=\""
     << ph << "\" fill=\"none\" stroke=\"#ccc\"/>";
   const double r = x.size() > 3000 ? 1.1 : x.size() > 500 ? 1.8 : 2.6;
-  int max_label = -1;
-  for (int l : labels) max_label = std::max(max_label, l);
-  // One path of tiny circles per class keeps the SVG small.
-  for (int c = -1; c <= max_label; ++c) {
+  // One path of tiny circles per class keeps the SVG small; the classes present, in order.
+  std::map<int, std::vector<size_t>> by_class;
+  for (size_t i = 0; i < x.size() && i < labels.size(); ++i) by_class[labels[i]].push_back(i);
+  for (auto& [c, points] : by_class) {
     std::string color = c < 0 ? "#999" : svg::category_color(c);
     bool open = false;
-    for (size_t i = 0; i < x.size(); ++i) {
-      if (labels[i] != c || !std::isfinite(x[i]) || !std::isfinite(y[i])) continue;
+    for (size_t i : points) {
+      if (!std::isfinite(x[i]) || !std::isfinite(y[i])) continue;
       if (!open) {
         s << "<path fill=\"" << color << "\" fill-opacity=\"0.75\" data-class=\"" << c << "\" d=\"";
         open = true;
@@ -533,8 +647,10 @@ std::string scatter_svg(const std::string& title, const std::vector<double>& x,
     << escape(xlabel) << "</text>";
   s << "<text transform=\"translate(14," << top + ph / 2
     << ") rotate(-90)\" text-anchor=\"middle\">" << escape(ylabel) << "</text>";
-  for (int c = 0; c <= max_label; ++c) {
-    double ly = top + 8 + c * 16;
+  int row = 0;
+  for (auto& [c, points] : by_class) {
+    if (c < 0) continue;
+    double ly = top + 8 + row++ * 16;
     s << "<circle cx=\"" << width - right + 14 << "\" cy=\"" << ly << "\" r=\"4\" fill=\""
       << svg::category_color(c) << "\"/><text x=\"" << width - right + 24 << "\" y=\"" << ly + 4
       << "\">" << c << "</text>";

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "analysis/csv_read.h"
+#include "engine/io/json_file.h"
 
 namespace gl::analysis {
 namespace fs = std::filesystem;
@@ -53,13 +54,7 @@ int layer_in_name(const std::string& where, const std::string& digits) {
 }
 
 nlohmann::json read_json(const fs::path& p) {
-  std::ifstream in(p);
-  if (!in) throw std::runtime_error(p.string() + ": cannot open file");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw std::runtime_error(p.string() + ": invalid JSON: " + e.what());
-  }
+  return io::read_json_file(p.string());
 }
 
 Metrics load_metrics(const fs::path& p) {
@@ -117,7 +112,11 @@ std::vector<std::vector<int64_t>> unit_lists(const fs::path& p, std::optional<do
     if (!l.is_array())
       throw std::runtime_error(p.string() +
                                ": every entry of \"layers\" must be a list of unit indices");
-    out.push_back(l.get<std::vector<int64_t>>());
+    try {
+      out.push_back(l.get<std::vector<int64_t>>());
+    } catch (const nlohmann::json::exception& e) {
+      throw std::runtime_error(io::json_error(p.string(), e, "layers"));
+    }
   }
   return out;
 }
@@ -138,7 +137,7 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
       }
       if (j.contains("epochs")) g.epochs = j["epochs"].get<std::vector<double>>();
     } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error((d / "layers.json").string() + ": " + e.what());
+      throw std::runtime_error(io::json_error((d / "layers.json").string(), e));
     }
   }
   if (fs::exists(d / "activations.csv")) {

@@ -20,6 +20,7 @@
 #include "analysis/csv_read.h"
 #include "analysis/run_data.h"
 #include "analysis/svg.h"
+#include "engine/io/json_file.h"
 
 namespace gl::analysis {
 namespace {
@@ -604,13 +605,8 @@ SweepData load_sweep(const std::string& dir) {
   s.name = fs::path(dir).filename().string();
   fs::path sj = fs::path(dir) / "sweep.json";
   if (fs::exists(sj)) {
-    std::ifstream f(sj);
-    try {
-      auto j = nlohmann::json::parse(f);
-      if (j.contains("name") && j["name"].is_string()) s.name = j["name"].get<std::string>();
-    } catch (const std::exception& e) {
-      throw std::runtime_error(sj.string() + ": invalid JSON: " + e.what());
-    }
+    const auto j = io::read_json_file(sj.string());
+    if (j.contains("name") && j["name"].is_string()) s.name = j["name"].get<std::string>();
   }
   std::vector<std::string> files;
   if (fs::exists(fs::path(dir) / "summary.csv")) {

@@ -1,6 +1,8 @@
 // report.cpp: `gradlens report RUN_DIR [RUN_DIR...]` writes a self-contained report.html.
 #include "analysis/report.h"
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -30,6 +32,19 @@ std::vector<int> parse_classes(const std::string& list) {
   return out;
 }
 
+// The report replaces --out; a name that is not .html/.htm could be one of the runs' own files
+// (metrics.csv, config.json), which would be overwritten with HTML.
+void check_out(const std::string& out) {
+  std::string ext = std::filesystem::path(out).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return char(std::tolower(c)); });
+  if (ext != ".html" && ext != ".htm")
+    throw std::runtime_error("--out " + out +
+                             ": the report is HTML; give a file name ending in .html or .htm");
+  if (std::filesystem::is_directory(out))
+    throw std::runtime_error("--out " + out + ": is a directory; give a file name ending in .html");
+}
+
 const RegisterCommand reg{
     "report", "Write a self-contained HTML report of one or more run directories",
     [](CLI::App& sub) {
@@ -43,7 +58,8 @@ const RegisterCommand reg{
           ->required();
       sub.add_option(
           "--out,-o", o->out,
-          "Output file (default RUN_DIR/report.html for one run, ./report.html for several)");
+          "Output file, ending in .html or .htm so that no run's own file can be replaced "
+          "(default RUN_DIR/report.html for one run, ./report.html for several)");
       sub.add_option("--title", o->title, "Report title")->capture_default_str();
       sub.add_option(
           "--classes", o->classes,
@@ -54,6 +70,7 @@ const RegisterCommand reg{
         opts.title = o->title;
         if (!o->classes.empty()) opts.classes = parse_classes(o->classes);
         std::string out = o->out;
+        if (!out.empty()) check_out(out);
         // A sweep directory (sweep.json / summary.csv) gets the sweep report.
         if (o->dirs.size() == 1 && analysis::is_sweep_dir(o->dirs[0])) {
           if (!o->classes.empty())

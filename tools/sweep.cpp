@@ -80,6 +80,7 @@ train::TrainFlagInfo train_flag_info() {
       info.known.insert(name);
       // An optional value (--tensorboard [DIR]) is on/off in a sweep: each run its own default.
       if (o->get_expected_min() == 0) info.flags.insert(name);
+      if (o->get_expected_max() > 1) info.repeatable.insert(name);
     }
   }
   info.parse = [](const std::vector<std::string>& args) {
@@ -260,6 +261,8 @@ void write_sweep_json(const std::string& dir, const SweepSpec& spec,
 
 SweepSpec read_sweep_json(const std::string& dir) {
   std::string path = dir + "/sweep.json";
+  GL_CHECK(fs::exists(dir), "sweep: directory {} does not exist", dir);
+  GL_CHECK(fs::is_directory(dir), "sweep: {} is not a directory", dir);
   GL_CHECK(io::file_exists(path), "sweep: {} has no sweep.json (not a sweep directory)", dir);
   auto bytes = io::read_file(path);
   return SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), path);
@@ -353,6 +356,11 @@ SweepSpec build_spec(const SweepOpts& o) {
       v = ojson::array();
       for (auto& s : vals) v.push_back(s);
     } else {
+      // As `gradlens train` does: a second value would silently replace the first.
+      GL_CHECK(vals.size() == 1,
+               "--{}: given {} times; a training flag takes one value (sweep "
+               "it with --grid {}=V1,V2,...)",
+               name, vals.size(), name);
       v = name == "init" ? ojson(vals.back()) : typed(vals.back());
     }
     bool is_axis =
@@ -857,7 +865,14 @@ const RegisterCommand reg{
           ->type_name("[K]");
       sub.add_option("--shard", o->shard,
                      "Run only part K of N of the grid (0 <= K < N), e.g. "
-                     "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT");
+                     "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
+          ->check(
+              [](const std::string& s) {
+                // An unset job-array variable must not run the whole grid.
+                return s.empty() ? std::string("expected K/N (e.g. 0/4), got an empty value")
+                                 : std::string();
+              },
+              "K/N");
       sub.add_flag("--list", o->list, "Print this shard's run ids and their status, run nothing");
       sub.add_flag("--no-progress", o->no_progress, "No progress line");
       auto axis = [&sub](const char* name, std::vector<std::string>& v, const char* help) {

@@ -101,14 +101,21 @@ std::string canonical_init(const ojson& value, const std::string& where) {
       auto eq = part.find('=');
       GL_CHECK(eq != std::string::npos && eq > 0,
                "{}: init '{}': expected name:key=value[:key=value...], got '{}'", where, s, part);
-      args[part.substr(0, eq)] = part.substr(eq + 1);
+      GL_CHECK(args.emplace(part.substr(0, eq), part.substr(eq + 1)).second,
+               "{}: init '{}': {} is given twice; give each argument once", where, s,
+               part.substr(0, eq));
     }
   } else if (value.is_object()) {
     GL_CHECK(value.contains("name") && value["name"].is_string(),
              "{}: init {}: an object needs a \"name\"", where, value.dump());
     name = value["name"].get<std::string>();
-    for (auto& [k, v] : value.items())
-      if (k != "name") args[k] = value_text(v);
+    for (auto& [k, v] : value.items()) {
+      if (k == "name") continue;
+      GL_CHECK(v.is_string() || v.is_number() || v.is_boolean(),
+               "{}: init {}: argument \"{}\" must be a string or a number, got {}", where,
+               value.dump(), k, v.dump());
+      args[k] = value_text(v);
+    }
   } else {
     throw Error(
         fmt::format("{}: init: expected a string or an object, got {}", where, value.dump()));
@@ -155,17 +162,42 @@ SweepSpec SweepSpec::classic() {
 
 SweepSpec SweepSpec::from_json(const std::string& text, const std::string& source) {
   ojson j;
+  // A key given twice in one object would silently keep its last value: refused by name.
+  std::vector<std::vector<std::string>> keys;  // the keys of each open object
+  std::string duplicate;
+  auto on_event = [&](int depth, ojson::parse_event_t event, ojson& parsed) {
+    if (event == ojson::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == ojson::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == ojson::parse_event_t::key && !keys.empty() && duplicate.empty()) {
+      const std::string k = parsed.get<std::string>();
+      auto& seen = keys.back();
+      if (std::find(seen.begin(), seen.end(), k) != seen.end())
+        duplicate = k;
+      else
+        seen.push_back(k);
+    }
+    (void)depth;
+    return true;
+  };
   try {
-    j = ojson::parse(text);
+    j = ojson::parse(text, on_event);
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: not valid JSON: {}", source, e.what()));
   }
+  GL_CHECK(duplicate.empty(), "{}: key \"{}\" is given twice in one object; give it once", source,
+           duplicate);
   GL_CHECK(j.is_object(), "{}: a sweep file is a JSON object", source);
   for (auto& [k, v] : j.items())
     GL_CHECK(k == "name" || k == "fixed" || k == "grid" || k == "runs",
              "{}: unknown key \"{}\" (expected name, fixed, grid)", source, k);
   SweepSpec s;
-  if (j.contains("name")) s.name = j["name"].get<std::string>();
+  if (j.contains("name")) {
+    GL_CHECK(j["name"].is_string(), "{}: \"name\" must be a string, got {}", source,
+             j["name"].dump());
+    s.name = j["name"].get<std::string>();
+  }
   if (j.contains("fixed")) {
     GL_CHECK(j["fixed"].is_object(), "{}: \"fixed\" must be an object of flag: value", source);
     for (auto& [k, v] : j["fixed"].items()) {
@@ -249,6 +281,16 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   for (auto& [k, v] : spec.fixed.items())
     for (auto& [a, vals] : spec.axes)
       GL_CHECK(a != k, "sweep: --{} is both fixed and a grid axis", k);
+  // A list where the flag takes one value would be unwrapped into repeated flags; only a
+  // repeatable flag takes one.
+  auto one_value = [&info](const std::string& key, const std::string& flag, const ojson& v) {
+    GL_CHECK(!v.is_array() || info.repeatable.count(flag),
+             "sweep: {}: {} is a list, but --{} takes one value{}", key, v.dump(), flag,
+             key.rfind("fixed.", 0) == 0 ? " (a grid axis goes under \"grid\")" : "");
+  };
+  for (auto& [k, v] : spec.fixed.items()) one_value("fixed." + k, k, v);
+  for (auto& [a, vals] : spec.axes)
+    for (auto& v : vals) one_value("grid." + a, a, v);
   size_t total = 1;
   for (auto& [a, vals] : spec.axes) total *= vals.size();
   std::vector<SweepRun> runs;

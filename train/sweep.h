@@ -48,8 +48,9 @@ std::string value_text(const ojson& value);
 
 // What the tools layer knows about the training flags.
 struct TrainFlagInfo {
-  std::set<std::string> known;  // every flag name, canonical
-  std::set<std::string> flags;  // those taking no value (true: present, false: absent)
+  std::set<std::string> known;       // every flag name, canonical
+  std::set<std::string> flags;       // those taking no value (true: present, false: absent)
+  std::set<std::string> repeatable;  // those given more than once for a list (init-arg)
   // Parses training arguments (without --out) into a validated config, and the settings
   // outside it that change what a run does or writes (diagnostics, analyses) as text; throws
   // on bad input. Two runs of a grid with equal configs and extras are one run listed twice.

@@ -353,9 +353,12 @@ GradcheckResult gradcheck(const OpCase& c, uint64_t seed, double eps) {
       double numeric = (fp - fm) / (2 * eps);
       double a = analytic.defined() ? analytic.contiguous().data<double>()[i] : 0.0;
       double abs_err = std::fabs(a - numeric);
-      double rel_err = abs_err / std::max(std::fabs(numeric), 1e-12);
+      // Relative to the larger of the two magnitudes, so an analytic gradient where the numeric
+      // one is 0 shows its error (1: all of it) instead of none; elements where both are
+      // within atol of 0 have no meaningful relative error and are left out.
+      const double scale = std::max(std::fabs(a), std::fabs(numeric));
       res.max_abs_err = std::max(res.max_abs_err, abs_err);
-      if (std::fabs(numeric) > c.atol) res.max_rel_err = std::max(res.max_rel_err, rel_err);
+      if (scale > c.atol) res.max_rel_err = std::max(res.max_rel_err, abs_err / scale);
       ++res.checked;
       if (!(abs_err <= c.atol + c.rtol * std::fabs(numeric)) && res.passed) {
         res.passed = false;

@@ -30,6 +30,8 @@ struct GradcheckResult {
   std::string name;
   int64_t checked = 0;  // number of input elements perturbed
   double max_abs_err = 0;
+  // |analytic - numeric| / max(|analytic|, |numeric|), over the elements where that
+  // magnitude is above the row's atol.
   double max_rel_err = 0;
   bool passed = true;
   std::string detail;  // first failing element, if any

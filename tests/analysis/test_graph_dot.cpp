@@ -3,6 +3,7 @@
 // grad, edges from data dashed), rendering with Graphviz where installed, and the command.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -103,6 +104,25 @@ TEST(GraphDot, RenderingIntoAMissingDirectoryNamesIt) {
     EXPECT_NE(m.find("no directory '" + d.str() + "/no/such/dir'"), std::string::npos) << m;
     EXPECT_EQ(m.find('\n'), std::string::npos) << m;
   }
+}
+
+// An SVG path that is a directory: one error naming it (it was a raw "cannot rename" from a
+// fixed PATH.tmp name, which was left behind), and nothing written beside it.
+TEST(GraphDot, RenderingOntoADirectoryNamesIt) {
+  ScratchDir d("graph_onto_dir");
+  const std::string dot_path = d.str() + "/g.dot", svg_path = d.str() + "/g.svg";
+  io::write_file_atomic(dot_path, "digraph g { a -> b; }\n");
+  std::filesystem::create_directories(svg_path);
+  try {
+    analysis::render_dot_svg(dot_path, svg_path);
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cannot write '" + svg_path + "': it is a directory"), std::string::npos) << m;
+  }
+  int entries = 0;
+  for (auto& e : std::filesystem::directory_iterator(d.str())) entries += e.exists();
+  EXPECT_EQ(entries, 2);  // g.dot and the directory g.svg
 }
 
 TEST(GraphDot, RendersWithGraphviz) {

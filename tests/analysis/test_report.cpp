@@ -648,6 +648,104 @@ TEST(Report, BadInputsThrowNamingTheFile) {
   EXPECT_FALSE(fs::exists(t.path / "r.html"));
 }
 
+// The analysis/ files of a run, small and valid: 4 units of h0 over 3 classes.
+void make_analysis(const fs::path& d) {
+  const fs::path a = d / "analysis";
+  write(a / "neurons_h0.json", R"({"layer": "h0", "order": [2, 0, 1, 3], "preferred": [0, 1, 2, -1],
+      "selectivity": [0.5, null, 0.25, 0], "top_units": [2, 0]})");
+  write_npy<float>(a / "neurons_classmean_h0.npy", "<f4", {4, 3},
+                   {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0});
+  write_npy<uint8_t>(a / "neurons_top_h0.npy", "|u1", {2, 1, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+  write_npy<float>(a / "pca_h0.npy", "<f4", {4, 3}, {0, 0, 0, 1, 1, 1, 2, 0, 2, 0, 2, -1});
+  write(a / "pca_h0.json", R"({"layer": "h0", "explained_variance_ratio": [0.6, 0.3, 0.1]})");
+  write_npy<float>(a / "tsne_h0.npy", "<f4", {4, 3}, {0, 0, 0, 1, 1, 1, 2, 0, 2, 0, 2, 1});
+  write(a / "tsne_h0.json", R"({"method": "exact", "kl_divergence": 0.5, "seconds": 1})");
+  write(a / "augment.json", R"({"index": 3, "label": 1, "augmentations": 2,
+      "reference_examples": 4, "layers": [{"name": "h0", "mean_ratio": 0.5, "median_ratio": null}]})");
+}
+
+// Out-of-range indices, class labels and list lengths in analysis/ files once crashed the
+// report (a unit index read out of bounds, a vector sized by a negative number) or hung it (a
+// scatter looping over every class up to a label of 1e9). Each is refused naming the file, the
+// key and the value.
+TEST(Report, AnalysisFilesWithOutOfRangeValuesAreRefused) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d);
+  make_analysis(d);
+  const std::string out = (t.path / "r.html").string();
+  ASSERT_EQ(message_of([&] { write_report({d.string()}, out, {}); }), "(no exception)");
+  // NaN is written as null: a t-SNE without a KL value draws.
+  write(d / "analysis" / "tsne_h0.json", R"({"method": "exact", "kl_divergence": null})");
+  ASSERT_EQ(message_of([&] { write_report({d.string()}, out, {}); }), "(no exception)");
+  // neurons_h0.json with the given lists (4 units, 3 classes in the class means).
+  auto neurons = [](const std::string& order, const std::string& preferred,
+                    const std::string& selectivity, const std::string& top_units) {
+    return R"({"order": )" + order + R"(, "preferred": )" + preferred + R"(, "selectivity": )" +
+           selectivity + R"(, "top_units": )" + top_units + "}";
+  };
+  const std::string order = "[2, 0, 1, 3]", preferred = "[0, 1, 2, -1]", sel = "[0, 0, 0, 0]";
+  const std::string file = "neurons_h0.json: ";
+  const std::vector<std::tuple<std::string, std::string, std::string>> bad_json{
+      {"neurons_h0.json", neurons(order, preferred, sel, "[1000000000, 0]"),
+       file + "top_units[0] must be an integer in [0, 3], got 1000000000"},
+      {"neurons_h0.json", neurons(order, preferred, sel, "[-5, 0]"),
+       file + "top_units[0] must be an integer in [0, 3], got -5"},
+      {"neurons_h0.json", neurons("[2, 0, 1e9]", preferred, sel, "[2, 0]"),
+       file + "order[2] must be an integer in [0, 3]"},
+      {"neurons_h0.json", neurons("[40]", preferred, sel, "[2, 0]"),
+       file + "order[0] must be an integer in [0, 3], got 40"},
+      {"neurons_h0.json", neurons(order, preferred, sel, "[2]"),
+       file + "\"top_units\" has 1 entries, need 2"},
+      {"neurons_h0.json", neurons(order, "[0]", sel, "[2, 0]"),
+       file + "\"preferred\" has 1 entries, need 4"},
+      {"neurons_h0.json", neurons(order, "[0, 1, 2, 7]", sel, "[2, 0]"),
+       file + "preferred[3] must be an integer in [-1, 2], got 7"},
+      {"neurons_h0.json", neurons(order, preferred, "[0]", "[2, 0]"),
+       file + "\"selectivity\" must be a list of 4 values"},
+      {"tsne_h0.json", R"({"method": "exact", "kl_divergence": "low"})",
+       "tsne_h0.json: key 'kl_divergence' must be a number, got \"low\""},
+      {"augment.json", R"({"layers": [{"name": "h0", "mean_ratio": [1]}]})",
+       "augment.json: key 'mean_ratio' must be a number, got [1]"}};
+  for (const auto& [name, text, want] : bad_json) {
+    SCOPED_TRACE(text);
+    make_analysis(d);
+    write(d / "analysis" / name, text);
+    const std::string msg = message_of([&] { write_report({d.string()}, out, {}); });
+    EXPECT_NE(msg.find(want), std::string::npos) << msg;
+  }
+  // The class column of a scatter: an integer in [-1, 65535].
+  for (float label : {1e9f, -5.0f, std::nanf(""), 0.5f}) {
+    SCOPED_TRACE(label);
+    make_analysis(d);
+    write_npy<float>(d / "analysis" / "pca_h0.npy", "<f4", {2, 3}, {0, 0, 0, 1, 1, label});
+    const std::string msg = message_of([&] { write_report({d.string()}, out, {}); });
+    EXPECT_NE(msg.find("pca_h0.npy: row 1: the class must be an integer in [-1, 65535]"),
+              std::string::npos)
+        << msg;
+  }
+}
+
+// A directory where a run file belongs is named as such (it was the library's
+// "basic_filebuf::underflow error reading the file" or "empty file (no header)").
+TEST(Report, ADirectoryWhereARunFileBelongsIsNamed) {
+  TempDir t;
+  for (const std::string file :
+       {"config.json", "per_class.csv", "misclassified_images.npy", "diagnostics/layers.json",
+        "analysis/neurons_classmean_h0.npy", "analysis/pca_h0.json"}) {
+    SCOPED_TRACE(file);
+    const fs::path d = t.path / "run";
+    fs::remove_all(d);
+    make_run(d, 2, true);
+    make_analysis(d);
+    fs::remove(d / file);
+    fs::create_directories(d / file);
+    const std::string msg =
+        message_of([&] { write_report({d.string()}, (t.path / "r.html").string(), {}); });
+    EXPECT_NE(msg.find((d / file).string() + "': it is a directory"), std::string::npos) << msg;
+  }
+}
+
 TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   TempDir t;
   make_run(t.path / "run", 3, true);  // per-class statistics of class 3
@@ -679,6 +777,13 @@ TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
       << out;
   out = error_of((t.path / "plain").string() + " --classes 3");
   EXPECT_NE(out.find("no run here has per-class statistics"), std::string::npos) << out;
+  // --out naming one of the run's own files once replaced it with HTML.
+  const std::string metrics = read((t.path / "run" / "metrics.csv"));
+  out = error_of((t.path / "run").string() + " --out " + (t.path / "run" / "metrics.csv").string());
+  EXPECT_NE(out.find("metrics.csv: the report is HTML; give a file name ending in .html"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(read(t.path / "run" / "metrics.csv"), metrics);
   std::string help = std::string(GRADLENS_BINARY) + " report --help > /dev/null 2>&1";
   EXPECT_EQ(std::system(help.c_str()), 0);
 }

@@ -124,6 +124,8 @@ TEST_F(CliErrors, FlagValues) {
                {"--svg", "--no-svg"});
   expect_error({"gradcheck", "--eps", "0"}, {"--eps", "got 0"});
   expect_error({"gradcheck", "--eps", "nan"}, {"--eps"});
+  // A step so small that x + eps rounds to x made every op "fail" with a relative error of 0.
+  expect_error({"gradcheck", "--eps", "1e-17"}, {"--eps must be in [1e-08, 0.01]", "1e-17"});
   expect_error({"gradcheck", "--filter", "no_such_op"},
                {"--filter", "no_such_op", "matches no op"});
   write_text(dir_ + "/a_file", "x");
@@ -173,6 +175,29 @@ TEST_F(CliErrors, EvalOfABadRunDirectory) {
   write_text(run + "/config.json", "{\"limit_train\": -5}");
   expect_error({"eval", "--run", run}, {"config.json", "--limit-train", "-5"});
   expect_error({"eval", "--run", run + "/config.json"}, {"not a directory"});
+}
+
+// Sweep input that was once taken silently: a training flag given twice (the last value won,
+// where `gradlens train` refuses), an init argument given twice, an empty --shard (ran the
+// whole grid), a merge part that does not exist (said "has no sweep.json").
+TEST_F(CliErrors, SweepInputsTakenSilently) {
+  const std::vector<std::string> sweep{"sweep",         "--data-dir", fixture_data_dir(),
+                                       "--activations", "relu",       "--inits",
+                                       "he_normal",     "--depths",   "1",
+                                       "--epochs",      "1",          "--no-progress",
+                                       "--out",         dir_ + "/sw"};
+  auto with = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> a = sweep;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(with({"--lr", "0.1", "--lr", "0.2"}), {"--lr: given 2 times"});
+  expect_error({"sweep", "--data-dir", fixture_data_dir(), "--inits", "he_normal:factor=2:factor=3",
+                "--out", dir_ + "/sw"},
+               {"factor is given twice"});
+  expect_error(with({"--shard", ""}), {"--shard", "empty value"});
+  expect_error({"sweep", "merge", dir_ + "/no_such_sweep"}, {"no_such_sweep does not exist"});
+  EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
 }
 
 TEST_F(CliErrors, CorruptWeights) {

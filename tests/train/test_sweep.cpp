@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -23,6 +24,7 @@ TrainFlagInfo fake_info() {
   info.known = {"activation", "init",   "init-arg",  "depth",   "seed",        "width",
                 "lr",         "epochs", "batchnorm", "threads", "diagnostics", "batch-size"};
   info.flags = {"batchnorm"};
+  info.repeatable = {"init-arg"};
   info.parse = [](const std::vector<std::string>& args) {
     TrainConfig c;
     c.out = "x";
@@ -167,6 +169,48 @@ TEST(Sweep, ParseShardAndBadSpecs) {
   EXPECT_NE(message(R"({"fixed": {"batch-size": 16, "batch_size": 32}})")
                 .find("fixed.batch_size names --batch-size again"),
             std::string::npos);
+}
+
+// Input that was once taken silently: a key given twice (the last one won), a list where the
+// flag takes one value (unwrapped into repeated flags, the last one won) and a non-scalar init
+// argument (flattened into text).
+TEST(Sweep, KeysGivenTwiceAndListsOfOneValueFlagsAreRefused) {
+  auto message = [](const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const gl::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no exception)");
+  };
+  auto spec = [&](const std::string& text) {
+    return message([&] { expand_grid(SweepSpec::from_json(text, "s.json"), fake_info()); });
+  };
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {R"({"grid": {"lr": [0.1], "lr": [0.2]}})", "s.json: key \"lr\" is given twice"},
+      {R"({"fixed": {"width": 8, "width": 9}})", "s.json: key \"width\" is given twice"},
+      {R"({"name": "a", "name": "b"})", "s.json: key \"name\" is given twice"},
+      {R"({"grid": {"init": [{"name": "normal", "std": 1, "std": 2}]}})",
+       "s.json: key \"std\" is given twice"},
+      {R"({"name": 5})", "s.json: \"name\" must be a string, got 5"},
+      {R"({"grid": {"activation": [["relu"]]}})",
+       "grid.activation: [\"relu\"] is a list, but --activation takes one value"},
+      {R"({"fixed": {"width": [8]}})", "fixed.width: [8] is a list, but --width takes one value"},
+      {R"({"grid": {"init": [{"name": "he_normal", "factor": [2]}]}})",
+       "argument \"factor\" must be a string or a number, got [2]"},
+      {R"({"grid": {"init": ["he_normal:factor=2:factor=3"]}})",
+       "init 'he_normal:factor=2:factor=3': factor is given twice"}};
+  for (const auto& [text, want] : cases) {
+    SCOPED_TRACE(text);
+    const std::string got = spec(text);
+    EXPECT_NE(got.find(want), std::string::npos) << got;
+  }
+  // A repeatable flag takes a list; keys repeated in different objects are fine.
+  EXPECT_EQ(spec(R"({"fixed": {"init-arg": ["factor=2"]}, "grid": {"seed": [1, 2]}})"),
+            "(no exception)");
+  EXPECT_EQ(
+      spec(R"({"grid": {"init": [{"name": "normal", "std": 1}, {"name": "normal", "std": 2}]}})"),
+      "(no exception)");
 }
 
 TEST(Sweep, SpecFileRoundTripAndInitObjects) {
