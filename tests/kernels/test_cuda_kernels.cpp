@@ -180,6 +180,31 @@ TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
   EXPECT_THROW(kc::build_chunks({-1}, 4), std::invalid_argument);
 }
 
+// Launches whose grid.y or grid.z grows with the problem (GEMM row blocks, convolution groups
+// and channel tiles) go in chunks that cover every block once and respect the 65535 limit.
+TEST(CudaIndexMath, GridChunksCoverEveryBlockOnce) {
+  for (int64_t total : {int64_t(0), int64_t(1), int64_t(65535), int64_t(65536), int64_t(131071),
+                        int64_t(200000), int64_t(65535) * 128 + 77}) {
+    int64_t next = 0, calls = 0;
+    kc::for_each_grid_chunk(total, [&](int64_t first, int64_t count) {
+      EXPECT_EQ(first, next) << "total " << total;
+      EXPECT_GE(count, 1);
+      EXPECT_LE(count, kc::kMaxGridYZ);
+      next = first + count;
+      ++calls;
+    });
+    EXPECT_EQ(next, std::max<int64_t>(total, 0));
+    EXPECT_EQ(calls, (total + kc::kMaxGridYZ - 1) / kc::kMaxGridYZ) << "total " << total;
+  }
+  int64_t seen = 0;
+  kc::for_each_grid_chunk(
+      10, [&](int64_t, int64_t count) { seen += count == 3 || count == 1; }, 3);
+  EXPECT_EQ(seen, 4);  // 3 + 3 + 3 + 1
+  EXPECT_THROW(kc::for_each_grid_chunk(
+                   5, [](int64_t, int64_t) {}, 0),
+               std::invalid_argument);
+}
+
 // The convolution's input gradient gathers, per input position and tap, the one output that
 // reads it: against the forward's own loop (which outputs read i with tap k).
 TEST(CudaIndexMath, ConvTapSourceInvertsTheForwardWindow) {
