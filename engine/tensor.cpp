@@ -15,6 +15,7 @@
 #include "engine/autograd.h"
 #include "engine/generator.h"
 #include "engine/ops/loops.h"
+#include "kernels/functors.h"
 #include "kernels/philox.h"
 #if defined(GRADLENS_HAVE_CUDA)
 #include "engine/cuda/ops_cuda.h"
@@ -205,7 +206,7 @@ double load_as_double(const void* p, DType d) {
 void store_from_double(void* p, DType d, double v) {
   visit_dtype(d, [&](auto tag) {
     using T = decltype(tag);
-    *static_cast<T*>(p) = T(v);
+    *static_cast<T*>(p) = fn::saturate_cast<T>(v);
     return 0;
   });
 }
@@ -276,9 +277,11 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
                                D* dp = d + off[0];
                                const S* sp = s + off[1];
                                if (st[0] == 1 && st[1] == 1) {
-                                 for (int64_t i = 0; i < n; ++i) dp[i] = D(sp[i]);
+                                 for (int64_t i = 0; i < n; ++i)
+                                   dp[i] = fn::saturate_cast<D>(sp[i]);
                                } else {
-                                 for (int64_t i = 0; i < n; ++i) dp[i * st[0]] = D(sp[i * st[1]]);
+                                 for (int64_t i = 0; i < n; ++i)
+                                   dp[i * st[0]] = fn::saturate_cast<D>(sp[i * st[1]]);
                                }
                              });
       return 0;
@@ -496,7 +499,7 @@ void Tensor::fill_(double value) const {
   visit_dtype(dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* p = static_cast<T*>(raw_data());
-    T v = T(value);
+    T v = fn::saturate_cast<T>(value);
     loops::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = v;
     });

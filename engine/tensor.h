@@ -110,6 +110,9 @@ class Tensor {
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor contiguous() const;
   Tensor clone() const;
+  // A floating value converted to i64 or u8 (here, in copy_, fill_, full and set_at) is truncated
+  // toward zero and clamped to the dtype's range, NaN giving 0, on the CPU and on a GPU alike
+  // (gl::fn::saturate_cast in kernels/functors.h).
   Tensor to(DType dtype) const;
   // Between two CUDA devices the copy is a peer copy; any device may be current.
   Tensor to(Device device) const;

@@ -145,6 +145,33 @@ TEST(CudaParity, MixedDevicesNameTheOpAndDevices) {
   EXPECT_THROW(gl::matmul(b.to(DType::f64), b.to(DType::f64)), gl::Error);  // f32 only on CUDA
 }
 
+// The device half of Tensor.FloatToIntegerCastsTruncateAndSaturate: the copy and fill kernels
+// convert with the CPU's rule.
+TEST(CudaParity, FloatToIntegerCastsMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA parity skipped: " << why;
+  const std::vector<double> src = {std::nan(""), INFINITY, -INFINITY, 1e30,   -1e30,   2.9, -2.9,
+                                   300.0,        -5.0,     255.5,     9.3e18, -9.3e18, 0.0, -0.0};
+  const gl::Shape shape{int64_t(src.size())};
+  for (DType from : {DType::f64, DType::f32}) {
+    for (DType to : {DType::i64, DType::u8}) {
+      SCOPED_TRACE(std::string(gl::dtype_name(from)) + " -> " + gl::dtype_name(to));
+      Tensor x = Tensor::from_vector<double>(src, shape).to(from);
+      const auto want = x.to(to).to_vector<int64_t>();
+      EXPECT_EQ(x.to(Device::cuda()).to(to).to_vector<int64_t>(), want);
+      Tensor strided = Tensor::zeros({7, 2}, to, Device::cuda()).t();
+      strided.copy_(Tensor::from_vector<double>(src, {2, 7}).to(from).to(Device::cuda()));
+      EXPECT_EQ(strided.contiguous().to_vector<int64_t>(), want);
+    }
+  }
+  for (double v : src) {
+    SCOPED_TRACE(v);
+    for (DType to : {DType::i64, DType::u8})
+      EXPECT_EQ(Tensor::full({2}, v, to, Device::cuda()).to_vector<int64_t>(),
+                Tensor::full({2}, v, to).to_vector<int64_t>());
+  }
+}
+
 // Tensors on cuda:1 used while cuda:0 is current: every op, its backward and the copies run on
 // cuda:1 (a kernel on cuda:0 would fault on cuda:1's memory) and leave cuda:0 current. Named
 // apart from CudaParity.*: it skips on a one-GPU machine, where a skipping CUDA test fails
