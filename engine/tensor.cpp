@@ -15,6 +15,7 @@
 #include "engine/autograd.h"
 #include "engine/generator.h"
 #include "engine/ops/loops.h"
+#include "kernels/functors.h"
 #include "kernels/philox.h"
 #if defined(GRADLENS_HAVE_CUDA)
 #include "engine/cuda/ops_cuda.h"
@@ -29,22 +30,35 @@ DeviceAllocatorHooks& cuda_allocator_hooks() {
   static DeviceAllocatorHooks hooks = [] {
     DeviceAllocatorHooks h;
 #if defined(GRADLENS_HAVE_CUDA)
-    // The stream-ordered caching allocator of kernels/cuda; copies synchronize the stream so
-    // a host read after to(cpu) sees the data.
-    h.alloc = [](std::size_t bytes, int device) {
-      return kernels::cuda::device_alloc(bytes, device);
-    };
-    h.free = [](void* p) { kernels::cuda::device_free(p); };
-    h.copy = [](void* dst, const void* src, std::size_t bytes, int kind) {
-      if (kind == 0)
-        kernels::cuda::copy_to_device(dst, src, bytes);
-      else if (kind == 1)
-        kernels::cuda::copy_to_host(dst, src, bytes);
+    // The stream-ordered caching allocator of kernels/cuda. Each call runs on the device that
+    // holds the memory (its default stream); copies synchronize so that a host read after
+    // to(cpu) sees the data.
+    namespace kc = kernels::cuda;
+    h.alloc = [](std::size_t bytes, int device) { return kc::device_alloc(bytes, device); };
+    h.free = [](void* p) { kc::device_free(p); };
+    h.copy = [](void* dst, int dst_device, const void* src, int src_device, std::size_t bytes) {
+      if (dst_device >= 0 && src_device >= 0 && dst_device != src_device) {
+        // Between two devices: the source's pending work first, then a peer copy ordered
+        // after the destination's.
+        kc::synchronize(kc::default_stream(src_device));
+        const kc::DeviceScope scope(dst_device);
+        kc::copy_peer(dst, dst_device, src, src_device, bytes);
+        kc::synchronize();
+        return;
+      }
+      const kc::DeviceScope scope(dst_device >= 0 ? dst_device : src_device);
+      if (src_device < 0)
+        kc::copy_to_device(dst, src, bytes);
+      else if (dst_device < 0)
+        kc::copy_to_host(dst, src, bytes);
       else
-        kernels::cuda::copy_device_to_device(dst, src, bytes);
-      kernels::cuda::synchronize();
+        kc::copy_device_to_device(dst, src, bytes);
+      kc::synchronize();
     };
-    h.memset0 = [](void* dst, std::size_t bytes) { kernels::cuda::memset_device(dst, 0, bytes); };
+    h.memset0 = [](void* dst, int device, std::size_t bytes) {
+      const kc::DeviceScope scope(device);
+      kc::memset_device(dst, 0, bytes);
+    };
 #endif
     return h;
   }();
@@ -192,7 +206,7 @@ double load_as_double(const void* p, DType d) {
 void store_from_double(void* p, DType d, double v) {
   visit_dtype(d, [&](auto tag) {
     using T = decltype(tag);
-    *static_cast<T*>(p) = T(v);
+    *static_cast<T*>(p) = fn::saturate_cast<T>(v);
     return 0;
   });
 }
@@ -218,13 +232,13 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
     if (src.device().is_cpu() && dst.device().is_cuda()) {
       Tensor s = src.to(dst.dtype()).contiguous();
       if (dst.is_contiguous()) {
-        cuda_allocator_hooks().copy(dst.raw_data(), s.raw_data(),
-                                    std::size_t(s.numel()) * dtype_size(s.dtype()), 0);
+        cuda_allocator_hooks().copy(dst.raw_data(), dst.device().index, s.raw_data(), -1,
+                                    std::size_t(s.numel()) * dtype_size(s.dtype()));
         return;
       }
       Tensor staged = Tensor::empty(dst.shape(), dst.dtype(), dst.device());
-      cuda_allocator_hooks().copy(staged.raw_data(), s.raw_data(),
-                                  std::size_t(s.numel()) * dtype_size(s.dtype()), 0);
+      cuda_allocator_hooks().copy(staged.raw_data(), dst.device().index, s.raw_data(), -1,
+                                  std::size_t(s.numel()) * dtype_size(s.dtype()));
       cuda_ops::copy(staged, dst);
       return;
     }
@@ -232,8 +246,8 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
         !(src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous())) {
       Tensor s = src.detach().contiguous();
       Tensor host = Tensor::empty(src.shape(), src.dtype());
-      cuda_allocator_hooks().copy(host.raw_data(), s.raw_data(),
-                                  std::size_t(s.numel()) * dtype_size(s.dtype()), 1);
+      cuda_allocator_hooks().copy(host.raw_data(), -1, s.raw_data(), src.device().index,
+                                  std::size_t(s.numel()) * dtype_size(s.dtype()));
       strided_copy(host, dst);
       return;
     }
@@ -243,9 +257,9 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
              dst.device().str());
     GL_CHECK(src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous(),
              "copy across devices needs contiguous tensors of one dtype");
-    int kind = src.device().is_cpu() ? 0 : (dst.device().is_cpu() ? 1 : 2);
-    h.copy(dst.raw_data(), src.raw_data(), std::size_t(src.numel()) * dtype_size(src.dtype()),
-           kind);
+    auto index = [](const Device& d) { return d.is_cpu() ? -1 : d.index; };
+    h.copy(dst.raw_data(), index(dst.device()), src.raw_data(), index(src.device()),
+           std::size_t(src.numel()) * dtype_size(src.dtype()));
     return;
   }
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
@@ -263,9 +277,11 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
                                D* dp = d + off[0];
                                const S* sp = s + off[1];
                                if (st[0] == 1 && st[1] == 1) {
-                                 for (int64_t i = 0; i < n; ++i) dp[i] = D(sp[i]);
+                                 for (int64_t i = 0; i < n; ++i)
+                                   dp[i] = fn::saturate_cast<D>(sp[i]);
                                } else {
-                                 for (int64_t i = 0; i < n; ++i) dp[i * st[0]] = D(sp[i * st[1]]);
+                                 for (int64_t i = 0; i < n; ++i)
+                                   dp[i * st[0]] = fn::saturate_cast<D>(sp[i * st[1]]);
                                }
                              });
       return 0;
@@ -286,7 +302,7 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   if (device.is_cpu()) {
     std::memset(t.raw_data(), 0, t.storage()->nbytes);
   } else {
-    cuda_allocator_hooks().memset0(t.raw_data(), t.storage()->nbytes);
+    cuda_allocator_hooks().memset0(t.raw_data(), device.index, t.storage()->nbytes);
   }
   return t;
 }
@@ -483,7 +499,7 @@ void Tensor::fill_(double value) const {
   visit_dtype(dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* p = static_cast<T*>(raw_data());
-    T v = T(value);
+    T v = fn::saturate_cast<T>(value);
     loops::for_each_row<1>(shape(), {strides()}, [&](auto off, int64_t n, auto st) {
       for (int64_t i = 0; i < n; ++i) p[off[0] + i * st[0]] = v;
     });

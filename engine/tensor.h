@@ -31,9 +31,12 @@ struct Storage {
 struct DeviceAllocatorHooks {
   void* (*alloc)(std::size_t bytes, int device) = nullptr;
   void (*free)(void* ptr) = nullptr;
-  // copy kind: 0 host->device, 1 device->host, 2 device->device
-  void (*copy)(void* dst, const void* src, std::size_t bytes, int kind) = nullptr;
-  void (*memset0)(void* dst, std::size_t bytes) = nullptr;
+  // Copies `bytes` from src, memory of device src_device, to dst, memory of device dst_device
+  // (-1: host memory), and waits for the copy. Runs on the devices that hold the memory,
+  // whichever device is current.
+  void (*copy)(void* dst, int dst_device, const void* src, int src_device,
+               std::size_t bytes) = nullptr;
+  void (*memset0)(void* dst, int device, std::size_t bytes) = nullptr;
 };
 DeviceAllocatorHooks& cuda_allocator_hooks();
 
@@ -107,7 +110,11 @@ class Tensor {
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
   Tensor contiguous() const;
   Tensor clone() const;
+  // A floating value converted to i64 or u8 (here, in copy_, fill_, full and set_at) is truncated
+  // toward zero and clamped to the dtype's range, NaN giving 0, on the CPU and on a GPU alike
+  // (gl::fn::saturate_cast in kernels/functors.h).
   Tensor to(DType dtype) const;
+  // Between two CUDA devices the copy is a peer copy; any device may be current.
   Tensor to(Device device) const;
 
   // ---- autograd ----

@@ -4,6 +4,8 @@
 // return the gradient with respect to the input.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define GL_HD __host__ __device__ __forceinline__
@@ -38,6 +40,34 @@ GL_HD T sigmoid_of(T x) {
   }
   T z = m_exp(x);
   return z / (T(1) + z);
+}
+
+// ---- element conversion ----
+// The dtype conversion of the engine's copies, casts (Tensor::to, copy_) and fills, the same
+// on the CPU and the GPU. A floating value converted to an integer type is truncated toward
+// zero and clamped to the type's range, NaN giving 0: into u8, -inf, -3.5, 2.9, 300 and NaN
+// give 0, 0, 2, 255 and 0 (C++ leaves the out-of-range cases undefined). Every other conversion
+// is C++'s: integers wrap modulo 2^bits, floating values round to nearest (overflowing to
+// +-inf).
+template <class D>
+struct IntBounds {
+  static_assert(std::is_integral_v<D>);
+  static constexpr D hi =
+      std::is_signed_v<D> ? D((uint64_t(1) << (8 * sizeof(D) - 1)) - 1) : D(~D(0));
+  static constexpr D lo = std::is_signed_v<D> ? D(-hi - 1) : D(0);
+};
+
+template <class D, class S>
+GL_HD D saturate_cast(S v) {
+  if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+    if (!(v == v)) return D(0);
+    // S(hi) rounds up to a power of two for 64-bit D: every v below it converts exactly.
+    if (v <= S(IntBounds<D>::lo)) return IntBounds<D>::lo;
+    if (v >= S(IntBounds<D>::hi)) return IntBounds<D>::hi;
+    return D(v);
+  } else {
+    return D(v);
+  }
 }
 
 // ---- binary ----

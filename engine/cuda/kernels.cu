@@ -8,6 +8,7 @@
 
 #include "engine/cuda/kernels.h"
 #include "kernels/cuda/runtime.h"
+#include "kernels/functors.h"
 #include "kernels/philox.h"
 
 namespace gl::engine_cuda {
@@ -28,7 +29,7 @@ template <class D, class S>
 __global__ void copy_kernel(kc::StridedLayout L, int64_t n, D* dst, const S* src) {
   GL_GRID_LOOP(i, n) {
     const kc::Offsets3 o = kc::layout_offsets(L, i);
-    dst[o.o[0]] = static_cast<D>(src[o.o[1]]);
+    dst[o.o[0]] = gl::fn::saturate_cast<D>(src[o.o[1]]);
   }
 }
 
@@ -188,7 +189,8 @@ void fill(const kc::StridedLayout& L, void* dst, ElemType type, double value, cu
   stream = kc::resolve_stream(stream);
   with_type(type, [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(L, n, static_cast<T*>(dst), T(value));
+    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(L, n, static_cast<T*>(dst),
+                                                           gl::fn::saturate_cast<T>(value));
     GL_CUDA_CHECK_LAUNCH();
   });
 }

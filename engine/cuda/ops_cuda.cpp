@@ -61,6 +61,13 @@ Tensor contig(const Tensor& x) {
 }
 }  // namespace
 
+kc::DeviceScope device_scope(Device d) {
+  return kc::DeviceScope(d.is_cuda() ? d.index : -1);
+}
+kc::DeviceScope device_scope(const Tensor& t) {
+  return device_scope(t.defined() ? t.device() : Device::cpu());
+}
+
 void check_device_float(const Tensor& x, const char* op, bool f32_only) {
   GL_CHECK(x.defined(), "{}: undefined tensor", op);
   GL_CHECK(x.device().is_cuda(), "{}: expected a CUDA tensor, got {} on {}", op, x.str(),
@@ -82,6 +89,7 @@ void check_same(const Tensor& a, const Tensor& b, const char* op) {
 // ------------------------------------------------------------------ elementwise
 Tensor unary(const Tensor& x, kc::UnaryOp f, kc::OpParams p, const char* op) {
   check_device_float(x, op);
+  const auto scope = device_scope(x);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   float_types(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
@@ -101,6 +109,7 @@ Tensor binary(const Tensor& a, const Tensor& b, kc::BinaryOp f, kc::OpParams p, 
   GL_CHECK(a.defined() && b.defined(), "{}: undefined tensor", op);
   check_same(a, b, op);  // first, so a call mixing devices names both of them
   check_device_float(a, op);
+  const auto scope = device_scope(a);
   Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   float_types(a.dtype(), op, [&](auto tag) {
@@ -126,6 +135,7 @@ void copy(const Tensor& src, const Tensor& dst) {
   GL_CHECK(src.shape() == dst.shape(), "copy_: shape {} into {}", shape_str(src.shape()),
            shape_str(dst.shape()));
   if (src.numel() == 0) return;
+  const auto scope = device_scope(dst);
   if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
     kc::copy_device_to_device(dst.raw_data(), src.raw_data(),
                               std::size_t(src.numel()) * dtype_size(src.dtype()));
@@ -140,6 +150,7 @@ void copy(const Tensor& src, const Tensor& dst) {
 void fill(const Tensor& dst, double value) {
   GL_CHECK(dst.device().is_cuda(), "fill_: expected a CUDA tensor, got {}", dst.device().str());
   if (dst.numel() == 0) return;
+  const auto scope = device_scope(dst);
   kc::StridedLayout L = make_layout<3>(
       dst.shape(), {dst.strides(), Shape(dst.shape().size(), 0), Shape(dst.shape().size(), 0)},
       "fill_");
@@ -149,6 +160,7 @@ void fill(const Tensor& dst, double value) {
 // ------------------------------------------------------------------ reductions
 Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& mask) {
   check_device_float(x, "sum");
+  const auto scope = device_scope(x);
   Shape keep;
   std::vector<int64_t> kept, reduced;
   for (int64_t i = 0; i < x.dim(); ++i) {
@@ -193,6 +205,7 @@ void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor&
   check_device_float(xl, "max");
   GL_CHECK(xl.is_contiguous() && xl.numel() == rows * n, "max: internal layout error for {}",
            xl.str());
+  const auto scope = device_scope(xl);
   idx = Tensor::empty({rows}, DType::i64, xl.device());
   if (values) *values = Tensor::empty({rows}, xl.dtype(), xl.device());
   float_types(xl.dtype(), "max", [&](auto tag) {
@@ -204,6 +217,7 @@ void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor&
 }
 
 Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape) {
+  const auto scope = device_scope(g);
   Tensor out = Tensor::zeros(shape, g.dtype(), g.device());
   Tensor gc = contig(g);
   int64_t rows = idx.numel(), n = rows == 0 ? 0 : out.numel() / rows;
@@ -216,8 +230,10 @@ Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape) {
 }
 
 // ------------------------------------------------------------------ GEMM
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias) {
+void sgemm(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+           const float* bias) {
+  const auto scope = device_scope(device);
   kc::GemmAlgo algo = kc::GemmAlgo::tiled;
   switch (cuda_gemm_algo()) {
     case CudaGemmAlgo::native:
@@ -239,6 +255,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const fl
 Tensor softmax_rows(const Tensor& xl, bool log_form) {
   const char* op = log_form ? "log_softmax" : "softmax";
   check_device_float(xl, op);
+  const auto scope = device_scope(xl);
   Tensor y = Tensor::empty(xl.shape(), xl.dtype(), xl.device());
   int64_t n = xl.dim() == 0 ? 1 : xl.shape().back();
   int64_t rows = n == 0 ? 0 : xl.numel() / n;
@@ -256,6 +273,7 @@ Tensor softmax_rows(const Tensor& xl, bool log_form) {
 
 Tensor xent_forward(const Tensor& logits, const Tensor& labels) {
   check_device_float(logits, "cross_entropy");
+  const auto scope = device_scope(logits);
   int64_t N = logits.shape()[0], C = logits.shape()[1];
   Tensor rows = Tensor::empty({N}, logits.dtype(), logits.device());
   Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
@@ -269,6 +287,7 @@ Tensor xent_forward(const Tensor& logits, const Tensor& labels) {
 }
 
 Tensor xent_backward(const Tensor& logits, const Tensor& labels) {
+  const auto scope = device_scope(logits);
   int64_t N = logits.shape()[0], C = logits.shape()[1];
   Tensor d = Tensor::empty({N, C}, logits.dtype(), logits.device());
   float_types(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
@@ -283,6 +302,7 @@ Tensor xent_backward(const Tensor& logits, const Tensor& labels) {
 // ------------------------------------------------------------------ dropout
 Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed, uint64_t offset,
                     double p) {
+  const auto scope = device_scope(device);
   Tensor mask = Tensor::empty(shape, dtype, device);
   double keep_scale = 1.0 / (1.0 - p);
   float_types(dtype, "dropout", [&](auto tag) {
@@ -319,6 +339,7 @@ Tensor index_gather(const Tensor& x, int64_t dim, const Tensor& index, bool per_
   GL_CHECK(x.device().is_cuda() && index.device() == x.device() && index.dtype() == DType::i64,
            "{}: input {} on {} and index {} on {} must share a CUDA device (index i64)", op,
            x.str(), x.device().str(), index.str(), index.device().str());
+  const auto scope = device_scope(x);
   Tensor out = Tensor::empty(oshape, x.dtype(), x.device());
   if (out.numel() == 0) return out;
   Tensor xc = contig(x), ic = index.contiguous();
@@ -331,6 +352,7 @@ Tensor index_scatter_add(const Tensor& src, int64_t dim, const Tensor& index, bo
                          const Shape& xshape) {
   const char* op = per_coord ? "index_select_backward" : "gather_backward";
   check_device_float(src, op);
+  const auto scope = device_scope(src);
   Tensor out = Tensor::zeros(xshape, src.dtype(), src.device());
   if (src.numel() == 0) return out;
   Tensor sc = contig(src), ic = index.contiguous();
@@ -348,6 +370,7 @@ void count_correct(const Tensor& logits, const Tensor& labels, const Tensor& cou
            "count_correct: logits {} on {}, labels {} on {}, counter {} on {}", logits.str(),
            logits.device().str(), labels.str(), labels.device().str(), counter.str(),
            counter.device().str());
+  const auto scope = device_scope(logits);
   Tensor xl = contig(logits), lc = labels.contiguous();
   Tensor idx;
   max_rows(xl, xl.shape()[0], xl.shape()[1], nullptr, idx);

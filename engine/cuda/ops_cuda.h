@@ -2,8 +2,10 @@
 // tensors and does no autograd: the ops in engine/ops/*.cpp check arguments, call these for
 // device tensors and attach the same backward closures as on the CPU. Only compiled in CUDA
 // builds (the layer glob drops engine/cuda/ otherwise); callers guard with GRADLENS_HAVE_CUDA.
-// Every launch goes to the runtime's default stream of the current device, so the ops are
-// ordered among themselves and none waits for the host.
+// Each function runs on the device of its tensors, whichever device is current: it makes that
+// device current for the call (device_scope), so every launch goes to the runtime's default
+// stream of the device that holds the memory; the ops on a device are ordered among
+// themselves and none waits for the host.
 #pragma once
 #include <vector>
 
@@ -11,7 +13,17 @@
 #include "engine/ops.h"
 #include "engine/tensor.h"
 
+namespace gl::kernels::cuda {
+class DeviceScope;  // kernels/cuda/runtime.h, which callers of device_scope include
+}
+
 namespace gl::cuda_ops {
+
+// Makes the device of t (a CUDA tensor) the current one until the scope ends; a CPU or
+// undefined tensor changes nothing. Every entry point below opens one, and so does any other
+// code that hands a tensor's memory to a kernel (engine/ops/conv.cpp, the optimizers).
+kc::DeviceScope device_scope(const Tensor& t);
+kc::DeviceScope device_scope(Device d);
 
 // Throws naming `op`, the devices and dtypes unless x is a floating CUDA tensor (f32 or f64;
 // f32 only when f32_only).
@@ -54,9 +66,11 @@ void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor&
 // A zero tensor of `shape` (contiguous [rows, n]) with g[r] at (r, idx[r]).
 Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape);
 
-// ---- GEMM: C[M,N] = op(A) op(B) (+ bias), f32, through the process-wide algorithm ----
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-           const float* B, int64_t ldb, float* C, int64_t ldc, const float* bias);
+// ---- GEMM: C[M,N] = op(A) op(B) (+ bias), f32, through the process-wide algorithm; every
+// pointer is memory of `device` ----
+void sgemm(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
+           const float* bias);
 
 // ---- softmax and cross-entropy on contiguous [rows, n] tensors ----
 Tensor softmax_rows(const Tensor& xl, bool log_form);

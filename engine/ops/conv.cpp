@@ -39,12 +39,17 @@ void check_same_device(const Tensor& x, const Tensor& t, const char* op, const c
            x.device().str(), what, t.str(), t.device().str());
 }
 
-// A call into the CUDA kernels (f32), compiled in CUDA builds only; elsewhere no tensor is on
-// a device and the branch is never taken.
+// A call into the CUDA kernels (f32) with `dev`, the device of its tensors, current for the
+// call; compiled in CUDA builds only (elsewhere no tensor is on a device and the branch is
+// never taken).
 #if defined(GRADLENS_HAVE_CUDA)
-#define GL_CUDA_ONLY(...) __VA_ARGS__
+#define GL_CUDA_ON(dev, ...)                            \
+  do {                                                  \
+    const auto gl_scope_ = cuda_ops::device_scope(dev); \
+    __VA_ARGS__;                                        \
+  } while (0)
 #else
-#define GL_CUDA_ONLY(...) throw Error("a CUDA tensor in a build without CUDA")
+#define GL_CUDA_ON(dev, ...) throw Error("a CUDA tensor in a build without CUDA")
 #endif
 
 void check_pair(std::array<int64_t, 2> v, int64_t min, const char* op, const char* what) {
@@ -112,8 +117,8 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
   Tensor out = Tensor::empty({g.n, g.oc, g.out_h(), g.out_w()}, x.dtype(), x.device());
   const bool cuda = detail::on_cuda(x);
   if (cuda)
-    GL_CUDA_ONLY(kernels::cuda::conv2d_forward(g, ptr<float>(x), ptr<float>(w), ptr<float>(bc),
-                                               mut<float>(out)));
+    GL_CUDA_ON(x.device(), kernels::cuda::conv2d_forward(g, ptr<float>(x), ptr<float>(w),
+                                                         ptr<float>(bc), mut<float>(out)));
   else
     with_float(x, "conv2d", [&](auto tag) {
       using T = decltype(tag);
@@ -134,9 +139,9 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
                      Tensor gw = need_w ? Tensor::empty(sw.shape(), sw.dtype(), dev) : Tensor();
                      Tensor gb = need_b ? Tensor::empty({g.oc}, sx.dtype(), dev) : Tensor();
                      if (cuda)
-                       GL_CUDA_ONLY(kernels::cuda::conv2d_backward(
-                           g, ptr<float>(sx), ptr<float>(sw), ptr<float>(gy), mut<float>(gx),
-                           mut<float>(gw), mut<float>(gb)));
+                       GL_CUDA_ON(dev, kernels::cuda::conv2d_backward(
+                                           g, ptr<float>(sx), ptr<float>(sw), ptr<float>(gy),
+                                           mut<float>(gx), mut<float>(gw), mut<float>(gb)));
                      else
                        with_float(sx, "conv2d", [&](auto tag) {
                          using T = decltype(tag);
@@ -156,9 +161,9 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
 namespace {
 // max_pool2d's argmax (i32 per output): host memory, or device memory for CUDA tensors.
 struct Argmax {
-  Argmax(std::size_t n, bool on_device) : cuda(on_device) {
+  Argmax(std::size_t n, Device dev) : cuda(dev.is_cuda()) {
     if (cuda)
-      GL_CUDA_ONLY(device = kernels::cuda::DeviceBuffer<int32_t>(n));
+      GL_CUDA_ON(dev, device = kernels::cuda::DeviceBuffer<int32_t>(n));
     else
       host.resize(n);
   }
@@ -205,10 +210,10 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
   Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype(), x.device());
   // Each output's argmax in its input plane, kept where the tensors are (an i32 array on the
   // host, or in device memory).
-  auto argmax = std::make_shared<Argmax>(std::size_t(out.numel()), detail::on_cuda(x));
+  auto argmax = std::make_shared<Argmax>(std::size_t(out.numel()), x.device());
   if (argmax->cuda)
-    GL_CUDA_ONLY(
-        kernels::cuda::max_pool2d_forward(g, ptr<float>(x), mut<float>(out), argmax->data()));
+    GL_CUDA_ON(x.device(), kernels::cuda::max_pool2d_forward(g, ptr<float>(x), mut<float>(out),
+                                                             argmax->data()));
   else
     with_float(x, "max_pool2d", [&](auto tag) {
       using T = decltype(tag);
@@ -222,8 +227,8 @@ Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
                      Tensor gy = grad.contiguous();
                      Tensor gx = Tensor::empty(in_shape, dt, dev);
                      if (argmax->cuda)
-                       GL_CUDA_ONLY(kernels::cuda::max_pool2d_backward(
-                           g, ptr<float>(gy), argmax->data(), mut<float>(gx)));
+                       GL_CUDA_ON(dev, kernels::cuda::max_pool2d_backward(
+                                           g, ptr<float>(gy), argmax->data(), mut<float>(gx)));
                      else
                        with_float(gy, "max_pool2d", [&](auto tag) {
                          using T = decltype(tag);
@@ -243,7 +248,7 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
   Shape in_shape = x.shape();
   Tensor out = Tensor::empty({x.size(0), x.size(1), g.out_h(), g.out_w()}, x.dtype(), x.device());
   if (detail::on_cuda(x))
-    GL_CUDA_ONLY(kernels::cuda::avg_pool2d_forward(g, ptr<float>(x), mut<float>(out)));
+    GL_CUDA_ON(x.device(), kernels::cuda::avg_pool2d_forward(g, ptr<float>(x), mut<float>(out)));
   else
     with_float(x, "avg_pool2d", [&](auto tag) {
       using T = decltype(tag);
@@ -258,7 +263,7 @@ Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std::array<
           Tensor gy = grad.contiguous();
           Tensor gx = Tensor::empty(in_shape, dt, dev);
           if (detail::on_cuda(gx))
-            GL_CUDA_ONLY(kernels::cuda::avg_pool2d_backward(g, ptr<float>(gy), mut<float>(gx)));
+            GL_CUDA_ON(dev, kernels::cuda::avg_pool2d_backward(g, ptr<float>(gy), mut<float>(gx)));
           else
             with_float(gy, "avg_pool2d", [&](auto tag) {
               using T = decltype(tag);
@@ -279,8 +284,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
   Shape in_shape = x.shape();
   Tensor out = Tensor::empty({x.size(0), x.size(1), oh, ow}, x.dtype(), x.device());
   if (detail::on_cuda(x))
-    GL_CUDA_ONLY(kernels::cuda::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, ptr<float>(x),
-                                                            mut<float>(out)));
+    GL_CUDA_ON(x.device(), kernels::cuda::adaptive_avg_pool2d_forward(
+                               planes, h, w, oh, ow, ptr<float>(x), mut<float>(out)));
   else
     with_float(x, "adaptive_avg_pool2d", [&](auto tag) {
       using T = decltype(tag);
@@ -295,8 +300,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_siz
           Tensor gy = grad.contiguous();
           Tensor gx = Tensor::empty(in_shape, dt, dev);
           if (detail::on_cuda(gx))
-            GL_CUDA_ONLY(kernels::cuda::adaptive_avg_pool2d_backward(
-                planes, h, w, oh, ow, ptr<float>(gy), mut<float>(gx)));
+            GL_CUDA_ON(dev, kernels::cuda::adaptive_avg_pool2d_backward(
+                                planes, h, w, oh, ow, ptr<float>(gy), mut<float>(gx)));
           else
             with_float(gy, "adaptive_avg_pool2d", [&](auto tag) {
               using T = decltype(tag);

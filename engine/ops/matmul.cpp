@@ -44,8 +44,9 @@ void run_gemm(const GemmCall& g, Tensor& out, kernels::Activation act = kernels:
   const int64_t ldc = std::max<int64_t>(g.N, 1);
 #if defined(GRADLENS_HAVE_CUDA)
   if (detail::on_cuda(out)) {
-    cuda_ops::sgemm(g.A.trans, g.B.trans, g.M, g.N, g.K, static_cast<const float*>(g.A.data),
-                    g.A.ld, static_cast<const float*>(g.B.data), g.B.ld,
+    cuda_ops::sgemm(out.device(), g.A.trans, g.B.trans, g.M, g.N, g.K,
+                    static_cast<const float*>(g.A.data), g.A.ld,
+                    static_cast<const float*>(g.B.data), g.B.ld,
                     static_cast<float*>(out.raw_data()), ldc, static_cast<const float*>(ep.bias));
     return;
   }

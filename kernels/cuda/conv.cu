@@ -12,6 +12,8 @@
 // CPU tests is in index_math.h.
 // speed and results: not yet measured on a GPU (compile-verified with nvcc for sm_90).
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "kernels/cuda/conv.h"
 #include "kernels/cuda/index_math.h"
@@ -28,17 +30,19 @@ struct DevGeometry {
 };
 
 __global__ void __launch_bounds__(kThreads)
-    conv2d_implicit_gemm(DevGeometry g, const float* __restrict__ x,
+    conv2d_implicit_gemm(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ x,
                          const float* __restrict__ weight, const float* __restrict__ bias,
                          float* __restrict__ out) {
   __shared__ float As[kTileK][kTileM];
   __shared__ float Bs[kTileK][kTileN];
-  const int group = blockIdx.z;
-  const int64_t m0 = int64_t(blockIdx.y) * kTileM;  // output channel within the group
+  // Launched in chunks of at most 65535 groups (z) and channel tiles (y); group0 and mtile0
+  // are the chunk's first.
+  const int64_t group = group0 + blockIdx.z;
+  const int64_t m0 = (mtile0 + blockIdx.y) * kTileM;  // output channel within the group
   const int64_t n0 = int64_t(blockIdx.x) * kTileN;  // output pixel over the batch
   const int tid = threadIdx.x;
   const int tm = (tid / 16) * 4, tn = (tid % 16) * 4;
-  const float* wg = weight + int64_t(group) * g.ocg * g.K;
+  const float* wg = weight + group * g.ocg * g.K;
   float acc[4][4] = {};
 
   for (int64_t k0 = 0; k0 < g.K; k0 += kTileK) {
@@ -59,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
         const int64_t ih = (p / g.ow) * g.sh - g.ph + ki * g.dh;
         const int64_t iw = (p % g.ow) * g.sw - g.pw + kj * g.dw;
         if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w)
-          v = x[((img * g.c + int64_t(group) * g.cg + ci) * g.h + ih) * g.w + iw];
+          v = x[((img * g.c + group * g.cg + ci) * g.h + ih) * g.w + iw];
       }
       Bs[kk][nn] = v;
     }
@@ -83,7 +87,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = 0; i < 4; ++i) {
     const int64_t m = m0 + tm + i;
     if (m >= g.ocg) continue;
-    const int64_t oc = int64_t(group) * g.ocg + m;
+    const int64_t oc = group * g.ocg + m;
     const float b = bias ? bias[oc] : 0.0f;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -332,11 +336,22 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
                     float* out, cudaStream_t stream) {
   const DevGeometry g = dev_geometry(cg);
   if (g.NP == 0 || g.oc == 0) return;
+  // Pixel tiles on grid.x; channel tiles (y) and groups (z) in launches of at most 65535 each,
+  // so a depthwise convolution of any channel count runs.
+  const int64_t pixel_tiles = (g.NP + kTileN - 1) / kTileN;
+  if (pixel_tiles > kMaxGridX)
+    throw std::invalid_argument("cuda::conv2d_forward: " + std::to_string(g.NP) +
+                                " output pixels (n * out_h * out_w) need " +
+                                std::to_string(pixel_tiles) + " tiles of " +
+                                std::to_string(kTileN) + ", more than a grid's 2^31 - 1 blocks");
   stream = resolve_stream(stream);  // nullptr: the device's stream, as every other kernel uses
-  dim3 grid(unsigned((g.NP + kTileN - 1) / kTileN), unsigned((g.ocg + kTileM - 1) / kTileM),
-            unsigned(g.groups));
-  conv2d_implicit_gemm<<<grid, kThreads, 0, stream>>>(g, x, weight, bias, out);
-  GL_CUDA_CHECK_LAUNCH();
+  for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
+    for_each_grid_chunk((g.ocg + kTileM - 1) / kTileM, [&](int64_t mtile0, int64_t mtiles) {
+      const dim3 grid{unsigned(pixel_tiles), unsigned(mtiles), unsigned(groups)};
+      conv2d_implicit_gemm<<<grid, kThreads, 0, stream>>>(g, group0, mtile0, x, weight, bias, out);
+      GL_CUDA_CHECK_LAUNCH();
+    });
+  });
 }
 
 void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight, const float* dy,

@@ -119,6 +119,20 @@ GL_HD KRange splitk_range(int64_t K, int splits, int BK, int s) {
   return KRange{b, e};
 }
 
+// ---- launch grids ----
+// gridDim.x may reach 2^31 - 1 blocks, gridDim.y and gridDim.z only 65535. A launcher whose y
+// or z extent grows with the problem launches in chunks: f(first, count) for consecutive
+// ranges [first, first + count) of at most `limit` blocks covering [0, total), none when
+// total <= 0; the kernel adds `first` to its blockIdx.
+inline constexpr int64_t kMaxGridX = 0x7fffffff;
+inline constexpr int64_t kMaxGridYZ = 65535;
+template <class F>
+void for_each_grid_chunk(int64_t total, F&& f, int64_t limit = kMaxGridYZ) {
+  if (limit <= 0) throw std::invalid_argument("for_each_grid_chunk: limit must be positive");
+  for (int64_t first = 0; first < total; first += limit)
+    f(first, total - first < limit ? total - first : limit);
+}
+
 // ---- multi-tensor chunk table ----
 // One CUDA block per chunk: chunk c updates elements [start, start + min(chunk, n - start)) of
 // tensor `tensor`. Empty tensors get no chunk.

@@ -81,17 +81,13 @@ OptimTable::OptimTable(const std::vector<ParamSlot>& slots, cudaStream_t stream)
   num_chunks_ = int64_t(chunks.size());
   if (num_chunks_ > 0x7fffffff) throw std::invalid_argument("cuda::OptimTable: too many chunks");
   stream = resolve_stream(stream);
-  slots_ = device_alloc(slots.size() * sizeof(ParamSlot), -1, stream);
-  chunks_ = device_alloc(chunks.size() * sizeof(TensorChunk), -1, stream);
-  copy_to_device(slots_, slots.data(), slots.size() * sizeof(ParamSlot), stream);
-  copy_to_device(chunks_, chunks.data(), chunks.size() * sizeof(TensorChunk), stream);
+  // Owned by members, so a throw below frees what was already allocated.
+  slots_ = DeviceBuffer<ParamSlot>(slots.size(), stream);
+  chunks_ = DeviceBuffer<TensorChunk>(chunks.size(), stream);
+  copy_to_device(slots_.get(), slots.data(), slots.size() * sizeof(ParamSlot), stream);
+  copy_to_device(chunks_.get(), chunks.data(), chunks.size() * sizeof(TensorChunk), stream);
   // The vectors above are pageable and die with this constructor: wait for the copies.
   synchronize(stream);
-}
-
-OptimTable::~OptimTable() {
-  device_free(slots_);
-  device_free(chunks_);
 }
 
 void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step, cudaStream_t stream) {

@@ -8,6 +8,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cuda/index_math.h"
+#include "kernels/cuda/runtime.h"
+
 namespace gl::kernels::cuda {
 
 // One parameter tensor: param and grad have n elements; state0/state1 are the optimizer
@@ -26,22 +29,21 @@ struct ParamSlot {
 class OptimTable {
  public:
   explicit OptimTable(const std::vector<ParamSlot>& slots, cudaStream_t stream = nullptr);
-  ~OptimTable();
   OptimTable(const OptimTable&) = delete;
   OptimTable& operator=(const OptimTable&) = delete;
 
   int64_t num_chunks() const { return num_chunks_; }
   int num_tensors() const { return num_tensors_; }
-  const void* device_slots() const { return slots_; }
-  const void* device_chunks() const { return chunks_; }
+  const void* device_slots() const { return slots_.get(); }
+  const void* device_chunks() const { return chunks_.get(); }
   bool has_state0() const { return has_state0_; }
   bool has_state1() const { return has_state1_; }
 
   static constexpr int64_t kChunk = 16384;  // elements per block
 
  private:
-  void* slots_ = nullptr;
-  void* chunks_ = nullptr;
+  DeviceBuffer<ParamSlot> slots_;
+  DeviceBuffer<TensorChunk> chunks_;
   int64_t num_chunks_ = 0;
   int num_tensors_ = 0;
   bool has_state0_ = false, has_state1_ = false;

@@ -123,12 +123,12 @@ void reduce_all(const T* x, int64_t n, T* out, cudaStream_t s, const char* name)
     GL_CUDA_CHECK_LAUNCH();
     return;
   }
-  T* partial = static_cast<T*>(device_alloc(size_t(blocks) * sizeof(T), -1, s));
-  partial_kernel<T, Op><<<int(blocks), kThreads, 0, s>>>(x, n, partial, Op{});
+  // Freed when this returns or throws; stream-ordered: reused only by later work on `s`.
+  const DeviceBuffer<T> partial(size_t(blocks), s);
+  partial_kernel<T, Op><<<int(blocks), kThreads, 0, s>>>(x, n, partial.get(), Op{});
   GL_CUDA_CHECK_LAUNCH();
-  final_kernel<T, Op><<<1, kThreads, 0, s>>>(partial, int(blocks), out, Op{});
+  final_kernel<T, Op><<<1, kThreads, 0, s>>>(partial.get(), int(blocks), out, Op{});
   GL_CUDA_CHECK_LAUNCH();
-  device_free(partial);  // stream-ordered: reused only by later work on `s`
 }
 
 }  // namespace

@@ -45,6 +45,18 @@ int current_device() {
   return d;
 }
 
+DeviceScope::DeviceScope(int device) {
+  if (device < 0) return;
+  const int prev = current_device();
+  if (device == prev) return;
+  GL_CUDA_CHECK(cudaSetDevice(device));
+  prev_ = prev;
+}
+
+DeviceScope::~DeviceScope() {
+  if (prev_ >= 0) (void)cudaSetDevice(prev_);
+}
+
 namespace {
 
 constexpr int kMaxDevices = 64;
@@ -66,25 +78,6 @@ PerDevice& per_device(int device) {
   return table[device];
 }
 
-// Sets the current device for the lifetime of the guard.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    GL_CUDA_CHECK(cudaGetDevice(&prev_));
-    if (device != prev_) GL_CUDA_CHECK(cudaSetDevice(device));
-    switched_ = device != prev_;
-  }
-  ~DeviceGuard() {
-    if (switched_) (void)cudaSetDevice(prev_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int prev_ = 0;
-  bool switched_ = false;
-};
-
 }  // namespace
 
 cudaStream_t default_stream(int device) {
@@ -92,7 +85,7 @@ cudaStream_t default_stream(int device) {
   std::lock_guard<std::mutex> lock(device_mutex());
   PerDevice& pd = per_device(device);
   if (!pd.stream) {
-    DeviceGuard guard(device);
+    DeviceScope guard(device);
     GL_CUDA_CHECK(cudaStreamCreateWithFlags(&pd.stream, cudaStreamNonBlocking));
   }
   return pd.stream;
@@ -148,7 +141,7 @@ struct Allocator {
   // Caller holds mu.
   void release_free_blocks() {
     for (auto& [key, ptr] : free_blocks) {
-      DeviceGuard guard(std::get<0>(key));
+      DeviceScope guard(std::get<0>(key));
       GL_CUDA_CHECK(cudaFree(ptr));
       stats.bytes_reserved -= std::get<2>(key);
       ++stats.cuda_free_count;
@@ -193,7 +186,7 @@ void* device_alloc(size_t bytes, int device, cudaStream_t stream) {
     a.free_blocks.erase(it);
     ++a.stats.cache_hit_count;
   } else {
-    DeviceGuard guard(device);
+    DeviceScope guard(device);
     cudaError_t err = cudaMalloc(&ptr, cls);
     if (err == cudaErrorMemoryAllocation) {
       (void)cudaGetLastError();
@@ -267,6 +260,13 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes, cudaStream_
   if (bytes == 0) return;
   GL_CUDA_CHECK(
       cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, resolve_stream(stream)));
+}
+
+void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_t bytes,
+               cudaStream_t stream) {
+  if (bytes == 0) return;
+  GL_CUDA_CHECK(
+      cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, resolve_stream(stream)));
 }
 
 void memset_device(void* dst, int value, size_t bytes, cudaStream_t stream) {

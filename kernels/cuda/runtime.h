@@ -48,6 +48,22 @@ inline int grid_stride_blocks(int64_t work, int threads) {
 // Current device (cudaGetDevice), checked.
 int current_device();
 
+// Makes `device` the calling thread's current device for the scope's lifetime and restores the
+// previous one on exit; device < 0 changes nothing. Every launch, copy and allocation with the
+// default stream (nullptr) goes to the current device, so code handed memory of a given device
+// runs inside a scope for that device (the engine does this at its CUDA entry points). Costs a
+// cudaGetDevice, plus two cudaSetDevice calls when the device actually changes.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int prev_ = -1;  // the device to restore, or -1 when nothing was changed
+};
+
 // The per-device default stream (created on first use, non-blocking, never destroyed).
 // device < 0 means the current device.
 cudaStream_t default_stream(int device = -1);
@@ -93,6 +109,10 @@ size_t allocator_size_class(size_t bytes);
 void copy_to_device(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
 void copy_to_host(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
 void copy_device_to_device(void* dst, const void* src, size_t bytes, cudaStream_t stream = nullptr);
+// dst on dst_device <- src on src_device (cudaMemcpyPeerAsync), ordered on `stream` only: the
+// caller makes sure src's writers on its own device have finished.
+void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_t bytes,
+               cudaStream_t stream = nullptr);
 void memset_device(void* dst, int value, size_t bytes, cudaStream_t stream = nullptr);
 void synchronize(cudaStream_t stream = nullptr);
 

@@ -21,6 +21,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "kernels/cuda/index_math.h"
 #include "kernels/cuda/runtime.h"
@@ -44,6 +45,7 @@ struct GemmParams {
   bool vec_a, vec_b, vec_c;  // 16-byte aligned base and leading dimension a multiple of 4
   int splits;
   float* workspace;  // [splits, M, N] when splits > 1
+  int row_block0;    // block row of blockIdx.y == 0 (launches in chunks of grid rows)
 };
 
 __device__ __forceinline__ float activate(float v, Activation act) {
@@ -74,7 +76,9 @@ __device__ __forceinline__ float epilogue_value(float acc, const GemmParams& p, 
 __global__ void sgemm_naive_kernel(bool ta, bool tb, GemmParams p) {
   const int col = blockIdx.x * blockDim.x + threadIdx.x;
   if (col >= p.N) return;
-  for (int row = blockIdx.y * blockDim.y + threadIdx.y; row < p.M; row += gridDim.y * blockDim.y) {
+  // 64-bit: the stride may step past 2^31 - 1 from the last rows of a large M.
+  for (int64_t row = int64_t(blockIdx.y) * blockDim.y + threadIdx.y; row < p.M;
+       row += int64_t(gridDim.y) * blockDim.y) {
     float acc = 0.0f;
     for (int k = 0; k < p.K; ++k) {
       const float a = ta ? p.A[int64_t(k) * p.lda + row] : p.A[int64_t(row) * p.lda + k];
@@ -125,7 +129,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(Gemm
   const int tid = threadIdx.x;
   const int tx = tid % kThreadsN;
   const int ty = tid / kThreadsN;
-  const int m0 = blockIdx.y * BM;
+  const int m0 = (p.row_block0 + int(blockIdx.y)) * BM;
   const int n0 = blockIdx.x * BN;
 
   KRange kr{0, p.K};
@@ -323,7 +327,7 @@ __global__ void __launch_bounds__(kWThreads) sgemm_tf32_kernel(bool ta, bool tb,
   const int warp = tid / 32;
   const int wm = warp / 2;  // 2 x 2 warps, each 32 x 32
   const int wn = warp % 2;
-  const int m0 = blockIdx.y * kWBM;
+  const int m0 = (p.row_block0 + int(blockIdx.y)) * kWBM;
   const int n0 = blockIdx.x * kWBN;
 
   wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc[2][2];
@@ -426,7 +430,10 @@ bool make_params(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64
   };
   constexpr int64_t kIntMax = 0x7fffffff;
   if (M < 0 || N < 0 || K < 0) fail("negative dimension");
-  if (M > kIntMax || N > kIntMax || K > kIntMax) fail("dimension exceeds 2^31 - 1");
+  // The kernels index within a tile in 32-bit ints (a row, column or k plus up to 131): keep
+  // every such index below 2^31.
+  constexpr int64_t kMaxDim = kIntMax - 256;
+  if (M > kMaxDim || N > kMaxDim || K > kMaxDim) fail("dimension exceeds 2^31 - 257");
   const int64_t min_lda = ta ? M : K;
   const int64_t min_ldb = tb ? K : N;
   if (lda < (min_lda > 1 ? min_lda : 1)) fail("lda too small");
@@ -457,7 +464,8 @@ bool make_params(const char* name, bool ta, bool tb, int64_t M, int64_t N, int64
                  aligned(B, ldb),
                  aligned(C, ldc),
                  1,
-                 nullptr};
+                 nullptr,
+                 0};
   return true;
 }
 
@@ -467,18 +475,29 @@ int elementwise_grid(int64_t total) {
   return int(g < 1 ? 1 : g);
 }
 
+// Column blocks on grid.x (N < 2^31 needs fewer than 2^31 / BN), row blocks on grid.y in
+// launches of at most 65535 (for_each_grid_chunk), so any M that make_params accepts works.
+template <class Launch>
+void for_each_row_chunk(const GemmParams& p, int BM, Launch&& launch) {
+  for_each_grid_chunk((int64_t(p.M) + BM - 1) / BM, [&](int64_t first, int64_t count) {
+    GemmParams q = p;
+    q.row_block0 = int(first);
+    launch(q, unsigned(count));
+    GL_CUDA_CHECK_LAUNCH();
+  });
+}
+
 template <int BM, int BN, int BK, int TM, int TN>
 void launch_tiled(bool ta, bool tb, const GemmParams& p, cudaStream_t s) {
   constexpr int kThreads = (BM / TM) * (BN / TN);
-  const dim3 grid(unsigned((p.N + BN - 1) / BN), unsigned((p.M + BM - 1) / BM), unsigned(p.splits));
-  if (grid.y > 65535u)
-    throw std::invalid_argument("cuda::sgemm_tiled: M=" + std::to_string(p.M) +
-                                " needs more than 65535 row blocks");
-  if (!ta && !tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, false><<<grid, kThreads, 0, s>>>(p);
-  if (!ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, true><<<grid, kThreads, 0, s>>>(p);
-  if (ta && !tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, false><<<grid, kThreads, 0, s>>>(p);
-  if (ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, true><<<grid, kThreads, 0, s>>>(p);
-  GL_CUDA_CHECK_LAUNCH();
+  for_each_row_chunk(p, BM, [&](const GemmParams& q, unsigned rows) {
+    const dim3 grid(unsigned((q.N + BN - 1) / BN), rows, unsigned(q.splits));
+    if (!ta && !tb)
+      sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, false><<<grid, kThreads, 0, s>>>(q);
+    if (!ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, true><<<grid, kThreads, 0, s>>>(q);
+    if (ta && !tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, false><<<grid, kThreads, 0, s>>>(q);
+    if (ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, true><<<grid, kThreads, 0, s>>>(q);
+  });
 }
 
 }  // namespace
@@ -530,12 +549,12 @@ void sgemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
     return;
   }
   p.splits = plan.splits;
-  p.workspace = static_cast<float*>(
-      device_alloc(size_t(plan.splits) * size_t(M) * size_t(N) * sizeof(float), -1, stream));
+  // Freed when this returns or throws; stream-ordered reuse only.
+  const DeviceBuffer<float> workspace(size_t(plan.splits) * size_t(M) * size_t(N), stream);
+  p.workspace = workspace.get();
   launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream);
   splitk_reduce_kernel<<<elementwise_grid(M * N), 256, 0, stream>>>(p);
   GL_CUDA_CHECK_LAUNCH();
-  device_free(p.workspace);  // stream-ordered reuse only
 }
 
 void sgemm_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -551,11 +570,11 @@ void sgemm_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, 
     throw std::invalid_argument(
         "cuda::sgemm_tf32: needs compute capability 8.0 or newer, device has " +
         std::to_string(major) + ".x");
-  const dim3 grid(unsigned((N + kWBN - 1) / kWBN), unsigned((M + kWBM - 1) / kWBM));
-  if (grid.y > 65535u)
-    throw std::invalid_argument("cuda::sgemm_tf32: M=" + std::to_string(M) + " too large");
-  sgemm_tf32_kernel<<<grid, kWThreads, 0, resolve_stream(stream)>>>(ta, tb, p);
-  GL_CUDA_CHECK_LAUNCH();
+  stream = resolve_stream(stream);
+  for_each_row_chunk(p, kWBM, [&](const GemmParams& q, unsigned rows) {
+    const dim3 grid(unsigned((q.N + kWBN - 1) / kWBN), rows);
+    sgemm_tf32_kernel<<<grid, kWThreads, 0, stream>>>(ta, tb, q);
+  });
 }
 
 void sgemm_cublas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
@@ -565,6 +584,16 @@ void sgemm_cublas(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   if (!make_params("cuda::sgemm_cublas", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
                    p))
     return;
+  // cuBLAS takes 32-bit leading dimensions (make_params bounds M, N, K only).
+  constexpr int64_t kIntMax = 0x7fffffff;
+  for (const auto& [name, ld] :
+       {std::pair{"lda", lda}, std::pair{"ldb", ldb}, std::pair{"ldc", ldc}})
+    if (ld > kIntMax)
+      throw std::invalid_argument("cuda::sgemm_cublas: " + std::string(name) + "=" +
+                                  std::to_string(ld) +
+                                  " exceeds cuBLAS's 32-bit leading dimension (2^31 - 1); the "
+                                  "native backend takes it (" +
+                                  shape_text(ta, tb, M, N, K, lda, ldb, ldc) + ")");
   // K = 0 is C = beta C (+ bias, activation) by the BLAS rule; the tiled kernel does exactly
   // that, without relying on how cuBLAS treats an empty inner dimension.
   if (K == 0) return sgemm_tiled(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep, stream);

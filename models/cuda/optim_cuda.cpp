@@ -1,7 +1,9 @@
 // optim_cuda.cpp: the one-launch device optimizer steps behind SGD and Adam/AdamW.
 #include "models/cuda/optim_cuda.h"
 
+#include "engine/cuda/ops_cuda.h"
 #include "kernels/cuda/optim.h"
+#include "kernels/cuda/runtime.h"
 
 namespace gl::models::cuda {
 
@@ -9,12 +11,17 @@ namespace kc = gl::kernels::cuda;
 
 DeviceStepper::DeviceStepper(const std::vector<Tensor>& params, const std::vector<Tensor>& state0,
                              const std::vector<Tensor>& state1) {
+  if (!params.empty()) device_ = params[0].device();
   std::vector<kc::ParamSlot> slots;
   for (std::size_t i = 0; i < params.size(); ++i) {
     const Tensor& p = params[i];
     GL_CHECK(p.device().is_cuda() && p.dtype() == DType::f32 && p.is_contiguous(),
              "optimizer on CUDA: parameter {} is {} on {} (contiguous f32 on a CUDA device needed)",
              i, p.str(), p.device().str());
+    GL_CHECK(p.device() == device_,
+             "optimizer on CUDA: parameter {} is on {} but parameter 0 is on {} (one launch "
+             "steps every parameter, so all must be on one device)",
+             i, p.device().str(), device_.str());
     grads_.push_back(Tensor::zeros(p.shape(), DType::f32, p.device()));
     kc::ParamSlot s;
     s.param = static_cast<float*>(p.raw_data());
@@ -31,6 +38,7 @@ DeviceStepper::DeviceStepper(const std::vector<Tensor>& params, const std::vecto
     s.n = p.numel();
     slots.push_back(s);
   }
+  const auto scope = cuda_ops::device_scope(device_);
   table_ = std::make_unique<kc::OptimTable>(slots);
 }
 
@@ -49,6 +57,7 @@ void DeviceStepper::sgd(const SgdOptions& o, double lr, int64_t step) {
   c.dampening = float(o.dampening);
   c.weight_decay = float(o.weight_decay);
   c.nesterov = o.nesterov;
+  const auto scope = cuda_ops::device_scope(device_);
   kc::sgd_step(*table_, c, step);
 }
 
@@ -60,6 +69,7 @@ void DeviceStepper::adam(const AdamOptions& o, double lr, bool decoupled, int64_
   c.eps = float(o.eps);
   c.weight_decay = float(o.weight_decay);
   c.decoupled = decoupled;
+  const auto scope = cuda_ops::device_scope(device_);
   kc::adam_step(*table_, c, step);
 }
 

@@ -17,7 +17,8 @@ namespace gl::models::cuda {
 
 class DeviceStepper {
  public:
-  // params: contiguous f32 tensors on one CUDA device; state0/state1: per-parameter buffers
+  // params: contiguous f32 tensors on one CUDA device (each call runs on that device, whichever
+  // is current); state0/state1: per-parameter buffers
   // of the same shapes on that device, or empty vectors when the optimizer has none.
   DeviceStepper(const std::vector<Tensor>& params, const std::vector<Tensor>& state0,
                 const std::vector<Tensor>& state1);
@@ -29,6 +30,7 @@ class DeviceStepper {
   void adam(const AdamOptions& o, double lr, bool decoupled, int64_t step);
 
  private:
+  Device device_;
   std::vector<Tensor> grads_;
   std::unique_ptr<kernels::cuda::OptimTable> table_;
 };

@@ -5,11 +5,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/ops.h"
 #include "engine/testing/op_table.h"
 #include "kernels/kernels.h"
+#include "tests/cuda_devices.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace {
 
@@ -137,6 +143,92 @@ TEST(CudaParity, MixedDevicesNameTheOpAndDevices) {
     EXPECT_NE(m.find("cpu"), std::string::npos) << m;
   }
   EXPECT_THROW(gl::matmul(b.to(DType::f64), b.to(DType::f64)), gl::Error);  // f32 only on CUDA
+}
+
+// The device half of Tensor.FloatToIntegerCastsTruncateAndSaturate: the copy and fill kernels
+// convert with the CPU's rule.
+TEST(CudaParity, FloatToIntegerCastsMatchCpu) {
+  std::string why = no_gpu_reason();
+  if (!why.empty()) GTEST_SKIP() << "CUDA parity skipped: " << why;
+  const std::vector<double> src = {std::nan(""), INFINITY, -INFINITY, 1e30,   -1e30,   2.9, -2.9,
+                                   300.0,        -5.0,     255.5,     9.3e18, -9.3e18, 0.0, -0.0};
+  const gl::Shape shape{int64_t(src.size())};
+  for (DType from : {DType::f64, DType::f32}) {
+    for (DType to : {DType::i64, DType::u8}) {
+      SCOPED_TRACE(std::string(gl::dtype_name(from)) + " -> " + gl::dtype_name(to));
+      Tensor x = Tensor::from_vector<double>(src, shape).to(from);
+      const auto want = x.to(to).to_vector<int64_t>();
+      EXPECT_EQ(x.to(Device::cuda()).to(to).to_vector<int64_t>(), want);
+      Tensor strided = Tensor::zeros({7, 2}, to, Device::cuda()).t();
+      strided.copy_(Tensor::from_vector<double>(src, {2, 7}).to(from).to(Device::cuda()));
+      EXPECT_EQ(strided.contiguous().to_vector<int64_t>(), want);
+    }
+  }
+  for (double v : src) {
+    SCOPED_TRACE(v);
+    for (DType to : {DType::i64, DType::u8})
+      EXPECT_EQ(Tensor::full({2}, v, to, Device::cuda()).to_vector<int64_t>(),
+                Tensor::full({2}, v, to).to_vector<int64_t>());
+  }
+}
+
+// Tensors on cuda:1 used while cuda:0 is current: every op, its backward and the copies run on
+// cuda:1 (a kernel on cuda:0 would fault on cuda:1's memory) and leave cuda:0 current. Named
+// apart from CudaParity.*: it skips on a one-GPU machine, where a skipping CUDA test fails
+// scripts/gpu_check.sh (which runs it with the rest of ctest, where a skip is fine).
+using MultiGpu = gl::testing::TwoGpuTest;
+TEST_F(MultiGpu, OpsRunOnTheDeviceOfTheirTensors) {
+#if defined(GRADLENS_HAVE_CUDA)
+  namespace kc = gl::kernels::cuda;
+  const Device d1 = Device::cuda(1);
+  gl::Generator gen(11);
+  const Tensor x = Tensor::rand({2, 3, 9, 8}, gen, DType::f32, -1, 1);
+  const Tensor w = Tensor::rand({4, 3, 3, 3}, gen, DType::f32, -1, 1);
+  const Tensor b = Tensor::rand({4}, gen, DType::f32, -1, 1);
+  const Tensor lw = Tensor::rand({5, 4 * 4 * 4}, gen, DType::f32, -1, 1);
+  const Tensor labels = Tensor::from_vector<int64_t>({3, 1}, {2});
+  // Loss, then the gradients of every input, all copied back to the host.
+  auto run = [&](Device d) {
+    std::vector<Tensor> in{x.to(d), w.to(d), b.to(d), lw.to(d)};
+    for (auto& t : in) t.requires_grad_(true);
+    gl::Conv2dParams p;
+    p.padding = {1, 1};
+    Tensor h = gl::max_pool2d(gl::relu(gl::conv2d(in[0], in[1], in[2], p)), {2, 2});
+    h = gl::avg_pool2d(h, {1, 1});
+    Tensor logits = gl::linear(h.reshape({2, 4 * 4 * 4}), in[3], Tensor());
+    Tensor loss =
+        gl::add(gl::cross_entropy(logits, labels), gl::mean(gl::sum(gl::softmax(logits, 1), {0})));
+    loss.backward();
+    std::vector<Tensor> r{loss.to(Device::cpu())};
+    for (auto& t : in) r.push_back(t.grad().to(Device::cpu()));
+    return r;
+  };
+  const auto want = run(Device::cpu());
+  const auto got = run(d1);
+  EXPECT_EQ(kc::current_device(), 0);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    std::string where;
+    EXPECT_LE(worst_ratio(got[i], want[i], 1e-4, 1e-3, where), 1.0)
+        << "result " << i << ": " << where;
+  }
+  // Creation, fills and copies between the devices, either way.
+  Tensor z = Tensor::zeros({3, 5}, DType::f32, d1);
+  z.fill_(2.5);
+  Tensor on0 = z.to(Device::cuda(0));
+  EXPECT_EQ(on0.device(), Device::cuda(0));
+  EXPECT_EQ(on0.to(d1).to(DType::f64).to_vector<double>(), std::vector<double>(15, 2.5));
+  EXPECT_EQ(gl::sum(Tensor::full({4}, 1.5, DType::f32, d1)).item(), 6.0);
+  EXPECT_EQ(kc::current_device(), 0);
+  // Mixing the two devices in one op is refused, naming both.
+  try {
+    gl::add(z, on0);
+    FAIL() << "expected an error";
+  } catch (const gl::Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("cuda:0"), std::string::npos) << m;
+    EXPECT_NE(m.find("cuda:1"), std::string::npos) << m;
+  }
+#endif
 }
 
 }  // namespace

@@ -1,6 +1,11 @@
 // Tensor basics: creation, dtypes, views sharing storage, broadcasting, printing, errors.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
 #include "engine/ops.h"
 #include "tests/error_of.h"
 
@@ -22,6 +27,44 @@ TEST(Tensor, CreationAndElementAccess) {
   EXPECT_DOUBLE_EQ(Tensor::scalar(3.0).item(), 3.0);
   EXPECT_THROW(Tensor::from_vector<float>({1, 2, 3}, {2, 2}), Error);
   EXPECT_THROW(z.item(), Error);
+}
+
+// The rule of kernels/functors.h saturate_cast, which the CUDA copy and fill kernels share:
+// a floating value into an integer dtype is truncated toward zero and clamped to the dtype's
+// range, NaN giving 0 (a plain C++ conversion of these values is undefined).
+TEST(Tensor, FloatToIntegerCastsTruncateAndSaturate) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  const std::vector<double> src = {nan,   inf,  -inf,  1e30,   -1e30,   2.9, -2.9,
+                                   300.0, -5.0, 255.5, 9.3e18, -9.3e18, 0.0, -0.0};
+  const std::vector<int64_t> want_i64 = {0,   INT64_MAX, INT64_MIN, INT64_MAX, INT64_MIN, 2, -2,
+                                         300, -5,        255,       INT64_MAX, INT64_MIN, 0, 0};
+  const std::vector<uint8_t> want_u8 = {0, 255, 0, 255, 0, 2, 0, 255, 0, 255, 255, 0, 0, 0};
+  const Shape shape{int64_t(src.size())};
+  for (DType from : {DType::f64, DType::f32}) {
+    SCOPED_TRACE(dtype_name(from));
+    Tensor x = Tensor::from_vector<double>(src, shape).to(from);
+    EXPECT_EQ(x.to(DType::i64).to_vector<int64_t>(), want_i64);
+    EXPECT_EQ(x.to(DType::u8).to_vector<uint8_t>(), want_u8);
+    // copy_ into a strided (transposed) destination takes the element loop.
+    Tensor x2 = Tensor::from_vector<double>(src, {2, 7}).to(from);
+    Tensor dst = Tensor::zeros({7, 2}, DType::i64).t();
+    dst.copy_(x2);
+    EXPECT_EQ(dst.contiguous().to_vector<int64_t>(), want_i64);
+  }
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    SCOPED_TRACE(src[i]);
+    EXPECT_EQ(Tensor::full({3}, src[i], DType::i64).to_vector<int64_t>()[2], want_i64[i]);
+    Tensor u = Tensor::zeros({2}, DType::u8);
+    u.fill_(src[i]);
+    EXPECT_EQ(u.to_vector<uint8_t>()[1], want_u8[i]);
+    u.set_at({0}, src[i]);
+    EXPECT_EQ(u.to_vector<uint8_t>()[0], want_u8[i]);
+  }
+  // Integers into a narrower integer wrap (C++'s rule); floats round to nearest.
+  EXPECT_EQ(Tensor::from_vector<int64_t>({300, -1}, {2}).to(DType::u8).to_vector<uint8_t>(),
+            (std::vector<uint8_t>{44, 255}));
+  EXPECT_EQ(Tensor::from_vector<double>({1e300}, {1}).to(DType::f32).to_vector<float>()[0],
+            std::numeric_limits<float>::infinity());
 }
 
 TEST(Tensor, PhiloxRandomIsSeededAndDistributed) {

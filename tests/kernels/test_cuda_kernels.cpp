@@ -13,12 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/conv.h"
 #include "kernels/cuda/index_math.h"
 #include "kernels/functors.h"
 #include "kernels/kernels.h"
 #include "kernels/philox.h"
 
 #if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/conv.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/optim.h"
 #include "kernels/cuda/reduce.h"
@@ -178,6 +180,31 @@ TEST(CudaIndexMath, ChunksCoverEveryElementOnce) {
   }
   for (size_t t = 0; t < sizes.size(); ++t) EXPECT_EQ(covered[t], sizes[t]);
   EXPECT_THROW(kc::build_chunks({-1}, 4), std::invalid_argument);
+}
+
+// Launches whose grid.y or grid.z grows with the problem (GEMM row blocks, convolution groups
+// and channel tiles) go in chunks that cover every block once and respect the 65535 limit.
+TEST(CudaIndexMath, GridChunksCoverEveryBlockOnce) {
+  for (int64_t total : {int64_t(0), int64_t(1), int64_t(65535), int64_t(65536), int64_t(131071),
+                        int64_t(200000), int64_t(65535) * 128 + 77}) {
+    int64_t next = 0, calls = 0;
+    kc::for_each_grid_chunk(total, [&](int64_t first, int64_t count) {
+      EXPECT_EQ(first, next) << "total " << total;
+      EXPECT_GE(count, 1);
+      EXPECT_LE(count, kc::kMaxGridYZ);
+      next = first + count;
+      ++calls;
+    });
+    EXPECT_EQ(next, std::max<int64_t>(total, 0));
+    EXPECT_EQ(calls, (total + kc::kMaxGridYZ - 1) / kc::kMaxGridYZ) << "total " << total;
+  }
+  int64_t seen = 0;
+  kc::for_each_grid_chunk(
+      10, [&](int64_t, int64_t count) { seen += count == 3 || count == 1; }, 3);
+  EXPECT_EQ(seen, 4);  // 3 + 3 + 3 + 1
+  EXPECT_THROW(kc::for_each_grid_chunk(
+                   5, [](int64_t, int64_t) {}, 0),
+               std::invalid_argument);
 }
 
 // The convolution's input gradient gathers, per input position and tap, the one output that
@@ -619,6 +646,206 @@ TEST(CudaSgemm, RejectsBadArguments) {
   EXPECT_THROW(kc::sgemm(false, false, 4, 4, 4, 1, p, 3, p, 4, 0, p, 4), std::invalid_argument);
   EXPECT_THROW(kc::sgemm(false, false, -1, 4, 4, 1, p, 4, p, 4, 0, p, 4), std::invalid_argument);
   EXPECT_THROW(kc::sgemm(false, false, 4, 4, 4, 1, p, 4, p, 4, 0, p, 4), std::invalid_argument);
+}
+
+// Checked before anything reaches the device, so these run (and pass) without a GPU too.
+TEST(CudaSgemm, CublasRefusesLeadingDimensionsBeyond32Bits) {
+  // Never dereferenced: the arguments are refused first.
+  float* p = reinterpret_cast<float*>(uintptr_t(256));
+  const int64_t big = int64_t(1) << 31;
+  struct Case {
+    bool ta, tb;
+    int64_t lda, ldb, ldc;
+    const char* name;
+  };
+  for (const Case& c : {Case{false, false, big, 4, 4, "lda"}, Case{false, true, 4, big, 4, "ldb"},
+                        Case{true, false, 4, 4, big, "ldc"}}) {
+    try {
+      kc::sgemm_cublas(c.ta, c.tb, 4, 4, 4, 1.0f, p, c.lda, p, c.ldb, 0.0f, p, c.ldc);
+      ADD_FAILURE() << c.name << ": no exception";
+    } catch (const std::invalid_argument& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("cuda::sgemm_cublas"), std::string::npos) << msg;
+      EXPECT_NE(msg.find(std::string(c.name) + "=" + std::to_string(big)), std::string::npos)
+          << msg;
+    }
+  }
+  // M, N and K are bounded for every backend.
+  EXPECT_THROW(kc::sgemm_tiled(false, false, big, 4, 4, 1.0f, p, 4, p, 4, 0.0f, p, 4),
+               std::invalid_argument);
+}
+
+TEST(CudaConv, RefusesMoreOutputPixelsThanAGridHolds) {
+  gl::kernels::cpu::ConvGeometry g;
+  g.n = int64_t(1) << 20, g.c = 1, g.h = 512, g.w = 512, g.oc = 1;  // 2^38 output pixels
+  try {
+    kc::conv2d_forward(g, nullptr, nullptr, nullptr, nullptr);
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("cuda::conv2d_forward"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(int64_t(1) << 38)), std::string::npos) << msg;
+  }
+}
+
+// More row blocks than grid.y holds (65535): the tiled kernel's 128-row blocks and the tf32
+// kernel's 64-row blocks both launch in chunks. Small integers keep every backend exact.
+TEST(CudaSgemm, RowsBeyondOneGridOfBlocks) {
+  REQUIRE_GPU();
+  const int64_t M = int64_t(65535) * 128 + 77, N = 3, K = 2;
+  std::vector<float> A(size_t(M * K)), B(size_t(K * N)), bias(static_cast<size_t>(N)),
+      want(size_t(M * N));
+  for (size_t i = 0; i < A.size(); ++i) A[i] = float(int64_t(i * 7 % 5) - 2);
+  for (size_t i = 0; i < B.size(); ++i) B[i] = float(int64_t(i % 3) - 1);
+  for (size_t i = 0; i < bias.size(); ++i) bias[i] = float(i);
+  for (int64_t r = 0; r < M; ++r)
+    for (int64_t c = 0; c < N; ++c) {
+      float v = bias[c];
+      for (int64_t k = 0; k < K; ++k) v += A[r * K + k] * B[k * N + c];
+      want[r * N + c] = v;
+    }
+  auto dA = to_device(A);
+  auto dB = to_device(B);
+  auto dbias = to_device(bias);
+  for (auto algo :
+       {kc::GemmAlgo::tiled, kc::GemmAlgo::tf32, kc::GemmAlgo::naive, kc::GemmAlgo::cublas}) {
+    kc::DeviceBuffer<float> dC(size_t(M * N));
+    kc::memset_device(dC.get(), 0xff, dC.size() * sizeof(float));  // NaN: unwritten shows
+    kc::sgemm_with(algo, false, false, M, N, K, 1.0f, dA.get(), K, dB.get(), N, 0.0f, dC.get(), N,
+                   gl::kernels::Epilogue{dbias.get(), gl::kernels::Activation::none});
+    const auto got = to_host(dC);
+    int bad = 0;
+    for (size_t i = 0; i < got.size() && bad < 5; ++i) {
+      if (got[i] == want[i]) continue;
+      ++bad;
+      ADD_FAILURE() << kc::gemm_algo_name(algo) << " C[" << i / N << "," << i % N << "] got "
+                    << got[i] << " want " << want[i];
+    }
+  }
+}
+
+// ---- convolution and pooling against the CPU references (f64) ----
+// Tolerances: f32 sums over a reduction of length L, relative 1e-5 * sqrt(L).
+struct ConvCase {
+  int64_t n, c, h, w, oc, kh, kw, stride, pad, dil, groups;
+  bool bias;
+};
+
+std::vector<double> widen(const std::vector<float>& v) {
+  return {v.begin(), v.end()};
+}
+
+void run_conv_case(const ConvCase& t) {
+  gl::kernels::cpu::ConvGeometry g;
+  g.n = t.n, g.c = t.c, g.h = t.h, g.w = t.w, g.oc = t.oc, g.kh = t.kh, g.kw = t.kw;
+  g.stride_h = g.stride_w = t.stride, g.pad_h = g.pad_w = t.pad, g.dil_h = g.dil_w = t.dil;
+  g.groups = t.groups;
+  const int64_t oh = g.out_h(), ow = g.out_w(), cg = t.c / t.groups, ocg = t.oc / t.groups;
+  const std::string what = "conv x [" + std::to_string(t.n) + "," + std::to_string(t.c) + "," +
+                           std::to_string(t.h) + "," + std::to_string(t.w) + "] w [" +
+                           std::to_string(t.oc) + "," + std::to_string(cg) + "," +
+                           std::to_string(t.kh) + "," + std::to_string(t.kw) + "] stride " +
+                           std::to_string(t.stride) + " groups " + std::to_string(t.groups);
+  const auto x = random_vec<float>(size_t(t.n * t.c * t.h * t.w), 71);
+  const auto w = random_vec<float>(size_t(t.oc * cg * t.kh * t.kw), 72);
+  const auto b = random_vec<float>(size_t(t.oc), 73);
+  const auto dy = random_vec<float>(size_t(t.n * t.oc * oh * ow), 74);
+  const auto xd = widen(x), wd = widen(w), bd = widen(b), dyd = widen(dy);
+  std::vector<double> want_y(dy.size()), want_dx(x.size()), want_dw(w.size()), want_db(b.size());
+  gl::kernels::cpu::conv2d_reference(g, xd.data(), wd.data(), t.bias ? bd.data() : nullptr,
+                                     want_y.data());
+  gl::kernels::cpu::conv2d_backward(g, xd.data(), wd.data(), dyd.data(), want_dx.data(),
+                                    want_dw.data(), want_db.data());
+  auto dx_in = to_device(x);
+  auto dw_in = to_device(w);
+  auto db_in = to_device(b);
+  auto ddy = to_device(dy);
+  kc::DeviceBuffer<float> y(dy.size()), gx(x.size()), gw(w.size()), gb(b.size());
+  kc::conv2d_forward(g, dx_in.get(), dw_in.get(), t.bias ? db_in.get() : nullptr, y.get());
+  kc::conv2d_backward(g, dx_in.get(), dw_in.get(), ddy.get(), gx.get(), gw.get(), gb.get());
+  auto tol = [](int64_t len) { return 1e-5 * std::sqrt(double(len)); };
+  const double ty = tol(cg * t.kh * t.kw), tdx = tol(ocg * t.kh * t.kw), tdw = tol(t.n * oh * ow);
+  expect_close(to_host(y), want_y, ty, ty, what + ": forward");
+  expect_close(to_host(gx), want_dx, tdx, tdx, what + ": input gradient");
+  expect_close(to_host(gw), want_dw, tdw, tdw, what + ": weight gradient");
+  expect_close(to_host(gb), want_db, tdw, tdw, what + ": bias gradient");
+}
+
+TEST(CudaConv, ForwardAndGradientsMatchCpu) {
+  REQUIRE_GPU();
+  // 80 output channels per group: two 64-channel tiles per group (the second at m0 = 64).
+  run_conv_case({3, 6, 13, 11, 160, 3, 3, 2, 1, 2, 2, true});
+  // The same with stride 1: 3 x 11 x 9 = 297 output pixels, so the weight and bias gradient
+  // reductions take more than one pass of their 256 threads.
+  run_conv_case({3, 6, 13, 11, 160, 3, 3, 1, 1, 2, 2, false});
+  // One group, K = 24 (not a multiple of the 16-tap slice), 570 pixels over 9 pixel tiles.
+  run_conv_case({2, 4, 20, 17, 70, 2, 3, 1, 0, 1, 1, true});
+}
+
+TEST(CudaConv, DepthwiseWithMoreGroupsThanGridZHolds) {
+  REQUIRE_GPU();
+  const int64_t c = kc::kMaxGridYZ + 4;  // one channel per group
+  run_conv_case({1, c, 3, 3, c, 2, 2, 1, 0, 1, c, true});
+}
+
+TEST(CudaPool, MaxAvgAndAdaptiveMatchCpu) {
+  REQUIRE_GPU();
+  namespace cpu = gl::kernels::cpu;
+  struct PoolCase {
+    int64_t k, stride, pad;
+  };
+  const int64_t n = 4, c = 70, h = 17, w = 19, planes = n * c;
+  auto x = random_vec<float>(size_t(planes * h * w), 81);
+  for (int64_t i = 0; i < h * w; ++i) x[size_t(i)] = 0.5f;  // plane 0: ties (first maximum wins)
+  x[size_t(h * w + 5)] = std::nanf("");                     // plane 1: a NaN wins its windows
+  const auto xd = widen(x);
+  auto dx_in = to_device(x);
+  for (const PoolCase& pc : {PoolCase{3, 2, 1}, PoolCase{2, 2, 0}, PoolCase{3, 1, 1}}) {
+    cpu::PoolGeometry g;
+    g.planes = planes, g.h = h, g.w = w, g.kh = g.kw = pc.k, g.stride_h = g.stride_w = pc.stride;
+    g.pad_h = g.pad_w = pc.pad;
+    const std::string what = "pool k" + std::to_string(pc.k) + " s" + std::to_string(pc.stride) +
+                             " p" + std::to_string(pc.pad);
+    const size_t nout = size_t(planes * g.out_h() * g.out_w()), nin = x.size();
+    const auto dy = random_vec<float>(nout, 82);
+    const auto dyd = widen(dy);
+    auto ddy = to_device(dy);
+    // max: values and argmax exact (no arithmetic); the gradient is a sum of a few dy.
+    std::vector<float> want_max(nout), want_gx(nin);
+    std::vector<int32_t> want_arg(nout);
+    cpu::max_pool2d_forward(g, x.data(), want_max.data(), want_arg.data());
+    cpu::max_pool2d_backward(g, dy.data(), want_arg.data(), want_gx.data());
+    kc::DeviceBuffer<float> out(nout), gx(nin);
+    kc::DeviceBuffer<int32_t> arg(nout);
+    kc::max_pool2d_forward(g, dx_in.get(), out.get(), arg.get());
+    kc::max_pool2d_backward(g, ddy.get(), arg.get(), gx.get());
+    EXPECT_EQ(to_host(arg), want_arg) << what;
+    expect_close(to_host(out), widen(want_max), 0, 0, what + ": max");
+    expect_close(to_host(gx), widen(want_gx), 1e-6, 1e-6, what + ": max gradient");
+    // avg: the CPU's f64 kernels as the reference; reductions of k * k terms.
+    std::vector<double> want_avg(nout), want_agx(nin);
+    cpu::avg_pool2d_forward(g, xd.data(), want_avg.data());
+    cpu::avg_pool2d_backward(g, dyd.data(), want_agx.data());
+    kc::avg_pool2d_forward(g, dx_in.get(), out.get());
+    kc::avg_pool2d_backward(g, ddy.get(), gx.get());
+    const double tk = 1e-5 * std::sqrt(double(pc.k * pc.k));
+    expect_close(to_host(out), want_avg, tk, tk, what + ": avg");
+    expect_close(to_host(gx), want_agx, tk, tk, what + ": avg gradient");
+  }
+  // adaptive: 17 x 19 -> 5 x 4 (bins of 4 or 5 rows, 5 or 6 columns, overlapping).
+  const int64_t oh = 5, ow = 4;
+  const auto dy = random_vec<float>(size_t(planes * oh * ow), 83);
+  const auto dyd = widen(dy);
+  std::vector<double> want(dy.size()), want_gx(x.size());
+  cpu::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, xd.data(), want.data());
+  cpu::adaptive_avg_pool2d_backward(planes, h, w, oh, ow, dyd.data(), want_gx.data());
+  auto ddy = to_device(dy);
+  kc::DeviceBuffer<float> out(dy.size()), gx(x.size());
+  kc::adaptive_avg_pool2d_forward(planes, h, w, oh, ow, dx_in.get(), out.get());
+  kc::adaptive_avg_pool2d_backward(planes, h, w, oh, ow, ddy.get(), gx.get());
+  const double ta = 1e-5 * std::sqrt(30.0);
+  expect_close(to_host(out), want, ta, ta, "adaptive avg");
+  expect_close(to_host(gx), want_gx, ta, ta, "adaptive avg gradient");
 }
 
 TEST(CudaOptim, SgdAndAdamMatchTorchFormulas) {

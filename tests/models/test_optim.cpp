@@ -8,10 +8,15 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <vector>
 
 #include "engine/generator.h"
 #include "models/optim.h"
+#include "tests/cuda_devices.h"
 #include "tests/models/torch_oracle.h"
+#if defined(GRADLENS_HAVE_CUDA)
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace gl::models {
 namespace {
@@ -398,6 +403,49 @@ print(' '.join(repr(v) for v in p.detach().tolist()))
     // f32 rounding differences only (torch fuses some multiply-adds).
     EXPECT_LT(worst, 1e-6) << cases[k].torch_ctor;
   }
+}
+
+// Parameters on cuda:1 stepped while cuda:0 is current: the step runs on cuda:1 (one launch
+// over every parameter) and matches the CPU step; cuda:0 stays current. Skips with fewer than
+// two GPUs (see MultiGpu.OpsRunOnTheDeviceOfTheirTensors).
+using MultiGpu = gl::testing::TwoGpuTest;
+TEST_F(MultiGpu, OptimizerStepsRunOnTheParametersDevice) {
+#if defined(GRADLENS_HAVE_CUDA)
+  namespace kc = gl::kernels::cuda;
+  const Device d1 = Device::cuda(1);
+  Generator gen(3);
+  const Tensor w0 = Tensor::rand({3, 20000}, gen, DType::f32, -1, 1);
+  const Tensor w1 = Tensor::rand({7}, gen, DType::f32, -1, 1);
+  const Tensor g0 = Tensor::rand({3, 20000}, gen, DType::f32, -1, 1);
+  const Tensor g1 = Tensor::rand({7}, gen, DType::f32, -1, 1);
+  for (int kind = 0; kind < 2; ++kind) {
+    SCOPED_TRACE(kind == 0 ? "SGD" : "Adam");
+    auto run = [&](Device d) {
+      std::vector<Tensor> ps{w0.to(d).clone(), w1.to(d).clone()};
+      for (auto& p : ps) p.requires_grad_(true);
+      std::unique_ptr<Optimizer> opt;
+      if (kind == 0)
+        opt = std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
+      else
+        opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
+      for (int step = 0; step < 2; ++step) {
+        ps[0].set_grad(g0.to(d));
+        ps[1].set_grad(g1.to(d));
+        opt->step();
+      }
+      return std::vector<std::vector<float>>{ps[0].to_vector<float>(), ps[1].to_vector<float>()};
+    };
+    const auto want = run(Device::cpu());
+    const auto got = run(d1);
+    EXPECT_EQ(kc::current_device(), 0);
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      ASSERT_EQ(got[k].size(), want[k].size());
+      for (std::size_t i = 0; i < want[k].size(); ++i)
+        ASSERT_NEAR(got[k][i], want[k][i], 1e-5 * (1 + std::fabs(want[k][i])))
+            << "parameter " << k << " element " << i;
+    }
+  }
+#endif
 }
 
 }  // namespace
