@@ -156,9 +156,14 @@ void require_finite(const StateDict& state) {
     if (!t.defined() || !is_floating(t.dtype())) continue;
     const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
     const double* p = v.data<double>();
-    for (int64_t i = 0; i < v.numel(); ++i)
+    const bool variance =
+        name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
+    for (int64_t i = 0; i < v.numel(); ++i) {
       GL_CHECK(std::isfinite(p[i]), "'{}' holds a non-finite value ({} at flat index {} of {})",
                name, p[i], i, shape_str(t.shape()));
+      GL_CHECK(!variance || p[i] >= 0, "'{}' holds a negative variance ({} at flat index {} of {})",
+               name, p[i], i, shape_str(t.shape()));
+    }
   }
 }
 

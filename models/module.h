@@ -26,7 +26,8 @@ using StateDict = NamedTensors;
 using ForwardHook = std::function<void(const Module&, const Tensor& input, const Tensor& output)>;
 using HookId = int64_t;
 
-// Throws naming the first tensor of `state` that holds a NaN or an infinity, and where. For
+// Throws naming the first tensor of `state` that holds a NaN or an infinity (or a batch norm's
+// running_var a negative value), and where. For
 // weights given to evaluate or to start from (NaN would pass through quietly: ReLU maps it to
 // 0), and for a run's checkpoint (there the trainer turns the error into a divergence).
 void require_finite(const StateDict& state);

@@ -164,6 +164,19 @@ TEST(Module, StrictLoadErrorsNameTheKey) {
       EXPECT_NE(m.find("flat index 7"), std::string::npos) << m;
     }
   }
+  // A batch norm's running variance below 0 is no variance at all.
+  StateDict bn{{"0.running_var", Tensor::from_vector(std::vector<float>{1.f, 0.f, -1.f}, {3})},
+               {"0.running_mean", Tensor::from_vector(std::vector<float>{-1.f, 0.f, -1.f}, {3})}};
+  try {
+    require_finite(bn);
+    FAIL() << "no throw for a negative running_var";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'0.running_var' holds a negative variance"),
+              std::string::npos)
+        << e.what();
+  }
+  bn[0].second = Tensor::from_vector(std::vector<float>{1.f, 0.f, 2.f}, {3});
+  EXPECT_NO_THROW(require_finite(bn));  // negative means are fine
 }
 
 TEST(Module, TrainEvalPropagates) {
