@@ -1,6 +1,7 @@
 // cnn.cpp: validation and construction of CNNs in PyTorch's nn.Sequential layout.
 #include "models/cnn.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace gl::models {
@@ -24,6 +25,10 @@ void CnnConfig::validate() const {
   for (std::size_t i = 0; i < fc.size(); ++i)
     GL_CHECK(fc[i] > 0, "CNN: fc layer {} has width {}; widths must be positive", i, fc[i]);
   GL_CHECK(kernel >= 1, "CNN: kernel {} must be positive", kernel);
+  // Beyond the image a kernel sees only padding (and its weights would be allocated for
+  // feature_shape's trial layers).
+  GL_CHECK(kernel <= std::max(height, width), "CNN: kernel {} is larger than the {}x{} input",
+           kernel, height, width);
   GL_CHECK(padding >= -1, "CNN: padding {} must be >= 0 (or -1 for kernel / 2)", padding);
   GL_CHECK(pool >= 0, "CNN: pool {} must be >= 0", pool);
   GL_CHECK(num_classes >= 2, "CNN: num_classes {} must be at least 2", num_classes);

@@ -403,7 +403,14 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
     common(mc);
     mc.in_features = train_ds.channels * train_ds.height * train_ds.width;
     mc.hidden = cfg_.hidden_widths();
-    model_ = models::build_mlp(mc);
+    try {
+      model_ = models::build_mlp(mc);
+    } catch (const Error& e) {  // e.g. out of memory for the widths asked for
+      std::string widths = std::to_string(mc.in_features);
+      for (int64_t w : mc.hidden) widths += "-" + std::to_string(w);
+      throw Error(fmt::format("--hidden / --depth / --width: the MLP {}-{} cannot be built: {}",
+                              widths, mc.num_classes, e.what()));
+    }
   }
   Generator init_gen(cfg_.seed);
   models::init_model(*model_, models::parse_init(cfg_.init, cfg_.init_args), init_gen);

@@ -78,6 +78,10 @@ TEST_F(CliErrors, FlagValues) {
   expect_error(train({"--batch-size", "0"}), {"--batch-size"});
   expect_error(train({"--init-arg", "factor=2", "--init-arg", "factor=3"}),
                {"--init-arg", "factor", "twice"});
+  // Sizes no memory holds are named by the flags that asked for them.
+  expect_error(train({"--hidden", "4294967297"}), {"--hidden", "4294967297", "cannot be built"});
+  expect_error(train({"--model", "cnn", "--kernel", "1000000"}),
+               {"--model cnn", "kernel 1000000 is larger than the 28x28 input"});
   expect_error(train({"--analyze", "optim,,corr"}), {"--analyze", "empty item"});
   expect_error(train({"--analyze", "none,optim"}), {"--analyze", "none"});
   expect_error(train({"--analyze", "optim,"}), {"--analyze"});
