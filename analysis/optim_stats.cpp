@@ -187,6 +187,11 @@ void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
   const std::string dir = t.run_dir() + "/optim";
   io::ensure_dir(dir);
   nlohmann::json meta{{"epoch", epoch_},
+                      {"every", opt_.every},
+                      {"ema_decay", opt_.ema_decay},
+                      {"zero_threshold", opt_.zero_threshold},
+                      {"small_threshold", opt_.small_threshold},
+                      {"sign_large_factor", opt_.sign_large_factor},
                       {"snapshot_step", snapshot_step_},
                       {"observed_steps", observed_steps_},
                       {"params", nlohmann::json::array()}};
@@ -219,6 +224,24 @@ void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
 
 void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done) {
   const size_t P = names_.size(), S = kNumOptimStats;
+  // The run's statistics continue only under the settings they were taken with.
+  if (io::file_exists(dir + "/optim.json")) {
+    auto bytes = io::read_file(dir + "/optim.json");
+    const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    auto same = [&](const char* key, const char* flag, double now) {
+      if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return;
+      const double was = j[key].get<double>();
+      GL_CHECK(was == now,
+               "--resume: {}/optim.json was recorded with {} {}, now {}; resume with the same "
+               "value (or train a new run)",
+               dir, flag, was, now);
+    };
+    same("every", "--analyze-every", double(opt_.every));
+    same("ema_decay", "--ema-decay", opt_.ema_decay);
+    same("zero_threshold", "--zero-grad-threshold", opt_.zero_threshold);
+    same("small_threshold", "the small-gradient threshold", opt_.small_threshold);
+    same("sign_large_factor", "the sign map's large factor", opt_.sign_large_factor);
+  }
   // Records and sign-map rows of the epochs done (later ones, from epochs past the
   // checkpoint, are trained again).
   if (io::file_exists(dir + "/stats.npy") && io::file_exists(dir + "/steps.npy")) {

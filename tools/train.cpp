@@ -38,13 +38,16 @@ bool run_output(const std::string& name) {
                                        "tensorboard"};
   for (const char* n : kNames)
     if (name == n) return true;
-  return name.find(".tmp") != std::string::npos;
+  // io::write_file_atomic's temporaries: NAME.tmp.XXXXXX
+  const auto at = name.rfind(".tmp.");
+  return at != std::string::npos && at > 0 && name.size() == at + 11;
 }
 
 // A new run does not write into a directory that holds something: an old run's leftovers
 // (diagnostics of other layers, optim/ and analysis/ files) would be read back as the new
-// run's. --overwrite removes a run's files first; --resume continues the run there.
-void prepare_out(const train::TrainConfig& cfg, bool overwrite) {
+// run's. --resume continues the run there; with --overwrite (remove = true, called once the
+// new run's flags and data have passed their checks) a run's files are removed first.
+void prepare_out(const train::TrainConfig& cfg, bool overwrite, bool remove) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (cfg.resume || !fs::is_directory(cfg.out, ec)) return;
@@ -61,6 +64,7 @@ void prepare_out(const train::TrainConfig& cfg, bool overwrite) {
         "--overwrite starts over (removing a run's files first), or give another --out",
         cfg.out, some, entries.size() > 3 ? ", ..." : ""));
   }
+  if (!remove) return;
   for (const auto& p : entries)
     if (run_output(p.filename().string())) fs::remove_all(p);
 }
@@ -72,13 +76,14 @@ RegisterCommand reg(
       add_train_flags(sub, *state);
       sub.callback([state]() {
         train::TrainConfig cfg = state->to_config();
-        prepare_out(cfg, state->overwrite);
+        prepare_out(cfg, state->overwrite, false);
         std::vector<train::EpochResult> history;
         std::optional<train::DivergedError> diverged;
         {
           train::Trainer trainer(cfg);
           attach_diagnostics(trainer, *state);
           attach_analysis(trainer, *state);
+          prepare_out(cfg, state->overwrite, true);
           io::ensure_dir(cfg.out);  // names a file in the way, which the remove would not
           std::filesystem::remove(cfg.out + "/diverged.json");
           try {

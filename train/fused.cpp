@@ -327,11 +327,6 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
   std::vector<Outcome> out(n);
   std::vector<int64_t> first(n);
   int64_t lo = INT64_MAX, hi = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    first[i] = members_[i]->begin_run();
-    lo = std::min(lo, first[i]);
-    hi = std::max(hi, members_[i]->config().epochs);
-  }
   const data::Loader& loader = *data_->train;
   // A member that diverges leaves: its trainer (and callbacks) go first, then the marker.
   auto drop = [&](std::size_t i, const DivergedError& e) {
@@ -341,6 +336,16 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
     members_[i].reset();
     write_diverged_marker(dir, e);
   };
+  for (std::size_t i = 0; i < n; ++i) {
+    try {
+      first[i] = members_[i]->begin_run();  // a checkpoint that is not finite: diverged
+    } catch (const DivergedError& e) {
+      drop(i, e);
+      continue;
+    }
+    lo = std::min(lo, first[i]);
+    hi = std::max(hi, members_[i]->config().epochs);
+  }
   for (int64_t epoch = lo; epoch <= hi; ++epoch) {
     std::vector<std::size_t> active;
     for (std::size_t i = 0; i < n; ++i)

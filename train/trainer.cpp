@@ -879,22 +879,15 @@ void Trainer::end_epoch(double train_time) {
   // finite ends the run as diverged, before it is evaluated or saved.
   auto state = model_->state_dict();
   for (auto& [name, t] : opt_->state_dict()) state.emplace_back("optimizer " + name, t);
-  for (const auto& [name, t] : state) {
-    if (!t.defined() || !is_floating(t.dtype())) continue;
-    const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
-    const double* p = v.data<double>();
-    for (int64_t i = 0; i < v.numel(); ++i)
-      if (!std::isfinite(p[i])) {
-        write_metrics(history_);
-        throw DivergedError(
-            fmt::format("{} became {} during epoch {} (by global step {}; the loss stayed "
-                        "finite); the run diverged (try a lower --lr)",
-                        name, p[i], epoch, global_step_),
-            epoch, global_step_);
-      }
+  try {
+    models::require_finite(state);
+  } catch (const Error& e) {
+    write_metrics(history_);
+    throw DivergedError(fmt::format("{} after epoch {} (global step {}; the loss stayed finite); "
+                                    "the run diverged (try a lower --lr)",
+                                    e.what(), epoch, global_step_),
+                        epoch, global_step_);
   }
-  if (train_time < 0)
-    train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
   for (auto& cb : callbacks_) cb->on_evaluate_begin(*this, epoch);
   auto [test_loss, pred] = evaluate(*data_->test);
   for (auto& cb : callbacks_) cb->on_evaluate_end(*this, epoch);

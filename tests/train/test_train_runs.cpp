@@ -285,4 +285,27 @@ TEST(TrainRuns, ResumedRunWritesTheOptimFilesOfAnUninterruptedOne) {
       EXPECT_TRUE(read_text(dir + "/full/optim/" + n) == read_text(dir + "/cut/optim/" + n))
           << "optim/" << n << " differs";
   }
+  // Resumed under other analysis settings, the statistics would mix two rules: refused.
+  std::string dir = make_temp_dir("gl_resume_optim_flags");
+  train_ok(train_args(dir + "/r", 1, {"--analyze", "optim", "--threads", "1"}));
+  ProcResult r = run_gradlens(train_args(
+      dir + "/r", 2, {"--analyze", "optim", "--threads", "1", "--resume", "--ema-decay", "0.5"}));
+  ASSERT_TRUE(r.exited) << describe(r);
+  EXPECT_EQ(r.code, 1) << describe(r);
+  EXPECT_NE(r.err.find("--ema-decay"), std::string::npos) << r.err;
+}
+
+TEST(TrainRuns, OverwriteRemovesNothingUntilTheNewRunIsChecked) {
+  std::string dir = make_temp_dir("gl_overwrite_late");
+  const std::string out = dir + "/run";
+  train_ok(train_args(out, 1, {"--threads", "1"}));
+  write_text(out + "/notes.tmpl", "mine");
+  // A new run that fails its checks leaves the old one whole.
+  ProcResult bad = run_gradlens(
+      train_args(out, 1, {"--threads", "1", "--overwrite", "--batchnorm", "--limit-train", "129"}));
+  ASSERT_TRUE(bad.exited) << describe(bad);
+  EXPECT_NE(bad.code, 0) << describe(bad);
+  EXPECT_TRUE(fs::exists(out + "/model.safetensors"));
+  train_ok(train_args(out, 1, {"--threads", "1", "--overwrite"}));
+  EXPECT_EQ(read_text(out + "/notes.tmpl"), "mine") << "only a run's files are removed";
 }
