@@ -187,11 +187,6 @@ void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
   const std::string dir = t.run_dir() + "/optim";
   io::ensure_dir(dir);
   nlohmann::json meta{{"epoch", epoch_},
-                      {"every", opt_.every},
-                      {"ema_decay", opt_.ema_decay},
-                      {"zero_threshold", opt_.zero_threshold},
-                      {"small_threshold", opt_.small_threshold},
-                      {"sign_large_factor", opt_.sign_large_factor},
                       {"snapshot_step", snapshot_step_},
                       {"observed_steps", observed_steps_},
                       {"params", nlohmann::json::array()}};
@@ -224,10 +219,13 @@ void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
 
 void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done) {
   const size_t P = names_.size(), S = kNumOptimStats;
-  // The run's statistics continue only under the settings they were taken with.
+  nlohmann::json j;  // optim.json of the run so far (discarded when not an object)
   if (io::file_exists(dir + "/optim.json")) {
     auto bytes = io::read_file(dir + "/optim.json");
-    const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  }
+  // The run's statistics continue only under the settings they were taken with.
+  {
     auto same = [&](const char* key, const char* flag, double now) {
       if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return;
       const double was = j[key].get<double>();
@@ -263,9 +261,7 @@ void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done)
       records_.push_back(std::move(rec));
     }
   }
-  if (io::file_exists(dir + "/optim.json")) {
-    auto bytes = io::read_file(dir + "/optim.json");
-    const nlohmann::json j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  {
     std::vector<int64_t> epochs;
     if (j.is_object() && j.contains("sign_map_epochs") && j["sign_map_epochs"].is_array())
       for (const auto& e : j["sign_map_epochs"])

@@ -64,26 +64,11 @@ double parse_number(const std::string& init, const std::string& key, const std::
 }
 }  // namespace
 
-double calculate_gain(Nonlinearity nl, double negative_slope) {
+namespace {
+// calculate_gain squared, in closed form (sqrt(2)^2 rounds to 2.0000000000000004): he_* use it
+// as their factor, so he_normal and he_normal:factor=2 draw the same weights.
+double gain_squared(Nonlinearity nl, double negative_slope) {
   switch (nl) {
-    case Nonlinearity::relu:
-      return std::sqrt(2.0);
-    case Nonlinearity::leaky_relu:
-      return std::sqrt(2.0 / (1.0 + negative_slope * negative_slope));
-    case Nonlinearity::tanh:
-      return 5.0 / 3.0;
-    case Nonlinearity::linear:
-    case Nonlinearity::sigmoid:
-      return 1.0;
-  }
-  return 1.0;
-}
-
-double InitSpec::he_factor() const {
-  if (factor > 0) return factor;
-  // gain^2 in closed form (sqrt(2)^2 rounds to 2.0000000000000004): the documented factor 2
-  // exactly, so he_normal and he_normal:factor=2 draw the same weights.
-  switch (nonlinearity) {
     case Nonlinearity::relu:
       return 2.0;
     case Nonlinearity::leaky_relu:
@@ -95,6 +80,16 @@ double InitSpec::he_factor() const {
       return 1.0;
   }
   return 1.0;
+}
+}  // namespace
+
+double calculate_gain(Nonlinearity nl, double negative_slope) {
+  // PyTorch's 5/3 for tanh, rounded once (not the root of 25/9, rounded twice).
+  return nl == Nonlinearity::tanh ? 5.0 / 3.0 : std::sqrt(gain_squared(nl, negative_slope));
+}
+
+double InitSpec::he_factor() const {
+  return factor > 0 ? factor : gain_squared(nonlinearity, negative_slope);
 }
 
 namespace {

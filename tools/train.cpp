@@ -38,9 +38,7 @@ bool run_output(const std::string& name) {
                                        "tensorboard"};
   for (const char* n : kNames)
     if (name == n) return true;
-  // io::write_file_atomic's temporaries: NAME.tmp.XXXXXX
-  const auto at = name.rfind(".tmp.");
-  return at != std::string::npos && at > 0 && name.size() == at + 11;
+  return io::is_atomic_temporary(name);
 }
 
 // A new run does not write into a directory that holds something: an old run's leftovers

@@ -213,15 +213,18 @@ void ensure_dir(const std::string& path) {
     throw std::runtime_error(fmt::format("cannot create directory '{}': {}", path, ec.message()));
 }
 
+bool is_atomic_temporary(const std::string& name) {
+  const auto at = name.rfind(".tmp.");
+  // mkstemp's six characters after ".tmp."
+  return at != std::string::npos && at > 0 && name.size() == at + 5 + 6;
+}
+
 int remove_stale_temporaries(const std::string& dir, const std::vector<std::string>& subdirs) {
   namespace fs = std::filesystem;
   std::vector<fs::path> stale;
   auto consider = [&stale](const fs::directory_entry& e) {
     std::error_code ec;
-    const std::string name = e.path().filename().string();
-    const auto at = name.rfind(".tmp.");
-    // mkstemp's six characters after ".tmp."
-    if (at != std::string::npos && at > 0 && name.size() == at + 5 + 6 && e.is_regular_file(ec))
+    if (is_atomic_temporary(e.path().filename().string()) && e.is_regular_file(ec))
       stale.push_back(e.path());
   };
   std::error_code ec;

@@ -58,6 +58,9 @@ class BackgroundWriter {
 // Creates `path` and its missing parents; throws if it exists and is not a directory.
 void ensure_dir(const std::string& path);
 
+// Whether a file name is one of write_file_atomic's temporaries: NAME.tmp.XXXXXX.
+bool is_atomic_temporary(const std::string& name);
+
 // Removes the temporaries (NAME.tmp.XXXXXX) a killed write_file_atomic left in `dir` itself
 // and anywhere under its subdirectories named in `subdirs` (nowhere else: other runs may be
 // writing below `dir`); for a process resuming in a directory no other process writes. Returns

@@ -54,19 +54,17 @@ TEST(Gradcheck, DetectsAWrongBackward) {
 // A backward that is wrong where the true derivative is 0: the failing row's relative error is
 // the whole error (1), not 0, which once read as "no relative error at all".
 TEST(Gradcheck, RelativeErrorOfAGradientWhereTheNumericOneIsZero) {
-  gl::testing::OpCase constant{"constant", "constant",
-                               [](Generator& g, DType dt) {
-                                 return std::vector<Tensor>{Tensor::rand({3}, g, dt, -1, 1)};
-                               },
-                               [](const std::vector<Tensor>& x) {
-                                 Tensor out = mul(x[0].detach(), 0.0);  // does not depend on x
-                                 Tensor in = x[0];
-                                 attach_grad_fn(out, "constant", {in},
-                                                [](const Tensor& g) -> std::vector<Tensor> {
-                                                  return {g};  // should be 0
-                                                });
-                                 return out;
-                               }};
+  gl::testing::OpCase constant{
+      "constant", "constant",
+      [](Generator& g, DType dt) { return std::vector<Tensor>{Tensor::rand({3}, g, dt, -1, 1)}; },
+      [](const std::vector<Tensor>& x) {
+        Tensor out = mul(x[0].detach(), 0.0);  // does not depend on x
+        Tensor in = x[0];
+        attach_grad_fn(out, "constant", {in}, [](const Tensor& g) -> std::vector<Tensor> {
+          return {g};  // should be 0
+        });
+        return out;
+      }};
   auto r = gl::testing::gradcheck(constant, 3);
   EXPECT_FALSE(r.passed);
   EXPECT_GT(r.max_abs_err, 0.0);
