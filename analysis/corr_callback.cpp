@@ -157,7 +157,8 @@ class CorrCallback : public train::Callback {
     for (size_t i = 0; i < layers.size(); ++i)
       for (size_t j = i; j < layers.size(); ++j, ++p) {
         const auto& c = mats[p];
-        state_["pairs"][layers[i].name + "-" + layers[j].name].push_back(mean_abs(c));
+        state_["pairs"][layers[i].name + "-" + layers[j].name].push_back(
+            mean_abs(c, i == j ? layers[i].width : 0));
         if (o_.save_matrices) {
           io::NpyArray a;
           a.dtype = "F32";

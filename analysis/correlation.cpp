@@ -108,12 +108,15 @@ std::vector<double> sample_correlation(const float* x, int64_t n, int64_t d) {
   return pearson_cross(t.data(), d, n, t.data(), n);
 }
 
-double mean_abs(const std::vector<double>& c) {
+double mean_abs(const std::vector<double>& c, int64_t self_width) {
+  GL_CHECK(self_width <= 0 || c.size() == size_t(self_width * self_width),
+           "mean |r|: a [{0}, {0}] matrix has {1} entries, got {2}", self_width,
+           self_width * self_width, c.size());
   double s = 0;
   int64_t k = 0;
-  for (double v : c)
-    if (!std::isnan(v)) {
-      s += std::abs(v);
+  for (size_t i = 0; i < c.size(); ++i)
+    if (!std::isnan(c[i]) && (self_width <= 0 || i % size_t(self_width + 1) != 0)) {
+      s += std::abs(c[i]);
       ++k;
     }
   return k ? s / double(k) : 0.0;

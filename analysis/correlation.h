@@ -23,7 +23,9 @@ std::vector<double> sample_correlation(const float* x, int64_t n, int64_t d);
 std::vector<std::vector<double>> pearson_pairs(const std::vector<const float*>& layers, int64_t n,
                                                const std::vector<int64_t>& widths);
 
-// Mean of |c| over the entries that are not NaN (0 when none are).
-double mean_abs(const std::vector<double>& c);
+// Mean of |c| over the entries that are not NaN (0 when none are). With self_width = d > 0, c
+// is a layer's [d, d] correlation with itself: its diagonal (each unit with itself, 1) is left
+// out, so the mean is over distinct pairs of units.
+double mean_abs(const std::vector<double>& c, int64_t self_width = 0);
 
 }  // namespace gl::analysis

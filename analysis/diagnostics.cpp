@@ -293,9 +293,23 @@ void DiagnosticsCallback::record(Layer& l, bool post, const Tensor& device_out) 
   if (holding_) {
     const int64_t* y = row_labels.data<int64_t>();  // one label per row (conv: per position)
     const float* v = x.data<float>();
-    for (int64_t r = 0; r < x.size(0); ++r)  // rows the histogram would count
-      if (y[r] >= 0 && y[r] < classes_)
-        s.held.insert(s.held.end(), v + r * l.units, v + (r + 1) * l.units);
+    int64_t rows = 0;
+    for (int64_t r = 0; r < x.size(0); ++r) rows += y[r] >= 0 && y[r] < classes_;
+    const int64_t bytes = rows * l.units * int64_t(sizeof(float));
+    if (held_bytes_ + bytes > opts_.hold_limit_bytes) {
+      // More than the estimate (a conv layer's positions are not known before its first
+      // batch): the pass goes on for the moments alone, and a second pass bins.
+      holding_ = false;
+      for (auto& other : layers_)
+        for (Side* sd : {&other.pre, &other.post}) std::vector<float>().swap(sd->held);
+      held_bytes_ = 0;
+    } else {
+      for (int64_t r = 0; r < x.size(0); ++r)  // rows the histogram would count
+        if (y[r] >= 0 && y[r] < classes_)
+          s.held.insert(s.held.end(), v + r * l.units, v + (r + 1) * l.units);
+      held_bytes_ += bytes;
+      held_peak_ = std::max(held_peak_, held_bytes_);
+    }
   }
   kc::HistogramAccum h{hist ? s.bins.data() : nullptr, s.outside.data()};
   kc::column_stats_histogram(x.data<float>(), row_labels.data<int64_t>(), x.size(0), l.units,
@@ -564,8 +578,10 @@ void DiagnosticsCallback::on_train_begin(train::Trainer& t) {
   }
   // Epoch 0, the state at initialization, in one evaluation pass: the histogram ranges depend
   // on the moments of the whole pass, so the values are held and binned after it (a second
-  // pass only when holding them would take more than hold_limit_bytes).
+  // pass when holding them would take more than hold_limit_bytes: estimated here from the
+  // units, and checked batch by batch as the values arrive).
   recording_ = true;
+  held_bytes_ = 0;
   if (opts_.histograms) {
     int64_t values = 0;
     for (auto& l : layers_) values += 2 * l.units;

@@ -87,6 +87,8 @@ class DiagnosticsCallback : public train::Callback {
 
   // The fixed histogram range of a layer's pre (post = false) or post-activation.
   std::pair<float, float> hist_range(int64_t layer, bool post) const;
+  // The most bytes of activations the epoch-0 pass held at once (at most hold_limit_bytes).
+  int64_t held_peak_bytes() const { return held_peak_; }
 
   // Summary of the last finished evaluation pass for one layer and side (class -1: all).
   struct Moments {
@@ -128,6 +130,7 @@ class DiagnosticsCallback : public train::Callback {
   std::vector<int64_t> class_counts_;
   int64_t classes_ = 0, steps_per_epoch_ = 1;
   bool recording_ = false, hist_on_ = false, holding_ = false, pending_update_ = false;
+  int64_t held_bytes_ = 0, held_peak_ = 0;  // the epoch-0 pass's held activations
   std::vector<int64_t> hist_epochs_;
   // CSV rows so far (each file is rewritten whole every epoch).
   std::string act_rows_, unit_rows_, grad_rows_, step_rows_;

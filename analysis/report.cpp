@@ -4,8 +4,6 @@
 // histogram small multiples that wrap.
 #include "analysis/report.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -18,6 +16,7 @@
 #include "analysis/repr_report.h"
 #include "analysis/svg.h"
 #include "engine/core.h"
+#include "engine/io/fs.h"
 
 namespace gl::analysis {
 namespace {
@@ -964,23 +963,7 @@ void write_report(const std::vector<std::string>& run_dirs, const std::string& o
   if (target.has_parent_path() && !fs::exists(target.parent_path()))
     throw std::runtime_error("cannot write '" + out + "': directory '" +
                              target.parent_path().string() + "' does not exist");
-  const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot write '" + tmp + "'");
-    f << html;
-    f.close();
-    if (!f) {
-      fs::remove(tmp);
-      throw std::runtime_error("error writing '" + tmp + "'");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, target, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw std::runtime_error("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
-  }
+  io::write_file_atomic(out, html);
 }
 
 }  // namespace gl::analysis

@@ -183,7 +183,8 @@ void corr_part(Out& o, const std::string& dir) {
              "measured on " +
                  std::to_string(reading(path, [&] { return j.value("examples", 0); })) +
                  " test examples at the start of every epoch (<code>--analyze corr</code>; dashed: "
-                 "a layer with itself, off-diagonal entries included). Total time spent: " +
+                 "a layer with itself: its distinct pairs of units, the diagonal of 1s left out). "
+                 "Total time spent: " +
                  format_number(secs) + " s.");
   }
   // Heatmaps: the analyze command's matrices, else the last epoch recorded in training.

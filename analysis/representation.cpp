@@ -111,10 +111,11 @@ void analyze_corr(RunModel& run, const AnalyzeOptions& o) {
       auto m = pearson_cross(c.acts[a].data<float>(), n, c.layers[a].width, c.acts[b].data<float>(),
                              c.layers[b].width);
       const std::string key = c.layers[a].name + "-" + c.layers[b].name;
-      j["pairs"][key] = num(mean_abs(m));
+      const double mr = mean_abs(m, a == b ? c.layers[a].width : 0);
+      j["pairs"][key] = num(mr);
       save_f32(dir + "/corr_" + c.layers[a].name + "_" + c.layers[b].name + ".npy", m,
                {c.layers[a].width, c.layers[b].width});
-      log(o, fmt::format("corr {}: mean |r| {:.4f} over {} examples", key, mean_abs(m), n));
+      log(o, fmt::format("corr {}: mean |r| {:.4f} over {} examples", key, mr, n));
     }
   io::write_file_atomic(dir + "/corr.json", j.dump(1));
 }

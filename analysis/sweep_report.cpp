@@ -4,8 +4,6 @@
 // first seed.
 #include "analysis/sweep_report.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +18,7 @@
 #include "analysis/csv_read.h"
 #include "analysis/run_data.h"
 #include "analysis/svg.h"
+#include "engine/io/fs.h"
 #include "engine/io/json_file.h"
 
 namespace gl::analysis {
@@ -688,22 +687,7 @@ std::string render_sweep_report(const SweepData& sweep, const SweepReportOptions
 void write_sweep_report(const std::string& dir, const std::string& out,
                         const SweepReportOptions& options) {
   const std::string html = render_sweep_report(load_sweep(dir), options);
-  const std::string tmp = out + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot write '" + tmp + "'");
-    f << html;
-    if (!f.flush()) {
-      fs::remove(tmp);
-      throw std::runtime_error("error writing '" + tmp + "'");
-    }
-  }
-  std::error_code ec;
-  fs::rename(tmp, out, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw std::runtime_error("cannot rename '" + tmp + "' to '" + out + "': " + ec.message());
-  }
+  io::write_file_atomic(out, html);
 }
 
 }  // namespace gl::analysis

@@ -52,7 +52,8 @@ const RegisterCommand reg{
                      "Comma-separated layers: input, h0, h0.pre, ..., logits; 'all'; default: "
                      "every hidden layer");
       sub.add_option("--examples", o->a.examples.count,
-                     "Number of examples (default: corr 1000, pca/tsne/neurons the whole split)");
+                     "Number of examples, the split's first (default: corr 1000, pca/tsne/neurons "
+                     "10000, or the whole split when smaller; with --class, all of the class)");
       sub.add_option("--split", o->a.examples.split, "train | test")->capture_default_str();
       sub.add_option("--class", o->a.examples.cls, "Only examples of this class");
       sub.add_option("--indices", o->indices, "Explicit example indices, e.g. 0,5,9");

@@ -13,7 +13,7 @@ void add_analyze_flags(CLI::App& app, TrainFlags& f) {
   app.add_option(
          "--analyze", f.analyze,
          "none, or a comma list of: optim (per-step optimization dynamics in <out>/optim/), corr "
-         "(layer cross-correlation at the start of every epoch in <out>/analysis/)")
+         "(layer cross-correlation at the start of every epoch in <out>/analysis/; MLPs only)")
       ->capture_default_str();
   app.add_option("--analyze-every", f.analyze_every,
                  "Record optimization statistics every N steps (each against the step before)")

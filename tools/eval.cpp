@@ -6,6 +6,7 @@
 // the activation and the input normalization cannot be, and come from flags.
 #include <fmt/core.h>
 
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -101,7 +102,8 @@ const RegisterCommand reg{
       sub.add_option("--weights", cfg->load_weights,
                      "Weights to evaluate (.safetensors; without --run an MLP in PyTorch "
                      "nn.Sequential key layout)");
-      sub.add_option("--dataset", cfg->dataset, "mnist or fashion-mnist")->capture_default_str();
+      sub.add_option("--dataset", cfg->dataset, "mnist, fashion-mnist or cifar10")
+          ->capture_default_str();
       sub.add_option("--data-dir", cfg->data_dir, "Directory holding <dataset>/")
           ->capture_default_str();
       sub.add_option("--activation", cfg->activation,
@@ -171,6 +173,15 @@ const RegisterCommand reg{
         const auto& truth = trainer.test_dataset().labels;
         int64_t correct = 0;
         for (std::size_t i = 0; i < pred.size(); ++i) correct += pred[i] == truth[i];
+        // Finite weights can still overflow f32 on the way to the logits; a NaN loss is not a
+        // result to report as one.
+        GL_CHECK(std::isfinite(loss),
+                 "the test loss is {}: the model's outputs are not finite on {}'s test images "
+                 "(its weights are finite, but too large for f32 arithmetic)",
+                 std::isnan(loss) ? "nan"
+                 : loss > 0       ? "inf"
+                                  : "-inf",
+                 c.dataset);
         fmt::print("{} test: loss {:.9g} accuracy {:.2f}% ({}/{})\n", c.dataset, loss,
                    100.0 * double(correct) / double(pred.size()), correct, pred.size());
       });

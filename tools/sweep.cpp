@@ -887,7 +887,7 @@ const RegisterCommand reg{
       axis("--lrs", o->lrs, "Learning rates");
       axis("--batch-sizes", o->batch_sizes, "Mini-batch sizes");
       axis("--optimizers", o->optimizers, "Optimizers (sgd, adam, adamw)");
-      axis("--datasets", o->datasets, "Datasets (mnist, fashion-mnist)");
+      axis("--datasets", o->datasets, "Datasets (mnist, fashion-mnist, cifar10)");
       axis("--normalizations", o->normalizations, "Input normalizations (raw, standard)");
       axis("--seeds", o->seeds, "Seeds");
       sub.add_option("--grid", o->grid,

@@ -82,6 +82,9 @@ RegisterCommand reg(
           attach_diagnostics(trainer, *state);
           attach_analysis(trainer, *state);
           prepare_out(cfg, state->overwrite, true);
+          // Once every flag has passed its checks: an error stays the one line on stderr.
+          for (const std::string& n : state->unused_flags(cfg))
+            fmt::print(stderr, "gradlens train: note: {}\n", n);
           io::ensure_dir(cfg.out);  // names a file in the way, which the remove would not
           std::filesystem::remove(cfg.out + "/diverged.json");
           try {

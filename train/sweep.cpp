@@ -191,7 +191,9 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
   GL_CHECK(j.is_object(), "{}: a sweep file is a JSON object", source);
   for (auto& [k, v] : j.items())
     GL_CHECK(k == "name" || k == "fixed" || k == "grid" || k == "runs",
-             "{}: unknown key \"{}\" (expected name, fixed, grid)", source, k);
+             "{}: unknown key \"{}\" (expected name, fixed, grid; runs, which a sweep.json "
+             "holds, is read and ignored)",
+             source, k);
   SweepSpec s;
   if (j.contains("name")) {
     GL_CHECK(j["name"].is_string(), "{}: \"name\" must be a string, got {}", source,
@@ -242,7 +244,7 @@ namespace {
 
 void append_flag(std::vector<std::string>& args, const std::string& flag, const ojson& v,
                  const TrainFlagInfo& info, const std::string& where) {
-  GL_CHECK(flag != "out" && flag != "resume",
+  GL_CHECK(flag != "out" && flag != "resume" && flag != "overwrite",
            "{}: --{} is set by the sweep for each run and cannot be given", where, flag);
   GL_CHECK(info.known.count(flag), "{}: --{} is not a flag of `gradlens train`", where, flag);
   if (info.flags.count(flag)) {
@@ -436,14 +438,24 @@ RunState run_state(const std::string& dir, int64_t epochs) {
       st.epoch_time.push_back(num(cells, cti));
     }
   }
+  // diverged.json is written atomically: one that is not a JSON object was damaged afterwards,
+  // and says nothing; the run counts by its other files (training it again removes the file,
+  // and a run that diverges writes it anew).
+  bool diverged = false;
   if (io::file_exists(dir + "/diverged.json")) {
-    st.status = RunStatus::Diverged;
     try {
       auto bytes = io::read_file(dir + "/diverged.json");
       auto j = nlohmann::json::parse(std::string(bytes.begin(), bytes.end()));
-      st.error = j.value("error", "");
+      if (j.is_object()) {
+        diverged = true;
+        const auto e = j.find("error");
+        st.error = e != j.end() && e->is_string() ? e->get<std::string>() : "";
+      }
     } catch (const std::exception&) {
     }
+  }
+  if (diverged) {
+    st.status = RunStatus::Diverged;
   } else if (st.epochs_done >= epochs && io::file_exists(dir + "/model.safetensors")) {
     st.status = RunStatus::Finished;
   } else if (st.epochs_done > 0 || io::file_exists(dir + "/checkpoint.safetensors")) {

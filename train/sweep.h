@@ -87,7 +87,8 @@ struct RunState {
 };
 
 // Finished: metrics.csv holds every epoch and model.safetensors exists. Diverged:
-// diverged.json exists. Partial: some metrics.csv rows or a checkpoint.
+// diverged.json holds a JSON object (a damaged one is ignored). Partial: some metrics.csv rows
+// or a checkpoint.
 RunState run_state(const std::string& run_dir, int64_t epochs);
 
 std::string run_dir(const std::string& sweep_dir, const SweepRun& run);

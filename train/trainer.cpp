@@ -872,11 +872,14 @@ void Trainer::train_epoch_cuda() {
 }
 
 void Trainer::end_epoch(double train_time) {
+  // The epoch's training time (a fused group passes each member's share of its steps).
+  if (train_time < 0)
+    train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
   const int64_t epoch = epoch_;
   current_labels_ = Tensor();
-  // A finite training loss does not make a finite model: ReLU maps NaN to 0, and batch norm's
-  // running statistics never enter the training loss. A parameter or buffer that is no longer
-  // finite ends the run as diverged, before it is evaluated or saved.
+  // A finite training loss does not make a finite model: batch norm's running statistics never
+  // enter the training loss, nor do the weights of units whose inputs are all zero. A parameter
+  // or buffer that is no longer finite ends the run as diverged, before it is evaluated or saved.
   auto state = model_->state_dict();
   for (auto& [name, t] : opt_->state_dict()) state.emplace_back("optimizer " + name, t);
   try {

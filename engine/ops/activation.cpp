@@ -51,7 +51,7 @@ Tensor forward_map(const Tensor& x_in, Fwd fwd, F32Kernel fast, const char* name
 // An activation whose backward reads either its input x (Saved::input) or its output y, which
 // is cheaper when the derivative is a function of y (tanh, sigmoid) and lets the input go once
 // the forward is done. ReLU's backward reads its input only through x > 0, and y = relu(x) > 0
-// exactly when x > 0 (a NaN input gives y = 0 and a zero gradient either way), so ReluBack is
+// exactly when x > 0 (a NaN input gives y = NaN and a zero gradient either way), so ReluBack is
 // handed y.
 enum class Saved { input, output };
 

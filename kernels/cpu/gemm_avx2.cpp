@@ -34,7 +34,8 @@ struct Avx2F32 {
   GL_VEC V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   GL_VEC V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   GL_VEC V add(V a, V b) { return _mm256_add_ps(a, b); }
-  GL_VEC V max(V a, V b) { return _mm256_max_ps(a, b); }
+  // fn::Relu's bits: 0 where x <= 0 (-0 too), x elsewhere (NaN propagates).
+  GL_VEC V relu(V x) { return _mm256_and_ps(x, _mm256_cmp_ps(x, zero(), _CMP_NLE_UQ)); }
 };
 
 struct Avx2F64 {
@@ -51,7 +52,7 @@ struct Avx2F64 {
   GL_VEC V fmadd(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
   GL_VEC V mul(V a, V b) { return _mm256_mul_pd(a, b); }
   GL_VEC V add(V a, V b) { return _mm256_add_pd(a, b); }
-  GL_VEC V max(V a, V b) { return _mm256_max_pd(a, b); }
+  GL_VEC V relu(V x) { return _mm256_and_pd(x, _mm256_cmp_pd(x, zero(), _CMP_NLE_UQ)); }
 };
 
 #include "kernels/cpu/gemm_pack_avx.inc"

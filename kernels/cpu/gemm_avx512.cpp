@@ -33,8 +33,8 @@ struct Avx512F32 {
   GL_VEC V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   GL_VEC V mul(V a, V b) { return _mm512_mul_ps(a, b); }
   GL_VEC V add(V a, V b) { return _mm512_add_ps(a, b); }
-  // maskz form: _mm512_max_ps trips GCC 12's -Wmaybe-uninitialized inside its own header.
-  GL_VEC V max(V a, V b) { return _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b); }
+  // fn::Relu's bits: 0 where x <= 0 (-0 too), x elsewhere (NaN propagates).
+  GL_VEC V relu(V x) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, zero(), _CMP_NLE_UQ), x); }
 };
 
 struct Avx512F64 {
@@ -51,7 +51,7 @@ struct Avx512F64 {
   GL_VEC V fmadd(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
   GL_VEC V mul(V a, V b) { return _mm512_mul_pd(a, b); }
   GL_VEC V add(V a, V b) { return _mm512_add_pd(a, b); }
-  GL_VEC V max(V a, V b) { return _mm512_maskz_max_pd(__mmask8(0xFF), a, b); }
+  GL_VEC V relu(V x) { return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x, zero(), _CMP_NLE_UQ), x); }
 };
 
 #include "kernels/cpu/gemm_pack_avx.inc"

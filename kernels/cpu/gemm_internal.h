@@ -46,7 +46,7 @@ inline T apply_activation(T v, Activation act) {
     case Activation::none:
       return v;
     case Activation::relu:
-      return v > T(0) ? v : T(0);
+      return v <= T(0) ? T(0) : v;  // fn::Relu: NaN propagates
     case Activation::tanh:
       return fn::m_tanh(v);
     case Activation::sigmoid:

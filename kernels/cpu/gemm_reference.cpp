@@ -12,7 +12,7 @@ T apply_act(T v, Activation act) {
     case Activation::none:
       return v;
     case Activation::relu:
-      return v > T(0) ? v : T(0);
+      return v <= T(0) ? T(0) : v;  // NaN propagates
     case Activation::tanh:
       return std::tanh(v);
     case Activation::sigmoid:

@@ -203,6 +203,15 @@ TEST(Correlation, SelfAndSampleCorrelation) {
     s01 += u * v, s00 += u * u, s11 += v * v;
   }
   EXPECT_NEAR(s[1], s01 / std::sqrt(s00 * s11), 1e-9);
+  // A layer's mean |r| with itself is over its distinct pairs of units: the mean of the
+  // off-diagonal entries, not pulled toward 1 by the diagonal.
+  double off = 0;
+  for (int64_t a = 0; a < d; ++a)
+    for (int64_t b = 0; b < d; ++b)
+      if (a != b) off += std::abs(f[size_t(a * d + b)]);
+  EXPECT_NEAR(mean_abs(f, d), off / double(d * (d - 1)), 1e-12);
+  EXPECT_LT(mean_abs(f, d), mean_abs(f));
+  EXPECT_THROW(mean_abs(f, d + 1), gl::Error);
   EXPECT_THROW(pearson_cross(x.data(), 1, d, x.data(), d), gl::Error);
 }
 

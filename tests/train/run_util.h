@@ -3,10 +3,12 @@
 // mnist-tiny fixture, file reading and the PyTorch availability check.
 #pragma once
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -115,19 +117,27 @@ inline std::string fixture_data_dir() {
   return dir;
 }
 
-// metrics.csv without its epoch_time column (the only one that varies between equal runs).
+// metrics.csv without its epoch_time column (the only one that varies between equal runs);
+// each row's epoch_time must be a positive number of seconds.
 inline std::string strip_epoch_time(const std::string& csv) {
   std::stringstream in(csv), out;
   std::string line;
   int col = -1;
+  bool header = true;
   while (std::getline(in, line)) {
     std::vector<std::string> cells;
     std::stringstream ls(line);
     std::string c;
     while (std::getline(ls, c, ',')) cells.push_back(c);
-    if (col < 0)
+    if (header) {
       for (std::size_t i = 0; i < cells.size(); ++i)
         if (cells[i] == "epoch_time") col = int(i);
+      header = false;
+    } else if (col >= 0 && std::size_t(col) < cells.size()) {
+      const double t = std::strtod(cells[std::size_t(col)].c_str(), nullptr);
+      EXPECT_TRUE(std::isfinite(t) && t > 0)
+          << "epoch_time '" << cells[std::size_t(col)] << "' in: " << line;
+    }
     for (std::size_t i = 0; i < cells.size(); ++i)
       if (int(i) != col) out << cells[i] << ';';
     out << '\n';

@@ -150,6 +150,18 @@ TEST(Sweep, ParseShardAndBadSpecs) {
   EXPECT_THROW(SweepSpec::from_json("{\"grid\": {\"depth\": []}}", "s.json"), gl::Error);
   EXPECT_THROW(SweepSpec::from_json("{\"grdi\": {}}", "s.json"), gl::Error);
   EXPECT_THROW(SweepSpec::from_json("{", "s.json"), gl::Error);
+  // The sweep sets --out and --resume for every run; --overwrite would contradict --resume and
+  // fail each run once the sweep had started.
+  for (const char* owned : {"out", "resume", "overwrite"}) {
+    SweepSpec s;
+    s.fixed[owned] = true;
+    try {
+      expand_grid(s, fake_info());
+      ADD_FAILURE() << owned << ": no exception";
+    } catch (const gl::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("set by the sweep"), std::string::npos) << e.what();
+    }
+  }
   // One flag named twice in a file (fixed and grid, or two spellings of one key) was once
   // settled silently by the last value.
   auto message = [](const std::string& text) {
@@ -318,6 +330,16 @@ TEST(Sweep, RunStateAndSummaryFromRunDirectories) {
   EXPECT_EQ(d.status, RunStatus::Diverged);
   EXPECT_EQ(d.error, "loss became nan");
   EXPECT_EQ(run_state(dir + "/runs/none", 3).status, RunStatus::Pending);
+  // A damaged diverged.json (not a JSON object) does not make a run diverged: it is resumed
+  // (tanh, partial) or counted finished by its other files, never skipped as diverged.
+  write(runs[1], "diverged.json", "{\"error\": \"loss bec");
+  EXPECT_EQ(run_state(run_dir(dir, runs[1]), 3).status, RunStatus::Partial);
+  write(runs[1], "diverged.json", "[1, 2]");
+  EXPECT_EQ(run_state(run_dir(dir, runs[1]), 3).status, RunStatus::Partial);
+  write(runs[0], "diverged.json", "");
+  EXPECT_EQ(run_state(run_dir(dir, runs[0]), 3).status, RunStatus::Finished);
+  fs::remove(run_dir(dir, runs[0]) + "/diverged.json");
+  fs::remove(run_dir(dir, runs[1]) + "/diverged.json");
   std::string csv = summary_csv(dir, runs, {"activation"});
   std::vector<std::string> lines;
   std::stringstream ss(csv);
