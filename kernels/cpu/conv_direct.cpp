@@ -365,7 +365,11 @@ GL_AVX512_KERNEL void flat_pair(const float* col, int64_t pstride, int64_t P, co
     sb = _mm512_add_ps(sb, b);
 #pragma GCC unroll 9
     for (int t = 0; t < G; ++t) {
-      const __m512 v = _mm512_load_ps(col + t * pstride + p);
+      __m512 v = _mm512_load_ps(col + t * pstride + p);
+      // Loaded once into a register for both products: folded into each FMA as a memory
+      // operand (as GCC does), the loop issues 2G + 2 vector loads to its 2G FMAs, and the
+      // loads, not the FMAs, set its pace.
+      asm("" : "+v"(v));
       aa[t] = _mm512_fmadd_ps(a, v, aa[t]);
       ab[t] = _mm512_fmadd_ps(b, v, ab[t]);
     }
