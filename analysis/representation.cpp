@@ -207,8 +207,17 @@ void analyze_augment(RunModel& run, const AnalyzeOptions& o) {
   one.indices_flag = "--image";
   ExampleSet src = select_examples(run, one);
   const int64_t f = src.channels * src.height * src.width, m = o.augmentations;
-  Tensor aug = Tensor::empty({m, f}, DType::f32);
-  std::vector<uint8_t> aug_u8(static_cast<size_t>(m * f));
+  Tensor aug;
+  std::vector<uint8_t> aug_u8;
+  try {
+    aug = Tensor::empty({m, f}, DType::f32);
+    aug_u8.resize(static_cast<size_t>(m * f));
+  } catch (const std::exception& e) {  // gl::Error from the allocator, std::bad_alloc
+    throw Error(
+        fmt::format("--augmentations {}: {} augmented {}-value images do not fit in "
+                    "memory ({})",
+                    m, m, f, e.what()));
+  }
   for (int64_t a = 0; a < m; ++a) {
     float* dst = aug.data<float>() + a * f;
     data::augment_image(src.pixels.data(), src.channels, src.height, src.width, o.augment,

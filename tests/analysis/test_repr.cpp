@@ -673,6 +673,10 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
   one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
   one_line_error(run() + " augment --augmentations 1" + dd, "--augmentations must be at least 2");
   one_line_error(run() + " augment --image 99999" + dd, "--image: example 99999 is out of range");
+  // More augmentations than memory holds: named by the flag, not by the allocator alone.
+  one_line_error(
+      run() + " augment --augmentations 100000000000" + dd,
+      "--augmentations 100000000000: 100000000000 augmented 784-value images do not fit");
   // Values that were taken without a word: a negative class (all classes), an empty list,
   // a layer twice, --indices beside --examples, a t-SNE setting without t-SNE.
   one_line_error(run() + " pca --class -1" + dd, "--class must be a class number");
