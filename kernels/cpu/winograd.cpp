@@ -109,6 +109,13 @@ int64_t plane_stride(int64_t tiles, int64_t ch) {
   return tiles * ch + 16;
 }
 
+// Floats from one position's [in][out] plane of transformed filters (U) or weight-gradient sums
+// (S) to the next: 16 more than the plane, for the same reason (a 32 x 64 plane is 8 KB, and the
+// filter and weight transforms touch all T planes per vector).
+int64_t filter_plane_stride(int64_t in, int64_t out) {
+  return in * out + 16;
+}
+
 int64_t chunk_tiles(const std::vector<Band>& c, int64_t tw) {
   int64_t t = 0;
   for (const Band& b : c) t += (b.r1 - b.r0) * tw;
@@ -528,13 +535,13 @@ GL_WINO_DISPATCH(grad_band,
                   int64_t tiles, float* sum),
                  (ubuf, rows, tw, ch, z, t0, tiles, sum))
 GL_WINO_DISPATCH(weight_row,
-                 (const float* S, int64_t groups, int64_t s_size, int64_t o, int64_t in,
-                  int64_t out, float* dwt),
-                 (S, groups, s_size, o, in, out, dwt))
+                 (const float* S, int64_t groups, int64_t s_size, int64_t ps, int64_t o,
+                  int64_t in, int64_t out, float* dwt),
+                 (S, groups, s_size, ps, o, in, out, dwt))
 GL_WINO_DISPATCH(filter_row,
-                 (const float* w, int64_t ks, int64_t rs, bool flip, int64_t row, int64_t in,
-                  int64_t out, float* U),
-                 (w, ks, rs, flip, row, in, out, U))
+                 (const float* w, int64_t ks, int64_t rs, bool flip, int64_t row, int64_t out,
+                  int64_t ps, float* U),
+                 (w, ks, rs, flip, row, out, ps, U))
 
 // The transformed filters U[xi][in][out] (G g G^T per filter) in one of three layouts:
 // - forward: in = C, out = OC, the filters as they are;
@@ -547,7 +554,7 @@ template <class W>
 std::unique_ptr<float[]> transform_filters(int64_t oc, int64_t c, const float* w,
                                            FilterLayout layout) {
   // Every element is written below (no zero fill: this runs every step).
-  std::unique_ptr<float[]> U(new float[std::size_t(W::T * oc * c)]);
+  std::unique_ptr<float[]> U(new float[std::size_t(W::T * filter_plane_stride(oc, c))]);
   const bool oc_rows = layout != FilterLayout::forward;
   const int64_t in = oc_rows ? oc : c, out = oc_rows ? c : oc;
   // The taps with the columns of U contiguous: for the forward wt[(i * 9 + k) * oc + o], else
@@ -561,7 +568,7 @@ std::unique_ptr<float[]> transform_filters(int64_t oc, int64_t c, const float* w
   const bool flip = layout == FilterLayout::input_grad;
 #pragma omp parallel for schedule(static) if (oc * c >= 512)
   for (int64_t row = 0; row < in; ++row)
-    filter_row<W>(wt.get(), ks, rs, flip, row, in, out, U.get());
+    filter_row<W>(wt.get(), ks, rs, flip, row, out, filter_plane_stride(in, out), U.get());
   return U;
 }
 
@@ -693,7 +700,8 @@ void forward_pass(const Plan& p, const float* x, const float* U, const float* bi
     for (int64_t xi = 0; xi < W::T; ++xi) {
       side.hint(xi, W::T);
       sgemm(false, false, tiles, p.out, p.in, 1.0f, v + xi * plane_stride(tiles, p.in), p.in,
-            U + xi * p.in * p.out, p.out, 0.0f, m + xi * plane_stride(tiles, p.out), p.out);
+            U + xi * filter_plane_stride(p.in, p.out), p.out, 0.0f,
+            m + xi * plane_stride(tiles, p.out), p.out);
     }
     t0 = 0;
     for (const Band& bd : chunk) {
@@ -782,7 +790,7 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
   }
   // Groups of `per` consecutive chunks (every group has at least one).
   const int64_t per = (nc + kWeightGroups - 1) / kWeightGroups, groups = (nc + per - 1) / per;
-  const int64_t s_size = W::T * p.in * p.out;
+  const int64_t s_size = W::T * filter_plane_stride(p.in, p.out);
   // Written by each group's first chunk (beta 0), accumulated by the others.
   const std::unique_ptr<float[]> S(new float[std::size_t(groups * s_size)]);
   std::vector<double> DB(std::size_t(groups * p.out), 0.0);
@@ -821,7 +829,7 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
         side.hint(xi, W::T);
         sgemm(true, false, p.out, p.in, tiles, 1.0f, z + xi * plane_stride(tiles, p.out), p.out,
               v + xi * plane_stride(tiles, p.in), p.in, k == gi * per ? 0.0f : 1.0f,
-              s + xi * p.out * p.in, p.in);
+              s + xi * filter_plane_stride(p.in, p.out), p.in);
       }
       for (int64_t o = 0; o < p.out; ++o)
         DB[std::size_t(gi * p.out + o)] += double(sum[std::size_t(o)]);
@@ -837,7 +845,8 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
       for (int64_t xi = 0; xi < W::T; ++xi) {
         dx_rows.hint(xi, W::T);
         sgemm(false, false, tiles, p.in, p.out, 1.0f, z + xi * plane_stride(tiles, p.out), p.out,
-              Ut + xi * p.out * p.in, p.in, 0.0f, v + xi * plane_stride(tiles, p.in), p.in);
+              Ut + xi * filter_plane_stride(p.in, p.out), p.in, 0.0f,
+              v + xi * plane_stride(tiles, p.in), p.in);
       }
       t0 = 0;
       for (std::size_t b = 0; b < chunk.size(); ++b) {
@@ -861,7 +870,8 @@ void weight_pass(const Plan& p, const float* x, const float* dy, float* dw, floa
   const std::unique_ptr<float[]> dwt(new float[std::size_t(9 * p.out * p.in)]);
 #pragma omp parallel for schedule(static) if (p.out * p.in >= 512)
   for (int64_t o = 0; o < p.out; ++o)
-    weight_row<W>(S.get(), groups, s_size, o, p.in, p.out, dwt.get());
+    weight_row<W>(S.get(), groups, s_size, filter_plane_stride(p.in, p.out), o, p.in, p.out,
+                  dwt.get());
   transpose(dwt.get(), 9, p.out * p.in, p.out * p.in, dw, 9);
 }
 
