@@ -535,8 +535,8 @@ GL_WINO_DISPATCH(grad_band,
                   int64_t tiles, float* sum),
                  (ubuf, rows, tw, ch, z, t0, tiles, sum))
 GL_WINO_DISPATCH(weight_row,
-                 (const float* S, int64_t groups, int64_t s_size, int64_t ps, int64_t o,
-                  int64_t in, int64_t out, float* dwt),
+                 (const float* S, int64_t groups, int64_t s_size, int64_t ps, int64_t o, int64_t in,
+                  int64_t out, float* dwt),
                  (S, groups, s_size, ps, o, in, out, dwt))
 GL_WINO_DISPATCH(filter_row,
                  (const float* w, int64_t ks, int64_t rs, bool flip, int64_t row, int64_t out,
