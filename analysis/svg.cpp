@@ -591,8 +591,11 @@ std::string heatmap(const Heatmap& h) {
       double t = transform(v);
       double x = plot.left + c * cw, y = plot.top + r * ch;
       if (!std::isfinite(t)) {
+        // A blank cell still says what it is (its tooltip: "diverged", "no data"...).
         s += "<rect x=\"" + num(x) + "\" y=\"" + num(y) + "\" width=\"" + num(cw) + "\" height=\"" +
-             num(ch) + "\" fill=\"#f4f4f4\"/>";
+             num(ch) + "\" fill=\"#f4f4f4\">" +
+             (h.tooltip ? "<title>" + escape(h.tooltip(r, c, v)) + "</title>" : std::string()) +
+             "</rect>";
         continue;
       }
       Rgb color = colormap(h.map, (t - lo) / (hi - lo));

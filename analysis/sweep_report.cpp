@@ -20,6 +20,7 @@
 #include "analysis/svg.h"
 #include "engine/io/fs.h"
 #include "engine/io/json_file.h"
+#include "models/init.h"
 
 namespace gl::analysis {
 namespace {
@@ -171,14 +172,17 @@ class Report {
       if (r.activation == a && r.init == i && r.depth == d) return &r;
     return nullptr;
   }
-  // Mean final test accuracy over seeds; NaN when every seed diverged or is missing.
-  double final_acc(const std::string& a, const std::string& i, int d, bool* diverged) const {
+  // Mean final test accuracy over the seeds that did not diverge; NaN when every seed diverged
+  // or is missing. *runs and *diverged: the cell's runs, and how many of them diverged.
+  double final_acc(const std::string& a, const std::string& i, int d, int* runs,
+                   int* diverged) const {
     std::vector<double> v;
-    *diverged = false;
+    *runs = *diverged = 0;
     for (auto& r : s_.runs)
       if (r.activation == a && r.init == i && r.depth == d) {
+        ++*runs;
         if (r.status == "diverged")
-          *diverged = true;
+          ++*diverged;
         else
           v.push_back(r.final_test_acc);
       }
@@ -246,7 +250,9 @@ class Report {
     std::string best_id;
     for (auto& r : s_.runs) {
       diverged += r.status == "diverged";
-      if (std::isfinite(r.final_test_acc) && !(r.final_test_acc <= best)) {
+      // A diverged run's summary row keeps its last finished epoch's accuracy: not a result.
+      if (r.status != "diverged" && std::isfinite(r.final_test_acc) &&
+          !(r.final_test_acc <= best)) {
         best = r.final_test_acc;
         best_id = r.id;
       }
@@ -262,6 +268,16 @@ class Report {
     stat(best_id.empty() ? "—" : best_id, "best run");
     p_.html += "</div>";
     for (auto& n : s_.notes) p_.html += "<p class=\"note\">" + escape(n) + "</p>";
+    // With several seeds per cell, the accuracy heatmaps and the accuracy-against-depth curves
+    // average them, but a curve over epochs or layers is one run's.
+    std::set<long long> seeds;
+    for (auto& r : s_.runs) seeds.insert(r.seed);
+    if (seeds.size() > 1)
+      p_.html += "<p class=\"note\">" + std::to_string(seeds.size()) +
+                 " seeds: final accuracies (heatmaps, accuracy against depth, the He factor "
+                 "comparison) are means over the seeds that did not diverge; curves over epochs "
+                 "and per-layer profiles show one run per cell, the first of its seeds in "
+                 "summary.csv order.</p>";
   }
 
   void depth_section() {
@@ -274,14 +290,14 @@ class Report {
       hm.xlabel = "depth (hidden layers)";
       hm.ylabel = "initialization";
       for (int d : depths_) hm.col_labels.push_back(std::to_string(d));
-      std::vector<bool> div_cells;
+      std::vector<std::pair<int, int>> cell_runs;  // (runs, diverged) per cell
       for (auto& i : inits_) {
         hm.row_labels.push_back(i);
         for (int d : depths_) {
-          bool div = false;
-          double v = final_acc(a, i, d, &div);
+          int runs = 0, div = 0;
+          double v = final_acc(a, i, d, &runs, &div);
           hm.values.push_back(std::isfinite(v) ? 100 * v : NAN);
-          div_cells.push_back(div);
+          cell_runs.emplace_back(runs, div);
         }
       }
       hm.vmin = 0;
@@ -291,14 +307,21 @@ class Report {
       hm.max_width = 420;
       const size_t cols = depths_.size();
       const auto rows = hm.row_labels, col_labels = hm.col_labels;
-      hm.tooltip = [rows, col_labels, div_cells, cols](int r, int c, double v) {
+      hm.tooltip = [rows, col_labels, cell_runs, cols](int r, int c, double v) {
         std::string cell = rows[size_t(r)] + ", depth " + col_labels[size_t(c)] + ": ";
-        if (div_cells[size_t(r) * cols + size_t(c)] && !std::isfinite(v)) return cell + "diverged";
-        return cell + (std::isfinite(v) ? svg::format_number(v) + "%" : "no data");
+        const auto [runs, div] = cell_runs[size_t(r) * cols + size_t(c)];
+        if (!std::isfinite(v)) return cell + (div > 0 ? "diverged" : "no data");
+        cell += svg::format_number(v) + "%";
+        if (runs > 1)
+          cell += fmt::format(" (mean of {} seed{}", runs - div, runs - div > 1 ? "s" : "");
+        if (div > 0) cell += fmt::format("{}{} of {} diverged", runs > 1 ? "; " : " (", div, runs);
+        return cell + (runs > 1 || div > 0 ? ")" : "");
       };
       p_.figure(svg::heatmap(hm), "Activation <b>" + escape(a) +
                                       "</b>: blank cells diverged (NaN/inf loss) or are "
-                                      "missing; the mean over seeds where there are several.");
+                                      "missing; with several seeds a cell is the mean over "
+                                      "those that did not diverge (its tooltip says how many "
+                                      "did).");
     }
     p_.html += "</div>";
     p_.html += "<div class=\"row\">";
@@ -313,8 +336,8 @@ class Report {
         svg::Series sr{inits_[k], {}, {}, svg::category_color(int(k))};
         sr.markers = true;
         for (int d : depths_) {
-          bool div = false;
-          double v = final_acc(a, inits_[k], d, &div);
+          int runs = 0, div = 0;
+          double v = final_acc(a, inits_[k], d, &runs, &div);
           sr.x.push_back(d);
           sr.y.push_back(std::isfinite(v) ? 100 * v : NAN);
         }
@@ -494,8 +517,14 @@ class Report {
     for (auto& i : inits_) {
       InitSpec is = parse_init(i);
       if (is.name != "he_normal" && is.name != "he_uniform") continue;
-      double factor = 2.0;  // He et al.: variance factor 2 / fan
-      if (is.args.count("factor")) factor = std::strtod(is.args["factor"].c_str(), nullptr);
+      // The factor the initializer used: explicit, or gain(nonlinearity)^2 (2 for ReLU, 25/9
+      // for tanh...), as models::init_model derives it.
+      double factor = 2.0;
+      try {
+        factor = models::parse_init_string(i).he_factor();
+      } catch (const std::exception&) {  // not an initializer this build knows: as written
+        if (is.args.count("factor")) factor = std::strtod(is.args["factor"].c_str(), nullptr);
+      }
       std::string rest = is.name;
       for (auto& [k, v] : is.args)
         if (k != "factor") rest += ":" + k + "=" + v;
@@ -527,8 +556,8 @@ class Report {
                          svg::category_color(int(k))};
           sr.markers = true;
           for (int d : depths_) {
-            bool div = false;
-            double v = final_acc(a, members[k].second, d, &div);
+            int runs = 0, div = 0;
+            double v = final_acc(a, members[k].second, d, &runs, &div);
             sr.x.push_back(d);
             sr.y.push_back(std::isfinite(v) ? 100 * v : NAN);
           }
@@ -551,8 +580,10 @@ class Report {
         }
         if (!sd.series.empty())
           p_.figure(svg::line_chart(sd),
-                    "Post-activation std per layer at the first recorded "
-                    "epoch: factor 2 keeps ReLU activations steady with depth.");
+                    "Post-activation std per layer after the first epoch (metrics.csv's first "
+                    "row; the state at initialization is in each run's diagnostics/, with "
+                    "<code>--diagnostics activations</code>): how each factor's signal "
+                    "propagates with depth once training has started.");
       }
       p_.html += "</div>";
     }
