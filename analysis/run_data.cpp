@@ -274,11 +274,24 @@ RunData load_run(const std::string& dir, size_t max_images) {
     run.notes.push_back("no config.json");
   }
   if (fs::exists(d / "diverged.json")) {  // said first: it explains what else is missing
-    const auto j = read_json(d / "diverged.json");
-    const std::string why = j.is_object() && j.contains("error") && j["error"].is_string()
-                                ? j["error"].get<std::string>()
-                                : "see diverged.json";
-    run.notes.insert(run.notes.begin(), "diverged: " + why);
+    // Written atomically, so one that is not a JSON object was damaged afterwards: as in a
+    // sweep (train::run_state), it does not make the run diverged.
+    nlohmann::json j;
+    std::string damage;
+    try {
+      j = read_json(d / "diverged.json");
+      if (!j.is_object()) damage = "not a JSON object";
+    } catch (const std::exception& e) {
+      damage = e.what();
+    }
+    if (damage.empty()) {
+      const std::string why = j.contains("error") && j["error"].is_string()
+                                  ? j["error"].get<std::string>()
+                                  : "see diverged.json";
+      run.notes.insert(run.notes.begin(), "diverged: " + why);
+    } else {
+      run.notes.push_back("diverged.json is damaged, ignored (" + damage + ")");
+    }
   }
   if (fs::exists(d / "per_class.csv")) {
     CsvTable t = read_csv((d / "per_class.csv").string());

@@ -151,7 +151,7 @@ const RegisterCommand reg{
                    c.limit_train, c.normalize);
           infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
         }
-        c.out = "(eval)";  // nothing is written: run() is never called
+        c.out = train::TrainConfig::kEvalOnly;  // nothing is written: run() is never called
         c.progress = false;
         // The trainer checks the flags (--denormals among them) and loads the weights; its
         // messages name train's --load-weights, which is --weights here.

@@ -10,9 +10,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <numbers>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "engine/io/fs.h"
 #include "engine/io/tensor_io.h"
@@ -367,9 +370,10 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
   num_classes_ = data_->num_classes;
   // Batch norm in training needs two examples per batch (the MLP's, and the CNN's fc layers').
   const int64_t n_train = data_->train->size();
-  GL_CHECK(!cfg_.batchnorm || cfg_.batch_size >= 2,
+  const bool trains = cfg_.out != TrainConfig::kEvalOnly;
+  GL_CHECK(!trains || !cfg_.batchnorm || cfg_.batch_size >= 2,
            "--batchnorm needs --batch-size 2 or more (batch norm normalizes over the batch)");
-  GL_CHECK(!cfg_.batchnorm || n_train % cfg_.batch_size != 1,
+  GL_CHECK(!trains || !cfg_.batchnorm || n_train % cfg_.batch_size != 1,
            "--batchnorm: the last batch of each epoch would hold 1 example ({} training examples, "
            "--batch-size {}), and batch norm needs at least 2 to normalize over; change "
            "--batch-size{}",
@@ -610,17 +614,22 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   global_step_ = meta_int("gradlens.global_step", 0);
   dropout_gen_.set_state(dropout_gen_.seed(), uint64_t(meta_int("gradlens.dropout_offset", 0)));
   history.clear();
+  // JSON has no NaN: the history's NaN (a diagnostics column not recorded that epoch, such as
+  // grad_norm_i with --diagnostics activations) was written as null, and reads back as NaN.
+  auto number = [](const json& v) {
+    return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
+  };
   try {
     for (auto& e : json::parse(meta("gradlens.history"))) {
       EpochResult r;
       r.epoch = e.at("epoch");
-      r.train_loss = e.at("train_loss");
-      r.test_loss = e.at("test_loss");
-      r.train_acc = e.at("train_acc");
-      r.test_acc = e.at("test_acc");
-      r.epoch_time = e.at("epoch_time");
+      r.train_loss = number(e.at("train_loss"));
+      r.test_loss = number(e.at("test_loss"));
+      r.train_acc = number(e.at("train_acc"));
+      r.test_acc = number(e.at("test_acc"));
+      r.epoch_time = number(e.at("epoch_time"));
       for (auto& x : e.at("extra"))
-        r.extra.emplace_back(x.at(0).get<std::string>(), x.at(1).get<double>());
+        r.extra.emplace_back(x.at(0).get<std::string>(), number(x.at(1)));
       history.push_back(r);
     }
   } catch (const json::exception& e) {
@@ -723,8 +732,18 @@ int64_t Trainer::begin_run() {
   } else if (cfg_.resume && cfg_.progress) {
     fmt::print(stderr, "no checkpoint in {}: starting from the beginning\n", cfg_.out);
   }
-  io::write_file_atomic(cfg_.out + "/config.json", cfg_.to_json());
-  for (auto& cb : callbacks_) cb->on_train_begin(*this);
+  // config.json now describes this run; a callback that refuses to resume (other analysis
+  // settings than the run's) puts the run's own back, as it was.
+  const std::string config_path = cfg_.out + "/config.json";
+  std::optional<std::vector<uint8_t>> old_config;
+  if (cfg_.resume && io::file_exists(config_path)) old_config = io::read_file(config_path);
+  io::write_file_atomic(config_path, cfg_.to_json());
+  try {
+    for (auto& cb : callbacks_) cb->on_train_begin(*this);
+  } catch (...) {
+    if (old_config) io::write_file_atomic(config_path, *old_config);
+    throw;
+  }
   tty_ = cfg_.progress && isatty(2);
   return start_epoch + 1;
 }

@@ -74,6 +74,9 @@ struct TrainConfig {
   // The training defaults of --model cnn where they differ from the MLP's: applied by the
   // command line to the flags a user did not give.
   static constexpr const char* kCnnOptimizer = "adam";
+  // The out of a Trainer built only to evaluate (`gradlens eval`): it never trains, so the
+  // training-only checks (batch norm's batch sizes) do not apply, and nothing is written.
+  static constexpr const char* kEvalOnly = "(eval)";
   static constexpr double kCnnLr = 0.001;
   static constexpr int64_t kCnnBatchSize = 64;
   static constexpr const char* kCnnNormalize = "standard";

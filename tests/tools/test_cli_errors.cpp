@@ -479,3 +479,20 @@ TEST(CliEval, RunDirectoryReproducesItsLastTestFigures) {
                 fixture_data_dir()},
                {"--weights", "non-finite"});
 }
+
+// eval never trains: batch norm's training-only rule (no batch of 1 example) does not refuse a
+// --limit-train that would leave one, which eval uses only for the normalization statistics.
+TEST(CliEval, BatchNormWeightsEvaluateWhateverTheTrainingSplitSize) {
+  const std::string dir = make_temp_dir("gl_eval_bn");
+  ProcResult t =
+      run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden",
+                    "16", "--batchnorm", "--normalize", "standard", "--epochs", "1", "--threads",
+                    "1", "--no-progress", "--out", dir + "/run"});
+  ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+  ProcResult e = run_gradlens({"eval", "--weights", dir + "/run/model.safetensors", "--dataset",
+                               "mnist", "--data-dir", fixture_data_dir(), "--normalize", "standard",
+                               "--limit-train", "129", "--threads", "1"});
+  ASSERT_TRUE(e.exited) << describe(e);
+  EXPECT_EQ(e.code, 0) << describe(e);
+  EXPECT_NE(e.out.find("test: loss"), std::string::npos) << describe(e);
+}
