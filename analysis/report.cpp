@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -128,12 +129,6 @@ std::string pct(double v) {
   return buf;
 }
 
-double last_finite(const std::vector<double>& v) {
-  for (auto it = v.rbegin(); it != v.rend(); ++it)
-    if (std::isfinite(*it)) return *it;
-  return NAN;
-}
-
 // Indices of at most `max` evenly spaced entries, always keeping the first and the last.
 std::vector<size_t> pick(size_t n, size_t max) {
   std::vector<size_t> out;
@@ -155,6 +150,30 @@ std::string seq_color(size_t k, size_t n) {
 
 std::string epoch_label(double e) {
   return format_number(e, 6);
+}
+
+// A metrics.csv column's final value: the last row's. A run whose last row is NaN (it
+// diverged, or its evaluation failed) must not show an earlier epoch's value as its final one
+// beside the epoch count, so that case is spelled out: the last row's value ("nan") and its
+// epoch, with the last finite value and the epoch it is from.
+struct Final {
+  std::string value;  // the last row's value, formatted; "–" when the column has no rows
+  std::string note;   // when that value is not finite: its epoch and the last finite value
+};
+
+Final final_value(const std::vector<double>& v, const std::vector<double>& epochs,
+                  const std::function<std::string(double)>& fmt) {
+  if (v.empty()) return {"–", ""};
+  const size_t last = v.size() - 1;
+  if (std::isfinite(v[last])) return {fmt(v[last]), ""};
+  auto epoch = [&](size_t i) { return i < epochs.size() ? epoch_label(epochs[i]) : "?"; };
+  std::string note = "at epoch " + epoch(last);
+  for (size_t i = last; i-- > 0;)
+    if (std::isfinite(v[i])) {
+      note += "; last finite " + fmt(v[i]) + " at epoch " + epoch(i);
+      break;
+    }
+  return {format_number(v[last]), note};
 }
 
 std::string layer_name(const RunData& run, int layer) {
@@ -292,10 +311,14 @@ void stats(Page& p, const RunData& run) {
     p.html +=
         "<div class=\"stat\"><b>" + escape(v) + "</b><span>" + escape(label) + "</span></div>";
   };
+  auto stat_final = [&](const Final& f, const std::string& label) {
+    stat(f.value, label + (f.note.empty() ? "" : " (" + f.note + ")"));
+  };
+  auto loss4 = [](double v) { return format_number(v, 4); };
   p.html += "<div class=\"stats\">";
-  stat(pct(last_finite(acc)), "final test accuracy");
+  stat_final(final_value(acc, m.epoch, pct), "final test accuracy");
   stat(pct(best), "best test accuracy (epoch " + epoch_label(best_epoch) + ")");
-  stat(format_number(last_finite(m.test_loss), 4), "final test loss");
+  stat_final(final_value(m.test_loss, m.epoch, loss4), "final test loss");
   stat(std::to_string(m.epoch.size()), "epochs");
   if (!m.epoch_time.empty()) stat(format_number(total_time, 3) + " s", "training time");
   p.html += "</div>\n";
@@ -648,10 +671,38 @@ void units_section(Page& p, const RunData& run, const Diagnostics& d) {
   p.figure(svg::line_chart(c),
            "Share of units in each layer that are dead (never active on the test set) or "
            "saturated (always in the flat part of the activation), at the last epoch.");
-  p.figure(layer_epoch_heatmap(run, dead, "Dead units (layer × epoch)", "%", false,
-                               svg::ColorMap::Viridis),
-           "Percentage of dead units for every layer and epoch.");
+  // A fraction is NaN where it is not measured: dead units for tanh and sigmoid layers,
+  // saturated ones for the ReLU family. The dead-unit heatmap of a tanh network would be empty,
+  // so the saturation heatmap is drawn where some layer has that measured and not the other.
+  bool any_dead = false, sat_only = false, dead_gaps = false;
+  for (int l = 0; l < dead.layers; ++l)
+    for (size_t k = 0; k < dead.epochs.size(); ++k) {
+      const bool has_dead = std::isfinite(dead.v[l][k]);
+      any_dead |= has_dead;
+      dead_gaps |= !has_dead;
+      sat_only |= !has_dead && std::isfinite(sat.v[l][k]);
+    }
+  const std::string blank = " Blank cells: not measured for the layer's activation.";
+  if (any_dead)
+    p.figure(layer_epoch_heatmap(run, dead, "Dead units (layer × epoch)", "%", false,
+                                 svg::ColorMap::Viridis),
+             "Percentage of dead units for every layer and epoch." +
+                 (dead_gaps ? blank : std::string()));
+  if (sat_only) {
+    bool sat_gaps = false;
+    for (auto& row : sat.v)
+      for (double v : row) sat_gaps |= !std::isfinite(v);
+    p.figure(layer_epoch_heatmap(run, sat, "Saturated units (layer × epoch)", "%", false,
+                                 svg::ColorMap::Viridis),
+             "Percentage of saturated units for every layer and epoch." +
+                 (sat_gaps ? blank : std::string()));
+  }
   p.html += "</div>\n";
+  if (!any_dead && !sat_only)
+    p.html +=
+        "<p class=\"note\">No layer has dead or saturated units measured (dead units are "
+        "measured for ReLU-family activations, saturated units for tanh and sigmoid), so there "
+        "is no layer × epoch heatmap.</p>\n";
   if (!d.dead_units.empty() || !d.saturated_units.empty()) {
     p.html +=
         "<details><summary>unit lists" +
@@ -669,13 +720,39 @@ void units_section(Page& p, const RunData& run, const Diagnostics& d) {
       if (v[l].size() > 20) s += " …";
       return s;
     };
+    // Whether units.csv has layer l's fraction measured (at the lists' epoch, else at the
+    // layer's last row): a layer whose fraction is NaN has an empty list that means "not
+    // measured", not "no such units". A layer without rows keeps its list's count.
+    auto measured = [&](size_t l, bool saturated) {
+      const UnitsRow* row = nullptr;
+      for (const UnitsRow& r : d.units) {
+        if (r.layer != static_cast<int>(l)) continue;
+        if (d.units_epoch && r.epoch == *d.units_epoch) {
+          row = &r;
+          break;
+        }
+        if (!row || r.epoch >= row->epoch) row = &r;
+      }
+      return !row || std::isfinite(saturated ? row->saturated : row->dead);
+    };
+    bool any_na = false;
+    auto cells = [&](const std::vector<std::vector<int64_t>>& v, size_t l, bool saturated) {
+      if (!measured(l, saturated)) {
+        any_na = true;
+        return std::string("<td>n/a</td><td class=\"l\"></td>");
+      }
+      return "<td>" + std::to_string(l < v.size() ? v[l].size() : 0) + "</td><td class=\"l\">" +
+             list(v, l) + "</td>";
+    };
     for (size_t l = 0; l < n; ++l)
-      p.html += "<tr><td class=\"l\">" + escape(layer_name(run, static_cast<int>(l))) +
-                "</td><td>" + std::to_string(l < d.dead_units.size() ? d.dead_units[l].size() : 0) +
-                "</td><td class=\"l\">" + list(d.dead_units, l) + "</td><td>" +
-                std::to_string(l < d.saturated_units.size() ? d.saturated_units[l].size() : 0) +
-                "</td><td class=\"l\">" + list(d.saturated_units, l) + "</td></tr>";
-    p.html += "</table></details>\n";
+      p.html += "<tr><td class=\"l\">" + escape(layer_name(run, static_cast<int>(l))) + "</td>" +
+                cells(d.dead_units, l, false) + cells(d.saturated_units, l, true) + "</tr>";
+    p.html += "</table>";
+    if (any_na)
+      p.html +=
+          "<p class=\"note\">n/a: not measured for the layer's activation (dead units are "
+          "measured for the ReLU family, saturated units for tanh and sigmoid).</p>";
+    p.html += "</details>\n";
   }
 }
 
@@ -729,9 +806,11 @@ void selectivity_section(Page& p, const RunData& run, const Diagnostics& d) {
       "style=\"grid-template-columns:repeat(auto-fill,minmax(320px,1fr))\">";
   ++p.figures;
   const int fig = p.figures;
+  bool capped = false;
   for (auto& [layer, a] : d.selectivity) {
     const int64_t classes = a.shape[0], units = a.shape[1];
-    // Order units by preferred class, then by how much they prefer it; cap the count shown.
+    // Order units by preferred class, then by how much they prefer it; cap the count shown,
+    // taking the units class by class so that no class drops out of the figure.
     std::vector<std::tuple<int64_t, double, int64_t>> order;
     for (int64_t u = 0; u < units; ++u) {
       int64_t best = 0;
@@ -745,7 +824,11 @@ void selectivity_section(Page& p, const RunData& run, const Diagnostics& d) {
       order.emplace_back(best, -(a.values[best * units + u] - mean_other), u);
     }
     std::sort(order.begin(), order.end());
-    const size_t shown = std::min<size_t>(order.size(), 96);
+    std::vector<int64_t> preferred;
+    for (auto& o : order) preferred.push_back(std::get<0>(o));
+    const std::vector<size_t> chosen = pick_per_class(preferred, 96);
+    const size_t shown = chosen.size();
+    capped |= shown < order.size();
     svg::Heatmap h;
     h.title = layer_name(run, layer);
     h.xlabel = "unit (sorted by preferred class)";
@@ -753,17 +836,22 @@ void selectivity_section(Page& p, const RunData& run, const Diagnostics& d) {
     h.colorbar_label = "mean";
     h.max_width = 420;
     for (int64_t c = 0; c < classes; ++c) h.row_labels.push_back(std::to_string(c));
-    for (size_t i = 0; i < shown; ++i)
-      h.col_labels.push_back(std::to_string(std::get<2>(order[i])));
+    for (size_t i : chosen) h.col_labels.push_back(std::to_string(std::get<2>(order[i])));
     for (int64_t c = 0; c < classes; ++c)
-      for (size_t i = 0; i < shown; ++i)
-        h.values.push_back(a.values[c * units + std::get<2>(order[i])]);
-    p.panel(svg::heatmap(h), escape(layer_name(run, layer)) + ": " + std::to_string(shown) +
-                                 " of " + std::to_string(units) + " units");
+      for (size_t i : chosen) h.values.push_back(a.values[c * units + std::get<2>(order[i])]);
+    p.panel(svg::heatmap(h),
+            escape(layer_name(run, layer)) + ": " + std::to_string(shown) + " of " +
+                std::to_string(units) + " units" +
+                (shown < order.size() ? " (each preferred class in turn, strongest first)" : ""));
   }
   p.html += "</div><p style=\"font-size:12.5px\"><b>Figure " + std::to_string(fig) +
             ".</b> Mean post-activation of units for test samples of each class (rows), units "
-            "ordered by the class they respond to most.</p>\n";
+            "ordered by the class they respond to most." +
+            (capped ? " Layers with more than 96 units show 96, taken from each preferred class "
+                      "in turn (the units preferring it most first), so that every class keeps "
+                      "its share."
+                    : "") +
+            "</p>\n";
 }
 
 void layers_table(Page& p, const Diagnostics& d) {
@@ -850,14 +938,19 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     double t = 0;
     for (double x : m.epoch_time)
       if (std::isfinite(x)) t += x;
+    auto loss4 = [](double v) { return format_number(v, 4); };
+    auto cell = [&](const std::vector<double>& v, const std::function<std::string(double)>& fmt) {
+      const Final f = final_value(v, m.epoch, fmt);
+      return "<td>" + escape(f.value) +
+             (f.note.empty() ? "" : " <span class=\"note\">(" + escape(f.note) + ")</span>") +
+             "</td>";
+    };
     p.html += "<tr><td class=\"l\"><span class=\"swatch\" style=\"background:" +
               svg::category_color(static_cast<int>(i)) + "\"></span><a href=\"#" + anchor(i) +
               "\">" + escape(runs[i].name) + "</a></td><td>" + std::to_string(m.epoch.size()) +
-              "</td><td>" + format_number(last_finite(m.train_loss), 4) + "</td><td>" +
-              format_number(last_finite(m.test_loss), 4) + "</td><td>" +
-              pct(last_finite(to_percent(m.train_acc))) + "</td><td>" + pct(last_finite(acc)) +
-              "</td><td>" + pct(best) + "</td><td>" +
-              (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
+              "</td>" + cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
+              cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
+              "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
   }
   p.html += "</table>";
   svg::LineChart loss, acc;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -78,6 +79,22 @@ double number_or_nan(const json& j, const std::string& key, const std::string& p
 }
 double number_or_nan(const json& v) {
   return v.is_number() ? v.get<double>() : std::nan("");
+}
+
+// The split the file's examples come from, as its "split" key records it: "train" or "test";
+// "" when the file does not say. The captions name it: `gradlens analyze --split train` draws
+// training images, which a caption saying "test images" would misreport.
+std::string split_of(const json& j, const std::string& path) {
+  if (!j.contains("split")) return "";
+  const json& s = j.at("split");
+  if (s != "train" && s != "test")
+    throw std::runtime_error(path + ": \"split\" must be \"train\" or \"test\", got " + s.dump());
+  return s.get<std::string>();
+}
+
+// " of the <split> split" for a caption, nothing when the split is not recorded.
+std::string of_split(const std::string& split) {
+  return split.empty() ? "" : " of the " + split + " split";
 }
 
 struct Out {
@@ -400,6 +417,8 @@ void augment_part(Out& o, const std::string& dir) {
 
 void augment_figures(Out& o, const std::string& dir, const std::string& path, const json& j) {
   o.html += "<h3>Augmentation invariance</h3>";
+  // The augmented image and the reference images both come from this split.
+  const std::string split = split_of(j, path);
   if (fs::exists(dir + "/augment_images.npy")) {
     auto imgs = images_of(read_npy(dir + "/augment_images.npy"), 0, 48);
     if (fs::exists(dir + "/augment_source.npy")) {
@@ -415,7 +434,7 @@ void augment_figures(Out& o, const std::string& dir, const std::string& path, co
     static const json no_options = json::object();
     const json& opt = j.contains("options") ? j.at("options") : no_options;
     o.figure(svg::image_grid(imgs, 14, 2),
-             "Test image " + std::to_string(j.value("index", 0)) + " (class " +
+             "Image " + std::to_string(j.value("index", 0)) + of_split(split) + " (class " +
                  std::to_string(j.value("label", 0)) + ") and its first augmentations of " +
                  std::to_string(j.value("augmentations", 0)) + ": rotation &plusmn;" +
                  format_number(opt.value("rotation_deg", 0.0)) + "&deg;, translation &plusmn;" +
@@ -445,8 +464,8 @@ void augment_figures(Out& o, const std::string& dir, const std::string& path, co
   o.figure(svg::bar_chart(b),
            "Per unit, the variance of its activation over the augmentations of one image divided "
            "by its variance over " +
-               std::to_string(j.value("reference_examples", 0)) +
-               " test images; mean and median over the layer's units (dead units excluded). Below "
+               std::to_string(j.value("reference_examples", 0)) + " images" + of_split(split) +
+               "; mean and median over the layer's units (dead units excluded). Below "
                "1: the unit is more invariant to the augmentation than it is to the identity of "
                "the image.");
   auto feat = files_matching(dir, std::regex("augment_featcorr_(.+)\\.npy"));
@@ -475,7 +494,7 @@ void augment_figures(Out& o, const std::string& dir, const std::string& path, co
 
 // One layer's neurons_<layer>.json with its class means, checked against each other.
 struct NeuronsFile {
-  std::string path, layer;
+  std::string path, layer, split;
   json j;
   NpyArray mean;  // [units, classes]
   int64_t units = 0, classes = 0;
@@ -488,6 +507,7 @@ NeuronsFile read_neurons(const std::string& dir, const std::string& f) {
   n.layer = f.substr(8, f.size() - 13);
   n.j = read_json(n.path);
   if (!n.j.is_object()) throw std::runtime_error(n.path + ": expected a JSON object");
+  n.split = split_of(n.j, n.path);
   const std::string mpath = dir + "/neurons_classmean_" + n.layer + ".npy";
   n.mean = read_npy(mpath);
   if (n.mean.shape.size() != 2) throw std::runtime_error(mpath + ": expected [units, classes]");
@@ -510,13 +530,22 @@ void neurons_part(Out& o, const std::string& dir) {
   });
   std::vector<NeuronsFile> layers;
   for (auto& f : files) layers.push_back(read_neurons(dir, f));
+  // One split for every layer goes in the figure's caption; files from analyses of different
+  // splits name theirs under each panel.
+  bool one_split = true;
+  for (const NeuronsFile& n : layers) one_split &= n.split == layers.front().split;
+  bool capped = false;
   o.html += "<h3>Neurons</h3>";
   o.panels_begin(340);
   for (const NeuronsFile& n : layers) {
     const std::string& layer = n.layer;
-    const std::vector<int64_t>& order = n.order;
     const int64_t units = n.units, classes = n.classes;
-    const size_t shown = std::min<size_t>(order.size(), 128);
+    std::vector<int64_t> preferred;
+    for (int64_t u : n.order) preferred.push_back(n.preferred[size_t(u)]);
+    std::vector<int64_t> order;
+    for (size_t i : pick_per_class(preferred, 128)) order.push_back(n.order[i]);
+    const size_t shown = order.size();
+    capped |= shown < n.order.size();
     svg::Heatmap h;
     h.title = layer;
     h.xlabel = "unit (by preferred class, then selectivity)";
@@ -535,15 +564,23 @@ void neurons_part(Out& o, const std::string& dir) {
         sel += v.get<double>();
         ++ns;
       }
-    o.panel(svg::heatmap(h), escape(layer) + ": " + std::to_string(shown) + " of " +
-                                 std::to_string(units) + " units, mean selectivity " +
-                                 format_number(ns ? sel / double(ns) : 0.0));
+    o.panel(svg::heatmap(h),
+            escape(layer) + ": " + std::to_string(shown) + " of " + std::to_string(units) +
+                " units" +
+                (shown < n.order.size() ? " (each preferred class in turn, most selective first)"
+                                        : "") +
+                ", mean selectivity " + format_number(ns ? sel / double(ns) : 0.0) +
+                (one_split || n.split.empty() ? "" : ", " + n.split + " split"));
   }
   o.panels_end(
-      "Mean activation of each unit (columns) over the test images of each class (rows), "
-      "units sorted by the class they prefer and then by class selectivity "
+      "Mean activation of each unit (columns) over the images of each class (rows)" +
+      (one_split ? of_split(layers.front().split) : std::string()) +
+      ", units sorted by the class they prefer and then by class selectivity "
       "(&mu;<sub>max</sub> &minus; &mu;<sub>rest</sub>) / (|&mu;<sub>max</sub>| + "
-      "|&mu;<sub>rest</sub>|).");
+      "|&mu;<sub>rest</sub>|)." +
+      (capped ? " Layers with more than 128 units show 128, taken from each preferred class in "
+                "turn (its most selective first), so that every class keeps its share."
+              : ""));
   // Top activating images of the most selective units.
   for (const NeuronsFile& n : layers) {
     const std::string& layer = n.layer;
@@ -570,8 +607,8 @@ void neurons_part(Out& o, const std::string& dir) {
             (sel[unit].is_number() ? format_number(sel[unit].get<double>()) : "n/a");
     }
     o.figure(svg::image_grid(imgs, int(k), 1),
-             escape(layer) + ": the " + std::to_string(k) +
-                 " test images that activate each of the " + std::to_string(units) +
+             escape(layer) + ": the " + std::to_string(k) + " images" + of_split(n.split) +
+                 " that activate each of the " + std::to_string(units) +
                  " most class-selective units most strongly (one row per unit; first image "
                  "labelled with the unit and its preferred class).");
   }
@@ -590,6 +627,29 @@ void neurons_part(Out& o, const std::string& dir) {
 }
 
 }  // namespace
+
+std::vector<size_t> pick_per_class(const std::vector<int64_t>& cls, size_t max) {
+  std::vector<size_t> out;
+  if (cls.size() <= max) {
+    for (size_t i = 0; i < cls.size(); ++i) out.push_back(i);
+    return out;
+  }
+  // Each class's positions in display order; the units without a class form the last group.
+  std::map<int64_t, std::vector<size_t>> groups;
+  for (size_t i = 0; i < cls.size(); ++i)
+    groups[cls[i] < 0 ? std::numeric_limits<int64_t>::max() : cls[i]].push_back(i);
+  std::vector<size_t> next(groups.size(), 0);
+  while (out.size() < max) {  // ends: more units than max remain to take
+    size_t g = 0;
+    for (auto& [c, positions] : groups) {
+      if (out.size() == max) break;
+      if (next[g] < positions.size()) out.push_back(positions[next[g]++]);
+      ++g;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 std::string scatter_svg(const std::string& title, const std::vector<double>& x,
                         const std::vector<double>& y, const std::vector<int>& labels,

@@ -3,6 +3,8 @@
 // cross-correlation heatmaps and their evolution, PCA and t-SNE scatters, augmentation
 // invariance, neuron views. Every file is optional; a malformed one throws naming it.
 #pragma once
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,5 +19,14 @@ std::string scatter_svg(const std::string& title, const std::vector<double>& x,
                         const std::vector<double>& y, const std::vector<int>& labels,
                         const std::string& xlabel, const std::string& ylabel, int width = 460,
                         int height = 400);
+
+// Which columns of a class-selectivity heatmap to draw when there are more units than `max`.
+// `cls` is each unit's preferred class in display order (by class, strongest preference first
+// within a class; below 0: no preferred class). Units are taken class by class in turn, each
+// class's next-strongest one, so that every class keeps its share of the columns (cutting the
+// display order after `max` units would drop the last classes whole); units without a class
+// come after the classes in each turn. Returns the chosen positions into `cls`, ascending, so
+// the columns keep the display order.
+std::vector<size_t> pick_per_class(const std::vector<int64_t>& cls, size_t max);
 
 }  // namespace gl::analysis

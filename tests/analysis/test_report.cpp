@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 
@@ -14,6 +15,7 @@
 #include "analysis/npy_read.h"
 #include "analysis/png.h"
 #include "analysis/report.h"
+#include "analysis/repr_report.h"
 #include "analysis/svg.h"
 
 namespace fs = std::filesystem;
@@ -744,6 +746,260 @@ TEST(Report, ADirectoryWhereARunFileBelongsIsNamed) {
         message_of([&] { write_report({d.string()}, (t.path / "r.html").string(), {}); });
     EXPECT_NE(msg.find((d / file).string() + "': it is a directory"), std::string::npos) << msg;
   }
+}
+
+// The cells of a class x unit heatmap in `svg_text` (tooltips "class, unit: value"), one
+// (preferred class, unit) per column in column order: the class whose cell holds at least 1.
+std::vector<std::pair<int, int>> preferred_columns(const std::string& svg_text) {
+  std::map<int, std::pair<int, int>> by_col;
+  std::regex re("data-col=\"([0-9]+)\"[^>]*><title>([0-9]+), ([0-9]+): ([^<]*)</title>");
+  for (auto it = std::sregex_iterator(svg_text.begin(), svg_text.end(), re);
+       it != std::sregex_iterator(); ++it)
+    if (std::stod((*it)[4].str()) >= 1)
+      by_col[std::stoi((*it)[1].str())] = {std::stoi((*it)[2].str()), std::stoi((*it)[3].str())};
+  std::vector<std::pair<int, int>> out;
+  for (auto& [c, v] : by_col) out.push_back(v);
+  return out;
+}
+
+// How many columns of `cols` prefer each class, and that the columns go by class.
+std::map<int, int> per_class_counts(const std::vector<std::pair<int, int>>& cols) {
+  std::map<int, int> n;
+  for (size_t i = 0; i < cols.size(); ++i) {
+    ++n[cols[i].first];
+    if (i) {
+      EXPECT_LE(cols[i - 1].first, cols[i].first) << "column " << i;
+    }
+  }
+  return n;
+}
+
+// Cutting the class-sorted units after the first 96 dropped the last classes whole (here 8 and
+// 9 of a 128-unit layer) under a caption saying only "96 of 128 units". Every class keeps its
+// share: units are taken class by class in turn, each class's strongest first.
+TEST(Report, SelectivityOfAWideLayerKeepsEveryClass) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d, 2, true);
+  // Unit u prefers class u / 13 (classes 0-8: 13 units, class 9: 11), more strongly the
+  // larger u.
+  const int classes = 10, units = 128;
+  std::vector<float> sel(size_t(classes * units), 0.0f);
+  for (int u = 0; u < units; ++u) sel[size_t((u / 13) * units + u)] = 1.0f + 0.001f * float(u);
+  write_npy<float>(d / "diagnostics" / "selectivity_0.npy", "<f4", {classes, units}, sel);
+  const std::string html = render_report({load_run(d.string())}, {});
+  auto figs = svgs(html);
+  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("unit (sorted by preferred class)") != std::string::npos;
+  });
+  ASSERT_NE(it, figs.end());
+  const auto cols = preferred_columns(*it);
+  ASSERT_EQ(cols.size(), 96u);
+  const auto n = per_class_counts(cols);
+  ASSERT_EQ(n.size(), 10u);
+  // 9 full turns take 90 units, a tenth takes one more of classes 0-5.
+  for (int c = 0; c < classes; ++c) EXPECT_EQ(n.at(c), c < 6 ? 10 : 9) << "class " << c;
+  // Within a class, the units that prefer it most: class 9's last 9 of 117..127.
+  for (auto [c, u] : cols) {
+    if (c == 9) {
+      EXPECT_GE(u, 119);
+    }
+  }
+  EXPECT_NE(html.find("fc0: 96 of 128 units (each preferred class in turn, strongest first)"),
+            std::string::npos);
+  EXPECT_NE(html.find("taken from each preferred class in turn"), std::string::npos);
+  // A layer that fits shows every unit, with the caption as before.
+  make_run(t.path / "narrow", 2, true);
+  const std::string narrow = render_report({load_run((t.path / "narrow").string())}, {});
+  EXPECT_NE(narrow.find("fc0: 3 of 3 units</figcaption>"), std::string::npos);
+  EXPECT_EQ(narrow.find("in turn"), std::string::npos);
+}
+
+TEST(Report, PickPerClassTakesClassesInTurn) {
+  // Fits: everything, in order.
+  EXPECT_EQ(pick_per_class({0, 0, 1}, 3), (std::vector<size_t>{0, 1, 2}));
+  // Class 0 has 4 units, class 1 two, and two units have no class: those come after the
+  // classes in each turn.
+  const std::vector<int64_t> cls{-1, -1, 0, 0, 0, 0, 1, 1};
+  EXPECT_EQ(pick_per_class(cls, 3), (std::vector<size_t>{0, 2, 6}));
+  EXPECT_EQ(pick_per_class(cls, 2), (std::vector<size_t>{2, 6}));
+  // Class 1 runs out; class 0 fills the rest.
+  EXPECT_EQ(pick_per_class(cls, 7), (std::vector<size_t>{0, 1, 2, 3, 4, 6, 7}));
+}
+
+// The neuron heatmaps of the representation section showed the first 128 units of the display
+// order: classes 7-9 of a 200-unit layer were missing.
+TEST(Report, NeuronHeatmapOfAWideLayerKeepsEveryClass) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d);
+  make_analysis(d);
+  const int classes = 10, units = 200;
+  std::vector<float> mean(size_t(units * classes), 0.0f);
+  std::string order = "[", preferred = "[", sel = "[";
+  for (int u = 0; u < units; ++u) {
+    mean[size_t(u * classes + u / 20)] = 1.0f;
+    // Display order: by class, then by selectivity (here falling with u within a class).
+    order += (u ? "," : "") + std::to_string(u);
+    preferred += (u ? "," : "") + std::to_string(u / 20);
+    sel += (u ? "," : "") + std::to_string(1.0 - 0.01 * (u % 20));
+  }
+  write(d / "analysis" / "neurons_h0.json",
+        R"({"split": "test", "order": )" + order + R"(], "preferred": )" + preferred +
+            R"(], "selectivity": )" + sel + R"(], "top_units": [0, 20]})");
+  write_npy<float>(d / "analysis" / "neurons_classmean_h0.npy", "<f4", {units, classes}, mean);
+  const std::string html = render_report({load_run(d.string())}, {});
+  auto figs = svgs(html);
+  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
+    return s.find("unit (by preferred class, then selectivity)") != std::string::npos;
+  });
+  ASSERT_NE(it, figs.end());
+  const auto cols = preferred_columns(*it);
+  ASSERT_EQ(cols.size(), 128u);
+  const auto n = per_class_counts(cols);
+  ASSERT_EQ(n.size(), 10u);
+  for (int c = 0; c < classes; ++c) EXPECT_EQ(n.at(c), c < 8 ? 13 : 12) << "class " << c;
+  // Each class's most selective units: the first of its 20.
+  for (auto [c, u] : cols) {
+    EXPECT_LT(u % 20, 13) << "unit " << u;
+  }
+  EXPECT_NE(html.find("h0: 128 of 200 units (each preferred class in turn, most selective first)"),
+            std::string::npos);
+}
+
+// A run whose last metrics.csv row is NaN ended there: its final test accuracy and loss are
+// that row's, said to be NaN with the epoch, and the last finite value names its own epoch;
+// an earlier epoch's number beside "5 epochs" read as the run's result.
+TEST(Report, FinalMetricsAreTheLastRowsEvenWhenNaN) {
+  TempDir t;
+  const fs::path d = t.path / "nan";
+  make_run(d);
+  write(d / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n"
+        "1,2.1,2.2,0.5,0.48,1.5\n2,1.2,1.3,0.7,0.66,1.5\n3,0.7,0.8,0.8,0.77,1.5\n"
+        "4,0.45,0.6,0.88,0.84,1.5\n5,nan,nan,0.1,nan,1.5\n");
+  make_run(t.path / "fine");
+  const std::string html = render_report({load_run(d.string())}, {});
+  EXPECT_NE(
+      html.find("<b>nan</b><span>final test accuracy (at epoch 5; last finite 84.00% at epoch "
+                "4)</span>"),
+      std::string::npos);
+  EXPECT_NE(html.find("<b>nan</b><span>final test loss (at epoch 5; last finite 0.6 at epoch "
+                      "4)</span>"),
+            std::string::npos);
+  EXPECT_EQ(html.find("<b>84.00%</b><span>final test accuracy"), std::string::npos);
+  EXPECT_NE(html.find("<b>5</b><span>epochs</span>"), std::string::npos);
+  // A finite last row is shown as it is.
+  const std::string fine = render_report({load_run((t.path / "fine").string())}, {});
+  EXPECT_NE(fine.find("<b>86.00%</b><span>final test accuracy</span>"), std::string::npos);
+  EXPECT_NE(fine.find("<b>0.55</b><span>final test loss</span>"), std::string::npos);
+  // The comparison table: the NaN run's final cells say nan, with the epochs.
+  const std::string both =
+      render_report({load_run(d.string()), load_run((t.path / "fine").string())}, {});
+  const size_t row = both.find(">nan</a></td>");
+  ASSERT_NE(row, std::string::npos);
+  const std::string cells = both.substr(row, both.find("</tr>", row) - row);
+  EXPECT_EQ(cells,
+            ">nan</a></td><td>5</td>"
+            "<td>nan <span class=\"note\">(at epoch 5; last finite 0.45 at epoch 4)</span></td>"
+            "<td>nan <span class=\"note\">(at epoch 5; last finite 0.6 at epoch 4)</span></td>"
+            "<td>10.00%</td>"
+            "<td>nan <span class=\"note\">(at epoch 5; last finite 84.00% at epoch 4)</span></td>"
+            "<td>84.00%</td><td>7.5</td>");
+}
+
+// units.csv has NaN for a fraction its layer's activation does not have (dead units for tanh
+// and sigmoid, saturated ones for the ReLU family); the unit-list table printed those as 0,
+// and a tanh run's dead-unit heatmap was an empty grid.
+TEST(Report, UnitsNotMeasuredForTheActivationAreNotShownAsZero) {
+  TempDir t;
+  auto make = [&](const std::string& name, const std::string& activation, const char* dead,
+                  const char* sat) {
+    const fs::path d = t.path / name;
+    make_run(d, 2, true);
+    const fs::path g = d / "diagnostics";
+    write(g / "layers.json",
+          R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": ")" +
+              activation +
+              R"("}, {"name": "fc1", "kind": "linear", "in": 8, "out": 3, "activation": ")" +
+              activation + R"("}], "epochs": [1, 2, 3]})");
+    std::string u = "epoch,layer,dead_fraction,saturated_fraction\n";
+    for (int e = 1; e <= 3; ++e)
+      for (int l = 0; l < 2; ++l)
+        u += std::to_string(e) + "," + std::to_string(l) + "," + dead + "," + sat + "\n";
+    write(g / "units.csv", u);
+    const bool relu = std::string(dead) != "nan", tanh = std::string(sat) != "nan";
+    write(g / "dead_units.json",
+          std::string(R"({"epoch": 3, "layers": )") + (relu ? "[[1, 4], [2]]" : "[[], []]") + "}");
+    write(g / "saturated_units.json",
+          std::string(R"({"epoch": 3, "layers": )") + (tanh ? "[[0, 5], [1]]" : "[[], []]") + "}");
+    return render_report({load_run(d.string())}, {});
+  };
+  const std::string tanh = make("tanh", "tanh", "nan", "0.25");
+  EXPECT_NE(tanh.find("<td class=\"l\">fc0</td><td>n/a</td><td class=\"l\"></td><td>2</td><td "
+                      "class=\"l\">0 5</td>"),
+            std::string::npos);
+  EXPECT_NE(tanh.find("n/a: not measured for the layer's activation"), std::string::npos);
+  EXPECT_EQ(tanh.find("Dead units (layer × epoch)"), std::string::npos);
+  EXPECT_NE(tanh.find("Saturated units (layer × epoch)"), std::string::npos);
+
+  const std::string relu = make("relu", "relu", "0.25", "nan");
+  EXPECT_NE(relu.find("<td class=\"l\">fc0</td><td>2</td><td class=\"l\">1 4</td><td>n/a</td><td "
+                      "class=\"l\"></td>"),
+            std::string::npos);
+  EXPECT_NE(relu.find("Dead units (layer × epoch)"), std::string::npos);
+  EXPECT_EQ(relu.find("Saturated units (layer × epoch)"), std::string::npos);
+
+  // Neither measured (an identity activation): no empty heatmap, a note instead.
+  const std::string none = make("identity", "identity", "nan", "nan");
+  EXPECT_EQ(none.find("units (layer × epoch)"), std::string::npos);
+  EXPECT_NE(none.find("No layer has dead or saturated units measured"), std::string::npos);
+  EXPECT_EQ(count(none, "<td>n/a</td>"), 4);
+}
+
+// The augmentation and neuron captions said "test image(s)" whatever split the analysis drew
+// from; augment.json and neurons_<layer>.json record it.
+TEST(Report, RepresentationCaptionsNameTheRecordedSplit) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  auto render = [&](const std::string& split_key) {
+    fs::remove_all(d);
+    make_run(d);
+    make_analysis(d);
+    const fs::path a = d / "analysis";
+    write(a / "augment.json", R"({)" + split_key + R"("index": 3, "label": 1, "augmentations": 2,
+        "reference_examples": 4, "layers": [{"name": "h0", "mean_ratio": 0.5, "median_ratio": 0.4}]})");
+    write_npy<uint8_t>(a / "augment_images.npy", "|u1", {2, 1, 2, 2}, {0, 1, 2, 3, 4, 5, 6, 7});
+    write(a / "neurons_h0.json", R"({)" + split_key + R"("layer": "h0", "order": [2, 0, 1, 3],
+        "preferred": [0, 1, 2, -1], "selectivity": [0.5, null, 0.25, 0], "top_units": [2, 0]})");
+    const std::string html = render_report({load_run(d.string())}, {});
+    return html.substr(html.find("id=\"representations\""));
+  };
+  const std::string train = render(R"("split": "train", )");
+  EXPECT_NE(train.find("Image 3 of the train split (class 1) and its first augmentations"),
+            std::string::npos);
+  EXPECT_NE(train.find("variance over 4 images of the train split;"), std::string::npos);
+  EXPECT_NE(train.find("over the images of each class (rows) of the train split,"),
+            std::string::npos);
+  EXPECT_NE(train.find("h0: the 1 images of the train split that activate"), std::string::npos);
+  for (const char* wrong : {"Test image", "test image", "test split"})
+    EXPECT_EQ(train.find(wrong), std::string::npos) << wrong;
+  const std::string test = render(R"("split": "test", )");
+  EXPECT_NE(test.find("Image 3 of the test split (class 1)"), std::string::npos);
+  EXPECT_EQ(test.find("train"), std::string::npos);
+  // Files that do not record a split name none.
+  const std::string unknown = render("");
+  EXPECT_NE(unknown.find("Image 3 (class 1)"), std::string::npos);
+  EXPECT_EQ(unknown.find(" split"), std::string::npos);
+  // A split that is neither is refused, naming the file.
+  fs::remove_all(d);
+  make_run(d);
+  make_analysis(d);
+  write(d / "analysis" / "augment.json", R"({"split": "valid", "layers": []})");
+  const std::string msg = message_of([&] { render_report({load_run(d.string())}, {}); });
+  EXPECT_NE(msg.find("augment.json: \"split\" must be \"train\" or \"test\", got \"valid\""),
+            std::string::npos)
+      << msg;
 }
 
 TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
