@@ -151,7 +151,8 @@ const RegisterCommand reg{
                    c.limit_train, c.normalize);
           infer_architecture(io::load_tensors(c.load_weights), c.load_weights, c);
         }
-        c.out = train::TrainConfig::kEvalOnly;  // nothing is written: run() is never called
+        c.out = "(eval)";  // nothing is written: run() is never called
+        c.evaluate_only = true;
         c.progress = false;
         // The trainer checks the flags (--denormals among them) and loads the weights; its
         // messages name train's --load-weights, which is --weights here.
@@ -177,7 +178,7 @@ const RegisterCommand reg{
         // result to report as one.
         GL_CHECK(std::isfinite(loss),
                  "the test loss is {}: the model's outputs are not finite on {}'s test images "
-                 "(its weights are finite, but too large for f32 arithmetic)",
+                 "(its weights are finite: e.g. too large for f32 arithmetic)",
                  std::isnan(loss) ? "nan"
                  : loss > 0       ? "inf"
                                   : "-inf",

@@ -165,9 +165,13 @@ std::vector<std::string> TrainFlags::unused_flags(const train::TrainConfig& c) c
     note({"--hidden", "--depth", "--width"}, "with --model cnn (its fc widths are --fc)");
   else
     note({"--channels", "--fc", "--kernel", "--pool"}, "with --model " + c.model);
+  if (c.model != "cnn" && !hidden.empty())
+    note({"--depth", "--width"}, "with --hidden (it gives the widths)");
   if (c.device == "cpu") note({"--gemm"}, "with --device cpu (it picks the CUDA GEMM)");
   if (diagnostics == "none")
     note({"--diagnostics-every", "--saturation-threshold"}, "without --diagnostics");
+  else if (diagnostics != "all" && diagnostics.find("grads") == std::string::npos)
+    note({"--diagnostics-every"}, "without the grads diagnostics");
   if (analyze.find("optim") == std::string::npos)
     note({"--analyze-every", "--zero-grad-threshold", "--ema-decay"}, "without --analyze optim");
   return notes;

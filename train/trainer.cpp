@@ -370,7 +370,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
   num_classes_ = data_->num_classes;
   // Batch norm in training needs two examples per batch (the MLP's, and the CNN's fc layers').
   const int64_t n_train = data_->train->size();
-  const bool trains = cfg_.out != TrainConfig::kEvalOnly;
+  const bool trains = !cfg_.evaluate_only;
   GL_CHECK(!trains || !cfg_.batchnorm || cfg_.batch_size >= 2,
            "--batchnorm needs --batch-size 2 or more (batch norm normalizes over the batch)");
   GL_CHECK(!trains || !cfg_.batchnorm || n_train % cfg_.batch_size != 1,
@@ -721,6 +721,11 @@ int64_t Trainer::begin_run() {
   // A killed run leaves the temporaries of its last writes; resuming, nothing else writes here.
   if (cfg_.resume)
     io::remove_stale_temporaries(cfg_.out, {"diagnostics", "analysis", "optim", "tensorboard"});
+  // What a refused resume puts back (below): the run's config.json and metrics.csv as they were.
+  std::vector<std::pair<std::string, std::vector<uint8_t>>> before;
+  for (const char* f : {"/config.json", "/metrics.csv"})
+    if (cfg_.resume && io::file_exists(cfg_.out + f))
+      before.emplace_back(cfg_.out + f, io::read_file(cfg_.out + f));
   if (cfg_.resume && io::file_exists(cfg_.out + "/checkpoint.safetensors")) {
     start_epoch = load_checkpoint(history_);
     // metrics.csv as the checkpoint has it (a damaged file is mended; epochs after the
@@ -733,15 +738,15 @@ int64_t Trainer::begin_run() {
     fmt::print(stderr, "no checkpoint in {}: starting from the beginning\n", cfg_.out);
   }
   // config.json now describes this run; a callback that refuses to resume (other analysis
-  // settings than the run's) puts the run's own back, as it was.
-  const std::string config_path = cfg_.out + "/config.json";
-  std::optional<std::vector<uint8_t>> old_config;
-  if (cfg_.resume && io::file_exists(config_path)) old_config = io::read_file(config_path);
-  io::write_file_atomic(config_path, cfg_.to_json());
+  // settings than the run's) leaves the run's own files as they were, and its message stands.
+  io::write_file_atomic(cfg_.out + "/config.json", cfg_.to_json());
   try {
     for (auto& cb : callbacks_) cb->on_train_begin(*this);
   } catch (...) {
-    if (old_config) io::write_file_atomic(config_path, *old_config);
+    for (const auto& [path, bytes] : before) try {
+        io::write_file_atomic(path, bytes);
+      } catch (...) {
+      }
     throw;
   }
   tty_ = cfg_.progress && isatty(2);
@@ -896,9 +901,9 @@ void Trainer::end_epoch(double train_time) {
     train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();
   const int64_t epoch = epoch_;
   current_labels_ = Tensor();
-  // A finite training loss does not make a finite model: batch norm's running statistics never
-  // enter the training loss, nor do the weights of units whose inputs are all zero. A parameter
-  // or buffer that is no longer finite ends the run as diverged, before it is evaluated or saved.
+  // A finite training loss does not make a finite model: batch norm's running statistics and
+  // the optimizer's moment buffers never enter the training loss. A parameter or buffer that is
+  // no longer finite ends the run as diverged, before it is evaluated or saved.
   auto state = model_->state_dict();
   for (auto& [name, t] : opt_->state_dict()) state.emplace_back("optimizer " + name, t);
   try {

@@ -23,6 +23,9 @@
 namespace gl::train {
 
 struct TrainConfig {
+  // A Trainer built only to evaluate (`gradlens eval`; not saved in config.json): it never
+  // trains, so the training-only checks (batch norm's batch sizes) do not apply.
+  bool evaluate_only = false;
   std::string dataset = "mnist";
   std::string data_dir = "data";
   std::string model = "mlp";    // mlp | cnn
@@ -74,9 +77,6 @@ struct TrainConfig {
   // The training defaults of --model cnn where they differ from the MLP's: applied by the
   // command line to the flags a user did not give.
   static constexpr const char* kCnnOptimizer = "adam";
-  // The out of a Trainer built only to evaluate (`gradlens eval`): it never trains, so the
-  // training-only checks (batch norm's batch sizes) do not apply, and nothing is written.
-  static constexpr const char* kEvalOnly = "(eval)";
   static constexpr double kCnnLr = 0.001;
   static constexpr int64_t kCnnBatchSize = 64;
   static constexpr const char* kCnnNormalize = "standard";

@@ -553,7 +553,8 @@ enum class FilterLayout { forward, input_grad, adjoint };
 template <class W>
 std::unique_ptr<float[]> transform_filters(int64_t oc, int64_t c, const float* w,
                                            FilterLayout layout) {
-  // Every element is written below (no zero fill: this runs every step).
+  // Every element of each plane is written below (no zero fill: this runs every step; the pad
+  // after each plane is never read).
   std::unique_ptr<float[]> U(new float[std::size_t(W::T * filter_plane_stride(oc, c))]);
   const bool oc_rows = layout != FilterLayout::forward;
   const int64_t in = oc_rows ? oc : c, out = oc_rows ? c : oc;

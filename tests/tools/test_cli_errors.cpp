@@ -352,15 +352,16 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
   EXPECT_EQ(off.err, "") << "--no-progress should silence stderr";
   // Flags the configuration does not use are taken (a sweep may fix them for runs that do),
   // with one note each on stderr; used ones get none (off.err above is empty).
-  ProcResult unused =
-      run("unused", {"--no-progress", "--optimizer", "adam", "--momentum", "0.5", "--channels", "8",
-                     "--leaky-slope", "0.1", "--diagnostics-every", "3", "--beta1", "0.8"});
+  ProcResult unused = run("unused", {"--no-progress", "--optimizer", "adam", "--momentum", "0.5",
+                                     "--channels", "8", "--leaky-slope", "0.1",
+                                     "--diagnostics-every", "3", "--beta1", "0.8", "--depth", "3"});
   for (const char* n : {"--momentum has no effect with --optimizer adam",
                         "--channels has no effect with --model mlp",
                         "--leaky-slope has no effect with --activation relu",
-                        "--diagnostics-every has no effect without --diagnostics"})
+                        "--diagnostics-every has no effect without --diagnostics",
+                        "--depth has no effect with --hidden"})
     EXPECT_NE(unused.err.find(n), std::string::npos) << n << " not in:\n" << unused.err;
-  EXPECT_EQ(std::count(unused.err.begin(), unused.err.end(), '\n'), 4) << unused.err;
+  EXPECT_EQ(std::count(unused.err.begin(), unused.err.end(), '\n'), 5) << unused.err;
   EXPECT_EQ(unused.err.find("--beta1"), std::string::npos) << unused.err;
 }
 
