@@ -563,7 +563,23 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
       ov.log_y = std::any_of(ov.counts.begin(), ov.counts.end(), has_spike);
       ov.ylabel = ov.log_y ? "fraction (log scale)" : "fraction";
       ov.edges = h.edges.front();
-      p.panel(svg::histogram_overlay(ov), "");
+      // The edge bins also hold what fell outside the range fixed at epoch 0: say how much, at
+      // the last epoch shown, so a pile-up there is not read as a peak of the distribution.
+      std::string note;
+      const size_t last = idx.empty() ? 0 : idx.back();
+      if (last < h.outside.size() && last < h.counts.size()) {
+        double total = 0;
+        for (double c : h.counts[last]) total += c;
+        const double below = h.outside[last][0], above = h.outside[last][1];
+        auto share = [&](double n) { return format_number(100.0 * n / total, 3) + "%"; };
+        if (total > 0 && (below > 0 || above > 0))
+          note = "epoch " +
+                 (last < d.epochs.size() ? epoch_label(d.epochs[last]) : std::to_string(last)) +
+                 ": " + (below > 0 ? share(below) + " below the range" : "") +
+                 (below > 0 && above > 0 ? ", " : "") +
+                 (above > 0 ? share(above) + " above it" : "") + " (in the edge bins)";
+      }
+      p.panel(svg::histogram_overlay(ov), escape(note));
     }
     p.html += "</div>";
   }
@@ -573,7 +589,8 @@ void histogram_section(Page& p, const RunData& run, const Diagnostics& d, const 
       std::to_string(idx.size()) +
       " epochs overlaid (dark: early, light: late). Each curve is normalised to sum to 1. Panels "
       "where one bin holds over 20 times the median bin (ReLU's zeros, saturated units) have a "
-      "log scale.</p>\n";
+      "log scale. The ranges are fixed at initialization; values outside them are counted in "
+      "the first or last bin, and a panel's note gives their share at the last epoch shown.</p>\n";
 }
 
 void activation_section(Page& p, const RunData& run, const Diagnostics& d, const ReportOptions& o) {

@@ -210,6 +210,15 @@ Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
       for (int64_t r = 0; r < (shared ? 1 : rows); ++r)
         h.edges.emplace_back(edges.values.begin() + r * (bins + 1),
                              edges.values.begin() + (r + 1) * (bins + 1));
+      fs::path op = d / ("hist_" + std::string(sm[1]) + "_" + std::string(sm[2]) + "_outside.npy");
+      if (fs::exists(op)) {
+        NpyArray out = read_npy(op.string());
+        if (out.shape.size() != 2 || out.shape[0] != rows || out.shape[1] != 3)
+          throw std::runtime_error(op.string() + ": expected shape [" + std::to_string(rows) +
+                                   ", 3] (below, above, NaN per histogram row)");
+        for (int64_t r = 0; r < rows; ++r)
+          h.outside.emplace_back(out.values.begin() + r * 3, out.values.begin() + (r + 1) * 3);
+      }
       g.histograms.push_back(std::move(h));
     }
     static const std::regex sel_name(R"(selectivity_(\d+)\.npy)");

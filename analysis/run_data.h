@@ -59,6 +59,9 @@ struct LayerHistogram {
   bool post = true;
   std::vector<std::vector<double>> counts;  // [epoch row][bin]
   std::vector<std::vector<double>> edges;   // one row shared by all epochs, or one per row
+  // Per row: values below the first edge, above the last (both also counted in the edge bins)
+  // and NaN (hist_<layer>_<kind>_outside.npy); empty when the file is absent.
+  std::vector<std::vector<double>> outside;
 };
 
 struct Diagnostics {

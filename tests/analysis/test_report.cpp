@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -533,17 +534,26 @@ TEST(Report, PerLayerAndDiagnosticsFigures) {
 
 // A histogram with a spike (ReLU's zeros) gets a log y axis; a flat one keeps a linear axis,
 // and the spiky panel's curves still map back to the normalised counts.
+// Layer 0's post-activation histogram of a fixture run: 3 epoch rows of 32 bins over
+// [lo, lo + 2], bin b holding count(b) in every row. Returns the counts written.
+static std::vector<int64_t> write_layer0_histogram(const fs::path& g, double lo,
+                                                   const std::function<int64_t(int)>& count) {
+  std::vector<int64_t> counts;
+  for (int e = 0; e < 3; ++e)
+    for (int b = 0; b < 32; ++b) counts.push_back(count(b));
+  std::vector<double> edges;
+  for (int b = 0; b <= 32; ++b) edges.push_back(lo + b / 16.0);
+  write_npy<int64_t>(g / "hist_0_post.npy", "<i8", {3, 32}, counts);
+  write_npy<double>(g / "hist_0_post_edges.npy", "<f8", {33}, edges);
+  return counts;
+}
+
 TEST(Report, SpikyHistogramsGetALogAxis) {
   TempDir t;
   make_run(t.path / "spiky", 3, true);
   const fs::path g = t.path / "spiky" / "diagnostics";
-  std::vector<int64_t> counts;
-  for (int e = 0; e < 3; ++e)
-    for (int b = 0; b < 32; ++b) counts.push_back(b == 16 ? 900 : 10 + b % 3);
-  std::vector<double> edges;
-  for (int b = 0; b <= 32; ++b) edges.push_back(-1.0 + b / 16.0);
-  write_npy<int64_t>(g / "hist_0_post.npy", "<i8", {3, 32}, counts);
-  write_npy<double>(g / "hist_0_post_edges.npy", "<f8", {33}, edges);
+  const std::vector<int64_t> counts =
+      write_layer0_histogram(g, -1.0, [](int b) { return b == 16 ? 900 : 10 + b % 3; });
   RunData run = load_run((t.path / "spiky").string());
   const std::string html = render_report({run}, {});
   int spiky = 0, flat = 0;
@@ -1043,3 +1053,32 @@ TEST(ReportCommand, WritesDefaultOutputAndReportsErrorsInOneLine) {
   std::string help = std::string(GRADLENS_BINARY) + " report --help > /dev/null 2>&1";
   EXPECT_EQ(std::system(help.c_str()), 0);
 }
+
+namespace {
+// The edge bins of a histogram also hold what fell outside its range: the panel says how much,
+// at the last epoch shown, from hist_<layer>_<kind>_outside.npy; a file of another shape is
+// refused naming it.
+TEST(Report, HistogramPanelsGiveTheShareOutsideTheRange) {
+  TempDir t;
+  make_run(t.path / "clip", 3, true);
+  const fs::path g = t.path / "clip" / "diagnostics";
+  write_layer0_histogram(g, 0.0, [](int b) { return b == 31 ? 300 : 10; });
+  // The last row: 244 values above the range (counted in bin 31), none below.
+  write_npy<int64_t>(g / "hist_0_post_outside.npy", "<i8", {3, 3},
+                     std::vector<int64_t>{0, 0, 0, 0, 0, 0, 0, 244, 0});
+  RunData run = load_run((t.path / "clip").string());
+  ASSERT_FALSE(run.diagnostics->histograms.empty());
+  const std::string html = render_report({run}, {});
+  // 244 of the last row's 31 * 10 + 300 = 610 values: 40%.
+  EXPECT_NE(html.find(": 40% above it (in the edge bins)"), std::string::npos);
+  EXPECT_EQ(html.find("below the range"), std::string::npos);
+  write_npy<int64_t>(g / "hist_0_post_outside.npy", "<i8", {3, 2},
+                     std::vector<int64_t>{0, 0, 0, 0, 0, 0});
+  try {
+    load_run((t.path / "clip").string());
+    ADD_FAILURE() << "a [3, 2] outside file was taken";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("hist_0_post_outside.npy"), std::string::npos) << e.what();
+  }
+}
+}  // namespace
