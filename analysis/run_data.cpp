@@ -11,6 +11,7 @@
 
 #include "analysis/csv_read.h"
 #include "engine/io/json_file.h"
+#include "train/trainer.h"
 
 namespace gl::analysis {
 namespace fs = std::filesystem;
@@ -282,26 +283,14 @@ RunData load_run(const std::string& dir, size_t max_images) {
   } else {
     run.notes.push_back("no config.json");
   }
-  if (fs::exists(d / "diverged.json")) {  // said first: it explains what else is missing
-    // Written atomically, so one that is not a JSON object was damaged afterwards: as in a
-    // sweep (train::run_state), it does not make the run diverged.
-    nlohmann::json j;
-    std::string damage;
-    try {
-      j = read_json(d / "diverged.json");
-      if (!j.is_object()) damage = "not a JSON object";
-    } catch (const std::exception& e) {
-      damage = e.what();
-    }
-    if (damage.empty()) {
-      const std::string why = j.contains("error") && j["error"].is_string()
-                                  ? j["error"].get<std::string>()
-                                  : "see diverged.json";
-      run.notes.insert(run.notes.begin(), "diverged: " + why);
-    } else {
-      run.notes.push_back("diverged.json is damaged, ignored (" + damage + ")");
-    }
-  }
+  // diverged.json is said first: it explains what else is missing. A damaged one does not make
+  // the run diverged, as in a sweep.
+  std::string damage;
+  if (std::optional<std::string> why = train::read_diverged_marker(d.string(), &damage))
+    run.notes.insert(run.notes.begin(),
+                     "diverged: " + (why->empty() ? std::string("see diverged.json") : *why));
+  else if (!damage.empty())
+    run.notes.push_back("diverged.json is damaged, ignored (" + damage + ")");
   if (fs::exists(d / "per_class.csv")) {
     CsvTable t = read_csv((d / "per_class.csv").string());
     int cc = t.require("class"), ca = t.require("accuracy"), cp = t.require("precision"),

@@ -83,7 +83,12 @@ struct Log { template <class T> GL_HD T operator()(T x) const { return m_log(x);
 struct Sqrt { template <class T> GL_HD T operator()(T x) const { return m_sqrt(x); } };
 struct Abs { template <class T> GL_HD T operator()(T x) const { return m_abs(x); } };
 // NaN propagates (as in PyTorch); -0 gives +0.
-struct Relu { template <class T> GL_HD T operator()(T x) const { return x <= T(0) ? T(0) : x; } };
+struct Relu {
+  template <class T>
+  GL_HD T operator()(T x) const {
+    return x <= T(0) ? T(0) : x;
+  }
+};
 struct Tanh { template <class T> GL_HD T operator()(T x) const { return m_tanh(x); } };
 struct Sigmoid { template <class T> GL_HD T operator()(T x) const { return sigmoid_of(x); } };
 struct Silu { template <class T> GL_HD T operator()(T x) const { return x * sigmoid_of(x); } };

@@ -438,24 +438,11 @@ RunState run_state(const std::string& dir, int64_t epochs) {
       st.epoch_time.push_back(num(cells, cti));
     }
   }
-  // diverged.json is written atomically: one that is not a JSON object was damaged afterwards,
-  // and says nothing; the run counts by its other files (training it again removes the file,
-  // and a run that diverges writes it anew).
-  bool diverged = false;
-  if (io::file_exists(dir + "/diverged.json")) {
-    try {
-      auto bytes = io::read_file(dir + "/diverged.json");
-      auto j = nlohmann::json::parse(std::string(bytes.begin(), bytes.end()));
-      if (j.is_object()) {
-        diverged = true;
-        const auto e = j.find("error");
-        st.error = e != j.end() && e->is_string() ? e->get<std::string>() : "";
-      }
-    } catch (const std::exception&) {
-    }
-  }
-  if (diverged) {
+  // A damaged diverged.json says nothing: the run counts by its other files (training it again
+  // removes the file, and a run that diverges writes it anew).
+  if (std::optional<std::string> error = read_diverged_marker(dir)) {
     st.status = RunStatus::Diverged;
+    st.error = *error;
   } else if (st.epochs_done >= epochs && io::file_exists(dir + "/model.safetensors")) {
     st.status = RunStatus::Finished;
   } else if (st.epochs_done > 0 || io::file_exists(dir + "/checkpoint.safetensors")) {

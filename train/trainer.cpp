@@ -961,4 +961,27 @@ void write_diverged_marker(const std::string& out, const DivergedError& e) {
   io::write_file_atomic(out + "/diverged.json", j.dump(2) + "\n");
 }
 
+std::optional<std::string> read_diverged_marker(const std::string& out, std::string* damage) {
+  const std::string path = out + "/diverged.json";
+  std::string why;
+  if (!io::file_exists(path)) {
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec)) why = "not a regular file";
+  } else {
+    try {
+      const std::vector<uint8_t> bytes = io::read_file(path);
+      const json j = json::parse(std::string(bytes.begin(), bytes.end()));
+      if (j.is_object()) {
+        const auto e = j.find("error");
+        return e != j.end() && e->is_string() ? e->get<std::string>() : std::string();
+      }
+      why = "not a JSON object";
+    } catch (const std::exception& e) {
+      why = e.what();
+    }
+  }
+  if (damage) *damage = why;
+  return std::nullopt;
+}
+
 }  // namespace gl::train

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -248,6 +249,12 @@ class Trainer {
 // Writes <out>/diverged.json for a run that diverged (after its Trainer, and the files its
 // callbacks still had to write, are gone), so a sweep records it as diverged, not failed.
 void write_diverged_marker(const std::string& out, const DivergedError& e);
+// Reads <out>/diverged.json: its error message ("" when it holds none), or nullopt when the
+// file is absent or damaged. It is written atomically, so one that is not a JSON object was
+// damaged afterwards and says nothing: the run does not count as diverged (`damage`, when
+// given, gets why; empty when the file is absent).
+std::optional<std::string> read_diverged_marker(const std::string& out,
+                                                std::string* damage = nullptr);
 
 // Parses "128,128" into widths; throws naming the flag on a bad entry.
 std::vector<int64_t> parse_int_list(const std::string& s, const char* flag);

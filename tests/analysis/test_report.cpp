@@ -773,6 +773,15 @@ std::vector<std::pair<int, int>> preferred_columns(const std::string& svg_text) 
 }
 
 // How many columns of `cols` prefer each class, and that the columns go by class.
+// The (preferred class, unit) columns of the report's heatmap whose SVG holds `axis_label`
+// (none when no figure does).
+std::vector<std::pair<int, int>> heatmap_columns(const std::string& html,
+                                                 const std::string& axis_label) {
+  for (const std::string& s : svgs(html))
+    if (s.find(axis_label) != std::string::npos) return preferred_columns(s);
+  return {};
+}
+
 std::map<int, int> per_class_counts(const std::vector<std::pair<int, int>>& cols) {
   std::map<int, int> n;
   for (size_t i = 0; i < cols.size(); ++i) {
@@ -798,12 +807,7 @@ TEST(Report, SelectivityOfAWideLayerKeepsEveryClass) {
   for (int u = 0; u < units; ++u) sel[size_t((u / 13) * units + u)] = 1.0f + 0.001f * float(u);
   write_npy<float>(d / "diagnostics" / "selectivity_0.npy", "<f4", {classes, units}, sel);
   const std::string html = render_report({load_run(d.string())}, {});
-  auto figs = svgs(html);
-  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
-    return s.find("unit (sorted by preferred class)") != std::string::npos;
-  });
-  ASSERT_NE(it, figs.end());
-  const auto cols = preferred_columns(*it);
+  const auto cols = heatmap_columns(html, "unit (sorted by preferred class)");
   ASSERT_EQ(cols.size(), 96u);
   const auto n = per_class_counts(cols);
   ASSERT_EQ(n.size(), 10u);
@@ -859,12 +863,7 @@ TEST(Report, NeuronHeatmapOfAWideLayerKeepsEveryClass) {
             R"(], "selectivity": )" + sel + R"(], "top_units": [0, 20]})");
   write_npy<float>(d / "analysis" / "neurons_classmean_h0.npy", "<f4", {units, classes}, mean);
   const std::string html = render_report({load_run(d.string())}, {});
-  auto figs = svgs(html);
-  auto it = std::find_if(figs.begin(), figs.end(), [](auto& s) {
-    return s.find("unit (by preferred class, then selectivity)") != std::string::npos;
-  });
-  ASSERT_NE(it, figs.end());
-  const auto cols = preferred_columns(*it);
+  const auto cols = heatmap_columns(html, "unit (by preferred class, then selectivity)");
   ASSERT_EQ(cols.size(), 128u);
   const auto n = per_class_counts(cols);
   ASSERT_EQ(n.size(), 10u);
