@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
-# gpu_check.sh: everything to run on a machine with an NVIDIA GPU, in one or two commands.
-#   tests  configure and build with CUDA, run every test (the CUDA tests skip nowhere here), the
-#          CUDA GEMM benchmark, and a short GPU training run per GEMM backend;
+# gpu_check.sh: everything to run on a machine with an NVIDIA GPU, in one command.
+#   tests  configure and build with CUDA (the programs the GPU steps need), run the CUDA tests
+#          (they skip nowhere here), a short GPU training run per GEMM backend and the CUDA GEMM
+#          benchmark; then, with time left, the rest of the suite;
 #   bench  gradlens vs PyTorch eager on the same GPU (bench/compare_gpu.py): the default CNN's
 #          epoch and the classic sweep grid, on data/fashion-mnist (bring it along: it is not in
 #          the repository); builds first if the build directory has no gradlens yet;
-#   all    both (the default).
+#   all    both (the default), in one command of under 10 minutes: the build, the CUDA tests,
+#          the training runs, the comparisons, the GEMM benchmark, and the rest of the suite
+#          only if time is left (CI runs it on the CPU anyway).
 # Logs go to ./gpu_check_logs; when $OUT is set they are also packed into
 # $OUT/gpu_check_logs.tar.gz with $OUT/summary.txt beside it, and the benchmark's results are
 # copied to $OUT/gpu_bench.md and $OUT/gpu_bench.json (few files, as a remote runner may return
-# only a handful). Each phase is sized for a 10-minute command on a 16-core machine with one
-# H100/H200 (the grid is cut at GRID_TIMEOUT; the rest is estimated, not yet timed there).
+# only a handful). Each phase is sized for one 10-minute command on a 16-core machine with one
+# H100/H200 (the grid is cut at GRID_TIMEOUT; what did not finish is reported as a lower bound).
 # Usage: scripts/gpu_check.sh [build-dir] [tests|bench|all]
 #        (JOBS=N: build parallelism; GRID_TIMEOUT=S: seconds for gradlens' grid, default 300,
 #         less when the phase's time is short; SWEEP_JOBS=N: the grid's worker processes,
-#         default 4; PHASE_LIMIT=S: the phase's time, default 570 s per phase (a remote runner's
-#         10-minute command), 1200 for all: every step is cut with `timeout` to what is left)
+#         default 4; PHASE_LIMIT=S: the phase's time, default 560 s (a remote runner's
+#         10-minute command): every step is cut with `timeout` to what is left)
 # Results reach $OUT after every step (and on exit), so a command killed at its limit still
 # returns what ran. On a GPU machine a CUDA test that skips counts as a failure.
 set -uo pipefail
@@ -29,7 +32,7 @@ case "$PHASE" in tests | bench | all) ;; *)
 esac
 LOGS=$PWD/gpu_check_logs
 JOBS=${JOBS:-$(nproc)}
-DEADLINE=$((SECONDS + ${PHASE_LIMIT:-$([ "$PHASE" = all ] && echo 1200 || echo 570)}))
+DEADLINE=$((SECONDS + ${PHASE_LIMIT:-560}))
 mkdir -p "$LOGS"
 [ "$PHASE" = bench ] || : >"$LOGS/summary.txt"
 status=0
@@ -82,7 +85,9 @@ deps_prefix() {
   fi
   echo "-DCMAKE_PREFIX_PATH=$PWD/.deps/root/usr"
 }
-build() {  # build [TARGET]
+build() {  # build NAME MAX_SECONDS [TARGET...]: the targets (all without any)
+  local name=$1 max=$2
+  shift 2
   if [ ! -f "$BUILD/build.ninja" ]; then
     local prefix
     prefix=$(deps_prefix) || { note "   unpacking .deps/debs failed"; status=1; }
@@ -92,11 +97,13 @@ build() {  # build [TARGET]
       -DGRADLENS_CUDA=ON -DGRADLENS_WERROR=OFF $prefix
   fi
   # -k 0: one file that fails to build does not stop the others (the tests that build still run).
-  step build 400 cmake --build "$BUILD" -j "$JOBS" ${1:+--target "$1"} -- -k 0
+  step "$name" "$max" cmake --build "$BUILD" -j "$JOBS" ${1:+--target "$@"} -- -k 0
 }
-tests() {
+# The programs the GPU steps run; the rest of the suite is built only when time is left.
+GPU_TARGETS=(gradlens test_engine test_kernels test_train bench_cuda_gemm)
+gpu_steps() {
   nvidia-smi >"$LOGS/nvidia-smi.txt" 2>&1 || true
-  build
+  build build 360 "${GPU_TARGETS[@]}"
   # Parity first: the fastest signal on whether the device ops are right.
   gpu_tests parity 120 "$BUILD/tests/test_engine" --gtest_filter='CudaParity.*'
   gpu_tests kernels 120 "$BUILD/tests/test_kernels" --gtest_filter='Cuda*'
@@ -119,31 +126,39 @@ tests() {
     --hidden 128,128 --epochs 3 --batch-size 32 --lr 0.05 --no-progress --out "$LOGS/run_cpu"
   [ -f "$LOGS/run_cpu/metrics.csv" ] && cp "$LOGS/run_cpu/metrics.csv" "$LOGS/metrics_cpu.csv"
   rm -rf "$LOGS"/run_* "$data"
-  step bench_cuda_gemm 60 "$BUILD/bench/bench_cuda_gemm"
-  # The rest of the suite (the CUDA tests above are not run twice), 4 tests at a time.
+}
+gemm_bench() { step bench_cuda_gemm 60 "$BUILD/bench/bench_cuda_gemm"; }
+rest_of_suite() {  # the other test programs and ctest (the CUDA tests above are not run twice)
+  if [ "$(left)" -lt 150 ]; then
+    note "== ctest: not run, $(left) s left (CI runs the CPU suite; the multi-GPU tests are in it)"
+    return
+  fi
+  build build_rest $(($(left) - 100)) || return
   step ctest 240 env OMP_NUM_THREADS=4 ctest --test-dir "$BUILD" --output-on-failure -j 4 \
     -E 'Cuda' --timeout 120
 }
 bench() {
-  [ -x "$BUILD/gradlens" ] || build gradlens  # only the program: the tests' build is not needed
+  [ -x "$BUILD/gradlens" ] || build build 300 gradlens  # only the program
   if [ ! -d data/fashion-mnist ]; then
     note "== bench: skipped, no data/fashion-mnist (fetch it here, or bring it along)"
     return
   fi
   # The CNN first (about a minute), then PyTorch's grid epochs, then gradlens' grid, cut at
-  # GRID_TIMEOUT or earlier, so that the phase ends in its time.
-  local grid=${GRID_TIMEOUT:-300} room=$(($(left) - 240))
+  # GRID_TIMEOUT or earlier, so that the phase ends in its time (less the GEMM benchmark's
+  # minute in `all`).
+  local reserve=$([ "$PHASE" = all ] && echo 70 || echo 10)
+  local grid=${GRID_TIMEOUT:-300} room=$(($(left) - 240 - reserve))
   [ "$room" -lt "$grid" ] && grid=$room
   [ "$grid" -lt 30 ] && grid=30
-  step compare_gpu $(($(left) - 10)) env PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py \
+  step compare_gpu $(($(left) - reserve)) env PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py \
     --build "$BUILD" --data-dir data --dataset fashion-mnist --repeats 3 \
     --jobs "${SWEEP_JOBS:-4}" --grid-timeout "$grid" --out "$LOGS/gpu_bench.md" \
     --json "$LOGS/gpu_bench.json"
 }
 case "$PHASE" in
-  tests) tests ;;
+  tests) gpu_steps; gemm_bench; rest_of_suite ;;
   bench) bench ;;
-  all) tests; bench ;;
+  all) gpu_steps; bench; gemm_bench; rest_of_suite ;;
 esac
 note "overall ($PHASE): $([ $status = 0 ] && echo PASS || echo FAIL)"
 exit $status  # the EXIT trap publishes
