@@ -7,15 +7,18 @@
 // ow*s - p + kj*d), zero outside the image, so no im2col matrix is ever written. Shared
 // tiles are stored K-major so the inner product loop reads them without bank conflicts.
 // Bias is added in the epilogue; the output is written straight to NCHW.
-// The gradients and pooling are gathers, one thread (or, for the weight gradient, one block)
-// per element written, summing in a fixed order; the index arithmetic they share with the
-// CPU tests is in index_math.h.
+// The weight gradient is a tiled GEMM over the pixels, split along them with the partial tiles
+// added in split order (conv_tiles.h, whose functions the CPU tests also run). The input and
+// bias gradients and pooling are gathers, one thread (for the bias gradient, one block) per
+// element written, summing in a fixed order; the index arithmetic they share with the CPU
+// tests is in index_math.h.
 // speed and results: not yet measured on a GPU (compile-verified with nvcc for sm_90).
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/cuda/conv.h"
+#include "kernels/cuda/conv_tiles.h"
 #include "kernels/cuda/index_math.h"
 #include "kernels/cuda/runtime.h"
 
@@ -24,10 +27,7 @@ namespace {
 
 constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
 
-struct DevGeometry {
-  int64_t n, c, h, w, oc, kh, kw, sh, sw, ph, pw, dh, dw, groups, oh, ow;
-  int64_t cg, ocg, K, P, NP;
-};
+using DevGeometry = ConvDims;
 
 __global__ void __launch_bounds__(kThreads)
     conv2d_implicit_gemm(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ x,
@@ -158,27 +158,35 @@ __device__ float block_sum(float v, float* shared) {
   return r;
 }
 
-// One block per weight element (o, ci, ki, kj): the sum over images and output pixels of
-// dy[n, o, p] * x[n, c, iy, ix]; consecutive threads take consecutive pixels.
-__global__ void __launch_bounds__(kGatherThreads)
-    conv2d_dw_reduce(DevGeometry g, const float* __restrict__ x, const float* __restrict__ dy,
-                     float* __restrict__ dw) {
-  __shared__ float part[kGatherThreads];
-  const int64_t taps = g.kh * g.kw;
-  for (int64_t e = blockIdx.x; e < g.oc * g.cg * taps; e += gridDim.x) {
-    const int64_t kj = e % g.kw, ki = e / g.kw % g.kh, ci = e / taps % g.cg, o = e / (taps * g.cg);
-    const int64_t c = (o / g.ocg) * g.cg + ci;
-    float acc = 0.0f;
-    for (int64_t q = threadIdx.x; q < g.NP; q += kGatherThreads) {
-      const int64_t img = q / g.P, p = q % g.P;
-      const int64_t iy = (p / g.ow) * g.sh - g.ph + ki * g.dh;
-      const int64_t ix = (p % g.ow) * g.sw - g.pw + kj * g.dw;
-      if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-      acc += dy[(img * g.oc + o) * g.P + p] * x[((img * g.c + c) * g.h + iy) * g.w + ix];
-    }
-    const float total = block_sum(acc, part);
-    if (threadIdx.x == 0) dw[e] = total;
+// The weight gradient as a tiled GEMM over the pixels (conv_tiles.h): block (tile of taps, split)
+// on x, the output-channel tile on y, the group on z, each chunk of y and z launched apart.
+__global__ void __launch_bounds__(kDwThreads)
+    conv2d_dw_tiled(DevGeometry g, int64_t group0, int64_t mtile0, int64_t ntiles, int64_t chunk,
+                    const float* __restrict__ x, const float* __restrict__ dy,
+                    float* __restrict__ out) {
+  __shared__ float As[kDwSlice][kDwTilePad];
+  __shared__ float Bs[kDwSlice][kDwTilePad];
+  const int64_t group = group0 + blockIdx.z;
+  const int64_t m0 = (mtile0 + blockIdx.y) * kDwTileM;
+  const int64_t split = int64_t(blockIdx.x) / ntiles;
+  const int64_t n0 = (int64_t(blockIdx.x) % ntiles) * kDwTileN;
+  const int64_t q_begin = split * chunk;
+  const int64_t q_end = q_begin + chunk < g.NP ? q_begin + chunk : g.NP;
+  const int tid = int(threadIdx.x);
+  const ConvDwThreadPlan plan = conv_dw_thread_plan(g, group, m0, n0, tid);
+  float acc[4][4] = {};
+  for (int64_t q = q_begin; q < q_end; q += kDwSlice) {
+    conv_dw_stage(g, plan, q, q_end, x, dy, As, Bs);
+    __syncthreads();
+    conv_dw_accumulate(As, Bs, tid, acc);
+    __syncthreads();
   }
+  conv_dw_store(g, group, m0, n0, split, tid, acc, out);
+}
+
+__global__ void conv2d_dw_sum_splits(const float* __restrict__ workspace, int64_t splits,
+                                     int64_t total, float* __restrict__ dw) {
+  GL_GATHER_LOOP(e, total) dw[e] = conv_dw_sum_splits(workspace, splits, total, e);
 }
 
 // One block per output channel: the sum of dy over images and pixels.
@@ -316,25 +324,13 @@ __global__ void adaptive_bwd(int64_t planes, int64_t h, int64_t w, int64_t oh, i
   }
 }
 
-DevGeometry dev_geometry(const ConvGeometry& cg) {
-  DevGeometry g{cg.n,        cg.c,        cg.h,     cg.w,     cg.oc,    cg.kh,    cg.kw,
-                cg.stride_h, cg.stride_w, cg.pad_h, cg.pad_w, cg.dil_h, cg.dil_w, cg.groups,
-                cg.out_h(),  cg.out_w(),  0,        0,        0,        0,        0};
-  g.cg = g.c / g.groups;
-  g.ocg = g.oc / g.groups;
-  g.K = g.cg * g.kh * g.kw;
-  g.P = g.oh * g.ow;
-  g.NP = g.n * g.P;
-  return g;
-}
-
 #undef GL_GATHER_LOOP
 
 }  // namespace
 
 void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight, const float* bias,
                     float* out, cudaStream_t stream) {
-  const DevGeometry g = dev_geometry(cg);
+  const DevGeometry g = conv_dims(cg);
   if (g.NP == 0 || g.oc == 0) return;
   // Pixel tiles on grid.x; channel tiles (y) and groups (z) in launches of at most 65535 each,
   // so a depthwise convolution of any channel count runs.
@@ -356,13 +352,32 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
 
 void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream) {
-  const DevGeometry g = dev_geometry(cg);
+  const DevGeometry g = conv_dims(cg);
   stream = resolve_stream(stream);
   if (dx) launch_gather(conv2d_dx_gather, g.n * g.c * g.h * g.w, stream, g, weight, dy, dx);
   if (dw && g.oc * g.K > 0) {
-    const int64_t blocks = g.oc * g.K < 65535 ? g.oc * g.K : 65535;
-    conv2d_dw_reduce<<<unsigned(blocks), kGatherThreads, 0, stream>>>(g, x, dy, dw);
-    GL_CUDA_CHECK_LAUNCH();
+    if (g.NP == 0) {
+      memset_device(dw, 0, size_t(g.oc * g.K) * sizeof(float), stream);
+    } else {
+      const int64_t chunk = conv_dw_split_pixels(g.NP), splits = conv_dw_splits(g.NP, chunk);
+      const int64_t ntiles = (g.K + kDwTileN - 1) / kDwTileN, total = g.oc * g.K;
+      if (ntiles * splits > kMaxGridX)
+        throw std::invalid_argument("cuda::conv2d_backward: " + std::to_string(g.K) +
+                                    " taps per output channel need more than a grid's 2^31 - 1 "
+                                    "blocks");
+      DeviceBuffer<float> workspace(splits > 1 ? size_t(splits * total) : 0, stream);
+      float* partial = splits > 1 ? workspace.get() : dw;
+      for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
+        for_each_grid_chunk((g.ocg + kDwTileM - 1) / kDwTileM, [&](int64_t mtile0, int64_t mtiles) {
+          const dim3 grid{unsigned(ntiles * splits), unsigned(mtiles), unsigned(groups)};
+          conv2d_dw_tiled<<<grid, kDwThreads, 0, stream>>>(g, group0, mtile0, ntiles, chunk, x, dy,
+                                                           partial);
+          GL_CUDA_CHECK_LAUNCH();
+        });
+      });
+      if (splits > 1)
+        launch_gather(conv2d_dw_sum_splits, total, stream, partial, splits, total, dw);
+    }
   }
   if (db && g.oc > 0) {
     const int64_t blocks = g.oc < 65535 ? g.oc : 65535;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "kernels/cpu/conv.h"
+#include "kernels/cuda/conv_tiles.h"
 #include "kernels/cuda/index_math.h"
 #include "kernels/functors.h"
 #include "kernels/kernels.h"
@@ -269,16 +271,6 @@ TEST(CudaIndexMath, PoolWindowsAndAdaptiveBinsHoldingAnInput) {
   EXPECT_EQ(kc::adaptive_bin_end(0, 7, 3), 3);
 }
 
-// ---------------------------------------------------------------------------------------------
-// GPU checks
-
-#if defined(GRADLENS_HAVE_CUDA)
-#define REQUIRE_GPU()                                                                        \
-  do {                                                                                       \
-    if (kc::device_count() == 0)                                                             \
-      GTEST_SKIP() << "no CUDA device: the driver or GPU is missing; kernels not exercised"; \
-  } while (0)
-
 template <class T>
 std::vector<T> random_vec(size_t n, uint32_t seed, double lo = -1, double hi = 1) {
   std::mt19937 rng(seed);
@@ -286,20 +278,6 @@ std::vector<T> random_vec(size_t n, uint32_t seed, double lo = -1, double hi = 1
   std::vector<T> v(n);
   for (auto& x : v) x = T(u(rng));
   return v;
-}
-
-template <class T>
-kc::DeviceBuffer<T> to_device(const std::vector<T>& h) {
-  kc::DeviceBuffer<T> d(h.size());
-  kc::copy_to_device(d.get(), h.data(), h.size() * sizeof(T));
-  return d;
-}
-
-template <class T>
-std::vector<T> to_host(const kc::DeviceBuffer<T>& d) {
-  std::vector<T> h(d.size());
-  kc::copy_to_host(h.data(), d.get(), h.size() * sizeof(T));
-  return h;
 }
 
 template <class T>
@@ -314,6 +292,128 @@ void expect_close(const std::vector<T>& got, const std::vector<double>& want, do
     if (!ok && reported++ < 5)
       ADD_FAILURE() << what << " [" << i << "]: got " << got[i] << " want " << want[i];
   }
+}
+
+// ---- the convolution weight gradient's tiling (conv_tiles.h), run on the host ----
+
+// conv2d_backward's weight gradient as the kernel computes it: every block of the launch grid
+// (groups, output-channel tiles, tap tiles x splits of `chunk` pixels), each of its threads in
+// turn through the kernel's own stage / accumulate / store functions, then the split sum.
+std::vector<float> conv_dw_tiled_on_host(const kc::ConvDims& g, const float* x, const float* dy,
+                                         int64_t chunk) {
+  const int64_t splits = kc::conv_dw_splits(g.NP, chunk), total = g.oc * g.K;
+  const int64_t mtiles = (g.ocg + kc::kDwTileM - 1) / kc::kDwTileM;
+  const int64_t ntiles = (g.K + kc::kDwTileN - 1) / kc::kDwTileN;
+  std::vector<float> partial(static_cast<size_t>(splits * total), std::nanf(""));
+  std::vector<float> dw(static_cast<size_t>(total));
+  float As[kc::kDwSlice][kc::kDwTilePad], Bs[kc::kDwSlice][kc::kDwTilePad];
+  std::vector<std::array<std::array<float, 4>, 4>> acc(kc::kDwThreads);
+  for (int64_t group = 0; group < g.groups; ++group)
+    for (int64_t mt = 0; mt < mtiles; ++mt)
+      for (int64_t bx = 0; bx < ntiles * splits; ++bx) {
+        const int64_t split = bx / ntiles, m0 = mt * kc::kDwTileM, n0 = bx % ntiles * kc::kDwTileN;
+        const int64_t q_end = std::min(g.NP, (split + 1) * chunk);
+        for (auto& a : acc) a = {};
+        for (int64_t q = split * chunk; q < q_end; q += kc::kDwSlice) {
+          for (auto& row : As) std::fill(std::begin(row), std::end(row), std::nanf(""));
+          for (auto& row : Bs) std::fill(std::begin(row), std::end(row), std::nanf(""));
+          for (int t = 0; t < kc::kDwThreads; ++t)
+            kc::conv_dw_stage(g, kc::conv_dw_thread_plan(g, group, m0, n0, t), q, q_end, x, dy, As,
+                              Bs);
+          for (int t = 0; t < kc::kDwThreads; ++t)
+            kc::conv_dw_accumulate(As, Bs, t, reinterpret_cast<float(*)[4]>(acc[size_t(t)].data()));
+        }
+        for (int t = 0; t < kc::kDwThreads; ++t)
+          kc::conv_dw_store(g, group, m0, n0, split, t,
+                            reinterpret_cast<const float(*)[4]>(acc[size_t(t)].data()),
+                            partial.data());
+      }
+  for (int64_t e = 0; e < total; ++e)
+    dw[size_t(e)] = kc::conv_dw_sum_splits(partial.data(), splits, total, e);
+  return dw;
+}
+
+TEST(CudaIndexMath, ConvWeightGradientTilesMatchTheReference) {
+  struct Case {
+    int64_t n, c, h, w, oc, kh, kw, stride, pad, dil, groups, chunk;
+  };
+  for (const Case& t : {
+           // Several splits (the last one short), stride 2, dilation 2, two groups of 80 output
+           // channels (two channel tiles each), K = 27 taps.
+           Case{3, 6, 13, 11, 160, 3, 3, 2, 1, 2, 2, 32},
+           // K = 4 * 3 * 5 = 60 is one tap tile; the split is not a multiple of the slice.
+           Case{2, 4, 9, 12, 7, 3, 5, 1, 2, 1, 1, 40},
+           // K = 144 (three tap tiles, the last partial); one split: dW written directly.
+           Case{2, 16, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1 << 20},
+           // The chunk production uses for this geometry.
+           Case{4, 2, 8, 8, 3, 3, 3, 1, 1, 1, 1, 0},
+       }) {
+    gl::kernels::cpu::ConvGeometry cg;
+    cg.n = t.n, cg.c = t.c, cg.h = t.h, cg.w = t.w, cg.oc = t.oc, cg.kh = t.kh, cg.kw = t.kw;
+    cg.stride_h = cg.stride_w = t.stride, cg.pad_h = cg.pad_w = t.pad;
+    cg.dil_h = cg.dil_w = t.dil, cg.groups = t.groups;
+    const kc::ConvDims g = kc::conv_dims(cg);
+    const int64_t chunk = t.chunk > 0 ? t.chunk : kc::conv_dw_split_pixels(g.NP);
+    const auto x = random_vec<float>(size_t(g.n * g.c * g.h * g.w), 91);
+    const auto w = random_vec<float>(size_t(g.oc * g.K), 92);
+    const auto dy = random_vec<float>(size_t(g.NP * g.oc), 93);
+    const std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()),
+        dyd(dy.begin(), dy.end());
+    std::vector<double> want(w.size()), unused_dx(x.size()), unused_db(size_t(g.oc));
+    gl::kernels::cpu::conv2d_backward(cg, xd.data(), wd.data(), dyd.data(), unused_dx.data(),
+                                      want.data(), unused_db.data());
+    const double tol = 1e-5 * std::sqrt(double(g.NP));
+    expect_close(
+        conv_dw_tiled_on_host(g, x.data(), dy.data(), chunk), want, tol, tol,
+        "weight gradient tiles, oc " + std::to_string(t.oc) + " chunk " + std::to_string(chunk));
+  }
+}
+
+TEST(CudaIndexMath, DivmodTakesThe32BitPathOnlyWhereItIsExact) {
+  const int64_t big = int64_t(1) << 31;
+  for (int64_t a : {int64_t(0), int64_t(5), big - 1, big, big + 7, int64_t(1) << 40})
+    for (int64_t b : {int64_t(1), int64_t(3), int64_t(196), big - 1, big, big * 3}) {
+      int64_t q = -1, r = -1;
+      kc::divmod_nonneg(a, b, q, r);
+      EXPECT_EQ(q, a / b) << a << " / " << b;
+      EXPECT_EQ(r, a % b) << a << " % " << b;
+    }
+}
+
+TEST(CudaIndexMath, ConvWeightGradientSplitsAreBoundedAndWhole) {
+  for (int64_t np : {int64_t(1), int64_t(511), int64_t(512), int64_t(513), int64_t(25088),
+                     int64_t(131072), int64_t(131073), int64_t(1) << 33}) {
+    const int64_t chunk = kc::conv_dw_split_pixels(np), splits = kc::conv_dw_splits(np, chunk);
+    EXPECT_EQ(chunk % kc::kDwSlice, 0) << np;
+    EXPECT_GE(chunk, 512) << np;
+    EXPECT_LE(splits, 256) << np;
+    EXPECT_GE(splits * chunk, np) << np;        // every pixel in some split
+    EXPECT_LT((splits - 1) * chunk, np) << np;  // and no empty split
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GPU checks
+
+#if defined(GRADLENS_HAVE_CUDA)
+#define REQUIRE_GPU()                                                                        \
+  do {                                                                                       \
+    if (kc::device_count() == 0)                                                             \
+      GTEST_SKIP() << "no CUDA device: the driver or GPU is missing; kernels not exercised"; \
+  } while (0)
+
+template <class T>
+kc::DeviceBuffer<T> to_device(const std::vector<T>& h) {
+  kc::DeviceBuffer<T> d(h.size());
+  kc::copy_to_device(d.get(), h.data(), h.size() * sizeof(T));
+  return d;
+}
+
+template <class T>
+std::vector<T> to_host(const kc::DeviceBuffer<T>& d) {
+  std::vector<T> h(d.size());
+  kc::copy_to_host(h.data(), d.get(), h.size() * sizeof(T));
+  return h;
 }
 
 TEST(CudaRuntime, DeviceCountNeverThrows) {
@@ -780,6 +880,10 @@ TEST(CudaConv, ForwardAndGradientsMatchCpu) {
   run_conv_case({3, 6, 13, 11, 160, 3, 3, 1, 1, 2, 2, false});
   // One group, K = 24 (not a multiple of the 16-tap slice), 570 pixels over 9 pixel tiles.
   run_conv_case({2, 4, 20, 17, 70, 2, 3, 1, 0, 1, 1, true});
+  // The default CNN's layers: the second on 8 images (1568 pixels: 4 splits of the weight
+  // gradient's reduction), the first on 200 (156800 pixels: 252 splits of 624).
+  run_conv_case({8, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, true});
+  run_conv_case({200, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, true});
 }
 
 TEST(CudaConv, DepthwiseWithMoreGroupsThanGridZHolds) {
