@@ -1,17 +1,13 @@
-// conv.cu: implicit-GEMM 2-D convolution forward (kernels/cuda/conv.h).
+// conv.cu: 2-D convolution on the GPU (kernels/cuda/conv.h).
 //
-// GEMM view per group g: M = oc / groups output channels, N = n * oh * ow output pixels,
-// K = c / groups * kh * kw taps. A 64x64 output tile per block of 256 threads, each thread
-// computing a 4x4 register tile; K advances in slices of 16. The A slice (weights, row-major
-// [M, K]) is copied as is; the B slice is gathered from x at (n, ci, oh*s - p + ki*d,
-// ow*s - p + kj*d), zero outside the image, so no im2col matrix is ever written. Shared
-// tiles are stored K-major so the inner product loop reads them without bank conflicts.
-// Bias is added in the epilogue; the output is written straight to NCHW.
-// The weight gradient is a tiled GEMM over the pixels, split along them with the partial tiles
-// added in split order (conv_tiles.h, whose functions the CPU tests also run). The input and
-// bias gradients and pooling are gathers, one thread (for the bias gradient, one block) per
-// element written, summing in a fixed order; the index arithmetic they share with the CPU
-// tests is in index_math.h.
+// The forward and the weight gradient are tiled GEMMs whose per-thread work lives in
+// conv_tiles.h (the CPU tests run those same functions block by block on the host): the forward
+// per group Y[oc / groups, n * oh * ow] = W @ col, the weight gradient dW = dY @ col^T split
+// along the pixels with the partial tiles added in split order, col gathered from x while the
+// tiles are staged in shared memory (no im2col matrix); the bias is added in the forward's
+// store, the output written straight to NCHW. The input and bias gradients and pooling are
+// gathers, one thread (for the bias gradient, one block) per element written, summing in a
+// fixed order; the index arithmetic they share with the CPU tests is in index_math.h.
 // speed and results: not yet measured on a GPU (compile-verified with nvcc for sm_90).
 #include <cmath>
 #include <stdexcept>
@@ -25,78 +21,29 @@
 namespace gl::kernels::cuda {
 namespace {
 
-constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
-
 using DevGeometry = ConvDims;
 
-__global__ void __launch_bounds__(kThreads)
+// The forward (conv_tiles.h): pixel tiles on x, output-channel tiles on y, groups on z, each
+// chunk of y and z launched apart (mtile0, group0: the chunk's first).
+__global__ void __launch_bounds__(kConvThreads)
     conv2d_implicit_gemm(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ x,
                          const float* __restrict__ weight, const float* __restrict__ bias,
                          float* __restrict__ out) {
-  __shared__ float As[kTileK][kTileM];
-  __shared__ float Bs[kTileK][kTileN];
-  // Launched in chunks of at most 65535 groups (z) and channel tiles (y); group0 and mtile0
-  // are the chunk's first.
+  __shared__ ConvTile As[kConvSlice];
+  __shared__ ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
-  const int64_t m0 = (mtile0 + blockIdx.y) * kTileM;  // output channel within the group
-  const int64_t n0 = int64_t(blockIdx.x) * kTileN;  // output pixel over the batch
-  const int tid = threadIdx.x;
-  const int tm = (tid / 16) * 4, tn = (tid % 16) * 4;
-  const float* wg = weight + group * g.ocg * g.K;
+  const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
+  const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
+  const int tid = int(threadIdx.x);
+  const ConvFwdThreadPlan plan = conv_fwd_thread_plan(g, group, n0, tid, weight);
   float acc[4][4] = {};
-
-  for (int64_t k0 = 0; k0 < g.K; k0 += kTileK) {
-    // A: 64 x 16 weights, 4 per thread.
-    for (int i = tid; i < kTileM * kTileK; i += kThreads) {
-      const int mm = i / kTileK, kk = i % kTileK;
-      const int64_t m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < g.ocg && k < g.K) ? wg[m * g.K + k] : 0.0f;
-    }
-    // B: 16 x 64 gathered input values, 4 per thread.
-    for (int i = tid; i < kTileK * kTileN; i += kThreads) {
-      const int kk = i / kTileN, nn = i % kTileN;
-      const int64_t k = k0 + kk, col = n0 + nn;
-      float v = 0.0f;
-      if (k < g.K && col < g.NP) {
-        const int64_t ci = k / (g.kh * g.kw), ki = k / g.kw % g.kh, kj = k % g.kw;
-        const int64_t img = col / g.P, p = col % g.P;
-        const int64_t ih = (p / g.ow) * g.sh - g.ph + ki * g.dh;
-        const int64_t iw = (p % g.ow) * g.sw - g.pw + kj * g.dw;
-        if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w)
-          v = x[((img * g.c + group * g.cg + ci) * g.h + ih) * g.w + iw];
-      }
-      Bs[kk][nn] = v;
-    }
+  for (int64_t k0 = 0; k0 < g.K; k0 += kConvSlice) {
+    conv_fwd_stage(g, plan, m0, k0, x, As, Bs);
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kTileK; ++kk) {
-      float a[4], b[4];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) a[i] = As[kk][tm + i];
-#pragma unroll
-      for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tn + j];
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
-    }
+    conv_tile_accumulate(As, Bs, tid, acc);
     __syncthreads();
   }
-  // Epilogue: bias, then NCHW stores (consecutive threads write consecutive pixels).
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int64_t m = m0 + tm + i;
-    if (m >= g.ocg) continue;
-    const int64_t oc = group * g.ocg + m;
-    const float b = bias ? bias[oc] : 0.0f;
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const int64_t col = n0 + tn + j;
-      if (col >= g.NP) continue;
-      const int64_t img = col / g.P, p = col % g.P;
-      out[(img * g.oc + oc) * g.P + p] = acc[i][j] + b;
-    }
-  }
+  conv_fwd_store(g, group, m0, n0, tid, acc, bias, out);
 }
 
 constexpr int kGatherThreads = 256;
@@ -160,25 +107,25 @@ __device__ float block_sum(float v, float* shared) {
 
 // The weight gradient as a tiled GEMM over the pixels (conv_tiles.h): block (tile of taps, split)
 // on x, the output-channel tile on y, the group on z, each chunk of y and z launched apart.
-__global__ void __launch_bounds__(kDwThreads)
+__global__ void __launch_bounds__(kConvThreads)
     conv2d_dw_tiled(DevGeometry g, int64_t group0, int64_t mtile0, int64_t ntiles, int64_t chunk,
                     const float* __restrict__ x, const float* __restrict__ dy,
                     float* __restrict__ out) {
-  __shared__ float As[kDwSlice][kDwTilePad];
-  __shared__ float Bs[kDwSlice][kDwTilePad];
+  __shared__ ConvTile As[kConvSlice];
+  __shared__ ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
-  const int64_t m0 = (mtile0 + blockIdx.y) * kDwTileM;
+  const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
   const int64_t split = int64_t(blockIdx.x) / ntiles;
-  const int64_t n0 = (int64_t(blockIdx.x) % ntiles) * kDwTileN;
+  const int64_t n0 = (int64_t(blockIdx.x) % ntiles) * kConvTile;
   const int64_t q_begin = split * chunk;
   const int64_t q_end = q_begin + chunk < g.NP ? q_begin + chunk : g.NP;
   const int tid = int(threadIdx.x);
   const ConvDwThreadPlan plan = conv_dw_thread_plan(g, group, m0, n0, tid);
   float acc[4][4] = {};
-  for (int64_t q = q_begin; q < q_end; q += kDwSlice) {
-    conv_dw_stage(g, plan, q, q_end, x, dy, As, Bs);
+  for (int64_t q = q_begin; q < q_end; q += kConvSlice) {
+    conv_dw_stage(g, plan, group, q, q_end, x, dy, As, Bs);
     __syncthreads();
-    conv_dw_accumulate(As, Bs, tid, acc);
+    conv_tile_accumulate(As, Bs, tid, acc);
     __syncthreads();
   }
   conv_dw_store(g, group, m0, n0, split, tid, acc, out);
@@ -334,17 +281,18 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
   if (g.NP == 0 || g.oc == 0) return;
   // Pixel tiles on grid.x; channel tiles (y) and groups (z) in launches of at most 65535 each,
   // so a depthwise convolution of any channel count runs.
-  const int64_t pixel_tiles = (g.NP + kTileN - 1) / kTileN;
+  const int64_t pixel_tiles = (g.NP + kConvTile - 1) / kConvTile;
   if (pixel_tiles > kMaxGridX)
     throw std::invalid_argument("cuda::conv2d_forward: " + std::to_string(g.NP) +
                                 " output pixels (n * out_h * out_w) need " +
                                 std::to_string(pixel_tiles) + " tiles of " +
-                                std::to_string(kTileN) + ", more than a grid's 2^31 - 1 blocks");
+                                std::to_string(kConvTile) + ", more than a grid's 2^31 - 1 blocks");
   stream = resolve_stream(stream);  // nullptr: the device's stream, as every other kernel uses
   for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
-    for_each_grid_chunk((g.ocg + kTileM - 1) / kTileM, [&](int64_t mtile0, int64_t mtiles) {
+    for_each_grid_chunk((g.ocg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
       const dim3 grid{unsigned(pixel_tiles), unsigned(mtiles), unsigned(groups)};
-      conv2d_implicit_gemm<<<grid, kThreads, 0, stream>>>(g, group0, mtile0, x, weight, bias, out);
+      conv2d_implicit_gemm<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, x, weight, bias,
+                                                              out);
       GL_CUDA_CHECK_LAUNCH();
     });
   });
@@ -360,7 +308,7 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
       memset_device(dw, 0, size_t(g.oc * g.K) * sizeof(float), stream);
     } else {
       const int64_t chunk = conv_dw_split_pixels(g.NP), splits = conv_dw_splits(g.NP, chunk);
-      const int64_t ntiles = (g.K + kDwTileN - 1) / kDwTileN, total = g.oc * g.K;
+      const int64_t ntiles = (g.K + kConvTile - 1) / kConvTile, total = g.oc * g.K;
       if (ntiles * splits > kMaxGridX)
         throw std::invalid_argument("cuda::conv2d_backward: " + std::to_string(g.K) +
                                     " taps per output channel need more than a grid's 2^31 - 1 "
@@ -368,12 +316,13 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
       DeviceBuffer<float> workspace(splits > 1 ? size_t(splits * total) : 0, stream);
       float* partial = splits > 1 ? workspace.get() : dw;
       for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
-        for_each_grid_chunk((g.ocg + kDwTileM - 1) / kDwTileM, [&](int64_t mtile0, int64_t mtiles) {
-          const dim3 grid{unsigned(ntiles * splits), unsigned(mtiles), unsigned(groups)};
-          conv2d_dw_tiled<<<grid, kDwThreads, 0, stream>>>(g, group0, mtile0, ntiles, chunk, x, dy,
-                                                           partial);
-          GL_CUDA_CHECK_LAUNCH();
-        });
+        for_each_grid_chunk(
+            (g.ocg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
+              const dim3 grid{unsigned(ntiles * splits), unsigned(mtiles), unsigned(groups)};
+              conv2d_dw_tiled<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, ntiles, chunk,
+                                                                 x, dy, partial);
+              GL_CUDA_CHECK_LAUNCH();
+            });
       });
       if (splits > 1)
         launch_gather(conv2d_dw_sum_splits, total, stream, partial, splits, total, dw);

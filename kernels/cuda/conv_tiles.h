@@ -1,17 +1,20 @@
-// conv_tiles.h: the convolution weight gradient's tiled reduction (kernels/cuda/conv.cu), written
-// once for the device and the host. The kernel runs these functions per thread; the CPU tests
-// run the same functions over every block and thread in turn (conv_dw_tiled_emulate) and
-// compare with the f64 reference, so the tiling, the split ranges and the gathers are checked
-// in every build, GPU or not. No CUDA headers.
+// conv_tiles.h: the tiled convolution kernels' per-thread work (kernels/cuda/conv.cu), written
+// once for the device and the host. The kernels run these functions per thread; the CPU tests
+// run the same functions over every block and thread in turn and compare with the f64
+// reference, so the tiling, the gathers, the split ranges and the stores are checked in every
+// build, GPU or not. No CUDA headers.
 //
-// Per group, dW[o, k] (o < ocg, k < K = cg * kh * kw, the weight's own [oc, cg, kh, kw] order)
-// is the GEMM  sum over q < NP = n * oh * ow  of  dY[q, o] * col[q, k], col[q, k] the input
-// value tap k of output pixel q reads (zero in the padding). A block computes one 64 x 64 tile
-// of dW over one split of consecutive pixels, in slices of 16 pixels staged in shared memory
-// (A: dY, B: gathered inputs), each of its 256 threads a 4 x 4 register tile. With one split
-// the block writes dW; with several, each split writes its partial tile to a workspace
-// [split][oc][K] and a second pass adds the splits in order: no atomics, the same bits on
-// every run.
+// Both kernels are GEMMs over 64 x 64 output tiles per block of 256 threads, each thread a 4 x 4
+// register tile (rows tm..tm+3, columns tn..tn+3), the reduction advancing in slices of 16
+// staged in shared memory as A [slice][rows] and B [slice][columns]:
+// - forward, per group: Y[o, q] = sum over k < K = cg * kh * kw of W[o, k] * col[k, q], for
+//   output channels o < ocg and output pixels q < NP = n * oh * ow, col[k, q] the input value
+//   tap k of pixel q reads (zero in the padding): A = the weights, B = the gathered inputs. No
+//   im2col matrix is written.
+// - weight gradient, per group: dW[o, k] = sum over q < NP of dY[o, q] * col[k, q]: A = dY,
+//   B = the gathered inputs, the pixels split into runs; with one run the block writes dW, with
+//   several each run writes its partial tile to a workspace [run][oc][K] and a second pass adds
+//   the runs in order. No atomics: the same bits on every run.
 #pragma once
 #include <cstdint>
 
@@ -37,24 +40,13 @@ inline ConvDims conv_dims(const cpu::ConvGeometry& cg) {
   return g;
 }
 
-inline constexpr int kDwTileM = 64, kDwTileN = 64, kDwSlice = 16, kDwThreads = 256;
-static_assert(kDwThreads * 4 == kDwSlice * kDwTileM && kDwTileM == kDwTileN,
-              "each thread stages 4 columns of one slice row of A and of B");
-// Shared tiles are [slice][tile + 1]: the staging writes go down a column (16 consecutive
-// pixels per thread group), and the odd row length puts those 16 in 16 different banks.
-inline constexpr int kDwTilePad = kDwTileN + 1;
-
-// Pixels per split: at least 512 (a split must amortize its partial tile's store and sum), and
-// at most 256 splits, a multiple of the slice. A function of the geometry alone.
-GL_HD int64_t conv_dw_split_pixels(int64_t NP) {
-  int64_t chunk = (NP + 255) / 256;
-  if (chunk < 512) chunk = 512;
-  return (chunk + kDwSlice - 1) / kDwSlice * kDwSlice;
-}
-
-GL_HD int64_t conv_dw_splits(int64_t NP, int64_t chunk) {
-  return NP <= 0 ? 1 : (NP + chunk - 1) / chunk;
-}
+inline constexpr int kConvTile = 64, kConvSlice = 16, kConvThreads = 256;
+static_assert(kConvThreads * 4 == kConvSlice * kConvTile,
+              "each thread stages 4 values of A and 4 of B per slice");
+// Shared tiles are [slice][tile + 1]: staging that writes down a column (16 consecutive slice
+// rows per thread group) then finds its 16 values in 16 different banks.
+inline constexpr int kConvTilePad = kConvTile + 1;
+using ConvTile = float[kConvTilePad];
 
 // a / b and a % b for 0 <= a, 0 < b: in 32 bits when both fit (a GPU divides 64-bit integers in
 // software, many times slower), else in 64.
@@ -69,78 +61,39 @@ GL_HD void divmod_nonneg(int64_t a, int64_t b, int64_t& q, int64_t& r) {
   }
 }
 
-// What thread `tid` of a block stages, fixed for the block: one row kk of each slice (the
-// pixel q + kk) and the columns col0 + 16 r, r < 4, of the A tile (output channels m0 + col)
-// and of the B tile (taps n0 + col). Staged this way, the 16 consecutive threads of a column
-// read 16 consecutive pixels (coalesced), and the index arithmetic of the taps is done once.
-struct ConvDwThreadPlan {
-  int kk, col0;
-  int64_t dy_plane[4];     // offset of dY[0, group * ocg + m, 0], or -1 past the group's channels
-  int64_t x_plane[4];      // offset of x[0, group * cg + ci, 0, 0], or -1 past K
-  int64_t dih[4], diw[4];  // ki * dh - ph and kj * dw - pw of the tap
+// Tap k (< K) of the group's taps: channel ci, row ki, column kj, as the offsets it adds.
+struct ConvTap {
+  int64_t plane;     // ci * h * w
+  int64_t dih, diw;  // ki * dh - ph, kj * dw - pw
 };
 
-GL_HD ConvDwThreadPlan conv_dw_thread_plan(const ConvDims& g, int64_t group, int64_t m0, int64_t n0,
-                                           int tid) {
-  ConvDwThreadPlan t{};
-  t.kk = tid % kDwSlice;
-  t.col0 = tid / kDwSlice;
-  for (int r = 0; r < 4; ++r) {
-    const int64_t col = t.col0 + kDwSlice * r;
-    const int64_t m = m0 + col, k = n0 + col;
-    t.dy_plane[r] = m < g.ocg ? (group * g.ocg + m) * g.P : -1;
-    t.x_plane[r] = -1;
-    t.dih[r] = t.diw[r] = 0;
-    if (k < g.K) {
-      int64_t ci, tap, ki, kj;
-      divmod_nonneg(k, g.kh * g.kw, ci, tap);
-      divmod_nonneg(tap, g.kw, ki, kj);
-      t.x_plane[r] = (group * g.cg + ci) * g.h * g.w;
-      t.dih[r] = ki * g.dh - g.ph;
-      t.diw[r] = kj * g.dw - g.pw;
-    }
-  }
-  return t;
+GL_HD ConvTap conv_tap(const ConvDims& g, int64_t k) {
+  int64_t ci, tap, ki, kj;
+  divmod_nonneg(k, g.kh * g.kw, ci, tap);
+  divmod_nonneg(tap, g.kw, ki, kj);
+  return {ci * g.h * g.w, ki * g.dh - g.ph, kj * g.dw - g.pw};
 }
 
-// The thread's share of one slice: pixel q + kk (nothing past q_end) of its 4 output channels
-// into A and its 4 taps into B, zero where there is nothing (past an end, or in the padding).
-GL_HD void conv_dw_stage(const ConvDims& g, const ConvDwThreadPlan& t, int64_t q, int64_t q_end,
-                         const float* x, const float* dy, float (*As)[kDwTilePad],
-                         float (*Bs)[kDwTilePad]) {
-  const int64_t qq = q + t.kk;
-  const bool in = qq < q_end;
-  int64_t img = 0, p = 0, oy = 0, ox = 0;
-  if (in) {
-    divmod_nonneg(qq, g.P, img, p);
-    divmod_nonneg(p, g.ow, oy, ox);
-  }
-  const int64_t dy_image = img * g.oc * g.P, x_image = img * g.c * g.h * g.w;
-  for (int r = 0; r < 4; ++r) {
-    const int col = t.col0 + kDwSlice * r;
-    As[t.kk][col] = (in && t.dy_plane[r] >= 0) ? dy[dy_image + t.dy_plane[r] + p] : 0.0f;
-    float v = 0.0f;
-    if (in && t.x_plane[r] >= 0) {
-      const int64_t ih = oy * g.sh + t.dih[r], iw = ox * g.sw + t.diw[r];
-      if (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) v = x[x_image + t.x_plane[r] + ih * g.w + iw];
-    }
-    Bs[t.kk][col] = v;
-  }
+// Where the tap reads for the output pixel at (oy, ox): the offset from the image's first
+// channel of the group, or -1 in the padding.
+GL_HD int64_t conv_tap_read(const ConvDims& g, const ConvTap& t, int64_t oy, int64_t ox) {
+  const int64_t ih = oy * g.sh + t.dih, iw = ox * g.sw + t.diw;
+  if (ih < 0 || ih >= g.h || iw < 0 || iw >= g.w) return -1;
+  return t.plane + ih * g.w + iw;
 }
 
-// The register tile of thread `tid`: rows tm..tm+3 (output channels), columns tn..tn+3 (taps).
-GL_HD int conv_dw_tm(int tid) {
+// The thread's register tile.
+GL_HD int conv_tile_tm(int tid) {
   return (tid / 16) * 4;
 }
-GL_HD int conv_dw_tn(int tid) {
+GL_HD int conv_tile_tn(int tid) {
   return (tid % 16) * 4;
 }
 
-// acc += the staged slice's products for thread `tid`, pixel after pixel.
-GL_HD void conv_dw_accumulate(const float (*As)[kDwTilePad], const float (*Bs)[kDwTilePad], int tid,
-                              float (*acc)[4]) {
-  const int tm = conv_dw_tm(tid), tn = conv_dw_tn(tid);
-  for (int kk = 0; kk < kDwSlice; ++kk) {
+// acc += the staged slice's products for thread `tid`, slice row after slice row.
+GL_HD void conv_tile_accumulate(const ConvTile* As, const ConvTile* Bs, int tid, float (*acc)[4]) {
+  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
+  for (int kk = 0; kk < kConvSlice; ++kk) {
     float a[4], b[4];
     for (int i = 0; i < 4; ++i) a[i] = As[kk][tm + i];
     for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tn + j];
@@ -149,11 +102,147 @@ GL_HD void conv_dw_accumulate(const float (*As)[kDwTilePad], const float (*Bs)[k
   }
 }
 
+// ---- forward ----
+
+// What thread `tid` of the block at (group, channels m0.., pixels n0..) stages, fixed for the
+// block. A: slice row tid % 16, columns tid / 16 + 16 r (consecutive threads read consecutive
+// taps of one weight row). B: column tid % 64 (its pixel), slice rows tid / 64 + 4 r
+// (consecutive threads gather consecutive pixels).
+struct ConvFwdThreadPlan {
+  int a_row, a_col0, b_col, b_row0;
+  bool pixel_in;         // the pixel exists (n0 + b_col < NP)
+  int64_t oy, ox;        // its position
+  int64_t x_base;        // offset of x[img, group * cg, 0, 0]
+  const float* w_group;  // W[group * ocg, 0]
+};
+
+GL_HD ConvFwdThreadPlan conv_fwd_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
+                                             const float* weight) {
+  ConvFwdThreadPlan t{};
+  t.a_row = tid % kConvSlice;
+  t.a_col0 = tid / kConvSlice;
+  t.b_col = tid % kConvTile;
+  t.b_row0 = tid / kConvTile;
+  const int64_t q = n0 + t.b_col;
+  t.pixel_in = q < g.NP;
+  int64_t img = 0, p = 0;
+  if (t.pixel_in) {
+    divmod_nonneg(q, g.P, img, p);
+    divmod_nonneg(p, g.ow, t.oy, t.ox);
+  }
+  t.x_base = (img * g.c + group * g.cg) * g.h * g.w;
+  t.w_group = weight + group * g.ocg * g.K;
+  return t;
+}
+
+// The thread's share of the slice of taps [k0, k0 + 16): 4 weights into A, 4 gathered inputs
+// into B; zero past the ends and in the padding.
+GL_HD void conv_fwd_stage(const ConvDims& g, const ConvFwdThreadPlan& t, int64_t m0, int64_t k0,
+                          const float* x, ConvTile* As, ConvTile* Bs) {
+  for (int r = 0; r < 4; ++r) {
+    const int col = t.a_col0 + kConvSlice * r;
+    const int64_t m = m0 + col, k = k0 + t.a_row;
+    As[t.a_row][col] = (m < g.ocg && k < g.K) ? t.w_group[m * g.K + k] : 0.0f;
+  }
+  for (int r = 0; r < 4; ++r) {
+    const int row = t.b_row0 + 4 * r;
+    const int64_t k = k0 + row;
+    float v = 0.0f;
+    if (t.pixel_in && k < g.K) {
+      const int64_t at = conv_tap_read(g, conv_tap(g, k), t.oy, t.ox);
+      if (at >= 0) v = x[t.x_base + at];
+    }
+    Bs[row][t.b_col] = v;
+  }
+}
+
+// out[img, group * ocg + m, p] = acc + bias for the thread's tile (bias may be null).
+GL_HD void conv_fwd_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n0, int tid,
+                          const float (*acc)[4], const float* bias, float* out) {
+  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
+  for (int j = 0; j < 4; ++j) {
+    const int64_t q = n0 + tn + j;
+    if (q >= g.NP) continue;
+    int64_t img, p;
+    divmod_nonneg(q, g.P, img, p);
+    for (int i = 0; i < 4; ++i) {
+      const int64_t m = m0 + tm + i;
+      if (m >= g.ocg) continue;
+      const int64_t o = group * g.ocg + m;
+      out[(img * g.oc + o) * g.P + p] = acc[i][j] + (bias ? bias[o] : 0.0f);
+    }
+  }
+}
+
+// ---- weight gradient ----
+
+// Pixels per run: at least 512 (a run must amortize its partial tile's store and sum), and at
+// most 256 runs, a multiple of the slice. A function of the geometry alone.
+GL_HD int64_t conv_dw_split_pixels(int64_t NP) {
+  int64_t chunk = (NP + 255) / 256;
+  if (chunk < 512) chunk = 512;
+  return (chunk + kConvSlice - 1) / kConvSlice * kConvSlice;
+}
+
+GL_HD int64_t conv_dw_splits(int64_t NP, int64_t chunk) {
+  return NP <= 0 ? 1 : (NP + chunk - 1) / chunk;
+}
+
+// What thread `tid` of the block at (group, channels m0.., taps n0..) stages, fixed for the
+// block: slice row tid % 16 (the pixel q + row) and columns tid / 16 + 16 r of A (output
+// channels) and of B (taps); the 16 consecutive threads of a column read 16 consecutive pixels.
+struct ConvDwThreadPlan {
+  int row, col0;
+  int64_t dy_plane[4];  // offset of dY[0, group * ocg + m, 0], or -1 past the group's channels
+  bool tap_in[4];       // the tap n0 + col exists (< K)
+  ConvTap tap[4];
+};
+
+GL_HD ConvDwThreadPlan conv_dw_thread_plan(const ConvDims& g, int64_t group, int64_t m0, int64_t n0,
+                                           int tid) {
+  ConvDwThreadPlan t{};
+  t.row = tid % kConvSlice;
+  t.col0 = tid / kConvSlice;
+  for (int r = 0; r < 4; ++r) {
+    const int64_t col = t.col0 + kConvSlice * r;
+    const int64_t m = m0 + col, k = n0 + col;
+    t.dy_plane[r] = m < g.ocg ? (group * g.ocg + m) * g.P : -1;
+    t.tap_in[r] = k < g.K;
+    t.tap[r] = t.tap_in[r] ? conv_tap(g, k) : ConvTap{0, 0, 0};
+  }
+  return t;
+}
+
+// The thread's share of one slice: pixel q + row (nothing at or past q_end) for its 4 output
+// channels into A and its 4 taps into B; zero past the ends and in the padding.
+GL_HD void conv_dw_stage(const ConvDims& g, const ConvDwThreadPlan& t, int64_t group, int64_t q,
+                         int64_t q_end, const float* x, const float* dy, ConvTile* As,
+                         ConvTile* Bs) {
+  const int64_t qq = q + t.row;
+  const bool in = qq < q_end;
+  int64_t img = 0, p = 0, oy = 0, ox = 0;
+  if (in) {
+    divmod_nonneg(qq, g.P, img, p);
+    divmod_nonneg(p, g.ow, oy, ox);
+  }
+  const int64_t dy_image = img * g.oc * g.P, x_base = (img * g.c + group * g.cg) * g.h * g.w;
+  for (int r = 0; r < 4; ++r) {
+    const int col = t.col0 + kConvSlice * r;
+    As[t.row][col] = (in && t.dy_plane[r] >= 0) ? dy[dy_image + t.dy_plane[r] + p] : 0.0f;
+    float v = 0.0f;
+    if (in && t.tap_in[r]) {
+      const int64_t at = conv_tap_read(g, t.tap[r], oy, ox);
+      if (at >= 0) v = x[x_base + at];
+    }
+    Bs[t.row][col] = v;
+  }
+}
+
 // Writes thread `tid`'s tile: into out + split * oc * K (the workspace; dW itself with one
-// split), element (group * ocg + m) * K + k.
+// run), element (group * ocg + m) * K + k.
 GL_HD void conv_dw_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n0, int64_t split,
                          int tid, const float (*acc)[4], float* out) {
-  const int tm = conv_dw_tm(tid), tn = conv_dw_tn(tid);
+  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
   float* base = out + split * g.oc * g.K;
   for (int i = 0; i < 4; ++i) {
     const int64_t m = m0 + tm + i;
@@ -165,7 +254,7 @@ GL_HD void conv_dw_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n
   }
 }
 
-// The second pass: dW[e] = the splits' partial sums of element e, added in split order.
+// The second pass: dW[e] = the runs' partial sums of element e, added in run order.
 GL_HD float conv_dw_sum_splits(const float* workspace, int64_t splits, int64_t total, int64_t e) {
   float s = 0.0f;
   for (int64_t z = 0; z < splits; ++z) s += workspace[z * total + e];

@@ -294,78 +294,125 @@ void expect_close(const std::vector<T>& got, const std::vector<double>& want, do
   }
 }
 
-// ---- the convolution weight gradient's tiling (conv_tiles.h), run on the host ----
+// ---- the convolution kernels' tiling (conv_tiles.h), run on the host ----
 
-// conv2d_backward's weight gradient as the kernel computes it: every block of the launch grid
-// (groups, output-channel tiles, tap tiles x splits of `chunk` pixels), each of its threads in
-// turn through the kernel's own stage / accumulate / store functions, then the split sum.
+using Acc = std::array<std::array<float, 4>, 4>;
+float (*acc_rows(Acc& a))[4] {
+  return reinterpret_cast<float(*)[4]>(a.data());
+}
+
+// One block of a tiled convolution kernel on the host: `stage(tid, slice)` for every thread, then
+// the accumulation for every thread, slice after slice (the kernel's two __syncthreads() phases),
+// with the shared tiles filled with NaN before each slice so a value left unstaged shows.
+template <class Stage>
+std::vector<Acc> run_block_on_host(int64_t slices, Stage&& stage) {
+  std::vector<Acc> acc(kc::kConvThreads, Acc{});
+  kc::ConvTile As[kc::kConvSlice], Bs[kc::kConvSlice];
+  for (int64_t s = 0; s < slices; ++s) {
+    for (int r = 0; r < kc::kConvSlice; ++r)
+      for (int c = 0; c < kc::kConvTilePad; ++c) As[r][c] = Bs[r][c] = std::nanf("");
+    for (int t = 0; t < kc::kConvThreads; ++t) stage(t, s, As, Bs);
+    for (int t = 0; t < kc::kConvThreads; ++t)
+      kc::conv_tile_accumulate(As, Bs, t, acc_rows(acc[size_t(t)]));
+  }
+  return acc;
+}
+
+// conv2d_forward as the kernel computes it: every block of its grid (groups, output-channel
+// tiles, pixel tiles), each of its threads in turn through the kernel's own functions.
+std::vector<float> conv_forward_tiled_on_host(const kc::ConvDims& g, const float* x, const float* w,
+                                              const float* bias) {
+  std::vector<float> out(static_cast<size_t>(g.NP * g.oc), std::nanf(""));
+  const int64_t mtiles = (g.ocg + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t ptiles = (g.NP + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t slices = (g.K + kc::kConvSlice - 1) / kc::kConvSlice;
+  for (int64_t group = 0; group < g.groups; ++group)
+    for (int64_t mt = 0; mt < mtiles; ++mt)
+      for (int64_t pt = 0; pt < ptiles; ++pt) {
+        const int64_t m0 = mt * kc::kConvTile, n0 = pt * kc::kConvTile;
+        auto acc =
+            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_fwd_stage(g, kc::conv_fwd_thread_plan(g, group, n0, t, w), m0,
+                                 s * kc::kConvSlice, x, As, Bs);
+            });
+        for (int t = 0; t < kc::kConvThreads; ++t)
+          kc::conv_fwd_store(g, group, m0, n0, t, acc_rows(acc[size_t(t)]), bias, out.data());
+      }
+  return out;
+}
+
+// The weight gradient as the kernel computes it: every block of its grid (groups, output-channel
+// tiles, tap tiles x runs of `chunk` pixels), then the sum of the runs.
 std::vector<float> conv_dw_tiled_on_host(const kc::ConvDims& g, const float* x, const float* dy,
                                          int64_t chunk) {
   const int64_t splits = kc::conv_dw_splits(g.NP, chunk), total = g.oc * g.K;
-  const int64_t mtiles = (g.ocg + kc::kDwTileM - 1) / kc::kDwTileM;
-  const int64_t ntiles = (g.K + kc::kDwTileN - 1) / kc::kDwTileN;
+  const int64_t mtiles = (g.ocg + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t ntiles = (g.K + kc::kConvTile - 1) / kc::kConvTile;
   std::vector<float> partial(static_cast<size_t>(splits * total), std::nanf(""));
   std::vector<float> dw(static_cast<size_t>(total));
-  float As[kc::kDwSlice][kc::kDwTilePad], Bs[kc::kDwSlice][kc::kDwTilePad];
-  std::vector<std::array<std::array<float, 4>, 4>> acc(kc::kDwThreads);
   for (int64_t group = 0; group < g.groups; ++group)
     for (int64_t mt = 0; mt < mtiles; ++mt)
       for (int64_t bx = 0; bx < ntiles * splits; ++bx) {
-        const int64_t split = bx / ntiles, m0 = mt * kc::kDwTileM, n0 = bx % ntiles * kc::kDwTileN;
-        const int64_t q_end = std::min(g.NP, (split + 1) * chunk);
-        for (auto& a : acc) a = {};
-        for (int64_t q = split * chunk; q < q_end; q += kc::kDwSlice) {
-          for (auto& row : As) std::fill(std::begin(row), std::end(row), std::nanf(""));
-          for (auto& row : Bs) std::fill(std::begin(row), std::end(row), std::nanf(""));
-          for (int t = 0; t < kc::kDwThreads; ++t)
-            kc::conv_dw_stage(g, kc::conv_dw_thread_plan(g, group, m0, n0, t), q, q_end, x, dy, As,
-                              Bs);
-          for (int t = 0; t < kc::kDwThreads; ++t)
-            kc::conv_dw_accumulate(As, Bs, t, reinterpret_cast<float(*)[4]>(acc[size_t(t)].data()));
-        }
-        for (int t = 0; t < kc::kDwThreads; ++t)
-          kc::conv_dw_store(g, group, m0, n0, split, t,
-                            reinterpret_cast<const float(*)[4]>(acc[size_t(t)].data()),
-                            partial.data());
+        const int64_t split = bx / ntiles, m0 = mt * kc::kConvTile,
+                      n0 = bx % ntiles * kc::kConvTile;
+        const int64_t q0 = split * chunk, q_end = std::min(g.NP, q0 + chunk);
+        const int64_t slices = (q_end - q0 + kc::kConvSlice - 1) / kc::kConvSlice;
+        auto acc =
+            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_dw_stage(g, kc::conv_dw_thread_plan(g, group, m0, n0, t), group,
+                                q0 + s * kc::kConvSlice, q_end, x, dy, As, Bs);
+            });
+        for (int t = 0; t < kc::kConvThreads; ++t)
+          kc::conv_dw_store(g, group, m0, n0, split, t, acc_rows(acc[size_t(t)]), partial.data());
       }
   for (int64_t e = 0; e < total; ++e)
     dw[size_t(e)] = kc::conv_dw_sum_splits(partial.data(), splits, total, e);
   return dw;
 }
 
-TEST(CudaIndexMath, ConvWeightGradientTilesMatchTheReference) {
+TEST(CudaIndexMath, ConvForwardAndWeightGradientTilesMatchTheReference) {
   struct Case {
     int64_t n, c, h, w, oc, kh, kw, stride, pad, dil, groups, chunk;
+    int64_t stride_w = -1, pad_w = -1, dil_w = -1;  // -1: as along the height
   };
   for (const Case& t : {
-           // Several splits (the last one short), stride 2, dilation 2, two groups of 80 output
+           // Several runs (the last one short), stride 2, dilation 2, two groups of 80 output
            // channels (two channel tiles each), K = 27 taps.
            Case{3, 6, 13, 11, 160, 3, 3, 2, 1, 2, 2, 32},
-           // K = 4 * 3 * 5 = 60 is one tap tile; the split is not a multiple of the slice.
+           // K = 4 * 3 * 5 = 60 is one tap tile; the run is not a multiple of the slice.
            Case{2, 4, 9, 12, 7, 3, 5, 1, 2, 1, 1, 40},
-           // K = 144 (three tap tiles, the last partial); one split: dW written directly.
+           // K = 144 (three tap tiles, the last partial); one run: dW written directly.
            Case{2, 16, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1 << 20},
-           // The chunk production uses for this geometry.
-           Case{4, 2, 8, 8, 3, 3, 3, 1, 1, 1, 1, 0},
+           // The run length production uses for this geometry; 200 pixels over 4 pixel tiles.
+           Case{8, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 0},
+           // Strides, padding and dilation that differ between the height and the width.
+           Case{2, 3, 11, 10, 6, 3, 2, 2, 1, 1, 3, 24, 1, 0, 3},
        }) {
     gl::kernels::cpu::ConvGeometry cg;
     cg.n = t.n, cg.c = t.c, cg.h = t.h, cg.w = t.w, cg.oc = t.oc, cg.kh = t.kh, cg.kw = t.kw;
-    cg.stride_h = cg.stride_w = t.stride, cg.pad_h = cg.pad_w = t.pad;
-    cg.dil_h = cg.dil_w = t.dil, cg.groups = t.groups;
+    cg.stride_h = t.stride, cg.pad_h = t.pad, cg.dil_h = t.dil, cg.groups = t.groups;
+    cg.stride_w = t.stride_w < 0 ? t.stride : t.stride_w;
+    cg.pad_w = t.pad_w < 0 ? t.pad : t.pad_w;
+    cg.dil_w = t.dil_w < 0 ? t.dil : t.dil_w;
     const kc::ConvDims g = kc::conv_dims(cg);
     const int64_t chunk = t.chunk > 0 ? t.chunk : kc::conv_dw_split_pixels(g.NP);
     const auto x = random_vec<float>(size_t(g.n * g.c * g.h * g.w), 91);
     const auto w = random_vec<float>(size_t(g.oc * g.K), 92);
+    const auto b = random_vec<float>(size_t(g.oc), 94);
     const auto dy = random_vec<float>(size_t(g.NP * g.oc), 93);
     const std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()),
-        dyd(dy.begin(), dy.end());
-    std::vector<double> want(w.size()), unused_dx(x.size()), unused_db(size_t(g.oc));
+        bd(b.begin(), b.end()), dyd(dy.begin(), dy.end());
+    std::vector<double> want_y(dy.size()), want_dw(w.size()), unused_dx(x.size()),
+        unused_db(size_t(g.oc));
+    gl::kernels::cpu::conv2d_reference(cg, xd.data(), wd.data(), bd.data(), want_y.data());
     gl::kernels::cpu::conv2d_backward(cg, xd.data(), wd.data(), dyd.data(), unused_dx.data(),
-                                      want.data(), unused_db.data());
-    const double tol = 1e-5 * std::sqrt(double(g.NP));
-    expect_close(
-        conv_dw_tiled_on_host(g, x.data(), dy.data(), chunk), want, tol, tol,
-        "weight gradient tiles, oc " + std::to_string(t.oc) + " chunk " + std::to_string(chunk));
+                                      want_dw.data(), unused_db.data());
+    const std::string what = "oc " + std::to_string(t.oc) + " chunk " + std::to_string(chunk);
+    const double ty = 1e-5 * std::sqrt(double(g.K)), tdw = 1e-5 * std::sqrt(double(g.NP));
+    expect_close(conv_forward_tiled_on_host(g, x.data(), w.data(), b.data()), want_y, ty, ty,
+                 "forward tiles, " + what);
+    expect_close(conv_dw_tiled_on_host(g, x.data(), dy.data(), chunk), want_dw, tdw, tdw,
+                 "weight gradient tiles, " + what);
   }
 }
 
@@ -384,7 +431,7 @@ TEST(CudaIndexMath, ConvWeightGradientSplitsAreBoundedAndWhole) {
   for (int64_t np : {int64_t(1), int64_t(511), int64_t(512), int64_t(513), int64_t(25088),
                      int64_t(131072), int64_t(131073), int64_t(1) << 33}) {
     const int64_t chunk = kc::conv_dw_split_pixels(np), splits = kc::conv_dw_splits(np, chunk);
-    EXPECT_EQ(chunk % kc::kDwSlice, 0) << np;
+    EXPECT_EQ(chunk % kc::kConvSlice, 0) << np;
     EXPECT_GE(chunk, 512) << np;
     EXPECT_LE(splits, 256) << np;
     EXPECT_GE(splits * chunk, np) << np;        // every pixel in some split
