@@ -1,13 +1,14 @@
 // conv.cu: 2-D convolution on the GPU (kernels/cuda/conv.h).
 //
-// The forward and the weight gradient are tiled GEMMs whose per-thread work lives in
-// conv_tiles.h (the CPU tests run those same functions block by block on the host): the forward
-// per group Y[oc / groups, n * oh * ow] = W @ col, the weight gradient dW = dY @ col^T split
-// along the pixels with the partial tiles added in split order, col gathered from x while the
-// tiles are staged in shared memory (no im2col matrix); the bias is added in the forward's
-// store, the output written straight to NCHW. The input and bias gradients and pooling are
-// gathers, one thread (for the bias gradient, one block) per element written, summing in a
-// fixed order; the index arithmetic they share with the CPU tests is in index_math.h.
+// The forward and the input and weight gradients are tiled GEMMs whose per-thread work lives in
+// conv_tiles.h (the CPU tests run those same functions block by block on the host): per group,
+// the forward Y = W @ col, the input gradient dX = W^T @ dYcol, the weight gradient
+// dW = dY @ col^T split along the pixels with the partial tiles added in split order; col and
+// dYcol are gathered from x and dY while the tiles are staged in shared memory (no im2col
+// matrix), the bias added in the forward's store, outputs written straight to NCHW. The bias
+// gradient and pooling are gathers, one thread (for the bias gradient, one block) per element
+// written, summing in a fixed order; the index arithmetic they share with the CPU tests is in
+// index_math.h.
 // speed and results: not yet measured on a GPU (compile-verified with nvcc for sm_90).
 #include <cmath>
 #include <stdexcept>
@@ -65,31 +66,27 @@ void launch_gather(void (*kernel)(P...), int64_t total, cudaStream_t stream, A..
   GL_CUDA_CHECK_LAUNCH();
 }
 
-// dx[n, c, ih, iw] = sum over the group's output channels o and taps (ki, kj) of
-// dy[n, o, oy, ox] * w[o, ci, ki, kj], (oy, ox) the output whose tap reads (ih, iw).
-__global__ void conv2d_dx_gather(DevGeometry g, const float* __restrict__ weight,
-                                 const float* __restrict__ dy, float* __restrict__ dx) {
-  const int64_t total = g.n * g.c * g.h * g.w;
-  GL_GATHER_LOOP(e, total) {
-    const int64_t iw = e % g.w, ih = e / g.w % g.h, c = e / (g.w * g.h) % g.c,
-                  img = e / (g.w * g.h * g.c);
-    const int64_t grp = c / g.cg, ci = c % g.cg;
-    float acc = 0.0f;
-    for (int64_t ki = 0; ki < g.kh; ++ki) {
-      const int64_t oy = conv_tap_source(ih, ki, g.sh, g.ph, g.dh, g.oh);
-      if (oy < 0) continue;
-      for (int64_t kj = 0; kj < g.kw; ++kj) {
-        const int64_t ox = conv_tap_source(iw, kj, g.sw, g.pw, g.dw, g.ow);
-        if (ox < 0) continue;
-        for (int64_t m = 0; m < g.ocg; ++m) {
-          const int64_t o = grp * g.ocg + m;
-          acc += dy[((img * g.oc + o) * g.oh + oy) * g.ow + ox] *
-                 weight[((o * g.cg + ci) * g.kh + ki) * g.kw + kj];
-        }
-      }
-    }
-    dx[e] = acc;
+// The input gradient (conv_tiles.h): input-pixel tiles on x, input-channel tiles on y, groups
+// on z, each chunk of y and z launched apart.
+__global__ void __launch_bounds__(kConvThreads)
+    conv2d_dx_tiled(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ weight,
+                    const float* __restrict__ dy, float* __restrict__ dx) {
+  __shared__ ConvTile As[kConvSlice];
+  __shared__ ConvTile Bs[kConvSlice];
+  const int64_t group = group0 + blockIdx.z;
+  const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
+  const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
+  const int tid = int(threadIdx.x);
+  const ConvDxThreadPlan plan = conv_dx_thread_plan(g, group, n0, tid, weight);
+  const int64_t J = g.ocg * g.kh * g.kw;
+  float acc[4][4] = {};
+  for (int64_t j0 = 0; j0 < J; j0 += kConvSlice) {
+    conv_dx_stage(g, plan, m0, j0, dy, As, Bs);
+    __syncthreads();
+    conv_tile_accumulate(As, Bs, tid, acc);
+    __syncthreads();
   }
+  conv_dx_store(g, group, m0, n0, tid, acc, dx);
 }
 
 // Block-wide sum of one value per thread (kGatherThreads threads), in a fixed tree order.
@@ -302,7 +299,21 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
                      float* dx, float* dw, float* db, cudaStream_t stream) {
   const DevGeometry g = conv_dims(cg);
   stream = resolve_stream(stream);
-  if (dx) launch_gather(conv2d_dx_gather, g.n * g.c * g.h * g.w, stream, g, weight, dy, dx);
+  if (dx && g.n * g.c * g.h * g.w > 0) {
+    const int64_t pixel_tiles = (conv_dx_pixels(g) + kConvTile - 1) / kConvTile;
+    if (pixel_tiles > kMaxGridX)
+      throw std::invalid_argument("cuda::conv2d_backward: " + std::to_string(conv_dx_pixels(g)) +
+                                  " input pixels (n * h * w) need more than a grid's 2^31 - 1 "
+                                  "blocks of " +
+                                  std::to_string(kConvTile));
+    for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
+      for_each_grid_chunk((g.cg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
+        const dim3 grid{unsigned(pixel_tiles), unsigned(mtiles), unsigned(groups)};
+        conv2d_dx_tiled<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, weight, dy, dx);
+        GL_CUDA_CHECK_LAUNCH();
+      });
+    });
+  }
   if (dw && g.oc * g.K > 0) {
     if (g.NP == 0) {
       memset_device(dw, 0, size_t(g.oc * g.K) * sizeof(float), stream);

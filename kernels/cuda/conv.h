@@ -19,8 +19,8 @@ void conv2d_forward(const ConvGeometry& g, const float* x, const float* weight, 
                     float* out, cudaStream_t stream = nullptr);
 // The gradients of conv2d_forward for the output gradient dy [n, oc, oh, ow]: dx [n, c, h, w],
 // dw [oc, c / groups, kh, kw] and db [oc], each overwritten, each skipped when null. Every
-// element is summed in a fixed order (no atomics): the same bits from run to run. dw is a tiled
-// GEMM over the pixels (kernels/cuda/conv_tiles.h), dx and db gathers.
+// element is summed in a fixed order (no atomics): the same bits from run to run. dx and dw are
+// tiled implicit GEMMs (kernels/cuda/conv_tiles.h), db a gather.
 void conv2d_backward(const ConvGeometry& g, const float* x, const float* weight, const float* dy,
                      float* dx, float* dw, float* db, cudaStream_t stream = nullptr);
 

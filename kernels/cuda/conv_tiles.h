@@ -11,6 +11,8 @@
 //   output channels o < ocg and output pixels q < NP = n * oh * ow, col[k, q] the input value
 //   tap k of pixel q reads (zero in the padding): A = the weights, B = the gathered inputs. No
 //   im2col matrix is written.
+// - input gradient, per group: dX = W^T @ dYcol over (output channel, tap) pairs, dYcol gathered
+//   from dY (zero where no output pixel's tap reads the input pixel).
 // - weight gradient, per group: dW[o, k] = sum over q < NP of dY[o, q] * col[k, q]: A = dY,
 //   B = the gathered inputs, the pixels split into runs; with one run the block writes dW, with
 //   several each run writes its partial tile to a workspace [run][oc][K] and a second pass adds
@@ -19,7 +21,8 @@
 #include <cstdint>
 
 #include "kernels/cpu/conv.h"
-#include "kernels/functors.h"  // GL_HD
+#include "kernels/cuda/index_math.h"  // divmod_nonneg, conv_tap_source
+#include "kernels/functors.h"         // GL_HD
 
 namespace gl::kernels::cuda {
 
@@ -47,19 +50,6 @@ static_assert(kConvThreads * 4 == kConvSlice * kConvTile,
 // rows per thread group) then finds its 16 values in 16 different banks.
 inline constexpr int kConvTilePad = kConvTile + 1;
 using ConvTile = float[kConvTilePad];
-
-// a / b and a % b for 0 <= a, 0 < b: in 32 bits when both fit (a GPU divides 64-bit integers in
-// software, many times slower), else in 64.
-GL_HD void divmod_nonneg(int64_t a, int64_t b, int64_t& q, int64_t& r) {
-  if (((a | b) >> 31) == 0) {
-    const uint32_t q32 = uint32_t(a) / uint32_t(b);
-    q = int64_t(q32);
-    r = int64_t(uint32_t(a) - q32 * uint32_t(b));
-  } else {
-    q = a / b;
-    r = a - q * b;
-  }
-}
 
 // Tap k (< K) of the group's taps: channel ci, row ki, column kj, as the offsets it adds.
 struct ConvTap {
@@ -170,6 +160,94 @@ GL_HD void conv_fwd_store(const ConvDims& g, int64_t group, int64_t m0, int64_t 
       if (m >= g.ocg) continue;
       const int64_t o = group * g.ocg + m;
       out[(img * g.oc + o) * g.P + p] = acc[i][j] + (bias ? bias[o] : 0.0f);
+    }
+  }
+}
+
+// ---- input gradient ----
+
+// Per group, dX[ci, q'] = sum over j < ocg * kh * kw (j = o * kh * kw + tap) of
+// W[o, ci, tap] * dY[o, the output pixel whose tap reads q'], for input channels ci < cg and
+// input pixels q' < n * h * w (zero where no output pixel's tap reads q'): A = the weights read
+// transposed, B = dY gathered. What thread `tid` of the block at (group, channels m0..,
+// input pixels n0..) stages, fixed for the block: as in the forward, A at slice row tid % 16 and
+// columns tid / 16 + 16 r, B at column tid % 64 (its pixel) and slice rows tid / 64 + 4 r.
+struct ConvDxThreadPlan {
+  int a_row, a_col0, b_col, b_row0;
+  bool pixel_in;         // the input pixel exists
+  int64_t ih, iw;        // its position
+  int64_t dy_base;       // offset of dY[img, group * ocg, 0, 0]
+  const float* w_group;  // W[group * ocg, 0, 0, 0]
+};
+
+GL_HD int64_t conv_dx_pixels(const ConvDims& g) {
+  return g.n * g.h * g.w;
+}
+
+GL_HD ConvDxThreadPlan conv_dx_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
+                                           const float* weight) {
+  ConvDxThreadPlan t{};
+  t.a_row = tid % kConvSlice;
+  t.a_col0 = tid / kConvSlice;
+  t.b_col = tid % kConvTile;
+  t.b_row0 = tid / kConvTile;
+  const int64_t q = n0 + t.b_col, hw = g.h * g.w;
+  t.pixel_in = q < conv_dx_pixels(g);
+  int64_t img = 0, p = 0;
+  if (t.pixel_in) {
+    divmod_nonneg(q, hw, img, p);
+    divmod_nonneg(p, g.w, t.ih, t.iw);
+  }
+  t.dy_base = (img * g.oc + group * g.ocg) * g.P;
+  t.w_group = weight + group * g.ocg * g.K;
+  return t;
+}
+
+// The thread's share of the slice [j0, j0 + 16) of (output channel, tap) pairs: 4 weights into A
+// (input channels m0 + col), 4 gathered output gradients into B; zero past the ends and where
+// no output pixel's tap reads the input pixel.
+GL_HD void conv_dx_stage(const ConvDims& g, const ConvDxThreadPlan& t, int64_t m0, int64_t j0,
+                         const float* dy, ConvTile* As, ConvTile* Bs) {
+  const int64_t taps = g.kh * g.kw, J = g.ocg * taps;
+  {
+    const int64_t j = j0 + t.a_row;
+    int64_t o = 0, tap = 0;
+    if (j < J) divmod_nonneg(j, taps, o, tap);
+    for (int r = 0; r < 4; ++r) {
+      const int col = t.a_col0 + kConvSlice * r;
+      const int64_t ci = m0 + col;
+      As[t.a_row][col] = (j < J && ci < g.cg) ? t.w_group[(o * g.cg + ci) * taps + tap] : 0.0f;
+    }
+  }
+  for (int r = 0; r < 4; ++r) {
+    const int row = t.b_row0 + 4 * r;
+    const int64_t j = j0 + row;
+    float v = 0.0f;
+    if (t.pixel_in && j < J) {
+      int64_t o, tap, ki, kj;
+      divmod_nonneg(j, taps, o, tap);
+      divmod_nonneg(tap, g.kw, ki, kj);
+      const int64_t oy = conv_tap_source(t.ih, ki, g.sh, g.ph, g.dh, g.oh);
+      const int64_t ox = oy < 0 ? -1 : conv_tap_source(t.iw, kj, g.sw, g.pw, g.dw, g.ow);
+      if (ox >= 0) v = dy[t.dy_base + o * g.P + oy * g.ow + ox];
+    }
+    Bs[row][t.b_col] = v;
+  }
+}
+
+// dx[img, group * cg + ci, ih, iw] = acc for the thread's tile.
+GL_HD void conv_dx_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n0, int tid,
+                         const float (*acc)[4], float* dx) {
+  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
+  const int64_t hw = g.h * g.w;
+  for (int j = 0; j < 4; ++j) {
+    const int64_t q = n0 + tn + j;
+    if (q >= conv_dx_pixels(g)) continue;
+    int64_t img, p;
+    divmod_nonneg(q, hw, img, p);
+    for (int i = 0; i < 4; ++i) {
+      const int64_t ci = m0 + tm + i;
+      if (ci < g.cg) dx[(img * g.c + group * g.cg + ci) * hw + p] = acc[i][j];
     }
   }
 }

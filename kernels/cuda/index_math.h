@@ -186,15 +186,29 @@ inline GemmPlan plan_sgemm(int64_t M, int64_t N, int64_t K, int sms) {
   return {GemmTiling::small, int(splits)};
 }
 
+// a / b and a % b for 0 <= a, 0 < b: in 32 bits when both fit (a GPU divides 64-bit integers in
+// software, many times slower), else in 64.
+GL_HD void divmod_nonneg(int64_t a, int64_t b, int64_t& q, int64_t& r) {
+  if (((a | b) >> 31) == 0) {
+    const uint32_t q32 = uint32_t(a) / uint32_t(b);
+    q = int64_t(q32);
+    r = int64_t(uint32_t(a) - q32 * uint32_t(b));
+  } else {
+    q = a / b;
+    r = a - q * b;
+  }
+}
+
 // ---- convolution and pooling gathers (the backward passes read, never scatter) ----
 // The output position o (0 <= o < n_out) whose tap k reads input position i, for a window of
 // o * stride - pad + k * dil; -1 when no output's tap k lands on i.
 GL_HD int64_t conv_tap_source(int64_t i, int64_t k, int64_t stride, int64_t pad, int64_t dil,
                               int64_t n_out) {
   const int64_t t = i + pad - k * dil;
-  if (t < 0 || t % stride != 0) return -1;
-  const int64_t o = t / stride;
-  return o < n_out ? o : -1;
+  if (t < 0) return -1;
+  int64_t o, rest;
+  divmod_nonneg(t, stride, o, rest);
+  return rest == 0 && o < n_out ? o : -1;
 }
 
 struct IndexRange {

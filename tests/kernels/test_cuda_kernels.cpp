@@ -341,6 +341,28 @@ std::vector<float> conv_forward_tiled_on_host(const kc::ConvDims& g, const float
   return out;
 }
 
+// The input gradient as the kernel computes it: every block of its grid (groups, input-channel
+// tiles, input-pixel tiles).
+std::vector<float> conv_dx_tiled_on_host(const kc::ConvDims& g, const float* w, const float* dy) {
+  std::vector<float> dx(static_cast<size_t>(g.n * g.c * g.h * g.w), std::nanf(""));
+  const int64_t mtiles = (g.cg + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t ptiles = (kc::conv_dx_pixels(g) + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t slices = (g.ocg * g.kh * g.kw + kc::kConvSlice - 1) / kc::kConvSlice;
+  for (int64_t group = 0; group < g.groups; ++group)
+    for (int64_t mt = 0; mt < mtiles; ++mt)
+      for (int64_t pt = 0; pt < ptiles; ++pt) {
+        const int64_t m0 = mt * kc::kConvTile, n0 = pt * kc::kConvTile;
+        auto acc =
+            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_dx_stage(g, kc::conv_dx_thread_plan(g, group, n0, t, w), m0,
+                                s * kc::kConvSlice, dy, As, Bs);
+            });
+        for (int t = 0; t < kc::kConvThreads; ++t)
+          kc::conv_dx_store(g, group, m0, n0, t, acc_rows(acc[size_t(t)]), dx.data());
+      }
+  return dx;
+}
+
 // The weight gradient as the kernel computes it: every block of its grid (groups, output-channel
 // tiles, tap tiles x runs of `chunk` pixels), then the sum of the runs.
 std::vector<float> conv_dw_tiled_on_host(const kc::ConvDims& g, const float* x, const float* dy,
@@ -370,7 +392,7 @@ std::vector<float> conv_dw_tiled_on_host(const kc::ConvDims& g, const float* x, 
   return dw;
 }
 
-TEST(CudaIndexMath, ConvForwardAndWeightGradientTilesMatchTheReference) {
+TEST(CudaIndexMath, ConvTilesMatchTheReference) {
   struct Case {
     int64_t n, c, h, w, oc, kh, kw, stride, pad, dil, groups, chunk;
     int64_t stride_w = -1, pad_w = -1, dil_w = -1;  // -1: as along the height
@@ -385,6 +407,8 @@ TEST(CudaIndexMath, ConvForwardAndWeightGradientTilesMatchTheReference) {
            Case{2, 16, 6, 6, 5, 3, 3, 1, 1, 1, 1, 1 << 20},
            // The run length production uses for this geometry; 200 pixels over 4 pixel tiles.
            Case{8, 2, 5, 5, 3, 3, 3, 1, 1, 1, 1, 0},
+           // 70 input channels: two channel tiles of the input gradient; K = 630.
+           Case{1, 70, 4, 5, 3, 3, 3, 1, 1, 1, 1, 0},
            // Strides, padding and dilation that differ between the height and the width.
            Case{2, 3, 11, 10, 6, 3, 2, 2, 1, 1, 3, 24, 1, 0, 3},
        }) {
@@ -402,10 +426,10 @@ TEST(CudaIndexMath, ConvForwardAndWeightGradientTilesMatchTheReference) {
     const auto dy = random_vec<float>(size_t(g.NP * g.oc), 93);
     const std::vector<double> xd(x.begin(), x.end()), wd(w.begin(), w.end()),
         bd(b.begin(), b.end()), dyd(dy.begin(), dy.end());
-    std::vector<double> want_y(dy.size()), want_dw(w.size()), unused_dx(x.size()),
+    std::vector<double> want_y(dy.size()), want_dw(w.size()), want_dx(x.size()),
         unused_db(size_t(g.oc));
     gl::kernels::cpu::conv2d_reference(cg, xd.data(), wd.data(), bd.data(), want_y.data());
-    gl::kernels::cpu::conv2d_backward(cg, xd.data(), wd.data(), dyd.data(), unused_dx.data(),
+    gl::kernels::cpu::conv2d_backward(cg, xd.data(), wd.data(), dyd.data(), want_dx.data(),
                                       want_dw.data(), unused_db.data());
     const std::string what = "oc " + std::to_string(t.oc) + " chunk " + std::to_string(chunk);
     const double ty = 1e-5 * std::sqrt(double(g.K)), tdw = 1e-5 * std::sqrt(double(g.NP));
@@ -413,6 +437,9 @@ TEST(CudaIndexMath, ConvForwardAndWeightGradientTilesMatchTheReference) {
                  "forward tiles, " + what);
     expect_close(conv_dw_tiled_on_host(g, x.data(), dy.data(), chunk), want_dw, tdw, tdw,
                  "weight gradient tiles, " + what);
+    const double tdx = 1e-5 * std::sqrt(double(g.ocg * g.kh * g.kw));
+    expect_close(conv_dx_tiled_on_host(g, w.data(), dy.data()), want_dx, tdx, tdx,
+                 "input gradient tiles, " + what);
   }
 }
 
