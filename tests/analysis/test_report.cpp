@@ -323,6 +323,25 @@ TEST(Svg, LongLegendNamesKeepTheirEnds) {
   EXPECT_NE(s.find("<title>he_normal:factor=1 (epoch 5)</title>"), std::string::npos);
 }
 
+// A series with no point to draw (all NaN; on a log axis, all non-positive too) has no legend
+// entry and leaves the axis ranges to the others.
+TEST(Svg, SeriesWithNothingToDrawHaveNoLegendEntry) {
+  svg::LineChart c;
+  c.log_y = true;
+  c.series.push_back({"drawn", {0, 1, 2}, {1, 10, 100}, ""});
+  c.series.push_back({"all nan", {0, 1, 2}, {NAN, NAN, NAN}, ""});
+  c.series.push_back({"all zero", {0, 1, 2}, {0, 0, 0}, ""});
+  c.series.push_back({"no points", {}, {}, ""});
+  const std::string s = svg::line_chart(c);
+  EXPECT_NE(s.find(">drawn</text>"), std::string::npos) << s;
+  for (const char* name : {"all nan", "all zero", "no points"})
+    EXPECT_EQ(s.find(name), std::string::npos) << name << "\n" << s;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(s, m, std::regex("<g class=\"plot\"[^>]*>")));
+  EXPECT_EQ(two(attr(m[0], "data-xdomain")), std::make_pair(0.0, 2.0));
+  EXPECT_EQ(two(attr(m[0], "data-ydomain")), std::make_pair(1.0, 100.0));
+}
+
 TEST(Svg, OneIntegerXGetsOneIntegerTick) {
   // A depth-1 network's per-layer chart has one x value, layer 0: it was labelled -0.50, 0.00,
   // 0.50.
@@ -915,6 +934,67 @@ TEST(Report, FinalMetricsAreTheLastRowsEvenWhenNaN) {
             "<td>10.00%</td>"
             "<td>nan <span class=\"note\">(at epoch 5; last finite 84.00% at epoch 4)</span></td>"
             "<td>84.00%</td><td>7.5</td>");
+}
+
+// The figure of `svgs(html)` whose text holds `title` (empty when none does).
+std::string figure_titled(const std::string& html, const std::string& title) {
+  for (const std::string& s : svgs(html))
+    if (s.find(title) != std::string::npos) return s;
+  return "";
+}
+
+// grads.csv of the fixture's two layers over epochs 0..3: epoch 0, before training, has the
+// weight norm only (no gradient, no update), as diagnostics record it; layer 1's weight gradient
+// is missing at epoch 2.
+void write_grads_from_epoch0(const fs::path& run) {
+  std::string gr =
+      "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
+  for (int l = 0; l < 2; ++l) gr += "0," + std::to_string(l) + ",nan,nan,nan,3,nan\n";
+  for (int e = 1; e <= 3; ++e)
+    for (int l = 0; l < 2; ++l)
+      gr += std::to_string(e) + "," + std::to_string(l) + "," +
+            (e == 2 && l == 1 ? std::string("nan") : std::to_string(0.001 * (l + 1) * e)) +
+            ",0.1,0.2,3,0.001\n";
+  write(run / "diagnostics" / "grads.csv", gr);
+}
+
+// Epoch 0 has no gradients: it spent a curve (and the first colour of the epoch scale) on the
+// weight-gradient depth profile, and a blank column on its heatmap. Epochs without a value get
+// neither, a blank cell says it was not measured (it said nan), and the weight norm, measured
+// at epoch 0, keeps its curve.
+TEST(Report, EpochsWithoutAValueGetNoCurveOrColumn) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d, 2, true);
+  write_grads_from_epoch0(d);
+  const std::string html = render_report({load_run(d.string())}, {});
+  const std::string profile = figure_titled(html, "Weight-gradient norm by depth");
+  ASSERT_FALSE(profile.empty());
+  EXPECT_EQ(profile.find("epoch 0"), std::string::npos);
+  // Epoch 1 is the first curve: the dark end of viridis, where the colour bar starts (at 1, so
+  // with no tick at 0).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      profile, m, std::regex("<polyline class=\"series\" data-series=\"epoch 1\"[^>]*>")));
+  EXPECT_EQ(attr(m[0], "stroke"), "#440154");
+  const std::string bar = profile.substr(profile.find("<g class=\"colorbar\">"));
+  EXPECT_EQ(bar.find(">0</text>"), std::string::npos) << bar;
+  auto pts = invert_series(profile, "epoch 3");
+  ASSERT_EQ(pts.size(), 2u);
+  for (int l = 0; l < 2; ++l) EXPECT_NEAR(pts[l].second / (0.003 * (l + 1)), 1.0, 1e-3);
+  const std::string heat = figure_titled(html, "Weight-gradient norm (layer × epoch)");
+  ASSERT_FALSE(heat.empty());
+  EXPECT_EQ(heat.find(", epoch 0: "), std::string::npos) << heat;
+  EXPECT_NE(heat.find("fc0, epoch 1: 0.001</title>"), std::string::npos) << heat;
+  EXPECT_NE(heat.find("fc1, epoch 2: not measured</title>"), std::string::npos) << heat;
+  EXPECT_EQ(count(heat, "<rect class=\"cell\""), 2 * 3 - 1);
+  EXPECT_NE(
+      figure_titled(html, "Activation-gradient norm by depth").find("data-series=\"epoch 1\""),
+      std::string::npos);
+  EXPECT_EQ(figure_titled(html, "Activation-gradient norm by depth").find("epoch 0"),
+            std::string::npos);
+  EXPECT_NE(figure_titled(html, "Weight norm by depth").find("data-series=\"epoch 0\""),
+            std::string::npos);
 }
 
 // units.csv has NaN for a fraction its layer's activation does not have (dead units for tanh
