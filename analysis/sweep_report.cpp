@@ -607,6 +607,17 @@ class Report {
     }
   }
 
+  // A diverged run has no final accuracy (its heatmap cell is blank): summary.csv's is that of
+  // its last finished epoch, shown as such.
+  static std::string final_cell(const SweepRunData& r) {
+    if (r.status != "diverged") return pct(r.final_test_acc);
+    return "— <span class=\"note\">(" +
+           (r.epochs > 0 ? fmt::format("diverged after epoch {}; test accuracy at epoch {}: {}",
+                                       r.epochs, r.epochs, pct(r.final_test_acc))
+                         : std::string("diverged before finishing an epoch")) +
+           ")</span>";
+  }
+
   void runs_table() {
     p_.html += "<h2 id=\"runs\">Runs</h2><details><summary>" + std::to_string(s_.runs.size()) +
                " runs</summary><table><tr><th class=\"l\">run</th><th class=\"l\">activation</th>"
@@ -622,8 +633,8 @@ class Report {
           "</td><td class=\"l\">" + escape(r.init) + "</td><td>" + std::to_string(r.depth) +
           "</td><td>" + std::to_string(r.seed) +
           (s_.variant_axes.empty() ? std::string() : "</td><td class=\"l\">" + escape(r.variant)) +
-          "</td><td class=\"l\">" + escape(r.status) + "</td><td>" + pct(r.final_test_acc) +
-          "</td><td>" + pct(r.best_test_acc) + "</td></tr>";
+          "</td><td class=\"l\">" + escape(r.status) + "</td><td>" + final_cell(r) + "</td><td>" +
+          pct(r.best_test_acc) + "</td></tr>";
     p_.html += "</table></details>";
   }
 
@@ -677,7 +688,7 @@ SweepData load_sweep(const std::string& dir) {
     CsvTable t = read_csv(path);
     int cid = t.require("run"), ca = t.require("activation"), ci = t.require("init"),
         cd = t.require("depth"), cs = t.require("seed"), cst = t.require("status"),
-        cf = t.require("final_test_acc"), cb = t.require("best_test_acc");
+        cf = t.require("final_test_acc"), cb = t.require("best_test_acc"), ce = t.require("epochs");
     // The grid's other axes: the columns between run and status beside the four above.
     std::vector<int> extra;
     for (int c = cid + 1; c < cst; ++c)
@@ -696,6 +707,8 @@ SweepData load_sweep(const std::string& dir) {
       run.status = t.rows[r][size_t(cst)];
       run.final_test_acc = t.number(r, cf);
       run.best_test_acc = t.number(r, cb);
+      const double epochs = t.number(r, ce);
+      run.epochs = std::isfinite(epochs) ? int(epochs) : 0;
       for (int c : extra) {
         std::string value = t.rows[r][size_t(c)];
         // The depth of --hidden is the depth column already: its widths are what varies

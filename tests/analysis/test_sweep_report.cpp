@@ -74,6 +74,41 @@ void write_sweep(const gl::testing_fixture::ScratchDir& d, const std::string& ro
   }
 }
 
+// The runs table's row of run `id` (empty when there is none).
+std::string table_row(const std::string& html, const std::string& id) {
+  const size_t at = html.find("<td class=\"l\">" + id + "</td>");
+  if (at == std::string::npos) return "";
+  return html.substr(at, html.find("</tr>", at) - at);
+}
+
+// summary.csv keeps a diverged run's last finished epoch and that epoch's accuracy. The runs
+// table gives it no final accuracy (its heatmap cell is blank and says "diverged"): the cell
+// says after which epoch it diverged, and labels the accuracy as that epoch's.
+TEST(SweepReport, ADivergedRunHasNoFinalAccuracyInTheRunsTable) {
+  const gl::testing_fixture::ScratchDir d("sweep_report");
+  write_sweep(d,
+              "fine,relu,he_normal,2,0,finished,0,5,0.8612,0.8731,4,0.9,0.41,10.000\n"
+              "late,relu,he_normal,4,0,diverged,1,3,0.8523,0.8544,2,0.88,0.52,6.000\n"
+              "early,relu,he_normal,8,0,diverged,1,0,,,,,,0.000\n");
+  const std::string html = render_sweep_report(load_sweep(d.str()), {});
+  EXPECT_NE(table_row(html, "fine").find("<td>86.12%</td><td>87.31%</td>"), std::string::npos)
+      << table_row(html, "fine");
+  const std::string late = table_row(html, "late");
+  EXPECT_NE(late.find("<td>— <span class=\"note\">(diverged after epoch 3; test accuracy at "
+                      "epoch 3: 85.23%)</span></td><td>85.44%</td>"),
+            std::string::npos)
+      << late;
+  EXPECT_EQ(late.find("<td>85.23%</td>"), std::string::npos) << late;
+  EXPECT_NE(table_row(html, "early")
+                .find("<td>— <span class=\"note\">(diverged before finishing an epoch)</span></td>"
+                      "<td>—</td>"),
+            std::string::npos)
+      << table_row(html, "early");
+  // The heatmap's cells of the diverged runs: blank, saying so.
+  EXPECT_NE(html.find("he_normal, depth 4: diverged</title>"), std::string::npos);
+  EXPECT_NE(html.find("he_normal, depth 8: diverged</title>"), std::string::npos);
+}
+
 // Runs trained without gradient diagnostics have nan in every grad_norm_i cell: the gradient
 // section says so instead of drawing charts with nothing on them, and a run with no metrics rows
 // (diverged in its first epoch) gets no curve or legend entry.
