@@ -152,6 +152,9 @@ std::string epoch_label(double e) {
   return format_number(e, 6);
 }
 
+// What the summary shows of a run whose metrics.csv has no rows.
+const char* kNoEpoch = "no epoch finished yet";
+
 // A metrics.csv column's final value: the last row's. A run whose last row is NaN (it
 // diverged, or its evaluation failed) must not show an earlier epoch's value as its final one
 // beside the epoch count, so that case is spelled out: the last row's value ("nan") and its
@@ -336,8 +339,15 @@ void stats(Page& p, const RunData& run) {
   };
   auto loss4 = [](double v) { return format_number(v, 4); };
   p.html += "<div class=\"stats\">";
+  if (m.epoch.empty()) {  // stopped (killed, or diverged) before its first epoch ended
+    stat(kNoEpoch, "no accuracy or loss to show");
+    p.html += "</div>\n";
+    return;
+  }
   stat_final(final_value(acc, m.epoch, pct), "final test accuracy");
-  stat(pct(best), "best test accuracy (epoch " + epoch_label(best_epoch) + ")");
+  stat(pct(best),
+       "best test accuracy" + (std::isfinite(best) ? " (epoch " + epoch_label(best_epoch) + ")"
+                                                   : std::string(" (no finite value)")));
   stat_final(final_value(m.test_loss, m.epoch, loss4), "final test loss");
   stat(std::to_string(m.epoch.size()), "epochs");
   if (!m.epoch_time.empty()) stat(format_number(total_time, 3) + " s", "training time");
@@ -346,6 +356,7 @@ void stats(Page& p, const RunData& run) {
 
 void training_curves(Page& p, const RunData& run) {
   const auto& m = run.metrics;
+  if (m.epoch.empty()) return;  // stats() says so
   svg::LineChart loss;
   loss.title = "Loss";
   loss.xlabel = "epoch";
@@ -1003,9 +1014,13 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     p.html += "<tr><td class=\"l\"><span class=\"swatch\" style=\"background:" +
               svg::category_color(static_cast<int>(i)) + "\"></span><a href=\"#" + anchor(i) +
               "\">" + escape(runs[i].name) + "</a></td><td>" + std::to_string(m.epoch.size()) +
-              "</td>" + cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
-              cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
-              "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
+              "</td>";
+    if (m.epoch.empty())
+      p.html += std::string("<td class=\"l note\" colspan=\"6\">") + kNoEpoch + "</td></tr>";
+    else
+      p.html += cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
+                cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
+                "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
   }
   p.html += "</table>";
   svg::LineChart loss, acc;

@@ -997,6 +997,72 @@ TEST(Report, EpochsWithoutAValueGetNoCurveOrColumn) {
             std::string::npos);
 }
 
+// A run stopped before its first epoch ended has config.json and the diagnostics of epoch 0 (no
+// gradient yet), and no metrics.csv; one that diverged in its first epoch has a metrics.csv
+// without rows. The report of either is written, says that no epoch finished, and prints no nan
+// and no empty figure, alone or beside a finished run.
+TEST(Report, ARunWithoutAFinishedEpochSaysSo) {
+  TempDir t;
+  const fs::path d = t.path / "early", g = d / "diagnostics";
+  make_run(d, 2, true);
+  for (const char* f : {"metrics.csv", "per_class.csv", "confusion.csv", "misclassified.csv",
+                        "misclassified_images.npy", "dead_units.json"})
+    fs::remove(d / f);
+  write(g / "layers.json",
+        R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": "relu"},
+      {"name": "fc1", "kind": "linear", "in": 8, "out": 3, "activation": "relu"}], "epochs": [0]})");
+  write(g / "activations.csv",
+        "epoch,layer,kind,class,mean,std,min,max\n0,0,post,-1,0.1,0.5,0,1\n"
+        "0,1,post,-1,0.2,0.4,0,1\n");
+  write(g / "units.csv", "epoch,layer,dead_fraction,saturated_fraction\n0,0,0,nan\n0,1,0.25,nan\n");
+  write(g / "grads.csv",
+        "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n"
+        "0,0,nan,nan,nan,3,nan\n0,1,nan,nan,nan,2,nan\n");
+  for (int l = 0; l < 2; ++l)
+    for (std::string kind : {"pre", "post"})
+      write_npy<int64_t>(g / ("hist_" + std::to_string(l) + "_" + kind + ".npy"), "<i8", {1, 4},
+                         {1, 2, 3, 4});
+  make_run(t.path / "fine");
+  const std::string out = (t.path / "r.html").string();
+  auto report = [&](const std::vector<std::string>& dirs) {
+    EXPECT_EQ(message_of([&] { write_report(dirs, out, {}); }), "(no exception)");
+    const std::string html = read(out);
+    EXPECT_NE(html.find("<b>no epoch finished yet</b>"), std::string::npos);
+    for (const char* word : {"nan", "no data"})
+      EXPECT_EQ(html.find(word), std::string::npos) << word;
+    return html;
+  };
+  std::string html = report({d.string()});
+  EXPECT_NE(html.find("no metrics.csv"), std::string::npos);
+  EXPECT_NE(html.find("grads.csv has no weight-gradient norm yet"), std::string::npos);
+  EXPECT_EQ(html.find("Training curves"), std::string::npos);
+  EXPECT_NE(html.find("Weight norm by depth"), std::string::npos);  // measured at epoch 0
+  write(d / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time,act_mean_0,act_std_0,"
+        "grad_norm_0,act_mean_1,act_std_1,grad_norm_1\n");
+  html = report({d.string()});
+  EXPECT_EQ(html.find("Per-layer summary from metrics.csv"), std::string::npos);
+  html = report({d.string(), (t.path / "fine").string()});
+  EXPECT_NE(html.find(">early</a></td><td>0</td><td class=\"l note\" colspan=\"6\">no epoch "
+                      "finished yet</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find(">fine</a></td><td>5</td><td>0.31</td><td>0.55</td><td>91.00%</td>"
+                      "<td>86.00%</td><td>86.00%</td><td>7.5</td></tr>"),
+            std::string::npos);
+  // Rows without a finite test accuracy have no best epoch to name.
+  write(d / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,nan,nan,nan,nan,1.5\n");
+  html = render_report({load_run(d.string())}, {});
+  EXPECT_NE(html.find("<b>–</b><span>best test accuracy (no finite value)</span>"),
+            std::string::npos);
+  EXPECT_EQ(html.find("epoch nan"), std::string::npos);
+  // A directory with neither metrics.csv nor config.json is not a run.
+  fs::remove(d / "metrics.csv");
+  fs::remove(d / "config.json");
+  EXPECT_EQ(message_of([&] { load_run(d.string()); }),
+            "run directory '" + d.string() + "' has no metrics.csv");
+}
+
 // units.csv has NaN for a fraction its layer's activation does not have (dead units for tanh
 // and sigmoid, saturated ones for the ReLU family); the unit-list table printed those as 0,
 // and a tanh run's dead-unit heatmap was an empty grid.
