@@ -1063,6 +1063,24 @@ TEST(Report, ARunWithoutAFinishedEpochSaysSo) {
             "run directory '" + d.string() + "' has no metrics.csv");
 }
 
+// A t-SNE or PCA file that leaves a number out (null, as NaN is written) had it printed as nan,
+// in the caption ("KL nan") and on the axes ("PC 1 (nan%)"): it is left out.
+TEST(Report, NumbersAnAnalysisFileLeavesOutAreNotPrinted) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d);
+  make_analysis(d);
+  write(d / "analysis" / "tsne_h0.json",
+        R"({"method": "exact", "kl_divergence": null, "seconds": 2})");
+  write(d / "analysis" / "pca_h0.json",
+        R"({"layer": "h0", "explained_variance_ratio": [null, 0.3, 0.1]})");
+  const std::string html = render_report({load_run(d.string())}, {});
+  EXPECT_NE(html.find("h0, 4 examples, exact, 2 s<"), std::string::npos);
+  EXPECT_NE(html.find(">PC 1</text>"), std::string::npos);
+  EXPECT_NE(html.find(">PC 2 (30%)</text>"), std::string::npos);
+  EXPECT_EQ(html.find("nan"), std::string::npos);
+}
+
 // units.csv has NaN for a fraction its layer's activation does not have (dead units for tanh
 // and sigmoid, saturated ones for the ReLU family); the unit-list table printed those as 0,
 // and a tanh run's dead-unit heatmap was an empty grid.
