@@ -152,6 +152,9 @@ std::string epoch_label(double e) {
   return format_number(e, 6);
 }
 
+// What the summary shows of a run whose metrics.csv has no rows.
+const char* kNoEpoch = "no epoch finished yet";
+
 // A metrics.csv column's final value: the last row's. A run whose last row is NaN (it
 // diverged, or its evaluation failed) must not show an earlier epoch's value as its final one
 // beside the epoch count, so that case is spelled out: the last row's value ("nan") and its
@@ -207,7 +210,22 @@ Grid grid_of(const std::vector<Row>& rows, Get get, Keep keep) {
   return g;
 }
 
-// Depth profile: x = layer, one curve per (selected) epoch, viridis from first to last epoch.
+// The epochs (column indices) of g where some layer has a value a chart draws: finite, and
+// positive on a log scale. Other epochs (weight gradients at epoch 0, before training) get no
+// curve, colour or column.
+std::vector<size_t> drawn_epochs(const Grid& g, bool log_y) {
+  std::vector<size_t> out;
+  for (size_t e = 0; e < g.epochs.size(); ++e)
+    for (int l = 0; l < g.layers; ++l)
+      if (svg::drawn(g.v[l][e], log_y)) {
+        out.push_back(e);
+        break;
+      }
+  return out;
+}
+
+// Depth profile: x = layer, one curve per (selected) epoch that has a value to draw, viridis from
+// first to last epoch.
 std::string depth_profile(const Grid& g, const std::string& title, const std::string& ylabel,
                           bool log_y, size_t max_curves,
                           std::vector<std::pair<double, std::string>> hlines = {}) {
@@ -217,7 +235,9 @@ std::string depth_profile(const Grid& g, const std::string& title, const std::st
   c.ylabel = ylabel;
   c.log_y = log_y;
   c.hlines = std::move(hlines);
-  auto idx = pick(g.epochs.size(), max_curves);
+  const std::vector<size_t> drawn = drawn_epochs(g, log_y);
+  std::vector<size_t> idx;
+  for (size_t i : pick(drawn.size(), max_curves)) idx.push_back(drawn[i]);
   for (size_t k = 0; k < idx.size(); ++k) {
     svg::Series s;
     s.name = "epoch " + epoch_label(g.epochs[idx[k]]);
@@ -240,12 +260,15 @@ std::string layer_epoch_heatmap(const RunData& run, const Grid& g, const std::st
   h.map = map;
   h.log_color = log_color;
   h.colorbar_label = bar_label;
+  // Columns: the epochs with a finite value (a blank cell within one is a value not measured).
+  const std::vector<size_t> cols = drawn_epochs(g, false);
   for (int l = 0; l < g.layers; ++l) h.row_labels.push_back(std::to_string(l));
-  for (double e : g.epochs) h.col_labels.push_back(epoch_label(e));
+  for (size_t e : cols) h.col_labels.push_back(epoch_label(g.epochs[e]));
   for (int l = 0; l < g.layers; ++l)
-    for (double v : g.v[l]) h.values.push_back(v);
-  h.tooltip = [&run, &g](int r, int c, double v) {
-    return layer_name(run, r) + ", epoch " + epoch_label(g.epochs[c]) + ": " + format_number(v, 4);
+    for (size_t e : cols) h.values.push_back(g.v[l][e]);
+  h.tooltip = [&run, &g, cols](int r, int c, double v) {
+    return layer_name(run, r) + ", epoch " + epoch_label(g.epochs[cols[c]]) + ": " +
+           (std::isnan(v) ? "not measured" : format_number(v, 4));
   };
   return svg::heatmap(h);
 }
@@ -316,8 +339,15 @@ void stats(Page& p, const RunData& run) {
   };
   auto loss4 = [](double v) { return format_number(v, 4); };
   p.html += "<div class=\"stats\">";
+  if (m.epoch.empty()) {  // stopped (killed, or diverged) before its first epoch ended
+    stat(kNoEpoch, "no accuracy or loss to show");
+    p.html += "</div>\n";
+    return;
+  }
   stat_final(final_value(acc, m.epoch, pct), "final test accuracy");
-  stat(pct(best), "best test accuracy (epoch " + epoch_label(best_epoch) + ")");
+  stat(pct(best),
+       "best test accuracy" + (std::isfinite(best) ? " (epoch " + epoch_label(best_epoch) + ")"
+                                                   : std::string(" (no finite value)")));
   stat_final(final_value(m.test_loss, m.epoch, loss4), "final test loss");
   stat(std::to_string(m.epoch.size()), "epochs");
   if (!m.epoch_time.empty()) stat(format_number(total_time, 3) + " s", "training time");
@@ -326,6 +356,7 @@ void stats(Page& p, const RunData& run) {
 
 void training_curves(Page& p, const RunData& run) {
   const auto& m = run.metrics;
+  if (m.epoch.empty()) return;  // stats() says so
   svg::LineChart loss;
   loss.title = "Loss";
   loss.xlabel = "epoch";
@@ -483,31 +514,43 @@ Grid metrics_grid(const Metrics& m, const std::vector<std::vector<double>>& cols
 
 void metrics_layers_section(Page& p, const RunData& run, const ReportOptions& o) {
   const auto& m = run.metrics;
-  if (m.layers() == 0) return;
+  const Grid act_std = metrics_grid(m, m.act_std), act_mean = metrics_grid(m, m.act_mean),
+             grad = metrics_grid(m, m.grad_norm);
+  // Columns without a value (no rows yet, or gradients not recorded) draw no figure.
+  const bool stds = !drawn_epochs(act_std, false).empty(),
+             means = !drawn_epochs(act_mean, false).empty(),
+             grads = !drawn_epochs(grad, true).empty();
+  if (!stds && !means && !grads) return;
   const std::string L = std::to_string(m.layers());
   p.html += "<h3>Per-layer summary from metrics.csv</h3><div class=\"row\">";
-  p.figure(depth_profile(metrics_grid(m, m.act_std), "Activation std by depth",
-                         "std of activations", false, o.max_epoch_curves),
-           "Standard deviation of each layer's activations (" + L +
-               " layers), one curve per epoch (dark: early, light: late). "
-               "A curve that shrinks or grows with depth shows signal vanishing or exploding in "
-               "the forward pass.");
-  p.figure(depth_profile(metrics_grid(m, m.grad_norm), "Gradient norm by depth", "‖∇W‖ (log scale)",
-                         true, o.max_epoch_curves),
-           "Norm of each layer's weight gradient, log scale, one curve per epoch. Gradients that "
-           "fall by decades "
-           "toward the input are the vanishing-gradient picture.");
+  if (stds)
+    p.figure(depth_profile(act_std, "Activation std by depth", "std of activations", false,
+                           o.max_epoch_curves),
+             "Standard deviation of each layer's activations (" + L +
+                 " layers), one curve per epoch (dark: early, light: late). "
+                 "A curve that shrinks or grows with depth shows signal vanishing or exploding in "
+                 "the forward pass.");
+  if (grads)
+    p.figure(
+        depth_profile(grad, "Gradient norm by depth", "‖∇W‖ (log scale)", true, o.max_epoch_curves),
+        "Norm of each layer's weight gradient, log scale, one curve per epoch. Gradients "
+        "that fall by decades "
+        "toward the input are the vanishing-gradient picture.");
   p.html += "</div><div class=\"row\">";
-  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.act_mean), "Activation mean",
-                                 "mean of activations", false),
-           "Mean activation of each layer across epochs" +
-               std::string(m.layers() > 12 ? " (layer × epoch)."
-                                           : ", one curve per layer (dark: input side)."));
-  p.figure(per_layer_over_epochs(run, metrics_grid(m, m.grad_norm), "Gradient norm over training",
-                                 "‖∇W‖", true),
-           "Weight-gradient norm of each layer across epochs, log scale" +
-               std::string(m.layers() > 12 ? " (colour: log10)." : "."));
+  if (means)
+    p.figure(per_layer_over_epochs(run, act_mean, "Activation mean", "mean of activations", false),
+             "Mean activation of each layer across epochs" +
+                 std::string(m.layers() > 12 ? " (layer × epoch)."
+                                             : ", one curve per layer (dark: input side)."));
+  if (grads)
+    p.figure(per_layer_over_epochs(run, grad, "Gradient norm over training", "‖∇W‖", true),
+             "Weight-gradient norm of each layer across epochs, log scale" +
+                 std::string(m.layers() > 12 ? " (colour: log10)." : "."));
   p.html += "</div>\n";
+  if (!grads)
+    p.html +=
+        "<p class=\"note\">metrics.csv's grad_norm_i columns hold no gradient norm (they are "
+        "recorded with <code>--diagnostics grads</code>).</p>\n";
 }
 
 // Whether one bin of a histogram holds more than 20 times the median of its nonzero bins.
@@ -784,33 +827,39 @@ void grads_section(Page& p, const RunData& run, const Diagnostics& d, const Repo
       d.grads, [](auto& r) { return r.update_ratio; }, all);
   Grid wn = grid_of(
       d.grads, [](auto& r) { return r.weight_norm; }, all);
-  p.html += "<h3>Gradient flow</h3><div class=\"row\">";
-  p.figure(depth_profile(wg, "Weight-gradient norm by depth", "‖∇W‖ (log scale)", true,
-                         o.max_epoch_curves),
-           "Frobenius norm of each layer's weight gradient, log scale, one curve per epoch. A "
-           "steady fall toward the "
-           "input means vanishing gradients; a rise means exploding ones.");
-  p.figure(layer_epoch_heatmap(run, wg, "Weight-gradient norm (layer × epoch)", "‖∇W‖", true,
-                               svg::ColorMap::Viridis),
-           "The same norms for every layer and epoch (colour: log scale).");
-  p.html += "</div><div class=\"row\">";
-  bool any_ag = false;
-  for (auto& row : ag.v)
-    for (double v : row) any_ag |= std::isfinite(v);
-  if (any_ag)
+  p.html += "<h3>Gradient flow</h3>";
+  // Epoch 0, before training, has weight norms only: a run stopped before its first epoch ended
+  // has no gradient to draw.
+  if (drawn_epochs(wg, true).empty()) {
+    p.html +=
+        "<p class=\"note\">grads.csv has no weight-gradient norm yet (epoch 0, before training, "
+        "has none).</p>";
+  } else {
+    p.html += "<div class=\"row\">";
+    p.figure(depth_profile(wg, "Weight-gradient norm by depth", "‖∇W‖ (log scale)", true,
+                           o.max_epoch_curves),
+             "Frobenius norm of each layer's weight gradient, log scale, one curve per epoch. A "
+             "steady fall toward the "
+             "input means vanishing gradients; a rise means exploding ones.");
+    p.figure(layer_epoch_heatmap(run, wg, "Weight-gradient norm (layer × epoch)", "‖∇W‖", true,
+                                 svg::ColorMap::Viridis),
+             "The same norms for every layer and epoch (colour: log scale).");
+    p.html += "</div>";
+  }
+  p.html += "<div class=\"row\">";
+  if (!drawn_epochs(ag, true).empty())
     p.figure(depth_profile(ag, "Activation-gradient norm by depth", "‖∂L/∂a‖ (log scale)", true,
                            o.max_epoch_curves),
              "Norm of the loss gradient with respect to each layer's output, one curve per epoch.");
-  p.figure(
-      per_layer_over_epochs(run, ur, "Update / weight ratio", "‖ΔW‖ / ‖W‖", true, {{1e-3, "10⁻³"}}),
-      "Size of each epoch's last weight update relative to the weights, log scale" +
-          std::string(ur.layers > 12 ? " (layer × epoch, colour: log scale)"
-                                     : "; the dashed line marks the usual 10⁻³ rule of thumb") +
-          ".");
-  bool any_wn = false;
-  for (auto& row : wn.v)
-    for (double v : row) any_wn |= std::isfinite(v);
-  if (any_wn)
+  if (!drawn_epochs(ur, true).empty())
+    p.figure(
+        per_layer_over_epochs(run, ur, "Update / weight ratio", "‖ΔW‖ / ‖W‖", true,
+                              {{1e-3, "10⁻³"}}),
+        "Size of each epoch's last weight update relative to the weights, log scale" +
+            std::string(ur.layers > 12 ? " (layer × epoch, colour: log scale)"
+                                       : "; the dashed line marks the usual 10⁻³ rule of thumb") +
+            ".");
+  if (!drawn_epochs(wn, false).empty())
     p.figure(depth_profile(wn, "Weight norm by depth", "‖W‖", false, o.max_epoch_curves),
              "Frobenius norm of each layer's weights, one curve per epoch.");
   p.html += "</div>\n";
@@ -965,9 +1014,13 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     p.html += "<tr><td class=\"l\"><span class=\"swatch\" style=\"background:" +
               svg::category_color(static_cast<int>(i)) + "\"></span><a href=\"#" + anchor(i) +
               "\">" + escape(runs[i].name) + "</a></td><td>" + std::to_string(m.epoch.size()) +
-              "</td>" + cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
-              cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
-              "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
+              "</td>";
+    if (m.epoch.empty())
+      p.html += std::string("<td class=\"l note\" colspan=\"6\">") + kNoEpoch + "</td></tr>";
+    else
+      p.html += cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
+                cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
+                "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
   }
   p.html += "</table>";
   svg::LineChart loss, acc;
@@ -1003,10 +1056,9 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     std::string color = svg::category_color(static_cast<int>(i));
     for (auto [chart, grad] : {std::pair{&sd, false}, std::pair{&gn, true}}) {
       auto prof = last_profile(runs[i], grad);
-      if (prof.empty()) continue;
       svg::Series s{runs[i].name, {}, prof, color, false, prof.size() <= 16};
       for (size_t l = 0; l < prof.size(); ++l) s.x.push_back(static_cast<double>(l));
-      chart->series.push_back(std::move(s));
+      if (svg::has_drawn_point(s, chart->log_y)) chart->series.push_back(std::move(s));
     }
   }
   if (!sd.series.empty() || !gn.series.empty()) {

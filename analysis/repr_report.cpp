@@ -288,18 +288,23 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
     if (fs::exists(jpath)) {
       const json j = read_json(jpath);
       reading(jpath, [&] {
+        // A value the file leaves out or null is left out of the caption and the axis labels.
+        auto part = [](const std::string& before, double v, const std::string& after,
+                       int significant = 3) {
+          return std::isfinite(v) ? before + format_number(v, significant) + after : "";
+        };
         if (tsne) {
-          caption += ", " + escape(j.value("method", std::string())) + ", KL " +
-                     format_number(number_or_nan(j, "kl_divergence", jpath)) + ", " +
-                     format_number(number_or_nan(j, "seconds", jpath)) + " s";
-          if (j.contains("trustworthiness_k10"))
-            caption += ", trustworthiness(k=10) " +
-                       format_number(number_or_nan(j, "trustworthiness_k10", jpath), 4);
+          const std::string method = j.value("method", std::string());
+          if (!method.empty()) caption += ", " + escape(method);
+          caption += part(", KL ", number_or_nan(j, "kl_divergence", jpath), "") +
+                     part(", ", number_or_nan(j, "seconds", jpath), " s") +
+                     part(", trustworthiness(k=10) ",
+                          number_or_nan(j, "trustworthiness_k10", jpath), "", 4);
         } else {
           const json& r = j.at("explained_variance_ratio");
           if (r.is_array() && r.size() >= 2) {
-            xl += " (" + format_number(100 * number_or_nan(r[0])) + "%)";
-            yl += " (" + format_number(100 * number_or_nan(r[1])) + "%)";
+            xl += part(" (", 100 * number_or_nan(r[0]), "%)");
+            yl += part(" (", 100 * number_or_nan(r[1]), "%)");
           }
         }
       });

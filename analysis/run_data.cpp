@@ -269,13 +269,16 @@ RunData load_run(const std::string& dir, size_t max_images) {
   const fs::path d(dir);
   if (!fs::exists(d)) throw std::runtime_error("run directory '" + dir + "' does not exist");
   if (!fs::is_directory(d)) throw std::runtime_error("'" + dir + "' is not a directory");
-  if (!fs::exists(d / "metrics.csv"))
+  // gradlens train writes metrics.csv when its first epoch ends: a run stopped before then has
+  // config.json without it, and no epoch to show.
+  const bool has_metrics = fs::exists(d / "metrics.csv");
+  if (!has_metrics && !fs::exists(d / "config.json"))
     throw std::runtime_error("run directory '" + dir + "' has no metrics.csv");
   RunData run;
   run.dir = dir;
   run.name = fs::weakly_canonical(d).filename().string();
   if (run.name.empty()) run.name = dir;
-  run.metrics = load_metrics(d / "metrics.csv");
+  if (has_metrics) run.metrics = load_metrics(d / "metrics.csv");
   if (fs::exists(d / "config.json")) {
     run.config = read_json(d / "config.json");
     if (!run.config.is_object())
@@ -283,6 +286,7 @@ RunData load_run(const std::string& dir, size_t max_images) {
   } else {
     run.notes.push_back("no config.json");
   }
+  if (!has_metrics) run.notes.push_back("no metrics.csv");
   // diverged.json is said first: it explains what else is missing. A damaged one does not make
   // the run diverged, as in a sweep.
   std::string damage;

@@ -295,13 +295,26 @@ std::string category_color(int index) {
   return palette[static_cast<size_t>(index) % palette.size()];
 }
 
+bool drawn(double y, bool log_y) {
+  return std::isfinite(y) && (!log_y || y > 0);
+}
+
+bool has_drawn_point(const Series& s, bool log_y) {
+  for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i)
+    if (std::isfinite(s.x[i]) && drawn(s.y[i], log_y)) return true;
+  return false;
+}
+
 std::string line_chart(const LineChart& c) {
   const bool seq = c.sequential_legend.has_value();
-  const bool legend = c.legend && !c.series.empty() && !seq;
+  std::vector<size_t> entries;  // the series in the legend: those with a point drawn
+  for (size_t k = 0; k < c.series.size(); ++k)
+    if (has_drawn_point(c.series[k], c.log_y)) entries.push_back(k);
+  const bool legend = c.legend && !entries.empty() && !seq;
   double legend_w = 0;
   if (legend) {
     size_t longest = 0;
-    for (auto& s : c.series) longest = std::max(longest, s.name.size());
+    for (size_t k : entries) longest = std::max(longest, c.series[k].name.size());
     legend_w = std::min(160.0, 34 + 6.2 * longest);
   }
   if (seq) legend_w = 58;
@@ -315,7 +328,7 @@ std::string line_chart(const LineChart& c) {
   for (auto& s : c.series) {
     for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
       double x = s.x[i], y = s.y[i];
-      if (!std::isfinite(x) || !std::isfinite(y) || (c.log_y && y <= 0)) continue;
+      if (!std::isfinite(x) || !drawn(y, c.log_y)) continue;
       xmin = std::min(xmin, x), xmax = std::max(xmax, x);
       ymin = std::min(ymin, y), ymax = std::max(ymax, y);
       if (std::fabs(x - std::round(x)) > 1e-9) x_integers = false;
@@ -415,7 +428,7 @@ std::string line_chart(const LineChart& c) {
     };
     for (size_t i = 0; i < ser.x.size() && i < ser.y.size(); ++i) {
       double x = ser.x[i], y = ser.y[i];
-      if (!std::isfinite(x) || !std::isfinite(y) || (c.log_y && y <= 0)) {
+      if (!std::isfinite(x) || !drawn(y, c.log_y)) {
         flush();
         continue;
       }
@@ -426,7 +439,7 @@ std::string line_chart(const LineChart& c) {
     flush();
     if (ser.markers)
       for (size_t i = 0; i < ser.x.size() && i < ser.y.size(); ++i)
-        if (std::isfinite(ser.x[i]) && std::isfinite(ser.y[i]) && (!c.log_y || ser.y[i] > 0))
+        if (std::isfinite(ser.x[i]) && drawn(ser.y[i], c.log_y))
           s += "<circle cx=\"" + num(px(ser.x[i])) + "\" cy=\"" + num(py(ser.y[i])) +
                "\" r=\"2.2\" fill=\"" + color + "\"><title>" + escape(ser.name) + ": " +
                escape(format_number(ser.x[i], 4)) + ", " + escape(format_number(ser.y[i], 4)) +
@@ -437,10 +450,11 @@ std::string line_chart(const LineChart& c) {
   if (legend) {
     double lx = plot.right() + 12, ly = plot.top + 4;
     size_t max_rows = static_cast<size_t>(plot.height / 15);
-    for (size_t k = 0; k < c.series.size() && k < max_rows; ++k) {
+    for (size_t row = 0; row < entries.size() && row < max_rows; ++row) {
+      const size_t k = entries[row];
       const Series& ser = c.series[k];
       std::string color = ser.color.empty() ? category_color(static_cast<int>(k)) : ser.color;
-      double yy = ly + k * 15;
+      double yy = ly + row * 15;
       s += "<line x1=\"" + num(lx) + "\" x2=\"" + num(lx + 20) + "\" y1=\"" + num(yy) + "\" y2=\"" +
            num(yy) + "\" stroke=\"" + color + "\" stroke-width=\"2.2\"" +
            (ser.dashed ? " stroke-dasharray=\"5 3\"" : "") + "/>";
@@ -459,9 +473,9 @@ std::string line_chart(const LineChart& c) {
       s += "<g><title>" + escape(ser.name) + "</title>" +
            text(lx + 25, yy + 3.5, name, "start", 10, "class=\"legend\" fill=\"#333\"") + "</g>";
     }
-    if (c.series.size() > max_rows)
+    if (entries.size() > max_rows)
       s += text(lx, ly + max_rows * 15 + 3,
-                "+" + std::to_string(c.series.size() - max_rows) + " more", "start", 9.5,
+                "+" + std::to_string(entries.size() - max_rows) + " more", "start", 9.5,
                 "fill=\"#777\"");
   }
   if (seq) {

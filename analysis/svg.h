@@ -44,6 +44,11 @@ struct Series {
   double width = 1.8;
 };
 
+// Whether a line chart draws a y value: finite, and positive on a log axis. A series with no
+// drawn point (x finite too) has no legend entry and leaves the axis ranges alone.
+bool drawn(double y, bool log_y);
+bool has_drawn_point(const Series& s, bool log_y);
+
 struct LineChart {
   std::string title, xlabel, ylabel;
   std::vector<Series> series;

@@ -365,9 +365,14 @@ class Report {
       svg::Series sr{rs[k].first, m.epoch, {}, svg::category_color(int(k))};
       for (double v : m.test_acc) sr.y.push_back(100 * v);
       sr.markers = m.epoch.size() <= 12;
-      c.series.push_back(sr);
+      add(c, std::move(sr));
     }
     return c;
+  }
+
+  // A chart of runs none of which finished an epoch would be empty: it is left out.
+  void epochs_figure(const svg::LineChart& c, const std::string& caption) {
+    if (!c.series.empty()) p_.figure(svg::line_chart(c), caption);
   }
 
   void epochs_section() {
@@ -378,19 +383,25 @@ class Report {
       for (auto& a : acts_) {
         std::vector<std::pair<std::string, const SweepRunData*>> rs;
         for (auto& i : inits_) rs.emplace_back(i, run(a, i, d));
-        p_.figure(svg::line_chart(epochs_chart(a + ", depth " + std::to_string(d), rs)),
-                  "One curve per initialization; a curve that stops early diverged.");
+        epochs_figure(epochs_chart(a + ", depth " + std::to_string(d), rs),
+                      "One curve per initialization; a curve that stops early diverged.");
       }
       p_.html += "</div><h3>depth " + std::to_string(d) +
                  ": per activation, at fixed initialization</h3><div class=\"row\">";
       for (auto& i : inits_) {
         std::vector<std::pair<std::string, const SweepRunData*>> rs;
         for (auto& a : acts_) rs.emplace_back(a, run(a, i, d));
-        p_.figure(svg::line_chart(epochs_chart(i + ", depth " + std::to_string(d), rs)),
-                  "One curve per activation.");
+        epochs_figure(epochs_chart(i + ", depth " + std::to_string(d), rs),
+                      "One curve per activation.");
       }
       p_.html += "</div>";
     }
+  }
+
+  // Adds s to c when it has a point to draw: a run without metrics rows, or a statistic its
+  // metrics.csv does not record, gets no curve and no legend entry.
+  static void add(svg::LineChart& c, svg::Series s) {
+    if (svg::has_drawn_point(s, c.log_y)) c.series.push_back(std::move(s));
   }
 
   // Per-layer profile at one metrics row (x = layer).
@@ -433,7 +444,7 @@ class Report {
             const SweepRunData* r = run(a, inits_[k], d);
             if (!r || r->metrics.layers() == 0 || r->metrics.epoch.empty()) continue;
             const auto& cols = which ? r->metrics.act_std : r->metrics.act_mean;
-            c.series.push_back(
+            add(c,
                 profile(inits_[k], cols, r->metrics.epoch.size() - 1, svg::category_color(int(k))));
           }
           if (!c.series.empty())
@@ -452,7 +463,7 @@ class Report {
     for (auto& a : acts_)
       for (auto& i : inits_) {
         const SweepRunData* r = run(a, i, d);
-        if (!r || r->metrics.layers() == 0) continue;
+        if (!r || r->metrics.layers() == 0 || r->metrics.epoch.empty()) continue;
         svg::Heatmap hm;
         hm.title = a + " / " + i;
         hm.xlabel = "epoch";
@@ -473,8 +484,14 @@ class Report {
 
   void grads_section() {
     p_.html += "<h2 id=\"" + prefix_ + "grads\">Gradient norm per layer</h2>";
-    if (!any_layers()) {
-      p_.html += "<p class=\"note\">No grad_norm_i columns in the runs' metrics.csv.</p>";
+    bool any_grad = false;
+    for (auto& r : s_.runs)
+      for (auto& col : r.metrics.grad_norm)
+        for (double v : col) any_grad |= svg::drawn(v, true);
+    if (!any_grad) {
+      p_.html +=
+          "<p class=\"note\">No gradient norms in the runs' metrics.csv (the grad_norm_i "
+          "columns are recorded with <code>--diagnostics grads</code>).</p>";
       return;
     }
     for (int d : chosen_) {
@@ -495,11 +512,12 @@ class Report {
                       r->metrics.grad_norm, 0, svg::category_color(int(k)));
           first.dashed = true;
           first.width = 1.2;
-          c.series.push_back(first);
+          add(c, std::move(first));
           if (r->metrics.epoch.size() > 1)
-            c.series.push_back(profile(
-                inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.back()) + ")",
-                r->metrics.grad_norm, r->metrics.epoch.size() - 1, svg::category_color(int(k))));
+            add(c,
+                profile(inits_[k] + " (epoch " + svg::format_number(r->metrics.epoch.back()) + ")",
+                        r->metrics.grad_norm, r->metrics.epoch.size() - 1,
+                        svg::category_color(int(k))));
         }
         if (!c.series.empty())
           p_.figure(svg::line_chart(c),
@@ -575,8 +593,8 @@ class Report {
         for (size_t k = 0; k < members.size(); ++k) {
           const SweepRunData* r = run(a, members[k].second, d);
           if (!r || r->metrics.layers() == 0 || r->metrics.epoch.empty()) continue;
-          sd.series.push_back(profile("factor " + svg::format_number(members[k].first),
-                                      r->metrics.act_std, 0, svg::category_color(int(k))));
+          add(sd, profile("factor " + svg::format_number(members[k].first), r->metrics.act_std, 0,
+                          svg::category_color(int(k))));
         }
         if (!sd.series.empty())
           p_.figure(svg::line_chart(sd),
@@ -587,6 +605,17 @@ class Report {
       }
       p_.html += "</div>";
     }
+  }
+
+  // A diverged run has no final accuracy (its heatmap cell is blank): summary.csv's is that of
+  // its last finished epoch, shown as such.
+  static std::string final_cell(const SweepRunData& r) {
+    if (r.status != "diverged") return pct(r.final_test_acc);
+    return "— <span class=\"note\">(" +
+           (r.epochs > 0 ? fmt::format("diverged after epoch {}; test accuracy at epoch {}: {}",
+                                       r.epochs, r.epochs, pct(r.final_test_acc))
+                         : std::string("diverged before finishing an epoch")) +
+           ")</span>";
   }
 
   void runs_table() {
@@ -604,8 +633,8 @@ class Report {
           "</td><td class=\"l\">" + escape(r.init) + "</td><td>" + std::to_string(r.depth) +
           "</td><td>" + std::to_string(r.seed) +
           (s_.variant_axes.empty() ? std::string() : "</td><td class=\"l\">" + escape(r.variant)) +
-          "</td><td class=\"l\">" + escape(r.status) + "</td><td>" + pct(r.final_test_acc) +
-          "</td><td>" + pct(r.best_test_acc) + "</td></tr>";
+          "</td><td class=\"l\">" + escape(r.status) + "</td><td>" + final_cell(r) + "</td><td>" +
+          pct(r.best_test_acc) + "</td></tr>";
     p_.html += "</table></details>";
   }
 
@@ -659,7 +688,7 @@ SweepData load_sweep(const std::string& dir) {
     CsvTable t = read_csv(path);
     int cid = t.require("run"), ca = t.require("activation"), ci = t.require("init"),
         cd = t.require("depth"), cs = t.require("seed"), cst = t.require("status"),
-        cf = t.require("final_test_acc"), cb = t.require("best_test_acc");
+        cf = t.require("final_test_acc"), cb = t.require("best_test_acc"), ce = t.require("epochs");
     // The grid's other axes: the columns between run and status beside the four above.
     std::vector<int> extra;
     for (int c = cid + 1; c < cst; ++c)
@@ -678,6 +707,8 @@ SweepData load_sweep(const std::string& dir) {
       run.status = t.rows[r][size_t(cst)];
       run.final_test_acc = t.number(r, cf);
       run.best_test_acc = t.number(r, cb);
+      const double epochs = t.number(r, ce);
+      run.epochs = std::isfinite(epochs) ? int(epochs) : 0;
       for (int c : extra) {
         std::string value = t.rows[r][size_t(c)];
         // The depth of --hidden is the depth column already: its widths are what varies

@@ -18,7 +18,9 @@ struct SweepRunData {
   std::string variant;  // the grid's other axes, "lr=0.01, momentum=0.9" (empty: none)
   int depth = 0;
   long long seed = 0;
+  // From summary.csv; a diverged run's final_test_acc is that of its last finished epoch.
   double final_test_acc = 0, best_test_acc = 0;
+  int epochs = 0;   // epochs finished
   Metrics metrics;  // empty when the run directory is missing
 };
 

@@ -323,6 +323,25 @@ TEST(Svg, LongLegendNamesKeepTheirEnds) {
   EXPECT_NE(s.find("<title>he_normal:factor=1 (epoch 5)</title>"), std::string::npos);
 }
 
+// A series with no point to draw (all NaN; on a log axis, all non-positive too) has no legend
+// entry and leaves the axis ranges to the others.
+TEST(Svg, SeriesWithNothingToDrawHaveNoLegendEntry) {
+  svg::LineChart c;
+  c.log_y = true;
+  c.series.push_back({"drawn", {0, 1, 2}, {1, 10, 100}, ""});
+  c.series.push_back({"all nan", {0, 1, 2}, {NAN, NAN, NAN}, ""});
+  c.series.push_back({"all zero", {0, 1, 2}, {0, 0, 0}, ""});
+  c.series.push_back({"no points", {}, {}, ""});
+  const std::string s = svg::line_chart(c);
+  EXPECT_NE(s.find(">drawn</text>"), std::string::npos) << s;
+  for (const char* name : {"all nan", "all zero", "no points"})
+    EXPECT_EQ(s.find(name), std::string::npos) << name << "\n" << s;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(s, m, std::regex("<g class=\"plot\"[^>]*>")));
+  EXPECT_EQ(two(attr(m[0], "data-xdomain")), std::make_pair(0.0, 2.0));
+  EXPECT_EQ(two(attr(m[0], "data-ydomain")), std::make_pair(1.0, 100.0));
+}
+
 TEST(Svg, OneIntegerXGetsOneIntegerTick) {
   // A depth-1 network's per-layer chart has one x value, layer 0: it was labelled -0.50, 0.00,
   // 0.50.
@@ -915,6 +934,151 @@ TEST(Report, FinalMetricsAreTheLastRowsEvenWhenNaN) {
             "<td>10.00%</td>"
             "<td>nan <span class=\"note\">(at epoch 5; last finite 84.00% at epoch 4)</span></td>"
             "<td>84.00%</td><td>7.5</td>");
+}
+
+// The figure of `svgs(html)` whose text holds `title` (empty when none does).
+std::string figure_titled(const std::string& html, const std::string& title) {
+  for (const std::string& s : svgs(html))
+    if (s.find(title) != std::string::npos) return s;
+  return "";
+}
+
+// grads.csv of the fixture's two layers over epochs 0..3: epoch 0, before training, has the
+// weight norm only (no gradient, no update), as diagnostics record it; layer 1's weight gradient
+// is missing at epoch 2.
+void write_grads_from_epoch0(const fs::path& run) {
+  std::string gr =
+      "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n";
+  for (int l = 0; l < 2; ++l) gr += "0," + std::to_string(l) + ",nan,nan,nan,3,nan\n";
+  for (int e = 1; e <= 3; ++e)
+    for (int l = 0; l < 2; ++l)
+      gr += std::to_string(e) + "," + std::to_string(l) + "," +
+            (e == 2 && l == 1 ? std::string("nan") : std::to_string(0.001 * (l + 1) * e)) +
+            ",0.1,0.2,3,0.001\n";
+  write(run / "diagnostics" / "grads.csv", gr);
+}
+
+// Epoch 0 has no gradients: it spent a curve (and the first colour of the epoch scale) on the
+// weight-gradient depth profile, and a blank column on its heatmap. Epochs without a value get
+// neither, a blank cell says it was not measured (it said nan), and the weight norm, measured
+// at epoch 0, keeps its curve.
+TEST(Report, EpochsWithoutAValueGetNoCurveOrColumn) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d, 2, true);
+  write_grads_from_epoch0(d);
+  const std::string html = render_report({load_run(d.string())}, {});
+  const std::string profile = figure_titled(html, "Weight-gradient norm by depth");
+  ASSERT_FALSE(profile.empty());
+  EXPECT_EQ(profile.find("epoch 0"), std::string::npos);
+  // Epoch 1 is the first curve: the dark end of viridis, where the colour bar starts (at 1, so
+  // with no tick at 0).
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      profile, m, std::regex("<polyline class=\"series\" data-series=\"epoch 1\"[^>]*>")));
+  EXPECT_EQ(attr(m[0], "stroke"), "#440154");
+  const std::string bar = profile.substr(profile.find("<g class=\"colorbar\">"));
+  EXPECT_EQ(bar.find(">0</text>"), std::string::npos) << bar;
+  auto pts = invert_series(profile, "epoch 3");
+  ASSERT_EQ(pts.size(), 2u);
+  for (int l = 0; l < 2; ++l) EXPECT_NEAR(pts[l].second / (0.003 * (l + 1)), 1.0, 1e-3);
+  const std::string heat = figure_titled(html, "Weight-gradient norm (layer × epoch)");
+  ASSERT_FALSE(heat.empty());
+  EXPECT_EQ(heat.find(", epoch 0: "), std::string::npos) << heat;
+  EXPECT_NE(heat.find("fc0, epoch 1: 0.001</title>"), std::string::npos) << heat;
+  EXPECT_NE(heat.find("fc1, epoch 2: not measured</title>"), std::string::npos) << heat;
+  EXPECT_EQ(count(heat, "<rect class=\"cell\""), 2 * 3 - 1);
+  EXPECT_NE(
+      figure_titled(html, "Activation-gradient norm by depth").find("data-series=\"epoch 1\""),
+      std::string::npos);
+  EXPECT_EQ(figure_titled(html, "Activation-gradient norm by depth").find("epoch 0"),
+            std::string::npos);
+  EXPECT_NE(figure_titled(html, "Weight norm by depth").find("data-series=\"epoch 0\""),
+            std::string::npos);
+}
+
+// A run stopped before its first epoch ended has config.json and the diagnostics of epoch 0 (no
+// gradient yet), and no metrics.csv; one that diverged in its first epoch has a metrics.csv
+// without rows. The report of either is written, says that no epoch finished, and prints no nan
+// and no empty figure, alone or beside a finished run.
+TEST(Report, ARunWithoutAFinishedEpochSaysSo) {
+  TempDir t;
+  const fs::path d = t.path / "early", g = d / "diagnostics";
+  make_run(d, 2, true);
+  for (const char* f : {"metrics.csv", "per_class.csv", "confusion.csv", "misclassified.csv",
+                        "misclassified_images.npy", "dead_units.json"})
+    fs::remove(d / f);
+  write(g / "layers.json",
+        R"({"layers": [{"name": "fc0", "kind": "linear", "in": 4, "out": 8, "activation": "relu"},
+      {"name": "fc1", "kind": "linear", "in": 8, "out": 3, "activation": "relu"}], "epochs": [0]})");
+  write(g / "activations.csv",
+        "epoch,layer,kind,class,mean,std,min,max\n0,0,post,-1,0.1,0.5,0,1\n"
+        "0,1,post,-1,0.2,0.4,0,1\n");
+  write(g / "units.csv", "epoch,layer,dead_fraction,saturated_fraction\n0,0,0,nan\n0,1,0.25,nan\n");
+  write(g / "grads.csv",
+        "epoch,layer,weight_grad_norm,bias_grad_norm,act_grad_norm,weight_norm,update_ratio\n"
+        "0,0,nan,nan,nan,3,nan\n0,1,nan,nan,nan,2,nan\n");
+  for (int l = 0; l < 2; ++l)
+    for (std::string kind : {"pre", "post"})
+      write_npy<int64_t>(g / ("hist_" + std::to_string(l) + "_" + kind + ".npy"), "<i8", {1, 4},
+                         {1, 2, 3, 4});
+  make_run(t.path / "fine");
+  const std::string out = (t.path / "r.html").string();
+  auto report = [&](const std::vector<std::string>& dirs) {
+    EXPECT_EQ(message_of([&] { write_report(dirs, out, {}); }), "(no exception)");
+    const std::string html = read(out);
+    EXPECT_NE(html.find("<b>no epoch finished yet</b>"), std::string::npos);
+    for (const char* word : {"nan", "no data"})
+      EXPECT_EQ(html.find(word), std::string::npos) << word;
+    return html;
+  };
+  std::string html = report({d.string()});
+  EXPECT_NE(html.find("no metrics.csv"), std::string::npos);
+  EXPECT_NE(html.find("grads.csv has no weight-gradient norm yet"), std::string::npos);
+  EXPECT_EQ(html.find("Training curves"), std::string::npos);
+  EXPECT_NE(html.find("Weight norm by depth"), std::string::npos);  // measured at epoch 0
+  write(d / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time,act_mean_0,act_std_0,"
+        "grad_norm_0,act_mean_1,act_std_1,grad_norm_1\n");
+  html = report({d.string()});
+  EXPECT_EQ(html.find("Per-layer summary from metrics.csv"), std::string::npos);
+  html = report({d.string(), (t.path / "fine").string()});
+  EXPECT_NE(html.find(">early</a></td><td>0</td><td class=\"l note\" colspan=\"6\">no epoch "
+                      "finished yet</td></tr>"),
+            std::string::npos);
+  EXPECT_NE(html.find(">fine</a></td><td>5</td><td>0.31</td><td>0.55</td><td>91.00%</td>"
+                      "<td>86.00%</td><td>86.00%</td><td>7.5</td></tr>"),
+            std::string::npos);
+  // Rows without a finite test accuracy have no best epoch to name.
+  write(d / "metrics.csv",
+        "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,nan,nan,nan,nan,1.5\n");
+  html = render_report({load_run(d.string())}, {});
+  EXPECT_NE(html.find("<b>–</b><span>best test accuracy (no finite value)</span>"),
+            std::string::npos);
+  EXPECT_EQ(html.find("epoch nan"), std::string::npos);
+  // A directory with neither metrics.csv nor config.json is not a run.
+  fs::remove(d / "metrics.csv");
+  fs::remove(d / "config.json");
+  EXPECT_EQ(message_of([&] { load_run(d.string()); }),
+            "run directory '" + d.string() + "' has no metrics.csv");
+}
+
+// A t-SNE or PCA file that leaves a number out (null, as NaN is written) had it printed as nan,
+// in the caption ("KL nan") and on the axes ("PC 1 (nan%)"): it is left out.
+TEST(Report, NumbersAnAnalysisFileLeavesOutAreNotPrinted) {
+  TempDir t;
+  const fs::path d = t.path / "run";
+  make_run(d);
+  make_analysis(d);
+  write(d / "analysis" / "tsne_h0.json",
+        R"({"method": "exact", "kl_divergence": null, "seconds": 2})");
+  write(d / "analysis" / "pca_h0.json",
+        R"({"layer": "h0", "explained_variance_ratio": [null, 0.3, 0.1]})");
+  const std::string html = render_report({load_run(d.string())}, {});
+  EXPECT_NE(html.find("h0, 4 examples, exact, 2 s<"), std::string::npos);
+  EXPECT_NE(html.find(">PC 1</text>"), std::string::npos);
+  EXPECT_NE(html.find(">PC 2 (30%)</text>"), std::string::npos);
+  EXPECT_EQ(html.find("nan"), std::string::npos);
 }
 
 // units.csv has NaN for a fraction its layer's activation does not have (dead units for tanh
