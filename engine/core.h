@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -21,6 +23,12 @@ class Error : public std::runtime_error {
   do {                                                       \
     if (!(cond)) throw ::gl::Error(fmt::format(__VA_ARGS__)); \
   } while (0)
+
+// v for a message: a NaN of either sign prints as "nan" (fmt writes a negative NaN as "-nan",
+// a sign that means nothing to the reader).
+inline double message_value(double v) {
+  return std::isnan(v) ? std::numeric_limits<double>::quiet_NaN() : v;
+}
 
 enum class DType : uint8_t { f32, f64, i64, u8 };
 

@@ -160,7 +160,7 @@ void require_finite(const StateDict& state) {
         name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
     for (int64_t i = 0; i < v.numel(); ++i) {
       GL_CHECK(std::isfinite(p[i]), "'{}' holds a non-finite value ({} at flat index {} of {})",
-               name, p[i], i, shape_str(t.shape()));
+               name, message_value(p[i]), i, shape_str(t.shape()));
       GL_CHECK(!variance || p[i] >= 0, "'{}' holds a negative variance ({} at flat index {} of {})",
                name, p[i], i, shape_str(t.shape()));
     }

@@ -805,7 +805,7 @@ void Trainer::count_step(double lv, int64_t b) {
     write_metrics(history_);
     throw DivergedError(fmt::format("loss became {} at epoch {} step {} (global step {}); "
                                     "the run diverged (try a lower --lr)",
-                                    lv, epoch_, b + 1, global_step_),
+                                    message_value(lv), epoch_, b + 1, global_step_),
                         epoch_, global_step_);
   }
 }
@@ -888,10 +888,11 @@ void Trainer::train_epoch_cuda() {
   for (auto& [step, t] : dev_steps) step_losses_.emplace_back(step, t.item());
   if (!std::isfinite(ep_.loss_sum)) {
     write_metrics(history_);
-    throw DivergedError(fmt::format("loss became {} during epoch {} (by global step {}); the "
-                                    "run diverged (try a lower --lr)",
-                                    ep_.loss_sum / double(ep_.seen), epoch_, global_step_),
-                        epoch_, global_step_);
+    throw DivergedError(
+        fmt::format("loss became {} during epoch {} (by global step {}); the "
+                    "run diverged (try a lower --lr)",
+                    message_value(ep_.loss_sum / double(ep_.seen)), epoch_, global_step_),
+        epoch_, global_step_);
   }
 }
 
