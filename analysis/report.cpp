@@ -344,11 +344,17 @@ void stats(Page& p, const RunData& run) {
     p.html += "</div>\n";
     return;
   }
-  stat_final(final_value(acc, m.epoch, pct), "final test accuracy");
+  // A diverged run has no final model: its last row is the last epoch it finished.
+  const std::string last =
+      run.diverged ? " at epoch " + epoch_label(m.epoch.back()) + ", the last before it diverged"
+                   : "";
+  stat_final(final_value(acc, m.epoch, pct),
+             run.diverged ? "test accuracy" + last : "final test accuracy");
   stat(pct(best),
        "best test accuracy" + (std::isfinite(best) ? " (epoch " + epoch_label(best_epoch) + ")"
                                                    : std::string(" (no finite value)")));
-  stat_final(final_value(m.test_loss, m.epoch, loss4), "final test loss");
+  stat_final(final_value(m.test_loss, m.epoch, loss4),
+             run.diverged ? "test loss" + last : "final test loss");
   stat(std::to_string(m.epoch.size()), "epochs");
   if (!m.epoch_time.empty()) stat(format_number(total_time, 3) + " s", "training time");
   p.html += "</div>\n";

@@ -290,10 +290,11 @@ RunData load_run(const std::string& dir, size_t max_images) {
   // diverged.json is said first: it explains what else is missing. A damaged one does not make
   // the run diverged, as in a sweep.
   std::string damage;
-  if (std::optional<std::string> why = train::read_diverged_marker(d.string(), &damage))
+  if (std::optional<std::string> why = train::read_diverged_marker(d.string(), &damage)) {
+    run.diverged = true;
     run.notes.insert(run.notes.begin(),
                      "diverged: " + (why->empty() ? std::string("see diverged.json") : *why));
-  else if (!damage.empty())
+  } else if (!damage.empty())
     run.notes.push_back("diverged.json is damaged, ignored (" + damage + ")");
   if (fs::exists(d / "per_class.csv")) {
     CsvTable t = read_csv((d / "per_class.csv").string());

@@ -92,6 +92,7 @@ struct RunData {
   std::vector<Image> misclassified_images;  // first few, same order as misclassified
   std::optional<Diagnostics> diagnostics;
   std::vector<std::string> notes;  // missing optional files, shown in the report
+  bool diverged = false;           // diverged.json (readable) says the run stopped diverged
 };
 
 // max_images: how many misclassified images to decode (the rest are counted only).

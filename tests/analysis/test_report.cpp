@@ -501,9 +501,17 @@ TEST(Report, ADivergedRunSaysSoAndWhy) {
         R"({"epoch": 2, "step": 17, "error": "loss became nan at epoch 2 step 9"})");
   const std::string html = render_report({load_run((t.path / "run").string())}, {});
   EXPECT_NE(html.find("diverged: loss became nan at epoch 2 step 9"), std::string::npos);
+  // Its last metrics.csv row is the last epoch it finished, not a final result.
+  const RunData run = load_run((t.path / "run").string());
+  EXPECT_TRUE(run.diverged);
+  ASSERT_EQ(run.metrics.epoch.back(), 5);
+  EXPECT_NE(html.find("test accuracy at epoch 5, the last before it diverged"), std::string::npos);
+  EXPECT_NE(html.find("test loss at epoch 5, the last before it diverged"), std::string::npos);
+  EXPECT_EQ(html.find("final test accuracy"), std::string::npos);
   make_run(t.path / "fine");
-  EXPECT_EQ(render_report({load_run((t.path / "fine").string())}, {}).find("diverged:"),
-            std::string::npos);
+  const std::string fine = render_report({load_run((t.path / "fine").string())}, {});
+  EXPECT_EQ(fine.find("diverged"), std::string::npos);
+  EXPECT_NE(fine.find("final test accuracy"), std::string::npos);
 }
 
 TEST(Report, EscapesConfigAndNames) {
