@@ -70,13 +70,15 @@ void TrainConfig::validate() const {
     GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
     GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
   }
-  GL_CHECK(!hidden.empty() || (depth >= 1 && depth <= 10000),
-           "--depth must be in [1, 10000], got {}", depth);
-  GL_CHECK(hidden.size() <= 10000, "--hidden: at most 10000 widths, got {}", hidden.size());
+  GL_CHECK(!hidden.empty() || (depth >= 1 && depth <= kMaxDepth),
+           "--depth must be in [1, {}], got {}", kMaxDepth, depth);
+  GL_CHECK(hidden.size() <= std::size_t(kMaxDepth), "--hidden: at most {} widths, got {}",
+           kMaxDepth, hidden.size());
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
   for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
   GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
-  GL_CHECK(epochs >= 1, "--epochs must be at least 1, got {}", epochs);
+  GL_CHECK(epochs >= 1 && epochs <= kMaxEpochs, "--epochs must be in [1, {}], got {}", kMaxEpochs,
+           epochs);
   GL_CHECK(lr > 0 && std::isfinite(lr), "--lr must be a positive number, got {}", lr);
   GL_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got {}", momentum);
   GL_CHECK(weight_decay >= 0, "--weight-decay must be non-negative, got {}", weight_decay);
@@ -87,8 +89,8 @@ void TrainConfig::validate() const {
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
-  GL_CHECK(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024] (0: all cores), got {}",
-           threads);
+  GL_CHECK(threads >= 0 && threads <= kMaxThreads,
+           "--threads must be in [0, {}] (0: all cores), got {}", kMaxThreads, threads);
   GL_CHECK(limit_train >= 0, "--limit-train must be >= 0 (0: the whole split), got {}",
            limit_train);
   GL_CHECK(limit_test >= 0, "--limit-test must be >= 0 (0: the whole split), got {}", limit_test);

@@ -75,6 +75,12 @@ struct TrainConfig {
   bool progress = true;
 
   void validate() const;  // throws gl::Error naming the flag
+  // The upper bounds of the settings that have one, for validate() and the command line.
+  static constexpr int64_t kMaxDepth = 10000;
+  static constexpr int kMaxThreads = 1024;
+  // The step counter (epochs x steps per epoch) and the cosine schedule's length stay far
+  // inside int64 for any split.
+  static constexpr int64_t kMaxEpochs = 1000000;
   // The training defaults of --model cnn where they differ from the MLP's: applied by the
   // command line to the flags a user did not give.
   static constexpr const char* kCnnOptimizer = "adam";

@@ -145,6 +145,81 @@ TEST_F(CliErrors, FlagValues) {
                {"a_file", "a file is in the way"});
 }
 
+// Integers past their flag's range were clamped (a seed above 2^64 became 2^64 - 1, 2^63 epochs
+// INT64_MAX, a checkpoint period below -2^63 INT64_MIN), wrapped (" -1" as a seed), read as hex
+// or octal (010 epochs were 8) or ended in a misleading error (a batch of INT64_MAX examples made
+// no batches); on/off flags took numbers (--log-steps=-1 was off). Each value out of range is
+// refused naming the flag, the value and the range; a sweep file's also names the file and key.
+TEST_F(CliErrors, IntegerValuesOutOfRange) {
+  const std::string seeds = "from 0 to 18446744073709551615", int64_max = "9223372036854775807";
+  // `gradlens train` without --epochs and --threads, which the cases give; on the fixture, or
+  // on no data, so that a value taken as valid ends in another error, not in 2^63 epochs.
+  auto train_with = [](const std::vector<std::string>& extra,
+                       const std::string& data = dir_ + "/no_data") {
+    std::vector<std::string> a{"train", "--dataset",     "mnist", "--data-dir",
+                               data,    "--hidden",      "8",     "--limit-train",
+                               "100",   "--no-progress", "--out", dir_ + "/ints"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(train({"--seed", "18446744073709551616"}),
+               {"--seed", "18446744073709551616", seeds});
+  expect_error(train({"--seed", " -1"}), {"--seed", " -1", seeds});
+  expect_error(train({"--seed", "0x10"}), {"--seed", "0x10", seeds});
+  for (const char* epochs : {"9223372036854775808", "1e12", "1000001", "0"})
+    expect_error(train_with({"--epochs", epochs}), {"--epochs", epochs, "from 1 to 1000000"});
+  expect_error(train({"--batch-size", "99999999999999999999"}),
+               {"--batch-size", "99999999999999999999", "from 1 to " + int64_max});
+  expect_error(train({"--limit-train", "9223372036854775808"}),
+               {"--limit-train", "9223372036854775808", "from 0 to " + int64_max});
+  expect_error(train_with({"--threads", "4294967297"}),
+               {"--threads", "4294967297", "from 0 to 1024"});
+  expect_error(train({"--diagnostics", "grads", "--diagnostics-every", "-1"}),
+               {"--diagnostics-every", "-1", "from 0 to " + int64_max});
+  expect_error(train({"--checkpoint-every", "-99999999999999999999"}),
+               {"--checkpoint-every", "-99999999999999999999", "from 0 to " + int64_max});
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--log-steps", "-1"},
+                                                        {"--log-steps", "5"},
+                                                        {"--no-shuffle", "-1"},
+                                                        {"--batchnorm", "2"}})
+    expect_error(train({flag + "=" + value}), {flag, value, "=true or =false"});
+  expect_error({"eval", "--weights", "w.safetensors", "--limit-test", "99999999999999999999"},
+               {"--limit-test", "99999999999999999999", "from 0 to " + int64_max});
+  expect_error({"eval", "--weights", "w.safetensors", "--threads", "-1"},
+               {"--threads", "-1", "from 0 to 1024"});
+  expect_error({"analyze", dir_, "pca", "--examples", "18446744073709551616"},
+               {"--examples", "18446744073709551616", "from 0 to " + int64_max});
+  expect_error({"analyze", dir_, "augment", "--seed", "-1"}, {"--seed", "-1", seeds});
+  expect_error({"gradcheck", "--seed", "18446744073709551616"}, {"--seed", seeds});
+  expect_error({"sweep", "--fuse", "99999999999", "--out", dir_ + "/sw"},
+               {"--fuse", "99999999999", "from 2 to 2147483647"});
+  expect_error({"sweep", "--seeds", "0,99999999999999999999", "--out", dir_ + "/sw"},
+               {"grid.seed", "--seed", "99999999999999999999", seeds});
+  const std::string file = dir_ + "/ints.json";
+  write_text(file, R"({"fixed": {"epochs": 9223372036854775808}, "grid": {"seed": [0, 1]}})");
+  expect_error({"sweep", file, "--out", dir_ + "/sw"},
+               {file + ": fixed.epochs", "--epochs", "9223372036854775808", "from 1 to 1000000"});
+  write_text(file, R"({"grid": {"seed": [0, -1]}})");
+  expect_error({"sweep", file, "--out", dir_ + "/sw"}, {file + ": grid.seed", "-1", seeds});
+  EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
+  // A run directory's config.json is held to the same ranges.
+  fs::create_directories(dir_ + "/long_run");
+  write_text(dir_ + "/long_run/config.json", R"({"epochs": 9223372036854775807})");
+  expect_error({"eval", "--run", dir_ + "/long_run"},
+               {"config.json", "--epochs", "9223372036854775807", "[1, 1000000]"});
+  // Values in range: 010 is ten epochs, and a batch larger than any split is one batch.
+  ProcResult ten =
+      run_gradlens(train_with({"--epochs", "010", "--threads", "1"}, fixture_data_dir()));
+  ASSERT_TRUE(ten.exited && ten.code == 0) << describe(ten);
+  EXPECT_NE(read_text(dir_ + "/ints/config.json").find("\"epochs\": 10,"), std::string::npos)
+      << read_text(dir_ + "/ints/config.json");
+  ProcResult whole = run_gradlens(
+      train_with({"--epochs", "1", "--threads", "1", "--batch-size", int64_max, "--overwrite"},
+                 fixture_data_dir()));
+  ASSERT_TRUE(whole.exited && whole.code == 0) << describe(whole);
+}
+
 TEST_F(CliErrors, MissingOrCorruptData) {
   expect_error(train({}, dir_ + "/no/such/dir"), {"missing", "train-images-idx3-ubyte"});
   std::string cut = corrupt_fixture("truncated", "train-images-idx3-ubyte.gz",
