@@ -167,6 +167,9 @@ const RegisterCommand reg{
                       m.substr(train_flag.size()));
         }
         train::Trainer& trainer = *made;
+        // With --run the limits not given here are the run's, noted when it trained.
+        for (const auto& [flag, n] : trainer.limit_notes())
+          if (sub.count(flag) > 0) fmt::print(stderr, "gradlens eval: note: {}\n", n);
         // Evaluated in the subnormal mode training evaluated in, so the figures are the run's.
         kernels::cpu::DenormalScope denormals(c.denormals == "flush");
         auto [loss, pred] = trainer.evaluate(trainer.test_loader());

@@ -267,6 +267,19 @@ TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
   }
 }
 
+std::vector<std::pair<std::string, std::string>> Trainer::limit_notes() const {
+  std::vector<std::pair<std::string, std::string>> notes;
+  auto check = [&](const char* flag, int64_t limit, int64_t size, const char* split) {
+    if (limit > size)
+      notes.emplace_back(flag, fmt::format("{} {} is more than the {} examples of {}'s {} split: "
+                                           "all {} are used",
+                                           flag, limit, size, cfg_.dataset, split, size));
+  };
+  check("--limit-train", cfg_.limit_train, data_->train->size(), "training");
+  check("--limit-test", cfg_.limit_test, data_->test->size(), "test");
+  return notes;
+}
+
 // ------------------------------------------------------------------ schedule
 void Trainer::apply_lr_schedule() {
   if (cfg_.lr_schedule != "cosine") return;

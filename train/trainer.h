@@ -183,6 +183,10 @@ class Trainer {
   const data::Loader& test_loader() const { return *data_->test; }
   const data::ImageDataset& test_dataset() const { return data_->test_ds; }
   const std::vector<EpochResult>& history() const { return history_; }
+  // {flag, note} for --limit-train and --limit-test when above the size of their split, which is
+  // then used whole: "--limit-train 100000 is more than the 60000 examples of mnist's training
+  // split: all 60000 are used".
+  std::vector<std::pair<std::string, std::string>> limit_notes() const;
   // Whether some callback needs the autograd tape for training step `global_step`.
   bool needs_tape(int64_t global_step) const;
   // The optimizer when training step `global_step` may update each parameter as soon as its

@@ -440,6 +440,35 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
   EXPECT_EQ(unused.err.find("--beta1"), std::string::npos) << unused.err;
 }
 
+// A limit above its split's size takes the whole split, as a sweep over datasets of several
+// sizes needs, and says so in a note naming the flag, the limit and the split's size.
+TEST(CliFlags, LimitsAboveTheSplitsSizeAreNoted) {
+  const std::string dir = make_temp_dir("gl_limits");
+  ProcResult t =
+      run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden",
+                    "8", "--epochs", "1", "--threads", "1", "--no-progress", "--limit-train",
+                    "100000", "--limit-test", "201", "--out", dir + "/run"});
+  ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+  // The fixture's splits hold 800 and 200 digits.
+  EXPECT_EQ(t.err,
+            "gradlens train: note: --limit-train 100000 is more than the 800 examples of mnist's "
+            "training split: all 800 are used\n"
+            "gradlens train: note: --limit-test 201 is more than the 200 examples of mnist's test "
+            "split: all 200 are used\n");
+  ProcResult e = run_gradlens(
+      {"eval", "--run", dir + "/run", "--data-dir", fixture_data_dir(), "--limit-test", "1000"});
+  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+  EXPECT_EQ(e.err,
+            "gradlens eval: note: --limit-test 1000 is more than the 200 examples of mnist's test "
+            "split: all 200 are used\n");
+  EXPECT_NE(e.out.find("/200)"), std::string::npos) << e.out;  // "(correct/200)"
+  // Limits within the splits: no note.
+  ProcResult in = run_gradlens(
+      {"eval", "--run", dir + "/run", "--data-dir", fixture_data_dir(), "--limit-test", "200"});
+  ASSERT_TRUE(in.exited && in.code == 0) << describe(in);
+  EXPECT_EQ(in.err, "");
+}
+
 }  // namespace
 
 namespace {
