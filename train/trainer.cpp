@@ -749,6 +749,18 @@ int64_t Trainer::begin_run() {
     if (cfg_.progress)
       fmt::print(stderr, "resuming {} from epoch {} (step {})\n", cfg_.out, start_epoch,
                  global_step_);
+    // The checkpoint holds the losses of the steps trained with --log-steps only.
+    const int64_t unlogged = global_step_ - int64_t(step_losses_.size());
+    if (cfg_.log_steps && unlogged > 0 && step_losses_.empty())
+      fmt::print(stderr,
+                 "note: --log-steps on a resumed run: steps.csv starts at step {}; the run's first "
+                 "{} steps were trained without --log-steps\n",
+                 global_step_ + 1, global_step_);
+    else if (cfg_.log_steps && unlogged > 0)
+      fmt::print(stderr,
+                 "note: --log-steps on a resumed run: steps.csv has no rows for {} of the run's "
+                 "first {} steps, which were trained without --log-steps\n",
+                 unlogged, global_step_);
   } else if (cfg_.resume && cfg_.progress) {
     fmt::print(stderr, "no checkpoint in {}: starting from the beginning\n", cfg_.out);
   }
