@@ -89,7 +89,8 @@ struct TrainConfig {
   static constexpr const char* kCnnNormalize = "standard";
   std::vector<int64_t> hidden_widths() const;
   std::string to_json() const;
-  static TrainConfig from_json(const std::string& text);
+  // Throws naming `source` (a file) and the setting when a setting has the wrong type.
+  static TrainConfig from_json(const std::string& text, const std::string& source = "");
   // The configuration a run directory's config.json holds; throws naming the file when it is
   // missing (not a run directory written by gradlens train) or not a configuration.
   static TrainConfig from_run_dir(const std::string& dir);

@@ -8,9 +8,11 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/io/safetensors.h"
 #include "engine/io/tensor_io.h"
 #include "tests/train/run_util.h"
 
@@ -218,6 +220,101 @@ TEST_F(CliErrors, IntegerValuesOutOfRange) {
       train_with({"--epochs", "1", "--threads", "1", "--batch-size", int64_max, "--overwrite"},
                  fixture_data_dir()));
   ASSERT_TRUE(whole.exited && whole.code == 0) << describe(whole);
+}
+
+// Values of the wrong type in the JSON files a run, a resume or a report reads back (a string
+// where a number belongs, 1.5 where a whole number does, an array where an object does) were
+// truncated, skipped, or reported without the file or the key. Each now fails naming both.
+TEST_F(CliErrors, JsonValuesOfTheWrongTypeNameTheFileAndTheKey) {
+  const std::string base = dir_ + "/json_base";
+  std::vector<std::string> args{"train",
+                                "--dataset",
+                                "mnist",
+                                "--data-dir",
+                                fixture_data_dir(),
+                                "--hidden",
+                                "8",
+                                "--epochs",
+                                "1",
+                                "--threads",
+                                "1",
+                                "--no-progress",
+                                "--diagnostics",
+                                "all",
+                                "--analyze",
+                                "optim,corr",
+                                "--out",
+                                base};
+  ProcResult first = run_gradlens(args);
+  ASSERT_TRUE(first.exited && first.code == 0) << describe(first);
+  using nlohmann::json;
+  // A copy of the run with one JSON document edited: a file, or a safetensors metadata entry.
+  int copies = 0;
+  auto copy = [&] {
+    const std::string d = dir_ + "/json_" + std::to_string(copies++);
+    fs::copy(base, d, fs::copy_options::recursive);
+    return d;
+  };
+  auto edited = [&](const std::string& file, const std::function<void(json&)>& edit) {
+    const std::string d = copy();
+    json j = json::parse(read_text(d + "/" + file));
+    edit(j);
+    write_text(d + "/" + file, j.dump());
+    return d;
+  };
+  auto edited_metadata = [&](const std::string& file, const std::string& key,
+                             const std::function<void(json&)>& edit) {
+    const std::string d = copy();
+    gl::io::SafetensorsFile f = gl::io::load_safetensors(d + "/" + file);
+    json j = json::parse(f.metadata.at(key));
+    edit(j);
+    f.metadata[key] = j.dump();
+    gl::io::save_safetensors(d + "/" + file, f.tensors, f.metadata);
+    return d;
+  };
+  auto resume = [&](const std::string& d) {
+    std::vector<std::string> a = args;
+    a[8] = "2";  // --epochs
+    a.back() = d;
+    a.push_back("--resume");
+    return a;
+  };
+  expect_error(resume(edited_metadata("checkpoint.safetensors", "gradlens.history",
+                                      [](json& h) { h[0]["epoch"] = 1.5; })),
+               {"checkpoint.safetensors: metadata gradlens.history: key '[0].epoch'", "1.5"});
+  expect_error(resume(edited_metadata("checkpoint.safetensors", "gradlens.config",
+                                      [](json& c) { c = json::array({c}); })),
+               {"checkpoint.safetensors: metadata gradlens.config: expected an object"});
+  expect_error(resume(edited_metadata("optim/state_epoch_1.safetensors", "gradlens.optim_state",
+                                      [](json& m) { m["params"][0]["have_ema"] = 1; })),
+               {"state_epoch_1.safetensors", "key 'params[0].have_ema': expected true or false"});
+  expect_error(resume(edited("analysis/corr_means.json", [](json& j) { j["epochs"][1] = "1"; })),
+               {"corr_means.json: key 'epochs[1]'", "\"1\""});
+  expect_error(resume(edited("diagnostics/layers.json", [](json& j) { j["epochs"][1] = 1.5; })),
+               {"layers.json: key 'epochs[1]'", "1.5"});
+  expect_error(resume(edited("optim/optim.json", [](json& j) { j["every"] = "1"; })),
+               {"optim.json: key 'every': expected a number"});
+  expect_error({"eval", "--run",
+                edited("config.json",
+                       [](json& j) {
+                         j["init_args"] = {{"factor", 6}};
+                       }),
+                "--data-dir", fixture_data_dir()},
+               {"config.json: key 'init_args.factor': expected a string, got 6"});
+  expect_error(
+      {"report", edited("diagnostics/layers.json", [](json& j) { j["layers"][0]["name"] = 5; })},
+      {"layers.json: key 'layers[0].name': expected a string, got 5"});
+  expect_error({"report", edited("diagnostics/dead_units.json", [](json& j) { j["epoch"] = "1"; })},
+               {"dead_units.json: key 'epoch': expected a number"});
+  expect_error({"report", edited("optim/optim.json", [](json& j) { j["params"][0]["name"] = 5; })},
+               {"optim.json: key 'params[0].name': expected a string, got 5"});
+  expect_error({"report", edited("analysis/corr_means.json", [](json& j) { j["examples"] = 2.5; })},
+               {"corr_means.json: key 'examples': expected a whole number, got 2.5"});
+  // The copies as they were train on and report.
+  ProcResult resumed = run_gradlens(resume(copy()));
+  EXPECT_TRUE(resumed.exited && resumed.code == 0) << describe(resumed);
+  ProcResult report = run_gradlens({"report", copy()});
+  EXPECT_TRUE(report.exited && report.code == 0) << describe(report);
 }
 
 TEST_F(CliErrors, MissingOrCorruptData) {

@@ -168,7 +168,7 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(error_of(R"({"hidden": [16, 1e30]})").find("'hidden': expected a whole number from"),
+  EXPECT_NE(error_of(R"({"hidden": [16, 1e30]})").find("'hidden[1]': expected a whole number from"),
             std::string::npos);
   // A whole number written as a float (a hand edit, Python's json) is taken.
   EXPECT_EQ(gl::train::TrainConfig::from_json(R"({"epochs": 3.0, "hidden": [8.0, 4]})").epochs, 3);
@@ -180,7 +180,7 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
             18446744073709551615ull);
   EXPECT_NE(error_of(R"({"seed": -1})").find("'seed': expected a whole number from 0"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected a list"), std::string::npos);
+  EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected an array"), std::string::npos);
   EXPECT_NE(error_of(R"({"lr": "fast"})").find("'lr'"), std::string::npos);
 }
 
