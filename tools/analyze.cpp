@@ -89,7 +89,7 @@ const RegisterCommand reg{
         o->a.save_activations = !o->no_activations;
         const auto& a = o->a;
         // Checked before the run is loaded (the integer flags' ranges are checked as they are
-        // parsed: a batch of 0 never ended, negative counts reached allocators and narrows).
+        // parsed).
         GL_CHECK(std::isfinite(a.tsne.perplexity) && a.tsne.perplexity > 0,
                  "--perplexity must be a positive number, got {}", a.tsne.perplexity);
         GL_CHECK(std::isfinite(a.tsne.theta) && a.tsne.theta >= 0,
