@@ -23,6 +23,7 @@
 #include "analysis/capture.h"
 #include "analysis/correlation.h"
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/npy.h"
 
 namespace gl::analysis {
@@ -50,6 +51,16 @@ class CorrCallback : public train::Callback {
         state_ = nlohmann::json::parse(bytes.begin(), bytes.end());
       } catch (const std::exception&) {
         state_ = nlohmann::json();
+      }
+      // A record of other examples (or not an object) starts again; one that is kept must hold
+      // what record() reads and appends to.
+      if (state_.is_object()) {
+        const io::JsonReader r(state_, path);
+        r.get<int64_t>("examples", 0);
+        r.get("epochs", std::vector<int64_t>{});
+        r.get("seconds", std::vector<double>{});
+        if (r.contains("pairs"))
+          for (const auto& [pair, means] : r["pairs"].members()) means.array();
       }
     }
   }

@@ -13,6 +13,7 @@
 
 #include "engine/autograd.h"
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/npy.h"
 #include "kernels/cpu/stats.h"
 
@@ -552,8 +553,8 @@ void DiagnosticsCallback::annotate_config(const std::string& run_dir) {
   const std::string path = run_dir + "/config.json";
   json j = json::object();
   if (io::file_exists(path)) {
-    auto bytes = io::read_file(path);
-    j = json::parse(std::string(bytes.begin(), bytes.end()));
+    j = io::read_json_file(path);
+    io::JsonReader(j, path).object();
   }
   j["diagnostics"] = {
       {"groups", opts_.groups()},
@@ -732,9 +733,9 @@ void DiagnosticsCallback::resume_from_files(train::Trainer& t, int64_t done) {
       kept_rows(dir + "/grad_steps.csv", [last_step](double s) { return s <= double(last_step); });
   // Histograms: rows of the epochs already done, and the ranges they were counted with.
   if (opts_.histograms && io::file_exists(dir + "/layers.json")) {
-    auto bytes = io::read_file(dir + "/layers.json");
-    json lj = json::parse(std::string(bytes.begin(), bytes.end()));
-    std::vector<int64_t> epochs = lj.value("epochs", std::vector<int64_t>{});
+    const json lj = io::read_json_file(dir + "/layers.json");
+    const auto epochs =
+        io::JsonReader(lj, dir + "/layers.json").get("epochs", std::vector<int64_t>{});
     std::size_t keep = 0;
     while (keep < epochs.size() && epochs[keep] <= done) ++keep;
     bool ok = keep > 0;

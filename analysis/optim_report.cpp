@@ -45,33 +45,29 @@ void thin(std::vector<double>& x, std::vector<double>& y) {
 
 }  // namespace
 
-std::string optim_section_html(const std::string& run_dir, int& figures) try {
+std::string optim_section_html(const std::string& run_dir, int& figures) {
   namespace fs = std::filesystem;
   const std::string dir = run_dir + "/optim";
   if (!fs::exists(dir + "/optim.json")) return "";
-  auto bytes = io::read_file(dir + "/optim.json");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(bytes.begin(), bytes.end());
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}/optim.json: {}", dir, e.what()));
-  }
+  const nlohmann::json document = io::read_json_file(dir + "/optim.json");
+  const io::JsonReader j(document, dir + "/optim.json");
   NpyArray stats = read_npy(dir + "/stats.npy");
   NpyArray steps = read_npy(dir + "/steps.npy");
-  const auto& params = j.at("params");
+  const std::vector<io::JsonReader> params = j["params"].elements();
   const int64_t P = int64_t(params.size()), S = kNumOptimStats;
   GL_CHECK(stats.shape.size() == 3 && stats.shape[1] == P + 1 && stats.shape[2] == S,
            "{}/stats.npy: expected shape [records, {}, {}]", dir, P + 1, S);
   const int64_t R = stats.shape[0];
   GL_CHECK(steps.shape.size() == 2 && steps.shape[0] == R, "{}/steps.npy: expected [{}, 2]", dir,
            R);
-  const double spe = std::max<double>(1.0, j.value("steps_per_epoch", 1.0));
+  const double spe = std::max<double>(1.0, j.get("steps_per_epoch", 1.0));
 
   std::string html = "<h3>Optimization dynamics</h3><p class=\"note\">Recorded every " +
-                     std::to_string(j.value("every", 1)) + " step(s); zero gradient: |g| &lt; " +
-                     svg::format_number(j.value("zero_threshold", 1e-7)) +
+                     std::to_string(j.get<int64_t>("every", 1)) +
+                     " step(s); zero gradient: |g| &lt; " +
+                     svg::format_number(j.get("zero_threshold", 1e-7)) +
                      "; released/retained: of the components with |g| &lt; " +
-                     svg::format_number(j.value("small_threshold", 1e-5)) +
+                     svg::format_number(j.get("small_threshold", 1e-5)) +
                      " at the previous step. One curve per parameter tensor.</p>";
   if (R == 0) return html + "<p class=\"note\">No records yet.</p>";
 
@@ -85,7 +81,7 @@ std::string optim_section_html(const std::string& run_dir, int& figures) try {
     for (int64_t k = 0; k <= P; ++k) {
       if (k == P && !with_total) break;
       svg::Series s;
-      s.name = k == P ? "total" : params[size_t(k)].at("name").get<std::string>();
+      s.name = k == P ? "total" : params[size_t(k)]["name"].get<std::string>();
       for (int64_t r = 0; r < R; ++r) {
         s.x.push_back(steps.values[size_t(r * 2)] / spe);
         s.y.push_back(stats.values[size_t((r * (P + 1) + k) * S + stat)]);
@@ -117,13 +113,13 @@ std::string optim_section_html(const std::string& run_dir, int& figures) try {
   // The sign map of the largest parameter, downsampled, then its first components in full.
   int64_t best = -1, best_n = 0;
   for (int64_t k = 0; k < P; ++k) {
-    auto& p = params[size_t(k)];
-    if (p.contains("sign_map") && p.at("numel").get<int64_t>() > best_n)
-      best = k, best_n = p.at("numel").get<int64_t>();
+    const io::JsonReader& p = params[size_t(k)];
+    if (p.contains("sign_map") && p["numel"].get<int64_t>() > best_n)
+      best = k, best_n = p["numel"].get<int64_t>();
   }
   if (best < 0) return html;
-  auto& bp = params[size_t(best)];
-  std::vector<double> epochs = j.value("sign_map_epochs", std::vector<double>{});
+  const io::JsonReader& bp = params[size_t(best)];
+  const auto epochs = j.get("sign_map_epochs", std::vector<double>{});
   // Codes -1, 0, 1, 2 drawn as four distinct viridis colours.
   auto code_value = [](double c) {
     return c == -1 ? 0.0 : c == 0 ? 1.0 / 3 : c == 1 ? 2.0 / 3 : 1.0;
@@ -157,28 +153,25 @@ std::string optim_section_html(const std::string& run_dir, int& figures) try {
     };
     return svg::heatmap(h);
   };
-  const std::string name = bp.at("name").get<std::string>();
-  NpyArray full = read_npy(dir + "/" + bp.at("sign_map").get<std::string>());
+  const std::string name = bp["name"].get<std::string>();
+  NpyArray full = read_npy(dir + "/" + bp["sign_map"].get<std::string>());
   const double scale =
       full.shape.size() == 2 && full.shape[1] > 0 ? double(best_n) / double(full.shape[1]) : 1;
   html += "<div class=\"row\">";
   html += figure(figures,
-                 sign_map(bp.at("sign_map").get<std::string>(), "Gradient sign map: " + name,
+                 sign_map(bp["sign_map"].get<std::string>(), "Gradient sign map: " + name,
                           "parameter index (downsampled)", scale),
                  "Sign of each component's gradient at the last step of every epoch: "
                  "negative-small, zero, positive-small, or large (|g| above " +
-                     svg::format_number(j.value("sign_large_factor", 2.0)) +
+                     svg::format_number(j.get("sign_large_factor", 2.0)) +
                      "× the tensor's mean |g|); each column is the most frequent code of " +
                      svg::format_number(scale) + " consecutive components.");
   html += figure(figures,
-                 sign_map(bp.at("sign_map_zoom").get<std::string>(),
+                 sign_map(bp["sign_map_zoom"].get<std::string>(),
                           "Zoom: first components of " + name, "parameter index", 1.0),
                  "The first components of the same map at full resolution.");
   html += "</div>";
   return html;
-} catch (const nlohmann::json::exception& e) {
-  // A value of the wrong type in optim.json (every other file's errors name themselves).
-  throw Error(io::json_error(run_dir + "/optim/optim.json", e));
 }
 
 }  // namespace gl::analysis

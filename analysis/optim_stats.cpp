@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 
@@ -224,11 +225,12 @@ void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done)
     auto bytes = io::read_file(dir + "/optim.json");
     j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
   }
+  if (!j.is_object()) j = nlohmann::json::object();
+  const io::JsonReader optim_json(j, dir + "/optim.json");
   // The run's statistics continue only under the settings they were taken with.
   {
     auto same = [&](const char* key, const char* flag, double now) {
-      if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return;
-      const double was = j[key].get<double>();
+      const double was = optim_json.get(key, now);
       GL_CHECK(was == now,
                "--resume: {}/optim.json was recorded with {} {}, now {}; resume with the same "
                "value (or train a new run)",
@@ -262,10 +264,7 @@ void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done)
     }
   }
   {
-    std::vector<int64_t> epochs;
-    if (j.is_object() && j.contains("sign_map_epochs") && j["sign_map_epochs"].is_array())
-      for (const auto& e : j["sign_map_epochs"])
-        if (e.is_number_integer()) epochs.push_back(e.get<int64_t>());
+    const auto epochs = optim_json.get("sign_map_epochs", std::vector<int64_t>{});
     size_t keep = 0;
     while (keep < epochs.size() && epochs[keep] <= done) ++keep;
     bool ok = keep > 0;
@@ -303,22 +302,29 @@ void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done)
     return;
   }
   io::SafetensorsFile f = io::load_safetensors(path);
-  nlohmann::json meta;
   try {
-    meta = nlohmann::json::parse(f.metadata.at("gradlens.optim_state"));
-    GL_CHECK(meta.at("epoch").get<int64_t>() == done && meta.at("params").size() == P,
+    const char* const entry = "metadata gradlens.optim_state";
+    GL_CHECK(f.metadata.count("gradlens.optim_state"), "no {}", entry);
+    nlohmann::json parsed;
+    try {
+      parsed = nlohmann::json::parse(f.metadata.at("gradlens.optim_state"));
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(io::json_error(entry, e));
+    }
+    const io::JsonReader meta(parsed, entry);
+    GL_CHECK(meta["epoch"].get<int64_t>() == done && meta["params"].size() == P,
              "it is not the state of this model after epoch {}", done);
-    snapshot_step_ = meta.at("snapshot_step").get<int64_t>();
-    observed_steps_ = meta.at("observed_steps").get<int64_t>();
+    snapshot_step_ = meta["snapshot_step"].get<int64_t>();
+    observed_steps_ = meta["observed_steps"].get<int64_t>();
     for (size_t k = 0; k < P; ++k) {
-      const auto& p = meta["params"][k];
-      GL_CHECK(p.at("name").get<std::string>() == names_[k], "parameter {} is '{}', not '{}'", k,
-               p.at("name").get<std::string>(), names_[k]);
+      const io::JsonReader p = meta["params"][k];
+      const std::string name = p["name"].get<std::string>();
+      GL_CHECK(name == names_[k], "parameter {} is '{}', not '{}'", k, name, names_[k]);
       State& s = state_[k];
-      s.have_ema = p.at("have_ema").get<bool>();
-      s.update.small_prev = p.at("small_prev").get<int64_t>();
-      s.update.weight_diff_sq = p.at("weight_diff_sq").get<double>();
-      s.update.zero_grad_weight_change_sq = p.at("zero_grad_weight_change_sq").get<double>();
+      s.have_ema = p["have_ema"].get<bool>();
+      s.update.small_prev = p["small_prev"].get<int64_t>();
+      s.update.weight_diff_sq = p["weight_diff_sq"].get<double>();
+      s.update.zero_grad_weight_change_sq = p["zero_grad_weight_change_sq"].get<double>();
     }
     for (const auto& b : f.tensors) {
       size_t k = 0;

@@ -33,17 +33,6 @@ json read_json(const std::string& path) {
 // run to them).
 constexpr int64_t kMaxClass = 1 << 16;
 
-// Runs `read`, which takes values out of the file at `path`, turning a JSON type error into one
-// that names the file and the key.
-template <class F>
-auto reading(const std::string& path, F&& read) {
-  try {
-    return read();
-  } catch (const json::exception& e) {
-    throw std::runtime_error(io::json_error(path, e));
-  }
-}
-
 // `v` as an integer in [lo, hi]; `what` names where it came from for the error.
 int64_t integer_in(const json& v, int64_t lo, int64_t hi, const std::string& path,
                    const std::string& what) {
@@ -173,32 +162,29 @@ void corr_part(Out& o, const std::string& dir) {
     c.title = "mean |Pearson r| between layers";
     c.xlabel = "epoch (state after E epochs)";
     c.ylabel = "mean |r|";
-    std::vector<double> ep;
+    const io::JsonReader r(j, path);
+    const auto ep = r["epochs"].get<std::vector<double>>();
     double secs = 0;
-    reading(path, [&] {
-      for (auto& e : j.at("epochs")) ep.push_back(e.get<double>());
-      int k = 0;
-      for (auto& [pair, vals] : j.at("pairs").items()) {
-        if (!vals.is_array() || vals.size() != ep.size())
-          throw std::runtime_error(path + ": pairs." + pair + " must be a list of " +
-                                   std::to_string(ep.size()) + " values (one per epoch)");
-        svg::Series s;
-        s.name = pair;
-        s.x = ep;
-        for (auto& v : vals) s.y.push_back(number_or_nan(v));
-        s.markers = ep.size() < 30;
-        s.dashed = pair.find('-') != std::string::npos &&
-                   pair.substr(0, pair.find('-')) == pair.substr(pair.find('-') + 1);
-        s.color = svg::category_color(k++);
-        c.series.push_back(s);
-      }
-      if (j.contains("seconds"))
-        for (auto& s : j.at("seconds")) secs += s.get<double>();
-    });
+    int k = 0;
+    for (const auto& [pair, vals] : r["pairs"].members()) {
+      if (!vals.json().is_array() || vals.size() != ep.size())
+        throw std::runtime_error(path + ": pairs." + pair + " must be a list of " +
+                                 std::to_string(ep.size()) + " values (one per epoch)");
+      svg::Series s;
+      s.name = pair;
+      s.x = ep;
+      for (auto& v : vals.json()) s.y.push_back(number_or_nan(v));
+      s.markers = ep.size() < 30;
+      s.dashed = pair.find('-') != std::string::npos &&
+                 pair.substr(0, pair.find('-')) == pair.substr(pair.find('-') + 1);
+      s.color = svg::category_color(k++);
+      c.series.push_back(s);
+    }
+    for (double s : r.get("seconds", std::vector<double>{})) secs += s;
     o.figure(svg::line_chart(c),
              "Mean absolute Pearson correlation between the units of each pair of hidden layers, "
              "measured on " +
-                 std::to_string(reading(path, [&] { return j.value("examples", 0); })) +
+                 std::to_string(r.get<int64_t>("examples", 0)) +
                  " test examples at the start of every epoch (<code>--analyze corr</code>; dashed: "
                  "a layer with itself: its distinct pairs of units, the diagonal of 1s left out). "
                  "Total time spent: " +
@@ -287,27 +273,26 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
     std::string xl = tsne ? "t-SNE 1" : "PC 1", yl = tsne ? "t-SNE 2" : "PC 2";
     if (fs::exists(jpath)) {
       const json j = read_json(jpath);
-      reading(jpath, [&] {
-        // A value the file leaves out or null is left out of the caption and the axis labels.
-        auto part = [](const std::string& before, double v, const std::string& after,
-                       int significant = 3) {
-          return std::isfinite(v) ? before + format_number(v, significant) + after : "";
-        };
-        if (tsne) {
-          const std::string method = j.value("method", std::string());
-          if (!method.empty()) caption += ", " + escape(method);
-          caption += part(", KL ", number_or_nan(j, "kl_divergence", jpath), "") +
-                     part(", ", number_or_nan(j, "seconds", jpath), " s") +
-                     part(", trustworthiness(k=10) ",
-                          number_or_nan(j, "trustworthiness_k10", jpath), "", 4);
-        } else {
-          const json& r = j.at("explained_variance_ratio");
-          if (r.is_array() && r.size() >= 2) {
-            xl += part(" (", 100 * number_or_nan(r[0]), "%)");
-            yl += part(" (", 100 * number_or_nan(r[1]), "%)");
-          }
+      const io::JsonReader jr(j, jpath);
+      // A value the file leaves out or null is left out of the caption and the axis labels.
+      auto part = [](const std::string& before, double v, const std::string& after,
+                     int significant = 3) {
+        return std::isfinite(v) ? before + format_number(v, significant) + after : "";
+      };
+      if (tsne) {
+        const std::string method = jr.get("method", std::string());
+        if (!method.empty()) caption += ", " + escape(method);
+        caption += part(", KL ", number_or_nan(j, "kl_divergence", jpath), "") +
+                   part(", ", number_or_nan(j, "seconds", jpath), " s") +
+                   part(", trustworthiness(k=10) ", number_or_nan(j, "trustworthiness_k10", jpath),
+                        "", 4);
+      } else {
+        const json& r = jr["explained_variance_ratio"].json();
+        if (r.is_array() && r.size() >= 2) {
+          xl += part(" (", 100 * number_or_nan(r[0]), "%)");
+          yl += part(" (", 100 * number_or_nan(r[1]), "%)");
         }
-      });
+      }
     }
     o.panel(scatter_svg(layer, column(a, 0), column(a, 1), labels, xl, yl), caption);
   }
@@ -337,12 +322,12 @@ void pca_part(Out& o, const std::string& dir) {
   for (auto& f : files) {
     const std::string path = dir + "/" + f;
     const json j = read_json(path);
+    const io::JsonReader r(j, path);
     svg::Series s;
-    s.name = reading(path, [&] { return j.value("layer", f); });
+    s.name = r.get("layer", f);
     double cum = 0;
     int64_t k90 = -1, idx = 0;
-    const json& ratios =
-        reading(path, [&]() -> const json& { return j.at("explained_variance_ratio"); });
+    const json& ratios = r["explained_variance_ratio"].json();
     if (!ratios.is_array())
       throw std::runtime_error(path + ": \"explained_variance_ratio\" must be a list of numbers");
     for (auto& v : ratios) {
@@ -417,10 +402,11 @@ void augment_part(Out& o, const std::string& dir) {
   const std::string path = dir + "/augment.json";
   const json j = read_json(path);
   if (!j.is_object()) throw std::runtime_error(path + ": expected a JSON object");
-  reading(path, [&] { augment_figures(o, dir, path, j); });
+  augment_figures(o, dir, path, j);
 }
 
 void augment_figures(Out& o, const std::string& dir, const std::string& path, const json& j) {
+  const io::JsonReader r(j, path);
   o.html += "<h3>Augmentation invariance</h3>";
   // The augmented image and the reference images both come from this split.
   const std::string split = split_of(j, path);
@@ -437,39 +423,37 @@ void augment_figures(Out& o, const std::string& dir, const std::string& path, co
       }
     }
     static const json no_options = json::object();
-    const json& opt = j.contains("options") ? j.at("options") : no_options;
+    const io::JsonReader opt =
+        r.contains("options") ? r["options"] : io::JsonReader(no_options, path);
     o.figure(svg::image_grid(imgs, 14, 2),
-             "Image " + std::to_string(j.value("index", 0)) + of_split(split) + " (class " +
-                 std::to_string(j.value("label", 0)) + ") and its first augmentations of " +
-                 std::to_string(j.value("augmentations", 0)) + ": rotation &plusmn;" +
-                 format_number(opt.value("rotation_deg", 0.0)) + "&deg;, translation &plusmn;" +
-                 format_number(100 * opt.value("translate", 0.0)) + "%, scale " +
-                 format_number(opt.value("scale_min", 1.0)) + "&ndash;" +
-                 format_number(opt.value("scale_max", 1.0)) + ", shear &plusmn;" +
-                 format_number(opt.value("shear_deg", 0.0)) + "&deg;, noise &sigma; " +
-                 format_number(opt.value("noise_std", 0.0)) + " (Philox seed " +
-                 std::to_string(opt.value("seed", 0)) + ").");
+             "Image " + std::to_string(r.get<int64_t>("index", 0)) + of_split(split) + " (class " +
+                 std::to_string(r.get<int64_t>("label", 0)) + ") and its first augmentations of " +
+                 std::to_string(r.get<int64_t>("augmentations", 0)) + ": rotation &plusmn;" +
+                 format_number(opt.get("rotation_deg", 0.0)) + "&deg;, translation &plusmn;" +
+                 format_number(100 * opt.get("translate", 0.0)) + "%, scale " +
+                 format_number(opt.get("scale_min", 1.0)) + "&ndash;" +
+                 format_number(opt.get("scale_max", 1.0)) + ", shear &plusmn;" +
+                 format_number(opt.get("shear_deg", 0.0)) + "&deg;, noise &sigma; " +
+                 format_number(opt.get("noise_std", 0.0)) + " (Philox seed " +
+                 std::to_string(opt.get<uint64_t>("seed", 0)) + ").");
   }
   svg::BarChart b;
   b.title = "feature variance across augmentations / across the dataset";
   b.ylabel = "ratio";
   b.value_labels = true;
   svg::BarGroup mean{"mean", {}, svg::category_color(0)}, med{"median", {}, svg::category_color(1)};
-  if (!j.at("layers").is_array())
-    throw std::runtime_error(path + ": \"layers\" must be a list of objects");
-  for (auto& l : j.at("layers")) {
-    if (!l.is_object())
-      throw std::runtime_error(path + ": every entry of \"layers\" must be an object, got " +
-                               l.dump());
-    b.categories.push_back(l.value("name", std::string()));
-    mean.values.push_back(number_or_nan(l, "mean_ratio", path));
-    med.values.push_back(number_or_nan(l, "median_ratio", path));
+  for (const io::JsonReader& l : r["layers"].elements()) {
+    l.object();
+    b.categories.push_back(l.get("name", std::string()));
+    mean.values.push_back(number_or_nan(l.json(), "mean_ratio", path));
+    med.values.push_back(number_or_nan(l.json(), "median_ratio", path));
   }
   b.groups = {mean, med};
   o.figure(svg::bar_chart(b),
            "Per unit, the variance of its activation over the augmentations of one image divided "
            "by its variance over " +
-               std::to_string(j.value("reference_examples", 0)) + " images" + of_split(split) +
+               std::to_string(r.get<int64_t>("reference_examples", 0)) + " images" +
+               of_split(split) +
                "; mean and median over the layer's units (dead units excluded). Below "
                "1: the unit is more invariant to the augmentation than it is to the identity of "
                "the image.");

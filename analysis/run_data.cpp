@@ -103,43 +103,30 @@ Image to_image(const NpyArray& a, int64_t i) {
 }
 
 std::vector<std::vector<int64_t>> unit_lists(const fs::path& p, std::optional<double>& epoch) {
-  auto j = read_json(p);
-  if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array())
+  const auto j = read_json(p);
+  if (!j.is_object() || !j.contains("layers"))
     throw std::runtime_error(p.string() +
                              ": expected {\"epoch\": E, \"layers\": [[unit, ...], ...]}");
-  if (j.contains("epoch") && j["epoch"].is_number()) epoch = j["epoch"].get<double>();
-  std::vector<std::vector<int64_t>> out;
-  for (auto& l : j["layers"]) {
-    if (!l.is_array())
-      throw std::runtime_error(p.string() +
-                               ": every entry of \"layers\" must be a list of unit indices");
-    try {
-      out.push_back(l.get<std::vector<int64_t>>());
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(io::json_error(p.string(), e, "layers"));
-    }
-  }
-  return out;
+  const io::JsonReader r(j, p.string());
+  if (r.contains("epoch")) epoch = r["epoch"].get<double>();
+  return r["layers"].get<std::vector<std::vector<int64_t>>>();
 }
 
 Diagnostics load_diagnostics(const fs::path& d, RunData& run) {
   Diagnostics g;
   if (fs::exists(d / "layers.json")) {
-    auto j = read_json(d / "layers.json");
-    try {
-      for (auto& l : j.at("layers")) {
-        LayerInfo li;
-        li.name = l.value("name", "");
-        li.kind = l.value("kind", "");
-        li.activation = l.value("activation", "");
-        li.in = l.value("in", int64_t{0});
-        li.out = l.value("out", int64_t{0});
-        g.layers.push_back(li);
-      }
-      if (j.contains("epochs")) g.epochs = j["epochs"].get<std::vector<double>>();
-    } catch (const nlohmann::json::exception& e) {
-      throw std::runtime_error(io::json_error((d / "layers.json").string(), e));
+    const auto j = read_json(d / "layers.json");
+    const io::JsonReader r(j, (d / "layers.json").string());
+    for (const io::JsonReader& l : r["layers"].elements()) {
+      LayerInfo li;
+      li.name = l.get("name", std::string());
+      li.kind = l.get("kind", std::string());
+      li.activation = l.get("activation", std::string());
+      li.in = l.get("in", int64_t{0});
+      li.out = l.get("out", int64_t{0});
+      g.layers.push_back(li);
     }
+    g.epochs = r.get("epochs", std::vector<double>{});
   }
   if (fs::exists(d / "activations.csv")) {
     CsvTable t = read_csv((d / "activations.csv").string());

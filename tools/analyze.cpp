@@ -53,51 +53,47 @@ const RegisterCommand reg{
                      "every hidden layer");
       sub.add_option("--examples", o->a.examples.count,
                      "Number of examples, the split's first (default: corr 1000, pca/tsne/neurons "
-                     "10000, or the whole split when smaller; with --class, all of the class)");
+                     "10000, or the whole split when smaller; with --class, all of the class)")
+          ->transform(integer_in(0, kInt64Max, "0: the analysis's default"));
       sub.add_option("--split", o->a.examples.split, "train | test")->capture_default_str();
-      sub.add_option("--class", o->a.examples.cls, "Only examples of this class");
+      sub.add_option("--class", o->a.examples.cls, "Only examples of this class")
+          ->transform(integer_in(0, kInt64Max));
       sub.add_option("--indices", o->indices, "Explicit example indices, e.g. 0,5,9");
       sub.add_option("--data-dir", o->data_dir, "Dataset directory (default: the run's)");
       sub.add_option("--batch-size", o->a.batch_size, "Examples per forward pass")
+          ->transform(integer_in(1, kInt64Max))
           ->capture_default_str();
       sub.add_flag("--no-activations", o->no_activations, "Do not write activations_<layer>.npy");
       sub.add_option("--perplexity", o->a.tsne.perplexity, "t-SNE perplexity")
           ->capture_default_str();
       sub.add_option("--iterations", o->a.tsne.iterations, "t-SNE iterations")
+          ->transform(integer_in(1, kInt64Max))
           ->capture_default_str();
       sub.add_option("--theta", o->a.tsne.theta, "Barnes-Hut angle")->capture_default_str();
       sub.add_option("--method", o->a.tsne.method, "t-SNE: exact | barnes_hut | auto")
           ->capture_default_str();
       sub.add_option("--seed", o->a.augment.seed, "Augmentation seed")
-          ->check(non_negative("a seed"))
+          ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
           ->capture_default_str();
       sub.add_option("--image", o->a.augment_index, "augment: index of the image in the split")
+          ->transform(integer_in(0, kInt64Max))
           ->capture_default_str();
       sub.add_option("--augmentations", o->a.augmentations, "augment: number of augmentations")
+          ->transform(integer_in(2, kInt64Max))
           ->capture_default_str();
       sub.add_option("--top-k", o->a.top_k, "neurons: top activating images per unit")
+          ->transform(integer_in(1, kInt64Max))
           ->capture_default_str();
       sub.add_flag("--quiet", o->a.quiet, "Print nothing");
       sub.callback([o, &sub] {
         o->a.save_activations = !o->no_activations;
         const auto& a = o->a;
-        // Checked before the run is loaded: a batch of 0 never ended, negative counts reached
-        // allocators and narrows with their own messages.
-        GL_CHECK(a.batch_size >= 1, "--batch-size must be at least 1, got {}", a.batch_size);
-        GL_CHECK(a.examples.count >= 0, "--examples must be >= 0 (0: all), got {}",
-                 a.examples.count);
+        // Checked before the run is loaded (the integer flags' ranges are checked as they are
+        // parsed).
         GL_CHECK(std::isfinite(a.tsne.perplexity) && a.tsne.perplexity > 0,
                  "--perplexity must be a positive number, got {}", a.tsne.perplexity);
-        GL_CHECK(a.tsne.iterations >= 1, "--iterations must be at least 1, got {}",
-                 a.tsne.iterations);
         GL_CHECK(std::isfinite(a.tsne.theta) && a.tsne.theta >= 0,
                  "--theta must be a number >= 0 (0: exact), got {}", a.tsne.theta);
-        GL_CHECK(a.augment_index >= 0, "--image must be >= 0, got {}", a.augment_index);
-        GL_CHECK(a.augmentations >= 2, "--augmentations must be at least 2, got {}",
-                 a.augmentations);
-        GL_CHECK(a.top_k >= 1, "--top-k must be at least 1, got {}", a.top_k);
-        GL_CHECK(sub.count("--class") == 0 || a.examples.cls >= 0,
-                 "--class must be a class number >= 0, got {}", a.examples.cls);
         GL_CHECK(sub.count("--indices") == 0 || !o->indices.empty(),
                  "--indices: give at least one example index, e.g. 0,17,42");
         GL_CHECK(o->indices.empty() || (sub.count("--examples") == 0 && sub.count("--class") == 0),

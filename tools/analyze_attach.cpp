@@ -5,6 +5,7 @@
 #include "analysis/corr_callback.h"
 #include "analysis/optim_stats.h"
 #include "analysis/tensorboard.h"
+#include "tools/command.h"
 #include "tools/train_flags.h"
 
 namespace gl::tools {
@@ -17,6 +18,7 @@ void add_analyze_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_option("--analyze-every", f.analyze_every,
                  "Record optimization statistics every N steps (each against the step before)")
+      ->transform(integer_in(1, kInt64Max))
       ->capture_default_str();
   app.add_option("--zero-grad-threshold", f.zero_grad_threshold,
                  "|g| below this counts as a zero gradient (--analyze optim)")

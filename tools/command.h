@@ -1,9 +1,15 @@
 // command.h: how a subcommand of the `gradlens` tool registers itself. Each subcommand lives
 // in its own tools/<name>.cpp and defines one static RegisterCommand; main.cpp builds the CLI.
 #pragma once
+#include <fmt/core.h>
+
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gl::tools {
@@ -24,15 +30,47 @@ struct RegisterCommand {
   }
 };
 
-// A CLI11 check that an option's value does not start with '-' (CLI11's NonNegativeNumber
-// names the whole double range in its message): "<what> is a non-negative integer, got -1".
-inline CLI::Validator non_negative(const std::string& what) {
+constexpr uint64_t kInt64Max = uint64_t(std::numeric_limits<int64_t>::max());
+
+// A CLI11 check that an integer option's value is a decimal integer from `lo` to `hi`:
+// "--epochs: expected an integer from 1 to 1000000, got 1e12", with `hint` (what 0 means, say)
+// in parentheses after the range. CLI11 reads integers with strtoll/strtoull, which saturate
+// past 64 bits without a word, wrap "-1" for an unsigned option and read 010 as octal and 0x10
+// as hex; the value checked here is handed on as plain decimal digits, so it is given with
+// ->transform() (->check() would hand on the text as it was typed).
+inline CLI::Validator integer_in(int64_t lo, uint64_t hi, const std::string& hint = "") {
   return CLI::Validator(
-      [what](std::string& v) {
-        return !v.empty() && v[0] == '-' ? what + " is a non-negative integer, got " + v
-                                         : std::string();
+      [lo, hi, hint](std::string& v) {
+        const char *begin = v.data(), *end = v.data() + v.size();
+        std::string digits;
+        auto in_range = [&](auto x) {
+          auto [stop, ec] = std::from_chars(begin, end, x);
+          if (ec != std::errc() || stop != end || std::cmp_less(x, lo) || std::cmp_greater(x, hi))
+            return false;
+          digits = std::to_string(x);
+          return true;
+        };
+        // The unsigned parse takes no sign; the signed one takes only a minus.
+        const bool ok = !v.empty() && (v[0] == '-' ? in_range(int64_t{}) : in_range(uint64_t{}));
+        if (!ok)
+          return fmt::format("expected an integer from {} to {}{}, got {}", lo, hi,
+                             hint.empty() ? "" : " (" + hint + ")", v);
+        v = digits;
+        return std::string();
       },
-      "", "non-negative");
+      "", "integer range");
+}
+
+// A CLI11 check for an on/off flag given a value (--log-steps=VALUE): true or false. CLI11
+// itself reads any number as on (5) or off (-1, 0) and words such as "yes" and "disable".
+inline CLI::Validator on_off() {
+  return CLI::Validator(
+      [](std::string& v) {
+        return v == "true" || v == "false"
+                   ? std::string()
+                   : "an on/off flag takes no value, or =true or =false, got " + v;
+      },
+      "", "on/off");
 }
 
 // A CLI11 check that a list option (--hidden, --channels) was not given empty, which would

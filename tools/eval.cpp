@@ -16,6 +16,7 @@
 #include "engine/io/tensor_io.h"
 #include "kernels/cpu/fp_env.h"
 #include "tools/command.h"
+#include "tools/train_flags.h"
 #include "train/trainer.h"
 
 namespace gl::tools {
@@ -120,11 +121,9 @@ const RegisterCommand reg{
                      "With --normalize standard: the statistics of the first N training "
                      "examples, as a run trained with --limit-train N used (0: the whole split)")
           ->capture_default_str()
-          ->check(non_negative("a count"));
-      sub.add_option("--limit-test", cfg->limit_test, "Use only the first N test examples")
-          ->capture_default_str();
-      sub.add_option("--threads", cfg->threads, "CPU threads (0: all cores)")
-          ->capture_default_str();
+          ->transform(integer_in(0, kInt64Max, "0: the whole split"));
+      add_limit_test_flag(sub, cfg->limit_test);
+      add_threads_flag(sub, cfg->threads);
       sub.add_option("--denormals", cfg->denormals,
                      "Subnormal floats on the CPU, as in training (its test figures come from "
                      "this mode): flush (to zero) or keep (IEEE gradual underflow)")
@@ -168,6 +167,9 @@ const RegisterCommand reg{
                       m.substr(train_flag.size()));
         }
         train::Trainer& trainer = *made;
+        // With --run the limits not given here are the run's, noted when it trained.
+        for (const auto& [flag, n] : trainer.limit_notes())
+          if (sub.count(flag) > 0) fmt::print(stderr, "gradlens eval: note: {}\n", n);
         // Evaluated in the subnormal mode training evaluated in, so the figures are the run's.
         kernels::cpu::DenormalScope denormals(c.denormals == "flush");
         auto [loss, pred] = trainer.evaluate(trainer.test_loader());

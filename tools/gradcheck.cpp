@@ -22,7 +22,7 @@ RegisterCommand reg(
       auto eps = std::make_shared<double>(1e-6);
       sub.add_option("--filter", *filter, "Regex on row names")->capture_default_str();
       sub.add_option("--seed", *seed, "Seed of the inputs")
-          ->check(non_negative("a seed"))
+          ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
           ->capture_default_str();
       sub.add_option("--eps", *eps,
                      "Finite-difference step, in [1e-8, 0.01]: below, f64 rounding in the central "

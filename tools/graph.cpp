@@ -33,20 +33,25 @@ RegisterCommand reg(
     [](CLI::App& sub) {
       auto f = std::make_shared<GraphFlags>();
       sub.add_option("--hidden", f->hidden, "Hidden widths, e.g. 16,16")->capture_default_str();
-      sub.add_option("--in-features", f->in_features, "Input features")->capture_default_str();
-      sub.add_option("--classes", f->classes, "Output classes")->capture_default_str();
-      sub.add_option("--batch-size", f->batch, "Rows of the random batch")->capture_default_str();
+      sub.add_option("--in-features", f->in_features, "Input features")
+          ->transform(integer_in(1, kInt64Max))
+          ->capture_default_str();
+      sub.add_option("--classes", f->classes, "Output classes")
+          ->transform(integer_in(2, kInt64Max))
+          ->capture_default_str();
+      sub.add_option("--batch-size", f->batch, "Rows of the random batch")
+          ->transform(integer_in(1, kInt64Max))
+          ->capture_default_str();
       sub.add_option("--activation", f->activation, "Hidden activation")->capture_default_str();
       sub.add_flag("--batchnorm", f->batchnorm, "BatchNorm1d after every hidden Linear");
       sub.add_option("--dropout", f->dropout, "Dropout probability")->capture_default_str();
       sub.add_option("--seed", f->seed, "Seed of the weights and the batch")
-          ->check(non_negative("a seed"))
+          ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
           ->capture_default_str();
       sub.add_option("--out", f->out, "DOT file to write")->required();
       sub.add_option("--svg", f->svg, "SVG file to render (default: --out with .svg)");
       sub.add_flag("--no-svg", f->no_svg, "Write only the DOT file");
       sub.callback([f]() {
-        GL_CHECK(f->batch >= 1, "--batch-size must be >= 1, got {}", f->batch);
         GL_CHECK(!(f->no_svg && !f->svg.empty()), "--svg {} and --no-svg: give one of them",
                  f->svg);
         models::MlpConfig mc;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <functional>
 #include <string>
 
 #include "tools/command.h"
@@ -27,6 +28,15 @@ int main(int argc, char** argv) {
     c.setup(*sub);
     sub->preparse_callback([&current, name = c.name](std::size_t) { current = name; });
   }
+  // Every on/off flag of every command takes no value but true or false.
+  std::function<void(CLI::App&)> check_flags = [&check_flags](CLI::App& a) {
+    for (CLI::Option* o : a.get_options())
+      if (o->get_expected_max() == 0 && o != a.get_help_ptr() && o != a.get_help_all_ptr() &&
+          o != a.get_version_ptr())
+        o->check(gl::tools::on_off());
+    for (CLI::App* s : a.get_subcommands([](CLI::App*) { return true; })) check_flags(*s);
+  };
+  check_flags(app);
   // Every error is one line on stderr, so scripts can show or grep it whole.
   auto one_line = [](std::string s) {
     std::replace(s.begin(), s.end(), '\n', ' ');

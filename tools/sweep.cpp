@@ -58,6 +58,7 @@ struct ParsedTrainArgs {
   std::unique_ptr<TrainFlags> flags = std::make_unique<TrainFlags>();
 };
 
+// Throws CLI11's message for a bad flag or value.
 ParsedTrainArgs parse_train_args(std::vector<std::string> args) {
   ParsedTrainArgs p;
   add_train_flags(*p.app, *p.flags);
@@ -83,11 +84,14 @@ train::TrainFlagInfo train_flag_info() {
       if (o->get_expected_max() > 1) info.repeatable.insert(name);
     }
   }
-  info.parse = [](const std::vector<std::string>& args) {
-    std::vector<std::string> a = args;
-    a.push_back("--out");
-    a.push_back("-");
-    const ParsedTrainArgs p = parse_train_args(a);
+  // A run's arguments hold no --out: the sweep gives each its own.
+  auto parse_run_args = [](std::vector<std::string> args) {
+    args.push_back("--out");
+    args.push_back("-");
+    return parse_train_args(std::move(args));
+  };
+  info.parse = [parse_run_args](const std::vector<std::string>& args) {
+    const ParsedTrainArgs p = parse_run_args(args);
     const TrainFlags& f = *p.flags;
     train::TrainFlagInfo::Parsed out{f.to_config(), ""};
     out.config.validate();
@@ -96,10 +100,13 @@ train::TrainFlagInfo train_flag_info() {
                              f.zero_grad_threshold, f.ema_decay, f.tensorboard, f.tensorboard_dir);
     return out;
   };
+  info.check = [parse_run_args](const std::vector<std::string>& args) { parse_run_args(args); };
   return info;
 }
 
-// A command-line value as JSON: numbers and booleans typed, anything else a string.
+// A command-line value as JSON: numbers and booleans typed, anything else a string. An integer
+// past 64 bits stays the text it was (JSON would make it a rounded float), so the training
+// flag's error names the value as given.
 ojson typed(const std::string& s) {
   if (s == "true") return true;
   if (s == "false") return false;
@@ -107,7 +114,9 @@ ojson typed(const std::string& s) {
   std::strtod(s.c_str(), &end);
   if (!s.empty() && end == s.c_str() + s.size()) {
     try {
-      return ojson::parse(s);
+      ojson v = ojson::parse(s);
+      const bool integer = s.find_first_not_of("-0123456789") == std::string::npos;
+      return integer && v.is_number_float() ? ojson(s) : v;
     } catch (const std::exception&) {
     }
   }
@@ -265,7 +274,9 @@ SweepSpec read_sweep_json(const std::string& dir) {
   GL_CHECK(fs::is_directory(dir), "sweep: {} is not a directory", dir);
   GL_CHECK(io::file_exists(path), "sweep: {} has no sweep.json (not a sweep directory)", dir);
   auto bytes = io::read_file(path);
-  return SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), path);
+  SweepSpec spec = SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), path);
+  train::check_flag_values(spec, train_flag_info(), path);
+  return spec;
 }
 
 struct SweepOpts {
@@ -295,6 +306,7 @@ SweepSpec build_spec(const SweepOpts& o) {
   if (!o.spec_file.empty()) {
     auto bytes = io::read_file(o.spec_file);
     spec = SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), o.spec_file);
+    train::check_flag_values(spec, train_flag_info(), o.spec_file);
   } else {
     spec = SweepSpec::classic();
   }
@@ -837,26 +849,20 @@ const RegisterCommand reg{
           ->check(CLI::ExistingFile);
       sub.add_option("--out", o->out, "Sweep directory to write (runs/, sweep.json, summary.csv)");
       sub.add_option("--jobs,-j", o->jobs, "Trainings run at once, as separate processes")
+          ->transform(integer_in(1, std::numeric_limits<int>::max()))
           ->capture_default_str();
       sub.add_option_function<std::vector<std::string>>(
              "--fuse",
              [o](const std::vector<std::string>& v) {
-               o->fuse = 8;
-               if (!v.empty() && !v.front().empty()) {
-                 std::size_t used = 0;
-                 try {
-                   o->fuse = std::stoi(v.front(), &used);
-                 } catch (const std::exception&) {
-                 }
-                 GL_CHECK(used == v.front().size() && o->fuse >= 2,
-                          "--fuse: expected a group size of at least 2, got '{}'", v.front());
-               }
+               // A value has passed the range check below.
+               o->fuse = v.empty() || v.front().empty() ? 8 : std::stoi(v.front());
              },
              "Train up to K runs that differ only in flags outside the data and the layer widths "
              "(init, activation, optimizer, lr...) together in one process, one batched GEMM per "
              "layer for all of them, each ending exactly as it ends alone (default K 8; MLPs on "
              "the CPU without dropout or batchnorm; docs/sweeps.md). --jobs counts processes")
           ->expected(0, 1)
+          ->transform(integer_in(2, std::numeric_limits<int>::max()))
           ->type_name("[K]");
       sub.add_option("--shard", o->shard,
                      "Run only part K of N of the grid (0 <= K < N), e.g. "

@@ -85,6 +85,8 @@ RegisterCommand reg(
           // Once every flag has passed its checks: an error stays the one line on stderr.
           for (const std::string& n : state->unused_flags(cfg))
             fmt::print(stderr, "gradlens train: note: {}\n", n);
+          for (const auto& note : trainer.limit_notes())
+            fmt::print(stderr, "gradlens train: note: {}\n", note.second);
           io::ensure_dir(cfg.out);  // names a file in the way, which the remove would not
           std::filesystem::remove(cfg.out + "/diverged.json");
           try {

@@ -7,6 +7,18 @@
 
 namespace gl::tools {
 
+void add_threads_flag(CLI::App& app, int& threads) {
+  app.add_option("--threads", threads, "CPU threads (0: all cores)")
+      ->transform(integer_in(0, train::TrainConfig::kMaxThreads, "0: all cores"))
+      ->capture_default_str();
+}
+
+void add_limit_test_flag(CLI::App& app, int64_t& limit_test) {
+  app.add_option("--limit-test", limit_test, "Use only the first N test examples")
+      ->transform(integer_in(0, kInt64Max, "0: the whole split"))
+      ->capture_default_str();
+}
+
 void add_train_flags(CLI::App& app, TrainFlags& f) {
   auto& c = f.cfg;
   f.app = &app;
@@ -26,13 +38,19 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->check(non_empty_list("32,64"));
   app.add_option("--fc", f.fc, "cnn: hidden fc widths after the convs (default 128; 0 for none)");
   app.add_option("--kernel", c.kernel, "cnn: square conv kernel, padding kernel/2")
+      ->transform(integer_in(1, kInt64Max))
       ->capture_default_str();
   app.add_option("--pool", c.pool, "cnn: max-pool window and stride after each stage (0: none)")
+      ->transform(integer_in(0, kInt64Max, "0: none"))
       ->capture_default_str();
   app.add_option("--hidden", f.hidden, "Hidden widths, e.g. 128,128 (overrides --depth/--width)")
       ->check(non_empty_list("128,128"));
-  app.add_option("--depth", c.depth, "Number of hidden layers")->capture_default_str();
-  app.add_option("--width", c.width, "Width of each hidden layer")->capture_default_str();
+  app.add_option("--depth", c.depth, "Number of hidden layers")
+      ->transform(integer_in(1, train::TrainConfig::kMaxDepth))
+      ->capture_default_str();
+  app.add_option("--width", c.width, "Width of each hidden layer")
+      ->transform(integer_in(1, kInt64Max))
+      ->capture_default_str();
   app.add_option("--activation", c.activation,
                  "relu, leaky_relu, tanh, sigmoid, gelu, gelu_tanh, silu, identity (none: a linear "
                  "network)")
@@ -66,10 +84,15 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--beta1", c.beta1, "Adam/AdamW first-moment decay")->capture_default_str();
   app.add_option("--beta2", c.beta2, "Adam/AdamW second-moment decay")->capture_default_str();
   app.add_option("--adam-eps", c.adam_eps, "Adam/AdamW epsilon")->capture_default_str();
-  app.add_option("--batch-size", c.batch_size, "Mini-batch size")->capture_default_str();
-  app.add_option("--epochs", c.epochs, "Number of epochs")->capture_default_str();
+  app.add_option("--batch-size", c.batch_size, "Mini-batch size")
+      ->transform(integer_in(1, kInt64Max))
+      ->capture_default_str();
+  app.add_option("--epochs", c.epochs,
+                 fmt::format("Number of epochs (at most {})", train::TrainConfig::kMaxEpochs))
+      ->transform(integer_in(1, train::TrainConfig::kMaxEpochs))
+      ->capture_default_str();
   app.add_option("--seed", c.seed, "Seed of initialization, shuffling and dropout")
-      ->check(non_negative("a seed"))
+      ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
       ->capture_default_str();
   app.add_option("--normalize", c.normalize,
                  "Input normalization: raw (x/255) or standard (z-score)")
@@ -80,7 +103,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
          "each with optional parameters (affine:rotation=10:translate=0.08:scale_min=0.9:"
          "scale_max=1.1:shear=5, crop:pad=2, elastic:alpha=34:sigma=4, noise:std=0.05)")
       ->capture_default_str();
-  app.add_option("--threads", c.threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_flag(app, c.threads);
   app.add_option("--denormals", c.denormals,
                  "Subnormal floats on the CPU: flush (to zero; much faster on cores that trap "
                  "them) or keep (IEEE gradual underflow)")
@@ -88,6 +111,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_option("--out", c.out, "Run directory to write")->required();
   app.add_option("--checkpoint-every", c.checkpoint_every,
                  "Checkpoint every N epochs (0: only at the end)")
+      ->transform(integer_in(0, kInt64Max, "0: only at the end"))
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint");
   app.add_flag("--overwrite", f.overwrite,
@@ -106,9 +130,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
   app.add_flag("--cuda-graph", c.cuda_graph,
                "Capture the training step as a CUDA graph (not implemented: rejected)");
   app.add_option("--limit-train", c.limit_train, "Use only the first N training examples")
+      ->transform(integer_in(0, kInt64Max, "0: the whole split"))
       ->capture_default_str();
-  app.add_option("--limit-test", c.limit_test, "Use only the first N test examples")
-      ->capture_default_str();
+  add_limit_test_flag(app, c.limit_test);
   app.add_flag_callback(
       "--no-progress", [&c] { c.progress = false; }, "No progress line on stderr");
   app.add_option("--diagnostics", f.diagnostics,
@@ -117,6 +141,7 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
       ->capture_default_str();
   app.add_option("--diagnostics-every", f.diagnostics_every,
                  "Also record gradient statistics every N steps (0: last step of each epoch)")
+      ->transform(integer_in(0, kInt64Max, "0: the last step of each epoch"))
       ->capture_default_str();
   app.add_option("--saturation-threshold", f.saturation_threshold,
                  "A tanh/sigmoid unit is saturated beyond this fraction of its range")

@@ -38,6 +38,9 @@ struct TrainFlags {
 };
 
 void add_train_flags(CLI::App& app, TrainFlags& flags);
+// --threads and --limit-test, which `gradlens eval` takes as well.
+void add_threads_flag(CLI::App& app, int& threads);
+void add_limit_test_flag(CLI::App& app, int64_t& limit_test);
 // Adds the diagnostics callbacks requested by --diagnostics (none when "none").
 void attach_diagnostics(train::Trainer& trainer, const TrainFlags& flags);
 

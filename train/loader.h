@@ -39,7 +39,8 @@ class Loader {
          uint64_t seed, bool flat = true, Device device = {});
   Device device() const { return device_; }
   int64_t size() const { return n_; }
-  int64_t num_batches() const { return (n_ + batch_size_ - 1) / batch_size_; }
+  // Rounded up without n + batch_size - 1, which overflows for a batch size near INT64_MAX.
+  int64_t num_batches() const { return n_ / batch_size_ + (n_ % batch_size_ != 0); }
   int64_t batch_size() const { return batch_size_; }
   // Augments every training batch from now on: sample `i` of epoch `e` is image i transformed
   // by augmentation number e * size() + i (then normalized), so epochs differ and any batch

@@ -279,20 +279,34 @@ void append_flag(std::vector<std::string>& args, const std::string& flag, const 
 
 }  // namespace
 
+void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info,
+                       const std::string& source) {
+  auto check = [&](const std::string& key, const std::string& flag, const ojson& v) {
+    const std::string where = source + ": " + key;
+    // A list where the flag takes one value would be unwrapped into repeated flags; only a
+    // repeatable flag takes one.
+    GL_CHECK(!v.is_array() || info.repeatable.count(flag),
+             "{}: {} is a list, but --{} takes one value{}", where, v.dump(), flag,
+             key.rfind("fixed.", 0) == 0 ? " (a grid axis goes under \"grid\")" : "");
+    std::vector<std::string> args;
+    append_flag(args, flag, v, info, where);
+    if (!info.check) return;
+    try {
+      info.check(args);
+    } catch (const std::exception& e) {
+      throw Error(fmt::format("{}: {}", where, e.what()));
+    }
+  };
+  for (auto& [k, v] : spec.fixed.items()) check("fixed." + k, k, v);
+  for (auto& [a, vals] : spec.axes)
+    for (auto& v : vals) check("grid." + a, a, v);
+}
+
 std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& info) {
   for (auto& [k, v] : spec.fixed.items())
     for (auto& [a, vals] : spec.axes)
       GL_CHECK(a != k, "sweep: --{} is both fixed and a grid axis", k);
-  // A list where the flag takes one value would be unwrapped into repeated flags; only a
-  // repeatable flag takes one.
-  auto one_value = [&info](const std::string& key, const std::string& flag, const ojson& v) {
-    GL_CHECK(!v.is_array() || info.repeatable.count(flag),
-             "sweep: {}: {} is a list, but --{} takes one value{}", key, v.dump(), flag,
-             key.rfind("fixed.", 0) == 0 ? " (a grid axis goes under \"grid\")" : "");
-  };
-  for (auto& [k, v] : spec.fixed.items()) one_value("fixed." + k, k, v);
-  for (auto& [a, vals] : spec.axes)
-    for (auto& v : vals) one_value("grid." + a, a, v);
+  check_flag_values(spec, info, "sweep");
   size_t total = 1;
   for (auto& [a, vals] : spec.axes) total *= vals.size();
   std::vector<SweepRun> runs;

@@ -59,6 +59,10 @@ struct TrainFlagInfo {
     std::string extras;
   };
   std::function<Parsed(const std::vector<std::string>&)> parse;
+  // Reads training arguments as the command line does (each value's type and range) without
+  // building a configuration; throws on a bad value. When unset, values are checked only as
+  // parts of whole runs (parse).
+  std::function<void(const std::vector<std::string>&)> check;
 };
 
 struct SweepRun {
@@ -69,7 +73,12 @@ struct SweepRun {
   TrainConfig config;
 };
 
-// The whole grid, last axis fastest. Throws when two runs would get the same id.
+// Checks each fixed flag and grid value of `spec` alone as a training flag; an error names
+// `source` (the sweep file) and the key: "s.json: grid.seed: --seed: expected an integer ...".
+void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info, const std::string& source);
+
+// The whole grid, last axis fastest. Throws when a value is not one its flag takes
+// (check_flag_values, naming "sweep") and when two runs would get the same id.
 std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& info);
 
 // "K/N" with 0 <= K < N. Shard K holds the runs whose grid index i has i % N == K.

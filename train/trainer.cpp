@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/tensor_io.h"
 #include "engine/ops.h"
 #include "kernels/cpu/fp_env.h"
@@ -70,13 +71,15 @@ void TrainConfig::validate() const {
     GL_CHECK(kernel >= 1, "--kernel must be at least 1, got {}", kernel);
     GL_CHECK(pool >= 0, "--pool must be >= 0, got {}", pool);
   }
-  GL_CHECK(!hidden.empty() || (depth >= 1 && depth <= 10000),
-           "--depth must be in [1, 10000], got {}", depth);
-  GL_CHECK(hidden.size() <= 10000, "--hidden: at most 10000 widths, got {}", hidden.size());
+  GL_CHECK(!hidden.empty() || (depth >= 1 && depth <= kMaxDepth),
+           "--depth must be in [1, {}], got {}", kMaxDepth, depth);
+  GL_CHECK(hidden.size() <= std::size_t(kMaxDepth), "--hidden: at most {} widths, got {}",
+           kMaxDepth, hidden.size());
   GL_CHECK(hidden.empty() ? width >= 1 : true, "--width must be at least 1, got {}", width);
   for (int64_t w : hidden) GL_CHECK(w >= 1, "--hidden: every width must be at least 1, got {}", w);
   GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
-  GL_CHECK(epochs >= 1, "--epochs must be at least 1, got {}", epochs);
+  GL_CHECK(epochs >= 1 && epochs <= kMaxEpochs, "--epochs must be in [1, {}], got {}", kMaxEpochs,
+           epochs);
   GL_CHECK(lr > 0 && std::isfinite(lr), "--lr must be a positive number, got {}", lr);
   GL_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got {}", momentum);
   GL_CHECK(weight_decay >= 0, "--weight-decay must be non-negative, got {}", weight_decay);
@@ -87,8 +90,8 @@ void TrainConfig::validate() const {
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
-  GL_CHECK(threads >= 0 && threads <= 1024, "--threads must be in [0, 1024] (0: all cores), got {}",
-           threads);
+  GL_CHECK(threads >= 0 && threads <= kMaxThreads,
+           "--threads must be in [0, {}] (0: all cores), got {}", kMaxThreads, threads);
   GL_CHECK(limit_train >= 0, "--limit-train must be >= 0 (0: the whole split), got {}",
            limit_train);
   GL_CHECK(limit_test >= 0, "--limit-test must be >= 0 (0: the whole split), got {}", limit_test);
@@ -162,52 +165,15 @@ std::string TrainConfig::to_json() const {
   return j.dump(2) + "\n";
 }
 
-TrainConfig TrainConfig::from_json(const std::string& text) {
-  json j = json::parse(text);
-  GL_CHECK(j.is_object(), "a training configuration is a JSON object of settings, not {}",
-           j.type_name());
+namespace {
+
+// The settings of a configuration document; an error names the document's file and the key.
+TrainConfig config_from(const io::JsonReader& j) {
+  if (!j.json().is_object())
+    j.fail(fmt::format("a training configuration is a JSON object of settings, not {}",
+                       j.json().type_name()));
   TrainConfig c;
-  // A whole number in range, or an error naming the setting (JSON's 2.5 or 1e30 would be
-  // truncated, or overflow, on the way to an integer).
-  auto whole = [](const char* k, const json& v, auto type_tag) {
-    using I = decltype(type_tag);
-    if (v.is_number_float()) {  // 1.0 (a hand edit, Python) is a whole number; 2.5 and 1e30 not
-      const double d = v.get<double>();
-      GL_CHECK(d == std::floor(d), "'{}': expected a whole number, got {}", k, v.dump());
-      GL_CHECK(d >= double(std::numeric_limits<I>::min()) &&
-                   d < std::ldexp(1.0, std::numeric_limits<I>::digits),
-               "'{}': expected a whole number from {} to {}, got {}", k,
-               std::numeric_limits<I>::min(), std::numeric_limits<I>::max(), v.dump());
-      return I(d);
-    }
-    const bool ok = v.is_number_unsigned()  ? std::in_range<I>(v.get<uint64_t>())
-                    : v.is_number_integer() ? std::in_range<I>(v.get<int64_t>())
-                                            : false;
-    GL_CHECK(ok, "'{}': expected a whole number{}, got {}", k,
-             v.is_number_integer() ? fmt::format(" from {} to {}", std::numeric_limits<I>::min(),
-                                                 std::numeric_limits<I>::max())
-                                   : "",
-             v.dump());
-    return v.get<I>();
-  };
-  auto get = [&](const char* k, auto& v) {
-    if (!j.contains(k)) return;
-    using T = std::decay_t<decltype(v)>;
-    const json& e = j[k];
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      v = whole(k, e, T{});
-    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
-      GL_CHECK(e.is_array(), "'{}': expected a list of whole numbers, got {}", k, e.dump());
-      v.clear();
-      for (const json& x : e) v.push_back(whole(k, x, int64_t{}));
-    } else {
-      try {
-        v = e.get<T>();
-      } catch (const json::exception& ex) {
-        throw Error(fmt::format("'{}': {}", k, ex.what()));
-      }
-    }
-  };
+  auto get = [&j](const char* k, auto& v) { v = j.get(k, v); };
   get("dataset", c.dataset);
   get("data_dir", c.data_dir);
   get("model", c.model);
@@ -249,20 +215,45 @@ TrainConfig TrainConfig::from_json(const std::string& text) {
   return c;
 }
 
+}  // namespace
+
+TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw Error(io::json_error(source, e));
+  }
+  return config_from(io::JsonReader(j, source));
+}
+
 TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
   const std::string path = dir + "/config.json";
   GL_CHECK(io::file_exists(path),
            "{}: no config.json (not a run directory written by gradlens train)", dir);
-  const auto bytes = io::read_file(path);
+  const json j = io::read_json_file(path);
+  const TrainConfig c = config_from(io::JsonReader(j, path));
+  TrainConfig checked = c;  // config.json holds no --out: the run is the directory
+  if (checked.out.empty()) checked.out = dir;
   try {
-    TrainConfig c = from_json(std::string(bytes.begin(), bytes.end()));
-    TrainConfig checked = c;  // config.json holds no --out: the run is the directory
-    if (checked.out.empty()) checked.out = dir;
     checked.validate();  // its messages name the flag the setting came from
-    return c;
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", path, e.what()));
   }
+  return c;
+}
+
+std::vector<std::pair<std::string, std::string>> Trainer::limit_notes() const {
+  std::vector<std::pair<std::string, std::string>> notes;
+  auto check = [&](const char* flag, int64_t limit, int64_t size, const char* split) {
+    if (limit > size)
+      notes.emplace_back(flag, fmt::format("{} {} is more than the {} examples of {}'s {} split: "
+                                           "all {} are used",
+                                           flag, limit, size, cfg_.dataset, split, size));
+  };
+  check("--limit-train", cfg_.limit_train, data_->train->size(), "training");
+  check("--limit-test", cfg_.limit_test, data_->test->size(), "test");
+  return notes;
 }
 
 // ------------------------------------------------------------------ schedule
@@ -565,8 +556,19 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
     GL_CHECK(it != f.metadata.end(), "{}: not a gradlens checkpoint (no {})", path, k);
     return it->second;
   };
+  // A JSON entry of the metadata, and where an error in it is.
+  auto meta_json = [&](const char* k) {
+    const std::string where = fmt::format("{}: metadata {}", path, k);
+    try {
+      return std::make_pair(json::parse(meta(k)), where);
+    } catch (const json::parse_error& e) {
+      throw Error(io::json_error(where, e));
+    }
+  };
   // The checkpoint must come from the same configuration (epochs may grow).
-  json saved = json::parse(meta("gradlens.config")), now = json::parse(cfg_.to_json());
+  const auto [saved, saved_where] = meta_json("gradlens.config");
+  io::JsonReader(saved, saved_where).object();
+  const json now = json::parse(cfg_.to_json());
   for (auto& [k, v] : now.items()) {
     // The cosine schedule spans all epochs: changing their number would bend the curve
     // already followed.
@@ -616,25 +618,21 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   history.clear();
   // JSON has no NaN: the history's NaN (a diagnostics column not recorded that epoch, such as
   // grad_norm_i with --diagnostics activations) was written as null, and reads back as NaN.
-  auto number = [](const json& v) {
-    return v.is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
+  auto number = [](const io::JsonReader& v) {
+    return v.json().is_null() ? std::numeric_limits<double>::quiet_NaN() : v.get<double>();
   };
-  try {
-    for (auto& e : json::parse(meta("gradlens.history"))) {
-      EpochResult r;
-      r.epoch = e.at("epoch");
-      r.train_loss = number(e.at("train_loss"));
-      r.test_loss = number(e.at("test_loss"));
-      r.train_acc = number(e.at("train_acc"));
-      r.test_acc = number(e.at("test_acc"));
-      r.epoch_time = number(e.at("epoch_time"));
-      for (auto& x : e.at("extra"))
-        r.extra.emplace_back(x.at(0).get<std::string>(), number(x.at(1)));
-      history.push_back(r);
-    }
-  } catch (const json::exception& e) {
-    throw Error(fmt::format("{}: metadata gradlens.history is not a valid epoch history ({})", path,
-                            e.what()));
+  const auto [saved_history, history_where] = meta_json("gradlens.history");
+  for (const io::JsonReader& e : io::JsonReader(saved_history, history_where).elements()) {
+    EpochResult r;
+    r.epoch = e["epoch"].get<int64_t>();
+    r.train_loss = number(e["train_loss"]);
+    r.test_loss = number(e["test_loss"]);
+    r.train_acc = number(e["train_acc"]);
+    r.test_acc = number(e["test_acc"]);
+    r.epoch_time = number(e["epoch_time"]);
+    for (const io::JsonReader& x : e["extra"].elements())
+      r.extra.emplace_back(x[0].get<std::string>(), number(x[1]));
+    history.push_back(r);
   }
   const int64_t done = meta_int("gradlens.epoch", 1);
   GL_CHECK(int64_t(history.size()) == done,
@@ -734,6 +732,18 @@ int64_t Trainer::begin_run() {
     if (cfg_.progress)
       fmt::print(stderr, "resuming {} from epoch {} (step {})\n", cfg_.out, start_epoch,
                  global_step_);
+    // The checkpoint holds the losses of the steps trained with --log-steps only.
+    const int64_t unlogged = global_step_ - int64_t(step_losses_.size());
+    if (cfg_.log_steps && unlogged > 0 && step_losses_.empty())
+      fmt::print(stderr,
+                 "note: --log-steps on a resumed run: steps.csv starts at step {}; the run's first "
+                 "{} steps were trained without --log-steps\n",
+                 global_step_ + 1, global_step_);
+    else if (cfg_.log_steps && unlogged > 0)
+      fmt::print(stderr,
+                 "note: --log-steps on a resumed run: steps.csv has no rows for {} of the run's "
+                 "first {} steps, which were trained without --log-steps\n",
+                 unlogged, global_step_);
   } else if (cfg_.resume && cfg_.progress) {
     fmt::print(stderr, "no checkpoint in {}: starting from the beginning\n", cfg_.out);
   }

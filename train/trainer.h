@@ -75,6 +75,12 @@ struct TrainConfig {
   bool progress = true;
 
   void validate() const;  // throws gl::Error naming the flag
+  // The upper bounds of the settings that have one, for validate() and the command line.
+  static constexpr int64_t kMaxDepth = 10000;
+  static constexpr int kMaxThreads = 1024;
+  // The step counter (epochs x steps per epoch) and the cosine schedule's length stay far
+  // inside int64 for any split.
+  static constexpr int64_t kMaxEpochs = 1000000;
   // The training defaults of --model cnn where they differ from the MLP's: applied by the
   // command line to the flags a user did not give.
   static constexpr const char* kCnnOptimizer = "adam";
@@ -83,7 +89,8 @@ struct TrainConfig {
   static constexpr const char* kCnnNormalize = "standard";
   std::vector<int64_t> hidden_widths() const;
   std::string to_json() const;
-  static TrainConfig from_json(const std::string& text);
+  // Throws naming `source` (a file) and the setting when a setting has the wrong type.
+  static TrainConfig from_json(const std::string& text, const std::string& source = "");
   // The configuration a run directory's config.json holds; throws naming the file when it is
   // missing (not a run directory written by gradlens train) or not a configuration.
   static TrainConfig from_run_dir(const std::string& dir);
@@ -177,6 +184,10 @@ class Trainer {
   const data::Loader& test_loader() const { return *data_->test; }
   const data::ImageDataset& test_dataset() const { return data_->test_ds; }
   const std::vector<EpochResult>& history() const { return history_; }
+  // {flag, note} for --limit-train and --limit-test when above the size of their split, which is
+  // then used whole: "--limit-train 100000 is more than the 60000 examples of mnist's training
+  // split: all 60000 are used".
+  std::vector<std::pair<std::string, std::string>> limit_notes() const;
   // Whether some callback needs the autograd tape for training step `global_step`.
   bool needs_tape(int64_t global_step) const;
   // The optimizer when training step `global_step` may update each parameter as soon as its

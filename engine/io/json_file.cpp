@@ -1,5 +1,5 @@
-// json_file.cpp: whole-file JSON reads over read_file, and nlohmann's exception text turned
-// into "file: key: what".
+// json_file.cpp: whole-file JSON reads over read_file, and the "file: key: what" messages of
+// nlohmann's exceptions and of JsonReader.
 #include "engine/io/json_file.h"
 
 #include <stdexcept>
@@ -36,8 +36,13 @@ std::string json_error(const std::string& path, const std::exception& e, const s
     if (close != std::string::npos) what.erase(0, close + 2);
   }
   if (dynamic_cast<const nlohmann::json::parse_error*>(&e) != nullptr)
-    return path + ": invalid JSON: " + what;
-  return path + ": " + (key.empty() ? "" : "key '" + key + "': ") + what;
+    return json_key_error(path, "", "invalid JSON: " + what);
+  return json_key_error(path, key, what);
+}
+
+std::string json_key_error(const std::string& path, const std::string& key,
+                           const std::string& what) {
+  return (path.empty() ? "" : path + ": ") + (key.empty() ? "" : "key '" + key + "': ") + what;
 }
 
 }  // namespace gl::io

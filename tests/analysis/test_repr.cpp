@@ -665,13 +665,16 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
   one_line_error((dir_->path / "empty").string() + " pca", "no model.safetensors");
   one_line_error((dir_->path / "missing").string() + " pca", "does not exist");
   // Values that hung (a batch of 0) or failed deep inside with another message.
-  one_line_error(run() + " corr --batch-size 0" + dd, "--batch-size must be at least 1");
-  one_line_error(run() + " corr --examples -1" + dd, "--examples must be >= 0");
-  one_line_error(run() + " neurons --top-k -1" + dd, "--top-k must be at least 1");
-  one_line_error(run() + " tsne --iterations -1" + dd, "--iterations must be at least 1");
+  one_line_error(run() + " corr --batch-size 0" + dd,
+                 "--batch-size: expected an integer from 1 to");
+  one_line_error(run() + " corr --examples -1" + dd, "--examples: expected an integer from 0 to");
+  one_line_error(run() + " neurons --top-k -1" + dd, "--top-k: expected an integer from 1 to");
+  one_line_error(run() + " tsne --iterations -1" + dd,
+                 "--iterations: expected an integer from 1 to");
   one_line_error(run() + " tsne --theta nan" + dd, "--theta must be a number >= 0");
   one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
-  one_line_error(run() + " augment --augmentations 1" + dd, "--augmentations must be at least 2");
+  one_line_error(run() + " augment --augmentations 1" + dd,
+                 "--augmentations: expected an integer from 2 to");
   one_line_error(run() + " augment --image 99999" + dd, "--image: example 99999 is out of range");
   // More augmentations than memory holds: named by the flag, not by the allocator alone.
   one_line_error(
@@ -679,7 +682,7 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
       "--augmentations 100000000000: 100000000000 augmented 784-value images do not fit");
   // Values that were taken without a word: a negative class (all classes), an empty list,
   // a layer twice, --indices beside --examples, a t-SNE setting without t-SNE.
-  one_line_error(run() + " pca --class -1" + dd, "--class must be a class number");
+  one_line_error(run() + " pca --class -1" + dd, "--class: expected an integer from 0 to");
   one_line_error(run() + " pca --indices ''" + dd, "--indices: give at least one");
   one_line_error(run() + " pca --layers ''" + dd, "--layers: give at least one");
   one_line_error(run() + " pca --layers h0,h0" + dd, "h0 is listed twice");

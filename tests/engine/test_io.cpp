@@ -1,6 +1,7 @@
 // test_io.cpp: atomic file I/O, safetensors and npy: round trips, byte-exact agreement with the
 // reference safetensors implementation's own test vectors, every corruption the readers must
-// reject, and cross-checks with numpy / torch through /usr/bin/python3 when available.
+// reject, and cross-checks with numpy / torch through /usr/bin/python3 when available; JSON
+// values read with errors that name the file and the key.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/npy.h"
 #include "engine/io/safetensors.h"
 
@@ -478,4 +480,55 @@ np.save(os.path.join(d, 'theirs_scalar.npy'), np.float32(2.5))
   float s;
   std::memcpy(&s, c.bytes.data(), 4);
   EXPECT_EQ(s, 2.5f);
+}
+
+// nlohmann's get<> truncates 2.5 to 2, wraps -1 into an unsigned and reports a wrong type
+// without the file or the key; JsonReader refuses each, naming both.
+TEST(JsonReader, WrongTypesAndValuesNameTheFileAndTheKey) {
+  const nlohmann::json j = nlohmann::json::parse(
+      R"({"n": "12", "half": 2.5, "huge": 1e30, "whole": 3.0, "list": [1, "x"],
+          "nested": {"flags": [true]}, "negative": -1, "top": 18446744073709551615})");
+  const gl::io::JsonReader r(j, "run/file.json");
+  const std::string int64_range = "from -9223372036854775808 to 9223372036854775807";
+  expect_error([&] { r["n"].get<int64_t>(); },
+               {"run/file.json: key 'n': expected a whole number " + int64_range + ", got \"12\""});
+  expect_error([&] { r["half"].get<int>(); },
+               {"run/file.json: key 'half': expected a whole number, got 2.5"});
+  expect_error(
+      [&] { r["huge"].get<int>(); },
+      {"run/file.json: key 'huge': expected a whole number from -2147483648 to 2147483647, "
+       "got 1e+30"});
+  expect_error([&] { r["negative"].get<uint64_t>(); },
+               {"run/file.json: key 'negative': expected a whole number from 0 to "
+                "18446744073709551615, got -1"});
+  expect_error([&] { r["top"].get<int64_t>(); },
+               {"run/file.json: key 'top': expected a whole number " + int64_range +
+                ", got 18446744073709551615"});
+  expect_error(
+      [&] { r["list"].get<std::vector<int64_t>>(); },
+      {"run/file.json: key 'list[1]': expected a whole number " + int64_range + ", got \"x\""});
+  expect_error([&] { r["nested"]["flags"][0].get<std::string>(); },
+               {"run/file.json: key 'nested.flags[0]': expected a string, got true"});
+  expect_error([&] { r["nested"]["flags"].get<std::map<std::string, bool>>(); },
+               {"run/file.json: key 'nested.flags': expected an object, got [true]"});
+  expect_error([&] { r["nested"]["flags"][1]; },
+               {"run/file.json: key 'nested.flags': expected at least 2 elements, got [true]"});
+  expect_error([&] { r["n"].get<double>(); },
+               {"run/file.json: key 'n': expected a number, got \"12\""});
+  expect_error([&] { r["whole"].get<bool>(); },
+               {"run/file.json: key 'whole': expected true or false, got 3.0"});
+  expect_error([&] { r["absent"]; }, {"run/file.json: key 'absent': missing"});
+  expect_error([&] { r.get("n", 0); },
+               {"run/file.json: key 'n': expected a whole number from -2147483648 to 2147483647, "
+                "got \"12\""});
+  const nlohmann::json array = nlohmann::json::parse("[1, 2]");
+  expect_error([&] { gl::io::JsonReader(array, "a.json")["k"]; },
+               {"a.json: expected an object, got [1,2]"});
+  // Values of the right type, and a member that is absent, read as they should.
+  EXPECT_EQ(r["whole"].get<int>(), 3);
+  EXPECT_EQ(r["top"].get<uint64_t>(), 18446744073709551615ull);
+  EXPECT_EQ(r["half"].get<double>(), 2.5);
+  EXPECT_EQ(r.get("absent", 7), 7);
+  EXPECT_EQ(r.get("n", std::string()), "12");
+  EXPECT_EQ(r["nested"]["flags"].get<std::vector<bool>>(), std::vector<bool>{true});
 }

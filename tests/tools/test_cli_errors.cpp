@@ -8,9 +8,11 @@
 #include <cctype>
 #include <cmath>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/io/safetensors.h"
 #include "engine/io/tensor_io.h"
 #include "tests/train/run_util.h"
 
@@ -143,6 +145,176 @@ TEST_F(CliErrors, FlagValues) {
   expect_error({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--epochs", "1",
                 "--no-progress", "--out", dir_ + "/a_file"},
                {"a_file", "a file is in the way"});
+}
+
+// Integers past their flag's range were clamped (a seed above 2^64 became 2^64 - 1, 2^63 epochs
+// INT64_MAX, a checkpoint period below -2^63 INT64_MIN), wrapped (" -1" as a seed), read as hex
+// or octal (010 epochs were 8) or ended in a misleading error (a batch of INT64_MAX examples made
+// no batches); on/off flags took numbers (--log-steps=-1 was off). Each value out of range is
+// refused naming the flag, the value and the range; a sweep file's also names the file and key.
+TEST_F(CliErrors, IntegerValuesOutOfRange) {
+  const std::string seeds = "from 0 to 18446744073709551615", int64_max = "9223372036854775807";
+  // `gradlens train` without --epochs and --threads, which the cases give; on the fixture, or
+  // on no data, so that a value taken as valid ends in another error, not in 2^63 epochs.
+  auto train_with = [](const std::vector<std::string>& extra,
+                       const std::string& data = dir_ + "/no_data") {
+    std::vector<std::string> a{"train", "--dataset",     "mnist", "--data-dir",
+                               data,    "--hidden",      "8",     "--limit-train",
+                               "100",   "--no-progress", "--out", dir_ + "/ints"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(train({"--seed", "18446744073709551616"}),
+               {"--seed", "18446744073709551616", seeds});
+  expect_error(train({"--seed", " -1"}), {"--seed", " -1", seeds});
+  expect_error(train({"--seed", "0x10"}), {"--seed", "0x10", seeds});
+  for (const char* epochs : {"9223372036854775808", "1e12", "1000001", "0"})
+    expect_error(train_with({"--epochs", epochs}), {"--epochs", epochs, "from 1 to 1000000"});
+  expect_error(train({"--batch-size", "99999999999999999999"}),
+               {"--batch-size", "99999999999999999999", "from 1 to " + int64_max});
+  expect_error(train({"--limit-train", "9223372036854775808"}),
+               {"--limit-train", "9223372036854775808", "from 0 to " + int64_max});
+  expect_error(train_with({"--threads", "4294967297"}),
+               {"--threads", "4294967297", "from 0 to 1024"});
+  expect_error(train({"--diagnostics", "grads", "--diagnostics-every", "-1"}),
+               {"--diagnostics-every", "-1", "from 0 to " + int64_max});
+  expect_error(train({"--checkpoint-every", "-99999999999999999999"}),
+               {"--checkpoint-every", "-99999999999999999999", "from 0 to " + int64_max});
+  for (const auto& [flag, value] :
+       std::vector<std::pair<std::string, std::string>>{{"--log-steps", "-1"},
+                                                        {"--log-steps", "5"},
+                                                        {"--no-shuffle", "-1"},
+                                                        {"--batchnorm", "2"}})
+    expect_error(train({flag + "=" + value}), {flag, value, "=true or =false"});
+  expect_error({"eval", "--weights", "w.safetensors", "--limit-test", "99999999999999999999"},
+               {"--limit-test", "99999999999999999999", "from 0 to " + int64_max});
+  expect_error({"eval", "--weights", "w.safetensors", "--threads", "-1"},
+               {"--threads", "-1", "from 0 to 1024"});
+  expect_error({"analyze", dir_, "pca", "--examples", "18446744073709551616"},
+               {"--examples", "18446744073709551616", "from 0 to " + int64_max});
+  expect_error({"analyze", dir_, "augment", "--seed", "-1"}, {"--seed", "-1", seeds});
+  expect_error({"gradcheck", "--seed", "18446744073709551616"}, {"--seed", seeds});
+  expect_error({"sweep", "--fuse", "99999999999", "--out", dir_ + "/sw"},
+               {"--fuse", "99999999999", "from 2 to 2147483647"});
+  expect_error({"sweep", "--seeds", "0,99999999999999999999", "--out", dir_ + "/sw"},
+               {"grid.seed", "--seed", "99999999999999999999", seeds});
+  const std::string file = dir_ + "/ints.json";
+  write_text(file, R"({"fixed": {"epochs": 9223372036854775808}, "grid": {"seed": [0, 1]}})");
+  expect_error({"sweep", file, "--out", dir_ + "/sw"},
+               {file + ": fixed.epochs", "--epochs", "9223372036854775808", "from 1 to 1000000"});
+  write_text(file, R"({"grid": {"seed": [0, -1]}})");
+  expect_error({"sweep", file, "--out", dir_ + "/sw"}, {file + ": grid.seed", "-1", seeds});
+  EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
+  // A run directory's config.json is held to the same ranges.
+  fs::create_directories(dir_ + "/long_run");
+  write_text(dir_ + "/long_run/config.json", R"({"epochs": 9223372036854775807})");
+  expect_error({"eval", "--run", dir_ + "/long_run"},
+               {"config.json", "--epochs", "9223372036854775807", "[1, 1000000]"});
+  // Values in range: 010 is ten epochs, and a batch larger than any split is one batch.
+  ProcResult ten =
+      run_gradlens(train_with({"--epochs", "010", "--threads", "1"}, fixture_data_dir()));
+  ASSERT_TRUE(ten.exited && ten.code == 0) << describe(ten);
+  EXPECT_NE(read_text(dir_ + "/ints/config.json").find("\"epochs\": 10,"), std::string::npos)
+      << read_text(dir_ + "/ints/config.json");
+  ProcResult whole = run_gradlens(
+      train_with({"--epochs", "1", "--threads", "1", "--batch-size", int64_max, "--overwrite"},
+                 fixture_data_dir()));
+  ASSERT_TRUE(whole.exited && whole.code == 0) << describe(whole);
+}
+
+// Values of the wrong type in the JSON files a run, a resume or a report reads back (a string
+// where a number belongs, 1.5 where a whole number does, an array where an object does) were
+// truncated, skipped, or reported without the file or the key. Each now fails naming both.
+TEST_F(CliErrors, JsonValuesOfTheWrongTypeNameTheFileAndTheKey) {
+  const std::string base = dir_ + "/json_base";
+  std::vector<std::string> args{"train",
+                                "--dataset",
+                                "mnist",
+                                "--data-dir",
+                                fixture_data_dir(),
+                                "--hidden",
+                                "8",
+                                "--epochs",
+                                "1",
+                                "--threads",
+                                "1",
+                                "--no-progress",
+                                "--diagnostics",
+                                "all",
+                                "--analyze",
+                                "optim,corr",
+                                "--out",
+                                base};
+  ProcResult first = run_gradlens(args);
+  ASSERT_TRUE(first.exited && first.code == 0) << describe(first);
+  using nlohmann::json;
+  // A copy of the run with one JSON document edited: a file, or a safetensors metadata entry.
+  int copies = 0;
+  auto copy = [&] {
+    const std::string d = dir_ + "/json_" + std::to_string(copies++);
+    fs::copy(base, d, fs::copy_options::recursive);
+    return d;
+  };
+  auto edited = [&](const std::string& file, const std::function<void(json&)>& edit) {
+    const std::string d = copy();
+    json j = json::parse(read_text(d + "/" + file));
+    edit(j);
+    write_text(d + "/" + file, j.dump());
+    return d;
+  };
+  auto edited_metadata = [&](const std::string& file, const std::string& key,
+                             const std::function<void(json&)>& edit) {
+    const std::string d = copy();
+    gl::io::SafetensorsFile f = gl::io::load_safetensors(d + "/" + file);
+    json j = json::parse(f.metadata.at(key));
+    edit(j);
+    f.metadata[key] = j.dump();
+    gl::io::save_safetensors(d + "/" + file, f.tensors, f.metadata);
+    return d;
+  };
+  auto resume = [&](const std::string& d) {
+    std::vector<std::string> a = args;
+    a[8] = "2";  // --epochs
+    a.back() = d;
+    a.push_back("--resume");
+    return a;
+  };
+  expect_error(resume(edited_metadata("checkpoint.safetensors", "gradlens.history",
+                                      [](json& h) { h[0]["epoch"] = 1.5; })),
+               {"checkpoint.safetensors: metadata gradlens.history: key '[0].epoch'", "1.5"});
+  expect_error(resume(edited_metadata("checkpoint.safetensors", "gradlens.config",
+                                      [](json& c) { c = json::array({c}); })),
+               {"checkpoint.safetensors: metadata gradlens.config: expected an object"});
+  expect_error(resume(edited_metadata("optim/state_epoch_1.safetensors", "gradlens.optim_state",
+                                      [](json& m) { m["params"][0]["have_ema"] = 1; })),
+               {"state_epoch_1.safetensors", "key 'params[0].have_ema': expected true or false"});
+  expect_error(resume(edited("analysis/corr_means.json", [](json& j) { j["epochs"][1] = "1"; })),
+               {"corr_means.json: key 'epochs[1]'", "\"1\""});
+  expect_error(resume(edited("diagnostics/layers.json", [](json& j) { j["epochs"][1] = 1.5; })),
+               {"layers.json: key 'epochs[1]'", "1.5"});
+  expect_error(resume(edited("optim/optim.json", [](json& j) { j["every"] = "1"; })),
+               {"optim.json: key 'every': expected a number"});
+  expect_error({"eval", "--run",
+                edited("config.json",
+                       [](json& j) {
+                         j["init_args"] = {{"factor", 6}};
+                       }),
+                "--data-dir", fixture_data_dir()},
+               {"config.json: key 'init_args.factor': expected a string, got 6"});
+  expect_error(
+      {"report", edited("diagnostics/layers.json", [](json& j) { j["layers"][0]["name"] = 5; })},
+      {"layers.json: key 'layers[0].name': expected a string, got 5"});
+  expect_error({"report", edited("diagnostics/dead_units.json", [](json& j) { j["epoch"] = "1"; })},
+               {"dead_units.json: key 'epoch': expected a number"});
+  expect_error({"report", edited("optim/optim.json", [](json& j) { j["params"][0]["name"] = 5; })},
+               {"optim.json: key 'params[0].name': expected a string, got 5"});
+  expect_error({"report", edited("analysis/corr_means.json", [](json& j) { j["examples"] = 2.5; })},
+               {"corr_means.json: key 'examples': expected a whole number, got 2.5"});
+  // The copies as they were train on and report.
+  ProcResult resumed = run_gradlens(resume(copy()));
+  EXPECT_TRUE(resumed.exited && resumed.code == 0) << describe(resumed);
+  ProcResult report = run_gradlens({"report", copy()});
+  EXPECT_TRUE(report.exited && report.code == 0) << describe(report);
 }
 
 TEST_F(CliErrors, MissingOrCorruptData) {
@@ -363,6 +535,35 @@ TEST(CliFlags, NoShuffleAndNoProgressTurnTheirSettingsOff) {
     EXPECT_NE(unused.err.find(n), std::string::npos) << n << " not in:\n" << unused.err;
   EXPECT_EQ(std::count(unused.err.begin(), unused.err.end(), '\n'), 5) << unused.err;
   EXPECT_EQ(unused.err.find("--beta1"), std::string::npos) << unused.err;
+}
+
+// A limit above its split's size takes the whole split, as a sweep over datasets of several
+// sizes needs, and says so in a note naming the flag, the limit and the split's size.
+TEST(CliFlags, LimitsAboveTheSplitsSizeAreNoted) {
+  const std::string dir = make_temp_dir("gl_limits");
+  ProcResult t =
+      run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden",
+                    "8", "--epochs", "1", "--threads", "1", "--no-progress", "--limit-train",
+                    "100000", "--limit-test", "201", "--out", dir + "/run"});
+  ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+  // The fixture's splits hold 800 and 200 digits.
+  EXPECT_EQ(t.err,
+            "gradlens train: note: --limit-train 100000 is more than the 800 examples of mnist's "
+            "training split: all 800 are used\n"
+            "gradlens train: note: --limit-test 201 is more than the 200 examples of mnist's test "
+            "split: all 200 are used\n");
+  ProcResult e = run_gradlens(
+      {"eval", "--run", dir + "/run", "--data-dir", fixture_data_dir(), "--limit-test", "1000"});
+  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+  EXPECT_EQ(e.err,
+            "gradlens eval: note: --limit-test 1000 is more than the 200 examples of mnist's test "
+            "split: all 200 are used\n");
+  EXPECT_NE(e.out.find("/200)"), std::string::npos) << e.out;  // "(correct/200)"
+  // Limits within the splits: no note.
+  ProcResult in = run_gradlens(
+      {"eval", "--run", dir + "/run", "--data-dir", fixture_data_dir(), "--limit-test", "200"});
+  ASSERT_TRUE(in.exited && in.code == 0) << describe(in);
+  EXPECT_EQ(in.err, "");
 }
 
 }  // namespace

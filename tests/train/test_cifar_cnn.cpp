@@ -235,7 +235,7 @@ TEST(TrainCnn, BadConfigurationsGiveOneLineErrors) {
   std::string e = err({"--channels", "4,4,4,4,4,4"});
   EXPECT_NE(e.find("too small for conv stage"), std::string::npos) << e;
   e = err({"--kernel", "0"});
-  EXPECT_NE(e.find("--kernel must be at least 1"), std::string::npos) << e;
+  EXPECT_NE(e.find("--kernel: expected an integer from 1 to"), std::string::npos) << e;
   e = err({"--analyze", "corr"});
   EXPECT_NE(e.find("--analyze corr"), std::string::npos) << e;
   e = err({"--channels", "4,x"});

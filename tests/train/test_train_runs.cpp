@@ -168,7 +168,7 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(error_of(R"({"hidden": [16, 1e30]})").find("'hidden': expected a whole number from"),
+  EXPECT_NE(error_of(R"({"hidden": [16, 1e30]})").find("'hidden[1]': expected a whole number from"),
             std::string::npos);
   // A whole number written as a float (a hand edit, Python's json) is taken.
   EXPECT_EQ(gl::train::TrainConfig::from_json(R"({"epochs": 3.0, "hidden": [8.0, 4]})").epochs, 3);
@@ -180,8 +180,46 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
             18446744073709551615ull);
   EXPECT_NE(error_of(R"({"seed": -1})").find("'seed': expected a whole number from 0"),
             std::string::npos);
-  EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected a list"), std::string::npos);
+  EXPECT_NE(error_of(R"({"hidden": 16})").find("'hidden': expected an array"), std::string::npos);
   EXPECT_NE(error_of(R"({"lr": "fast"})").find("'lr'"), std::string::npos);
+}
+
+// The losses of steps trained without --log-steps were never recorded: a run resumed with it
+// writes steps.csv from the first step it trains, and a note says where the file starts.
+TEST(TrainRuns, LogStepsOnAResumedRunNotesWhereStepsCsvStarts) {
+  const std::string dir = make_temp_dir("gl_log_steps");
+  const std::string out = dir + "/run";
+  auto steps_rows = [&] {
+    std::stringstream steps(read_text(out + "/steps.csv"));
+    std::vector<std::string> rows;
+    for (std::string line; std::getline(steps, line);) rows.push_back(line);
+    return rows;
+  };
+  std::vector<std::string> first = train_args(out, 1, {"--threads", "1"});
+  std::erase(first, std::string("--log-steps"));
+  train_ok(first);
+  ASSERT_FALSE(fs::exists(out + "/steps.csv"));
+  ProcResult resumed = run_gradlens(train_args(out, 2, {"--threads", "1", "--resume"}));
+  ASSERT_TRUE(resumed.exited && resumed.code == 0) << describe(resumed);
+  // 800 training digits in batches of 32: 25 steps an epoch.
+  EXPECT_EQ(resumed.err,
+            "note: --log-steps on a resumed run: steps.csv starts at step 26; the run's first 25 "
+            "steps were trained without --log-steps\n");
+  std::vector<std::string> rows = steps_rows();
+  ASSERT_EQ(rows.size(), 26u);
+  EXPECT_EQ(rows[0], "step,epoch,loss");
+  EXPECT_EQ(rows[1].rfind("26,2,", 0), 0u) << rows[1];
+  EXPECT_EQ(rows[25].rfind("50,2,", 0), 0u) << rows[25];
+  // Resumed once more, the file still lacks the first epoch's steps.
+  ProcResult again = run_gradlens(train_args(out, 3, {"--threads", "1", "--resume"}));
+  ASSERT_TRUE(again.exited && again.code == 0) << describe(again);
+  EXPECT_EQ(again.err,
+            "note: --log-steps on a resumed run: steps.csv has no rows for 25 of the run's first "
+            "50 steps, which were trained without --log-steps\n");
+  rows = steps_rows();
+  ASSERT_EQ(rows.size(), 51u);
+  EXPECT_EQ(rows[1].rfind("26,2,", 0), 0u) << rows[1];
+  EXPECT_EQ(rows[50].rfind("75,3,", 0), 0u) << rows[50];
 }
 
 TEST(TrainRuns, ANewRunRefusesANonEmptyOutAndOverwriteStartsOver) {
