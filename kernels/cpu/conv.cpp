@@ -229,9 +229,16 @@ void backward_per_image(const ConvGeometry& g, const T* x, const T* w, const T* 
   one.n = 1;
   const Dims d(one);
   const int64_t in_image = g.c * g.h * g.w, out_image = g.oc * d.P, wsize = g.oc * d.K;
+  if (g.n == 0) {  // no images: zero gradients of the weights and bias
+    if (grad_w) std::fill(grad_w, grad_w + wsize, T(0));
+    if (grad_b) std::fill(grad_b, grad_b + g.oc, T(0));
+    return;
+  }
   // Images are split into a fixed number of chunks, each with its own partial dW and db summed
   // in chunk order afterwards: the result does not depend on the thread count.
-  const int64_t chunks = std::min<int64_t>(g.n, 16), per = (g.n + chunks - 1) / chunks;
+  // Every chunk holds at least one image (17 images in 16 chunks of 2 would leave 7 chunks
+  // empty, their partial sums never written).
+  const int64_t per = (g.n + 15) / 16, chunks = (g.n + per - 1) / per;
   T* partial_w = grad_w ? thread_scratch<T>(1, std::size_t(chunks * wsize)) : nullptr;
   std::vector<double> partial_b(grad_b ? std::size_t(chunks * g.oc) : 0, 0.0);
   const bool parallel = chunks > 1 && omp_get_max_threads() > 1;

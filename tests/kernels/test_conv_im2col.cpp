@@ -88,3 +88,40 @@ TEST(ConvIm2col, PaddingWiderThanTheInput) {
   }
   set_conv_algo(saved);
 }
+
+// The per-image path sums the weight gradient in up to 16 chunks of images. Batch sizes that do
+// not divide into 16 equal chunks (17, 40, 100) once left chunks without an image, whose partial
+// sums (stale scratch from the previous call) were added in; the empty batch gives zeros.
+TEST(ConvIm2col, WeightGradientOfEveryBatchSize) {
+  std::mt19937 rng(12);
+  const ConvAlgo saved = conv_algo();
+  set_conv_algo(ConvAlgo::per_image);
+  auto geometry = [](int64_t n, int64_t c) {
+    ConvGeometry g;
+    g.n = n, g.c = c, g.h = 6, g.w = 6, g.oc = 3, g.kh = g.kw = 3;
+    g.pad_h = g.pad_w = 1;
+    return g;
+  };
+  auto check = [&](const ConvGeometry& g) {
+    SCOPED_TRACE("n=" + std::to_string(g.n) + " c=" + std::to_string(g.c));
+    const auto x = random_floats(std::size_t(g.n * g.c * g.h * g.w), rng);
+    const auto w = random_floats(std::size_t(g.oc * g.c * 9), rng);
+    const auto dy = random_floats(std::size_t(g.n * g.oc * g.out_h() * g.out_w()), rng);
+    const NaiveGrads ref = naive_backward(g, widen(x), widen(w), widen(dy));
+    std::vector<float> dx(x.size(), NAN), dw(w.size(), NAN), db(std::size_t(g.oc), NAN);
+    conv2d_backward(g, x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data());
+    if (g.n == 0) {
+      for (float v : dw) EXPECT_EQ(v, 0.0f);
+      for (float v : db) EXPECT_EQ(v, 0.0f);
+      return;
+    }
+    EXPECT_LT(rel_err(dx, ref.dx), 1e-5);
+    EXPECT_LT(rel_err(dw, ref.dw), 1e-5);
+    EXPECT_LT(rel_err(db, ref.db), 1e-5);
+  };
+  for (int64_t n : {17, 40, 100, 1, 16, 0}) {
+    check(geometry(64, 8));  // fills the scratch the next call's chunks use
+    check(geometry(n, 8));
+  }
+  set_conv_algo(saved);
+}
