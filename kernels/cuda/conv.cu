@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(kConvThreads)
     conv2d_implicit_gemm(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ x,
                          const float* __restrict__ weight, const float* __restrict__ bias,
                          float* __restrict__ out) {
-  __shared__ ConvTile As[kConvSlice];
-  __shared__ ConvTile Bs[kConvSlice];
+  __shared__ __align__(16) ConvTile As[kConvSlice];
+  __shared__ __align__(16) ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
   const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
   const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
@@ -71,8 +71,8 @@ void launch_gather(void (*kernel)(P...), int64_t total, cudaStream_t stream, A..
 __global__ void __launch_bounds__(kConvThreads)
     conv2d_dx_tiled(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ weight,
                     const float* __restrict__ dy, float* __restrict__ dx) {
-  __shared__ ConvTile As[kConvSlice];
-  __shared__ ConvTile Bs[kConvSlice];
+  __shared__ __align__(16) ConvTile As[kConvSlice];
+  __shared__ __align__(16) ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
   const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
   const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
@@ -108,8 +108,8 @@ __global__ void __launch_bounds__(kConvThreads)
     conv2d_dw_tiled(DevGeometry g, int64_t group0, int64_t mtile0, int64_t ntiles, int64_t chunk,
                     const float* __restrict__ x, const float* __restrict__ dy,
                     float* __restrict__ out) {
-  __shared__ ConvTile As[kConvSlice];
-  __shared__ ConvTile Bs[kConvSlice];
+  __shared__ __align__(16) ConvTile As[kConvSlice];
+  __shared__ __align__(16) ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
   const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
   const int64_t split = int64_t(blockIdx.x) / ntiles;
@@ -318,8 +318,9 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
     if (g.NP == 0) {
       memset_device(dw, 0, size_t(g.oc * g.K) * sizeof(float), stream);
     } else {
-      const int64_t chunk = conv_dw_split_pixels(g.NP), splits = conv_dw_splits(g.NP, chunk);
       const int64_t ntiles = (g.K + kConvTile - 1) / kConvTile, total = g.oc * g.K;
+      const int64_t chunk = conv_dw_run_pixels(g);
+      const int64_t splits = conv_dw_splits(g.NP, chunk);
       if (ntiles * splits > kMaxGridX)
         throw std::invalid_argument("cuda::conv2d_backward: " + std::to_string(g.K) +
                                     " taps per output channel need more than a grid's 2^31 - 1 "

@@ -46,9 +46,16 @@ inline ConvDims conv_dims(const cpu::ConvGeometry& cg) {
 inline constexpr int kConvTile = 64, kConvSlice = 16, kConvThreads = 256;
 static_assert(kConvThreads * 4 == kConvSlice * kConvTile,
               "each thread stages 4 values of A and 4 of B per slice");
-// Shared tiles are [slice][tile + 1]: staging that writes down a column (16 consecutive slice
-// rows per thread group) then finds its 16 values in 16 different banks.
-inline constexpr int kConvTilePad = kConvTile + 1;
+// Shared tiles are [slice][tile + 4]: rows stay 16-byte aligned, so the accumulation reads
+// 4 floats at a time, and the padding spreads the staging writes (which go down a column) over
+// the banks.
+inline constexpr int kConvTilePad = kConvTile + 4;
+// Loops the device compiler unrolls (the host build compiles them as they are).
+#if defined(__CUDA_ARCH__)
+#define GL_CONV_UNROLL _Pragma("unroll")
+#else
+#define GL_CONV_UNROLL
+#endif
 using ConvTile = float[kConvTilePad];
 
 // Tap k (< K) of the group's taps: channel ci, row ki, column kj, as the offsets it adds.
@@ -83,12 +90,18 @@ GL_HD int conv_tile_tn(int tid) {
 // acc += the staged slice's products for thread `tid`, slice row after slice row.
 GL_HD void conv_tile_accumulate(const ConvTile* As, const ConvTile* Bs, int tid, float (*acc)[4]) {
   const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
+  GL_CONV_UNROLL
   for (int kk = 0; kk < kConvSlice; ++kk) {
     float a[4], b[4];
+    GL_CONV_UNROLL
     for (int i = 0; i < 4; ++i) a[i] = As[kk][tm + i];
+    GL_CONV_UNROLL
     for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tn + j];
-    for (int i = 0; i < 4; ++i)
+    GL_CONV_UNROLL
+    for (int i = 0; i < 4; ++i) {
+      GL_CONV_UNROLL
       for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+    }
   }
 }
 
@@ -254,12 +267,30 @@ GL_HD void conv_dx_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n
 
 // ---- weight gradient ----
 
-// Pixels per run: at least 512 (a run must amortize its partial tile's store and sum), and at
-// most 256 runs, a multiple of the slice. A function of the geometry alone.
-GL_HD int64_t conv_dw_split_pixels(int64_t NP) {
-  int64_t chunk = (NP + 255) / 256;
-  if (chunk < 512) chunk = 512;
+// Pixels per run of the weight gradient's reduction, a function of the geometry alone: enough runs
+// that the grid has about 1024 blocks with `tiles` blocks per run (tap tiles x channel tiles x
+// groups), but runs of at least about 512 pixels, and a workspace (runs x weight_numel floats) of
+// at most 64 MiB. A multiple of the slice.
+inline constexpr int64_t kDwTargetBlocks = 1024, kDwMinRun = 512,
+                         kDwMaxWorkspace = int64_t(1) << 24;
+GL_HD int64_t conv_dw_split_pixels(int64_t NP, int64_t tiles, int64_t weight_numel) {
+  if (NP <= 0) return kConvSlice;
+  int64_t splits = (kDwTargetBlocks + tiles - 1) / (tiles > 0 ? tiles : 1);
+  const int64_t by_pixels = (NP + kDwMinRun - 1) / kDwMinRun;
+  if (splits > by_pixels) splits = by_pixels;
+  if (weight_numel > 0 && splits > kDwMaxWorkspace / weight_numel)
+    splits = kDwMaxWorkspace / weight_numel;
+  if (splits < 1) splits = 1;
+  const int64_t chunk = (NP + splits - 1) / splits;
   return (chunk + kConvSlice - 1) / kConvSlice * kConvSlice;
+}
+
+// The run length conv2d_backward uses for g: its grid has (tap tiles x channel tiles x groups)
+// blocks per run, and the workspace holds one weight gradient per run.
+GL_HD int64_t conv_dw_run_pixels(const ConvDims& g) {
+  const int64_t tiles =
+      ((g.K + kConvTile - 1) / kConvTile) * ((g.ocg + kConvTile - 1) / kConvTile) * g.groups;
+  return conv_dw_split_pixels(g.NP, tiles, g.oc * g.K);
 }
 
 GL_HD int64_t conv_dw_splits(int64_t NP, int64_t chunk) {

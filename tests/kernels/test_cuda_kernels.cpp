@@ -420,7 +420,7 @@ TEST(CudaIndexMath, ConvTilesMatchTheReference) {
     cg.pad_w = t.pad_w < 0 ? t.pad : t.pad_w;
     cg.dil_w = t.dil_w < 0 ? t.dil : t.dil_w;
     const kc::ConvDims g = kc::conv_dims(cg);
-    const int64_t chunk = t.chunk > 0 ? t.chunk : kc::conv_dw_split_pixels(g.NP);
+    const int64_t chunk = t.chunk > 0 ? t.chunk : kc::conv_dw_run_pixels(g);
     const auto x = random_vec<float>(size_t(g.n * g.c * g.h * g.w), 91);
     const auto w = random_vec<float>(size_t(g.oc * g.K), 92);
     const auto b = random_vec<float>(size_t(g.oc), 94);
@@ -457,14 +457,27 @@ TEST(CudaIndexMath, DivmodTakesThe32BitPathOnlyWhereItIsExact) {
 
 TEST(CudaIndexMath, ConvWeightGradientSplitsAreBoundedAndWhole) {
   for (int64_t np : {int64_t(1), int64_t(511), int64_t(512), int64_t(513), int64_t(25088),
-                     int64_t(131072), int64_t(131073), int64_t(1) << 33}) {
-    const int64_t chunk = kc::conv_dw_split_pixels(np), splits = kc::conv_dw_splits(np, chunk);
-    EXPECT_EQ(chunk % kc::kConvSlice, 0) << np;
-    EXPECT_GE(chunk, 512) << np;
-    EXPECT_LE(splits, 256) << np;
-    EXPECT_GE(splits * chunk, np) << np;        // every pixel in some split
-    EXPECT_LT((splits - 1) * chunk, np) << np;  // and no empty split
-  }
+                     int64_t(131072), int64_t(131073), int64_t(1) << 33})
+    for (int64_t tiles : {int64_t(1), int64_t(5), int64_t(576), int64_t(5000)})
+      for (int64_t weights :
+           {int64_t(288), int64_t(18432), int64_t(512) * 4608, int64_t(1) << 26}) {
+        const int64_t chunk = kc::conv_dw_split_pixels(np, tiles, weights),
+                      splits = kc::conv_dw_splits(np, chunk);
+        const std::string at = "np " + std::to_string(np) + " tiles " + std::to_string(tiles) +
+                               " weights " + std::to_string(weights);
+        EXPECT_EQ(chunk % kc::kConvSlice, 0) << at;
+        EXPECT_GE(splits * chunk, np) << at;                              // every pixel in some run
+        EXPECT_LT((splits - 1) * chunk, np) << at;                        // and no empty run
+        EXPECT_LE(splits, std::max<int64_t>(1, (np + 511) / 512)) << at;  // runs of ~512 or more
+        EXPECT_LE(splits, std::max<int64_t>(1, (1024 + tiles - 1) / tiles)) << at;  // ~1024 blocks
+        if (splits > 1) {
+          EXPECT_LE(splits * weights, int64_t(1) << 24) << at;  // 64 MiB workspace
+        }
+      }
+  // The default CNN's second layer at batch 128: 5 tap tiles, 25088 pixels, 49 runs of 512.
+  EXPECT_EQ(kc::conv_dw_split_pixels(25088, 5, 64 * 288), 512);
+  // A VGG layer (512 x 512 x 3 x 3, batch 64 at 28 x 28): the 576 tiles fill the GPU already.
+  EXPECT_EQ(kc::conv_dw_splits(50176, kc::conv_dw_split_pixels(50176, 576, 512 * 4608)), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -955,8 +968,8 @@ TEST(CudaConv, ForwardAndGradientsMatchCpu) {
   run_conv_case({3, 6, 13, 11, 160, 3, 3, 1, 1, 2, 2, false});
   // One group, K = 24 (not a multiple of the 16-tap slice), 570 pixels over 9 pixel tiles.
   run_conv_case({2, 4, 20, 17, 70, 2, 3, 1, 0, 1, 1, true});
-  // The default CNN's layers: the second on 8 images (1568 pixels: 4 splits of the weight
-  // gradient's reduction), the first on 200 (156800 pixels: 252 splits of 624).
+  // The default CNN's layers: the second on 8 images (1568 pixels: 4 runs of the weight
+  // gradient's reduction), the first on 200 (156800 pixels: 307 runs of 512).
   run_conv_case({8, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, true});
   run_conv_case({200, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, true});
 }
