@@ -282,10 +282,10 @@ void scatter_files(Out& o, const std::string& dir, const std::string& prefix, bo
       if (tsne) {
         const std::string method = jr.get("method", std::string());
         if (!method.empty()) caption += ", " + escape(method);
-        caption += part(", KL ", number_or_nan(j, "kl_divergence", jpath), "") +
-                   part(", ", number_or_nan(j, "seconds", jpath), " s") +
-                   part(", trustworthiness(k=10) ", number_or_nan(j, "trustworthiness_k10", jpath),
-                        "", 4);
+        caption +=
+            part(", KL ", number_or_nan(j, "kl_divergence", jpath), "") +
+            part(", ", number_or_nan(j, "seconds", jpath), " s") +
+            part(", trustworthiness(k=10) ", number_or_nan(j, "trustworthiness_k10", jpath), "", 4);
       } else {
         const json& r = jr["explained_variance_ratio"].json();
         if (r.is_array() && r.size() >= 2) {

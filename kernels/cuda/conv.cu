@@ -24,27 +24,64 @@ namespace {
 
 using DevGeometry = ConvDims;
 
-// The forward (conv_tiles.h): pixel tiles on x, output-channel tiles on y, groups on z, each
-// chunk of y and z launched apart (mtile0, group0: the chunk's first).
+// The slice loop of every tiled kernel: for each slice start in [begin, end), every thread stages
+// its share (stage(start)), a barrier, every thread accumulates, a barrier; as the host
+// emulation of the CPU tests runs it (run_block_on_host).
+template <class Stage>
+__device__ void accumulate_slices(int64_t begin, int64_t end, Stage&& stage, const ConvTile* As,
+                                  const ConvTile* Bs, float (*acc)[4]) {
+  for (int64_t s = begin; s < end; s += kConvSlice) {
+    stage(s);
+    __syncthreads();
+    conv_tile_accumulate(As, Bs, int(threadIdx.x), acc);
+    __syncthreads();
+  }
+}
+
+// The forward (kInputGrad false: rows = output channels, pixels = output pixels, reduced over
+// the taps) and the input gradient (true: rows = input channels, pixels = input pixels, reduced
+// over (output channel, tap) pairs), conv_tiles.h: pixel tiles on x, row tiles on y, groups on z,
+// each chunk of y and z launched apart (mtile0, group0: the chunk's first). src is x or dY;
+// bias (forward only) may be null.
+template <bool kInputGrad>
 __global__ void __launch_bounds__(kConvThreads)
-    conv2d_implicit_gemm(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ x,
-                         const float* __restrict__ weight, const float* __restrict__ bias,
-                         float* __restrict__ out) {
+    conv2d_pixel_tiled(DevGeometry g, int64_t group0, int64_t mtile0,
+                       const float* __restrict__ weight, const float* __restrict__ src,
+                       const float* __restrict__ bias, float* __restrict__ out) {
   __shared__ __align__(16) ConvTile As[kConvSlice];
   __shared__ __align__(16) ConvTile Bs[kConvSlice];
   const int64_t group = group0 + blockIdx.z;
   const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
   const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
   const int tid = int(threadIdx.x);
-  const ConvFwdThreadPlan plan = conv_fwd_thread_plan(g, group, n0, tid, weight);
   float acc[4][4] = {};
-  for (int64_t k0 = 0; k0 < g.K; k0 += kConvSlice) {
-    conv_fwd_stage(g, plan, m0, k0, x, As, Bs);
-    __syncthreads();
-    conv_tile_accumulate(As, Bs, tid, acc);
-    __syncthreads();
+  if constexpr (kInputGrad) {
+    const ConvPixelPlan plan = conv_dx_thread_plan(g, group, n0, tid, weight);
+    accumulate_slices(
+        0, g.ocg * g.kh * g.kw, [&](int64_t j0) { conv_dx_stage(g, plan, m0, j0, src, As, Bs); },
+        As, Bs, acc);
+    conv_dx_store(g, group, m0, n0, tid, acc, out);
+  } else {
+    const ConvPixelPlan plan = conv_fwd_thread_plan(g, group, n0, tid, weight);
+    accumulate_slices(
+        0, g.K, [&](int64_t k0) { conv_fwd_stage(g, plan, m0, k0, src, As, Bs); }, As, Bs, acc);
+    conv_fwd_store(g, group, m0, n0, tid, acc, bias, out);
   }
-  conv_fwd_store(g, group, m0, n0, tid, acc, bias, out);
+}
+
+// Launches a tiled kernel(g, group0, mtile0, args...) over blocks_x blocks on x, the 64-row tiles
+// of `rows` on y and the groups on z, y and z in launches of at most 65535 each (a depthwise
+// convolution of any channel count runs). blocks_x is checked by the caller.
+template <class... P, class... A>
+void launch_tiled(void (*kernel)(DevGeometry, int64_t, int64_t, P...), const DevGeometry& g,
+                  int64_t rows, int64_t blocks_x, cudaStream_t stream, A... args) {
+  for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
+    for_each_grid_chunk((rows + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
+      const dim3 grid{unsigned(blocks_x), unsigned(mtiles), unsigned(groups)};
+      kernel<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, args...);
+      GL_CUDA_CHECK_LAUNCH();
+    });
+  });
 }
 
 constexpr int kGatherThreads = 256;
@@ -64,29 +101,6 @@ void launch_gather(void (*kernel)(P...), int64_t total, cudaStream_t stream, A..
   if (total <= 0) return;
   kernel<<<gather_blocks(total), kGatherThreads, 0, resolve_stream(stream)>>>(args...);
   GL_CUDA_CHECK_LAUNCH();
-}
-
-// The input gradient (conv_tiles.h): input-pixel tiles on x, input-channel tiles on y, groups
-// on z, each chunk of y and z launched apart.
-__global__ void __launch_bounds__(kConvThreads)
-    conv2d_dx_tiled(DevGeometry g, int64_t group0, int64_t mtile0, const float* __restrict__ weight,
-                    const float* __restrict__ dy, float* __restrict__ dx) {
-  __shared__ __align__(16) ConvTile As[kConvSlice];
-  __shared__ __align__(16) ConvTile Bs[kConvSlice];
-  const int64_t group = group0 + blockIdx.z;
-  const int64_t m0 = (mtile0 + blockIdx.y) * kConvTile;
-  const int64_t n0 = int64_t(blockIdx.x) * kConvTile;
-  const int tid = int(threadIdx.x);
-  const ConvDxThreadPlan plan = conv_dx_thread_plan(g, group, n0, tid, weight);
-  const int64_t J = g.ocg * g.kh * g.kw;
-  float acc[4][4] = {};
-  for (int64_t j0 = 0; j0 < J; j0 += kConvSlice) {
-    conv_dx_stage(g, plan, m0, j0, dy, As, Bs);
-    __syncthreads();
-    conv_tile_accumulate(As, Bs, tid, acc);
-    __syncthreads();
-  }
-  conv_dx_store(g, group, m0, n0, tid, acc, dx);
 }
 
 // Block-wide sum of one value per thread (kGatherThreads threads), in a fixed tree order.
@@ -119,12 +133,9 @@ __global__ void __launch_bounds__(kConvThreads)
   const int tid = int(threadIdx.x);
   const ConvDwThreadPlan plan = conv_dw_thread_plan(g, group, m0, n0, tid);
   float acc[4][4] = {};
-  for (int64_t q = q_begin; q < q_end; q += kConvSlice) {
-    conv_dw_stage(g, plan, group, q, q_end, x, dy, As, Bs);
-    __syncthreads();
-    conv_tile_accumulate(As, Bs, tid, acc);
-    __syncthreads();
-  }
+  accumulate_slices(
+      q_begin, q_end, [&](int64_t q) { conv_dw_stage(g, plan, group, q, q_end, x, dy, As, Bs); },
+      As, Bs, acc);
   conv_dw_store(g, group, m0, n0, split, tid, acc, out);
 }
 
@@ -276,8 +287,6 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
                     float* out, cudaStream_t stream) {
   const DevGeometry g = conv_dims(cg);
   if (g.NP == 0 || g.oc == 0) return;
-  // Pixel tiles on grid.x; channel tiles (y) and groups (z) in launches of at most 65535 each,
-  // so a depthwise convolution of any channel count runs.
   const int64_t pixel_tiles = (g.NP + kConvTile - 1) / kConvTile;
   if (pixel_tiles > kMaxGridX)
     throw std::invalid_argument("cuda::conv2d_forward: " + std::to_string(g.NP) +
@@ -285,14 +294,7 @@ void conv2d_forward(const ConvGeometry& cg, const float* x, const float* weight,
                                 std::to_string(pixel_tiles) + " tiles of " +
                                 std::to_string(kConvTile) + ", more than a grid's 2^31 - 1 blocks");
   stream = resolve_stream(stream);  // nullptr: the device's stream, as every other kernel uses
-  for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
-    for_each_grid_chunk((g.ocg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
-      const dim3 grid{unsigned(pixel_tiles), unsigned(mtiles), unsigned(groups)};
-      conv2d_implicit_gemm<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, x, weight, bias,
-                                                              out);
-      GL_CUDA_CHECK_LAUNCH();
-    });
-  });
+  launch_tiled(conv2d_pixel_tiled<false>, g, g.ocg, pixel_tiles, stream, weight, x, bias, out);
 }
 
 void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight, const float* dy,
@@ -306,13 +308,8 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
                                   " input pixels (n * h * w) need more than a grid's 2^31 - 1 "
                                   "blocks of " +
                                   std::to_string(kConvTile));
-    for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
-      for_each_grid_chunk((g.cg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
-        const dim3 grid{unsigned(pixel_tiles), unsigned(mtiles), unsigned(groups)};
-        conv2d_dx_tiled<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, weight, dy, dx);
-        GL_CUDA_CHECK_LAUNCH();
-      });
-    });
+    launch_tiled(conv2d_pixel_tiled<true>, g, g.cg, pixel_tiles, stream, weight, dy,
+                 static_cast<const float*>(nullptr), dx);
   }
   if (dw && g.oc * g.K > 0) {
     if (g.NP == 0) {
@@ -327,15 +324,8 @@ void conv2d_backward(const ConvGeometry& cg, const float* x, const float* weight
                                     "blocks");
       DeviceBuffer<float> workspace(splits > 1 ? size_t(splits * total) : 0, stream);
       float* partial = splits > 1 ? workspace.get() : dw;
-      for_each_grid_chunk(g.groups, [&](int64_t group0, int64_t groups) {
-        for_each_grid_chunk(
-            (g.ocg + kConvTile - 1) / kConvTile, [&](int64_t mtile0, int64_t mtiles) {
-              const dim3 grid{unsigned(ntiles * splits), unsigned(mtiles), unsigned(groups)};
-              conv2d_dw_tiled<<<grid, kConvThreads, 0, stream>>>(g, group0, mtile0, ntiles, chunk,
-                                                                 x, dy, partial);
-              GL_CUDA_CHECK_LAUNCH();
-            });
-      });
+      launch_tiled(conv2d_dw_tiled, g, g.ocg, ntiles * splits, stream, ntiles, chunk, x, dy,
+                   partial);
       if (splits > 1)
         launch_gather(conv2d_dw_sum_splits, total, stream, partial, splits, total, dw);
     }

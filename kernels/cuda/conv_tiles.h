@@ -105,42 +105,73 @@ GL_HD void conv_tile_accumulate(const ConvTile* As, const ConvTile* Bs, int tid,
   }
 }
 
-// ---- forward ----
+// ---- forward and input gradient ----
 
-// What thread `tid` of the block at (group, channels m0.., pixels n0..) stages, fixed for the
-// block. A: slice row tid % 16, columns tid / 16 + 16 r (consecutive threads read consecutive
-// taps of one weight row). B: column tid % 64 (its pixel), slice rows tid / 64 + 4 r
-// (consecutive threads gather consecutive pixels).
-struct ConvFwdThreadPlan {
+// What thread `tid` of a forward or input-gradient block (group, rows m0.., pixels n0..) stages,
+// fixed for the block. A: slice row tid % 16, columns tid / 16 + 16 r (consecutive threads read
+// consecutive entries of one weight row). B: column tid % 64 (its pixel: an output pixel in the
+// forward, an input pixel in the input gradient), slice rows tid / 64 + 4 r (consecutive
+// threads gather consecutive pixels).
+struct ConvPixelPlan {
   int a_row, a_col0, b_col, b_row0;
-  bool pixel_in;         // the pixel exists (n0 + b_col < NP)
-  int64_t oy, ox;        // its position
-  int64_t x_base;        // offset of x[img, group * cg, 0, 0]
-  const float* w_group;  // W[group * ocg, 0]
+  bool pixel_in;         // the pixel exists
+  int64_t y, x;          // its position in its image
+  int64_t base;          // offset of the group's first channel of that image in the tensor B reads
+  const float* w_group;  // W[group * ocg, 0, 0, 0]
 };
 
-GL_HD ConvFwdThreadPlan conv_fwd_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
-                                             const float* weight) {
-  ConvFwdThreadPlan t{};
+// The plan for pixels of `pixels` in images of rows x cols, B read from a tensor of `channels`
+// planes of `plane` values per image, whose group starts at channel `channel0`.
+GL_HD ConvPixelPlan conv_pixel_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
+                                    const float* weight, int64_t pixels, int64_t rows, int64_t cols,
+                                    int64_t channels, int64_t channel0, int64_t plane) {
+  ConvPixelPlan t{};
   t.a_row = tid % kConvSlice;
   t.a_col0 = tid / kConvSlice;
   t.b_col = tid % kConvTile;
   t.b_row0 = tid / kConvTile;
   const int64_t q = n0 + t.b_col;
-  t.pixel_in = q < g.NP;
+  t.pixel_in = q < pixels;
   int64_t img = 0, p = 0;
   if (t.pixel_in) {
-    divmod_nonneg(q, g.P, img, p);
-    divmod_nonneg(p, g.ow, t.oy, t.ox);
+    divmod_nonneg(q, rows * cols, img, p);
+    divmod_nonneg(p, cols, t.y, t.x);
   }
-  t.x_base = (img * g.c + group * g.cg) * g.h * g.w;
+  t.base = (img * channels + channel0) * plane;
   t.w_group = weight + group * g.ocg * g.K;
   return t;
 }
 
+// acc (+ bias[channel], bias may be null) into an NCHW tensor of `channels` channels of
+// `plane` pixels: tile row m0 + tm + i (< rows) is channel channel0 + that row, tile column
+// n0 + tn + j (< pixels) is the pixel.
+GL_HD void conv_store_nchw(int64_t rows, int64_t pixels, int64_t plane, int64_t channels,
+                           int64_t channel0, int64_t m0, int64_t n0, int tid, const float (*acc)[4],
+                           const float* bias, float* out) {
+  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
+  for (int j = 0; j < 4; ++j) {
+    const int64_t q = n0 + tn + j;
+    if (q >= pixels) continue;
+    int64_t img, p;
+    divmod_nonneg(q, plane, img, p);
+    for (int i = 0; i < 4; ++i) {
+      const int64_t m = m0 + tm + i;
+      if (m >= rows) continue;
+      const int64_t ch = channel0 + m;
+      out[(img * channels + ch) * plane + p] = acc[i][j] + (bias ? bias[ch] : 0.0f);
+    }
+  }
+}
+
+// Forward, per group: rows = output channels, pixels = output pixels, the reduction over taps.
+GL_HD ConvPixelPlan conv_fwd_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
+                                         const float* weight) {
+  return conv_pixel_plan(g, group, n0, tid, weight, g.NP, g.oh, g.ow, g.c, group * g.cg, g.h * g.w);
+}
+
 // The thread's share of the slice of taps [k0, k0 + 16): 4 weights into A, 4 gathered inputs
 // into B; zero past the ends and in the padding.
-GL_HD void conv_fwd_stage(const ConvDims& g, const ConvFwdThreadPlan& t, int64_t m0, int64_t k0,
+GL_HD void conv_fwd_stage(const ConvDims& g, const ConvPixelPlan& t, int64_t m0, int64_t k0,
                           const float* x, ConvTile* As, ConvTile* Bs) {
   for (int r = 0; r < 4; ++r) {
     const int col = t.a_col0 + kConvSlice * r;
@@ -152,8 +183,8 @@ GL_HD void conv_fwd_stage(const ConvDims& g, const ConvFwdThreadPlan& t, int64_t
     const int64_t k = k0 + row;
     float v = 0.0f;
     if (t.pixel_in && k < g.K) {
-      const int64_t at = conv_tap_read(g, conv_tap(g, k), t.oy, t.ox);
-      if (at >= 0) v = x[t.x_base + at];
+      const int64_t at = conv_tap_read(g, conv_tap(g, k), t.y, t.x);
+      if (at >= 0) v = x[t.base + at];
     }
     Bs[row][t.b_col] = v;
   }
@@ -162,64 +193,27 @@ GL_HD void conv_fwd_stage(const ConvDims& g, const ConvFwdThreadPlan& t, int64_t
 // out[img, group * ocg + m, p] = acc + bias for the thread's tile (bias may be null).
 GL_HD void conv_fwd_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n0, int tid,
                           const float (*acc)[4], const float* bias, float* out) {
-  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
-  for (int j = 0; j < 4; ++j) {
-    const int64_t q = n0 + tn + j;
-    if (q >= g.NP) continue;
-    int64_t img, p;
-    divmod_nonneg(q, g.P, img, p);
-    for (int i = 0; i < 4; ++i) {
-      const int64_t m = m0 + tm + i;
-      if (m >= g.ocg) continue;
-      const int64_t o = group * g.ocg + m;
-      out[(img * g.oc + o) * g.P + p] = acc[i][j] + (bias ? bias[o] : 0.0f);
-    }
-  }
+  conv_store_nchw(g.ocg, g.NP, g.P, g.oc, group * g.ocg, m0, n0, tid, acc, bias, out);
 }
 
-// ---- input gradient ----
-
-// Per group, dX[ci, q'] = sum over j < ocg * kh * kw (j = o * kh * kw + tap) of
+// Input gradient, per group: dX[ci, q'] = sum over j < ocg * kh * kw (j = o * kh * kw + tap) of
 // W[o, ci, tap] * dY[o, the output pixel whose tap reads q'], for input channels ci < cg and
 // input pixels q' < n * h * w (zero where no output pixel's tap reads q'): A = the weights read
-// transposed, B = dY gathered. What thread `tid` of the block at (group, channels m0..,
-// input pixels n0..) stages, fixed for the block: as in the forward, A at slice row tid % 16 and
-// columns tid / 16 + 16 r, B at column tid % 64 (its pixel) and slice rows tid / 64 + 4 r.
-struct ConvDxThreadPlan {
-  int a_row, a_col0, b_col, b_row0;
-  bool pixel_in;         // the input pixel exists
-  int64_t ih, iw;        // its position
-  int64_t dy_base;       // offset of dY[img, group * ocg, 0, 0]
-  const float* w_group;  // W[group * ocg, 0, 0, 0]
-};
-
+// transposed, B = dY gathered.
 GL_HD int64_t conv_dx_pixels(const ConvDims& g) {
   return g.n * g.h * g.w;
 }
 
-GL_HD ConvDxThreadPlan conv_dx_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
-                                           const float* weight) {
-  ConvDxThreadPlan t{};
-  t.a_row = tid % kConvSlice;
-  t.a_col0 = tid / kConvSlice;
-  t.b_col = tid % kConvTile;
-  t.b_row0 = tid / kConvTile;
-  const int64_t q = n0 + t.b_col, hw = g.h * g.w;
-  t.pixel_in = q < conv_dx_pixels(g);
-  int64_t img = 0, p = 0;
-  if (t.pixel_in) {
-    divmod_nonneg(q, hw, img, p);
-    divmod_nonneg(p, g.w, t.ih, t.iw);
-  }
-  t.dy_base = (img * g.oc + group * g.ocg) * g.P;
-  t.w_group = weight + group * g.ocg * g.K;
-  return t;
+GL_HD ConvPixelPlan conv_dx_thread_plan(const ConvDims& g, int64_t group, int64_t n0, int tid,
+                                        const float* weight) {
+  return conv_pixel_plan(g, group, n0, tid, weight, conv_dx_pixels(g), g.h, g.w, g.oc,
+                         group * g.ocg, g.P);
 }
 
 // The thread's share of the slice [j0, j0 + 16) of (output channel, tap) pairs: 4 weights into A
 // (input channels m0 + col), 4 gathered output gradients into B; zero past the ends and where
 // no output pixel's tap reads the input pixel.
-GL_HD void conv_dx_stage(const ConvDims& g, const ConvDxThreadPlan& t, int64_t m0, int64_t j0,
+GL_HD void conv_dx_stage(const ConvDims& g, const ConvPixelPlan& t, int64_t m0, int64_t j0,
                          const float* dy, ConvTile* As, ConvTile* Bs) {
   const int64_t taps = g.kh * g.kw, J = g.ocg * taps;
   {
@@ -240,9 +234,9 @@ GL_HD void conv_dx_stage(const ConvDims& g, const ConvDxThreadPlan& t, int64_t m
       int64_t o, tap, ki, kj;
       divmod_nonneg(j, taps, o, tap);
       divmod_nonneg(tap, g.kw, ki, kj);
-      const int64_t oy = conv_tap_source(t.ih, ki, g.sh, g.ph, g.dh, g.oh);
-      const int64_t ox = oy < 0 ? -1 : conv_tap_source(t.iw, kj, g.sw, g.pw, g.dw, g.ow);
-      if (ox >= 0) v = dy[t.dy_base + o * g.P + oy * g.ow + ox];
+      const int64_t oy = conv_tap_source(t.y, ki, g.sh, g.ph, g.dh, g.oh);
+      const int64_t ox = oy < 0 ? -1 : conv_tap_source(t.x, kj, g.sw, g.pw, g.dw, g.ow);
+      if (ox >= 0) v = dy[t.base + o * g.P + oy * g.ow + ox];
     }
     Bs[row][t.b_col] = v;
   }
@@ -251,18 +245,8 @@ GL_HD void conv_dx_stage(const ConvDims& g, const ConvDxThreadPlan& t, int64_t m
 // dx[img, group * cg + ci, ih, iw] = acc for the thread's tile.
 GL_HD void conv_dx_store(const ConvDims& g, int64_t group, int64_t m0, int64_t n0, int tid,
                          const float (*acc)[4], float* dx) {
-  const int tm = conv_tile_tm(tid), tn = conv_tile_tn(tid);
-  const int64_t hw = g.h * g.w;
-  for (int j = 0; j < 4; ++j) {
-    const int64_t q = n0 + tn + j;
-    if (q >= conv_dx_pixels(g)) continue;
-    int64_t img, p;
-    divmod_nonneg(q, hw, img, p);
-    for (int i = 0; i < 4; ++i) {
-      const int64_t ci = m0 + tm + i;
-      if (ci < g.cg) dx[(img * g.c + group * g.cg + ci) * hw + p] = acc[i][j];
-    }
-  }
+  conv_store_nchw(g.cg, conv_dx_pixels(g), g.h * g.w, g.c, group * g.cg, m0, n0, tid, acc, nullptr,
+                  dx);
 }
 
 // ---- weight gradient ----

@@ -302,14 +302,15 @@ float (*acc_rows(Acc& a))[4] {
   return reinterpret_cast<float(*)[4]>(a.data());
 }
 
-// One block of a tiled convolution kernel on the host: `stage(tid, slice)` for every thread, then
-// the accumulation for every thread, slice after slice (the kernel's two __syncthreads() phases),
-// with the shared tiles filled with NaN before each slice so a value left unstaged shows.
+// One block of a tiled convolution kernel on the host, as the kernel's accumulate_slices runs it:
+// for each slice start in [begin, end), `stage(tid, start)` for every thread, then the
+// accumulation for every thread (the kernel's two __syncthreads() phases), the shared tiles
+// filled with NaN before each slice so that a value left unstaged shows.
 template <class Stage>
-std::vector<Acc> run_block_on_host(int64_t slices, Stage&& stage) {
+std::vector<Acc> run_block_on_host(int64_t begin, int64_t end, Stage&& stage) {
   std::vector<Acc> acc(kc::kConvThreads, Acc{});
   kc::ConvTile As[kc::kConvSlice], Bs[kc::kConvSlice];
-  for (int64_t s = 0; s < slices; ++s) {
+  for (int64_t s = begin; s < end; s += kc::kConvSlice) {
     for (int r = 0; r < kc::kConvSlice; ++r)
       for (int c = 0; c < kc::kConvTilePad; ++c) As[r][c] = Bs[r][c] = std::nanf("");
     for (int t = 0; t < kc::kConvThreads; ++t) stage(t, s, As, Bs);
@@ -319,26 +320,35 @@ std::vector<Acc> run_block_on_host(int64_t slices, Stage&& stage) {
   return acc;
 }
 
+int64_t conv_tiles(int64_t n) {
+  return (n + kc::kConvTile - 1) / kc::kConvTile;
+}
+
+// Every block of a kernel's grid: block(group, first row m0, column block index) for the
+// groups (z), `rows` rows in tiles (y) and `col_blocks` column blocks (x).
+template <class Block>
+void for_each_block_on_host(int64_t groups, int64_t rows, int64_t col_blocks, Block&& block) {
+  for (int64_t group = 0; group < groups; ++group)
+    for (int64_t mt = 0; mt < conv_tiles(rows); ++mt)
+      for (int64_t bx = 0; bx < col_blocks; ++bx) block(group, mt * kc::kConvTile, bx);
+}
+
 // conv2d_forward as the kernel computes it: every block of its grid (groups, output-channel
 // tiles, pixel tiles), each of its threads in turn through the kernel's own functions.
 std::vector<float> conv_forward_tiled_on_host(const kc::ConvDims& g, const float* x, const float* w,
                                               const float* bias) {
   std::vector<float> out(static_cast<size_t>(g.NP * g.oc), std::nanf(""));
-  const int64_t mtiles = (g.ocg + kc::kConvTile - 1) / kc::kConvTile;
-  const int64_t ptiles = (g.NP + kc::kConvTile - 1) / kc::kConvTile;
-  const int64_t slices = (g.K + kc::kConvSlice - 1) / kc::kConvSlice;
-  for (int64_t group = 0; group < g.groups; ++group)
-    for (int64_t mt = 0; mt < mtiles; ++mt)
-      for (int64_t pt = 0; pt < ptiles; ++pt) {
-        const int64_t m0 = mt * kc::kConvTile, n0 = pt * kc::kConvTile;
+  for_each_block_on_host(
+      g.groups, g.ocg, conv_tiles(g.NP), [&](int64_t group, int64_t m0, int64_t bx) {
+        const int64_t n0 = bx * kc::kConvTile;
         auto acc =
-            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
-              kc::conv_fwd_stage(g, kc::conv_fwd_thread_plan(g, group, n0, t, w), m0,
-                                 s * kc::kConvSlice, x, As, Bs);
+            run_block_on_host(0, g.K, [&](int t, int64_t k0, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_fwd_stage(g, kc::conv_fwd_thread_plan(g, group, n0, t, w), m0, k0, x, As,
+                                 Bs);
             });
         for (int t = 0; t < kc::kConvThreads; ++t)
           kc::conv_fwd_store(g, group, m0, n0, t, acc_rows(acc[size_t(t)]), bias, out.data());
-      }
+      });
   return out;
 }
 
@@ -346,21 +356,17 @@ std::vector<float> conv_forward_tiled_on_host(const kc::ConvDims& g, const float
 // tiles, input-pixel tiles).
 std::vector<float> conv_dx_tiled_on_host(const kc::ConvDims& g, const float* w, const float* dy) {
   std::vector<float> dx(static_cast<size_t>(g.n * g.c * g.h * g.w), std::nanf(""));
-  const int64_t mtiles = (g.cg + kc::kConvTile - 1) / kc::kConvTile;
-  const int64_t ptiles = (kc::conv_dx_pixels(g) + kc::kConvTile - 1) / kc::kConvTile;
-  const int64_t slices = (g.ocg * g.kh * g.kw + kc::kConvSlice - 1) / kc::kConvSlice;
-  for (int64_t group = 0; group < g.groups; ++group)
-    for (int64_t mt = 0; mt < mtiles; ++mt)
-      for (int64_t pt = 0; pt < ptiles; ++pt) {
-        const int64_t m0 = mt * kc::kConvTile, n0 = pt * kc::kConvTile;
-        auto acc =
-            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
-              kc::conv_dx_stage(g, kc::conv_dx_thread_plan(g, group, n0, t, w), m0,
-                                s * kc::kConvSlice, dy, As, Bs);
+  for_each_block_on_host(
+      g.groups, g.cg, conv_tiles(kc::conv_dx_pixels(g)),
+      [&](int64_t group, int64_t m0, int64_t bx) {
+        const int64_t n0 = bx * kc::kConvTile;
+        auto acc = run_block_on_host(
+            0, g.ocg * g.kh * g.kw, [&](int t, int64_t j0, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_dx_stage(g, kc::conv_dx_thread_plan(g, group, n0, t, w), m0, j0, dy, As, Bs);
             });
         for (int t = 0; t < kc::kConvThreads; ++t)
           kc::conv_dx_store(g, group, m0, n0, t, acc_rows(acc[size_t(t)]), dx.data());
-      }
+      });
   return dx;
 }
 
@@ -369,25 +375,21 @@ std::vector<float> conv_dx_tiled_on_host(const kc::ConvDims& g, const float* w, 
 std::vector<float> conv_dw_tiled_on_host(const kc::ConvDims& g, const float* x, const float* dy,
                                          int64_t chunk) {
   const int64_t splits = kc::conv_dw_splits(g.NP, chunk), total = g.oc * g.K;
-  const int64_t mtiles = (g.ocg + kc::kConvTile - 1) / kc::kConvTile;
-  const int64_t ntiles = (g.K + kc::kConvTile - 1) / kc::kConvTile;
+  const int64_t ntiles = conv_tiles(g.K);
   std::vector<float> partial(static_cast<size_t>(splits * total), std::nanf(""));
   std::vector<float> dw(static_cast<size_t>(total));
-  for (int64_t group = 0; group < g.groups; ++group)
-    for (int64_t mt = 0; mt < mtiles; ++mt)
-      for (int64_t bx = 0; bx < ntiles * splits; ++bx) {
-        const int64_t split = bx / ntiles, m0 = mt * kc::kConvTile,
-                      n0 = bx % ntiles * kc::kConvTile;
-        const int64_t q0 = split * chunk, q_end = std::min(g.NP, q0 + chunk);
-        const int64_t slices = (q_end - q0 + kc::kConvSlice - 1) / kc::kConvSlice;
-        auto acc =
-            run_block_on_host(slices, [&](int t, int64_t s, kc::ConvTile* As, kc::ConvTile* Bs) {
-              kc::conv_dw_stage(g, kc::conv_dw_thread_plan(g, group, m0, n0, t), group,
-                                q0 + s * kc::kConvSlice, q_end, x, dy, As, Bs);
+  for_each_block_on_host(
+      g.groups, g.ocg, ntiles * splits, [&](int64_t group, int64_t m0, int64_t bx) {
+        const int64_t split = bx / ntiles, n0 = bx % ntiles * kc::kConvTile;
+        const int64_t q_end = std::min(g.NP, (split + 1) * chunk);
+        auto acc = run_block_on_host(
+            split * chunk, q_end, [&](int t, int64_t q, kc::ConvTile* As, kc::ConvTile* Bs) {
+              kc::conv_dw_stage(g, kc::conv_dw_thread_plan(g, group, m0, n0, t), group, q, q_end, x,
+                                dy, As, Bs);
             });
         for (int t = 0; t < kc::kConvThreads; ++t)
           kc::conv_dw_store(g, group, m0, n0, split, t, acc_rows(acc[size_t(t)]), partial.data());
-      }
+      });
   for (int64_t e = 0; e < total; ++e)
     dw[size_t(e)] = kc::conv_dw_sum_splits(partial.data(), splits, total, e);
   return dw;
