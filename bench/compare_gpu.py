@@ -9,14 +9,14 @@ cnn   One training epoch of the default CNN (conv3x3(32)-relu-maxpool2 - conv3x3
       medians are reported.
 grid  The classic grid (docs/sweeps.md: 4 activations x 8 initializations x depths 5 to 50,
       width 128, SGD lr 0.01 momentum 0.9, batch 128) at E epochs. gradlens: `gradlens sweep
-      --device cuda --jobs J` run whole, its wall time; cut at --grid-timeout, the runs finished
+      --device cuda --jobs J [--fuse K]` run whole, its wall time; cut at --grid-timeout, the runs finished
       by then are reported (run the printed command again to finish: the sweep resumes). PyTorch
       eager: one epoch (training + test evaluation) per (activation, depth) on the same GPU, the
       grid's time estimated as the sum of 8 initializations x E epochs x that epoch
       (bench/sweep_grid_torch.py's method, there on the CPU).
 
 usage: python3 bench/compare_gpu.py --build build-gpu --data-dir data [--dataset fashion-mnist]
-       [--what cnn,grid] [--repeats 3] [--epochs 5] [--jobs 4] [--grid-timeout 360]
+       [--what cnn,grid] [--repeats 3] [--epochs 5] [--jobs 4] [--fuse K] [--grid-timeout 360]
        [--steps 0] [--limit 0] [--device cuda] [--out FILE.md] [--json FILE.json]
 --device cpu runs the same measurements on the CPU (a check of this script on a machine without
 a GPU, not a benchmark). Needs torch and numpy: exits 1 naming the one missing (on the GPU
@@ -110,6 +110,8 @@ def grid(a, binary, md, result):
     out = tempfile.mkdtemp(prefix="gradlens-grid-")
     cmd = [binary, "sweep", "--out", out, "--data-dir", a.data_dir, "--dataset", a.dataset,
            "--epochs", str(a.epochs), "--device", a.device, "--jobs", str(a.jobs), "--no-progress"]
+    if a.fuse > 1:
+        cmd += ["--fuse", str(a.fuse)]
     t0 = time.perf_counter()
     # Its own process group: on the timeout the sweep's workers stop with it.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, start_new_session=True)
@@ -147,7 +149,8 @@ def grid(a, binary, md, result):
     md += [f"## The classic grid ({a.dataset}, {a.epochs} epochs)", "",
            "| engine | grid time | how |", "|---|---|---|"]
     if finished:
-        md.append(f"| gradlens | {wall:.1f} s | measured whole, {a.jobs} processes |")
+        fused = f", fused groups of up to {a.fuse}" if a.fuse > 1 else ""
+        md.append(f"| gradlens | {wall:.1f} s | measured whole, {a.jobs} processes{fused} |")
     else:
         md.append(f"| gradlens | over {wall:.0f} s ({done} of {total} runs in that time) | cut "
                   f"at --grid-timeout {a.grid_timeout} |")
@@ -171,6 +174,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="CNN epoch repeats per engine")
     ap.add_argument("--epochs", type=int, default=5, help="grid epochs")
     ap.add_argument("--jobs", type=int, default=4, help="gradlens sweep worker processes")
+    ap.add_argument("--fuse", type=int, default=0,
+                    help="gradlens sweep --fuse K: up to K runs per fused group (0: none)")
     ap.add_argument("--grid-timeout", type=float, default=360, help="seconds for gradlens' grid")
     ap.add_argument("--steps", type=int, default=0,
                     help="PyTorch grid: training steps measured per epoch, scaled (0: all)")

@@ -173,8 +173,9 @@ Tensor softmax(const Tensor& x, int64_t dim = -1);
 Tensor log_softmax(const Tensor& x, int64_t dim = -1);
 // Mean cross-entropy of logits [N,C] against i64 labels [N]; fused and stable.
 Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
-// CPU: the loss cross_entropy returns and the gradient its backward gives the logits for an
-// upstream gradient of 1 (what loss.backward() computes), by the same code, without the tape.
+// The loss cross_entropy returns and the gradient its backward gives the logits for an upstream
+// gradient of 1 (what loss.backward() computes), by the same code, without the tape (CPU or
+// CUDA).
 std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Tensor& labels);
 // Mean negative log-likelihood of log-probabilities [N,C] at i64 labels [N].
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels);

@@ -17,7 +17,7 @@
 # Usage: scripts/gpu_check.sh [build-dir] [tests|bench|all]
 #        (JOBS=N: build parallelism; GRID_TIMEOUT=S: seconds for gradlens' grid, default 300,
 #         less when the phase's time is short; SWEEP_JOBS=N: the grid's worker processes,
-#         default 4; PHASE_LIMIT=S: the phase's time, default 560 s (a remote runner's
+#         default 4; SWEEP_FUSE=K: its fused groups, default 16, 0 for none; PHASE_LIMIT=S: the phase's time, default 560 s (a remote runner's
 #         10-minute command): every step is cut with `timeout` to what is left)
 # Results reach $OUT after every step (and on exit), so a command killed at its limit still
 # returns what ran. On a GPU machine a CUDA test that skips counts as a failure.
@@ -152,7 +152,7 @@ bench() {
   [ "$grid" -lt 30 ] && grid=30
   step compare_gpu $(($(left) - reserve)) env PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py \
     --build "$BUILD" --data-dir data --dataset fashion-mnist --repeats 3 \
-    --jobs "${SWEEP_JOBS:-4}" --grid-timeout "$grid" --out "$LOGS/gpu_bench.md" \
+    --jobs "${SWEEP_JOBS:-4}" --fuse "${SWEEP_FUSE:-16}" --grid-timeout "$grid" --out "$LOGS/gpu_bench.md" \
     --json "$LOGS/gpu_bench.json"
 }
 case "$PHASE" in

@@ -859,8 +859,9 @@ const RegisterCommand reg{
              },
              "Train up to K runs that differ only in flags outside the data and the layer widths "
              "(init, activation, optimizer, lr...) together in one process, one batched GEMM per "
-             "layer for all of them, each ending exactly as it ends alone (default K 8; MLPs on "
-             "the CPU without dropout or batchnorm; docs/sweeps.md). --jobs counts processes")
+             "layer for all of them, each ending exactly as it ends alone (default K 8; MLPs, on "
+             "the CPU or a GPU, without dropout or batchnorm; docs/sweeps.md). --jobs counts "
+             "processes")
           ->expected(0, 1)
           ->transform(integer_in(2, std::numeric_limits<int>::max()))
           ->type_name("[K]");

@@ -16,7 +16,6 @@ namespace gl::train {
 
 std::string fused_step_unsupported(const TrainConfig& c) {
   if (c.model != "mlp") return "--model " + c.model + ": the fused step covers MLPs only";
-  if (c.device != "cpu") return "--device " + c.device + ": the fused step runs on the CPU";
   if (c.dropout > 0) return "--dropout: the fused step has no dropout";
   if (c.batchnorm) return "--batchnorm: the fused step has no batchnorm";
   return "";
@@ -27,6 +26,8 @@ std::string fused_group_key(const TrainConfig& c) {
                       {"hidden", c.hidden_widths()},  {"threads", c.threads},
                       {"denormals", c.denormals},     {"fused", fused_step_unsupported(c).empty()}};
   if (c.model == "cnn") j["cnn"] = {c.channels, c.fc, c.kernel, c.pool};
+  // One GEMM backend per process (set_cuda_gemm_algo): members on a GPU must agree on it.
+  if (c.device != "cpu") j["gemm"] = c.gemm;
   return j.dump();
 }
 
@@ -35,9 +36,10 @@ namespace {
 // f(k) for every model k, in parallel over the models when there are threads to spare. The
 // ops inside then run on one thread each, which changes none of their results (their
 // arithmetic does not depend on the thread count).
+// On a GPU the models go one after the other: each op is a launch on the one stream.
 template <class F>
-void for_each_model(std::size_t n, F&& f) {
-  if (n < 2 || omp_get_max_threads() < 2 || omp_in_parallel()) {
+void for_each_model(std::size_t n, bool cuda, F&& f) {
+  if (cuda || n < 2 || omp_get_max_threads() < 2 || omp_in_parallel()) {
     for (std::size_t k = 0; k < n; ++k) f(k);
     return;
   }
@@ -100,13 +102,16 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // activation; in the backward its weight step and activation backward), while the output and
   // the weights are still in cache; across threads, one batched call per layer spreads the GEMMs.
   // The same kernels run either way, so the results are the same.
-  const bool one_by_one = omp_in_parallel() || omp_get_max_threads() < 2;
+  // On a GPU one batched launch per layer and pass (kernels::cuda::sgemm_tiled_batched), the
+  // elementwise work one model after the other.
+  const bool cuda = images.device().is_cuda();
+  const bool one_by_one = !cuda && (omp_in_parallel() || omp_get_max_threads() < 2);
   for (std::size_t j = 0; j < depth; ++j) {
     if (one_by_one)
       pre[j].assign(n, Tensor());
     else
       pre[j] = linear_batched(h, params(j, true), params(j, false));
-    for_each_model(n, [&](std::size_t k) {
+    for_each_model(n, cuda, [&](std::size_t k) {
       const models::Activation& act = *models[k]->taps()[j].post;
       // ReLU is applied in the GEMM's epilogue, in registers: no pre-activation buffer, no
       // second pass (steps 5-7% faster than with the pass, alternating the two every 10 steps
@@ -147,7 +152,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // Per model, the optimizer that steps each parameter once its gradient is known (a model
   // whose loss is not finite is left alone: its run stops at the divergence check).
   std::vector<models::SGD*> step_now(n, nullptr);
-  for_each_model(n, [&](std::size_t k) {
+  for_each_model(n, cuda, [&](std::size_t k) {
     std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
     if (!sgd.empty() && sgd[k] != nullptr && std::isfinite(r.loss[k].item())) step_now[k] = sgd[k];
   });
@@ -183,7 +188,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       for (const Tensor& t : g) gt.push_back(t.t());
       dw = matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
     }
-    for_each_model(n, [&](std::size_t k) {
+    for_each_model(n, cuda, [&](std::size_t k) {
       const models::Linear& lin = linear_of(k, j);
       if (one_by_one) {
         // While dX computes, the layer input dW reads; while dW computes, what the weight step
@@ -259,6 +264,13 @@ FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, cons
            n);
   GL_CHECK(drop_grads.empty() || drop_grads.size() == n,
            "fused step: {} gradient flags for {} models", drop_grads.size(), n);
+  GL_CHECK(!images.device().is_cuda() ||
+               std::all_of(sgd.begin(), sgd.end(), [](models::SGD* o) { return o == nullptr; }),
+           "fused step: on {} the optimizers step after the fused step (the loss would be read "
+           "on the host every step to step inline)",
+           images.device().str());
+  if (images.device().is_cuda())
+    return fused_step_by_layer(models, images, labels, sgd, drop_grads);
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads < 2) return models_one_after_another(models, images, labels, sgd, drop_grads);
   if (n < std::size_t(threads)) return fused_step_by_layer(models, images, labels, sgd, drop_grads);
@@ -308,8 +320,6 @@ FusedGroup::FusedGroup(const std::vector<TrainConfig>& configs) {
              "FusedGroup: run {} ({}) cannot train with run 0 ({}): the data, the model's widths "
              "and the thread count must agree ({} vs {})",
              i, cfgs[i].out, cfgs[0].out, fused_group_key(cfgs[i]), key);
-  GL_CHECK(cfgs[0].device == "cpu", "FusedGroup: --device {}: a group trains on the CPU",
-           cfgs[0].device);
   fusable_ = fused_step_unsupported(cfgs[0]).empty();
   data_ = TrainData::load(cfgs[0]);
   for (auto& c : cfgs) {
@@ -369,7 +379,9 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
           const int64_t step = members_[i]->global_step() + 1;
           fused.push_back(i);
           nets.push_back(&members_[i]->model());
-          sgd.push_back(members_[i]->inline_sgd(step));
+          // On a GPU each member's optimizer steps after the fused step (inline, the loss
+          // would be read on the host every step).
+          sgd.push_back(members_[i]->device_.is_cuda() ? nullptr : members_[i]->inline_sgd(step));
           drop_grads.push_back(sgd.back() != nullptr && !members_[i]->reads_grads(step));
         }
       if (fused.size() < 2) fused.clear();  // one model alone takes its own step
@@ -391,6 +403,16 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
         } catch (const DivergedError& e) {
           drop(i, e);
         }
+      }
+    }
+    // On a GPU the steps are queued: their sums are read (waiting for them) before the time is
+    // taken. A member whose loss was not finite leaves here.
+    for (std::size_t i : active) {
+      if (!members_[i]) continue;
+      try {
+        members_[i]->collect_device_sums();
+      } catch (const DivergedError& e) {
+        drop(i, e);
       }
     }
     // Each member's epoch_time is its share of the group's training time.

@@ -18,10 +18,15 @@
 // tape at a step (the diagnostics' recorded steps, unknown callbacks) take their own solo step.
 // Evaluation, metrics.csv, checkpoints, resume and the run directory stay each Trainer's.
 //
-// What fuses: CPU MLPs without dropout or batchnorm, any activation, initializer, optimizer,
-// learning rate or schedule; models trained in one group must share the data (TrainData::key)
-// and the layer widths, and run at one thread count. Anything else (fused_step_unsupported)
-// trains in the group one model at a time on the tape: still exact, just not faster.
+// On a GPU the batched GEMMs are kernels::cuda::sgemm_tiled_batched launches (the bits of lone
+// calls), the elementwise work goes model by model on the stream, and the optimizers step after
+// the fused step (no inline stepping: that would read each loss on the host every step).
+//
+// What fuses: MLPs (CPU or GPU) without dropout or batchnorm, any activation, initializer,
+// optimizer, learning rate or schedule; models trained in one group must share the data
+// (TrainData::key) and the layer widths, and run at one thread count. Anything else
+// (fused_step_unsupported) trains in the group one model at a time on the tape: still exact, just
+// not faster.
 #pragma once
 #include <memory>
 #include <optional>
@@ -32,8 +37,7 @@
 
 namespace gl::train {
 
-// Why a configuration cannot take fused steps ("" when it can): a CNN, CUDA, dropout,
-// batchnorm.
+// Why a configuration cannot take fused steps ("" when it can): a CNN, dropout, batchnorm.
 std::string fused_step_unsupported(const TrainConfig& config);
 
 // Runs that may be trained in one FusedGroup have equal keys: the data (TrainData::key_of),
@@ -48,13 +52,14 @@ struct FusedStepResult {
   std::vector<Tensor> logits, loss;
   std::vector<std::vector<std::pair<Tensor, Tensor>>> grads;
 };
-// sgd: per model, null or its optimizer (Trainer::inline_sgd): then each of its parameters is
-// stepped (SGD::step_param) right after its gradient is known, while the gradient and the
-// weights are still in cache, unless the model's loss is not finite; the caller then skips
-// that optimizer step (Trainer::apply_step with stepped = true for a finite loss).
-// drop_grads: per model (empty: none), whether its gradients may be released once stepped
-// inline (no callback reads them this step, Trainer::reads_grads): the result then pairs its
-// parameters with undefined gradients, and each gradient's buffer is reused while in cache.
+// sgd (CPU only; on a GPU empty or all null): per model, null or its optimizer
+// (Trainer::inline_sgd): then each of its parameters is stepped (SGD::step_param) right after its
+// gradient is known, while the gradient and the weights are still in cache, unless the model's loss
+// is not finite; the caller then skips that optimizer step (Trainer::apply_step with stepped = true
+// for a finite loss). drop_grads: per model (empty: none), whether its gradients may be released
+// once stepped inline (no callback reads them this step, Trainer::reads_grads): the result then
+// pairs its parameters with undefined gradients, and each gradient's buffer is reused while in
+// cache.
 FusedStepResult fused_mlp_step(const std::vector<models::Network*>& models, const Tensor& images,
                                const Tensor& labels, const std::vector<models::SGD*>& sgd = {},
                                const std::vector<char>& drop_grads = {});

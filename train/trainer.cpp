@@ -691,12 +691,8 @@ std::vector<EpochResult> Trainer::run() {
   kernels::cpu::DenormalScope denormals(cfg_.denormals == "flush");
   for (int64_t epoch = begin_run(); epoch <= cfg_.epochs; ++epoch) {
     begin_epoch(epoch);
-    if (device_.is_cuda()) {
-      train_epoch_cuda();
-    } else {
-      const data::Loader& loader = *data_->train;
-      for (int64_t b = 0; b < loader.num_batches(); ++b) train_step(loader.batch(b), b);
-    }
+    const data::Loader& loader = *data_->train;
+    for (int64_t b = 0; b < loader.num_batches(); ++b) train_step(loader.batch(b), b);
     end_epoch();
   }
   end_run();
@@ -767,6 +763,10 @@ void Trainer::begin_epoch(int64_t epoch) {
   epoch_ = epoch;
   ep_ = EpochState{};
   ep_.t0 = ep_.last_print = std::chrono::steady_clock::now();
+  if (device_.is_cuda()) {
+    ep_.dev_loss = Tensor::zeros({}, DType::f64, device_);
+    ep_.dev_correct = Tensor::zeros({}, DType::i64, device_);
+  }
   data_->train->start_epoch(epoch - 1);
   for (auto& cb : callbacks_) cb->on_epoch_begin(*this, epoch);
   model_->train();
@@ -776,6 +776,13 @@ void Trainer::train_step(const data::Batch& batch, int64_t b) {
   current_labels_ = batch.labels;
   Tensor logits = model_->forward(batch.images);
   Tensor loss = cross_entropy(logits, batch.labels);
+  if (device_.is_cuda()) {
+    ++global_step_;
+    opt_->zero_grad();
+    loss.backward();
+    finish_step_cuda(batch, b, loss, logits);
+    return;
+  }
   double lv = loss.item();
   count_step(lv, b);
   opt_->zero_grad();
@@ -787,6 +794,14 @@ void Trainer::apply_step(const data::Batch& batch, int64_t b, const Tensor& logi
                          const Tensor& loss, const std::vector<std::pair<Tensor, Tensor>>& grads,
                          bool stepped) {
   current_labels_ = batch.labels;
+  if (device_.is_cuda()) {
+    GL_CHECK(!stepped, "apply_step: on {} the optimizer steps here", device_.str());
+    ++global_step_;
+    opt_->zero_grad();
+    for (const auto& [param, grad] : grads) param.set_grad(grad);
+    finish_step_cuda(batch, b, loss, logits);
+    return;
+  }
   double lv = loss.item();
   count_step(lv, b);
   opt_->zero_grad();
@@ -852,50 +867,45 @@ void Trainer::finish_step(const data::Batch& batch, int64_t b, double lv, const 
   }
 }
 
-void Trainer::train_epoch_cuda() {
-  // Loss sum and correct count accumulate on the device and are read once, after the epoch; a
-  // non-finite loss is therefore caught at the epoch's end.
-  const int64_t nb = data_->train->num_batches();
-  Tensor dev_loss = Tensor::zeros({}, DType::f64, device_);
-  Tensor dev_correct = Tensor::zeros({}, DType::i64, device_);
-  std::vector<std::pair<int64_t, Tensor>> dev_steps;
-  for (int64_t b = 0; b < nb; ++b) {
-    data::Batch batch = data_->train->batch(b);
-    current_labels_ = batch.labels;
-    Tensor logits = model_->forward(batch.images);
-    Tensor loss = cross_entropy(logits, batch.labels);
-    ++global_step_;
-    opt_->zero_grad();
-    loss.backward();
-    for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
-    apply_lr_schedule();
-    opt_->step();
-    // Callbacks take the loss as a number: only then is it read every step.
-    double lv = callbacks_.empty() ? std::nan("") : loss.item();
-    for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
-    int64_t bs = batch.labels.numel();
-    {
-      NoGrad ng;
-      dev_loss = add(dev_loss, mul(loss.detach().to(DType::f64), double(bs)));
+void Trainer::finish_step_cuda(const data::Batch& batch, int64_t b, const Tensor& loss,
+                               const Tensor& logits) {
+  // The loss sum and correct count accumulate on the device and are read once, after the epoch
+  // (collect_device_sums); a non-finite loss is therefore caught at the epoch's end.
+  for (auto& cb : callbacks_) cb->on_after_backward(*this, global_step_);
+  apply_lr_schedule();
+  opt_->step();
+  // Callbacks take the loss as a number: only then is it read every step.
+  double lv = callbacks_.empty() ? std::nan("") : loss.item();
+  for (auto& cb : callbacks_) cb->on_step_end(*this, global_step_, lv);
+  int64_t bs = batch.labels.numel();
+  {
+    NoGrad ng;
+    ep_.dev_loss = add(ep_.dev_loss, mul(loss.detach().to(DType::f64), double(bs)));
 #if defined(GRADLENS_HAVE_CUDA)
-      cuda_ops::count_correct(logits.detach(), batch.labels, dev_correct);
+    cuda_ops::count_correct(logits.detach(), batch.labels, ep_.dev_correct);
 #endif
-    }
-    ep_.seen += bs;
-    if (cfg_.log_steps) dev_steps.emplace_back(global_step_, loss.detach());
-    auto now = std::chrono::steady_clock::now();
-    if (tty_ &&
-        (std::chrono::duration<double>(now - ep_.last_print).count() > 0.2 || b + 1 == nb)) {
-      ep_.last_print = now;
-      int bar = int(20.0 * double(b + 1) / double(nb));
-      fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{}   ", epoch_, cfg_.epochs,
-                 std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'), b + 1,
-                 nb);
-    }
   }
-  ep_.loss_sum = dev_loss.item();
-  ep_.correct = int64_t(dev_correct.item());
-  for (auto& [step, t] : dev_steps) step_losses_.emplace_back(step, t.item());
+  ep_.seen += bs;
+  if (cfg_.log_steps) ep_.dev_steps.emplace_back(global_step_, loss.detach());
+  const int64_t nb = data_->train->num_batches();
+  auto now = std::chrono::steady_clock::now();
+  if (tty_ && step_progress_ &&
+      (std::chrono::duration<double>(now - ep_.last_print).count() > 0.2 || b + 1 == nb)) {
+    ep_.last_print = now;
+    int bar = int(20.0 * double(b + 1) / double(nb));
+    fmt::print(stderr, "\repoch {}/{} [{}{}] {}/{}   ", epoch_, cfg_.epochs,
+               std::string(std::size_t(bar), '#'), std::string(std::size_t(20 - bar), '.'), b + 1,
+               nb);
+  }
+}
+
+void Trainer::collect_device_sums() {
+  if (!ep_.dev_loss.defined()) return;  // read already (or not a GPU run)
+  ep_.loss_sum = ep_.dev_loss.item();
+  ep_.correct = int64_t(ep_.dev_correct.item());
+  for (auto& [step, t] : ep_.dev_steps) step_losses_.emplace_back(step, t.item());
+  ep_.dev_loss = ep_.dev_correct = Tensor();
+  ep_.dev_steps.clear();
   if (!std::isfinite(ep_.loss_sum)) {
     write_metrics(history_);
     throw DivergedError(
@@ -907,6 +917,7 @@ void Trainer::train_epoch_cuda() {
 }
 
 void Trainer::end_epoch(double train_time) {
+  collect_device_sums();  // on a GPU: waits for the epoch's steps to finish
   // The epoch's training time (a fused group passes each member's share of its steps).
   if (train_time < 0)
     train_time = std::chrono::duration<double>(std::chrono::steady_clock::now() - ep_.t0).count();

@@ -223,7 +223,13 @@ class Trainer {
   // start.
   void end_epoch(double train_time = -1);
   void end_run();  // final outputs, on_train_end
-  void train_epoch_cuda();
+  // On a GPU, train_step and apply_step end here: the optimizer steps, and the loss and
+  // correct count are summed on the device (no host synchronization).
+  void finish_step_cuda(const data::Batch& batch, int64_t b, const Tensor& loss,
+                        const Tensor& logits);
+  // On a GPU, the epoch's sums read once (a synchronization); throws DivergedError when the loss
+  // was not finite. Does nothing when they were read already, or on the CPU.
+  void collect_device_sums();
   void count_step(double loss, int64_t b);  // the global step; throws DivergedError
   void finish_step(const data::Batch& batch, int64_t b, double loss, const Tensor& logits,
                    bool stepped = false);
@@ -254,6 +260,8 @@ class Trainer {
     std::chrono::steady_clock::time_point t0, last_print;
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
+    Tensor dev_loss, dev_correct;                       // on a GPU, read by collect_device_sums
+    std::vector<std::pair<int64_t, Tensor>> dev_steps;  // --log-steps on a GPU
   } ep_;
 };
 

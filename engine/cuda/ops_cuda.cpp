@@ -251,6 +251,20 @@ void sgemm(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int6
   kc::sgemm_with(algo, trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, ep);
 }
 
+void sgemm_batched(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
+                   float* const* C, int64_t ldc, const float* const* bias, int64_t count) {
+  if (cuda_gemm_algo() != CudaGemmAlgo::native) {
+    for (int64_t i = 0; i < count; ++i)
+      sgemm(device, trans_a, trans_b, M, N, K, A[i], lda, B[i], ldb, C[i], ldc,
+            bias ? bias[i] : nullptr);
+    return;
+  }
+  const auto scope = device_scope(device);
+  kc::sgemm_tiled_batched(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C, ldc, bias,
+                          kernels::Activation::none, count);
+}
+
 // ------------------------------------------------------------------ softmax, cross-entropy
 Tensor softmax_rows(const Tensor& xl, bool log_form) {
   const char* op = log_form ? "log_softmax" : "softmax";

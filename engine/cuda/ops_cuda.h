@@ -71,6 +71,12 @@ Tensor scatter_rows(const Tensor& g, const Tensor& idx, const Shape& shape);
 void sgemm(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
            const float* A, int64_t lda, const float* B, int64_t ldb, float* C, int64_t ldc,
            const float* bias);
+// `count` such GEMMs of one shape and layout (host arrays of device pointers; bias may be null,
+// or an entry null): one batched launch per 32 entries with the native algorithm, else one call
+// each. Each C[i] is bit for bit what sgemm computes for entry i.
+void sgemm_batched(Device device, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                   const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
+                   float* const* C, int64_t ldc, const float* const* bias, int64_t count);
 
 // ---- softmax and cross-entropy on contiguous [rows, n] tensors ----
 Tensor softmax_rows(const Tensor& xl, bool log_form);

@@ -199,9 +199,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels) {
 }
 
 std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Tensor& labels) {
-  GL_CHECK(!logits.device().is_cuda(),
-           "cross_entropy_and_grad: logits {} are on {}; it runs on the CPU", logits.str(),
-           logits.device().str());
+#if defined(GRADLENS_HAVE_CUDA)
+  if (detail::on_cuda(logits)) {
+    // The kernels cross_entropy and its backward run; the tape's gradient is this one times an
+    // upstream 1, which changes no bit.
+    cuda_ops::check_device_float(logits, "cross_entropy");
+    Tensor lab = device_labels(logits, labels, "cross_entropy");
+    Tensor xc = logits.detach().contiguous();
+    return {cuda_ops::xent_forward(xc, lab), cuda_ops::xent_backward(xc, lab)};
+  }
+#endif
   XentCpu x = xent_forward_cpu(logits, labels);
   return {x.loss, xent_backward_cpu(x.probs, x.labels, x.N, x.C, 1.0)};
 }

@@ -68,9 +68,9 @@ void gemm_into(const Tensor& a, const Tensor& b, Tensor& out, const Tensor& bias
   run_gemm(gemm_call(a, b, bias), out);
 }
 
-// outs[i] = a[i] @ b[i] (+ bias[i]) for same-shape problems: one batched GEMM on the CPU when
-// every problem hands the kernel the same layout (it does for equal shapes and strides), else
-// (CUDA, mixed layouts) one call each. Either way each output is what gemm_into computes.
+// outs[i] = a[i] @ b[i] (+ bias[i]) for same-shape problems: one batched GEMM when every
+// problem hands the kernel the same layout (it does for equal shapes and strides) on one device,
+// else (mixed layouts) one call each. Either way each output is what gemm_into computes.
 void gemm_batch_into(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
                      std::vector<Tensor>& outs, const std::vector<Tensor>& bias) {
   std::vector<GemmCall> calls;
@@ -79,9 +79,9 @@ void gemm_batch_into(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
   bool uniform = !calls.empty();
   for (std::size_t i = 0; i < calls.size(); ++i) {
     const GemmCall &g = calls[i], &f = calls[0];
-    uniform = uniform && outs[i].device().is_cpu() && outs[i].dtype() == outs[0].dtype() &&
-              g.A.trans == f.A.trans && g.A.ld == f.A.ld && g.B.trans == f.B.trans &&
-              g.B.ld == f.B.ld && g.M == f.M && g.N == f.N && g.K == f.K;
+    uniform = uniform && outs[i].device() == outs[0].device() &&
+              outs[i].dtype() == outs[0].dtype() && g.A.trans == f.A.trans && g.A.ld == f.A.ld &&
+              g.B.trans == f.B.trans && g.B.ld == f.B.ld && g.M == f.M && g.N == f.N && g.K == f.K;
   }
   if (!uniform) {
     for (std::size_t i = 0; i < calls.size(); ++i) run_gemm(calls[i], outs[i]);
@@ -100,6 +100,16 @@ void gemm_batch_into(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
                                               : nullptr);
       pc.push_back(static_cast<T*>(outs[i].raw_data()));
     }
+#if defined(GRADLENS_HAVE_CUDA)
+    if (detail::on_cuda(outs[0])) {
+      if constexpr (std::is_same_v<T, float>)
+        cuda_ops::sgemm_batched(outs[0].device(), f.A.trans, f.B.trans, f.M, f.N, f.K, pa.data(),
+                                f.A.ld, pb.data(), f.B.ld, pc.data(), ldc, pbias.data(), n);
+      else
+        GL_CHECK(false, "matmul: f64 on {} (the GPU GEMMs are f32)", outs[0].device().str());
+      return;
+    }
+#endif
     if constexpr (std::is_same_v<T, float>)
       kernels::cpu::sgemm_batched(f.A.trans, f.B.trans, f.M, f.N, f.K, 1.0f, pa.data(), f.A.ld,
                                   pb.data(), f.B.ld, 0.0f, pc.data(), ldc, pbias.data(),

@@ -19,9 +19,11 @@
 // speed: not yet measured on a GPU.
 #include <mma.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/cuda/index_math.h"
 #include "kernels/cuda/runtime.h"
@@ -62,13 +64,21 @@ __device__ __forceinline__ float activate(float v, Activation act) {
   return v;
 }
 
-// acc is sum_k op(A)[row,k] op(B)[k,col]; c_old is read only when beta != 0.
+// act(alpha * acc + beta * c_old + bias), acc = sum_k op(A)[row,k] op(B)[k,col]; c_old is
+// used only when beta != 0, bias only when given. Rounded operation by operation (no fused
+// multiply-add for the compiler to choose per kernel): every kernel and path that ends in it
+// (vector or scalar stores, lone or batched, split-K reduction) gives the same bits.
+__device__ __forceinline__ float epilogue_of(float acc, float c_old, const float* bias, int64_t col,
+                                             const GemmParams& p) {
+  float v = __fmul_rn(p.alpha, acc);
+  if (p.beta != 0.0f) v = __fadd_rn(v, __fmul_rn(p.beta, c_old));
+  if (bias) v = __fadd_rn(v, bias[col]);
+  return activate(v, p.act);
+}
+
 __device__ __forceinline__ float epilogue_value(float acc, const GemmParams& p, int64_t row,
                                                 int64_t col) {
-  float v = p.alpha * acc;
-  if (p.beta != 0.0f) v += p.beta * p.C[row * p.ldc + col];
-  if (p.bias) v += p.bias[col];
-  return activate(v, p.act);
+  return epilogue_of(acc, p.beta != 0.0f ? p.C[row * p.ldc + col] : 0.0f, p.bias, col, p);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -110,8 +120,9 @@ __device__ __forceinline__ float f4_get(const float4& v, int j) {
   return j == 0 ? v.x : (j == 1 ? v.y : (j == 2 ? v.z : v.w));
 }
 
+// One block's tile of C (block (blockIdx.x, blockIdx.y)), K split `split` of p.splits.
 template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(GemmParams p) {
+__device__ __forceinline__ void sgemm_tiled_block(const GemmParams& p, int split) {
   constexpr int kThreadsN = BN / TN;
   constexpr int kThreads = (BM / TM) * kThreadsN;
   constexpr int kLoadsA = BM * BK / 4 / kThreads;  // float4 loads per thread per tile
@@ -133,7 +144,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(Gemm
   const int n0 = blockIdx.x * BN;
 
   KRange kr{0, p.K};
-  if (p.splits > 1) kr = splitk_range(p.K, p.splits, BK, blockIdx.z);
+  if (p.splits > 1) kr = splitk_range(p.K, p.splits, BK, split);
   const int kbeg = int(kr.begin);
   const int kend = int(kr.end);
   const int ntiles = (kend - kbeg + BK - 1) / BK;
@@ -253,7 +264,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(Gemm
     for (int g = 0; g < TN / 4; ++g) {
       const int col0 = n0 + gemm_frag_row(tx, g * 4, BN, TN);
       if (p.splits > 1) {
-        float* w = p.workspace + (int64_t(blockIdx.z) * p.M + row) * p.N;
+        float* w = p.workspace + (int64_t(split) * p.M + row) * p.N;
 #pragma unroll
         for (int j = 0; j < 4; ++j)
           if (col0 + j < p.N) w[col0 + j] = acc[i][g * 4 + j];
@@ -265,12 +276,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(Gemm
         if (p.beta != 0.0f) old = *reinterpret_cast<const float4*>(crow + col0);
         float v[4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          float x = p.alpha * acc[i][g * 4 + j];
-          if (p.beta != 0.0f) x += p.beta * f4_get(old, j);
-          if (p.bias) x += p.bias[col0 + j];
-          v[j] = activate(x, p.act);
-        }
+        for (int j = 0; j < 4; ++j)
+          v[j] = epilogue_of(acc[i][g * 4 + j], f4_get(old, j), p.bias, col0 + j, p);
         *reinterpret_cast<float4*>(crow + col0) = make_float4(v[0], v[1], v[2], v[3]);
       } else {
 #pragma unroll
@@ -281,8 +288,44 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(Gemm
   }
 }
 
+template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_tiled_kernel(GemmParams p) {
+  sgemm_tiled_block<BM, BN, BK, TM, TN, TA, TB>(p, int(blockIdx.z));
+}
+
+// A pointer-array batch of GEMMs of one shape and layout, passed by value (kernel parameters:
+// no table to copy to the device first). Entry e of a launch computes C[e] = op(A[e]) op(B[e])
+// exactly as a lone call with those pointers does: the same block code, plan and split-K.
+constexpr int kGemmBatchMax = 32;
+struct GemmBatch {
+  const float* A[kGemmBatchMax];
+  const float* B[kGemmBatchMax];
+  float* C[kGemmBatchMax];
+  const float* bias[kGemmBatchMax];
+};
+
+// p with entry e's pointers; its workspace slice [splits, M, N] follows entry e - 1's.
+__device__ __forceinline__ GemmParams batch_entry(const GemmParams& p, const GemmBatch& batch,
+                                                  int e) {
+  GemmParams q = p;
+  q.A = batch.A[e];
+  q.B = batch.B[e];
+  q.C = batch.C[e];
+  q.bias = batch.bias[e];
+  if (p.splits > 1) q.workspace = p.workspace + int64_t(e) * p.splits * p.M * p.N;
+  return q;
+}
+
+// blockIdx.z = entry * splits + split.
+template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN))
+    sgemm_tiled_batched_kernel(GemmParams p, GemmBatch batch) {
+  const int z = int(blockIdx.z);
+  sgemm_tiled_block<BM, BN, BK, TM, TN, TA, TB>(batch_entry(p, batch, z / p.splits), z % p.splits);
+}
+
 // Split-K second pass: C = epilogue(sum over splits of the workspace), splits in order.
-__global__ void splitk_reduce_kernel(GemmParams p) {
+__device__ __forceinline__ void splitk_reduce(const GemmParams& p) {
   const int64_t total = int64_t(p.M) * p.N;
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total;
        e += int64_t(gridDim.x) * blockDim.x) {
@@ -292,6 +335,15 @@ __global__ void splitk_reduce_kernel(GemmParams p) {
     const int64_t col = e % p.N;
     p.C[row * p.ldc + col] = epilogue_value(s, p, row, col);
   }
+}
+
+__global__ void splitk_reduce_kernel(GemmParams p) {
+  splitk_reduce(p);
+}
+
+// blockIdx.y = entry.
+__global__ void splitk_reduce_batched_kernel(GemmParams p, GemmBatch batch) {
+  splitk_reduce(batch_entry(p, batch, int(blockIdx.y)));
 }
 
 // Bias + activation over C after cuBLAS (alpha and beta already applied there).
@@ -487,17 +539,55 @@ void for_each_row_chunk(const GemmParams& p, int BM, Launch&& launch) {
   });
 }
 
-template <int BM, int BN, int BK, int TM, int TN>
-void launch_tiled(bool ta, bool tb, const GemmParams& p, cudaStream_t s) {
+// One launch of the tiled kernel: a lone GEMM (batch null) or `entries` of a batch.
+template <int BM, int BN, int BK, int TM, int TN, bool TA, bool TB>
+void launch_tiled_as(const dim3& grid, const GemmParams& q, const GemmBatch* batch,
+                     cudaStream_t s) {
   constexpr int kThreads = (BM / TM) * (BN / TN);
+  if (batch)
+    sgemm_tiled_batched_kernel<BM, BN, BK, TM, TN, TA, TB><<<grid, kThreads, 0, s>>>(q, *batch);
+  else
+    sgemm_tiled_kernel<BM, BN, BK, TM, TN, TA, TB><<<grid, kThreads, 0, s>>>(q);
+}
+
+template <int BM, int BN, int BK, int TM, int TN>
+void launch_tiled(bool ta, bool tb, const GemmParams& p, cudaStream_t s,
+                  const GemmBatch* batch = nullptr, int entries = 1) {
   for_each_row_chunk(p, BM, [&](const GemmParams& q, unsigned rows) {
-    const dim3 grid(unsigned((q.N + BN - 1) / BN), rows, unsigned(q.splits));
-    if (!ta && !tb)
-      sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, false><<<grid, kThreads, 0, s>>>(q);
-    if (!ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, false, true><<<grid, kThreads, 0, s>>>(q);
-    if (ta && !tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, false><<<grid, kThreads, 0, s>>>(q);
-    if (ta && tb) sgemm_tiled_kernel<BM, BN, BK, TM, TN, true, true><<<grid, kThreads, 0, s>>>(q);
+    const dim3 grid(unsigned((q.N + BN - 1) / BN), rows, unsigned(q.splits * entries));
+    if (!ta && !tb) launch_tiled_as<BM, BN, BK, TM, TN, false, false>(grid, q, batch, s);
+    if (!ta && tb) launch_tiled_as<BM, BN, BK, TM, TN, false, true>(grid, q, batch, s);
+    if (ta && !tb) launch_tiled_as<BM, BN, BK, TM, TN, true, false>(grid, q, batch, s);
+    if (ta && tb) launch_tiled_as<BM, BN, BK, TM, TN, true, true>(grid, q, batch, s);
   });
+}
+
+// The tiled backend's plan and launches for p (validated), alone or for `entries` entries of a
+// batch: every entry gets the tiling and K splits a lone call of its shape gets, so the same
+// bits.
+void run_tiled(bool ta, bool tb, GemmParams p, cudaStream_t stream,
+               const GemmBatch* batch = nullptr, int entries = 1) {
+  const GemmPlan plan = plan_sgemm(p.M, p.N, p.K, sm_count());
+  if (plan.tiling == GemmTiling::large) {
+    launch_tiled<128, 128, 8, 8, 8>(ta, tb, p, stream, batch, entries);
+    return;
+  }
+  if (plan.splits <= 1) {
+    launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream, batch, entries);
+    return;
+  }
+  p.splits = plan.splits;
+  const int64_t mn = int64_t(p.M) * p.N;
+  // Freed when this returns or throws; stream-ordered reuse only.
+  const DeviceBuffer<float> workspace(size_t(entries) * size_t(plan.splits) * size_t(mn), stream);
+  p.workspace = workspace.get();
+  launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream, batch, entries);
+  if (batch)
+    splitk_reduce_batched_kernel<<<dim3(unsigned(elementwise_grid(mn)), unsigned(entries)), 256, 0,
+                                   stream>>>(p, *batch);
+  else
+    splitk_reduce_kernel<<<elementwise_grid(mn), 256, 0, stream>>>(p);
+  GL_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
@@ -538,23 +628,55 @@ void sgemm_tiled(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
   if (!make_params("cuda::sgemm_tiled", ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep,
                    p))
     return;
+  run_tiled(ta, tb, p, resolve_stream(stream));
+}
+
+void sgemm_tiled_batched(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
+                         float beta, float* const* C, int64_t ldc, const float* const* bias,
+                         Activation act, int64_t count, cudaStream_t stream) {
+  constexpr const char* kName = "cuda::sgemm_tiled_batched";
+  if (count < 0)
+    throw std::invalid_argument(std::string(kName) + ": count=" + std::to_string(count) +
+                                " is negative");
+  if (count > 0 && (!A || !B || !C))
+    throw std::invalid_argument(std::string(kName) + ": the A, B and C pointer arrays are needed");
+  // Every entry is checked before anything runs (no entry is written when one is bad).
+  std::vector<GemmParams> params(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    Epilogue ep;
+    ep.bias = bias ? bias[i] : nullptr;
+    ep.act = act;
+    bool work = false;
+    try {
+      work = make_params(kName, ta, tb, M, N, K, alpha, A[i], lda, B[i], ldb, beta, C[i], ldc, ep,
+                         params[size_t(i)]);
+    } catch (const std::invalid_argument& error) {
+      throw std::invalid_argument(std::string(error.what()) + " in entry " + std::to_string(i) +
+                                  " of " + std::to_string(count));
+    }
+    if (!work) return;  // M == 0 or N == 0: nothing to compute for any entry
+  }
   stream = resolve_stream(stream);
-  const GemmPlan plan = plan_sgemm(M, N, K, sm_count());
-  if (plan.tiling == GemmTiling::large) {
-    launch_tiled<128, 128, 8, 8, 8>(ta, tb, p, stream);
-    return;
+  for (int64_t first = 0; first < count; first += kGemmBatchMax) {
+    const int entries = int(std::min<int64_t>(count - first, kGemmBatchMax));
+    GemmBatch batch{};
+    GemmParams p = params[size_t(first)];
+    for (int e = 0; e < entries; ++e) {
+      const int64_t i = first + e;
+      const GemmParams& q = params[size_t(i)];
+      // Vector loads and stores where every entry allows them (the values and the epilogue's
+      // arithmetic are the same either way; only the memory accesses differ).
+      p.vec_a = p.vec_a && q.vec_a;
+      p.vec_b = p.vec_b && q.vec_b;
+      p.vec_c = p.vec_c && q.vec_c;
+      batch.A[e] = A[i];
+      batch.B[e] = B[i];
+      batch.C[e] = C[i];
+      batch.bias[e] = q.bias;
+    }
+    run_tiled(ta, tb, p, stream, &batch, entries);
   }
-  if (plan.splits <= 1) {
-    launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream);
-    return;
-  }
-  p.splits = plan.splits;
-  // Freed when this returns or throws; stream-ordered reuse only.
-  const DeviceBuffer<float> workspace(size_t(plan.splits) * size_t(M) * size_t(N), stream);
-  p.workspace = workspace.get();
-  launch_tiled<32, 32, 16, 4, 4>(ta, tb, p, stream);
-  splitk_reduce_kernel<<<elementwise_grid(M * N), 256, 0, stream>>>(p);
-  GL_CUDA_CHECK_LAUNCH();
 }
 
 void sgemm_tf32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,

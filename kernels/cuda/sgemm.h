@@ -28,6 +28,16 @@ void sgemm_with(GemmAlgo algo, bool trans_a, bool trans_b, int64_t M, int64_t N,
                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
                 float* C, int64_t ldc, Epilogue ep = {}, cudaStream_t stream = nullptr);
 
+// `count` GEMMs of one shape and layout with the tiled backend (the contract of
+// kernels::cpu::sgemm_batched): C[i] = act(alpha * op(A[i]) op(B[i]) + beta * C[i] + bias[i]).
+// A, B, C and bias are host arrays of device pointers (bias may be null, or bias[i] null).
+// Up to 32 entries per launch; each C[i] is bit for bit what sgemm_tiled computes for entry i
+// alone (the same plan, tiles and K splits). Bad arguments throw naming the entry.
+void sgemm_tiled_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                         const float* const* A, int64_t lda, const float* const* B, int64_t ldb,
+                         float beta, float* const* C, int64_t ldc, const float* const* bias,
+                         Activation act, int64_t count, cudaStream_t stream = nullptr);
+
 // The individual backends, same signature (sgemm_with dispatches to these).
 #define GL_SGEMM_SIGNATURE(name)                                                             \
   void name(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,        \

@@ -838,6 +838,71 @@ TEST(CudaSgemm, RejectsBadArguments) {
   EXPECT_THROW(kc::sgemm(false, false, 4, 4, 4, 1, p, 4, p, 4, 0, p, 4), std::invalid_argument);
 }
 
+// Each entry of a batch gives the bits the tiled kernel gives it alone: shapes of every plan
+// (128x128 tiles, 32x32 tiles, split-K), every transpose pair, a bias on some entries only, an
+// activation, alpha and beta whose products round, an entry whose C is not 16-byte aligned (the
+// whole launch then stores scalars, its lone call float4s), and more entries than one launch
+// takes (35 > 32).
+TEST(CudaSgemm, BatchedEntriesAreTheBitsOfLoneCalls) {
+  REQUIRE_GPU();
+  using A = gl::kernels::Activation;
+  const std::vector<std::pair<GemmCase, int>> cases = {
+      {{false, true, 128, 128, 784, 0, 1.0f, 0.0f, true, A::none}, 35},    // MLP forward: split-K
+      {{false, false, 128, 784, 128, 0, 1.0f, 0.0f, false, A::none}, 35},  // dX = dY W
+      {{true, false, 128, 784, 128, 0, 1.0f, 0.0f, false, A::none}, 35},   // dW = dY^T X
+      {{true, true, 33, 65, 17, 3, 0.5f, -0.25f, true, A::tanh}, 35},      // ragged, padded
+      {{false, false, 1152, 1152, 40, 0, 1.0f, 0.5f, true, A::relu}, 3},   // 128x128 tiles
+      {{true, true, 64, 96, 1000, 1, 0.5f, 0.5f, true, A::sigmoid}, 33},   // split-K, beta
+      {{false, false, 96, 128, 64, 0, 0.7f, 0.3f, true, A::none}, 5},      // rounding products
+      {{false, true, 128, 128, 784, 0, 0.7f, 0.3f, true, A::tanh}, 4},     // ... and split-K
+  };
+  for (const auto& [g, count] : cases) {
+    const int64_t lda = (g.ta ? g.M : g.K) + g.pad, ldb = (g.tb ? g.K : g.N) + g.pad,
+                  ldc = g.N + g.pad;
+    const size_t na = size_t((g.ta ? g.K : g.M) * lda), nb = size_t((g.tb ? g.N : g.K) * ldb),
+                 nc = size_t(g.M * ldc);
+    std::vector<kc::DeviceBuffer<float>> a, b, lone, batched, bias;
+    std::vector<const float*> pa, pb, pbias;
+    std::vector<float*> pc;
+    for (int e = 0; e < count; ++e) {
+      a.push_back(to_device(random_vec<float>(na, 100 + 4 * e)));
+      b.push_back(to_device(random_vec<float>(nb, 101 + 4 * e)));
+      auto c = random_vec<float>(nc, 102 + 4 * e);
+      lone.push_back(to_device(c));
+      // Entry 2's C one float past an aligned address.
+      const size_t shift = e == 2 ? 1 : 0;
+      c.insert(c.begin(), shift, 0.0f);
+      batched.push_back(to_device(c));
+      bias.push_back(to_device(random_vec<float>(size_t(g.N), 103 + 4 * e)));
+      pa.push_back(a.back().get());
+      pb.push_back(b.back().get());
+      pc.push_back(batched.back().get() + shift);
+      pbias.push_back(g.bias && e % 3 != 1 ? bias.back().get() : nullptr);
+      kc::sgemm_tiled(g.ta, g.tb, g.M, g.N, g.K, g.alpha, pa[e], lda, pb[e], ldb, g.beta,
+                      lone.back().get(), ldc, gl::kernels::Epilogue{pbias[e], g.act});
+    }
+    kc::sgemm_tiled_batched(g.ta, g.tb, g.M, g.N, g.K, g.alpha, pa.data(), lda, pb.data(), ldb,
+                            g.beta, pc.data(), ldc, pbias.data(), g.act, count);
+    for (int e = 0; e < count; ++e) {
+      const auto want = to_host(lone[e]), got = to_host(batched[e]);
+      EXPECT_EQ(std::memcmp(want.data(), got.data() + (e == 2 ? 1 : 0), nc * sizeof(float)), 0)
+          << "entry " << e << " of " << count << ": ta=" << g.ta << " tb=" << g.tb << " M=" << g.M
+          << " N=" << g.N << " K=" << g.K;
+    }
+  }
+  // A bad entry is named.
+  kc::DeviceBuffer<float> m(16);
+  const float* ok[2] = {m.get(), m.get()};
+  float* c[2] = {m.get(), nullptr};
+  try {
+    kc::sgemm_tiled_batched(false, false, 4, 4, 4, 1.0f, ok, 4, ok, 4, 0.0f, c, 4, nullptr, A::none,
+                            2);
+    ADD_FAILURE() << "a null C was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("entry 1 of 2"), std::string::npos) << e.what();
+  }
+}
+
 // Checked before anything reaches the device, so these run (and pass) without a GPU too.
 TEST(CudaSgemm, CublasRefusesLeadingDimensionsBeyond32Bits) {
   // Never dereferenced: the arguments are refused first.

@@ -19,6 +19,7 @@
 #include "analysis/diagnostics.h"
 #include "analysis/optim_stats.h"
 #include "analysis/tensorboard.h"
+#include "tests/cuda_devices.h"
 #include "tests/train/run_util.h"
 #include "train/fused.h"
 
@@ -350,4 +351,37 @@ TEST(FusedGroup, RefusesMembersThatCannotShareTheData) {
   for (auto& c : drop) expect_same_run(c.out + "-solo", c.out);
   EXPECT_EQ(group->fused_steps(), 0);
   EXPECT_EQ(group->tape_steps(), 2 * 13 * 2);
+}
+
+// On a GPU: one batched GEMM launch per layer and pass for the group, the rest one model at a
+// time; each member's run directory must be the bits of its solo run on the same GPU, with
+// relu, tanh, sigmoid and gelu (whose backward reads the input), SGD and Adam, steps.csv, and a
+// member that diverges (on a GPU a non-finite loss is caught at the epoch's end, alone or not).
+TEST(FusedGroup, OnTheGpuEveryMemberEqualsItsSoloGpuRun) {
+  const std::string why = gl::testing::missing_gpus(1);
+  if (!why.empty()) GTEST_SKIP() << "GPU test skipped: " << why;
+  const TempDir dir("gl_fused_gpu");
+  auto cfgs = inits(dir.path, "relu", 3,
+                    {"he_normal", "orthogonal", "xavier_uniform", "he_uniform", "normal"});
+  cfgs[1].activation = "tanh";
+  cfgs[2].activation = "sigmoid";
+  cfgs[3].activation = "gelu";
+  cfgs[3].optimizer = "adam";
+  cfgs[3].lr = 0.003;
+  cfgs[4].lr = 1e10;  // diverges in the first epoch
+  for (auto& c : cfgs) {
+    c.device = "cuda";
+    c.width = 100;
+    c.log_steps = true;
+  }
+  EXPECT_EQ(train::fused_step_unsupported(cfgs[0]), "");
+  auto group = train_both(cfgs);
+  for (auto& c : cfgs) expect_same_run(c.out + "-solo", c.out);
+  EXPECT_TRUE(fs::exists(cfgs[4].out + "/diverged.json"));
+  EXPECT_TRUE(fs::exists(cfgs[0].out + "/steps.csv"));
+  // Four members through both epochs, the diverging one through its first.
+  EXPECT_EQ(group->fused_steps(), 4 * 13 * 2 + 13);
+  EXPECT_EQ(group->tape_steps(), 0);
+  EXPECT_NE(read_text(cfgs[0].out + "/model.safetensors"),
+            read_text(cfgs[1].out + "/model.safetensors"));
 }
