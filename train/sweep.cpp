@@ -373,25 +373,8 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   return runs;
 }
 
-std::pair<int, int> parse_shard(const std::string& text) {
-  auto slash = text.find('/');
-  int k = -1, n = 0;
-  try {
-    GL_CHECK(slash != std::string::npos, "");
-    size_t used = 0;
-    k = std::stoi(text.substr(0, slash), &used);
-    GL_CHECK(used == slash, "");
-    std::string ns = text.substr(slash + 1);
-    n = std::stoi(ns, &used);
-    GL_CHECK(used == ns.size(), "");
-  } catch (const std::exception&) {
-    throw Error(fmt::format("--shard: expected K/N (e.g. 0/4), got '{}'", text));
-  }
-  GL_CHECK(n >= 1 && k >= 0 && k < n, "--shard {}: need 0 <= K < N", text);
-  return {k, n};
-}
-
 std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n) {
+  GL_CHECK(n >= 1 && k >= 0 && k < n, "shard {}/{}: need 0 <= K < N", k, n);
   std::vector<SweepRun> out;
   for (const auto& r : runs)
     if (r.index % size_t(n) == size_t(k)) out.push_back(r);

@@ -81,8 +81,7 @@ void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info, const s
 // (check_flag_values, naming "sweep") and when two runs would get the same id.
 std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& info);
 
-// "K/N" with 0 <= K < N. Shard K holds the runs whose grid index i has i % N == K.
-std::pair<int, int> parse_shard(const std::string& text);
+// Shard K of N (0 <= K < N) holds the runs whose grid index i has i % N == K.
 std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n);
 
 enum class RunStatus { Pending, Partial, Finished, Diverged };
