@@ -31,6 +31,7 @@
 #include "engine/io/tensor_io.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
+#include "train/datasets.h"
 #include "train/fused.h"
 
 namespace gl::tools {
@@ -474,6 +475,20 @@ void run_sweep(const SweepOpts& o) {
 
   std::vector<RunState> states(mine.size());
   std::vector<double> cost(mine.size());
+  // The training split's size per dataset and data directory, for the costs. One that cannot be
+  // read counts as unknown: the estimate is no place to fail, and the runs name the problem.
+  std::map<std::pair<std::string, std::string>, int64_t> split_sizes;
+  auto train_split_size = [&](const train::TrainConfig& c) {
+    auto [it, fresh] = split_sizes.try_emplace({c.dataset, c.data_dir}, 0);
+    if (fresh) {
+      try {
+        it->second = data::split_size(c.dataset, c.data_dir, "train");
+      } catch (const std::exception&) {
+        it->second = 0;
+      }
+    }
+    return it->second;
+  };
   std::vector<size_t> todo;
   Progress prog;
   prog.label = o.shard.empty() ? "sweep: " : fmt::format("sweep shard {}/{}: ", k, n);
@@ -481,7 +496,7 @@ void run_sweep(const SweepOpts& o) {
   prog.tty = !o.no_progress && isatty(2);
   for (size_t i = 0; i < mine.size(); ++i) {
     states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
-    cost[i] = train::epoch_cost(mine[i].config);
+    cost[i] = train::epoch_cost(mine[i].config, train_split_size(mine[i].config));
     if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
       ++prog.done;
       prog.diverged += states[i].status == RunStatus::Diverged;

@@ -498,15 +498,19 @@ std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun
   return s;
 }
 
-double epoch_cost(const TrainConfig& cfg) {
+double epoch_cost(const TrainConfig& cfg, int64_t train_split_size) {
   double in = 784, cost = 0;
   for (int64_t w : cfg.hidden_widths()) {
     cost += in * double(w);
     in = double(w);
   }
-  // Examples per epoch: a swept --limit-train changes the cost as much as the widths do.
-  double examples = cfg.limit_train > 0 ? double(cfg.limit_train) : 60000.0;
-  return (cost + in * 10) * examples;
+  // Examples per epoch: a swept --limit-train changes the cost as much as the widths do, up to
+  // the size of the split, which a larger limit trains whole.
+  const bool known = train_split_size > 0;
+  int64_t examples = known ? train_split_size : 60000;
+  if (cfg.limit_train > 0)
+    examples = known ? std::min(cfg.limit_train, train_split_size) : cfg.limit_train;
+  return (cost + in * 10) * double(examples);
 }
 
 }  // namespace gl::train

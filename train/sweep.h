@@ -105,7 +105,9 @@ std::string run_dir(const std::string& sweep_dir, const SweepRun& run);
 std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun>& runs,
                         const std::vector<std::string>& axis_names);
 
-// A rough cost of one training epoch (multiply-adds) for ETA estimates.
-double epoch_cost(const TrainConfig& cfg);
+// A rough cost of one training epoch (multiply-adds) for ETA estimates, over the examples the
+// epoch trains: --limit-train of them, at most the `train_split_size` of the training split
+// (data::split_size; 0 when unknown: the limit, or 60000 without one).
+double epoch_cost(const TrainConfig& cfg, int64_t train_split_size);
 
 }  // namespace gl::train
