@@ -46,14 +46,17 @@ class CorrCallback : public train::Callback {
     const std::string path = t.run_dir() + "/analysis/corr_means.json";
     // On resume keep the epochs already recorded.
     if (io::file_exists(path)) {
-      auto bytes = io::read_file(path);
-      try {
-        state_ = nlohmann::json::parse(bytes.begin(), bytes.end());
-      } catch (const std::exception&) {
-        state_ = nlohmann::json();
-      }
-      // A record of other examples (or not an object) starts again; one that is kept must hold
-      // what record() reads and appends to.
+      // A file that is no JSON object starts again, and says so: the means of each epoch are
+      // taken from that epoch's model alone and the file lists the epochs it holds, so a record
+      // that restarts here is still true, it only lacks the epochs before the resumed one.
+      const std::string why = io::read_json_object_file(path, state_);
+      if (!why.empty())
+        fmt::print(stderr,
+                   "note: --analyze corr: {}; the layer correlations are recorded again from "
+                   "epoch {} on, and the file loses the earlier epochs\n",
+                   why, t.global_step() / std::max<int64_t>(t.train_loader().num_batches(), 1));
+      // A record of other examples starts again; one that is kept must hold what record() reads
+      // and appends to.
       if (state_.is_object()) {
         const io::JsonReader r(state_, path);
         r.get<int64_t>("examples", 0);

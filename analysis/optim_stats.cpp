@@ -220,12 +220,22 @@ void OptimStatsCallback::on_before_checkpoint(train::Trainer& t) {
 
 void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done) {
   const size_t P = names_.size(), S = kNumOptimStats;
-  nlohmann::json j;  // optim.json of the run so far (discarded when not an object)
+  nlohmann::json j = nlohmann::json::object();  // optim.json of the run so far
   if (io::file_exists(dir + "/optim.json")) {
-    auto bytes = io::read_file(dir + "/optim.json");
-    j = nlohmann::json::parse(bytes.begin(), bytes.end(), nullptr, false);
+    // optim.json holds the settings the earlier records and averages were taken with: without
+    // it they cannot be checked against this run's, and records of two settings would mix in
+    // one file. So nothing of before is kept and the statistics start again at this epoch,
+    // which leaves files that are true of the epochs they list.
+    const std::string why = io::read_json_object_file(dir + "/optim.json", j);
+    if (!why.empty()) {
+      fmt::print(stderr,
+                 "note: --analyze optim: {}; the optimization statistics, their moving averages "
+                 "and the sign maps start again after epoch {}, and the files lose the earlier "
+                 "epochs\n",
+                 why, done);
+      return;
+    }
   }
-  if (!j.is_object()) j = nlohmann::json::object();
   const io::JsonReader optim_json(j, dir + "/optim.json");
   // The run's statistics continue only under the settings they were taken with.
   {

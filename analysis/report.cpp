@@ -123,7 +123,7 @@ std::vector<double> to_percent(const std::vector<double>& v) {
 }
 
 std::string pct(double v) {
-  if (!std::isfinite(v)) return "–";
+  if (!std::isfinite(v)) return svg::kMissingValue;
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f%%", v);
   return buf;
@@ -160,13 +160,13 @@ const char* kNoEpoch = "no epoch finished yet";
 // beside the epoch count, so that case is spelled out: the last row's value ("nan") and its
 // epoch, with the last finite value and the epoch it is from.
 struct Final {
-  std::string value;  // the last row's value, formatted; "–" when the column has no rows
+  std::string value;  // the last row's value, formatted; kMissingValue when the column has no rows
   std::string note;   // when that value is not finite: its epoch and the last finite value
 };
 
 Final final_value(const std::vector<double>& v, const std::vector<double>& epochs,
                   const std::function<std::string(double)>& fmt) {
-  if (v.empty()) return {"–", ""};
+  if (v.empty()) return {svg::kMissingValue, ""};
   const size_t last = v.size() - 1;
   if (std::isfinite(v[last])) return {fmt(v[last]), ""};
   auto epoch = [&](size_t i) { return i < epochs.size() ? epoch_label(epochs[i]) : "?"; };
@@ -1026,7 +1026,8 @@ void comparison_section(Page& p, const std::vector<RunData>& runs) {
     else
       p.html += cell(m.train_loss, loss4) + cell(m.test_loss, loss4) +
                 cell(to_percent(m.train_acc), pct) + cell(acc, pct) + "<td>" + pct(best) +
-                "</td><td>" + (m.epoch_time.empty() ? "–" : format_number(t, 4)) + "</td></tr>";
+                "</td><td>" + (m.epoch_time.empty() ? svg::kMissingValue : format_number(t, 4)) +
+                "</td></tr>";
   }
   p.html += "</table>";
   svg::LineChart loss, acc;

@@ -24,6 +24,8 @@ std::vector<double> log_ticks(double lo, double hi);
 std::string format_tick(double value, double step);
 // Compact number for labels and tooltips: 3 significant digits, exponent form when tiny/huge.
 std::string format_number(double value, int significant = 3);
+// What the run and sweep reports show for a value that is missing or not finite: an em dash.
+inline constexpr const char* kMissingValue = "—";
 
 struct Rgb {
   uint8_t r = 0, g = 0, b = 0;

@@ -71,7 +71,7 @@ double mean_finite(const std::vector<double>& v) {
 }
 
 std::string fmt_pct(double v) {
-  if (!std::isfinite(v)) return "—";
+  if (!std::isfinite(v)) return svg::kMissingValue;
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.2f%%", 100 * v);
   return buf;
@@ -265,7 +265,7 @@ class Report {
     stat(std::to_string(s_.runs.size()), "runs");
     stat(std::to_string(diverged), "diverged");
     stat(fmt_pct(best), "best final test accuracy");
-    stat(best_id.empty() ? "—" : best_id, "best run");
+    stat(best_id.empty() ? svg::kMissingValue : best_id, "best run");
     p_.html += "</div>";
     for (auto& n : s_.notes) p_.html += "<p class=\"note\">" + escape(n) + "</p>";
     // With several seeds per cell, the accuracy heatmaps and the accuracy-against-depth curves
@@ -611,7 +611,7 @@ class Report {
   // its last finished epoch, shown as such.
   static std::string final_cell(const SweepRunData& r) {
     if (r.status != "diverged") return pct(r.final_test_acc);
-    return "— <span class=\"note\">(" +
+    return std::string(svg::kMissingValue) + " <span class=\"note\">(" +
            (r.epochs > 0 ? fmt::format("diverged after epoch {}; test accuracy at epoch {}: {}",
                                        r.epochs, r.epochs, pct(r.final_test_acc))
                          : std::string("diverged before finishing an epoch")) +

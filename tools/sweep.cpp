@@ -31,6 +31,7 @@
 #include "engine/io/tensor_io.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
+#include "train/datasets.h"
 #include "train/fused.h"
 
 namespace gl::tools {
@@ -279,6 +280,28 @@ SweepSpec read_sweep_json(const std::string& dir) {
   return spec;
 }
 
+// --shard K/N: part K of N, numbered from 0 as $SLURM_ARRAY_TASK_ID is under --array=0-(N-1)
+// (tools/sweep.sbatch). Returns why `text` is not such a pair, or "" with its numbers in `k`
+// and `n`.
+std::string read_shard(const std::string& text, int& k, int& n) {
+  const size_t slash = text.find('/');
+  // An unset job-array variable must not run the whole grid.
+  if (text.empty()) return "expected K/N (e.g. 0/4), got an empty value";
+  if (slash == std::string::npos) return fmt::format("expected K/N (e.g. 0/4), got '{}'", text);
+  std::string ks = text.substr(0, slash), ns = text.substr(slash + 1);
+  // The checks leave plain decimal digits of an int behind.
+  std::string why = integer_in(1, std::numeric_limits<int>::max())(ns);
+  if (!why.empty()) return fmt::format("N in '{}': {}", text, why);
+  n = std::stoi(ns);
+  why = integer_in(0, uint64_t(n - 1),
+                   fmt::format("the N parts are numbered from 0, as $SLURM_ARRAY_TASK_ID is "
+                               "under --array=0-{}",
+                               n - 1))(ks);
+  if (!why.empty()) return fmt::format("K in '{}': {}", text, why);
+  k = std::stoi(ks);
+  return "";
+}
+
 struct SweepOpts {
   std::string spec_file, out, shard;
   std::vector<std::string> activations, inits, depths, widths, lrs, batch_sizes, optimizers,
@@ -416,7 +439,10 @@ void run_sweep(const SweepOpts& o) {
   auto info = train_flag_info();
   std::vector<SweepRun> all = train::expand_grid(spec, info);
   int k = 0, n = 1;
-  if (!o.shard.empty()) std::tie(k, n) = train::parse_shard(o.shard);
+  if (!o.shard.empty()) {
+    const std::string why = read_shard(o.shard, k, n);
+    GL_CHECK(why.empty(), "--shard: {}", why);
+  }
   std::vector<SweepRun> mine = train::shard_runs(all, k, n);
 
   if (o.list) {
@@ -449,6 +475,20 @@ void run_sweep(const SweepOpts& o) {
 
   std::vector<RunState> states(mine.size());
   std::vector<double> cost(mine.size());
+  // The training split's size per dataset and data directory, for the costs. One that cannot be
+  // read counts as unknown: the estimate is no place to fail, and the runs name the problem.
+  std::map<std::pair<std::string, std::string>, int64_t> split_sizes;
+  auto train_split_size = [&](const train::TrainConfig& c) {
+    auto [it, fresh] = split_sizes.try_emplace({c.dataset, c.data_dir}, 0);
+    if (fresh) {
+      try {
+        it->second = data::split_size(c.dataset, c.data_dir, "train");
+      } catch (const std::exception&) {
+        it->second = 0;
+      }
+    }
+    return it->second;
+  };
   std::vector<size_t> todo;
   Progress prog;
   prog.label = o.shard.empty() ? "sweep: " : fmt::format("sweep shard {}/{}: ", k, n);
@@ -456,7 +496,7 @@ void run_sweep(const SweepOpts& o) {
   prog.tty = !o.no_progress && isatty(2);
   for (size_t i = 0; i < mine.size(); ++i) {
     states[i] = train::run_state(train::run_dir(o.out, mine[i]), mine[i].config.epochs);
-    cost[i] = train::epoch_cost(mine[i].config);
+    cost[i] = train::epoch_cost(mine[i].config, train_split_size(mine[i].config));
     if (states[i].status == RunStatus::Finished || states[i].status == RunStatus::Diverged) {
       ++prog.done;
       prog.diverged += states[i].status == RunStatus::Diverged;
@@ -870,9 +910,8 @@ const RegisterCommand reg{
                      "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT")
           ->check(
               [](const std::string& s) {
-                // An unset job-array variable must not run the whole grid.
-                return s.empty() ? std::string("expected K/N (e.g. 0/4), got an empty value")
-                                 : std::string();
+                int k = 0, n = 1;
+                return read_shard(s, k, n);
               },
               "K/N");
       sub.add_flag("--list", o->list, "Print this shard's run ids and their status, run nothing");

@@ -16,6 +16,8 @@ namespace gl::data {
 namespace {
 
 constexpr int64_t kNumClasses = 10;
+// A CIFAR-10 record: one label byte, then the R, G and B 32x32 planes.
+constexpr std::size_t kCifarPixels = 3 * 32 * 32, kCifarRecord = 1 + kCifarPixels;
 
 // Prefers the gzip file, then the uncompressed one; names both when neither exists.
 std::string find_idx(const std::string& dir, const std::string& stem, const std::string& dataset) {
@@ -50,40 +52,37 @@ const std::vector<std::string>& cifar10_files(const std::string& split) {
 }
 
 void append_cifar10_file(const std::string& path, ImageDataset& out) {
-  constexpr std::size_t kPixels = 3 * 32 * 32, kRecord = 1 + kPixels;
   std::vector<uint8_t> bytes = io::read_file(path);
-  if (bytes.empty() || bytes.size() % kRecord != 0)
+  if (bytes.empty() || bytes.size() % kCifarRecord != 0)
     throw std::runtime_error(fmt::format(
         "'{}': {} bytes is not a whole number of CIFAR-10 records (1 label byte + 3072 pixel "
         "bytes = 3073 each); the file is truncated or not in the binary format",
         path, bytes.size()));
-  const std::size_t records = bytes.size() / kRecord;
-  out.images.reserve(out.images.size() + records * kPixels);
+  const std::size_t records = bytes.size() / kCifarRecord;
+  out.images.reserve(out.images.size() + records * kCifarPixels);
   for (std::size_t r = 0; r < records; ++r) {
-    const uint8_t* rec = bytes.data() + r * kRecord;
+    const uint8_t* rec = bytes.data() + r * kCifarRecord;
     if (rec[0] >= kNumClasses)
       throw std::runtime_error(fmt::format(
           "'{}': record {} has label {}, not below {} (byte offset {}); not a CIFAR-10 binary file",
-          path, r, rec[0], kNumClasses, r * kRecord));
+          path, r, rec[0], kNumClasses, r * kCifarRecord));
     out.labels.push_back(rec[0]);
-    out.images.insert(out.images.end(), rec + 1, rec + kRecord);
+    out.images.insert(out.images.end(), rec + 1, rec + kCifarRecord);
   }
   out.n += int64_t(records);
 }
 
-ImageDataset load_cifar10_from_dir(const std::string& dir, const std::string& split) {
+namespace {
+
+// The paths of the files of a CIFAR-10 split in `dir`; throws naming a missing one.
+std::vector<std::string> cifar10_paths(const std::string& dir, const std::string& split) {
   // The official archive unpacks to cifar-10-batches-bin/; both layouts are accepted.
   std::string root = dir;
   const std::string nested = (std::filesystem::path(dir) / "cifar-10-batches-bin").string();
   if (!io::file_exists((std::filesystem::path(dir) / "test_batch.bin").string()) &&
       io::file_exists((std::filesystem::path(nested) / "test_batch.bin").string()))
     root = nested;
-  ImageDataset out;
-  out.name = "cifar10";
-  out.channels = 3;
-  out.height = 32;
-  out.width = 32;
-  out.num_classes = kNumClasses;
+  std::vector<std::string> paths;
   for (const auto& f : cifar10_files(split)) {
     std::string path = (std::filesystem::path(root) / f).string();
     if (!io::file_exists(path))
@@ -93,31 +92,64 @@ ImageDataset load_cifar10_from_dir(const std::string& dir, const std::string& sp
               : fmt::format("cifar10: missing '{}'; run `gradlens data fetch cifar10` to "
                             "download it",
                             path));
-    append_cifar10_file(path, out);
+    paths.push_back(path);
   }
+  return paths;
+}
+
+// The start of the IDX file names of an MNIST-style split ("train", "t10k").
+std::string idx_prefix(const std::string& dataset, const std::string& split) {
+  if (split == "train") return "train";
+  if (split == "test") return "t10k";
+  throw std::runtime_error(
+      fmt::format("{}: unknown split '{}' (expected 'train' or 'test')", dataset, split));
+}
+
+// DIR/<dataset> of a known dataset.
+std::string dataset_dir(const std::string& dataset, const std::string& data_dir) {
+  const auto& known = known_datasets();
+  if (std::find(known.begin(), known.end(), dataset) == known.end())
+    throw std::runtime_error(
+        fmt::format("unknown dataset '{}' (known: mnist, fashion-mnist, cifar10)", dataset));
+  return (std::filesystem::path(data_dir) / dataset).string();
+}
+
+}  // namespace
+
+ImageDataset load_cifar10_from_dir(const std::string& dir, const std::string& split) {
+  ImageDataset out;
+  out.name = "cifar10";
+  out.channels = 3;
+  out.height = 32;
+  out.width = 32;
+  out.num_classes = kNumClasses;
+  for (const auto& path : cifar10_paths(dir, split)) append_cifar10_file(path, out);
   return out;
 }
 
 ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
                         const std::string& split) {
-  const auto& known = known_datasets();
-  if (std::find(known.begin(), known.end(), dataset) == known.end())
-    throw std::runtime_error(
-        fmt::format("unknown dataset '{}' (known: mnist, fashion-mnist, cifar10)", dataset));
-  return load_split_from_dir(dataset, (std::filesystem::path(data_dir) / dataset).string(), split);
+  return load_split_from_dir(dataset, dataset_dir(dataset, data_dir), split);
+}
+
+int64_t split_size(const std::string& dataset, const std::string& data_dir,
+                   const std::string& split) {
+  const std::string dir = dataset_dir(dataset, data_dir);
+  int64_t n = 0;
+  if (dataset == "cifar10") {
+    for (const auto& path : cifar10_paths(dir, split))
+      n += int64_t(std::filesystem::file_size(path) / kCifarRecord);
+    return n;
+  }
+  const IdxArray labels =
+      read_idx(find_idx(dir, idx_prefix(dataset, split) + "-labels-idx1-ubyte", dataset));
+  return labels.dims.empty() ? 0 : labels.dims[0];
 }
 
 ImageDataset load_split_from_dir(const std::string& dataset, const std::string& dir,
                                  const std::string& split) {
   if (dataset == "cifar10") return load_cifar10_from_dir(dir, split);
-  std::string prefix;
-  if (split == "train")
-    prefix = "train";
-  else if (split == "test")
-    prefix = "t10k";
-  else
-    throw std::runtime_error(
-        fmt::format("{}: unknown split '{}' (expected 'train' or 'test')", dataset, split));
+  const std::string prefix = idx_prefix(dataset, split);
   std::string images_path = find_idx(dir, prefix + "-images-idx3-ubyte", dataset);
   std::string labels_path = find_idx(dir, prefix + "-labels-idx1-ubyte", dataset);
   IdxArray images = read_idx(images_path);

@@ -25,6 +25,11 @@ const std::vector<std::string>& known_datasets();
 ImageDataset load_split(const std::string& dataset, const std::string& data_dir,
                         const std::string& split);
 
+// The number of examples in a split as load_split would read it, from the labels file's header
+// (IDX) or the files' sizes (CIFAR-10), without reading the images; throws like load_split when
+// the files are missing.
+int64_t split_size(const std::string& dataset, const std::string& data_dir,
+                   const std::string& split);
 // The file names of a CIFAR-10 split ("train": data_batch_1..5.bin, "test": test_batch.bin).
 const std::vector<std::string>& cifar10_files(const std::string& split);
 // Appends the records of one CIFAR-10 binary file; throws naming the file when its size is not

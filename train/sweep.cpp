@@ -373,25 +373,8 @@ std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& in
   return runs;
 }
 
-std::pair<int, int> parse_shard(const std::string& text) {
-  auto slash = text.find('/');
-  int k = -1, n = 0;
-  try {
-    GL_CHECK(slash != std::string::npos, "");
-    size_t used = 0;
-    k = std::stoi(text.substr(0, slash), &used);
-    GL_CHECK(used == slash, "");
-    std::string ns = text.substr(slash + 1);
-    n = std::stoi(ns, &used);
-    GL_CHECK(used == ns.size(), "");
-  } catch (const std::exception&) {
-    throw Error(fmt::format("--shard: expected K/N (e.g. 0/4), got '{}'", text));
-  }
-  GL_CHECK(n >= 1 && k >= 0 && k < n, "--shard {}: need 0 <= K < N", text);
-  return {k, n};
-}
-
 std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n) {
+  GL_CHECK(n >= 1 && k >= 0 && k < n, "shard {}/{}: need 0 <= K < N", k, n);
   std::vector<SweepRun> out;
   for (const auto& r : runs)
     if (r.index % size_t(n) == size_t(k)) out.push_back(r);
@@ -515,15 +498,19 @@ std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun
   return s;
 }
 
-double epoch_cost(const TrainConfig& cfg) {
+double epoch_cost(const TrainConfig& cfg, int64_t train_split_size) {
   double in = 784, cost = 0;
   for (int64_t w : cfg.hidden_widths()) {
     cost += in * double(w);
     in = double(w);
   }
-  // Examples per epoch: a swept --limit-train changes the cost as much as the widths do.
-  double examples = cfg.limit_train > 0 ? double(cfg.limit_train) : 60000.0;
-  return (cost + in * 10) * examples;
+  // Examples per epoch: a swept --limit-train changes the cost as much as the widths do, up to
+  // the size of the split, which a larger limit trains whole.
+  const bool known = train_split_size > 0;
+  int64_t examples = known ? train_split_size : 60000;
+  if (cfg.limit_train > 0)
+    examples = known ? std::min(cfg.limit_train, train_split_size) : cfg.limit_train;
+  return (cost + in * 10) * double(examples);
 }
 
 }  // namespace gl::train

@@ -81,8 +81,7 @@ void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info, const s
 // (check_flag_values, naming "sweep") and when two runs would get the same id.
 std::vector<SweepRun> expand_grid(const SweepSpec& spec, const TrainFlagInfo& info);
 
-// "K/N" with 0 <= K < N. Shard K holds the runs whose grid index i has i % N == K.
-std::pair<int, int> parse_shard(const std::string& text);
+// Shard K of N (0 <= K < N) holds the runs whose grid index i has i % N == K.
 std::vector<SweepRun> shard_runs(const std::vector<SweepRun>& runs, int k, int n);
 
 enum class RunStatus { Pending, Partial, Finished, Diverged };
@@ -106,7 +105,9 @@ std::string run_dir(const std::string& sweep_dir, const SweepRun& run);
 std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun>& runs,
                         const std::vector<std::string>& axis_names);
 
-// A rough cost of one training epoch (multiply-adds) for ETA estimates.
-double epoch_cost(const TrainConfig& cfg);
+// A rough cost of one training epoch (multiply-adds) for ETA estimates, over the examples the
+// epoch trains: --limit-train of them, at most the `train_split_size` of the training split
+// (data::split_size; 0 when unknown: the limit, or 60000 without one).
+double epoch_cost(const TrainConfig& cfg, int64_t train_split_size);
 
 }  // namespace gl::train

@@ -29,6 +29,21 @@ nlohmann::ordered_json read_ordered_json_file(const std::string& path) {
   return parse_file<nlohmann::ordered_json>(path);
 }
 
+std::string read_json_object_file(const std::string& path, nlohmann::json& out) {
+  const std::vector<uint8_t> bytes = read_file(path);
+  out = nlohmann::json();
+  nlohmann::json parsed;
+  try {
+    parsed = nlohmann::json::parse(bytes.begin(), bytes.end());
+  } catch (const nlohmann::json::parse_error& e) {
+    return json_error(path, e);
+  }
+  if (!parsed.is_object())
+    return json_key_error(path, "", "expected an object, got " + JsonReader(parsed, path).text());
+  out = std::move(parsed);
+  return "";
+}
+
 std::string json_error(const std::string& path, const std::exception& e, const std::string& key) {
   std::string what = e.what();
   if (what.rfind("[json.exception.", 0) == 0) {

@@ -21,6 +21,11 @@ namespace gl::io {
 nlohmann::json read_json_file(const std::string& path);
 nlohmann::ordered_json read_ordered_json_file(const std::string& path);
 
+// Reads the JSON object in `path` into `out` and returns "", or returns why the file holds no
+// object ("PATH: invalid JSON: ...", "PATH: expected an object, got [1]") and leaves `out`
+// null. For files a resumed run may start again; a file that cannot be read still throws.
+std::string read_json_object_file(const std::string& path, nlohmann::json& out);
+
 // The message of an exception thrown while reading values out of the document of `path`:
 // "PATH: key 'KEY': type must be string, but is number" (without the key part when `key` is
 // empty); the library's "[json.exception.type_error.302]" prefix is dropped.

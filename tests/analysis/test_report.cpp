@@ -1061,7 +1061,7 @@ TEST(Report, ARunWithoutAFinishedEpochSaysSo) {
   write(d / "metrics.csv",
         "epoch,train_loss,test_loss,train_acc,test_acc,epoch_time\n1,nan,nan,nan,nan,1.5\n");
   html = render_report({load_run(d.string())}, {});
-  EXPECT_NE(html.find("<b>–</b><span>best test accuracy (no finite value)</span>"),
+  EXPECT_NE(html.find("<b>—</b><span>best test accuracy (no finite value)</span>"),
             std::string::npos);
   EXPECT_EQ(html.find("epoch nan"), std::string::npos);
   // A directory with neither metrics.csv nor config.json is not a run.

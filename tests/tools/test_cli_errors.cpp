@@ -383,6 +383,43 @@ TEST_F(CliErrors, SweepInputsTakenSilently) {
   EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
 }
 
+// --shard K/N was read with std::stoi: a value out of int's range said only "expected K/N", and
+// one out of the grid's range did not say which numbers are valid. Each names the value and the
+// range of the part that is wrong; K counts from 0, as $SLURM_ARRAY_TASK_ID does in
+// tools/sweep.sbatch.
+TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
+  auto sweep = [&](const std::string& shard) {
+    std::vector<std::string> a{"sweep",  "--data-dir", fixture_data_dir(), "--depths", "1",
+                               "--list", "--out",      dir_ + "/shards"};
+    a.insert(a.end(), {"--shard", shard});
+    return a;
+  };
+  auto n_error = [&](const std::string& v, const std::string& n) {
+    expect_error(sweep(v), {"--shard", "N in '" + v + "'", "from 1 to 2147483647, got " + n});
+  };
+  n_error("1/0", "0");
+  n_error("1/99999999999", "99999999999");
+  n_error("a/b", "b");
+  n_error("0/-3", "-3");
+  n_error("0/ 3", " 3");
+  auto k_error = [&](const std::string& v, const std::string& k, const std::string& last) {
+    expect_error(sweep(v), {"--shard", "K in '" + v + "'", "from 0 to " + last, "--array=0-" + last,
+                            "got " + k});
+  };
+  k_error("3/3", "3", "2");
+  k_error("4/3", "4", "2");
+  k_error("-1/3", "-1", "2");
+  k_error("a/3", "a", "2");
+  k_error("+1/3", "+1", "2");
+  k_error("99999999999/3", "99999999999", "2");
+  expect_error(sweep("3"), {"--shard", "expected K/N", "'3'"});
+  for (std::string good : {"0/3", "2/3", "0/1"}) {
+    ProcResult r = run_gradlens(sweep(good));
+    EXPECT_TRUE(r.exited && r.code == 0) << good << "\n" << describe(r);
+  }
+  EXPECT_FALSE(fs::exists(dir_ + "/shards/runs"));
+}
+
 TEST_F(CliErrors, CorruptWeights) {
   // A well-formed file of the wrong shapes (784-64-10 for a 784-128-128-10 model).
   gl::io::NamedTensors small{{"0.weight", gl::Tensor::zeros({64, 784})},

@@ -1,6 +1,6 @@
 // test_sweep.cpp: sweep grid expansion (order and ids against nested loops), sharding (every
 // N: disjoint shards whose union is the grid), spec files, and run states read back from
-// hand-written run directories.
+// hand-written run directories, and the cost of an epoch in the time estimate.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <set>
 
 #include "engine/io/fs.h"
+#include "train/datasets.h"
 #include "train/sweep.h"
 
 namespace fs = std::filesystem;
@@ -128,10 +129,9 @@ TEST(Sweep, ShardsPartitionTheGridForEveryN) {
   }
 }
 
-TEST(Sweep, ParseShardAndBadSpecs) {
-  EXPECT_EQ(parse_shard("3/8"), std::make_pair(3, 8));
-  for (std::string bad : {"8/8", "-1/2", "1", "a/b", "1/0", "1/2x"})
-    EXPECT_THROW(parse_shard(bad), gl::Error) << bad;
+TEST(Sweep, BadShardsAndBadSpecs) {
+  for (auto [k, n] : {std::pair{8, 8}, {-1, 2}, {1, 0}})
+    EXPECT_THROW(shard_runs({}, k, n), gl::Error) << k << "/" << n;
   SweepSpec dup;
   dup.set_axis("activation", {"relu", "relu"});
   EXPECT_THROW(expand_grid(dup, fake_info()), gl::Error);
@@ -351,5 +351,41 @@ TEST(Sweep, RunStateAndSummaryFromRunDirectories) {
   EXPECT_EQ(lines[1],
             "relu-he_normal-d2-s0,relu,he_normal,2,0,finished,0,3,0.75,0.8,2,0.7,0.9,5.000");
   EXPECT_EQ(lines[2], "gelu-he_normal-d2-s0,gelu,he_normal,2,0,diverged,1,1,0.4,0.4,1,0.5,1,1.000");
+  fs::remove_all(dir);
+}
+
+// The estimate's cost of an epoch counts the examples it trains: --limit-train of them, but no
+// more than the split holds (a larger limit trains the whole split).
+TEST(Sweep, EpochCostCountsTheExamplesTheEpochTrains) {
+  std::string tmpl = (fs::temp_directory_path() / "gl_test_sweep_cost_XXXXXX").string();
+  std::string dir = mkdtemp(tmpl.data());
+  fs::create_directory_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny", dir + "/mnist");
+  const int64_t split = gl::data::split_size("mnist", dir, "train");
+  EXPECT_EQ(split, gl::data::load_split("mnist", dir, "train").n);
+  EXPECT_EQ(gl::data::split_size("mnist", dir, "test"),
+            gl::data::load_split("mnist", dir, "test").n);
+  // CIFAR-10 batches of 1 to 5 records and a test batch of 2 (label 0, black pixels).
+  fs::create_directories(dir + "/cifar10");
+  for (int b = 1; b <= 6; ++b)
+    gl::io::write_file_atomic(
+        dir + "/cifar10/" + (b <= 5 ? "data_batch_" + std::to_string(b) : "test_batch") + ".bin",
+        std::string(size_t(b <= 5 ? b : 2) * 3073, '\0'));
+  EXPECT_EQ(gl::data::split_size("cifar10", dir, "train"), 15);
+  EXPECT_EQ(gl::data::load_split("cifar10", dir, "train").n, 15);
+  EXPECT_EQ(gl::data::split_size("cifar10", dir, "test"), 2);
+  EXPECT_THROW(gl::data::split_size("mnist", dir + "/nowhere", "train"), std::exception);
+
+  TrainConfig c;
+  c.hidden = {16};
+  const double whole = epoch_cost(c, split);
+  EXPECT_DOUBLE_EQ(whole, (784.0 * 16 + 16 * 10) * double(split));
+  c.limit_train = split / 2;
+  EXPECT_DOUBLE_EQ(epoch_cost(c, split), whole / 2);
+  c.limit_train = split;
+  EXPECT_DOUBLE_EQ(epoch_cost(c, split), whole);
+  c.limit_train = 100000;
+  EXPECT_DOUBLE_EQ(epoch_cost(c, split), whole);
+  // A split of unknown size (0): the limit as given.
+  EXPECT_DOUBLE_EQ(epoch_cost(c, 0), (784.0 * 16 + 16 * 10) * 100000);
   fs::remove_all(dir);
 }

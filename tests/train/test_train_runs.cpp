@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "engine/io/npy.h"
 #include "engine/io/tensor_io.h"
 #include "tests/train/run_util.h"
 #include "train/trainer.h"
@@ -338,6 +340,60 @@ TEST(TrainRuns, ResumedRunWritesTheOptimFilesOfAnUninterruptedOne) {
   EXPECT_NE(r.err.find("--ema-decay"), std::string::npos) << r.err;
   // The refused resume leaves the run as it was: config.json still says what it trained.
   EXPECT_EQ(read_text(dir + "/r/config.json"), config);
+}
+
+// A damaged corr_means.json or optim.json was dropped in silence on --resume. The resumed run
+// says so, naming the file and why, and starts that analysis again at the resumed epoch; the
+// training and the files it writes are those of an uninterrupted run from there on.
+TEST(TrainRuns, ResumeNotesADamagedAnalysisFileAndStartsItAgain) {
+  using nlohmann::json;
+  const std::string dir = make_temp_dir("gl_resume_damaged");
+  const std::vector<std::string> flags{"--analyze", "optim,corr", "--threads", "1"};
+  train_ok(train_args(dir + "/full", 4, flags));
+  train_ok(train_args(dir + "/cut", 2, flags));
+  const std::string corr = dir + "/cut/analysis/corr_means.json";
+  const std::string optim = dir + "/cut/optim/optim.json";
+  const std::string whole = read_text(corr);
+  write_text(corr, whole.substr(0, whole.size() / 2));
+  write_text(optim, "[1, 2]");
+  auto resume = flags;
+  resume.push_back("--resume");
+  ProcResult r = run_gradlens(train_args(dir + "/cut", 4, resume));
+  ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
+  EXPECT_NE(r.err.find("note: --analyze corr: " + corr + ": invalid JSON: "), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("the layer correlations are recorded again from epoch 2 on"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("note: --analyze optim: " + optim + ": expected an object, got [1,2]"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("start again after epoch 2"), std::string::npos) << r.err;
+  expect_same_outputs(dir + "/full", dir + "/cut");
+  // The layer correlations of epochs 2 to 4 are those of the uninterrupted run.
+  const json full_corr = json::parse(read_text(dir + "/full/analysis/corr_means.json"));
+  const json cut_corr = json::parse(read_text(corr));
+  EXPECT_EQ(cut_corr["epochs"], json::parse("[2, 3, 4]"));
+  ASSERT_EQ(full_corr["epochs"], json::parse("[0, 1, 2, 3, 4]"));
+  ASSERT_FALSE(full_corr["pairs"].empty());
+  for (const auto& [pair, means] : full_corr["pairs"].items()) {
+    ASSERT_TRUE(cut_corr["pairs"].contains(pair)) << pair;
+    EXPECT_EQ(cut_corr["pairs"][pair], json(std::vector<json>(means.begin() + 2, means.end())))
+        << pair;
+  }
+  // The optimization statistics start with epoch 3, in optim.json and in the arrays it names.
+  const json cut_optim = json::parse(read_text(optim));
+  std::vector<int64_t> epochs;
+  for (const auto& e : cut_optim["epochs"]) epochs.push_back(e["epoch"].get<int64_t>());
+  EXPECT_EQ(epochs, (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(cut_optim["sign_map_epochs"], json::parse("[3, 4]"));
+  const gl::io::NpyArray steps = gl::io::load_npy(dir + "/cut/optim/steps.npy");
+  ASSERT_EQ(steps.shape.size(), 2u);
+  ASSERT_GT(steps.shape[0], 0);
+  const auto* step = reinterpret_cast<const double*>(steps.bytes.data());
+  EXPECT_EQ(step[1], 3.0) << "the first record's epoch";
+  ProcResult report = run_gradlens({"report", dir + "/cut"});
+  EXPECT_TRUE(report.exited && report.code == 0) << describe(report);
 }
 
 TEST(TrainRuns, OverwriteRemovesNothingUntilTheNewRunIsChecked) {
