@@ -18,10 +18,17 @@ namespace {
 
 constexpr int kThreads = 256;
 
+// Slot t with its gradient pointer from the step's arguments when they hold one.
+__device__ __forceinline__ ParamSlot slot_of(const ParamSlot* slots, const GradArgs& grads, int t) {
+  ParamSlot s = slots[t];
+  if (grads.count > 0) s.grad = grads.grad[t];
+  return s;
+}
+
 __global__ void sgd_kernel(const ParamSlot* slots, const TensorChunk* chunks, SgdConfig cfg,
-                           bool first_step) {
+                           bool first_step, GradArgs grads) {
   const TensorChunk ch = chunks[blockIdx.x];
-  const ParamSlot s = slots[ch.tensor];
+  const ParamSlot s = slot_of(slots, grads, ch.tensor);
   const int64_t end = ch.start + OptimTable::kChunk < s.n ? ch.start + OptimTable::kChunk : s.n;
   for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
     float g = s.grad[i];
@@ -37,9 +44,9 @@ __global__ void sgd_kernel(const ParamSlot* slots, const TensorChunk* chunks, Sg
 }
 
 __global__ void adam_kernel(const ParamSlot* slots, const TensorChunk* chunks, AdamConfig cfg,
-                            float step_size, float inv_sqrt_bc2) {
+                            float step_size, float inv_sqrt_bc2, GradArgs grads) {
   const TensorChunk ch = chunks[blockIdx.x];
-  const ParamSlot s = slots[ch.tensor];
+  const ParamSlot s = slot_of(slots, grads, ch.tensor);
   const int64_t end = ch.start + OptimTable::kChunk < s.n ? ch.start + OptimTable::kChunk : s.n;
   for (int64_t i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
     float g = s.grad[i];
@@ -55,6 +62,22 @@ __global__ void adam_kernel(const ParamSlot* slots, const TensorChunk* chunks, A
     const float denom = sqrtf(v) * inv_sqrt_bc2 + cfg.eps;
     s.param[i] = p - step_size * (m / denom);
   }
+}
+
+// The step's gradient arguments, checked against the table: none (the table's buffers), or one
+// pointer per tensor, non-null where the tensor has elements.
+GradArgs grad_args(const OptimTable& table, const GradArgs* grads, const char* name) {
+  if (!grads || grads->count == 0) return GradArgs{};
+  if (grads->count != table.num_tensors() || grads->count > GradArgs::kMax)
+    throw std::invalid_argument(std::string(name) + ": " + std::to_string(grads->count) +
+                                " gradient pointers for a table of " +
+                                std::to_string(table.num_tensors()) + " tensors (at most " +
+                                std::to_string(GradArgs::kMax) + ")");
+  for (int t = 0; t < grads->count; ++t)
+    if (!grads->grad[t] && table.tensor_size(t) > 0)
+      throw std::invalid_argument(std::string(name) + ": gradient pointer " + std::to_string(t) +
+                                  " is null");
+  return *grads;
 }
 
 }  // namespace
@@ -76,6 +99,7 @@ OptimTable::OptimTable(const std::vector<ParamSlot>& slots, cudaStream_t stream)
     has_state1_ = has_state1_ && (s.n == 0 || s.state1);
     sizes.push_back(s.n);
   }
+  sizes_ = sizes;
   const std::vector<TensorChunk> chunks = build_chunks(sizes, kChunk);
   num_tensors_ = int(slots.size());
   num_chunks_ = int64_t(chunks.size());
@@ -90,23 +114,27 @@ OptimTable::OptimTable(const std::vector<ParamSlot>& slots, cudaStream_t stream)
   synchronize(stream);
 }
 
-void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step, cudaStream_t stream) {
+void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step, cudaStream_t stream,
+              const GradArgs* grads) {
   if (step < 1) throw std::invalid_argument("cuda::sgd_step: step must be >= 1, got " + std::to_string(step));
   if (cfg.momentum != 0.0f && !table.has_state0())
     throw std::invalid_argument("cuda::sgd_step: momentum needs a state0 buffer for every tensor");
   if (cfg.nesterov && (cfg.momentum <= 0.0f || cfg.dampening != 0.0f))
     throw std::invalid_argument("cuda::sgd_step: Nesterov needs momentum > 0 and dampening 0");
+  const GradArgs args = grad_args(table, grads, "cuda::sgd_step");
   if (table.num_chunks() == 0) return;
   sgd_kernel<<<unsigned(table.num_chunks()), kThreads, 0, resolve_stream(stream)>>>(
       static_cast<const ParamSlot*>(table.device_slots()),
-      static_cast<const TensorChunk*>(table.device_chunks()), cfg, step == 1);
+      static_cast<const TensorChunk*>(table.device_chunks()), cfg, step == 1, args);
   GL_CUDA_CHECK_LAUNCH();
 }
 
-void adam_step(const OptimTable& table, const AdamConfig& cfg, int64_t step, cudaStream_t stream) {
+void adam_step(const OptimTable& table, const AdamConfig& cfg, int64_t step, cudaStream_t stream,
+               const GradArgs* grads) {
   if (step < 1) throw std::invalid_argument("cuda::adam_step: step must be >= 1, got " + std::to_string(step));
   if (!table.has_state0() || !table.has_state1())
     throw std::invalid_argument("cuda::adam_step: needs state0 (exp_avg) and state1 (exp_avg_sq) for every tensor");
+  const GradArgs args = grad_args(table, grads, "cuda::adam_step");
   if (table.num_chunks() == 0) return;
   // Bias corrections in double on the host, like PyTorch's Python-float arithmetic.
   const double bc1 = 1.0 - std::pow(double(cfg.beta1), double(step));
@@ -115,7 +143,7 @@ void adam_step(const OptimTable& table, const AdamConfig& cfg, int64_t step, cud
   const float inv_sqrt_bc2 = float(1.0 / std::sqrt(bc2));
   adam_kernel<<<unsigned(table.num_chunks()), kThreads, 0, resolve_stream(stream)>>>(
       static_cast<const ParamSlot*>(table.device_slots()),
-      static_cast<const TensorChunk*>(table.device_chunks()), cfg, step_size, inv_sqrt_bc2);
+      static_cast<const TensorChunk*>(table.device_chunks()), cfg, step_size, inv_sqrt_bc2, args);
   GL_CUDA_CHECK_LAUNCH();
 }
 

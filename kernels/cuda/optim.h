@@ -38,6 +38,7 @@ class OptimTable {
   const void* device_chunks() const { return chunks_.get(); }
   bool has_state0() const { return has_state0_; }
   bool has_state1() const { return has_state1_; }
+  int64_t tensor_size(int t) const { return sizes_[size_t(t)]; }
 
   static constexpr int64_t kChunk = 16384;  // elements per block
 
@@ -46,7 +47,17 @@ class OptimTable {
   DeviceBuffer<TensorChunk> chunks_;
   int64_t num_chunks_ = 0;
   int num_tensors_ = 0;
+  std::vector<int64_t> sizes_;
   bool has_state0_ = false, has_state1_ = false;
+};
+
+// Gradient pointers handed to one step by value, as kernel arguments: when count > 0,
+// grad[t] is read for tensor t instead of the table's grad pointer (count must then equal the
+// table's tensor count). The step then needs no copy of fresh gradients into fixed buffers.
+struct GradArgs {
+  static constexpr int kMax = 256;
+  const float* grad[kMax];
+  int count = 0;
 };
 
 struct SgdConfig {
@@ -59,7 +70,7 @@ struct SgdConfig {
 // step is 1-based; on step 1 the momentum buffer is set to the gradient (PyTorch), not
 // blended with the zero-initialized state.
 void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step,
-              cudaStream_t stream = nullptr);
+              cudaStream_t stream = nullptr, const GradArgs* grads = nullptr);
 
 struct AdamConfig {
   float lr = 1e-3f;
@@ -71,6 +82,6 @@ struct AdamConfig {
 };
 // step is 1-based (bias corrections 1 - beta^step).
 void adam_step(const OptimTable& table, const AdamConfig& cfg, int64_t step,
-               cudaStream_t stream = nullptr);
+               cudaStream_t stream = nullptr, const GradArgs* grads = nullptr);
 
 }  // namespace gl::kernels::cuda

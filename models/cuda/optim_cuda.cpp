@@ -47,6 +47,24 @@ DeviceStepper::~DeviceStepper() = default;
 void DeviceStepper::load_grads(const std::vector<Tensor>& grads) {
   GL_CHECK(grads.size() == grads_.size(), "optimizer on CUDA: {} gradients for {} parameters",
            grads.size(), grads_.size());
+  // Contiguous f32 gradients of the parameters' shapes on their device (what backward makes)
+  // are read where they are: their pointers go to the step as kernel arguments. Their memory
+  // stays valid for the step: the caching allocator reuses a freed block only in stream order.
+  bool direct = grads.size() <= std::size_t(kc::GradArgs::kMax);
+  for (std::size_t i = 0; i < grads.size() && direct; ++i) {
+    const Tensor& g = grads[i];
+    direct = g.defined() && g.is_contiguous() && g.dtype() == DType::f32 && g.device() == device_ &&
+             g.shape() == grads_[i].shape();
+  }
+  args_.count = 0;
+  if (direct) {
+    for (std::size_t i = 0; i < grads.size(); ++i)
+      args_.grad[i] = static_cast<const float*>(grads[i].raw_data());
+    args_.count = int(grads.size());
+    held_ = grads;
+    return;
+  }
+  held_.clear();
   for (std::size_t i = 0; i < grads.size(); ++i) grads_[i].copy_(grads[i]);
 }
 
@@ -58,7 +76,7 @@ void DeviceStepper::sgd(const SgdOptions& o, double lr, int64_t step) {
   c.weight_decay = float(o.weight_decay);
   c.nesterov = o.nesterov;
   const auto scope = cuda_ops::device_scope(device_);
-  kc::sgd_step(*table_, c, step);
+  kc::sgd_step(*table_, c, step, nullptr, &args_);
 }
 
 void DeviceStepper::adam(const AdamOptions& o, double lr, bool decoupled, int64_t step) {
@@ -70,7 +88,7 @@ void DeviceStepper::adam(const AdamOptions& o, double lr, bool decoupled, int64_
   c.weight_decay = float(o.weight_decay);
   c.decoupled = decoupled;
   const auto scope = cuda_ops::device_scope(device_);
-  kc::adam_step(*table_, c, step);
+  kc::adam_step(*table_, c, step, nullptr, &args_);
 }
 
 }  // namespace gl::models::cuda

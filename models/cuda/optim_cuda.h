@@ -1,17 +1,15 @@
 // optim_cuda.h: optimizer steps for parameters on a CUDA device, all parameters in one kernel
-// launch (kernels/cuda/optim.h). The slot table is built once and holds fixed pointers, so the
-// stepper owns one gradient buffer per parameter and each step first copies the fresh
-// .grad tensors into them (device-to-device, asynchronous). CUDA builds only.
+// launch (kernels/cuda/optim.h). The slot table is built once and holds fixed pointers. Fresh
+// .grad tensors that are contiguous f32 of their parameters' shapes (up to 256 parameters)
+// reach the step as kernel arguments, read in place; others are first copied into gradient
+// buffers the stepper owns (device-to-device, asynchronous). CUDA builds only.
 #pragma once
 #include <memory>
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/cuda/optim.h"
 #include "models/optim.h"
-
-namespace gl::kernels::cuda {
-class OptimTable;
-}
 
 namespace gl::models::cuda {
 
@@ -23,7 +21,8 @@ class DeviceStepper {
   DeviceStepper(const std::vector<Tensor>& params, const std::vector<Tensor>& state0,
                 const std::vector<Tensor>& state1);
   ~DeviceStepper();
-  // Copies grads[i] (same shape as param i, any layout, on the device) into the buffers.
+  // The gradients of the next step: grads[i] has param i's shape (any layout, on the device);
+  // read in place when every one is contiguous f32, else copied into the buffers.
   void load_grads(const std::vector<Tensor>& grads);
   // step is 1-based; SGD step 1 sets the momentum buffer to the gradient.
   void sgd(const SgdOptions& o, double lr, int64_t step);
@@ -32,6 +31,8 @@ class DeviceStepper {
  private:
   Device device_;
   std::vector<Tensor> grads_;
+  kernels::cuda::GradArgs args_{};  // count 0: the step reads grads_
+  std::vector<Tensor> held_;        // the gradients args_ points into
   std::unique_ptr<kernels::cuda::OptimTable> table_;
 };
 

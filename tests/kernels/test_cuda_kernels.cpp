@@ -1198,6 +1198,74 @@ TEST(CudaOptim, SgdAndAdamMatchTorchFormulas) {
   }
 }
 
+// Gradients passed as kernel arguments are read instead of the table's: a table whose own
+// gradient buffers hold zeros, given the real gradients as arguments, steps to the bits of a
+// table that holds the real gradients, for SGD with momentum and for Adam; a wrong count or a
+// null pointer is refused by name.
+TEST(CudaOptim, GradientArgumentsReplaceTheTablesGradients) {
+  REQUIRE_GPU();
+  const std::vector<int64_t> sizes = {3, 16384 + 5, 0, 40000};
+  for (int variant = 0; variant < 2; ++variant) {
+    std::vector<kc::DeviceBuffer<float>> keep;
+    std::vector<kc::ParamSlot> table_grads, zero_grads;
+    kc::GradArgs args;
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      const size_t n = size_t(sizes[t]);
+      const auto p = random_vec<float>(n, 90 + t), g = random_vec<float>(n, 95 + t);
+      const std::vector<float> zeros(n, 0.0f);
+      auto slot = [&](const std::vector<float>& grad) {
+        keep.push_back(to_device(p));
+        float* param = keep.back().get();
+        keep.push_back(to_device(grad));
+        const float* gp = keep.back().get();
+        keep.push_back(to_device(zeros));
+        float* s0 = keep.back().get();
+        keep.push_back(to_device(zeros));
+        return kc::ParamSlot{param, gp, s0, keep.back().get(), sizes[t]};
+      };
+      table_grads.push_back(slot(g));
+      zero_grads.push_back(slot(zeros));
+      args.grad[t] = table_grads.back().grad;  // the same values, read through the arguments
+    }
+    args.count = int(sizes.size());
+    kc::OptimTable with(table_grads), without(zero_grads);
+    for (int64_t step = 1; step <= 2; ++step) {
+      if (variant == 0) {
+        const kc::SgdConfig sgd{0.1f, 0.9f, 0.0f, 0.01f, false};
+        kc::sgd_step(with, sgd, step);
+        kc::sgd_step(without, sgd, step, nullptr, &args);
+      } else {
+        const kc::AdamConfig adam{0.01f, 0.9f, 0.999f, 1e-8f, 0.05f, false};
+        kc::adam_step(with, adam, step);
+        kc::adam_step(without, adam, step, nullptr, &args);
+      }
+    }
+    for (size_t t = 0; t < sizes.size(); ++t) {
+      const size_t n = size_t(sizes[t]);
+      std::vector<float> a(n), b(n);
+      kc::copy_to_host(a.data(), table_grads[t].param, n * sizeof(float));
+      kc::copy_to_host(b.data(), zero_grads[t].param, n * sizeof(float));
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), n * sizeof(float)), 0)
+          << "variant " << variant << " tensor " << t;
+      if (n > 0) {
+        EXPECT_NE(a[0], random_vec<float>(n, 90 + t)[0]) << "the step changed nothing";
+      }
+    }
+    kc::GradArgs wrong = args;
+    wrong.count = 2;
+    EXPECT_THROW(kc::sgd_step(with, kc::SgdConfig{}, 3, nullptr, &wrong), std::invalid_argument);
+    wrong = args;
+    wrong.grad[1] = nullptr;
+    try {
+      kc::sgd_step(with, kc::SgdConfig{}, 3, nullptr, &wrong);
+      ADD_FAILURE() << "a null gradient pointer was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("gradient pointer 1 is null"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST(CudaStats, ColumnStatsAndHistogramsMatchLoops) {
   REQUIRE_GPU();
   const int64_t rows = 300, cols = 45;
