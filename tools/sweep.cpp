@@ -327,8 +327,7 @@ struct SweepOpts {
 SweepSpec build_spec(const SweepOpts& o) {
   SweepSpec spec;
   if (!o.spec_file.empty()) {
-    auto bytes = io::read_file(o.spec_file);
-    spec = SweepSpec::from_json(std::string(bytes.begin(), bytes.end()), o.spec_file);
+    spec = SweepSpec::from_file(o.spec_file);
     train::check_flag_values(spec, train_flag_info(), o.spec_file);
   } else {
     spec = SweepSpec::classic();
@@ -885,7 +884,8 @@ const RegisterCommand reg{
     [](CLI::App& sub) {
       auto o = std::make_shared<SweepOpts>();
       sub.add_option("SPEC", o->spec_file,
-                     "Sweep file (JSON, docs/sweeps.md); default: the classic grid")
+                     "Sweep file: JSON, or TOML when its name ends in .toml (docs/sweeps.md); "
+                     "default: the classic grid")
           ->check(CLI::ExistingFile);
       sub.add_option("--out", o->out, "Sweep directory to write (runs/, sweep.json, summary.csv)");
       sub.add_option("--jobs,-j", o->jobs, "Trainings run at once, as separate processes")

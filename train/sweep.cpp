@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "engine/io/fs.h"
+#include "engine/io/toml.h"
 #include "models/init.h"
 
 namespace gl::train {
@@ -160,34 +161,10 @@ SweepSpec SweepSpec::classic() {
   return s;
 }
 
-SweepSpec SweepSpec::from_json(const std::string& text, const std::string& source) {
-  ojson j;
-  // A key given twice in one object would silently keep its last value: refused by name.
-  std::vector<std::vector<std::string>> keys;  // the keys of each open object
-  std::string duplicate;
-  auto on_event = [&](int depth, ojson::parse_event_t event, ojson& parsed) {
-    if (event == ojson::parse_event_t::object_start) {
-      keys.emplace_back();
-    } else if (event == ojson::parse_event_t::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (event == ojson::parse_event_t::key && !keys.empty() && duplicate.empty()) {
-      const std::string k = parsed.get<std::string>();
-      auto& seen = keys.back();
-      if (std::find(seen.begin(), seen.end(), k) != seen.end())
-        duplicate = k;
-      else
-        seen.push_back(k);
-    }
-    (void)depth;
-    return true;
-  };
-  try {
-    j = ojson::parse(text, on_event);
-  } catch (const std::exception& e) {
-    throw Error(fmt::format("{}: not valid JSON: {}", source, e.what()));
-  }
-  GL_CHECK(duplicate.empty(), "{}: key \"{}\" is given twice in one object; give it once", source,
-           duplicate);
+namespace {
+
+// The sweep file's document, from JSON or TOML.
+SweepSpec spec_from_document(const ojson& j, const std::string& source) {
   GL_CHECK(j.is_object(), "{}: a sweep file is a JSON object", source);
   for (auto& [k, v] : j.items())
     GL_CHECK(k == "name" || k == "fixed" || k == "grid" || k == "runs",
@@ -227,6 +204,65 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
     }
   }
   return s;
+}
+
+}  // namespace
+
+SweepSpec SweepSpec::from_json(const std::string& text, const std::string& source) {
+  ojson j;
+  // A key given twice in one object would silently keep its last value: refused by name.
+  std::vector<std::vector<std::string>> keys;  // the keys of each open object
+  std::string duplicate;
+  auto on_event = [&](int depth, ojson::parse_event_t event, ojson& parsed) {
+    if (event == ojson::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == ojson::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == ojson::parse_event_t::key && !keys.empty() && duplicate.empty()) {
+      const std::string k = parsed.get<std::string>();
+      auto& seen = keys.back();
+      if (std::find(seen.begin(), seen.end(), k) != seen.end())
+        duplicate = k;
+      else
+        seen.push_back(k);
+    }
+    (void)depth;
+    return true;
+  };
+  try {
+    j = ojson::parse(text, on_event);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: not valid JSON: {}", source, e.what()));
+  }
+  GL_CHECK(duplicate.empty(), "{}: key \"{}\" is given twice in one object; give it once", source,
+           duplicate);
+  return spec_from_document(j, source);
+}
+
+SweepSpec SweepSpec::from_toml(const std::string& text, const std::string& source) {
+  const ojson j = io::parse_toml(text, source);
+  // JSON has no infinity or NaN: the JSON form of such a value would be null.
+  std::function<void(const ojson&, const std::string&)> finite = [&](const ojson& v,
+                                                                     const std::string& key) {
+    if (v.is_number_float())
+      GL_CHECK(std::isfinite(v.get<double>()),
+               "{}: {}: {} is not allowed in a sweep file (JSON has no such number)", source, key,
+               std::isnan(v.get<double>()) ? "nan"
+               : v.get<double>() > 0       ? "inf"
+                                           : "-inf");
+    if (v.is_array())
+      for (size_t k = 0; k < v.size(); ++k) finite(v[k], fmt::format("{}[{}]", key, k));
+    if (v.is_object())
+      for (auto& [k, e] : v.items()) finite(e, key.empty() ? k : key + "." + k);
+  };
+  finite(j, "");
+  return spec_from_document(j, source);
+}
+
+SweepSpec SweepSpec::from_file(const std::string& path) {
+  const std::vector<uint8_t> bytes = io::read_file(path);
+  const std::string text(bytes.begin(), bytes.end());
+  return path.ends_with(".toml") ? from_toml(text, path) : from_json(text, path);
 }
 
 ojson SweepSpec::to_json() const {

@@ -31,6 +31,12 @@ struct SweepSpec {
   static SweepSpec classic();
   // Reads {"name":..., "fixed": {...}, "grid": {flag: [values...]}}; errors name `source`.
   static SweepSpec from_json(const std::string& text, const std::string& source);
+  // The same document written in TOML (name = ..., [fixed], [grid]); errors name `source` and,
+  // for the TOML itself, the line and column. Floats TOML has and JSON lacks (inf, nan) are
+  // refused.
+  static SweepSpec from_toml(const std::string& text, const std::string& source);
+  // Reads a sweep file: TOML when its name ends in ".toml", JSON otherwise.
+  static SweepSpec from_file(const std::string& path);
   ojson to_json() const;
 
   // Sets or replaces an axis (values must be non-empty) / a fixed flag; keeps canonical order.

@@ -3,7 +3,7 @@
 // files as an uninterrupted one, with and without --fuse; a fused sweep equals the sweep
 // without; shards listed for every N cover the grid once; shards run apart and
 // merged equal the whole sweep; a diverging run is recorded and the sweep goes on; the sweep
-// report draws the grid.
+// report draws the grid; a sweep file in TOML runs the sweep of its JSON form.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -281,6 +281,54 @@ TEST(SweepCli, FusedSweepKilledAndRestartedEqualsUninterrupted) {
   ASSERT_NO_FATAL_FAILURE(
       kill_and_restart(d, " --jobs 2 --fuse" + grid_flags(), " --jobs 1 --fuse 3" + grid_flags()));
   expect_same_results(whole, d);
+}
+
+// A sweep file in TOML is the sweep of its JSON form: a sweep started from the TOML file is
+// continued by the JSON one in the same directory (sweep.json guards it against any other grid).
+TEST(SweepCli, TomlSweepFileRunsTheSweepOfItsJsonForm) {
+  const std::string toml = temp_dir() + "/lr.toml", json = temp_dir() + "/lr.json";
+  std::ofstream(toml) << "# two learning rates\n"
+                         "[fixed]\n"
+                         "width = 8\n"
+                         "epochs = 1\n"
+                         "batch-size = 64\n"
+                         "diagnostics = 'none'\n"
+                         "\n"
+                         "[grid]\n"
+                         "activation = [\"relu\"]\n"
+                         "init = [{name = \"he_normal\", factor = 6}]\n"
+                         "lr = [0.1, 1e-2]\n";
+  std::ofstream(json) << R"({"fixed": {"width": 8, "epochs": 1, "batch-size": 64,
+      "diagnostics": "none"}, "grid": {"activation": ["relu"],
+      "init": [{"name": "he_normal", "factor": 6}], "lr": [0.1, 0.01]}})";
+  const std::string d = temp_dir() + "/toml-sweep";
+  const std::string data = " --data-dir " + temp_dir() + "/data --no-progress";
+  ASSERT_EQ(run("sweep " + toml + " --out " + d + data), 0) << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("sweep " + toml + " --out " + d + data + " --list"), 0);
+  const std::vector<std::string> listed = lines_of(slurp(temp_dir() + "/last.log"));
+  ASSERT_EQ(listed.size(), 2u);
+  for (const auto& l : listed)
+    EXPECT_NE(l.find("relu-he_normal_factor6-d2-s0-h"), std::string::npos) << l;
+  ASSERT_EQ(run("sweep " + json + " --out " + d + data + " --list"), 0)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_EQ(lines_of(slurp(temp_dir() + "/last.log")), listed);
+  for (const auto& l : listed) EXPECT_NE(l.find(" finished"), std::string::npos) << l;
+  // Not vacuous: another grid is refused in that directory.
+  std::ofstream(temp_dir() + "/other.toml")
+      << slurp(toml).replace(slurp(toml).find("1e-2"), 4, "1e-3");
+  EXPECT_NE(run("sweep " + temp_dir() + "/other.toml --out " + d + data + " --list"), 0);
+
+  // An error in the TOML stops the sweep naming the file, the line and the column.
+  std::ofstream(temp_dir() + "/bad.toml") << "[grid]\nlr = [0.1, 0.01] x\n";
+  EXPECT_NE(run("sweep " + temp_dir() + "/bad.toml --out " + temp_dir() + "/bad --list"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log")
+                .find("bad.toml:2:18: expected the end of the line after the value of lr, got 'x'"),
+            std::string::npos)
+      << slurp(temp_dir() + "/last.log");
+  EXPECT_FALSE(fs::exists(temp_dir() + "/bad"));
+  ASSERT_EQ(run("sweep --help"), 0);
+  EXPECT_NE(slurp(temp_dir() + "/last.log").find("TOML when its name ends in .toml"),
+            std::string::npos);
 }
 
 TEST(SweepCli, ShardListsCoverTheGridOnceForEveryN) {

@@ -1,6 +1,6 @@
 // test_sweep.cpp: sweep grid expansion (order and ids against nested loops), sharding (every
-// N: disjoint shards whose union is the grid), spec files, and run states read back from
-// hand-written run directories, and the cost of an epoch in the time estimate.
+// N: disjoint shards whose union is the grid), spec files (JSON and TOML), and run states read
+// back from hand-written run directories, and the cost of an epoch in the time estimate.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,8 +9,10 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "engine/io/fs.h"
+#include "tests/error_of.h"
 #include "train/datasets.h"
 #include "train/sweep.h"
 
@@ -242,6 +244,106 @@ TEST(Sweep, SpecFileRoundTripAndInitObjects) {
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_TRUE(runs[0].config.batchnorm);
   EXPECT_EQ(runs[0].id, "tanh-trunc_normal_a-0.04_std0.02-d2-s1");
+}
+
+// The fenced block of `lang` in docs/sweeps.md's section on the sweep file.
+static std::string sweep_doc_example(const std::string& lang) {
+  std::ifstream f(std::string(GRADLENS_SOURCE_DIR) + "/docs/sweeps.md");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  const std::string doc = ss.str();
+  const size_t section = doc.find("## The sweep file");
+  const size_t open = doc.find("```" + lang + "\n", section);
+  const size_t close = doc.find("\n```\n", open);
+  if (section == std::string::npos || open == std::string::npos || close == std::string::npos)
+    return "";
+  return doc.substr(open + lang.size() + 4, close + 1 - (open + lang.size() + 4));
+}
+
+TEST(Sweep, TomlSweepFileIsTheJsonOne) {
+  const std::string json = sweep_doc_example("json"), toml = sweep_doc_example("toml");
+  ASSERT_NE(json, "");
+  ASSERT_NE(toml, "");
+  const SweepSpec from_json = SweepSpec::from_json(json, "s.json");
+  const SweepSpec from_toml = SweepSpec::from_toml(toml, "s.toml");
+  EXPECT_EQ(from_toml.name, "he-factor");
+  EXPECT_EQ(from_toml.to_json(), from_json.to_json());
+  // The same grid: the same runs in the same order, with the same ids, flags and configs.
+  const auto a = expand_grid(from_json, fake_info()), b = expand_grid(from_toml, fake_info());
+  ASSERT_EQ(a.size(), 2u * 4 * 4 * 2);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(a[i].id);
+    EXPECT_EQ(b[i].id, a[i].id);
+    EXPECT_EQ(b[i].args, a[i].args);
+    EXPECT_EQ(b[i].config.to_json(), a[i].config.to_json());
+    EXPECT_EQ(ojson(b[i].params).dump(), ojson(a[i].params).dump());
+  }
+  EXPECT_EQ(a[0].id, "relu-he_normal_factor1-d5-s0");
+  EXPECT_EQ(a[7].id, "relu-he_normal_factor1-d50-s1");
+  EXPECT_EQ(a[20].id, "relu-he_normal_factor6-d20-s0");
+  EXPECT_EQ(a[24].id, "relu-trunc_normal_a-0.04_b0.04_std0.02-d5-s0");
+
+  // from_file reads by the name: .toml as TOML, anything else as JSON.
+  std::string tmpl = (fs::temp_directory_path() / "gl_test_sweep_toml_XXXXXX").string();
+  const std::string dir = mkdtemp(tmpl.data());
+  auto write_temp = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  EXPECT_EQ(SweepSpec::from_file(write_temp("s.toml", toml)).to_json(), from_json.to_json());
+  EXPECT_EQ(SweepSpec::from_file(write_temp("s.json", json)).to_json(), from_json.to_json());
+  const std::string toml_named_json =
+      gl::testing::error_of([&] { SweepSpec::from_file(write_temp("toml.json", toml)); });
+  EXPECT_NE(toml_named_json.find("toml.json: not valid JSON"), std::string::npos)
+      << toml_named_json;
+  fs::remove_all(dir);
+}
+
+TEST(Sweep, TomlSweepFileErrorsNameTheFileLineAndKey) {
+  auto message = [](const std::string& text) {
+    return gl::testing::error_of(
+        [&] { expand_grid(SweepSpec::from_toml(text, "s.toml"), fake_info()); });
+  };
+  std::string toml = sweep_doc_example("toml");
+  ASSERT_NE(toml.find("lr = 0.01\n"), std::string::npos);
+  // The error docs/sweeps.md quotes.
+  EXPECT_EQ(message(std::string(toml).replace(toml.find("lr = 0.01\n"), 10, "lr = 0.01 x\n")),
+            "s.toml:5:11: expected the end of the line after the value of lr, got 'x'");
+  EXPECT_EQ(message(toml + "seed = [2]\n"),
+            "s.toml:16:1: key seed is given twice (first at 15:1); give it once");
+  EXPECT_EQ(message(toml + "[fixed]\n"),
+            "s.toml:16:1: table [fixed] is defined twice (first at 3:1)");
+  const std::vector<std::pair<std::string, std::string>> cases{
+      // Refused by the TOML reader, with the line and column.
+      {"name = \"a\nb\"", "s.toml:1:8: unterminated string"},
+      {"[grid]\nlr = [0.1, 1e]", "s.toml:2:12: invalid number '1e'"},
+      {"[grid]\nwhen = [1979-05-27]", "s.toml:2:9: dates and times are not supported"},
+      {"[[grid]]", "s.toml:1:1: arrays of tables ([[name]]) are not supported"},
+      // Refused as in a JSON file, naming the key.
+      {"[grid]\nlr = [0.1, inf]",
+       "s.toml: grid.lr[1]: inf is not allowed in a sweep file (JSON has no such number)"},
+      {"fixed.lr = nan", "s.toml: fixed.lr: nan is not allowed in a sweep file"},
+      {"[grid]\nname = \"late\"", "s.toml: grid.name must be a non-empty array"},
+      {"[fixed]\nbatch-size = 16\nbatch_size = 32",
+       "s.toml: fixed.batch_size names --batch-size again"},
+      {"[fixed]\nwidth = [8]", "sweep: fixed.width: [8] is a list, but --width takes one value"},
+      {"nme = \"x\"", "s.toml: unknown key \"nme\""},
+      {"[grid]\ninit = [{name = \"normal\", std = 1, std = 2}]",
+       "s.toml:2:36: key std is given twice (first at 2:27)"},
+  };
+  for (const auto& [text, want] : cases) {
+    SCOPED_TRACE(text);
+    const std::string got = message(text);
+    EXPECT_EQ(got.substr(0, want.size()), want);
+  }
+  // Dotted keys and inline tables write the same objects as [table] headers.
+  const SweepSpec dotted = SweepSpec::from_toml(
+      "fixed.width = 8\ngrid = {seed = [1, 2], init = [{name = \"normal\", std = 1}]}", "s.toml");
+  const SweepSpec json = SweepSpec::from_json(
+      R"({"fixed": {"width": 8}, "grid": {"seed": [1, 2], "init": [{"name": "normal", "std": 1}]}})",
+      "s.json");
+  EXPECT_EQ(dotted.to_json(), json.to_json());
 }
 
 // expand_grid refuses the spec: two of its runs would train the same configuration.
