@@ -9,8 +9,8 @@ cnn   One training epoch of the default CNN (conv3x3(32)-relu-maxpool2 - conv3x3
       medians are reported.
 grid  The classic grid (docs/sweeps.md: 4 activations x 8 initializations x depths 5 to 50,
       width 128, SGD lr 0.01 momentum 0.9, batch 128) at E epochs. gradlens: `gradlens sweep
-      --device cuda --jobs J [--fuse K]` run whole, its wall time; cut at --grid-timeout, the runs finished
-      by then are reported (run the printed command again to finish: the sweep resumes). PyTorch
+      --device cuda --jobs J [--fuse K]` run whole, its wall time; cut at --grid-timeout, the runs
+      finished by then are reported (run the printed command again to finish: the sweep resumes). PyTorch
       eager: one epoch (training + test evaluation) per (activation, depth) on the same GPU, the
       grid's time estimated as the sum of 8 initializations x E epochs x that epoch
       (bench/sweep_grid_torch.py's method, there on the CPU).

@@ -17,8 +17,9 @@
 # Usage: scripts/gpu_check.sh [build-dir] [tests|bench|all]
 #        (JOBS=N: build parallelism; GRID_TIMEOUT=S: seconds for gradlens' grid, default 300,
 #         less when the phase's time is short; SWEEP_JOBS=N: the grid's worker processes,
-#         default 4; SWEEP_FUSE=K: its fused groups, default 16, 0 for none; PHASE_LIMIT=S: the phase's time, default 560 s (a remote runner's
-#         10-minute command): every step is cut with `timeout` to what is left)
+#         default 4; SWEEP_FUSE=K: its fused groups, default 16, 0 for none;
+#         PHASE_LIMIT=S: the phase's time, default 560 s (a remote runner's 10-minute
+#         command): every step is cut with `timeout` to what is left)
 # Results reach $OUT after every step (and on exit), so a command killed at its limit still
 # returns what ran. On a GPU machine a CUDA test that skips counts as a failure.
 set -uo pipefail
@@ -107,7 +108,8 @@ gpu_steps() {
   # Parity first: the fastest signal on whether the device ops are right.
   gpu_tests parity 120 "$BUILD/tests/test_engine" --gtest_filter='CudaParity.*'
   gpu_tests kernels 120 "$BUILD/tests/test_kernels" --gtest_filter='Cuda*'
-  gpu_tests training_parity 150 "$BUILD/tests/test_train" --gtest_filter='CudaTraining.*'
+  gpu_tests training_parity 150 "$BUILD/tests/test_train" \
+    --gtest_filter='CudaTraining.*:FusedGroup.OnTheGpu*'
   # A small GPU training run on the committed fixture, once per GEMM backend.
   local data
   data=$(mktemp -d)
@@ -152,8 +154,8 @@ bench() {
   [ "$grid" -lt 30 ] && grid=30
   step compare_gpu $(($(left) - reserve)) env PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py \
     --build "$BUILD" --data-dir data --dataset fashion-mnist --repeats 3 \
-    --jobs "${SWEEP_JOBS:-4}" --fuse "${SWEEP_FUSE:-16}" --grid-timeout "$grid" --out "$LOGS/gpu_bench.md" \
-    --json "$LOGS/gpu_bench.json"
+    --jobs "${SWEEP_JOBS:-4}" --fuse "${SWEEP_FUSE:-16}" --grid-timeout "$grid" \
+    --out "$LOGS/gpu_bench.md" --json "$LOGS/gpu_bench.json"
 }
 case "$PHASE" in
   tests) gpu_steps; gemm_bench; rest_of_suite ;;

@@ -535,7 +535,8 @@ std::string summary_csv(const std::string& sweep_dir, const std::vector<SweepRun
 }
 
 double epoch_cost(const TrainConfig& cfg, int64_t train_split_size) {
-  double in = 784, cost = 0;
+  // The first layer's inputs: 3x32x32 CIFAR-10 images, 28x28 MNIST-style ones.
+  double in = cfg.dataset == "cifar10" ? 3072 : 784, cost = 0;
   for (int64_t w : cfg.hidden_widths()) {
     cost += in * double(w);
     in = double(w);

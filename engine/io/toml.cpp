@@ -7,7 +7,9 @@
 #include <fmt/core.h>
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 #include <utility>
@@ -131,7 +133,8 @@ class Parser {
   // "LINE:COLUMN" of an offset, columns in characters.
   std::string where(size_t at) const {
     size_t line = 1, column = 1;
-    for (size_t k = 0; k < at && k < s_.size(); ++k) {
+    // A byte order mark opens the file without being one of its characters.
+    for (size_t k = s_.starts_with("\xEF\xBB\xBF") ? 3 : 0; k < at && k < s_.size(); ++k) {
       if (s_[k] == '\n') {
         ++line;
         column = 1;
@@ -587,7 +590,9 @@ class Parser {
     if (body == "nan") return std::numeric_limits<double>::quiet_NaN();
     const char* range =
         "outside the 64-bit integers, from -9223372036854775808 to 9223372036854775807";
-    if (body.size() >= 2 && body[0] == '0' && (body[1] == 'x' || body[1] == 'o' || body[1] == 'b')) {
+    const bool prefixed =
+        body.size() >= 2 && body[0] == '0' && (body[1] == 'x' || body[1] == 'o' || body[1] == 'b');
+    if (prefixed) {
       if (signed_) bad("a hexadecimal, octal or binary integer takes no sign");
       const int base = body[1] == 'x' ? 16 : body[1] == 'o' ? 8 : 2;
       const std::string d = digits(body.substr(2), base, fmt::format("after 0{}", body[1]).c_str());
@@ -627,7 +632,13 @@ class Parser {
     }
     double v = 0;
     const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (r.ec == std::errc::result_out_of_range) bad("outside the range of a 64-bit float");
+    if (r.ec == std::errc::result_out_of_range) {
+      // Too small rounds to zero or a subnormal, as IEEE binary64 readers round it; too large
+      // has no value.
+      const double rounded = std::strtod(text.c_str(), nullptr);
+      if (std::isinf(rounded)) bad("outside the range of a 64-bit float");
+      return rounded;
+    }
     if (r.ec != std::errc() || r.ptr != text.data() + text.size()) bad("not a number");
     return v;
   }

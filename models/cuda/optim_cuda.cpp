@@ -61,10 +61,8 @@ void DeviceStepper::load_grads(const std::vector<Tensor>& grads) {
     for (std::size_t i = 0; i < grads.size(); ++i)
       args_.grad[i] = static_cast<const float*>(grads[i].raw_data());
     args_.count = int(grads.size());
-    held_ = grads;
     return;
   }
-  held_.clear();
   for (std::size_t i = 0; i < grads.size(); ++i) grads_[i].copy_(grads[i]);
 }
 

@@ -22,7 +22,8 @@ class DeviceStepper {
                 const std::vector<Tensor>& state1);
   ~DeviceStepper();
   // The gradients of the next step: grads[i] has param i's shape (any layout, on the device);
-  // read in place when every one is contiguous f32, else copied into the buffers.
+  // read in place when every one is contiguous f32 on the stepper's device and there are at most
+  // 256 (GradArgs::kMax), else copied into the buffers.
   void load_grads(const std::vector<Tensor>& grads);
   // step is 1-based; SGD step 1 sets the momentum buffer to the gradient.
   void sgd(const SgdOptions& o, double lr, int64_t step);
@@ -32,7 +33,6 @@ class DeviceStepper {
   Device device_;
   std::vector<Tensor> grads_;
   kernels::cuda::GradArgs args_{};  // count 0: the step reads grads_
-  std::vector<Tensor> held_;        // the gradients args_ points into
   std::unique_ptr<kernels::cuda::OptimTable> table_;
 };
 

@@ -109,6 +109,12 @@ TEST(Toml, Floats) {
   EXPECT_EQ(s["q"].get<double>(), INFINITY);
   EXPECT_EQ(s["r"].get<double>(), -INFINITY);
   for (const char* k : {"n", "m", "o"}) EXPECT_TRUE(std::isnan(s[k].get<double>())) << k;
+  // Below the smallest subnormal rounds to zero, as binary64 readers round it; a subnormal
+  // stays one.
+  const ojson u = parse_toml("z = 1e-400\nm = -1e-400\ns = 4e-320", "t.toml");
+  EXPECT_EQ(u["z"].get<double>(), 0.0);
+  EXPECT_TRUE(std::signbit(u["m"].get<double>()));
+  EXPECT_EQ(u["s"].get<double>(), 4e-320);
 }
 
 TEST(Toml, Booleans) {
@@ -148,6 +154,10 @@ TEST(Toml, ErrorsNameTheLineAndColumn) {
   const std::vector<std::pair<std::string, std::string>> cases{
       // a key given twice, directly, by dotted keys or in an inline table
       {"a = 1\na = 2", "t.toml:2:1: key a is given twice (first at 1:1)"},
+      // a byte order mark is not a column
+      {"\xEF\xBB\xBF"
+       "a = 1 x",
+       "t.toml:1:7: expected the end of the line after the value of a, got 'x'"},
       {"p.q = 1\n p . q = 2", "t.toml:2:6: key p.q is given twice (first at 1:3)"},
       {"x = {a = 1, a = 2}", "t.toml:1:13: key a is given twice (first at 1:6)"},
       {"\"a\" = 1\na = 2", "t.toml:2:1: key a is given twice (first at 1:1)"},
@@ -159,8 +169,9 @@ TEST(Toml, ErrorsNameTheLineAndColumn) {
       {"a = '''abc", "t.toml:1:5: unterminated multi-line string"},
       {"a = [1, 2", "t.toml:1:5: unterminated array"},
       // bad values
-      {"a = yes", "t.toml:1:5: expected a value (a string, a number, true or false, an array or "
-                  "an inline table), got 'yes' (a string is written in quotes)"},
+      {"a = yes",
+       "t.toml:1:5: expected a value (a string, a number, true or false, an array or "
+       "an inline table), got 'yes' (a string is written in quotes)"},
       {"a =\n", "t.toml:1:4: expected a value"},
       {"a = 01", "t.toml:1:5: invalid number '01': leading zeros are not allowed"},
       {"a = 1__0", "t.toml:1:5: invalid number '1__0': each '_' must stand between two digits"},
@@ -173,8 +184,9 @@ TEST(Toml, ErrorsNameTheLineAndColumn) {
       {"a = 1e400", "t.toml:1:5: invalid number '1e400': outside the range of a 64-bit float"},
       {"a = 0xG", "t.toml:1:5: invalid number '0xG': 'G' is not a hexadecimal digit"},
       {"a = 0b102", "t.toml:1:5: invalid number '0b102': '2' is not a binary digit"},
-      {"a = +0x1", "t.toml:1:5: invalid number '+0x1': a hexadecimal, octal or binary integer "
-                   "takes no sign"},
+      {"a = +0x1",
+       "t.toml:1:5: invalid number '+0x1': a hexadecimal, octal or binary integer "
+       "takes no sign"},
       {"a = 9223372036854775808", "t.toml:1:5: invalid number '9223372036854775808': outside"},
       {"a = -9223372036854775809", "t.toml:1:5: invalid number '-9223372036854775809': outside"},
       {"a = 0xFFFFFFFFFFFFFFFF", "t.toml:1:5: invalid number '0xFFFFFFFFFFFFFFFF': outside"},
@@ -204,26 +216,31 @@ TEST(Toml, ErrorsNameTheLineAndColumn) {
       {"[[t]]", "t.toml:1:1: arrays of tables ([[name]]) are not supported"},
       // something after a value, a header or a key
       {"a = 1 x", "t.toml:1:7: expected the end of the line after the value of a, got 'x'"},
-      {"a = \"s\" \"t\"", "t.toml:1:9: expected the end of the line after the value of a, got '\"'"},
+      {"a = \"s\" \"t\"",
+       "t.toml:1:9: expected the end of the line after the value of a, got '\"'"},
       {"a = [1] ]", "t.toml:1:9: expected the end of the line after the value of a, got ']'"},
       {"[t] x = 1", "t.toml:1:5: expected the end of the line after the table header, got 'x'"},
-      {"\"\xC3\xA9\" = \"x\" z", "t.toml:1:11: expected the end of the line"},  // columns count characters
+      {"\"\xC3\xA9\" = \"x\" z",
+       "t.toml:1:11: expected the end of the line"},  // columns count characters
       {"a 1", "t.toml:1:3: expected '=' after the key a, got '1'"},
       {"= 1", "t.toml:1:1: expected a key"},
       {"[t", "t.toml:1:3: expected ']' to close the table header, got the end of the file"},
       {"\"\"\"k\"\"\" = 1", "t.toml:1:1: a key cannot be a multi-line string"},
       // arrays and inline tables
-      {"a = [1 2]", "t.toml:1:8: expected ',' or ']' after an element of the array opened at 1:5, "
-                    "got '2'"},
+      {"a = [1 2]",
+       "t.toml:1:8: expected ',' or ']' after an element of the array opened at 1:5, "
+       "got '2'"},
       {"a = [1,,2]", "t.toml:1:8: expected a value"},
-      {"a = {b = 1,\n c = 2}", "t.toml:1:12: expected '}' to close the inline table opened at 1:5 "
-                               "(an inline table stays on one line), got the end of the line"},
+      {"a = {b = 1,\n c = 2}",
+       "t.toml:1:12: expected '}' to close the inline table opened at 1:5 "
+       "(an inline table stays on one line), got the end of the line"},
       {"a = {b = 1,}", "t.toml:1:12: an inline table takes no ',' after its last value"},
       {"a = {b = 1 c = 2}", "t.toml:1:12: expected ',' or '}' after a value of the inline table"},
       {"a = {b = 1", "t.toml:1:11: expected '}' to close the inline table opened at 1:5"},
       // line ends and encoding
-      {"a = 1\rb = 2", "t.toml:1:6: expected the end of the line after the value of a, got the "
-                       "control character U+000D"},
+      {"a = 1\rb = 2",
+       "t.toml:1:6: expected the end of the line after the value of a, got the "
+       "control character U+000D"},
       {"a = \"\xFF\"", "t.toml:1:6: invalid UTF-8 (byte 0xFF)"},
       {"a = \"\xED\xA0\x80\"", "t.toml:1:6: invalid UTF-8 (byte 0xED)"},
       {"a = \"\xC0\xAF\"", "t.toml:1:6: invalid UTF-8 (byte 0xC0)"},

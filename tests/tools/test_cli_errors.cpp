@@ -383,10 +383,9 @@ TEST_F(CliErrors, SweepInputsTakenSilently) {
   EXPECT_FALSE(fs::exists(dir_ + "/sw/runs"));
 }
 
-// --shard K/N was read with std::stoi: a value out of int's range said only "expected K/N", and
-// one out of the grid's range did not say which numbers are valid. Each names the value and the
-// range of the part that is wrong; K counts from 0, as $SLURM_ARRAY_TASK_ID does in
-// tools/sweep.sbatch.
+// A bad --shard K/N (out of int's range, K not below N, signs, spaces, not a number) is refused
+// naming the value and the range of the part that is wrong; K counts from 0, as
+// $SLURM_ARRAY_TASK_ID does in tools/sweep.sbatch.
 TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
   auto sweep = [&](const std::string& shard) {
     std::vector<std::string> a{"sweep",  "--data-dir", fixture_data_dir(), "--depths", "1",

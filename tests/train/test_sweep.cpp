@@ -489,5 +489,8 @@ TEST(Sweep, EpochCostCountsTheExamplesTheEpochTrains) {
   EXPECT_DOUBLE_EQ(epoch_cost(c, split), whole);
   // A split of unknown size (0): the limit as given.
   EXPECT_DOUBLE_EQ(epoch_cost(c, 0), (784.0 * 16 + 16 * 10) * 100000);
+  // A CIFAR-10 image is 3x32x32 inputs to the first layer.
+  c.dataset = "cifar10";
+  EXPECT_DOUBLE_EQ(epoch_cost(c, 0), (3072.0 * 16 + 16 * 10) * 100000);
   fs::remove_all(dir);
 }

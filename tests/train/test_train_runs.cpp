@@ -342,9 +342,9 @@ TEST(TrainRuns, ResumedRunWritesTheOptimFilesOfAnUninterruptedOne) {
   EXPECT_EQ(read_text(dir + "/r/config.json"), config);
 }
 
-// A damaged corr_means.json or optim.json was dropped in silence on --resume. The resumed run
-// says so, naming the file and why, and starts that analysis again at the resumed epoch; the
-// training and the files it writes are those of an uninterrupted run from there on.
+// A damaged corr_means.json or optim.json on --resume: the resumed run says so, naming the file
+// and why, and starts that analysis again at the resumed epoch; the training and the files it
+// writes are those of an uninterrupted run from there on.
 TEST(TrainRuns, ResumeNotesADamagedAnalysisFileAndStartsItAgain) {
   using nlohmann::json;
   const std::string dir = make_temp_dir("gl_resume_damaged");
