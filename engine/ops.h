@@ -89,6 +89,18 @@ std::pair<Tensor, Tensor> activate_with_derivative(const Tensor& x, ActivationKi
 // kernel; otherwise activate(x). Either way x must not be read afterwards as the input (for a
 // caller that owns x alone: the fused step, whose backward reads only the output here).
 Tensor activate_in_place(const Tensor& x, ActivationKind a, double leaky_slope = 0.01);
+// activate(x[k], a[k], slope[k]) and activate_backward(grad[k], x[k], y[k], a[k], slope[k]) for
+// every k (the fused step on a GPU): when every tensor read is a contiguous f32 tensor of one
+// size on one CUDA device, the entries that share an activation are one launch per 32; else
+// one call each. Either way each result is bit for bit the lone call's.
+std::vector<Tensor> activate_batched(const std::vector<Tensor>& x,
+                                     const std::vector<ActivationKind>& a,
+                                     const std::vector<double>& slope);
+std::vector<Tensor> activate_backward_batched(const std::vector<Tensor>& grad,
+                                              const std::vector<Tensor>& x,
+                                              const std::vector<Tensor>& y,
+                                              const std::vector<ActivationKind>& a,
+                                              const std::vector<double>& slope);
 // grad * d elementwise (same shapes): the backward through such a derivative.
 Tensor backward_from_derivative(const Tensor& grad, const Tensor& d);
 // Whether activate_backward of `a` reads the input x (else only the output y: relu, tanh,

@@ -102,11 +102,30 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // activation; in the backward its weight step and activation backward), while the output and
   // the weights are still in cache; across threads, one batched call per layer spreads the GEMMs.
   // The same kernels run either way, so the results are the same.
-  // On a GPU one batched launch per layer and pass (kernels::cuda::sgemm_tiled_batched), the
-  // elementwise work one model after the other.
+  // On a GPU one batched launch per layer and pass (kernels::cuda::sgemm_tiled_batched), and
+  // the activations and their backward one launch per activation among the models
+  // (activate_batched); the rest one model after the other.
   const bool cuda = images.device().is_cuda();
   const bool one_by_one = !cuda && (omp_in_parallel() || omp_get_max_threads() < 2);
+  // Hidden layer j's activation and slope of every model.
+  auto activations = [&](std::size_t j) {
+    std::pair<std::vector<ActivationKind>, std::vector<double>> a;
+    for (auto* m : models) {
+      a.first.push_back(m->taps()[j].post->activation());
+      a.second.push_back(m->taps()[j].post->leaky_slope());
+    }
+    return a;
+  };
   for (std::size_t j = 0; j < depth; ++j) {
+    if (cuda) {
+      pre[j] = linear_batched(h, params(j, true), params(j, false));
+      const auto [kinds, slopes] = activations(j);
+      post[j] = activate_batched(pre[j], kinds, slopes);
+      for (std::size_t k = 0; k < n; ++k)  // kept only where the backward reads it
+        if (!activation_backward_reads_input(kinds[k], slopes[k])) pre[j][k] = Tensor();
+      h = post[j];
+      continue;
+    }
     if (one_by_one)
       pre[j].assign(n, Tensor());
     else
@@ -215,7 +234,7 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       // This layer's weights have served the forward and dX above: step them now.
       if (step_now[k] != nullptr)
         for (std::size_t q = first; q < grads[k].size(); ++q) step_entry(k, q);
-      if (j > 0) {
+      if (j > 0 && !cuda) {
         const models::Activation& act = *models[k]->taps()[j - 1].post;
         Tensor& d = deriv[j - 1][k];
         g[k] = d.defined() ? backward_from_derivative(dx[k], d)
@@ -227,6 +246,12 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         post[j - 1][k] = Tensor();
       }
     });
+    if (j > 0 && cuda) {
+      const auto [kinds, slopes] = activations(j - 1);
+      g = activate_backward_batched(dx, pre[j - 1], post[j - 1], kinds, slopes);
+      pre[j - 1].assign(n, Tensor());
+      post[j - 1].assign(n, Tensor());
+    }
   }
   for (auto& gk : grads) std::reverse(gk.begin(), gk.end());  // into parameters() order
   r.grads = std::move(grads);

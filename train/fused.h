@@ -19,7 +19,8 @@
 // Evaluation, metrics.csv, checkpoints, resume and the run directory stay each Trainer's.
 //
 // On a GPU the batched GEMMs are kernels::cuda::sgemm_tiled_batched launches (the bits of lone
-// calls), the elementwise work goes model by model on the stream, and the optimizers step after
+// calls), the activations and their backward one launch per activation among the models
+// (activate_batched), the rest model by model on the stream, and the optimizers step after
 // the fused step (no inline stepping: that would read each loss on the host every step).
 //
 // What fuses: MLPs (CPU or GPU) without dropout or batchnorm, any activation, initializer,

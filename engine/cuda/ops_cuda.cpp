@@ -127,6 +127,38 @@ Tensor binary(const Tensor& a, const Tensor& b, kc::BinaryOp f, kc::OpParams p, 
   return out;
 }
 
+std::vector<Tensor> unary_batched(const std::vector<Tensor>& x, kc::UnaryOp f, kc::OpParams p) {
+  std::vector<Tensor> out;
+  if (x.empty()) return out;
+  const auto scope = device_scope(x[0]);
+  std::vector<const float*> px;
+  std::vector<float*> py;
+  for (const Tensor& t : x) {
+    out.push_back(Tensor::empty(t.shape(), t.dtype(), t.device()));
+    px.push_back(ptr<const float>(t));
+    py.push_back(ptr<float>(out.back()));
+  }
+  kc::unary_batched(f, p, x[0].numel(), px.data(), py.data(), int64_t(x.size()));
+  return out;
+}
+
+std::vector<Tensor> binary_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                                   kc::BinaryOp f, kc::OpParams p) {
+  std::vector<Tensor> out;
+  if (a.empty()) return out;
+  const auto scope = device_scope(a[0]);
+  std::vector<const float*> pa, pb;
+  std::vector<float*> po;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    out.push_back(Tensor::empty(a[k].shape(), a[k].dtype(), a[k].device()));
+    pa.push_back(ptr<const float>(a[k]));
+    pb.push_back(ptr<const float>(b[k]));
+    po.push_back(ptr<float>(out.back()));
+  }
+  kc::binary_batched(f, p, a[0].numel(), pa.data(), pb.data(), po.data(), int64_t(a.size()));
+  return out;
+}
+
 // ------------------------------------------------------------------ copies
 void copy(const Tensor& src, const Tensor& dst) {
   GL_CHECK(src.device() == dst.device() && src.device().is_cuda(),

@@ -54,6 +54,22 @@ Tensor binary_map(const Tensor& a, const Tensor& b, const Fn& fn, const char* op
   }
 }
 
+// Per entry f(x[k]) / f(a[k], b[k]) over contiguous f32 tensors of one size on one device (the
+// caller checks), one launch per 32 entries: each the tensor unary / binary give it alone.
+std::vector<Tensor> unary_batched(const std::vector<Tensor>& x, kc::UnaryOp f, kc::OpParams p);
+std::vector<Tensor> binary_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                                   kc::BinaryOp f, kc::OpParams p);
+template <class Fn>
+std::vector<Tensor> map_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                                const Fn& fn, const char* op) {
+  if constexpr (CudaOp<Fn>::kind == MapKind::unary)
+    return unary_batched(a, CudaOp<Fn>::op, CudaOp<Fn>::params(fn));
+  else if constexpr (CudaOp<Fn>::kind == MapKind::binary)
+    return binary_batched(a, b, CudaOp<Fn>::op, CudaOp<Fn>::params(fn));
+  else
+    throw Error(fmt::format("{}: no CUDA kernel for this elementwise function", op));
+}
+
 // ---- copies and fills (any dtype, any strides; both tensors on the same CUDA device) ----
 void copy(const Tensor& src, const Tensor& dst);
 void fill(const Tensor& dst, double value);

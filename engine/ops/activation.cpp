@@ -228,6 +228,120 @@ Tensor activate_backward(const Tensor& grad, const Tensor& x, const Tensor& y, A
       });
 }
 
+#if defined(GRADLENS_HAVE_CUDA)
+namespace {
+// Whether every tensor of every list is a contiguous f32 tensor of the size of lists[0][0] on
+// its CUDA device (and records no gradient): then the batched kernels take them.
+bool batchable(std::initializer_list<const std::vector<Tensor>*> lists) {
+  const Tensor& f = (*lists.begin())->front();
+  for (const auto* l : lists)
+    for (const Tensor& t : *l)
+      if (!t.defined() || !t.device().is_cuda() || t.device() != f.device() ||
+          t.dtype() != DType::f32 || !t.is_contiguous() || t.numel() != f.numel() ||
+          needs_grad({&t}))
+        return false;
+  return true;
+}
+
+// run(indices) for each group of entries sharing (a, slope), in order of first appearance.
+template <class F>
+void for_each_activation_group(const std::vector<ActivationKind>& a,
+                               const std::vector<double>& slope, F&& run) {
+  std::vector<char> done(a.size(), 0);
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    if (done[k]) continue;
+    std::vector<std::size_t> idx;
+    for (std::size_t i = k; i < a.size(); ++i)
+      if (!done[i] && a[i] == a[k] && slope[i] == slope[k]) {
+        idx.push_back(i);
+        done[i] = 1;
+      }
+    run(idx);
+  }
+}
+}  // namespace
+#endif
+
+std::vector<Tensor> activate_batched(const std::vector<Tensor>& x,
+                                     const std::vector<ActivationKind>& a,
+                                     const std::vector<double>& slope) {
+  GL_CHECK(a.size() == x.size() && slope.size() == x.size(),
+           "activate_batched: {} tensors, {} activations, {} slopes", x.size(), a.size(),
+           slope.size());
+  std::vector<Tensor> out(x.size());
+#if defined(GRADLENS_HAVE_CUDA)
+  if (x.size() > 1 && batchable({&x})) {
+    for_each_activation_group(a, slope, [&](const std::vector<std::size_t>& idx) {
+      if (a[idx[0]] == ActivationKind::identity) {
+        for (std::size_t i : idx) out[i] = x[i];
+        return;
+      }
+      std::vector<Tensor> xs;
+      for (std::size_t i : idx) xs.push_back(x[i]);
+      visit_activation(
+          a[idx[0]], slope[idx[0]],
+          [&](auto fwd, auto, const char* name, Saved, F32Kernel, F32BackKernel, F32DerivKernel) {
+            std::vector<Tensor> ys = cuda_ops::map_batched(xs, {}, fwd, name);
+            for (std::size_t j = 0; j < idx.size(); ++j) out[idx[j]] = ys[j];
+            return 0;
+          });
+    });
+    return out;
+  }
+#endif
+  for (std::size_t k = 0; k < x.size(); ++k) out[k] = activate(x[k], a[k], slope[k]);
+  return out;
+}
+
+std::vector<Tensor> activate_backward_batched(const std::vector<Tensor>& grad,
+                                              const std::vector<Tensor>& x,
+                                              const std::vector<Tensor>& y,
+                                              const std::vector<ActivationKind>& a,
+                                              const std::vector<double>& slope) {
+  GL_CHECK(x.size() == grad.size() && y.size() == grad.size() && a.size() == grad.size() &&
+               slope.size() == grad.size(),
+           "activate_backward_batched: {} gradients, {} inputs, {} outputs, {} activations, {} "
+           "slopes",
+           grad.size(), x.size(), y.size(), a.size(), slope.size());
+  std::vector<Tensor> out(grad.size());
+#if defined(GRADLENS_HAVE_CUDA)
+  // What each entry's backward reads beside its gradient.
+  std::vector<Tensor> keep(grad.size());
+  for (std::size_t k = 0; k < grad.size(); ++k)
+    keep[k] = a[k] == ActivationKind::identity                  ? grad[k]  // reads nothing
+              : activation_backward_reads_input(a[k], slope[k]) ? x[k]
+                                                                : y[k];
+  const bool identity_only = std::all_of(
+      a.begin(), a.end(), [](ActivationKind k) { return k == ActivationKind::identity; });
+  if (grad.size() > 1 && !identity_only && batchable({&grad}) &&
+      std::all_of(keep.begin(), keep.end(), [](const Tensor& t) { return t.defined(); }) &&
+      batchable({&grad, &keep})) {
+    for_each_activation_group(a, slope, [&](const std::vector<std::size_t>& idx) {
+      if (a[idx[0]] == ActivationKind::identity) {
+        for (std::size_t i : idx) out[i] = grad[i];
+        return;
+      }
+      std::vector<Tensor> gs, ks;
+      for (std::size_t i : idx) {
+        gs.push_back(grad[i]);
+        ks.push_back(keep[i]);
+      }
+      visit_activation(
+          a[idx[0]], slope[idx[0]],
+          [&](auto, auto back, const char* name, Saved, F32Kernel, F32BackKernel, F32DerivKernel) {
+            std::vector<Tensor> ds = cuda_ops::map_batched(gs, ks, back, name);
+            for (std::size_t j = 0; j < idx.size(); ++j) out[idx[j]] = ds[j];
+            return 0;
+          });
+    });
+    return out;
+  }
+#endif
+  for (std::size_t k = 0; k < grad.size(); ++k)
+    out[k] = activate_backward(grad[k], x[k], y[k], a[k], slope[k]);
+  return out;
+}
+
 ActivationKind parse_activation(const std::string& n) {
   if (n == "identity" || n == "none" || n == "linear") return ActivationKind::identity;
   if (n == "relu") return ActivationKind::relu;

@@ -36,6 +36,15 @@ template <class T>
 void binary(BinaryOp op, OpParams p, int64_t n, const T* a, const T* b, T* out,
             cudaStream_t stream = nullptr);
 
+// Pointer-array batches of float arrays of n elements each, one op for all: y[k] = f(x[k]),
+// out[k] = f(a[k], b[k]) for k < count, up to 32 arrays per launch; each the values unary and
+// binary give that array alone. Pointers are host arrays of device pointers.
+void unary_batched(UnaryOp op, OpParams p, int64_t n, const float* const* x, float* const* y,
+                   int64_t count, cudaStream_t stream = nullptr);
+void binary_batched(BinaryOp op, OpParams p, int64_t n, const float* const* a,
+                    const float* const* b, float* const* out, int64_t count,
+                    cudaStream_t stream = nullptr);
+
 // Strided: operand 0 of the layout is the output, operand 1 the input (unary) or a, operand 2
 // b. Pointers point at each operand's first element. The output must not overlap an input
 // unless it is the same array with the same strides.

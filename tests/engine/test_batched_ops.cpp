@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "engine/ops.h"
+#include "tests/cuda_devices.h"
 #include "tests/error_of.h"
 
 using namespace gl;
@@ -226,4 +227,54 @@ TEST(BatchedOps, CrossEntropyAndGradEqualTheTape) {
     EXPECT_TRUE(same_bits(loss.detach(), l2)) << N;
     EXPECT_TRUE(same_bits(logits.grad(), d2)) << N;
   }
+}
+
+// activate_batched and activate_backward_batched: each entry bit for bit the lone call, with
+// activations shared by several entries, leaky_relu at two slopes (two groups), identity, on the
+// CPU (one call each) and on a GPU (one launch per group) when there is one; there also a
+// non-contiguous entry (the lone calls) and more entries than one launch takes.
+TEST(BatchedOps, ActivateBatchedEqualsTheLoneCalls) {
+  using A = ActivationKind;
+  const std::vector<A> kinds = {A::relu,       A::tanh,       A::relu,    A::gelu,
+                                A::leaky_relu, A::leaky_relu, A::sigmoid, A::identity,
+                                A::silu,       A::gelu_tanh,  A::tanh};
+  const std::vector<double> slopes = {0.01, 0.01, 0.01, 0.01, 0.1, 0.2,
+                                      0.01, 0.01, 0.01, 0.01, 0.01};
+  std::vector<Device> devices = {Device::cpu()};
+  if (gl::testing::missing_gpus(1).empty()) devices.push_back(Device::cuda());
+  Generator g(11);
+  NoGrad ng;
+  for (const Device& dev : devices) {
+    for (int copies : {1, 4}) {  // 11 or 44 entries (more than 32)
+      std::vector<Tensor> x, grad;
+      std::vector<A> a;
+      std::vector<double> s;
+      for (int c = 0; c < copies; ++c)
+        for (std::size_t k = 0; k < kinds.size(); ++k) {
+          x.push_back(mul(Tensor::randn({37, 29}, g, DType::f32), 2.0).to(dev));
+          grad.push_back(Tensor::randn({37, 29}, g, DType::f32).to(dev));
+          a.push_back(kinds[k]);
+          s.push_back(slopes[k]);
+        }
+      const std::vector<Tensor> y = activate_batched(x, a, s);
+      std::vector<Tensor> lone_y;
+      for (std::size_t k = 0; k < x.size(); ++k) {
+        lone_y.push_back(activate(x[k], a[k], s[k]));
+        EXPECT_TRUE(same_bits(y[k], lone_y[k])) << activation_name(a[k]) << " entry " << k;
+      }
+      const std::vector<Tensor> d = activate_backward_batched(grad, x, y, a, s);
+      for (std::size_t k = 0; k < x.size(); ++k)
+        EXPECT_TRUE(same_bits(d[k], activate_backward(grad[k], x[k], lone_y[k], a[k], s[k])))
+            << activation_name(a[k]) << " backward entry " << k;
+    }
+    // A transposed entry: every entry takes its lone call, with the same values.
+    std::vector<Tensor> x = {Tensor::randn({29, 37}, g, DType::f32).to(dev).t(),
+                             Tensor::randn({37, 29}, g, DType::f32).to(dev)};
+    const std::vector<Tensor> y = activate_batched(x, {A::tanh, A::tanh}, {0.01, 0.01});
+    for (std::size_t k = 0; k < 2; ++k) EXPECT_TRUE(same_bits(y[k], activate(x[k], A::tanh)));
+  }
+  EXPECT_NE(error_of([] {
+              activate_batched({Tensor::ones({2})}, {}, {});
+            }).find("activate_batched: 1 tensors, 0 activations, 0 slopes"),
+            std::string::npos);
 }
