@@ -404,9 +404,7 @@ std::vector<FusedGroup::Outcome> FusedGroup::run() {
           const int64_t step = members_[i]->global_step() + 1;
           fused.push_back(i);
           nets.push_back(&members_[i]->model());
-          // On a GPU each member's optimizer steps after the fused step (inline, the loss
-          // would be read on the host every step).
-          sgd.push_back(members_[i]->device_.is_cuda() ? nullptr : members_[i]->inline_sgd(step));
+          sgd.push_back(members_[i]->inline_sgd(step));
           drop_grads.push_back(sgd.back() != nullptr && !members_[i]->reads_grads(step));
         }
       if (fused.size() < 2) fused.clear();  // one model alone takes its own step

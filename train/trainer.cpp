@@ -816,7 +816,8 @@ bool Trainer::reads_grads(int64_t global_step) const {
 }
 
 models::SGD* Trainer::inline_sgd(int64_t global_step) {
-  if (cfg_.lr_schedule != "constant") return nullptr;
+  // On a GPU the step would read the loss on the host to leave a diverged model alone.
+  if (device_.is_cuda() || cfg_.lr_schedule != "constant") return nullptr;
   auto* sgd = dynamic_cast<models::SGD*>(opt_.get());
   if (sgd == nullptr || !sgd->steps_params_alone()) return nullptr;
   for (const auto& cb : callbacks_)

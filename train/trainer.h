@@ -191,8 +191,8 @@ class Trainer {
   // Whether some callback needs the autograd tape for training step `global_step`.
   bool needs_tape(int64_t global_step) const;
   // The optimizer when training step `global_step` may update each parameter as soon as its
-  // gradient is known (SGD stepping parameters alone, a constant learning rate, no callback
-  // reading the weights around that step); else null.
+  // gradient is known (on the CPU: SGD stepping parameters alone, a constant learning rate, no
+  // callback reading the weights around that step); else null.
   models::SGD* inline_sgd(int64_t global_step);
   // Whether any callback reads the gradients at this step (Callback::reads_grads).
   bool reads_grads(int64_t global_step) const;

@@ -127,23 +127,12 @@ Tensor binary(const Tensor& a, const Tensor& b, kc::BinaryOp f, kc::OpParams p, 
   return out;
 }
 
-std::vector<Tensor> unary_batched(const std::vector<Tensor>& x, kc::UnaryOp f, kc::OpParams p) {
-  std::vector<Tensor> out;
-  if (x.empty()) return out;
-  const auto scope = device_scope(x[0]);
-  std::vector<const float*> px;
-  std::vector<float*> py;
-  for (const Tensor& t : x) {
-    out.push_back(Tensor::empty(t.shape(), t.dtype(), t.device()));
-    px.push_back(ptr<const float>(t));
-    py.push_back(ptr<float>(out.back()));
-  }
-  kc::unary_batched(f, p, x[0].numel(), px.data(), py.data(), int64_t(x.size()));
-  return out;
-}
-
-std::vector<Tensor> binary_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
-                                   kc::BinaryOp f, kc::OpParams p) {
+namespace {
+// Outputs shaped like a's entries, and the device pointers of a, b (empty for a unary op) and
+// the outputs, for launch(pa, pb, po, n, count).
+template <class Launch>
+std::vector<Tensor> batched_map(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                                Launch&& launch) {
   std::vector<Tensor> out;
   if (a.empty()) return out;
   const auto scope = device_scope(a[0]);
@@ -152,11 +141,26 @@ std::vector<Tensor> binary_batched(const std::vector<Tensor>& a, const std::vect
   for (std::size_t k = 0; k < a.size(); ++k) {
     out.push_back(Tensor::empty(a[k].shape(), a[k].dtype(), a[k].device()));
     pa.push_back(ptr<const float>(a[k]));
-    pb.push_back(ptr<const float>(b[k]));
+    if (!b.empty()) pb.push_back(ptr<const float>(b[k]));
     po.push_back(ptr<float>(out.back()));
   }
-  kc::binary_batched(f, p, a[0].numel(), pa.data(), pb.data(), po.data(), int64_t(a.size()));
+  launch(pa.data(), pb.data(), po.data(), a[0].numel(), int64_t(a.size()));
   return out;
+}
+}  // namespace
+
+std::vector<Tensor> unary_batched(const std::vector<Tensor>& x, kc::UnaryOp f, kc::OpParams p) {
+  return batched_map(x, {},
+                     [&](const float* const* px, const float* const*, float* const* po, int64_t n,
+                         int64_t count) { kc::unary_batched(f, p, n, px, po, count); });
+}
+
+std::vector<Tensor> binary_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b,
+                                   kc::BinaryOp f, kc::OpParams p) {
+  return batched_map(
+      a, b,
+      [&](const float* const* pa, const float* const* pb, float* const* po, int64_t n,
+          int64_t count) { kc::binary_batched(f, p, n, pa, pb, po, count); });
 }
 
 // ------------------------------------------------------------------ copies

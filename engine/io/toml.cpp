@@ -65,7 +65,9 @@ bool is_bare_key_char(char c) {
          c == '-';
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 int digit_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -76,7 +78,9 @@ int digit_value(char c) {
 
 // An unquoted value runs over these: numbers, true/false, inf/nan, and what a date or time or a
 // forgotten quote would spell.
-bool is_bare_value_char(char c) { return is_bare_key_char(c) || c == '.' || c == '+' || c == ':'; }
+bool is_bare_value_char(char c) {
+  return is_bare_key_char(c) || c == '.' || c == '+' || c == ':';
+}
 
 struct Key {
   std::string name;
@@ -286,8 +290,9 @@ class Parser {
         continue;
       }
       if (!e->table)
-        fail(keys[k].at, fmt::format("table {}: {} already holds a value (given at {}), not a table",
-                                     name, key_text(keys, k + 1), where(e->at)));
+        fail(keys[k].at,
+             fmt::format("table {}: {} already holds a value (given at {}), not a table", name,
+                         key_text(keys, k + 1), where(e->at)));
       t = e->table.get();
       if (!last) continue;
       if (t->origin == Table::Origin::Header)
@@ -434,13 +439,12 @@ class Parser {
     uint32_t cp = 0;
     for (int k = 0; k < n; ++k, ++i_) {
       const int d = digit_value(peek());
-      if (d > 15)
-        fail(at, fmt::format("invalid escape: \\{} takes {} hexadecimal digits", c, n));
+      if (d > 15) fail(at, fmt::format("invalid escape: \\{} takes {} hexadecimal digits", c, n));
       cp = cp * 16 + uint32_t(d);
     }
     if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      fail(at, fmt::format("invalid escape: {} is not a Unicode scalar value",
-                           s_.substr(at, i_ - at)));
+      fail(at,
+           fmt::format("invalid escape: {} is not a Unicode scalar value", s_.substr(at, i_ - at)));
     if (cp < 0x80) {
       out += char(cp);
     } else if (cp < 0x800) {
@@ -527,8 +531,8 @@ class Parser {
       out += c;
       ++i_;
     }
-    fail(open, fmt::format("unterminated multi-line string: no closing {}{}{}", quote, quote,
-                           quote));
+    fail(open,
+         fmt::format("unterminated multi-line string: no closing {}{}{}", quote, quote, quote));
   }
 
   // true, false, numbers, inf and nan.
@@ -538,12 +542,12 @@ class Parser {
     const std::string_view tok = s_.substr(at, i_ - at);
     if (tok == "true") return true;
     if (tok == "false") return false;
-    const bool date = tok.size() >= 5 && is_digit(tok[0]) && is_digit(tok[1]) &&
-                      is_digit(tok[2]) && is_digit(tok[3]) && tok[4] == '-';
+    const bool date = tok.size() >= 5 && is_digit(tok[0]) && is_digit(tok[1]) && is_digit(tok[2]) &&
+                      is_digit(tok[3]) && tok[4] == '-';
     const bool time = tok.size() >= 3 && is_digit(tok[0]) && is_digit(tok[1]) && tok[2] == ':';
     if (date || time)
-      fail(at, fmt::format("dates and times are not supported, got '{}' (write it as a string)",
-                           tok));
+      fail(at,
+           fmt::format("dates and times are not supported, got '{}' (write it as a string)", tok));
     if (!tok.empty() && (is_digit(tok[0]) || tok[0] == '+' || tok[0] == '-' || tok[0] == '.' ||
                          tok == "inf" || tok == "nan"))
       return number(tok, at);
@@ -585,8 +589,9 @@ class Parser {
     const bool signed_ = body[0] == '+' || body[0] == '-';
     const bool negative = body[0] == '-';
     if (signed_) body.remove_prefix(1);
-    if (body == "inf") return negative ? -std::numeric_limits<double>::infinity()
-                                       : std::numeric_limits<double>::infinity();
+    if (body == "inf")
+      return negative ? -std::numeric_limits<double>::infinity()
+                      : std::numeric_limits<double>::infinity();
     if (body == "nan") return std::numeric_limits<double>::quiet_NaN();
     const char* range =
         "outside the 64-bit integers, from -9223372036854775808 to 9223372036854775807";
@@ -617,8 +622,8 @@ class Parser {
     std::string_view rest = body.substr(point);
     if (rest[0] == '.') {
       const size_t e = rest.find_first_of("eE");
-      text += "." + digits(rest.substr(1, e == std::string_view::npos ? e : e - 1), 10,
-                           "after the '.'");
+      text += "." +
+              digits(rest.substr(1, e == std::string_view::npos ? e : e - 1), 10, "after the '.'");
       rest = e == std::string_view::npos ? std::string_view() : rest.substr(e);
     }
     if (!rest.empty()) {

@@ -311,11 +311,7 @@ std::vector<Tensor> activate_backward_batched(const std::vector<Tensor>& grad,
     keep[k] = a[k] == ActivationKind::identity                  ? grad[k]  // reads nothing
               : activation_backward_reads_input(a[k], slope[k]) ? x[k]
                                                                 : y[k];
-  const bool identity_only = std::all_of(
-      a.begin(), a.end(), [](ActivationKind k) { return k == ActivationKind::identity; });
-  if (grad.size() > 1 && !identity_only && batchable({&grad}) &&
-      std::all_of(keep.begin(), keep.end(), [](const Tensor& t) { return t.defined(); }) &&
-      batchable({&grad, &keep})) {
+  if (grad.size() > 1 && batchable({&grad, &keep})) {
     for_each_activation_group(a, slope, [&](const std::vector<std::size_t>& idx) {
       if (a[idx[0]] == ActivationKind::identity) {
         for (std::size_t i : idx) out[i] = grad[i];

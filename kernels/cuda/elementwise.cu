@@ -87,23 +87,19 @@ struct ArrayBatch {
   float* out[kBatchMax];
 };
 
-template <class F>
-__global__ void unary_batched_kernel(F f, int64_t n, ArrayBatch t) {
-  const float* x = t.a[blockIdx.y];
-  float* y = t.out[blockIdx.y];
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    y[i] = f(x[i]);
-}
-
-template <class F>
-__global__ void binary_batched_kernel(F f, int64_t n, ArrayBatch t) {
+// out = f(a) (kBinary false) or f(a, b) for entry blockIdx.y.
+template <bool kBinary, class F>
+__global__ void batched_kernel(F f, int64_t n, ArrayBatch t) {
   const float* a = t.a[blockIdx.y];
   const float* b = t.b[blockIdx.y];
   float* out = t.out[blockIdx.y];
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = f(a[i], b[i]);
+       i += int64_t(gridDim.x) * blockDim.x) {
+    if constexpr (kBinary)
+      out[i] = f(a[i], b[i]);
+    else
+      out[i] = f(a[i]);
+  }
 }
 
 bool aligned16(const void* p) {
@@ -252,19 +248,30 @@ const char* op_name(BinaryOp op) {
 }
 
 namespace {
-// Launches kernel(f, n, batch) over `count` entries, kBatchMax at a time; fill(batch, e, i) puts
-// entry i's pointers in slot e.
-template <class Launch, class Fill>
-void for_each_batch(const char* name, int64_t n, int64_t count, Launch&& launch, Fill&& fill) {
+// out[k] = f(a[k]) or (kBinary) f(a[k], b[k]) for k < count, kBatchMax entries per launch;
+// every entry is checked before any launch.
+template <bool kBinary, class F>
+void launch_batched(const char* name, F f, int64_t n, const float* const* a, const float* const* b,
+                    float* const* out, int64_t count, cudaStream_t stream) {
   check_n(n, name);
   if (count < 0)
     throw std::invalid_argument(std::string(name) + ": negative count " + std::to_string(count));
   if (n == 0) return;
+  for (int64_t i = 0; i < count; ++i)
+    if (!a[i] || (kBinary && !b[i]) || !out[i])
+      throw std::invalid_argument(std::string(name) + ": null pointer in entry " +
+                                  std::to_string(i));
+  stream = resolve_stream(stream);
   for (int64_t first = 0; first < count; first += kBatchMax) {
     const int entries = int(count - first < kBatchMax ? count - first : kBatchMax);
-    ArrayBatch batch{};
-    for (int e = 0; e < entries; ++e) fill(batch, e, first + e);
-    launch(dim3(unsigned(blocks_for(n)), unsigned(entries)), batch);
+    ArrayBatch t{};
+    for (int e = 0; e < entries; ++e) {
+      t.a[e] = a[first + e];
+      t.b[e] = kBinary ? b[first + e] : nullptr;
+      t.out[e] = out[first + e];
+    }
+    batched_kernel<kBinary>
+        <<<dim3(unsigned(blocks_for(n)), unsigned(entries)), kThreads, 0, stream>>>(f, n, t);
     GL_CUDA_CHECK_LAUNCH();
   }
 }
@@ -272,42 +279,15 @@ void for_each_batch(const char* name, int64_t n, int64_t count, Launch&& launch,
 
 void unary_batched(UnaryOp op, OpParams p, int64_t n, const float* const* x, float* const* y,
                    int64_t count, cudaStream_t stream) {
-  for (int64_t i = 0; i < count && n > 0; ++i)  // every entry before any launch
-    if (!x[i] || !y[i])
-      throw std::invalid_argument("cuda::unary_batched: null pointer in entry " +
-                                  std::to_string(i));
-  stream = resolve_stream(stream);
   visit_unary(op, p, [&](auto f) {
-    for_each_batch(
-        "cuda::unary_batched", n, count,
-        [&](dim3 grid, const ArrayBatch& b) {
-          unary_batched_kernel<<<grid, kThreads, 0, stream>>>(f, n, b);
-        },
-        [&](ArrayBatch& b, int e, int64_t i) {
-          b.a[e] = x[i];
-          b.out[e] = y[i];
-        });
+    launch_batched<false>("cuda::unary_batched", f, n, x, nullptr, y, count, stream);
   });
 }
 
 void binary_batched(BinaryOp op, OpParams p, int64_t n, const float* const* a,
                     const float* const* b, float* const* out, int64_t count, cudaStream_t stream) {
-  for (int64_t i = 0; i < count && n > 0; ++i)
-    if (!a[i] || !b[i] || !out[i])
-      throw std::invalid_argument("cuda::binary_batched: null pointer in entry " +
-                                  std::to_string(i));
-  stream = resolve_stream(stream);
   visit_binary(op, p, [&](auto f) {
-    for_each_batch(
-        "cuda::binary_batched", n, count,
-        [&](dim3 grid, const ArrayBatch& t) {
-          binary_batched_kernel<<<grid, kThreads, 0, stream>>>(f, n, t);
-        },
-        [&](ArrayBatch& t, int e, int64_t i) {
-          t.a[e] = a[i];
-          t.b[e] = b[i];
-          t.out[e] = out[i];
-        });
+    launch_batched<true>("cuda::binary_batched", f, n, a, b, out, count, stream);
   });
 }
 

@@ -12,14 +12,36 @@ namespace gl::kernels::cuda {
 
 // y = f(x). Parameters: pow_scalar uses a (exponent), leaky_relu a (slope), clamp a, b (lo, hi).
 enum class UnaryOp : int {
-  neg, exp, log, sqrt, abs, relu, tanh, sigmoid, silu, gelu_erf, gelu_tanh, pow_scalar,
-  leaky_relu, clamp
+  neg,
+  exp,
+  log,
+  sqrt,
+  abs,
+  relu,
+  tanh,
+  sigmoid,
+  silu,
+  gelu_erf,
+  gelu_tanh,
+  pow_scalar,
+  leaky_relu,
+  clamp
 };
 // out = f(a, b). The *_back ops take (grad_out, saved) in that order, see functors.h;
 // leaky_relu_back uses a (slope), clamp_back a, b (lo, hi).
 enum class BinaryOp : int {
-  add, sub, mul, div, relu_back, leaky_relu_back, tanh_back_from_y, sigmoid_back_from_y,
-  silu_back, gelu_erf_back, gelu_tanh_back, clamp_back
+  add,
+  sub,
+  mul,
+  div,
+  relu_back,
+  leaky_relu_back,
+  tanh_back_from_y,
+  sigmoid_back_from_y,
+  silu_back,
+  gelu_erf_back,
+  gelu_tanh_back,
+  clamp_back
 };
 struct OpParams {
   double a = 0, b = 0;

@@ -52,8 +52,10 @@ __global__ void adam_kernel(const ParamSlot* slots, const TensorChunk* chunks, A
     float g = s.grad[i];
     float p = s.param[i];
     if (cfg.weight_decay != 0.0f) {
-      if (cfg.decoupled) p *= 1.0f - cfg.lr * cfg.weight_decay;
-      else g += cfg.weight_decay * p;
+      if (cfg.decoupled)
+        p *= 1.0f - cfg.lr * cfg.weight_decay;
+      else
+        g += cfg.weight_decay * p;
     }
     const float m = cfg.beta1 * s.state0[i] + (1.0f - cfg.beta1) * g;
     const float v = cfg.beta2 * s.state1[i] + (1.0f - cfg.beta2) * g * g;
@@ -116,7 +118,8 @@ OptimTable::OptimTable(const std::vector<ParamSlot>& slots, cudaStream_t stream)
 
 void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step, cudaStream_t stream,
               const GradArgs* grads) {
-  if (step < 1) throw std::invalid_argument("cuda::sgd_step: step must be >= 1, got " + std::to_string(step));
+  if (step < 1)
+    throw std::invalid_argument("cuda::sgd_step: step must be >= 1, got " + std::to_string(step));
   if (cfg.momentum != 0.0f && !table.has_state0())
     throw std::invalid_argument("cuda::sgd_step: momentum needs a state0 buffer for every tensor");
   if (cfg.nesterov && (cfg.momentum <= 0.0f || cfg.dampening != 0.0f))
@@ -131,9 +134,11 @@ void sgd_step(const OptimTable& table, const SgdConfig& cfg, int64_t step, cudaS
 
 void adam_step(const OptimTable& table, const AdamConfig& cfg, int64_t step, cudaStream_t stream,
                const GradArgs* grads) {
-  if (step < 1) throw std::invalid_argument("cuda::adam_step: step must be >= 1, got " + std::to_string(step));
+  if (step < 1)
+    throw std::invalid_argument("cuda::adam_step: step must be >= 1, got " + std::to_string(step));
   if (!table.has_state0() || !table.has_state1())
-    throw std::invalid_argument("cuda::adam_step: needs state0 (exp_avg) and state1 (exp_avg_sq) for every tensor");
+    throw std::invalid_argument(
+        "cuda::adam_step: needs state0 (exp_avg) and state1 (exp_avg_sq) for every tensor");
   const GradArgs args = grad_args(table, grads, "cuda::adam_step");
   if (table.num_chunks() == 0) return;
   // Bias corrections in double on the host, like PyTorch's Python-float arithmetic.

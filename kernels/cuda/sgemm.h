@@ -20,9 +20,9 @@ enum class GemmAlgo : int {
 };
 const char* gemm_algo_name(GemmAlgo algo);
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc, Epilogue ep = {}, cudaStream_t stream = nullptr);
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           Epilogue ep = {}, cudaStream_t stream = nullptr);
 
 void sgemm_with(GemmAlgo algo, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
                 float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
@@ -39,9 +39,9 @@ void sgemm_tiled_batched(bool trans_a, bool trans_b, int64_t M, int64_t N, int64
                          Activation act, int64_t count, cudaStream_t stream = nullptr);
 
 // The individual backends, same signature (sgemm_with dispatches to these).
-#define GL_SGEMM_SIGNATURE(name)                                                             \
-  void name(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,        \
-            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,  \
+#define GL_SGEMM_SIGNATURE(name)                                                            \
+  void name(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,       \
+            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, \
             int64_t ldc, Epilogue ep = {}, cudaStream_t stream = nullptr)
 GL_SGEMM_SIGNATURE(sgemm_naive);
 GL_SGEMM_SIGNATURE(sgemm_tiled);

@@ -17,8 +17,12 @@ using ojson = nlohmann::ordered_json;
 namespace {
 
 // The document as JSON text, keys in the document's order.
-std::string as_json(const std::string& toml) { return parse_toml(toml, "t.toml").dump(); }
-std::string expected(const std::string& json) { return ojson::parse(json).dump(); }
+std::string as_json(const std::string& toml) {
+  return parse_toml(toml, "t.toml").dump();
+}
+std::string expected(const std::string& json) {
+  return ojson::parse(json).dump();
+}
 std::string error(const std::string& toml) {
   return error_of([&] { parse_toml(toml, "t.toml"); });
 }
