@@ -391,7 +391,7 @@ std::string line_chart(const LineChart& c) {
          ") rotate(-90)\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">" +
          escape(c.ylabel) + "</text>";
   if (empty)
-    s += text(plot.left + plot.width / 2, plot.top + plot.height / 2, "no data", "middle", 12,
+    s += text(plot.left + plot.width / 2, plot.top + plot.height / 2, c.empty_note, "middle", 12,
               "fill=\"#999\"");
 
   // Plot area: data-* attributes let a reader invert pixel coordinates.

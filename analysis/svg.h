@@ -63,6 +63,8 @@ struct LineChart {
   // When set, draws a colour bar for sequentially-coloured series (e.g. epochs) instead of
   // the legend: {label, first value, last value}.
   std::optional<std::tuple<std::string, double, double>> sequential_legend;
+  // Said in the middle of a chart with no finite point.
+  std::string empty_note = "no data";
 };
 std::string line_chart(const LineChart& chart);
 

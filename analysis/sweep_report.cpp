@@ -332,17 +332,21 @@ class Report {
       c.ylabel = "final test accuracy %";
       c.ymin = 0;
       c.ymax = 100;
+      int all_runs = 0, all_diverged = 0;
       for (size_t k = 0; k < inits_.size(); ++k) {
         svg::Series sr{inits_[k], {}, {}, svg::category_color(int(k))};
         sr.markers = true;
         for (int d : depths_) {
           int runs = 0, div = 0;
           double v = final_acc(a, inits_[k], d, &runs, &div);
+          all_runs += runs;
+          all_diverged += div;
           sr.x.push_back(d);
           sr.y.push_back(std::isfinite(v) ? 100 * v : NAN);
         }
         c.series.push_back(sr);
       }
+      if (all_runs > 0 && all_diverged == all_runs) c.empty_note = "every run diverged";
       p_.figure(svg::line_chart(c),
                 "Final test accuracy against depth, one curve per "
                 "initialization, activation <b>" +

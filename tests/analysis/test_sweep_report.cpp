@@ -60,6 +60,26 @@ TEST(SweepReport, DivergedSeedsHeFactorsAndSeedsAreStated) {
   EXPECT_NE(html.find("2 seeds: final accuracies"), std::string::npos);
 }
 
+// An activation whose every run diverged has an accuracy-against-depth chart that says so, not
+// one that says it has no data.
+TEST(SweepReport, ADepthChartOfDivergedRunsSaysSo) {
+  SweepData s;
+  s.dir = "sw";
+  s.name = "test";
+  s.runs = {make_run("relu", "he_normal", 2, 0, "finished", 0.40),
+            make_run("relu", "he_normal", 4, 0, "finished", 0.50),
+            make_run("tanh", "he_normal", 2, 0, "diverged", 0.10),
+            make_run("tanh", "he_normal", 4, 0, "diverged", 0.10)};
+  const std::string html = render_sweep_report(s, {});
+  const size_t relu = html.find(">activation relu<"), tanh = html.find(">activation tanh<");
+  ASSERT_NE(relu, std::string::npos) << html;
+  ASSERT_NE(tanh, std::string::npos) << html;
+  const size_t tanh_end = html.find("</svg>", tanh);
+  EXPECT_NE(html.substr(tanh, tanh_end - tanh).find("every run diverged"), std::string::npos);
+  EXPECT_EQ(html.find("every run diverged"), html.rfind("every run diverged"));  // not relu's
+  EXPECT_EQ(html.substr(tanh, tanh_end - tanh).find("no data"), std::string::npos);
+}
+
 // Writes a sweep directory into d: summary.csv with the columns train::summary_csv writes and
 // the given rows, and runs/<id>/metrics.csv for each entry of `metrics`.
 void write_sweep(const gl::testing_fixture::ScratchDir& d, const std::string& rows,
