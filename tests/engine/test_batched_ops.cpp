@@ -17,9 +17,10 @@ using gl::testing::error_of;
 namespace {
 
 ::testing::AssertionResult same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype())
+  if (a.shape() != b.shape() || a.dtype() != b.dtype() || a.device() != b.device())
     return ::testing::AssertionFailure() << a.str() << " vs " << b.str();
-  Tensor ac = a.contiguous(), bc = b.contiguous();
+  // Compared on the host: a device tensor's memory is not the host's to read.
+  Tensor ac = a.to(Device::cpu()).contiguous(), bc = b.to(Device::cpu()).contiguous();
   if (std::memcmp(ac.raw_data(), bc.raw_data(), size_t(a.numel()) * dtype_size(a.dtype())) != 0)
     return ::testing::AssertionFailure() << "values differ: " << a.str();
   return ::testing::AssertionSuccess();
