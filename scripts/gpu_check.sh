@@ -192,7 +192,9 @@ gpu_steps() {
   # Parity first: the fastest signal on whether the device ops are right.
   gpu_tests parity 120 "$BUILD/tests/test_engine" \
     --gtest_filter='CudaParity.*:BatchedOps.*'
-  gpu_tests kernels 120 "$BUILD/tests/test_kernels" --gtest_filter='Cuda*'
+  # (launches made synchronous: a kernel that faults is the one the failing test names)
+  gpu_tests kernels 120 env CUDA_LAUNCH_BLOCKING=1 "$BUILD/tests/test_kernels" \
+    --gtest_filter='Cuda*'
   gpu_tests training_parity 150 "$BUILD/tests/test_train" \
     --gtest_filter='CudaTraining.*:FusedGroup.OnTheGpu*'
   # A small GPU training run on the committed fixture, once per GEMM backend.
