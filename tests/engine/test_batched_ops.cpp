@@ -1,7 +1,8 @@
 // test_batched_ops.cpp: the tape-free pieces a fused multi-model step is built from
-// (linear_batched, matmul_batched, activate_backward, cross_entropy_and_grad) against the
-// ops and the tape they stand in for, bit for bit: a fused step may only differ from the
-// solo one in how the work is scheduled, never in a result.
+// (linear_batched, matmul_batched, activate_backward, cross_entropy_and_grad, the batched
+// activations, column sums and cross entropy) against the ops, the lone calls and the tape they
+// stand in for, bit for bit: a fused step may only differ from the solo one in how the work is
+// scheduled, never in a result.
 #include <gtest/gtest.h>
 #include <omp.h>
 
