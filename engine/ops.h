@@ -114,6 +114,11 @@ Tensor mean(const Tensor& x);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim = false);
 Tensor max(const Tensor& x, int64_t dim, bool keepdim = false);     // values; grad to the argmax
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);  // i64, not differentiable
+// sum(x[k], {0}) for every k (the bias gradients of the fused step on a GPU): when the entries
+// are contiguous 2-D f32 or f64 tensors of one shape on one CUDA device that record no
+// gradient, one launch per 32 entries; else one call each. Either way each result is bit for
+// bit the lone call's.
+std::vector<Tensor> column_sums_batched(const std::vector<Tensor>& x);
 
 // ---- linear algebra (ops/matmul.cpp) ----
 // [M,K]@[K,N], batched [B,M,K]@[B,K,N] and [B,M,K]@[K,N].
@@ -129,10 +134,10 @@ Tensor linear_activation(const Tensor& x, const Tensor& weight, const Tensor& bi
 
 // Independent problems solved at once, for training several models in lockstep
 // (train/fused.h): out[i] is bit for bit linear(x[i], weight[i], bias[i]) / the 2-D
-// matmul(a[i], b[i]). Problems of one shape and layout go to one batched GEMM call on the CPU
-// (kernels::cpu::sgemm_batched, which spreads them over the threads); others, and CUDA
-// tensors, take one call each. They record no autograd history: call them under NoGrad.
-// bias may be empty (no bias) or hold undefined entries.
+// matmul(a[i], b[i]). Problems of one shape and layout go to one batched GEMM call (on the CPU
+// kernels::cpu::sgemm_batched, which spreads them over the threads; on a GPU
+// cuda_ops::sgemm_batched); others take one call each. They record no autograd history: call them
+// under NoGrad. bias may be empty (no bias) or hold undefined entries.
 std::vector<Tensor> linear_batched(const std::vector<Tensor>& x, const std::vector<Tensor>& weight,
                                    const std::vector<Tensor>& bias);
 std::vector<Tensor> matmul_batched(const std::vector<Tensor>& a, const std::vector<Tensor>& b);
@@ -189,6 +194,12 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels);
 // gradient of 1 (what loss.backward() computes), by the same code, without the tape (CPU or
 // CUDA).
 std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Tensor& labels);
+// cross_entropy_and_grad(logits[k], labels) for every k, as (losses, gradients): when the logits
+// are contiguous f32 or f64 tensors of one shape on one CUDA device, three launches per 32
+// entries (the labels moved to the device once); else one call each. Either way each loss and
+// gradient is bit for bit the lone call's.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> cross_entropy_and_grad_batched(
+    const std::vector<Tensor>& logits, const Tensor& labels);
 // Mean negative log-likelihood of log-probabilities [N,C] at i64 labels [N].
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels);
 Tensor mse_loss(const Tensor& a, const Tensor& b);

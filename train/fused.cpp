@@ -102,9 +102,11 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // activation; in the backward its weight step and activation backward), while the output and
   // the weights are still in cache; across threads, one batched call per layer spreads the GEMMs.
   // The same kernels run either way, so the results are the same.
-  // On a GPU one batched launch per layer and pass (kernels::cuda::sgemm_tiled_batched), and
-  // the activations and their backward one launch per activation among the models
-  // (activate_batched); the rest one model after the other.
+  // On a GPU one batched launch per layer and pass (kernels::cuda::sgemm_tiled_batched), the
+  // activations and their backward one launch per activation among the models
+  // (activate_batched), the bias gradients one launch per layer (column_sums_batched) and the
+  // losses with their gradients three (cross_entropy_and_grad_batched), each per 32 models: no
+  // launch is one model's alone (but for the GEMMs under --gemm tf32 or cublas, one per model).
   const bool cuda = images.device().is_cuda();
   const bool one_by_one = !cuda && (omp_in_parallel() || omp_get_max_threads() < 2);
   // Hidden layer j's activation and slope of every model.
@@ -171,8 +173,10 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
   // Per model, the optimizer that steps each parameter once its gradient is known (a model
   // whose loss is not finite is left alone: its run stops at the divergence check).
   std::vector<models::SGD*> step_now(n, nullptr);
+  // On a GPU the losses and their gradients are three launches per 32 models.
+  if (cuda) std::tie(r.loss, g) = cross_entropy_and_grad_batched(r.logits, labels);
   for_each_model(n, cuda, [&](std::size_t k) {
-    std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
+    if (!cuda) std::tie(r.loss[k], g[k]) = cross_entropy_and_grad(r.logits[k], labels);
     if (!sgd.empty() && sgd[k] != nullptr && std::isfinite(r.loss[k].item())) step_now[k] = sgd[k];
   });
   // Backward, output layer first, as the tape walks it: dX = dY W (not for the input),
@@ -207,6 +211,19 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
       for (const Tensor& t : g) gt.push_back(t.t());
       dw = matmul_batched(gt, j > 0 ? post[j - 1] : std::vector<Tensor>(n, images));
     }
+    // On a GPU the layer's bias gradients are one launch per 32 models.
+    std::vector<Tensor> db(n);
+    if (cuda) {
+      std::vector<std::size_t> with_bias;
+      std::vector<Tensor> gb;
+      for (std::size_t k = 0; k < n; ++k)
+        if (linear_of(k, j).bias().defined()) {
+          with_bias.push_back(k);
+          gb.push_back(g[k]);
+        }
+      const std::vector<Tensor> sums = column_sums_batched(gb);
+      for (std::size_t i = 0; i < with_bias.size(); ++i) db[with_bias[i]] = sums[i];
+    }
     for_each_model(n, cuda, [&](std::size_t k) {
       const models::Linear& lin = linear_of(k, j);
       if (one_by_one) {
@@ -229,7 +246,8 @@ FusedStepResult fused_step_by_layer(const std::vector<models::Network*>& models,
         dw[k] = matmul(g[k].t(), input);
       }
       const std::size_t first = grads[k].size();
-      if (lin.bias().defined()) grads[k].emplace_back(lin.bias(), sum(g[k], {0}));
+      if (lin.bias().defined())
+        grads[k].emplace_back(lin.bias(), cuda ? std::move(db[k]) : sum(g[k], {0}));
       grads[k].emplace_back(lin.weight(), dw[k]);
       // This layer's weights have served the forward and dX above: step them now.
       if (step_now[k] != nullptr)

@@ -20,8 +20,10 @@
 //
 // On a GPU the batched GEMMs are kernels::cuda::sgemm_tiled_batched launches (the bits of lone
 // calls), the activations and their backward one launch per activation among the models
-// (activate_batched), the rest model by model on the stream, and the optimizers step after
-// the fused step (no inline stepping: that would read each loss on the host every step).
+// (activate_batched), the bias gradients one launch per layer (column_sums_batched), the losses
+// and their gradients three (cross_entropy_and_grad_batched), all per 32 models and each entry
+// the bits of the lone call; the optimizers step after the fused step (no inline stepping: that
+// would read each loss on the host every step).
 //
 // What fuses: MLPs (CPU or GPU) without dropout or batchnorm, any activation, initializer,
 // optimizer, learning rate or schedule; models trained in one group must share the data

@@ -3,6 +3,7 @@
 // the common cases (contiguous, row broadcast) reach the kernels as 1-2 dims.
 #include "engine/cuda/ops_cuda.h"
 
+#include <algorithm>
 #include <numeric>
 
 #include "engine/autograd.h"
@@ -237,6 +238,38 @@ Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& mask) {
   return out;
 }
 
+bool uniform_matrix_batch(const std::vector<Tensor>& x) {
+  if (x.empty()) return false;
+  const Tensor& f = x[0];
+  if (!f.defined() || !f.device().is_cuda() || !is_floating(f.dtype()) || f.dim() != 2 ||
+      f.numel() == 0)
+    return false;
+  return std::all_of(x.begin(), x.end(), [&](const Tensor& t) {
+    return t.defined() && t.device() == f.device() && t.dtype() == f.dtype() &&
+           t.shape() == f.shape() && t.is_contiguous();
+  });
+}
+
+std::vector<Tensor> column_sums_batched(const std::vector<Tensor>& x) {
+  std::vector<Tensor> out;
+  if (x.empty()) return out;
+  const auto scope = device_scope(x[0]);
+  const int64_t rows = x[0].shape()[0], cols = x[0].shape()[1];
+  float_types(x[0].dtype(), "column_sums_batched", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<const T*> px;
+    std::vector<T*> po;
+    for (const Tensor& t : x) {
+      out.push_back(Tensor::empty({cols}, t.dtype(), t.device()));
+      px.push_back(ptr<const T>(t));
+      po.push_back(ptr<T>(out.back()));
+    }
+    kc::sum_cols_batched<T>(px.data(), rows, cols, po.data(), int64_t(x.size()), false);
+    return 0;
+  });
+  return out;
+}
+
 void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor& idx) {
   check_device_float(xl, "max");
   GL_CHECK(xl.is_contiguous() && xl.numel() == rows * n, "max: internal layout error for {}",
@@ -347,6 +380,35 @@ Tensor xent_backward(const Tensor& logits, const Tensor& labels) {
     return 0;
   });
   return d;
+}
+
+std::pair<std::vector<Tensor>, std::vector<Tensor>> xent_batched(const std::vector<Tensor>& logits,
+                                                                 const Tensor& labels) {
+  std::vector<Tensor> loss, grad;
+  if (logits.empty()) return {loss, grad};
+  const auto scope = device_scope(logits[0]);
+  const int64_t N = logits[0].shape()[0], C = logits[0].shape()[1];
+  const auto count = int64_t(logits.size());
+  // Every problem's per-row losses, the scratch of its mean.
+  Tensor rows = Tensor::empty({count, N}, logits[0].dtype(), logits[0].device());
+  float_types(logits[0].dtype(), "cross_entropy", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<const T*> px;
+    std::vector<T*> prows, pmean, pgrad;
+    for (int64_t k = 0; k < count; ++k) {
+      const Tensor& x = logits[std::size_t(k)];
+      loss.push_back(Tensor::empty({}, x.dtype(), x.device()));
+      grad.push_back(Tensor::empty({N, C}, x.dtype(), x.device()));
+      px.push_back(ptr<const T>(x));
+      prows.push_back(ptr<T>(rows) + k * N);
+      pmean.push_back(ptr<T>(loss.back()));
+      pgrad.push_back(ptr<T>(grad.back()));
+    }
+    kc::softmax_xent_batched<T>(px.data(), ptr<const int64_t>(labels), N, C, prows.data(),
+                                pmean.data(), pgrad.data(), count);
+    return 0;
+  });
+  return {loss, grad};
 }
 
 // ------------------------------------------------------------------ dropout

@@ -7,6 +7,7 @@
 // stream of the device that holds the memory; the ops on a device are ordered among
 // themselves and none waits for the host.
 #pragma once
+#include <utility>
 #include <vector>
 
 #include "engine/cuda/functor_ops.h"
@@ -77,6 +78,13 @@ void fill(const Tensor& dst, double value);
 // ---- reductions ----
 // Sum over the masked dims; the result has the keepdim shape and x's dtype.
 Tensor sum_keepdim(const Tensor& x, const std::vector<bool>& mask);
+// Whether x holds at least one tensor and every entry is a contiguous, non-empty 2-D f32 or f64
+// tensor with x[0]'s shape and dtype on x[0]'s CUDA device: what the batched reductions and
+// losses below take.
+bool uniform_matrix_batch(const std::vector<Tensor>& x);
+// sum over dim 0 of each contiguous 2-D tensor of one shape, dtype and device (the caller
+// checks), one launch per 32 tensors: each the bits sum_keepdim gives it alone.
+std::vector<Tensor> column_sums_batched(const std::vector<Tensor>& x);
 // Row max / argmax of a contiguous [rows, n] tensor: values (x's dtype) and idx (i64), [rows].
 void max_rows(const Tensor& xl, int64_t rows, int64_t n, Tensor* values, Tensor& idx);
 // A zero tensor of `shape` (contiguous [rows, n]) with g[r] at (r, idx[r]).
@@ -100,6 +108,11 @@ Tensor softmax_rows(const Tensor& xl, bool log_form);
 Tensor xent_forward(const Tensor& logits, const Tensor& labels);
 // d mean-loss / d logits for an upstream gradient of 1.
 Tensor xent_backward(const Tensor& logits, const Tensor& labels);
+// xent_forward and xent_backward of contiguous logits of one shape, dtype and device (the
+// caller checks) against the same labels: three launches per 32 problems, each loss and
+// gradient the lone calls' bits.
+std::pair<std::vector<Tensor>, std::vector<Tensor>> xent_batched(const std::vector<Tensor>& logits,
+                                                                 const Tensor& labels);
 
 // ---- dropout: the multiplier mask (0 or 1/(1-p)) of the CPU rule ----
 Tensor dropout_mask(const Shape& shape, DType dtype, Device device, uint64_t seed, uint64_t offset,

@@ -1,6 +1,7 @@
 // loss.cpp: softmax, log_softmax, fused cross-entropy, nll_loss, mse_loss.
 #include <cmath>
 #include <limits>
+#include <utility>
 
 #include "engine/ops.h"
 #include "engine/ops/map.h"
@@ -211,6 +212,26 @@ std::pair<Tensor, Tensor> cross_entropy_and_grad(const Tensor& logits, const Ten
 #endif
   XentCpu x = xent_forward_cpu(logits, labels);
   return {x.loss, xent_backward_cpu(x.probs, x.labels, x.N, x.C, 1.0)};
+}
+
+std::pair<std::vector<Tensor>, std::vector<Tensor>> cross_entropy_and_grad_batched(
+    const std::vector<Tensor>& logits, const Tensor& labels) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (logits.size() > 1 && cuda_ops::uniform_matrix_batch(logits)) {
+    Tensor lab = device_labels(logits[0], labels, "cross_entropy");
+    std::vector<Tensor> detached;
+    detached.reserve(logits.size());
+    for (const Tensor& t : logits) detached.push_back(t.detach());
+    return cuda_ops::xent_batched(detached, lab);
+  }
+#endif
+  std::pair<std::vector<Tensor>, std::vector<Tensor>> out;
+  for (const Tensor& t : logits) {
+    auto [loss, grad] = cross_entropy_and_grad(t, labels);
+    out.first.push_back(std::move(loss));
+    out.second.push_back(std::move(grad));
+  }
+  return out;
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& labels) {

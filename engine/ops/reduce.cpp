@@ -98,6 +98,18 @@ Tensor sum(const Tensor& x) {
   return sum(x, all, false);
 }
 
+std::vector<Tensor> column_sums_batched(const std::vector<Tensor>& x) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (x.size() > 1 && cuda_ops::uniform_matrix_batch(x) &&
+      std::none_of(x.begin(), x.end(), [](const Tensor& t) { return needs_grad({&t}); }))
+    return cuda_ops::column_sums_batched(x);
+#endif
+  std::vector<Tensor> out;
+  out.reserve(x.size());
+  for (const Tensor& t : x) out.push_back(sum(t, {0}));
+  return out;
+}
+
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   std::vector<bool> mask = reduced_mask(x, dims, "mean");
   int64_t count = 1;

@@ -3,12 +3,14 @@
 // row (warp shuffles, then a shared-memory pass over the warps). All elements: two passes,
 // per-block partials into an allocator scratch buffer, then one block. Columns: a 32 x 8
 // thread block per 32 columns; lanes read consecutive columns (coalesced), the 8 row lanes are
-// combined in a fixed order. Per-column work is serial over rows/8, so a tall narrow array
-// (rows >> cols) uses few SMs.
+// combined in a fixed order; a batch of same-shape arrays runs that block code for each array,
+// blockIdx.y naming the array (up to 32 per launch). Per-column work is serial over rows/8, so
+// a tall narrow array (rows >> cols) uses few SMs.
 // speed: not yet measured on a GPU.
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/batch.h"
 #include "kernels/cuda/reduce.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/warp.cuh"
@@ -71,8 +73,11 @@ __global__ void final_kernel(const T* partial, int count, T* out, Op op) {
 constexpr int kColTile = 32;
 constexpr int kColRowLanes = 8;
 
+// Block blockIdx.x's 32 columns of out (+)= the column sums of x: the lone and the batched
+// kernels run this same code, so each batched entry gets the lone call's bits.
 template <class T>
-__global__ void cols_sum_kernel(const T* x, int64_t rows, int64_t cols, T* out, bool accumulate) {
+__device__ __forceinline__ void cols_sum_block(const T* x, int64_t rows, int64_t cols, T* out,
+                                               bool accumulate) {
   __shared__ T part[kColRowLanes][kColTile + 1];
   const int64_t c = int64_t(blockIdx.x) * kColTile + threadIdx.x;
   T acc = T(0);
@@ -86,6 +91,34 @@ __global__ void cols_sum_kernel(const T* x, int64_t rows, int64_t cols, T* out, 
     for (int i = 0; i < kColRowLanes; ++i) s += part[i][threadIdx.x];
     out[c] = accumulate ? out[c] + s : s;
   }
+}
+
+template <class T>
+__global__ void cols_sum_kernel(const T* x, int64_t rows, int64_t cols, T* out, bool accumulate) {
+  cols_sum_block(x, rows, cols, out, accumulate);
+}
+
+// Up to kColBatchMax arrays per launch, by value (2 * 32 pointers: 512 bytes of the 4 KB of
+// kernel arguments): entry blockIdx.y.
+constexpr int kColBatchMax = 32;
+template <class T>
+struct ColBatch {
+  const T* x[kColBatchMax];
+  T* out[kColBatchMax];
+};
+
+template <class T>
+__global__ void cols_sum_batched_kernel(ColBatch<T> t, int64_t rows, int64_t cols,
+                                        bool accumulate) {
+  cols_sum_block(t.x[blockIdx.y], rows, cols, t.out[blockIdx.y], accumulate);
+}
+
+// The grid's x extent for the column sums: one block per 32 columns.
+unsigned cols_grid(int64_t cols, const char* op) {
+  const int64_t grid = (cols + kColTile - 1) / kColTile;
+  if (grid > 0x7fffffff)
+    throw std::invalid_argument(std::string(op) + ": too many columns " + std::to_string(cols));
+  return unsigned(grid);
 }
 
 void check_shape(int64_t rows, int64_t cols, const char* op) {
@@ -155,20 +188,41 @@ void sum_cols(const T* x, int64_t rows, int64_t cols, T* out, bool accumulate,
   check_shape(rows, cols, "cuda::sum_cols");
   if (cols == 0) return;
   stream = resolve_stream(stream);
-  const int64_t grid = (cols + kColTile - 1) / kColTile;
-  if (grid > 0x7fffffff)
-    throw std::invalid_argument("cuda::sum_cols: too many columns " + std::to_string(cols));
-  cols_sum_kernel<T><<<unsigned(grid), dim3(kColTile, kColRowLanes), 0, stream>>>(x, rows, cols,
-                                                                                   out, accumulate);
+  cols_sum_kernel<T>
+      <<<cols_grid(cols, "cuda::sum_cols"), dim3(kColTile, kColRowLanes), 0, stream>>>(
+          x, rows, cols, out, accumulate);
   GL_CUDA_CHECK_LAUNCH();
 }
+template <class T>
+void sum_cols_batched(const T* const* x, int64_t rows, int64_t cols, T* const* out, int64_t count,
+                      bool accumulate, cudaStream_t stream) {
+  const char* name = "cuda::sum_cols_batched";
+  check_shape(rows, cols, name);
+  check_batch(name, count, x, out);
+  if (cols == 0) return;
+  const unsigned grid = cols_grid(cols, name);
+  stream = resolve_stream(stream);
+  for_each_launch<kColBatchMax>(count, [&](int64_t first, int entries) {
+    ColBatch<T> t{};
+    for (int e = 0; e < entries; ++e) {
+      t.x[e] = x[first + e];
+      t.out[e] = out[first + e];
+    }
+    cols_sum_batched_kernel<T>
+        <<<dim3(grid, unsigned(entries)), dim3(kColTile, kColRowLanes), 0, stream>>>(t, rows, cols,
+                                                                                     accumulate);
+    GL_CUDA_CHECK_LAUNCH();
+  });
+}
 
-#define GL_INSTANTIATE(T)                                                            \
-  template void sum_rows<T>(const T*, int64_t, int64_t, T*, cudaStream_t);           \
-  template void max_rows<T>(const T*, int64_t, int64_t, T*, cudaStream_t);           \
-  template void sum_all<T>(const T*, int64_t, T*, cudaStream_t);                     \
-  template void max_all<T>(const T*, int64_t, T*, cudaStream_t);                     \
-  template void sum_cols<T>(const T*, int64_t, int64_t, T*, bool, cudaStream_t);
+#define GL_INSTANTIATE(T)                                                                        \
+  template void sum_rows<T>(const T*, int64_t, int64_t, T*, cudaStream_t);                       \
+  template void max_rows<T>(const T*, int64_t, int64_t, T*, cudaStream_t);                       \
+  template void sum_all<T>(const T*, int64_t, T*, cudaStream_t);                                 \
+  template void max_all<T>(const T*, int64_t, T*, cudaStream_t);                                 \
+  template void sum_cols<T>(const T*, int64_t, int64_t, T*, bool, cudaStream_t);                 \
+  template void sum_cols_batched<T>(const T* const*, int64_t, int64_t, T* const*, int64_t, bool, \
+                                    cudaStream_t);
 GL_INSTANTIATE(float)
 GL_INSTANTIATE(double)
 #undef GL_INSTANTIATE

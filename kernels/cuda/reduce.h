@@ -23,5 +23,11 @@ void max_all(const T* x, int64_t n, T* out, cudaStream_t stream = nullptr);
 template <class T>
 void sum_cols(const T* x, int64_t rows, int64_t cols, T* out, bool accumulate = false,
               cudaStream_t stream = nullptr);
+// sum_cols for `count` arrays of one shape: out[k][c] (+)= sum_r x[k][r*cols + c], up to 32
+// arrays per launch, each entry the bits sum_cols gives that array alone. x and out are host
+// arrays of device pointers.
+template <class T>
+void sum_cols_batched(const T* const* x, int64_t rows, int64_t cols, T* const* out, int64_t count,
+                      bool accumulate = false, cudaStream_t stream = nullptr);
 
 }  // namespace gl::kernels::cuda

@@ -31,4 +31,14 @@ template <class T>
 void softmax_xent_backward(const T* logits, const int64_t* labels, int64_t rows, int64_t cols,
                            T grad_scale, T* dlogits, cudaStream_t stream = nullptr);
 
+// `count` problems of one shape [rows, cols] that share the labels: for each k the forward
+// (loss_rows[k], loss_mean[k]) and the backward (dlogits[k], grad_scale 1), bit for bit what
+// softmax_xent_forward and softmax_xent_backward give that problem alone; up to 32 problems per
+// launch, three launches (row losses, means, gradients). Host arrays of device pointers;
+// loss_rows[k] holds `rows` entries.
+template <class T>
+void softmax_xent_batched(const T* const* logits, const int64_t* labels, int64_t rows, int64_t cols,
+                          T* const* loss_rows, T* const* loss_mean, T* const* dlogits,
+                          int64_t count, cudaStream_t stream = nullptr);
+
 }  // namespace gl::kernels::cuda

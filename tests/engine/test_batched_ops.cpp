@@ -1,11 +1,15 @@
 // test_batched_ops.cpp: the tape-free pieces a fused multi-model step is built from
-// (linear_batched, matmul_batched, activate_backward, cross_entropy_and_grad) against the
-// ops and the tape they stand in for, bit for bit: a fused step may only differ from the
-// solo one in how the work is scheduled, never in a result.
+// (linear_batched, matmul_batched, activate_backward, cross_entropy_and_grad, the batched
+// activations, column sums and cross entropy) against the ops, the lone calls and the tape they
+// stand in for, bit for bit: a fused step may only differ from the solo one in how the work is
+// scheduled, never in a result.
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
 
 #include "engine/ops.h"
 #include "tests/cuda_devices.h"
@@ -278,4 +282,147 @@ TEST(BatchedOps, ActivateBatchedEqualsTheLoneCalls) {
               activate_batched({Tensor::ones({2})}, {}, {});
             }).find("activate_batched: 1 tensors, 0 activations, 0 slopes"),
             std::string::npos);
+}
+
+namespace {
+// The devices a batched-op test runs on: the CPU, and a GPU when there is one.
+std::vector<Device> test_devices() {
+  std::vector<Device> devices = {Device::cpu()};
+  if (gl::testing::missing_gpus(1).empty()) devices.push_back(Device::cuda());
+  return devices;
+}
+
+// Entry k of a batch: values of magnitude 10^(k % 7 - 3) around an offset of the same order,
+// so the entries differ and their sums round differently.
+Tensor batch_entry(const Shape& shape, std::size_t k, DType dtype, Generator& g) {
+  const double scale = std::pow(10.0, double(int(k % 7) - 3));
+  return add(mul(Tensor::randn(shape, g, dtype), scale), 0.25 * scale * double(k % 3));
+}
+}  // namespace
+
+// column_sums_batched: each entry bit for bit sum(x, {0}), and within rounding of f64 column
+// sums of the same values, for f32 and f64, on shapes with a partial 32-column tile and rows
+// not a multiple of 8, with more entries than one launch takes (on a GPU); mixed shapes and a
+// transposed entry take the lone calls, with the same values.
+TEST(BatchedOps, ColumnSumsBatchedEqualTheLoneCalls) {
+  Generator g(21);
+  NoGrad ng;
+  for (const Device& dev : test_devices()) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      for (const Shape& shape : {Shape{37, 45}, Shape{1, 5}, Shape{300, 3}}) {
+        for (std::size_t count : {std::size_t(2), std::size_t(11), std::size_t(40)}) {
+          std::vector<Tensor> x;
+          for (std::size_t k = 0; k < count; ++k)
+            x.push_back(batch_entry(shape, k, dtype, g).to(dev));
+          const std::vector<Tensor> s = column_sums_batched(x);
+          ASSERT_EQ(s.size(), count);
+          for (std::size_t k = 0; k < count; ++k) {
+            EXPECT_EQ(s[k].device(), dev);
+            EXPECT_TRUE(same_bits(s[k], sum(x[k], {0})))
+                << dev.str() << " " << dtype_name(dtype) << " " << shape_str(shape) << " entry "
+                << k << " of " << count;
+            const std::vector<double> v = x[k].to_vector<double>(), got = s[k].to_vector<double>();
+            const int64_t rows = shape[0], cols = shape[1];
+            for (int64_t c = 0; c < cols; ++c) {
+              double exact = 0, mag = 0;
+              for (int64_t r = 0; r < rows; ++r) {
+                exact += v[std::size_t(r * cols + c)];
+                mag += std::abs(v[std::size_t(r * cols + c)]);
+              }
+              const double eps = dtype == DType::f32 ? 1e-6 : 1e-14;
+              EXPECT_NEAR(got[std::size_t(c)], exact, eps * double(rows) * mag + 1e-300)
+                  << "column " << c << " of entry " << k;
+            }
+          }
+        }
+      }
+    }
+    // Mixed shapes, and a transposed entry: the lone calls.
+    std::vector<Tensor> mixed = {Tensor::randn({7, 9}, g, DType::f32).to(dev),
+                                 Tensor::randn({8, 9}, g, DType::f32).to(dev),
+                                 Tensor::randn({9, 7}, g, DType::f32).to(dev).t()};
+    const std::vector<Tensor> s = column_sums_batched(mixed);
+    for (std::size_t k = 0; k < mixed.size(); ++k)
+      EXPECT_TRUE(same_bits(s[k], sum(mixed[k], {0}))) << dev.str() << " mixed entry " << k;
+  }
+  EXPECT_TRUE(column_sums_batched({}).empty());
+}
+
+// cross_entropy_and_grad_batched: each loss and gradient bit for bit the lone call's, and
+// within rounding of an f64 softmax cross-entropy of the same values, for f32 and f64, batch
+// sizes 1, 7 and 130, logits from 0.001 to 1000 in magnitude, more entries than one launch
+// takes (on a GPU), labels on the host and on the device; mixed shapes and a transposed entry
+// take the lone calls. A label out of range is refused, naming the op.
+TEST(BatchedOps, CrossEntropyBatchedEqualsTheLoneCalls) {
+  Generator g(22);
+  NoGrad ng;
+  for (const Device& dev : test_devices()) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      for (int64_t N : {1, 7, 130}) {
+        const int64_t C = 10;
+        std::vector<int64_t> lab;
+        for (int64_t i = 0; i < N; ++i) lab.push_back((i * 7 + 3) % C);
+        const Tensor host_labels = Tensor::from_vector(lab, {N});
+        for (const Tensor& labels : {host_labels, host_labels.to(dev)}) {
+          for (std::size_t count : {std::size_t(3), std::size_t(40)}) {
+            std::vector<Tensor> logits;
+            for (std::size_t k = 0; k < count; ++k)
+              logits.push_back(batch_entry({N, C}, k, dtype, g).to(dev));
+            const auto [loss, grad] = cross_entropy_and_grad_batched(logits, labels);
+            ASSERT_EQ(loss.size(), count);
+            ASSERT_EQ(grad.size(), count);
+            for (std::size_t k = 0; k < count; ++k) {
+              const auto [lone_loss, lone_grad] = cross_entropy_and_grad(logits[k], labels);
+              const std::string where = dev.str() + " " + dtype_name(dtype) + " N " +
+                                        std::to_string(N) + " labels on " + labels.device().str() +
+                                        " entry " + std::to_string(k);
+              EXPECT_EQ(loss[k].device(), dev) << where;
+              EXPECT_TRUE(same_bits(loss[k], lone_loss)) << where;
+              EXPECT_TRUE(same_bits(grad[k], lone_grad)) << where;
+              // f64 reference: loss = mean(logsumexp - x[y]), grad = (softmax - onehot) / N.
+              const std::vector<double> v = logits[k].to_vector<double>(),
+                                        d = grad[k].to_vector<double>();
+              // Rounding errors grow with the logits' magnitude (log-probabilities lose
+              // eps * max |logit|).
+              double total = 0, largest = 0;
+              for (double e : v) largest = std::max(largest, std::abs(e));
+              const double tol = (dtype == DType::f32 ? 1e-6 : 1e-14) * (1.0 + largest);
+              for (int64_t r = 0; r < N; ++r) {
+                const double* row = v.data() + r * C;
+                double m = row[0];
+                for (int64_t c = 1; c < C; ++c) m = std::max(m, row[c]);
+                double se = 0;
+                for (int64_t c = 0; c < C; ++c) se += std::exp(row[c] - m);
+                total += m + std::log(se) - row[lab[std::size_t(r)]];
+                for (int64_t c = 0; c < C; ++c) {
+                  const double p = std::exp(row[c] - m) / se;
+                  const double want = (p - (c == lab[std::size_t(r)] ? 1.0 : 0.0)) / double(N);
+                  EXPECT_NEAR(d[std::size_t(r * C + c)], want, tol / double(N))
+                      << where << " row " << r << " class " << c;
+                }
+              }
+              const double want_loss = total / double(N);
+              EXPECT_NEAR(loss[k].item(), want_loss, tol) << where;
+            }
+          }
+        }
+      }
+    }
+    // Mixed shapes, and a transposed entry: the lone calls.
+    const Tensor labels = Tensor::from_vector(std::vector<int64_t>{0, 3, 2, 1, 3}, {5});
+    std::vector<Tensor> mixed = {Tensor::randn({5, 4}, g, DType::f32).to(dev),
+                                 Tensor::randn({5, 6}, g, DType::f32).to(dev),
+                                 Tensor::randn({4, 5}, g, DType::f32).to(dev).t()};
+    const auto [loss, grad] = cross_entropy_and_grad_batched(mixed, labels);
+    for (std::size_t k = 0; k < mixed.size(); ++k) {
+      const auto [lone_loss, lone_grad] = cross_entropy_and_grad(mixed[k], labels);
+      EXPECT_TRUE(same_bits(loss[k], lone_loss)) << dev.str() << " mixed entry " << k;
+      EXPECT_TRUE(same_bits(grad[k], lone_grad)) << dev.str() << " mixed entry " << k;
+    }
+    const Tensor x = Tensor::randn({2, 3}, g, DType::f32).to(dev);
+    const std::string msg = error_of([&] {
+      cross_entropy_and_grad_batched({x, x}, Tensor::from_vector(std::vector<int64_t>{0, 3}, {2}));
+    });
+    EXPECT_NE(msg.find("cross_entropy: label 3 at row 1 outside [0, 3)"), std::string::npos) << msg;
+  }
 }
