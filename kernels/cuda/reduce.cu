@@ -146,7 +146,8 @@ void reduce_rows(const T* x, int64_t rows, int64_t cols, T* out, cudaStream_t s,
 
 template <class T, class Op>
 void reduce_all(const T* x, int64_t n, T* out, cudaStream_t s, const char* name) {
-  if (n < 0) throw std::invalid_argument(std::string(name) + ": negative size " + std::to_string(n));
+  if (n < 0)
+    throw std::invalid_argument(std::string(name) + ": negative size " + std::to_string(n));
   s = resolve_stream(s);
   constexpr int64_t kMaxPartials = 1024;
   int64_t blocks = (n + kThreads * 4 - 1) / (kThreads * 4);

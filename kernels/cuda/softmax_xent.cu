@@ -35,8 +35,8 @@ __device__ __forceinline__ void row_max_sum(const T* row, int64_t cols, int lane
   sum = s;
 }
 
-#define GL_FOR_EACH_WARP_ROW(r)                                                   \
-  const int lane = threadIdx.x & 31;                                              \
+#define GL_FOR_EACH_WARP_ROW(r)                                                        \
+  const int lane = threadIdx.x & 31;                                                   \
   for (int64_t r = int64_t(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5); r < rows; \
        r += int64_t(gridDim.x) * kRowsPerBlock)
 
@@ -167,8 +167,8 @@ template <class T>
 void softmax_rows(const T* x, int64_t rows, int64_t cols, T* y, cudaStream_t stream) {
   check_shape(rows, cols, "cuda::softmax_rows");
   if (rows == 0) return;
-  softmax_kernel<T, false><<<grid_for_rows(rows), kThreads, 0, resolve_stream(stream)>>>(x, rows,
-                                                                                       cols, y);
+  softmax_kernel<T, false>
+      <<<grid_for_rows(rows), kThreads, 0, resolve_stream(stream)>>>(x, rows, cols, y);
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -176,8 +176,8 @@ template <class T>
 void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* y, cudaStream_t stream) {
   check_shape(rows, cols, "cuda::log_softmax_rows");
   if (rows == 0) return;
-  softmax_kernel<T, true><<<grid_for_rows(rows), kThreads, 0, resolve_stream(stream)>>>(x, rows,
-                                                                                      cols, y);
+  softmax_kernel<T, true>
+      <<<grid_for_rows(rows), kThreads, 0, resolve_stream(stream)>>>(x, rows, cols, y);
   GL_CUDA_CHECK_LAUNCH();
 }
 
@@ -185,11 +185,10 @@ template <class T>
 void softmax_xent_forward(const T* logits, const int64_t* labels, int64_t rows, int64_t cols,
                           T* loss_rows, T* loss_mean, bool accumulate_mean, cudaStream_t stream) {
   check_shape(rows, cols, "cuda::softmax_xent_forward");
-  if (rows == 0)
-    throw std::invalid_argument("cuda::softmax_xent_forward: empty batch (rows == 0)");
+  if (rows == 0) throw std::invalid_argument("cuda::softmax_xent_forward: empty batch (rows == 0)");
   stream = resolve_stream(stream);
-  xent_forward_kernel<T><<<grid_for_rows(rows), kThreads, 0, stream>>>(logits, labels, rows, cols,
-                                                                       loss_rows);
+  xent_forward_kernel<T>
+      <<<grid_for_rows(rows), kThreads, 0, stream>>>(logits, labels, rows, cols, loss_rows);
   GL_CUDA_CHECK_LAUNCH();
   if (loss_mean) {
     mean_kernel<T><<<1, kThreads, 0, stream>>>(loss_rows, rows, loss_mean, accumulate_mean);

@@ -11,8 +11,7 @@ namespace gl::kernels::cuda {
 template <class T>
 void softmax_rows(const T* x, int64_t rows, int64_t cols, T* y, cudaStream_t stream = nullptr);
 template <class T>
-void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* y,
-                      cudaStream_t stream = nullptr);
+void log_softmax_rows(const T* x, int64_t rows, int64_t cols, T* y, cudaStream_t stream = nullptr);
 
 // Forward: loss_rows[r] = logsumexp(logits[r, :]) - logits[r, labels[r]].
 // loss_mean (a device scalar, may be null) receives mean_r loss_rows[r]; with
@@ -25,8 +24,8 @@ void softmax_xent_forward(const T* logits, const int64_t* labels, int64_t rows, 
                           T* loss_rows, T* loss_mean, bool accumulate_mean = false,
                           cudaStream_t stream = nullptr);
 
-// Backward of the mean loss: dlogits[r, c] = grad_scale * (softmax(logits[r])[c] - [c == label]) / rows.
-// grad_scale is d(objective)/d(mean loss), usually 1. Rows with a bad label get NaN.
+// Backward of the mean loss: dlogits[r, c] = grad_scale * (softmax(logits[r])[c] - [c == label]) /
+// rows. grad_scale is d(objective)/d(mean loss), usually 1. Rows with a bad label get NaN.
 template <class T>
 void softmax_xent_backward(const T* logits, const int64_t* labels, int64_t rows, int64_t cols,
                            T grad_scale, T* dlogits, cudaStream_t stream = nullptr);
