@@ -8,13 +8,14 @@
 # Usage: scripts/gpu_bundle.sh [cuda-build-dir] [output]
 #        (defaults: build-cuda, .gpu_bundle.tar.xz; the build directory is configured with
 #         -DGRADLENS_CUDA=ON when it has no build yet, and the programs are built first)
-# Needs: a CUDA toolkit (nvcc), xz. About 10 MB for the five programs.
+# Needs: a CUDA toolkit (nvcc), xz. About 11 MB for the six programs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-cuda}
 OUTPUT=${2:-.gpu_bundle.tar.xz}
 # The same list as gpu_check.sh's GPU steps.
-TARGETS=(gradlens tests/test_engine tests/test_kernels tests/test_train bench/bench_cuda_gemm)
+TARGETS=(gradlens tests/test_engine tests/test_kernels tests/test_train tests/test_models
+  bench/bench_cuda_gemm)
 die() { echo "gpu_bundle.sh: $*" >&2; exit 1; }
 command -v xz >/dev/null || die "needs xz (apt-get install xz-utils)"
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then

@@ -91,6 +91,9 @@ deps_prefix() {
   fi
   echo "-DCMAKE_PREFIX_PATH=$PWD/.deps/root/usr"
 }
+# The programs the GPU steps run (scripts/gpu_bundle.sh packs the same list), as built.
+GPU_PROGRAMS=(gradlens tests/test_engine tests/test_kernels tests/test_train tests/test_models
+  bench/bench_cuda_gemm)
 BUNDLE=${BUNDLE:-.gpu_bundle.tar.xz}
 BUNDLED=0
 # Folders where this machine may keep CUDA's libraries: the toolkit's, PyTorch's wheels'.
@@ -139,8 +142,8 @@ use_bundle() {  # unpacks $BUNDLE into $BUILD and finds its libraries; fails whe
   fi
   # The libraries this machine lacks: the bundle's copy, else wherever CUDA's are here.
   mkdir -p "$libs"
-  missing=$(for t in gradlens tests/test_engine tests/test_kernels tests/test_train \
-    bench/bench_cuda_gemm; do ldd "$BUILD/$t"; done 2>&1 | tee -a "$LOGS/bundle.log" |
+  missing=$(for t in "${GPU_PROGRAMS[@]}"; do ldd "$BUILD/$t"; done 2>&1 |
+    tee -a "$LOGS/bundle.log" |
     awk '$2 == "=>" && $3 == "not" { print $1 }' | sort -u)
   for so in $missing; do
     if [ -f "$BUILD/lib/$so" ]; then
@@ -184,8 +187,8 @@ build() {  # build NAME MAX_SECONDS [TARGET...]: the targets (all without any)
   # -k 0: one file that fails to build does not stop the others (the tests that build still run).
   step "$name" "$max" cmake --build "$BUILD" -j "$JOBS" ${1:+--target "$@"} -- -k 0
 }
-# The programs the GPU steps run; the rest of the suite is built only when time is left.
-GPU_TARGETS=(gradlens test_engine test_kernels test_train bench_cuda_gemm)
+# The GPU steps' programs; the rest of the suite is built only when time is left.
+GPU_TARGETS=($(for t in "${GPU_PROGRAMS[@]}"; do basename "$t"; done))
 gpu_steps() {
   nvidia-smi >"$LOGS/nvidia-smi.txt" 2>&1 || true
   build build 360 "${GPU_TARGETS[@]}"
@@ -195,6 +198,7 @@ gpu_steps() {
   # (launches made synchronous: a kernel that faults is the one the failing test names)
   gpu_tests kernels 120 env CUDA_LAUNCH_BLOCKING=1 "$BUILD/tests/test_kernels" \
     --gtest_filter='Cuda*'
+  gpu_tests optimizers 60 "$BUILD/tests/test_models" --gtest_filter='CudaOptimizer.*'
   gpu_tests training_parity 150 "$BUILD/tests/test_train" \
     --gtest_filter='CudaTraining.*:FusedGroup.OnTheGpu*'
   # A small GPU training run on the committed fixture, once per GEMM backend.

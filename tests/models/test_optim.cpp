@@ -405,6 +405,60 @@ print(' '.join(repr(v) for v in p.detach().tolist()))
   }
 }
 
+// On a GPU the step reads up to 256 contiguous gradients where they are (kernel arguments);
+// more parameters than that, or a gradient that is a strided view, are copied into the step's
+// buffers first. Both ways step as on the CPU: 300 parameters, and 3 whose gradients are
+// transposed views, SGD with momentum and Adam, two steps each.
+TEST(CudaOptimizer, ManyParametersAndStridedGradientsStepAsOnTheCpu) {
+#if defined(GRADLENS_HAVE_CUDA)
+  if (kernels::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device on this machine";
+  Generator gen(11);
+  for (const bool strided : {false, true}) {
+    const int count = strided ? 3 : 300;
+    std::vector<Tensor> w, g;
+    for (int i = 0; i < count; ++i) {
+      const int64_t rows = 1 + i % 7, cols = 2 + i % 5;
+      w.push_back(Tensor::rand({rows, cols}, gen, DType::f32, -1, 1));
+      // A strided gradient: the transpose of a [cols, rows] tensor.
+      g.push_back(strided ? Tensor::rand({cols, rows}, gen, DType::f32, -1, 1).t()
+                          : Tensor::rand({rows, cols}, gen, DType::f32, -1, 1));
+    }
+    for (int kind = 0; kind < 2; ++kind) {
+      SCOPED_TRACE(std::string(kind == 0 ? "SGD" : "Adam") + (strided ? ", strided" : ", 300"));
+      auto run = [&](Device d) {
+        std::vector<Tensor> ps;
+        for (const Tensor& t : w) ps.push_back(t.to(d).clone().requires_grad_(true));
+        std::unique_ptr<Optimizer> opt;
+        if (kind == 0)
+          opt = std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
+        else
+          opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
+        for (int step = 0; step < 2; ++step) {
+          for (int i = 0; i < count; ++i) ps[size_t(i)].set_grad(g[size_t(i)].to(d));
+          opt->step();
+        }
+        std::vector<std::vector<float>> out;
+        for (const Tensor& p : ps) out.push_back(p.to_vector<float>());
+        return out;
+      };
+      const auto want = run(Device::cpu());
+      const auto got = run(Device::cuda());
+      for (int k = 0; k < count; ++k) {
+        ASSERT_EQ(got[size_t(k)].size(), want[size_t(k)].size());
+        for (std::size_t i = 0; i < want[size_t(k)].size(); ++i) {
+          ASSERT_NEAR(got[size_t(k)][i], want[size_t(k)][i],
+                      1e-5 * (1 + std::fabs(want[size_t(k)][i])))
+              << "parameter " << k << " element " << i;
+          ASSERT_NE(got[size_t(k)][i], w[size_t(k)].to_vector<float>()[i]) << "not stepped";
+        }
+      }
+    }
+  }
+#else
+  GTEST_SKIP() << "this build has no CUDA backend (configure with -DGRADLENS_CUDA=ON)";
+#endif
+}
+
 // Parameters on cuda:1 stepped while cuda:0 is current: the step runs on cuda:1 (one launch
 // over every parameter) and matches the CPU step; cuda:0 stays current. Skips with fewer than
 // two GPUs (see MultiGpu.OpsRunOnTheDeviceOfTheirTensors).

@@ -50,7 +50,7 @@ struct Tree {
     const std::string program =
         "#!/bin/sh\necho \"$(basename \"$0\") $*\" >>" + root + "/calls.txt\n";
     for (const char* p : {"gradlens", "tests/test_engine", "tests/test_kernels", "tests/test_train",
-                          "bench/bench_cuda_gemm"})
+                          "tests/test_models", "bench/bench_cuda_gemm"})
       write(b + "/" + p, program, true);
     write(b + "/lib/libgl_missing.so.1", "");
     write(root + "/fakebin/ldd",
@@ -86,6 +86,7 @@ TEST(GpuCheck, UnpacksAFreshBundleAndRunsTheGpuStepsWithItsPrograms) {
   EXPECT_NE(calls.find("test_engine --gtest_filter=CudaParity"), std::string::npos) << calls;
   EXPECT_NE(calls.find("test_kernels --gtest_filter=Cuda*"), std::string::npos) << calls;
   EXPECT_NE(calls.find("test_train --gtest_filter=CudaTraining"), std::string::npos) << calls;
+  EXPECT_NE(calls.find("test_models --gtest_filter=CudaOptimizer"), std::string::npos) << calls;
   EXPECT_NE(calls.find("gradlens train"), std::string::npos) << calls;
   EXPECT_NE(calls.find("bench_cuda_gemm"), std::string::npos) << calls;
   // The fixtures' folder, absent here, now leads to the tree; the missing library is the
