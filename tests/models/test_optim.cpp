@@ -405,6 +405,28 @@ print(' '.join(repr(v) for v in p.detach().tolist()))
   }
 }
 
+#if defined(GRADLENS_HAVE_CUDA)
+// Parameters w copied to d, stepped twice with gradients g (copied to d) by SGD with momentum
+// (kind 0) or Adam (kind 1): their values after.
+std::vector<std::vector<float>> two_steps(int kind, const std::vector<Tensor>& w,
+                                          const std::vector<Tensor>& g, Device d) {
+  std::vector<Tensor> ps;
+  for (const Tensor& t : w) ps.push_back(t.to(d).clone().requires_grad_(true));
+  std::unique_ptr<Optimizer> opt;
+  if (kind == 0)
+    opt = std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
+  else
+    opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
+  for (int step = 0; step < 2; ++step) {
+    for (std::size_t i = 0; i < ps.size(); ++i) ps[i].set_grad(g[i].to(d));
+    opt->step();
+  }
+  std::vector<std::vector<float>> out;
+  for (const Tensor& p : ps) out.push_back(p.to_vector<float>());
+  return out;
+}
+#endif
+
 // On a GPU the step reads up to 256 contiguous gradients where they are (kernel arguments);
 // more parameters than that, or a gradient that is a strided view, are copied into the step's
 // buffers first. Both ways step as on the CPU: 300 parameters, and 3 whose gradients are
@@ -425,24 +447,8 @@ TEST(CudaOptimizer, ManyParametersAndStridedGradientsStepAsOnTheCpu) {
     }
     for (int kind = 0; kind < 2; ++kind) {
       SCOPED_TRACE(std::string(kind == 0 ? "SGD" : "Adam") + (strided ? ", strided" : ", 300"));
-      auto run = [&](Device d) {
-        std::vector<Tensor> ps;
-        for (const Tensor& t : w) ps.push_back(t.to(d).clone().requires_grad_(true));
-        std::unique_ptr<Optimizer> opt;
-        if (kind == 0)
-          opt = std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
-        else
-          opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
-        for (int step = 0; step < 2; ++step) {
-          for (int i = 0; i < count; ++i) ps[size_t(i)].set_grad(g[size_t(i)].to(d));
-          opt->step();
-        }
-        std::vector<std::vector<float>> out;
-        for (const Tensor& p : ps) out.push_back(p.to_vector<float>());
-        return out;
-      };
-      const auto want = run(Device::cpu());
-      const auto got = run(Device::cuda());
+      const auto want = two_steps(kind, w, g, Device::cpu());
+      const auto got = two_steps(kind, w, g, Device::cuda());
       for (int k = 0; k < count; ++k) {
         ASSERT_EQ(got[size_t(k)].size(), want[size_t(k)].size());
         for (std::size_t i = 0; i < want[size_t(k)].size(); ++i) {
@@ -474,23 +480,8 @@ TEST_F(MultiGpu, OptimizerStepsRunOnTheParametersDevice) {
   const Tensor g1 = Tensor::rand({7}, gen, DType::f32, -1, 1);
   for (int kind = 0; kind < 2; ++kind) {
     SCOPED_TRACE(kind == 0 ? "SGD" : "Adam");
-    auto run = [&](Device d) {
-      std::vector<Tensor> ps{w0.to(d).clone(), w1.to(d).clone()};
-      for (auto& p : ps) p.requires_grad_(true);
-      std::unique_ptr<Optimizer> opt;
-      if (kind == 0)
-        opt = std::make_unique<SGD>(ps, SgdOptions{.lr = 0.1, .momentum = 0.9});
-      else
-        opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
-      for (int step = 0; step < 2; ++step) {
-        ps[0].set_grad(g0.to(d));
-        ps[1].set_grad(g1.to(d));
-        opt->step();
-      }
-      return std::vector<std::vector<float>>{ps[0].to_vector<float>(), ps[1].to_vector<float>()};
-    };
-    const auto want = run(Device::cpu());
-    const auto got = run(d1);
+    const auto want = two_steps(kind, {w0, w1}, {g0, g1}, Device::cpu());
+    const auto got = two_steps(kind, {w0, w1}, {g0, g1}, d1);
     EXPECT_EQ(kc::current_device(), 0);
     for (std::size_t k = 0; k < want.size(); ++k) {
       ASSERT_EQ(got[k].size(), want[k].size());
