@@ -11,7 +11,9 @@ batch 128, SGD, at each depth asked for. Each repeat runs, in turn:
   fused-jobs  `gradlens sweep --fuse G --jobs T --threads 1`, G = max(2, ceil(8 / T)): T
               single-threaded processes, each training a fused group of G
 
-T defaults to the number of logical CPUs. The figure is the wall time of the whole command
+T defaults to the number of logical CPUs. With --device cuda every run trains on the GPU (T still
+sets the processes of jobs and fused-jobs, and each process's CPU threads), and the results file
+is sweep_fused_gpu.md. The figure is the wall time of the whole command
 (process starts, data loading, training, evaluation, every file written); beside it the sum of
 the runs' epoch_time (training steps only; a fused run's epoch_time is its share of its
 group's, so for the sequential configurations solo and fused the sums compare training alone).
@@ -21,7 +23,7 @@ run's: the table says so per configuration, and the script fails otherwise.
 usage: bench/bench_sweep_fused.py [--bin build/gradlens] [--data-dir data]
        [--dataset fashion-mnist] [--depths 10,50] [--epochs 1] [--limit-train 0]
        [--limit-test 0] [--diagnostics none] [--threads T] [--repeats 3]
-       [--configs solo,fused,jobs,fused-jobs] [--write-results bench/results]
+       [--configs solo,fused,jobs,fused-jobs] [--device cpu] [--write-results bench/results]
 """
 import argparse
 import csv
@@ -46,10 +48,23 @@ LABELS = {
 }
 
 
+def gpu_name(device):
+    """', on GPU <name>' for a CUDA device (from nvidia-smi), else nothing."""
+    if not device.startswith("cuda"):
+        return ""
+    index = device.split(":")[1] if ":" in device else "0"
+    try:
+        name = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader",
+                               "-i", index], capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        name = ""
+    return f", on GPU {device}: {name or 'unknown (nvidia-smi did not answer)'}"
+
+
 def training_flags(args, depth):
     f = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--width", "128", "--lr", "0.01",
          "--batch-size", "128", "--epochs", str(args.epochs), "--diagnostics", args.diagnostics,
-         "--no-progress"]
+         "--no-progress", "--device", args.device]
     if args.limit_train:
         f += ["--limit-train", str(args.limit_train)]
     if args.limit_test:
@@ -132,7 +147,9 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--configs", default="solo,fused,jobs,fused-jobs")
-    p.add_argument("--write-results", default="", metavar="DIR", help="write DIR/sweep_fused.md")
+    p.add_argument("--device", default="cpu", help="cpu, or cuda[:N]: where every run trains")
+    p.add_argument("--write-results", default="", metavar="DIR",
+                   help="write DIR/sweep_fused.md (sweep_fused_gpu.md with --device cuda)")
     args = p.parse_args()
     configs = args.configs.split(",")
     for c in configs:
@@ -176,16 +193,18 @@ def main():
             f"solo round, medians):\n\n    {argv}\n\n"
             f"Work: the 8 initializers of the classic grid ({', '.join(INITS)}), ReLU MLP, width 128, "
             f"lr 0.01, batch 128, SGD (momentum 0.9), seed 0, {args.epochs} epoch(s) of {args.dataset}"
-            f"{limits}, `--diagnostics {args.diagnostics}`, T = {args.threads} threads. Runs that diverge "
+            f"{limits}, `--diagnostics {args.diagnostics}`, T = {args.threads} threads, `--device {args.device}`. Runs that diverge "
             f"stop there, in every configuration alike.\n\n"
-            f"Machine: {machine()}. Load average before / after: {load_before} / {load_after}.\n\n"
+            f"Machine: {machine()}{gpu_name(args.device)}. Load average before / after: "
+            f"{load_before} / {load_after}.\n\n"
             f"**Wall time** = the whole command: every process start, data loading (once per process), "
             f"training, evaluation and file. **Sum of epoch_time** = the runs' training steps alone "
             f"(a fused run's epoch_time is its share of its group's), comparable between the sequential "
             f"configurations (solo, fused). **weights = solo**: runs whose model.safetensors is "
             f"byte-identical to the solo run's.\n\n")
     os.makedirs(args.write_results, exist_ok=True)
-    path = os.path.join(args.write_results, "sweep_fused.md")
+    path = os.path.join(args.write_results,
+                        "sweep_fused_gpu.md" if args.device.startswith("cuda") else "sweep_fused.md")
     with open(path, "w") as f:
         f.write(head + body)
     print(f"wrote {path}")

@@ -5,14 +5,15 @@
 #          benchmark; then, with time left, the rest of the suite;
 #   bench  gradlens vs PyTorch eager on the same GPU (bench/compare_gpu.py): the default CNN's
 #          epoch and the classic sweep grid, on data/fashion-mnist (bring it along: it is not in
-#          the repository); builds first if the build directory has no gradlens yet;
+#          the repository); then the fused step against one model at a time on the GPU
+#          (bench/bench_sweep_fused.py); builds first if the build directory has no gradlens yet;
 #   all    both (the default), in one command of under 10 minutes: the build, the CUDA tests,
 #          the training runs, the comparisons, the GEMM benchmark, and the rest of the suite
 #          only if time is left (CI runs it on the CPU anyway).
 # Logs go to ./gpu_check_logs; when $OUT is set they are also packed into
 # $OUT/gpu_check_logs.tar.gz with $OUT/summary.txt beside it, and the benchmark's results are
-# copied to $OUT/gpu_bench.md and $OUT/gpu_bench.json (few files, as a remote runner may return
-# only a handful). Each phase is sized for one 10-minute command on a 16-core machine with one
+# copied to $OUT/gpu_bench.md, $OUT/gpu_bench.json and $OUT/sweep_fused_gpu.md (few files, as a
+# remote runner may return only a handful). Each phase is sized for one 10-minute command on a 16-core machine with one
 # H100/H200 (the grid is cut at GRID_TIMEOUT; what did not finish is reported as a lower bound).
 # With a bundle made here by scripts/gpu_bundle.sh (.gpu_bundle.tar.xz, or BUNDLE=FILE), the
 # programs are unpacked into the build directory instead of built (the build takes minutes of the
@@ -47,7 +48,7 @@ publish() {  # the summary, the benchmark's results and the packed logs into $OU
   [ -n "${OUT:-}" ] || return 0
   mkdir -p "$OUT"
   cp "$LOGS/summary.txt" "$OUT/summary.txt" 2>/dev/null
-  for f in gpu_bench.md gpu_bench.json; do [ -f "$LOGS/$f" ] && cp "$LOGS/$f" "$OUT/$f"; done
+  for f in gpu_bench.md gpu_bench.json sweep_fused_gpu.md; do [ -f "$LOGS/$f" ] && cp "$LOGS/$f" "$OUT/$f"; done
   tar czf "$OUT/gpu_check_logs.tar.gz.part" -C "$PWD" gpu_check_logs 2>/dev/null &&
     mv "$OUT/gpu_check_logs.tar.gz.part" "$OUT/gpu_check_logs.tar.gz"
   return 0
@@ -243,7 +244,9 @@ bench() {
   # The CNN first (about a minute), then PyTorch's grid epochs, then gradlens' grid, cut at
   # GRID_TIMEOUT or earlier, so that the phase ends in its time (less the GEMM benchmark's
   # minute in `all`).
-  local reserve=$([ "$PHASE" = all ] && echo 70 || echo 10)
+  # (The fused-step comparison after it takes about a minute and a half; in `all` the GEMM
+  # benchmark a minute more.)
+  local reserve=$([ "$PHASE" = all ] && echo 170 || echo 100)
   local grid=${GRID_TIMEOUT:-300} room=$(($(left) - 240 - reserve))
   [ "$room" -lt "$grid" ] && grid=$room
   [ "$grid" -lt 30 ] && grid=30
@@ -251,6 +254,12 @@ bench() {
     --build "$BUILD" --data-dir data --dataset fashion-mnist --repeats 3 \
     --jobs "${SWEEP_JOBS:-4}" --fuse "${SWEEP_FUSE:-16}" --grid-timeout "$grid" \
     --out "$LOGS/gpu_bench.md" --json "$LOGS/gpu_bench.json"
+  # The fused step on the GPU against the same 8 models trained one at a time (each run's
+  # weights must come out byte-identical), at two depths on a third of the training set.
+  step fused_gpu $(($(left) - reserve + 90)) env PYTHONUNBUFFERED=1 python3 \
+    bench/bench_sweep_fused.py --bin "$BUILD/gradlens" --data-dir data --dataset fashion-mnist \
+    --device cuda --depths 10,50 --epochs 1 --limit-train 20000 --limit-test 2000 --repeats 1 \
+    --configs solo,fused --threads 4 --write-results "$LOGS"
 }
 use_bundle || true
 case "$PHASE" in
