@@ -55,6 +55,14 @@ def gpu_name(device):
     return platform.processor() or platform.machine()
 
 
+def torch_settings():
+    """The PyTorch settings that decide which GPU kernels its convolutions and GEMMs use."""
+    b = torch.backends
+    return (f"cudnn {b.cudnn.version()}, cudnn.benchmark={b.cudnn.benchmark}, "
+            f"cudnn.allow_tf32={b.cudnn.allow_tf32}, cuda.matmul.allow_tf32="
+            f"{b.cuda.matmul.allow_tf32}")
+
+
 def gradlens_cnn_epoch(binary, a, seed):
     with tempfile.TemporaryDirectory() as out:
         cmd = [binary, "train", "--model", "cnn", "--device", a.device, "--dataset", a.dataset,
@@ -84,14 +92,16 @@ def cnn(a, binary, md, result):
         print(f"cnn epoch, repeat {r}: gradlens {t:.3f} s, PyTorch {theirs[-1]:.3f} s", flush=True)
     mo, mt = statistics.median(ours), statistics.median(theirs)
     result["cnn"] = dict(gradlens_s=ours, torch_s=theirs, median_gradlens_s=mo, median_torch_s=mt,
-                         command=cmd)
+                         command=cmd, torch_settings=torch_settings())
     md += [f"## One epoch of the default CNN ({a.dataset}, {x.shape[0]} examples, batch 64, "
            f"Adam; {a.repeats} alternating repeats)", "",
            f"| gradlens s/epoch (each) | PyTorch{' + cuDNN' if a.device.startswith('cuda') else ''}"
            " s/epoch (each) | speedup (medians) |",
            "|---|---|---|",
            f"| {' / '.join(f'{t:.3f}' for t in ours)} | {' / '.join(f'{t:.3f}' for t in theirs)} "
-           f"| {mt / mo:.2f}x |", "", f"gradlens command per repeat: `{cmd} --out DIR`", ""]
+           f"| {mt / mo:.2f}x |", "", f"gradlens command per repeat: `{cmd} --out DIR`", "",
+           f"PyTorch {torch.__version__} in its default eager settings: {torch_settings()}; "
+           "gradlens with its default f32 GEMM (`--gemm native`).", ""]
 
 
 def grid(a, binary, md, result):
