@@ -54,7 +54,8 @@ for t in "${TARGETS[@]}"; do ldd "$BUILD/$t"; done |
   echo "source_dir $(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")"
   echo "gpu_code $(grep -o 'code=\[[^]]*\]' "$BUILD/build.ninja" | sort -u | tr '\n' ' ')"
   echo "nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
-  echo "glibc $(ldd --version | head -1 | awk '{print $NF}')"
+  echo "glibc $(ldd --version | head -1 | awk '{print $NF}') (the programs need $(for t in "${TARGETS[@]}"; do
+    objdump -T "$root/$t"; done | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1) or later)"
   echo "made $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -m)"
   echo "libs $(ls "$root/lib" | tr '\n' ' ')"
 } >"$root/bundle.txt"
