@@ -23,7 +23,8 @@ run's: the table says so per configuration, and the script fails otherwise.
 usage: bench/bench_sweep_fused.py [--bin build/gradlens] [--data-dir data]
        [--dataset fashion-mnist] [--depths 10,50] [--epochs 1] [--limit-train 0]
        [--limit-test 0] [--diagnostics none] [--threads T] [--repeats 3]
-       [--configs solo,fused,jobs,fused-jobs] [--device cpu] [--write-results bench/results]
+       [--configs solo,fused,jobs,fused-jobs] [--warmup 8] [--device cpu]
+       [--write-results bench/results]
 """
 import argparse
 import csv
@@ -107,6 +108,13 @@ def run(args, config, depth, out):
     return wall, train, dirs
 
 
+def warm(args, depth, out):
+    """The first --warmup solo runs, unmeasured: page cache, CPU frequency, the GPU's driver."""
+    cmds, _ = commands(args, "solo", depth, out)
+    for cmd in cmds[:args.warmup]:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def same_weights(dirs, solo_dirs):
     """How many runs end with the solo run's exact weights (a diverged run: with its marker)."""
     same = 0
@@ -147,6 +155,8 @@ def main():
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--configs", default="solo,fused,jobs,fused-jobs")
+    p.add_argument("--warmup", type=int, default=8,
+                   help="solo runs before the measured ones at each depth (page cache, clocks)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda[:N]: where every run trains")
     p.add_argument("--write-results", default="", metavar="DIR",
                    help="write DIR/sweep_fused.md (sweep_fused_gpu.md with --device cuda)")
@@ -164,8 +174,8 @@ def main():
     load_before = loadavg()
     res = {d: {c: [] for c in configs} for d in depths}
     with tempfile.TemporaryDirectory() as tmp:
-        for d in depths:
-            run(args, "solo", d, os.path.join(tmp, f"warm_{d}"))  # page cache, CPU frequency
+        for n, d in enumerate(depths):
+            warm(args, d, os.path.join(tmp, f"warm_{d}"))
             for r in range(args.repeats):
                 solo_dirs = None
                 for c in configs:
@@ -177,24 +187,27 @@ def main():
                           f"weights = solo {same}/8", flush=True)
                     if same != 8:
                         sys.exit(f"bench_sweep_fused: {c} at depth {d} did not reproduce the solo runs")
-    load_after = loadavg()
-    body = ""
-    for d in depths:
-        body += f"### depth {d}\n\n{table(args, res[d], configs)}\n"
+            # After every depth, so that a command stopped at its limit keeps what was measured.
+            body = "".join(f"### depth {e}\n\n{table(args, res[e], configs)}\n" for e in depths[:n + 1])
+            if n + 1 < len(depths):
+                body += f"(depths {', '.join(map(str, depths[n + 1:]))} not measured yet)\n"
+            if args.write_results:
+                write_results(args, argv, body, load_before, loadavg())
     print("\n" + body)
-    if not args.write_results:
-        return
+
+
+def write_results(args, argv, body, load_before, load_after):
     limits = ""
     if args.limit_train or args.limit_test:
         limits = (f" limited to the first {args.limit_train or 'all'} training and "
                   f"{args.limit_test or 'all'} test images")
     head = (f"# `gradlens sweep --fuse`: several models in one fused step\n\n"
-            f"Command (one run; the configurations alternate, {args.repeats} repeats after a warm-up "
-            f"solo round, medians):\n\n    {argv}\n\n"
+            f"Command (one run; the configurations alternate, {args.repeats} repeats after "
+            f"{args.warmup} unmeasured solo run(s) per depth, medians):\n\n    {argv}\n\n"
             f"Work: the 8 initializers of the classic grid ({', '.join(INITS)}), ReLU MLP, width 128, "
             f"lr 0.01, batch 128, SGD (momentum 0.9), seed 0, {args.epochs} epoch(s) of {args.dataset}"
-            f"{limits}, `--diagnostics {args.diagnostics}`, T = {args.threads} threads, `--device {args.device}`. Runs that diverge "
-            f"stop there, in every configuration alike.\n\n"
+            f"{limits}, `--diagnostics {args.diagnostics}`, T = {args.threads} threads, "
+            f"`--device {args.device}`. Runs that diverge stop there, in every configuration alike.\n\n"
             f"Machine: {machine()}{gpu_name(args.device)}. Load average before / after: "
             f"{load_before} / {load_after}.\n\n"
             f"**Wall time** = the whole command: every process start, data loading (once per process), "
@@ -205,9 +218,10 @@ def main():
     os.makedirs(args.write_results, exist_ok=True)
     path = os.path.join(args.write_results,
                         "sweep_fused_gpu.md" if args.device.startswith("cuda") else "sweep_fused.md")
-    with open(path, "w") as f:
+    with open(path + ".part", "w") as f:
         f.write(head + body)
-    print(f"wrote {path}")
+    os.replace(path + ".part", path)
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 # Usage: scripts/gpu_bundle.sh [cuda-build-dir] [output]
 #        (defaults: build-cuda, .gpu_bundle.tar.xz; the build directory is configured with
 #         -DGRADLENS_CUDA=ON when it has no build yet, and the programs are built first)
-# Needs: a CUDA toolkit (nvcc), xz. About 11 MB for the six programs.
+# Needs: a CUDA toolkit (nvcc), xz. About 10 MB for the six programs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build-cuda}
@@ -22,9 +22,13 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
   cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DGRADLENS_CUDA=ON
 fi
 nvcc=$(sed -n 's/^set(CMAKE_CUDA_COMPILER "\(.*\)")$/\1/p' "$BUILD"/CMakeFiles/*/CMakeCUDACompiler.cmake \
-  2>/dev/null | head -1)
+  2>/dev/null | head -1 || true)
 [ -n "$nvcc" ] ||
   die "$BUILD is not a CUDA build (configure it with -DGRADLENS_CUDA=ON where nvcc is installed)"
+# The hash below is of this tree's sources: the build must be of this tree.
+src=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")
+[ "$(cd "$src" 2>/dev/null && pwd -P)" = "$(pwd -P)" ] ||
+  die "$BUILD was configured for the sources in $src, not these ($(pwd -P))"
 cmake --build "$BUILD" --target $(for t in "${TARGETS[@]}"; do basename "$t"; done)
 
 stage=$(mktemp -d)
@@ -51,7 +55,7 @@ for t in "${TARGETS[@]}"; do ldd "$BUILD/$t"; done |
 . scripts/source_hash.sh
 {
   echo "source_hash $(source_hash)"
-  echo "source_dir $(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt")"
+  echo "source_dir $src"
   echo "gpu_code $(grep -o 'code=\[[^]]*\]' "$BUILD/build.ninja" | sort -u | tr '\n' ' ')"
   echo "nvcc $("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
   echo "glibc $(ldd --version | head -1 | awk '{print $NF}') (the programs need $(for t in "${TARGETS[@]}"; do

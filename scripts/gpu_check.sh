@@ -101,7 +101,7 @@ BUNDLED=0
 cuda_lib_dirs() {
   ls -d /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/*/lib \
     /usr/local/cuda-*/lib64 2>/dev/null
-  python3 -c 'import glob, os, site
+  timeout 30 python3 -c 'import glob, os, site
 for d in site.getsitepackages(): print("\n".join(glob.glob(os.path.join(d, "nvidia", "*", "lib"))))' \
     2>/dev/null
 }
@@ -109,14 +109,27 @@ bundle_programs_start() {
   "$BUILD/gradlens" --version >>"$LOGS/bundle.log" 2>&1 &&
     "$BUILD/tests/test_engine" --gtest_list_tests >/dev/null 2>>"$LOGS/bundle.log"
 }
+# Each program P of the bundle becomes .P.bin beside a small script P that runs it with the
+# library path given: only the bundle's programs see it (PyTorch and the rest of the machine keep
+# their own libraries).
+wrap_bundle_programs() {  # wrap_bundle_programs LIBRARY_PATH
+  local t bin
+  for t in "${GPU_PROGRAMS[@]}"; do
+    bin=$(dirname "$t")/.$(basename "$t").bin
+    [ -f "$BUILD/$bin" ] || mv "$BUILD/$t" "$BUILD/$bin" || return 1
+    printf '#!/bin/sh\nexport LD_LIBRARY_PATH="%s${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"\nexec "$(dirname "$0")/.%s.bin" "$@"\n' \
+      "$1" "$(basename "$t")" >"$BUILD/$t" && chmod +x "$BUILD/$t" || return 1
+  done
+}
 use_bundle() {  # unpacks $BUNDLE into $BUILD and finds its libraries; fails when it will not do
   [ -f "$BUNDLE" ] || return 1
-  if [ -f "$BUILD/build.ninja" ]; then
-    note "== bundle: not used, $BUILD holds a build of its own"
+  # Never in place of anything but an earlier bundle (a build of its own, other files).
+  if [ -e "$BUILD" ] && [ ! -f "$BUILD/bundle.txt" ] && [ -n "$(ls -A "$BUILD" 2>/dev/null)" ]; then
+    note "== bundle: not used, $BUILD holds files of its own (a build?)"
     return 1
   fi
   note "== bundle: $BUNDLE"
-  local tmp src so d found missing libs extra="" saved=${LD_LIBRARY_PATH:-}
+  local tmp src so d dirs="" found missing abs path=""
   tmp=$(mktemp -d)
   if ! tar -C "$tmp" -xJf "$BUNDLE" 2>>"$LOGS/bundle.log"; then
     note "   could not unpack it (see bundle.log): building here"
@@ -131,47 +144,56 @@ use_bundle() {  # unpacks $BUNDLE into $BUILD and finds its libraries; fails whe
     return 1
   fi
   rm -rf "$BUILD"
-  mv "$tmp/gpu-bundle" "$BUILD"
+  if ! mkdir -p "$(dirname "$BUILD")" || ! mv "$tmp/gpu-bundle" "$BUILD"; then
+    note "   could not move it into $BUILD: building here"
+    rm -rf "$tmp"
+    return 1
+  fi
   rm -rf "$tmp"
-  libs=$(cd "$BUILD" && pwd)/lib-needed
+  abs=$(cd "$BUILD" && pwd)
   # The tests read their fixtures under the source folder they were built from.
   src=$(sed -n 's/^source_dir //p' "$BUILD/bundle.txt")
-  if [ -n "$src" ] && [ ! -e "$src" ]; then
-    mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src"
-  elif [ -n "$src" ] && [ "$(cd "$src" && pwd -P)" != "$(pwd -P)" ]; then
-    note "   note: the tests read their fixtures from $src, another folder than this one"
+  if [ -n "$src" ]; then
+    [ -L "$src" ] && [ ! -e "$src" ] && rm -f "$src"  # a link left dangling by an earlier run
+    if [ ! -e "$src" ]; then
+      mkdir -p "$(dirname "$src")" && ln -s "$PWD" "$src" ||
+        note "   could not link $src to this tree: the GPU tests will not find their fixtures"
+    elif [ "$(cd "$src" && pwd -P)" != "$(pwd -P)" ]; then
+      note "   note: the tests read their fixtures from $src, another folder than this one"
+    fi
   fi
   # The libraries this machine lacks: the bundle's copy, else wherever CUDA's are here.
-  mkdir -p "$libs"
+  mkdir -p "$abs/lib-needed"
   missing=$(for t in "${GPU_PROGRAMS[@]}"; do ldd "$BUILD/$t"; done 2>&1 |
     tee -a "$LOGS/bundle.log" |
     awk '$2 == "=>" && $3 == "not" { print $1 }' | sort -u)
+  [ -z "$missing" ] || dirs=$(cuda_lib_dirs)
   for so in $missing; do
-    if [ -f "$BUILD/lib/$so" ]; then
-      ln -sf "../lib/$so" "$libs/$so"
+    if [ -f "$abs/lib/$so" ]; then
+      ln -sf "../lib/$so" "$abs/lib-needed/$so"
       continue
     fi
     found=""
-    for d in $(cuda_lib_dirs); do
+    for d in $dirs; do
       if [ -e "$d/$so" ]; then found=$d; break; fi
     done
-    [ -n "$found" ] || found=$(find /usr /opt -name "$so" -print -quit 2>/dev/null | xargs -r dirname)
-    if [ -n "$found" ]; then extra="$extra:$found"; else note "   $so is not on this machine"; fi
+    [ -n "$found" ] || found=$(timeout 30 find /usr /opt -path '*/stubs' -prune -o -name "$so" \
+      -print -quit 2>/dev/null | xargs -r dirname)
+    if [ -n "$found" ]; then path="$path:$found"; else note "   $so is not on this machine"; fi
   done
-  export LD_LIBRARY_PATH="$libs$extra${saved:+:$saved}"
-  if ! bundle_programs_start; then
+  path=$abs/lib-needed$path
+  if ! wrap_bundle_programs "$path" || ! bundle_programs_start; then
     # A C++ runtime older than the bundle's, say: all of the bundle's libraries first.
-    export LD_LIBRARY_PATH="$(cd "$BUILD" && pwd)/lib:$LD_LIBRARY_PATH"
-    if ! bundle_programs_start; then
+    path=$abs/lib:$path
+    if ! wrap_bundle_programs "$path" || ! bundle_programs_start; then
       note "   its programs do not start here (see bundle.log): building here"
       rm -rf "$BUILD"
-      export LD_LIBRARY_PATH="$saved"
       return 1
     fi
   fi
   BUNDLED=1
   note "   unpacked into $BUILD ($(grep -E '^(made|nvcc|gpu_code) ' "$BUILD/bundle.txt" |
-    paste -sd ';'); LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"
+    paste -sd ';'); its programs run with LD_LIBRARY_PATH=$path)"
 }
 build() {  # build NAME MAX_SECONDS [TARGET...]: the targets (all without any)
   local name=$1 max=$2
@@ -241,13 +263,12 @@ bench() {
     note "== bench: skipped, no data/fashion-mnist (fetch it here, or bring it along)"
     return
   fi
-  # The CNN first (about a minute), then PyTorch's grid epochs, then gradlens' grid, cut at
-  # GRID_TIMEOUT or earlier, so that the phase ends in its time (less the GEMM benchmark's
-  # minute in `all`).
-  # (The fused-step comparison after it takes about a minute and a half; in `all` the GEMM
-  # benchmark a minute more.)
-  local reserve=$([ "$PHASE" = all ] && echo 170 || echo 100)
-  local grid=${GRID_TIMEOUT:-300} room=$(($(left) - 240 - reserve))
+  # The CNN first (about a minute), then PyTorch's grid epochs (a minute or so: 150 s are kept
+  # for both), then gradlens' grid, cut at GRID_TIMEOUT or earlier, so that the fused-step
+  # comparison after it keeps its 100 s (in `all` the GEMM benchmark runs last, with the time
+  # that is left).
+  local reserve=100
+  local grid=${GRID_TIMEOUT:-300} room=$(($(left) - 150 - reserve))
   [ "$room" -lt "$grid" ] && grid=$room
   [ "$grid" -lt 30 ] && grid=30
   step compare_gpu $(($(left) - reserve)) env PYTHONUNBUFFERED=1 python3 bench/compare_gpu.py \
@@ -256,10 +277,10 @@ bench() {
     --out "$LOGS/gpu_bench.md" --json "$LOGS/gpu_bench.json"
   # The fused step on the GPU against the same 8 models trained one at a time (each run's
   # weights must come out byte-identical), at two depths on a third of the training set.
-  step fused_gpu $(($(left) - reserve + 90)) env PYTHONUNBUFFERED=1 python3 \
+  step fused_gpu 150 env PYTHONUNBUFFERED=1 python3 \
     bench/bench_sweep_fused.py --bin "$BUILD/gradlens" --data-dir data --dataset fashion-mnist \
-    --device cuda --depths 10,50 --epochs 1 --limit-train 20000 --limit-test 2000 --repeats 1 \
-    --configs solo,fused --threads 4 --write-results "$LOGS"
+    --device cuda --depths 50,10 --epochs 1 --limit-train 20000 --limit-test 2000 --repeats 1 \
+    --warmup 1 --configs solo,fused --threads 4 --write-results "$LOGS"
 }
 use_bundle || true
 case "$PHASE" in

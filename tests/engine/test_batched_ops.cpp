@@ -402,7 +402,9 @@ TEST(BatchedOps, CrossEntropyBatchedEqualsTheLoneCalls) {
                 }
               }
               const double want_loss = total / double(N);
-              EXPECT_NEAR(loss[k].item(), want_loss, tol) << where;
+              // The mean of N row losses, each about log(C), summed in f32 on a GPU: about
+              // log2(N) roundings of the sum more than one row's.
+              EXPECT_NEAR(loss[k].item(), want_loss, tol * (dtype == DType::f32 ? 8 : 1)) << where;
             }
           }
         }

@@ -406,10 +406,12 @@ print(' '.join(repr(v) for v in p.detach().tolist()))
 }
 
 #if defined(GRADLENS_HAVE_CUDA)
-// Parameters w copied to d, stepped twice with gradients g (copied to d) by SGD with momentum
-// (kind 0) or Adam (kind 1): their values after.
+// Parameters w copied to d, stepped twice with gradients g (copied to d; with `transposed`, g
+// holds their transposes and each gradient is the transpose of its copy, a strided view on d) by
+// SGD with momentum (kind 0) or Adam (kind 1): their values after.
 std::vector<std::vector<float>> two_steps(int kind, const std::vector<Tensor>& w,
-                                          const std::vector<Tensor>& g, Device d) {
+                                          const std::vector<Tensor>& g, Device d,
+                                          bool transposed = false) {
   std::vector<Tensor> ps;
   for (const Tensor& t : w) ps.push_back(t.to(d).clone().requires_grad_(true));
   std::unique_ptr<Optimizer> opt;
@@ -418,7 +420,10 @@ std::vector<std::vector<float>> two_steps(int kind, const std::vector<Tensor>& w
   else
     opt = std::make_unique<Adam>(ps, AdamOptions{.lr = 0.01});
   for (int step = 0; step < 2; ++step) {
-    for (std::size_t i = 0; i < ps.size(); ++i) ps[i].set_grad(g[i].to(d));
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      ps[i].set_grad(transposed ? g[i].to(d).t() : g[i].to(d));
+      EXPECT_EQ(ps[i].grad().is_contiguous(), !transposed) << "gradient " << i;
+    }
     opt->step();
   }
   std::vector<std::vector<float>> out;
@@ -439,16 +444,16 @@ TEST(CudaOptimizer, ManyParametersAndStridedGradientsStepAsOnTheCpu) {
     const int count = strided ? 3 : 300;
     std::vector<Tensor> w, g;
     for (int i = 0; i < count; ++i) {
-      const int64_t rows = 1 + i % 7, cols = 2 + i % 5;
+      const int64_t rows = 2 + i % 7, cols = 2 + i % 5;
       w.push_back(Tensor::rand({rows, cols}, gen, DType::f32, -1, 1));
-      // A strided gradient: the transpose of a [cols, rows] tensor.
-      g.push_back(strided ? Tensor::rand({cols, rows}, gen, DType::f32, -1, 1).t()
+      // Strided gradients: transposes, made on the device, of [cols, rows] tensors.
+      g.push_back(strided ? Tensor::rand({cols, rows}, gen, DType::f32, -1, 1)
                           : Tensor::rand({rows, cols}, gen, DType::f32, -1, 1));
     }
     for (int kind = 0; kind < 2; ++kind) {
       SCOPED_TRACE(std::string(kind == 0 ? "SGD" : "Adam") + (strided ? ", strided" : ", 300"));
-      const auto want = two_steps(kind, w, g, Device::cpu());
-      const auto got = two_steps(kind, w, g, Device::cuda());
+      const auto want = two_steps(kind, w, g, Device::cpu(), strided);
+      const auto got = two_steps(kind, w, g, Device::cuda(), strided);
       for (int k = 0; k < count; ++k) {
         ASSERT_EQ(got[size_t(k)].size(), want[size_t(k)].size());
         for (std::size_t i = 0; i < want[size_t(k)].size(); ++i) {

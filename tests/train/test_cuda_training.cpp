@@ -2,9 +2,10 @@
 // CUDA, from the same initial weights (--load-weights), on the mnist-tiny fixture: per-epoch
 // losses and accuracies and the final weights must agree within a small tolerance (f32 on both
 // sides; summation orders differ). The CPU run is the oracle. Skips with a message without a
-// CUDA build or GPU. The same runs on the CPU with its SIMD kernels against its scalar ones (they
-// round differently too) run everywhere: they show that each run's training is not chaotic, so
-// that rounding alone cannot take the two devices apart by more than the tolerance.
+// CUDA build or GPU. The same runs on the CPU with its SIMD GEMM kernels (and direct
+// convolutions) against its scalar ones, which sum in other orders, run everywhere: they show
+// that each run's training is not chaotic, so that such rounding differences alone do not take
+// it apart by more than the tolerance.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -111,9 +112,11 @@ void run_pair(const Other& other, const std::string& optimizer, const std::strin
     tg.add_callback(dg);
   }
   auto hc = tc.run();
+  struct AutoIsaAfter {  // also when the run throws
+    ~AutoIsaAfter() { gl::kernels::cpu::set_isa("auto"); }
+  } restore;
   if (!other.gpu) gl::kernels::cpu::set_isa("scalar");
   auto hg = tg.run();
-  gl::kernels::cpu::set_isa("auto");
   gl::set_cuda_gemm_algo(gl::CudaGemmAlgo::native);
   ASSERT_EQ(hc.size(), 3u);
   ASSERT_EQ(hg.size(), 3u);
@@ -196,7 +199,8 @@ TEST(CudaTraining, CnnWithBatchNormAndEveryDiagnosticMatchCpu) {
   run_pair({true, "native"}, "sgd", "cnn", /*batchnorm=*/true, /*diagnostics=*/true);
 }
 
-// Each GPU parity run on the CPU, its SIMD kernels against its scalar ones.
+// Each GPU parity run on the CPU, its SIMD GEMM kernels (and direct convolutions) against its
+// scalar ones.
 std::string no_simd_reason() {
   return std::string(gl::kernels::cpu::isa_name()) == "scalar"
              ? "this CPU has no SIMD kernels to compare with the scalar ones"
