@@ -1,5 +1,6 @@
-// test_cuda_training.cpp: three epochs of the same run (an MLP, a small CNN) on the CPU and on
-// CUDA, from the same initial weights (--load-weights), on the mnist-tiny fixture: per-epoch
+// test_cuda_training.cpp: the same run (an MLP for three epochs, a small CNN for two short ones)
+// on the CPU and on CUDA, from the same initial weights (--load-weights), on the mnist-tiny
+// fixture: per-epoch
 // losses and accuracies and the final weights must agree within a small tolerance (f32 on both
 // sides; summation orders differ). The CPU run is the oracle. Skips with a message without a
 // CUDA build or GPU. The same runs on the CPU with its SIMD GEMM kernels (and direct
@@ -82,9 +83,18 @@ void run_pair(const Other& other, const std::string& optimizer, const std::strin
     c.fc = {16};
     // At 0.05 this CNN's training is chaotic on the fixture: the CPU's SIMD and scalar kernels
     // end its three epochs with weights 0.6 apart (the first 480 examples 1e-7 apart, the first
-    // 800 0.06). At 0.02 they stay within 3e-7.
+    // 800 0.06). At 0.02 they stay within 3e-7; but a discrete event (a max-pool window's
+    // maximum changing places, a ReLU's sign) still moves a weight by lr times a gradient, and
+    // the chance of one grows with the steps: with initial weights scaled by 1 + 1e-6 u (u
+    // uniform in [-1, 1]) three epochs failed in 4 of 7 draws, two epochs of 5 steps (with batch
+    // norm too) in none of 8. So two epochs of 80 examples, 10 steps.
     if (optimizer == "sgd") c.lr = 0.02;
+    c.epochs = 2;
+    c.limit_train = 80;
   }
+  // Adam's step is about lr in either direction for a gradient near zero, whose sign rounding
+  // decides; eps 1e-6 (not 1e-8) keeps such gradients' steps small.
+  if (optimizer == "adam") c.adam_eps = 1e-6;
   {  // initial weights, written by a CPU trainer that does not train
     gl::train::TrainConfig init = c;
     init.out = f.root + "/init_run";
@@ -118,9 +128,10 @@ void run_pair(const Other& other, const std::string& optimizer, const std::strin
   if (!other.gpu) gl::kernels::cpu::set_isa("scalar");
   auto hg = tg.run();
   gl::set_cuda_gemm_algo(gl::CudaGemmAlgo::native);
-  ASSERT_EQ(hc.size(), 3u);
-  ASSERT_EQ(hg.size(), 3u);
-  for (std::size_t e = 0; e < 3; ++e) {
+  const auto epochs = std::size_t(c.epochs);
+  ASSERT_EQ(hc.size(), epochs);
+  ASSERT_EQ(hg.size(), epochs);
+  for (std::size_t e = 0; e < epochs; ++e) {
     SCOPED_TRACE("epoch " + std::to_string(e + 1));
     EXPECT_NEAR(hg[e].train_loss, hc[e].train_loss, 1e-3 + 1e-3 * std::fabs(hc[e].train_loss));
     EXPECT_NEAR(hg[e].test_loss, hc[e].test_loss, 1e-3 + 1e-3 * std::fabs(hc[e].test_loss));
@@ -172,7 +183,7 @@ TEST(CudaTraining, ThreeEpochsAdamCublasMatchCpu) {
   run_pair({true, "cublas"}, "adam");
 }
 
-TEST(CudaTraining, ThreeEpochsCnnMatchCpu) {
+TEST(CudaTraining, TwoShortEpochsCnnMatchCpu) {
   std::string why = no_gpu_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
   run_pair({true, "native"}, "sgd", "cnn");
@@ -187,7 +198,7 @@ TEST(CudaTraining, ThreeEpochsMlpBatchNormMatchCpu) {
   run_pair({true, "native"}, "sgd", "mlp", /*batchnorm=*/true);
 }
 
-TEST(CudaTraining, ThreeEpochsCnnBatchNormMatchCpu) {
+TEST(CudaTraining, TwoShortEpochsCnnBatchNormMatchCpu) {
   std::string why = no_gpu_reason();
   if (!why.empty()) GTEST_SKIP() << "CUDA training parity skipped: " << why;
   run_pair({true, "native"}, "sgd", "cnn", /*batchnorm=*/true);
