@@ -8,6 +8,7 @@
 // that each run's training is not chaotic, so that such rounding differences alone do not take
 // it apart by more than the tolerance.
 #include <gtest/gtest.h>
+#include <stdlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -40,8 +41,10 @@ struct Fixture {
 
 Fixture make_fixture(const std::string& name) {
   Fixture f;
-  f.root = (fs::temp_directory_path() / ("gradlens_cuda_train_" + name)).string();
-  fs::remove_all(f.root);
+  // A fresh folder of its own: two test processes running at once never share one.
+  std::string tmpl =
+      (fs::temp_directory_path() / ("gradlens_cuda_train_" + name + "_XXXXXX")).string();
+  f.root = mkdtemp(tmpl.data());
   fs::create_directories(f.root + "/data");
   fs::create_directory_symlink(std::string(GRADLENS_TEST_DATA) + "/mnist-tiny",
                                f.root + "/data/mnist");
