@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cuda/batch.h"
 #include "kernels/cuda/elementwise.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/functors.h"
@@ -254,16 +255,14 @@ template <bool kBinary, class F>
 void launch_batched(const char* name, F f, int64_t n, const float* const* a, const float* const* b,
                     float* const* out, int64_t count, cudaStream_t stream) {
   check_n(n, name);
-  if (count < 0)
-    throw std::invalid_argument(std::string(name) + ": negative count " + std::to_string(count));
+  check_batch(name, count);
   if (n == 0) return;
-  for (int64_t i = 0; i < count; ++i)
-    if (!a[i] || (kBinary && !b[i]) || !out[i])
-      throw std::invalid_argument(std::string(name) + ": null pointer in entry " +
-                                  std::to_string(i));
+  if (kBinary)
+    check_batch(name, count, a, b, out);
+  else
+    check_batch(name, count, a, out);
   stream = resolve_stream(stream);
-  for (int64_t first = 0; first < count; first += kBatchMax) {
-    const int entries = int(count - first < kBatchMax ? count - first : kBatchMax);
+  for_each_launch<kBatchMax>(count, [&](int64_t first, int entries) {
     ArrayBatch t{};
     for (int e = 0; e < entries; ++e) {
       t.a[e] = a[first + e];
@@ -273,7 +272,7 @@ void launch_batched(const char* name, F f, int64_t n, const float* const* a, con
     batched_kernel<kBinary>
         <<<dim3(unsigned(blocks_for(n)), unsigned(entries)), kThreads, 0, stream>>>(f, n, t);
     GL_CUDA_CHECK_LAUNCH();
-  }
+  });
 }
 }  // namespace
 
