@@ -20,7 +20,7 @@ struct ConvGeometry {
 // How conv2d lowers to the GEMM (process-wide; all give the same values up to rounding):
 // per_image: threads take whole images, each image's im2col stays in cache and its GEMMs
 // write NCHW directly; batched: one im2col matrix of a chunk of images and one GEMM per group
-// over all of them, threads inside the GEMM; winograd: Winograd F(m x m, 3x3), m = 2, 3 or 4
+// over all of them, threads inside the GEMM; winograd: Winograd F(m x m, 3x3), m = 2 to 5
 // (winograd.h, the tile picked by output size) for f32 wherever it applies, per_image
 // elsewhere; direct: the direct AVX-512 kernel of conv_direct.h where direct_conv_preferred,
 // per_image elsewhere; automatic (the default): winograd where winograd_preferred, else direct

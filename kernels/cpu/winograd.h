@@ -1,4 +1,4 @@
-// winograd.h: Winograd F(2x2, 3x3), F(3x3, 3x3) and F(4x4, 3x3) convolution on the CPU, f32
+// winograd.h: Winograd F(m x m, 3x3) convolution, m = 2 to 5, on the CPU, f32
 // (kernels/cpu/winograd.cpp). conv2d_forward/backward (conv.h) route here for the shapes where it
 // is the faster lowering.
 #pragma once
