@@ -142,6 +142,7 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   mc.activation = parse_activation(r.config.activation);
   mc.leaky_slope = r.config.leaky_slope;
   mc.batchnorm = r.config.batchnorm;
+  mc.bias_before_batchnorm = r.config.bias_before_batchnorm;
   mc.dropout = r.config.dropout;
   mc.num_classes = std::max(train_ds.num_classes, int64_t(2));
   r.model = models::build_mlp(mc);

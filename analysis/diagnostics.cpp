@@ -477,7 +477,8 @@ void DiagnosticsCallback::write_files(int64_t epoch) {
                             {"in", l.in},
                             {"out", l.units},
                             {"activation", activation_name(l.act)},
-                            {"batchnorm", l.batchnorm}});
+                            {"batchnorm", l.batchnorm},
+                            {"bias", l.tap.bias().defined()}});
   lj["epochs"] = hist_epochs_;
   if (opts_.activations)
     batch.add(dir + "/activations.csv", "epoch,layer,kind,class,mean,std,min,max\n" + act_rows_);

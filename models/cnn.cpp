@@ -11,6 +11,7 @@ Conv2dOptions conv_options(const CnnConfig& c) {
   Conv2dOptions o;
   o.kernel = {c.kernel, c.kernel};
   o.padding = {c.effective_padding(), c.effective_padding()};
+  o.bias = hidden_layer_bias(c.batchnorm, c.bias_before_batchnorm);
   return o;
 }
 }  // namespace
@@ -86,7 +87,7 @@ CNN::CNN(const CnnConfig& config, DType dtype) : config_(config) {
   prev = feat[0] * feat[1] * feat[2];
   for (int64_t w : config_.fc) {
     LayerTap tap;
-    tap.linear = emplace<Linear>(prev, w, true, dtype);
+    tap.linear = emplace<Linear>(prev, w, o.bias, dtype);
     tap = add_tap(
         tap, tap.linear,
         [&](int64_t width) { return emplace<BatchNorm1d>(width, 1e-5, 0.1, true, dtype); }, w);

@@ -6,6 +6,8 @@
 //                 ... one per entry of `fc` ...,
 //                 nn.Linear(f_last, num_classes))
 // so its state-dict keys are those of the same PyTorch model. pool 0 adds no pooling modules.
+// A Conv2d or Linear followed by batch norm has no bias (PyTorch's bias=False) unless
+// bias_before_batchnorm; the classifier always has one.
 // The default (channels {32, 64}, fc {128}, kernel 3, padding 1, pool 2) on a 1x28x28 input:
 //   conv3x3(32)-act-maxpool2 [32,14,14] - conv3x3(64)-act-maxpool2 [64,7,7] - fc128-act - fc10.
 #pragma once
@@ -26,7 +28,9 @@ struct CnnConfig {
   ActivationKind activation = ActivationKind::relu;
   double leaky_slope = 0.01;
   bool batchnorm = false;  // BatchNorm2d after each conv, BatchNorm1d after each hidden Linear
-  double dropout = 0.0;    // after each hidden Linear's activation; 0 adds no module
+  // With batchnorm: give the convs and hidden Linears a bias too (redundant: hidden_layer_bias).
+  bool bias_before_batchnorm = false;
+  double dropout = 0.0;  // after each hidden Linear's activation; 0 adds no module
   int64_t num_classes = 10;
 
   int64_t effective_padding() const { return padding < 0 ? kernel / 2 : padding; }

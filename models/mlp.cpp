@@ -35,7 +35,8 @@ MLP::MLP(const MlpConfig& config, DType dtype) : config_(config) {
     int64_t w = config_.hidden[i];
     LayerTap tap;
     tap.layer = int64_t(i);
-    tap.linear = emplace<Linear>(prev, w, true, dtype);
+    tap.linear = emplace<Linear>(
+        prev, w, hidden_layer_bias(config_.batchnorm, config_.bias_before_batchnorm), dtype);
     tap.pre = tap.linear;
     if (config_.batchnorm) {
       tap.batchnorm = emplace<BatchNorm1d>(w, 1e-5, 0.1, true, dtype);

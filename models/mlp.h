@@ -3,12 +3,15 @@
 //                 nn.Linear(h0, h1), ..., nn.Linear(h_last, num_classes))
 // so its state-dict keys are those of a PyTorch model built the same way. Each hidden layer
 // takes 2 indices, plus one with batchnorm and one with dropout > 0 (a p = 0 dropout adds no
-// module). Example, hidden {128, 64}, batchnorm, dropout 0.1 (4 modules per hidden layer):
-//   0.weight [128, in]   0.bias [128]
+// module). A Linear followed by batch norm has no bias (nn.Linear(..., bias=False)) unless
+// bias_before_batchnorm; the classifier always has one. Example, hidden {128, 64}, batchnorm,
+// dropout 0.1 (4 modules per hidden layer):
+//   0.weight [128, in]
 //   1.weight [128]  1.bias [128]  1.running_mean [128]  1.running_var [128]
 //   1.num_batches_tracked []      (2 = activation, 3 = dropout: no keys)
-//   4.weight [64, 128]  4.bias [64]   5.* BatchNorm1d(64)   (6 act, 7 dropout)
+//   4.weight [64, 128]   5.* BatchNorm1d(64)   (6 act, 7 dropout)
 //   8.weight [classes, 64]  8.bias [classes]
+// (with bias_before_batchnorm, 0.bias [128] and 4.bias [64] as well).
 #pragma once
 #include <vector>
 
@@ -22,6 +25,8 @@ struct MlpConfig {
   ActivationKind activation = ActivationKind::relu;
   double leaky_slope = 0.01;
   bool batchnorm = false;
+  // With batchnorm: give the hidden Linears a bias too (redundant: hidden_layer_bias).
+  bool bias_before_batchnorm = false;
   double dropout = 0.0;  // in [0, 1); 0 adds no Dropout modules
   int64_t num_classes = 10;
 

@@ -29,6 +29,14 @@ struct LayerTap {
   const Tensor& bias() const { return conv ? conv->bias() : linear->bias(); }
 };
 
+// Whether a hidden Linear or Conv2d gets a bias. Not when batch norm follows it (unless asked
+// to keep it, as runs made before this choice existed did): batch norm subtracts the batch
+// mean, so in training the output does not depend on that bias and its gradient is zero but
+// for rounding, which an adaptive optimizer would step on (PyTorch's bias=False before a norm).
+inline bool hidden_layer_bias(bool batchnorm, bool bias_before_batchnorm) {
+  return !batchnorm || bias_before_batchnorm;
+}
+
 class Network : public Sequential {
  public:
   std::string kind() const override { return "Sequential"; }

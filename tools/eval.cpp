@@ -22,12 +22,13 @@
 namespace gl::tools {
 namespace {
 
-// Hidden widths, batchnorm and whether Dropout modules sit between the layers, from the keys
-// of an MLP state dict laid out as models/mlp.h describes.
+// Hidden widths, batchnorm (and whether the Linears before it have a bias) and whether Dropout
+// modules sit between the layers, from the keys of an MLP state dict laid out as models/mlp.h
+// describes.
 void infer_architecture(const io::NamedTensors& tensors, const std::string& path,
                         train::TrainConfig& cfg) {
   std::map<int64_t, Shape> linear;  // module index -> weight shape
-  std::set<int64_t> norms;
+  std::set<int64_t> norms, biases;
   for (const auto& [name, t] : tensors) {
     auto dot = name.find('.');
     int64_t idx = -1;
@@ -46,6 +47,7 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
              "MLPs only (evaluate a CNN run with --run DIR)",
              path, name, shape_str(t.shape()));
     if (param == "running_mean") norms.insert(idx);
+    if (param == "bias") biases.insert(idx);
     if (param == "weight" && t.dim() == 2) linear[idx] = t.shape();
   }
   GL_CHECK(linear.size() >= 2, "--weights {}: found {} Linear weight(s); an MLP has at least 2",
@@ -58,6 +60,8 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
   }
   cfg.hidden.pop_back();  // the last Linear is the classifier
   cfg.batchnorm = !norms.empty();
+  // The first Linear says; a layout mixing both fails to load, naming the keys.
+  cfg.bias_before_batchnorm = biases.count(idx[0]) > 0;
   int64_t stride = idx[1] - idx[0];
   int64_t extra = stride - 2 - (cfg.batchnorm ? 1 : 0);
   GL_CHECK(idx[0] == 0 && (extra == 0 || extra == 1),

@@ -21,7 +21,7 @@ struct GraphFlags {
   std::string hidden = "16,16";
   int64_t in_features = 784, classes = 10, batch = 4;
   std::string activation = "relu";
-  bool batchnorm = false;
+  bool batchnorm = false, bn_bias = false;
   double dropout = 0.0;
   uint64_t seed = 0;
   std::string out, svg;
@@ -44,6 +44,8 @@ RegisterCommand reg(
           ->capture_default_str();
       sub.add_option("--activation", f->activation, "Hidden activation")->capture_default_str();
       sub.add_flag("--batchnorm", f->batchnorm, "BatchNorm1d after every hidden Linear");
+      sub.add_flag("--bn-bias", f->bn_bias,
+                   "With --batchnorm: keep the bias of each Linear before batch norm");
       sub.add_option("--dropout", f->dropout, "Dropout probability")->capture_default_str();
       sub.add_option("--seed", f->seed, "Seed of the weights and the batch")
           ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
@@ -59,6 +61,7 @@ RegisterCommand reg(
         mc.hidden = train::parse_int_list(f->hidden, "--hidden");
         mc.activation = parse_activation(f->activation);
         mc.batchnorm = f->batchnorm;
+        mc.bias_before_batchnorm = f->bn_bias;
         mc.dropout = f->dropout;
         mc.num_classes = f->classes;
         mc.validate();

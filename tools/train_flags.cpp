@@ -67,6 +67,10 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "trunc_normal); a, b (trunc_normal); bias=zero|torch (any)");
   app.add_flag("--batchnorm", c.batchnorm,
                "BatchNorm1d after every hidden Linear (cnn: BatchNorm2d after every conv too)");
+  app.add_flag("--bn-bias", c.bias_before_batchnorm,
+               "With --batchnorm: keep the bias of each Linear / Conv2d that batch norm follows "
+               "(by default they have none: batch norm subtracts the batch mean, so it would "
+               "change nothing but rounding)");
   app.add_option("--dropout", c.dropout, "Dropout probability after every hidden activation")
       ->capture_default_str();
   app.add_option("--optimizer", c.optimizer, "sgd, adam or adamw")->capture_default_str();
@@ -192,6 +196,7 @@ std::vector<std::string> TrainFlags::unused_flags(const train::TrainConfig& c) c
     note({"--channels", "--fc", "--kernel", "--pool"}, "with --model " + c.model);
   if (c.model != "cnn" && !hidden.empty())
     note({"--depth", "--width"}, "with --hidden (it gives the widths)");
+  if (!c.batchnorm) note({"--bn-bias"}, "without --batchnorm");
   if (c.device == "cpu") note({"--gemm"}, "with --device cpu (it picks the CUDA GEMM)");
   if (diagnostics == "none")
     note({"--diagnostics-every", "--saturation-threshold"}, "without --diagnostics");

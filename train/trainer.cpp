@@ -137,6 +137,7 @@ std::string TrainConfig::to_json() const {
   j["init"] = init;
   j["init_args"] = init_args;
   j["batchnorm"] = batchnorm;
+  j["bias_before_batchnorm"] = bias_before_batchnorm;
   j["dropout"] = dropout;
   j["optimizer"] = optimizer;
   j["lr"] = lr;
@@ -187,6 +188,8 @@ TrainConfig config_from(const io::JsonReader& j) {
   get("init", c.init);
   get("init_args", c.init_args);
   get("batchnorm", c.batchnorm);
+  c.bias_before_batchnorm = true;  // absent: written when those layers always had a bias
+  get("bias_before_batchnorm", c.bias_before_batchnorm);
   get("dropout", c.dropout);
   get("optimizer", c.optimizer);
   get("lr", c.lr);
@@ -242,6 +245,24 @@ TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
   }
   return c;
 }
+
+namespace {
+
+// Whether the run in `dir`, to be resumed, was started before bias_before_batchnorm existed
+// (its config.json, written with its checkpoints' configuration, lacks the key): its layers
+// before batch norm have a bias, and its checkpoint holds them.
+bool run_predates_bias_choice(const std::string& dir) {
+  const std::string path = dir + "/config.json";
+  if (!io::file_exists(dir + "/checkpoint.safetensors") || !io::file_exists(path)) return false;
+  try {
+    const json j = io::read_json_file(path);
+    return j.is_object() && !j.contains("bias_before_batchnorm");
+  } catch (const std::exception&) {
+    return false;  // the checkpoint's own configuration decides (load_checkpoint)
+  }
+}
+
+}  // namespace
 
 std::vector<std::pair<std::string, std::string>> Trainer::limit_notes() const {
   std::vector<std::pair<std::string, std::string>> notes;
@@ -351,6 +372,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
 #endif
   }
   GL_CHECK(dev.is_cuda() || !cfg_.cuda_graph, "--cuda-graph needs --device cuda");
+  if (cfg_.resume && run_predates_bias_choice(cfg_.out)) cfg_.bias_before_batchnorm = true;
   device_ = dev;
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   if (!data_) data_ = TrainData::load(cfg_);
@@ -374,6 +396,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
     c.activation = parse_activation(cfg_.activation);
     c.leaky_slope = cfg_.leaky_slope;
     c.batchnorm = cfg_.batchnorm;
+    c.bias_before_batchnorm = cfg_.bias_before_batchnorm;
     c.dropout = cfg_.dropout;
     c.num_classes = num_classes_;
   };
@@ -424,7 +447,13 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
       models::require_finite(loaded);
       model_->load_state_dict(loaded, true);
     } catch (const Error& e) {
-      throw Error(fmt::format("--load-weights {}: {}", cfg_.load_weights, e.what()));
+      // Weights whose layers before batch norm have a bias, as every run's did before --bn-bias.
+      const bool bn_bias = !cfg_.evaluate_only && cfg_.batchnorm && !cfg_.bias_before_batchnorm &&
+                           std::string(e.what()).find(".bias") != std::string::npos;
+      throw Error(fmt::format("--load-weights {}: {}{}", cfg_.load_weights, e.what(),
+                              bn_bias ? " (for weights with a bias before each batch norm, add "
+                                        "--bn-bias)"
+                                      : ""));
     }
   }
   // Initialized (and loaded) on the host, so a seed gives the same weights on every device.
@@ -578,7 +607,8 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
              saved.value("epochs", v).dump(), saved.value("epochs", v).dump(), v.dump());
     if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
     if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
-                               (k == "lr_schedule" && v == "constant") || k == "denormals"))
+                               (k == "lr_schedule" && v == "constant") || k == "denormals" ||
+                               (k == "bias_before_batchnorm" && v == true)))
       continue;  // checkpoints written before these flags existed
     GL_CHECK(saved.contains(k) && saved[k] == v,
              "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "

@@ -44,6 +44,10 @@ struct TrainConfig {
   std::string init = "he_normal";
   std::map<std::string, std::string> init_args;
   bool batchnorm = false;
+  // --bn-bias: with batchnorm, the Linear / Conv2d layers before it keep their bias
+  // (models::hidden_layer_bias). A config.json or checkpoint without this key was written
+  // before the choice existed, when they always had one: it reads as true.
+  bool bias_before_batchnorm = false;
   double dropout = 0.0;
   std::string optimizer = "sgd";  // sgd | adam | adamw
   double lr = 0.01;

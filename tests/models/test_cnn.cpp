@@ -39,6 +39,50 @@ TEST(Cnn, DefaultLayoutMatchesPyTorchSequential) {
   EXPECT_EQ(&cnn.output_layer(), &cnn[9]);
 }
 
+// With batch norm the convs and hidden Linears it follows have no bias (PyTorch's bias=False),
+// the classifier keeps its own; bias_before_batchnorm gives them one, as before that choice.
+TEST(Cnn, NoBiasBeforeBatchNormUnlessKept) {
+  CnnConfig c;  // 1x28x28
+  c.channels = {4, 6};
+  c.fc = {12, 8};
+  c.batchnorm = true;
+  auto shapes_of = [](const CNN& cnn) {
+    std::vector<std::string> s;
+    for (auto& [k, v] : cnn.named_parameters()) s.push_back(k + shape_str(v.shape()));
+    return s;
+  };
+  // 0 conv, 1 bn, 2 relu, 3 pool, 4 conv, 5 bn, 6 relu, 7 pool, 8 flatten,
+  // 9 linear, 10 bn, 11 relu, 12 linear, 13 bn, 14 relu, 15 linear
+  CNN bn(c);
+  EXPECT_EQ(
+      shapes_of(bn),
+      (std::vector<std::string>{
+          "0.weight[4, 1, 3, 3]", "1.weight[4]", "1.bias[4]", "4.weight[6, 4, 3, 3]", "5.weight[6]",
+          "5.bias[6]", "9.weight[12, 294]", "10.weight[12]", "10.bias[12]", "12.weight[8, 12]",
+          "13.weight[8]", "13.bias[8]", "15.weight[10, 8]", "15.bias[10]"}));
+  ASSERT_EQ(bn.taps().size(), 4u);
+  for (const LayerTap& tap : bn.taps()) EXPECT_FALSE(tap.bias().defined()) << tap.layer;
+  EXPECT_NE(bn[0].extra_repr().find("bias=False"), std::string::npos) << bn[0].extra_repr();
+  EXPECT_TRUE(bn.output_layer().bias().defined());
+  // The model still trains every parameter it has.
+  Generator g(5);
+  init_model(bn, parse_init("he_normal", {}), g);
+  sum(mul(bn.forward(Tensor::randn({3, 1, 28, 28}, g)), Tensor::randn({3, 10}, g))).backward();
+  for (auto& [name, p] : bn.named_parameters()) EXPECT_TRUE(p.grad().defined()) << name;
+
+  c.bias_before_batchnorm = true;
+  CNN kept(c);
+  for (const LayerTap& tap : kept.taps()) EXPECT_TRUE(tap.bias().defined()) << tap.layer;
+  EXPECT_EQ(kept.num_parameters(), bn.num_parameters() + 4 + 6 + 12 + 8);
+  EXPECT_EQ(kept.named_parameters()[1].first, "0.bias");
+
+  // Without batch norm every layer has its bias.
+  c.batchnorm = false;
+  c.bias_before_batchnorm = false;
+  CNN plain(c);
+  for (const LayerTap& tap : plain.taps()) EXPECT_TRUE(tap.bias().defined()) << tap.layer;
+}
+
 TEST(Cnn, ForwardShapesAndGradientsFor1x28And3x32) {
   for (auto [ch, hw] : std::vector<std::pair<int64_t, int64_t>>{{1, 28}, {3, 32}}) {
     CnnConfig c;

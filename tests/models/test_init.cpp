@@ -213,6 +213,7 @@ TEST(Init, SeedFixesWeights) {
 TEST(Init, InitModelSetsBiasesAndBatchNorm) {
   MlpConfig c = MlpConfig::uniform(20, 2, 30, 4);
   c.batchnorm = true;
+  c.bias_before_batchnorm = true;  // so the hidden Linears have biases to initialize
   MLP mlp(c);
   Generator gen(3);
   for (auto& [k, t] : mlp.state_dict())

@@ -216,6 +216,68 @@ print(' '.join(repr(v) for v in out))
   for (std::size_t i = 0; i < ours.size(); ++i) EXPECT_NEAR(ours[i], theirs[i], 1e-10) << i;
 }
 
+// Why the builders give no bias to a layer that batch norm follows: in training, batch norm
+// subtracts the batch mean, so y = bn(x W^T + b) does not depend on b, and dL/db is zero but for
+// rounding. Two chains with the same weights, one with a large bias and one without, against
+// each other: the same outputs and weight gradients (to the dtype's rounding), and a bias
+// gradient that is rounding noise next to the weight gradient.
+void expect_bias_before_norm_changes_nothing(Module& biased, Module& unbiased, Module& bn,
+                                             const Tensor& x, const Tensor& bias,
+                                             const Tensor& weight, const Tensor& bare_weight,
+                                             double tol) {
+  Generator gen(17);
+  Tensor y_biased = bn(biased(x));
+  Tensor R = Tensor::randn(y_biased.shape(), gen, x.dtype());
+  sum(y_biased * R).backward();
+  Tensor y_bare = bn(unbiased(x));
+  sum(y_bare * R).backward();
+  auto a = y_biased.to_vector<double>(), b = y_bare.to_vector<double>();
+  double y_scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(a[i], b[i], tol) << "output " << i;
+    y_scale = std::max(y_scale, std::abs(b[i]));
+  }
+  EXPECT_GT(y_scale, 0.5) << "the outputs are normalized, not all zero";
+  auto gw = weight.grad().to_vector<double>(), gw_bare = bare_weight.grad().to_vector<double>();
+  double gw_max = 0;
+  for (std::size_t i = 0; i < gw.size(); ++i) {
+    EXPECT_NEAR(gw[i], gw_bare[i], tol * (1 + std::abs(gw_bare[i]))) << "weight grad " << i;
+    gw_max = std::max(gw_max, std::abs(gw_bare[i]));
+  }
+  ASSERT_GT(gw_max, 0.1);
+  for (double g : bias.grad().to_vector<double>()) EXPECT_LE(std::abs(g), tol * gw_max);
+}
+
+TEST(BatchNorm1d, BiasOfTheLinearBeforeItChangesNothingInTraining) {
+  for (auto [dtype, tol] : {std::pair{DType::f64, 1e-10}, std::pair{DType::f32, 2e-5}}) {
+    SCOPED_TRACE(dtype_name(dtype));
+    Generator gen(23);
+    Linear biased(9, 6, true, dtype), bare(9, 6, false, dtype);
+    BatchNorm1d bn(6, 1e-5, 0.1, true, dtype);
+    biased.reset_parameters(gen);
+    Tensor(bare.weight()).copy_(biased.weight());
+    Tensor(biased.bias()).copy_(Tensor::randn({6}, gen, dtype, 0.0, 3.0));  // far from zero
+    Tensor(bn.weight()).copy_(Tensor::randn({6}, gen, dtype, 1.0, 0.5));
+    Tensor(bn.bias()).copy_(Tensor::randn({6}, gen, dtype));
+    expect_bias_before_norm_changes_nothing(biased, bare, bn, Tensor::randn({16, 9}, gen, dtype),
+                                            biased.bias(), biased.weight(), bare.weight(), tol);
+  }
+}
+
+TEST(BatchNorm2d, BiasOfTheConvBeforeItChangesNothingInTraining) {
+  Generator gen(29);
+  Conv2dOptions with, without;
+  with.padding = without.padding = {1, 1};
+  without.bias = false;
+  Conv2d biased(3, 5, with), bare(3, 5, without);
+  BatchNorm2d bn(5);
+  biased.reset_parameters(gen);
+  Tensor(bare.weight()).copy_(biased.weight());
+  Tensor(biased.bias()).copy_(Tensor::randn({5}, gen, DType::f32, 0.0, 3.0));
+  expect_bias_before_norm_changes_nothing(biased, bare, bn, Tensor::randn({4, 3, 6, 6}, gen),
+                                          biased.bias(), biased.weight(), bare.weight(), 5e-5);
+}
+
 TEST(Dropout, IdentityInEvalAndNeedsAGenerator) {
   Dropout d(0.3);
   Tensor x = Tensor::ones({100, 50});

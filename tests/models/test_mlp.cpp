@@ -31,12 +31,11 @@ TEST(MLP, LayoutAndKeys) {
                                       "BatchNorm1d", "LeakyReLU", "Dropout", "Linear"}));
   std::vector<std::string> keys;
   for (auto& [k, t] : mlp.state_dict()) keys.push_back(k + shape_str(t.shape()));
-  EXPECT_EQ(keys,
-            (std::vector<std::string>{
-                "0.weight[16, 12]", "0.bias[16]", "1.weight[16]", "1.bias[16]",
-                "1.running_mean[16]", "1.running_var[16]", "1.num_batches_tracked[]",
-                "4.weight[8, 16]", "4.bias[8]", "5.weight[8]", "5.bias[8]", "5.running_mean[8]",
-                "5.running_var[8]", "5.num_batches_tracked[]", "8.weight[3, 8]", "8.bias[3]"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{
+                      "0.weight[16, 12]", "1.weight[16]", "1.bias[16]", "1.running_mean[16]",
+                      "1.running_var[16]", "1.num_batches_tracked[]", "4.weight[8, 16]",
+                      "5.weight[8]", "5.bias[8]", "5.running_mean[8]", "5.running_var[8]",
+                      "5.num_batches_tracked[]", "8.weight[3, 8]", "8.bias[3]"}));
   ASSERT_EQ(mlp.taps().size(), 2u);
   const LayerTap& t1 = mlp.taps()[1];
   EXPECT_EQ(t1.layer, 1);
@@ -54,6 +53,49 @@ TEST(MLP, LayoutAndKeys) {
   EXPECT_EQ(plain.taps()[2].batchnorm, nullptr);
   EXPECT_EQ(plain.taps()[2].dropout, nullptr);
   EXPECT_EQ(plain.num_parameters(), (5 * 4 + 4) + 2 * (4 * 4 + 4) + (4 * 2 + 2));
+}
+
+// A Linear that batch norm follows has no bias (batch norm subtracts the batch mean, so the bias
+// could only add rounding noise), unless bias_before_batchnorm keeps it as runs made before
+// that choice had it; every Linear without batch norm after it, the classifier included, has
+// one.
+TEST(MLP, NoBiasBeforeBatchNormUnlessKept) {
+  auto param_names = [](const MLP& m) {
+    std::vector<std::string> names;
+    for (auto& [n, p] : m.named_parameters()) names.push_back(n);
+    return names;
+  };
+  MlpConfig c = MlpConfig::uniform(6, 3, 5, 4);
+  c.batchnorm = true;
+  MLP bn(c);
+  EXPECT_EQ(param_names(bn), (std::vector<std::string>{"0.weight", "1.weight", "1.bias", "3.weight",
+                                                       "4.weight", "4.bias", "6.weight", "7.weight",
+                                                       "7.bias", "9.weight", "9.bias"}));
+  for (const LayerTap& tap : bn.taps()) {
+    EXPECT_FALSE(tap.linear->bias().defined()) << tap.layer;
+    EXPECT_FALSE(tap.bias().defined()) << tap.layer;
+    EXPECT_NE(tap.linear->extra_repr().find("bias=False"), std::string::npos);
+  }
+  EXPECT_TRUE(bn.output_layer().bias().defined());
+  // Per hidden layer: W, BatchNorm's weight and bias; then the classifier's W and b.
+  EXPECT_EQ(bn.num_parameters(), (6 * 5 + 2 * 5) + 2 * (5 * 5 + 2 * 5) + (5 * 4 + 4));
+
+  c.bias_before_batchnorm = true;
+  MLP kept(c);
+  EXPECT_EQ(param_names(kept),
+            (std::vector<std::string>{"0.weight", "0.bias", "1.weight", "1.bias", "3.weight",
+                                      "3.bias", "4.weight", "4.bias", "6.weight", "6.bias",
+                                      "7.weight", "7.bias", "9.weight", "9.bias"}));
+  EXPECT_EQ(kept.num_parameters(), bn.num_parameters() + 3 * 5);
+
+  // Without batch norm the setting changes nothing: every Linear has its bias.
+  for (bool keep : {false, true}) {
+    MlpConfig plain = MlpConfig::uniform(6, 3, 5, 4);
+    plain.bias_before_batchnorm = keep;
+    MLP m(plain);
+    for (const LayerTap& tap : m.taps()) EXPECT_TRUE(tap.linear->bias().defined()) << keep;
+    EXPECT_EQ(m.num_parameters(), (6 * 5 + 5) + 2 * (5 * 5 + 5) + (5 * 4 + 4)) << keep;
+  }
 }
 
 void expect_close(const Tensor& a, const Tensor& b, double tol, const char* what) {
@@ -86,12 +128,13 @@ TEST(MLP, ForwardEqualsHandChainAndTapsSeeIt) {
   int64_t in = 12;
   for (std::size_t l = 0; l < 2; ++l) {
     auto& tap = mlp.taps()[l];
-    auto W = tap.linear->weight().to_vector<double>(), B = tap.linear->bias().to_vector<double>();
+    ASSERT_FALSE(tap.linear->bias().defined()) << "batch norm follows it";
+    auto W = tap.linear->weight().to_vector<double>();
     int64_t out = tap.linear->out_features();
     std::vector<double> z(std::size_t(10 * out)), a(z.size());
     for (int64_t r = 0; r < 10; ++r)
       for (int64_t o = 0; o < out; ++o) {
-        double acc = B[o];
+        double acc = 0;
         for (int64_t i = 0; i < in; ++i) acc += X[r * in + i] * W[o * in + i];
         z[r * out + o] = acc / std::sqrt(1 + 1e-5);
         a[r * out + o] = z[r * out + o] > 0 ? z[r * out + o] : 0.1 * z[r * out + o];
@@ -163,9 +206,9 @@ TEST(MLP, KeysAndOutputsMatchTorchSequential) {
       fmt::format(R"(
 import torch
 nn = torch.nn
-m = nn.Sequential(nn.Linear(12, 16), nn.BatchNorm1d(16), nn.LeakyReLU(0.1), nn.Dropout(0.25),
-                  nn.Linear(16, 8), nn.BatchNorm1d(8), nn.LeakyReLU(0.1), nn.Dropout(0.25),
-                  nn.Linear(8, 3)).double()
+m = nn.Sequential(nn.Linear(12, 16, bias=False), nn.BatchNorm1d(16), nn.LeakyReLU(0.1),
+                  nn.Dropout(0.25), nn.Linear(16, 8, bias=False), nn.BatchNorm1d(8),
+                  nn.LeakyReLU(0.1), nn.Dropout(0.25), nn.Linear(8, 3)).double()
 print(' '.join(k + str(list(v.shape)) for k, v in m.state_dict().items()))
 sd = {{}}
 {loads}

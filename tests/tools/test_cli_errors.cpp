@@ -503,6 +503,7 @@ TEST(CliHelp, TrainHelpListsEveryFlag) {
                         "--init",
                         "--init-arg",
                         "--batchnorm",
+                        "--bn-bias",
                         "--dropout",
                         "--optimizer",
                         "--lr",
@@ -602,34 +603,6 @@ TEST(CliFlags, LimitsAboveTheSplitsSizeAreNoted) {
   EXPECT_EQ(in.err, "");
 }
 
-}  // namespace
-
-namespace {
-// The test loss and accuracy (a fraction) of the last row of the run's metrics.csv.
-std::pair<double, double> last_test_figures(const std::string& run) {
-  std::stringstream metrics(read_text(run + "/metrics.csv"));
-  std::string line, last;
-  while (std::getline(metrics, line))
-    if (!line.empty()) last = line;
-  std::vector<std::string> cells;
-  std::stringstream row(last);
-  for (std::string c; std::getline(row, c, ',');) cells.push_back(c);
-  // epoch,train_loss,test_loss,train_acc,test_acc,...
-  if (cells.size() < 5) throw std::runtime_error("short metrics.csv row: " + last);
-  return {std::stod(cells[2]), std::stod(cells[4])};
-}
-
-// `gradlens eval ARGS` succeeds and prints the run's last test loss and accuracy.
-void expect_eval_reproduces(const std::vector<std::string>& args, const std::string& run) {
-  const auto [want_loss, want_acc] = last_test_figures(run);
-  ProcResult e = run_gradlens(args);
-  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
-  const auto at = e.out.find("loss "), pct = e.out.find("accuracy ");
-  ASSERT_TRUE(at != std::string::npos && pct != std::string::npos) << e.out;
-  const double loss = std::stod(e.out.substr(at + 5)), acc = std::stod(e.out.substr(pct + 9));
-  EXPECT_NEAR(loss, want_loss, 1e-8 * std::fabs(want_loss)) << e.out;
-  EXPECT_NEAR(acc, 100.0 * want_acc, 1e-9) << e.out;
-}
 }  // namespace
 
 // `gradlens eval` of a run's model.safetensors gives the test loss and accuracy the run wrote in

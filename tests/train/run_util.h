@@ -1,6 +1,7 @@
 // run_util.h: helpers for tests that run the `gradlens` binary as a child process: spawning
 // it with captured stdout/stderr, exit status vs signal, temporary data directories holding the
-// mnist-tiny fixture, file reading and the PyTorch availability check.
+// mnist-tiny fixture, file reading, comparisons of run directories (byte-identical outputs; the
+// last test figures that `gradlens eval` must reproduce) and the PyTorch availability check.
 #pragma once
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,7 +14,9 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gl::testing {
@@ -143,6 +146,46 @@ inline std::string strip_epoch_time(const std::string& csv) {
     out << '\n';
   }
   return out.str();
+}
+
+// Every output of two run directories that must not depend on timing, byte for byte.
+inline void expect_same_outputs(const std::string& a, const std::string& b) {
+  for (const char* f : {"model.safetensors", "steps.csv", "per_class.csv", "confusion.csv",
+                        "misclassified.csv", "misclassified_images.npy"}) {
+    std::string x = read_text(a + "/" + f), y = read_text(b + "/" + f);
+    EXPECT_FALSE(x.empty()) << a << "/" << f;
+    EXPECT_TRUE(x == y) << f << " differs between " << a << " and " << b;
+  }
+  std::string ma = strip_epoch_time(read_text(a + "/metrics.csv"));
+  std::string mb = strip_epoch_time(read_text(b + "/metrics.csv"));
+  EXPECT_FALSE(ma.empty());
+  EXPECT_EQ(ma, mb) << "metrics.csv (epoch_time aside)";
+}
+
+// The test loss and accuracy (a fraction) of the last row of the run's metrics.csv.
+inline std::pair<double, double> last_test_figures(const std::string& run) {
+  std::stringstream metrics(read_text(run + "/metrics.csv"));
+  std::string line, last;
+  while (std::getline(metrics, line))
+    if (!line.empty()) last = line;
+  std::vector<std::string> cells;
+  std::stringstream row(last);
+  for (std::string c; std::getline(row, c, ',');) cells.push_back(c);
+  // epoch,train_loss,test_loss,train_acc,test_acc,...
+  if (cells.size() < 5) throw std::runtime_error("short metrics.csv row: " + last);
+  return {std::stod(cells[2]), std::stod(cells[4])};
+}
+
+// `gradlens eval ARGS` succeeds and prints the run's last test loss and accuracy.
+inline void expect_eval_reproduces(const std::vector<std::string>& args, const std::string& run) {
+  const auto [want_loss, want_acc] = last_test_figures(run);
+  ProcResult e = run_gradlens(args);
+  ASSERT_TRUE(e.exited && e.code == 0) << describe(e);
+  const auto at = e.out.find("loss "), pct = e.out.find("accuracy ");
+  ASSERT_TRUE(at != std::string::npos && pct != std::string::npos) << e.out;
+  const double loss = std::stod(e.out.substr(at + 5)), acc = std::stod(e.out.substr(pct + 9));
+  EXPECT_NEAR(loss, want_loss, 1e-8 * std::fabs(want_loss)) << e.out;
+  EXPECT_NEAR(acc, 100.0 * want_acc, 1e-9) << e.out;
 }
 
 inline bool torch_available() {

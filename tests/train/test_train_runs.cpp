@@ -51,20 +51,6 @@ void train_ok(const std::vector<std::string>& args) {
   ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
 }
 
-// Every output of two run directories that must not depend on timing, byte for byte.
-void expect_same_outputs(const std::string& a, const std::string& b) {
-  for (const char* f : {"model.safetensors", "steps.csv", "per_class.csv", "confusion.csv",
-                        "misclassified.csv", "misclassified_images.npy"}) {
-    std::string x = read_text(a + "/" + f), y = read_text(b + "/" + f);
-    EXPECT_FALSE(x.empty()) << a << "/" << f;
-    EXPECT_TRUE(x == y) << f << " differs between " << a << " and " << b;
-  }
-  std::string ma = strip_epoch_time(read_text(a + "/metrics.csv"));
-  std::string mb = strip_epoch_time(read_text(b + "/metrics.csv"));
-  EXPECT_FALSE(ma.empty());
-  EXPECT_EQ(ma, mb) << "metrics.csv (epoch_time aside)";
-}
-
 TEST(TrainRuns, SameSeedAndFlagsGiveIdenticalRuns) {
   std::string dir = make_temp_dir("gl_determinism");
   std::vector<std::string> flags{"--dropout", "0.2", "--threads", "1"};
@@ -161,6 +147,10 @@ TEST(TrainConfigJson, RoundTripsAndRefusesNumbersThatAreNotWhole) {
   const gl::train::TrainConfig back = gl::train::TrainConfig::from_json(c.to_json());
   EXPECT_EQ(back.to_json(), c.to_json());
   EXPECT_EQ(back.hidden, (std::vector<int64_t>{300, 100}));
+  // A new run's layers before batch norm have no bias; a configuration written before the
+  // setting existed (no key) describes layers that had one.
+  EXPECT_FALSE(back.bias_before_batchnorm);
+  EXPECT_TRUE(gl::train::TrainConfig::from_json("{}").bias_before_batchnorm);
   // A width of 1e30 once became INT64_MIN on its way to an integer, 2.5 epochs two epochs.
   auto error_of = [](const std::string& text) {
     try {
