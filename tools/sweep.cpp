@@ -28,6 +28,7 @@
 
 #include "analysis/csv_read.h"
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/tensor_io.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
@@ -246,9 +247,10 @@ bool check_sweep_json(const std::string& dir, const SweepSpec& spec) {
   auto bytes = io::read_file(path);
   ojson old;
   try {
-    old = ojson::parse(std::string(bytes.begin(), bytes.end()));
+    old = io::parse_ordered_json(
+        std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
   } catch (const std::exception& e) {
-    throw Error(fmt::format("sweep: {}: not valid JSON: {}", path, e.what()));
+    throw Error(fmt::format("sweep: {}", e.what()));
   }
   GL_CHECK(old.is_object() && old.value("fixed", ojson()) == j["fixed"] &&
                old.value("grid", ojson()) == j["grid"],
@@ -805,6 +807,26 @@ std::string damaged(const fs::path& run, RunStatus status) {
   return "";
 }
 
+// Refuses a finished or diverged run directory, about to be counted in the sweep, that is not
+// the sweep's run `r`: its config.json differs from the configuration the sweep gives `r` (a run
+// of another sweep, or one edited afterwards), or it holds a diverged.json its trainer did not
+// write (which would not count, though the run was stopped).
+void check_merged_run(const fs::path& run, const SweepRun& r) {
+  const std::string path = (run / "config.json").string();
+  GL_CHECK(io::file_exists(path), "sweep merge: {}: no config.json, so it cannot be checked to be "
+           "the sweep's run {}; rerun it", run.string(), r.id);
+  if (auto d = r.config.difference_from(io::read_json_file(path), {}))
+    throw Error(fmt::format("sweep merge: {}: {} is {}, but the sweep's run {} has {} {}; this "
+                            "is not that run (rerun it, or merge parts of the same sweep)",
+                            path, d->key, d->saved, r.id,
+                            d->key, d->now));
+  std::string damage;
+  if (!train::read_diverged_marker(run.string(), &damage) && !damage.empty())
+    throw Error(fmt::format("sweep merge: {}: a damaged diverged.json ({}); remove it to count "
+                            "the run by its other files, or rerun it",
+                            run.string(), damage));
+}
+
 void merge_sweep(const SweepOpts& o) {
   GL_CHECK(!o.merge_dirs.empty(),
            "sweep merge: give the sweep directory (and any part directories)");
@@ -820,11 +842,22 @@ void merge_sweep(const SweepOpts& o) {
     std::string what;
   };
   std::vector<Broken> broken;
+  // Every part, and every run that would count, is checked before anything is copied.
+  for (size_t p = 0; p < o.merge_dirs.size(); ++p) {
+    if (p > 0) {
+      SweepSpec other = read_sweep_json(o.merge_dirs[p]);
+      GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
+                   other.to_json()["grid"] == spec.to_json()["grid"],
+               "sweep merge: {} is a part of a different sweep than {}", o.merge_dirs[p], dir);
+    }
+    for (const auto& r : all) {
+      const fs::path run = train::run_dir(o.merge_dirs[p], r);
+      const auto st = train::run_state(run.string(), r.config.epochs);
+      if (st.status == RunStatus::Finished || st.status == RunStatus::Diverged)
+        check_merged_run(run, r);
+    }
+  }
   for (size_t p = 1; p < o.merge_dirs.size(); ++p) {
-    SweepSpec other = read_sweep_json(o.merge_dirs[p]);
-    GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
-                 other.to_json()["grid"] == spec.to_json()["grid"],
-             "sweep merge: {} is a part of a different sweep than {}", o.merge_dirs[p], dir);
     for (const auto& r : all) {
       fs::path src = train::run_dir(o.merge_dirs[p], r), dst = train::run_dir(dir, r);
       auto s_src = train::run_state(src.string(), r.config.epochs);
