@@ -91,6 +91,9 @@ std::string canonical_init(const ojson& value, const std::string& where) {
   std::map<std::string, std::string> args;
   if (value.is_string()) {
     std::string s = value.get<std::string>();
+    // As --augment refuses "crop:": a ':' opens an argument.
+    GL_CHECK(s.empty() || s.back() != ':',
+             "{}: init '{}' ends with a ':'; give NAME or NAME:KEY=VALUE[:KEY=VALUE...]", where, s);
     std::stringstream ss(s);
     std::string part;
     bool first = true;
@@ -317,6 +320,18 @@ void append_flag(std::vector<std::string>& args, const std::string& flag, const 
 
 }  // namespace
 
+void check_flag_value(const std::string& flag, const ojson& value, const TrainFlagInfo& info,
+                      const std::string& where) {
+  std::vector<std::string> args;
+  append_flag(args, flag, value, info, where);
+  if (!info.check) return;
+  try {
+    info.check(args);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: {}", where, e.what()));
+  }
+}
+
 void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info,
                        const std::string& source) {
   auto check = [&](const std::string& key, const std::string& flag, const ojson& v) {
@@ -326,14 +341,7 @@ void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info,
     GL_CHECK(!v.is_array() || info.repeatable.count(flag),
              "{}: {} is a list, but --{} takes one value{}", where, io::json_text(v), flag,
              key.rfind("fixed.", 0) == 0 ? " (a grid axis goes under \"grid\")" : "");
-    std::vector<std::string> args;
-    append_flag(args, flag, v, info, where);
-    if (!info.check) return;
-    try {
-      info.check(args);
-    } catch (const std::exception& e) {
-      throw Error(fmt::format("{}: {}", where, e.what()));
-    }
+    check_flag_value(flag, v, info, where);
   };
   for (auto& [k, v] : spec.fixed.items()) check("fixed." + k, k, v);
   for (auto& [a, vals] : spec.axes)

@@ -89,6 +89,11 @@ void TrainConfig::validate() const {
   GL_CHECK(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got {}", dropout);
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
+  // Refused here, not when the device is set up, so that a sweep refuses it before any run.
+  GL_CHECK(!cuda_graph || device.rfind("cuda", 0) == 0, "--cuda-graph needs --device cuda");
+  GL_CHECK(!cuda_graph,
+           "--cuda-graph: capturing the training step as a CUDA graph is not implemented yet; run "
+           "without --cuda-graph");
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
   GL_CHECK(threads >= 0 && threads <= kMaxThreads,
            "--threads must be in [0, {}] (0: all cores), got {}", kMaxThreads, threads);
@@ -350,9 +355,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
              cfg_.device);
     GL_CHECK(dev.index < count, "--device {}: only {} CUDA device(s) are available", cfg_.device,
              count);
-    GL_CHECK(!cfg_.cuda_graph,
-             "--cuda-graph: capturing the training step as a CUDA graph is not "
-             "implemented yet; run without --cuda-graph");
     GL_CUDA_CHECK(cudaSetDevice(dev.index));
     set_cuda_gemm_algo(parse_cuda_gemm_algo(cfg_.gemm));
 #else
@@ -360,7 +362,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
                             cfg_.device));
 #endif
   }
-  GL_CHECK(dev.is_cuda() || !cfg_.cuda_graph, "--cuda-graph needs --device cuda");
   device_ = dev;
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
   if (!data_) data_ = TrainData::load(cfg_);

@@ -197,7 +197,7 @@ TEST_F(CliErrors, IntegerValuesOutOfRange) {
   expect_error({"sweep", "--fuse", "99999999999", "--out", dir_ + "/sw"},
                {"--fuse", "99999999999", "from 2 to 2147483647"});
   expect_error({"sweep", "--seeds", "0,99999999999999999999", "--out", dir_ + "/sw"},
-               {"grid.seed", "--seed", "99999999999999999999", seeds});
+               {"--seeds: item '99999999999999999999'", "--seed", seeds});
   const std::string file = dir_ + "/ints.json";
   write_text(file, R"({"fixed": {"epochs": 9223372036854775808}, "grid": {"seed": [0, 1]}})");
   expect_error({"sweep", file, "--out", dir_ + "/sw"},
@@ -394,7 +394,7 @@ TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
     return a;
   };
   auto n_error = [&](const std::string& v, const std::string& n) {
-    expect_error(sweep(v), {"--shard", "N in '" + v + "'", "from 1 to 2147483647, got " + n});
+    expect_error(sweep(v), {"--shard", "N in '" + v + "'", "from 1 to 2147483647, got '" + n + "'"});
   };
   n_error("1/0", "0");
   n_error("1/99999999999", "99999999999");
@@ -403,7 +403,7 @@ TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
   n_error("0/ 3", " 3");
   auto k_error = [&](const std::string& v, const std::string& k, const std::string& last) {
     expect_error(sweep(v), {"--shard", "K in '" + v + "'", "from 0 to " + last, "--array=0-" + last,
-                            "got " + k});
+                            "got '" + k + "'"});
   };
   k_error("3/3", "3", "2");
   k_error("4/3", "4", "2");
