@@ -233,7 +233,11 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
     (void)depth;
     return true;
   };
-  io::check_json_nesting(text, source);
+  try {
+    io::check_json_nesting(text, source);
+  } catch (const std::runtime_error& e) {
+    throw Error(e.what());
+  }
   try {
     j = ojson::parse(text, on_event);
   } catch (const std::exception& e) {
