@@ -6,8 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <charconv>
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <string>

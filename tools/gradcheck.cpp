@@ -22,7 +22,8 @@ RegisterCommand reg(
       auto filter = std::make_shared<std::string>(".*");
       auto seed = std::make_shared<uint64_t>(1);
       auto eps = std::make_shared<double>(1e-6);
-      sub.add_option("--filter", *filter, "Regex on row names")->capture_default_str();
+      sub.add_option("--filter", *filter, "Regex on row names (at most 256 characters)")
+          ->capture_default_str();
       sub.add_option("--seed", *seed, "Seed of the inputs")
           ->transform(integer_in(0, std::numeric_limits<uint64_t>::max()))
           ->capture_default_str();

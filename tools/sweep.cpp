@@ -244,11 +244,9 @@ bool check_sweep_json(const std::string& dir, const SweepSpec& spec) {
   const std::string path = dir + "/sweep.json";
   if (!io::file_exists(path)) return false;
   const ojson j = spec.to_json();
-  auto bytes = io::read_file(path);
   ojson old;
   try {
-    old = io::parse_ordered_json(
-        std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
+    old = io::read_ordered_json_file(path);
   } catch (const std::exception& e) {
     throw Error(fmt::format("sweep: {}", e.what()));
   }
@@ -371,8 +369,8 @@ SweepSpec build_spec(const SweepOpts& o) {
   auto axis_flag = [&](const char* given, const char* flag, const std::vector<std::string>& lists) {
     if (lists.empty()) return;
     GL_CHECK(lists.size() == 1,
-             "{} is given {} times; give its values once, as one comma list ({} V1,V2,...)",
-             given, lists.size(), given);
+             "{} is given {} times; give its values once, as one comma list ({} V1,V2,...)", given,
+             lists.size(), given);
     axis(given, flag, lists.front());
   };
   axis_flag("--activations", "activation", o.activations);
@@ -830,18 +828,21 @@ std::string damaged(const fs::path& run, RunStatus status) {
 // write (which would not count, though the run was stopped).
 void check_merged_run(const fs::path& run, const SweepRun& r) {
   const std::string path = (run / "config.json").string();
-  GL_CHECK(io::file_exists(path), "sweep merge: {}: no config.json, so it cannot be checked to be "
-           "the sweep's run {}; rerun it", run.string(), r.id);
+  GL_CHECK(io::file_exists(path),
+           "sweep merge: {}: no config.json, so it cannot be checked to be "
+           "the sweep's run {}; rerun it",
+           run.string(), r.id);
   if (auto d = r.config.difference_from(io::read_json_file(path), {}))
-    throw Error(fmt::format("sweep merge: {}: {} is {}, but the sweep's run {} has {} {}; this "
-                            "is not that run (rerun it, or merge parts of the same sweep)",
-                            path, d->key, d->saved, r.id,
-                            d->key, d->now));
+    throw Error(
+        fmt::format("sweep merge: {}: {} is {}, but the sweep's run {} has {} {}; this "
+                    "is not that run (rerun it, or merge parts of the same sweep)",
+                    path, d->key, d->saved, r.id, d->key, d->now));
   std::string damage;
   if (!train::read_diverged_marker(run.string(), &damage) && !damage.empty())
-    throw Error(fmt::format("sweep merge: {}: a damaged diverged.json ({}); remove it to count "
-                            "the run by its other files, or rerun it",
-                            run.string(), damage));
+    throw Error(
+        fmt::format("sweep merge: {}: a damaged diverged.json ({}); remove it to count "
+                    "the run by its other files, or rerun it",
+                    run.string(), damage));
 }
 
 void merge_sweep(const SweepOpts& o) {

@@ -63,8 +63,8 @@ ojson normalize_value(const std::string& flag, const ojson& v, const std::string
                where, flag);
     return v;
   }
-  throw Error(
-      fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag, io::json_text(v)));
+  throw Error(fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag,
+                          io::json_text(v)));
 }
 
 }  // namespace
@@ -122,8 +122,8 @@ std::string canonical_init(const ojson& value, const std::string& where) {
       args[k] = value_text(v);
     }
   } else {
-    throw Error(
-        fmt::format("{}: init: expected a string or an object, got {}", where, io::json_text(value)));
+    throw Error(fmt::format("{}: init: expected a string or an object, got {}", where,
+                            io::json_text(value)));
   }
   GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, io::json_text(value));
   std::string out = name;

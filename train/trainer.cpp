@@ -578,14 +578,17 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   // The cosine schedule spans all epochs: changing their number would bend the curve already
   // followed.
   if (cfg_.lr_schedule == "cosine")
-    if (auto d = cfg_.difference_from(saved, {}); d && d->key == "epochs" && saved.contains("epochs"))
-      throw Error(fmt::format("--resume: --lr-schedule cosine spans the run's {} epochs; resume it "
-                              "with --epochs {} (now {})",
-                              d->saved, d->saved, d->now));
+    if (auto d = cfg_.difference_from(saved, {});
+        d && d->key == "epochs" && saved.contains("epochs"))
+      throw Error(
+          fmt::format("--resume: --lr-schedule cosine spans the run's {} epochs; resume it "
+                      "with --epochs {} (now {})",
+                      d->saved, d->saved, d->now));
   if (auto d = cfg_.difference_from(saved, {"epochs", "threads", "checkpoint_every", "log_steps"}))
-    throw Error(fmt::format("--resume: the run in {} was started with {}={}, now {}={}; use the "
-                            "same flags or another --out",
-                            cfg_.out, d->key, d->saved, d->key, d->now));
+    throw Error(
+        fmt::format("--resume: the run in {} was started with {}={}, now {}={}; use the "
+                    "same flags or another --out",
+                    cfg_.out, d->key, d->saved, d->key, d->now));
   io::NamedTensors model_state, opt_state;
   for (const auto& b : f.tensors) {
     Tensor t = io::from_buffer(b);
@@ -993,9 +996,7 @@ std::optional<std::string> read_diverged_marker(const std::string& out, std::str
     if (std::filesystem::exists(path, ec)) why = "not a regular file";
   } else {
     try {
-      const std::vector<uint8_t> bytes = io::read_file(path);
-      const json j = io::parse_json(
-          std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
+      const json j = io::read_json_file(path);
       // What write_diverged_marker writes: an object without them was not written by it.
       const io::JsonReader marker(j, path);
       std::string error = marker["error"].get<std::string>();

@@ -19,11 +19,13 @@ Json parse_text(std::string_view text, const std::string& source) {
   }
 }
 
+std::string_view as_text(const std::vector<uint8_t>& bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
 template <class Json>
 Json parse_file(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_file(path);
-  return parse_text<Json>(
-      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
+  return parse_text<Json>(as_text(read_file(path)), path);
 }
 
 }  // namespace
@@ -75,8 +77,7 @@ std::string read_json_object_file(const std::string& path, nlohmann::json& out) 
   out = nlohmann::json();
   nlohmann::json parsed;
   try {
-    parsed = parse_json(
-        std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path);
+    parsed = parse_json(as_text(bytes), path);
   } catch (const std::runtime_error& e) {
     return e.what();
   }

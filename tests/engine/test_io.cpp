@@ -564,7 +564,8 @@ TEST(JsonNesting, DeepDocumentsAreRefusedNamingTheFileAndWhere) {
 
 // A value quoted in a message is shortened to about 80 characters.
 TEST(JsonNesting, LongValuesAreShortenedInMessages) {
-  const nlohmann::json long_value = nlohmann::json::parse(std::string(100, '[') + std::string(100, ']'));
+  const nlohmann::json long_value =
+      nlohmann::json::parse(std::string(100, '[') + std::string(100, ']'));
   const std::string text = gl::io::json_text(long_value);
   EXPECT_EQ(text, std::string(76, '[') + " ...");
   EXPECT_EQ(gl::io::json_text(nlohmann::json("short")), "\"short\"");
