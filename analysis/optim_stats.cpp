@@ -315,12 +315,7 @@ void OptimStatsCallback::resume_from_files(const std::string& dir, int64_t done)
   try {
     const char* const entry = "metadata gradlens.optim_state";
     GL_CHECK(f.metadata.count("gradlens.optim_state"), "no {}", entry);
-    nlohmann::json parsed;
-    try {
-      parsed = nlohmann::json::parse(f.metadata.at("gradlens.optim_state"));
-    } catch (const nlohmann::json::parse_error& e) {
-      throw Error(io::json_error(entry, e));
-    }
+    const nlohmann::json parsed = io::parse_json(f.metadata.at("gradlens.optim_state"), entry);
     const io::JsonReader meta(parsed, entry);
     GL_CHECK(meta["epoch"].get<int64_t>() == done && meta["params"].size() == P,
              "it is not the state of this model after epoch {}", done);

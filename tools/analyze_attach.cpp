@@ -47,12 +47,10 @@ void attach_analysis(train::Trainer& trainer, const TrainFlags& f) {
   for (std::string item; f.analyze != "none" && std::getline(list, item, ',');) {
     GL_CHECK(!item.empty(), "--analyze '{}' has an empty item", f.analyze);
     GL_CHECK(item != "none", "--analyze '{}': none cannot be listed with analyses", f.analyze);
-    if (item == "optim")
-      optim = true;
-    else if (item == "corr")
-      corr = true;
-    else
-      throw Error(fmt::format("--analyze: unknown analysis '{}' (known: none, optim, corr)", item));
+    bool* on = item == "optim" ? &optim : item == "corr" ? &corr : nullptr;
+    GL_CHECK(on, "--analyze: unknown analysis '{}' (known: none, optim, corr)", item);
+    GL_CHECK(!*on, "--analyze '{}': {} is listed twice", f.analyze, item);
+    *on = true;
   }
   if (optim) {
     analysis::OptimStatsOptions o;

@@ -4,8 +4,10 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <limits>
 #include <string>
@@ -59,6 +61,19 @@ inline CLI::Validator integer_in(int64_t lo, uint64_t hi, const std::string& hin
         return std::string();
       },
       "", "integer range");
+}
+
+// A CLI11 check that a floating-point option's value is a number: "--lr: expected a number, got
+// abc" (the range, if any, is the option's own check).
+inline CLI::Validator a_number() {
+  return CLI::Validator(
+      [](std::string& v) {
+        char* end = nullptr;
+        const bool ok = !v.empty() && !std::isspace(static_cast<unsigned char>(v[0])) &&
+                        (std::strtod(v.c_str(), &end), end == v.c_str() + v.size());
+        return ok ? std::string() : "expected a number, got " + v;
+      },
+      "", "number");
 }
 
 // A CLI11 check for an on/off flag given a value (--log-steps=VALUE): true or false. CLI11

@@ -17,6 +17,17 @@
 namespace gl::tools {
 namespace {
 
+// Whether two paths name one file: the same path after resolving "." and "..", symbolic links
+// and the current directory, or, when both exist, the same file by another name (a hard link).
+bool same_file(const std::string& a, const std::string& b) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(a, b, ec)) return true;
+  const auto ca = std::filesystem::weakly_canonical(a, ec);
+  if (ec) return a == b;
+  const auto cb = std::filesystem::weakly_canonical(b, ec);
+  return ec ? a == b : ca == cb;
+}
+
 struct GraphFlags {
   std::string hidden = "16,16";
   int64_t in_features = 784, classes = 10, batch = 4;
@@ -56,6 +67,15 @@ RegisterCommand reg(
       sub.callback([f]() {
         GL_CHECK(!(f->no_svg && !f->svg.empty()), "--svg {} and --no-svg: give one of them",
                  f->svg);
+        // The SVG is rendered from the DOT file: one path for both would overwrite the DOT file
+        // with the SVG (--out g.svg without --svg names its SVG g.svg too).
+        const std::string svg_path =
+            f->svg.empty() ? std::filesystem::path(f->out).replace_extension(".svg").string()
+                           : f->svg;
+        GL_CHECK(f->no_svg || !same_file(f->out, svg_path),
+                 "--out {} and the SVG {} are one file: the SVG would overwrite the DOT file; give "
+                 "--svg another path{}",
+                 f->out, svg_path, f->svg.empty() ? " (or --no-svg)" : "");
         models::MlpConfig mc;
         mc.in_features = f->in_features;
         mc.hidden = train::parse_int_list(f->hidden, "--hidden");
@@ -95,8 +115,7 @@ RegisterCommand reg(
             fmt::print("Graphviz `dot` not found: no SVG written\n");
             return;
           }
-          auto p = std::filesystem::path(f->out);
-          svg = p.replace_extension(".svg").string();
+          svg = svg_path;
         }
         analysis::render_dot_svg(f->out, svg);
         fmt::print("wrote {}\n", svg);

@@ -28,6 +28,7 @@
 
 #include "analysis/csv_read.h"
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/tensor_io.h"
 #include "tools/command.h"
 #include "tools/train_flags.h"
@@ -243,12 +244,11 @@ bool check_sweep_json(const std::string& dir, const SweepSpec& spec) {
   const std::string path = dir + "/sweep.json";
   if (!io::file_exists(path)) return false;
   const ojson j = spec.to_json();
-  auto bytes = io::read_file(path);
   ojson old;
   try {
-    old = ojson::parse(std::string(bytes.begin(), bytes.end()));
+    old = io::read_ordered_json_file(path);
   } catch (const std::exception& e) {
-    throw Error(fmt::format("sweep: {}: not valid JSON: {}", path, e.what()));
+    throw Error(fmt::format("sweep: {}", e.what()));
   }
   GL_CHECK(old.is_object() && old.value("fixed", ojson()) == j["fixed"] &&
                old.value("grid", ojson()) == j["grid"],
@@ -289,15 +289,19 @@ std::string read_shard(const std::string& text, int& k, int& n) {
   if (text.empty()) return "expected K/N (e.g. 0/4), got an empty value";
   if (slash == std::string::npos) return fmt::format("expected K/N (e.g. 0/4), got '{}'", text);
   std::string ks = text.substr(0, slash), ns = text.substr(slash + 1);
+  // "..., got 1 " -> "..., got '1 '": the part quoted, so that a space in it shows.
+  auto quoted = [](const std::string& why, const std::string& part) {
+    return why.substr(0, why.size() - part.size()) + "'" + part + "'";
+  };
   // The checks leave plain decimal digits of an int behind.
   std::string why = integer_in(1, std::numeric_limits<int>::max())(ns);
-  if (!why.empty()) return fmt::format("N in '{}': {}", text, why);
+  if (!why.empty()) return fmt::format("N in '{}': {}", text, quoted(why, ns));
   n = std::stoi(ns);
   why = integer_in(0, uint64_t(n - 1),
                    fmt::format("the N parts are numbered from 0, as $SLURM_ARRAY_TASK_ID is "
                                "under --array=0-{}",
                                n - 1))(ks);
-  if (!why.empty()) return fmt::format("K in '{}': {}", text, why);
+  if (!why.empty()) return fmt::format("K in '{}': {}", text, quoted(why, ks));
   k = std::stoi(ks);
   return "";
 }
@@ -341,37 +345,50 @@ SweepSpec build_spec(const SweepOpts& o) {
              "--activations, or --{} itself); give its values once",
              flag, flag, flag);
   };
-  auto axis = [&spec, &once](const char* flag, const std::vector<std::string>& vals) {
-    if (vals.empty()) return;
+  const train::TrainFlagInfo info = train_flag_info();
+  // The axis `flag` from one comma list of the command line (`given`: "--lrs", "--grid lr"),
+  // each item checked alone as its training flag reads it, so that an error names the item.
+  auto axis = [&](const std::string& given, const std::string& flag, const std::string& list) {
     once(flag);
     std::vector<ojson> v;
-    for (auto& s : vals) v.push_back(flag == std::string("init") ? ojson(s) : typed(s));
+    size_t pos = 0;
+    for (;;) {
+      const size_t comma = list.find(',', pos);
+      const std::string item =
+          list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+      GL_CHECK(!item.empty(), "{}: '{}' has an empty item", given, list);
+      const std::string where = fmt::format("{}: item '{}'", given, item);
+      v.push_back(flag == "init" ? ojson(train::canonical_init(item, where)) : typed(item));
+      if (info.known.count(flag)) train::check_flag_value(flag, v.back(), info, where);
+      if (comma == std::string::npos) break;
+      pos = comma + 1;
+    }
     spec.set_axis(flag, v);
   };
-  axis("activation", o.activations);
-  axis("init", o.inits);
-  axis("depth", o.depths);
-  axis("width", o.widths);
-  axis("lr", o.lrs);
-  axis("batch-size", o.batch_sizes);
-  axis("optimizer", o.optimizers);
-  axis("dataset", o.datasets);
-  axis("normalize", o.normalizations);
-  axis("seed", o.seeds);
+  // An axis flag takes one list: a second one would silently replace the first.
+  auto axis_flag = [&](const char* given, const char* flag, const std::vector<std::string>& lists) {
+    if (lists.empty()) return;
+    GL_CHECK(lists.size() == 1,
+             "{} is given {} times; give its values once, as one comma list ({} V1,V2,...)", given,
+             lists.size(), given);
+    axis(given, flag, lists.front());
+  };
+  axis_flag("--activations", "activation", o.activations);
+  axis_flag("--inits", "init", o.inits);
+  axis_flag("--depths", "depth", o.depths);
+  axis_flag("--widths", "width", o.widths);
+  axis_flag("--lrs", "lr", o.lrs);
+  axis_flag("--batch-sizes", "batch-size", o.batch_sizes);
+  axis_flag("--optimizers", "optimizer", o.optimizers);
+  axis_flag("--datasets", "dataset", o.datasets);
+  axis_flag("--normalizations", "normalize", o.normalizations);
+  axis_flag("--seeds", "seed", o.seeds);
   for (const auto& g : o.grid) {
     auto eq = g.find('=');
     GL_CHECK(eq != std::string::npos && eq > 0 && eq + 1 < g.size(),
              "--grid: expected FLAG=V1,V2,..., got '{}'", g);
-    std::vector<std::string> vals;
-    std::string rest = g.substr(eq + 1);
-    size_t pos = 0;
-    while (true) {
-      size_t c = rest.find(',', pos);
-      vals.push_back(rest.substr(pos, c == std::string::npos ? std::string::npos : c - pos));
-      if (c == std::string::npos) break;
-      pos = c + 1;
-    }
-    axis(train::canonical_flag(g.substr(0, eq)).c_str(), vals);
+    const std::string flag = train::canonical_flag(g.substr(0, eq));
+    axis("--grid " + flag, flag, g.substr(eq + 1));
   }
   // Training flags given once: a fixed value, or a one-value axis when the grid sweeps it.
   for (auto& [name, opt, kind] : o.train_options) {
@@ -805,6 +822,29 @@ std::string damaged(const fs::path& run, RunStatus status) {
   return "";
 }
 
+// Refuses a finished or diverged run directory, about to be counted in the sweep, that is not
+// the sweep's run `r`: its config.json differs from the configuration the sweep gives `r` (a run
+// of another sweep, or one edited afterwards), or it holds a diverged.json its trainer did not
+// write (which would not count, though the run was stopped).
+void check_merged_run(const fs::path& run, const SweepRun& r) {
+  const std::string path = (run / "config.json").string();
+  GL_CHECK(io::file_exists(path),
+           "sweep merge: {}: no config.json, so it cannot be checked to be "
+           "the sweep's run {}; rerun it",
+           run.string(), r.id);
+  if (auto d = r.config.difference_from(io::read_json_file(path), {}))
+    throw Error(
+        fmt::format("sweep merge: {}: {} is {}, but the sweep's run {} has {} {}; this "
+                    "is not that run (rerun it, or merge parts of the same sweep)",
+                    path, d->key, d->saved, r.id, d->key, d->now));
+  std::string damage;
+  if (!train::read_diverged_marker(run.string(), &damage) && !damage.empty())
+    throw Error(
+        fmt::format("sweep merge: {}: a damaged diverged.json ({}); remove it to count "
+                    "the run by its other files, or rerun it",
+                    run.string(), damage));
+}
+
 void merge_sweep(const SweepOpts& o) {
   GL_CHECK(!o.merge_dirs.empty(),
            "sweep merge: give the sweep directory (and any part directories)");
@@ -820,11 +860,22 @@ void merge_sweep(const SweepOpts& o) {
     std::string what;
   };
   std::vector<Broken> broken;
+  // Every part, and every run that would count, is checked before anything is copied.
+  for (size_t p = 0; p < o.merge_dirs.size(); ++p) {
+    if (p > 0) {
+      SweepSpec other = read_sweep_json(o.merge_dirs[p]);
+      GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
+                   other.to_json()["grid"] == spec.to_json()["grid"],
+               "sweep merge: {} is a part of a different sweep than {}", o.merge_dirs[p], dir);
+    }
+    for (const auto& r : all) {
+      const fs::path run = train::run_dir(o.merge_dirs[p], r);
+      const auto st = train::run_state(run.string(), r.config.epochs);
+      if (st.status == RunStatus::Finished || st.status == RunStatus::Diverged)
+        check_merged_run(run, r);
+    }
+  }
   for (size_t p = 1; p < o.merge_dirs.size(); ++p) {
-    SweepSpec other = read_sweep_json(o.merge_dirs[p]);
-    GL_CHECK(other.to_json()["fixed"] == spec.to_json()["fixed"] &&
-                 other.to_json()["grid"] == spec.to_json()["grid"],
-             "sweep merge: {} is a part of a different sweep than {}", o.merge_dirs[p], dir);
     for (const auto& r : all) {
       fs::path src = train::run_dir(o.merge_dirs[p], r), dst = train::run_dir(dir, r);
       auto s_src = train::run_state(src.string(), r.config.epochs);
@@ -917,7 +968,8 @@ const RegisterCommand reg{
       sub.add_flag("--list", o->list, "Print this shard's run ids and their status, run nothing");
       sub.add_flag("--no-progress", o->no_progress, "No progress line");
       auto axis = [&sub](const char* name, std::vector<std::string>& v, const char* help) {
-        sub.add_option(name, v, help)->delimiter(',')->group("Grid axes");
+        // One comma list per flag: a repeated flag is refused, not joined.
+        sub.add_option(name, v, help)->allow_extra_args(false)->group("Grid axes");
       };
       axis("--activations", o->activations, "Activations, e.g. relu,tanh,sigmoid,gelu");
       axis("--inits", o->inits,
@@ -951,10 +1003,13 @@ const RegisterCommand reg{
         if (on_off && opt->get_expected_max() == 0)
           mine = sub.add_flag("--" + name, opt->get_description());
         else if (on_off)  // takes the value only to refuse it by name
-          mine =
-              sub.add_option("--" + name, *values,
-                             opt->get_description() + " (in a sweep: on/off, each run's default)")
-                  ->expected(0, 1);
+          mine = sub.add_option("--" + name, *values,
+                                opt->get_description() +
+                                    fmt::format(" (in a sweep: give --{} without a value; each "
+                                                "run writes its own <run>/{})",
+                                                name, name))
+                     ->expected(0, 1)
+                     ->type_name("");
         else
           mine = sub.add_option("--" + name, *values, opt->get_description());
         mine->group("Training flags (fixed for every run)");

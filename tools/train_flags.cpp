@@ -151,6 +151,9 @@ void add_train_flags(CLI::App& app, TrainFlags& f) {
                  "A tanh/sigmoid unit is saturated beyond this fraction of its range")
       ->capture_default_str();
   add_analyze_flags(app, f);
+  // CLI11 would say only "Could not convert: --lr = abc".
+  for (CLI::Option* o : app.get_options())
+    if (o->get_type_name() == "FLOAT") o->check(a_number());
 }
 
 train::TrainConfig TrainFlags::to_config() const {

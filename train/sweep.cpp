@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 #include "engine/io/toml.h"
 #include "models/init.h"
 
@@ -62,8 +63,8 @@ ojson normalize_value(const std::string& flag, const ojson& v, const std::string
                where, flag);
     return v;
   }
-  throw Error(
-      fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag, v.dump()));
+  throw Error(fmt::format("{}: {}: expected a string, number or boolean, got {}", where, flag,
+                          io::json_text(v)));
 }
 
 }  // namespace
@@ -90,6 +91,9 @@ std::string canonical_init(const ojson& value, const std::string& where) {
   std::map<std::string, std::string> args;
   if (value.is_string()) {
     std::string s = value.get<std::string>();
+    // As --augment refuses "crop:": a ':' opens an argument.
+    GL_CHECK(s.empty() || s.back() != ':',
+             "{}: init '{}' ends with a ':'; give NAME or NAME:KEY=VALUE[:KEY=VALUE...]", where, s);
     std::stringstream ss(s);
     std::string part;
     bool first = true;
@@ -108,20 +112,20 @@ std::string canonical_init(const ojson& value, const std::string& where) {
     }
   } else if (value.is_object()) {
     GL_CHECK(value.contains("name") && value["name"].is_string(),
-             "{}: init {}: an object needs a \"name\"", where, value.dump());
+             "{}: init {}: an object needs a \"name\"", where, io::json_text(value));
     name = value["name"].get<std::string>();
     for (auto& [k, v] : value.items()) {
       if (k == "name") continue;
       GL_CHECK(v.is_string() || v.is_number() || v.is_boolean(),
                "{}: init {}: argument \"{}\" must be a string or a number, got {}", where,
-               value.dump(), k, v.dump());
+               io::json_text(value), k, io::json_text(v));
       args[k] = value_text(v);
     }
   } else {
-    throw Error(
-        fmt::format("{}: init: expected a string or an object, got {}", where, value.dump()));
+    throw Error(fmt::format("{}: init: expected a string or an object, got {}", where,
+                            io::json_text(value)));
   }
-  GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, value.dump());
+  GL_CHECK(!name.empty(), "{}: init {}: empty initializer name", where, io::json_text(value));
   std::string out = name;
   for (auto& [k, v] : args) out += ":" + k + "=" + v;
   return out;
@@ -174,7 +178,7 @@ SweepSpec spec_from_document(const ojson& j, const std::string& source) {
   SweepSpec s;
   if (j.contains("name")) {
     GL_CHECK(j["name"].is_string(), "{}: \"name\" must be a string, got {}", source,
-             j["name"].dump());
+             io::json_text(j["name"]));
     s.name = j["name"].get<std::string>();
   }
   if (j.contains("fixed")) {
@@ -229,6 +233,11 @@ SweepSpec SweepSpec::from_json(const std::string& text, const std::string& sourc
     (void)depth;
     return true;
   };
+  try {
+    io::check_json_nesting(text, source);
+  } catch (const std::runtime_error& e) {
+    throw Error(e.what());
+  }
   try {
     j = ojson::parse(text, on_event);
   } catch (const std::exception& e) {
@@ -285,7 +294,7 @@ void append_flag(std::vector<std::string>& args, const std::string& flag, const 
   GL_CHECK(info.known.count(flag), "{}: --{} is not a flag of `gradlens train`", where, flag);
   if (info.flags.count(flag)) {
     GL_CHECK(v.is_boolean(), "{}: --{} is an on/off flag: use true or false, got {}", where, flag,
-             v.dump());
+             io::json_text(v));
     if (v.get<bool>()) args.push_back("--" + flag);
     return;
   }
@@ -315,6 +324,18 @@ void append_flag(std::vector<std::string>& args, const std::string& flag, const 
 
 }  // namespace
 
+void check_flag_value(const std::string& flag, const ojson& value, const TrainFlagInfo& info,
+                      const std::string& where) {
+  std::vector<std::string> args;
+  append_flag(args, flag, value, info, where);
+  if (!info.check) return;
+  try {
+    info.check(args);
+  } catch (const std::exception& e) {
+    throw Error(fmt::format("{}: {}", where, e.what()));
+  }
+}
+
 void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info,
                        const std::string& source) {
   auto check = [&](const std::string& key, const std::string& flag, const ojson& v) {
@@ -322,16 +343,9 @@ void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info,
     // A list where the flag takes one value would be unwrapped into repeated flags; only a
     // repeatable flag takes one.
     GL_CHECK(!v.is_array() || info.repeatable.count(flag),
-             "{}: {} is a list, but --{} takes one value{}", where, v.dump(), flag,
+             "{}: {} is a list, but --{} takes one value{}", where, io::json_text(v), flag,
              key.rfind("fixed.", 0) == 0 ? " (a grid axis goes under \"grid\")" : "");
-    std::vector<std::string> args;
-    append_flag(args, flag, v, info, where);
-    if (!info.check) return;
-    try {
-      info.check(args);
-    } catch (const std::exception& e) {
-      throw Error(fmt::format("{}: {}", where, e.what()));
-    }
+    check_flag_value(flag, v, info, where);
   };
   for (auto& [k, v] : spec.fixed.items()) check("fixed." + k, k, v);
   for (auto& [a, vals] : spec.axes)

@@ -79,6 +79,11 @@ struct SweepRun {
   TrainConfig config;
 };
 
+// Checks one value of the training flag `flag` alone, as check_flag_values checks each; an error
+// starts with `where`.
+void check_flag_value(const std::string& flag, const ojson& value, const TrainFlagInfo& info,
+                      const std::string& where);
+
 // Checks each fixed flag and grid value of `spec` alone as a training flag; an error names
 // `source` (the sweep file) and the key: "s.json: grid.seed: --seed: expected an integer ...".
 void check_flag_values(const SweepSpec& spec, const TrainFlagInfo& info, const std::string& source);

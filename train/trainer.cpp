@@ -89,6 +89,11 @@ void TrainConfig::validate() const {
   GL_CHECK(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got {}", dropout);
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
+  // Refused here, not when the device is set up, so that a sweep refuses it before any run.
+  GL_CHECK(!cuda_graph || device.rfind("cuda", 0) == 0, "--cuda-graph needs --device cuda");
+  GL_CHECK(!cuda_graph,
+           "--cuda-graph: capturing the training step as a CUDA graph is not implemented yet; run "
+           "without --cuda-graph");
   GL_CHECK(checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", checkpoint_every);
   GL_CHECK(threads >= 0 && threads <= kMaxThreads,
            "--threads must be in [0, {}] (0: all cores), got {}", kMaxThreads, threads);
@@ -221,13 +226,24 @@ TrainConfig config_from(const io::JsonReader& j) {
 }  // namespace
 
 TrainConfig TrainConfig::from_json(const std::string& text, const std::string& source) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw Error(io::json_error(source, e));
-  }
+  const json j = io::parse_json(text, source);
   return config_from(io::JsonReader(j, source));
+}
+
+std::optional<TrainConfig::Difference> TrainConfig::difference_from(
+    const json& saved, std::initializer_list<std::string_view> ignored) const {
+  const json now = json::parse(to_json());
+  for (auto& [k, v] : now.items()) {
+    if (std::find(ignored.begin(), ignored.end(), k) != ignored.end()) continue;
+    if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
+                               (k == "lr_schedule" && v == "constant") || k == "denormals" ||
+                               (k == "bias_before_batchnorm" && v == true)))
+      continue;  // written before these flags existed
+    if (!saved.contains(k) || saved[k] != v)
+      return Difference{k, saved.contains(k) ? io::json_text(saved[k]) : "(unset)",
+                        io::json_text(v)};
+  }
+  return std::nullopt;
 }
 
 TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
@@ -361,9 +377,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
              cfg_.device);
     GL_CHECK(dev.index < count, "--device {}: only {} CUDA device(s) are available", cfg_.device,
              count);
-    GL_CHECK(!cfg_.cuda_graph,
-             "--cuda-graph: capturing the training step as a CUDA graph is not "
-             "implemented yet; run without --cuda-graph");
     GL_CUDA_CHECK(cudaSetDevice(dev.index));
     set_cuda_gemm_algo(parse_cuda_gemm_algo(cfg_.gemm));
 #else
@@ -371,7 +384,6 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
                             cfg_.device));
 #endif
   }
-  GL_CHECK(dev.is_cuda() || !cfg_.cuda_graph, "--cuda-graph needs --device cuda");
   if (cfg_.resume && run_predates_bias_choice(cfg_.out)) cfg_.bias_before_batchnorm = true;
   device_ = dev;
   if (cfg_.threads > 0) omp_set_num_threads(cfg_.threads);
@@ -588,33 +600,23 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   // A JSON entry of the metadata, and where an error in it is.
   auto meta_json = [&](const char* k) {
     const std::string where = fmt::format("{}: metadata {}", path, k);
-    try {
-      return std::make_pair(json::parse(meta(k)), where);
-    } catch (const json::parse_error& e) {
-      throw Error(io::json_error(where, e));
-    }
+    return std::make_pair(io::parse_json(meta(k), where), where);
   };
   // The checkpoint must come from the same configuration (epochs may grow).
   const auto [saved, saved_where] = meta_json("gradlens.config");
   io::JsonReader(saved, saved_where).object();
-  const json now = json::parse(cfg_.to_json());
-  for (auto& [k, v] : now.items()) {
-    // The cosine schedule spans all epochs: changing their number would bend the curve
-    // already followed.
-    GL_CHECK(k != "epochs" || cfg_.lr_schedule != "cosine" || saved.value("epochs", v) == v,
-             "--resume: --lr-schedule cosine spans the run's {} epochs; resume it with --epochs {} "
-             "(now {})",
-             saved.value("epochs", v).dump(), saved.value("epochs", v).dump(), v.dump());
-    if (k == "epochs" || k == "threads" || k == "checkpoint_every" || k == "log_steps") continue;
-    if (!saved.contains(k) && ((k == "gemm" && v == "native") || (k == "augment" && v == "none") ||
-                               (k == "lr_schedule" && v == "constant") || k == "denormals" ||
-                               (k == "bias_before_batchnorm" && v == true)))
-      continue;  // checkpoints written before these flags existed
-    GL_CHECK(saved.contains(k) && saved[k] == v,
-             "--resume: the run in {} was started with {}={}, now {}={}; use the same flags or "
-             "another --out",
-             cfg_.out, k, saved.contains(k) ? saved[k].dump() : "(unset)", k, v.dump());
-  }
+  // The cosine schedule spans all epochs: changing their number would bend the curve already
+  // followed.
+  if (cfg_.lr_schedule == "cosine" && saved.contains("epochs") && saved["epochs"] != cfg_.epochs)
+    throw Error(fmt::format(
+        "--resume: --lr-schedule cosine spans the run's {} epochs; resume it with --epochs {} "
+        "(now {})",
+        io::json_text(saved["epochs"]), io::json_text(saved["epochs"]), cfg_.epochs));
+  if (auto d = cfg_.difference_from(saved, {"epochs", "threads", "checkpoint_every", "log_steps"}))
+    throw Error(
+        fmt::format("--resume: the run in {} was started with {}={}, now {}={}; use the "
+                    "same flags or another --out",
+                    cfg_.out, d->key, d->saved, d->key, d->now));
   io::NamedTensors model_state, opt_state;
   for (const auto& b : f.tensors) {
     Tensor t = io::from_buffer(b);
@@ -1022,13 +1024,13 @@ std::optional<std::string> read_diverged_marker(const std::string& out, std::str
     if (std::filesystem::exists(path, ec)) why = "not a regular file";
   } else {
     try {
-      const std::vector<uint8_t> bytes = io::read_file(path);
-      const json j = json::parse(std::string(bytes.begin(), bytes.end()));
-      if (j.is_object()) {
-        const auto e = j.find("error");
-        return e != j.end() && e->is_string() ? e->get<std::string>() : std::string();
-      }
-      why = "not a JSON object";
+      const json j = io::read_json_file(path);
+      // What write_diverged_marker writes: an object without them was not written by it.
+      const io::JsonReader marker(j, path);
+      std::string error = marker["error"].get<std::string>();
+      marker["epoch"].get<int64_t>();
+      marker["step"].get<int64_t>();
+      return error;
     } catch (const std::exception& e) {
       why = e.what();
     }

@@ -7,10 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -98,6 +101,18 @@ struct TrainConfig {
   // The configuration a run directory's config.json holds; throws naming the file when it is
   // missing (not a run directory written by gradlens train) or not a configuration.
   static TrainConfig from_run_dir(const std::string& dir);
+
+  // A setting in which a configuration written as to_json writes it (a run's config.json, a
+  // checkpoint's) differs from this one: the key and both values as JSON text, shortened for a
+  // message ("(unset)" where `saved` lacks the key).
+  struct Difference {
+    std::string key, saved, now;
+  };
+  // The first setting outside `ignored` in which the JSON object `saved` differs from this
+  // configuration, or nullopt. A setting added after `saved` was written (gemm, augment,
+  // lr_schedule, denormals), which it lacks, counts as its default.
+  std::optional<Difference> difference_from(const nlohmann::json& saved,
+                                            std::initializer_list<std::string_view> ignored) const;
 };
 
 struct EpochResult {
@@ -272,10 +287,11 @@ class Trainer {
 // Writes <out>/diverged.json for a run that diverged (after its Trainer, and the files its
 // callbacks still had to write, are gone), so a sweep records it as diverged, not failed.
 void write_diverged_marker(const std::string& out, const DivergedError& e);
-// Reads <out>/diverged.json: its error message ("" when it holds none), or nullopt when the
-// file is absent or damaged. It is written atomically, so one that is not a JSON object was
-// damaged afterwards and says nothing: the run does not count as diverged (`damage`, when
-// given, gets why; empty when the file is absent).
+// Reads <out>/diverged.json: its error message, or nullopt when the file is absent or damaged.
+// It is written atomically, so one that is not a JSON object with the error, epoch and step
+// write_diverged_marker writes was damaged afterwards (or written by hand) and says nothing: the
+// run does not count as diverged (`damage`, when given, gets why; empty when the file is
+// absent).
 std::optional<std::string> read_diverged_marker(const std::string& out,
                                                 std::string* damage = nullptr);
 

@@ -10,14 +10,36 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace gl::io {
 
+// The deepest nesting of arrays and objects a JSON document may have (the outermost one is
+// level 1). nlohmann's parser copes with any depth, but what walks a document afterwards
+// (dump, comparisons, copies, the readers' own recursions) would exhaust the stack.
+inline constexpr int kMaxJsonNesting = 128;
+
+// Throws std::runtime_error "SOURCE:LINE:COLUMN: arrays and objects nested more than 128 deep"
+// when the JSON `text` nests deeper than kMaxJsonNesting; a cheap scan, before parsing.
+void check_json_nesting(std::string_view text, const std::string& source);
+
+// `text` parsed as JSON, its nesting checked first; throws std::runtime_error naming `source`
+// ("SOURCE: invalid JSON: ...").
+nlohmann::json parse_json(std::string_view text, const std::string& source);
+nlohmann::ordered_json parse_ordered_json(std::string_view text, const std::string& source);
+
+// A JSON value as text for a message, shortened to about `max_chars` characters ("[[[[ ...").
+template <class Json>
+std::string json_text(const Json& value, std::size_t max_chars = 80) {
+  std::string s = value.dump();
+  return s.size() <= max_chars ? s : s.substr(0, max_chars - 4) + " ...";
+}
+
 // Reads and parses `path`; throws std::runtime_error naming it when it is missing, is a
-// directory, cannot be read or is not valid JSON.
+// directory, cannot be read, is not valid JSON or nests deeper than kMaxJsonNesting.
 nlohmann::json read_json_file(const std::string& path);
 nlohmann::ordered_json read_ordered_json_file(const std::string& path);
 
@@ -70,10 +92,7 @@ class BasicJsonReader {
     throw std::runtime_error(json_key_error(file_, key_, what));
   }
   // The value as JSON text, shortened to about 80 characters.
-  std::string text() const {
-    std::string s = value_->dump();
-    return s.size() <= 80 ? s : s.substr(0, 76) + " ...";
-  }
+  std::string text() const { return json_text(*value_); }
 
   // Whether this is an object with a member `name`.
   bool contains(const std::string& name) const {

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "engine/io/fs.h"
+#include "engine/io/json_file.h"
 
 namespace gl::io {
 namespace {
@@ -144,6 +145,11 @@ SafetensorsFile parse_safetensors(const std::vector<uint8_t>& file, const std::s
     return true;
   };
   nlohmann::json header;
+  try {
+    check_json_nesting(std::string_view(text, n), "header");
+  } catch (const std::runtime_error& e) {
+    throw fail(e.what());
+  }
   try {
     header = nlohmann::json::parse(text, text + n, on_event);
   } catch (const nlohmann::json::exception& e) {

@@ -22,7 +22,8 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-// Arrays and inline tables nested deeper than this are refused, before the recursion could
+// Tables (of headers and dotted keys), arrays and inline tables nested deeper than this below the
+// document are refused, before a recursion (the parser's, the table tree's, the JSON's) could
 // exhaust the stack.
 constexpr int kMaxNesting = 128;
 
@@ -128,7 +129,9 @@ class Parser {
   std::string_view s_;
   const std::string& source_;
   size_t i_ = 0;
-  int depth_ = 0;
+  // How deep below the document the value being read is: the tables of the current header and
+  // key, and the arrays and inline tables open around it.
+  size_t level_ = 0;
 
   bool eof() const { return i_ >= s_.size(); }
   char peek(size_t ahead = 0) const { return i_ + ahead < s_.size() ? s_[i_ + ahead] : '\0'; }
@@ -279,6 +282,9 @@ class Parser {
     if (peek() != ']')
       fail(i_, fmt::format("expected ']' to close the table header, got {}", shown(i_)));
     ++i_;
+    level_ = 0;
+    check_key_nesting(keys, keys.size());
+    level_ = keys.size();
     const std::string name = "[" + key_text(keys, keys.size()) + "]";
     Table* t = &root;
     for (size_t k = 0; k < keys.size(); ++k) {
@@ -315,6 +321,7 @@ class Parser {
       fail(i_, fmt::format("expected '=' after the key {}, got {}", name, shown(i_)));
     ++i_;
     skip_ws();
+    check_key_nesting(keys, keys.size() - 1);
     Table* t = &table;
     for (size_t k = 0; k + 1 < keys.size(); ++k) {
       Table::Entry* e = t->find(keys[k].name);
@@ -341,9 +348,20 @@ class Parser {
                                            where(e->table->at))
                              : fmt::format("key {} is given twice (first at {}); give it once",
                                            name, where(e->at)));
+    const size_t outer = level_;
+    level_ += keys.size() - 1;
     ojson v = value();
+    level_ = outer;
     t->entries.push_back({last.name, last.at, nullptr, std::move(v)});
     return name;
+  }
+
+  // The first `tables` parts of `keys` make or open tables, one level each below `level_`.
+  void check_key_nesting(const std::vector<Key>& keys, size_t tables) const {
+    if (level_ + tables > kMaxNesting) fail(keys[kMaxNesting - level_].at, too_deep());
+  }
+  static std::string too_deep() {
+    return fmt::format("tables, arrays and inline tables nested more than {} deep", kMaxNesting);
   }
 
   // ---------------------------------------------------------------- values
@@ -358,8 +376,7 @@ class Parser {
   }
 
   void nest(size_t open) {
-    if (++depth_ > kMaxNesting)
-      fail(open, fmt::format("arrays and inline tables nested more than {} deep", kMaxNesting));
+    if (++level_ > kMaxNesting) fail(open, too_deep());
   }
 
   ojson array() {
@@ -371,7 +388,7 @@ class Parser {
       if (eof()) break;
       if (peek() == ']') {
         ++i_;
-        --depth_;
+        --level_;
         return out;
       }
       out.push_back(value());
@@ -415,7 +432,7 @@ class Parser {
       }
     }
     ++i_;
-    --depth_;
+    --level_;
     return to_json(t);
   }
 

@@ -532,3 +532,41 @@ TEST(JsonReader, WrongTypesAndValuesNameTheFileAndTheKey) {
   EXPECT_EQ(r.get("n", std::string()), "12");
   EXPECT_EQ(r["nested"]["flags"].get<std::vector<bool>>(), std::vector<bool>{true});
 }
+
+// Arrays and objects nested past 128 levels are refused before parsing, naming the file, the
+// line and the column of the bracket that goes past: the documents' recursive walks (dump,
+// comparisons, the report's flattening of config.json) would otherwise exhaust the stack.
+// Brackets inside strings do not nest.
+TEST(JsonNesting, DeepDocumentsAreRefusedNamingTheFileAndWhere) {
+  auto nested = [](int levels) {
+    return std::string(size_t(levels), '[') + std::string(size_t(levels), ']');
+  };
+  EXPECT_NO_THROW(gl::io::check_json_nesting(nested(128), "f.json"));
+  expect_error([&] { gl::io::check_json_nesting(nested(129), "f.json"); },
+               {"f.json:1:129: arrays and objects nested more than 128 deep"});
+  expect_error([&] { gl::io::check_json_nesting("{\"a\":\n  " + nested(100000), "f.json"); },
+               {"f.json:2:130: arrays and objects nested more than 128 deep"});
+  EXPECT_NO_THROW(gl::io::check_json_nesting("[\"" + std::string(1000, '[') + "\\\"[\"]", "f"));
+
+  const std::string path = temp_path("deep.json");
+  std::string deep = "{\"hidden\": [16], \"x\": ";
+  for (int k = 0; k < 20000; ++k) deep += "{\"a\": ";
+  deep += "1" + std::string(20000, '}') + "}";
+  write_raw(path, std::vector<uint8_t>(deep.begin(), deep.end()));
+  expect_error([&] { gl::io::read_json_file(path); }, {path + ":1:", "nested more than 128"});
+  expect_error([&] { gl::io::read_ordered_json_file(path); }, {path + ":1:", "nested"});
+  nlohmann::json out;
+  EXPECT_NE(gl::io::read_json_object_file(path, out).find("nested more than 128 deep"),
+            std::string::npos);
+  EXPECT_TRUE(out.is_null());
+  expect_error([&] { gl::io::parse_json(nested(1000), "meta"); }, {"meta:1:129"});
+}
+
+// A value quoted in a message is shortened to about 80 characters.
+TEST(JsonNesting, LongValuesAreShortenedInMessages) {
+  const nlohmann::json long_value =
+      nlohmann::json::parse(std::string(100, '[') + std::string(100, ']'));
+  const std::string text = gl::io::json_text(long_value);
+  EXPECT_EQ(text, std::string(76, '[') + " ...");
+  EXPECT_EQ(gl::io::json_text(nlohmann::json("short")), "\"short\"");
+}

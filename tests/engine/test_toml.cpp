@@ -259,5 +259,25 @@ TEST(Toml, ErrorsNameTheLineAndColumn) {
 TEST(Toml, DeepNestingIsAnErrorNotACrash) {
   EXPECT_EQ(as_json("a = " + std::string(100, '[') + std::string(100, ']')).size(), 206u);
   const std::string got = error("a = " + std::string(100000, '['));
-  EXPECT_EQ(got, "t.toml:1:133: arrays and inline tables nested more than 128 deep");
+  EXPECT_EQ(got, "t.toml:1:133: tables, arrays and inline tables nested more than 128 deep");
+}
+
+// Dotted keys and table headers nest tables as arrays do: 50000 parts would build a table tree
+// (and JSON) that its recursive teardown could not walk. The limit counts every kind together.
+TEST(Toml, DeepDottedKeysAndHeadersAreAnErrorNotACrash) {
+  std::string dotted = "a";
+  for (int k = 0; k < 50000; ++k) dotted += ".a";
+  EXPECT_EQ(error(dotted + " = 1"),
+            "t.toml:1:257: tables, arrays and inline tables nested more than 128 deep");
+  EXPECT_EQ(error("[" + dotted + "]"),
+            "t.toml:1:258: tables, arrays and inline tables nested more than 128 deep");
+  // 128 levels in all are taken: 127 tables of a header and one array; one more is refused,
+  // at the array that goes past.
+  std::string header = "a";
+  for (int k = 1; k < 127; ++k) header += ".a";
+  EXPECT_NO_THROW(as_json("[" + header + "]\nb = [1]"));
+  EXPECT_EQ(error("[" + header + "]\nb = [[1]]"),
+            "t.toml:2:6: tables, arrays and inline tables nested more than 128 deep");
+  EXPECT_EQ(error("[" + header + "]\nb = {c.d = 1}"),
+            "t.toml:2:6: tables, arrays and inline tables nested more than 128 deep");
 }

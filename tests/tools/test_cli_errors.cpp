@@ -197,7 +197,7 @@ TEST_F(CliErrors, IntegerValuesOutOfRange) {
   expect_error({"sweep", "--fuse", "99999999999", "--out", dir_ + "/sw"},
                {"--fuse", "99999999999", "from 2 to 2147483647"});
   expect_error({"sweep", "--seeds", "0,99999999999999999999", "--out", dir_ + "/sw"},
-               {"grid.seed", "--seed", "99999999999999999999", seeds});
+               {"--seeds: item '99999999999999999999'", "--seed", seeds});
   const std::string file = dir_ + "/ints.json";
   write_text(file, R"({"fixed": {"epochs": 9223372036854775808}, "grid": {"seed": [0, 1]}})");
   expect_error({"sweep", file, "--out", dir_ + "/sw"},
@@ -386,6 +386,101 @@ TEST_F(CliErrors, SweepInputsTakenSilently) {
 // A bad --shard K/N (out of int's range, K not below N, signs, spaces, not a number) is refused
 // naming the value and the range of the part that is wrong; K counts from 0, as
 // $SLURM_ARRAY_TASK_ID does in tools/sweep.sbatch.
+// The axis flags take one comma list each: an empty item or a second list is refused, as
+// `train --hidden 8,,8` and a second `--grid` of one flag are; each item is checked as its
+// training flag reads it, naming the axis flag and the item.
+TEST_F(CliErrors, SweepAxisListsAreOneListOfCheckedItems) {
+  auto sweep = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> a{"sweep",  "--data-dir", fixture_data_dir(), "--activations", "relu",
+                               "--list", "--out",      dir_ + "/axes"};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(sweep({"--depths", "1,,2"}), {"--depths: '1,,2' has an empty item"});
+  expect_error(sweep({"--depths", "1,"}), {"--depths: '1,' has an empty item"});
+  expect_error(sweep({"--depths", ",1"}), {"--depths: ',1' has an empty item"});
+  expect_error(sweep({"--depths", "1", "--depths", "2"}),
+               {"--depths is given 2 times", "one comma list"});
+  expect_error(sweep({"--grid", "momentum=0,,0.9"}),
+               {"--grid momentum: '0,,0.9' has an empty item"});
+  expect_error(sweep({"--lrs", "0.1,abc"}),
+               {"--lrs: item 'abc': --lr: expected a number, got abc"});
+  expect_error(sweep({"--grid", "momentum=0,x"}),
+               {"--grid momentum: item 'x': --momentum: expected a number, got x"});
+  expect_error(train({"--lr", "abc"}), {"--lr: expected a number, got abc"});
+  expect_error(sweep({"--inits", "he_normal:"}), {"--inits: item 'he_normal:'", "ends with a ':'"});
+  EXPECT_FALSE(fs::exists(dir_ + "/axes/runs"));
+  // --cuda-graph is refused before anything runs, in a sweep file as on the command line.
+  const std::string file = dir_ + "/cuda_graph.json";
+  write_text(file, R"({"grid": {"cuda-graph": [true]}, "fixed": {"depth": 1}})");
+  expect_error({"sweep", file, "--data-dir", fixture_data_dir(), "--out", dir_ + "/cg", "--list"},
+               {"--cuda-graph needs --device cuda"});
+  EXPECT_FALSE(fs::exists(dir_ + "/cg/sweep.json"));
+  // --help says what a sweep takes for --tensorboard: no value.
+  ProcResult help = run_gradlens({"sweep", "--help"});
+  EXPECT_NE(help.out.find("give --tensorboard without a value"), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("on/off, each run's default"), std::string::npos) << help.out;
+  expect_error(sweep({"--tensorboard", "on"}), {"--tensorboard on", "give --tensorboard alone"});
+}
+
+// Input nested past what the recursive walks can take is refused with the file and where, never
+// a crash, and never echoed whole.
+TEST_F(CliErrors, DeeplyNestedInputIsRefusedNamingTheFile) {
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int k = 0; k < n; ++k) out += s;
+    return out;
+  };
+  const std::string run = dir_ + "/deep_run";
+  fs::create_directories(run);
+  write_text(run + "/config.json", "{\"hidden\": [16], \"x\": " + repeat("{\"a\": ", 20000) + "1" +
+                                       repeat("}", 20000) + "}");
+  expect_error({"report", run}, {run + "/config.json:1:", "nested more than 128 deep"});
+  const std::string json = dir_ + "/deep.json";
+  for (int levels : {5000, 100000}) {
+    write_text(json, "{\"name\": " + repeat("[", levels) + repeat("]", levels) + "}");
+    expect_error({"sweep", json, "--out", dir_ + "/sd", "--list"},
+                 {json + ":1:137: arrays and objects nested more than 128 deep"});
+  }
+  write_text(json, "{\"grid\": {\"init\": [{\"name\": \"he_normal\", \"factor\": " +
+                       repeat("[", 50000) + repeat("]", 50000) + "}]}}");
+  expect_error({"sweep", json, "--out", dir_ + "/sd", "--list"}, {json + ":1:", "nested"});
+  const std::string toml = dir_ + "/deep.toml";
+  write_text(toml, "a" + repeat(".a", 50000) + " = 1\n");
+  expect_error({"sweep", toml, "--out", dir_ + "/sd", "--list"},
+               {toml + ":1:257: tables, arrays and inline tables nested more than 128 deep"});
+  expect_error({"gradcheck", "--filter", repeat("(", 20000) + repeat(")", 20000)},
+               {"--filter: a regex of at most 256 characters", "got 40000"});
+  // Under the limits the same shapes run.
+  ProcResult ok =
+      run_gradlens({"gradcheck", "--filter", repeat("(", 120) + "relu" + repeat(")", 120)});
+  EXPECT_TRUE(ok.exited && ok.code == 0) << describe(ok);
+  // A value quoted in a message is shortened.
+  write_text(json, "{\"name\": " + repeat("[", 100) + repeat("]", 100) + "}");
+  ProcResult r = run_gradlens({"sweep", json, "--out", dir_ + "/sd", "--list"});
+  EXPECT_NE(r.err.find("got " + repeat("[", 76) + " ...\n"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ + "/sd"));
+}
+
+// `graph` renders the SVG from the DOT file: one path for both is refused before anything is
+// written; --analyze lists each analysis once, as --augment does.
+TEST_F(CliErrors, OnePathForTwoOutputsAndAnalysesListedTwice) {
+  const std::string dot = dir_ + "/g.dot";
+  expect_error({"graph", "--out", dot, "--svg", dot}, {"--out " + dot, "are one file"});
+  expect_error({"graph", "--out", dot, "--svg", dir_ + "/./g.dot"}, {"are one file"});
+  expect_error({"graph", "--out", dir_ + "/g.svg"}, {"are one file", "--no-svg"});
+  EXPECT_FALSE(fs::exists(dot));
+  EXPECT_FALSE(fs::exists(dir_ + "/g.svg"));
+  auto analyze = [&](const std::string& list) {  // an --out of its own: empty, or it is refused
+    return std::vector<std::string>{
+        "train",         "--data-dir", fixture_data_dir(),      "--epochs",  "1", "--threads", "1",
+        "--no-progress", "--out",      dir_ + "/analyze_twice", "--analyze", list};
+  };
+  expect_error(analyze("optim,optim"), {"--analyze 'optim,optim': optim is listed twice"});
+  expect_error(analyze("corr,optim,corr"), {"corr is listed twice"});
+  EXPECT_FALSE(fs::exists(dir_ + "/analyze_twice/config.json"));
+}
+
 TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
   auto sweep = [&](const std::string& shard) {
     std::vector<std::string> a{"sweep",  "--data-dir", fixture_data_dir(), "--depths", "1",
@@ -394,7 +489,8 @@ TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
     return a;
   };
   auto n_error = [&](const std::string& v, const std::string& n) {
-    expect_error(sweep(v), {"--shard", "N in '" + v + "'", "from 1 to 2147483647, got " + n});
+    expect_error(sweep(v),
+                 {"--shard", "N in '" + v + "'", "from 1 to 2147483647, got '" + n + "'"});
   };
   n_error("1/0", "0");
   n_error("1/99999999999", "99999999999");
@@ -403,7 +499,7 @@ TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
   n_error("0/ 3", " 3");
   auto k_error = [&](const std::string& v, const std::string& k, const std::string& last) {
     expect_error(sweep(v), {"--shard", "K in '" + v + "'", "from 0 to " + last, "--array=0-" + last,
-                            "got " + k});
+                            "got '" + k + "'"});
   };
   k_error("3/3", "3", "2");
   k_error("4/3", "4", "2");
@@ -411,6 +507,7 @@ TEST_F(CliErrors, ShardValuesNameTheValueAndTheValidRange) {
   k_error("a/3", "a", "2");
   k_error("+1/3", "+1", "2");
   k_error("99999999999/3", "99999999999", "2");
+  k_error("1 /2", "1 ", "1");  // the part quoted whole: its space shows
   expect_error(sweep("3"), {"--shard", "expected K/N", "'3'"});
   for (std::string good : {"0/3", "2/3", "0/1"}) {
     ProcResult r = run_gradlens(sweep(good));

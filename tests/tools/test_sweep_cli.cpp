@@ -435,6 +435,44 @@ TEST(SweepCli, MergeLeavesDamagedRunsOut) {
   EXPECT_FALSE(fs::exists(a + "/summary.csv"));
 }
 
+// A part's run whose config.json is not the configuration the sweep gives that run (edited
+// afterwards, or another sweep's), or whose diverged.json lacks what the trainer writes, is
+// refused by name before anything is copied.
+TEST(SweepCli, MergeRefusesRunsThatAreNotTheSweeps) {
+  const std::string a = temp_dir() + "/cfg0", b = temp_dir() + "/cfg1";
+  const std::string flags = " --data-dir " + temp_dir() +
+                            "/data --activations relu,tanh --inits he_normal --depths 1 --width 8 "
+                            "--epochs 1 --limit-train 128 --diagnostics none --no-progress";
+  ASSERT_EQ(run("sweep --out " + a + " --shard 0/2" + flags), 0) << slurp(temp_dir() + "/last.log");
+  ASSERT_EQ(run("sweep --out " + b + " --shard 1/2" + flags), 0) << slurp(temp_dir() + "/last.log");
+  const auto ids = run_ids(b);
+  ASSERT_EQ(ids.size(), 1u);
+  const std::string id = *ids.begin(), config = b + "/runs/" + id + "/config.json";
+  const std::string original = slurp(config);
+  std::string edited = original;
+  const size_t lr = edited.find("\"lr\": 0.01");
+  ASSERT_NE(lr, std::string::npos) << edited;
+  edited.replace(lr, 10, "\"lr\": 0.5");
+  std::ofstream(config, std::ios::trunc) << edited;
+  EXPECT_NE(run("sweep merge " + a + " " + b), 0);
+  std::string log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find(config + ": lr is 0.5, but the sweep's run " + id + " has lr 0.01"),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(fs::exists(a + "/runs/" + id));
+  EXPECT_FALSE(fs::exists(a + "/summary.csv"));
+  std::ofstream(config, std::ios::trunc) << original;
+  std::ofstream(b + "/runs/" + id + "/diverged.json") << "{}";
+  EXPECT_NE(run("sweep merge " + a + " " + b), 0);
+  log = slurp(temp_dir() + "/last.log");
+  EXPECT_NE(log.find("a damaged diverged.json"), std::string::npos) << log;
+  EXPECT_NE(log.find("diverged.json: key 'error': missing"), std::string::npos) << log;
+  EXPECT_FALSE(fs::exists(a + "/runs/" + id));
+  fs::remove(b + "/runs/" + id + "/diverged.json");
+  EXPECT_EQ(run("sweep merge " + a + " " + b), 0) << slurp(temp_dir() + "/last.log");
+  EXPECT_TRUE(fs::exists(a + "/summary.csv"));
+}
+
 TEST(SweepCli, DivergingRunIsRecordedAndTheSweepGoesOn) {
   std::string d = temp_dir() + "/diverge";
   // lr 1e10 with SGD blows up in the first steps (NaN loss); lr 0.01 trains.

@@ -494,3 +494,69 @@ TEST(Sweep, EpochCostCountsTheExamplesTheEpochTrains) {
   EXPECT_DOUBLE_EQ(epoch_cost(c, 0), (3072.0 * 16 + 16 * 10) * 100000);
   fs::remove_all(dir);
 }
+
+// A sweep file nested past 128 levels is refused naming the file and where (the checks walk the
+// document recursively), in JSON and in TOML (dotted keys too); a value quoted in a message is
+// shortened.
+TEST(Sweep, DeeplyNestedSpecFilesAreRefusedNamingTheFile) {
+  using gl::testing::error_of;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(error_of([&] { SweepSpec::from_json("{\"name\": " + deep + "}", "s.json"); }),
+            "s.json:1:137: arrays and objects nested more than 128 deep");
+  EXPECT_EQ(
+      error_of([&] { SweepSpec::from_json("{\"grid\": {\"depth\": [" + deep + "]}}", "s.json"); }),
+      "s.json:1:146: arrays and objects nested more than 128 deep");
+  std::string dotted = "a";
+  for (int k = 0; k < 50000; ++k) dotted += ".a";
+  EXPECT_EQ(error_of([&] { SweepSpec::from_toml(dotted + " = 1", "s.toml"); }),
+            "s.toml:1:257: tables, arrays and inline tables nested more than 128 deep");
+  const std::string msg = error_of([] {
+    SweepSpec::from_json("{\"name\": " + std::string(100, '[') + std::string(100, ']') + "}",
+                         "s.json");
+  });
+  EXPECT_EQ(msg, "s.json: \"name\" must be a string, got " + std::string(76, '[') + " ...");
+}
+
+// An init value ending in ':' is refused, as --augment refuses "crop:".
+TEST(Sweep, AnInitEndingInAColonIsRefused) {
+  using gl::testing::error_of;
+  for (const char* init : {"he_normal:", "he_normal:factor=2:"}) {
+    SweepSpec s;
+    EXPECT_EQ(error_of([&] { s.set_axis("init", {init}); }),
+              std::string("sweep axis: init '") + init +
+                  "' ends with a ':'; give NAME or NAME:KEY=VALUE[:KEY=VALUE...]");
+  }
+}
+
+// diverged.json counts only with the fields the trainer writes: `{}` or a message without its
+// epoch and step is damaged, and the run counts by its other files.
+TEST(Sweep, ADivergedJsonWithoutTheTrainersFieldsIsDamaged) {
+  const std::string dir =
+      (fs::temp_directory_path() / ("gl_sweep_marker_" + std::to_string(::getpid()))).string();
+  fs::create_directories(dir);
+  auto write = [&](const std::string& text) { std::ofstream(dir + "/diverged.json") << text; };
+  write(R"({"error": "loss became nan", "epoch": 2, "step": 9})");
+  EXPECT_EQ(read_diverged_marker(dir), std::optional<std::string>("loss became nan"));
+  for (const char* bad : {"{}", R"({"error": "loss became nan"})", R"({"epoch": 2, "step": 9})",
+                          R"({"error": 1, "epoch": 2, "step": 9})"}) {
+    write(bad);
+    std::string damage;
+    EXPECT_EQ(read_diverged_marker(dir, &damage), std::nullopt) << bad;
+    EXPECT_NE(damage.find(dir + "/diverged.json: key '"), std::string::npos) << damage;
+    EXPECT_EQ(run_state(dir, 1).status, RunStatus::Pending) << bad;
+  }
+  fs::remove_all(dir);
+}
+
+// --cuda-graph is refused by the configuration's own check, so a sweep refuses it before any
+// run starts.
+TEST(Sweep, CudaGraphIsRefusedByValidation) {
+  using gl::testing::error_of;
+  TrainConfig c;
+  c.out = "x";
+  c.cuda_graph = true;
+  EXPECT_EQ(error_of([&] { c.validate(); }), "--cuda-graph needs --device cuda");
+  c.device = "cuda";
+  EXPECT_NE(error_of([&] { c.validate(); }).find("--cuda-graph: capturing the training step"),
+            std::string::npos);
+}
