@@ -118,11 +118,9 @@ RunModel load_run_model(const std::string& dir, const std::string& data_dir) {
   const std::string weights = dir + "/model.safetensors";
   RunModel r;
   r.dir = dir;
+  GL_CHECK(fs::exists(weights), "{}: no model.safetensors ({})", dir,
+           train::missing_model_reason(dir));
   r.config = train::TrainConfig::from_run_dir(dir);
-  GL_CHECK(fs::exists(weights),
-           "{}: no model.safetensors (the run has no trained weights yet; it is written when "
-           "training ends)",
-           dir);
   GL_CHECK(r.config.model == "mlp", "{}: model '{}' is not supported by analyze (mlp only)", dir,
            r.config.model);
   r.data_dir = data_dir.empty() ? r.config.data_dir : data_dir;

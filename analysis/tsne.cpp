@@ -437,9 +437,11 @@ Sparse joint_p_sparse(const float* x, int64_t n, int64_t d, double perplexity) {
 
 TsneResult tsne(const float* x, int64_t n, int64_t d, const TsneOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
-  GL_CHECK(o.perplexity > 0 && double(n) > 3 * o.perplexity,
-           "tsne: perplexity {} needs more than {} examples, got {}", o.perplexity,
-           int64_t(3 * o.perplexity), n);
+  GL_CHECK(std::isfinite(o.perplexity) && o.perplexity > 0,
+           "tsne: perplexity must be a positive number, got {}", o.perplexity);
+  GL_CHECK(double(n) > 3 * o.perplexity,
+           "tsne: perplexity {} needs more than 3 x perplexity = {:.6g} examples, got {}",
+           o.perplexity, 3 * o.perplexity, n);
   GL_CHECK(o.method == "auto" || o.method == "exact" || o.method == "barnes_hut",
            "tsne: unknown method '{}' (exact | barnes_hut | auto)", o.method);
   for (int64_t t = 0; t < n * d; ++t)

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -156,13 +157,33 @@ void require_finite(const StateDict& state) {
     if (!t.defined() || !is_floating(t.dtype())) continue;
     const Tensor v = t.to(Device::cpu()).to(DType::f64).contiguous();
     const double* p = v.data<double>();
-    const bool variance =
-        name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
+    // Batch norm's running variance and Adam's second moment are never negative.
+    const char* what = name.ends_with("running_var")  ? "variance"
+                       : name.ends_with("exp_avg_sq") ? "second moment"
+                                                      : nullptr;
     for (int64_t i = 0; i < v.numel(); ++i) {
       GL_CHECK(std::isfinite(p[i]), "'{}' holds a non-finite value ({} at flat index {} of {})",
                name, message_value(p[i]), i, shape_str(t.shape()));
-      GL_CHECK(!variance || p[i] >= 0, "'{}' holds a negative variance ({} at flat index {} of {})",
-               name, p[i], i, shape_str(t.shape()));
+      GL_CHECK(!what || p[i] >= 0, "'{}' holds a negative {} ({} at flat index {} of {})", name,
+               what, p[i], i, shape_str(t.shape()));
+    }
+  }
+}
+
+void require_finite_loaded(const StateDict& given, const StateDict& loaded) {
+  require_finite(given);
+  std::map<std::string, DType> file_dtype;
+  for (const auto& [name, t] : given)
+    if (t.defined()) file_dtype.emplace(name, t.dtype());
+  for (const auto& entry : loaded) {
+    try {
+      require_finite({entry});
+    } catch (const Error& e) {
+      const auto it = file_dtype.find(entry.first);
+      const char* to = dtype_name(entry.second.dtype());
+      throw Error(fmt::format("{} once converted to {}: the {} value there is beyond {}'s range",
+                              e.what(), to,
+                              it == file_dtype.end() ? "given" : dtype_name(it->second), to));
     }
   }
 }

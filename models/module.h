@@ -27,10 +27,14 @@ using ForwardHook = std::function<void(const Module&, const Tensor& input, const
 using HookId = int64_t;
 
 // Throws naming the first tensor of `state` that holds a NaN or an infinity (or a batch norm's
-// running_var a negative value), and where. For
-// weights given to evaluate or to start from (NaN would pass through quietly: ReLU maps it to
-// 0), and for a run's checkpoint (there the trainer turns the error into a divergence).
+// running_var or an Adam exp_avg_sq a negative value), and where. For weights given to
+// evaluate or to start from (NaN would pass through quietly: ReLU maps it to 0), for a run's
+// checkpoint (refused as corrupt) and for the model at each epoch's end (a divergence).
 void require_finite(const StateDict& state);
+// require_finite of the tensors a file gave (`given`) and then of the same tensors as loaded
+// (`loaded`, the same names), whose dtype may be narrower: an f64 1e300 loads as an f32 inf,
+// which the error says.
+void require_finite_loaded(const StateDict& given, const StateDict& loaded);
 
 // What load_state_dict found; with strict loading both lists are empty or it threw.
 struct LoadResult {

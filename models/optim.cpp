@@ -203,6 +203,36 @@ Tensor Optimizer::grad_of(std::size_t i) const {
   return g.is_contiguous() ? g : g.contiguous();
 }
 
+void Optimizer::check_state_after(const NamedTensors& state, int64_t steps,
+                                  const std::string& prefix) const {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [key, t] : state)
+    GL_CHECK(given.emplace(key, &t).second, "optimizer state '{}{}' appears twice", prefix, key);
+  for (const StateEntry& e : state_after(steps)) {
+    auto it = given.find(e.key);
+    GL_CHECK(it != given.end(),
+             "optimizer state '{}{}' is missing ({} keeps it for every parameter once it has "
+             "stepped, and the run has taken {} steps)",
+             prefix, e.key, kind(), steps);
+    const Tensor& t = *it->second;
+    GL_CHECK(t.defined() && t.dtype() == e.dtype && t.shape() == e.shape,
+             "optimizer state '{}{}' is inconsistent: {} {}, expected {} {}", prefix, e.key,
+             t.defined() ? dtype_name(t.dtype()) : "undefined",
+             t.defined() ? shape_str(t.shape()) : "", dtype_name(e.dtype), shape_str(e.shape));
+    if (e.count) {
+      const int64_t count = t.to_vector<int64_t>()[0];
+      GL_CHECK(count == *e.count,
+               "optimizer state '{}{}' = {} is inconsistent with the {} steps the run has taken",
+               prefix, e.key, count, *e.count);
+    }
+    given.erase(it);
+  }
+  GL_CHECK(given.empty(),
+           "optimizer state '{}{}' is inconsistent: {} with these settings keeps "
+           "no such state",
+           prefix, given.empty() ? "" : given.begin()->first, kind());
+}
+
 std::vector<Tensor> Optimizer::device_grads() const {
   std::vector<Tensor> grads;
   std::size_t missing = params_.size();
@@ -291,6 +321,15 @@ NamedTensors SGD::state_dict() const {
   for (std::size_t i = 0; i < params_.size(); ++i)
     if (momentum_[i].defined())
       out.emplace_back(fmt::format("state.{}.momentum_buffer", i), momentum_[i].clone());
+  return out;
+}
+
+std::vector<Optimizer::StateEntry> SGD::state_after(int64_t steps) const {
+  std::vector<StateEntry> out;
+  if (opt_.momentum == 0 || steps == 0) return out;
+  for (std::size_t i = 0; i < params_.size(); ++i)
+    out.push_back({fmt::format("state.{}.momentum_buffer", i), params_[i].dtype(),
+                   params_[i].shape(), std::nullopt});
   return out;
 }
 
@@ -402,6 +441,18 @@ NamedTensors Adam::state_dict() const {
                      Tensor::full({}, double(steps_[i]), DType::i64));
     out.emplace_back(fmt::format("state.{}.exp_avg", i), exp_avg_[i].clone());
     out.emplace_back(fmt::format("state.{}.exp_avg_sq", i), exp_avg_sq_[i].clone());
+  }
+  return out;
+}
+
+std::vector<Optimizer::StateEntry> Adam::state_after(int64_t steps) const {
+  std::vector<StateEntry> out;
+  if (steps == 0) return out;
+  for (std::size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    out.push_back({fmt::format("state.{}.step", i), DType::i64, Shape{}, steps});
+    out.push_back({fmt::format("state.{}.exp_avg", i), p.dtype(), p.shape(), std::nullopt});
+    out.push_back({fmt::format("state.{}.exp_avg_sq", i), p.dtype(), p.shape(), std::nullopt});
   }
   return out;
 }

@@ -13,6 +13,8 @@
 // cache, and the update that follows finds it there again. The update itself is unchanged.
 #pragma once
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/tensor.h"
@@ -68,8 +70,23 @@ class Optimizer {
   // Deep copies of the state; load_state_dict checks names and shapes and copies values in.
   virtual NamedTensors state_dict() const = 0;
   virtual void load_state_dict(const NamedTensors& state) = 0;
+  // Refuses a state that is not the one `steps` steps leave when every step has a gradient for
+  // every parameter (what a training run's checkpoint holds): a buffer the optimizer keeps that
+  // is missing, a key it does not keep, a dtype or shape other than its parameter's, or (Adam)
+  // a step count other than `steps`. Errors name the key with `prefix` before it.
+  void check_state_after(const NamedTensors& state, int64_t steps,
+                         const std::string& prefix = "") const;
 
  protected:
+  // One tensor of the state after `steps` steps: its dtype and shape, and for a step counter
+  // the count it holds.
+  struct StateEntry {
+    std::string key;
+    DType dtype;
+    Shape shape;
+    std::optional<int64_t> count;
+  };
+  virtual std::vector<StateEntry> state_after(int64_t steps) const = 0;
   // The parameter's gradient as a contiguous tensor, or undefined when it has none.
   Tensor grad_of(std::size_t i) const;
   // Parameters on a CUDA device step there, all in one launch. The gradients of every
@@ -111,6 +128,9 @@ class SGD : public Optimizer {
   NamedTensors state_dict() const override;
   void load_state_dict(const NamedTensors& state) override;
 
+ protected:
+  std::vector<StateEntry> state_after(int64_t steps) const override;
+
  private:
   SgdOptions opt_;
   std::vector<Tensor> momentum_;  // undefined until a parameter first steps
@@ -134,6 +154,9 @@ class Adam : public Optimizer {
   const AdamOptions& options() const { return opt_; }
   NamedTensors state_dict() const override;
   void load_state_dict(const NamedTensors& state) override;
+
+ protected:
+  std::vector<StateEntry> state_after(int64_t steps) const override;
 
  private:
   AdamOptions opt_;

@@ -48,7 +48,13 @@ void infer_architecture(const io::NamedTensors& tensors, const std::string& path
              path, name, shape_str(t.shape()));
     if (param == "running_mean") norms.insert(idx);
     if (param == "bias") biases.insert(idx);
-    if (param == "weight" && t.dim() == 2) linear[idx] = t.shape();
+    if (param == "weight" && t.dim() == 2) {
+      GL_CHECK(t.shape()[0] >= 1 && t.shape()[1] >= 1,
+               "--weights {}: tensor '{}' {} is an empty Linear weight (a layer needs at least "
+               "one input and one output)",
+               path, name, shape_str(t.shape()));
+      linear[idx] = t.shape();
+    }
   }
   GL_CHECK(linear.size() >= 2, "--weights {}: found {} Linear weight(s); an MLP has at least 2",
            path, linear.size());
@@ -85,9 +91,8 @@ train::TrainConfig run_config(const std::string& dir, const std::string& weights
     throw Error(fmt::format("--run {}", e.what()));
   }
   c.load_weights = weights.empty() ? dir + "/model.safetensors" : weights;
-  GL_CHECK(fs::exists(c.load_weights),
-           "--run {}: no {} (a run writes model.safetensors when its training ends)", dir,
-           c.load_weights);
+  GL_CHECK(fs::exists(c.load_weights), "--run {}: no {} ({})", dir, c.load_weights,
+           weights.empty() ? train::missing_model_reason(dir) : "no such file");
   c.device = "cpu";
   c.augment.clear();  // evaluation never augments; the check of the list is training's
   return c;

@@ -80,12 +80,28 @@ void TrainConfig::validate() const {
   GL_CHECK(batch_size >= 1, "--batch-size must be at least 1, got {}", batch_size);
   GL_CHECK(epochs >= 1 && epochs <= kMaxEpochs, "--epochs must be in [1, {}], got {}", kMaxEpochs,
            epochs);
-  GL_CHECK(lr > 0 && std::isfinite(lr), "--lr must be a positive number, got {}", lr);
+  // The optimizers step f32 parameters with these values rounded to f32: a value that is 0 or
+  // infinite there would not train (or would read as a divergence).
+  auto f32_finite = [](double v) { return std::isfinite(float(v)); };
+  GL_CHECK(lr > 0 && f32_finite(lr),
+           "--lr must be a positive number within f32's range (below about 3.4e38), got {}", lr);
+  GL_CHECK(float(lr) > 0,
+           "--lr {} is 0 in f32 (the smallest positive f32 is about 1.4e-45): the weights would "
+           "never change",
+           lr);
   GL_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got {}", momentum);
-  GL_CHECK(weight_decay >= 0, "--weight-decay must be non-negative, got {}", weight_decay);
+  GL_CHECK(weight_decay >= 0 && f32_finite(weight_decay),
+           "--weight-decay must be a number >= 0 within f32's range (below about 3.4e38), got {}",
+           weight_decay);
   GL_CHECK(beta1 >= 0 && beta1 < 1, "--beta1 must be in [0, 1), got {}", beta1);
   GL_CHECK(beta2 >= 0 && beta2 < 1, "--beta2 must be in [0, 1), got {}", beta2);
-  GL_CHECK(adam_eps > 0, "--adam-eps must be positive, got {}", adam_eps);
+  GL_CHECK(adam_eps > 0 && f32_finite(adam_eps),
+           "--adam-eps must be a positive number within f32's range (below about 3.4e38), got {}",
+           adam_eps);
+  GL_CHECK(
+      f32_finite(leaky_slope),
+      "--leaky-slope must be a number within f32's range (below about 3.4e38 in magnitude), got {}",
+      leaky_slope);
   GL_CHECK(dropout >= 0 && dropout < 1, "--dropout must be in [0, 1), got {}", dropout);
   GL_CHECK(optimizer == "sgd" || optimizer == "adam" || optimizer == "adamw",
            "--optimizer: unknown optimizer '{}' (sgd, adam, adamw)", optimizer);
@@ -259,6 +275,28 @@ TrainConfig TrainConfig::from_run_dir(const std::string& dir) {
   } catch (const std::exception& e) {
     throw Error(fmt::format("{}: {}", path, e.what()));
   }
+  // The settings that decide the model and how its inputs are prepared have no default here: a
+  // run rebuilt with another activation or normalization would be evaluated as another model.
+  // (The settings added later keep the value runs had before them: bias_before_batchnorm,
+  // denormals.)
+  auto require = [&](const char* key, const char* decides) {
+    GL_CHECK(j.contains(key), "{}: missing key '{}' (it decides {}; gradlens train writes it)",
+             path, key, decides);
+  };
+  require("model", "the kind of model");
+  require("dataset", "the data the model reads");
+  require("activation", "the model's activation");
+  if (c.activation == "leaky_relu") require("leaky_slope", "leaky_relu's negative slope");
+  require("batchnorm", "the model's layers");
+  require("dropout", "the model's layers");
+  if (c.model == "cnn") {
+    for (const char* k : {"channels", "fc", "kernel", "pool"}) require(k, "the CNN's layers");
+  } else {
+    require("hidden", "the MLP's widths");
+  }
+  require("normalize", "the normalization of the inputs");
+  if (c.normalize == "standard")
+    require("limit_train", "the training examples whose statistics normalize the inputs");
   return c;
 }
 
@@ -458,6 +496,7 @@ Trainer::Trainer(TrainConfig config, std::shared_ptr<TrainData> data)
       NoGrad ng;
       models::require_finite(loaded);
       model_->load_state_dict(loaded, true);
+      models::require_finite_loaded(loaded, model_->state_dict());
     } catch (const Error& e) {
       // Weights whose layers before batch norm have a bias, as every run's did before --bn-bias.
       const bool bn_bias = !cfg_.evaluate_only && cfg_.batchnorm && !cfg_.bias_before_batchnorm &&
@@ -631,11 +670,6 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
         step_losses_.emplace_back(int64_t(v[i]), v[i + 1]);
     }
   }
-  {
-    NoGrad ng;
-    model_->load_state_dict(model_state, true);
-  }
-  opt_->load_state_dict(opt_state);
   // Whole numbers in the metadata, at least `lo`.
   auto meta_int = [&](const char* k, int64_t lo) {
     const std::string v = meta(k);
@@ -677,15 +711,32 @@ int64_t Trainer::load_checkpoint(std::vector<EpochResult>& history) {
   GL_CHECK(global_step_ == done * data_->train->num_batches(),
            "{}: metadata gradlens.global_step={} does not match {} epochs of {} steps", path,
            global_step_, done, data_->train->num_batches());
-  // A run ends as diverged before it checkpoints a value that is not finite; one found here
-  // (a checkpoint written before that rule, or altered since) ends the run the same way
-  // instead of training on silently (ReLU maps NaN to 0).
+  // The optimizer state those steps leave, whole: a missing buffer would restart it silently.
   try {
-    models::require_finite(model_state);
-    models::require_finite(opt_state);
+    opt_->check_state_after(opt_state, global_step_, "optim.");
   } catch (const Error& e) {
-    throw DivergedError(fmt::format("{}: {}; the run diverged", path, e.what()), done,
-                        global_step_);
+    throw Error(fmt::format("{}: {}", path, e.what()));
+  }
+  {
+    NoGrad ng;
+    model_->load_state_dict(model_state, true);
+  }
+  opt_->load_state_dict(opt_state);
+  // A run ends as diverged before it checkpoints a value that is not finite: one found here
+  // was altered since (or written before that rule), and is refused rather than trained on
+  // (ReLU maps NaN to 0) or recorded as a divergence that a sweep would never retry.
+  auto prefixed = [](const char* prefix, const io::NamedTensors& state) {
+    io::NamedTensors out;
+    for (const auto& [k, v] : state) out.emplace_back(prefix + k, v);
+    return out;
+  };
+  try {
+    models::require_finite_loaded(prefixed("model.", model_state),
+                                  prefixed("model.", model_->state_dict()));
+    models::require_finite_loaded(prefixed("optim.", opt_state),
+                                  prefixed("optim.", opt_->state_dict()));
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: corrupt checkpoint: {}", path, e.what()));
   }
   // Fewer epochs than the checkpoint holds would leave its later epochs in metrics.csv and the
   // weights while config.json says otherwise.
@@ -1037,6 +1088,13 @@ std::optional<std::string> read_diverged_marker(const std::string& out, std::str
   }
   if (damage) *damage = why;
   return std::nullopt;
+}
+
+std::string missing_model_reason(const std::string& dir) {
+  if (std::optional<std::string> error = read_diverged_marker(dir))
+    return fmt::format("the run diverged ({}/diverged.json: {}), so it has no trained weights", dir,
+                       error->empty() ? "it gives no message" : *error);
+  return "a run writes model.safetensors when its training ends";
 }
 
 }  // namespace gl::train

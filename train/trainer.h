@@ -98,8 +98,10 @@ struct TrainConfig {
   std::string to_json() const;
   // Throws naming `source` (a file) and the setting when a setting has the wrong type.
   static TrainConfig from_json(const std::string& text, const std::string& source = "");
-  // The configuration a run directory's config.json holds; throws naming the file when it is
-  // missing (not a run directory written by gradlens train) or not a configuration.
+  // The configuration a run directory's config.json holds, to rebuild its model; throws naming
+  // the file when it is missing (not a run directory written by gradlens train), not a
+  // configuration, or lacks a key that decides the model or its inputs (docs/run_directory.md
+  // lists them; the others take their defaults).
   static TrainConfig from_run_dir(const std::string& dir);
 
   // A setting in which a configuration written as to_json writes it (a run's config.json, a
@@ -294,6 +296,10 @@ void write_diverged_marker(const std::string& out, const DivergedError& e);
 // absent).
 std::optional<std::string> read_diverged_marker(const std::string& out,
                                                 std::string* damage = nullptr);
+
+// Why the run in `dir` has no model.safetensors, for an error message: that it diverged (its
+// diverged.json and what that says), else that a run writes the file when its training ends.
+std::string missing_model_reason(const std::string& dir);
 
 // Parses "128,128" into widths; throws naming the flag on a bad entry.
 std::vector<int64_t> parse_int_list(const std::string& s, const char* flag);

@@ -673,6 +673,9 @@ TEST_F(AnalyzeCli, BadRequestsGiveOneLineErrors) {
                  "--iterations: expected an integer from 1 to");
   one_line_error(run() + " tsne --theta nan" + dd, "--theta must be a number >= 0");
   one_line_error(run() + " tsne --perplexity inf" + dd, "--perplexity must be a positive");
+  // A perplexity too large for the examples: the bound as a number, not an overflowed integer.
+  one_line_error(run() + " tsne --perplexity 1e300" + dd,
+                 "perplexity 1e+300 needs more than 3 x perplexity = 3e+300 examples");
   one_line_error(run() + " augment --augmentations 1" + dd,
                  "--augmentations: expected an integer from 2 to");
   one_line_error(run() + " augment --image 99999" + dd, "--image: example 99999 is out of range");

@@ -804,3 +804,108 @@ TEST(CliEval, BatchNormWeightsEvaluateWhateverTheTrainingSplitSize) {
   EXPECT_EQ(e.code, 0) << describe(e);
   EXPECT_NE(e.out.find("test: loss"), std::string::npos) << describe(e);
 }
+
+namespace {
+
+// What decides the model and its inputs must be in a run's config.json: eval rebuilding it with
+// a default (relu for tanh, raw for standard inputs) would report another model's figures.
+TEST(CliEval, RunConfigWithoutAKeyThatDecidesTheModelIsRefused) {
+  const std::string dir = make_temp_dir("gl_eval_keys");
+  ProcResult t = run_gradlens({"train",
+                               "--dataset",
+                               "mnist",
+                               "--data-dir",
+                               fixture_data_dir(),
+                               "--hidden",
+                               "12",
+                               "--activation",
+                               "tanh",
+                               "--normalize",
+                               "standard",
+                               "--limit-train",
+                               "300",
+                               "--epochs",
+                               "1",
+                               "--threads",
+                               "1",
+                               "--no-progress",
+                               "--out",
+                               dir + "/run"});
+  ASSERT_TRUE(t.exited && t.code == 0) << describe(t);
+  const nlohmann::json config = nlohmann::json::parse(read_text(dir + "/run/config.json"));
+  int copies = 0;
+  auto without = [&](const std::string& key) {
+    const std::string run = dir + "/no_" + key + std::to_string(copies++);
+    fs::create_directories(run);
+    fs::copy_file(dir + "/run/model.safetensors", run + "/model.safetensors");
+    nlohmann::json j = config;
+    j.erase(key);
+    write_text(run + "/config.json", j.dump(2));
+    return run;
+  };
+  for (const char* key : {"activation", "normalize", "hidden", "limit_train", "model", "dataset"})
+    expect_error({"eval", "--run", without(key), "--data-dir", fixture_data_dir()},
+                 {"config.json: missing key '" + std::string(key) + "'"});
+  expect_error({"analyze", without("activation"), "pca", "--data-dir", fixture_data_dir()},
+               {"config.json: missing key 'activation'"});
+  // A setting that does not decide the model keeps its default.
+  ProcResult ok = run_gradlens({"eval", "--run", without("lr"), "--data-dir", fixture_data_dir()});
+  EXPECT_TRUE(ok.exited && ok.code == 0) << describe(ok);
+}
+
+// Messages that named a flag the command does not have, or the wrong cause.
+TEST(CliErrorsNamed, EachMessageNamesTheRealProblem) {
+  const std::string dir = make_temp_dir("gl_cli_named");
+  auto train = [&](const std::vector<std::string>& extra, const std::string& out = "run") {
+    std::vector<std::string> a{
+        "train", "--dataset",    "mnist", "--data-dir",    fixture_data_dir(), "--hidden",
+        "8",     "--epochs",     "1",     "--no-progress", "--threads",        "1",
+        "--out", dir + "/" + out};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  expect_error(train({"--activation", "leaky_relu", "--leaky-slope", "nan"}), {"--leaky-slope"});
+  expect_error(train({"--weight-decay", "inf"}), {"--weight-decay", "inf"});
+  expect_error(train({"--optimizer", "adam", "--adam-eps", "inf"}), {"--adam-eps", "inf"});
+  expect_error(train({"--lr", "1e-320"}), {"--lr 1e-320 is 0 in f32"});
+  expect_error(train({"--lr", "1e300"}), {"--lr", "f32's range"});
+
+  ProcResult r = run_gradlens(train({}));
+  ASSERT_TRUE(r.exited && r.code == 0) << describe(r);
+  const std::string weights = dir + "/run/model.safetensors";
+  expect_error({"eval", "--weights", weights, "--data-dir", fixture_data_dir(), "--activation",
+                "leaky_relu", "--leaky-slope", "nan"},
+               {"--leaky-slope"});
+  // Width-0 layers: the weights file is at fault, not a --hidden eval does not have.
+  gl::io::NamedTensors empty{{"0.weight", gl::Tensor::zeros({0, 784})},
+                             {"0.bias", gl::Tensor::zeros({0})},
+                             {"2.weight", gl::Tensor::zeros({10, 0})},
+                             {"2.bias", gl::Tensor::zeros({10})}};
+  gl::io::save_tensors(dir + "/empty.safetensors", empty);
+  expect_error({"eval", "--weights", dir + "/empty.safetensors", "--data-dir", fixture_data_dir()},
+               {"--weights", "'0.weight' [0, 784] is an empty Linear weight"});
+  // An f64 weight of 1e300 is finite in the file and inf once loaded as f32.
+  gl::io::NamedTensors big = gl::io::load_tensors(weights);
+  for (auto& [name, t] : big) {
+    std::vector<double> v = t.to_vector<double>();
+    if (name == "0.weight") v[2] = 1e300;
+    t = gl::Tensor::from_vector(v, t.shape());
+  }
+  gl::io::save_tensors(dir + "/big.safetensors", big);
+  expect_error({"eval", "--weights", dir + "/big.safetensors", "--data-dir", fixture_data_dir()},
+               {"--weights", "'0.weight'", "once converted to f32", "beyond f32's range"});
+  expect_error(train({"--load-weights", dir + "/big.safetensors"}, "from_big"),
+               {"--load-weights", "'0.weight'", "beyond f32's range"});
+
+  // A diverged run has no model.safetensors: eval says it diverged.
+  ProcResult d = run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(),
+                               "--hidden", "8", "--epochs", "1", "--lr", "1e30", "--no-progress",
+                               "--threads", "1", "--out", dir + "/diverged"});
+  ASSERT_TRUE(d.exited && d.code == 3) << describe(d);
+  expect_error({"eval", "--run", dir + "/diverged", "--data-dir", fixture_data_dir()},
+               {"the run diverged", "diverged.json"});
+  expect_error({"analyze", dir + "/diverged", "pca", "--data-dir", fixture_data_dir()},
+               {"the run diverged", "diverged.json"});
+}
+
+}  // namespace
