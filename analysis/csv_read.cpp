@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/core.h"
 #include "engine/io/fs.h"
 
 namespace gl::analysis {
@@ -53,10 +54,11 @@ double CsvTable::number(size_t row, int col) const {
   const char* begin = s.c_str();
   char* end = nullptr;
   double v = std::strtod(begin, &end);
-  if (end == begin || *end != '\0')
+  // end must reach the cell's end, not merely a NUL inside it ("1\0x" is not 1).
+  if (end == begin || end != begin + s.size())
     throw std::runtime_error(path + ":" + std::to_string(line_numbers.at(row)) + ": column '" +
-                             header.at(static_cast<size_t>(col)) + "': '" + s +
-                             "' is not a number");
+                             message_text(header.at(static_cast<size_t>(col))) + "': '" +
+                             message_text(s) + "' is not a number");
   return v;
 }
 

@@ -1,5 +1,6 @@
-// npy_read.h: a tiny reader for NumPy .npy files (format versions 1-3, C order, little-endian
-// bool/int/uint/float of any width), enough for the report to read run-directory arrays.
+// npy_read.h: NumPy .npy files as doubles, for the report to read run-directory arrays. The
+// file is read and validated by engine/io/npy.h (format versions 1-3, C order, little-endian
+// f4, f8, i8, i4, u1).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -16,8 +17,9 @@ struct NpyArray {
   int64_t dim(size_t i) const { return i < shape.size() ? shape[i] : 1; }
 };
 
-// Throws std::runtime_error naming `path` on a missing file, a bad header, an unsupported
-// dtype (big-endian, complex, object, Fortran order) or a truncated body.
+// Throws std::runtime_error naming `path` on a missing file, a bad header, a shape whose size
+// overflows, an unsupported dtype (big-endian, complex, object, Fortran order) or a body of
+// the wrong size.
 NpyArray read_npy(const std::string& path);
 
 }  // namespace gl::analysis

@@ -3,6 +3,31 @@
 
 namespace gl {
 
+std::string message_text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7F)
+      out += fmt::format("\\x{:02X}", c);
+    else
+      out += ch;
+  }
+  return out;
+}
+
+void throw_shape_too_large(const Shape& s) {
+  throw Error(fmt::format("shape {} has more elements than fit in 64 bits (more than {})",
+                          shape_str(s), std::numeric_limits<int64_t>::max()));
+}
+void throw_shape_bytes_too_large(const Shape& s, int64_t numel, DType dtype) {
+  throw Error(
+      fmt::format("shape {} of {} ({} elements of {} bytes) needs more bytes than fit in "
+                  "64 bits (more than {})",
+                  shape_str(s), dtype_name(dtype), numel, dtype_size(dtype),
+                  std::numeric_limits<int64_t>::max()));
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   std::size_t n = std::max(a.size(), b.size());
   Shape out(n);

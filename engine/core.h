@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gl {
@@ -19,8 +20,8 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-#define GL_CHECK(cond, ...)                                  \
-  do {                                                       \
+#define GL_CHECK(cond, ...)                                   \
+  do {                                                        \
     if (!(cond)) throw ::gl::Error(fmt::format(__VA_ARGS__)); \
   } while (0)
 
@@ -30,33 +31,61 @@ inline double message_value(double v) {
   return std::isnan(v) ? std::numeric_limits<double>::quiet_NaN() : v;
 }
 
+// Text read from a file, for a message that quotes it: control bytes and DEL become \xNN (a
+// NUL would otherwise end the message wherever it is read as a C string, and a carriage
+// return or escape sequence would garble the terminal); everything else is kept.
+std::string message_text(std::string_view text);
+
 enum class DType : uint8_t { f32, f64, i64, u8 };
 
 inline std::size_t dtype_size(DType d) {
   switch (d) {
-    case DType::f32: return 4;
-    case DType::f64: return 8;
-    case DType::i64: return 8;
-    case DType::u8: return 1;
+    case DType::f32:
+      return 4;
+    case DType::f64:
+      return 8;
+    case DType::i64:
+      return 8;
+    case DType::u8:
+      return 1;
   }
   return 0;
 }
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "f32";
-    case DType::f64: return "f64";
-    case DType::i64: return "i64";
-    case DType::u8: return "u8";
+    case DType::f32:
+      return "f32";
+    case DType::f64:
+      return "f64";
+    case DType::i64:
+      return "i64";
+    case DType::u8:
+      return "u8";
   }
   return "?";
 }
-inline bool is_floating(DType d) { return d == DType::f32 || d == DType::f64; }
+inline bool is_floating(DType d) {
+  return d == DType::f32 || d == DType::f64;
+}
 
-template <class T> struct DTypeOf;
-template <> struct DTypeOf<float> { static constexpr DType value = DType::f32; };
-template <> struct DTypeOf<double> { static constexpr DType value = DType::f64; };
-template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::i64; };
-template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::u8; };
+template <class T>
+struct DTypeOf;
+template <>
+struct DTypeOf<float> {
+  static constexpr DType value = DType::f32;
+};
+template <>
+struct DTypeOf<double> {
+  static constexpr DType value = DType::f64;
+};
+template <>
+struct DTypeOf<int64_t> {
+  static constexpr DType value = DType::i64;
+};
+template <>
+struct DTypeOf<uint8_t> {
+  static constexpr DType value = DType::u8;
+};
 
 struct Device {
   enum class Kind : uint8_t { cpu, cuda };
@@ -74,12 +103,36 @@ struct Device {
 
 using Shape = std::vector<int64_t>;
 
+inline std::string shape_str(const Shape& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
+// Throws naming the shape: its element count (or, with dtype, its byte count) does not fit in
+// int64_t. Kept out of line so the checked products below stay small.
+[[noreturn]] void throw_shape_too_large(const Shape& s);
+[[noreturn]] void throw_shape_bytes_too_large(const Shape& s, int64_t numel, DType dtype);
+// The number of elements of s. The product is checked: one whose count exceeds int64_t throws
+// naming the shape instead of wrapping (a shape with a zero dim has 0 elements however large
+// the others are).
 inline int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s) {
+    if (__builtin_mul_overflow(n, d, &n)) [[unlikely]] {
+      for (auto z : s)
+        if (z == 0) return 0;
+      throw_shape_too_large(s);
+    }
+  }
   return n;
 }
-inline std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+// The bytes of a contiguous tensor of shape s and dtype; throws naming the shape when they
+// exceed int64_t (so byte offsets and sizes never wrap).
+inline std::size_t shape_nbytes(const Shape& s, DType dtype) {
+  const int64_t n = shape_numel(s);
+  int64_t bytes = 0;
+  if (__builtin_mul_overflow(n, int64_t(dtype_size(dtype)), &bytes)) [[unlikely]]
+    throw_shape_bytes_too_large(s, n, dtype);
+  return std::size_t(bytes);
+}
 inline Shape contiguous_strides(const Shape& s) {
   Shape st(s.size());
   int64_t acc = 1;

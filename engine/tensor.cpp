@@ -147,6 +147,8 @@ std::size_t host_block_cache_bytes() {
 }
 
 Storage::Storage(std::size_t n, Device dev) : nbytes(n), device(dev) {
+  GL_CHECK(n <= std::size_t(std::numeric_limits<int64_t>::max()),
+           "cannot allocate {} bytes (more than fit in 64-bit signed offsets)", n);
   if (dev.is_cpu()) {
     tune_host_allocator();
     data = HostBlockCache::take(host_block_bytes(n));
@@ -293,7 +295,7 @@ void strided_copy(const Tensor& src, const Tensor& dst) {
 // ---------------------------------------------------------------- creation
 Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
   for (auto d : shape) GL_CHECK(d >= 0, "empty: negative dimension in shape {}", shape_str(shape));
-  auto st = std::make_shared<Storage>(std::size_t(shape_numel(shape)) * dtype_size(dtype), device);
+  auto st = std::make_shared<Storage>(shape_nbytes(shape, dtype), device);
   return make_tensor(std::move(st), shape, contiguous_strides(shape), 0, dtype);
 }
 
@@ -526,7 +528,8 @@ Shape infer_shape(Shape shape, int64_t numel, const char* op, const Shape& from)
       infer = int64_t(i);
     } else {
       GL_CHECK(shape[i] >= 0, "{}: negative dimension in shape {}", op, shape_str(shape));
-      known *= shape[i];
+      GL_CHECK(!__builtin_mul_overflow(known, shape[i], &known) || numel == 0,
+               "{}: cannot reshape {} into {}", op, shape_str(from), shape_str(shape));
     }
   }
   if (infer >= 0) {

@@ -35,7 +35,11 @@ void CnnConfig::validate() const {
   GL_CHECK(num_classes >= 2, "CNN: num_classes {} must be at least 2", num_classes);
   GL_CHECK(dropout >= 0.0 && dropout < 1.0, "CNN: dropout {} outside [0, 1)", dropout);
   GL_CHECK(std::isfinite(leaky_slope), "CNN: leaky_slope {} is not finite", leaky_slope);
-  feature_shape();
+  const auto f = feature_shape();
+  int64_t flat = 0;
+  GL_CHECK(!__builtin_mul_overflow(f[0], f[1], &flat) && !__builtin_mul_overflow(flat, f[2], &flat),
+           "CNN: the flattened features {}x{}x{} number more than fit in 64 bits", f[0], f[1],
+           f[2]);
 }
 
 std::array<int64_t, 3> CnnConfig::feature_shape() const {
@@ -44,7 +48,7 @@ std::array<int64_t, 3> CnnConfig::feature_shape() const {
   int64_t prev = in_channels;
   for (std::size_t i = 0; i < channels.size(); ++i) {
     try {
-      hw = Conv2d(prev, channels[i], o, DType::f32).output_size(hw);
+      hw = conv2d_output_size(o, hw, fmt::format("Conv2d({} -> {})", prev, channels[i]));
       if (pool > 0) hw = MaxPool2d({pool, pool}).output_size(hw);
     } catch (const Error& e) {
       throw Error(fmt::format("CNN: input {}x{}x{} is too small for conv stage {}: {}", in_channels,
@@ -74,7 +78,12 @@ CNN::CNN(const CnnConfig& config, DType dtype) : config_(config) {
   };
   for (int64_t c : config_.channels) {
     LayerTap tap;
-    tap.conv = emplace<Conv2d>(prev, c, o, dtype);
+    try {
+      tap.conv = emplace<Conv2d>(prev, c, o, dtype);
+    } catch (const Error& e) {
+      throw Error(fmt::format("CNN: conv stage {} ({} -> {} channels): {}", taps_.size(), prev, c,
+                              e.what()));
+    }
     tap = add_tap(
         tap, tap.conv, [&](int64_t w) { return emplace<BatchNorm2d>(w, 1e-5, 0.1, true, dtype); },
         c);
@@ -84,10 +93,15 @@ CNN::CNN(const CnnConfig& config, DType dtype) : config_(config) {
   }
   auto feat = config_.feature_shape();
   emplace<Flatten>(1, -1);
-  prev = feat[0] * feat[1] * feat[2];
+  prev = feat[0] * feat[1] * feat[2];  // checked by validate()
   for (int64_t w : config_.fc) {
     LayerTap tap;
-    tap.linear = emplace<Linear>(prev, w, o.bias, dtype);
+    try {
+      tap.linear = emplace<Linear>(prev, w, o.bias, dtype);
+    } catch (const Error& e) {
+      throw Error(fmt::format("CNN: fc layer {} ({} -> {}): {}",
+                              taps_.size() - config_.channels.size(), prev, w, e.what()));
+    }
     tap = add_tap(
         tap, tap.linear,
         [&](int64_t width) { return emplace<BatchNorm1d>(width, 1e-5, 0.1, true, dtype); }, w);

@@ -183,17 +183,28 @@ void Conv2d::reset_parameters(Generator& gen) {
   if (bias_) bias_->copy_(Tensor::rand(bias_->shape(), gen, bias_->dtype(), -bound, bound));
 }
 
-std::array<int64_t, 2> Conv2d::output_size(std::array<int64_t, 2> in) const {
-  std::array<int64_t, 2> out{};
+std::array<int64_t, 2> conv2d_output_size(const Conv2dOptions& o, std::array<int64_t, 2> in,
+                                          const std::string& layer) {
+  std::array<int64_t, 2> span{}, padded{}, out{};
+  for (int d = 0; d < 2; ++d)
+    GL_CHECK(!__builtin_mul_overflow(o.dilation[d], o.kernel[d] - 1, &span[d]) &&
+                 !__builtin_add_overflow(span[d], 1, &span[d]) &&
+                 !__builtin_mul_overflow(o.padding[d], 2, &padded[d]) &&
+                 !__builtin_add_overflow(in[d], padded[d], &padded[d]),
+             "{}: kernel {}x{}, dilation {}x{} and padding {}x{} on a {}x{} input give sizes "
+             "past 64 bits",
+             layer, o.kernel[0], o.kernel[1], o.dilation[0], o.dilation[1], o.padding[0],
+             o.padding[1], in[0], in[1]);
   for (int d = 0; d < 2; ++d) {
-    int64_t span = opt_.dilation[d] * (opt_.kernel[d] - 1) + 1;
-    GL_CHECK(span <= in[d] + 2 * opt_.padding[d],
-             "Conv2d({} -> {}): kernel {}x{} is larger than the padded input {}x{}", in_, out_,
-             opt_.kernel[0], opt_.kernel[1], in[0] + 2 * opt_.padding[0],
-             in[1] + 2 * opt_.padding[1]);
-    out[d] = (in[d] + 2 * opt_.padding[d] - span) / opt_.stride[d] + 1;
+    GL_CHECK(span[d] <= padded[d], "{}: kernel {}x{} is larger than the padded input {}x{}", layer,
+             o.kernel[0], o.kernel[1], padded[0], padded[1]);
+    out[d] = (padded[d] - span[d]) / o.stride[d] + 1;
   }
   return out;
+}
+
+std::array<int64_t, 2> Conv2d::output_size(std::array<int64_t, 2> in) const {
+  return conv2d_output_size(opt_, in, fmt::format("Conv2d({} -> {})", in_, out_));
 }
 
 Tensor Conv2d::forward_impl(const Tensor& x) {

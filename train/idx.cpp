@@ -22,8 +22,13 @@ bool is_gzip(const std::vector<uint8_t>& bytes) {
   return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
 }
 
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& source) {
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& source,
+                            std::size_t max_bytes) {
   std::vector<uint8_t> out;
+  // Inflation stops once more than max_bytes are out; max_bytes + 1 of them are kept, so the
+  // caller can tell "exactly max_bytes" from "more".
+  const std::size_t keep =
+      max_bytes < std::numeric_limits<std::size_t>::max() ? max_bytes + 1 : max_bytes;
   z_stream zs{};
   // 16 + MAX_WBITS: gzip wrapper only, with its CRC-32 and length checked by zlib.
   if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
@@ -42,10 +47,14 @@ std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::s
     const uint8_t* t = compressed.data() + compressed.size() - 4;
     const std::size_t isize = std::size_t(t[0]) | std::size_t(t[1]) << 8 | std::size_t(t[2]) << 16 |
                               std::size_t(t[3]) << 24;
-    out.resize(std::min<std::size_t>(isize, compressed.size() * 1032 + (1 << 16)) + 1);
+    out.resize(std::min<std::size_t>(
+                   std::min<std::size_t>(isize, compressed.size() * 1032 + (1 << 16)), keep - 1) +
+               1);
   }
   for (;;) {
-    if (out.size() - used < (1 << 16)) out.resize(std::max<std::size_t>(out.size() * 2, 1 << 18));
+    if (used >= keep) break;
+    if (out.size() - used < (1 << 16))
+      out.resize(std::min<std::size_t>(std::max<std::size_t>(out.size() * 2, 1 << 18), keep));
     zs.next_out = out.data() + used;
     zs.avail_out = static_cast<uInt>(std::min<std::size_t>(out.size() - used, 1u << 30));
     const std::size_t before = zs.avail_out;
@@ -96,12 +105,19 @@ std::vector<uint8_t> gzip(const std::vector<uint8_t>& raw) {
 }
 
 namespace {
-// Checks raw as an IDX file of unsigned bytes: fills dims, returns the header's size.
-size_t check_idx(const std::vector<uint8_t>& raw, const std::string& source,
-                 std::vector<int64_t>& dims) {
-  auto fail = [&](const std::string& what) {
-    return std::runtime_error(fmt::format("IDX file '{}': {}", source, what));
-  };
+std::runtime_error idx_error(const std::string& source, const std::string& what) {
+  return std::runtime_error(fmt::format("IDX file '{}': {}", source, what));
+}
+
+struct IdxLayout {
+  size_t header;   // bytes of the magic number and the dimensions
+  uint64_t count;  // payload bytes the dimensions declare
+};
+
+// Parses the header at the start of raw (which need not hold the whole payload): fills dims.
+IdxLayout idx_layout(const std::vector<uint8_t>& raw, const std::string& source,
+                     std::vector<int64_t>& dims) {
+  auto fail = [&](const std::string& what) { return idx_error(source, what); };
   if (raw.size() < 4)
     throw fail(fmt::format("truncated: {} bytes, the magic number needs 4", raw.size()));
   uint32_t magic =
@@ -127,12 +143,33 @@ size_t check_idx(const std::vector<uint8_t>& raw, const std::string& source,
     count *= dim;  // at most 8 factors below 2^32 could overflow; checked next
     if (dim != 0 && count > (uint64_t{1} << 40)) throw fail("dimensions describe over 1 TB");
   }
-  uint64_t have = raw.size() - header;
-  if (have != count)
-    throw fail(fmt::format("payload is {} bytes but dimensions ({}) need {}{}", have,
-                           fmt::join(dims, "x"), count,
-                           have < count ? " (truncated)" : " (trailing bytes)"));
-  return header;
+  return {header, count};
+}
+
+// Checks raw as a whole IDX file of unsigned bytes: fills dims, returns the header's size.
+size_t check_idx(const std::vector<uint8_t>& raw, const std::string& source,
+                 std::vector<int64_t>& dims) {
+  const IdxLayout l = idx_layout(raw, source, dims);
+  uint64_t have = raw.size() - l.header;
+  if (have != l.count)
+    throw idx_error(source, fmt::format("payload is {} bytes but dimensions ({}) need {}{}", have,
+                                        fmt::join(dims, "x"), l.count,
+                                        have < l.count ? " (truncated)" : " (trailing bytes)"));
+  return l.header;
+}
+
+// Inflates a gzip-compressed IDX file no further than its header declares: the header first
+// (at most 4 + 4 * kMaxDims bytes), then the header and payload, plus one byte to tell trailing
+// data, so a small file that inflates to gigabytes is refused after the size it claims.
+std::vector<uint8_t> gunzip_idx(const std::vector<uint8_t>& compressed, const std::string& source) {
+  std::vector<int64_t> dims;
+  const IdxLayout l = idx_layout(gunzip(compressed, source, 4 + 4 * kMaxDims), source, dims);
+  std::vector<uint8_t> raw = gunzip(compressed, source, l.header + l.count);
+  if (raw.size() > l.header + l.count)
+    throw idx_error(source, fmt::format("payload runs past the {} bytes dimensions ({}) need "
+                                        "(trailing bytes; decompression stopped there)",
+                                        l.count, fmt::join(dims, "x")));
+  return raw;
 }
 }  // namespace
 
@@ -175,7 +212,7 @@ IdxArray read_idx(const std::string& path) {
   std::vector<uint8_t> bytes = io::read_file(path);
   bool gz_name = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
   if (is_gzip(bytes))
-    bytes = gunzip(bytes, path);
+    bytes = gunzip_idx(bytes, path);
   else if (gz_name)
     throw std::runtime_error(fmt::format("'{}': not a gzip file (bad gzip magic)", path));
   return parse_idx(std::move(bytes), path);

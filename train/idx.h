@@ -3,6 +3,7 @@
 // raw or gzip-compressed, plus the gzip helpers the dataset tools share.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,11 @@ struct IdxArray {
   std::vector<uint8_t> data;
 };
 
-// Decompresses a gzip stream (one or more members); `source` names it in errors.
-std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& source);
+// Decompresses a gzip stream (one or more members); `source` names it in errors. Inflation
+// stops once more than max_bytes are out: the result then holds max_bytes + 1 bytes, and the
+// caller, who knows what the size should be, says what is wrong.
+std::vector<uint8_t> gunzip(const std::vector<uint8_t>& compressed, const std::string& source,
+                            std::size_t max_bytes = std::numeric_limits<std::size_t>::max());
 // Compresses to a gzip stream with a zero timestamp, so equal inputs give equal files.
 std::vector<uint8_t> gzip(const std::vector<uint8_t>& raw);
 bool is_gzip(const std::vector<uint8_t>& bytes);

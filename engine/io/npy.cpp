@@ -168,7 +168,11 @@ std::vector<uint8_t> serialize_npy(const NpyArray& array) {
   int64_t numel = 1;
   for (int64_t dim : array.shape) {
     if (dim < 0) throw std::runtime_error(fmt::format("npy: negative dimension {}", dim));
-    numel *= dim;
+    if (__builtin_mul_overflow(numel, dim, &numel) ||
+        numel > std::numeric_limits<int64_t>::max() / d->size)
+      throw std::runtime_error(
+          fmt::format("npy: shape ({}) of {} has more bytes than fit in 64 bits",
+                      fmt::join(array.shape, ", "), array.dtype));
   }
   if (static_cast<uint64_t>(numel * d->size) != array.bytes.size())
     throw std::runtime_error(fmt::format("npy: shape ({}) dtype {} needs {} bytes but {} given",
@@ -231,7 +235,8 @@ NpyArray parse_npy(const std::vector<uint8_t>& file, const std::string& source) 
   uint64_t numel = 1;
   for (int64_t dim : out.shape) {
     if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / 8 / static_cast<uint64_t>(dim))
-      throw fail("shape overflows");
+      throw fail(fmt::format("shape ({}) of {} has more bytes than fit in 64 bits",
+                             fmt::join(out.shape, ", "), descr));
     numel *= static_cast<uint64_t>(dim);
   }
   uint64_t want = numel * static_cast<uint64_t>(d->size);

@@ -56,6 +56,14 @@ void check_pair(std::array<int64_t, 2> v, int64_t min, const char* op, const cha
   GL_CHECK(v[0] >= min && v[1] >= min, "{}: {} ({}, {}) must be >= {}", op, what, v[0], v[1], min);
 }
 
+// a * b + c for a kernel or padded extent, throwing naming op and what when it passes int64_t.
+int64_t extent(int64_t a, int64_t b, int64_t c, const char* op, const char* what) {
+  int64_t r = 0;
+  GL_CHECK(!__builtin_mul_overflow(a, b, &r) && !__builtin_add_overflow(r, c, &r),
+           "{}: the {} {} * {} + {} passes 64 bits", op, what, a, b, c);
+  return r;
+}
+
 template <class F>
 void with_float(const Tensor& x, const char* op, F&& f) {
   detail::dispatch_float(x.dtype(), op, [&](auto tag) {
@@ -102,11 +110,14 @@ Tensor conv2d(const Tensor& x_in, const Tensor& w_in, const Tensor& b, const Con
   g.stride_h = p.stride[0], g.stride_w = p.stride[1];
   g.pad_h = p.padding[0], g.pad_w = p.padding[1];
   g.dil_h = p.dilation[0], g.dil_w = p.dilation[1];
-  const int64_t ekh = g.dil_h * (g.kh - 1) + 1, ekw = g.dil_w * (g.kw - 1) + 1;
-  GL_CHECK(ekh <= g.h + 2 * g.pad_h && ekw <= g.w + 2 * g.pad_w,
+  const int64_t ekh = extent(g.dil_h, g.kh - 1, 1, "conv2d", "dilated kernel height");
+  const int64_t ekw = extent(g.dil_w, g.kw - 1, 1, "conv2d", "dilated kernel width");
+  const int64_t ph = extent(g.pad_h, 2, g.h, "conv2d", "padded input height");
+  const int64_t pw = extent(g.pad_w, 2, g.w, "conv2d", "padded input width");
+  GL_CHECK(ekh <= ph && ekw <= pw,
            "conv2d: kernel {}x{} (dilated {}x{}) is larger than the padded input {}x{} (input "
            "{}, padding {})",
-           g.kh, g.kw, ekh, ekw, g.h + 2 * g.pad_h, g.w + 2 * g.pad_w, x_in.str(), g.pad_h);
+           g.kh, g.kw, ekh, ekw, ph, pw, x_in.str(), g.pad_h);
   if (b.defined()) {
     detail::check_same_dtype(x_in, b, "conv2d");
     check_same_device(x_in, b, "conv2d", "bias");
@@ -195,9 +206,11 @@ kc::PoolGeometry pool_geometry(const Tensor& x, std::array<int64_t, 2> kernel,
   g.planes = x.size(0) * x.size(1), g.h = x.size(2), g.w = x.size(3);
   g.kh = kernel[0], g.kw = kernel[1], g.stride_h = stride[0], g.stride_w = stride[1];
   g.pad_h = padding[0], g.pad_w = padding[1];
-  GL_CHECK(g.kh <= g.h + 2 * g.pad_h && g.kw <= g.w + 2 * g.pad_w,
-           "{}: kernel {}x{} is larger than the padded input {}x{} (input {})", op, g.kh, g.kw,
-           g.h + 2 * g.pad_h, g.w + 2 * g.pad_w, x.str());
+  const int64_t ph = extent(g.pad_h, 2, g.h, op, "padded input height");
+  const int64_t pw = extent(g.pad_w, 2, g.w, op, "padded input width");
+  GL_CHECK(g.kh <= ph && g.kw <= pw,
+           "{}: kernel {}x{} is larger than the padded input {}x{} (input {})", op, g.kh, g.kw, ph,
+           pw, x.str());
   return g;
 }
 }  // namespace

@@ -51,15 +51,11 @@ std::string read(const fs::path& p) {
   return ss.str();
 }
 
-// A .npy v1 file written independently of the reader: header padded to 64 bytes.
-template <typename T>
-void write_npy(const fs::path& p, const std::string& descr, const std::vector<int64_t>& shape,
-               const std::vector<T>& data) {
-  std::string sh = "(";
-  for (auto d : shape) sh += std::to_string(d) + ",";
-  if (shape.size() > 1) sh.pop_back();
-  sh += ")";
-  std::string header = "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + sh + ", }";
+// The magic, version and header of a .npy v1 file, written independently of the reader: the
+// shape as the text given, the header padded to 64 bytes.
+std::string npy_header(const std::string& descr, const std::string& shape) {
+  std::string header =
+      "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }";
   while ((10 + header.size() + 1) % 64) header += ' ';
   header += '\n';
   std::string out = "\x93NUMPY";
@@ -67,7 +63,18 @@ void write_npy(const fs::path& p, const std::string& descr, const std::vector<in
   out += char(0);
   out += char(header.size() & 255);
   out += char(header.size() >> 8);
-  out += header;
+  return out + header;
+}
+
+// A .npy v1 file written independently of the reader.
+template <typename T>
+void write_npy(const fs::path& p, const std::string& descr, const std::vector<int64_t>& shape,
+               const std::vector<T>& data) {
+  std::string sh = "(";
+  for (auto d : shape) sh += std::to_string(d) + ",";
+  if (shape.size() > 1) sh.pop_back();
+  sh += ")";
+  std::string out = npy_header(descr, sh);
   out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(T));
   write(p, out);
 }
@@ -430,6 +437,51 @@ TEST(NpyRead, ReadsDtypesAndRejectsBadFiles) {
   write(t.path / "junk.npy", "not numpy");
   EXPECT_NE(message_of([&] { read_npy((t.path / "junk.npy").string()); }).find("not a .npy"),
             std::string::npos);
+}
+
+// The report's .npy reader once parsed shapes by itself: a shape whose size overflows wrapped
+// its element count (and the report read past the file's end), and a non-integer entry gave
+// "stoll" alone. It now reads through the engine's checked reader, naming the file.
+TEST(NpyRead, OverflowingOrNonIntegerShapesNameTheFile) {
+  TempDir t;
+  auto header_only = [&](const std::string& name, const std::string& shape) {
+    write(t.path / name, npy_header("|u1", shape));
+    return (t.path / name).string();
+  };
+  std::string msg =
+      message_of([&] { read_npy(header_only("wrap.npy", "(85, 4294967296, 4294967296)")); });
+  EXPECT_NE(msg.find("wrap.npy"), std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("shape (85, 4294967296, 4294967296) of |u1 has more bytes than fit in 64 bits"),
+      std::string::npos)
+      << msg;
+  msg = message_of([&] { read_npy(header_only("x.npy", "(2, 'x')")); });
+  EXPECT_NE(msg.find("x.npy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("shape entries must be non-negative integers"), std::string::npos) << msg;
+  // The report names the run's file.
+  make_run(t.path / "run");
+  header_only("run/misclassified_images.npy", "(2, 4294967296, 4294967296)");
+  msg = message_of(
+      [&] { write_report({(t.path / "run").string()}, (t.path / "out.html").string(), {}); });
+  EXPECT_NE(msg.find("misclassified_images.npy"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("more bytes than fit in 64 bits"), std::string::npos) << msg;
+}
+
+// A NUL byte in a cell once cut the message off at that byte ("column 'epoch': 'ab"), and a
+// cell "1<NUL>x" read as 1. Control bytes are shown as \xNN; the cell must be a number whole.
+TEST(CsvRead, ControlBytesInACellAreShownAndRefused) {
+  TempDir t;
+  write(t.path / "m.csv", std::string("epoch,loss\nab\0cd\x1b[2J,1\n1\0x,2\n", 29));
+  auto tab = read_csv((t.path / "m.csv").string());
+  std::string msg = message_of([&] { tab.number(0, 0); });
+  EXPECT_NE(msg.find("m.csv:2: column 'epoch': 'ab\\x00cd\\x1B[2J' is not a number"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(msg.find('\0'), std::string::npos);
+  msg = message_of([&] { tab.number(1, 0); });
+  EXPECT_NE(msg.find("m.csv:3: column 'epoch': '1\\x00x' is not a number"), std::string::npos)
+      << msg;
+  EXPECT_EQ(tab.number(1, 1), 2.0);
 }
 
 TEST(CsvRead, ErrorsNameFileAndLine) {

@@ -197,3 +197,37 @@ TEST(Tensor, FreedHostBlocksAreReusedAndStartClean) {
   EXPECT_NE(ones.data<float>(), other_block);
   for (int64_t i = 0; i < n; i += 97) ASSERT_EQ(ones.data<float>()[i], 1.0f) << i;
 }
+
+// Element and byte counts past 64 bits once wrapped: the allocation "succeeded" with a few
+// bytes and the writes that followed ran past it. Each count is now checked, naming the shape.
+TEST(Tensor, SizesPastSixtyFourBitsThrowNamingTheShape) {
+  const int64_t big = int64_t{1} << 62;
+  std::string e = error_of([&] { (void)shape_numel({big, 784}); });
+  EXPECT_NE(e.find("shape [4611686018427387904, 784] has more elements than fit in 64 bits"),
+            std::string::npos)
+      << e;
+  e = error_of([&] { Tensor::empty({big, 784}); });
+  EXPECT_NE(e.find("[4611686018427387904, 784]"), std::string::npos) << e;
+  // [2^62, 4, 4] wraps to 0 elements; [2^61, 8] wraps to 0 bytes.
+  e = error_of([&] { Tensor::zeros({big, 4, 4}); });
+  EXPECT_NE(e.find("[4611686018427387904, 4, 4] has more elements"), std::string::npos) << e;
+  // The element count fits, the byte count (x 4 for f32) does not.
+  e = error_of([&] { Tensor::empty({1, big}); });
+  EXPECT_NE(e.find("shape [1, 4611686018427387904] of f32"), std::string::npos) << e;
+  EXPECT_NE(e.find("more bytes than fit in 64 bits"), std::string::npos) << e;
+  e = error_of([&] { Tensor::empty({int64_t{1} << 61}, DType::f64); });
+  EXPECT_NE(e.find("of f64"), std::string::npos) << e;
+  Generator gen(0);
+  e = error_of([&] { Tensor::randn({int64_t{1} << 61, 8}, gen); });
+  EXPECT_NE(e.find("[2305843009213693952, 8]"), std::string::npos) << e;
+  // A zero dim makes any shape empty, however large the others.
+  EXPECT_EQ(shape_numel({big, big, 0}), 0);
+  EXPECT_EQ(Tensor::empty({big, big, 0}).numel(), 0);
+  EXPECT_EQ(Tensor::empty({0, big}, DType::f64).numel(), 0);
+  // A reshape whose known dims overflow is refused, not inferred from a wrapped product
+  // ((2^63 - 1)^2 wraps to 1, which once made [2^63 - 1, 2^63 - 1, 8] a view of 8 elements).
+  Tensor t = Tensor::zeros({8});
+  const int64_t odd = std::numeric_limits<int64_t>::max();
+  e = error_of([&] { (void)t.reshape({odd, odd, -1}); });
+  EXPECT_NE(e.find("cannot reshape [8]"), std::string::npos) << e;
+}

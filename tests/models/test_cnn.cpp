@@ -164,3 +164,56 @@ TEST(Cnn, BadShapesGiveOneLineErrors) {
   EXPECT_NE(e.find("too small for conv stage 2"), std::string::npos) << e;
   EXPECT_EQ(e.find('\n'), std::string::npos) << e;
 }
+
+// Channel, fc and padding values whose sizes pass 64 bits: feature_shape once built trial
+// layers (allocating their weights) and blamed a wrapped allocation on a too-small input, and
+// the flattened fan-in wrapped to 0. Each is now named for what it is.
+TEST(Cnn, SizesPastSixtyFourBitsNameTheStageAndTheShape) {
+  const int64_t big = int64_t{1} << 62;
+  CnnConfig c;
+  c.channels = {big};
+  // The feature shape is arithmetic alone: no weights are allocated for it.
+  EXPECT_EQ(c.feature_shape(), (std::array<int64_t, 3>{big, 14, 14}));
+  std::string e = error_of([&] { c.validate(); });
+  EXPECT_NE(e.find("flattened features 4611686018427387904x14x14"), std::string::npos) << e;
+  EXPECT_EQ(e.find("too small"), std::string::npos) << e;
+  c.channels = {4, big};
+  e = error_of([&] { CNN{c}; });
+  EXPECT_NE(e.find("flattened features 4611686018427387904x7x7"), std::string::npos) << e;
+  c.channels = {int64_t{1} << 58};  // weights [2^58, 1, 3, 3]: 9 * 2^58 elements, 4x more bytes
+  c.pool = 0;
+  c.height = c.width = 3;
+  c.padding = 0;
+  e = error_of([&] { CNN{c}; });
+  EXPECT_NE(e.find("CNN: conv stage 0 (1 -> 288230376151711744 channels): shape "
+                   "[288230376151711744, 1, 3, 3] of f32"),
+            std::string::npos)
+      << e;
+  CnnConfig f;
+  f.fc = {big};
+  e = error_of([&] { CNN{f}; });
+  EXPECT_NE(e.find("CNN: fc layer 0 (3136 -> 4611686018427387904): shape "
+                   "[4611686018427387904, 3136]"),
+            std::string::npos)
+      << e;
+  CnnConfig p;
+  p.padding = big;
+  e = error_of([&] { p.validate(); });
+  EXPECT_NE(e.find("padding 4611686018427387904x4611686018427387904 on a 28x28 input give sizes "
+                   "past 64 bits"),
+            std::string::npos)
+      << e;
+  // The conv and pooling ops check their padded extents too.
+  Generator g(1);
+  Tensor x = Tensor::randn({1, 1, 4, 4}, g), w = Tensor::randn({1, 1, 3, 3}, g);
+  Conv2dParams cp;
+  cp.padding = {big, 0};
+  e = error_of([&] { conv2d(x, w, Tensor(), cp); });
+  EXPECT_NE(e.find("conv2d: the padded input height 4611686018427387904 * 2 + 4 passes 64 bits"),
+            std::string::npos)
+      << e;
+  cp.padding = {0, 0};
+  cp.dilation = {big, 1};
+  e = error_of([&] { conv2d(x, w, Tensor(), cp); });
+  EXPECT_NE(e.find("conv2d: the dilated kernel height"), std::string::npos) << e;
+}

