@@ -20,8 +20,8 @@ class Error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-#define GL_CHECK(cond, ...)                                   \
-  do {                                                        \
+#define GL_CHECK(cond, ...)                                  \
+  do {                                                       \
     if (!(cond)) throw ::gl::Error(fmt::format(__VA_ARGS__)); \
   } while (0)
 
@@ -40,52 +40,29 @@ enum class DType : uint8_t { f32, f64, i64, u8 };
 
 inline std::size_t dtype_size(DType d) {
   switch (d) {
-    case DType::f32:
-      return 4;
-    case DType::f64:
-      return 8;
-    case DType::i64:
-      return 8;
-    case DType::u8:
-      return 1;
+    case DType::f32: return 4;
+    case DType::f64: return 8;
+    case DType::i64: return 8;
+    case DType::u8: return 1;
   }
   return 0;
 }
 inline const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32:
-      return "f32";
-    case DType::f64:
-      return "f64";
-    case DType::i64:
-      return "i64";
-    case DType::u8:
-      return "u8";
+    case DType::f32: return "f32";
+    case DType::f64: return "f64";
+    case DType::i64: return "i64";
+    case DType::u8: return "u8";
   }
   return "?";
 }
-inline bool is_floating(DType d) {
-  return d == DType::f32 || d == DType::f64;
-}
+inline bool is_floating(DType d) { return d == DType::f32 || d == DType::f64; }
 
-template <class T>
-struct DTypeOf;
-template <>
-struct DTypeOf<float> {
-  static constexpr DType value = DType::f32;
-};
-template <>
-struct DTypeOf<double> {
-  static constexpr DType value = DType::f64;
-};
-template <>
-struct DTypeOf<int64_t> {
-  static constexpr DType value = DType::i64;
-};
-template <>
-struct DTypeOf<uint8_t> {
-  static constexpr DType value = DType::u8;
-};
+template <class T> struct DTypeOf;
+template <> struct DTypeOf<float> { static constexpr DType value = DType::f32; };
+template <> struct DTypeOf<double> { static constexpr DType value = DType::f64; };
+template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::i64; };
+template <> struct DTypeOf<uint8_t> { static constexpr DType value = DType::u8; };
 
 struct Device {
   enum class Kind : uint8_t { cpu, cuda };
@@ -103,9 +80,7 @@ struct Device {
 
 using Shape = std::vector<int64_t>;
 
-inline std::string shape_str(const Shape& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
+inline std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 // Throws naming the shape: its element count (or, with dtype, its byte count) does not fit in
 // int64_t. Kept out of line so the checked products below stay small.
 [[noreturn]] void throw_shape_too_large(const Shape& s);
